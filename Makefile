@@ -1,0 +1,62 @@
+# Qdrant Portal: `make run` serves the app, `make test` runs every test. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Development defaults for `make run` only; tests and production configure themselves.
+RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-1}
+
+.PHONY: run test test-python test-js lint format bench clean setup setup-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
+
+setup: $(VENV)/.runtime-installed
+setup-dev: $(VENV)/.dev-installed
+
+## Serve on http://$(HOST):$(PORT) with SQLite, an in-process cache and a local gitops repository.
+run: setup
+	mkdir -p var
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+## The whole suite: Python (pytest, incl. browser tests when Chromium is installed) and JavaScript.
+test: test-python test-js
+
+test-python: setup-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-js:
+	@if command -v node >/dev/null 2>&1; then \
+		node --test tests/frontend/js/; \
+	else \
+		echo "node is not installed: skipped the JavaScript unit tests"; \
+	fi
+
+lint: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Benchmarks (figures printed; see bench/README section in README.md).
+bench: setup-dev
+	$(BIN)/python bench/auth.py
+	$(BIN)/python bench/gitops.py
+
+clean:
+	rm -rf var staticfiles .pytest_cache

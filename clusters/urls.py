@@ -1,0 +1,3 @@
+"""Routes of the clusters API (mounted under /api/)."""
+
+urlpatterns: list = []

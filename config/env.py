@@ -1,0 +1,94 @@
+"""Typed readers for environment variables, used only by settings.py.
+
+Durations accept a whole number of seconds or a number with a unit
+(``900``, ``15m``, ``20m``, ``7d``, ``10s``); lists are comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def env_list(name: str, default: list[str] | None = None) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default or [])
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def duration_parse(raw: str) -> timedelta:
+    """Parse ``900``, ``15m``, ``7d``... into a timedelta (ValueError when malformed)."""
+    match = _DURATION.match(raw)
+    if not match:
+        raise ValueError(f"not a duration: {raw!r}")
+    amount, unit = match.groups()
+    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+
+
+def env_duration(name: str, default: str) -> timedelta:
+    raw = os.environ.get(name, default)
+    try:
+        return duration_parse(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be seconds or a number with a unit (s, m, h, d), got {raw!r}"
+        ) from None
+
+
+def database_from_url(url: str) -> dict:
+    """Translate ``sqlite:///path`` or ``postgres://user:pass@host:port/name`` to DATABASES['default']."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        path = unquote(parts.path)
+        # sqlite:///relative/file and sqlite:////absolute/file, as dj-database-url reads them.
+        name = path[1:] if path.startswith("/") else path
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name or ":memory:"}
+    if scheme in {"postgres", "postgresql", "pgsql"}:
+        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": options,
+        }
+    raise ImproperlyConfigured(f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite or postgres)")

@@ -1,0 +1,63 @@
+"""Liveness and readiness probes (Kubernetes, load balancers)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+
+@never_cache
+@require_GET
+def healthz(request) -> JsonResponse:
+    """The process is up and serving; checks nothing else, so a database outage never kills pods."""
+    return JsonResponse({"status": "ok"})
+
+
+def _database_ready() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any driver error means "not ready"
+        return f"database unreachable: {type(exc).__name__}"
+    return None
+
+
+def _cache_ready() -> str | None:
+    probe_key = f"readyz:{uuid.uuid4().hex}"
+    try:
+        cache.set(probe_key, "1", timeout=5)
+        value = cache.get(probe_key)
+        cache.delete(probe_key)
+    except Exception as exc:
+        return f"cache unreachable: {type(exc).__name__}"
+    if value != "1":
+        return "cache did not return what was stored"
+    return None
+
+
+@never_cache
+@require_GET
+def readyz(request) -> JsonResponse:
+    """Ready to take traffic: the database and the cache answer."""
+    problems = {
+        name: reason
+        for name, reason in (("database", _database_ready()), ("cache", _cache_ready()))
+        if reason
+    }
+    if problems:
+        return JsonResponse(
+            {
+                "status": "unavailable",
+                "code": "not_ready",
+                "detail": "; ".join(problems.values()),
+                "checks": {name: problems.get(name, "ok") for name in ("database", "cache")},
+            },
+            status=503,
+        )
+    return JsonResponse({"status": "ok", "checks": {"database": "ok", "cache": "ok"}})

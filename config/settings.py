@@ -1,0 +1,292 @@
+"""Qdrant Portal settings: one file, driven by environment variables.
+
+Every variable is documented in README.md and .env.example. Development defaults are
+safe (SQLite and a gitops repository under var/, an in-process cache); with DEBUG off,
+missing secrets stop the process at start instead of running with a guessable default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import (
+    database_from_url,
+    env_bool,
+    env_duration,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
+
+# --- Core -------------------------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off "
+            "(set DJANGO_DEBUG=1 for local development)."
+        )
+    SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
+    "clusters",
+    "gitops",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database and cache -------------------------------------------------------------------
+
+DATABASES = {
+    "default": {
+        **database_from_url(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")),
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several threads (and the gitops lock) share one file: wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "portal"),
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "portal",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+
+# --- Authentication -----------------------------------------------------------------------
+
+AUTH_USER_MODEL = "accounts.User"
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# Tokens (see README "Token design"). Durations: seconds or a number with a unit.
+JWT_ALGORITHM = env_str("JWT_ALGORITHM", "RS256")
+JWT_PRIVATE_KEYS = env_str("JWT_PRIVATE_KEYS")  # one or more PEM private keys, concatenated
+JWT_KEYS_DIR = Path(env_str("JWT_KEYS_DIR", str(VAR_DIR / "jwt-keys")))
+JWT_SECRET = env_str("JWT_SECRET")  # only for JWT_ALGORITHM=HS256
+JWT_ISSUER = env_str("JWT_ISSUER", "qdrant-portal")
+JWT_ACCESS_TTL = env_duration("JWT_ACCESS_TTL", "15m")
+JWT_REFRESH_TTL = env_duration("JWT_REFRESH_TTL", "7d")
+JWT_TTL = env_duration("JWT_TTL", "20m")  # session idle timeout
+JWT_SESSION_MAX = env_duration("JWT_SESSION_MAX", "30d")
+JWT_REFRESH_REUSE_GRACE = env_duration("JWT_REFRESH_REUSE_GRACE", "10s")
+
+AUTH_COOKIE_SECURE = env_bool("AUTH_COOKIE_SECURE", not DEBUG)
+ACCESS_COOKIE_SAMESITE = env_str("ACCESS_COOKIE_SAMESITE", "Lax")
+REFRESH_COOKIE_SAMESITE = env_str("REFRESH_COOKIE_SAMESITE", "Strict")
+
+LOGIN_THROTTLE_IP = env_str("LOGIN_THROTTLE_IP", "20/min")
+LOGIN_THROTTLE_ACCOUNT = env_str("LOGIN_THROTTLE_ACCOUNT", "5/min")
+
+GOOGLE_CLIENT_IDS = env_list("GOOGLE_CLIENT_IDS")
+GOOGLE_ALLOWED_DOMAINS = [d.lower() for d in env_list("GOOGLE_ALLOWED_DOMAINS")]
+
+# --- Clusters -----------------------------------------------------------------------------
+
+REPLICAS_MIN = env_int("REPLICAS_MIN", 1)
+REPLICAS_MAX = env_int("REPLICAS_MAX", 10)
+QDRANT_VERSIONS = env_list("QDRANT_VERSIONS", ["v1.13.6", "v1.14.1", "v1.15.5"])
+QDRANT_DEFAULT_VERSION = env_str("QDRANT_DEFAULT_VERSION", QDRANT_VERSIONS[-1])
+STORAGE_GI_DEFAULT = env_int("STORAGE_GI_DEFAULT", 10)
+STORAGE_GI_MAX = env_int("STORAGE_GI_MAX", 1024)
+QDRANT_ENDPOINT_TEMPLATE = env_str("QDRANT_ENDPOINT_TEMPLATE", "https://{cluster}.{client}.qdrant.local")
+
+FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY")
+if not FIELD_ENCRYPTION_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY is required when DJANGO_DEBUG is off.")
+    FIELD_ENCRYPTION_KEY = "development-only-field-encryption-key"
+
+if not 1 <= REPLICAS_MIN <= REPLICAS_MAX:
+    raise ImproperlyConfigured("REPLICAS_MIN and REPLICAS_MAX must satisfy 1 <= MIN <= MAX.")
+if QDRANT_DEFAULT_VERSION not in QDRANT_VERSIONS:
+    raise ImproperlyConfigured("QDRANT_DEFAULT_VERSION must be one of QDRANT_VERSIONS.")
+
+# --- GitOps -------------------------------------------------------------------------------
+
+GITOPS_REPO_PATH = Path(env_str("GITOPS_REPO_PATH", str(VAR_DIR / "gitops.git")))
+GITOPS_BRANCH = env_str("GITOPS_BRANCH", "main")
+GITOPS_REMOTE_URL = env_str("GITOPS_REMOTE_URL")
+GITOPS_REMOTE_TOKEN = env_str("GITOPS_REMOTE_TOKEN")
+GITOPS_SSH_KEY_PATH = env_str("GITOPS_SSH_KEY_PATH")
+GITOPS_COMMITTER = env_str("GITOPS_COMMITTER", "Qdrant Portal <portal@qdrant-portal.local>")
+GITOPS_SEALING_CERT = env_str("GITOPS_SEALING_CERT")  # path to the sealed-secrets public certificate
+GITOPS_PUSH_RETRIES = env_int("GITOPS_PUSH_RETRIES", 5)
+QDRANT_CHART_VERSION = env_str("QDRANT_CHART_VERSION", "1.15.5")
+ARGOCD_PROJECT = env_str("ARGOCD_PROJECT", "qdrant-clusters")
+
+# --- HTTP, CORS, CSRF and security headers ------------------------------------------------
+
+API_BASE_URL = env_str("API_BASE_URL")  # set when the browser app is served from another origin
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/(api/|\.well-known/).*$"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-csrftoken",
+    "x-auth-token",
+    "x-request-id",
+)
+CORS_EXPOSE_HEADERS = ("x-extended-token", "x-request-id", "retry-after")
+
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = AUTH_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+if env_bool("DJANGO_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# Submitting a domain to the HSTS preload list is the domain owner's decision, not the app's.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST framework and OpenAPI -----------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_RATES": {
+        "login_ip": LOGIN_THROTTLE_IP,
+        "login_account": LOGIN_THROTTLE_ACCOUNT,
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Qdrant Portal API",
+    "DESCRIPTION": "Sign in, see and scale your Qdrant clusters, read their credentials.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Static files, i18n -------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG and env_bool("STATIC_MANIFEST", True)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Logging ------------------------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+CSRF_FAILURE_VIEW = "config.exceptions.csrf_failure"

@@ -1,0 +1,3 @@
+"""The browser app's shell (served at /)."""
+
+urlpatterns: list = []

@@ -1,0 +1,35 @@
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.models import User
+
+
+def test_email_is_stored_lower_case_and_found_ignoring_case(user_factory):
+    user = user_factory(email="  Alice@Example.COM ")
+    assert user.email == "alice@example.com"
+    assert User.objects.get_by_natural_key("ALICE@example.com") == user
+
+
+def test_a_second_user_with_the_same_email_in_other_case_is_refused(user_factory):
+    user_factory(email="bob@example.com")
+    with pytest.raises(ValidationError) as error:
+        user_factory(email="BOB@example.com")
+    assert "already exists" in str(error.value)
+
+
+def test_the_database_refuses_case_variants_even_without_validation(user_factory):
+    user_factory(email="carol@example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.bulk_create([User(email="CAROL@example.com")])
+
+
+def test_an_operator_must_be_staff(user_factory):
+    with pytest.raises(ValidationError) as error:
+        user_factory(is_operator=True, is_staff=False)
+    assert "Operators must be staff." in str(error.value)
+
+
+def test_display_name_falls_back_to_email(user_factory):
+    assert user_factory(email="dave@example.com").get_full_name() == "dave@example.com"
+    assert user_factory(email="erin@example.com", name="Erin").get_full_name() == "Erin"

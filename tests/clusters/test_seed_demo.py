@@ -1,0 +1,35 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import User
+from clusters.models import Client, Grant
+
+
+def _snapshot():
+    return (
+        sorted(Client.objects.values_list("slug", "name", "active")),
+        sorted(User.objects.values_list("email", "is_staff", "is_operator", "is_active", "password")),
+        sorted(Grant.objects.values_list("user__email", "client__slug", "role")),
+    )
+
+
+def test_seed_demo_twice_gives_the_same_data(db):
+    call_command("seed_demo", force=True)
+    first = _snapshot()
+    call_command("seed_demo", force=True)
+    assert _snapshot() == first
+    clients, users, grants = first
+    assert [slug for slug, _, _ in clients] == ["client1", "client2"]
+    assert grants == [
+        ("client1@example.com", "client1", "operator"),
+        ("client2@example.com", "client2", "operator"),
+    ]
+    admin = User.objects.get(email="admin@example.com")
+    assert admin.is_staff and admin.is_operator and admin.check_password("admin")
+    assert User.objects.get(email="client1@example.com").check_password("client1")
+
+
+def test_seed_demo_refuses_to_run_in_production_without_force(db):
+    with pytest.raises(CommandError, match="well-known passwords"):
+        call_command("seed_demo")
+    assert not User.objects.exists()

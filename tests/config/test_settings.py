@@ -1,0 +1,109 @@
+"""Settings start safely: secrets required without DEBUG, `check --deploy` clean in production."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from config.env import database_from_url, duration_parse
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "a-production-like-secret-key-with-enough-entropy-0123456789abcdef",
+    "FIELD_ENCRYPTION_KEY": "a-production-like-field-key",
+    "DJANGO_ALLOWED_HOSTS": "portal.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://portal.example.com",
+    "DJANGO_SECURE_SSL_REDIRECT": "1",
+}
+
+
+def _run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "FIELD_", "JWT_", "GITOPS_", "DATABASE_", "REDIS_"))
+    }
+    clean_env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        PORTAL_VAR_DIR=str(tmp_path),
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_settings_refuse_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_SECRET_KEY"}
+    result = _run_django("import django; django.setup()", env, tmp_path)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_settings_start_with_development_defaults_in_debug(tmp_path):
+    result = _run_django(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.DATABASES['default']['ENGINE'], settings.CACHES['default']['BACKEND'])",
+        {"DJANGO_DEBUG": "1"},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        "django.core.cache.backends.locmem.LocMemCache",
+    ]
+
+
+def test_check_deploy_passes_with_production_variables(tmp_path):
+    result = _run_django(
+        "import sys; from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        PRODUCTION_ENV,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("900", timedelta(seconds=900)),
+        ("15m", timedelta(minutes=15)),
+        ("7d", timedelta(days=7)),
+        ("10s", timedelta(seconds=10)),
+        (" 2h ", timedelta(hours=2)),
+    ],
+)
+def test_durations_accept_seconds_or_a_unit(raw, expected):
+    assert duration_parse(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "15 minutes", "-5", "1.5m", "m"])
+def test_malformed_durations_are_refused(raw):
+    with pytest.raises(ValueError):
+        duration_parse(raw)
+
+
+def test_database_url_is_translated_for_postgres_and_sqlite():
+    postgres = database_from_url("postgres://app:s%40cret@db.internal:5433/portal?sslmode=require")
+    assert postgres["ENGINE"] == "django.db.backends.postgresql"
+    assert (postgres["USER"], postgres["PASSWORD"], postgres["HOST"], postgres["PORT"]) == (
+        "app",
+        "s@cret",
+        "db.internal",
+        "5433",
+    )
+    assert postgres["NAME"] == "portal"
+    assert postgres["OPTIONS"] == {"sslmode": "require"}
+    assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"

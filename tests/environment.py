@@ -1,0 +1,25 @@
+"""Test environment, loaded as a pytest plugin (``-p tests.environment``) before Django starts.
+
+Tests run with DEBUG off, like production: so every secret must be configured. These
+values exist only for the test run; real deployments set their own (see .env.example).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="portal-tests-"))
+
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "tests-only-field-encryption-key")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("STATIC_MANIFEST", "0")
+os.environ.setdefault("PORTAL_VAR_DIR", str(_RUN_DIR))
+os.environ.setdefault("JWT_KEYS_DIR", str(_RUN_DIR / "jwt-keys"))
+os.environ.setdefault("GITOPS_REPO_PATH", str(_RUN_DIR / "gitops.git"))
+os.environ.setdefault("DJANGO_STATIC_ROOT", str(_RUN_DIR / "static"))
+(_RUN_DIR / "static").mkdir(exist_ok=True)
