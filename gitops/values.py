@@ -1,0 +1,140 @@
+"""Helm values for the official Qdrant chart: the keys the portal owns, merged into the file.
+
+The portal owns ``replicaCount``, ``image.tag``, ``persistence.size`` and the two API key
+``env`` entries (taken from a Secret, never inline). Everything else in the file was put
+there by people and is kept. Inputs are validated here too, so that no value can ever
+turn into extra YAML keys whatever the callers checked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+# The Docker reference grammar for a tag.
+IMAGE_TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+REPLICAS_LIMIT = 1000
+STORAGE_GI_LIMIT = 1_000_000
+
+API_KEY_ENV = "QDRANT__SERVICE__API_KEY"
+READ_ONLY_API_KEY_ENV = "QDRANT__SERVICE__READ_ONLY_API_KEY"
+API_KEY_SECRET_KEY = "api-key"  # noqa: S105 - a key name in the Secret, not a secret
+READ_ONLY_API_KEY_SECRET_KEY = "read-only-api-key"  # noqa: S105 - a key name, as above
+_OWNED_ENV = ((API_KEY_ENV, API_KEY_SECRET_KEY), (READ_ONLY_API_KEY_ENV, READ_ONLY_API_KEY_SECRET_KEY))
+
+HEADER = (
+    b"# Managed by Qdrant Portal. replicaCount, image.tag, persistence.size and the\n"
+    b"# QDRANT__SERVICE__*API_KEY env entries are overwritten; other keys are kept.\n"
+)
+
+
+class ValuesError(ValueError):
+    """Values that cannot be rendered (a bad input or a values file that is not a mapping)."""
+
+    code = "gitops_values_invalid"
+    status_code = 400
+
+
+def _slug(value: object, what: str) -> str:
+    if not isinstance(value, str) or not SLUG_PATTERN.fullmatch(value):
+        raise ValuesError(f"{what} must be a slug matching {SLUG_PATTERN.pattern}.")
+    return value
+
+
+def _whole(value: object, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise ValuesError(f"{what} must be a whole number from {low} to {high}.")
+    return value
+
+
+def namespace_name(*, client: str) -> str:
+    return f"qdrant-{_slug(client, 'client')}"
+
+
+def release_name(*, client: str, cluster: str) -> str:
+    return f"qdrant-{_slug(client, 'client')}-{_slug(cluster, 'cluster')}"
+
+
+def apikey_secret_name(*, client: str, cluster: str) -> str:
+    return f"{release_name(client=client, cluster=cluster)}-apikey"
+
+
+def cluster_folder(client: str, cluster: str) -> str:
+    return f"clients/{_slug(client, 'client')}/{_slug(cluster, 'cluster')}"
+
+
+def values_path(client: str, cluster: str) -> str:
+    return f"{cluster_folder(client, cluster)}/values.yaml"
+
+
+def sealed_secret_path(client: str, cluster: str) -> str:
+    return f"{cluster_folder(client, cluster)}/apikey.sealed.yaml"
+
+
+def _mapping(parent: dict[str, Any], key: str, file_hint: str) -> dict[str, Any]:
+    current = parent.get(key)
+    if current is None:
+        current = parent[key] = {}
+    if not isinstance(current, dict):
+        raise ValuesError(f"{file_hint}: '{key}' must be a mapping to set the portal's keys in it.")
+    return current
+
+
+def values_load(existing: bytes | None) -> dict[str, Any]:
+    """Parse a values file (None or empty → {}); raise :class:`ValuesError` if not a mapping."""
+    if existing is None:
+        return {}
+    try:
+        data = yaml.safe_load(existing)
+    except yaml.YAMLError as error:
+        raise ValuesError(f"The values file is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValuesError("The values file must be a YAML mapping.")
+    return data
+
+
+def values_render(
+    *,
+    existing: bytes | None,
+    client: str,
+    cluster: str,
+    replicas: int,
+    version: str,
+    storage_gi: int,
+) -> bytes:
+    """The values file with the portal's keys set from these values and every other key kept."""
+    secret_name = apikey_secret_name(client=client, cluster=cluster)
+    replicas = _whole(replicas, "replicas", 0, REPLICAS_LIMIT)
+    storage_gi = _whole(storage_gi, "storage_gi", 1, STORAGE_GI_LIMIT)
+    if not isinstance(version, str) or not IMAGE_TAG_PATTERN.fullmatch(version):
+        raise ValuesError("version must be an image tag.")
+
+    data = values_load(existing)
+    hint = values_path(client, cluster)
+    data["replicaCount"] = replicas
+    _mapping(data, "image", hint)["tag"] = version
+    _mapping(data, "persistence", hint)["size"] = f"{storage_gi}Gi"
+
+    env = data.get("env")
+    if env is None:
+        env = []
+    if not isinstance(env, list):
+        raise ValuesError(f"{hint}: 'env' must be a list to set the portal's entries in it.")
+    owned_names = {name for name, _ in _OWNED_ENV}
+    kept = [entry for entry in env if not (isinstance(entry, dict) and entry.get("name") in owned_names)]
+    data["env"] = kept + [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+        for name, key in _OWNED_ENV
+    ]
+    try:
+        text = yaml.safe_dump(
+            data, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120, indent=2
+        )
+    except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted
+        raise ValuesError(f"{hint}: the values file cannot be written back: {error}") from error
+    return HEADER + text.encode("utf-8")
