@@ -60,6 +60,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         help_text="Operator: may act on every client (token scope “*”). Requires staff status.",
     )
     date_joined = models.DateTimeField(default=timezone.now)
+    # Bumped whenever what a token says about the user changes (scopes, email, name), so the
+    # next authenticated request re-issues the access token (see accounts.services).
+    claims_version = models.PositiveIntegerField(default=0, editable=False)
 
     objects = UserManager()
 
