@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from gitops.locks import branch_lock, lock_file_path
+
+
+def _hold_and_record(repo_path, log, name: str) -> None:
+    with branch_lock(repo_path=repo_path):
+        log.append(f"{name}:in")
+        time.sleep(0.05)
+        log.append(f"{name}:out")
+
+
+def _assert_never_overlapping(log) -> None:
+    log = list(log)
+    assert len(log) % 2 == 0 and log
+    for i in range(0, len(log), 2):
+        entered, left = log[i], log[i + 1]
+        assert entered.endswith(":in")
+        assert left == entered.replace(":in", ":out")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_holding_the_branch_lock_never_overlap(tmp_path):
+    log: list[str] = []
+    repo_path = tmp_path / "gitops.git"
+
+    def worker(name: str) -> None:
+        try:
+            _hold_and_record(repo_path, log, name)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(f"t{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    _assert_never_overlapping(log)
+    assert len(log) == 12
+
+
+def test_the_lock_file_sits_next_to_the_repository(tmp_path):
+    assert lock_file_path(repo_path=tmp_path / "gitops.git") == tmp_path / "gitops.git.lock"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_branch_lock_is_released_when_the_block_raises(tmp_path):
+    repo_path = tmp_path / "gitops.git"
+    with pytest.raises(RuntimeError), branch_lock(repo_path=repo_path):
+        raise RuntimeError("boom")
+
+    acquired = threading.Event()
+
+    def again() -> None:
+        with branch_lock(repo_path=repo_path):
+            acquired.set()
+        connection.close()
+
+    thread = threading.Thread(target=again)
+    thread.start()
+    thread.join(timeout=5)
+    assert acquired.is_set()
+
+
+def _process_worker(repo_path, log, name) -> None:
+    import django
+
+    django.setup()
+    from django.db import connection as process_connection
+
+    try:
+        _hold_and_record(repo_path, log, name)
+    finally:
+        process_connection.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_processes_holding_the_branch_lock_never_overlap_on_postgresql(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock across processes needs PostgreSQL")
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        log = manager.list()
+        processes = [
+            context.Process(target=_process_worker, args=(tmp_path / "gitops.git", log, f"p{i}"))
+            for i in range(4)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=60)
+        assert all(process.exitcode == 0 for process in processes)
+        _assert_never_overlapping(log)
+        assert len(log) == 8
+
+
+def test_processes_holding_the_file_lock_never_overlap(tmp_path):
+    """The file-lock branch across processes (what SQLite deployments rely on)."""
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL uses the advisory lock")
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager:
+        log = manager.list()
+        processes = [
+            context.Process(target=_hold_and_record, args=(tmp_path / "gitops.git", log, f"p{i}"))
+            for i in range(4)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=60)
+        assert all(process.exitcode == 0 for process in processes)
+        _assert_never_overlapping(log)
+        assert len(log) == 8
