@@ -39,10 +39,10 @@ test-python: setup-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-js:
-	@if command -v node >/dev/null 2>&1; then \
-		node --test tests/frontend/js/; \
-	else \
+	@if ! command -v node >/dev/null 2>&1; then \
 		echo "node is not installed: skipped the JavaScript unit tests"; \
+	elif [ -d tests/frontend/js ]; then \
+		node --test tests/frontend/js/; \
 	fi
 
 lint: setup-dev

@@ -25,6 +25,10 @@ API_KEY_SECRET_KEY = "api-key"  # noqa: S105 - a key name in the Secret, not a s
 READ_ONLY_API_KEY_SECRET_KEY = "read-only-api-key"  # noqa: S105 - a key name, as above
 _OWNED_ENV = ((API_KEY_ENV, API_KEY_SECRET_KEY), (READ_ONLY_API_KEY_ENV, READ_ONLY_API_KEY_SECRET_KEY))
 
+# libyaml when present: the same output, several times faster than the pure-Python codec.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 HEADER = (
     b"# Managed by Qdrant Portal. replicaCount, image.tag, persistence.size and the\n"
     b"# QDRANT__SERVICE__*API_KEY env entries are overwritten; other keys are kept.\n"
@@ -88,7 +92,7 @@ def values_load(existing: bytes | None) -> dict[str, Any]:
     if existing is None:
         return {}
     try:
-        data = yaml.safe_load(existing)
+        data = yaml.load(existing, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
         raise ValuesError(f"The values file is not valid YAML: {error}") from error
     if data is None:
@@ -132,8 +136,14 @@ def values_render(
         for name, key in _OWNED_ENV
     ]
     try:
-        text = yaml.safe_dump(
-            data, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120, indent=2
+        text = yaml.dump(
+            data,
+            Dumper=_Dumper,
+            sort_keys=True,
+            default_flow_style=False,
+            allow_unicode=True,
+            width=120,
+            indent=2,
         )
     except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted
         raise ValuesError(f"{hint}: the values file cannot be written back: {error}") from error
