@@ -302,6 +302,9 @@ def repository_open(
         if not (repository.path / "HEAD").exists():
             repository.path.mkdir(parents=True, exist_ok=True)
             pygit2.init_repository(str(repository.path), bare=True, initial_head=branch)
+            # The 256 loose-object folders up front: otherwise early commits pay a mkdir each.
+            for fanout in range(256):
+                (repository.path / "objects" / f"{fanout:02x}").mkdir(exist_ok=True)
         repo = _open(repository)
     except (OSError, pygit2.GitError) as error:
         raise GitopsUnavailable(f"The gitops repository cannot be created: {error}") from error
