@@ -1,3 +1,9 @@
-"""The browser app's shell (served at /)."""
+"""The browser app's shell (served at /; the app routes with the URL fragment)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from frontend import views
+
+urlpatterns = [
+    path("", views.app_shell, name="app"),
+]
