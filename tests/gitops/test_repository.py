@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from gitops.locks import branch_lock
 from gitops.repository import (
@@ -324,6 +325,7 @@ def _append(file_path: str, line: bytes):
     return lambda reader: {file_path: (reader.read(file_path) or b"") + line}
 
 
+@pytest.mark.django_db(transaction=True)  # the branch lock is a database lock on PostgreSQL
 def test_eight_threads_writing_four_clusters_lose_nothing(repository, remote):
     rounds = 5
     errors: list[BaseException] = []
@@ -336,6 +338,8 @@ def test_eight_threads_writing_four_clusters_lose_nothing(repository, remote):
                     _deliver(repository, _append(file_path, f"t{thread}-{n}\n".encode()), remote=remote)
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
     for thread in threads:
