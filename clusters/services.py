@@ -1,13 +1,299 @@
-"""Writes for clients, clusters and grants."""
+"""Writes for clients, clusters and grants.
+
+Every change to a cluster's desired state is recorded as a ``ClusterChange`` (who, when,
+before -> after) in the same transaction: that row is what GitOps delivers to git.
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from clusters.models import Client, Grant
+from accounts.services import user_claims_bump
+from clusters.crypto import field_encrypt
+from clusters.models import Client, Cluster, ClusterChange, Grant
+
+logger = logging.getLogger(__name__)
+
+# Model field -> the name used in the API, in change records and in messages.
+_CHANGE_KEYS = {"replicas": "replicas", "version": "version", "storage_gi": "storageGi"}
+_MESSAGE_LABELS = {"replicas": "replicas", "version": "version", "storage_gi": "storage"}
+_MESSAGE_UNITS = {"storage_gi": "Gi"}
+
+
+@dataclass(frozen=True)
+class ClusterChangeResult:
+    """What a cluster write did: the cluster as saved, and the change record (None: nothing changed).
+
+    The change is the GitOps outbox row; delivery (commit, push) reports on it.
+    """
+
+    cluster: Cluster
+    change: ClusterChange | None
+
+    @property
+    def changed(self) -> bool:
+        return self.change is not None
+
+
+# --- Validation -----------------------------------------------------------------------------
+
+
+def _is_whole_number(value: Any) -> bool:
+    # bool is an int subclass: True must not become one replica.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def cluster_spec_validate(
+    *,
+    replicas: int | None = None,
+    version: str | None = None,
+    storage_gi: int | None = None,
+    current_storage_gi: int | None = None,
+) -> None:
+    """Check the given desired-state values against the settings; None means "not given".
+
+    Raises ValidationError keyed by model field names (``storage_gi``).
+    """
+    errors: dict[str, list[str]] = {}
+    if replicas is not None:
+        if not _is_whole_number(replicas):
+            errors["replicas"] = ["Enter a whole number."]
+        elif not settings.REPLICAS_MIN <= replicas <= settings.REPLICAS_MAX:
+            errors["replicas"] = [
+                f"Ensure this value is between {settings.REPLICAS_MIN} and {settings.REPLICAS_MAX}."
+            ]
+    if version is not None and version not in settings.QDRANT_VERSIONS:
+        errors["version"] = [f"Choose one of: {', '.join(settings.QDRANT_VERSIONS)}."]
+    if storage_gi is not None:
+        if not _is_whole_number(storage_gi):
+            errors["storage_gi"] = ["Enter a whole number of GiB."]
+        elif not 1 <= storage_gi <= settings.STORAGE_GI_MAX:
+            errors["storage_gi"] = [f"Ensure this value is between 1 and {settings.STORAGE_GI_MAX} GiB."]
+        elif current_storage_gi is not None and storage_gi < current_storage_gi:
+            errors["storage_gi"] = [
+                f"Storage can only grow: it is {current_storage_gi} GiB, {storage_gi} GiB is smaller."
+            ]
+    if errors:
+        raise ValidationError(errors)
+
+
+# --- Clusters -------------------------------------------------------------------------------
+
+
+def _api_key_new() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _change_record(
+    *,
+    cluster: Cluster,
+    actor: User | None,
+    action: str,
+    changes: dict[str, Any],
+    message: str,
+) -> ClusterChange:
+    change = ClusterChange(
+        cluster=cluster,
+        actor=actor,
+        actor_email=actor.email if actor else "",
+        actor_name=actor.name if actor else "",
+        action=action,
+        changes=changes,
+        message=message[:500],
+    )
+    change.full_clean()
+    change.save()
+    logger.info(
+        "cluster change recorded",
+        extra={
+            "cluster": str(cluster),
+            "action": action,
+            "change_id": change.pk,
+            "actor_id": getattr(actor, "pk", None),
+        },
+    )
+    return change
+
+
+def _value_text(field: str, value: Any) -> str:
+    return f"{value}{_MESSAGE_UNITS.get(field, '')}"
+
+
+def _cluster_locked(*, cluster: Cluster) -> Cluster:
+    """The cluster's current row, locked until the transaction ends (concurrent edits queue up)."""
+    return Cluster.objects.select_for_update(of=("self",)).select_related("client").get(pk=cluster.pk)
+
+
+def cluster_create(
+    *,
+    client: Client,
+    slug: str,
+    actor: User | None,
+    replicas: int = 1,
+    version: str | None = None,
+    storage_gi: int | None = None,
+) -> ClusterChangeResult:
+    """Create a cluster with fresh API keys and record the creation."""
+    version = version if version is not None else settings.QDRANT_DEFAULT_VERSION
+    storage_gi = storage_gi if storage_gi is not None else settings.STORAGE_GI_DEFAULT
+    cluster_spec_validate(replicas=replicas, version=version, storage_gi=storage_gi)
+    cluster = Cluster(
+        client=client,
+        slug=slug,
+        replicas=replicas,
+        version=version,
+        storage_gi=storage_gi,
+        api_key_encrypted=field_encrypt(plaintext=_api_key_new()),
+        read_only_api_key_encrypted=field_encrypt(plaintext=_api_key_new()),
+    )
+    cluster.full_clean()
+    values = {field: getattr(cluster, field) for field in _CHANGE_KEYS}
+    summary = ", ".join(f"{_MESSAGE_LABELS[f]} {_value_text(f, v)}" for f, v in values.items())
+    try:
+        with transaction.atomic():
+            cluster.save()
+            change = _change_record(
+                cluster=cluster,
+                actor=actor,
+                action=ClusterChange.Action.CREATE,
+                changes={_CHANGE_KEYS[f]: [None, v] for f, v in values.items()},
+                message=f"{client.slug}/{slug}: created with {summary}",
+            )
+    except IntegrityError as exc:
+        # Lost a race with another create of the same slug (full_clean checked just before).
+        raise ValidationError({"slug": ["A cluster with this name already exists for this client."]}) from exc
+    return ClusterChangeResult(cluster=cluster, change=change)
+
+
+def cluster_update(
+    *,
+    cluster: Cluster,
+    actor: User | None,
+    replicas: int | None = None,
+    version: str | None = None,
+    storage_gi: int | None = None,
+) -> ClusterChangeResult:
+    """Change replicas, version and/or storage (None: keep). Values equal to the current ones record nothing."""
+    requested = {"replicas": replicas, "version": version, "storage_gi": storage_gi}
+    requested = {field: value for field, value in requested.items() if value is not None}
+    with transaction.atomic():
+        current = _cluster_locked(cluster=cluster)
+        cluster_spec_validate(**requested, current_storage_gi=current.storage_gi)
+        diff = {
+            field: (getattr(current, field), value)
+            for field, value in requested.items()
+            if getattr(current, field) != value
+        }
+        if not diff:
+            return ClusterChangeResult(cluster=current, change=None)
+        for field, (_, after) in diff.items():
+            setattr(current, field, after)
+        current.full_clean()
+        current.save(update_fields=[*diff, "updated_at"])
+        described = ", ".join(
+            f"{_MESSAGE_LABELS[f]} {_value_text(f, before)} -> {_value_text(f, after)}"
+            for f, (before, after) in diff.items()
+        )
+        change = _change_record(
+            cluster=current,
+            actor=actor,
+            action=ClusterChange.Action.UPDATE,
+            changes={_CHANGE_KEYS[f]: [before, after] for f, (before, after) in diff.items()},
+            message=f"{current}: {described}",
+        )
+    return ClusterChangeResult(cluster=current, change=change)
+
+
+def cluster_scale(*, cluster: Cluster, actor: User | None, replicas: int) -> ClusterChangeResult:
+    return cluster_update(cluster=cluster, actor=actor, replicas=replicas)
+
+
+def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
+    """Replace both API keys; read the new ones with ``selectors.cluster_credentials``."""
+    with transaction.atomic():
+        current = _cluster_locked(cluster=cluster)
+        current.api_key_encrypted = field_encrypt(plaintext=_api_key_new())
+        current.read_only_api_key_encrypted = field_encrypt(plaintext=_api_key_new())
+        current.full_clean()
+        current.save(update_fields=["api_key_encrypted", "read_only_api_key_encrypted", "updated_at"])
+        change = _change_record(
+            cluster=current,
+            actor=actor,
+            action=ClusterChange.Action.CREDENTIALS_ROTATE,
+            changes={"credentials": "rotated"},
+            message=f"{current}: API keys rotated",
+        )
+    return ClusterChangeResult(cluster=current, change=change)
+
+
+# --- Clients and grants ---------------------------------------------------------------------
+
+
+def _grant_holders_bump(*, client: Client) -> None:
+    for user_id in Grant.objects.filter(client=client).values_list("user_id", flat=True):
+        user_claims_bump(user_id=user_id)
+
+
+def client_create(*, slug: str, name: str, active: bool = True) -> Client:
+    client = Client(slug=slug, name=name, active=active)
+    client.full_clean()
+    client.save()
+    return client
+
+
+@transaction.atomic
+def client_update(*, client: Client, name: str, active: bool) -> Client:
+    """Rename or (de)activate a client; deactivation takes it out of every user's scope."""
+    active_changed = client.active != active
+    client.name, client.active = name, active
+    client.full_clean()
+    client.save(update_fields=["name", "active"])
+    if active_changed:
+        _grant_holders_bump(client=client)
+    return client
+
+
+@transaction.atomic
+def grant_set(*, user: User, client: Client, role: str, actor: User | None = None) -> Grant:
+    """Give ``user`` the ``role`` on ``client`` (creating or changing the grant)."""
+    grant = Grant.objects.select_for_update().filter(user=user, client=client).first()
+    if grant is not None and grant.role == role:
+        return grant
+    if grant is None:
+        grant = Grant(user=user, client=client)
+    grant.role = role
+    grant.full_clean()
+    grant.save()
+    user_claims_bump(user_id=user.pk)
+    logger.info(
+        "grant set",
+        extra={
+            "user_id": user.pk,
+            "client": client.slug,
+            "role": role,
+            "actor_id": getattr(actor, "pk", None),
+        },
+    )
+    return grant
+
+
+@transaction.atomic
+def grant_remove(*, user: User, client: Client, actor: User | None = None) -> None:
+    deleted, _ = Grant.objects.filter(user=user, client=client).delete()
+    if deleted:
+        user_claims_bump(user_id=user.pk)
+        logger.info(
+            "grant removed",
+            extra={"user_id": user.pk, "client": client.slug, "actor_id": getattr(actor, "pk", None)},
+        )
 
 
 @dataclass(frozen=True)
@@ -19,6 +305,7 @@ class DemoUser:
 
 
 DEMO_CLIENTS = {"client1": "Client One", "client2": "Client Two"}
+DEMO_CLUSTER = "main"
 DEMO_USERS = (
     DemoUser("client1@example.com", "client1", "Client One User", "client1"),
     DemoUser("client2@example.com", "client2", "Client Two User", "client2"),
@@ -49,8 +336,9 @@ def demo_data_seed() -> None:
         user.full_clean()
         user.save()
         if demo.client_slug:
-            Grant.objects.update_or_create(
-                user=user,
-                client=Client.objects.get(slug=demo.client_slug),
-                defaults={"role": Grant.Role.OPERATOR},
-            )
+            grant_set(user=user, client=Client.objects.get(slug=demo.client_slug), role=Grant.Role.OPERATOR)
+
+    for slug in DEMO_CLIENTS:
+        client = Client.objects.get(slug=slug)
+        if not Cluster.objects.filter(client=client, slug=DEMO_CLUSTER).exists():
+            cluster_create(client=client, slug=DEMO_CLUSTER, actor=None, replicas=1)
