@@ -1,0 +1,44 @@
+"""Request ids: honour a sane incoming X-Request-ID or make one, expose it to logs and the client."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from config.logging import request_id_var
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Whatever a client or proxy sends ends up in log lines: accept only a plain token.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def request_id_from_header(value: str | None) -> str:
+    """The incoming id when it is a plain token of at most 128 characters, else a new one."""
+    if value and _SANE_REQUEST_ID.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Sets ``request.request_id`` and the logging context, and returns the id as X-Request-ID.
+
+    First in MIDDLEWARE, so that redirects and short-circuited responses carry it too.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_from_header(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            # Worker threads are reused: never let one request's id leak into the next one's logs.
+            request_id_var.reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response

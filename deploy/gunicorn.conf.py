@@ -1,0 +1,71 @@
+"""gunicorn settings for the container: `gunicorn --config deploy/gunicorn.conf.py`.
+
+Workers and threads come from GUNICORN_WORKERS and GUNICORN_THREADS; logs (gunicorn's own
+and the access log) are JSON lines on stdout, like the application's.
+
+gunicorn reads every module-level name that matches one of its settings, so helpers here
+start with an underscore, and the `config` package must not be imported by name.
+"""
+
+import os
+
+
+def _env_positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+_LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+
+wsgi_app = "config.wsgi:application"
+bind = ["0.0.0.0:8000"]  # noqa: S104 - inside a container, reached through the pod network only
+
+# Threads let one worker wait on PostgreSQL, Redis or a git push while serving others.
+workers = _env_positive_int("GUNICORN_WORKERS", 2)
+threads = _env_positive_int("GUNICORN_THREADS", 4)
+worker_class = "gthread"
+
+timeout = 60  # a git push to a slow remote may take a while (pygit2 timeouts are 10 s + 30 s)
+graceful_timeout = 25  # below the pod's terminationGracePeriodSeconds minus the preStop pause
+keepalive = 5
+# Recycle workers now and then so a slow leak never grows into an out-of-memory kill.
+max_requests = 2000
+max_requests_jitter = 200
+
+# The heartbeat file is touched on every loop: keep it on a RAM filesystem, not the disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+
+# Only the local host may claim HTTPS through X-Forwarded-* headers. Django decides what is
+# secure through SECURE_PROXY_SSL_HEADER (DJANGO_BEHIND_PROXY); override with FORWARDED_ALLOW_IPS.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# No runtime control socket: nothing in the pod should resize or reload the server, and the
+# root filesystem is read-only anyway.
+control_socket_disable = True
+
+# The root filesystem is read-only: no pid file, logs to stdout only.
+pidfile = None
+loglevel = _LOG_LEVEL.lower()
+accesslog = None  # the access log goes through logconfig_dict below
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+    },
+    "root": {"level": _LOG_LEVEL, "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": _LOG_LEVEL, "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+    },
+}
