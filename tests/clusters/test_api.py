@@ -1,0 +1,151 @@
+"""The clusters API as a client uses it: list, read, scale, history."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from clusters.models import Cluster, ClusterChange
+
+URL = "/api/clients/client1/clusters/main"
+
+
+def _commit(change: ClusterChange, sha: str, pushed: bool = True) -> None:
+    """What GitOps delivery does to a change row once it is in git."""
+    change.commit, change.committed_at, change.pushed = sha, timezone.now(), pushed
+    change.save()
+
+
+def test_client_user_lists_only_its_own_clients(as_user1, cluster1, cluster2):
+    response = as_user1.get("/api/clients")
+    assert response.status_code == 200
+    assert response.json() == [{"slug": "client1", "name": "Client One"}]
+
+
+def test_client_user_lists_its_clusters_with_endpoint_and_no_revision_yet(as_user1, cluster1, cluster2):
+    response = as_user1.get("/api/clients/client1/clusters")
+    assert response.status_code == 200
+    [cluster] = response.json()
+    assert cluster["client"] == "client1"
+    assert cluster["name"] == "main"
+    assert cluster["replicas"] == 2
+    assert cluster["endpoint"] == {
+        "rest": "https://main.client1.qdrant.local:6333",
+        "grpc": "main.client1.qdrant.local:6334",
+    }
+    assert cluster["revision"] is None
+
+
+def test_cluster_detail_has_the_contract_fields_and_form_limits(as_user1, cluster1, settings):
+    response = as_user1.get(URL)
+    assert response.status_code == 200
+    body = response.json()
+    assert {"client", "name", "replicas", "version", "storageGi", "endpoint", "revision"} <= set(body)
+    assert body["version"] == settings.QDRANT_DEFAULT_VERSION
+    assert body["storageGi"] == settings.STORAGE_GI_DEFAULT
+    assert body["allowedVersions"] == settings.QDRANT_VERSIONS
+    assert (body["replicasMin"], body["replicasMax"]) == (settings.REPLICAS_MIN, settings.REPLICAS_MAX)
+    assert "apiKey" not in body and "api_key_encrypted" not in body
+
+
+def test_client_user_scales_its_cluster_and_the_change_is_recorded(as_user1, user1, cluster1):
+    response = as_user1.patch(URL, {"replicas": 3}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["replicas"] == 3
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 3
+    change = ClusterChange.objects.filter(action="update").get()
+    assert change.cluster == cluster1
+    assert change.actor == user1
+    assert change.actor_email == "client1@example.com"
+    assert change.changes == {"replicas": [2, 3]}
+    assert change.message == "client1/main: replicas 2 -> 3"
+    assert change.commit == "" and change.pushed is False
+
+
+def test_patch_changes_version_and_storage_in_one_change(as_user1, cluster1, settings):
+    old_version, new_version = settings.QDRANT_DEFAULT_VERSION, settings.QDRANT_VERSIONS[0]
+    response = as_user1.patch(URL, {"version": new_version, "storageGi": 20}, format="json")
+
+    assert response.status_code == 200
+    assert (response.json()["version"], response.json()["storageGi"]) == (new_version, 20)
+    change = ClusterChange.objects.filter(action="update").get()
+    assert change.changes == {"version": [old_version, new_version], "storageGi": [10, 20]}
+    assert change.message == f"client1/main: version {old_version} -> {new_version}, storage 10Gi -> 20Gi"
+
+
+@pytest.mark.parametrize("body", [{"replicas": 2}, {"replicas": "2"}, {"storageGi": 10}])
+def test_patch_with_unchanged_values_records_no_change(as_user1, cluster1, body):
+    before = ClusterChange.objects.count()
+    response = as_user1.patch(URL, body, format="json")
+    assert response.status_code == 200
+    assert response.json()["replicas"] == 2
+    assert ClusterChange.objects.count() == before
+
+
+def test_revision_is_the_latest_committed_change_from_the_database(as_user1, cluster1):
+    create = cluster1.changes.get()
+    _commit(create, "a" * 40)
+    as_user1.patch(URL, {"replicas": 3}, format="json")  # recorded, not committed yet
+
+    revision = as_user1.get(URL).json()["revision"]
+    assert revision["commit"] == "a" * 40
+    assert revision["pushed"] is True
+    assert revision["committedAt"]
+    assert revision["author"] is None  # created by the system (seed), no user
+
+    _commit(ClusterChange.objects.get(action="update"), "b" * 40, pushed=False)
+    revision = as_user1.get(URL).json()["revision"]
+    assert (revision["commit"], revision["pushed"], revision["author"]) == (
+        "b" * 40,
+        False,
+        "client1@example.com",
+    )
+    listed = as_user1.get("/api/clients/client1/clusters").json()[0]["revision"]
+    assert listed["commit"] == "b" * 40
+
+
+def test_history_shows_who_changed_what_newest_first(as_user1, client_for, operator_staff, cluster1):
+    as_user1.patch(URL, {"replicas": 3}, format="json")
+    client_for(operator_staff).patch(URL, {"replicas": 4}, format="json")
+
+    response = as_user1.get(f"{URL}/history")
+    assert response.status_code == 200
+    history = response.json()
+    assert [entry["changes"] for entry in history] == [
+        {"replicas": [3, 4]},
+        {"replicas": [2, 3]},
+        {"replicas": [None, 2], "version": [None, cluster1.version], "storageGi": [None, 10]},
+    ]
+    assert [entry["author"] for entry in history] == ["ops@example.com", "client1@example.com", None]
+    newest = history[0]
+    assert set(newest) >= {"commit", "author", "at", "message", "changes"}
+    assert newest["commit"] is None
+    assert newest["message"] == "client1/main: replicas 3 -> 4"
+
+
+def test_operator_staff_sees_every_client_and_scales_any_cluster(
+    client_for, operator_staff, cluster1, cluster2
+):
+    api = client_for(operator_staff)
+    assert [c["slug"] for c in api.get("/api/clients").json()] == ["client1", "client2"]
+    response = api.patch("/api/clients/client2/clusters/main", {"replicas": 5}, format="json")
+    assert response.status_code == 200
+    assert Cluster.objects.get(pk=cluster2.pk).replicas == 5
+
+
+def test_client_without_clusters_lists_none(client_for, user_factory, client1):
+    from clusters.services import grant_set
+
+    user = user_factory()
+    grant_set(user=user, client=client1, role="viewer")
+    assert client_for(user).get("/api/clients/client1/clusters").json() == []
+
+
+def test_anonymous_request_is_refused(api_client, cluster1):
+    for url in ["/api/clients", "/api/clients/client1/clusters", URL, f"{URL}/credentials", f"{URL}/history"]:
+        response = api_client.get(url)
+        assert response.status_code == 403, url
+        assert response.json()["code"] in {"not_authenticated", "permission_denied"}
+    assert api_client.patch(URL, {"replicas": 3}, format="json").status_code == 403
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
