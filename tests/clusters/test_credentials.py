@@ -1,0 +1,149 @@
+"""API keys: generated, encrypted at rest, served uncached, rotated, never logged."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from django.db import connection
+
+from clusters.crypto import FieldDecryptionError, field_decrypt, field_encrypt, field_reencrypt
+from clusters.models import Cluster, ClusterChange
+from clusters.selectors import cluster_credentials, cluster_endpoint
+
+URL = "/api/clients/client1/clusters/main"
+TOKEN_URLSAFE_32 = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def _raw_key_columns(cluster: Cluster) -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT api_key_encrypted, read_only_api_key_encrypted FROM clusters_cluster WHERE id = %s",
+            [cluster.pk],
+        )
+        return cursor.fetchone()
+
+
+def test_operator_reads_endpoint_and_keys_uncached(as_user1, cluster1):
+    response = as_user1.get(f"{URL}/credentials")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["endpoint"] == {
+        "rest": "https://main.client1.qdrant.local:6333",
+        "grpc": "main.client1.qdrant.local:6334",
+    }
+    assert TOKEN_URLSAFE_32.fullmatch(body["apiKey"])
+    assert TOKEN_URLSAFE_32.fullmatch(body["readOnlyApiKey"])
+    assert body["apiKey"] != body["readOnlyApiKey"]
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_refused_credentials_requests_are_not_cached_either(client_for, viewer1, cluster1):
+    response = client_for(viewer1).get(f"{URL}/credentials")
+    assert response.status_code == 403
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_each_cluster_gets_its_own_keys(cluster1, cluster2):
+    first, second = cluster_credentials(cluster=cluster1), cluster_credentials(cluster=cluster2)
+    assert len({first.api_key, first.read_only_api_key, second.api_key, second.read_only_api_key}) == 4
+
+
+def test_keys_are_encrypted_in_the_database(as_user1, cluster1):
+    keys = as_user1.get(f"{URL}/credentials").json()
+    raw_api_key, raw_read_only = _raw_key_columns(cluster1)
+
+    for raw in (raw_api_key, raw_read_only):
+        assert raw
+        assert keys["apiKey"] not in raw
+        assert keys["readOnlyApiKey"] not in raw
+    assert field_decrypt(ciphertext=raw_api_key) == keys["apiKey"]
+
+
+def test_rotation_replaces_both_keys_returns_them_once_and_records_a_change(as_user1, user1, cluster1):
+    old = as_user1.get(f"{URL}/credentials").json()
+    raw_before = _raw_key_columns(cluster1)
+
+    response = as_user1.post(f"{URL}/credentials/rotate")
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    new = response.json()
+    assert new["apiKey"] != old["apiKey"]
+    assert new["readOnlyApiKey"] != old["readOnlyApiKey"]
+    assert new["endpoint"] == old["endpoint"]
+    assert as_user1.get(f"{URL}/credentials").json() == new
+    assert all(a != b for a, b in zip(_raw_key_columns(cluster1), raw_before, strict=True))
+
+    change = ClusterChange.objects.get(action="credentials_rotate")
+    assert change.actor == user1
+    assert change.message == "client1/main: API keys rotated"
+    for key in (*old.values(), new["apiKey"], new["readOnlyApiKey"]):
+        if isinstance(key, str):
+            assert key not in str(change.changes)
+            assert key not in change.message
+
+
+def test_rotation_appears_in_history_without_keys(as_user1, cluster1):
+    keys = as_user1.post(f"{URL}/credentials/rotate").json()
+    history = as_user1.get(f"{URL}/history")
+    assert history.json()[0]["changes"] == {"credentials": "rotated"}
+    assert keys["apiKey"] not in history.content.decode()
+
+
+def test_keys_never_reach_the_logs(as_user1, cluster1, caplog):
+    caplog.set_level(logging.DEBUG)
+    first = as_user1.get(f"{URL}/credentials").json()
+    second = as_user1.post(f"{URL}/credentials/rotate").json()
+    logged = caplog.text + "".join(str(record.__dict__) for record in caplog.records)
+    for key in (first["apiKey"], first["readOnlyApiKey"], second["apiKey"], second["readOnlyApiKey"]):
+        assert key not in logged
+
+
+def test_endpoint_follows_the_template_setting(settings):
+    settings.QDRANT_ENDPOINT_TEMPLATE = "https://{client}-{cluster}.vectors.example.com/ignored/path"
+    endpoint = cluster_endpoint(client_slug="acme", cluster_slug="prod")
+    assert endpoint.rest == "https://acme-prod.vectors.example.com:6333"
+    assert endpoint.grpc == "acme-prod.vectors.example.com:6334"
+
+
+# --- Field encryption ---------------------------------------------------------------------------
+
+
+def test_encryption_is_randomised_and_round_trips():
+    first, second = field_encrypt(plaintext="secret"), field_encrypt(plaintext="secret")
+    assert first != second
+    assert field_decrypt(ciphertext=first) == field_decrypt(ciphertext=second) == "secret"
+
+
+def test_old_keys_still_decrypt_after_a_new_key_is_prepended(settings):
+    settings.FIELD_ENCRYPTION_KEY = "old-key"
+    ciphertext = field_encrypt(plaintext="secret")
+
+    settings.FIELD_ENCRYPTION_KEY = "new-key,old-key"
+    assert field_decrypt(ciphertext=ciphertext) == "secret"
+    reencrypted = field_reencrypt(ciphertext=ciphertext)
+
+    settings.FIELD_ENCRYPTION_KEY = "new-key"
+    assert field_decrypt(ciphertext=reencrypted) == "secret"
+    with pytest.raises(FieldDecryptionError):
+        field_decrypt(ciphertext=ciphertext)
+
+
+@pytest.mark.parametrize("ciphertext", ["", "not-a-token", "gAAAAA" + "A" * 80, "é"])
+def test_garbage_or_tampered_ciphertext_is_a_decryption_error(ciphertext):
+    with pytest.raises(FieldDecryptionError):
+        field_decrypt(ciphertext=ciphertext)
+
+
+def test_the_encryption_key_is_not_the_setting_itself(settings):
+    import base64
+
+    from cryptography.fernet import Fernet, InvalidToken
+
+    settings.FIELD_ENCRYPTION_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+    ciphertext = field_encrypt(plaintext="secret")
+    with pytest.raises(InvalidToken):
+        Fernet(settings.FIELD_ENCRYPTION_KEY).decrypt(ciphertext.encode())
