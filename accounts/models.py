@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -97,3 +99,108 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name or self.email
+
+
+class AuthMethod(models.TextChoices):
+    PASSWORD = "password", "Password"
+    GOOGLE = "google", "Google"
+
+
+class SessionRevokedReason(models.TextChoices):
+    LOGOUT = "logout", "Logged out"
+    USER = "user", "Revoked by the user"
+    OPERATOR = "operator", "Revoked by an operator"
+    PASSWORD_CHANGE = "password_change", "Password changed"
+    DEACTIVATED = "deactivated", "Account deactivated"
+    REFRESH_REUSE = "refresh_reuse", "Refresh token reused"
+    IDLE = "idle", "Idle timeout"
+
+
+class Session(models.Model):
+    """One sign-in: the refresh-token family and the durable record behind the idle-timeout cache."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
+    method = models.CharField(max_length=16, choices=AuthMethod.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    # Absolute end: created_at + JWT_SESSION_MAX. Rotation never moves it.
+    expires_at = models.DateTimeField()
+    user_agent = models.CharField(max_length=512, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=32, choices=SessionRevokedReason.choices, blank=True)
+    # The refresh family: the one refresh token that may rotate now, the one it replaced and when.
+    current_refresh_jti = models.CharField(max_length=64, db_index=True)
+    # The current refresh token's claims: signing is deterministic, so within the reuse grace the
+    # very same token can be handed to a second tab without storing the token itself.
+    current_refresh_payload = models.JSONField(default=dict)
+    previous_refresh_jti = models.CharField(max_length=64, blank=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "revoked_at"], name="accounts_session_user_active")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(method__in=AuthMethod.values), name="accounts_session_method_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(revoked_reason__in=["", *SessionRevokedReason.values]),
+                name="accounts_session_revoked_reason_valid",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(revoked_at__isnull=True) & models.Q(revoked_reason=""))
+                | (models.Q(revoked_at__isnull=False) & ~models.Q(revoked_reason="")),
+                name="accounts_session_revoked_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")),
+                name="accounts_session_expires_after_creation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.method}, {self.created_at:%Y-%m-%d %H:%M})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class AuditEventType(models.TextChoices):
+    LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
+    LOGIN_FAILED = "login_failed", "Login failed"
+    REFRESH_REUSED = "refresh_reused", "Refresh token reused"
+    LOGOUT = "logout", "Logout"
+    SESSION_REVOKED = "session_revoked", "Session revoked"
+
+
+class AuditEvent(models.Model):
+    """What happened to whose credentials, kept for operators (read-only in the admin)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    email = models.CharField("email tried", max_length=254, blank=True)
+    type = models.CharField(max_length=32, choices=AuditEventType.choices)
+    method = models.CharField(max_length=16, choices=AuthMethod.choices, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    # Not a foreign key: the trail outlives the sessions it mentions.
+    session_id = models.UUIDField(null=True, blank=True, db_index=True)
+    detail = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(type__in=AuditEventType.values), name="accounts_auditevent_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(method__in=["", *AuthMethod.values]),
+                name="accounts_auditevent_method_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.type} {self.email or self.user_id or ''}"

@@ -67,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Hands out a fresh access token when the presented one carries outdated claims.
+    "accounts.authentication.ExtendedTokenMiddleware",
     "frontend.csp.ContentSecurityPolicyMiddleware",
 ]
 
@@ -160,6 +162,8 @@ REFRESH_COOKIE_SAMESITE = env_str("REFRESH_COOKIE_SAMESITE", "Strict")
 
 LOGIN_THROTTLE_IP = env_str("LOGIN_THROTTLE_IP", "20/min")
 LOGIN_THROTTLE_ACCOUNT = env_str("LOGIN_THROTTLE_ACCOUNT", "5/min")
+# Proxies in front of the app that append to X-Forwarded-For (0: trust only REMOTE_ADDR).
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 
 GOOGLE_CLIENT_IDS = env_list("GOOGLE_CLIENT_IDS")
 GOOGLE_ALLOWED_DOMAINS = [d.lower() for d in env_list("GOOGLE_ALLOWED_DOMAINS")]
@@ -214,7 +218,8 @@ CORS_ALLOW_HEADERS = (
 )
 CORS_EXPOSE_HEADERS = ("x-extended-token", "x-request-id", "retry-after")
 
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# A browser app allowed by CORS sends cookie-authenticated writes too: trust its Origin for CSRF.
+CSRF_TRUSTED_ORIGINS = [*env_list("CSRF_TRUSTED_ORIGINS"), *CORS_ALLOWED_ORIGINS]
 CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = AUTH_COOKIE_SECURE
@@ -237,7 +242,7 @@ X_FRAME_OPTIONS = "DENY"
 # --- REST framework and OpenAPI -----------------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),

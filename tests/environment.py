@@ -23,3 +23,14 @@ os.environ.setdefault("JWT_KEYS_DIR", str(_RUN_DIR / "jwt-keys"))
 os.environ.setdefault("GITOPS_REPO_PATH", str(_RUN_DIR / "gitops.git"))
 os.environ.setdefault("DJANGO_STATIC_ROOT", str(_RUN_DIR / "static"))
 (_RUN_DIR / "static").mkdir(exist_ok=True)
+
+# Production refuses to start without configured signing keys, and tests run like production:
+# one RSA key, generated for this run only, given the way a deployment gives it (a PEM).
+if "JWT_PRIVATE_KEYS" not in os.environ:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    _test_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    os.environ["JWT_PRIVATE_KEYS"] = _test_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()

@@ -1,0 +1,301 @@
+"""Cookie and header JWT authentication, the auth cookies, and the browser Origin/CSRF checks.
+
+There is deliberately no ``authenticate_header``: without a ``WWW-Authenticate`` challenge DRF
+answers 403 (``not_authenticated`` / ``token_not_valid``), as the contract says.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+from rest_framework_simplejwt.exceptions import TokenError
+
+from accounts.models import Session, User
+from accounts.tokens import AccessToken
+
+if TYPE_CHECKING:
+    from accounts.services import IssuedTokens
+
+# DRF imports this module while rest_framework.views is being imported (the default
+# authentication classes are read at class definition), and config.exceptions imports
+# rest_framework.views: so the services, which raise config.exceptions.ServiceError, are
+# imported where they are used.
+
+EXTENDED_TOKEN_HEADER = "X-Extended-Token"  # noqa: S105  (a header name)
+REFRESH_COOKIE_PATH = "/api/auth/"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+# --- where tokens travel ---------------------------------------------------------------------
+
+
+def access_cookie_name() -> str:
+    # RFC 6265bis prefixes: a __Host- cookie is Secure, host-only and Path=/, so a sibling
+    # subdomain or a plain-HTTP page cannot plant or overwrite it.
+    return "__Host-accessToken" if settings.AUTH_COOKIE_SECURE else "accessToken"
+
+
+def refresh_cookie_name() -> str:
+    return "__Secure-refreshToken" if settings.AUTH_COOKIE_SECURE else "refreshToken"
+
+
+def _bearer(request: HttpRequest) -> str | None:
+    scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def access_token_from_request(request: HttpRequest) -> tuple[str | None, bool]:
+    """The access token and whether it came from the cookie (headers win over the cookie)."""
+    header_token = _bearer(request) or request.META.get("HTTP_X_AUTH_TOKEN", "").strip()
+    if header_token:
+        return header_token, False
+    cookie_token = request.COOKIES.get(access_cookie_name())
+    return (cookie_token, True) if cookie_token else (None, False)
+
+
+def refresh_token_from_request(request: HttpRequest) -> tuple[str | None, bool]:
+    """The refresh token and whether it came from the cookie (else from ``Authorization``)."""
+    header_token = _bearer(request)
+    if header_token:
+        return header_token, False
+    cookie_token = request.COOKIES.get(refresh_cookie_name())
+    return (cookie_token, True) if cookie_token else (None, False)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client address: REMOTE_ADDR, or the one TRUSTED_PROXY_HOPS proxies in front of us saw."""
+    hops = settings.TRUSTED_PROXY_HOPS
+    forwarded = [
+        part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()
+    ]
+    if hops and len(forwarded) >= hops:
+        return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def user_agent(request: HttpRequest) -> str:
+    return request.META.get("HTTP_USER_AGENT", "")[:512]
+
+
+def _max_age(expires_at: datetime) -> int:
+    return max(0, int((expires_at - timezone.now()).total_seconds()))
+
+
+def access_cookie_set(response: HttpResponse, *, token: str, expires_at: datetime) -> None:
+    response.set_cookie(
+        access_cookie_name(),
+        token,
+        max_age=_max_age(expires_at),
+        path="/",
+        secure=settings.AUTH_COOKIE_SECURE,
+        httponly=True,
+        samesite=settings.ACCESS_COOKIE_SAMESITE,
+    )
+
+
+def auth_cookies_set(response: HttpResponse, *, issued: IssuedTokens) -> None:
+    access_cookie_set(response, token=issued.access_token, expires_at=issued.access_expires_at)
+    response.set_cookie(
+        refresh_cookie_name(),
+        issued.refresh_token,
+        max_age=_max_age(issued.refresh_expires_at),
+        path=REFRESH_COOKIE_PATH,
+        secure=settings.AUTH_COOKIE_SECURE,
+        httponly=True,
+        samesite=settings.REFRESH_COOKIE_SAMESITE,
+    )
+
+
+def auth_cookies_clear(response: HttpResponse) -> None:
+    response.delete_cookie(access_cookie_name(), path="/", samesite=settings.ACCESS_COOKIE_SAMESITE)
+    response.delete_cookie(
+        refresh_cookie_name(), path=REFRESH_COOKIE_PATH, samesite=settings.REFRESH_COOKIE_SAMESITE
+    )
+    # delete_cookie() sets Secure only for __Host-/__Secure- names; keep the attributes uniform.
+    for name in (access_cookie_name(), refresh_cookie_name()):
+        response.cookies[name]["secure"] = settings.AUTH_COOKIE_SECURE
+        response.cookies[name]["httponly"] = True
+
+
+# --- browser checks --------------------------------------------------------------------------
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(request: HttpRequest) -> bool:
+    """No Origin (curl, a mobile app), this site, or a configured browser app origin."""
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin is None:
+        return True
+    origin = origin.lower()
+    if origin == "null":
+        return False
+    if origin == f"{request.scheme}://{request.get_host()}".lower():
+        return True
+    allowed = {_origin_of(o) for o in (*settings.CSRF_TRUSTED_ORIGINS, *settings.CORS_ALLOWED_ORIGINS)}
+    return origin in allowed
+
+
+def csrf_failed(detail: str) -> exceptions.PermissionDenied:
+    return exceptions.PermissionDenied(detail, code="csrf_failed")
+
+
+def browser_origin_check(request: HttpRequest) -> None:
+    if not origin_allowed(request):
+        raise csrf_failed("This origin may not use the API with the browser's cookies.")
+
+
+class _CSRFCheck(CsrfViewMiddleware):
+    def _reject(self, request: HttpRequest, reason: str) -> str:
+        return reason  # report instead of answering with Django's HTML page
+
+
+def csrf_check(request: HttpRequest) -> None:
+    """Django's CSRF check (token and, for HTTPS, Referer), as DRF's SessionAuthentication runs it."""
+    check = _CSRFCheck(lambda _request: None)
+    check.process_request(request)
+    reason = check.process_view(request, None, (), {})
+    if reason:
+        raise csrf_failed(f"CSRF check failed: {reason}")
+
+
+# --- the authentication class ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """``request.auth``: the verified access token and how it arrived."""
+
+    token: AccessToken
+    session: Session
+    from_cookie: bool
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        return self.session.pk
+
+
+def access_token_verify(raw: str) -> AccessToken:
+    """Signature, algorithm, kid, issuer, expiry and ``token_type == "access"``; else token_not_valid."""
+    try:
+        return AccessToken(raw)
+    except TokenError as error:
+        raise exceptions.AuthenticationFailed(
+            "Token is invalid or expired.", code="token_not_valid"
+        ) from error
+
+
+def session_alive(token: AccessToken) -> None:
+    """The session's idle timer (one cache round trip, which also resets it)."""
+    from accounts.services import session_activity_touch
+
+    if not session_activity_touch(session_id=token["sid"]):
+        raise exceptions.AuthenticationFailed("The session has ended; sign in again.", code="token_not_valid")
+
+
+class JWTAuthentication(BaseAuthentication):
+    """Access token from the cookie, ``Authorization: Bearer`` or ``X-Auth-Token``."""
+
+    def authenticate(self, request: Request) -> tuple[User, TokenAuth] | None:
+        raw, from_cookie = access_token_from_request(request._request)
+        if raw is None:
+            return None
+        token = access_token_verify(raw)
+        session_alive(token)
+        from accounts.selectors import session_with_user
+        from accounts.services import session_seen_record, uuid_or_none
+
+        session = session_with_user(session_id=uuid_or_none(token["sid"]))
+        if session is None or str(session.user_id) != token["sub"]:
+            raise exceptions.AuthenticationFailed("Token is invalid or expired.", code="token_not_valid")
+        now = timezone.now()
+        if session.revoked_at is not None or session.expires_at <= now:
+            raise exceptions.AuthenticationFailed(
+                "The session has ended; sign in again.", code="token_not_valid"
+            )
+        user = session.user
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed("This account is disabled.", code="account_disabled")
+        if from_cookie and request.method in UNSAFE_METHODS:
+            browser_origin_check(request._request)
+            csrf_check(request._request)
+        session_seen_record(session=session, now=now)
+        if token.get("cv") != user.claims_version:
+            extended_access_token_attach(
+                request._request, user=user, session=session, from_cookie=from_cookie
+            )
+        auth = TokenAuth(token=token, session=session, from_cookie=from_cookie)
+        request._request.token_auth = auth
+        return user, auth
+
+
+def extended_access_token_attach(
+    request: HttpRequest, *, user: User, session: Session, from_cookie: bool
+) -> None:
+    """Mint an access token with the user's current claims; the middleware hands it out."""
+    from accounts.services import access_token_issue
+
+    fresh = access_token_issue(user=user, session_id=session.pk, session_expires_at=session.expires_at)
+    request.extended_access_token = (fresh, from_cookie)
+
+
+class ExtendedTokenMiddleware:
+    """Hands out a fresh access token when the claims in the presented one are out of date.
+
+    The authentication class notices stale claims before the view; a request that itself changes
+    them (a successful unsafe request) is checked again after the view, so its own response
+    already carries the new token.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        from accounts.tokens import key_ring
+
+        # Loaded once when the server builds its handler (gunicorn, runserver): a production
+        # process without usable signing keys refuses to start instead of failing at the first
+        # sign-in. Management commands (collectstatic at image build, jwt_keys) need no keys.
+        key_ring()
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        auth = getattr(request, "token_auth", None)
+        if (
+            auth is not None
+            and getattr(request, "extended_access_token", None) is None
+            and request.method in UNSAFE_METHODS
+            and response.status_code < 400
+        ):
+            version = (
+                User.objects.filter(pk=auth.session.user_id).values_list("claims_version", flat=True).first()
+            )
+            if version is not None and version != auth.token.get("cv"):
+                user = User.objects.get(pk=auth.session.user_id)
+                extended_access_token_attach(
+                    request, user=user, session=auth.session, from_cookie=auth.from_cookie
+                )
+        extended = getattr(request, "extended_access_token", None)
+        if extended is not None:
+            token, from_cookie = extended
+            if from_cookie:
+                access_cookie_set(
+                    response, token=str(token), expires_at=datetime.fromtimestamp(token["exp"], tz=UTC)
+                )
+            else:
+                response[EXTENDED_TOKEN_HEADER] = str(token)
+        return response

@@ -1,0 +1,338 @@
+"""Token and key mechanics: the signing key ring, simplejwt token classes bound to it, JWKS.
+
+simplejwt's ``TokenBackend`` signs with one key and writes no ``kid``. Here a :class:`KeyRing`
+holds one signing key and any number of verification-only keys, every token's header names
+its key, and decoding accepts only the configured algorithm and a ``kid`` the ring knows:
+``alg: none``, an HS256 token "signed" with a public key, and unknown or retired keys fail.
+
+Keys come from ``JWT_PRIVATE_KEYS`` (PEMs, the first one signs) or from ``JWT_KEYS_DIR``
+(``<kid>.pem`` files plus a ``current`` file naming the signing key; managed by
+``manage.py jwt_keys``), or, for HS256, from ``JWT_SECRET``. A key's ``kid`` is its RFC 7638
+thumbprint, so the same key always has the same id wherever it is loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
+from rest_framework_simplejwt.backends import TokenBackend
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
+from rest_framework_simplejwt.tokens import Token
+
+SUPPORTED_ALGORITHMS = ("RS256", "EdDSA", "HS256")
+CURRENT_KEY_FILE = "current"
+# How often a running process looks at JWT_KEYS_DIR for rotated or retired keys.
+KEYS_DIR_RECHECK_SECONDS = 5.0
+REQUIRED_CLAIMS = ("iss", "sub", "sid", "jti", "token_type", "iat", "exp")
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_key: Any  # a cryptography private key, or bytes for HS256
+    public_key: Any  # a cryptography public key, or the same bytes for HS256
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    algorithm: str
+    signing: SigningKey
+    verification: dict[str, Any] = field(default_factory=dict)  # kid -> public key (or secret)
+    source_mtime: float | None = None
+
+    def public_jwks(self) -> list[dict[str, Any]]:
+        if self.algorithm == "HS256":
+            return []  # a shared secret is never published
+        return [public_jwk(key, kid=kid, algorithm=self.algorithm) for kid, key in self.verification.items()]
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def public_jwk(public_key: Any, *, kid: str, algorithm: str) -> dict[str, Any]:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        jwk = RSAAlgorithm.to_jwk(public_key, as_dict=True)
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
+        jwk = OKPAlgorithm.to_jwk(public_key, as_dict=True)
+    else:
+        raise ImproperlyConfigured(f"Unsupported key type {type(public_key).__name__}")
+    return {**jwk, "kid": kid, "use": "sig", "alg": algorithm}
+
+
+def key_thumbprint(public_key: Any) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256): a stable ``kid`` derived from the key itself."""
+    jwk = public_jwk(public_key, kid="", algorithm="")
+    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x")
+    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def private_key_generate(*, algorithm: str) -> Any:
+    if algorithm == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ImproperlyConfigured(f"Cannot generate keys for {algorithm}: use JWT_SECRET for HS256.")
+
+
+def private_key_pem(private_key: Any) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _check_key_type(private_key: Any, *, algorithm: str, origin: str) -> None:
+    expected = {"RS256": rsa.RSAPrivateKey, "EdDSA": ed25519.Ed25519PrivateKey}[algorithm]
+    if not isinstance(private_key, expected):
+        raise ImproperlyConfigured(f"{origin}: the key does not fit JWT_ALGORITHM={algorithm}.")
+    if isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size < 2048:
+        raise ImproperlyConfigured(f"{origin}: RSA keys must have at least 2048 bits.")
+
+
+def _pem_blocks(text: str) -> list[bytes]:
+    blocks, current = [], []
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        current.append(line)
+        if line.startswith("-----END"):
+            blocks.append("\n".join(current).encode() + b"\n")
+            current = []
+    if current:
+        raise ImproperlyConfigured("JWT_PRIVATE_KEYS holds an incomplete PEM block.")
+    return blocks
+
+
+def keys_dir_read(keys_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    """The signing kid named in ``current`` (if any) and every ``<kid>.pem`` private key."""
+    keys: dict[str, Any] = {}
+    if not keys_dir.is_dir():
+        return None, keys
+    for path in sorted(keys_dir.glob("*.pem")):
+        private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        keys[key_thumbprint(private_key.public_key())] = private_key
+    current_file = keys_dir / CURRENT_KEY_FILE
+    current = current_file.read_text().strip() if current_file.is_file() else None
+    return current, keys
+
+
+def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
+    """Generate a key into the directory and make it the signing key; returns its kid."""
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_key = private_key_generate(algorithm=algorithm)
+    kid = key_thumbprint(private_key.public_key())
+    path = keys_dir / f"{kid}.pem"
+    path.touch(mode=0o600)
+    path.write_bytes(private_key_pem(private_key))
+    temporary = keys_dir / f".{CURRENT_KEY_FILE}.tmp"
+    temporary.write_text(kid + "\n")
+    temporary.replace(keys_dir / CURRENT_KEY_FILE)  # atomic: readers never see a half-written name
+    return kid
+
+
+def _keys_dir_mtime(keys_dir: Path) -> float | None:
+    try:
+        return keys_dir.stat().st_mtime
+    except OSError:
+        return None
+
+
+def key_ring_load() -> KeyRing:
+    """Build the ring from settings; raises ImproperlyConfigured when keys are missing or wrong."""
+    algorithm = settings.JWT_ALGORITHM
+    if algorithm not in SUPPORTED_ALGORITHMS:
+        raise ImproperlyConfigured(f"JWT_ALGORITHM must be one of {', '.join(SUPPORTED_ALGORITHMS)}.")
+
+    if algorithm == "HS256":
+        secret = settings.JWT_SECRET.encode()
+        if len(secret) < 32:
+            raise ImproperlyConfigured("JWT_ALGORITHM=HS256 needs JWT_SECRET of at least 32 characters.")
+        kid = "hs-" + _b64url(hashlib.sha256(b"qdrant-portal kid:" + secret).digest())[:16]
+        return KeyRing(algorithm, SigningKey(kid, secret, secret), {kid: secret})
+
+    if settings.JWT_PRIVATE_KEYS:
+        private_keys = [
+            serialization.load_pem_private_key(block, password=None)
+            for block in _pem_blocks(settings.JWT_PRIVATE_KEYS)
+        ]
+        if not private_keys:
+            raise ImproperlyConfigured("JWT_PRIVATE_KEYS holds no PEM private key.")
+        for private_key in private_keys:
+            _check_key_type(private_key, algorithm=algorithm, origin="JWT_PRIVATE_KEYS")
+        by_kid = {key_thumbprint(key.public_key()): key for key in private_keys}
+        signing_kid = key_thumbprint(private_keys[0].public_key())
+        return _ring(algorithm, signing_kid, by_kid, mtime=None)
+
+    keys_dir = Path(settings.JWT_KEYS_DIR)
+    current, by_kid = keys_dir_read(keys_dir)
+    if not by_kid:
+        if not settings.DEBUG:
+            raise ImproperlyConfigured(
+                "No JWT signing key: set JWT_PRIVATE_KEYS, or create one in JWT_KEYS_DIR "
+                f"({keys_dir}) with `manage.py jwt_keys rotate` (or JWT_ALGORITHM=HS256 with JWT_SECRET)."
+            )
+        keys_dir_add(keys_dir, algorithm=algorithm)  # development default: a key in var/
+        current, by_kid = keys_dir_read(keys_dir)
+    for kid, private_key in by_kid.items():
+        _check_key_type(private_key, algorithm=algorithm, origin=f"{keys_dir / kid}.pem")
+    if current not in by_kid:
+        if current is not None:
+            raise ImproperlyConfigured(f"{keys_dir / CURRENT_KEY_FILE} names a key that is not there.")
+        current = max(by_kid, key=lambda kid: (keys_dir / f"{kid}.pem").stat().st_mtime)
+    return _ring(algorithm, current, by_kid, mtime=_keys_dir_mtime(keys_dir))
+
+
+def _ring(algorithm: str, signing_kid: str, by_kid: dict[str, Any], *, mtime: float | None) -> KeyRing:
+    signing_private = by_kid[signing_kid]
+    signing = SigningKey(signing_kid, signing_private, signing_private.public_key())
+    verification = {kid: key.public_key() for kid, key in by_kid.items()}
+    return KeyRing(algorithm, signing, verification, source_mtime=mtime)
+
+
+_ring_lock = threading.Lock()
+_ring_state: dict[str, Any] = {"ring": None, "checked": 0.0}
+
+
+def key_ring() -> KeyRing:
+    """The process's key ring, re-read when JWT_KEYS_DIR changes (rotation needs no restart)."""
+    ring: KeyRing | None = _ring_state["ring"]
+    now = time.monotonic()
+    if ring is not None and (
+        ring.source_mtime is None or now - _ring_state["checked"] < KEYS_DIR_RECHECK_SECONDS
+    ):
+        return ring
+    with _ring_lock:
+        ring = _ring_state["ring"]
+        if ring is None or _keys_dir_mtime(Path(settings.JWT_KEYS_DIR)) != ring.source_mtime:
+            ring = key_ring_load()
+            _ring_state["ring"] = ring
+        _ring_state["checked"] = now
+        return ring
+
+
+def key_ring_reset() -> None:
+    with _ring_lock:
+        _ring_state["ring"] = None
+
+
+@receiver(setting_changed)
+def _key_ring_reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("JWT_") or setting == "DEBUG":
+        key_ring_reset()
+
+
+# --- signing and verifying -----------------------------------------------------------------
+
+
+class KeyRingTokenBackend(TokenBackend):
+    """simplejwt's backend with a key ring: ``kid`` in every header, decode by ``kid`` only."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        super().__init__(algorithm=ring.algorithm, issuer=settings.JWT_ISSUER)
+        self.ring = ring
+
+    def encode(self, payload: dict[str, Any]) -> str:
+        claims = {**payload, "iss": self.issuer}
+        return jwt.encode(
+            claims,
+            self.ring.signing.private_key,
+            algorithm=self.algorithm,
+            headers={"kid": self.ring.signing.kid},
+        )
+
+    def decode(self, token: Any, verify: bool = True) -> dict[str, Any]:
+        if not verify:
+            raise TokenBackendError("Tokens are always verified.")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as error:
+            raise TokenBackendError("Token is invalid") from error
+        # Checked before any key is chosen: the header names the algorithm we configured, and a
+        # key we hold. That is what defeats "alg: none" and HS256-signed-with-the-public-key.
+        key = self.ring.verification.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+        if header.get("alg") != self.algorithm or key is None:
+            raise TokenBackendError("Token is invalid")
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                options={"require": list(REQUIRED_CLAIMS), "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise TokenBackendExpiredToken("Token is expired") from error
+        except jwt.InvalidTokenError as error:
+            raise TokenBackendError("Token is invalid") from error
+
+
+_backend_cache: dict[int, KeyRingTokenBackend] = {}
+
+
+def token_backend() -> KeyRingTokenBackend:
+    ring = key_ring()
+    backend = _backend_cache.get(id(ring))
+    if backend is None or backend.ring is not ring or backend.issuer != settings.JWT_ISSUER:
+        _backend_cache.clear()
+        backend = _backend_cache[id(ring)] = KeyRingTokenBackend(ring)
+    return backend
+
+
+class PortalToken(Token):
+    """A simplejwt token signed and verified with the key ring."""
+
+    # Lifetimes are decided per token by the issuing service (bounded by the session's absolute
+    # end), so the class-level lifetime is only simplejwt's "this class may issue tokens" marker.
+    lifetime = timedelta(seconds=1)
+
+    @property
+    def token_backend(self) -> KeyRingTokenBackend:
+        return token_backend()
+
+    def get_token_backend(self) -> KeyRingTokenBackend:
+        return token_backend()
+
+    @classmethod
+    def issue(cls, *, claims: dict[str, Any], issued_at: datetime, expires_at: datetime) -> PortalToken:
+        token = cls()
+        token.set_iat(at_time=issued_at)
+        token.set_exp(from_time=expires_at, lifetime=timedelta(0))
+        for name, value in claims.items():
+            token[name] = value
+        return token
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> PortalToken:
+        """The token for a stored payload: signing is deterministic, so it encodes identically."""
+        token = cls()
+        token.payload = dict(payload)
+        return token
+
+
+class AccessToken(PortalToken):
+    token_type = "access"  # noqa: S105  (a claim value, not a secret)
+
+
+class RefreshToken(PortalToken):
+    token_type = "refresh"  # noqa: S105  (a claim value, not a secret)
