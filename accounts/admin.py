@@ -1,8 +1,12 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import AuditEvent, Session, SessionRevokedReason, User
+from accounts.services import sessions_revoke, user_claims_bump, user_deactivate, user_password_change
 
 
 class UserCreationAdminForm(AdminUserCreationForm):
@@ -20,10 +24,24 @@ class UserChangeAdminForm(UserChangeForm):
         return User.objects.normalize_email(self.cleaned_data.get("email"))
 
 
+class PasswordChangeAdminForm(AdminPasswordChangeForm):
+    """An operator sets a password: through the service, which ends the user's sessions."""
+
+    def save(self, commit: bool = True) -> User:
+        password = self.cleaned_data["password1"]
+        if commit:
+            user_password_change(user=self.user, password=password, actor=getattr(self, "actor", None))
+        else:
+            self.user.set_password(password)
+        return self.user
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserChangeAdminForm
     add_form = UserCreationAdminForm
+    change_password_form = PasswordChangeAdminForm
+    actions = ["deactivate_selected"]
     ordering = ("email",)
     list_display = ("email", "name", "is_active", "is_staff", "is_operator", "last_login")
     list_filter = ("is_active", "is_staff", "is_operator", "is_superuser")
@@ -48,3 +66,92 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),)
+
+    def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
+        deactivated = change and "is_active" in form.changed_data and not obj.is_active
+        claims_changed = change and bool(
+            {"email", "name", "is_staff", "is_operator"} & set(form.changed_data)
+        )
+        if deactivated:
+            obj.is_active = True  # the service flips it, together with revoking the sessions
+        super().save_model(request, obj, form, change)
+        if deactivated:
+            user_deactivate(user=obj, actor=request.user)
+        if claims_changed:
+            user_claims_bump(user_id=obj.pk)
+
+    @admin.action(description="Deactivate selected users (ends their sessions)")
+    def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset.filter(is_active=True):
+            user_deactivate(user=user, actor=request.user)
+        self.message_user(request, "Deactivated; their sessions are revoked.", messages.SUCCESS)
+
+
+class SessionStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked"), ("expired", "Expired")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(revoked_at=None, expires_at__gt=now)
+        if self.value() == "revoked":
+            return queryset.exclude(revoked_at=None)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at=None, expires_at__lte=now)
+        return queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Session)
+class SessionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "user",
+        "method",
+        "created_at",
+        "last_seen_at",
+        "expires_at",
+        "ip",
+        "revoked_at",
+        "revoked_reason",
+    )
+    list_filter = (SessionStateFilter, "method", ("user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("user__email", "ip", "id")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    actions = ["revoke_selected"]
+    exclude = ("current_refresh_payload",)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.change_session")
+
+    @admin.action(description="Revoke selected sessions", permissions=["revoke"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+        count = sessions_revoke(
+            sessions=list(queryset.filter(revoked_at=None).select_related("user")),
+            reason=SessionRevokedReason.OPERATOR,
+            actor=request.user,
+        )
+        self.message_user(request, f"Revoked {count} session(s).", messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "type", "email", "user", "method", "ip", "session_id", "detail")
+    list_filter = ("type", "method")
+    search_fields = ("email", "user__email", "ip", "session_id")
+    list_select_related = ("user",)
+    date_hierarchy = "at"
