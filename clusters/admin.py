@@ -1,0 +1,247 @@
+"""Operators' admin: every write goes through clusters.services, so validation, history and
+token re-issue apply exactly as for the API."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Count, Model
+from django.forms.models import BaseInlineFormSet
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
+
+from clusters.models import Client, Cluster, ClusterChange, Grant
+from clusters.selectors import cluster_credentials
+from clusters.services import (
+    client_create,
+    client_update,
+    cluster_create,
+    cluster_credentials_rotate,
+    cluster_spec_validate,
+    cluster_update,
+    grant_remove,
+    grant_set,
+)
+
+_SPEC_FIELDS = ("replicas", "version", "storage_gi")
+
+
+def _adopt(obj: Model, saved: Model) -> None:
+    """Make the admin's unsaved form instance the row a service saved (for redirects, logs, inlines)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding, obj._state.db = False, saved._state.db
+
+
+# --- Grants -------------------------------------------------------------------------------------
+
+
+class GrantInlineFormSet(BaseInlineFormSet):
+    """Saves through grant_set/grant_remove, so the user's tokens are re-issued with the new scope."""
+
+    actor = None
+
+    def save_new(self, form, commit=True):
+        setattr(form.instance, self.fk.name, self.instance)
+        grant = form.instance
+        return grant_set(user=grant.user, client=grant.client, role=grant.role, actor=self.actor)
+
+    def save_existing(self, form, obj, commit=True):
+        stored = Grant.objects.select_related("user", "client").get(pk=obj.pk)
+        if (stored.user_id, stored.client_id) != (obj.user_id, obj.client_id):
+            grant_remove(user=stored.user, client=stored.client, actor=self.actor)
+        return grant_set(user=obj.user, client=obj.client, role=obj.role, actor=self.actor)
+
+    def delete_existing(self, obj, commit=True):
+        grant_remove(user=obj.user, client=obj.client, actor=self.actor)
+
+
+class GrantInline(admin.TabularInline):
+    """Grants of a client (one row per user) or of a user (one row per client)."""
+
+    model = Grant
+    formset = GrantInlineFormSet
+    extra = 0
+    autocomplete_fields = ("user", "client")
+
+    def get_fields(self, request, obj=None):
+        return ("user" if self.parent_model is Client else "client", "role")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)  # a new class on every call
+        formset.actor = request.user
+        return formset
+
+
+# --- Clients ------------------------------------------------------------------------------------
+
+
+class ClusterInline(admin.TabularInline):
+    """A client's clusters, read-only: clusters are edited on their own page, through the services."""
+
+    model = Cluster
+    fields = ("slug", "replicas", "version", "storage_gi", "updated_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "active", "cluster_count", "created_at")
+    list_filter = ("active",)
+    search_fields = ("slug", "name")
+    inlines = [GrantInline, ClusterInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("slug", "created_at") if obj else ()
+
+    def get_fields(self, request, obj=None):
+        return ("slug", "name", "active", "created_at") if obj else ("slug", "name", "active")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(cluster_total=Count("clusters"))
+
+    @admin.display(description="clusters", ordering="cluster_total")
+    def cluster_count(self, client: Client) -> int:
+        return client.cluster_total
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deactivate instead: deleting would drop grants behind the token service's back.
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            stored = Client.objects.get(pk=obj.pk)
+            saved = client_update(client=stored, name=obj.name, active=obj.active)
+        else:
+            saved = client_create(slug=obj.slug, name=obj.name, active=obj.active)
+        _adopt(obj, saved)
+
+
+# --- Clusters -----------------------------------------------------------------------------------
+
+
+class ClusterAdminForm(forms.ModelForm):
+    version = forms.ChoiceField()
+
+    class Meta:
+        model = Cluster
+        fields = ("client", "slug", *_SPEC_FIELDS)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        versions = list(settings.QDRANT_VERSIONS)
+        if self.instance.pk and self.instance.version not in versions:
+            versions.insert(0, self.instance.version)  # retired, but kept until someone changes it
+        self.fields["version"].choices = [(v, v) for v in versions]
+        if not self.instance.pk:
+            self.initial.setdefault("version", settings.QDRANT_DEFAULT_VERSION)
+            self.initial.setdefault("storage_gi", settings.STORAGE_GI_DEFAULT)
+
+    def spec_changes(self) -> dict:
+        """The desired-state values to hand to the service: all of them on create, the edited ones on change."""
+        return {
+            field: self.cleaned_data[field]
+            for field in _SPEC_FIELDS
+            if field in self.cleaned_data and (not self.instance.pk or field in self.changed_data)
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        # clean() runs before the instance takes the new values: instance.storage_gi is the stored one.
+        cluster_spec_validate(
+            **self.spec_changes(),
+            current_storage_gi=self.instance.storage_gi if self.instance.pk else None,
+        )
+        return cleaned
+
+
+@admin.register(Cluster)
+class ClusterAdmin(admin.ModelAdmin):
+    form = ClusterAdminForm
+    list_display = ("__str__", "client", "replicas", "version", "storage_gi", "updated_at")
+    list_filter = ("version", "client")
+    list_select_related = ("client",)
+    search_fields = ("slug", "client__slug", "client__name")
+    actions = ["rotate_credentials"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("client", "slug", *_SPEC_FIELDS)
+        return ("client", "slug", *_SPEC_FIELDS, "api_keys", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("client", "slug", "api_keys", "created_at", "updated_at") if obj else ()
+
+    @admin.display(description="API keys")
+    def api_keys(self, cluster: Cluster) -> str:
+        return "Stored encrypted. To issue new keys (and see them once), use the “Rotate API keys” action."
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Removing a cluster is a GitOps change of its own, not a row deletion.
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            stored = Cluster.objects.select_related("client").get(pk=obj.pk)
+            result = cluster_update(cluster=stored, actor=request.user, **form.spec_changes())
+        else:
+            result = cluster_create(
+                client=form.cleaned_data["client"],
+                slug=form.cleaned_data["slug"],
+                actor=request.user,
+                **form.spec_changes(),
+            )
+        _adopt(obj, result.cluster)
+
+    @admin.action(description="Rotate API keys (shows the new keys once)", permissions=["change"])
+    def rotate_credentials(self, request, queryset):
+        rotated = []
+        for cluster in queryset.select_related("client"):
+            result = cluster_credentials_rotate(cluster=cluster, actor=request.user)
+            rotated.append((result.cluster, cluster_credentials(cluster=result.cluster)))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "New API keys",
+            "rotated": rotated,
+        }
+        response = TemplateResponse(request, "admin/clusters/cluster/credentials_rotated.html", context)
+        add_never_cache_headers(response)
+        return response
+
+
+# --- History ------------------------------------------------------------------------------------
+
+
+@admin.register(ClusterChange)
+class ClusterChangeAdmin(admin.ModelAdmin):
+    """The change history: read-only, written only by the services and GitOps delivery."""
+
+    list_display = ("created_at", "cluster", "action", "actor_email", "message", "short_commit", "pushed")
+    list_filter = ("action", "pushed")
+    list_select_related = ("cluster__client",)
+    search_fields = ("message", "actor_email", "commit", "cluster__slug", "cluster__client__slug")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="commit", ordering="commit")
+    def short_commit(self, change: ClusterChange) -> str:
+        return change.commit[:12]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,247 @@
+"""The operators' admin writes through the services: validation, history and re-issue apply."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin as django_admin
+from django.contrib.admin.sites import AdminSite
+from django.test import Client as BrowserClient
+from django.test import RequestFactory
+
+from accounts.admin import UserAdmin
+from accounts.models import User
+from clusters.admin import GrantInline
+from clusters.models import Client, Cluster, ClusterChange, Grant
+from clusters.selectors import cluster_credentials
+from clusters.services import client_create, grant_set
+
+
+@pytest.fixture
+def admin_user(user_factory) -> User:
+    return user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+
+
+@pytest.fixture
+def browser(admin_user) -> BrowserClient:
+    browser = BrowserClient()
+    browser.force_login(admin_user)
+    return browser
+
+
+def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, str]:
+    return {
+        f"{prefix}-TOTAL_FORMS": str(total),
+        f"{prefix}-INITIAL_FORMS": str(initial),
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+
+
+def test_creating_a_cluster_in_the_admin_goes_through_the_service(browser, admin_user, client1, settings):
+    response = browser.post(
+        "/admin/clusters/cluster/add/",
+        {
+            "client": client1.pk,
+            "slug": "analytics",
+            "replicas": "3",
+            "version": settings.QDRANT_VERSIONS[0],
+            "storage_gi": "20",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    cluster = Cluster.objects.get(client=client1, slug="analytics")
+    assert (cluster.replicas, cluster.version, cluster.storage_gi) == (3, settings.QDRANT_VERSIONS[0], 20)
+    change = cluster.changes.get()
+    assert (change.action, change.actor) == ("create", admin_user)
+    assert change.changes["replicas"] == [None, 3]
+    assert cluster_credentials(cluster=cluster).api_key  # keys generated and decryptable
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("replicas", "11"), ("replicas", "0"), ("version", "v0.0.1"), ("storage_gi", "100000")],
+)
+def test_admin_create_refuses_what_the_api_refuses(browser, client1, field, value, settings):
+    data = {"client": client1.pk, "slug": "bad", "replicas": "1", "version": settings.QDRANT_VERSIONS[0]}
+    data["storage_gi"] = "10"
+    data[field] = value
+    response = browser.post("/admin/clusters/cluster/add/", data)
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not Cluster.objects.filter(slug="bad").exists()
+
+
+def test_editing_a_cluster_in_the_admin_records_only_what_changed(browser, admin_user, cluster1):
+    response = browser.post(
+        f"/admin/clusters/cluster/{cluster1.pk}/change/",
+        {"replicas": "4", "version": cluster1.version, "storage_gi": str(cluster1.storage_gi)},
+    )
+    assert response.status_code == 302
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 4
+    change = ClusterChange.objects.get(action="update")
+    assert change.changes == {"replicas": [2, 4]}
+    assert change.actor == admin_user
+    assert change.message == "client1/main: replicas 2 -> 4"
+
+
+def test_admin_refuses_shrinking_storage(browser, cluster1):
+    response = browser.post(
+        f"/admin/clusters/cluster/{cluster1.pk}/change/",
+        {"replicas": "2", "version": cluster1.version, "storage_gi": "5"},
+    )
+    assert response.status_code == 200
+    assert "only grow" in str(response.context["adminform"].form.errors["storage_gi"])
+    assert Cluster.objects.get(pk=cluster1.pk).storage_gi == 10
+    assert not ClusterChange.objects.filter(action="update").exists()
+
+
+def test_cluster_list_and_change_pages_never_show_keys(browser, cluster1):
+    credentials = cluster_credentials(cluster=cluster1)
+    secrets = [
+        credentials.api_key,
+        credentials.read_only_api_key,
+        cluster1.api_key_encrypted,
+        cluster1.read_only_api_key_encrypted,
+    ]
+    for url in ["/admin/clusters/cluster/", f"/admin/clusters/cluster/{cluster1.pk}/change/"]:
+        page = browser.get(url)
+        assert page.status_code == 200
+        for secret in secrets:
+            assert secret not in page.content.decode()
+
+
+def test_rotate_action_shows_the_new_keys_once_uncached_and_records_the_change(browser, admin_user, cluster1):
+    old = cluster_credentials(cluster=cluster1)
+    response = browser.post(
+        "/admin/clusters/cluster/",
+        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+    )
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    new = cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk))
+    assert new.api_key != old.api_key and new.read_only_api_key != old.read_only_api_key
+    page = response.content.decode()
+    assert new.api_key in page and new.read_only_api_key in page
+    assert old.api_key not in page
+    change = ClusterChange.objects.get(action="credentials_rotate")
+    assert change.actor == admin_user
+
+
+def test_clusters_cannot_be_deleted_from_the_admin(browser, cluster1):
+    assert browser.get(f"/admin/clusters/cluster/{cluster1.pk}/delete/").status_code == 403
+    assert Cluster.objects.filter(pk=cluster1.pk).exists()
+
+
+def test_change_history_is_read_only_in_the_admin(browser, cluster1):
+    change = cluster1.changes.get()
+    assert browser.get("/admin/clusters/clusterchange/").status_code == 200
+    assert browser.get("/admin/clusters/clusterchange/add/").status_code == 403
+    assert browser.get(f"/admin/clusters/clusterchange/{change.pk}/delete/").status_code == 403
+    response = browser.post(f"/admin/clusters/clusterchange/{change.pk}/change/", {"message": "rewritten"})
+    assert response.status_code == 403
+    assert ClusterChange.objects.get(pk=change.pk).message == change.message
+
+
+def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(browser, user_factory):
+    user = user_factory()
+    response = browser.post(
+        "/admin/clusters/client/add/",
+        {
+            "slug": "acme",
+            "name": "Acme",
+            "active": "on",
+            **_inline_management("grants", 1),
+            "grants-0-user": user.pk,
+            "grants-0-role": "viewer",
+            **_inline_management("clusters", 0),
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    client = Client.objects.get(slug="acme")
+    assert Grant.objects.get(user=user, client=client).role == "viewer"
+    assert User.objects.get(pk=user.pk).claims_version == user.claims_version + 1
+
+
+def test_client_admin_changes_and_removes_grants_through_the_services(
+    browser, client1, cluster1, user_factory
+):
+    keep, drop = user_factory(), user_factory()
+    keep_grant = grant_set(user=keep, client=client1, role="viewer")
+    drop_grant = grant_set(user=drop, client=client1, role="operator")
+    versions = {u.pk: User.objects.get(pk=u.pk).claims_version for u in (keep, drop)}
+
+    response = browser.post(
+        f"/admin/clusters/client/{client1.pk}/change/",
+        {
+            "name": "Client One",
+            "active": "on",
+            **_inline_management("grants", 2, initial=2),
+            "grants-0-id": keep_grant.pk,
+            "grants-0-client": client1.pk,
+            "grants-0-user": keep.pk,
+            "grants-0-role": "operator",
+            "grants-1-id": drop_grant.pk,
+            "grants-1-client": client1.pk,
+            "grants-1-user": drop.pk,
+            "grants-1-role": "operator",
+            "grants-1-DELETE": "on",
+            **_inline_management("clusters", 1, initial=1),
+            "clusters-0-id": cluster1.pk,
+            "clusters-0-client": client1.pk,
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Grant.objects.get(user=keep, client=client1).role == "operator"
+    assert not Grant.objects.filter(user=drop, client=client1).exists()
+    for user in (keep, drop):
+        assert User.objects.get(pk=user.pk).claims_version == versions[user.pk] + 1
+
+
+def test_client_page_lists_its_clusters_read_only(browser, client1, cluster1):
+    page = browser.get(f"/admin/clusters/client/{client1.pk}/change/")
+    assert page.status_code == 200
+    assert f"/admin/clusters/cluster/{cluster1.pk}/change/" in page.content.decode()
+    assert 'name="clusters-0-replicas"' not in page.content.decode()
+
+
+def test_deactivating_a_client_in_the_admin_reissues_its_users_tokens(browser, client1, user1):
+    before = User.objects.get(pk=user1.pk).claims_version
+    response = browser.post(
+        f"/admin/clusters/client/{client1.pk}/change/",
+        {"name": "Client One", **_inline_management("grants", 0), **_inline_management("clusters", 0)},
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Client.objects.get(pk=client1.pk).active is False
+    assert User.objects.get(pk=user1.pk).claims_version == before + 1
+
+
+def test_grant_inline_works_on_the_user_admin(admin_user, user_factory):
+    # accounts.admin owns UserAdmin; it adds GrantInline. Check the inline on a site of our own.
+    site = AdminSite(name="grant-inline-test")
+    site.register(Client, django_admin.site._registry[Client].__class__)
+    user_admin = type("UserAdminWithGrants", (UserAdmin,), {"inlines": [GrantInline]})(User, site)
+    client = client_create(slug="acme", name="Acme")
+    user = user_factory()
+    request = RequestFactory().get("/")
+    request.user = admin_user
+
+    [formset_class] = [formset for formset, _ in user_admin.get_formsets_with_inlines(request, user)]
+    formset = formset_class(
+        data={
+            **_inline_management("grants", 1),
+            "grants-0-client": client.pk,
+            "grants-0-role": "operator",
+        },
+        instance=user,
+        prefix="grants",
+    )
+    assert list(formset.forms[0].fields) >= ["client", "role"]
+    assert formset.is_valid(), formset.errors
+    formset.save()
+
+    assert Grant.objects.get(user=user, client=client).role == "operator"
+    assert User.objects.get(pk=user.pk).claims_version == user.claims_version + 1
