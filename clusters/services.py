@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import User
 from accounts.services import user_claims_bump
-from clusters.crypto import field_encrypt
+from clusters.crypto import field_encrypt, field_reencrypt
 from clusters.models import Client, Cluster, ClusterChange, Grant
 
 logger = logging.getLogger(__name__)
@@ -232,6 +232,21 @@ def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> Clust
             message=f"{current}: API keys rotated",
         )
     return ClusterChangeResult(cluster=current, change=change)
+
+
+def cluster_keys_reencrypt() -> int:
+    """Re-encrypt every cluster's stored API keys under the current field key (the keys stay the same)."""
+    count = 0
+    for pk in Cluster.objects.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            cluster = Cluster.objects.select_for_update().get(pk=pk)
+            cluster.api_key_encrypted = field_reencrypt(ciphertext=cluster.api_key_encrypted)
+            cluster.read_only_api_key_encrypted = field_reencrypt(
+                ciphertext=cluster.read_only_api_key_encrypted
+            )
+            cluster.save(update_fields=["api_key_encrypted", "read_only_api_key_encrypted"])
+        count += 1
+    return count
 
 
 # --- Clients and grants ---------------------------------------------------------------------

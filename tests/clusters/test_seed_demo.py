@@ -2,7 +2,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
-from clusters.models import Client, Grant
+from clusters.models import Client, Cluster, ClusterChange, Grant
 
 
 def _snapshot():
@@ -10,6 +10,8 @@ def _snapshot():
         sorted(Client.objects.values_list("slug", "name", "active")),
         sorted(User.objects.values_list("email", "is_staff", "is_operator", "is_active", "password")),
         sorted(Grant.objects.values_list("user__email", "client__slug", "role")),
+        sorted(Cluster.objects.values_list("client__slug", "slug", "replicas", "api_key_encrypted")),
+        ClusterChange.objects.count(),
     )
 
 
@@ -18,12 +20,17 @@ def test_seed_demo_twice_gives_the_same_data(db):
     first = _snapshot()
     call_command("seed_demo", force=True)
     assert _snapshot() == first
-    clients, users, grants = first
+    clients, users, grants, clusters, changes = first
     assert [slug for slug, _, _ in clients] == ["client1", "client2"]
     assert grants == [
         ("client1@example.com", "client1", "operator"),
         ("client2@example.com", "client2", "operator"),
     ]
+    assert [(client, slug, replicas) for client, slug, replicas, _ in clusters] == [
+        ("client1", "main", 1),
+        ("client2", "main", 1),
+    ]
+    assert changes == 2  # created through the service: one recorded creation each
     admin = User.objects.get(email="admin@example.com")
     assert admin.is_staff and admin.is_operator and admin.check_password("admin")
     assert User.objects.get(email="client1@example.com").check_password("client1")
