@@ -13,19 +13,13 @@ from clusters.services import client_create, cluster_create, grant_set
 
 
 @pytest.fixture
-def client_for(db) -> Callable[[User], APIClient]:
-    """An API client acting as ``user``.
+def client_for(bearer_client) -> Callable[[User], APIClient]:
+    """An API client signed in as ``user`` for real: password login, then ``Authorization: Bearer``.
 
-    Forced authentication until the token service's authentication class and login land;
-    authorization (grants, roles) is fully exercised either way.
+    Grants are read from the database on every request, so a client made before a grant
+    change sees the change at once.
     """
-
-    def make(user: User) -> APIClient:
-        api = APIClient()
-        api.force_authenticate(user=user)
-        return api
-
-    return make
+    return bearer_client
 
 
 @pytest.fixture

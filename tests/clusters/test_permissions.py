@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from rest_framework.test import APIRequestFactory
+from rest_framework.test import APIClient, APIRequestFactory
 
 from accounts.models import User
 from clusters.models import Cluster, ClusterChange, Grant
@@ -96,10 +99,14 @@ def test_deactivated_client_is_out_of_scope_even_with_a_grant(as_user1, user1, c
     assert user_client_permissions(user=user1) == {}
 
 
-def test_deactivated_user_is_refused(client_for, user1, cluster1):
+def test_user_deactivated_after_login_is_refused(client_for, user1, cluster1):
+    api = client_for(user1)
+    assert api.get(f"{C1}/main").status_code == 200
     user1.is_active = False
     user1.save()
-    assert client_for(user1).get(f"{C1}/main").status_code == 403
+    response = api.get(f"{C1}/main")
+    assert response.status_code == 403
+    assert response.json()["code"] in {"account_disabled", "token_not_valid"}
 
 
 def test_grant_changes_apply_to_the_next_request(client_for, user_factory, cluster1, client1):
@@ -116,6 +123,35 @@ def test_grant_changes_apply_to_the_next_request(client_for, user_factory, clust
 
     grant_remove(user=user, client=client1)
     assert api.get(f"{C1}/main").status_code == 403
+
+
+def _claims(access_token: str) -> dict:
+    payload = access_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_grant_changes_show_in_auth_permissions_at_once_and_in_the_scope_after_refresh(
+    client_for, user_factory, client1, client2
+):
+    user = user_factory()
+    grant_set(user=user, client=client1, role=Grant.Role.VIEWER)
+    api = client_for(user)
+    assert _claims(api.tokens["accessToken"])["scope"] == "client1"
+
+    grant_set(user=user, client=client2, role=Grant.Role.OPERATOR)
+    grant_remove(user=user, client=client1)
+
+    permissions = api.get("/api/auth/permissions")
+    assert permissions.status_code == 200
+    assert permissions.json()["clients"] == {"client2": ["view", "configure", "credentials"]}
+
+    refresh = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=f"Bearer {api.tokens['refreshToken']}")
+    assert refresh.status_code == 200, refresh.content
+    assert _claims(refresh.json()["accessToken"])["scope"] == "client2"
+
+
+def test_operator_staff_token_scope_is_a_star(client_for, operator_staff, client1):
+    assert _claims(client_for(operator_staff).tokens["accessToken"])["scope"] == "*"
 
 
 def test_grant_changes_show_in_permissions_and_scope_at_once(user_factory, client1, client2):
