@@ -253,7 +253,9 @@ class KeyRingTokenBackend(TokenBackend):
         self.ring = ring
 
     def encode(self, payload: dict[str, Any]) -> str:
-        claims = {**payload, "iss": self.issuer}
+        # Claims in sorted order: a payload read back from the database (jsonb reorders keys)
+        # encodes to the very same token, which the refresh reuse grace relies on.
+        claims = dict(sorted({**payload, "iss": self.issuer}.items()))
         return jwt.encode(
             claims,
             self.ring.signing.private_key,

@@ -1,0 +1,215 @@
+"""POST /api/auth/login: credentials, base64 passwords, cookies vs body delivery, audit."""
+
+import base64
+import time
+
+import pytest
+from django.test import override_settings
+
+from accounts.models import AuditEvent, AuditEventType, Session
+from tests.conftest import b64, login
+
+
+def test_login_sets_cookies_and_returns_the_user_without_tokens_in_the_body(api_client, user):
+    response = login(api_client, user)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["user"] == {
+        "id": user.pk,
+        "email": "alice@example.com",
+        "name": "Alice",
+        "isStaff": False,
+        "scopes": [],
+    }
+    assert 899_000 <= body["expiresIn"] <= 900_000
+    assert 7 * 86400_000 - 1000 <= body["refreshTokenExpiresIn"] <= 7 * 86400_000
+    assert "accessToken" not in body and "refreshToken" not in body
+    assert set(response.cookies) == {"__Host-accessToken", "__Secure-refreshToken"}
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_body_delivery_returns_tokens_and_sets_no_cookies(api_client, user):
+    response = login(api_client, user, tokenDelivery="body")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accessToken"].count(".") == 2 and body["refreshToken"].count(".") == 2
+    assert not response.cookies
+
+
+@pytest.mark.parametrize(
+    ("secure", "access_name", "refresh_name"),
+    [(True, "__Host-accessToken", "__Secure-refreshToken"), (False, "accessToken", "refreshToken")],
+)
+def test_cookie_attributes_follow_the_contract(api_client, user, settings, secure, access_name, refresh_name):
+    settings.AUTH_COOKIE_SECURE = secure
+    response = login(api_client, user)
+
+    access, refresh = response.cookies[access_name], response.cookies[refresh_name]
+    assert access["httponly"] is True and refresh["httponly"] is True
+    assert bool(access["secure"]) is secure and bool(refresh["secure"]) is secure
+    assert access["samesite"] == "Lax" and refresh["samesite"] == "Strict"
+    assert access["path"] == "/" and refresh["path"] == "/api/auth/"
+    assert 899 <= int(access["max-age"]) <= 900
+    assert 7 * 86400 - 1 <= int(refresh["max-age"]) <= 7 * 86400
+    assert access["domain"] == "" and refresh["domain"] == ""
+
+
+def test_cookie_samesite_is_configurable(api_client, user, settings):
+    settings.ACCESS_COOKIE_SAMESITE, settings.REFRESH_COOKIE_SAMESITE = "Strict", "Lax"
+    response = login(api_client, user)
+    assert response.cookies["__Host-accessToken"]["samesite"] == "Strict"
+    assert response.cookies["__Secure-refreshToken"]["samesite"] == "Lax"
+
+
+def test_email_is_matched_ignoring_case(api_client, user):
+    assert login(api_client, "ALICE@Example.com").status_code == 200
+
+
+def test_a_unicode_password_is_decoded_as_utf8(api_client, user_factory):
+    user = user_factory(password="pässwörd-日本")
+    assert login(api_client, user, "pässwörd-日本").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("alice@example.com", "wrong password"), ("nobody@example.com", "correct horse battery")],
+    ids=["wrong-password", "unknown-email"],
+)
+def test_wrong_credentials_get_the_same_401(api_client, user, email, password):
+    response = login(api_client, email, password)
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "code": "invalid_credentials",
+        "detail": "The email or password is not correct.",
+    }
+    assert not response.cookies
+    event = AuditEvent.objects.get()
+    assert (event.type, event.email) == (AuditEventType.LOGIN_FAILED, email)
+
+
+def test_an_unknown_email_costs_a_password_hash_like_a_wrong_password(api_client, user, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    user.set_password("correct horse battery")
+    user.save()
+
+    def timed(email):
+        start = time.perf_counter()
+        assert login(api_client, email, "wrong").status_code == 401
+        return time.perf_counter() - start
+
+    timed("alice@example.com")  # warm up
+    known = min(timed("alice@example.com") for _ in range(2))
+    unknown = min(timed("nobody@example.com") for _ in range(2))
+    assert unknown > known * 0.5, (known, unknown)
+
+
+def test_passwords_are_hashed_with_argon2id_in_production(api_client, user_factory, settings):
+    import config.settings as project_settings
+
+    settings.PASSWORD_HASHERS = project_settings.PASSWORD_HASHERS
+    user = user_factory(password="argon-password")
+    assert user.password.startswith("argon2$argon2id$")
+    assert login(api_client, user, "argon-password").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("password", "correct"),
+    [("correct horse battery", True), ("wrong", False)],
+)
+def test_a_disabled_account_is_told_only_after_a_correct_password(
+    api_client, user_factory, password, correct
+):
+    user = user_factory(is_active=False)
+    response = login(api_client, user, password)
+    assert response.status_code == (403 if correct else 401)
+    assert response.json()["code"] == ("account_disabled" if correct else "invalid_credentials")
+    assert not Session.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["not base64!!", base64.b64encode(b"\xff\xfe\xfd").decode(), "YWJj=extra", 12345],
+    ids=["not-base64", "not-utf8", "trailing-garbage", "not-a-string"],
+)
+def test_a_password_that_is_not_base64_of_utf8_is_a_400_on_the_field(api_client, user, password):
+    response = api_client.post("/api/auth/login", {"email": user.email, "password": password}, format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_request"
+    assert list(body["fields"]) == ["password"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"password": b64("x")}, "email"),
+        ({"email": "alice@example.com"}, "password"),
+        (
+            {"email": "alice@example.com", "password": b64("x"), "tokenDelivery": "carrier-pigeon"},
+            "tokenDelivery",
+        ),
+    ],
+)
+def test_missing_or_invalid_fields_are_a_400(api_client, db, payload, field):
+    response = api_client.post("/api/auth/login", payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+
+
+def test_malformed_json_is_a_400_not_a_500(api_client, db):
+    response = api_client.post("/api/auth/login", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
+
+
+def test_login_starts_a_session_and_records_it(api_client, user):
+    response = api_client.post(
+        "/api/auth/login",
+        {"email": user.email, "password": b64("correct horse battery")},
+        format="json",
+        HTTP_USER_AGENT="Firefox/130",
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert response.status_code == 200
+    session = Session.objects.get()
+    assert (session.user, session.method, session.user_agent, session.ip) == (
+        user,
+        "password",
+        "Firefox/130",
+        "203.0.113.9",
+    )
+    assert session.expires_at - session.created_at == pytest.importorskip("datetime").timedelta(days=30)
+    event = AuditEvent.objects.get()
+    assert (event.type, event.user, event.session_id) == (AuditEventType.LOGIN_SUCCEEDED, user, session.pk)
+
+
+def test_a_stale_or_garbage_access_cookie_never_breaks_login(api_client, user):
+    api_client.cookies["__Host-accessToken"] = "garbage.garbage.garbage"
+    assert login(api_client, user).status_code == 200
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=["https://app.example.com"])
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        (None, 200),
+        ("http://testserver", 200),
+        ("https://app.example.com", 200),
+        ("https://evil.example", 403),
+    ],
+)
+def test_login_refuses_a_foreign_browser_origin(api_client, user, origin, status):
+    extra = {"HTTP_ORIGIN": origin} if origin else {}
+    response = api_client.post(
+        "/api/auth/login",
+        {"email": user.email, "password": b64("correct horse battery")},
+        format="json",
+        **extra,
+    )
+    assert response.status_code == status
+    if status == 403:
+        assert response.json()["code"] == "csrf_failed"
