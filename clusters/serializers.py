@@ -133,6 +133,8 @@ class InputSerializer(serializers.Serializer):
 
 
 class ClusterUpdateInputSerializer(InputSerializer):
+    """At least one field; unknown fields are refused."""
+
     replicas = ReplicasField(required=False)
     version = serializers.CharField(required=False, help_text="One of QDRANT_VERSIONS.")
     storageGi = StorageGiField(source="storage_gi", required=False)

@@ -22,14 +22,16 @@ from clusters.serializers import (
     HistoryEntryOutputSerializer,
 )
 
+_AUTH_403 = "not_authenticated / token_not_valid / account_disabled / csrf_failed (cookie requests)"
 _400 = OpenApiResponse(ErrorSerializer, description="invalid_request, with `fields`.")
 _403 = OpenApiResponse(
     ErrorSerializer,
     description="permission_denied: the client is outside your grants (whether or not it exists) "
-    "or your role lacks the permission; not_authenticated / token_not_valid.",
+    f"or your role lacks the permission; {_AUTH_403}.",
 )
-_403_LIST = OpenApiResponse(ErrorSerializer, description="not_authenticated / token_not_valid.")
+_403_LIST = OpenApiResponse(ErrorSerializer, description=f"{_AUTH_403}.")
 _404 = OpenApiResponse(ErrorSerializer, description="not_found: no such cluster for this client.")
+_503 = OpenApiResponse(ErrorSerializer, description="auth_unavailable: the session store is unreachable.")
 
 
 class ClusterAPIView(APIView):
@@ -41,7 +43,8 @@ class ClientListView(ClusterAPIView):
     required_permission = PERMISSION_VIEW
 
     @extend_schema(
-        operation_id="clients_list", responses={200: ClientOutputSerializer(many=True), 403: _403_LIST}
+        operation_id="clients_list",
+        responses={200: ClientOutputSerializer(many=True), 403: _403_LIST, 503: _503},
     )
     def get(self, request):
         clients = selectors.client_list(user=request.user)
@@ -52,7 +55,8 @@ class ClusterListView(ClusterAPIView):
     required_permission = PERMISSION_VIEW
 
     @extend_schema(
-        operation_id="clusters_list", responses={200: ClusterOutputSerializer(many=True), 403: _403}
+        operation_id="clusters_list",
+        responses={200: ClusterOutputSerializer(many=True), 403: _403, 503: _503},
     )
     def get(self, request, client: str):
         client_obj = selectors.client_access(
@@ -66,7 +70,8 @@ class ClusterDetailView(ClusterAPIView):
     required_permission = {"GET": PERMISSION_VIEW, "PATCH": PERMISSION_CONFIGURE}
 
     @extend_schema(
-        operation_id="clusters_retrieve", responses={200: ClusterOutputSerializer, 403: _403, 404: _404}
+        operation_id="clusters_retrieve",
+        responses={200: ClusterOutputSerializer, 403: _403, 404: _404, 503: _503},
     )
     def get(self, request, client: str, cluster: str):
         cluster_obj = selectors.cluster_access(
@@ -86,6 +91,7 @@ class ClusterDetailView(ClusterAPIView):
             400: _400,
             403: _403,
             404: _404,
+            503: _503,
         },
     )
     def patch(self, request, client: str, cluster: str):
@@ -110,7 +116,7 @@ class ClusterCredentialsView(ClusterAPIView):
 
     @extend_schema(
         operation_id="clusters_credentials_retrieve",
-        responses={200: CredentialsOutputSerializer, 403: _403, 404: _404},
+        responses={200: CredentialsOutputSerializer, 403: _403, 404: _404, 503: _503},
         description="Endpoint and API keys. Sent with `Cache-Control: no-store`.",
     )
     def get(self, request, client: str, cluster: str):
@@ -127,7 +133,7 @@ class ClusterCredentialsRotateView(ClusterAPIView):
     @extend_schema(
         operation_id="clusters_credentials_rotate",
         request=None,
-        responses={200: CredentialsOutputSerializer, 403: _403, 404: _404},
+        responses={200: CredentialsOutputSerializer, 403: _403, 404: _404, 503: _503},
         description="Replace both API keys; the new ones are returned once. `Cache-Control: no-store`.",
     )
     def post(self, request, client: str, cluster: str):
@@ -145,7 +151,7 @@ class ClusterHistoryView(ClusterAPIView):
 
     @extend_schema(
         operation_id="clusters_history_list",
-        responses={200: HistoryEntryOutputSerializer(many=True), 403: _403, 404: _404},
+        responses={200: HistoryEntryOutputSerializer(many=True), 403: _403, 404: _404, 503: _503},
         description="Every recorded change, newest first.",
     )
     def get(self, request, client: str, cluster: str):

@@ -161,3 +161,27 @@ def test_browser_session_scales_with_the_csrf_header_and_not_without(auth_client
     assert response.status_code == 403
     assert response.json()["code"] == "csrf_failed"
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 3
+
+
+def test_openapi_document_describes_every_clusters_endpoint_with_its_errors(api_client, db):
+    document = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    paths = document["paths"]
+    cluster = "/api/clients/{client}/clusters/{cluster}"
+    expected = {
+        ("/api/clients", "get"): {"200", "403"},
+        ("/api/clients/{client}/clusters", "get"): {"200", "403"},
+        (cluster, "get"): {"200", "403", "404"},
+        (cluster, "patch"): {"200", "202", "400", "403", "404"},
+        (f"{cluster}/credentials", "get"): {"200", "403", "404"},
+        (f"{cluster}/credentials/rotate", "post"): {"200", "403", "404"},
+        (f"{cluster}/history", "get"): {"200", "403", "404"},
+    }
+    for (path, method), statuses in expected.items():
+        responses = paths[path][method]["responses"]
+        assert statuses <= set(responses), (path, method)
+        for status in statuses - {"200", "202"}:
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Error"}, (path, method, status)
+    patch_body = paths[cluster]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+    assert patch_body["$ref"].endswith("ClusterUpdateInputRequest")
+    assert set(paths) >= {path for path, _ in expected}
