@@ -1,0 +1,97 @@
+"""The admin: sessions (filter, revoke), users (deactivate, password change revoke), read-only audit."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import AuditEvent, Session
+
+
+@pytest.fixture
+def operator_browser(client, user_factory):
+    admin = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    return client
+
+
+def test_operator_revokes_selected_sessions(operator_browser, bearer_client, user):
+    api = bearer_client(user)
+    session = Session.objects.get(user=user)
+    response = operator_browser.post(
+        "/admin/accounts/session/", {"action": "revoke_selected", "_selected_action": [str(session.pk)]}
+    )
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.revoked_reason == "operator"
+    assert api.get("/api/auth/me").json()["code"] == "token_not_valid"
+
+
+@pytest.mark.parametrize(("state", "shown"), [("active", True), ("revoked", False)])
+def test_session_list_filters_by_state_and_user(operator_browser, bearer_client, user, state, shown):
+    bearer_client(user)
+    response = operator_browser.get(f"/admin/accounts/session/?state={state}&user__id__exact={user.pk}")
+    assert response.status_code == 200
+    assert ("alice@example.com" in response.content.decode()) is shown
+
+
+def test_deactivating_a_user_in_the_admin_revokes_their_sessions(operator_browser, bearer_client, user):
+    api = bearer_client(user)
+    response = operator_browser.post(
+        "/admin/accounts/user/", {"action": "deactivate_selected", "_selected_action": [str(user.pk)]}
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert not user.is_active
+    assert api.get("/api/auth/me").json()["code"] == "token_not_valid"
+
+
+def test_unticking_active_on_the_user_form_revokes_their_sessions(operator_browser, bearer_client, user):
+    api = bearer_client(user)
+    page = operator_browser.get(f"/admin/accounts/user/{user.pk}/change/")
+    form = page.context["adminform"].form
+    data = {
+        k: v
+        for k, v in form.initial.items()
+        if v is not None and k not in {"password", "groups", "user_permissions"}
+    }
+    data.update(email=user.email, name=user.name, date_joined_0="2026-01-01", date_joined_1="00:00:00")
+    data.pop("is_active", None)
+    data.pop("date_joined", None)
+    data.pop("last_login", None)
+    response = operator_browser.post(f"/admin/accounts/user/{user.pk}/change/", data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    user.refresh_from_db()
+    assert not user.is_active
+    assert Session.objects.get(user=user).revoked_reason == "deactivated"
+    assert api.get("/api/auth/validate").json()["code"] == "token_not_valid"
+
+
+def test_an_admin_password_change_revokes_the_users_sessions(operator_browser, bearer_client, user):
+    api = bearer_client(user)
+    response = operator_browser.post(
+        f"/admin/accounts/user/{user.pk}/password/",
+        {
+            "password1": "A brand new passphrase 77",
+            "password2": "A brand new passphrase 77",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302
+    assert api.get("/api/auth/me").json()["code"] == "token_not_valid"
+    assert Session.objects.get(user=user).revoked_reason == "password_change"
+    from tests.conftest import login
+
+    assert login(APIClient(), user, "A brand new passphrase 77").status_code == 200
+
+
+def test_audit_events_are_read_only(operator_browser, user):
+    from tests.conftest import login
+
+    login(APIClient(), user, "wrong")
+    event = AuditEvent.objects.get()
+    assert operator_browser.get("/admin/accounts/auditevent/").status_code == 200
+    assert operator_browser.get("/admin/accounts/auditevent/add/").status_code == 403
+    assert (
+        operator_browser.post(f"/admin/accounts/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert AuditEvent.objects.filter(pk=event.pk).exists()

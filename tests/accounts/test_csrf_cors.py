@@ -1,0 +1,82 @@
+"""CSRF for cookie-authenticated writes, Origin checks, and CORS only for allowed origins."""
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from accounts.models import Session
+from tests.conftest import login
+
+APP_ORIGIN = "https://app.example.com"
+
+
+def other_session_id(client):
+    return next(s["id"] for s in client.get("/api/auth/sessions").json() if not s["current"])
+
+
+def cookie_client(user):
+    client = APIClient(enforce_csrf_checks=True)
+    assert login(client, user).status_code == 200
+    return client
+
+
+@pytest.mark.parametrize(
+    ("send_token", "status", "code"),
+    [(True, 204, None), (False, 403, "csrf_failed")],
+    ids=["token", "no-token"],
+)
+def test_cookie_authenticated_writes_need_the_csrf_token(auth_client, user, send_token, status, code):
+    auth_client(user)
+    client = cookie_client(user)
+    csrf = client.get("/api/auth/csrf").json()["csrfToken"]
+    headers = {"HTTP_X_CSRFTOKEN": csrf} if send_token else {}
+    response = client.delete(f"/api/auth/sessions/{other_session_id(client)}", **headers)
+    assert response.status_code == status
+    if code:
+        assert response.json()["code"] == code
+        assert not Session.objects.exclude(revoked_at=None).exists()
+
+
+def test_header_token_writes_need_no_csrf(bearer_client, user):
+    bearer_client(user)
+    client = bearer_client(user)
+    client.handler.enforce_csrf_checks = True
+    assert client.delete(f"/api/auth/sessions/{other_session_id(client)}").status_code == 204
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[APP_ORIGIN], CSRF_TRUSTED_ORIGINS=[APP_ORIGIN])
+@pytest.mark.parametrize(
+    ("origin", "status"), [(APP_ORIGIN, 204), ("https://evil.example", 403), ("null", 403)]
+)
+def test_a_cookie_write_from_a_foreign_origin_is_refused_even_with_the_token(
+    auth_client, user, origin, status
+):
+    auth_client(user)
+    client = cookie_client(user)
+    csrf = client.get("/api/auth/csrf").json()["csrfToken"]
+    response = client.delete(
+        f"/api/auth/sessions/{other_session_id(client)}", HTTP_X_CSRFTOKEN=csrf, HTTP_ORIGIN=origin
+    )
+    assert response.status_code == status
+    if status == 403:
+        assert response.json()["code"] == "csrf_failed"
+
+
+def test_the_csrf_endpoint_sets_the_cookie_readable_by_the_app(db):
+    response = APIClient().get("/api/auth/csrf")
+    cookie = response.cookies["csrftoken"]
+    assert response.json()["csrfToken"]
+    assert not cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[APP_ORIGIN])
+@pytest.mark.parametrize(("origin", "allowed"), [(APP_ORIGIN, True), ("https://evil.example", False)])
+def test_cors_headers_only_for_allowed_origins(bearer_client, user, origin, allowed):
+    client = bearer_client(user)
+    response = client.get("/api/auth/me", HTTP_ORIGIN=origin)
+    assert (response.get("Access-Control-Allow-Origin") == origin) is allowed
+    assert (response.get("Access-Control-Allow-Credentials") == "true") is allowed
+    preflight = APIClient().options(
+        "/api/auth/login", HTTP_ORIGIN=origin, HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"
+    )
+    assert ("Access-Control-Allow-Origin" in preflight) is allowed

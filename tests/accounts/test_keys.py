@@ -1,0 +1,132 @@
+"""The key ring: rotation without logouts, retirement, JWKS, production refusing to start without keys."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from tests.conftest import login
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def keys_dir(settings, tmp_path, monkeypatch):
+    # A running process looks at the directory every few seconds; here, at every request.
+    monkeypatch.setattr("accounts.tokens.KEYS_DIR_RECHECK_SECONDS", 0)
+    settings.JWT_PRIVATE_KEYS = ""
+    settings.JWT_KEYS_DIR = tmp_path / "keys"
+    call_command("jwt_keys", "rotate", stdout=open(os.devnull, "w"))
+    return settings.JWT_KEYS_DIR
+
+
+def body_login(user):
+    return login(APIClient(), user, tokenDelivery="body").json()
+
+
+def me(token):
+    return APIClient().get("/api/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def kids(path):
+    return sorted(p.stem for p in Path(path).glob("*.pem"))
+
+
+def test_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired(keys_dir, user):
+    old_kid = kids(keys_dir)[0]
+    old = body_login(user)
+
+    call_command("jwt_keys", "rotate", stdout=open(os.devnull, "w"))
+    new = body_login(user)
+    import jwt
+
+    assert jwt.get_unverified_header(new["accessToken"])["kid"] != old_kid
+    assert me(old["accessToken"]).status_code == 200
+    assert me(new["accessToken"]).status_code == 200
+    assert len(APIClient().get("/.well-known/jwks.json").json()["keys"]) == 2
+
+    call_command("jwt_keys", "retire", old_kid, stdout=open(os.devnull, "w"))
+    assert me(old["accessToken"]).json()["code"] == "token_not_valid"
+    refused = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=f"Bearer {old['refreshToken']}")
+    assert refused.json()["code"] == "token_not_valid"
+    assert me(new["accessToken"]).status_code == 200
+    assert [k["kid"] for k in APIClient().get("/.well-known/jwks.json").json()["keys"]] == kids(keys_dir)
+
+
+def test_the_signing_key_cannot_be_retired(keys_dir):
+    with pytest.raises(CommandError, match="signing key"):
+        call_command("jwt_keys", "retire", kids(keys_dir)[0])
+
+
+def test_retiring_an_unknown_kid_is_an_error(keys_dir):
+    with pytest.raises(CommandError, match="No key"):
+        call_command("jwt_keys", "retire", "nope")
+
+
+def test_jwt_keys_list_shows_which_key_signs(keys_dir):
+    from io import StringIO
+
+    out = StringIO()
+    call_command("jwt_keys", "list", stdout=out)
+    assert f"{kids(keys_dir)[0]}  signing" in out.getvalue()
+
+
+def test_key_files_are_private(keys_dir):
+    assert all(p.stat().st_mode & 0o077 == 0 for p in keys_dir.glob("*.pem"))
+
+
+def test_jwks_serves_only_public_keys_and_is_cacheable(db):
+    response = APIClient().get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert response["Cache-Control"].startswith("public, max-age=")
+    (key,) = response.json()["keys"]
+    assert set(key) == {"kty", "kid", "use", "alg", "n", "e"}
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+
+
+def test_jwks_verifies_a_token_like_a_gateway_would(bearer_client, user):
+    import jwt
+
+    token = bearer_client(user).tokens["accessToken"]
+    jwks = jwt.PyJWKSet.from_dict(APIClient().get("/.well-known/jwks.json").json())
+    key = next(k for k in jwks.keys if k.key_id == jwt.get_unverified_header(token)["kid"])
+    assert jwt.decode(token, key.key, algorithms=["RS256"], issuer="qdrant-portal")["sub"] == str(user.pk)
+
+
+def _serve(env_overrides: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings", JWT_KEYS_DIR=str(tmp_path / "empty"), **env_overrides
+    )
+    return subprocess.run(
+        [sys.executable, "-c", "from config.wsgi import application"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "starts"),
+    [
+        ({"DJANGO_DEBUG": "0"}, False),
+        ({"DJANGO_DEBUG": "0", "JWT_PRIVATE_KEYS": "-----BEGIN PRIVATE KEY-----\nnot a key"}, False),
+        ({"DJANGO_DEBUG": "0", "JWT_ALGORITHM": "HS256", "JWT_SECRET": "short"}, False),
+        ({"DJANGO_DEBUG": "0", "JWT_ALGORITHM": "HS256", "JWT_SECRET": "x" * 40}, True),
+        ({"DJANGO_DEBUG": "1"}, True),
+    ],
+    ids=["production-without-keys", "broken-pem", "short-secret", "hs256-secret", "development-generates"],
+)
+def test_the_server_refuses_to_start_without_usable_keys(tmp_path, env, starts):
+    result = _serve(env, tmp_path)
+    assert (result.returncode == 0) is starts, result.stderr[-2000:]
+    if not starts:
+        assert "ImproperlyConfigured" in result.stderr
+    if env == {"DJANGO_DEBUG": "1"}:
+        assert len(list((tmp_path / "empty").glob("*.pem"))) == 1

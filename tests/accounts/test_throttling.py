@@ -1,0 +1,39 @@
+"""Login throttling per client address and per account: 429 with Retry-After."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.conftest import login
+
+
+def test_repeated_guesses_at_one_account_are_throttled_from_any_address(user, settings):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "3/min", "100/min"
+    statuses = [login(APIClient(REMOTE_ADDR=f"198.51.100.{n}"), user, "wrong").status_code for n in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    response = login(APIClient(REMOTE_ADDR="198.51.100.99"), "ALICE@example.com", "correct horse battery")
+    assert response.status_code == 429
+    assert response.json()["code"] == "throttled"
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert login(APIClient(), "bob@example.com", "whatever").status_code == 401  # other accounts unaffected
+
+
+def test_one_address_guessing_many_accounts_is_throttled(db, settings):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "100/min", "3/min"
+    client = APIClient(REMOTE_ADDR="203.0.113.7")
+    statuses = [login(client, f"user{n}@example.com", "x").status_code for n in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert login(APIClient(REMOTE_ADDR="203.0.113.8"), "user9@example.com", "x").status_code == 401
+
+
+@pytest.mark.parametrize(("hops", "throttled"), [(0, True), (1, False)])
+def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(db, settings, hops, throttled):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP, settings.TRUSTED_PROXY_HOPS = (
+        "100/min",
+        "2/min",
+        hops,
+    )
+    statuses = [
+        login(APIClient(HTTP_X_FORWARDED_FOR=f"192.0.2.{n}"), f"u{n}@example.com", "x").status_code
+        for n in range(3)
+    ]
+    assert (statuses[-1] == 429) is throttled
