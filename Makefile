@@ -30,6 +30,7 @@ run: setup
 	mkdir -p var
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) $(BIN)/python manage.py gitops_sync
 	$(RUN_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## The whole suite: Python (pytest, incl. browser tests when Chromium is installed) and JavaScript.

@@ -19,6 +19,8 @@ from accounts.models import User
 from accounts.services import user_claims_bump
 from clusters.crypto import field_encrypt, field_reencrypt
 from clusters.models import Client, Cluster, ClusterChange, Grant
+from config.exceptions import ServiceError
+from gitops.services import GitopsUnavailable, changes_deliver_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,52 @@ def _cluster_locked(*, cluster: Cluster) -> Cluster:
     return Cluster.objects.select_for_update(of=("self",)).select_related("client").get(pk=cluster.pk)
 
 
+# Helm release names ("qdrant-<client>-<cluster>") are limited to 53 characters.
+RELEASE_NAME_MAX = 53
+
+
+def _change_revert(*, change: ClusterChange) -> bool:
+    """Undo an update that never reached git, if nothing was stacked on it meanwhile."""
+    with transaction.atomic():
+        current = _cluster_locked(cluster=change.cluster)
+        latest = current.changes.order_by("-id").first()
+        if latest is None or latest.pk != change.pk or latest.commit or change.action != change.Action.UPDATE:
+            return False
+        api_names = {api: field for field, api in _CHANGE_KEYS.items()}
+        for api_name, (before, _after) in change.changes.items():
+            setattr(current, api_names[api_name], before)
+        current.save(update_fields=[*(api_names[name] for name in change.changes), "updated_at"])
+        latest.delete()
+    return True
+
+
+def _delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) -> ClusterChangeResult:
+    """Commit and push the recorded change once its transaction is committed; report how far it got.
+
+    A remote that cannot be reached is not a failure: the commit waits locally (``pushed``
+    False) for the next delivery or ``gitops_sync``. When even the local commit fails, an
+    update is undone (``revert_on_failure``) and answered 503 ``gitops_unavailable``;
+    other changes stay in the outbox for ``gitops_sync``.
+    """
+    if result.change is None:
+        return result
+    try:
+        delivered_now = changes_deliver_after_commit()
+    except GitopsUnavailable as error:
+        if revert_on_failure and _change_revert(change=result.change):
+            raise ServiceError(
+                "The change could not be committed to the GitOps repository; nothing was changed. "
+                "Try again in a moment.",
+                code="gitops_unavailable",
+                status_code=503,
+            ) from error
+        logger.exception("GitOps delivery failed; %s stays pending for gitops_sync", result.change)
+        return result
+    if delivered_now:
+        result.change.refresh_from_db()
+    return result
+
+
 def cluster_create(
     *,
     client: Client,
@@ -155,6 +203,14 @@ def cluster_create(
         read_only_api_key_encrypted=field_encrypt(plaintext=_api_key_new()),
     )
     cluster.full_clean()
+    if len(f"qdrant-{client.slug}-{slug}") > RELEASE_NAME_MAX:
+        raise ValidationError(
+            {
+                "slug": [
+                    f"Client and cluster names together are too long for Helm ({RELEASE_NAME_MAX} characters)."
+                ]
+            }
+        )
     values = {field: getattr(cluster, field) for field in _CHANGE_KEYS}
     summary = ", ".join(f"{_MESSAGE_LABELS[f]} {_value_text(f, v)}" for f, v in values.items())
     try:
@@ -170,7 +226,7 @@ def cluster_create(
     except IntegrityError as exc:
         # Lost a race with another create of the same slug (full_clean checked just before).
         raise ValidationError({"slug": ["A cluster with this name already exists for this client."]}) from exc
-    return ClusterChangeResult(cluster=cluster, change=change)
+    return _delivered(ClusterChangeResult(cluster=cluster, change=change))
 
 
 def cluster_update(
@@ -209,7 +265,7 @@ def cluster_update(
             changes={_CHANGE_KEYS[f]: [before, after] for f, (before, after) in diff.items()},
             message=f"{current}: {described}",
         )
-    return ClusterChangeResult(cluster=current, change=change)
+    return _delivered(ClusterChangeResult(cluster=current, change=change), revert_on_failure=True)
 
 
 def cluster_scale(*, cluster: Cluster, actor: User | None, replicas: int) -> ClusterChangeResult:
@@ -231,7 +287,7 @@ def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> Clust
             changes={"credentials": "rotated"},
             message=f"{current}: API keys rotated",
         )
-    return ClusterChangeResult(cluster=current, change=change)
+    return _delivered(ClusterChangeResult(cluster=current, change=change))
 
 
 def cluster_keys_reencrypt() -> int:

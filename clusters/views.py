@@ -107,7 +107,11 @@ class ClusterDetailView(ClusterAPIView):
         except DjangoValidationError as exc:
             raise serializer.service_error(exc) from exc
         detail = selectors.cluster_detail(cluster=result.cluster)
-        return Response(ClusterOutputSerializer(detail).data, status=status.HTTP_200_OK)
+        pending = result.change is not None and not result.change.pushed
+        return Response(
+            ClusterOutputSerializer(detail).data,
+            status=status.HTTP_202_ACCEPTED if pending else status.HTTP_200_OK,
+        )
 
 
 @method_decorator(never_cache, name="dispatch")

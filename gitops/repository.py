@@ -524,6 +524,18 @@ def _pending_commits(repo: pygit2.Repository, local: str, remote_tip: str | None
     return tuple(pending)
 
 
+def tree_reader(*, repository: GitopsRepository, remote: RemoteConfig | None = None) -> TreeReader:
+    """A reader of the branch as the remote has it (fetched first), or of the local tip."""
+    repo = _open(repository)
+    tip = _ref_target(repo, repository.ref_name)
+    if remote is not None:
+        reachable, remote_tip = _remote_fetch(repository, repo, remote)
+        if not reachable:
+            raise GitopsUnavailable("The gitops remote cannot be reached.")
+        tip = remote_tip or tip
+    return TreeReader(repo, tip)
+
+
 # --- Delivery ------------------------------------------------------------------------------
 
 

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from clusters.models import Cluster, ClusterChange
 
 URL = "/api/clients/client1/clusters/main"
-
-
-def _commit(change: ClusterChange, sha: str, pushed: bool = True) -> None:
-    """What GitOps delivery does to a change row once it is in git."""
-    change.commit, change.committed_at, change.pushed = sha, timezone.now(), pushed
-    change.save()
 
 
 def test_client_user_lists_only_its_own_clients(as_user1, cluster1, cluster2):
@@ -22,7 +15,7 @@ def test_client_user_lists_only_its_own_clients(as_user1, cluster1, cluster2):
     assert response.json() == [{"slug": "client1", "name": "Client One"}]
 
 
-def test_client_user_lists_its_clusters_with_endpoint_and_no_revision_yet(as_user1, cluster1, cluster2):
+def test_client_user_lists_its_clusters_with_endpoint_and_creation_commit(as_user1, cluster1, cluster2):
     response = as_user1.get("/api/clients/client1/clusters")
     assert response.status_code == 200
     [cluster] = response.json()
@@ -33,7 +26,8 @@ def test_client_user_lists_its_clusters_with_endpoint_and_no_revision_yet(as_use
         "rest": "https://main.client1.qdrant.local:6333",
         "grpc": "main.client1.qdrant.local:6334",
     }
-    assert cluster["revision"] is None
+    assert len(cluster["revision"]["commit"]) == 40  # the creation was committed to git
+    assert cluster["revision"]["pushed"] is True  # no remote configured: the local branch is the source
 
 
 def test_cluster_detail_has_the_contract_fields_and_form_limits(as_user1, cluster1, settings):
@@ -60,7 +54,7 @@ def test_client_user_scales_its_cluster_and_the_change_is_recorded(as_user1, use
     assert change.actor_email == "client1@example.com"
     assert change.changes == {"replicas": [2, 3]}
     assert change.message == "client1/main: replicas 2 -> 3"
-    assert change.commit == "" and change.pushed is False
+    assert len(change.commit) == 40 and change.pushed is True  # delivered to git before the answer
 
 
 def test_patch_changes_version_and_storage_in_one_change(as_user1, cluster1, settings):
@@ -85,24 +79,24 @@ def test_patch_with_unchanged_values_records_no_change(as_user1, cluster1, body)
 
 def test_revision_is_the_latest_committed_change_from_the_database(as_user1, cluster1):
     create = cluster1.changes.get()
-    _commit(create, "a" * 40)
-    as_user1.patch(URL, {"replicas": 3}, format="json")  # recorded, not committed yet
-
     revision = as_user1.get(URL).json()["revision"]
-    assert revision["commit"] == "a" * 40
-    assert revision["pushed"] is True
+    assert (revision["commit"], revision["author"]) == (create.commit, None)  # created by the system
     assert revision["committedAt"]
-    assert revision["author"] is None  # created by the system (seed), no user
 
-    _commit(ClusterChange.objects.get(action="update"), "b" * 40, pushed=False)
+    as_user1.patch(URL, {"replicas": 3}, format="json")
+    update = ClusterChange.objects.get(action="update")
     revision = as_user1.get(URL).json()["revision"]
     assert (revision["commit"], revision["pushed"], revision["author"]) == (
-        "b" * 40,
-        False,
+        update.commit,
+        True,
         "client1@example.com",
     )
     listed = as_user1.get("/api/clients/client1/clusters").json()[0]["revision"]
-    assert listed["commit"] == "b" * 40
+    assert listed["commit"] == update.commit
+
+    # A change still waiting in the outbox is not a revision yet.
+    ClusterChange.objects.filter(pk=update.pk).update(commit="", pushed=False)
+    assert as_user1.get(URL).json()["revision"]["commit"] == create.commit
 
 
 def test_history_shows_who_changed_what_newest_first(as_user1, client_for, operator_staff, cluster1):
@@ -120,7 +114,8 @@ def test_history_shows_who_changed_what_newest_first(as_user1, client_for, opera
     assert [entry["author"] for entry in history] == ["ops@example.com", "client1@example.com", None]
     newest = history[0]
     assert set(newest) >= {"commit", "author", "at", "message", "changes"}
-    assert newest["commit"] is None
+    assert newest["commit"] == ClusterChange.objects.filter(action="update").latest("id").commit
+    assert len(newest["commit"]) == 40
     assert newest["message"] == "client1/main: replicas 3 -> 4"
 
 

@@ -1,0 +1,245 @@
+"""Cluster changes reach git: through the API, with a real local repository and a bare remote."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from clusters.crypto import field_decrypt
+from clusters.models import Cluster, ClusterChange
+from clusters.services import cluster_create, cluster_credentials_rotate, cluster_update
+from gitops.repository import (
+    GitIdentity,
+    GitopsRepository,
+    blobs_read,
+    branch_tip,
+    commits_list,
+    file_read,
+    files_commit,
+    repository_open,
+)
+from gitops.services import pending_changes_deliver
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+@pytest.fixture
+def remote(tmp_path, settings) -> GitopsRepository:
+    """A bare repository playing the team's git server."""
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "remote.git")
+    return repository_open(path=tmp_path / "remote.git", branch="main", bootstrap_files={})
+
+
+def _values(repository: GitopsRepository, client: str, cluster: str) -> dict:
+    return yaml.safe_load(
+        file_read(repository=repository, file_path=f"clients/{client}/{cluster}/values.yaml")
+    )
+
+
+def _local(settings) -> GitopsRepository:
+    return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
+
+
+def test_scaling_makes_one_commit_by_the_user_with_the_new_values(remote, cluster1, user1, client_for):
+    before = len(commits_list(repository=remote))
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+    assert response.status_code == 200, response.json()
+    revision = response.json()["revision"]
+    assert revision["pushed"] is True
+
+    commits = commits_list(repository=remote)
+    assert len(commits) == before + 1
+    head = commits[0]
+    assert head.id == revision["commit"]
+    assert head.author == GitIdentity(name="Client One User", email="client1@example.com")
+    assert head.message.splitlines()[0] == "client1/main: replicas 2 -> 3"
+    assert "Requested-by: Client One User <client1@example.com>" in head.message
+    assert _values(remote, "client1", "main")["replicaCount"] == 3
+    change = ClusterChange.objects.get(commit=head.id)
+    assert change.pushed and change.changes == {"replicas": [2, 3]}
+
+
+def test_an_unchanged_patch_makes_no_commit(remote, cluster1, user1, client_for):
+    before = len(commits_list(repository=remote))
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 2}, format="json")
+    assert response.status_code == 200
+    assert len(commits_list(repository=remote)) == before
+
+
+def test_keys_edited_by_hand_in_git_survive_a_change(remote, settings, cluster1, user1, client_for):
+    local = _local(settings)
+    path = "clients/client1/main/values.yaml"
+    edited = yaml.safe_load(file_read(repository=local, file_path=path))
+    edited["resources"] = {"limits": {"memory": "8Gi"}}
+    edited["image"]["pullPolicy"] = "Always"
+    files_commit(
+        repository=local,
+        changes={path: yaml.safe_dump(edited).encode()},
+        author=GitIdentity("Ops", "ops@example.com"),
+        committer=GitIdentity("Ops", "ops@example.com"),
+        message="hand edit",
+        expected_tip=branch_tip(repository=local),
+    )
+    client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+    values = _values(remote, "client1", "main")
+    assert values["replicaCount"] == 4
+    assert values["resources"] == {"limits": {"memory": "8Gi"}}
+    assert values["image"] == {"pullPolicy": "Always", "tag": cluster1.version}
+
+
+def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
+    tmp_path, settings, cluster1, user1, client_for
+):
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "not-there-yet.git")
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
+    assert response.status_code == 202
+    revision = response.json()["revision"]
+    assert revision["pushed"] is False and len(revision["commit"]) == 40
+    assert ClusterChange.objects.get(commit=revision["commit"]).pushed is False
+
+    remote = repository_open(path=tmp_path / "not-there-yet.git", branch="main", bootstrap_files={})
+    call_command("gitops_sync")
+    assert _values(remote, "client1", "main")["replicaCount"] == 5
+    assert not ClusterChange.objects.filter(pushed=False).exists()
+    detail = client_for(user1).get("/api/clients/client1/clusters/main").json()
+    assert detail["revision"]["pushed"] is True
+
+
+def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
+    remote, settings, cluster1, user1, client_for
+):
+    # Another portal replica (its own clone) pushes first.
+    other = repository_open(
+        path=Path(settings.GITOPS_REPO_PATH).parent / "other.git", branch="main", bootstrap_files={}
+    )
+    from gitops.repository import RemoteConfig, changes_deliver
+
+    changes_deliver(
+        repository=other,
+        render=lambda reader: {"clients/client9/x/values.yaml": b"replicaCount: 1\n"},
+        author=GitIdentity("Other", "other@example.com"),
+        committer=GitIdentity("Other", "other@example.com"),
+        message="other replica's change",
+        remote=RemoteConfig(url=settings.GITOPS_REMOTE_URL),
+    )
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 6}, format="json")
+    assert response.status_code == 200
+    assert _values(remote, "client1", "main")["replicaCount"] == 6
+    assert file_read(repository=remote, file_path="clients/client9/x/values.yaml") == b"replicaCount: 1\n"
+    messages = [commit.message.splitlines()[0] for commit in commits_list(repository=remote)]
+    assert "other replica's change" in messages and "client1/main: replicas 2 -> 6" in messages
+
+
+def test_no_api_key_reaches_git_without_a_sealing_certificate(remote, settings, cluster1, user1):
+    cluster_credentials_rotate(cluster=cluster1, actor=user1)
+    cluster1.refresh_from_db()
+    secrets = {
+        field_decrypt(ciphertext=cluster1.api_key_encrypted),
+        field_decrypt(ciphertext=cluster1.read_only_api_key_encrypted),
+    }
+    for repository in (remote, _local(settings)):
+        for blob in blobs_read(repository=repository):
+            assert not any(secret.encode() in blob for secret in secrets)
+    assert file_read(repository=remote, file_path="clients/client1/main/apikey.sealed.yaml") is None
+
+
+@pytest.fixture
+def sealing_certificate(tmp_path, settings):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "sealed-secret")])
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / "sealing.pem"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    settings.GITOPS_SEALING_CERT = str(path)
+    return key
+
+
+def test_with_a_certificate_keys_are_sealed_and_resealed_only_on_rotation(
+    remote, sealing_certificate, client1, user1
+):
+    cluster = cluster_create(client=client1, slug="sealed", actor=user1).cluster
+    path = "clients/client1/sealed/apikey.sealed.yaml"
+    first = file_read(repository=remote, file_path=path)
+    manifest = yaml.safe_load(first)
+    assert manifest["kind"] == "SealedSecret"
+    assert manifest["metadata"] == {
+        "name": "qdrant-client1-sealed-apikey",
+        "namespace": "qdrant-client1",
+        "annotations": manifest["metadata"]["annotations"],
+    }
+    assert set(manifest["spec"]["encryptedData"]) == {"api-key", "read-only-api-key"}
+    api_key = field_decrypt(ciphertext=cluster.api_key_encrypted)
+    assert api_key.encode() not in first
+
+    cluster_update(cluster=cluster, actor=user1, replicas=3)
+    assert file_read(repository=remote, file_path=path) == first  # unchanged keys: not re-sealed
+
+    cluster_credentials_rotate(cluster=cluster, actor=user1)
+    assert file_read(repository=remote, file_path=path) != first
+
+
+def test_gitops_sync_check_reports_drift_without_writing(remote, settings, cluster1, capsys):
+    call_command("gitops_sync", "--check")  # in sync after the fixture's creation
+    local = _local(settings)
+    path = "clients/client1/main/values.yaml"
+    Cluster.objects.filter(pk=cluster1.pk).update(replicas=9)  # a write that bypassed the services
+    tip = branch_tip(repository=remote)
+    with pytest.raises(CommandError, match="1 file"):
+        call_command("gitops_sync", "--check")
+    assert f"drift: {path}" in capsys.readouterr().out
+    assert branch_tip(repository=remote) == tip
+    call_command("gitops_sync")
+    assert _values(remote, "client1", "main")["replicaCount"] == 9
+    assert _values(local, "client1", "main")["replicaCount"] == 9
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_changes_from_many_threads_all_reach_git(remote, client1, user1):
+    if connection.vendor == "sqlite":
+        pytest.skip("the in-memory SQLite test database locks whole tables across threads; runs on PostgreSQL")
+    clusters = [cluster_create(client=client1, slug=f"c{i}", actor=user1).cluster for i in range(10)]
+    errors: list[BaseException] = []
+
+    def scale(index: int) -> None:
+        try:
+            cluster_update(cluster=clusters[index % 10], actor=user1, replicas=1 + (index * 3) % 10)
+        except BaseException as error:  # collected and asserted below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=scale, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    pending_changes_deliver()
+
+    on_remote = {commit.id for commit in commits_list(repository=remote, limit=10_000)}
+    changes = ClusterChange.objects.filter(cluster__in=clusters)
+    assert changes.count() >= 10
+    for change in changes:
+        assert change.pushed and change.commit in on_remote, change
+    for cluster in Cluster.objects.filter(pk__in=[c.pk for c in clusters]):
+        assert _values(remote, "client1", cluster.slug)["replicaCount"] == cluster.replicas
