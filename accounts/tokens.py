@@ -8,12 +8,13 @@ its key, and decoding accepts only the configured algorithm and a ``kid`` the ri
 Keys come from ``JWT_PRIVATE_KEYS`` (PEMs, the first one signs) or from ``JWT_KEYS_DIR``
 (``<kid>.pem`` files plus a ``current`` file naming the signing key; managed by
 ``manage.py jwt_keys``), or, for HS256, from ``JWT_SECRET``. A key's ``kid`` is its RFC 7638
-thumbprint, so the same key always has the same id wherever it is loaded.
+thumbprint (hex), so the same key always has the same id wherever it is loaded.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import threading
@@ -39,6 +40,8 @@ SUPPORTED_ALGORITHMS = ("RS256", "EdDSA", "HS256")
 CURRENT_KEY_FILE = "current"
 # How often a running process looks at JWT_KEYS_DIR for rotated or retired keys.
 KEYS_DIR_RECHECK_SECONDS = 5.0
+VERIFIED_TOKENS_CACHED = 8192
+MAX_TOKEN_LENGTH = 8192
 REQUIRED_CLAIMS = ("iss", "sub", "sid", "jti", "token_type", "iat", "exp")
 
 
@@ -80,11 +83,14 @@ def public_jwk(public_key: Any, *, kid: str, algorithm: str) -> dict[str, Any]:
 
 
 def key_thumbprint(public_key: Any) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256): a stable ``kid`` derived from the key itself."""
+    """A stable ``kid`` derived from the key: its RFC 7638 SHA-256 thumbprint, in hex, 32 digits.
+
+    Hex rather than base64url so a kid never starts with "-" (``jwt_keys retire <kid>``).
+    """
     jwk = public_jwk(public_key, kid="", algorithm="")
     members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x")
     canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode()).digest())
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def private_key_generate(*, algorithm: str) -> Any:
@@ -251,6 +257,12 @@ class KeyRingTokenBackend(TokenBackend):
     def __init__(self, ring: KeyRing) -> None:
         super().__init__(algorithm=ring.algorithm, issuer=settings.JWT_ISSUER)
         self.ring = ring
+        # Verifying a signature (and PyJWT's pure-Python base64 checks) dominates the cost of
+        # /validate, and a client presents the same access token many times. A verified token
+        # string maps to one payload forever, so it is remembered, bounded, per key ring: a
+        # rotated or retired key builds a new ring and backend, and with it an empty memory.
+        # Expiry is checked on every use by the token class (Token.verify -> check_exp).
+        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS_CACHED)(self._decode_verified)
 
     def encode(self, payload: dict[str, Any]) -> str:
         # Claims in sorted order: a payload read back from the database (jsonb reorders keys)
@@ -266,6 +278,11 @@ class KeyRingTokenBackend(TokenBackend):
     def decode(self, token: Any, verify: bool = True) -> dict[str, Any]:
         if not verify:
             raise TokenBackendError("Tokens are always verified.")
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            raise TokenBackendError("Token is invalid")
+        return dict(self._verified(token))
+
+    def _decode_verified(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as error:
