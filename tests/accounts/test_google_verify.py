@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import time
 
 import pytest
 import time_machine
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from google.auth import crypt
 from google.auth import exceptions as google_exceptions
-from google.auth import jwt as google_jwt
-from google.auth.transport import Request, Response
 
 from accounts.google import (
     GOOGLE_CERTS_URL,
@@ -26,93 +18,11 @@ from accounts.google import (
     google_id_token_verify,
     google_request,
 )
-
-CLIENT_ID = "1234-portal.apps.googleusercontent.com"
-OTHER_CLIENT_ID = "9999-other.apps.googleusercontent.com"
-KID = "test-key-1"
-
-
-def _private_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _certificate_pem(key: rsa.RSAPrivateKey) -> str:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "accounts.google.test")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-@pytest.fixture(scope="module")
-def google_key() -> rsa.RSAPrivateKey:
-    return _private_key()
-
-
-@pytest.fixture(scope="module")
-def other_key() -> rsa.RSAPrivateKey:
-    return _private_key()
-
-
-class FakeResponse(Response):
-    def __init__(self, status: int, headers: dict[str, str], data: bytes) -> None:
-        self._status, self._headers, self._data = status, headers, data
-
-    @property
-    def status(self):
-        return self._status
-
-    @property
-    def headers(self):
-        return self._headers
-
-    @property
-    def data(self):
-        return self._data
-
-
-class FakeGoogle(Request):
-    """Google's certificate endpoint: answers ``{kid: PEM}`` and counts downloads."""
-
-    def __init__(self, certs: dict[str, str], *, cache_control: str = "public, max-age=3600") -> None:
-        self.certs = certs
-        self.cache_control = cache_control
-        self.status = 200
-        self.body: bytes | None = None
-        self.error: Exception | None = None
-        self.calls: list[str] = []
-        self.timeouts: list[float | None] = []
-
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
-        self.calls.append(url)
-        self.timeouts.append(timeout)
-        if self.error:
-            raise self.error
-        data = self.body if self.body is not None else json.dumps(self.certs).encode()
-        return FakeResponse(self.status, {"Cache-Control": self.cache_control}, data)
+from tests.accounts.google_tokens import CLIENT_ID, KID, OTHER_CLIENT_ID, FakeGoogle, id_token
 
 
 @pytest.fixture
-def google(google_key) -> FakeGoogle:
-    return FakeGoogle({KID: _certificate_pem(google_key)})
-
-
-@pytest.fixture
-def transport(google) -> CachingRequest:
+def transport(google: FakeGoogle) -> CachingRequest:
     return CachingRequest(google)
 
 
@@ -120,26 +30,6 @@ def transport(google) -> CachingRequest:
 def _google_configured(settings):
     settings.GOOGLE_CLIENT_IDS = [CLIENT_ID]
     settings.GOOGLE_ALLOWED_DOMAINS = []
-
-
-def id_token(key: rsa.RSAPrivateKey, *, kid: str | None = KID, **overrides) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "https://accounts.google.com",
-        "aud": CLIENT_ID,
-        "azp": CLIENT_ID,
-        "sub": "110169484474386276334",
-        "email": "alice@example.com",
-        "email_verified": True,
-        "name": "Alice Example",
-        "hd": "example.com",
-        "iat": now,
-        "exp": now + 3600,
-    }
-    claims.update(overrides)
-    claims = {name: value for name, value in claims.items() if value is not None}
-    signer = crypt.RSASigner.from_string(_key_pem(key), key_id=kid)
-    return google_jwt.encode(signer, claims).decode()
 
 
 def verify_error(token, transport) -> GoogleSignInError:
@@ -313,6 +203,7 @@ def test_the_cache_is_shared_by_transports(google_key, google):
     assert len(google.calls) == 1
 
 
+@pytest.mark.usefixtures("in_process_cache")
 def test_certificates_are_downloaded_again_once_max_age_has_passed(google_key, google, transport):
     google.cache_control = "public, max-age=600, must-revalidate, no-transform"
     with time_machine.travel(time.time(), tick=False) as traveller:
@@ -326,6 +217,7 @@ def test_certificates_are_downloaded_again_once_max_age_has_passed(google_key, g
         assert len(google.calls) == 2
 
 
+@pytest.mark.usefixtures("in_process_cache")
 @pytest.mark.parametrize(
     ("cache_control", "cached_for"),
     [
