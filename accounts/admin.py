@@ -2,11 +2,19 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import AuditEvent, Session, SessionRevokedReason, User
-from accounts.services import sessions_revoke, user_claims_bump, user_deactivate, user_password_change
+from accounts.models import AuditEvent, GoogleAccount, Session, SessionRevokedReason, User
+from accounts.services import (
+    google_account_unlink,
+    sessions_revoke,
+    user_claims_bump,
+    user_deactivate,
+    user_password_change,
+)
+from clusters.admin import GrantInline
 
 
 class UserCreationAdminForm(AdminUserCreationForm):
@@ -36,12 +44,41 @@ class PasswordChangeAdminForm(AdminPasswordChangeForm):
         return self.user
 
 
+class GoogleAccountInlineFormSet(BaseInlineFormSet):
+    """Deleting a row unlinks through the service, which records who did it."""
+
+    actor = None
+
+    def delete_existing(self, obj: GoogleAccount, commit: bool = True) -> None:
+        if commit:
+            google_account_unlink(account=obj, actor=self.actor)
+
+
+class GoogleAccountInline(admin.TabularInline):
+    """The user's linked Google accounts: shown, and unlinked by deleting the row (never edited)."""
+
+    model = GoogleAccount
+    formset = GoogleAccountInlineFormSet
+    fields = readonly_fields = ("email", "sub", "linked_at")
+    extra = 0
+    verbose_name = "linked Google account"
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_formset(self, request: HttpRequest, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.actor = request.user
+        return formset
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserChangeAdminForm
     add_form = UserCreationAdminForm
     change_password_form = PasswordChangeAdminForm
     actions = ["deactivate_selected"]
+    inlines = [GoogleAccountInline, GrantInline]
     ordering = ("email",)
     list_display = ("email", "name", "is_active", "is_staff", "is_operator", "last_login")
     list_filter = ("is_active", "is_staff", "is_operator", "is_superuser")

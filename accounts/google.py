@@ -277,6 +277,11 @@ def _client_ids() -> list[str]:
     return [client_id for client_id in (settings.GOOGLE_CLIENT_IDS or []) if client_id]
 
 
+def google_sign_in_enabled() -> bool:
+    """Whether Google sign-in is configured (``GOOGLE_CLIENT_IDS`` is not empty)."""
+    return bool(_client_ids())
+
+
 def _structure_check(token: Any) -> None:
     """Refuse what is not even a JWT, before any certificate download."""
     if not isinstance(token, str) or not token.strip():

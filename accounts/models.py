@@ -174,6 +174,8 @@ class AuditEventType(models.TextChoices):
     REFRESH_REUSED = "refresh_reused", "Refresh token reused"
     LOGOUT = "logout", "Logout"
     SESSION_REVOKED = "session_revoked", "Session revoked"
+    GOOGLE_LINKED = "google_linked", "Google account linked"
+    GOOGLE_UNLINKED = "google_unlinked", "Google account unlinked"
 
 
 class AuditEvent(models.Model):
@@ -204,3 +206,32 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.type} {self.email or self.user_id or ''}"
+
+
+class GoogleAccount(models.Model):
+    """A Google account linked to a user: sign-in finds the user by Google's stable ``sub``.
+
+    The email is kept as it was at link time, for operators: Google accounts can change their
+    address, the ``sub`` never changes.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="google_accounts")
+    # Google: "An identifier for the user, unique among all Google accounts and never reused",
+    # at most 255 case-sensitive ASCII characters.
+    sub = models.CharField("Google account ID", max_length=255)
+    email = models.EmailField("email at link time", max_length=254)
+    linked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-linked_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sub"],
+                name="accounts_googleaccount_sub_unique",
+                violation_error_message="This Google account is already linked to a user.",
+            ),
+            models.CheckConstraint(condition=~models.Q(sub=""), name="accounts_googleaccount_sub_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} (Google {self.sub})"

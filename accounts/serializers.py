@@ -7,6 +7,8 @@ import binascii
 
 from rest_framework import serializers
 
+from accounts.google import CREDENTIAL_MAX_LENGTH
+
 DELIVERY_COOKIE, DELIVERY_BODY = "cookie", "body"
 TOKEN_DELIVERY_CHOICES = (DELIVERY_COOKIE, DELIVERY_BODY)
 PASSWORD_B64_MAX = 4096  # hashing is deliberately slow: refuse megabyte "passwords"
@@ -33,6 +35,17 @@ class Base64PasswordField(serializers.CharField):
 class LoginInputSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     password = Base64PasswordField()
+    tokenDelivery = serializers.ChoiceField(
+        choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
+    )
+
+
+class GoogleSignInInputSerializer(serializers.Serializer):
+    credential = serializers.CharField(
+        max_length=CREDENTIAL_MAX_LENGTH,
+        trim_whitespace=False,
+        help_text="The ID token Sign in with Google hands the page (its `credential`).",
+    )
     tokenDelivery = serializers.ChoiceField(
         choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
     )

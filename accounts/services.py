@@ -15,12 +15,27 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework import status
 
-from accounts.models import AuditEvent, AuditEventType, AuthMethod, Session, SessionRevokedReason, User
+from accounts.google import (
+    GoogleEmailNotVerified,
+    GoogleIdentity,
+    GoogleTokenInvalid,
+    google_id_token_verify,
+)
+from accounts.models import (
+    AuditEvent,
+    AuditEventType,
+    AuthMethod,
+    GoogleAccount,
+    Session,
+    SessionRevokedReason,
+    User,
+)
 from accounts.tokens import AccessToken, RefreshToken
 from config.exceptions import ServiceError
 
@@ -253,6 +268,113 @@ def session_start(*, user: User, method: str, user_agent: str, ip: str | None) -
         )
     _session_activity_start(session_id=session.pk)
     return _issued(user=user, session=session, refresh_payload=refresh_payload)
+
+
+# --- Google sign-in ---------------------------------------------------------------------------
+
+
+def no_account() -> ServiceError:
+    return ServiceError(
+        "No account here belongs to this Google account; ask an operator for access.",
+        code="no_account",
+        status_code=status.HTTP_403_FORBIDDEN,
+    )
+
+
+def _google_login_failed(
+    *, error: ServiceError, ip: str | None, user_agent: str, user: User | None = None, email: str = ""
+) -> ServiceError:
+    audit_event_record(
+        type=AuditEventType.LOGIN_FAILED,
+        user=user,
+        email=email,
+        method=AuthMethod.GOOGLE,
+        ip=ip,
+        user_agent=user_agent,
+        detail=error.code,
+    )
+    return error
+
+
+def _google_linked_user(*, sub: str) -> User | None:
+    account = GoogleAccount.objects.select_related("user").filter(sub=sub).first()
+    return account.user if account else None
+
+
+def google_account_link(
+    *, user: User, identity: GoogleIdentity, ip: str | None = None, user_agent: str = "", detail: str = ""
+) -> GoogleAccount:
+    """Link a verified Google account to ``user``; IntegrityError when another sign-in linked it first."""
+    account = GoogleAccount(user=user, sub=identity.sub, email=identity.email[:254])
+    # The unique sub is left to the database: checking it first would only narrow the race.
+    account.full_clean(validate_constraints=False)
+    with transaction.atomic():
+        account.save(force_insert=True)
+        audit_event_record(
+            type=AuditEventType.GOOGLE_LINKED,
+            user=user,
+            method=AuthMethod.GOOGLE,
+            ip=ip,
+            user_agent=user_agent,
+            detail=detail,
+        )
+    return account
+
+
+def google_account_unlink(*, account: GoogleAccount, actor: User | None = None) -> None:
+    """Forget a Google account: its next sign-in is treated like a stranger's (email, then domain)."""
+    with transaction.atomic():
+        account.delete()
+        audit_event_record(
+            type=AuditEventType.GOOGLE_UNLINKED,
+            user=account.user,
+            method=AuthMethod.GOOGLE,
+            detail=f"Google {account.sub} ({account.email})" + (f"; by {actor.email}" if actor else ""),
+        )
+
+
+def _google_user_link_or_create(*, identity: GoogleIdentity, ip: str | None, user_agent: str) -> User:
+    email = User.objects.normalize_email(identity.email)
+    # Only an address Google is authoritative for proves who this is today: a consumer Google
+    # account can hold a verified address of a company mailbox it has long lost.
+    existing = User.objects.filter(email__iexact=email).first() if identity.email_authoritative else None
+    if existing is not None:
+        if not existing.is_active:
+            raise _google_login_failed(error=account_disabled(), user=existing, ip=ip, user_agent=user_agent)
+        google_account_link(
+            user=existing, identity=identity, ip=ip, user_agent=user_agent, detail="linked by verified email"
+        )
+        return existing
+    if not identity.domain_allowed(settings.GOOGLE_ALLOWED_DOMAINS):
+        raise _google_login_failed(error=no_account(), email=email, ip=ip, user_agent=user_agent)
+    with transaction.atomic():
+        # No grants: an operator decides which clients a provisioned user may see.
+        user = User.objects.create_user(email=email, password=None, name=identity.name[:150])
+        google_account_link(
+            user=user, identity=identity, ip=ip, user_agent=user_agent, detail="new user (allowed domain)"
+        )
+    return user
+
+
+def google_sign_in(*, credential: str, ip: str | None, user_agent: str) -> IssuedTokens:
+    """Sign in with a Google ID token: the linked user, else link by email, else provision by domain."""
+    try:
+        identity = google_id_token_verify(token=credential)
+    except (GoogleTokenInvalid, GoogleEmailNotVerified) as error:
+        raise _google_login_failed(error=error, ip=ip, user_agent=user_agent) from None
+
+    user = _google_linked_user(sub=identity.sub)
+    if user is None:
+        try:
+            user = _google_user_link_or_create(identity=identity, ip=ip, user_agent=user_agent)
+        except (IntegrityError, ValidationError):
+            # A concurrent sign-in with the same Google account linked (or created) first.
+            user = _google_linked_user(sub=identity.sub)
+            if user is None:
+                raise
+    if not user.is_active:
+        raise _google_login_failed(error=account_disabled(), user=user, ip=ip, user_agent=user_agent)
+    return session_start(user=user, method=AuthMethod.GOOGLE, user_agent=user_agent, ip=ip)
 
 
 # --- refresh ---------------------------------------------------------------------------------

@@ -25,12 +25,14 @@ from accounts.authentication import (
     session_alive,
     user_agent,
 )
+from accounts.google import GoogleSignInDisabled, google_sign_in_enabled
 from accounts.models import AuthMethod
 from accounts.selectors import session_active_list, user_permissions, user_profile
 from accounts.serializers import (
     DELIVERY_BODY,
     DELIVERY_COOKIE,
     CsrfSerializer,
+    GoogleSignInInputSerializer,
     JwksSerializer,
     LoginInputSerializer,
     PermissionsSerializer,
@@ -40,6 +42,7 @@ from accounts.serializers import (
 )
 from accounts.services import (
     IssuedTokens,
+    google_sign_in,
     refresh_token_rotate,
     session_logout,
     session_start,
@@ -89,9 +92,21 @@ class PublicAPIView(APIView):
     permission_classes = [AllowAny]
 
 
-class LoginView(PublicAPIView):
+class SignInAPIView(PublicAPIView):
+    """What every sign-in endpoint shares: the login throttles, then no foreign browser Origin.
+
+    Without the Origin check another site could sign a visitor in to an account of its choosing
+    (login CSRF): the answer sets this site's cookies.
+    """
+
     throttle_classes = [LoginIPThrottle, LoginAccountThrottle]
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        browser_origin_check(request)
+
+
+class LoginView(SignInAPIView):
     @extend_schema(
         operation_id="auth_login",
         request=LoginInputSerializer,
@@ -108,7 +123,6 @@ class LoginView(PublicAPIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        browser_origin_check(request)
         serializer = LoginInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -117,6 +131,44 @@ class LoginView(PublicAPIView):
             email=data["email"], password=data["password"], ip=ip, user_agent=agent
         )
         issued = session_start(user=user, method=AuthMethod.PASSWORD, user_agent=agent, ip=ip)
+        return login_response(issued=issued, token_delivery=data["tokenDelivery"])
+
+
+class GoogleSignInView(SignInAPIView):
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        if not google_sign_in_enabled():  # switched off: as if the endpoint did not exist
+            raise GoogleSignInDisabled()
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="auth_google",
+        request=GoogleSignInInputSerializer,
+        responses={
+            200: TokenResponseSerializer,
+            **errors(
+                (400, "invalid_request (fields.credential: empty, or not a JWT at all)"),
+                (401, "invalid_google_token: signature, audience, issuer, expiry or key id"),
+                (
+                    403,
+                    "email_not_verified / no_account (no linked user and the domain is not allowed) "
+                    "/ account_disabled / csrf_failed (browser Origin not allowed)",
+                ),
+                (404, "not_found: Google sign-in is not configured (GOOGLE_CLIENT_IDS is empty)"),
+                (429, "throttled (Retry-After)"),
+                (503, "google_unavailable (Google's certificates could not be fetched) / auth_unavailable"),
+            ),
+        },
+        auth=[],
+        description="Sign in with a Google ID token: the user linked to the Google account, else the "
+        "user with that verified email (then linked), else a new user when the domain is allowed.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = GoogleSignInInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        issued = google_sign_in(
+            credential=data["credential"], ip=client_ip(request), user_agent=user_agent(request)
+        )
         return login_response(issued=issued, token_delivery=data["tokenDelivery"])
 
 

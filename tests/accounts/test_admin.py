@@ -44,16 +44,30 @@ def test_deactivating_a_user_in_the_admin_revokes_their_sessions(operator_browse
     assert api.get("/api/auth/me").json()["code"] == "token_not_valid"
 
 
-def test_unticking_active_on_the_user_form_revokes_their_sessions(operator_browser, bearer_client, user):
-    api = bearer_client(user)
-    page = operator_browser.get(f"/admin/accounts/user/{user.pk}/change/")
+def user_change_form_data(page) -> dict:
+    """What the user change page posts back unchanged: the user's fields and every inline's rows."""
     form = page.context["adminform"].form
     data = {
         k: v
         for k, v in form.initial.items()
         if v is not None and k not in {"password", "groups", "user_permissions"}
     }
-    data.update(email=user.email, name=user.name, date_joined_0="2026-01-01", date_joined_1="00:00:00")
+    data.update(date_joined_0="2026-01-01", date_joined_1="00:00:00")
+    for inline in page.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update({management.add_prefix(name): value for name, value in management.initial.items()})
+        for row in formset.initial_forms:
+            data.update({row.add_prefix(name): value for name, value in row.initial.items()})
+            data[row.add_prefix(formset.fk.name)] = formset.instance.pk
+    return data
+
+
+def test_unticking_active_on_the_user_form_revokes_their_sessions(operator_browser, bearer_client, user):
+    api = bearer_client(user)
+    page = operator_browser.get(f"/admin/accounts/user/{user.pk}/change/")
+    data = user_change_form_data(page)
+    data.update(email=user.email, name=user.name)
     data.pop("is_active", None)
     data.pop("date_joined", None)
     data.pop("last_login", None)
