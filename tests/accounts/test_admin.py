@@ -59,6 +59,7 @@ def user_change_form_data(page) -> dict:
         data.update({management.add_prefix(name): value for name, value in management.initial.items()})
         for row in formset.initial_forms:
             data.update({row.add_prefix(name): value for name, value in row.initial.items()})
+            data[row.add_prefix(formset.model._meta.pk.name)] = row.instance.pk
             data[row.add_prefix(formset.fk.name)] = formset.instance.pk
     return data
 
@@ -109,3 +110,46 @@ def test_audit_events_are_read_only(operator_browser, user):
         == 403
     )
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_the_user_page_shows_linked_google_accounts_and_unlinks_one(operator_browser, user):
+    from accounts.models import GoogleAccount
+
+    account = GoogleAccount.objects.create(user=user, sub="110169484474386276334", email="alice@corp.example")
+    page = operator_browser.get(f"/admin/accounts/user/{user.pk}/change/")
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "110169484474386276334" in content and "alice@corp.example" in content
+
+    data = user_change_form_data(page)
+    data.update(email=user.email, name=user.name, is_active="on")
+    data["google_accounts-0-DELETE"] = "on"
+    response = operator_browser.post(f"/admin/accounts/user/{user.pk}/change/", data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert not GoogleAccount.objects.filter(pk=account.pk).exists()
+    event = AuditEvent.objects.get(type="google_unlinked")
+    assert event.user == user
+    assert "110169484474386276334" in event.detail and "root@example.com" in event.detail
+
+
+def test_the_user_page_grants_a_client_through_the_service(operator_browser, user, client1):
+    from clusters.models import Grant
+
+    page = operator_browser.get(f"/admin/accounts/user/{user.pk}/change/")
+    data = user_change_form_data(page)
+    data.update(email=user.email, name=user.name, is_active="on")
+    prefix = next(
+        inline.formset.prefix
+        for inline in page.context["inline_admin_formsets"]
+        if inline.formset.model is Grant
+    )
+    data.update({f"{prefix}-TOTAL_FORMS": 1, f"{prefix}-0-client": client1.pk, f"{prefix}-0-role": "viewer"})
+    claims_version = user.claims_version
+
+    response = operator_browser.post(f"/admin/accounts/user/{user.pk}/change/", data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert Grant.objects.get(user=user).client == client1
+    user.refresh_from_db()
+    assert user.claims_version > claims_version  # tokens are re-issued with the new scope
