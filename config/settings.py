@@ -236,7 +236,8 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Google's sign-in popup reports back to its opener, which "same-origin" would cut off.
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin-allow-popups" if GOOGLE_CLIENT_IDS else "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework and OpenAPI -----------------------------------------------------------

@@ -22,8 +22,9 @@ def test_login_sets_cookies_and_returns_the_user_without_tokens_in_the_body(api_
         "isStaff": False,
         "scopes": [],
     }
-    assert 899_000 <= body["expiresIn"] <= 900_000
-    assert 7 * 86400_000 - 1000 <= body["refreshTokenExpiresIn"] <= 7 * 86400_000
+    # Lifetimes are counted from issue time; allow for a slow machine between issue and answer.
+    assert 890_000 <= body["expiresIn"] <= 900_000
+    assert 7 * 86400_000 - 10_000 <= body["refreshTokenExpiresIn"] <= 7 * 86400_000
     assert "accessToken" not in body and "refreshToken" not in body
     assert set(response.cookies) == {"__Host-accessToken", "__Secure-refreshToken"}
     assert response["Cache-Control"] == "no-store"
@@ -51,8 +52,8 @@ def test_cookie_attributes_follow_the_contract(api_client, user, settings, secur
     assert bool(access["secure"]) is secure and bool(refresh["secure"]) is secure
     assert access["samesite"] == "Lax" and refresh["samesite"] == "Strict"
     assert access["path"] == "/" and refresh["path"] == "/api/auth/"
-    assert 899 <= int(access["max-age"]) <= 900
-    assert 7 * 86400 - 1 <= int(refresh["max-age"]) <= 7 * 86400
+    assert 890 <= int(access["max-age"]) <= 900
+    assert 7 * 86400 - 10 <= int(refresh["max-age"]) <= 7 * 86400
     assert access["domain"] == "" and refresh["domain"] == ""
 
 
