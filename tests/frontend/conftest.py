@@ -53,7 +53,15 @@ def browser():
 
 
 class PageProblems(list):
-    """Console errors and uncaught exceptions seen by a page (CSP violations land here)."""
+    """Policy violations and uncaught exceptions seen by a page.
+
+    Chromium also logs every 4xx fetch as a console error ("Failed to load resource"); the
+    app handles those itself, so they are not problems.
+    """
+
+
+def _is_problem(message: str) -> bool:
+    return "Failed to load resource" not in message
 
 
 @pytest.fixture
@@ -71,7 +79,10 @@ def new_page(browser, page_problems):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.on("console", lambda m: m.type == "error" and page_problems.append(m.text))
+        page.on(
+            "console",
+            lambda m: m.type == "error" and _is_problem(m.text) and page_problems.append(m.text),
+        )
         page.on("pageerror", lambda e: page_problems.append(str(e)))
         return page
 

@@ -1,0 +1,72 @@
+// Small DOM helpers. Data only ever reaches the page through textContent and
+// attributes, never through innerHTML.
+
+/**
+ * h("button", {id: "save", class: "primary", type: "submit", onclick: fn}, "Save")
+ * Attributes starting with "on" become event listeners; `hidden`, `disabled`
+ * and other booleans are set when true; `dataset` is an object of data-*.
+ */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      element.addEventListener(name.slice(2), value);
+    } else if (name === "dataset") {
+      for (const [key, data] of Object.entries(value)) element.dataset[key] = String(data);
+    } else if (name === "class") {
+      element.className = value;
+    } else if (value === true) {
+      element.setAttribute(name, "");
+    } else {
+      element.setAttribute(name, String(value));
+    }
+  }
+  append(element, children);
+  return element;
+}
+
+function append(element, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** Replaces all children of `element`. */
+export function replaceChildren(element, ...children) {
+  element.replaceChildren();
+  append(element, children);
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/** A <time> element, or an em dash when there is no date. */
+export function timeElement(iso) {
+  if (!iso) return h("span", {}, "—");
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return h("span", {}, String(iso));
+  return h("time", { datetime: date.toISOString() }, dateFormat.format(date));
+}
+
+export function shortCommit(commit) {
+  return commit ? String(commit).slice(0, 7) : "";
+}
+
+/** A status / error paragraph that screen readers announce when its text changes. */
+export function liveRegion(id, { assertive = false, className = "status" } = {}) {
+  return h("p", {
+    id,
+    class: className,
+    role: assertive ? "alert" : "status",
+    "aria-live": assertive ? "assertive" : "polite",
+  });
+}
+
+/**
+ * Sets a live region's text. Regions stay in the accessibility tree (never
+ * `hidden`) so the change is announced; CSS collapses them while empty.
+ */
+export function say(region, text) {
+  region.textContent = text || "";
+}

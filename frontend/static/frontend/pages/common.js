@@ -1,0 +1,55 @@
+// Pieces shared by the pages: the page frame, error display, revision labels.
+
+import { h, liveRegion, say, shortCommit } from "../dom.js";
+
+export function clusterHref(client, cluster, suffix = "") {
+  return `#/clients/${encodeURIComponent(client)}/clusters/${encodeURIComponent(cluster)}${suffix}`;
+}
+
+/**
+ * Appends breadcrumbs, the h1, the #page-status live region and the
+ * #page-error alert region to the page; returns them.
+ */
+export function pageFrame(ctx, { title, crumbs = [] }) {
+  ctx.setTitle(title);
+  const heading = h("h1", { id: "page-title", tabindex: "-1" }, title);
+  const status = liveRegion("page-status");
+  const error = liveRegion("page-error", { assertive: true, className: "error" });
+  if (crumbs.length) {
+    const items = crumbs.map(([label, href], index) =>
+      h(
+        "li",
+        {},
+        href ? h("a", { href }, label) : h("span", { "aria-current": index === crumbs.length - 1 ? "page" : null }, label),
+      ),
+    );
+    ctx.main.append(h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumb" }, h("ol", {}, items)));
+  }
+  ctx.main.append(heading, status, error);
+  return { heading, status, error };
+}
+
+/** Shows the error's message in `region` unless the app handles it (aborted, session expired). */
+export function showError(ctx, region, error) {
+  if (!ctx.isCurrent()) return;
+  const message = ctx.errorMessage(error);
+  if (message) say(region, message);
+}
+
+/** A <code> with the short commit id; the full id in title and data-commit. */
+export function commitCode(commit, attributes = {}) {
+  if (!commit) return h("span", attributes, "—");
+  return h("code", { ...attributes, title: commit, dataset: { commit } }, shortCommit(commit));
+}
+
+export function deliveryText(revision) {
+  if (!revision) return "No changes yet";
+  return revision.pushed ? "Pushed" : "Pending push";
+}
+
+/** A badge saying whether the revision reached the git remote. */
+export function deliveryBadge(revision, attributes = {}) {
+  const className = !revision ? "badge" : revision.pushed ? "badge ok" : "badge warn";
+  const dataset = revision ? { pushed: String(Boolean(revision.pushed)) } : {};
+  return h("span", { ...attributes, class: `${className} ${attributes.class || ""}`.trim(), dataset }, deliveryText(revision));
+}

@@ -1,0 +1,175 @@
+// #/login: email + password, and "Sign in with Google" when a client ID is configured.
+
+import { h, liveRegion, say } from "../dom.js";
+
+const GOOGLE_SCRIPT_URL = "https://accounts.google.com/gsi/client";
+let googleScriptPromise = null;
+
+function googleScriptLoad() {
+  if (window.google && window.google.accounts && window.google.accounts.id) {
+    return Promise.resolve(window.google);
+  }
+  if (!googleScriptPromise) {
+    googleScriptPromise = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = GOOGLE_SCRIPT_URL;
+      script.async = true;
+      script.addEventListener("load", () => resolve(window.google));
+      script.addEventListener("error", () => {
+        googleScriptPromise = null; // allow a later attempt
+        script.remove();
+        reject(new Error("Google sign-in could not be loaded."));
+      });
+      document.head.append(script);
+    });
+  }
+  return googleScriptPromise;
+}
+
+export async function render(ctx) {
+  ctx.setTitle("Sign in");
+  const next = ctx.query.get("next");
+
+  const sessionMessage = liveRegion("session-message", { className: "notice" });
+  const error = liveRegion("login-error", { assertive: true, className: "error" });
+  const email = h("input", {
+    id: "email",
+    name: "email",
+    type: "email",
+    autocomplete: "username",
+    inputmode: "email",
+    required: true,
+    "aria-describedby": "login-error",
+  });
+  const password = h("input", {
+    id: "password",
+    name: "password",
+    type: "password",
+    autocomplete: "current-password",
+    required: true,
+    "aria-describedby": "login-error",
+  });
+  const submit = h("button", { type: "submit", id: "login-submit", class: "button primary" }, "Sign in");
+  const form = h(
+    "form",
+    { id: "login-form", class: "stack", novalidate: true, "aria-labelledby": "page-title" },
+    h("div", { class: "field" }, h("label", { for: "email" }, "Email"), email),
+    h("div", { class: "field" }, h("label", { for: "password" }, "Password"), password),
+    error,
+    submit,
+  );
+
+  const card = h(
+    "section",
+    { class: "card login-card" },
+    h("h1", { id: "page-title", tabindex: "-1" }, "Sign in"),
+    sessionMessage,
+    form,
+  );
+  ctx.main.append(card);
+  // Set after insertion so the live region announces it.
+  say(sessionMessage, ctx.state.loginNotice);
+  ctx.state.loginNotice = null;
+
+  function markInvalid(input, invalid) {
+    if (invalid) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    say(error, "");
+    const missingEmail = !email.value.trim();
+    const badEmail = !missingEmail && !email.validity.valid;
+    const missingPassword = !password.value;
+    markInvalid(email, missingEmail || badEmail);
+    markInvalid(password, missingPassword);
+    if (missingEmail || badEmail || missingPassword) {
+      say(
+        error,
+        missingEmail
+          ? "Enter your email address."
+          : badEmail
+            ? "Enter a valid email address."
+            : "Enter your password.",
+      );
+      (missingEmail || badEmail ? email : password).focus();
+      return;
+    }
+
+    submit.disabled = true;
+    submit.textContent = "Signing in…";
+    form.setAttribute("aria-busy", "true");
+    try {
+      const result = await ctx.api.login(email.value.trim(), password.value);
+      ctx.signedIn(result.user, next);
+    } catch (failure) {
+      if (!ctx.isCurrent()) return;
+      const fields = failure.fields || {};
+      const fieldText = Object.values(fields).flat().join(" ");
+      say(error, [ctx.errorMessage(failure), fieldText].filter(Boolean).join(" "));
+      if (failure.code === "invalid_credentials") {
+        password.value = "";
+        password.focus();
+      }
+    } finally {
+      if (ctx.isCurrent()) {
+        submit.disabled = false;
+        submit.textContent = "Sign in";
+        form.removeAttribute("aria-busy");
+      }
+    }
+  });
+
+  if (ctx.config.googleClientId) {
+    card.append(googleSection(ctx, next));
+  }
+  email.focus();
+}
+
+function googleSection(ctx, next) {
+  const holder = h("div", { id: "google-signin", class: "google-signin", "data-testid": "google-signin" });
+  const googleError = liveRegion("google-error", { assertive: true, className: "error" });
+  const section = h(
+    "div",
+    { class: "stack google-section" },
+    h("p", { class: "divider" }, h("span", {}, "or")),
+    holder,
+    googleError,
+  );
+
+  async function credentialReceived(response) {
+    say(googleError, "");
+    holder.setAttribute("aria-busy", "true");
+    try {
+      const result = await ctx.api.googleLogin(response.credential);
+      ctx.signedIn(result.user, next);
+    } catch (failure) {
+      if (ctx.isCurrent()) say(googleError, ctx.errorMessage(failure));
+    } finally {
+      holder.removeAttribute("aria-busy");
+    }
+  }
+
+  googleScriptLoad()
+    .then((google) => {
+      if (!ctx.isCurrent()) return;
+      google.accounts.id.initialize({
+        client_id: ctx.config.googleClientId,
+        callback: credentialReceived,
+        ux_mode: "popup",
+      });
+      google.accounts.id.renderButton(holder, {
+        type: "standard",
+        theme: "outline",
+        size: "large",
+        text: "signin_with",
+        shape: "rectangular",
+        logo_alignment: "left",
+      });
+    })
+    .catch((failure) => {
+      if (ctx.isCurrent()) say(googleError, `${failure.message} You can still sign in with your password.`);
+    });
+  return section;
+}
