@@ -1,7 +1,7 @@
 // #/clients/{client}/clusters/{cluster}: summary, scale replicas, change version, history.
 
 import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
-import { clusterHref, commitCode, deliveryBadge, pageFrame, showError } from "./common.js";
+import { clusterHref, commitCode, deliveryBadge, pageFrame, showError, pageLoad } from "./common.js";
 
 const DEFAULT_REPLICAS_MIN = 1;
 
@@ -33,18 +33,10 @@ export async function render(ctx) {
       [name, null],
     ],
   });
-  say(status, "Loading cluster…");
-
-  let cluster;
-  try {
-    cluster = await ctx.api.cluster(client, name, { signal: ctx.signal });
-  } catch (failure) {
-    say(status, "");
-    showError(ctx, error, failure);
-    return;
-  }
-  if (!ctx.isCurrent()) return;
-  say(status, "");
+  let cluster = await pageLoad(ctx, { status, error }, "Loading cluster…", (options) =>
+    ctx.api.cluster(client, name, options),
+  );
+  if (cluster === undefined) return;
 
   // --- summary -----------------------------------------------------------------------
   const summary = h("dl", { id: "cluster-summary", class: "summary" });

@@ -36,6 +36,24 @@ export function showError(ctx, region, error) {
   if (message) say(region, message);
 }
 
+/**
+ * Loads a page's data, saying so in the status region and showing a failure in the error
+ * region. Returns undefined when loading failed or the user has moved on to another page.
+ */
+export async function pageLoad(ctx, { status, error }, loadingText, load) {
+  say(status, loadingText);
+  try {
+    const data = await load({ signal: ctx.signal });
+    if (!ctx.isCurrent()) return undefined;
+    say(status, "");
+    return data;
+  } catch (failure) {
+    say(status, "");
+    showError(ctx, error, failure);
+    return undefined;
+  }
+}
+
 /** A <code> with the short commit id; the full id in title and data-commit. */
 export function commitCode(commit, attributes = {}) {
   if (!commit) return h("span", attributes, "—");

@@ -2,7 +2,7 @@
 // Keys stay in this closure and reach the DOM only once the user reveals them.
 
 import { h, liveRegion, say } from "../dom.js";
-import { clusterHref, pageFrame, showError } from "./common.js";
+import { clusterHref, pageFrame, showError, pageLoad } from "./common.js";
 
 const MASK = "••••••••••••••••";
 
@@ -16,18 +16,10 @@ export async function render(ctx) {
       ["Credentials", null],
     ],
   });
-  say(status, "Loading credentials…");
-
-  let credentials;
-  try {
-    credentials = await ctx.api.credentials(client, name, { signal: ctx.signal });
-  } catch (failure) {
-    say(status, "");
-    showError(ctx, error, failure);
-    return;
-  }
-  if (!ctx.isCurrent()) return;
-  say(status, "");
+  let credentials = await pageLoad(ctx, { status, error }, "Loading credentials…", (options) =>
+    ctx.api.credentials(client, name, options),
+  );
+  if (credentials === undefined) return;
 
   let revealed = false;
   const copyStatus = liveRegion("copy-status");

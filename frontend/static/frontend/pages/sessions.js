@@ -1,7 +1,7 @@
 // #/sessions: the user's sessions; this device marked; revoke one or all others.
 
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
-import { pageFrame, showError } from "./common.js";
+import { pageFrame, showError, pageLoad } from "./common.js";
 
 /** "Firefox on Linux" from a user agent string; good enough to recognise a device. */
 export function deviceName(userAgent) {
@@ -31,18 +31,10 @@ export function deviceName(userAgent) {
 
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Sessions" });
-  say(status, "Loading sessions…");
-
-  let sessions;
-  try {
-    sessions = await ctx.api.sessions({ signal: ctx.signal });
-  } catch (failure) {
-    say(status, "");
-    showError(ctx, error, failure);
-    return;
-  }
-  if (!ctx.isCurrent()) return;
-  say(status, "");
+  let sessions = await pageLoad(ctx, { status, error }, "Loading sessions…", (options) =>
+    ctx.api.sessions(options),
+  );
+  if (sessions === undefined) return;
 
   const sessionsStatus = liveRegion("sessions-status");
   const list = h("ul", { id: "sessions-list", class: "session-list", "aria-labelledby": "page-title" });
