@@ -132,7 +132,7 @@ def _median_ms(scale, runs: int, warmup: int = 3) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--sizes", default="100,1000,10000")
     arguments = parser.parse_args()
     sizes = [int(size) for size in arguments.sizes.split(",")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import posixpath
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -277,12 +278,30 @@ def branch_update(*, repository: GitopsRepository, expected_tip: str | None, new
 # --- Opening and reading -------------------------------------------------------------------
 
 
+_thread_repositories = threading.local()
+_OPEN_HANDLES_PER_THREAD = 4
+
+
 def _open(repository: GitopsRepository) -> pygit2.Repository:
-    # One pygit2.Repository per call: they must not be shared between threads.
+    """This thread's handle on the repository (pygit2 handles must not be shared between threads).
+
+    Reusing it saves reopening the object database on every call; references and new
+    objects are still read from disk each time, so other processes' commits are seen.
+    """
+    handles: dict[str, pygit2.Repository] = getattr(_thread_repositories, "handles", None) or {}
+    _thread_repositories.handles = handles
+    key = str(repository.path)
+    handle = handles.get(key)
+    if handle is not None and (repository.path / "HEAD").exists():
+        return handle
     try:
-        return pygit2.Repository(str(repository.path))
+        handle = pygit2.Repository(key)
     except pygit2.GitError as error:
         raise GitopsUnavailable(f"The gitops repository cannot be opened: {error}") from error
+    handles[key] = handle
+    while len(handles) > _OPEN_HANDLES_PER_THREAD:  # a few repositories per process in practice
+        handles.pop(next(iter(handles)))
+    return handle
 
 
 def _signature(identity: GitIdentity, when: datetime) -> pygit2.Signature:
