@@ -245,3 +245,19 @@ def test_concurrent_changes_from_many_threads_all_reach_git(remote, client1, use
         assert change.pushed and change.commit in on_remote, change
     for cluster in Cluster.objects.filter(pk__in=[c.pk for c in clusters]):
         assert _values(remote, "client1", cluster.slug)["replicaCount"] == cluster.replicas
+
+
+def test_a_change_that_cannot_even_be_committed_locally_is_undone_and_answered_503(
+    tmp_path, settings, cluster1, user1, client_for
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the repository should be")
+    settings.GITOPS_REPO_PATH = blocker / "gitops.git"
+
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 7}, format="json")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "gitops_unavailable"
+    cluster1.refresh_from_db()
+    assert cluster1.replicas == 2
+    assert not ClusterChange.objects.filter(action="update").exists()
