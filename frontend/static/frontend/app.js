@@ -21,14 +21,16 @@
  *   clusters  [data-testid="client-group"][data-client]
  *             [data-testid="cluster-row"][data-client][data-cluster]
  *               with cells .cluster-replicas .cluster-version .cluster-storage
- *               .cluster-commit (data-commit = full id) .cluster-pushed (data-pushed = true|false)
+ *               .cluster-commit (its <code data-commit> holds the full id)
+ *               .cluster-pushed ("Pushed" | "Pending push" | "No changes yet"; its .badge has data-pushed)
  *             [data-testid="cluster-link"]  #clusters-empty
  *   detail    #cluster-summary  #summary-replicas  #summary-version  #summary-storage
  *             #endpoint-rest  #endpoint-grpc  #credentials-link
- *             #scale-form  #replicas (min/max set)  #replicas-error  #save-replicas
- *             #version-form  #version (select, only with allowedVersions)  #save-version
+ *             #scale-form  #replicas (min/max set)  #replicas-error  #save-replicas ("Saving…" while busy)
+ *             #version-form  #version (select, only with allowedVersions)  #version-error  #save-version
  *             #version-readonly (when the payload has no allowedVersions)
- *             #save-status  #revision  #revision-commit (data-commit = full id)
+ *             #save-status (progress / result, incl. "not pushed yet" on 202)  #save-error
+ *             #revision  #revision-commit (short id as text, data-commit = full id)
  *             #revision-message  #revision-pushed (data-pushed = true|false)
  *             #history  [data-testid="history-row"][data-commit]  #history-status  #history-empty
  *   credentials  #endpoint-rest  #endpoint-grpc  #copy-rest  #copy-grpc

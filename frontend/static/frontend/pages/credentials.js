@@ -157,6 +157,7 @@ export async function render(ctx) {
         if (!ctx.isCurrent()) return;
         revealed = true;
         showValues();
+        say(copyStatus, "");
         say(rotateStatus, "Keys rotated. The new keys are shown above; update every application that used the old ones.");
       } catch (failure) {
         say(rotateStatus, "");

@@ -169,7 +169,9 @@ function googleSection(ctx, next) {
       });
     })
     .catch((failure) => {
-      if (ctx.isCurrent()) say(googleError, `${failure.message} You can still sign in with your password.`);
+      if (!ctx.isCurrent()) return;
+      holder.hidden = true;
+      say(googleError, `${failure.message} You can still sign in with your password.`);
     });
   return section;
 }
