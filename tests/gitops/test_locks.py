@@ -82,17 +82,12 @@ def _process_worker(repo_path, log, name) -> None:
         process_connection.close()
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_processes_holding_the_branch_lock_never_overlap_on_postgresql(tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("the advisory lock across processes needs PostgreSQL")
-    context = multiprocessing.get_context("spawn")
+def _four_processes_hold_the_lock(context, target, tmp_path) -> None:
+    """Four processes take the lock twice each; their holds must never overlap."""
     with context.Manager() as manager:
         log = manager.list()
         processes = [
-            context.Process(target=_process_worker, args=(tmp_path / "gitops.git", log, f"p{i}"))
-            for i in range(4)
+            context.Process(target=target, args=(tmp_path / "gitops.git", log, f"p{i}")) for i in range(4)
         ]
         for process in processes:
             process.start()
@@ -101,23 +96,18 @@ def test_processes_holding_the_branch_lock_never_overlap_on_postgresql(tmp_path)
         assert all(process.exitcode == 0 for process in processes)
         _assert_never_overlapping(log)
         assert len(log) == 8
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_processes_holding_the_branch_lock_never_overlap_on_postgresql(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("the advisory lock across processes needs PostgreSQL")
+    _four_processes_hold_the_lock(multiprocessing.get_context("spawn"), _process_worker, tmp_path)
 
 
 def test_processes_holding_the_file_lock_never_overlap(tmp_path):
     """The file-lock branch across processes (what SQLite deployments rely on)."""
     if connection.vendor == "postgresql":
         pytest.skip("PostgreSQL uses the advisory lock")
-    context = multiprocessing.get_context("fork")
-    with context.Manager() as manager:
-        log = manager.list()
-        processes = [
-            context.Process(target=_hold_and_record, args=(tmp_path / "gitops.git", log, f"p{i}"))
-            for i in range(4)
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=60)
-        assert all(process.exitcode == 0 for process in processes)
-        _assert_never_overlapping(log)
-        assert len(log) == 8
+    _four_processes_hold_the_lock(multiprocessing.get_context("fork"), _hold_and_record, tmp_path)
