@@ -6,22 +6,37 @@ the number of clusters. The branch reference moves by compare-and-swap, and deli
 an optional remote fetches first, re-renders on the remote tip when someone else
 pushed, and never raises for a network failure: the commit then stays local until a
 later delivery pushes it.
+
+A commit's new objects (a blob, the four trees above it, the commit) are queued in memory
+(libgit2's "mempack" backend) and written as one pack, so a commit creates three files
+(pack, index, branch lock) instead of seven: creating files dominates the cost of a commit
+on a real disk. Small packs are merged geometrically (as ``git repack --geometric=2`` does)
+once there are more than ``PACKS_BEFORE_MERGE``, so lookups stay fast and the largest pack
+is rarely rewritten. Where libgit2's mempack cannot be reached, objects are written loose.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import posixpath
+import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+import cffi
 import pygit2
 from pygit2.enums import CredentialType, FileMode, ObjectType
+from pygit2.ffi import ffi as pygit2_ffi
+
+logger = logging.getLogger(__name__)
 
 REMOTE_NAME = "origin"
 _CREDENTIAL_ATTEMPTS = 3
@@ -275,33 +290,317 @@ def branch_update(*, repository: GitopsRepository, expected_tip: str | None, new
     )
 
 
-# --- Opening and reading -------------------------------------------------------------------
+# --- Handles, and objects written as one pack per commit -----------------------------------
+
+_MEMPACK_DECLARATIONS = """
+typedef struct git_repository git_repository;
+typedef struct git_odb git_odb;
+typedef struct git_odb_backend git_odb_backend;
+typedef struct git_packbuilder git_packbuilder;
+int git_repository_odb(git_odb **out, git_repository *repo);
+void git_odb_free(git_odb *db);
+int git_odb_add_backend(git_odb *odb, git_odb_backend *backend, int priority);
+int git_mempack_new(git_odb_backend **out);
+int git_mempack_write_thin_pack(git_odb_backend *backend, git_packbuilder *pb);
+int git_mempack_reset(git_odb_backend *backend);
+const char *git_packbuilder_name(git_packbuilder *pb);
+"""
+_MEMPACK_FUNCTIONS = (
+    "git_repository_odb",
+    "git_odb_free",
+    "git_odb_add_backend",
+    "git_mempack_new",
+    "git_mempack_write_thin_pack",
+    "git_mempack_reset",
+    "git_packbuilder_name",
+)
+# Above the loose (1) and pack (2) backends, so new objects go to memory first.
+_MEMPACK_PRIORITY = 999
+PACKS_BEFORE_MERGE = 16
+_PACK_GEOMETRIC_FACTOR = 2
+_PACKS_GENERATION_FILE = "portal-packs.generation"
+
+
+def _libgit2_loaded_path() -> str | None:
+    """The file of the libgit2 that pygit2 loaded (Linux), so the mempack calls share its state."""
+    found: set[str] = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and os.path.basename(fields[5].strip()).startswith("libgit2"):
+                    found.add(fields[5].strip())
+    except OSError:
+        return None
+    return found.pop() if len(found) == 1 else None  # two copies loaded: which one is pygit2's?
+
+
+@cache
+def _mempack_library() -> tuple[cffi.FFI, Any] | None:
+    """cffi bindings for libgit2's in-memory object backend, which pygit2 does not wrap.
+
+    dlopen of the file pygit2 already loaded returns that same library, so objects, packs and
+    allocator are shared. None where it cannot be found or lacks a function (libgit2 before
+    1.8): objects are then written loose.
+    """
+    path = _libgit2_loaded_path()
+    if path is None:
+        return None
+    ffi = cffi.FFI()
+    ffi.cdef(_MEMPACK_DECLARATIONS)
+    try:
+        lib = ffi.dlopen(path)
+        for function in _MEMPACK_FUNCTIONS:
+            getattr(lib, function)
+    except (OSError, AttributeError):
+        return None
+    return ffi, lib
+
+
+def _pointer(ffi: cffi.FFI, type_name: str, pygit2_pointer: Any) -> Any:
+    return ffi.cast(type_name, int(pygit2_ffi.cast("uintptr_t", pygit2_pointer)))
+
+
+def _libgit2_check(result: int, what: str) -> None:
+    if result < 0:
+        raise pygit2.GitError(f"libgit2 failed to {what} (error {result}).")
+
+
+class _Handle(pygit2.Repository):
+    """A repository handle whose new objects wait in memory until :meth:`objects_flush`.
+
+    Its object database must not be enumerated (``for oid in handle.odb``): the in-memory
+    store has no ``foreach`` and libgit2 would call a null pointer.
+    """
+
+    def __init__(self, path: str, packs_generation: tuple[int, int] | None) -> None:
+        super().__init__(path)
+        self.packs_generation = packs_generation
+        self.mempack: Any = None
+        library = _mempack_library()
+        if library is None:
+            return
+        ffi, lib = library
+        odb = ffi.new("git_odb **")
+        backend = ffi.new("git_odb_backend **")
+        _libgit2_check(lib.git_mempack_new(backend), "create an in-memory object store")
+        _libgit2_check(
+            lib.git_repository_odb(odb, _pointer(ffi, "git_repository *", self._repo)), "open the odb"
+        )
+        try:
+            # The object database owns the backend from here on and frees it with the handle.
+            _libgit2_check(lib.git_odb_add_backend(odb[0], backend[0], _MEMPACK_PRIORITY), "add the store")
+        finally:
+            lib.git_odb_free(odb[0])
+        self.mempack = backend[0]
+
+    def release(self) -> None:
+        """Close the object database now (pygit2 handles are freed by the cycle collector only,
+        which would keep deleted pack files open). Still usable after: objects are then loose."""
+        self.mempack = None
+        self.free()
+
+    def objects_discard(self) -> None:
+        """Forget objects queued by an earlier build that did not finish."""
+        if self.mempack is not None:
+            _, lib = _mempack_library()
+            lib.git_mempack_reset(self.mempack)
+
+    def objects_flush(self) -> bool:
+        """Write the queued objects as one pack; True when a pack was written."""
+        if self.mempack is None:
+            return False
+        ffi, lib = _mempack_library()
+        try:
+            builder = pygit2.PackBuilder(self)
+            builder.set_threads(1)
+            packbuilder = _pointer(ffi, "git_packbuilder *", builder._packbuilder)
+            _libgit2_check(lib.git_mempack_write_thin_pack(self.mempack, packbuilder), "queue the objects")
+            if len(builder) == 0:
+                return False
+            builder.write(os.path.join(self.path, "objects", "pack"))
+            return True
+        finally:
+            lib.git_mempack_reset(self.mempack)
 
 
 _thread_repositories = threading.local()
 _OPEN_HANDLES_PER_THREAD = 4
 
 
-def _open(repository: GitopsRepository) -> pygit2.Repository:
+def _packs_generation(repository: GitopsRepository) -> tuple[int, int] | None:
+    """Changes whenever packs are merged (and old ones deleted), in any process."""
+    try:
+        found = os.stat(repository.path / _PACKS_GENERATION_FILE)
+    except FileNotFoundError:
+        return None
+    return found.st_ino, found.st_mtime_ns
+
+
+def _open(repository: GitopsRepository) -> _Handle:
     """This thread's handle on the repository (pygit2 handles must not be shared between threads).
 
     Reusing it saves reopening the object database on every call; references and new
-    objects are still read from disk each time, so other processes' commits are seen.
+    objects are still read from disk each time, so other processes' commits are seen. After
+    packs were merged the handle is reopened, so it lets go of the deleted pack files.
     """
-    handles: dict[str, pygit2.Repository] = getattr(_thread_repositories, "handles", None) or {}
+    handles: dict[str, _Handle] = getattr(_thread_repositories, "handles", None) or {}
     _thread_repositories.handles = handles
     key = str(repository.path)
     handle = handles.get(key)
-    if handle is not None and (repository.path / "HEAD").exists():
+    generation = _packs_generation(repository)
+    if handle is not None and handle.packs_generation == generation and (repository.path / "HEAD").exists():
         return handle
     try:
-        handle = pygit2.Repository(key)
+        fresh = _Handle(key, generation)
     except pygit2.GitError as error:
         raise GitopsUnavailable(f"The gitops repository cannot be opened: {error}") from error
-    handles[key] = handle
+    if handle is not None:
+        handle.release()
+    handles[key] = fresh
     while len(handles) > _OPEN_HANDLES_PER_THREAD:  # a few repositories per process in practice
-        handles.pop(next(iter(handles)))
-    return handle
+        handles.pop(next(iter(handles))).release()
+    return fresh
+
+
+@dataclass(frozen=True)
+class PackFile:
+    """One pack of the object database: its index file and how many objects it holds."""
+
+    index_path: Path
+    objects: int
+
+    @property
+    def pack_path(self) -> Path:
+        return self.index_path.with_suffix(".pack")
+
+
+def _pack_index_read(index_path: Path, *, object_ids: bool) -> tuple[int, list[pygit2.Oid]]:
+    """Object count (and ids) from a version 2 pack index: magic, version, 256-entry fan-out, ids."""
+    with open(index_path, "rb") as index:
+        header = index.read(8 + 256 * 4)
+        if len(header) != 8 + 256 * 4 or header[:8] != b"\377tOc\x00\x00\x00\x02":
+            raise ValueError(f"{index_path.name} is not a version 2 pack index.")
+        (count,) = struct.unpack(">I", header[-4:])
+        if not object_ids:
+            return count, []
+        raw = index.read(20 * count)
+    return count, [pygit2.Oid(raw=raw[offset : offset + 20]) for offset in range(0, len(raw), 20)]
+
+
+def packs_list(*, repository: GitopsRepository) -> list[PackFile]:
+    """The packs that may be merged, smallest first (a ``.keep`` file protects a pack, as in git)."""
+    folder = repository.path / "objects" / "pack"
+    found: list[PackFile] = []
+    for entry in os.scandir(folder):
+        index_path = Path(entry.path)
+        if index_path.suffix != ".idx" or index_path.with_suffix(".keep").exists():
+            continue
+        if not index_path.with_suffix(".pack").exists():
+            continue
+        try:
+            count, _ = _pack_index_read(index_path, object_ids=False)
+        except (OSError, ValueError):
+            continue
+        found.append(PackFile(index_path=index_path, objects=count))
+    return sorted(found, key=lambda pack: (pack.objects, pack.index_path.name))
+
+
+def packs_to_merge(object_counts: list[int], factor: int = _PACK_GEOMETRIC_FACTOR) -> int:
+    """How many of the smallest packs (counts sorted ascending) to merge into one.
+
+    Geometric repacking: the packs that stay must each hold at least ``factor`` times the
+    objects of the next smaller one; the merged pack also absorbs any larger pack it would
+    otherwise break that progression with. So each object is rewritten O(log n) times.
+    """
+    split = 0
+    for index in range(len(object_counts) - 1, 0, -1):
+        if object_counts[index] < factor * object_counts[index - 1]:
+            split = index
+            break
+    if split == 0:
+        return 0
+    merged = sum(object_counts[: split + 1])
+    count = split + 1
+    while count < len(object_counts) and merged * factor > object_counts[count]:
+        merged += object_counts[count]
+        count += 1
+    return count
+
+
+@contextmanager
+def _merge_guard(repository: GitopsRepository) -> Iterator[bool]:
+    """One merger at a time across processes; others skip rather than wait (True: ours)."""
+    fd = os.open(repository.path / "portal-packs.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _pack_merged_write(repository: GitopsRepository, merging: list[PackFile]) -> str:
+    """Write one pack with every object of ``merging``; returns its index file name."""
+    ffi, lib = _mempack_library()
+    # A handle of its own, closed right after: the thread's cached one may be in use.
+    merger = pygit2.Repository(str(repository.path))
+    try:
+        builder = pygit2.PackBuilder(merger)
+        builder.set_threads(1)
+        for pack in merging:
+            for object_id in _pack_index_read(pack.index_path, object_ids=True)[1]:
+                builder.add(object_id)
+        builder.write(str(repository.path / "objects" / "pack"))
+        name = lib.git_packbuilder_name(_pointer(ffi, "git_packbuilder *", builder._packbuilder))
+        if name == ffi.NULL:
+            raise pygit2.GitError("The merged pack has no name.")
+        return f"pack-{ffi.string(name).decode()}.idx"
+    finally:
+        merger.free()
+
+
+def packs_merge(*, repository: GitopsRepository, limit: int = PACKS_BEFORE_MERGE) -> int:
+    """Merge small packs geometrically once there are more than ``limit``; returns packs merged.
+
+    Objects are never lost: the merged pack is complete on disk before any old pack is
+    deleted, and readers that miss an object rescan the pack folder. Failures are logged and
+    left for the next commit: the commits themselves are already safe.
+    """
+    if _mempack_library() is None:
+        return 0  # without it packs only come from fetches, and the merged pack could not be named
+    folder = repository.path / "objects" / "pack"
+    try:
+        if sum(1 for name in os.listdir(folder) if name.endswith(".idx")) <= limit:
+            return 0
+        with _merge_guard(repository) as ours:
+            if not ours:
+                return 0
+            packs = packs_list(repository=repository)
+            count = packs_to_merge([pack.objects for pack in packs])
+            if count < 2:
+                return 0
+            merged_index = _pack_merged_write(repository, packs[:count])
+            for pack in packs[:count]:
+                if pack.index_path.name == merged_index:
+                    continue  # the same objects already formed this pack: it is the result
+                # The index first: a pack without an index is invisible to git and libgit2.
+                for stale in (pack.index_path, pack.pack_path, pack.index_path.with_suffix(".rev")):
+                    stale.unlink(missing_ok=True)
+            marker = repository.path / f"{_PACKS_GENERATION_FILE}.tmp"
+            marker.write_bytes(b"")
+            os.replace(marker, repository.path / _PACKS_GENERATION_FILE)
+            # This thread's handle read the old packs; other threads reopen theirs on next use.
+            stale = (getattr(_thread_repositories, "handles", None) or {}).pop(str(repository.path), None)
+            if stale is not None:
+                stale.release()
+            return count
+    except (OSError, ValueError, pygit2.GitError) as error:
+        logger.warning("Merging gitops packs failed (they stay as they are): %s", error)
+        return 0
 
 
 def _signature(identity: GitIdentity, when: datetime) -> pygit2.Signature:
@@ -357,7 +656,8 @@ def files_list(*, repository: GitopsRepository, prefix: str = "", commit: str | 
 
 def blobs_read(*, repository: GitopsRepository) -> Iterator[bytes]:
     """Every blob stored in the repository, reachable or not (for secret-leak checks)."""
-    repo = _open(repository)
+    # A plain handle: libgit2's in-memory store cannot be enumerated (git_odb_foreach would crash).
+    repo = pygit2.Repository(str(repository.path))
     for oid in repo.odb:
         obj = repo.get(oid)
         if obj is not None and obj.type == ObjectType.BLOB:
@@ -403,7 +703,7 @@ def commits_list(*, repository: GitopsRepository, limit: int = 1000) -> list[Com
 
 
 def _commit_build(
-    repo: pygit2.Repository,
+    repo: _Handle,
     *,
     base: str | None,
     changes: Mapping[str, bytes | None],
@@ -412,21 +712,26 @@ def _commit_build(
     message: str,
     when: datetime,
 ) -> str | None:
-    """Write the commit object for ``changes`` on ``base``; None when the tree is unchanged."""
-    base_tree = repo[base].peel(pygit2.Tree) if base else None
-    new_tree = _tree_edit(repo, base_tree, changes) or _empty_tree(repo)
-    old_tree = base_tree.id if base_tree is not None else _empty_tree(repo)
-    if new_tree == old_tree:
-        return None
-    commit_id = repo.create_commit(
-        None,
-        _signature(author, when),
-        _signature(committer, when),
-        message,
-        new_tree,
-        [pygit2.Oid(hex=base)] if base else [],
-    )
-    return str(commit_id)
+    """Write the commit for ``changes`` on ``base`` (one pack); None when the tree is unchanged."""
+    repo.objects_discard()
+    try:
+        base_tree = repo[base].peel(pygit2.Tree) if base else None
+        new_tree = _tree_edit(repo, base_tree, changes) or _empty_tree(repo)
+        old_tree = base_tree.id if base_tree is not None else _empty_tree(repo)
+        if new_tree == old_tree:
+            return None
+        commit_id = repo.create_commit(
+            None,
+            _signature(author, when),
+            _signature(committer, when),
+            message,
+            new_tree,
+            [pygit2.Oid(hex=base)] if base else [],
+        )
+        repo.objects_flush()  # on disk before any reference can point at it
+        return str(commit_id)
+    finally:
+        repo.objects_discard()
 
 
 def files_commit(
@@ -466,6 +771,7 @@ def files_commit(
         )
     except (OSError, pygit2.GitError) as error:
         raise GitopsUnavailable(f"The change could not be committed: {error}") from error
+    packs_merge(repository=repository)
     return commit_id
 
 
@@ -578,6 +884,30 @@ def changes_deliver(
     reached is not an error: the commit stays local and ``pushed`` is False.
     Raises :class:`GitopsUnavailable` only when not even the local commit can be made.
     """
+    try:
+        return _changes_deliver(
+            repository=repository,
+            render=render,
+            author=author,
+            committer=committer,
+            message=message,
+            remote=remote,
+            push_retries=push_retries,
+        )
+    finally:
+        packs_merge(repository=repository)
+
+
+def _changes_deliver(
+    *,
+    repository: GitopsRepository,
+    render: Render,
+    author: GitIdentity,
+    committer: GitIdentity,
+    message: str,
+    remote: RemoteConfig | None = None,
+    push_retries: int = 5,
+) -> Delivery:
     superseded: list[str] = []
     own_commits: set[str] = set()
     attempts = 0
