@@ -121,9 +121,9 @@ class ClientAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if change:
             stored = Client.objects.get(pk=obj.pk)
-            saved = client_update(client=stored, name=obj.name, active=obj.active)
+            saved = client_update(client=stored, name=obj.name, active=obj.active, actor=request.user)
         else:
-            saved = client_create(slug=obj.slug, name=obj.name, active=obj.active)
+            saved = client_create(slug=obj.slug, name=obj.name, active=obj.active, actor=request.user)
         _adopt(obj, saved)
 
 

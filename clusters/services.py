@@ -20,7 +20,12 @@ from accounts.services import user_claims_bump
 from clusters.crypto import field_encrypt, field_reencrypt
 from clusters.models import Client, Cluster, ClusterChange, Grant
 from config.exceptions import ServiceError
-from gitops.services import GitopsUnavailable, changes_deliver_after_commit
+from gitops.services import (
+    ClientFileChange,
+    GitopsUnavailable,
+    changes_deliver_after_commit,
+    client_file_deliver_after_commit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -313,22 +318,58 @@ def _grant_holders_bump(*, client: Client) -> None:
         user_claims_bump(user_id=user_id)
 
 
-def client_create(*, slug: str, name: str, active: bool = True) -> Client:
+def _client_file_delivered(*, client: Client, actor: User | None, summary: str) -> None:
+    """Commit the client's ``client.yaml`` once its row is committed.
+
+    As for clusters, an unreachable remote leaves the commit local; when not even the local
+    commit can be made the client is kept and ``gitops_sync`` writes the file later.
+    """
+    change = ClientFileChange(
+        client_id=client.pk,
+        summary=summary,
+        actor_name=actor.name if actor else "",
+        actor_email=actor.email if actor else "",
+    )
+    try:
+        client_file_deliver_after_commit(change=change)
+    except GitopsUnavailable:
+        logger.exception("GitOps delivery failed; %s is left for gitops_sync", summary)
+
+
+def client_create(*, slug: str, name: str, active: bool = True, actor: User | None = None) -> Client:
+    """Create a client; its folder's ``client.yaml`` is committed once the row is."""
     client = Client(slug=slug, name=name, active=active)
     client.full_clean()
     client.save()
+    _client_file_delivered(client=client, actor=actor, summary=f"{client.slug}: client created")
     return client
 
 
-@transaction.atomic
-def client_update(*, client: Client, name: str, active: bool) -> Client:
-    """Rename or (de)activate a client; deactivation takes it out of every user's scope."""
+def _client_changes_describe(*, client: Client, name: str, active: bool) -> str:
+    described = []
+    if client.name != name:
+        described.append(f'name "{" ".join(client.name.split())}" -> "{" ".join(name.split())}"')
+    if client.active != active:
+        described.append("activated" if active else "deactivated")
+    return ", ".join(described)
+
+
+def client_update(*, client: Client, name: str, active: bool, actor: User | None = None) -> Client:
+    """Rename or (de)activate a client; deactivation takes it out of every user's scope.
+
+    Unchanged values write nothing (and commit nothing).
+    """
+    described = _client_changes_describe(client=client, name=name, active=active)
+    if not described:
+        return client
     active_changed = client.active != active
-    client.name, client.active = name, active
-    client.full_clean()
-    client.save(update_fields=["name", "active"])
-    if active_changed:
-        _grant_holders_bump(client=client)
+    with transaction.atomic():
+        client.name, client.active = name, active
+        client.full_clean()
+        client.save(update_fields=["name", "active"])
+        if active_changed:
+            _grant_holders_bump(client=client)
+    _client_file_delivered(client=client, actor=actor, summary=f"{client.slug}: {described}")
     return client
 
 
@@ -388,11 +429,11 @@ DEMO_USERS = (
 def demo_data_seed() -> None:
     """Create (or restore) the demo clients, users and grants; running it twice changes nothing."""
     for slug, name in DEMO_CLIENTS.items():
-        client, _ = Client.objects.get_or_create(slug=slug, defaults={"name": name})
-        if client.name != name or not client.active:
-            client.name, client.active = name, True
-            client.full_clean()
-            client.save()
+        client = Client.objects.filter(slug=slug).first()
+        if client is None:
+            client_create(slug=slug, name=name)
+        else:
+            client_update(client=client, name=name, active=True)
 
     for demo in DEMO_USERS:
         is_operator = demo.client_slug is None

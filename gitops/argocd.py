@@ -83,6 +83,7 @@ Argo CD deploys this repository. Qdrant Portal commits to it; people may too.
 ## Layout
 
 ```
+clients/<client>/client.yaml                    the client as the portal records it (no Application)
 clients/<client>/<cluster>/values.yaml          Helm values for the official qdrant chart
 clients/<client>/<cluster>/apikey.sealed.yaml   the cluster's API keys as a SealedSecret (when sealing is set up)
 argocd/applicationset.yaml                      one Argo CD Application per cluster folder

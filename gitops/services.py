@@ -9,6 +9,11 @@ remote cannot be reached the commit stays local (``pushed`` False) and the next 
 ``manage.py gitops_sync`` pushes it; a remote that moved meanwhile is fetched and the pending
 changes are re-rendered on its tip. ``gitops_sync`` also renders every cluster in full, so git
 always converges on the database.
+
+Clients have no outbox: a client's ``client.yaml`` is rendered whole from its row, so
+:func:`client_file_deliver` just commits the file as the database has it (same lock, same
+push rules), and ``gitops_sync`` renders every client's file too, so a delivery that failed
+is made good by the next sync.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parseaddr
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import yaml
@@ -28,7 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clusters.crypto import field_decrypt
-from clusters.models import Cluster, ClusterChange
+from clusters.models import Client, Cluster, ClusterChange
 from gitops.argocd import APPLICATIONSET_PATH, README_PATH, applicationset_render, repository_readme_render
 from gitops.locks import branch_lock
 from gitops.repository import (
@@ -47,6 +52,8 @@ from gitops.values import (
     API_KEY_SECRET_KEY,
     READ_ONLY_API_KEY_SECRET_KEY,
     apikey_secret_name,
+    client_file_path,
+    client_file_render,
     namespace_name,
     sealed_secret_path,
     values_path,
@@ -62,9 +69,12 @@ logger = logging.getLogger(__name__)
 KEYS_FINGERPRINT_ANNOTATION = "portal.qdrant.tech/keys-fingerprint"
 
 __all__ = [
+    "ClientFileChange",
     "GitopsUnavailable",
     "SyncReport",
     "changes_deliver_after_commit",
+    "client_file_deliver",
+    "client_file_deliver_after_commit",
     "pending_changes_deliver",
     "repository_sync",
 ]
@@ -277,24 +287,103 @@ def _pending_changes_deliver_logged() -> None:
         logger.exception("GitOps delivery failed; the changes stay pending for gitops_sync")
 
 
+def _in_transaction() -> bool:
+    """Whether an atomic block is open; the test runner's wrapping one (``_from_testcase``) does not count."""
+    return any(not block._from_testcase for block in transaction.get_connection().atomic_blocks)
+
+
 def changes_deliver_after_commit() -> bool:
     """Deliver pending changes once the data is committed: now, or when the open transaction commits.
 
     Returns True when delivery ran now (so the caller can report its outcome). Inside an outer
     transaction (the admin wraps its views in one) delivery is deferred to ``on_commit``, so git
-    never carries a change the database rolled back. The test runner's own wrapping transaction
-    (``_from_testcase``) does not count as one.
+    never carries a change the database rolled back.
     """
-    connection = transaction.get_connection()
-    if any(not block._from_testcase for block in connection.atomic_blocks):
+    if _in_transaction():
         transaction.on_commit(_pending_changes_deliver_logged, robust=True)
         return False
     pending_changes_deliver()
     return True
 
 
+def client_files_render(*, client: Client, reader: TreeReader) -> dict[str, bytes | None]:
+    """The client's ``client.yaml`` for its current row, when git differs from it."""
+    path = client_file_path(client.slug)
+    content = client_file_render(client=client.slug, name=client.name, active=client.active)
+    return {path: content} if content != reader.read(path) else {}
+
+
+@dataclass(frozen=True)
+class ClientFileChange:
+    """What to say about a client file commit: the subject line and who asked (empty: nobody known)."""
+
+    client_id: int
+    summary: str
+    actor_name: str = ""
+    actor_email: str = ""
+
+    @property
+    def author(self) -> GitIdentity:
+        if self.actor_email:
+            return GitIdentity(name=self.actor_name or self.actor_email, email=self.actor_email)
+        return committer_identity()
+
+    @property
+    def message(self) -> str:
+        if not self.actor_email:
+            return f"{self.summary}\n"
+        return f"{self.summary}\n\nRequested-by: {self.author.name} <{self.actor_email}>\n"
+
+
+def client_file_deliver(*, change: ClientFileChange) -> Delivery:
+    """Commit the client's ``client.yaml`` as the database has it now, and push (no commit if unchanged).
+
+    Raises GitopsUnavailable only when not even the local repository can be written; an
+    unreachable remote leaves the commit local for the next delivery or ``gitops_sync`` to push.
+    """
+
+    def render(reader: TreeReader) -> dict[str, bytes | None]:
+        client = Client.objects.filter(pk=change.client_id).first()
+        return client_files_render(client=client, reader=reader) if client is not None else {}
+
+    with branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+        repository = repository_get()
+        delivery = changes_deliver(
+            repository=repository,
+            render=render,
+            author=change.author,
+            committer=committer_identity(),
+            message=change.message,
+            remote=_remote(),
+            push_retries=settings.GITOPS_PUSH_RETRIES,
+        )
+        _mark_pushed(delivery=delivery)
+        if delivery.superseded:
+            # Unpushed cluster commits were dropped for the remote's newer tip: render them again.
+            _full_sync(repository=repository, check=False)
+    return delivery
+
+
+def _client_file_deliver_logged(change: ClientFileChange) -> None:
+    try:
+        client_file_deliver(change=change)
+    except GitopsUnavailable:
+        logger.exception("GitOps delivery failed; %s is left for gitops_sync", change.summary)
+
+
+def client_file_deliver_after_commit(*, change: ClientFileChange) -> Delivery | None:
+    """:func:`client_file_deliver` now, or when the open transaction commits (None is returned then)."""
+    if _in_transaction():
+        transaction.on_commit(partial(_client_file_deliver_logged, change), robust=True)
+        return None
+    return client_file_deliver(change=change)
+
+
 def _all_clusters_render(reader: TreeReader) -> dict[str, bytes | None]:
+    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database."""
     files: dict[str, bytes | None] = {}
+    for client in Client.objects.order_by("slug"):
+        files.update(client_files_render(client=client, reader=reader))
     for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
         files.update(cluster_files_render(cluster=cluster, reader=reader))
     return files
@@ -318,7 +407,7 @@ def _full_sync(*, repository: GitopsRepository, check: bool) -> SyncReport:
         render=render,
         author=committer_identity(),
         committer=committer_identity(),
-        message="Sync clusters from the portal database\n",
+        message="Sync clients and clusters from the portal database\n",
         remote=_remote(),
         push_retries=settings.GITOPS_PUSH_RETRIES,
     )

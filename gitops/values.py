@@ -4,6 +4,9 @@ The portal owns ``replicaCount``, ``image.tag``, ``persistence.size`` and the tw
 ``env`` entries (taken from a Secret, never inline). Everything else in the file was put
 there by people and is kept. Inputs are validated here too, so that no value can ever
 turn into extra YAML keys whatever the callers checked.
+
+Each client folder also holds ``client.yaml`` (slug, name, namespace, active), written whole
+from the database: no Helm values, just a record of the client for people reading git.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ _OWNED_ENV = ((API_KEY_ENV, API_KEY_SECRET_KEY), (READ_ONLY_API_KEY_ENV, READ_ON
 # libyaml when present: the same output, several times faster than the pure-Python codec.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+CLIENT_FILE_HEADER = (
+    b"# Managed by Qdrant Portal: written from the portal's database, edits are overwritten.\n"
+    b"# It records the client; Argo CD deploys only the cluster folders next to it.\n"
+)
 
 HEADER = (
     b"# Managed by Qdrant Portal. replicaCount, image.tag, persistence.size and the\n"
@@ -72,6 +80,11 @@ def cluster_folder(client: str, cluster: str) -> str:
 
 def values_path(client: str, cluster: str) -> str:
     return f"{cluster_folder(client, cluster)}/values.yaml"
+
+
+def client_file_path(client: str) -> str:
+    """The client's own file: directly in ``clients/<client>/``, so no Argo CD Application is made of it."""
+    return f"clients/{_slug(client, 'client')}/client.yaml"
 
 
 def sealed_secret_path(client: str, cluster: str) -> str:
@@ -148,3 +161,27 @@ def values_render(
     except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted
         raise ValuesError(f"{hint}: the values file cannot be written back: {error}") from error
     return HEADER + text.encode("utf-8")
+
+
+def client_file_render(*, client: str, name: str, active: bool) -> bytes:
+    """The client's ``client.yaml``: slug, display name, Kubernetes namespace and whether it is active."""
+    if not isinstance(name, str):
+        raise ValuesError("name must be text.")
+    if not isinstance(active, bool):
+        raise ValuesError("active must be true or false.")
+    data = {
+        "slug": _slug(client, "client"),
+        "name": name,
+        "namespace": namespace_name(client=client),
+        "active": active,
+    }
+    text = yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=120,
+        indent=2,
+    )
+    return CLIENT_FILE_HEADER + text.encode("utf-8")

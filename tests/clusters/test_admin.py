@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from django.contrib import admin as django_admin
 from django.contrib.admin.sites import AdminSite
 from django.test import Client as BrowserClient
@@ -14,6 +17,14 @@ from clusters.admin import GrantInline
 from clusters.models import Client, Cluster, ClusterChange, Grant
 from clusters.selectors import cluster_credentials
 from clusters.services import client_create, grant_set
+from gitops.repository import (
+    GitIdentity,
+    GitopsRepository,
+    branch_tip,
+    commits_list,
+    file_read,
+    repository_open,
+)
 
 
 @pytest.fixture
@@ -26,6 +37,17 @@ def browser(admin_user) -> BrowserClient:
     browser = BrowserClient()
     browser.force_login(admin_user)
     return browser
+
+
+@pytest.fixture
+def remote(tmp_path, settings) -> GitopsRepository:
+    """A bare repository playing the team's git server."""
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "remote.git")
+    return repository_open(path=tmp_path / "remote.git", branch="main", bootstrap_files={})
+
+
+def _local(settings) -> GitopsRepository:
+    return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
 
 
 def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, str]:
@@ -163,6 +185,87 @@ def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(browser, 
     client = Client.objects.get(slug="acme")
     assert Grant.objects.get(user=user, client=client).role == "viewer"
     assert User.objects.get(pk=user.pk).claims_version == user.claims_version + 1
+
+
+def test_creating_a_client_in_the_admin_commits_its_file_once_the_transaction_commits(
+    browser, admin_user, settings, django_capture_on_commit_callbacks
+):
+    path = "clients/acme/client.yaml"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(
+            "/admin/clusters/client/add/",
+            {
+                "slug": "acme",
+                "name": "Acme",
+                "active": "on",
+                **_inline_management("grants", 0),
+                **_inline_management("clusters", 0),
+            },
+        )
+        assert response.status_code == 302, response.content.decode()[:3000]
+        assert not (Path(settings.GITOPS_REPO_PATH) / "HEAD").exists()  # nothing in git before the commit
+
+    local = _local(settings)
+    assert yaml.safe_load(file_read(repository=local, file_path=path)) == {
+        "slug": "acme",
+        "name": "Acme",
+        "namespace": "qdrant-acme",
+        "active": True,
+    }
+    head = commits_list(repository=local)[0]
+    assert head.message.splitlines()[0] == "acme: client created"
+    assert head.author == GitIdentity(name=admin_user.name or admin_user.email, email="root@example.com")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_cluster_in_the_admin_commits_and_pushes_its_values_after_the_transaction(
+    remote, browser, admin_user, client1, settings
+):
+    response = browser.post(
+        "/admin/clusters/cluster/add/",
+        {
+            "client": client1.pk,
+            "slug": "analytics",
+            "replicas": "3",
+            "version": settings.QDRANT_VERSIONS[0],
+            "storage_gi": "20",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    change = ClusterChange.objects.get(cluster__slug="analytics")
+    assert change.pushed and change.commit == branch_tip(repository=remote)
+    values = yaml.safe_load(file_read(repository=remote, file_path="clients/client1/analytics/values.yaml"))
+    assert (values["replicaCount"], values["image"]["tag"], values["persistence"]["size"]) == (
+        3,
+        settings.QDRANT_VERSIONS[0],
+        "20Gi",
+    )
+    head = commits_list(repository=remote)[0]
+    assert head.author == GitIdentity(name=admin_user.name or admin_user.email, email="root@example.com")
+
+
+def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(
+    browser, client1, user_factory, settings, django_capture_on_commit_callbacks
+):
+    local = _local(settings)
+    tip = branch_tip(repository=local)
+    viewer = user_factory()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(
+            f"/admin/clusters/client/{client1.pk}/change/",
+            {
+                "name": "Client One",
+                "active": "on",
+                **_inline_management("grants", 1),
+                "grants-0-user": viewer.pk,
+                "grants-0-role": "viewer",
+                **_inline_management("clusters", 0),
+            },
+        )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Grant.objects.filter(user=viewer, client=client1).exists()
+    assert branch_tip(repository=local) == tip
 
 
 def test_client_admin_changes_and_removes_grants_through_the_services(
