@@ -18,11 +18,14 @@ is rarely rewritten. Where libgit2's mempack cannot be reached, objects are writ
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import posixpath
+import secrets
 import struct
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -197,11 +200,15 @@ def _tree_files_list(repo: pygit2.Repository, tree: pygit2.Tree | None, prefix: 
 
 
 def _tree_edit(
-    repo: pygit2.Repository, tree: pygit2.Tree | None, changes: Mapping[str, bytes | None]
+    repo: pygit2.Repository,
+    tree: pygit2.Tree | None,
+    changes: Mapping[str, bytes | None],
+    written: list[pygit2.Oid],
 ) -> pygit2.Oid | None:
     """The id of ``tree`` with ``changes`` applied, or None when the result is empty.
 
     Only the trees on the changed paths are rebuilt; every other subtree is reused by id.
+    The id of every object written is appended to ``written``.
     """
     files: dict[str, bytes | None] = {}
     folders: dict[str, dict[str, bytes | None]] = {}
@@ -217,9 +224,11 @@ def _tree_edit(
             if builder.get(name) is not None:
                 builder.remove(name)
         else:
-            builder.insert(name, repo.create_blob(content), FileMode.BLOB)
+            blob_id = repo.create_blob(content)
+            written.append(blob_id)
+            builder.insert(name, blob_id, FileMode.BLOB)
     for name, sub_changes in folders.items():
-        sub_id = _tree_edit(repo, _subtree(repo, tree, name), sub_changes)
+        sub_id = _tree_edit(repo, _subtree(repo, tree, name), sub_changes, written)
         if sub_id is None:
             if builder.get(name) is not None:
                 builder.remove(name)
@@ -227,11 +236,15 @@ def _tree_edit(
             builder.insert(name, sub_id, FileMode.TREE)
     if len(builder) == 0:
         return None
-    return builder.write()
+    tree_id = builder.write()
+    written.append(tree_id)
+    return tree_id
 
 
-def _empty_tree(repo: pygit2.Repository) -> pygit2.Oid:
-    return repo.TreeBuilder().write()
+def _empty_tree(repo: pygit2.Repository, written: list[pygit2.Oid]) -> pygit2.Oid:
+    tree_id = repo.TreeBuilder().write()
+    written.append(tree_id)
+    return tree_id
 
 
 # --- Branch reference ----------------------------------------------------------------------
@@ -297,11 +310,18 @@ typedef struct git_repository git_repository;
 typedef struct git_odb git_odb;
 typedef struct git_odb_backend git_odb_backend;
 typedef struct git_packbuilder git_packbuilder;
+typedef struct git_oid { unsigned char id[20]; } git_oid;
+typedef struct git_odb_object git_odb_object;
+int git_odb_read(git_odb_object **out, git_odb *db, const git_oid *id);
+const void *git_odb_object_data(git_odb_object *object);
+size_t git_odb_object_size(git_odb_object *object);
+int git_odb_object_type(git_odb_object *object);
+void git_odb_object_free(git_odb_object *object);
 int git_repository_odb(git_odb **out, git_repository *repo);
 void git_odb_free(git_odb *db);
 int git_odb_add_backend(git_odb *odb, git_odb_backend *backend, int priority);
 int git_mempack_new(git_odb_backend **out);
-int git_mempack_write_thin_pack(git_odb_backend *backend, git_packbuilder *pb);
+int git_mempack_object_count(size_t *count, git_odb_backend *backend);
 int git_mempack_reset(git_odb_backend *backend);
 const char *git_packbuilder_name(git_packbuilder *pb);
 """
@@ -310,7 +330,12 @@ _MEMPACK_FUNCTIONS = (
     "git_odb_free",
     "git_odb_add_backend",
     "git_mempack_new",
-    "git_mempack_write_thin_pack",
+    "git_mempack_object_count",
+    "git_odb_read",
+    "git_odb_object_data",
+    "git_odb_object_size",
+    "git_odb_object_type",
+    "git_odb_object_free",
     "git_mempack_reset",
     "git_packbuilder_name",
 )
@@ -406,22 +431,109 @@ class _Handle(pygit2.Repository):
             _, lib = _mempack_library()
             lib.git_mempack_reset(self.mempack)
 
-    def objects_flush(self) -> bool:
-        """Write the queued objects as one pack; True when a pack was written."""
+    def objects_flush(self, object_ids: list[pygit2.Oid]) -> bool:
+        """Write the queued objects, all among ``object_ids``, as one pack; True if one was written."""
         if self.mempack is None:
-            return False
+            return False  # they were written loose
         ffi, lib = _mempack_library()
         try:
-            builder = pygit2.PackBuilder(self)
-            builder.set_threads(1)
-            packbuilder = _pointer(ffi, "git_packbuilder *", builder._packbuilder)
-            _libgit2_check(lib.git_mempack_write_thin_pack(self.mempack, packbuilder), "queue the objects")
-            if len(builder) == 0:
+            unique_ids = list(dict.fromkeys(object_ids))
+            queued = ffi.new("size_t *")
+            _libgit2_check(lib.git_mempack_object_count(queued, self.mempack), "count the queued objects")
+            if queued[0] > len(unique_ids):
+                # Some write went unrecorded: packing only the recorded ones would lose it.
+                raise pygit2.GitError(f"{queued[0]} objects queued but {len(unique_ids)} recorded.")
+            if queued[0] == 0:
                 return False
-            builder.write(os.path.join(self.path, "objects", "pack"))
+            objects = _objects_read(ffi, lib, self, unique_ids)
+            pack_write(folder=Path(self.path) / "objects" / "pack", objects=objects)
             return True
         finally:
             lib.git_mempack_reset(self.mempack)
+
+
+def _objects_read(
+    ffi: cffi.FFI, lib: Any, repo: pygit2.Repository, object_ids: list[pygit2.Oid]
+) -> list[tuple[bytes, int, bytes]]:
+    """``(raw id, type, content)`` of each object (pygit2's readers ask by prefix, which the
+    in-memory store does not answer)."""
+    odb = ffi.new("git_odb **")
+    _libgit2_check(lib.git_repository_odb(odb, _pointer(ffi, "git_repository *", repo._repo)), "open the odb")
+    found: list[tuple[bytes, int, bytes]] = []
+    try:
+        object_id = ffi.new("git_oid *")
+        read = ffi.new("git_odb_object **")
+        for oid in object_ids:
+            object_id.id = oid.raw
+            _libgit2_check(lib.git_odb_read(read, odb[0], object_id), f"read object {oid}")
+            try:
+                content = ffi.buffer(lib.git_odb_object_data(read[0]), lib.git_odb_object_size(read[0]))[:]
+                found.append((oid.raw, lib.git_odb_object_type(read[0]), content))
+            finally:
+                lib.git_odb_object_free(read[0])
+    finally:
+        lib.git_odb_free(odb[0])
+    return found
+
+
+def _pack_object_header(kind: int, size: int) -> bytes:
+    """Type and inflated size: 3 type bits and 4 size bits, then 7 size bits per byte."""
+    header = bytearray()
+    byte = (kind << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        header.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    header.append(byte)
+    return bytes(header)
+
+
+def pack_write(*, folder: Path, objects: list[tuple[bytes, int, bytes]]) -> str:
+    """Write ``(raw id, type, content)`` objects as a version 2 pack with its index; returns its name.
+
+    A commit's few small objects, undeltified: libgit2's PackBuilder spends more time than the
+    whole commit on delta search and re-indexing them. Format: gitformat-pack(5). The index is
+    renamed into place last, since readers find packs by their index.
+    """
+    chunks = [b"PACK", struct.pack(">II", 2, len(objects))]
+    offset = 12
+    entries: list[tuple[bytes, int, int]] = []
+    for raw_id, kind, content in objects:
+        packed = _pack_object_header(kind, len(content)) + zlib.compress(content, 1)
+        if offset >= 0x80000000:
+            raise ValueError("Packs this writer makes stay under 2 GiB (32-bit index offsets).")
+        entries.append((raw_id, zlib.crc32(packed), offset))
+        chunks.append(packed)
+        offset += len(packed)
+    pack = b"".join(chunks)
+    pack_checksum = hashlib.sha1(pack).digest()  # noqa: S324 - git's object format, not security
+    entries.sort()
+    fanout = [0] * 256
+    for raw_id, _, _ in entries:
+        fanout[raw_id[0]] += 1
+    for index in range(1, 256):
+        fanout[index] += fanout[index - 1]
+    count = len(entries)
+    index_data = b"".join(
+        [
+            b"\377tOc",
+            struct.pack(">I", 2),
+            struct.pack(">256I", *fanout),
+            b"".join(raw_id for raw_id, _, _ in entries),
+            struct.pack(f">{count}I", *(crc for _, crc, _ in entries)),
+            struct.pack(f">{count}I", *(position for _, _, position in entries)),
+            pack_checksum,
+        ]
+    )
+    index_data += hashlib.sha1(index_data).digest()  # noqa: S324
+    name = pack_checksum.hex()
+    for suffix, content in ((".pack", pack + pack_checksum), (".idx", index_data)):
+        temporary = folder / f"tmp_portal_{secrets.token_hex(8)}{suffix}"
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), "wb") as file:
+            file.write(content)
+        os.replace(temporary, folder / f"pack-{name}{suffix}")
+    return name
 
 
 _thread_repositories = threading.local()
@@ -714,10 +826,11 @@ def _commit_build(
 ) -> str | None:
     """Write the commit for ``changes`` on ``base`` (one pack); None when the tree is unchanged."""
     repo.objects_discard()
+    written: list[pygit2.Oid] = []
     try:
         base_tree = repo[base].peel(pygit2.Tree) if base else None
-        new_tree = _tree_edit(repo, base_tree, changes) or _empty_tree(repo)
-        old_tree = base_tree.id if base_tree is not None else _empty_tree(repo)
+        new_tree = _tree_edit(repo, base_tree, changes, written) or _empty_tree(repo, written)
+        old_tree = base_tree.id if base_tree is not None else _empty_tree(repo, written)
         if new_tree == old_tree:
             return None
         commit_id = repo.create_commit(
@@ -728,7 +841,8 @@ def _commit_build(
             new_tree,
             [pygit2.Oid(hex=base)] if base else [],
         )
-        repo.objects_flush()  # on disk before any reference can point at it
+        written.append(commit_id)
+        repo.objects_flush(written)  # on disk before any reference can point at it
         return str(commit_id)
     finally:
         repo.objects_discard()

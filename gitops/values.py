@@ -11,7 +11,10 @@ from the database: no Helm values, just a record of the client for people readin
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import yaml
@@ -31,6 +34,29 @@ _OWNED_ENV = ((API_KEY_ENV, API_KEY_SECRET_KEY), (READ_ONLY_API_KEY_ENV, READ_ON
 # libyaml when present: the same output, several times faster than the pure-Python codec.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+# Files this process rendered, and the data they were rendered from: the next change to a
+# cluster starts from the file of the last one, and parsing it again is half a render.
+_RENDERED_REMEMBERED = 1024
+_rendered: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+_rendered_lock = threading.Lock()
+
+
+def _rendered_recall(content: bytes) -> dict[str, Any] | None:
+    with _rendered_lock:
+        data = _rendered.get(content)
+        if data is None:
+            return None
+        _rendered.move_to_end(content)
+    return copy.deepcopy(data)
+
+
+def _rendered_remember(content: bytes, data: dict[str, Any]) -> None:
+    with _rendered_lock:
+        _rendered[content] = data
+        while len(_rendered) > _RENDERED_REMEMBERED:
+            _rendered.popitem(last=False)
+
 
 CLIENT_FILE_HEADER = (
     b"# Managed by Qdrant Portal: written from the portal's database, edits are overwritten.\n"
@@ -104,6 +130,9 @@ def values_load(existing: bytes | None) -> dict[str, Any]:
     """Parse a values file (None or empty → {}); raise :class:`ValuesError` if not a mapping."""
     if existing is None:
         return {}
+    remembered = _rendered_recall(existing)
+    if remembered is not None:
+        return remembered
     try:
         data = yaml.load(existing, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
@@ -160,7 +189,9 @@ def values_render(
         )
     except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted
         raise ValuesError(f"{hint}: the values file cannot be written back: {error}") from error
-    return HEADER + text.encode("utf-8")
+    content = HEADER + text.encode("utf-8")
+    _rendered_remember(content, data)
+    return content
 
 
 def client_file_render(*, client: str, name: str, active: bool) -> bytes:

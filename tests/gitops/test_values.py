@@ -143,3 +143,24 @@ def test_paths_and_names_follow_the_repository_layout():
     assert apikey_secret_name(client="acme", cluster="prod") == "qdrant-acme-prod-apikey"
     with pytest.raises(ValuesError):
         values_path("../etc", "prod")
+
+
+def test_a_file_the_portal_just_rendered_renders_the_same_as_one_read_fresh(monkeypatch):
+    """Renders start from remembered data for files this process wrote; it must equal parsing them."""
+    from gitops import values
+
+    hand_edited = b"replicaCount: 1\nextra:\n  nested: [1, 2.5, 'x', true, null]\nwhen: 2024-01-01\n"
+    first = values_render(
+        existing=hand_edited, client="c1", cluster="main", replicas=2, version="v1.15.5", storage_gi=10
+    )
+    remembered = values_render(
+        existing=first, client="c1", cluster="main", replicas=3, version="v1.15.5", storage_gi=10
+    )
+    monkeypatch.setattr(values, "_rendered_recall", lambda content: None)
+    fresh = values_render(
+        existing=first, client="c1", cluster="main", replicas=3, version="v1.15.5", storage_gi=10
+    )
+
+    assert remembered == fresh
+    assert b"replicaCount: 3" in remembered
+    assert b"nested:" in remembered
