@@ -342,6 +342,8 @@ _MEMPACK_FUNCTIONS = (
 # Above the loose (1) and pack (2) backends, so new objects go to memory first.
 _MEMPACK_PRIORITY = 999
 PACKS_BEFORE_MERGE = 16
+# At least down to this many, so that merges come every few commits rather than at every one.
+PACKS_AFTER_MERGE = 8
 _PACK_GEOMETRIC_FACTOR = 2
 _PACKS_GENERATION_FILE = "portal-packs.generation"
 
@@ -676,7 +678,10 @@ def _pack_merged_write(repository: GitopsRepository, merging: list[PackFile]) ->
 
 
 def packs_merge(*, repository: GitopsRepository, limit: int = PACKS_BEFORE_MERGE) -> int:
-    """Merge small packs geometrically once there are more than ``limit``; returns packs merged.
+    """Merge small packs once there are more than ``limit``; returns how many were merged.
+
+    The smallest packs are merged into one, as many as the geometric rule asks and at least
+    enough to leave ``PACKS_AFTER_MERGE`` packs, so the largest pack is rarely rewritten.
 
     Objects are never lost: the merged pack is complete on disk before any old pack is
     deleted, and readers that miss an object rescan the pack folder. Failures are logged and
@@ -692,7 +697,7 @@ def packs_merge(*, repository: GitopsRepository, limit: int = PACKS_BEFORE_MERGE
             if not ours:
                 return 0
             packs = packs_list(repository=repository)
-            count = packs_to_merge([pack.objects for pack in packs])
+            count = max(packs_to_merge([pack.objects for pack in packs]), len(packs) - PACKS_AFTER_MERGE + 1)
             if count < 2:
                 return 0
             merged_index = _pack_merged_write(repository, packs[:count])
