@@ -126,6 +126,19 @@ def _mapping(parent: dict[str, Any], key: str, file_hint: str) -> dict[str, Any]
     return current
 
 
+def _yaml_text(data: dict[str, Any]) -> str:
+    """Deterministic block YAML: sorted keys, two-space indents, Unicode kept."""
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=120,
+        indent=2,
+    )
+
+
 def values_load(existing: bytes | None) -> dict[str, Any]:
     """Parse a values file (None or empty → {}); raise :class:`ValuesError` if not a mapping."""
     if existing is None:
@@ -178,15 +191,7 @@ def values_render(
         for name, key in _OWNED_ENV
     ]
     try:
-        text = yaml.dump(
-            data,
-            Dumper=_Dumper,
-            sort_keys=True,
-            default_flow_style=False,
-            allow_unicode=True,
-            width=120,
-            indent=2,
-        )
+        text = _yaml_text(data)
     except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted
         raise ValuesError(f"{hint}: the values file cannot be written back: {error}") from error
     content = HEADER + text.encode("utf-8")
@@ -206,13 +211,4 @@ def client_file_render(*, client: str, name: str, active: bool) -> bytes:
         "namespace": namespace_name(client=client),
         "active": active,
     }
-    text = yaml.dump(
-        data,
-        Dumper=_Dumper,
-        sort_keys=True,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=120,
-        indent=2,
-    )
-    return CLIENT_FILE_HEADER + text.encode("utf-8")
+    return CLIENT_FILE_HEADER + _yaml_text(data).encode("utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,6 +11,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from clusters.models import Client, Cluster, Grant
 from clusters.services import client_create, cluster_create, grant_set
+from gitops.repository import GitopsRepository, repository_open
 
 
 @pytest.fixture(autouse=True)
@@ -172,3 +174,15 @@ def operator_staff(user_factory) -> User:
 @pytest.fixture
 def as_user1(client_for, user1) -> APIClient:
     return client_for(user1)
+
+
+@pytest.fixture
+def git_server(tmp_path, settings) -> GitopsRepository:
+    """A bare repository playing the team's git server, set as ``GITOPS_REMOTE_URL``."""
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "remote.git")
+    return repository_open(path=tmp_path / "remote.git", branch="main", bootstrap_files={})
+
+
+def portal_repository(settings) -> GitopsRepository:
+    """The portal's own local repository (``GITOPS_REPO_PATH``)."""
+    return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)

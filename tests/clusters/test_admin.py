@@ -19,12 +19,11 @@ from clusters.selectors import cluster_credentials
 from clusters.services import client_create, grant_set
 from gitops.repository import (
     GitIdentity,
-    GitopsRepository,
     branch_tip,
     commits_list,
     file_read,
-    repository_open,
 )
+from tests.conftest import portal_repository
 
 
 @pytest.fixture
@@ -37,17 +36,6 @@ def browser(admin_user) -> BrowserClient:
     browser = BrowserClient()
     browser.force_login(admin_user)
     return browser
-
-
-@pytest.fixture
-def remote(tmp_path, settings) -> GitopsRepository:
-    """A bare repository playing the team's git server."""
-    settings.GITOPS_REMOTE_URL = str(tmp_path / "remote.git")
-    return repository_open(path=tmp_path / "remote.git", branch="main", bootstrap_files={})
-
-
-def _local(settings) -> GitopsRepository:
-    return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
 
 
 def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, str]:
@@ -205,7 +193,7 @@ def test_creating_a_client_in_the_admin_commits_its_file_once_the_transaction_co
         assert response.status_code == 302, response.content.decode()[:3000]
         assert not (Path(settings.GITOPS_REPO_PATH) / "HEAD").exists()  # nothing in git before the commit
 
-    local = _local(settings)
+    local = portal_repository(settings)
     assert yaml.safe_load(file_read(repository=local, file_path=path)) == {
         "slug": "acme",
         "name": "Acme",
@@ -219,7 +207,7 @@ def test_creating_a_client_in_the_admin_commits_its_file_once_the_transaction_co
 
 @pytest.mark.django_db(transaction=True)
 def test_creating_a_cluster_in_the_admin_commits_and_pushes_its_values_after_the_transaction(
-    remote, browser, admin_user, client1, settings
+    git_server, browser, admin_user, client1, settings
 ):
     response = browser.post(
         "/admin/clusters/cluster/add/",
@@ -234,21 +222,23 @@ def test_creating_a_cluster_in_the_admin_commits_and_pushes_its_values_after_the
 
     assert response.status_code == 302, response.content.decode()[:2000]
     change = ClusterChange.objects.get(cluster__slug="analytics")
-    assert change.pushed and change.commit == branch_tip(repository=remote)
-    values = yaml.safe_load(file_read(repository=remote, file_path="clients/client1/analytics/values.yaml"))
+    assert change.pushed and change.commit == branch_tip(repository=git_server)
+    values = yaml.safe_load(
+        file_read(repository=git_server, file_path="clients/client1/analytics/values.yaml")
+    )
     assert (values["replicaCount"], values["image"]["tag"], values["persistence"]["size"]) == (
         3,
         settings.QDRANT_VERSIONS[0],
         "20Gi",
     )
-    head = commits_list(repository=remote)[0]
+    head = commits_list(repository=git_server)[0]
     assert head.author == GitIdentity(name=admin_user.name or admin_user.email, email="root@example.com")
 
 
 def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(
     browser, client1, user_factory, settings, django_capture_on_commit_callbacks
 ):
-    local = _local(settings)
+    local = portal_repository(settings)
     tip = branch_tip(repository=local)
     viewer = user_factory()
     with django_capture_on_commit_callbacks(execute=True):

@@ -23,21 +23,11 @@ from gitops.repository import (
     files_list,
     repository_open,
 )
+from tests.conftest import portal_repository
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
 PORTAL = GitIdentity(name="Qdrant Portal", email="portal@qdrant-portal.local")
-
-
-@pytest.fixture
-def remote(tmp_path, settings) -> GitopsRepository:
-    """A bare repository playing the team's git server."""
-    settings.GITOPS_REMOTE_URL = str(tmp_path / "remote.git")
-    return repository_open(path=tmp_path / "remote.git", branch="main", bootstrap_files={})
-
-
-def _local(settings) -> GitopsRepository:
-    return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
 
 
 def _client_file(repository: GitopsRepository, client: str) -> dict | None:
@@ -70,19 +60,19 @@ def _application_folders(repository: GitopsRepository) -> set[str]:
     return folders
 
 
-def test_creating_a_client_commits_its_file_by_the_user_who_asked(remote, user_factory):
+def test_creating_a_client_commits_its_file_by_the_user_who_asked(git_server, user_factory):
     alice = user_factory(email="alice@example.com", name="Alice Example")
 
     client_create(slug="acme", name="Acme Corp", actor=alice)
 
-    commits = commits_list(repository=remote)
+    commits = commits_list(repository=git_server)
     subjects = [commit.message.splitlines()[0] for commit in commits]
     assert subjects == ["acme: client created", "Bootstrap the gitops repository"]
     head = commits[0]
     assert head.author == GitIdentity(name="Alice Example", email="alice@example.com")
     assert head.committer == PORTAL
     assert head.message == "acme: client created\n\nRequested-by: Alice Example <alice@example.com>\n"
-    content = file_read(repository=remote, file_path="clients/acme/client.yaml")
+    content = file_read(repository=git_server, file_path="clients/acme/client.yaml")
     assert content.startswith(b"# Managed by Qdrant Portal")
     assert yaml.safe_load(content) == {
         "slug": "acme",
@@ -92,20 +82,20 @@ def test_creating_a_client_commits_its_file_by_the_user_who_asked(remote, user_f
     }
 
 
-def test_a_client_created_without_a_known_user_is_authored_by_the_portal(remote):
+def test_a_client_created_without_a_known_user_is_authored_by_the_portal(git_server):
     client_create(slug="acme", name="Acme Corp", active=False)
 
-    head = commits_list(repository=remote)[0]
+    head = commits_list(repository=git_server)[0]
     assert head.author == head.committer == PORTAL
     assert head.message == "acme: client created\n"
-    assert _client_file(remote, "acme")["active"] is False
+    assert _client_file(git_server, "acme")["active"] is False
 
 
-def test_a_name_that_looks_like_yaml_stays_one_string(remote):
+def test_a_name_that_looks_like_yaml_stays_one_string(git_server):
     name = "Acme: #1\nactive: false"
     client_create(slug="acme", name=name)
 
-    assert _client_file(remote, "acme") == {
+    assert _client_file(git_server, "acme") == {
         "slug": "acme",
         "name": name,
         "namespace": "qdrant-acme",
@@ -113,26 +103,28 @@ def test_a_name_that_looks_like_yaml_stays_one_string(remote):
     }
 
 
-def test_a_client_folder_alone_deploys_nothing_only_its_clusters_do(remote):
+def test_a_client_folder_alone_deploys_nothing_only_its_clusters_do(git_server):
     client = client_create(slug="acme", name="Acme Corp")
-    assert "clients/acme/client.yaml" in files_list(repository=remote)
-    assert _application_folders(remote) == set()
+    assert "clients/acme/client.yaml" in files_list(repository=git_server)
+    assert _application_folders(git_server) == set()
 
     cluster_create(client=client, slug="prod", actor=None)
-    assert _application_folders(remote) == {"clients/acme/prod"}
+    assert _application_folders(git_server) == {"clients/acme/prod"}
 
 
-def test_renaming_and_deactivating_a_client_rewrites_its_file_in_one_commit(remote, client1, user_factory):
+def test_renaming_and_deactivating_a_client_rewrites_its_file_in_one_commit(
+    git_server, client1, user_factory
+):
     bob = user_factory(email="bob@example.com", name="Bob")
-    before = len(commits_list(repository=remote))
+    before = len(commits_list(repository=git_server))
 
     client_update(client=client1, name="Client  1", active=False, actor=bob)
 
-    commits = commits_list(repository=remote)
+    commits = commits_list(repository=git_server)
     assert len(commits) == before + 1
     assert commits[0].author == GitIdentity(name="Bob", email="bob@example.com")
     assert commits[0].message.splitlines()[0] == 'client1: name "Client One" -> "Client 1", deactivated'
-    assert _client_file(remote, "client1") == {
+    assert _client_file(git_server, "client1") == {
         "slug": "client1",
         "name": "Client  1",
         "namespace": "qdrant-client1",
@@ -140,33 +132,33 @@ def test_renaming_and_deactivating_a_client_rewrites_its_file_in_one_commit(remo
     }
 
 
-def test_saving_a_client_unchanged_makes_no_commit(remote, client1):
-    tip = branch_tip(repository=remote)
+def test_saving_a_client_unchanged_makes_no_commit(git_server, client1):
+    tip = branch_tip(repository=git_server)
 
     client_update(client=client1, name="Client One", active=True)
 
-    assert branch_tip(repository=remote) == tip
+    assert branch_tip(repository=git_server) == tip
 
 
 @pytest.mark.parametrize(
     "edit", [None, b"slug: client1\nname: Someone Else\n"], ids=["deleted", "edited_by_hand"]
 )
 def test_gitops_sync_check_reports_a_missing_or_edited_client_file_and_sync_restores_it(
-    remote, client1, capsys, edit
+    git_server, client1, capsys, edit
 ):
     path = "clients/client1/client.yaml"
-    written = file_read(repository=remote, file_path=path)
+    written = file_read(repository=git_server, file_path=path)
     call_command("gitops_sync", "--check")  # in sync after the fixture's creation
-    _hand_commit(remote, path, edit)  # someone changes the team's repository directly
-    tip = branch_tip(repository=remote)
+    _hand_commit(git_server, path, edit)  # someone changes the team's repository directly
+    tip = branch_tip(repository=git_server)
 
     with pytest.raises(CommandError, match="1 file"):
         call_command("gitops_sync", "--check")
     assert f"drift: {path}" in capsys.readouterr().out
-    assert branch_tip(repository=remote) == tip  # --check wrote nothing
+    assert branch_tip(repository=git_server) == tip  # --check wrote nothing
 
     call_command("gitops_sync")
-    assert file_read(repository=remote, file_path=path) == written
+    assert file_read(repository=git_server, file_path=path) == written
     call_command("gitops_sync", "--check")
 
 
@@ -178,14 +170,14 @@ def test_with_the_remote_unreachable_the_client_is_created_and_gitops_sync_pushe
     client = client_create(slug="acme", name="Acme Corp")
 
     assert Client.objects.filter(pk=client.pk).exists()
-    assert _client_file(_local(settings), "acme")["name"] == "Acme Corp"  # committed locally
-    remote = repository_open(path=tmp_path / "not-there-yet.git", branch="main", bootstrap_files={})
-    assert file_read(repository=remote, file_path="clients/acme/client.yaml") is None
+    assert _client_file(portal_repository(settings), "acme")["name"] == "Acme Corp"  # committed locally
+    git_server = repository_open(path=tmp_path / "not-there-yet.git", branch="main", bootstrap_files={})
+    assert file_read(repository=git_server, file_path="clients/acme/client.yaml") is None
 
     call_command("gitops_sync")
 
-    assert _client_file(remote, "acme")["name"] == "Acme Corp"
-    assert branch_tip(repository=remote) == branch_tip(repository=_local(settings))
+    assert _client_file(git_server, "acme")["name"] == "Acme Corp"
+    assert branch_tip(repository=git_server) == branch_tip(repository=portal_repository(settings))
 
 
 def test_a_client_created_while_git_cannot_be_written_is_kept_and_gitops_sync_writes_it(
@@ -202,7 +194,7 @@ def test_a_client_created_while_git_cannot_be_written_is_kept_and_gitops_sync_wr
     assert "acme: client created" in caplog.text
     settings.GITOPS_REPO_PATH = tmp_path / "gitops-repaired.git"
     call_command("gitops_sync")
-    assert _client_file(_local(settings), "acme")["name"] == "Acme Corp"
+    assert _client_file(portal_repository(settings), "acme")["name"] == "Acme Corp"
 
 
 def test_seed_demo_commits_the_demo_clients_after_its_transaction(
@@ -212,7 +204,7 @@ def test_seed_demo_commits_the_demo_clients_after_its_transaction(
         demo_data_seed()
         assert not (Path(settings.GITOPS_REPO_PATH) / "HEAD").exists()  # nothing before the commit
 
-    local = _local(settings)
+    local = portal_repository(settings)
     for slug, name in (("client1", "Client One"), ("client2", "Client Two")):
         assert _client_file(local, slug)["name"] == name
         assert file_read(repository=local, file_path=f"clients/{slug}/main/values.yaml") is not None
