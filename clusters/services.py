@@ -22,6 +22,8 @@ from clusters.models import Client, Cluster, ClusterChange, Grant
 from config.exceptions import ServiceError
 from gitops.services import (
     ClientFileChange,
+    GitopsConflict,
+    GitopsError,
     GitopsUnavailable,
     changes_deliver_after_commit,
     client_file_deliver_after_commit,
@@ -163,8 +165,9 @@ def _delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) 
 
     A remote that cannot be reached is not a failure: the commit waits locally (``pushed``
     False) for the next delivery or ``gitops_sync``. When even the local commit fails, an
-    update is undone (``revert_on_failure``) and answered 503 ``gitops_unavailable``;
-    other changes stay in the outbox for ``gitops_sync``.
+    update is undone (``revert_on_failure``) and answered 503 ``gitops_unavailable``; when
+    the cluster's values file in git was edited so that the change cannot be applied, it is
+    undone and answered 409 ``gitops_values_conflict``. Other changes stay in the outbox.
     """
     if result.change is None:
         return result
@@ -180,6 +183,16 @@ def _delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) 
             ) from error
         logger.exception("GitOps delivery failed; %s stays pending for gitops_sync", result.change)
         return result
+    except GitopsConflict as error:
+        if result.change.cluster_id in error.cluster_ids:
+            if revert_on_failure and _change_revert(change=result.change):
+                raise ServiceError(
+                    f"{error} Nothing was changed.", code=error.code, status_code=error.status_code
+                ) from error
+            logger.warning("%s stays pending until git is fixed: %s", result.change, error)
+            return result
+        logger.warning("GitOps delivery left other clusters pending: %s", error)
+        delivered_now = True
     if delivered_now:
         result.change.refresh_from_db()
     return result
@@ -332,7 +345,7 @@ def _client_file_delivered(*, client: Client, actor: User | None, summary: str) 
     )
     try:
         client_file_deliver_after_commit(change=change)
-    except GitopsUnavailable:
+    except GitopsError:
         logger.exception("GitOps delivery failed; %s is left for gitops_sync", summary)
 
 

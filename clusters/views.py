@@ -91,7 +91,16 @@ class ClusterDetailView(ClusterAPIView):
             400: _400,
             403: _403,
             404: _404,
-            503: _503,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="gitops_values_conflict: the cluster's values file in git was edited by hand "
+                "so that the change cannot be applied (e.g. `image` is not a mapping); nothing was changed.",
+            ),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description="auth_unavailable: the session store is unreachable; or gitops_unavailable: "
+                "the change could not even be committed locally (nothing was changed).",
+            ),
         },
     )
     def patch(self, request, client: str, cluster: str):

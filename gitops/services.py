@@ -39,6 +39,7 @@ from gitops.locks import branch_lock
 from gitops.repository import (
     Delivery,
     GitIdentity,
+    GitopsError,
     GitopsRepository,
     GitopsUnavailable,
     RemoteConfig,
@@ -47,10 +48,11 @@ from gitops.repository import (
     repository_open,
     tree_reader,
 )
-from gitops.sealing import sealed_secret_render
+from gitops.sealing import SealingError, sealed_secret_render
 from gitops.values import (
     API_KEY_SECRET_KEY,
     READ_ONLY_API_KEY_SECRET_KEY,
+    ValuesError,
     apikey_secret_name,
     client_file_path,
     client_file_render,
@@ -70,6 +72,8 @@ KEYS_FINGERPRINT_ANNOTATION = "portal.qdrant.tech/keys-fingerprint"
 
 __all__ = [
     "ClientFileChange",
+    "GitopsConflict",
+    "GitopsError",
     "GitopsUnavailable",
     "SyncReport",
     "changes_deliver_after_commit",
@@ -80,13 +84,36 @@ __all__ = [
 ]
 
 
+class GitopsConflict(GitopsError):
+    """Files in git, edited by hand, cannot take the portal's keys: people must fix them first.
+
+    Raised after everything else was delivered; ``cluster_ids`` are the clusters left pending.
+    """
+
+    code = "gitops_values_conflict"
+    status_code = 409
+
+    def __init__(self, problems: Mapping[int, str]) -> None:
+        super().__init__(
+            "The GitOps repository was edited by hand in a way the change cannot be applied to: "
+            + "; ".join(problems.values())
+            + ". Fix the file in git, then try again."
+        )
+        self.cluster_ids = frozenset(problems)
+
+
+# A values file the portal cannot parse or set its keys in, or a certificate it cannot seal with.
+_CONTENT_ERRORS = (ValuesError, SealingError)
+
+
 @dataclass(frozen=True)
 class SyncReport:
-    """What ``gitops_sync`` found (``check``) or did."""
+    """What ``gitops_sync`` found (``check``) or did; ``conflicts`` could not be rendered."""
 
     drifted_paths: tuple[str, ...]
     commit: str | None
     pushed: bool
+    conflicts: tuple[str, ...] = ()
 
 
 def _identity_parse(raw: str) -> GitIdentity:
@@ -251,16 +278,23 @@ def pending_changes_deliver() -> None:
     with branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
         repository = repository_get()
         resync = False
+        conflicts: dict[int, str] = {}
         while True:
             change = (
                 ClusterChange.objects.filter(commit="")
+                .exclude(cluster_id__in=conflicts)
                 .select_related("cluster__client")
                 .order_by("id")
                 .first()
             )
             if change is None:
                 break
-            delivery = _change_deliver(repository=repository, change=change)
+            try:
+                delivery = _change_deliver(repository=repository, change=change)
+            except _CONTENT_ERRORS as error:
+                # This cluster's changes wait for the file to be fixed; other clusters go on.
+                conflicts[change.cluster_id] = str(error)
+                continue
             _record(change=change, delivery=delivery)
             _mark_pushed(delivery=delivery)
             resync = resync or bool(delivery.superseded)
@@ -278,12 +312,14 @@ def pending_changes_deliver() -> None:
                 push_retries=settings.GITOPS_PUSH_RETRIES,
             )
             _mark_pushed(delivery=delivery)
+    if conflicts:
+        raise GitopsConflict(conflicts)
 
 
 def _pending_changes_deliver_logged() -> None:
     try:
         pending_changes_deliver()
-    except GitopsUnavailable:
+    except GitopsError:
         logger.exception("GitOps delivery failed; the changes stay pending for gitops_sync")
 
 
@@ -367,7 +403,7 @@ def client_file_deliver(*, change: ClientFileChange) -> Delivery:
 def _client_file_deliver_logged(change: ClientFileChange) -> None:
     try:
         client_file_deliver(change=change)
-    except GitopsUnavailable:
+    except GitopsError:
         logger.exception("GitOps delivery failed; %s is left for gitops_sync", change.summary)
 
 
@@ -379,26 +415,37 @@ def client_file_deliver_after_commit(*, change: ClientFileChange) -> Delivery | 
     return client_file_deliver(change=change)
 
 
-def _all_clusters_render(reader: TreeReader) -> dict[str, bytes | None]:
-    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database."""
+def _all_clusters_render(reader: TreeReader, conflicts: dict[int, str]) -> dict[str, bytes | None]:
+    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database.
+
+    A cluster whose files cannot be rendered is left out and described in ``conflicts``.
+    """
     files: dict[str, bytes | None] = {}
     for client in Client.objects.order_by("slug"):
         files.update(client_files_render(client=client, reader=reader))
     for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
-        files.update(cluster_files_render(cluster=cluster, reader=reader))
+        try:
+            files.update(cluster_files_render(cluster=cluster, reader=reader))
+        except _CONTENT_ERRORS as error:
+            conflicts[cluster.pk] = str(error)
     return files
 
 
 def _full_sync(*, repository: GitopsRepository, check: bool) -> SyncReport:
+    """Render everything from the database; raises :class:`GitopsConflict` after committing the rest."""
+    conflicts: dict[int, str] = {}
     if check:
         reader = tree_reader(repository=repository, remote=_remote())
-        drifted = tuple(sorted(_all_clusters_render(reader)))
-        return SyncReport(drifted_paths=drifted, commit=None, pushed=False)
+        drifted = tuple(sorted(_all_clusters_render(reader, conflicts)))
+        return SyncReport(
+            drifted_paths=drifted, commit=None, pushed=False, conflicts=tuple(conflicts.values())
+        )
 
     drifted_seen: list[str] = []
 
     def render(reader: TreeReader) -> dict[str, bytes | None]:
-        files = _all_clusters_render(reader)
+        conflicts.clear()
+        files = _all_clusters_render(reader, conflicts)
         drifted_seen[:] = sorted(files)
         return files
 
@@ -413,9 +460,11 @@ def _full_sync(*, repository: GitopsRepository, check: bool) -> SyncReport:
     )
     _mark_pushed(delivery=delivery)
     if delivery.commit:
-        ClusterChange.objects.filter(commit="").update(
+        ClusterChange.objects.filter(commit="").exclude(cluster_id__in=conflicts).update(
             commit=delivery.commit, committed_at=delivery.committed_at, pushed=delivery.pushed
         )
+    if conflicts:
+        raise GitopsConflict(conflicts)
     return SyncReport(drifted_paths=tuple(drifted_seen), commit=delivery.commit, pushed=delivery.pushed)
 
 

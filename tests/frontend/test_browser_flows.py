@@ -18,18 +18,12 @@ from django.test import Client as DjangoClient
 from accounts.models import Session
 from clusters.models import ClusterChange
 from clusters.selectors import cluster_credentials
-from gitops.repository import commits_list, repository_open
+from gitops.repository import commits_list
 from tests.conftest import b64
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def remote(tmp_path, settings):
-    settings.GITOPS_REMOTE_URL = str(tmp_path / "remote.git")
-    return repository_open(path=tmp_path / "remote.git", branch="main", bootstrap_files={})
 
 
 @pytest.fixture
@@ -50,7 +44,7 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     new_page,
     page_problems,
     screenshot,
-    remote,
+    git_server,
     short_access_tokens,
     settings,
     user1,
@@ -81,7 +75,7 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     commit = page.get_attribute("#revision-commit", "data-commit")
     assert re.fullmatch(r"[0-9a-f]{40}", commit)
     assert "replicas 2 -> 3" in page.text_content("#revision-message")
-    assert commit in {c.id for c in commits_list(repository=remote)}
+    assert commit in {c.id for c in commits_list(repository=git_server)}
     assert ClusterChange.objects.get(commit=commit).actor == user1
     page.wait_for_selector(f'[data-testid="history-row"][data-commit="{commit}"]')
     screenshot(page, "cluster-detail")

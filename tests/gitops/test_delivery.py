@@ -27,15 +27,9 @@ from gitops.repository import (
     repository_open,
 )
 from gitops.services import pending_changes_deliver
+from tests.conftest import portal_repository
 
 pytestmark = pytest.mark.django_db(transaction=False)
-
-
-@pytest.fixture
-def remote(tmp_path, settings) -> GitopsRepository:
-    """A bare repository playing the team's git server."""
-    settings.GITOPS_REMOTE_URL = str(tmp_path / "remote.git")
-    return repository_open(path=tmp_path / "remote.git", branch="main", bootstrap_files={})
 
 
 def _values(repository: GitopsRepository, client: str, cluster: str) -> dict:
@@ -44,52 +38,52 @@ def _values(repository: GitopsRepository, client: str, cluster: str) -> dict:
     )
 
 
-def _local(settings) -> GitopsRepository:
-    return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
+def _hand_edit(repository: GitopsRepository, path: str, content: bytes) -> None:
+    files_commit(
+        repository=repository,
+        changes={path: content},
+        author=GitIdentity("Ops", "ops@example.com"),
+        committer=GitIdentity("Ops", "ops@example.com"),
+        message="hand edit",
+        expected_tip=branch_tip(repository=repository),
+    )
 
 
-def test_scaling_makes_one_commit_by_the_user_with_the_new_values(remote, cluster1, user1, client_for):
-    before = len(commits_list(repository=remote))
+def test_scaling_makes_one_commit_by_the_user_with_the_new_values(git_server, cluster1, user1, client_for):
+    before = len(commits_list(repository=git_server))
     response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
     assert response.status_code == 200, response.json()
     revision = response.json()["revision"]
     assert revision["pushed"] is True
 
-    commits = commits_list(repository=remote)
+    commits = commits_list(repository=git_server)
     assert len(commits) == before + 1
     head = commits[0]
     assert head.id == revision["commit"]
     assert head.author == GitIdentity(name="Client One User", email="client1@example.com")
     assert head.message.splitlines()[0] == "client1/main: replicas 2 -> 3"
     assert "Requested-by: Client One User <client1@example.com>" in head.message
-    assert _values(remote, "client1", "main")["replicaCount"] == 3
+    assert _values(git_server, "client1", "main")["replicaCount"] == 3
     change = ClusterChange.objects.get(commit=head.id)
     assert change.pushed and change.changes == {"replicas": [2, 3]}
 
 
-def test_an_unchanged_patch_makes_no_commit(remote, cluster1, user1, client_for):
-    before = len(commits_list(repository=remote))
+def test_an_unchanged_patch_makes_no_commit(git_server, cluster1, user1, client_for):
+    before = len(commits_list(repository=git_server))
     response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 2}, format="json")
     assert response.status_code == 200
-    assert len(commits_list(repository=remote)) == before
+    assert len(commits_list(repository=git_server)) == before
 
 
-def test_keys_edited_by_hand_in_git_survive_a_change(remote, settings, cluster1, user1, client_for):
-    local = _local(settings)
+def test_keys_edited_by_hand_in_git_survive_a_change(git_server, settings, cluster1, user1, client_for):
+    local = portal_repository(settings)
     path = "clients/client1/main/values.yaml"
     edited = yaml.safe_load(file_read(repository=local, file_path=path))
     edited["resources"] = {"limits": {"memory": "8Gi"}}
     edited["image"]["pullPolicy"] = "Always"
-    files_commit(
-        repository=local,
-        changes={path: yaml.safe_dump(edited).encode()},
-        author=GitIdentity("Ops", "ops@example.com"),
-        committer=GitIdentity("Ops", "ops@example.com"),
-        message="hand edit",
-        expected_tip=branch_tip(repository=local),
-    )
+    _hand_edit(local, path, yaml.safe_dump(edited).encode())
     client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
-    values = _values(remote, "client1", "main")
+    values = _values(git_server, "client1", "main")
     assert values["replicaCount"] == 4
     assert values["resources"] == {"limits": {"memory": "8Gi"}}
     assert values["image"] == {"pullPolicy": "Always", "tag": cluster1.version}
@@ -105,16 +99,16 @@ def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
     assert revision["pushed"] is False and len(revision["commit"]) == 40
     assert ClusterChange.objects.get(commit=revision["commit"]).pushed is False
 
-    remote = repository_open(path=tmp_path / "not-there-yet.git", branch="main", bootstrap_files={})
+    git_server = repository_open(path=tmp_path / "not-there-yet.git", branch="main", bootstrap_files={})
     call_command("gitops_sync")
-    assert _values(remote, "client1", "main")["replicaCount"] == 5
+    assert _values(git_server, "client1", "main")["replicaCount"] == 5
     assert not ClusterChange.objects.filter(pushed=False).exists()
     detail = client_for(user1).get("/api/clients/client1/clusters/main").json()
     assert detail["revision"]["pushed"] is True
 
 
 def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
-    remote, settings, cluster1, user1, client_for
+    git_server, settings, cluster1, user1, client_for
 ):
     # Another portal replica (its own clone) pushes first.
     other = repository_open(
@@ -132,23 +126,23 @@ def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
     )
     response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 6}, format="json")
     assert response.status_code == 200
-    assert _values(remote, "client1", "main")["replicaCount"] == 6
-    assert file_read(repository=remote, file_path="clients/client9/x/values.yaml") == b"replicaCount: 1\n"
-    messages = [commit.message.splitlines()[0] for commit in commits_list(repository=remote)]
+    assert _values(git_server, "client1", "main")["replicaCount"] == 6
+    assert file_read(repository=git_server, file_path="clients/client9/x/values.yaml") == b"replicaCount: 1\n"
+    messages = [commit.message.splitlines()[0] for commit in commits_list(repository=git_server)]
     assert "other replica's change" in messages and "client1/main: replicas 2 -> 6" in messages
 
 
-def test_no_api_key_reaches_git_without_a_sealing_certificate(remote, settings, cluster1, user1):
+def test_no_api_key_reaches_git_without_a_sealing_certificate(git_server, settings, cluster1, user1):
     cluster_credentials_rotate(cluster=cluster1, actor=user1)
     cluster1.refresh_from_db()
     secrets = {
         field_decrypt(ciphertext=cluster1.api_key_encrypted),
         field_decrypt(ciphertext=cluster1.read_only_api_key_encrypted),
     }
-    for repository in (remote, _local(settings)):
+    for repository in (git_server, portal_repository(settings)):
         for blob in blobs_read(repository=repository):
             assert not any(secret.encode() in blob for secret in secrets)
-    assert file_read(repository=remote, file_path="clients/client1/main/apikey.sealed.yaml") is None
+    assert file_read(repository=git_server, file_path="clients/client1/main/apikey.sealed.yaml") is None
 
 
 @pytest.fixture
@@ -175,11 +169,11 @@ def sealing_certificate(tmp_path, settings):
 
 
 def test_with_a_certificate_keys_are_sealed_and_resealed_only_on_rotation(
-    remote, sealing_certificate, client1, user1
+    git_server, sealing_certificate, client1, user1
 ):
     cluster = cluster_create(client=client1, slug="sealed", actor=user1).cluster
     path = "clients/client1/sealed/apikey.sealed.yaml"
-    first = file_read(repository=remote, file_path=path)
+    first = file_read(repository=git_server, file_path=path)
     manifest = yaml.safe_load(first)
     assert manifest["kind"] == "SealedSecret"
     assert manifest["metadata"] == {
@@ -192,29 +186,29 @@ def test_with_a_certificate_keys_are_sealed_and_resealed_only_on_rotation(
     assert api_key.encode() not in first
 
     cluster_update(cluster=cluster, actor=user1, replicas=3)
-    assert file_read(repository=remote, file_path=path) == first  # unchanged keys: not re-sealed
+    assert file_read(repository=git_server, file_path=path) == first  # unchanged keys: not re-sealed
 
     cluster_credentials_rotate(cluster=cluster, actor=user1)
-    assert file_read(repository=remote, file_path=path) != first
+    assert file_read(repository=git_server, file_path=path) != first
 
 
-def test_gitops_sync_check_reports_drift_without_writing(remote, settings, cluster1, capsys):
+def test_gitops_sync_check_reports_drift_without_writing(git_server, settings, cluster1, capsys):
     call_command("gitops_sync", "--check")  # in sync after the fixture's creation
-    local = _local(settings)
+    local = portal_repository(settings)
     path = "clients/client1/main/values.yaml"
     Cluster.objects.filter(pk=cluster1.pk).update(replicas=9)  # a write that bypassed the services
-    tip = branch_tip(repository=remote)
+    tip = branch_tip(repository=git_server)
     with pytest.raises(CommandError, match="1 file"):
         call_command("gitops_sync", "--check")
     assert f"drift: {path}" in capsys.readouterr().out
-    assert branch_tip(repository=remote) == tip
+    assert branch_tip(repository=git_server) == tip
     call_command("gitops_sync")
-    assert _values(remote, "client1", "main")["replicaCount"] == 9
+    assert _values(git_server, "client1", "main")["replicaCount"] == 9
     assert _values(local, "client1", "main")["replicaCount"] == 9
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_changes_from_many_threads_all_reach_git(remote, client1, user1):
+def test_concurrent_changes_from_many_threads_all_reach_git(git_server, client1, user1):
     if connection.vendor == "sqlite":
         pytest.skip(
             "the in-memory SQLite test database locks whole tables across threads; runs on PostgreSQL"
@@ -238,13 +232,13 @@ def test_concurrent_changes_from_many_threads_all_reach_git(remote, client1, use
     assert errors == []
     pending_changes_deliver()
 
-    on_remote = {commit.id for commit in commits_list(repository=remote, limit=10_000)}
+    on_remote = {commit.id for commit in commits_list(repository=git_server, limit=10_000)}
     changes = ClusterChange.objects.filter(cluster__in=clusters)
     assert changes.count() >= 10
     for change in changes:
         assert change.pushed and change.commit in on_remote, change
     for cluster in Cluster.objects.filter(pk__in=[c.pk for c in clusters]):
-        assert _values(remote, "client1", cluster.slug)["replicaCount"] == cluster.replicas
+        assert _values(git_server, "client1", cluster.slug)["replicaCount"] == cluster.replicas
 
 
 def test_a_change_that_cannot_even_be_committed_locally_is_undone_and_answered_503(
@@ -261,3 +255,46 @@ def test_a_change_that_cannot_even_be_committed_locally_is_undone_and_answered_5
     cluster1.refresh_from_db()
     assert cluster1.replicas == 2
     assert not ClusterChange.objects.filter(action="update").exists()
+
+
+def test_a_values_file_edited_so_the_change_cannot_apply_is_answered_409_and_blocks_no_one(
+    git_server, settings, cluster1, cluster2, user1, user2, client_for
+):
+    """`image: nginx` leaves no room for image.tag: the change is undone, other clusters go on."""
+    path = "clients/client1/main/values.yaml"
+    _hand_edit(portal_repository(settings), path, b"replicaCount: 2\nimage: nginx\n")
+    changes_before = ClusterChange.objects.count()
+
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+
+    assert response.status_code == 409, response.json()
+    body = response.json()
+    assert body["code"] == "gitops_values_conflict"
+    assert path in body["detail"] and "image" in body["detail"]
+    cluster1.refresh_from_db()
+    assert cluster1.replicas == 2  # nothing was changed
+    assert ClusterChange.objects.count() == changes_before
+    other = client_for(user2).patch("/api/clients/client2/clusters/main", {"replicas": 4}, format="json")
+    assert other.status_code == 200, other.json()
+    assert _values(git_server, "client2", "main")["replicaCount"] == 4
+
+
+def test_gitops_sync_reports_a_values_file_it_cannot_render_and_syncs_the_rest(
+    git_server, settings, cluster1, cluster2, capsys
+):
+    _hand_edit(git_server, "clients/client1/main/values.yaml", b"- not\n- a mapping\n")  # on the server
+    Cluster.objects.filter(pk=cluster2.pk).update(replicas=7)  # drift elsewhere
+
+    with pytest.raises(CommandError, match="1 cluster"):
+        call_command("gitops_sync", "--check")
+    out = capsys.readouterr().out
+    assert "conflict: The values file must be a YAML mapping." in out
+    assert "drift: clients/client2/main/values.yaml" in out
+
+    with pytest.raises(CommandError, match="Everything else is synced"):
+        call_command("gitops_sync")
+    assert _values(git_server, "client2", "main")["replicaCount"] == 7
+    assert (
+        file_read(repository=git_server, file_path="clients/client1/main/values.yaml")
+        == b"- not\n- a mapping\n"
+    )

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from gitops.repository import GitopsUnavailable
-from gitops.services import repository_sync
+from gitops.services import GitopsConflict, repository_sync
 
 
 class Command(BaseCommand):
@@ -18,11 +18,18 @@ class Command(BaseCommand):
             report = repository_sync(check=check)
         except GitopsUnavailable as error:
             raise CommandError(f"GitOps repository unavailable: {error}") from error
+        except GitopsConflict as error:
+            raise CommandError(f"Everything else is synced. {error}") from error
         if check:
-            if report.drifted_paths:
+            for conflict in report.conflicts:
+                self.stdout.write(f"conflict: {conflict}")
+            if report.drifted_paths or report.conflicts:
                 for path in report.drifted_paths:
                     self.stdout.write(f"drift: {path}")
-                raise CommandError(f"{len(report.drifted_paths)} file(s) differ from the database.")
+                raise CommandError(
+                    f"{len(report.drifted_paths)} file(s) differ from the database; "
+                    f"{len(report.conflicts)} cluster(s) cannot be rendered."
+                )
             self.stdout.write(self.style.SUCCESS("No drift: git matches the database."))
             return
         if report.commit:
