@@ -28,6 +28,7 @@ from gitops.services import (
     changes_deliver_after_commit,
     client_file_deliver_after_commit,
 )
+from gitops.values import release_name
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def cluster_create(
         read_only_api_key_encrypted=field_encrypt(plaintext=_api_key_new()),
     )
     cluster.full_clean()
-    if len(f"qdrant-{client.slug}-{slug}") > RELEASE_NAME_MAX:
+    if len(release_name(client=client.slug, cluster=slug)) > RELEASE_NAME_MAX:
         raise ValidationError(
             {
                 "slug": [

@@ -728,10 +728,13 @@ def repository_open(
     *,
     path: Path,
     branch: str,
-    bootstrap_files: Mapping[str, bytes],
+    bootstrap_files: Mapping[str, bytes] | Callable[[], Mapping[str, bytes]],
     committer: GitIdentity | None = None,
 ) -> GitopsRepository:
-    """Open the bare repository, creating it with one commit of ``bootstrap_files`` if missing."""
+    """Open the bare repository, creating it with one commit of ``bootstrap_files`` if missing.
+
+    ``bootstrap_files`` may be a function, called only when the branch does not exist yet.
+    """
     repository = GitopsRepository(path=Path(path), branch=branch)
     try:
         if not (repository.path / "HEAD").exists():
@@ -743,7 +746,11 @@ def repository_open(
         repo = _open(repository)
     except (OSError, pygit2.GitError) as error:
         raise GitopsUnavailable(f"The gitops repository cannot be created: {error}") from error
-    if _ref_target(repo, repository.ref_name) is None and bootstrap_files:
+    if _ref_target(repo, repository.ref_name) is None:
+        if callable(bootstrap_files):
+            bootstrap_files = bootstrap_files()
+        if not bootstrap_files:
+            return repository
         identity = committer or GitIdentity(name="Qdrant Portal", email="portal@qdrant-portal.local")
         try:
             files_commit(

@@ -137,15 +137,18 @@ def _remote() -> RemoteConfig | None:
 
 def repository_get() -> GitopsRepository:
     """The local repository, created and bootstrapped (ApplicationSet, README) on first use."""
-    bootstrap = {
-        APPLICATIONSET_PATH: applicationset_render(
-            repo_url=settings.GITOPS_REMOTE_URL or f"file://{settings.GITOPS_REPO_PATH}",
-            branch=settings.GITOPS_BRANCH,
-            chart_version=settings.QDRANT_CHART_VERSION,
-            project=settings.ARGOCD_PROJECT,
-        ),
-        README_PATH: repository_readme_render(),
-    }
+
+    def bootstrap() -> dict[str, bytes]:  # rendered only for a repository without the branch
+        return {
+            APPLICATIONSET_PATH: applicationset_render(
+                repo_url=settings.GITOPS_REMOTE_URL or f"file://{settings.GITOPS_REPO_PATH}",
+                branch=settings.GITOPS_BRANCH,
+                chart_version=settings.QDRANT_CHART_VERSION,
+                project=settings.ARGOCD_PROJECT,
+            ),
+            README_PATH: repository_readme_render(),
+        }
+
     return repository_open(
         path=Path(settings.GITOPS_REPO_PATH),
         branch=settings.GITOPS_BRANCH,
@@ -205,18 +208,18 @@ def cluster_files_render(
     state = {"replicas": cluster.replicas, "version": cluster.version, "storageGi": cluster.storage_gi}
     state.update({key: value for key, value in (overrides or {}).items() if key in state})
     path = values_path(cluster.client.slug, cluster.slug)
-    files: dict[str, bytes | None] = {
-        path: helm_values_render(
-            existing=reader.read(path),
-            client=cluster.client.slug,
-            cluster=cluster.slug,
-            replicas=int(state["replicas"]),
-            version=str(state["version"]),
-            storage_gi=int(state["storageGi"]),
-        )
-    }
-    files.update(_sealed_secret_file(cluster=cluster, reader=reader))
-    return {name: content for name, content in files.items() if content != reader.read(name)}
+    existing = reader.read(path)
+    values = helm_values_render(
+        existing=existing,
+        client=cluster.client.slug,
+        cluster=cluster.slug,
+        replicas=int(state["replicas"]),
+        version=str(state["version"]),
+        storage_gi=int(state["storageGi"]),
+    )
+    files: dict[str, bytes | None] = {path: values} if values != existing else {}
+    files.update(_sealed_secret_file(cluster=cluster, reader=reader))  # only when the keys changed
+    return files
 
 
 def _change_message(change: ClusterChange) -> str:
