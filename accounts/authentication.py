@@ -6,6 +6,7 @@ answers 403 (``not_authenticated`` / ``token_not_valid``), as the contract says.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,9 +82,19 @@ def client_ip(request: HttpRequest) -> str | None:
     forwarded = [
         part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()
     ]
-    if hops and len(forwarded) >= hops:
+    if hops and len(forwarded) >= hops and _is_ip(forwarded[-hops]):
         return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR") or None
+    remote_addr = request.META.get("REMOTE_ADDR") or ""
+    return remote_addr if _is_ip(remote_addr) else None
+
+
+def _is_ip(text: str) -> bool:
+    """A bare IPv4/IPv6 address (a proxy may pass 'unknown' or 'host:port'; sessions store only IPs)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def user_agent(request: HttpRequest) -> str:

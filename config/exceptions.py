@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
@@ -98,7 +99,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     if isinstance(exc, DjangoValidationError):
         fields = (
-            {k: [str(m) for m in v] for k, v in exc.message_dict.items()}
+            {
+                ("nonFieldErrors" if k == NON_FIELD_ERRORS else k): [str(m) for m in v]
+                for k, v in exc.message_dict.items()
+            }
             if hasattr(exc, "error_dict")
             else {"nonFieldErrors": [str(m) for m in exc.messages]}
         )

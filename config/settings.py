@@ -250,11 +250,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.exceptions.api_exception_handler",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_THROTTLE_RATES": {
-        "login_ip": LOGIN_THROTTLE_IP,
-        "login_account": LOGIN_THROTTLE_ACCOUNT,
-    },
 }
 
 SPECTACULAR_SETTINGS = {

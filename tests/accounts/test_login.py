@@ -2,6 +2,7 @@
 
 import base64
 import time
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
@@ -183,9 +184,28 @@ def test_login_starts_a_session_and_records_it(api_client, user):
         "Firefox/130",
         "203.0.113.9",
     )
-    assert session.expires_at - session.created_at == pytest.importorskip("datetime").timedelta(days=30)
+    assert session.expires_at - session.created_at == timedelta(days=30)
     event = AuditEvent.objects.get()
     assert (event.type, event.user, event.session_id) == (AuditEventType.LOGIN_SUCCEEDED, user, session.pk)
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "recorded"),
+    [("198.51.100.7", "198.51.100.7"), ("unknown", "203.0.113.9"), ("198.51.100.7:4711", "203.0.113.9")],
+)
+def test_behind_a_proxy_login_records_the_forwarded_address_only_when_it_is_one(
+    api_client, user, settings, forwarded, recorded
+):
+    settings.TRUSTED_PROXY_HOPS = 1
+    response = api_client.post(
+        "/api/auth/login",
+        {"email": user.email, "password": b64("correct horse battery")},
+        format="json",
+        HTTP_X_FORWARDED_FOR=forwarded,
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert response.status_code == 200, response.json()
+    assert Session.objects.get().ip == recorded
 
 
 def test_a_stale_or_garbage_access_cookie_never_breaks_login(api_client, user):

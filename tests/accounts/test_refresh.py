@@ -154,6 +154,7 @@ def test_a_refresh_cookie_from_a_foreign_origin_is_refused(auth_client, user):
     assert client.post("/api/auth/refresh").status_code == 200
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_refreshes_with_one_token_mint_one_successor(user_factory):
     if connection.vendor == "sqlite":

@@ -28,11 +28,8 @@ def _run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.Co
         for key, value in os.environ.items()
         if not key.startswith(("DJANGO_", "FIELD_", "JWT_", "GITOPS_", "DATABASE_", "REDIS_"))
     }
-    clean_env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        PORTAL_VAR_DIR=str(tmp_path),
-        **env,
-    )
+    clean_env.update(DJANGO_SETTINGS_MODULE="config.settings", PORTAL_VAR_DIR=str(tmp_path))
+    clean_env.update(env)
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=PROJECT_ROOT,
@@ -107,3 +104,19 @@ def test_database_url_is_translated_for_postgres_and_sqlite():
     assert postgres["NAME"] == "portal"
     assert postgres["OPTIONS"] == {"sslmode": "require"}
     assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
+
+
+def test_an_env_file_loaded_as_is_keeps_the_default_paths(tmp_path):
+    """`.env.example` lists `DJANGO_STATIC_ROOT=` and `PORTAL_VAR_DIR=`: empty means the default."""
+    result = _run_django(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.STATIC_ROOT, settings.GITOPS_REPO_PATH, settings.JWT_ISSUER)",
+        {"DJANGO_DEBUG": "1", "DJANGO_STATIC_ROOT": "", "PORTAL_VAR_DIR": "", "JWT_ISSUER": " "},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        str(PROJECT_ROOT / "staticfiles"),
+        str(PROJECT_ROOT / "var" / "gitops.git"),
+        "qdrant-portal",
+    ]
