@@ -71,11 +71,12 @@ def login(client, user_or_email, password: str = DEFAULT_PASSWORD, **extra):
 def auth_client(db):
     """``auth_client(user)``: an APIClient holding the cookies of a real login (and the CSRF token).
 
-    Unsafe requests need the CSRF header, as in the browser: the client sends it by default.
+    Unsafe requests need the CSRF header, as in the browser (the check is enforced, unlike
+    Django's test default): the client sends it by default.
     """
 
     def make(user: User, password: str = DEFAULT_PASSWORD) -> APIClient:
-        client = APIClient()
+        client = APIClient(enforce_csrf_checks=True)
         response = login(client, user, password)
         assert response.status_code == 200, response.content
         csrf = client.get("/api/auth/csrf").json()["csrfToken"]
