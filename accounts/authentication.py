@@ -267,11 +267,10 @@ def extended_access_token_attach(
 
 
 class ExtendedTokenMiddleware:
-    """Hands out a fresh access token when the claims in the presented one are out of date.
+    """Hands out the fresh access token the authentication class minted for out-of-date claims.
 
-    The authentication class notices stale claims before the view; a request that itself changes
-    them (a successful unsafe request) is checked again after the view, so its own response
-    already carries the new token.
+    Claims (email, scope) change only through the admin and management commands, never through
+    a token-authenticated API request, so the check before the view is the only one needed.
     """
 
     def __init__(self, get_response: Any) -> None:
@@ -285,21 +284,6 @@ class ExtendedTokenMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        auth = getattr(request, "token_auth", None)
-        if (
-            auth is not None
-            and getattr(request, "extended_access_token", None) is None
-            and request.method in UNSAFE_METHODS
-            and response.status_code < 400
-        ):
-            version = (
-                User.objects.filter(pk=auth.session.user_id).values_list("claims_version", flat=True).first()
-            )
-            if version is not None and version != auth.token.get("cv"):
-                user = User.objects.get(pk=auth.session.user_id)
-                extended_access_token_attach(
-                    request, user=user, session=auth.session, from_cookie=auth.from_cookie
-                )
         extended = getattr(request, "extended_access_token", None)
         if extended is not None:
             token, from_cookie = extended
