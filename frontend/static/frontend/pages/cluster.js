@@ -1,7 +1,7 @@
 // #/clients/{client}/clusters/{cluster}: summary, scale replicas, change version, history.
 
 import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
-import { clusterHref, commitCode, deliveryBadge, pageFrame, showError, pageLoad } from "./common.js";
+import { clusterHref, commitCode, deliveryBadge, pageFrame, pageLoad } from "./common.js";
 
 const DEFAULT_REPLICAS_MIN = 1;
 
