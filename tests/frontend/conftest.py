@@ -2,6 +2,7 @@
 
 They are skipped, with the reason, when Chromium is not installed; with
 PORTAL_REQUIRE_BROWSER=1 (set by .ci/run) a missing browser is a failure instead.
+The DOM ids and test ids they rely on are listed in dom_ids.md beside this file.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ One client's day: sign in, see only its cluster, scale it (and find the commit i
 remote), read and copy the credentials, keep working across an access-token expiry, get
 sent back to sign-in when the session itself expires, manage sessions, sign out. And a
 second client who can see nothing of the first. Each page is saved as a screenshot.
+The page hooks used here are listed in dom_ids.md.
 """
 
 from __future__ import annotations

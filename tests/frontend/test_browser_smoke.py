@@ -1,3 +1,5 @@
+"""The login page loads in Chromium under the strict policy (hooks: dom_ids.md)."""
+
 import pytest
 
 

@@ -106,27 +106,13 @@ function isRefreshable(response, body) {
   );
 }
 
-/**
- * createApi({fetch, getCookie, baseUrl, onSessionExpired}) -> api
- *
- * fetch:            a fetch implementation (window.fetch bound, or a fake)
- * getCookie(name):  returns a readable cookie value or null (only `csrftoken`)
- * baseUrl:          "" when same origin, else e.g. "https://api.example.com"
- * onSessionExpired: called once when a signed-in session can no longer be refreshed
- */
-export function createApi({ fetch, getCookie, baseUrl = "", onSessionExpired = () => {} }) {
-  const base = baseUrl.replace(/\/+$/, "");
-  let refreshPromise = null;
-  // Bumped after every successful refresh: a request sent before a refresh
-  // finished is replayed without refreshing again.
-  let refreshGeneration = 0;
-  let expiryReported = false;
-  let csrfTokenFromServer = null;
-
-  async function csrfToken() {
+/** The CSRF token: the readable cookie, or, when the API is on another origin, the API's answer. */
+function csrfTokenSource({ fetch, getCookie, base }) {
+  let fromServer = null;
+  return async function csrfToken() {
     const fromCookie = getCookie("csrftoken");
     if (fromCookie) return fromCookie;
-    if (csrfTokenFromServer) return csrfTokenFromServer;
+    if (fromServer) return fromServer;
     if (!base) return null;
     // Served from another origin: the API's csrftoken cookie is not readable
     // here, so ask the API for it (GET /api/auth/csrf sets it).
@@ -137,14 +123,18 @@ export function createApi({ fetch, getCookie, baseUrl = "", onSessionExpired = (
         headers: { Accept: "application/json" },
       });
       const body = await bodyOf(response);
-      csrfTokenFromServer = (body && body.csrfToken) || getCookie("csrftoken");
+      fromServer = (body && body.csrfToken) || getCookie("csrftoken");
     } catch {
-      csrfTokenFromServer = null;
+      fromServer = null;
     }
-    return csrfTokenFromServer;
-  }
+    return fromServer;
+  };
+}
 
-  async function send(method, path, body, signal) {
+/** send(method, path, body, signal) -> {response, body}: one HTTP exchange, no refresh. */
+function transport({ fetch, getCookie, base }) {
+  const csrfToken = csrfTokenSource({ fetch, getCookie, base });
+  return async function send(method, path, body, signal) {
     const headers = { Accept: "application/json" };
     const init = { method, credentials: "include", headers };
     if (body !== undefined) {
@@ -168,79 +158,46 @@ export function createApi({ fetch, getCookie, baseUrl = "", onSessionExpired = (
       });
     }
     return { response, body: await bodyOf(response) };
-  }
+  };
+}
 
-  function reportExpiry() {
-    if (expiryReported) return;
-    expiryReported = true;
-    onSessionExpired();
-  }
-
-  function sessionExpiredError() {
-    return new ApiError({ status: 403, code: "session_expired", detail: SESSION_EXPIRED_DETAIL });
-  }
-
-  /** One refresh for everybody waiting now; resolves true when it succeeded. */
-  function refreshShared() {
-    if (!refreshPromise) {
-      refreshPromise = send("POST", "/api/auth/refresh", undefined, undefined)
-        .then(({ response, body }) => {
-          if (response.ok) {
-            refreshGeneration += 1;
-            return true;
-          }
-          if (response.status === 401 || response.status === 403) return false;
-          // 429/5xx: the session may well be fine; surface the error instead.
-          throw errorFrom(response, body);
-        })
-        .finally(() => {
-          refreshPromise = null;
-        });
-    }
-    return refreshPromise;
-  }
-
-  /** request(method, path, {body, signal}) -> {status, data}; throws ApiError. */
-  async function request(method, path, { body, signal } = {}) {
-    method = method.toUpperCase();
-    const generationAtSend = refreshGeneration;
-    let { response, body: data } = await send(method, path, body, signal);
-    const route = path.split("?")[0];
-
-    if (isRefreshable(response, data) && !NO_REFRESH_PATHS.has(route)) {
-      const refreshedMeanwhile = refreshGeneration !== generationAtSend;
-      if (!refreshedMeanwhile) {
-        const refreshed = await refreshShared();
-        if (!refreshed) {
-          reportExpiry();
-          throw sessionExpiredError();
-        }
+/**
+ * refresh() is one refresh for everybody waiting now; it resolves true when it succeeded.
+ * `generation` is bumped after every successful refresh: a request sent before a refresh
+ * finished is replayed without refreshing again.
+ */
+function sharedRefresh(send) {
+  let pending = null;
+  const refresher = {
+    generation: 0,
+    refresh() {
+      if (!pending) {
+        pending = send("POST", "/api/auth/refresh", undefined, undefined)
+          .then(({ response, body }) => {
+            if (response.ok) {
+              refresher.generation += 1;
+              return true;
+            }
+            if (response.status === 401 || response.status === 403) return false;
+            // 429/5xx: the session may well be fine; surface the error instead.
+            throw errorFrom(response, body);
+          })
+          .finally(() => {
+            pending = null;
+          });
       }
-      ({ response, body: data } = await send(method, path, body, signal));
-      if (isRefreshable(response, data)) {
-        reportExpiry();
-        throw sessionExpiredError();
-      }
-    }
+      return pending;
+    },
+  };
+  return refresher;
+}
 
-    if (!response.ok) throw errorFrom(response, data);
-    expiryReported = false;
-    return { status: response.status, data: data === undefined ? null : data };
-  }
-
-  const call = (method) => async (path, options) => (await request(method, path, options)).data;
+/** The portal's endpoints by name (see shared/contract.md). */
+function portalEndpoints(call, request) {
   const segment = encodeURIComponent;
   const clusterPath = (client, cluster) =>
     `/api/clients/${segment(client)}/clusters/${segment(cluster)}`;
-
   return {
-    request,
-    get: call("GET"),
-    post: call("POST"),
-    put: call("PUT"),
-    patch: call("PATCH"),
-    delete: call("DELETE"),
-
     login: (email, password) =>
       call("POST")("/api/auth/login", { body: { email, password: base64Utf8(password) } }),
     googleLogin: (credential) => call("POST")("/api/auth/google", { body: { credential } }),
@@ -262,5 +219,57 @@ export function createApi({ fetch, getCookie, baseUrl = "", onSessionExpired = (
       call("GET")(`${clusterPath(client, cluster)}/credentials`, options),
     credentialsRotate: (client, cluster) =>
       call("POST")(`${clusterPath(client, cluster)}/credentials/rotate`),
+  };
+}
+
+/**
+ * createApi({fetch, getCookie, baseUrl, onSessionExpired}) -> api
+ *
+ * fetch:            a fetch implementation (window.fetch bound, or a fake)
+ * getCookie(name):  returns a readable cookie value or null (only `csrftoken`)
+ * baseUrl:          "" when same origin, else e.g. "https://api.example.com"
+ * onSessionExpired: called once when a signed-in session can no longer be refreshed
+ */
+export function createApi({ fetch, getCookie, baseUrl = "", onSessionExpired = () => {} }) {
+  const send = transport({ fetch, getCookie, base: baseUrl.replace(/\/+$/, "") });
+  const refresher = sharedRefresh(send);
+  let expiryReported = false;
+
+  /** Reports the end of the session once, however many requests find out; returns the error to throw. */
+  function sessionExpired() {
+    if (!expiryReported) {
+      expiryReported = true;
+      onSessionExpired();
+    }
+    return new ApiError({ status: 403, code: "session_expired", detail: SESSION_EXPIRED_DETAIL });
+  }
+
+  /** request(method, path, {body, signal}) -> {status, data}; throws ApiError. */
+  async function request(method, path, { body, signal } = {}) {
+    method = method.toUpperCase();
+    const generationAtSend = refresher.generation;
+    let { response, body: data } = await send(method, path, body, signal);
+
+    if (isRefreshable(response, data) && !NO_REFRESH_PATHS.has(path.split("?")[0])) {
+      const refreshedMeanwhile = refresher.generation !== generationAtSend;
+      if (!refreshedMeanwhile && !(await refresher.refresh())) throw sessionExpired();
+      ({ response, body: data } = await send(method, path, body, signal));
+      if (isRefreshable(response, data)) throw sessionExpired();
+    }
+
+    if (!response.ok) throw errorFrom(response, data);
+    expiryReported = false;
+    return { status: response.status, data: data === undefined ? null : data };
+  }
+
+  const call = (method) => async (path, options) => (await request(method, path, options)).data;
+  return {
+    request,
+    get: call("GET"),
+    post: call("POST"),
+    put: call("PUT"),
+    patch: call("PATCH"),
+    delete: call("DELETE"),
+    ...portalEndpoints(call, request),
   };
 }

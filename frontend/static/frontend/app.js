@@ -8,37 +8,6 @@
  *   #/clients/{client}/clusters/{cluster}         detail: scale, version, history
  *   #/clients/{client}/clusters/{cluster}/credentials
  *   #/sessions                                    the user's sessions
- *
- * Stable hooks for browser tests (ids are unique on the page shown):
- *   shell     #app-header  #main (the page container; aria-busy="true" while loading)
- *             #main-nav  #nav-clusters  #nav-sessions (aria-current="page" on the active one)
- *             #user-menu  #user-email  #signout  #app-status (global aria-live status)
- *   every page  h1#page-title  #page-status (loading / progress, aria-live)
- *               #page-error (role=alert; the server's detail, e.g. "Insufficient permissions")
- *   login     #login-form  #email  #password  #login-submit  #login-error
- *             #session-message ("Your session has expired", "You have signed out.")
- *             #google-signin (only when googleClientId is set)  #google-error
- *   clusters  [data-testid="client-group"][data-client]
- *             [data-testid="cluster-row"][data-client][data-cluster]
- *               with cells .cluster-replicas .cluster-version .cluster-storage
- *               .cluster-commit (its <code data-commit> holds the full id)
- *               .cluster-pushed ("Pushed" | "Pending push" | "No changes yet"; its .badge has data-pushed)
- *             [data-testid="cluster-link"]  #clusters-empty
- *   detail    #cluster-summary  #summary-replicas  #summary-version  #summary-storage
- *             #endpoint-rest  #endpoint-grpc  #credentials-link
- *             #scale-form  #replicas (min/max set)  #replicas-error  #save-replicas ("Saving…" while busy)
- *             #version-form  #version (select, only with allowedVersions)  #version-error  #save-version
- *             #version-readonly (when the payload has no allowedVersions)
- *             #save-status (progress / result, incl. "not pushed yet" on 202)  #save-error
- *             #revision  #revision-commit (short id as text, data-commit = full id)
- *             #revision-message  #revision-pushed (data-pushed = true|false)
- *             #history  [data-testid="history-row"][data-commit]  #history-status  #history-empty
- *   credentials  #endpoint-rest  #endpoint-grpc  #copy-rest  #copy-grpc
- *             #api-key  #read-only-api-key (data-masked = true|false)
- *             #reveal-keys (aria-pressed)  #copy-api-key  #copy-read-only-api-key  #copy-status
- *             #rotate-keys  #rotate-dialog  #confirm-rotate  #cancel-rotate  #rotate-status
- *   sessions  #sessions-list  [data-testid="session-row"][data-session-id][data-current]
- *             .current-badge ("This device")  .revoke-session  #signout-others  #sessions-status
  */
 
 import { ApiError, SESSION_EXPIRED_DETAIL, cookieValue, createApi } from "./api.js";
@@ -76,12 +45,9 @@ function readConfig() {
   } catch {
     raw = {};
   }
-  const integerOrNull = (value) => (Number.isInteger(value) ? value : null);
   return {
     apiBaseUrl: typeof raw.apiBaseUrl === "string" ? raw.apiBaseUrl : "",
     googleClientId: typeof raw.googleClientId === "string" && raw.googleClientId ? raw.googleClientId : null,
-    replicasMin: integerOrNull(raw.replicasMin),
-    replicasMax: integerOrNull(raw.replicasMax),
   };
 }
 
@@ -174,41 +140,45 @@ export function errorMessage(error) {
 let currentRender = null;
 let firstRender = true;
 
-async function route() {
-  const { path, query } = parseHash();
-  if (!path.startsWith("/")) return; // an in-page anchor, not a route
-  const match = ROUTES.map((r) => ({ r, m: r.pattern.exec(path) })).find((x) => x.m);
-
-  if (match && !match.r.isPublic && state.user === null) {
-    navigate(loginPathFor(path), { replace: true });
-    return;
+function routeMatch(path) {
+  for (const route of ROUTES) {
+    const match = route.pattern.exec(path);
+    if (match) return { route, match };
   }
-  if (match && match.r.isPublic && state.user !== null) {
-    navigate(DEFAULT_PATH, { replace: true });
-    return;
-  }
+  return null;
+}
 
-  if (currentRender) currentRender.abort();
-  const controller = new AbortController();
-  currentRender = controller;
-  const main = elements.main;
-  replaceChildren(main);
-  main.setAttribute("aria-busy", "true");
-  markNav(match ? match.r.nav : null);
-  say(elements.appStatus, "");
-
+function routeParams(found) {
   const params = {};
-  if (match && match.r.keys) {
-    match.r.keys.forEach((key, index) => {
-      params[key] = decodeURIComponent(match.m[index + 1]);
+  if (found && found.route.keys) {
+    found.route.keys.forEach((key, index) => {
+      params[key] = decodeURIComponent(found.match[index + 1]);
     });
   }
-  const ctx = {
+  return params;
+}
+
+/** Sends a signed-out user to sign in, and a signed-in one away from it; true when it did. */
+function redirected(found, path) {
+  if (found && !found.route.isPublic && state.user === null) {
+    navigate(loginPathFor(path), { replace: true });
+    return true;
+  }
+  if (found && found.route.isPublic && state.user !== null) {
+    navigate(DEFAULT_PATH, { replace: true });
+    return true;
+  }
+  return false;
+}
+
+/** What a page's render(ctx) gets: the API, the route's params and query, and app actions. */
+function pageContext(found, query, controller) {
+  return {
     api,
     config,
     state,
-    main,
-    params,
+    main: elements.main,
+    params: routeParams(found),
     query,
     signal: controller.signal,
     isCurrent: () => currentRender === controller && !controller.signal.aborted,
@@ -220,19 +190,37 @@ async function route() {
       document.title = `${title} · Qdrant Portal`;
     },
   };
+}
+
+function showPageError(main, error) {
+  const message = errorMessage(error);
+  if (!message) return;
+  const region = main.querySelector("#page-error");
+  if (region) say(region, message);
+  else main.append(h("p", { id: "page-error", class: "error", role: "alert" }, message));
+}
+
+async function route() {
+  const { path, query } = parseHash();
+  if (!path.startsWith("/")) return; // an in-page anchor, not a route
+  const found = routeMatch(path);
+  if (redirected(found, path)) return;
+
+  if (currentRender) currentRender.abort();
+  const controller = new AbortController();
+  currentRender = controller;
+  const main = elements.main;
+  replaceChildren(main);
+  main.setAttribute("aria-busy", "true");
+  markNav(found ? found.route.nav : null);
+  say(elements.appStatus, "");
+  const ctx = pageContext(found, query, controller);
 
   try {
-    if (match) await match.r.page.render(ctx);
+    if (found) await found.route.page.render(ctx);
     else renderNotFound(ctx);
   } catch (error) {
-    if (ctx.isCurrent()) {
-      const message = errorMessage(error);
-      if (message) {
-        const region = main.querySelector("#page-error");
-        if (region) say(region, message);
-        else main.append(h("p", { id: "page-error", class: "error", role: "alert" }, message));
-      }
-    }
+    if (ctx.isCurrent()) showPageError(main, error);
   } finally {
     if (currentRender === controller) main.removeAttribute("aria-busy");
   }

@@ -70,3 +70,9 @@ export function liveRegion(id, { assertive = false, className = "status" } = {})
 export function say(region, text) {
   region.textContent = text || "";
 }
+
+/** Marks a form control invalid (or valid again) for assistive technology. */
+export function markInvalid(input, invalid) {
+  if (invalid) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}

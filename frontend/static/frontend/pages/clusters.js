@@ -1,7 +1,7 @@
 // #/clusters: every cluster the user may see, grouped by client.
 
 import { h, say } from "../dom.js";
-import { clusterHref, commitCode, deliveryBadge, pageFrame, showError } from "./common.js";
+import { clusterHref, commitCode, deliveryBadge, pageFrame, showError, storageText } from "./common.js";
 
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Clusters" });
@@ -63,58 +63,42 @@ function clientGroup(ctx, client, result) {
     return section;
   }
   const clusters = [...result.value].sort((a, b) => a.name.localeCompare(b.name));
-  if (!clusters.length) {
-    section.append(h("p", { class: "empty" }, "No clusters yet."));
-    return section;
-  }
-
-  const rows = clusters.map((cluster) =>
-    h(
-      "tr",
-      { "data-testid": "cluster-row", dataset: { client: client.slug, cluster: cluster.name } },
-      h(
-        "th",
-        { scope: "row", "data-label": "Cluster" },
-        h("a", { href: clusterHref(client.slug, cluster.name), "data-testid": "cluster-link" }, cluster.name),
-      ),
-      h("td", { class: "cluster-replicas", "data-label": "Replicas" }, String(cluster.replicas)),
-      h("td", { class: "cluster-version", "data-label": "Version" }, cluster.version || "—"),
-      h(
-        "td",
-        { class: "cluster-storage", "data-label": "Storage" },
-        cluster.storageGi === null || cluster.storageGi === undefined ? "—" : `${cluster.storageGi} Gi`,
-      ),
-      h(
-        "td",
-        { class: "cluster-commit", "data-label": "Last commit" },
-        commitCode(cluster.revision && cluster.revision.commit),
-      ),
-      h("td", { class: "cluster-pushed", "data-label": "Delivery" }, deliveryBadge(cluster.revision)),
-    ),
-  );
-
-  section.append(
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { class: "responsive-table" },
-        h("caption", { class: "visually-hidden" }, `Clusters of ${client.name || client.slug}`),
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ["Cluster", "Replicas", "Version", "Storage", "Last commit", "Delivery"].map((label) =>
-              h("th", { scope: "col" }, label),
-            ),
-          ),
-        ),
-        h("tbody", {}, rows),
-      ),
-    ),
-  );
+  section.append(clusters.length ? clustersTable(client, clusters) : h("p", { class: "empty" }, "No clusters yet."));
   return section;
+}
+
+function clusterRow(client, cluster) {
+  return h(
+    "tr",
+    { "data-testid": "cluster-row", dataset: { client: client.slug, cluster: cluster.name } },
+    h(
+      "th",
+      { scope: "row", "data-label": "Cluster" },
+      h("a", { href: clusterHref(client.slug, cluster.name), "data-testid": "cluster-link" }, cluster.name),
+    ),
+    h("td", { class: "cluster-replicas", "data-label": "Replicas" }, String(cluster.replicas)),
+    h("td", { class: "cluster-version", "data-label": "Version" }, cluster.version || "—"),
+    h("td", { class: "cluster-storage", "data-label": "Storage" }, storageText(cluster.storageGi)),
+    h(
+      "td",
+      { class: "cluster-commit", "data-label": "Last commit" },
+      commitCode(cluster.revision && cluster.revision.commit),
+    ),
+    h("td", { class: "cluster-pushed", "data-label": "Delivery" }, deliveryBadge(cluster.revision)),
+  );
+}
+
+function clustersTable(client, clusters) {
+  const labels = ["Cluster", "Replicas", "Version", "Storage", "Last commit", "Delivery"];
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: "responsive-table" },
+      h("caption", { class: "visually-hidden" }, `Clusters of ${client.name || client.slug}`),
+      h("thead", {}, h("tr", {}, labels.map((label) => h("th", { scope: "col" }, label)))),
+      h("tbody", {}, clusters.map((cluster) => clusterRow(client, cluster))),
+    ),
+  );
 }

@@ -1,4 +1,4 @@
-// Pieces shared by the pages: the page frame, error display, revision labels.
+// Pieces shared by the pages: the page frame, error display, storage and revision labels.
 
 import { h, liveRegion, say, shortCommit } from "../dom.js";
 
@@ -52,6 +52,10 @@ export async function pageLoad(ctx, { status, error }, loadingText, load) {
     showError(ctx, error, failure);
     return undefined;
   }
+}
+
+export function storageText(storageGi) {
+  return storageGi === null || storageGi === undefined ? "—" : `${storageGi} Gi`;
 }
 
 /** A <code> with the short commit id; the full id in title and data-commit. */

@@ -1,6 +1,6 @@
 // #/login: email + password, and "Sign in with Google" when a client ID is configured.
 
-import { h, liveRegion, say } from "../dom.js";
+import { h, liveRegion, markInvalid, say } from "../dom.js";
 
 const GOOGLE_SCRIPT_URL = "https://accounts.google.com/gsi/client";
 let googleScriptPromise = null;
@@ -29,8 +29,32 @@ function googleScriptLoad() {
 export async function render(ctx) {
   ctx.setTitle("Sign in");
   const next = ctx.query.get("next");
-
   const sessionMessage = liveRegion("session-message", { className: "notice" });
+  const fields = loginForm();
+  const card = h(
+    "section",
+    { class: "card login-card" },
+    h("h1", { id: "page-title", tabindex: "-1" }, "Sign in"),
+    sessionMessage,
+    fields.form,
+  );
+  ctx.main.append(card);
+  // Set after insertion so the live region announces it.
+  say(sessionMessage, ctx.state.loginNotice);
+  ctx.state.loginNotice = null;
+
+  fields.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (loginInputValid(fields)) passwordSignIn(ctx, fields, next);
+  });
+  if (ctx.config.googleClientId) {
+    card.append(googleSection(ctx, next));
+  }
+  fields.email.focus();
+}
+
+/** The email and password form: {form, email, password, submit, error}. */
+function loginForm() {
   const error = liveRegion("login-error", { assertive: true, className: "error" });
   const email = h("input", {
     id: "email",
@@ -58,73 +82,49 @@ export async function render(ctx) {
     error,
     submit,
   );
+  return { form, email, password, submit, error };
+}
 
-  const card = h(
-    "section",
-    { class: "card login-card" },
-    h("h1", { id: "page-title", tabindex: "-1" }, "Sign in"),
-    sessionMessage,
-    form,
+/** Checks the fields before anything is sent; says what is wrong and focuses that field. */
+function loginInputValid({ email, password, error }) {
+  say(error, "");
+  const missingEmail = !email.value.trim();
+  const badEmail = !missingEmail && !email.validity.valid;
+  const missingPassword = !password.value;
+  markInvalid(email, missingEmail || badEmail);
+  markInvalid(password, missingPassword);
+  if (!missingEmail && !badEmail && !missingPassword) return true;
+  say(
+    error,
+    missingEmail ? "Enter your email address." : badEmail ? "Enter a valid email address." : "Enter your password.",
   );
-  ctx.main.append(card);
-  // Set after insertion so the live region announces it.
-  say(sessionMessage, ctx.state.loginNotice);
-  ctx.state.loginNotice = null;
+  (missingEmail || badEmail ? email : password).focus();
+  return false;
+}
 
-  function markInvalid(input, invalid) {
-    if (invalid) input.setAttribute("aria-invalid", "true");
-    else input.removeAttribute("aria-invalid");
-  }
-
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    say(error, "");
-    const missingEmail = !email.value.trim();
-    const badEmail = !missingEmail && !email.validity.valid;
-    const missingPassword = !password.value;
-    markInvalid(email, missingEmail || badEmail);
-    markInvalid(password, missingPassword);
-    if (missingEmail || badEmail || missingPassword) {
-      say(
-        error,
-        missingEmail
-          ? "Enter your email address."
-          : badEmail
-            ? "Enter a valid email address."
-            : "Enter your password.",
-      );
-      (missingEmail || badEmail ? email : password).focus();
-      return;
+async function passwordSignIn(ctx, { form, email, password, submit, error }, next) {
+  submit.disabled = true;
+  submit.textContent = "Signing in…";
+  form.setAttribute("aria-busy", "true");
+  try {
+    const result = await ctx.api.login(email.value.trim(), password.value);
+    ctx.signedIn(result.user, next);
+  } catch (failure) {
+    if (!ctx.isCurrent()) return;
+    const fields = failure.fields || {};
+    const fieldText = Object.values(fields).flat().join(" ");
+    say(error, [ctx.errorMessage(failure), fieldText].filter(Boolean).join(" "));
+    if (failure.code === "invalid_credentials") {
+      password.value = "";
+      password.focus();
     }
-
-    submit.disabled = true;
-    submit.textContent = "Signing in…";
-    form.setAttribute("aria-busy", "true");
-    try {
-      const result = await ctx.api.login(email.value.trim(), password.value);
-      ctx.signedIn(result.user, next);
-    } catch (failure) {
-      if (!ctx.isCurrent()) return;
-      const fields = failure.fields || {};
-      const fieldText = Object.values(fields).flat().join(" ");
-      say(error, [ctx.errorMessage(failure), fieldText].filter(Boolean).join(" "));
-      if (failure.code === "invalid_credentials") {
-        password.value = "";
-        password.focus();
-      }
-    } finally {
-      if (ctx.isCurrent()) {
-        submit.disabled = false;
-        submit.textContent = "Sign in";
-        form.removeAttribute("aria-busy");
-      }
+  } finally {
+    if (ctx.isCurrent()) {
+      submit.disabled = false;
+      submit.textContent = "Sign in";
+      form.removeAttribute("aria-busy");
     }
-  });
-
-  if (ctx.config.googleClientId) {
-    card.append(googleSection(ctx, next));
   }
-  email.focus();
 }
 
 function googleSection(ctx, next) {
@@ -153,20 +153,7 @@ function googleSection(ctx, next) {
 
   googleScriptLoad()
     .then((google) => {
-      if (!ctx.isCurrent()) return;
-      google.accounts.id.initialize({
-        client_id: ctx.config.googleClientId,
-        callback: credentialReceived,
-        ux_mode: "popup",
-      });
-      google.accounts.id.renderButton(holder, {
-        type: "standard",
-        theme: "outline",
-        size: "large",
-        text: "signin_with",
-        shape: "rectangular",
-        logo_alignment: "left",
-      });
+      if (ctx.isCurrent()) googleButtonRender(google, holder, ctx.config.googleClientId, credentialReceived);
     })
     .catch((failure) => {
       if (!ctx.isCurrent()) return;
@@ -174,4 +161,16 @@ function googleSection(ctx, next) {
       say(googleError, `${failure.message} You can still sign in with your password.`);
     });
   return section;
+}
+
+function googleButtonRender(google, holder, clientId, callback) {
+  google.accounts.id.initialize({ client_id: clientId, callback, ux_mode: "popup" });
+  google.accounts.id.renderButton(holder, {
+    type: "standard",
+    theme: "outline",
+    size: "large",
+    text: "signin_with",
+    shape: "rectangular",
+    logo_alignment: "left",
+  });
 }

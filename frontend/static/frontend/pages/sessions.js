@@ -31,116 +31,130 @@ export function deviceName(userAgent) {
 
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Sessions" });
-  let sessions = await pageLoad(ctx, { status, error }, "Loading sessions…", (options) =>
+  const sessions = await pageLoad(ctx, { status, error }, "Loading sessions…", (options) =>
     ctx.api.sessions(options),
   );
   if (sessions === undefined) return;
 
-  const sessionsStatus = liveRegion("sessions-status");
-  const list = h("ul", { id: "sessions-list", class: "session-list", "aria-labelledby": "page-title" });
-  const signoutOthers = h(
-    "button",
-    { type: "button", id: "signout-others", class: "button danger" },
-    "Sign out other devices",
+  const view = {
+    error,
+    status: liveRegion("sessions-status"),
+    list: h("ul", { id: "sessions-list", class: "session-list", "aria-labelledby": "page-title" }),
+    signoutOthers: h("button", { type: "button", id: "signout-others", class: "button danger" }, "Sign out other devices"),
+  };
+  const store = sessionStore(ctx, sessions.sort(currentFirstThenRecent), view);
+  view.signoutOthers.addEventListener("click", () => signOutOthers(ctx, store, view));
+  replaceChildren(
+    view.list,
+    store.all().map((session) => sessionRow(session, session.current ? null : revokeButton(ctx, session, store, view))),
   );
+  store.updateOthersButton();
+  ctx.main.append(view.list, h("div", { class: "actions" }, view.signoutOthers), view.status);
+}
 
-  sessions.sort((a, b) => Number(b.current) - Number(a.current) || String(b.lastSeenAt).localeCompare(String(a.lastSeenAt)));
+function currentFirstThenRecent(a, b) {
+  return Number(b.current) - Number(a.current) || String(b.lastSeenAt).localeCompare(String(a.lastSeenAt));
+}
 
-  function others() {
-    return sessions.filter((session) => !session.current);
-  }
+/** The sessions shown; revoke(session) ends one on the server and removes its row. */
+function sessionStore(ctx, initial, { list, signoutOthers }) {
+  let sessions = initial;
+  const store = {
+    all: () => sessions,
+    others: () => sessions.filter((session) => !session.current),
+    updateOthersButton() {
+      signoutOthers.disabled = store.others().length === 0;
+    },
+    async revoke(session) {
+      await ctx.api.sessionRevoke(session.id);
+      sessions = sessions.filter((each) => each.id !== session.id);
+      const row = list.querySelector(`[data-session-id="${CSS.escape(String(session.id))}"]`);
+      if (row) row.remove();
+      store.updateOthersButton();
+    },
+  };
+  return store;
+}
 
-  function updateOthersButton() {
-    signoutOthers.disabled = others().length === 0;
-  }
+function sessionDetails(session) {
+  return h(
+    "dl",
+    { class: "session-details" },
+    h("dt", {}, "IP address"),
+    h("dd", {}, session.ip || "—"),
+    h("dt", {}, "Signed in"),
+    h("dd", {}, timeElement(session.createdAt)),
+    h("dt", {}, "Last active"),
+    h("dd", {}, timeElement(session.lastSeenAt)),
+  );
+}
 
-  async function revoke(session) {
-    await ctx.api.sessionRevoke(session.id);
-    sessions = sessions.filter((each) => each.id !== session.id);
-    const row = list.querySelector(`[data-session-id="${CSS.escape(String(session.id))}"]`);
-    if (row) row.remove();
-    updateOthersButton();
-  }
+function sessionRow(session, revoke) {
+  return h(
+    "li",
+    {
+      class: "card session-row",
+      "data-testid": "session-row",
+      dataset: { sessionId: session.id, current: String(Boolean(session.current)) },
+    },
+    h(
+      "div",
+      { class: "session-head" },
+      h("h2", { class: "session-name" }, deviceName(session.userAgent)),
+      session.current ? h("span", { class: "badge ok current-badge" }, "This device") : null,
+    ),
+    h("p", { class: "user-agent" }, session.userAgent || ""),
+    sessionDetails(session),
+    revoke ? h("div", { class: "actions" }, revoke) : null,
+  );
+}
 
-  function sessionRow(session) {
-    const name = deviceName(session.userAgent);
-    const details = h(
-      "dl",
-      { class: "session-details" },
-      h("dt", {}, "IP address"),
-      h("dd", {}, session.ip || "—"),
-      h("dt", {}, "Signed in"),
-      h("dd", {}, timeElement(session.createdAt)),
-      h("dt", {}, "Last active"),
-      h("dd", {}, timeElement(session.lastSeenAt)),
-    );
-    const row = h(
-      "li",
-      {
-        class: "card session-row",
-        "data-testid": "session-row",
-        dataset: { sessionId: session.id, current: String(Boolean(session.current)) },
-      },
-      h(
-        "div",
-        { class: "session-head" },
-        h("h2", { class: "session-name" }, name),
-        session.current ? h("span", { class: "badge ok current-badge" }, "This device") : null,
-      ),
-      h("p", { class: "user-agent" }, session.userAgent || ""),
-      details,
-    );
-    if (!session.current) {
-      const button = h(
-        "button",
-        { type: "button", class: "button secondary revoke-session", "aria-label": `Revoke ${name} session` },
-        "Revoke",
-      );
-      button.addEventListener("click", async () => {
-        button.disabled = true;
-        button.textContent = "Revoking…";
-        say(error, "");
-        try {
-          await revoke(session);
-          say(sessionsStatus, `Revoked the ${name} session.`);
-          const next = list.querySelector(".revoke-session") || signoutOthers;
-          (next.disabled ? ctx.main.querySelector("h1") : next).focus();
-        } catch (failure) {
-          button.disabled = false;
-          button.textContent = "Revoke";
-          showError(ctx, error, failure);
-        }
-      });
-      row.append(h("div", { class: "actions" }, button));
-    }
-    return row;
-  }
-
-  signoutOthers.addEventListener("click", async () => {
-    const targets = others();
-    signoutOthers.disabled = true;
-    signoutOthers.textContent = "Signing out…";
-    say(error, "");
-    say(sessionsStatus, "Signing out other devices…");
-    let done = 0;
+function revokeButton(ctx, session, store, view) {
+  const name = deviceName(session.userAgent);
+  const button = h(
+    "button",
+    { type: "button", class: "button secondary revoke-session", "aria-label": `Revoke ${name} session` },
+    "Revoke",
+  );
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.textContent = "Revoking…";
+    say(view.error, "");
     try {
-      for (const session of targets) {
-        await revoke(session);
-        done += 1;
-      }
-      say(sessionsStatus, done === 1 ? "Signed out 1 other device." : `Signed out ${done} other devices.`);
+      await store.revoke(session);
+      say(view.status, `Revoked the ${name} session.`);
+      const next = view.list.querySelector(".revoke-session") || view.signoutOthers;
+      (next.disabled ? ctx.main.querySelector("h1") : next).focus();
     } catch (failure) {
-      say(sessionsStatus, done ? `Signed out ${done} of ${targets.length} other devices.` : "");
-      showError(ctx, error, failure);
-    } finally {
-      if (ctx.isCurrent()) {
-        signoutOthers.textContent = "Sign out other devices";
-        updateOthersButton();
-      }
+      button.disabled = false;
+      button.textContent = "Revoke";
+      showError(ctx, view.error, failure);
     }
   });
+  return button;
+}
 
-  replaceChildren(list, sessions.map(sessionRow));
-  updateOthersButton();
-  ctx.main.append(list, h("div", { class: "actions" }, signoutOthers), sessionsStatus);
+async function signOutOthers(ctx, store, view) {
+  const targets = store.others();
+  const button = view.signoutOthers;
+  button.disabled = true;
+  button.textContent = "Signing out…";
+  say(view.error, "");
+  say(view.status, "Signing out other devices…");
+  let done = 0;
+  try {
+    for (const session of targets) {
+      await store.revoke(session);
+      done += 1;
+    }
+    say(view.status, done === 1 ? "Signed out 1 other device." : `Signed out ${done} other devices.`);
+  } catch (failure) {
+    say(view.status, done ? `Signed out ${done} of ${targets.length} other devices.` : "");
+    showError(ctx, view.error, failure);
+  } finally {
+    if (ctx.isCurrent()) {
+      button.textContent = "Sign out other devices";
+      store.updateOthersButton();
+    }
+  }
 }
