@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.db import connection
 
-from gitops.repository import GitopsUnavailable
+from gitops.errors import RepositoryUnavailable
 
 # Fixed: every portal process must agree on it. "gitops" in ASCII, well inside int64.
 ADVISORY_LOCK_KEY = 0x676974_6F7073
@@ -46,7 +46,7 @@ def branch_lock(*, repo_path: Path) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as error:
-        raise GitopsUnavailable(f"The gitops lock file cannot be created: {error}") from error
+        raise RepositoryUnavailable(f"The gitops lock file cannot be created: {error}") from error
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -20,15 +20,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gitops.errors import ContentError
+
 SESSION_KEY_BYTES = 32
 _ZERO_NONCE = bytes(12)
 
 
-class SealingError(ValueError):
+class SealingError(ContentError, ValueError):
     """The sealing certificate or the secret to seal is not usable."""
-
-    code = "gitops_sealing_invalid"
-    status_code = 500
 
 
 def sealing_public_key_load(*, certificate_pem: bytes) -> rsa.RSAPublicKey:

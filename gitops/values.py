@@ -11,13 +11,12 @@ from the database: no Helm values, just a record of the client for people readin
 
 from __future__ import annotations
 
-import copy
 import re
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import yaml
+
+from gitops.errors import ContentError
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 # The Docker reference grammar for a tag.
@@ -35,29 +34,6 @@ _OWNED_ENV = ((API_KEY_ENV, API_KEY_SECRET_KEY), (READ_ONLY_API_KEY_ENV, READ_ON
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-# Files this process rendered, and the data they were rendered from: the next change to a
-# cluster starts from the file of the last one, and parsing it again is half a render.
-_RENDERED_REMEMBERED = 1024
-_rendered: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
-_rendered_lock = threading.Lock()
-
-
-def _rendered_recall(content: bytes) -> dict[str, Any] | None:
-    with _rendered_lock:
-        data = _rendered.get(content)
-        if data is None:
-            return None
-        _rendered.move_to_end(content)
-    return copy.deepcopy(data)
-
-
-def _rendered_remember(content: bytes, data: dict[str, Any]) -> None:
-    with _rendered_lock:
-        _rendered[content] = data
-        while len(_rendered) > _RENDERED_REMEMBERED:
-            _rendered.popitem(last=False)
-
-
 CLIENT_FILE_HEADER = (
     b"# Managed by Qdrant Portal: written from the portal's database, edits are overwritten.\n"
     b"# It records the client; Argo CD deploys only the cluster folders next to it.\n"
@@ -69,11 +45,8 @@ HEADER = (
 )
 
 
-class ValuesError(ValueError):
+class ValuesError(ContentError, ValueError):
     """Values that cannot be rendered (a bad input or a values file that is not a mapping)."""
-
-    code = "gitops_values_invalid"
-    status_code = 400
 
 
 def _slug(value: object, what: str) -> str:
@@ -143,9 +116,6 @@ def values_load(existing: bytes | None) -> dict[str, Any]:
     """Parse a values file (None or empty → {}); raise :class:`ValuesError` if not a mapping."""
     if existing is None:
         return {}
-    remembered = _rendered_recall(existing)
-    if remembered is not None:
-        return remembered
     try:
         data = yaml.load(existing, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
@@ -194,9 +164,7 @@ def values_render(
         text = _yaml_text(data)
     except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted
         raise ValuesError(f"{hint}: the values file cannot be written back: {error}") from error
-    content = HEADER + text.encode("utf-8")
-    _rendered_remember(content, data)
-    return content
+    return HEADER + text.encode("utf-8")
 
 
 def client_file_render(*, client: str, name: str, active: bool) -> bytes:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gitops.repository import GitIdentity, GitopsRepository, RemoteConfig, repository_open
+from gitops.remote import RemoteConfig
+from gitops.repository import GitIdentity, GitopsRepository, repository_open
 
 ALICE = GitIdentity(name="Alice Example", email="alice@example.com")
 PORTAL = GitIdentity(name="Qdrant Portal", email="portal@example.com")

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+from gitops.errors import ContentError
 from gitops.sealing import SealingError, sealed_secret_render
 
 
@@ -124,3 +125,10 @@ def test_a_certificate_that_is_not_rsa_pem_is_refused(certificate):
         certificate = _certificate(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(SealingError):
         sealed_secret_render(certificate_pem=certificate, namespace="ns", name="n", data={"a": "b"})
+
+
+def test_sealing_errors_are_content_errors_without_http_details():
+    assert issubclass(SealingError, ContentError)
+    assert issubclass(SealingError, ValueError)
+    assert not hasattr(SealingError("x"), "code")
+    assert not hasattr(SealingError("x"), "status_code")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from gitops.errors import ContentError
 from gitops.values import (
     HEADER,
     ValuesError,
@@ -145,22 +146,28 @@ def test_paths_and_names_follow_the_repository_layout():
         values_path("../etc", "prod")
 
 
-def test_a_file_the_portal_just_rendered_renders_the_same_as_one_read_fresh(monkeypatch):
-    """Renders start from remembered data for files this process wrote; it must equal parsing them."""
-    from gitops import values
-
+def test_a_file_the_portal_rendered_renders_again_from_its_own_text():
+    """Each render parses the file it is given: nothing is remembered between renders."""
     hand_edited = b"replicaCount: 1\nextra:\n  nested: [1, 2.5, 'x', true, null]\nwhen: 2024-01-01\n"
     first = values_render(
         existing=hand_edited, client="c1", cluster="main", replicas=2, version="v1.15.5", storage_gi=10
     )
-    remembered = values_render(
+    second = values_render(
         existing=first, client="c1", cluster="main", replicas=3, version="v1.15.5", storage_gi=10
     )
-    monkeypatch.setattr(values, "_rendered_recall", lambda content: None)
-    fresh = values_render(
+    again = values_render(
         existing=first, client="c1", cluster="main", replicas=3, version="v1.15.5", storage_gi=10
     )
 
-    assert remembered == fresh
-    assert b"replicaCount: 3" in remembered
-    assert b"nested:" in remembered
+    assert second == again
+    assert b"replicaCount: 3" in second
+    assert b"nested:" in second
+    assert yaml.safe_load(second)["extra"] == {"nested": [1, 2.5, "x", True, None]}
+    assert yaml.safe_load(second)["when"] == yaml.safe_load(hand_edited)["when"]
+
+
+def test_values_errors_are_content_errors_without_http_details():
+    assert issubclass(ValuesError, ContentError)
+    assert issubclass(ValuesError, ValueError)
+    assert not hasattr(ValuesError("x"), "code")
+    assert not hasattr(ValuesError("x"), "status_code")

@@ -1,0 +1,133 @@
+"""The gitops remote: credentials, fetch and push of the one branch, and commit ancestry.
+
+A remote that cannot be reached is not an error here: fetch says it was not reachable and
+push says it did not push, so the commits stay local until a later delivery pushes them.
+Pushes are never forced: a remote that moved refuses the push, and the caller rebuilds its
+changes on the remote's tip instead of overwriting someone else's commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import CredentialType, FetchPrune
+
+from gitops.repository import GitopsRepository, branch_tip, repository_handle
+
+_CREDENTIAL_ATTEMPTS = 3
+# libgit2 waits for the OS defaults (minutes) otherwise, while writers hold the branch lock.
+pygit2.settings.server_connect_timeout = 10_000
+pygit2.settings.server_timeout = 30_000
+# Failures of the remote or of the way to it, as pygit2 reports them (bad URLs included).
+_TRANSPORT_ERRORS = (pygit2.GitError, OSError, ValueError)
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """Where to push. ``token`` is for HTTPS; ``ssh_key_path`` for SSH (user from the URL)."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    username: str = "x-access-token"
+    ssh_key_path: Path | None = None
+    ssh_public_key_path: Path | None = None
+    ssh_passphrase: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """What a fetch found: whether the remote answered, and where its branch is (None: unborn)."""
+
+    reachable: bool
+    tip: str | None
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    """Credentials from the configuration, and the remote's refusals of a push."""
+
+    def __init__(self, remote: RemoteConfig) -> None:
+        super().__init__()
+        self._remote = remote
+        self._attempts = 0
+        self.rejected: dict[str, str] = {}
+
+    def credentials(self, url, username_from_url, allowed_types):  # noqa: ANN001, ANN201 - pygit2's hook
+        # libgit2 asks again after each refusal: stop rather than loop on bad credentials.
+        self._attempts += 1
+        if self._attempts > _CREDENTIAL_ATTEMPTS:
+            raise pygit2.GitError("The gitops remote refused the credentials.")
+        remote = self._remote
+        if allowed_types & CredentialType.SSH_KEY and remote.ssh_key_path is not None:
+            return pygit2.Keypair(
+                username_from_url or "git",
+                str(remote.ssh_public_key_path) if remote.ssh_public_key_path else None,
+                str(remote.ssh_key_path),
+                remote.ssh_passphrase or "",
+            )
+        if allowed_types & CredentialType.USERPASS_PLAINTEXT and remote.token:
+            return pygit2.UserPass(username_from_url or remote.username, remote.token)
+        raise pygit2.GitError("No credentials configured for the gitops remote.")
+
+    def push_update_reference(self, refname, message):  # noqa: ANN001, ANN201 - pygit2's hook
+        # A refusal (a hook, a protected branch) is not an exception in libgit2: only this says so.
+        if message:
+            self.rejected[refname] = message
+
+
+def remote_tracking_tip(*, repository: GitopsRepository) -> str | None:
+    """Where the remote's branch was at the last fetch or successful push (None: never seen)."""
+    reference = repository_handle(repository).references.get(repository.remote_ref_name)
+    return None if reference is None else str(reference.target)
+
+
+def remote_fetch(*, repository: GitopsRepository, remote: RemoteConfig) -> RemoteState:
+    """Fetch the branch from the remote. Never raises for a network failure: ``reachable`` says."""
+    handle = repository_handle(repository)
+    try:
+        handle.remotes.create_anonymous(remote.url).fetch(
+            [f"+{repository.ref_name}:{repository.remote_ref_name}"],
+            callbacks=_Callbacks(remote),
+            prune=FetchPrune.PRUNE,  # a branch deleted on the remote is forgotten here
+        )
+    except _TRANSPORT_ERRORS:
+        return RemoteState(reachable=False, tip=None)
+    return RemoteState(reachable=True, tip=remote_tracking_tip(repository=repository))
+
+
+def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:
+    """Push the branch, never forced: False when the remote refused it or could not be reached."""
+    tip = branch_tip(repository=repository)
+    if tip is None:
+        return True  # nothing to push
+    handle = repository_handle(repository)
+    callbacks = _Callbacks(remote)
+    try:
+        handle.remotes.create_anonymous(remote.url).push(
+            [f"{repository.ref_name}:{repository.ref_name}"], callbacks=callbacks
+        )
+    except _TRANSPORT_ERRORS:
+        return False
+    if callbacks.rejected:
+        return False
+    try:
+        handle.references.create(repository.remote_ref_name, pygit2.Oid(hex=tip), force=True)
+    except pygit2.GitError:
+        pass  # only a record of the remote: the next fetch sets it
+    return True
+
+
+def commit_is_ancestor(*, repository: GitopsRepository, ancestor: str, descendant: str) -> bool:
+    """Whether ``descendant``'s history contains ``ancestor`` (a commit is its own ancestor).
+
+    False for a commit this repository does not have.
+    """
+    if ancestor == descendant:
+        return True
+    try:
+        return repository_handle(repository).descendant_of(
+            pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor)
+        )
+    except (KeyError, pygit2.GitError):
+        return False

@@ -1,0 +1,154 @@
+"""Fetch and push over real smart HTTP (``git http-backend``), where the server's hooks run."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gitops.remote import RemoteConfig, commit_is_ancestor, remote_fetch, remote_push
+from gitops.repository import GitopsRepository, branch_tip, files_commit, repository_open
+from tests.support.git_http import GitHttpServer
+
+from .conftest import ALICE, PORTAL
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    with GitHttpServer(tmp_path / "served") as server:
+        yield server
+
+
+def _server_tip(path: Path) -> str | None:
+    found = subprocess.run(
+        ["git", "--git-dir", str(path), "rev-parse", "--verify", "--quiet", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+    )
+    return found.stdout.strip() or None
+
+
+def _commit(repository: GitopsRepository, name: str) -> str:
+    commit = files_commit(
+        repository=repository,
+        changes={name: name.encode()},
+        author=ALICE,
+        committer=PORTAL,
+        message=f"{name}\n",
+        expected_tip=branch_tip(repository=repository),
+    )
+    assert commit is not None
+    return commit
+
+
+def test_push_over_http_puts_the_branch_on_the_server(repository, http_server):
+    served = http_server.repository_create("gitops.git")
+    remote = RemoteConfig(url=http_server.url("gitops.git"))
+
+    assert remote_push(repository=repository, remote=remote) is True
+
+    assert _server_tip(served) == branch_tip(repository=repository)
+    assert remote_fetch(repository=repository, remote=remote).tip == branch_tip(repository=repository)
+
+
+def test_fetch_reports_the_servers_tip_and_an_unborn_branch(repository, http_server, tmp_path):
+    http_server.repository_create("gitops.git")
+    remote = RemoteConfig(url=http_server.url("gitops.git"))
+
+    empty = remote_fetch(repository=repository, remote=remote)
+    other = repository_open(path=tmp_path / "other.git", branch="main", bootstrap_files={"x": b"x"})
+    remote_push(repository=other, remote=remote)
+    found = remote_fetch(repository=repository, remote=remote)
+
+    assert (empty.reachable, empty.tip) == (True, None)
+    assert (found.reachable, found.tip) == (True, branch_tip(repository=other))
+
+
+def test_a_push_the_pre_receive_hook_refuses_is_reported_as_not_pushed(repository, http_server):
+    served = http_server.repository_create("gitops.git")
+    http_server.refusing_hook_install("gitops.git", "frozen for the audit")
+    remote = RemoteConfig(url=http_server.url("gitops.git"))
+
+    pushed = remote_push(repository=repository, remote=remote)
+
+    assert pushed is False
+    assert _server_tip(served) is None
+
+
+def test_the_servers_push_delay_is_observed(repository, http_server):
+    http_server.repository_create("slow.git", push_delay_ms=150)
+    remote = RemoteConfig(url=http_server.url("slow.git"))
+
+    started = time.perf_counter()
+    pushed = remote_push(repository=repository, remote=remote)
+    elapsed = time.perf_counter() - started
+
+    assert pushed is True
+    assert elapsed >= 0.15
+
+
+def test_a_non_fast_forward_push_is_refused_never_forced(repository, http_server, tmp_path):
+    served = http_server.repository_create("gitops.git")
+    remote = RemoteConfig(url=http_server.url("gitops.git"))
+    other = repository_open(path=tmp_path / "other.git", branch="main", bootstrap_files={"theirs": b"t"})
+    remote_push(repository=other, remote=remote)
+
+    pushed = remote_push(repository=repository, remote=remote)
+
+    assert pushed is False
+    assert _server_tip(served) == branch_tip(repository=other)
+
+
+def test_a_server_that_stops_answering_is_unreachable_not_an_error(repository, http_server):
+    http_server.repository_create("gitops.git")
+    remote = RemoteConfig(url=http_server.url("gitops.git"))
+    http_server.answering = False
+
+    state = remote_fetch(repository=repository, remote=remote)
+    pushed = remote_push(repository=repository, remote=remote)
+
+    assert (state.reachable, state.tip) == (False, None)
+    assert pushed is False
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/nothing.git", "/nowhere/at/all.git", "not a url"])
+def test_unreachable_remotes_never_raise(repository, url):
+    remote = RemoteConfig(url=url)
+
+    assert remote_fetch(repository=repository, remote=remote).reachable is False
+    assert remote_push(repository=repository, remote=remote) is False
+
+
+@pytest.mark.parametrize(("token", "pushed"), [("s3cret", True), ("wrong", False), (None, False)])
+def test_the_token_is_sent_when_the_server_asks(repository, tmp_path, token, pushed):
+    with GitHttpServer(tmp_path / "private", credentials=("x-access-token", "s3cret")) as server:
+        served = server.repository_create("gitops.git")
+        remote = RemoteConfig(url=server.url("gitops.git"), token=token)
+
+        assert remote_push(repository=repository, remote=remote) is pushed
+
+    assert (_server_tip(served) is not None) is pushed
+
+
+def test_secrets_stay_out_of_the_configurations_repr():
+    remote = RemoteConfig(url="https://git.example.com/ops.git", token="s3cret", ssh_passphrase="pass")
+
+    assert "s3cret" not in repr(remote)
+    assert "pass'" not in repr(remote)
+
+
+def test_commit_is_ancestor_follows_history(repository, tmp_path):
+    first = branch_tip(repository=repository)
+    second = _commit(repository, "a.txt")
+    unrelated = branch_tip(
+        repository=repository_open(
+            path=tmp_path / "unrelated.git", branch="main", bootstrap_files={"u": b"u"}
+        )
+    )
+
+    assert commit_is_ancestor(repository=repository, ancestor=first, descendant=second)
+    assert commit_is_ancestor(repository=repository, ancestor=second, descendant=second)
+    assert not commit_is_ancestor(repository=repository, ancestor=second, descendant=first)
+    assert not commit_is_ancestor(repository=repository, ancestor=unrelated, descendant=second)
