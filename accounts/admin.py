@@ -1,3 +1,5 @@
+from contextvars import ContextVar
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
@@ -6,6 +8,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.emails import email_canonical
 from accounts.models import AuditEvent, GoogleAccount, Session, SessionRevokedReason, User
 from accounts.services import (
     google_account_unlink,
@@ -14,7 +17,10 @@ from accounts.services import (
     user_deactivate,
     user_password_change,
 )
-from clusters.admin import GrantInline
+
+# The operator on whose behalf the admin's password form saves (Django builds the form without
+# the request, so the view that builds it says who is acting).
+_acting_operator: ContextVar[User | None] = ContextVar("acting_operator", default=None)
 
 
 class UserCreationAdminForm(AdminUserCreationForm):
@@ -29,7 +35,7 @@ class UserChangeAdminForm(UserChangeForm):
         fields = "__all__"
 
     def clean_email(self) -> str:
-        return User.objects.normalize_email(self.cleaned_data.get("email"))
+        return email_canonical(self.cleaned_data.get("email"))
 
 
 class PasswordChangeAdminForm(AdminPasswordChangeForm):
@@ -38,7 +44,7 @@ class PasswordChangeAdminForm(AdminPasswordChangeForm):
     def save(self, commit: bool = True) -> User:
         password = self.cleaned_data["password1"]
         if commit:
-            user_password_change(user=self.user, password=password, actor=getattr(self, "actor", None))
+            user_password_change(user=self.user, password=password, actor=_acting_operator.get())
         else:
             self.user.set_password(password)
         return self.user
@@ -78,7 +84,7 @@ class UserAdmin(DjangoUserAdmin):
     add_form = UserCreationAdminForm
     change_password_form = PasswordChangeAdminForm
     actions = ["deactivate_selected"]
-    inlines = [GoogleAccountInline, GrantInline]
+    inlines = [GoogleAccountInline]
     ordering = ("email",)
     list_display = ("email", "name", "is_active", "is_staff", "is_operator", "last_login")
     list_filter = ("is_active", "is_staff", "is_operator", "is_superuser")
@@ -103,6 +109,13 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
+        token = _acting_operator.set(request.user)
+        try:
+            return super().user_change_password(request, id, form_url)
+        finally:
+            _acting_operator.reset(token)
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
         deactivated = change and "is_active" in form.changed_data and not obj.is_active

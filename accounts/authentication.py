@@ -7,31 +7,28 @@ answers 403 (``not_authenticated`` / ``token_not_valid``), as the contract says.
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
-from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 from rest_framework_simplejwt.exceptions import TokenError
 
-from accounts.models import Session, User
-from accounts.tokens import AccessToken
+from accounts.audit import USER_AGENT_MAX, RequestOrigin
+from accounts.models import User
+from accounts.selectors import LiveSession, session_live
+from accounts.services import IssuedTokens, access_token_issue, session_activity_record
+from accounts.tokens import AccessToken, key_ring
+from config.errors import AccountDisabled, CsrfFailed, ForeignOrigin, TokenNotValid
 
-if TYPE_CHECKING:
-    from accounts.services import IssuedTokens
-
-# DRF imports this module while rest_framework.views is being imported (the default
-# authentication classes are read at class definition), and config.exceptions imports
-# rest_framework.views: so the services, which raise config.exceptions.ServiceError, are
-# imported where they are used.
+# DRF imports this module while rest_framework.views is being imported (it reads the default
+# authentication classes at class definition): nothing imported here may import rest_framework.views.
 
 EXTENDED_TOKEN_HEADER = "X-Extended-Token"  # noqa: S105  (a header name)
 REFRESH_COOKIE_PATH = "/api/auth/"
@@ -97,8 +94,11 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def user_agent(request: HttpRequest) -> str:
-    return request.META.get("HTTP_USER_AGENT", "")[:512]
+def request_origin(request: HttpRequest) -> RequestOrigin:
+    """The client address and user agent, as sessions and the audit log record them."""
+    return RequestOrigin(
+        ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX]
+    )
 
 
 def _max_age(expires_at: datetime) -> int:
@@ -163,13 +163,9 @@ def origin_allowed(request: HttpRequest) -> bool:
     return origin in allowed
 
 
-def csrf_failed(detail: str) -> exceptions.PermissionDenied:
-    return exceptions.PermissionDenied(detail, code="csrf_failed")
-
-
 def browser_origin_check(request: HttpRequest) -> None:
     if not origin_allowed(request):
-        raise csrf_failed("This origin may not use the API with the browser's cookies.")
+        raise ForeignOrigin()
 
 
 class _CSRFCheck(CsrfViewMiddleware):
@@ -183,7 +179,7 @@ def csrf_check(request: HttpRequest) -> None:
     check.process_request(request)
     reason = check.process_view(request, None, (), {})
     if reason:
-        raise csrf_failed(f"CSRF check failed: {reason}")
+        raise CsrfFailed(f"CSRF check failed: {reason}")
 
 
 # --- the authentication class ----------------------------------------------------------------
@@ -191,15 +187,11 @@ def csrf_check(request: HttpRequest) -> None:
 
 @dataclass(frozen=True)
 class TokenAuth:
-    """``request.auth``: the verified access token and how it arrived."""
+    """``request.auth``: the verified access token, its live session and how it arrived."""
 
     token: AccessToken
-    session: Session
+    session: LiveSession
     from_cookie: bool
-
-    @property
-    def session_id(self) -> uuid.UUID:
-        return self.session.pk
 
 
 def access_token_verify(raw: str) -> AccessToken:
@@ -207,17 +199,7 @@ def access_token_verify(raw: str) -> AccessToken:
     try:
         return AccessToken(raw)
     except TokenError as error:
-        raise exceptions.AuthenticationFailed(
-            "Token is invalid or expired.", code="token_not_valid"
-        ) from error
-
-
-def session_alive(token: AccessToken) -> None:
-    """The session's idle timer (one cache round trip, which also resets it)."""
-    from accounts.services import session_activity_touch
-
-    if not session_activity_touch(session_id=token["sid"]):
-        raise exceptions.AuthenticationFailed("The session has ended; sign in again.", code="token_not_valid")
+        raise TokenNotValid() from error
 
 
 class JWTAuthentication(BaseAuthentication):
@@ -228,42 +210,22 @@ class JWTAuthentication(BaseAuthentication):
         if raw is None:
             return None
         token = access_token_verify(raw)
-        session_alive(token)
-        from accounts.selectors import session_with_user
-        from accounts.services import session_seen_record, uuid_or_none
-
-        session = session_with_user(session_id=uuid_or_none(token["sid"]))
-        if session is None or str(session.user_id) != token["sub"]:
-            raise exceptions.AuthenticationFailed("Token is invalid or expired.", code="token_not_valid")
-        now = timezone.now()
-        if session.revoked_at is not None or session.expires_at <= now:
-            raise exceptions.AuthenticationFailed(
-                "The session has ended; sign in again.", code="token_not_valid"
-            )
-        user = session.user
-        if not user.is_active:
-            raise exceptions.AuthenticationFailed("This account is disabled.", code="account_disabled")
+        live = session_live(token=token)
+        user = User.objects.filter(pk=live.user_id).first()
+        if user is None:
+            raise TokenNotValid()
+        if not user.is_active:  # the database's word, even when the cache has not heard yet
+            raise AccountDisabled()
         if from_cookie and request.method in UNSAFE_METHODS:
             browser_origin_check(request._request)
             csrf_check(request._request)
-        session_seen_record(session=session, now=now)
+        session_activity_record(live=live, write_last_seen=True)
         if token.get("cv") != user.claims_version:
-            extended_access_token_attach(
-                request._request, user=user, session=session, from_cookie=from_cookie
+            fresh = access_token_issue(
+                user=user, session_id=live.session_id, session_expires_at=live.expires_at
             )
-        auth = TokenAuth(token=token, session=session, from_cookie=from_cookie)
-        request._request.token_auth = auth
-        return user, auth
-
-
-def extended_access_token_attach(
-    request: HttpRequest, *, user: User, session: Session, from_cookie: bool
-) -> None:
-    """Mint an access token with the user's current claims; the middleware hands it out."""
-    from accounts.services import access_token_issue
-
-    fresh = access_token_issue(user=user, session_id=session.pk, session_expires_at=session.expires_at)
-    request.extended_access_token = (fresh, from_cookie)
+            request._request.extended_access_token = (fresh, from_cookie)
+        return user, TokenAuth(token=token, session=live, from_cookie=from_cookie)
 
 
 class ExtendedTokenMiddleware:
@@ -274,8 +236,6 @@ class ExtendedTokenMiddleware:
     """
 
     def __init__(self, get_response: Any) -> None:
-        from accounts.tokens import key_ring
-
         # Loaded once when the server builds its handler (gunicorn, runserver): a production
         # process without usable signing keys refuses to start instead of failing at the first
         # sign-in. Management commands (collectstatic at image build, jwt_keys) need no keys.
@@ -288,9 +248,7 @@ class ExtendedTokenMiddleware:
         if extended is not None:
             token, from_cookie = extended
             if from_cookie:
-                access_cookie_set(
-                    response, token=str(token), expires_at=datetime.fromtimestamp(token["exp"], tz=UTC)
-                )
+                access_cookie_set(response, token=str(token), expires_at=token.expires_at)
             else:
                 response[EXTENDED_TOKEN_HEADER] = str(token)
         return response

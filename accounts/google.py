@@ -39,9 +39,9 @@ from django.core.cache import cache
 from google.auth import exceptions as google_exceptions
 from google.auth import jwt as google_jwt
 from google.oauth2 import id_token as google_id_token
-from rest_framework import status
 
-from config.exceptions import ServiceError
+from config.cache import CACHE_ERRORS
+from config.errors import EmailNotVerified, GoogleUnavailable, InvalidGoogleToken, InvalidRequest, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -61,52 +61,14 @@ _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNOR
 _NOT_STORABLE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:[=,]|$)", re.IGNORECASE)
 
 
-# --- Errors -------------------------------------------------------------------------------
+# --- Errors ---------------------------------------------------------------------------------
+# What this module raises: config.errors' InvalidGoogleToken (401), EmailNotVerified (403),
+# GoogleUnavailable (503), NotFound (404, sign-in switched off) and InvalidRequest (400, not a
+# JWT at all: a client bug, not a failed sign-in).
 
 
-class GoogleSignInError(ServiceError):
-    """Base class of everything ``google_id_token_verify`` raises."""
-
-
-class GoogleSignInDisabled(GoogleSignInError):
-    """``GOOGLE_CLIENT_IDS`` is empty: the endpoint behaves as if it did not exist."""
-
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
-    detail = "Not found."
-
-
-class GoogleCredentialMalformed(GoogleSignInError):
-    """The credential is empty or not even a JWT: a client bug, not a failed sign-in."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid_request"
-    detail = "The request is not valid."
-
-    def __init__(self, message: str) -> None:
-        super().__init__(fields={"credential": [message]})
-
-
-class GoogleTokenInvalid(GoogleSignInError):
-    """Signature, audience, issuer, expiry, key id or authorized party do not check out."""
-
-    status_code = status.HTTP_401_UNAUTHORIZED
-    code = "invalid_google_token"
-    detail = "The Google sign-in could not be verified; please sign in with Google again."
-
-
-class GoogleEmailNotVerified(GoogleSignInError):
-    status_code = status.HTTP_403_FORBIDDEN
-    code = "email_not_verified"
-    detail = "Google has not verified the email address of this account."
-
-
-class GoogleUnavailable(GoogleSignInError):
-    """Google's signing certificates could not be fetched: nothing is known about the token."""
-
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    code = "google_unavailable"
-    detail = "Google sign-in is unavailable right now; please try again in a minute."
+def _credential_malformed(message: str) -> InvalidRequest:
+    return InvalidRequest(fields={"credential": [message]})
 
 
 # --- Identity -----------------------------------------------------------------------------
@@ -236,7 +198,7 @@ class CachingRequest(google.auth.transport.Request):
         key = self.cache_key(url)
         try:
             cached = cache.get(key)
-        except Exception:  # a cache outage must not stop sign-ins: download instead
+        except CACHE_ERRORS:  # a cache outage must not stop sign-ins: download instead
             logger.warning("Google certificate cache unreadable; downloading", exc_info=True)
             cached = None
         if isinstance(cached, dict) and isinstance(cached.get("data"), bytes):
@@ -254,7 +216,7 @@ class CachingRequest(google.auth.transport.Request):
         if ttl > 0:
             try:
                 cache.set(key, {"data": data, "headers": {"cache-control": f"max-age={ttl}"}}, ttl)
-            except Exception:
+            except CACHE_ERRORS:
                 logger.warning("Google certificate cache unwritable", exc_info=True)
         return response
 
@@ -285,20 +247,20 @@ def google_sign_in_enabled() -> bool:
 def _structure_check(token: Any) -> None:
     """Refuse what is not even a JWT, before any certificate download."""
     if not isinstance(token, str) or not token.strip():
-        raise GoogleCredentialMalformed("This field may not be blank.")
+        raise _credential_malformed("This field may not be blank.")
     if len(token) > CREDENTIAL_MAX_LENGTH or not token.isascii():
-        raise GoogleCredentialMalformed("This is not a Google ID token.")
+        raise _credential_malformed("This is not a Google ID token.")
     try:
         google_jwt.decode(token, verify=False)
     except ValueError:  # MalformedError, binascii.Error, UnicodeDecodeError
-        raise GoogleCredentialMalformed("This is not a Google ID token.") from None
+        raise _credential_malformed("This is not a Google ID token.") from None
 
 
-def _rejected(reason: str, exc: BaseException | None = None) -> GoogleTokenInvalid:
+def _rejected(reason: str, exc: BaseException | None = None) -> InvalidGoogleToken:
     # google-auth's messages name claims (aud, alg), never the token itself; still truncated
     # and repr'd because every claim is attacker-chosen.
     logger.info("Google ID token rejected: %s%s", reason, f" ({str(exc)[:200]!r})" if exc else "")
-    return GoogleTokenInvalid()
+    return InvalidGoogleToken()
 
 
 def _claim_str(claims: Mapping[str, Any], name: str) -> str:
@@ -318,7 +280,7 @@ def google_id_token_verify(
     """
     client_ids = _client_ids()
     if not client_ids:
-        raise GoogleSignInDisabled()
+        raise NotFound()
     _structure_check(token)
 
     try:
@@ -351,7 +313,7 @@ def google_id_token_verify(
     email_verified = claims.get("email_verified")
     # Google sends a JSON boolean; tokens from older endpoints carried the string "true".
     if not (email_verified is True or email_verified == "true"):
-        raise GoogleEmailNotVerified()
+        raise EmailNotVerified()
 
     hosted_domain = _claim_str(claims, "hd").lower() or None
     return GoogleIdentity(

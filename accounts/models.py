@@ -4,9 +4,12 @@ import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+
+from accounts.emails import email_canonical, email_canonical_or_none
 
 
 class UserManager(BaseUserManager["User"]):
@@ -14,11 +17,14 @@ class UserManager(BaseUserManager["User"]):
 
     @classmethod
     def normalize_email(cls, email: str | None) -> str:
-        # The whole address is lower-cased: the login is case-insensitive end to end.
-        return (email or "").strip().lower()
+        """The canonical form (accounts.emails); an address without one is left for clean() to refuse."""
+        return email_canonical_or_none(email) or (email or "").strip()
 
     def get_by_natural_key(self, username: str | None) -> User:
-        return self.get(email__iexact=self.normalize_email(username))
+        canonical = email_canonical_or_none(username)
+        if canonical is None:
+            raise self.model.DoesNotExist("No user has this email address.")
+        return self.get(email=canonical)
 
     def _create_user(self, email: str, password: str | None, **extra_fields) -> User:
         if not email:
@@ -92,7 +98,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def clean(self) -> None:
         super().clean()
-        self.email = User.objects.normalize_email(self.email)
+        try:
+            self.email = email_canonical(self.email)
+        except ValidationError as error:
+            raise ValidationError({"email": error.messages}) from None
 
     def get_full_name(self) -> str:
         return self.name or self.email
@@ -162,10 +171,6 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.method}, {self.created_at:%Y-%m-%d %H:%M})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None and self.expires_at > timezone.now()
 
 
 class AuditEventType(models.TextChoices):

@@ -1,47 +1,55 @@
-"""Reads for users and sessions."""
+"""Reads for users and sessions, and the one rule that says whether a token's session is alive."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Protocol
 
-from django.core.cache import cache
-from django.db.models import QuerySet
+from django.conf import settings
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
+from accounts import session_cache
 from accounts.models import Session, User
-from accounts.services import auth_unavailable, session_cache_key
+from accounts.session_cache import CachedClaims
+from accounts.tokens import PortalToken
+from config.errors import AccountDisabled, SessionEnded, SessionIdle, TokenNotValid
 
 
-def session_active_list(*, user: User) -> list[Session]:
-    """The user's sessions that can still be used: not revoked, not past their end, not idle."""
-    sessions = list(
-        Session.objects.filter(user=user, revoked_at=None, expires_at__gt=timezone.now()).order_by(
-            "-last_seen_at"
-        )
+class ScopeClaim(Protocol):
+    def __call__(self, *, user: User) -> str: ...
+
+
+@cache
+def _scope_claim_function(path: str) -> ScopeClaim:
+    return import_string(path)
+
+
+def user_scope_claim(*, user: User) -> str:
+    """The token's ``scope`` claim, as the app named by ``SCOPE_CLAIM_FUNCTION`` computes it.
+
+    This is the one hook through which accounts learns what a user may act on: the clusters
+    app owns clients and grants, and accounts must not import it.
+    """
+    if not settings.SCOPE_CLAIM_FUNCTION:
+        return ""
+    return _scope_claim_function(settings.SCOPE_CLAIM_FUNCTION)(user=user)
+
+
+def user_claims(*, user: User) -> CachedClaims:
+    return CachedClaims(
+        email=user.email,
+        scope=user_scope_claim(user=user),
+        active=user.is_active,
+        claims_version=user.claims_version,
     )
-    if not sessions:
-        return []
-    try:
-        alive = cache.get_many([session_cache_key(session.pk) for session in sessions])
-    except Exception as error:
-        raise auth_unavailable() from error
-    return [session for session in sessions if session_cache_key(session.pk) in alive]
-
-
-def session_with_user(*, session_id: uuid.UUID | None) -> Session | None:
-    if session_id is None:
-        return None
-    return Session.objects.select_related("user").filter(pk=session_id).first()
-
-
-def user_sessions(*, user: User) -> QuerySet[Session]:
-    return Session.objects.filter(user=user)
 
 
 def user_profile(*, user: User) -> dict:
     """The contract's ``User`` body."""
-    from clusters.selectors import user_scope_claim
-
     return {
         "id": user.pk,
         "email": user.email,
@@ -51,7 +59,79 @@ def user_profile(*, user: User) -> dict:
     }
 
 
-def user_permissions(*, user: User) -> dict:
-    from clusters.selectors import user_client_permissions
+# --- Session liveness -----------------------------------------------------------------------
 
-    return {"clients": user_client_permissions(user=user), "isStaff": user.is_staff}
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A session a verified token may use right now, and its user's current claims."""
+
+    session_id: uuid.UUID
+    user_id: int
+    expires_at: datetime
+    claims: CachedClaims
+    timer_due: bool  # the idle timer should be extended (see session_cache.idle_timer_precision)
+
+
+def uuid_or_none(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _user_id(token: PortalToken) -> int | None:
+    subject = token.get("sub")
+    return int(subject) if isinstance(subject, str) and subject.isdigit() else None
+
+
+def _claims_load(*, user_id: int) -> CachedClaims:
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        raise TokenNotValid()
+    claims = user_claims(user=user)
+    session_cache.claims_cache_write(user_id=user_id, claims=claims)
+    return claims
+
+
+def session_live(*, token: PortalToken) -> LiveSession:
+    """The live session of a verified token, or the typed error: the rule every path uses.
+
+    Authentication, refresh and ``/validate`` all ask this. It reads the cache in one round
+    trip (no database query) unless the user's claims are not cached. Raises ``SessionEnded``
+    (revoked), ``SessionIdle`` (idle longer than ``JWT_TTL``), ``AccountDisabled`` or
+    ``TokenNotValid`` (the token names another user than its session).
+    """
+    session_id, user_id = uuid_or_none(token.get("sid")), _user_id(token)
+    if session_id is None or user_id is None:
+        raise TokenNotValid()
+    cached = session_cache.session_cache_read(session_id=session_id, user_id=user_id)
+    if cached.revoked:
+        raise SessionEnded()
+    if cached.seen is None or cached.ends_at is None:
+        raise SessionIdle()
+    if cached.user_id != user_id:
+        raise TokenNotValid()
+    if cached.ends_at <= timezone.now():
+        raise SessionEnded()
+    claims = cached.claims or _claims_load(user_id=user_id)
+    if not claims.active:
+        raise AccountDisabled()
+    return LiveSession(
+        session_id=session_id,
+        user_id=user_id,
+        expires_at=cached.ends_at,
+        claims=claims,
+        timer_due=session_cache.session_timer_due(seen=cached.seen),
+    )
+
+
+def session_active_list(*, user: User) -> list[Session]:
+    """The user's sessions that can still be used: not revoked, not past their end, not idle."""
+    sessions = list(
+        Session.objects.filter(user=user, revoked_at=None, expires_at__gt=timezone.now()).order_by(
+            "-last_seen_at"
+        )
+    )
+    alive = session_cache.sessions_alive(session_ids=[session.pk for session in sessions])
+    return [session for session in sessions if session.pk in alive]

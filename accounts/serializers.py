@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from accounts.emails import email_canonical
 from accounts.google import CREDENTIAL_MAX_LENGTH
 
 DELIVERY_COOKIE, DELIVERY_BODY = "cookie", "body"
@@ -32,8 +34,18 @@ class Base64PasswordField(serializers.CharField):
             self.fail("invalid_base64")
 
 
+class CanonicalEmailField(serializers.EmailField):
+    """An email address in its one canonical form (accounts.emails), or a 400 on this field."""
+
+    def to_internal_value(self, data) -> str:
+        try:
+            return email_canonical(super().to_internal_value(data))
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+
+
 class LoginInputSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+    email = CanonicalEmailField(max_length=254)
     password = Base64PasswordField()
     tokenDelivery = serializers.ChoiceField(
         choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
@@ -69,11 +81,6 @@ class TokenResponseSerializer(serializers.Serializer):
     )
     accessToken = serializers.CharField(required=False, help_text='Only with tokenDelivery "body".')
     refreshToken = serializers.CharField(required=False, help_text='Only with tokenDelivery "body".')
-
-
-class PermissionsSerializer(serializers.Serializer):
-    clients = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
-    isStaff = serializers.BooleanField()
 
 
 class SessionSerializer(serializers.Serializer):

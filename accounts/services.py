@@ -1,9 +1,9 @@
 """Writes for users, sessions and tokens.
 
-A session is the durable record of one sign-in (the database) plus a liveness key in the cache
-whose time-to-live is the idle timeout. Every authenticated request resets the key; revoking a
-session deletes it; a session whose key is gone is over. The cache is consulted on every
-request, so when it cannot be reached we fail closed (503 ``auth_unavailable``).
+A session is the durable record of one sign-in (the database) plus its cache entries (see
+``accounts.session_cache``). Revocation writes the cache first: if the cache cannot take it,
+nothing is revoked and the caller hears 503, so the database never says "revoked" while
+``/validate`` still says "alive".
 """
 
 from __future__ import annotations
@@ -11,24 +11,20 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
-from rest_framework import status
+from rest_framework_simplejwt.exceptions import TokenError
 
-from accounts.google import (
-    GoogleEmailNotVerified,
-    GoogleIdentity,
-    GoogleTokenInvalid,
-    google_id_token_verify,
-)
+from accounts import session_cache
+from accounts.audit import RequestOrigin, audit_event_record
+from accounts.emails import email_canonical, email_canonical_or_none
+from accounts.google import GoogleIdentity, google_id_token_verify
 from accounts.models import (
-    AuditEvent,
     AuditEventType,
     AuthMethod,
     GoogleAccount,
@@ -36,33 +32,24 @@ from accounts.models import (
     SessionRevokedReason,
     User,
 )
+from accounts.selectors import LiveSession, session_live, user_claims, user_scope_claim, uuid_or_none
 from accounts.tokens import AccessToken, RefreshToken
-from config.exceptions import ServiceError
+from config.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    NoAccount,
+    NotFound,
+    PortalError,
+    RefreshTokenReused,
+    SessionEnded,
+    SessionIdle,
+    TokenNotValid,
+)
 
 logger = logging.getLogger(__name__)
 
-SESSION_CACHE_PREFIX = "auth:session:"
 # last_seen_at is for people reading the sessions list: a minute of precision spares a write per request.
 LAST_SEEN_PRECISION = timedelta(minutes=1)
-USER_AGENT_MAX = 512
-
-
-def auth_unavailable() -> ServiceError:
-    return ServiceError(
-        "Sign-in is temporarily unavailable; try again shortly.",
-        code="auth_unavailable",
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
-
-
-def token_not_valid(detail: str = "Token is invalid or expired.") -> ServiceError:
-    return ServiceError(detail, code="token_not_valid", status_code=status.HTTP_403_FORBIDDEN)
-
-
-def account_disabled() -> ServiceError:
-    return ServiceError(
-        "This account is disabled.", code="account_disabled", status_code=status.HTTP_403_FORBIDDEN
-    )
 
 
 @dataclass(frozen=True)
@@ -77,59 +64,11 @@ class IssuedTokens:
     refresh_expires_at: datetime
 
 
-# --- the idle-timeout cache ------------------------------------------------------------------
-
-
-def session_cache_key(session_id: uuid.UUID | str) -> str:
-    return f"{SESSION_CACHE_PREFIX}{session_id}"
-
-
-def session_activity_touch(*, session_id: uuid.UUID | str) -> bool:
-    """Reset the session's idle timer in one round trip; False when it was revoked or went idle."""
-    try:
-        return bool(cache.touch(session_cache_key(session_id), timeout=settings.JWT_TTL.total_seconds()))
-    except Exception as error:  # any cache failure: fail closed
-        logger.warning("session cache unreachable: %s", type(error).__name__)
-        raise auth_unavailable() from error
-
-
-def _session_activity_start(*, session_id: uuid.UUID) -> None:
-    try:
-        cache.set(session_cache_key(session_id), 1, timeout=settings.JWT_TTL.total_seconds())
-    except Exception as error:
-        logger.warning("session cache unreachable: %s", type(error).__name__)
-        raise auth_unavailable() from error
-
-
-def _session_activity_end(*, session_ids: list[uuid.UUID]) -> None:
-    if not session_ids:
-        return
-    try:
-        cache.delete_many([session_cache_key(session_id) for session_id in session_ids])
-    except Exception as error:
-        # The database already says revoked, and authenticated requests check it; /validate
-        # cannot reach the cache either, so it refuses everything until the cache is back.
-        logger.warning("session cache unreachable while revoking: %s", type(error).__name__)
-        raise auth_unavailable() from error
-
-
-def session_seen_record(*, session: Session, now: datetime | None = None) -> None:
-    """Move last_seen_at forward, at most about once a minute per session."""
-    now = now or timezone.now()
-    if now - session.last_seen_at >= LAST_SEEN_PRECISION:
-        Session.objects.filter(pk=session.pk, last_seen_at__lt=now).update(last_seen_at=now)
-        session.last_seen_at = now
-
-
 # --- tokens ----------------------------------------------------------------------------------
 
 
-def access_token_issue(
-    *, user: User, session_id: uuid.UUID | str, session_expires_at: datetime
-) -> AccessToken:
-    from clusters.selectors import user_scope_claim
-
-    now = timezone.now()
+def access_token_issue(*, user: User, session_id: uuid.UUID, session_expires_at: datetime) -> AccessToken:
+    """An access token carrying the user's current claims."""
     return AccessToken.issue(
         claims={
             "sub": str(user.pk),
@@ -138,8 +77,8 @@ def access_token_issue(
             "sid": str(session_id),
             "cv": user.claims_version,
         },
-        issued_at=now,
-        expires_at=min(now + settings.JWT_ACCESS_TTL, session_expires_at),
+        issued_at=timezone.now(),
+        session_expires_at=session_expires_at,
     )
 
 
@@ -147,7 +86,7 @@ def _refresh_payload(*, user: User, session: Session, now: datetime) -> dict:
     token = RefreshToken.issue(
         claims={"sub": str(user.pk), "email": user.email, "sid": str(session.pk)},
         issued_at=now,
-        expires_at=min(now + settings.JWT_REFRESH_TTL, session.expires_at),
+        session_expires_at=session.expires_at,
     )
     return token.payload
 
@@ -159,48 +98,19 @@ def _issued(*, user: User, session: Session, refresh_payload: dict) -> IssuedTok
         user=user,
         session_id=session.pk,
         access_token=str(access),
-        access_expires_at=datetime.fromtimestamp(access["exp"], tz=UTC),
+        access_expires_at=access.expires_at,
         refresh_token=str(refresh),
-        refresh_expires_at=datetime.fromtimestamp(refresh["exp"], tz=UTC),
+        refresh_expires_at=refresh.expires_at,
     )
-
-
-# --- audit -----------------------------------------------------------------------------------
-
-
-def audit_event_record(
-    *,
-    type: AuditEventType,
-    user: User | None = None,
-    email: str = "",
-    method: str = "",
-    ip: str | None = None,
-    user_agent: str = "",
-    session_id: uuid.UUID | None = None,
-    detail: str = "",
-) -> AuditEvent:
-    event = AuditEvent(
-        type=type,
-        user=user,
-        email=(email or (user.email if user else ""))[:254],
-        method=method,
-        ip=ip or None,
-        user_agent=user_agent[:USER_AGENT_MAX],
-        session_id=session_id,
-        detail=detail[:255],
-    )
-    event.full_clean()
-    event.save()
-    return event
 
 
 # --- sign-in ---------------------------------------------------------------------------------
 
 
-def user_password_authenticate(*, email: str, password: str, ip: str | None, user_agent: str) -> User:
+def user_password_authenticate(*, email: str, password: str, origin: RequestOrigin) -> User:
     """The user with this email and password; 401 ``invalid_credentials`` or 403 ``account_disabled``."""
-    normalized = User.objects.normalize_email(email)
-    user = User.objects.filter(email__iexact=normalized).first()
+    normalized = email_canonical(email)  # the serializer already made it canonical: a no-op there
+    user = User.objects.filter(email=normalized).first()
     if user is None:
         # Timing: hash the password anyway, so an unknown email costs what a wrong password costs.
         User().set_password(password)
@@ -213,33 +123,27 @@ def user_password_authenticate(*, email: str, password: str, ip: str | None, use
             user=user,
             email=normalized,
             method=AuthMethod.PASSWORD,
-            ip=ip,
-            user_agent=user_agent,
+            origin=origin,
             detail="unknown email" if user is None else "wrong password",
         )
-        raise ServiceError(
-            "The email or password is not correct.",
-            code="invalid_credentials",
-            status_code=status.HTTP_401_UNAUTHORIZED,
-        )
+        raise InvalidCredentials()
     if not user.is_active:
         # Only after a correct password: the account's state is not told to someone guessing.
         audit_event_record(
             type=AuditEventType.LOGIN_FAILED,
             user=user,
             method=AuthMethod.PASSWORD,
-            ip=ip,
-            user_agent=user_agent,
+            origin=origin,
             detail="account disabled",
         )
-        raise account_disabled()
+        raise AccountDisabled()
     return user
 
 
-def session_start(*, user: User, method: str, user_agent: str, ip: str | None) -> IssuedTokens:
+def session_start(*, user: User, method: str, origin: RequestOrigin) -> IssuedTokens:
     """Open a session (one refresh family) after any successful authentication, and issue its tokens."""
     if not user.is_active:
-        raise account_disabled()
+        raise AccountDisabled()
     now = timezone.now()
     session = Session(
         id=uuid.uuid4(),
@@ -248,8 +152,8 @@ def session_start(*, user: User, method: str, user_agent: str, ip: str | None) -
         created_at=now,
         last_seen_at=now,
         expires_at=now + settings.JWT_SESSION_MAX,
-        user_agent=user_agent[:USER_AGENT_MAX],
-        ip=ip or None,
+        user_agent=origin.user_agent,
+        ip=origin.ip or None,
     )
     refresh_payload = _refresh_payload(user=user, session=session, now=now)
     session.current_refresh_jti = refresh_payload["jti"]
@@ -262,35 +166,40 @@ def session_start(*, user: User, method: str, user_agent: str, ip: str | None) -
             type=AuditEventType.LOGIN_SUCCEEDED,
             user=user,
             method=method,
-            ip=ip,
-            user_agent=user_agent,
+            origin=origin,
             session_id=session.pk,
         )
-    _session_activity_start(session_id=session.pk)
+    session_cache.session_timer_start(session_id=session.pk, user_id=user.pk, ends_at=session.expires_at)
+    session_cache.claims_cache_write(user_id=user.pk, claims=user_claims(user=user))
     return _issued(user=user, session=session, refresh_payload=refresh_payload)
+
+
+def session_activity_record(*, live: LiveSession, write_last_seen: bool) -> None:
+    """Extend the idle timer when it is due; ``write_last_seen`` also records it for the sessions list."""
+    if not live.timer_due:
+        return
+    session_cache.session_timer_start(
+        session_id=live.session_id, user_id=live.user_id, ends_at=live.expires_at
+    )
+    if write_last_seen:
+        now = timezone.now()
+        Session.objects.filter(pk=live.session_id, last_seen_at__lte=now - LAST_SEEN_PRECISION).update(
+            last_seen_at=now
+        )
 
 
 # --- Google sign-in ---------------------------------------------------------------------------
 
 
-def no_account() -> ServiceError:
-    return ServiceError(
-        "No account here belongs to this Google account; ask an operator for access.",
-        code="no_account",
-        status_code=status.HTTP_403_FORBIDDEN,
-    )
-
-
 def _google_login_failed(
-    *, error: ServiceError, ip: str | None, user_agent: str, user: User | None = None, email: str = ""
-) -> ServiceError:
+    *, error: PortalError, origin: RequestOrigin, user: User | None = None, email: str = ""
+) -> PortalError:
     audit_event_record(
         type=AuditEventType.LOGIN_FAILED,
         user=user,
         email=email,
         method=AuthMethod.GOOGLE,
-        ip=ip,
-        user_agent=user_agent,
+        origin=origin,
         detail=error.code,
     )
     return error
@@ -302,7 +211,7 @@ def _google_linked_user(*, sub: str) -> User | None:
 
 
 def google_account_link(
-    *, user: User, identity: GoogleIdentity, ip: str | None = None, user_agent: str = "", detail: str = ""
+    *, user: User, identity: GoogleIdentity, origin: RequestOrigin | None = None, detail: str = ""
 ) -> GoogleAccount:
     """Link a verified Google account to ``user``; IntegrityError when another sign-in linked it first."""
     account = GoogleAccount(user=user, sub=identity.sub, email=identity.email[:254])
@@ -314,8 +223,7 @@ def google_account_link(
             type=AuditEventType.GOOGLE_LINKED,
             user=user,
             method=AuthMethod.GOOGLE,
-            ip=ip,
-            user_agent=user_agent,
+            origin=origin,
             detail=detail,
         )
     return account
@@ -333,139 +241,133 @@ def google_account_unlink(*, account: GoogleAccount, actor: User | None = None) 
         )
 
 
-def _google_user_link_or_create(*, identity: GoogleIdentity, ip: str | None, user_agent: str) -> User:
-    email = User.objects.normalize_email(identity.email)
+def _google_user_link_or_create(*, identity: GoogleIdentity, origin: RequestOrigin) -> User:
+    email = email_canonical_or_none(identity.email)
+    if email is None:  # an address no account here can have: treated like an unknown one
+        raise _google_login_failed(error=NoAccount(), email=identity.email, origin=origin)
     # Only an address Google is authoritative for proves who this is today: a consumer Google
     # account can hold a verified address of a company mailbox it has long lost.
-    existing = User.objects.filter(email__iexact=email).first() if identity.email_authoritative else None
+    existing = User.objects.filter(email=email).first() if identity.email_authoritative else None
     if existing is not None:
         if not existing.is_active:
-            raise _google_login_failed(error=account_disabled(), user=existing, ip=ip, user_agent=user_agent)
+            raise _google_login_failed(error=AccountDisabled(), user=existing, origin=origin)
         google_account_link(
-            user=existing, identity=identity, ip=ip, user_agent=user_agent, detail="linked by verified email"
+            user=existing, identity=identity, origin=origin, detail="linked by verified email"
         )
         return existing
     if not identity.domain_allowed(settings.GOOGLE_ALLOWED_DOMAINS):
-        raise _google_login_failed(error=no_account(), email=email, ip=ip, user_agent=user_agent)
+        raise _google_login_failed(error=NoAccount(), email=email, origin=origin)
     with transaction.atomic():
         # No grants: an operator decides which clients a provisioned user may see.
         user = User.objects.create_user(email=email, password=None, name=identity.name[:150])
-        google_account_link(
-            user=user, identity=identity, ip=ip, user_agent=user_agent, detail="new user (allowed domain)"
-        )
+        google_account_link(user=user, identity=identity, origin=origin, detail="new user (allowed domain)")
     return user
 
 
-def google_sign_in(*, credential: str, ip: str | None, user_agent: str) -> IssuedTokens:
+def google_sign_in(*, credential: str, origin: RequestOrigin) -> IssuedTokens:
     """Sign in with a Google ID token: the linked user, else link by email, else provision by domain."""
     try:
         identity = google_id_token_verify(token=credential)
-    except (GoogleTokenInvalid, GoogleEmailNotVerified) as error:
-        raise _google_login_failed(error=error, ip=ip, user_agent=user_agent) from None
+    except PortalError as error:
+        if error.status_code in (401, 403):  # a refused sign-in, not an outage or a client bug
+            raise _google_login_failed(error=error, origin=origin) from None
+        raise
 
     user = _google_linked_user(sub=identity.sub)
     if user is None:
         try:
-            user = _google_user_link_or_create(identity=identity, ip=ip, user_agent=user_agent)
+            user = _google_user_link_or_create(identity=identity, origin=origin)
         except (IntegrityError, ValidationError):
             # A concurrent sign-in with the same Google account linked (or created) first.
             user = _google_linked_user(sub=identity.sub)
             if user is None:
                 raise
     if not user.is_active:
-        raise _google_login_failed(error=account_disabled(), user=user, ip=ip, user_agent=user_agent)
-    return session_start(user=user, method=AuthMethod.GOOGLE, user_agent=user_agent, ip=ip)
+        raise _google_login_failed(error=AccountDisabled(), user=user, origin=origin)
+    return session_start(user=user, method=AuthMethod.GOOGLE, origin=origin)
 
 
 # --- refresh ---------------------------------------------------------------------------------
 
 
-def refresh_token_rotate(*, token: str, ip: str | None, user_agent: str) -> IssuedTokens:
-    """Trade a refresh token for its successor; a reused retired token revokes the whole family."""
-    from rest_framework_simplejwt.exceptions import TokenError
+def _refresh_session(*, presented: RefreshToken, origin: RequestOrigin) -> Session:
+    """The presented token's session, alive by the same rule as every request, and its row."""
+    try:
+        session_live(token=presented)
+    except SessionIdle:
+        idle = Session.objects.filter(pk=uuid_or_none(presented["sid"]), revoked_at=None).first()
+        if idle is not None:
+            sessions_revoke(sessions=[idle], reason=SessionRevokedReason.IDLE, origin=origin)
+        raise
+    session = Session.objects.select_related("user").filter(pk=uuid_or_none(presented["sid"])).first()
+    if session is None or str(session.user_id) != presented["sub"]:
+        raise TokenNotValid()
+    if session.revoked_at is not None or session.expires_at <= timezone.now():
+        raise SessionEnded()
+    if not session.user.is_active:
+        raise AccountDisabled()
+    return session
 
+
+def refresh_token_rotate(*, token: str, origin: RequestOrigin) -> IssuedTokens:
+    """Trade a refresh token for its successor; a reused retired token revokes the whole family."""
     try:
         presented = RefreshToken(token)
     except TokenError as error:
-        raise token_not_valid() from error
-    session_id, jti = presented["sid"], presented["jti"]
-
-    session = Session.objects.select_related("user").filter(pk=uuid_or_none(session_id)).first()
-    if session is None or str(session.user_id) != presented["sub"]:
-        raise token_not_valid()
-    now = timezone.now()
-    if session.revoked_at is not None or session.expires_at <= now:
-        raise token_not_valid("The session has ended; sign in again.")
-    if not session.user.is_active:
-        raise account_disabled()
-    if not session_activity_touch(session_id=session.pk):
-        session_revoke(session=session, reason=SessionRevokedReason.IDLE)
-        raise token_not_valid("The session expired after inactivity; sign in again.")
-
+        raise TokenNotValid() from error
+    session = _refresh_session(presented=presented, origin=origin)
+    jti, now = presented["jti"], timezone.now()
     successor = _refresh_payload(user=session.user, session=session, now=now)
-    reused = False
-    with transaction.atomic():
-        # The single winner: only one UPDATE can still match the presented jti, because the
-        # database serialises writers on the row and re-checks the condition after the lock.
-        won = Session.objects.filter(pk=session.pk, current_refresh_jti=jti, revoked_at=None).update(
-            current_refresh_jti=successor["jti"],
-            current_refresh_payload=successor,
-            previous_refresh_jti=jti,
-            rotated_at=now,
-            last_seen_at=now,
-        )
-        if won:
-            payload = successor
-        else:
-            session.refresh_from_db()
-            if session.revoked_at is not None:
-                raise token_not_valid("The session has ended; sign in again.")
-            within_grace = (
-                session.previous_refresh_jti == jti
-                and session.rotated_at is not None
-                and now - session.rotated_at <= settings.JWT_REFRESH_REUSE_GRACE
-            )
-            if within_grace:
-                # Two tabs refreshing at once: both get the family's current member, not a new one.
-                payload = session.current_refresh_payload
-            else:
-                reused = True
-                _session_revoke_rows(
-                    session_ids=[session.pk], reason=SessionRevokedReason.REFRESH_REUSE, now=now
-                )
-                audit_event_record(
-                    type=AuditEventType.REFRESH_REUSED,
-                    user=session.user,
-                    method=session.method,
-                    ip=ip,
-                    user_agent=user_agent,
-                    session_id=session.pk,
-                    detail="a retired refresh token was presented again; session revoked",
-                )
-    if reused:
-        _session_activity_end(session_ids=[session.pk])
-        raise ServiceError(
-            "This refresh token was already used; the session has been revoked for safety.",
-            code="refresh_token_reused",
-            status_code=status.HTTP_403_FORBIDDEN,
-        )
+    # The single winner: only one UPDATE can still match the presented jti, because the
+    # database serialises writers on the row and re-checks the condition after the lock.
+    won = Session.objects.filter(pk=session.pk, current_refresh_jti=jti, revoked_at=None).update(
+        current_refresh_jti=successor["jti"],
+        current_refresh_payload=successor,
+        previous_refresh_jti=jti,
+        rotated_at=now,
+        last_seen_at=now,
+    )
+    if won:
+        payload = successor
+    else:
+        payload = _refresh_lost_race(session=session, jti=jti, now=now, origin=origin)
+    session_cache.session_timer_start(
+        session_id=session.pk, user_id=session.user_id, ends_at=session.expires_at
+    )
+    session_cache.claims_cache_write(user_id=session.user_id, claims=user_claims(user=session.user))
     return _issued(user=session.user, session=session, refresh_payload=payload)
 
 
-def uuid_or_none(value: object) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
+def _refresh_lost_race(*, session: Session, jti: str, now: datetime, origin: RequestOrigin) -> dict:
+    """A token that is no longer the current one: the twin tab within the grace, or reuse."""
+    session.refresh_from_db()
+    if session.revoked_at is not None:
+        raise SessionEnded()
+    within_grace = (
+        session.previous_refresh_jti == jti
+        and session.rotated_at is not None
+        and now - session.rotated_at <= settings.JWT_REFRESH_REUSE_GRACE
+    )
+    if within_grace:
+        # Two tabs refreshing at once: both get the family's current member, not a new one.
+        return session.current_refresh_payload
+    sessions_revoke(sessions=[session], reason=SessionRevokedReason.REFRESH_REUSE, origin=origin)
+    audit_event_record(
+        type=AuditEventType.REFRESH_REUSED,
+        user=session.user,
+        method=session.method,
+        origin=origin,
+        session_id=session.pk,
+        detail="a retired refresh token was presented again; session revoked",
+    )
+    raise RefreshTokenReused()
 
 
 # --- revocation ------------------------------------------------------------------------------
 
 
-def _session_revoke_rows(*, session_ids: list[uuid.UUID], reason: str, now: datetime) -> list[uuid.UUID]:
-    active = list(Session.objects.filter(pk__in=session_ids, revoked_at=None).values_list("pk", flat=True))
-    Session.objects.filter(pk__in=active, revoked_at=None).update(revoked_at=now, revoked_reason=reason)
-    return active
+def _revocation_audit_type(reason: str) -> AuditEventType:
+    return AuditEventType.LOGOUT if reason == SessionRevokedReason.LOGOUT else AuditEventType.SESSION_REVOKED
 
 
 def sessions_revoke(
@@ -475,50 +377,45 @@ def sessions_revoke(
     except_session_id: uuid.UUID | None = None,
     reason: str,
     actor: User | None = None,
-    ip: str | None = None,
-    user_agent: str = "",
+    origin: RequestOrigin | None = None,
 ) -> int:
-    """Revoke the given sessions, or all of a user's (but ``except_session_id``); returns how many."""
+    """Revoke the given sessions, or all of a user's (but ``except_session_id``); returns how many.
+
+    The cache is told first (503 ``auth_unavailable`` if it cannot be, and nothing changes).
+    """
     if sessions is None:
         if user is None:
             raise ValueError("Pass sessions or a user.")
-        query = Session.objects.filter(user=user, revoked_at=None)
-        if except_session_id is not None:
-            query = query.exclude(pk=except_session_id)
-        sessions = list(query)
+        sessions = list(
+            Session.objects.filter(user=user, revoked_at=None)
+            .exclude(pk=except_session_id)
+            .select_related("user")
+        )
+    session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
     now = timezone.now()
+    revoked = 0
     with transaction.atomic():
-        revoked = set(_session_revoke_rows(session_ids=[s.pk for s in sessions], reason=reason, now=now))
         for session in sessions:
-            if session.pk not in revoked:
+            if not Session.objects.filter(pk=session.pk, revoked_at=None).update(
+                revoked_at=now, revoked_reason=reason
+            ):
                 continue
+            revoked += 1
+            session.revoked_at, session.revoked_reason = now, reason
+            by = f"; by {actor.email}" if actor and actor != session.user else ""
             audit_event_record(
-                type=AuditEventType.LOGOUT
-                if reason == SessionRevokedReason.LOGOUT
-                else AuditEventType.SESSION_REVOKED,
+                type=_revocation_audit_type(reason),
                 user=session.user,
                 method=session.method,
-                ip=ip,
-                user_agent=user_agent,
+                origin=origin,
                 session_id=session.pk,
-                detail=f"reason: {reason}"
-                + (f"; by {actor.email}" if actor and actor != session.user else ""),
+                detail=f"reason: {reason}{by}",
             )
-            session.revoked_at, session.revoked_reason = now, reason
-    _session_activity_end(session_ids=list(revoked))
-    return len(revoked)
+    return revoked
 
 
-def session_revoke(
-    *, session: Session, reason: str, actor: User | None = None, ip: str | None = None, user_agent: str = ""
-) -> bool:
-    return bool(sessions_revoke(sessions=[session], reason=reason, actor=actor, ip=ip, user_agent=user_agent))
-
-
-def session_logout(*, token: str | None, ip: str | None, user_agent: str) -> None:
+def session_logout(*, token: str | None, origin: RequestOrigin) -> None:
     """Revoke the session a (refresh or access) token belongs to; nothing to do for a bad token."""
-    from rest_framework_simplejwt.exceptions import TokenError
-
     if not token:
         return
     for token_class in (RefreshToken, AccessToken):
@@ -528,26 +425,30 @@ def session_logout(*, token: str | None, ip: str | None, user_agent: str) -> Non
             continue
         session = Session.objects.select_related("user").filter(pk=uuid_or_none(decoded["sid"])).first()
         if session is not None and str(session.user_id) == decoded["sub"]:
-            session_revoke(session=session, reason=SessionRevokedReason.LOGOUT, ip=ip, user_agent=user_agent)
+            sessions_revoke(sessions=[session], reason=SessionRevokedReason.LOGOUT, origin=origin)
         return
 
 
-def user_session_revoke(*, user: User, session_id: uuid.UUID, ip: str | None, user_agent: str) -> None:
+def user_session_revoke(*, user: User, session_id: uuid.UUID, origin: RequestOrigin) -> None:
     """The user ends one of their own sessions; someone else's is a 404, like a missing one."""
     session = Session.objects.filter(pk=session_id, user=user, revoked_at=None).select_related("user").first()
     if session is None:
-        raise ServiceError("Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
-    session_revoke(
-        session=session, reason=SessionRevokedReason.USER, actor=user, ip=ip, user_agent=user_agent
-    )
+        raise NotFound()
+    sessions_revoke(sessions=[session], reason=SessionRevokedReason.USER, actor=user, origin=origin)
 
 
 # --- users -----------------------------------------------------------------------------------
 
 
 def user_claims_bump(*, user_id: int) -> None:
-    """Record that the user's token claims (scopes, email, name) changed: tokens get re-issued."""
+    """Record that the user's token claims (scopes, email, name) changed: tokens get re-issued.
+
+    The cached claims are forgotten now and again once the transaction commits, so a request
+    between the two cannot keep what the database had before.
+    """
     User.objects.filter(pk=user_id).update(claims_version=F("claims_version") + 1)
+    session_cache.claims_cache_forget(user_ids=[user_id])
+    transaction.on_commit(lambda: session_cache.claims_cache_forget(user_ids=[user_id]), robust=True)
 
 
 def user_password_change(
@@ -571,3 +472,4 @@ def user_deactivate(*, user: User, actor: User | None = None) -> None:
         User.objects.filter(pk=user.pk).update(is_active=False)
         user.is_active = False
         sessions_revoke(user=user, reason=SessionRevokedReason.DEACTIVATED, actor=actor)
+        user_claims_bump(user_id=user.pk)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
-from rest_framework import exceptions
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.authentication import client_ip
-from accounts.models import User
-from accounts.services import auth_unavailable
+from accounts.emails import email_canonical_or_none
+from config.cache import CACHE_ERRORS
+from config.errors import AuthUnavailable
 
 
 class _CacheThrottle(SimpleRateThrottle):
@@ -23,10 +23,8 @@ class _CacheThrottle(SimpleRateThrottle):
     def allow_request(self, request, view) -> bool:
         try:
             return super().allow_request(request, view)
-        except exceptions.APIException:
-            raise
-        except Exception as error:  # the cache is down: refuse rather than allow unlimited guessing
-            raise auth_unavailable() from error
+        except CACHE_ERRORS as error:  # the cache is down: refuse rather than allow unlimited guessing
+            raise AuthUnavailable() from error
 
 
 class LoginIPThrottle(_CacheThrottle):
@@ -45,8 +43,8 @@ class LoginAccountThrottle(_CacheThrottle):
 
     def get_cache_key(self, request, view) -> str | None:
         data = request.data
-        email = data.get("email") if isinstance(data, dict) else None
-        if not isinstance(email, str) or not email.strip():
-            return None  # nothing to count: the request fails validation anyway
-        digest = hashlib.sha256(User.objects.normalize_email(email).encode()).hexdigest()
+        email = email_canonical_or_none(data.get("email")) if isinstance(data, dict) else None
+        if email is None:
+            return None  # no account can have it: the request fails validation, no password is tried
+        digest = hashlib.sha256(email.encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}

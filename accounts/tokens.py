@@ -20,7 +20,8 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ CURRENT_KEY_FILE = "current"
 KEYS_DIR_RECHECK_SECONDS = 5.0
 VERIFIED_TOKENS_CACHED = 8192
 MAX_TOKEN_LENGTH = 8192
-REQUIRED_CLAIMS = ("iss", "sub", "sid", "jti", "token_type", "iat", "exp")
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "token_type", "iat", "exp")
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,14 @@ class SigningKey:
     public_key: Any  # a cryptography public key, or the same bytes for HS256
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class KeyRing:
+    """The process's keys and the one token backend that signs and verifies with them.
+
+    A rotated or retired key builds a new ring (``key_ring``), and with it a new backend whose
+    memory of verified tokens starts empty: nothing about old keys outlives the ring.
+    """
+
     algorithm: str
     signing: SigningKey
     verification: dict[str, Any] = field(default_factory=dict)  # kid -> public key (or secret)
@@ -63,6 +70,10 @@ class KeyRing:
         if self.algorithm == "HS256":
             return []  # a shared secret is never published
         return [public_jwk(key, kid=kid, algorithm=self.algorithm) for kid, key in self.verification.items()]
+
+    @cached_property
+    def backend(self) -> KeyRingTokenBackend:
+        return KeyRingTokenBackend(self)
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -164,32 +175,28 @@ def _keys_dir_mtime(keys_dir: Path) -> float | None:
         return None
 
 
-def key_ring_load() -> KeyRing:
-    """Build the ring from settings; raises ImproperlyConfigured when keys are missing or wrong."""
-    algorithm = settings.JWT_ALGORITHM
-    if algorithm not in SUPPORTED_ALGORITHMS:
-        raise ImproperlyConfigured(f"JWT_ALGORITHM must be one of {', '.join(SUPPORTED_ALGORITHMS)}.")
+def _ring_from_secret(algorithm: str) -> KeyRing:
+    secret = settings.JWT_SECRET.encode()
+    if len(secret) < 32:
+        raise ImproperlyConfigured("JWT_ALGORITHM=HS256 needs JWT_SECRET of at least 32 characters.")
+    kid = "hs-" + _b64url(hashlib.sha256(b"qdrant-portal kid:" + secret).digest())[:16]
+    return KeyRing(algorithm, SigningKey(kid, secret, secret), {kid: secret})
 
-    if algorithm == "HS256":
-        secret = settings.JWT_SECRET.encode()
-        if len(secret) < 32:
-            raise ImproperlyConfigured("JWT_ALGORITHM=HS256 needs JWT_SECRET of at least 32 characters.")
-        kid = "hs-" + _b64url(hashlib.sha256(b"qdrant-portal kid:" + secret).digest())[:16]
-        return KeyRing(algorithm, SigningKey(kid, secret, secret), {kid: secret})
 
-    if settings.JWT_PRIVATE_KEYS:
-        private_keys = [
-            serialization.load_pem_private_key(block, password=None)
-            for block in _pem_blocks(settings.JWT_PRIVATE_KEYS)
-        ]
-        if not private_keys:
-            raise ImproperlyConfigured("JWT_PRIVATE_KEYS holds no PEM private key.")
-        for private_key in private_keys:
-            _check_key_type(private_key, algorithm=algorithm, origin="JWT_PRIVATE_KEYS")
-        by_kid = {key_thumbprint(key.public_key()): key for key in private_keys}
-        signing_kid = key_thumbprint(private_keys[0].public_key())
-        return _ring(algorithm, signing_kid, by_kid, mtime=None)
+def _ring_from_pems(algorithm: str) -> KeyRing:
+    private_keys = [
+        serialization.load_pem_private_key(block, password=None)
+        for block in _pem_blocks(settings.JWT_PRIVATE_KEYS)
+    ]
+    if not private_keys:
+        raise ImproperlyConfigured("JWT_PRIVATE_KEYS holds no PEM private key.")
+    for private_key in private_keys:
+        _check_key_type(private_key, algorithm=algorithm, origin="JWT_PRIVATE_KEYS")
+    by_kid = {key_thumbprint(key.public_key()): key for key in private_keys}
+    return _ring(algorithm, key_thumbprint(private_keys[0].public_key()), by_kid, mtime=None)
 
+
+def _ring_from_dir(algorithm: str) -> KeyRing:
     keys_dir = Path(settings.JWT_KEYS_DIR)
     current, by_kid = keys_dir_read(keys_dir)
     if not by_kid:
@@ -207,6 +214,18 @@ def key_ring_load() -> KeyRing:
             raise ImproperlyConfigured(f"{keys_dir / CURRENT_KEY_FILE} names a key that is not there.")
         current = max(by_kid, key=lambda kid: (keys_dir / f"{kid}.pem").stat().st_mtime)
     return _ring(algorithm, current, by_kid, mtime=_keys_dir_mtime(keys_dir))
+
+
+def key_ring_load() -> KeyRing:
+    """Build the ring from settings; raises ImproperlyConfigured when keys are missing or wrong."""
+    algorithm = settings.JWT_ALGORITHM
+    if algorithm not in SUPPORTED_ALGORITHMS:
+        raise ImproperlyConfigured(f"JWT_ALGORITHM must be one of {', '.join(SUPPORTED_ALGORITHMS)}.")
+    if algorithm == "HS256":
+        return _ring_from_secret(algorithm)
+    if settings.JWT_PRIVATE_KEYS:
+        return _ring_from_pems(algorithm)
+    return _ring_from_dir(algorithm)
 
 
 def _ring(algorithm: str, signing_kid: str, by_kid: dict[str, Any], *, mtime: float | None) -> KeyRing:
@@ -298,7 +317,9 @@ class KeyRingTokenBackend(TokenBackend):
                 key,
                 algorithms=[self.algorithm],
                 issuer=self.issuer,
-                options={"require": list(REQUIRED_CLAIMS), "verify_aud": False},
+                # RFC 8725 section 3.9: a token minted for another audience is not ours to accept.
+                audience=settings.JWT_AUDIENCE,
+                options={"require": list(REQUIRED_CLAIMS)},
             )
         except jwt.ExpiredSignatureError as error:
             raise TokenBackendExpiredToken("Token is expired") from error
@@ -306,40 +327,28 @@ class KeyRingTokenBackend(TokenBackend):
             raise TokenBackendError("Token is invalid") from error
 
 
-_backend_cache: dict[int, KeyRingTokenBackend] = {}
-
-
-def token_backend() -> KeyRingTokenBackend:
-    ring = key_ring()
-    backend = _backend_cache.get(id(ring))
-    if backend is None or backend.ring is not ring or backend.issuer != settings.JWT_ISSUER:
-        _backend_cache.clear()
-        backend = _backend_cache[id(ring)] = KeyRingTokenBackend(ring)
-    return backend
-
-
 class PortalToken(Token):
-    """A simplejwt token signed and verified with the key ring."""
-
-    # Lifetimes are decided per token by the issuing service (bounded by the session's absolute
-    # end), so the class-level lifetime is only simplejwt's "this class may issue tokens" marker.
-    lifetime = timedelta(seconds=1)
-
-    @property
-    def token_backend(self) -> KeyRingTokenBackend:
-        return token_backend()
+    """A simplejwt token signed and verified with the process's key ring."""
 
     def get_token_backend(self) -> KeyRingTokenBackend:
-        return token_backend()
+        return key_ring().backend
 
     @classmethod
-    def issue(cls, *, claims: dict[str, Any], issued_at: datetime, expires_at: datetime) -> PortalToken:
+    def issue(
+        cls, *, claims: dict[str, Any], issued_at: datetime, session_expires_at: datetime
+    ) -> PortalToken:
+        """A token living ``lifetime`` from ``issued_at``, but never past the end of its session."""
         token = cls()
         token.set_iat(at_time=issued_at)
-        token.set_exp(from_time=expires_at, lifetime=timedelta(0))
+        token.set_exp(from_time=min(issued_at + token.lifetime, session_expires_at), lifetime=timedelta(0))
+        token["aud"] = settings.JWT_AUDIENCE
         for name, value in claims.items():
             token[name] = value
         return token
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self["exp"], tz=UTC)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> PortalToken:
@@ -352,6 +361,14 @@ class PortalToken(Token):
 class AccessToken(PortalToken):
     token_type = "access"  # noqa: S105  (a claim value, not a secret)
 
+    @property
+    def lifetime(self) -> timedelta:  # simplejwt reads it per instance; the setting may change
+        return settings.JWT_ACCESS_TTL
+
 
 class RefreshToken(PortalToken):
     token_type = "refresh"  # noqa: S105  (a claim value, not a secret)
+
+    @property
+    def lifetime(self) -> timedelta:
+        return settings.JWT_REFRESH_TTL

@@ -10,7 +10,6 @@ urlpatterns = [
     path("api/auth/refresh", views.RefreshView.as_view(), name="auth-refresh"),
     path("api/auth/logout", views.LogoutView.as_view(), name="auth-logout"),
     path("api/auth/me", views.MeView.as_view(), name="auth-me"),
-    path("api/auth/permissions", views.PermissionsView.as_view(), name="auth-permissions"),
     path("api/auth/sessions", views.SessionListView.as_view(), name="auth-sessions"),
     path("api/auth/sessions/<uuid:session_id>", views.SessionDetailView.as_view(), name="auth-session"),
     path("api/auth/validate", views.ValidateView.as_view(), name="auth-validate"),

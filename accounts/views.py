@@ -8,26 +8,25 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import (
+    TokenAuth,
     access_token_from_request,
     access_token_verify,
     auth_cookies_clear,
     auth_cookies_set,
     browser_origin_check,
-    client_ip,
     refresh_token_from_request,
-    session_alive,
-    user_agent,
+    request_origin,
 )
-from accounts.google import GoogleSignInDisabled, google_sign_in_enabled
+from accounts.google import google_sign_in_enabled
 from accounts.models import AuthMethod
-from accounts.selectors import session_active_list, user_permissions, user_profile
+from accounts.selectors import session_active_list, session_live, user_profile
 from accounts.serializers import (
     DELIVERY_BODY,
     DELIVERY_COOKIE,
@@ -35,7 +34,6 @@ from accounts.serializers import (
     GoogleSignInInputSerializer,
     JwksSerializer,
     LoginInputSerializer,
-    PermissionsSerializer,
     SessionSerializer,
     TokenResponseSerializer,
     UserSerializer,
@@ -44,28 +42,19 @@ from accounts.services import (
     IssuedTokens,
     google_sign_in,
     refresh_token_rotate,
+    session_activity_record,
     session_logout,
     session_start,
-    token_not_valid,
     user_password_authenticate,
     user_session_revoke,
 )
 from accounts.throttles import LoginAccountThrottle, LoginIPThrottle
 from accounts.tokens import key_ring
-from clusters.serializers import ErrorSerializer  # the one error shape, one OpenAPI component
+from config import errors
+from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
 JWKS_MAX_AGE = 300
-
-
-def errors(*entries: tuple[int, str]) -> dict[int, OpenApiResponse]:
-    """OpenAPI error responses: ``(status, "code_a / code_b")`` pairs, all in the one error shape."""
-    return {code: OpenApiResponse(ErrorSerializer, description=description) for code, description in entries}
-
-
-AUTHENTICATED_ERRORS = (
-    (403, "not_authenticated / token_not_valid / account_disabled / csrf_failed"),
-    (503, "auth_unavailable: the session store is unreachable"),
-)
+SIGN_IN_ERRORS = (errors.InvalidRequest, errors.ForeignOrigin, errors.Throttled, errors.AuthUnavailable)
 
 
 def login_response(*, issued: IssuedTokens, token_delivery: str) -> Response:
@@ -112,12 +101,11 @@ class LoginView(SignInAPIView):
         request=LoginInputSerializer,
         responses={
             200: TokenResponseSerializer,
-            **errors(
-                (400, "invalid_request (fields.password when it is not base64 of UTF-8)"),
-                (401, "invalid_credentials"),
-                (403, "account_disabled / csrf_failed (browser Origin not allowed)"),
-                (429, "throttled (Retry-After)"),
-                (503, "auth_unavailable"),
+            **error_responses(
+                *SIGN_IN_ERRORS,
+                errors.InvalidCredentials,
+                errors.AccountDisabled,
+                notes={"invalid_request": "fields.password when it is not base64 of UTF-8."},
             ),
         },
         auth=[],
@@ -125,19 +113,16 @@ class LoginView(SignInAPIView):
     def post(self, request: Request) -> Response:
         serializer = LoginInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        ip, agent = client_ip(request), user_agent(request)
-        user = user_password_authenticate(
-            email=data["email"], password=data["password"], ip=ip, user_agent=agent
-        )
-        issued = session_start(user=user, method=AuthMethod.PASSWORD, user_agent=agent, ip=ip)
+        data, origin = serializer.validated_data, request_origin(request)
+        user = user_password_authenticate(email=data["email"], password=data["password"], origin=origin)
+        issued = session_start(user=user, method=AuthMethod.PASSWORD, origin=origin)
         return login_response(issued=issued, token_delivery=data["tokenDelivery"])
 
 
 class GoogleSignInView(SignInAPIView):
     def initial(self, request: Request, *args, **kwargs) -> None:
         if not google_sign_in_enabled():  # switched off: as if the endpoint did not exist
-            raise GoogleSignInDisabled()
+            raise errors.NotFound()
         super().initial(request, *args, **kwargs)
 
     @extend_schema(
@@ -145,17 +130,18 @@ class GoogleSignInView(SignInAPIView):
         request=GoogleSignInInputSerializer,
         responses={
             200: TokenResponseSerializer,
-            **errors(
-                (400, "invalid_request (fields.credential: empty, or not a JWT at all)"),
-                (401, "invalid_google_token: signature, audience, issuer, expiry or key id"),
-                (
-                    403,
-                    "email_not_verified / no_account (no linked user and the domain is not allowed) "
-                    "/ account_disabled / csrf_failed (browser Origin not allowed)",
-                ),
-                (404, "not_found: Google sign-in is not configured (GOOGLE_CLIENT_IDS is empty)"),
-                (429, "throttled (Retry-After)"),
-                (503, "google_unavailable (Google's certificates could not be fetched) / auth_unavailable"),
+            **error_responses(
+                *SIGN_IN_ERRORS,
+                errors.InvalidGoogleToken,
+                errors.EmailNotVerified,
+                errors.NoAccount,
+                errors.AccountDisabled,
+                errors.NotFound,
+                errors.GoogleUnavailable,
+                notes={
+                    "invalid_request": "fields.credential: empty, or not a JWT at all.",
+                    "not_found": "Google sign-in is not configured (GOOGLE_CLIENT_IDS is empty).",
+                },
             ),
         },
         auth=[],
@@ -166,14 +152,18 @@ class GoogleSignInView(SignInAPIView):
         serializer = GoogleSignInInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        issued = google_sign_in(
-            credential=data["credential"], ip=client_ip(request), user_agent=user_agent(request)
-        )
+        issued = google_sign_in(credential=data["credential"], origin=request_origin(request))
         return login_response(issued=issued, token_delivery=data["tokenDelivery"])
 
 
 # Refresh failures that end the browser's sign-in: its cookies go too.
-COOKIE_CLEARING_CODES = frozenset({"token_not_valid", "refresh_token_reused", "account_disabled"})
+COOKIE_CLEARING_CODES = frozenset(
+    {
+        errors.TokenNotValid.default_code,
+        errors.RefreshTokenReused.default_code,
+        errors.AccountDisabled.default_code,
+    }
+)
 
 
 class RefreshView(PublicAPIView):
@@ -182,12 +172,15 @@ class RefreshView(PublicAPIView):
         request=None,
         responses={
             200: TokenResponseSerializer,
-            **errors(
-                (
-                    403,
-                    "token_not_valid / refresh_token_reused / account_disabled (cookies cleared) / csrf_failed",
-                ),
-                (503, "auth_unavailable"),
+            **error_responses(
+                errors.TokenNotValid,
+                errors.RefreshTokenReused,
+                errors.AccountDisabled,
+                errors.ForeignOrigin,
+                errors.AuthUnavailable,
+                notes={
+                    "token_not_valid": "Invalid, expired, revoked or idle (the browser's cookies are cleared)."
+                },
             ),
         },
         auth=[{"refreshTokenCookie": []}, {"bearerAuth": []}],
@@ -199,8 +192,8 @@ class RefreshView(PublicAPIView):
         if from_cookie:
             browser_origin_check(request)
         if raw is None:
-            raise token_not_valid("No refresh token was sent.")
-        issued = refresh_token_rotate(token=raw, ip=client_ip(request), user_agent=user_agent(request))
+            raise errors.RefreshTokenMissing()
+        issued = refresh_token_rotate(token=raw, origin=request_origin(request))
         return login_response(issued=issued, token_delivery=DELIVERY_COOKIE if from_cookie else DELIVERY_BODY)
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -214,79 +207,68 @@ class LogoutView(PublicAPIView):
     @extend_schema(
         operation_id="auth_logout",
         request=None,
-        responses={
-            204: None,
-            **errors((403, "csrf_failed (browser Origin not allowed)"), (503, "auth_unavailable")),
-        },
+        responses={204: None, **error_responses(errors.ForeignOrigin, errors.AuthUnavailable)},
         auth=[{"refreshTokenCookie": []}, {"accessTokenCookie": []}, {"bearerAuth": []}, {}],
     )
     def post(self, request: Request) -> Response:
         browser_origin_check(request)
         raw = refresh_token_from_request(request)[0] or access_token_from_request(request)[0]
-        session_logout(token=raw, ip=client_ip(request), user_agent=user_agent(request))
+        session_logout(token=raw, origin=request_origin(request))
         response = Response(status=status.HTTP_204_NO_CONTENT)
         auth_cookies_clear(response)
         return response
 
 
 class MeView(APIView):
-    @extend_schema(operation_id="auth_me", responses={200: UserSerializer, **errors(*AUTHENTICATED_ERRORS)})
-    def get(self, request: Request) -> Response:
-        return Response(UserSerializer(user_profile(user=request.user)).data)
-
-
-class PermissionsView(APIView):
     @extend_schema(
-        operation_id="auth_permissions",
-        responses={200: PermissionsSerializer, **errors(*AUTHENTICATED_ERRORS)},
+        operation_id="auth_me", responses={200: UserSerializer, **error_responses(*AUTHENTICATION_ERRORS)}
     )
     def get(self, request: Request) -> Response:
-        return Response(PermissionsSerializer(user_permissions(user=request.user)).data)
+        return Response(UserSerializer(user_profile(user=request.user)).data)
 
 
 class SessionListView(APIView):
     @extend_schema(
         operation_id="auth_sessions_list",
-        responses={200: SessionSerializer(many=True), **errors(*AUTHENTICATED_ERRORS)},
+        responses={200: SessionSerializer(many=True), **error_responses(*AUTHENTICATION_ERRORS)},
     )
     def get(self, request: Request) -> Response:
+        auth: TokenAuth = request.auth
         sessions = session_active_list(user=request.user)
         for session in sessions:
-            session.current = session.pk == request.auth.session_id
+            session.current = session.pk == auth.session.session_id
         return Response(SessionSerializer(sessions, many=True).data)
 
 
 class SessionDetailView(APIView):
     @extend_schema(
         operation_id="auth_sessions_revoke",
-        responses={204: None, **errors(*AUTHENTICATED_ERRORS, (404, "not_found"))},
+        responses={204: None, **error_responses(*AUTHENTICATION_ERRORS, errors.NotFound)},
     )
     def delete(self, request: Request, session_id: uuid.UUID) -> Response:
-        user_session_revoke(
-            user=request.user, session_id=session_id, ip=client_ip(request), user_agent=user_agent(request)
-        )
+        user_session_revoke(user=request.user, session_id=session_id, origin=request_origin(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
-    """The gateway headers for the request's access token: claims plus one cache round trip."""
+    """The gateway headers for the request's access token: the user's current claims, from the cache."""
     raw = access_token_from_request(request)[0]
     if raw is None:
-        raise exceptions.NotAuthenticated("No access token was sent.")
-    token = access_token_verify(raw)
-    session_alive(token)
+        raise errors.NotAuthenticated()
+    live = session_live(token=access_token_verify(raw))
+    session_activity_record(live=live, write_last_seen=False)
     return {
-        "X-Auth-User-Id": token["sub"],
-        "X-Auth-Email": token.get("email", ""),
-        "X-Auth-Scope": token.get("scope", ""),
+        "X-Auth-User-Id": str(live.user_id),
+        "X-Auth-Email": live.claims.email,
+        "X-Auth-Scope": live.claims.scope,
         "Cache-Control": "no-store",
     }
 
 
 class ValidateView(PublicAPIView):
-    """For gateways: claims and one cache lookup, no database query."""
+    """For gateways: the cache only, no database query."""
 
-    failure: Exception | None = None
+    failure: errors.PortalError | None = None
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         # Gateways call this on every proxied request: a valid token is answered without DRF's
@@ -295,20 +277,31 @@ class ValidateView(PublicAPIView):
         if request.method == "GET":
             try:
                 return HttpResponse(status=status.HTTP_200_OK, headers=validate_identity_headers(request))
-            except Exception as error:  # rendered by DRF's handler below
+            except errors.PortalError as error:  # rendered by DRF's handler below
                 self.failure = error
         return super().dispatch(request, *args, **kwargs)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # nginx's auth_request drops the subrequest's body: the code travels in a header too, so
+        # the gateway can answer its client with the same {"code", "detail"} (deploy/gateway/).
+        response = super().handle_exception(exc)
+        if isinstance(response.data, dict) and "code" in response.data:
+            response["X-Auth-Error-Code"] = response.data["code"]
+        return response
 
     @extend_schema(
         operation_id="auth_validate",
         responses={
             200: OpenApiResponse(
                 None,
-                description="Valid access token; identity in X-Auth-User-Id, X-Auth-Email, X-Auth-Scope.",
+                description="Valid access token; identity in X-Auth-User-Id, X-Auth-Email, X-Auth-Scope "
+                "(the user's current email and scope).",
             ),
-            **errors(*AUTHENTICATED_ERRORS),
+            **error_responses(*AUTHENTICATION_ERRORS),
         },
         auth=[{"accessTokenCookie": []}, {"bearerAuth": []}, {"xAuthToken": []}],
+        description="For API gateways. A failure also carries its code in the X-Auth-Error-Code "
+        "header, for gateways that cannot read the body (nginx auth_request).",
     )
     def get(self, request: Request) -> Response:
         if self.failure is not None:

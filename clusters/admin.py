@@ -11,6 +11,8 @@ from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
+from accounts.admin import UserAdmin
+from accounts.models import User
 from clusters.models import Client, Cluster, ClusterChange, Grant
 from clusters.selectors import cluster_credentials
 from clusters.services import (
@@ -72,6 +74,16 @@ class GrantInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)  # a new class on every call
         formset.actor = request.user
         return formset
+
+
+class UserWithGrantsAdmin(UserAdmin):
+    """The accounts app's user admin, plus the user's grants: accounts knows nothing of clients."""
+
+    inlines = [*UserAdmin.inlines, GrantInline]
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserWithGrantsAdmin)
 
 
 # --- Clients ------------------------------------------------------------------------------------

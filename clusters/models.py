@@ -11,6 +11,10 @@ slug_validator = RegexValidator(
     code="invalid_slug",
 )
 
+# A cluster's desired state: model field -> the name the API, the change history and the
+# GitOps overrides use for it. Declared once; everything that translates reads this.
+SPEC_FIELD_NAMES = {"replicas": "replicas", "version": "version", "storage_gi": "storageGi"}
+
 # Hard limits the database enforces whatever the settings say (settings narrow them further).
 REPLICAS_HARD_MAX = 100
 STORAGE_GI_HARD_MAX = 65_536
@@ -108,7 +112,6 @@ class ClusterChange(models.Model):
         CREATE = "create", "Created"
         UPDATE = "update", "Updated"
         CREDENTIALS_ROTATE = "credentials_rotate", "Credentials rotated"
-        DELETE = "delete", "Deleted"
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="changes")
     actor = models.ForeignKey(
@@ -129,7 +132,7 @@ class ClusterChange(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(action__in=["create", "update", "credentials_rotate", "delete"]),
+                condition=models.Q(action__in=["create", "update", "credentials_rotate"]),
                 name="clusters_change_action_valid",
             ),
             models.CheckConstraint(

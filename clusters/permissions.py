@@ -1,4 +1,9 @@
-"""One permission class for the clusters API: the view declares what it requires."""
+"""Who may do what for a client: the role table, and the permission each view declares.
+
+A view names what it requires once (``required_permission``: a permission, or a map from HTTP
+method to one); the one selector call that fetches the object enforces it
+(``selectors.client_access`` / ``cluster_access``), so each request asks for the grant once.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,42 @@ from collections.abc import Mapping
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.permissions import BasePermission
 
-from clusters.selectors import client_access
+from clusters.models import Grant
+
+PERMISSION_VIEW = "view"
+PERMISSION_CONFIGURE = "configure"
+PERMISSION_CREDENTIALS = "credentials"
+ALL_PERMISSIONS = (PERMISSION_VIEW, PERMISSION_CONFIGURE, PERMISSION_CREDENTIALS)
+
+# What each role may do for its client. Operator staff (User.is_operator) may do everything everywhere.
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    Grant.Role.VIEWER: (PERMISSION_VIEW,),
+    Grant.Role.OPERATOR: ALL_PERMISSIONS,
+}
+
+
+def roles_with(permission: str) -> list[str]:
+    return [role for role, permissions in ROLE_PERMISSIONS.items() if permission in permissions]
+
+
+def view_permission(view, method: str) -> str | None:
+    """The permission ``view`` declares for ``method`` (None: the view does not implement it)."""
+    required = getattr(view, "required_permission", None)
+    if required is None:
+        raise ImproperlyConfigured(f"{type(view).__name__} must declare required_permission.")
+    if not isinstance(required, Mapping):
+        return required
+    method = "GET" if method == "HEAD" else method
+    declared = required.get(method)
+    if declared is None and hasattr(view, method.lower()):
+        raise ImproperlyConfigured(f"{type(view).__name__} implements {method} without a permission.")
+    return declared
 
 
 class HasClientPermission(BasePermission):
-    """The user holds the view's ``required_permission`` on the client named in the URL.
-
-    ``required_permission`` is a permission name, or a mapping from HTTP method to one
-    (an implemented method missing from the mapping is refused). Views without a ``client`` URL argument
-    only need an authenticated, active user; their selectors filter by grants. Object
-    access is checked again by the selector that fetches the object.
-    """
+    """An active user, on a view that declares its permission; the object selector checks the grant."""
 
     def has_permission(self, request, view) -> bool:
-        required = getattr(view, "required_permission", None)
-        if required is None:
-            raise ImproperlyConfigured(f"{type(view).__name__} must declare required_permission.")
+        view_permission(view, request.method)
         user = request.user
-        if not (user and user.is_authenticated and user.is_active):
-            return False
-        if isinstance(required, Mapping):
-            method = "GET" if request.method == "HEAD" else request.method
-            required = required.get(method)
-            if required is None:
-                # A method the view does not implement gets its 405; any other is refused.
-                return not hasattr(view, method.lower())
-        client_slug = view.kwargs.get("client")
-        if client_slug is not None:
-            client_access(user=user, client_slug=client_slug, permission=required)
-        return True
+        return bool(user and user.is_authenticated and user.is_active)

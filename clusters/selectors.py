@@ -6,23 +6,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import Http404
 
 from accounts.models import User
 from clusters.crypto import field_decrypt
 from clusters.models import Client, Cluster, ClusterChange, Grant
-
-# What each role may do for a client. Operator staff (User.is_operator) may do everything everywhere.
-PERMISSION_VIEW = "view"
-PERMISSION_CONFIGURE = "configure"
-PERMISSION_CREDENTIALS = "credentials"
-ALL_PERMISSIONS = (PERMISSION_VIEW, PERMISSION_CONFIGURE, PERMISSION_CREDENTIALS)
-ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    Grant.Role.VIEWER: (PERMISSION_VIEW,),
-    Grant.Role.OPERATOR: ALL_PERMISSIONS,
-}
+from clusters.permissions import ALL_PERMISSIONS, PERMISSION_VIEW, ROLE_PERMISSIONS, roles_with
+from config.errors import NotFound, PermissionDenied
 
 
 def user_is_global_operator(*, user: User) -> bool:
@@ -41,7 +31,10 @@ def user_client_permissions(*, user: User) -> dict[str, list[str]]:
 
 
 def user_scope_claim(*, user: User) -> str:
-    """The token's ``scope`` claim: ``*`` for operator staff, else the client slugs, space-separated."""
+    """The token's ``scope`` claim: ``*`` for operator staff, else the client slugs, space-separated.
+
+    Named by the ``SCOPE_CLAIM_FUNCTION`` setting: this is how the token service asks.
+    """
     if user_is_global_operator(user=user):
         return "*"
     return " ".join(sorted(user_client_permissions(user=user)))
@@ -57,20 +50,19 @@ def client_access(*, user: User, client_slug: str, permission: str) -> Client:
     exists, so that the answer does not reveal which clients exist.
     """
     if not user.is_active:
-        raise PermissionDenied
+        raise PermissionDenied()
     if user_is_global_operator(user=user):
         client = Client.objects.filter(slug=client_slug, active=True).first()
-        if client is None:
-            raise PermissionDenied
-        return client
-    grant = (
-        Grant.objects.select_related("client")
-        .filter(user=user, client__slug=client_slug, client__active=True)
-        .first()
-    )
-    if grant is None or permission not in ROLE_PERMISSIONS[grant.role]:
-        raise PermissionDenied
-    return grant.client
+    else:
+        grant = (
+            Grant.objects.select_related("client")
+            .filter(user=user, client__slug=client_slug, client__active=True, role__in=roles_with(permission))
+            .first()
+        )
+        client = grant.client if grant is not None else None
+    if client is None:
+        raise PermissionDenied()
+    return client
 
 
 def cluster_access(*, user: User, client_slug: str, cluster_slug: str, permission: str) -> Cluster:
@@ -78,7 +70,7 @@ def cluster_access(*, user: User, client_slug: str, cluster_slug: str, permissio
     client = client_access(user=user, client_slug=client_slug, permission=permission)
     cluster = Cluster.objects.filter(client=client, slug=cluster_slug).first()
     if cluster is None:
-        raise Http404("No such cluster.")
+        raise NotFound()
     cluster.client = client
     return cluster
 
@@ -89,13 +81,10 @@ def client_list(*, user: User) -> list[Client]:
         return []
     if user_is_global_operator(user=user):
         return list(Client.objects.filter(active=True))
-    viewable_roles = [
-        role for role, permissions in ROLE_PERMISSIONS.items() if PERMISSION_VIEW in permissions
-    ]
     return list(
-        Client.objects.filter(active=True, grants__user=user, grants__role__in=viewable_roles).order_by(
-            "slug"
-        )
+        Client.objects.filter(
+            active=True, grants__user=user, grants__role__in=roles_with(PERMISSION_VIEW)
+        ).order_by("slug")
     )
 
 

@@ -15,47 +15,32 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clusters.models import SPEC_FIELD_NAMES
+from config.errors import InvalidRequest
+from config.exceptions import validation_fields
+
 # ASCII digits only: no sign, no spaces, no other scripts' digits, no trailing newline.
 _DIGITS = re.compile(r"[0-9]+")
 # More digits than this is never a replica count; refusing early avoids huge int() conversions.
 _DIGITS_MAX_LENGTH = 6
 
 
-class ErrorSerializer(serializers.Serializer):
-    """The one error body (config/exceptions.py)."""
-
-    code = serializers.CharField(help_text="Stable snake_case code, e.g. permission_denied.")
-    detail = serializers.CharField(help_text="A sentence for people.")
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Validation errors by field (400 invalid_request only).",
-    )
-
-
 # --- Fields ---------------------------------------------------------------------------------
 
 
 class WholeNumberField(serializers.Field):
-    """A JSON integer within [min_value, max_value]; never a float or a boolean.
+    """A JSON integer; never a float or a boolean. The range is the service's policy.
 
     With ``digit_strings=True`` a string of ASCII digits is accepted too (older clients send
     ``"3"``); anything else in a string is refused, so nothing but a number reaches the
-    rendered Helm values. Bounds may be callables, read at validation time (settings).
+    rendered Helm values.
     """
 
-    default_error_messages = {
-        "invalid": "Enter a whole number.",
-        "range": "Ensure this value is between {min_value} and {max_value}.",
-    }
+    default_error_messages = {"invalid": "Enter a whole number."}
 
-    def __init__(self, *, min_value=None, max_value=None, digit_strings: bool = False, **kwargs) -> None:
-        self.min_value, self.max_value, self.digit_strings = min_value, max_value, digit_strings
+    def __init__(self, *, digit_strings: bool = False, **kwargs) -> None:
+        self.digit_strings = digit_strings
         super().__init__(**kwargs)
-
-    @staticmethod
-    def _bound(value):
-        return value() if callable(value) else value
 
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool):
@@ -66,9 +51,6 @@ class WholeNumberField(serializers.Field):
             data = int(data)
         if not isinstance(data, int):
             self.fail("invalid")
-        low, high = self._bound(self.min_value), self._bound(self.max_value)
-        if (low is not None and data < low) or (high is not None and data > high):
-            self.fail("range", min_value=low, max_value=high)
         return data
 
     def to_representation(self, value: int) -> int:
@@ -88,18 +70,12 @@ class WholeNumberField(serializers.Field):
 )
 class ReplicasField(WholeNumberField):
     def __init__(self, **kwargs) -> None:
-        super().__init__(
-            min_value=lambda: settings.REPLICAS_MIN,
-            max_value=lambda: settings.REPLICAS_MAX,
-            digit_strings=True,
-            **kwargs,
-        )
+        super().__init__(digit_strings=True, **kwargs)
 
 
 @extend_schema_field({"type": "integer", "minimum": 1, "description": "GiB; only grows."})
 class StorageGiField(WholeNumberField):
-    def __init__(self, **kwargs) -> None:
-        super().__init__(min_value=1, max_value=lambda: settings.STORAGE_GI_MAX, **kwargs)
+    pass
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -114,7 +90,7 @@ class BlankAsNullField(serializers.CharField):
 
 
 class InputSerializer(serializers.Serializer):
-    """Refuses unknown keys, and translates a service's ValidationError to the API's field names."""
+    """Refuses unknown keys."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, Mapping):
@@ -123,26 +99,21 @@ class InputSerializer(serializers.Serializer):
                 raise serializers.ValidationError({str(name): ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
 
-    def service_error(self, exc: DjangoValidationError) -> serializers.ValidationError:
-        if not hasattr(exc, "error_dict"):
-            return serializers.ValidationError(exc.messages)
-        api_names = {field.source: name for name, field in self.fields.items()}
-        return serializers.ValidationError(
-            {api_names.get(field, field): messages for field, messages in exc.message_dict.items()}
-        )
+
+def spec_errors(exc: DjangoValidationError) -> InvalidRequest:
+    """A service's refusal, keyed by model fields, as the API's 400 keyed by API names."""
+    fields = validation_fields(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    return InvalidRequest(
+        fields={SPEC_FIELD_NAMES.get(name, name): messages for name, messages in fields.items()}
+    )
 
 
 class ClusterUpdateInputSerializer(InputSerializer):
-    """At least one field; unknown fields are refused."""
+    """The shape of a change: at least one field, unknown fields refused. The service owns the policy."""
 
     replicas = ReplicasField(required=False)
-    version = serializers.CharField(required=False, help_text="One of QDRANT_VERSIONS.")
+    version = serializers.CharField(required=False, max_length=128, help_text="One of QDRANT_VERSIONS.")
     storageGi = StorageGiField(source="storage_gi", required=False)
-
-    def validate_version(self, value: str) -> str:
-        if value not in settings.QDRANT_VERSIONS:
-            raise serializers.ValidationError(f"Choose one of: {', '.join(settings.QDRANT_VERSIONS)}.")
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:
@@ -151,6 +122,14 @@ class ClusterUpdateInputSerializer(InputSerializer):
 
 
 # --- Output ---------------------------------------------------------------------------------
+
+
+class PermissionsSerializer(serializers.Serializer):
+    clients = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text='{"client1": ["view", "configure", "credentials"]}',
+    )
+    isStaff = serializers.BooleanField()
 
 
 class ClientOutputSerializer(serializers.Serializer):

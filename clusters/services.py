@@ -1,7 +1,8 @@
 """Writes for clients, clusters and grants.
 
 Every change to a cluster's desired state is recorded as a ``ClusterChange`` (who, when,
-before -> after) in the same transaction: that row is what GitOps delivers to git.
+before -> after) in the same transaction: that row is the GitOps outbox, which
+``clusters.delivery`` turns into a commit once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -17,25 +18,20 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import User
 from accounts.services import user_claims_bump
+from clusters import delivery
 from clusters.crypto import field_encrypt, field_reencrypt
-from clusters.models import Client, Cluster, ClusterChange, Grant
-from config.exceptions import ServiceError
-from gitops.services import (
-    ClientFileChange,
-    GitopsConflict,
-    GitopsError,
-    GitopsUnavailable,
-    changes_deliver_after_commit,
-    client_file_deliver_after_commit,
-)
+from clusters.models import SPEC_FIELD_NAMES, Client, Cluster, ClusterChange, Grant
+from config.errors import GitopsUnavailable, GitopsValuesConflict
+from gitops.errors import RepositoryUnavailable
 from gitops.values import release_name
 
 logger = logging.getLogger(__name__)
 
-# Model field -> the name used in the API, in change records and in messages.
-_CHANGE_KEYS = {"replicas": "replicas", "version": "version", "storage_gi": "storageGi"}
+# How a desired-state field reads in a commit message: "storage 10Gi -> 20Gi".
 _MESSAGE_LABELS = {"replicas": "replicas", "version": "version", "storage_gi": "storage"}
 _MESSAGE_UNITS = {"storage_gi": "Gi"}
+# Helm release names ("qdrant-<client>-<cluster>") are limited to 53 characters.
+RELEASE_NAME_MAX = 53
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,24 @@ def _is_whole_number(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _replicas_problem(replicas: Any) -> str | None:
+    if not _is_whole_number(replicas):
+        return "Enter a whole number."
+    if not settings.REPLICAS_MIN <= replicas <= settings.REPLICAS_MAX:
+        return f"Ensure this value is between {settings.REPLICAS_MIN} and {settings.REPLICAS_MAX}."
+    return None
+
+
+def _storage_problem(storage_gi: Any, current_storage_gi: int | None) -> str | None:
+    if not _is_whole_number(storage_gi):
+        return "Enter a whole number of GiB."
+    if not 1 <= storage_gi <= settings.STORAGE_GI_MAX:
+        return f"Ensure this value is between 1 and {settings.STORAGE_GI_MAX} GiB."
+    if current_storage_gi is not None and storage_gi < current_storage_gi:
+        return f"Storage can only grow: it is {current_storage_gi} GiB, {storage_gi} GiB is smaller."
+    return None
+
+
 def cluster_spec_validate(
     *,
     replicas: int | None = None,
@@ -68,47 +82,33 @@ def cluster_spec_validate(
     storage_gi: int | None = None,
     current_storage_gi: int | None = None,
 ) -> None:
-    """Check the given desired-state values against the settings; None means "not given".
+    """The policy for a cluster's desired state; None means "not given".
 
     Raises ValidationError keyed by model field names (``storage_gi``).
     """
-    errors: dict[str, list[str]] = {}
-    if replicas is not None:
-        if not _is_whole_number(replicas):
-            errors["replicas"] = ["Enter a whole number."]
-        elif not settings.REPLICAS_MIN <= replicas <= settings.REPLICAS_MAX:
-            errors["replicas"] = [
-                f"Ensure this value is between {settings.REPLICAS_MIN} and {settings.REPLICAS_MAX}."
-            ]
-    if version is not None and version not in settings.QDRANT_VERSIONS:
-        errors["version"] = [f"Choose one of: {', '.join(settings.QDRANT_VERSIONS)}."]
-    if storage_gi is not None:
-        if not _is_whole_number(storage_gi):
-            errors["storage_gi"] = ["Enter a whole number of GiB."]
-        elif not 1 <= storage_gi <= settings.STORAGE_GI_MAX:
-            errors["storage_gi"] = [f"Ensure this value is between 1 and {settings.STORAGE_GI_MAX} GiB."]
-        elif current_storage_gi is not None and storage_gi < current_storage_gi:
-            errors["storage_gi"] = [
-                f"Storage can only grow: it is {current_storage_gi} GiB, {storage_gi} GiB is smaller."
-            ]
+    problems = {
+        "replicas": _replicas_problem(replicas) if replicas is not None else None,
+        "version": (
+            f"Choose one of: {', '.join(settings.QDRANT_VERSIONS)}."
+            if version is not None and version not in settings.QDRANT_VERSIONS
+            else None
+        ),
+        "storage_gi": _storage_problem(storage_gi, current_storage_gi) if storage_gi is not None else None,
+    }
+    errors = {field: [problem] for field, problem in problems.items() if problem}
     if errors:
         raise ValidationError(errors)
 
 
-# --- Clusters -------------------------------------------------------------------------------
+# --- Change records -------------------------------------------------------------------------
 
 
-def _api_key_new() -> str:
-    return secrets.token_urlsafe(32)
+def _value_text(field: str, value: Any) -> str:
+    return f"{value}{_MESSAGE_UNITS.get(field, '')}"
 
 
 def _change_record(
-    *,
-    cluster: Cluster,
-    actor: User | None,
-    action: str,
-    changes: dict[str, Any],
-    message: str,
+    *, cluster: Cluster, actor: User | None, action: str, changes: dict[str, Any], message: str
 ) -> ClusterChange:
     change = ClusterChange(
         cluster=cluster,
@@ -133,17 +133,9 @@ def _change_record(
     return change
 
 
-def _value_text(field: str, value: Any) -> str:
-    return f"{value}{_MESSAGE_UNITS.get(field, '')}"
-
-
 def _cluster_locked(*, cluster: Cluster) -> Cluster:
     """The cluster's current row, locked until the transaction ends (concurrent edits queue up)."""
     return Cluster.objects.select_for_update(of=("self",)).select_related("client").get(pk=cluster.pk)
-
-
-# Helm release names ("qdrant-<client>-<cluster>") are limited to 53 characters.
-RELEASE_NAME_MAX = 53
 
 
 def _change_revert(*, change: ClusterChange) -> bool:
@@ -153,10 +145,10 @@ def _change_revert(*, change: ClusterChange) -> bool:
         latest = current.changes.order_by("-id").first()
         if latest is None or latest.pk != change.pk or latest.commit or change.action != change.Action.UPDATE:
             return False
-        api_names = {api: field for field, api in _CHANGE_KEYS.items()}
+        fields = {api: field for field, api in SPEC_FIELD_NAMES.items()}
         for api_name, (before, _after) in change.changes.items():
-            setattr(current, api_names[api_name], before)
-        current.save(update_fields=[*(api_names[name] for name in change.changes), "updated_at"])
+            setattr(current, fields[api_name], before)
+        current.save(update_fields=[*(fields[name] for name in change.changes), "updated_at"])
         latest.delete()
     return True
 
@@ -165,38 +157,55 @@ def _delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) 
     """Commit and push the recorded change once its transaction is committed; report how far it got.
 
     A remote that cannot be reached is not a failure: the commit waits locally (``pushed``
-    False) for the next delivery or ``gitops_sync``. When even the local commit fails, an
-    update is undone (``revert_on_failure``) and answered 503 ``gitops_unavailable``; when
-    the cluster's values file in git was edited so that the change cannot be applied, it is
-    undone and answered 409 ``gitops_values_conflict``. Other changes stay in the outbox.
+    False). When even the local commit fails, an update is undone (``revert_on_failure``) and
+    answered 503 ``gitops_unavailable``; when the cluster's values file in git was edited so that
+    the change cannot be applied, it is undone and answered 409 ``gitops_values_conflict``.
+    Either way, other clusters' changes are not held up.
     """
-    if result.change is None:
+    change = result.change
+    if change is None:
         return result
     try:
-        delivered_now = changes_deliver_after_commit()
-    except GitopsUnavailable as error:
-        if revert_on_failure and _change_revert(change=result.change):
-            raise ServiceError(
-                "The change could not be committed to the GitOps repository; nothing was changed. "
-                "Try again in a moment.",
-                code="gitops_unavailable",
-                status_code=503,
-            ) from error
-        logger.exception("GitOps delivery failed; %s stays pending for gitops_sync", result.change)
+        report = delivery.deliver_after_commit()
+    except RepositoryUnavailable as error:
+        if revert_on_failure and _change_revert(change=change):
+            raise GitopsUnavailable() from error
+        logger.warning("GitOps delivery failed; %s stays pending for gitops_sync: %s", change, error)
         return result
-    except GitopsConflict as error:
-        if result.change.cluster_id in error.cluster_ids:
-            if revert_on_failure and _change_revert(change=result.change):
-                raise ServiceError(
-                    f"{error} Nothing was changed.", code=error.code, status_code=error.status_code
-                ) from error
-            logger.warning("%s stays pending until git is fixed: %s", result.change, error)
-            return result
-        logger.warning("GitOps delivery left other clusters pending: %s", error)
-        delivered_now = True
-    if delivered_now:
-        result.change.refresh_from_db()
+    if report is None:  # deferred until the open transaction commits
+        return result
+    problem = report.conflicts.get(change.cluster_id)
+    if problem is not None:
+        if revert_on_failure and _change_revert(change=change):
+            raise GitopsValuesConflict(problem=problem)
+        logger.warning("%s stays pending until git is fixed: %s", change, problem)
+        return result
+    change.refresh_from_db()
     return result
+
+
+# --- Clusters -------------------------------------------------------------------------------
+
+
+def _api_key_new() -> str:
+    return secrets.token_urlsafe(32)
+
+
+DUPLICATE_CLUSTER = "A cluster with this name already exists for this client."
+
+
+def _cluster_slug_check(*, client: Client, slug: str) -> None:
+    """What the slug's own validators cannot know: its length with the client's, and uniqueness."""
+    if isinstance(slug, str) and len(release_name(client=client.slug, cluster=slug)) > RELEASE_NAME_MAX:
+        raise ValidationError(
+            {
+                "slug": [
+                    f"Client and cluster names together are too long for Helm ({RELEASE_NAME_MAX} characters)."
+                ]
+            }
+        )
+    if Cluster.objects.filter(client=client, slug=slug).exists():
+        raise ValidationError({"slug": [DUPLICATE_CLUSTER]})
 
 
 def cluster_create(
@@ -221,16 +230,10 @@ def cluster_create(
         api_key_encrypted=field_encrypt(plaintext=_api_key_new()),
         read_only_api_key_encrypted=field_encrypt(plaintext=_api_key_new()),
     )
-    cluster.full_clean()
-    if len(release_name(client=client.slug, cluster=slug)) > RELEASE_NAME_MAX:
-        raise ValidationError(
-            {
-                "slug": [
-                    f"Client and cluster names together are too long for Helm ({RELEASE_NAME_MAX} characters)."
-                ]
-            }
-        )
-    values = {field: getattr(cluster, field) for field in _CHANGE_KEYS}
+    cluster.full_clean(validate_constraints=False)
+    _cluster_slug_check(client=client, slug=slug)
+    cluster.validate_constraints()
+    values = {field: getattr(cluster, field) for field in SPEC_FIELD_NAMES}
     summary = ", ".join(f"{_MESSAGE_LABELS[f]} {_value_text(f, v)}" for f, v in values.items())
     try:
         with transaction.atomic():
@@ -239,12 +242,12 @@ def cluster_create(
                 cluster=cluster,
                 actor=actor,
                 action=ClusterChange.Action.CREATE,
-                changes={_CHANGE_KEYS[f]: [None, v] for f, v in values.items()},
+                changes={SPEC_FIELD_NAMES[f]: [None, v] for f, v in values.items()},
                 message=f"{client.slug}/{slug}: created with {summary}",
             )
     except IntegrityError as exc:
         # Lost a race with another create of the same slug (full_clean checked just before).
-        raise ValidationError({"slug": ["A cluster with this name already exists for this client."]}) from exc
+        raise ValidationError({"slug": [DUPLICATE_CLUSTER]}) from exc
     return _delivered(ClusterChangeResult(cluster=cluster, change=change))
 
 
@@ -281,14 +284,10 @@ def cluster_update(
             cluster=current,
             actor=actor,
             action=ClusterChange.Action.UPDATE,
-            changes={_CHANGE_KEYS[f]: [before, after] for f, (before, after) in diff.items()},
+            changes={SPEC_FIELD_NAMES[f]: [before, after] for f, (before, after) in diff.items()},
             message=f"{current}: {described}",
         )
     return _delivered(ClusterChangeResult(cluster=current, change=change), revert_on_failure=True)
-
-
-def cluster_scale(*, cluster: Cluster, actor: User | None, replicas: int) -> ClusterChangeResult:
-    return cluster_update(cluster=cluster, actor=actor, replicas=replicas)
 
 
 def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
@@ -327,35 +326,14 @@ def cluster_keys_reencrypt() -> int:
 # --- Clients and grants ---------------------------------------------------------------------
 
 
-def _grant_holders_bump(*, client: Client) -> None:
-    for user_id in Grant.objects.filter(client=client).values_list("user_id", flat=True):
-        user_claims_bump(user_id=user_id)
-
-
-def _client_file_delivered(*, client: Client, actor: User | None, summary: str) -> None:
-    """Commit the client's ``client.yaml`` once its row is committed.
-
-    As for clusters, an unreachable remote leaves the commit local; when not even the local
-    commit can be made the client is kept and ``gitops_sync`` writes the file later.
-    """
-    change = ClientFileChange(
-        client_id=client.pk,
-        summary=summary,
-        actor_name=actor.name if actor else "",
-        actor_email=actor.email if actor else "",
-    )
-    try:
-        client_file_deliver_after_commit(change=change)
-    except GitopsError:
-        logger.exception("GitOps delivery failed; %s is left for gitops_sync", summary)
-
-
 def client_create(*, slug: str, name: str, active: bool = True, actor: User | None = None) -> Client:
     """Create a client; its folder's ``client.yaml`` is committed once the row is."""
     client = Client(slug=slug, name=name, active=active)
     client.full_clean()
     client.save()
-    _client_file_delivered(client=client, actor=actor, summary=f"{client.slug}: client created")
+    delivery.client_file_deliver_after_commit(
+        client=client, actor=actor, summary=f"{client.slug}: client created"
+    )
     return client
 
 
@@ -382,8 +360,11 @@ def client_update(*, client: Client, name: str, active: bool, actor: User | None
         client.full_clean()
         client.save(update_fields=["name", "active"])
         if active_changed:
-            _grant_holders_bump(client=client)
-    _client_file_delivered(client=client, actor=actor, summary=f"{client.slug}: {described}")
+            for user_id in Grant.objects.filter(client=client).values_list("user_id", flat=True):
+                user_claims_bump(user_id=user_id)
+    delivery.client_file_deliver_after_commit(
+        client=client, actor=actor, summary=f"{client.slug}: {described}"
+    )
     return client
 
 
@@ -420,51 +401,3 @@ def grant_remove(*, user: User, client: Client, actor: User | None = None) -> No
             "grant removed",
             extra={"user_id": user.pk, "client": client.slug, "actor_id": getattr(actor, "pk", None)},
         )
-
-
-@dataclass(frozen=True)
-class DemoUser:
-    email: str
-    password: str
-    name: str
-    client_slug: str | None  # None: an operator who sees every client
-
-
-DEMO_CLIENTS = {"client1": "Client One", "client2": "Client Two"}
-DEMO_CLUSTER = "main"
-DEMO_USERS = (
-    DemoUser("client1@example.com", "client1", "Client One User", "client1"),
-    DemoUser("client2@example.com", "client2", "Client Two User", "client2"),
-    DemoUser("admin@example.com", "admin", "Portal Operator", None),
-)
-
-
-@transaction.atomic
-def demo_data_seed() -> None:
-    """Create (or restore) the demo clients, users and grants; running it twice changes nothing."""
-    for slug, name in DEMO_CLIENTS.items():
-        client = Client.objects.filter(slug=slug).first()
-        if client is None:
-            client_create(slug=slug, name=name)
-        else:
-            client_update(client=client, name=name, active=True)
-
-    for demo in DEMO_USERS:
-        is_operator = demo.client_slug is None
-        user = User.objects.filter(email__iexact=demo.email).first()
-        if user is None:
-            user = User(email=demo.email)
-        user.name = demo.name
-        user.is_active = True
-        user.is_staff = user.is_superuser = user.is_operator = is_operator
-        if not user.check_password(demo.password):
-            user.set_password(demo.password)
-        user.full_clean()
-        user.save()
-        if demo.client_slug:
-            grant_set(user=user, client=Client.objects.get(slug=demo.client_slug), role=Grant.Role.OPERATOR)
-
-    for slug in DEMO_CLIENTS:
-        client = Client.objects.get(slug=slug)
-        if not Cluster.objects.filter(client=client, slug=DEMO_CLUSTER).exists():
-            cluster_create(client=client, slug=DEMO_CLUSTER, actor=None, replicas=1)

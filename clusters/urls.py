@@ -7,6 +7,7 @@ from clusters import views
 _CLUSTER = "clients/<slug:client>/clusters/<slug:cluster>"
 
 urlpatterns = [
+    path("auth/permissions", views.PermissionsView.as_view(), name="auth-permissions"),
     path("clients", views.ClientListView.as_view(), name="client-list"),
     path("clients/<slug:client>/clusters", views.ClusterListView.as_view(), name="cluster-list"),
     path(_CLUSTER, views.ClusterDetailView.as_view(), name="cluster-detail"),

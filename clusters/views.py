@@ -1,6 +1,8 @@
-"""The clusters API: one view per URL, authorization declared by ``required_permission``."""
+"""The clusters API: one view per URL, each naming the permission it requires once."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.decorators import method_decorator
@@ -11,73 +13,101 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clusters import selectors, services
-from clusters.permissions import HasClientPermission
-from clusters.selectors import PERMISSION_CONFIGURE, PERMISSION_CREDENTIALS, PERMISSION_VIEW
+from clusters.models import Client, Cluster
+from clusters.permissions import (
+    PERMISSION_CONFIGURE,
+    PERMISSION_CREDENTIALS,
+    PERMISSION_VIEW,
+    HasClientPermission,
+    view_permission,
+)
 from clusters.serializers import (
     ClientOutputSerializer,
     ClusterOutputSerializer,
     ClusterUpdateInputSerializer,
     CredentialsOutputSerializer,
-    ErrorSerializer,
     HistoryEntryOutputSerializer,
+    PermissionsSerializer,
+    spec_errors,
 )
+from config import errors
+from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
-_AUTH_403 = "not_authenticated / token_not_valid / account_disabled / csrf_failed (cookie requests)"
-_400 = OpenApiResponse(ErrorSerializer, description="invalid_request, with `fields`.")
-_403 = OpenApiResponse(
-    ErrorSerializer,
-    description="permission_denied: the client is outside your grants (whether or not it exists) "
-    f"or your role lacks the permission; {_AUTH_403}.",
-)
-_403_LIST = OpenApiResponse(ErrorSerializer, description=f"{_AUTH_403}.")
-_404 = OpenApiResponse(ErrorSerializer, description="not_found: no such cluster for this client.")
-_503 = OpenApiResponse(ErrorSerializer, description="auth_unavailable: the session store is unreachable.")
+CLIENT_ERRORS = (*AUTHENTICATION_ERRORS, errors.PermissionDenied)
+CLUSTER_ERRORS = (*CLIENT_ERRORS, errors.NotFound)
+_NOTES = {
+    "permission_denied": "The client is outside your grants (whether or not it exists), "
+    "or your role lacks the permission.",
+    "not_found": "No such cluster for this client.",
+}
 
 
-class ClusterAPIView(APIView):
+class ClientAPIView(APIView):
+    """A view under ``/api/clients/{client}/``: it fetches its object authorized, in one selector call."""
+
     permission_classes = [HasClientPermission]
-    required_permission: str | dict[str, str]
+    required_permission: str | Mapping[str, str]
+
+    def client_get(self) -> Client:
+        return selectors.client_access(
+            user=self.request.user,
+            client_slug=self.kwargs["client"],
+            permission=view_permission(self, self.request.method),
+        )
+
+    def cluster_get(self) -> Cluster:
+        return selectors.cluster_access(
+            user=self.request.user,
+            client_slug=self.kwargs["client"],
+            cluster_slug=self.kwargs["cluster"],
+            permission=view_permission(self, self.request.method),
+        )
 
 
-class ClientListView(ClusterAPIView):
+class PermissionsView(APIView):
+    @extend_schema(
+        operation_id="auth_permissions",
+        responses={200: PermissionsSerializer, **error_responses(*AUTHENTICATION_ERRORS)},
+    )
+    def get(self, request):
+        permissions = selectors.user_client_permissions(user=request.user)
+        return Response(
+            PermissionsSerializer({"clients": permissions, "isStaff": request.user.is_staff}).data
+        )
+
+
+class ClientListView(ClientAPIView):
     required_permission = PERMISSION_VIEW
 
     @extend_schema(
         operation_id="clients_list",
-        responses={200: ClientOutputSerializer(many=True), 403: _403_LIST, 503: _503},
+        responses={200: ClientOutputSerializer(many=True), **error_responses(*AUTHENTICATION_ERRORS)},
     )
     def get(self, request):
-        clients = selectors.client_list(user=request.user)
-        return Response(ClientOutputSerializer(clients, many=True).data)
+        return Response(ClientOutputSerializer(selectors.client_list(user=request.user), many=True).data)
 
 
-class ClusterListView(ClusterAPIView):
+class ClusterListView(ClientAPIView):
     required_permission = PERMISSION_VIEW
 
     @extend_schema(
         operation_id="clusters_list",
-        responses={200: ClusterOutputSerializer(many=True), 403: _403, 503: _503},
+        responses={200: ClusterOutputSerializer(many=True), **error_responses(*CLIENT_ERRORS, notes=_NOTES)},
     )
     def get(self, request, client: str):
-        client_obj = selectors.client_access(
-            user=request.user, client_slug=client, permission=PERMISSION_VIEW
-        )
-        details = selectors.cluster_list(client=client_obj)
+        details = selectors.cluster_list(client=self.client_get())
         return Response(ClusterOutputSerializer(details, many=True).data)
 
 
-class ClusterDetailView(ClusterAPIView):
+class ClusterDetailView(ClientAPIView):
     required_permission = {"GET": PERMISSION_VIEW, "PATCH": PERMISSION_CONFIGURE}
 
     @extend_schema(
         operation_id="clusters_retrieve",
-        responses={200: ClusterOutputSerializer, 403: _403, 404: _404, 503: _503},
+        responses={200: ClusterOutputSerializer, **error_responses(*CLUSTER_ERRORS, notes=_NOTES)},
     )
     def get(self, request, client: str, cluster: str):
-        cluster_obj = selectors.cluster_access(
-            user=request.user, client_slug=client, cluster_slug=cluster, permission=PERMISSION_VIEW
-        )
-        return Response(ClusterOutputSerializer(selectors.cluster_detail(cluster=cluster_obj)).data)
+        return Response(ClusterOutputSerializer(selectors.cluster_detail(cluster=self.cluster_get())).data)
 
     @extend_schema(
         operation_id="clusters_update",
@@ -88,25 +118,21 @@ class ClusterDetailView(ClusterAPIView):
                 ClusterOutputSerializer,
                 description="Committed but not pushed yet (revision.pushed false): delivered later.",
             ),
-            400: _400,
-            403: _403,
-            404: _404,
-            409: OpenApiResponse(
-                ErrorSerializer,
-                description="gitops_values_conflict: the cluster's values file in git was edited by hand "
-                "so that the change cannot be applied (e.g. `image` is not a mapping); nothing was changed.",
-            ),
-            503: OpenApiResponse(
-                ErrorSerializer,
-                description="auth_unavailable: the session store is unreachable; or gitops_unavailable: "
-                "the change could not even be committed locally (nothing was changed).",
+            **error_responses(
+                errors.InvalidRequest,
+                *CLUSTER_ERRORS,
+                errors.GitopsValuesConflict,
+                errors.GitopsUnavailable,
+                notes={
+                    "invalid_request": "With `fields`: out of range, not a whole number, a version not "
+                    "allowed, shrinking storage.",
+                    **_NOTES,
+                },
             ),
         },
     )
     def patch(self, request, client: str, cluster: str):
-        cluster_obj = selectors.cluster_access(
-            user=request.user, client_slug=client, cluster_slug=cluster, permission=PERMISSION_CONFIGURE
-        )
+        cluster_obj = self.cluster_get()
         serializer = ClusterUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -114,62 +140,57 @@ class ClusterDetailView(ClusterAPIView):
                 cluster=cluster_obj, actor=request.user, **serializer.validated_data
             )
         except DjangoValidationError as exc:
-            raise serializer.service_error(exc) from exc
-        detail = selectors.cluster_detail(cluster=result.cluster)
+            raise spec_errors(exc) from exc
         pending = result.change is not None and not result.change.pushed
         return Response(
-            ClusterOutputSerializer(detail).data,
+            ClusterOutputSerializer(selectors.cluster_detail(cluster=result.cluster)).data,
             status=status.HTTP_202_ACCEPTED if pending else status.HTTP_200_OK,
         )
 
 
 @method_decorator(never_cache, name="dispatch")
-class ClusterCredentialsView(ClusterAPIView):
+class ClusterCredentialsView(ClientAPIView):
     required_permission = PERMISSION_CREDENTIALS
 
     @extend_schema(
         operation_id="clusters_credentials_retrieve",
-        responses={200: CredentialsOutputSerializer, 403: _403, 404: _404, 503: _503},
+        responses={200: CredentialsOutputSerializer, **error_responses(*CLUSTER_ERRORS, notes=_NOTES)},
         description="Endpoint and API keys. Sent with `Cache-Control: no-store`.",
     )
     def get(self, request, client: str, cluster: str):
-        cluster_obj = selectors.cluster_access(
-            user=request.user, client_slug=client, cluster_slug=cluster, permission=PERMISSION_CREDENTIALS
+        return Response(
+            CredentialsOutputSerializer(selectors.cluster_credentials(cluster=self.cluster_get())).data
         )
-        return Response(CredentialsOutputSerializer(selectors.cluster_credentials(cluster=cluster_obj)).data)
 
 
 @method_decorator(never_cache, name="dispatch")
-class ClusterCredentialsRotateView(ClusterAPIView):
+class ClusterCredentialsRotateView(ClientAPIView):
     required_permission = PERMISSION_CREDENTIALS
 
     @extend_schema(
         operation_id="clusters_credentials_rotate",
         request=None,
-        responses={200: CredentialsOutputSerializer, 403: _403, 404: _404, 503: _503},
+        responses={200: CredentialsOutputSerializer, **error_responses(*CLUSTER_ERRORS, notes=_NOTES)},
         description="Replace both API keys; the new ones are returned once. `Cache-Control: no-store`.",
     )
     def post(self, request, client: str, cluster: str):
-        cluster_obj = selectors.cluster_access(
-            user=request.user, client_slug=client, cluster_slug=cluster, permission=PERMISSION_CREDENTIALS
-        )
-        result = services.cluster_credentials_rotate(cluster=cluster_obj, actor=request.user)
+        result = services.cluster_credentials_rotate(cluster=self.cluster_get(), actor=request.user)
         return Response(
             CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data
         )
 
 
-class ClusterHistoryView(ClusterAPIView):
+class ClusterHistoryView(ClientAPIView):
     required_permission = PERMISSION_VIEW
 
     @extend_schema(
         operation_id="clusters_history_list",
-        responses={200: HistoryEntryOutputSerializer(many=True), 403: _403, 404: _404, 503: _503},
+        responses={
+            200: HistoryEntryOutputSerializer(many=True),
+            **error_responses(*CLUSTER_ERRORS, notes=_NOTES),
+        },
         description="Every recorded change, newest first.",
     )
     def get(self, request, client: str, cluster: str):
-        cluster_obj = selectors.cluster_access(
-            user=request.user, client_slug=client, cluster_slug=cluster, permission=PERMISSION_VIEW
-        )
-        changes = selectors.cluster_history(cluster=cluster_obj)
+        changes = selectors.cluster_history(cluster=self.cluster_get())
         return Response(HistoryEntryOutputSerializer(changes, many=True).data)

@@ -158,3 +158,15 @@ class JsonFormatter(logging.Formatter):
                 continue
             entry[key] = value_redact(value, key)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class OutageFilter(logging.Filter):
+    """Drops Django's per-response line for a request answered 503 because a dependency is down.
+
+    The dependency's reporter (``config.outages``) logs the outage once per burst instead, so a
+    minute of a lost database is one line, not one traceback per request.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        return not (record.name == "django.request" and getattr(request, "dependency_outage", None))

@@ -8,7 +8,10 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from config.errors import DatabaseUnavailable
+from config.exceptions import error_json, is_api_path
 from config.logging import request_id_var
+from config.outages import DATABASE_ERRORS, RETRY_AFTER_SECONDS, database_outage
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Whatever a client or proxy sends ends up in log lines: accept only a plain token.
@@ -41,4 +44,28 @@ class RequestIdMiddleware:
             # Worker threads are reused: never let one request's id leak into the next one's logs.
             request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class DatabaseOutageMiddleware:
+    """Outside the API's views (the admin, the app shell), a lost database is a 503 too, not a 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DATABASE_ERRORS):
+            return None
+        database_outage.report(exception, request)
+        if is_api_path(request.path):
+            return error_json(DatabaseUnavailable())
+        response = HttpResponse(
+            "The service is temporarily unavailable; please try again shortly.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, Session
+from tests.conftest import login
 
 
 @pytest.fixture
@@ -93,8 +94,8 @@ def test_an_admin_password_change_revokes_the_users_sessions(operator_browser, b
     assert response.status_code == 302
     assert api.get("/api/auth/me").json()["code"] == "token_not_valid"
     assert Session.objects.get(user=user).revoked_reason == "password_change"
-    from tests.conftest import login
-
+    revoked = AuditEvent.objects.get(type="session_revoked")
+    assert revoked.detail == "reason: password_change; by root@example.com"  # who did it is on record
     assert login(APIClient(), user, "A brand new passphrase 77").status_code == 200
 
 

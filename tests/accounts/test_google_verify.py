@@ -14,10 +14,10 @@ from accounts.google import (
     GOOGLE_CERTS_URL,
     CachingRequest,
     GoogleIdentity,
-    GoogleSignInError,
     google_id_token_verify,
     google_request,
 )
+from config.errors import PortalError
 from tests.accounts.google_tokens import CLIENT_ID, KID, OTHER_CLIENT_ID, FakeGoogle, id_token
 
 
@@ -32,8 +32,8 @@ def _google_configured(settings):
     settings.GOOGLE_ALLOWED_DOMAINS = []
 
 
-def verify_error(token, transport) -> GoogleSignInError:
-    with pytest.raises(GoogleSignInError) as caught:
+def verify_error(token, transport) -> PortalError:
+    with pytest.raises(PortalError) as caught:
         google_id_token_verify(token=token, request=transport)
     return caught.value
 

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from tests.conftest import login
+from tests.helpers import me
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,10 +27,6 @@ def keys_dir(settings, tmp_path, monkeypatch):
 
 def body_login(user):
     return login(APIClient(), user, tokenDelivery="body").json()
-
-
-def me(token):
-    return APIClient().get("/api/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
 def kids(path):
@@ -94,7 +91,10 @@ def test_jwks_verifies_a_token_like_a_gateway_would(bearer_client, user):
     token = bearer_client(user).tokens["accessToken"]
     jwks = jwt.PyJWKSet.from_dict(APIClient().get("/.well-known/jwks.json").json())
     key = next(k for k in jwks.keys if k.key_id == jwt.get_unverified_header(token)["kid"])
-    assert jwt.decode(token, key.key, algorithms=["RS256"], issuer="qdrant-portal")["sub"] == str(user.pk)
+    claims = jwt.decode(
+        token, key.key, algorithms=["RS256"], issuer="qdrant-portal", audience="qdrant-portal"
+    )
+    assert claims["sub"] == str(user.pk)
 
 
 def _serve(env_overrides: dict, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -12,14 +12,12 @@ from rest_framework.test import APIClient
 
 from accounts.models import Session
 from accounts.tokens import key_ring
+from tests.helpers import me
+from tests.helpers import token_parts as split
 
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def split(token: str) -> tuple[dict, dict]:
-    return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
 
 
 def forge(header: dict, payload: dict, sign) -> str:
@@ -30,10 +28,6 @@ def forge(header: dict, payload: dict, sign) -> str:
 @pytest.fixture
 def tokens(bearer_client, user):
     return bearer_client(user).tokens
-
-
-def me(token: str):
-    return APIClient().get("/api/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
 def test_access_token_carries_the_contract_claims_and_a_kid(tokens, user):
@@ -116,6 +110,32 @@ def test_a_token_from_another_issuer_is_refused(tokens, settings):
     token = tokens["accessToken"]
     settings.JWT_ISSUER = "someone-else"
     assert me(token).json()["code"] == "token_not_valid"
+
+
+def test_issued_tokens_carry_the_configured_audience(bearer_client, user, settings):
+    settings.JWT_AUDIENCE = "portal-under-test"
+    tokens = bearer_client(user).tokens
+    assert split(tokens["accessToken"])[1]["aud"] == "portal-under-test"
+    assert split(tokens["refreshToken"])[1]["aud"] == "portal-under-test"
+    assert me(tokens["accessToken"]).status_code == 200
+
+
+@pytest.mark.parametrize("audience", ["another-service", ["another-service"], None])
+def test_a_token_signed_by_the_portal_for_another_audience_is_refused(tokens, audience):
+    """RFC 8725 section 3.9: a genuine signature over a token meant for someone else is not enough."""
+    backend = key_ring().backend
+    header, claims = split(tokens["accessToken"])
+    claims = {k: v for k, v in claims.items() if k != "aud"} | ({"aud": audience} if audience else {})
+    token = backend.encode(claims)
+    assert split(token)[0]["kid"] == header["kid"]  # the portal's own key signed it
+    assert me(token).json()["code"] == "token_not_valid"
+    validate = APIClient().get("/api/auth/validate", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert (validate.status_code, validate.json()["code"]) == (403, "token_not_valid")
+
+    _, refresh_claims = split(tokens["refreshToken"])
+    refresh = backend.encode({k: v for k, v in refresh_claims.items() if k != "aud"} | {"aud": "elsewhere"})
+    refused = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=f"Bearer {refresh}")
+    assert (refused.status_code, refused.json()["code"]) == (403, "token_not_valid")
 
 
 @pytest.mark.parametrize("garbage", ["garbage", "a.b.c", "", "Bearer"])

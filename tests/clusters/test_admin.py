@@ -235,24 +235,22 @@ def test_creating_a_cluster_in_the_admin_commits_and_pushes_its_values_after_the
     assert head.author == GitIdentity(name=admin_user.name or admin_user.email, email="root@example.com")
 
 
-def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(
-    browser, client1, user_factory, settings, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(browser, client1, user_factory, settings):
     local = portal_repository(settings)
     tip = branch_tip(repository=local)
     viewer = user_factory()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = browser.post(
-            f"/admin/clusters/client/{client1.pk}/change/",
-            {
-                "name": "Client One",
-                "active": "on",
-                **_inline_management("grants", 1),
-                "grants-0-user": viewer.pk,
-                "grants-0-role": "viewer",
-                **_inline_management("clusters", 0),
-            },
-        )
+    response = browser.post(
+        f"/admin/clusters/client/{client1.pk}/change/",
+        {
+            "name": "Client One",
+            "active": "on",
+            **_inline_management("grants", 1),
+            "grants-0-user": viewer.pk,
+            "grants-0-role": "viewer",
+            **_inline_management("clusters", 0),
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Grant.objects.filter(user=viewer, client=client1).exists()
     assert branch_tip(repository=local) == tip

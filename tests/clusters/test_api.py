@@ -6,6 +6,10 @@ import pytest
 
 from clusters.models import Cluster, ClusterChange
 
+# Each request's change is delivered to git once its transaction commits, as in production:
+# the test database must really commit.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 URL = "/api/clients/client1/clusters/main"
 
 

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
+from clusters.management.commands.seed_demo import demo_data_seed
 from clusters.models import Client
-from clusters.services import client_create, client_update, cluster_create, demo_data_seed
+from clusters.services import client_create, client_update, cluster_create
 from gitops.argocd import CLUSTERS_GLOB
 from gitops.repository import (
     GitIdentity,
@@ -25,7 +26,8 @@ from gitops.repository import (
 )
 from tests.conftest import portal_repository
 
-pytestmark = pytest.mark.django_db(transaction=False)
+# A client's file is committed once its transaction commits, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 PORTAL = GitIdentity(name="Qdrant Portal", email="portal@qdrant-portal.local")
 
@@ -187,7 +189,7 @@ def test_a_client_created_while_git_cannot_be_written_is_kept_and_gitops_sync_wr
     blocker.write_text("a file where the repository should be")
     settings.GITOPS_REPO_PATH = blocker / "gitops.git"
 
-    with caplog.at_level(logging.ERROR, logger="clusters.services"):
+    with caplog.at_level(logging.ERROR, logger="clusters.delivery"):
         client = client_create(slug="acme", name="Acme Corp")
 
     assert Client.objects.get(pk=client.pk).name == "Acme Corp"
@@ -197,6 +199,7 @@ def test_a_client_created_while_git_cannot_be_written_is_kept_and_gitops_sync_wr
     assert _client_file(portal_repository(settings), "acme")["name"] == "Acme Corp"
 
 
+@pytest.mark.django_db  # inside the test's transaction, to see that nothing is written before it commits
 def test_seed_demo_commits_the_demo_clients_after_its_transaction(
     settings, django_capture_on_commit_callbacks
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from clusters.crypto import field_decrypt
+from clusters.delivery import pending_changes_deliver
 from clusters.models import Cluster, ClusterChange
 from clusters.services import cluster_create, cluster_credentials_rotate, cluster_update
+from gitops.delivery import PendingCommit, commits_deliver
+from gitops.remote import RemoteConfig
 from gitops.repository import (
     GitIdentity,
     GitopsRepository,
@@ -26,10 +30,10 @@ from gitops.repository import (
     files_commit,
     repository_open,
 )
-from gitops.services import pending_changes_deliver
 from tests.conftest import portal_repository
 
-pytestmark = pytest.mark.django_db(transaction=False)
+# Changes are delivered to git once their transaction commits, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _values(repository: GitopsRepository, client: str, cluster: str) -> dict:
@@ -114,14 +118,16 @@ def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
     other = repository_open(
         path=Path(settings.GITOPS_REPO_PATH).parent / "other.git", branch="main", bootstrap_files={}
     )
-    from gitops.repository import RemoteConfig, changes_deliver
-
-    changes_deliver(
-        repository=other,
+    other_change = PendingCommit(
+        key="other",
         render=lambda reader: {"clients/client9/x/values.yaml": b"replicaCount: 1\n"},
         author=GitIdentity("Other", "other@example.com"),
-        committer=GitIdentity("Other", "other@example.com"),
         message="other replica's change",
+    )
+    commits_deliver(
+        repository=other,
+        pending=[other_change],
+        committer=GitIdentity("Other", "other@example.com"),
         remote=RemoteConfig(url=settings.GITOPS_REMOTE_URL),
     )
     response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 6}, format="json")
@@ -149,8 +155,6 @@ def test_no_api_key_reaches_git_without_a_sealing_certificate(git_server, settin
 def sealing_certificate(tmp_path, settings):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "sealed-secret")])
-    import datetime
-
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -207,7 +211,6 @@ def test_gitops_sync_check_reports_drift_without_writing(git_server, settings, c
     assert _values(local, "client1", "main")["replicaCount"] == 9
 
 
-@pytest.mark.django_db(transaction=True)
 def test_concurrent_changes_from_many_threads_all_reach_git(git_server, client1, user1):
     if connection.vendor == "sqlite":
         pytest.skip(

@@ -15,6 +15,10 @@ from clusters.permissions import HasClientPermission
 from clusters.selectors import user_client_permissions, user_scope_claim
 from clusters.services import client_update, grant_remove, grant_set
 
+# Each request's change is delivered to git once its transaction commits, as in production:
+# the test database must really commit.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 C1 = "/api/clients/client1/clusters"
 CLUSTER_REQUESTS = [
     ("get", "/main"),

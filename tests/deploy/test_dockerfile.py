@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 from gunicorn.config import Config
+
+from tests.helpers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = PROJECT_ROOT / "deploy" / "Dockerfile"
@@ -255,12 +256,6 @@ def test_every_setting_in_the_gunicorn_file_is_one_gunicorn_knows():
     assert public - set(Config().settings) == set(), "a misspelt setting is silently ignored by gunicorn"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_gunicorn_logs_json_lines_with_the_request_id_and_no_secrets(tmp_path):
     (tmp_path / "tinyapp.py").write_text(
         "def app(environ, start_response):\n"
@@ -268,7 +263,7 @@ def test_gunicorn_logs_json_lines_with_the_request_id_and_no_secrets(tmp_path):
         " ('X-Request-ID', environ.get('HTTP_X_REQUEST_ID', 'none'))])\n"
         "    return [b'ok']\n"
     )
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2", "LOG_LEVEL": "INFO"}
     server = subprocess.Popen(  # noqa: S603
         [

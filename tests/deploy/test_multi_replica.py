@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import requests
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.helpers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -53,12 +54,6 @@ def requirements():
         if os.environ.get("PORTAL_MULTI_REPLICA") == "1":
             pytest.fail(message)
         pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _database_url_named(name: str) -> str:
@@ -179,7 +174,7 @@ def deployment(requirements, tmp_path_factory) -> Iterator[Deployment]:
     deployment.manage("gitops_sync")
 
     for name in ("a", "b"):
-        port = _free_port()
+        port = free_port()
         log = work / f"replica-{name}.log"
         env = {**base_env, "GITOPS_REPO_PATH": str(work / f"replica-{name}.git")}
         process = subprocess.Popen(

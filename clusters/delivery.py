@@ -1,0 +1,330 @@
+"""Deliver the clusters' desired state from the database to the GitOps repository.
+
+The database is the outbox: every cluster write records a ``ClusterChange`` in the same
+transaction, not yet pushed. :func:`pending_changes_deliver` takes the branch lock (shared by
+every thread and replica, ``gitops.locks``) and hands every change not yet on the remote to
+``gitops.delivery.commits_deliver``: one commit per change, authored by the user who asked,
+then one push for all of them. A request that waited for the lock usually finds its change
+already delivered by the one before it (group commit), so concurrent changes cost one push.
+
+When the remote cannot be reached the commits stay local (``pushed`` False) and the next
+delivery or ``manage.py gitops_sync`` pushes them; when it moved meanwhile, every unpushed
+change is rendered again on its tip, each still its own commit by its own author.
+
+Clients have no outbox: a client's ``client.yaml`` is rendered whole from its row and goes
+out with the next delivery. ``gitops_sync`` renders every client and cluster in full, so git
+always converges on the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from clusters.models import Client, Cluster, ClusterChange
+from clusters.rendering import client_files_render, cluster_files_render
+from gitops.argocd import APPLICATIONSET_PATH, README_PATH, applicationset_render, repository_readme_render
+from gitops.delivery import GroupDelivery, PendingCommit, commits_deliver
+from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
+from gitops.locks import branch_lock
+from gitops.remote import RemoteConfig, remote_fetch
+from gitops.repository import (
+    GitIdentity,
+    GitopsRepository,
+    branch_tip,
+    repository_compact,
+    repository_open,
+    tree_reader,
+)
+from gitops.trees import TreeReader
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+# --- Where, and as whom: the one builder of each identity and message ------------------------
+
+
+def committer_identity() -> GitIdentity:
+    """The committer of every commit (``GITOPS_COMMITTER``); the author of commits nobody asked for."""
+    name, email = parseaddr(settings.GITOPS_COMMITTER)
+    return GitIdentity(name=name or "Qdrant Portal", email=email or "portal@qdrant-portal.local")
+
+
+def author_identity(*, email: str, name: str) -> GitIdentity:
+    """The person who asked for a change, or the portal when nobody did (``seed_demo``)."""
+    if not email:
+        return committer_identity()
+    return GitIdentity(name=name or email, email=email)
+
+
+def commit_message(*, summary: str, email: str = "", name: str = "", change_id: int | None = None) -> str:
+    """``client1/main: replicas 2 -> 3`` and trailers saying who asked and which change it is."""
+    trailers = []
+    if email:
+        trailers.append(f"Requested-by: {name or email} <{email}>")
+    if change_id is not None:
+        trailers.append(f"Portal-Change-Id: {change_id}")
+    return f"{summary}\n\n" + "\n".join(trailers) + "\n" if trailers else f"{summary}\n"
+
+
+def _remote() -> RemoteConfig | None:
+    if not settings.GITOPS_REMOTE_URL:
+        return None
+    return RemoteConfig(
+        url=settings.GITOPS_REMOTE_URL,
+        token=settings.GITOPS_REMOTE_TOKEN or None,
+        ssh_key_path=Path(settings.GITOPS_SSH_KEY_PATH) if settings.GITOPS_SSH_KEY_PATH else None,
+    )
+
+
+def _bootstrap_files() -> dict[str, bytes]:
+    """The ApplicationSet and README, rendered only for a repository without the branch."""
+    return {
+        APPLICATIONSET_PATH: applicationset_render(
+            repo_url=settings.GITOPS_REMOTE_URL or f"file://{settings.GITOPS_REPO_PATH}",
+            branch=settings.GITOPS_BRANCH,
+            chart_version=settings.QDRANT_CHART_VERSION,
+            project=settings.ARGOCD_PROJECT,
+        ),
+        README_PATH: repository_readme_render(),
+    }
+
+
+def repository_get() -> GitopsRepository:
+    """The local repository, created and bootstrapped on first use."""
+    return repository_open(
+        path=Path(settings.GITOPS_REPO_PATH),
+        branch=settings.GITOPS_BRANCH,
+        bootstrap_files=_bootstrap_files,
+        committer=committer_identity(),
+    )
+
+
+def _locked(work: Callable[[GitopsRepository], T]) -> T:
+    with branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+        return work(repository_get())
+
+
+# --- The outbox ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """``conflicts``: clusters whose files in git cannot take their change (id -> what is wrong);
+    ``commits``: the commit of each extra item handed to the delivery (None: nothing changed)."""
+
+    conflicts: Mapping[int, str]
+    pushed: bool
+    commits: Mapping[object, str | None] = field(default_factory=dict)
+
+
+def _change_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
+    after = {name: pair[1] for name, pair in (change.changes or {}).items() if isinstance(pair, list)}
+    return cluster_files_render(cluster=change.cluster, reader=reader, overrides=after)
+
+
+def _change_pending(change: ClusterChange) -> PendingCommit:
+    return PendingCommit(
+        key=change.pk,
+        render=partial(_change_render, change),
+        author=author_identity(email=change.actor_email, name=change.actor_name),
+        message=commit_message(
+            summary=change.message or f"{change.cluster}: {change.action}",
+            email=change.actor_email,
+            name=change.actor_name,
+            change_id=change.pk,
+        ),
+        committed=change.commit or None,
+    )
+
+
+def _client_render(client_id: int, reader: TreeReader) -> dict[str, bytes | None]:
+    client = Client.objects.filter(pk=client_id).first()
+    return client_files_render(client=client, reader=reader) if client is not None else {}
+
+
+def client_file_pending(*, client: Client, actor: User | None, summary: str) -> PendingCommit:
+    """The commit of a client's ``client.yaml`` as its row is when delivered."""
+    email, name = (actor.email, actor.name) if actor else ("", "")
+    return PendingCommit(
+        key=("client", client.pk),
+        render=partial(_client_render, client.pk),
+        author=author_identity(email=email, name=name),
+        message=commit_message(summary=summary, email=email, name=name),
+    )
+
+
+def _change_outcome_record(change: ClusterChange, commit: str | None, delivery: GroupDelivery) -> None:
+    if commit is None and change.commit:
+        commit, committed_at = change.commit, change.committed_at  # kept as it was
+    else:
+        # No commit of its own: an earlier change already put git in this state.
+        commit, committed_at = commit or delivery.tip or "", delivery.committed_at or timezone.now()
+    ClusterChange.objects.filter(pk=change.pk).update(
+        commit=commit, committed_at=committed_at, pushed=bool(delivery.pushed and commit)
+    )
+
+
+def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> DeliveryReport:
+    changes = {
+        change.pk: change
+        for change in ClusterChange.objects.filter(pushed=False)
+        .select_related("cluster__client")
+        .order_by("id")
+    }
+    pending = [_change_pending(change) for change in changes.values()] + list(extra)
+    if not pending:
+        return DeliveryReport(conflicts={}, pushed=True)
+    delivery = commits_deliver(
+        repository=repository,
+        pending=pending,
+        committer=committer_identity(),
+        remote=_remote(),
+        push_retries=settings.GITOPS_PUSH_RETRIES,
+    )
+    conflicts: dict[int, str] = {}
+    commits: dict[object, str | None] = {}
+    for outcome in delivery.outcomes:
+        change = changes.get(outcome.key)  # type: ignore[call-overload]
+        if change is None:
+            commits[outcome.key] = outcome.commit
+        elif outcome.error is not None:
+            conflicts[change.cluster_id] = str(outcome.error)
+        else:
+            _change_outcome_record(change, outcome.commit, delivery)
+    return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
+
+
+def pending_changes_deliver(*, extra: Sequence[PendingCommit] = ()) -> DeliveryReport:
+    """Commit every change not yet on the remote, oldest first (one commit each), and push once.
+
+    Raises ``RepositoryUnavailable`` only when not even the local repository can be written;
+    network failures leave commits local and unpushed, to be delivered later.
+    """
+    return _locked(lambda repository: _deliver(repository, extra))
+
+
+def _after_commit(deliver: Callable[[], DeliveryReport]) -> DeliveryReport | None:
+    """``deliver()`` once the data is committed: now, or when the open transaction commits.
+
+    Run now (no transaction open), its result is returned and its errors propagate, so the
+    request can answer with the outcome. Deferred (the admin wraps its views in a transaction),
+    None is returned and a failure is only logged: git never carries a change the database
+    rolled back, and the change stays pending for the next delivery or ``gitops_sync``.
+    """
+    ran: list[DeliveryReport] = []
+    registering = True
+
+    def callback() -> None:
+        if registering:
+            ran.append(deliver())
+            return
+        try:
+            deliver()
+        except GitopsError:
+            logger.exception("GitOps delivery failed; the changes stay pending for gitops_sync")
+
+    transaction.on_commit(callback)
+    registering = False
+    return ran[0] if ran else None
+
+
+def deliver_after_commit() -> DeliveryReport | None:
+    """Deliver pending cluster changes once the open transaction (if any) commits."""
+    return _after_commit(pending_changes_deliver)
+
+
+def client_file_deliver_after_commit(*, client: Client, actor: User | None, summary: str) -> None:
+    """Commit the client's ``client.yaml`` once its row is committed (failures logged, left for sync)."""
+    pending = client_file_pending(client=client, actor=actor, summary=summary)
+    try:
+        _after_commit(lambda: pending_changes_deliver(extra=[pending]))
+    except GitopsError:
+        logger.exception("GitOps delivery failed; %s is left for gitops_sync", summary)
+
+
+# --- Full sync -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What ``gitops_sync`` found (``check``) or did; ``conflicts`` could not be rendered."""
+
+    drifted_paths: tuple[str, ...]
+    commit: str | None
+    pushed: bool
+    conflicts: tuple[str, ...] = ()
+    packed_objects: int = 0
+
+
+def _everything_render(reader: TreeReader, conflicts: dict[int, str]) -> dict[str, bytes | None]:
+    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database."""
+    conflicts.clear()
+    files: dict[str, bytes | None] = {}
+    for client in Client.objects.order_by("slug"):
+        files.update(client_files_render(client=client, reader=reader))
+    for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
+        try:
+            files.update(cluster_files_render(cluster=cluster, reader=reader))
+        except ContentError as error:
+            conflicts[cluster.pk] = str(error)
+    return files
+
+
+def _drift_check(repository: GitopsRepository) -> SyncReport:
+    """The paths where git (the remote's tip, when there is a remote) differs from the database."""
+    tip, remote = branch_tip(repository=repository), _remote()
+    if remote is not None:
+        state = remote_fetch(repository=repository, remote=remote)
+        if not state.reachable:
+            raise RepositoryUnavailable("The gitops remote cannot be reached.")
+        tip = state.tip or tip
+    conflicts: dict[int, str] = {}
+    drifted = sorted(_everything_render(tree_reader(repository=repository, commit=tip), conflicts))
+    return SyncReport(
+        drifted_paths=tuple(drifted), commit=None, pushed=False, conflicts=tuple(conflicts.values())
+    )
+
+
+def _full_sync(repository: GitopsRepository) -> SyncReport:
+    """Every pending change as its own commit, then one commit for any other drift; then compact."""
+    conflicts: dict[int, str] = {}
+    drifted: list[str] = []
+
+    def render(reader: TreeReader) -> dict[str, bytes | None]:
+        files = _everything_render(reader, conflicts)
+        drifted[:] = sorted(files)
+        return files
+
+    sync = PendingCommit(
+        key="sync",
+        render=render,
+        author=committer_identity(),
+        message=commit_message(summary="Sync clients and clusters from the portal database"),
+    )
+    report = _deliver(repository, [sync])
+    commit = report.commits.get("sync")
+    return SyncReport(
+        drifted_paths=tuple(drifted) if commit else (),
+        commit=commit,
+        pushed=report.pushed,
+        conflicts=tuple({**conflicts, **report.conflicts}.values()),
+        packed_objects=repository_compact(repository=repository),
+    )
+
+
+def repository_sync(*, check: bool = False) -> SyncReport:
+    """Make git equal to the database and compact the repository (``check``: only report the drift)."""
+    return _locked(_drift_check if check else _full_sync)

@@ -1,0 +1,265 @@
+"""The API's error vocabulary: one typed exception per contract code.
+
+Every error a client can see is one of these classes (or a subclass that only changes the
+sentence). Each carries its HTTP status, its stable ``code`` and a default ``detail``;
+``config.exceptions.api_exception_handler`` turns any of them into the one error body
+``{"code", "detail"}`` (plus ``"fields"``), and ``config.openapi.error_responses`` documents
+them from the same classes, so no code or sentence is typed twice.
+
+They subclass DRF's ``APIException`` so they can be raised anywhere, including inside an
+authentication class (DRF re-raises only ``APIException`` from there). This module imports
+nothing but DRF's exceptions: the authentication class is loaded while ``rest_framework.views``
+is being imported, and must be able to import this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+
+class PortalError(APIException):
+    """Base of every error the API answers with. Subclasses set the three class attributes."""
+
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    default_code: str = "invalid_request"
+    default_detail: str = "The request is not valid."
+    retry_after: int | None = None  # seconds, sent as Retry-After (outages, throttling)
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        fields: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail if detail is not None else self.default_detail, self.default_code)
+        self.fields = fields or None
+        self.headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        self.headers.update(headers or {})
+
+    @property
+    def code(self) -> str:
+        return self.default_code
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "detail": str(self.detail)}
+        if self.fields:
+            body["fields"] = self.fields
+        return body
+
+
+# --- 400 ------------------------------------------------------------------------------------
+
+
+class InvalidRequest(PortalError):
+    """Malformed JSON, missing or invalid fields (with ``fields``)."""
+
+
+class MalformedJson(InvalidRequest):
+    default_detail = "The request body is not valid JSON."
+
+
+class NestedTooDeep(InvalidRequest):
+    default_detail = "The request body is nested too deeply."
+
+
+# --- 401 ------------------------------------------------------------------------------------
+
+
+class InvalidCredentials(PortalError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "invalid_credentials"
+    default_detail = "The email or password is not correct."
+
+
+class InvalidGoogleToken(PortalError):
+    """Signature, audience, issuer, expiry, key id or authorized party do not check out."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "invalid_google_token"
+    default_detail = "The Google sign-in could not be verified; please sign in with Google again."
+
+
+# --- 403 ------------------------------------------------------------------------------------
+
+
+class NotAuthenticated(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "not_authenticated"
+    default_detail = "Authentication credentials were not provided."
+
+
+class TokenNotValid(PortalError):
+    """Invalid, expired or wrong-type token; the browser app refreshes once on this code."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "token_not_valid"
+    default_detail = "Token is invalid or expired."
+
+
+class SessionEnded(TokenNotValid):
+    default_detail = "The session has ended; sign in again."
+
+
+class SessionIdle(TokenNotValid):
+    default_detail = "The session expired after inactivity; sign in again."
+
+
+class RefreshTokenMissing(TokenNotValid):
+    default_detail = "No refresh token was sent."
+
+
+class RefreshTokenReused(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "refresh_token_reused"
+    default_detail = "This refresh token was already used; the session has been revoked for safety."
+
+
+class AccountDisabled(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "account_disabled"
+    default_detail = "This account is disabled."
+
+
+class PermissionDenied(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "permission_denied"
+    default_detail = "Insufficient permissions"
+
+
+class CsrfFailed(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "csrf_failed"
+    default_detail = "CSRF verification failed; reload the page and try again."
+
+
+class ForeignOrigin(CsrfFailed):
+    default_detail = "This origin may not use the API with the browser's cookies."
+
+
+class EmailNotVerified(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "email_not_verified"
+    default_detail = "Google has not verified the email address of this account."
+
+
+class NoAccount(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "no_account"
+    default_detail = "No account here belongs to this Google account; ask an operator for access."
+
+
+# --- 404, 405, 406, 409, 415, 429 -----------------------------------------------------------
+
+
+class NotFound(PortalError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "not_found"
+    default_detail = "Not found."
+
+
+class MethodNotAllowed(PortalError):
+    status_code = status.HTTP_405_METHOD_NOT_ALLOWED
+    default_code = "method_not_allowed"
+    default_detail = "This method is not allowed here."
+
+
+class NotAcceptable(PortalError):
+    status_code = status.HTTP_406_NOT_ACCEPTABLE
+    default_code = "not_acceptable"
+    default_detail = "The API answers only with JSON."
+
+
+class GitopsValuesConflict(PortalError):
+    """A values file in git was edited by hand so that the portal's keys cannot be set in it."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "gitops_values_conflict"
+    default_detail = (
+        "The GitOps repository was edited by hand in a way the change cannot be applied to; "
+        "nothing was changed. Fix the file in git, then try again."
+    )
+
+    def __init__(self, *, problem: str | None = None) -> None:
+        super().__init__(
+            f"The GitOps repository was edited by hand in a way the change cannot be applied to: {problem}. "
+            "Nothing was changed; fix the file in git, then try again."
+            if problem
+            else None
+        )
+
+
+class RequestTooLarge(PortalError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+    default_detail = "The request body is too large."
+
+
+class UnsupportedMediaType(PortalError):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_code = "unsupported_media_type"
+    default_detail = "Send the request body as application/json."
+
+
+class Throttled(PortalError):
+    """Too many attempts; ``Retry-After`` says when to try again."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "throttled"
+    default_detail = "Too many attempts; try again later."
+
+    def __init__(self, *, retry_after: int | None = None) -> None:
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        detail = (
+            f"Too many attempts; try again in {retry_after} seconds." if retry_after is not None else None
+        )
+        super().__init__(detail, headers=headers)
+
+
+# --- 500, 503 -------------------------------------------------------------------------------
+
+
+class ServerError(PortalError):
+    """Never raised on purpose: the body of Django's 500 handler under /api/."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_code = "server_error"
+    default_detail = "An unexpected error occurred; it has been logged."
+
+
+class AuthUnavailable(PortalError):
+    """The session store (cache) cannot be reached: authentication fails closed."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "auth_unavailable"
+    default_detail = "Sign-in is temporarily unavailable; try again shortly."
+    retry_after = 5
+
+
+class DatabaseUnavailable(PortalError):
+    """The database cannot be reached (connection refused or lost): nothing was read or changed."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "database_unavailable"
+    default_detail = "The service is temporarily unavailable; try again shortly."
+    retry_after = 5
+
+
+class GoogleUnavailable(PortalError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "google_unavailable"
+    default_detail = "Google sign-in is unavailable right now; please try again in a minute."
+
+
+class GitopsUnavailable(PortalError):
+    """Not even a local commit could be made: nothing was changed."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "gitops_unavailable"
+    default_detail = (
+        "The change could not be committed to the GitOps repository; nothing was changed. "
+        "Try again in a moment."
+    )

@@ -1,0 +1,55 @@
+"""How the OpenAPI document describes errors: one component, documented from the typed errors.
+
+``error_responses(errors.TokenNotValid, errors.AccountDisabled, ...)`` groups the given error
+classes by status and lists each code with its default sentence, so an endpoint declares its
+errors once, by class, and the description can never disagree with what is raised.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from config import errors
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error body (config/exceptions.py)."""
+
+    code = serializers.CharField(help_text="Stable snake_case code, e.g. permission_denied.")
+    detail = serializers.CharField(help_text="A sentence for people.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors by field (400 invalid_request only).",
+    )
+
+
+# What every endpoint behind JWTAuthentication can answer besides its own errors.
+AUTHENTICATION_ERRORS: tuple[type[errors.PortalError], ...] = (
+    errors.NotAuthenticated,
+    errors.TokenNotValid,
+    errors.AccountDisabled,
+    errors.CsrfFailed,
+    errors.AuthUnavailable,
+)
+
+
+def error_responses(
+    *error_classes: type[errors.PortalError], notes: Mapping[str, str] | None = None
+) -> dict[int, OpenApiResponse]:
+    """OpenAPI responses for these errors; ``notes`` replaces a code's sentence (``{"not_found": "..."}``)."""
+    notes = notes or {}
+    by_status: dict[int, list[str]] = defaultdict(list)
+    for error_class in error_classes:
+        code = error_class.default_code
+        line = f"`{code}`: {notes.get(code) or error_class.default_detail}"
+        if line not in by_status[error_class.status_code]:
+            by_status[error_class.status_code].append(line)
+    return {
+        status_code: OpenApiResponse(ErrorSerializer, description="\n\n".join(lines))
+        for status_code, lines in sorted(by_status.items())
+    }

@@ -1,0 +1,66 @@
+"""A lost database answers 503 database_unavailable (with Retry-After) and is logged once per burst."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+import pytest
+from django.db import OperationalError, connection
+
+from config import outages
+
+
+@contextmanager
+def database_gone():
+    """Every query fails as a dropped PostgreSQL connection would (Django's query instrumentation)."""
+
+    def refuse(execute, sql, params, many, context):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with connection.execute_wrapper(refuse):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_reporter(monkeypatch):
+    monkeypatch.setattr(outages.database_outage, "_last_report", -outages.REPORT_INTERVAL_SECONDS)
+
+
+@pytest.mark.parametrize("path", ["/api/auth/me", "/api/clients", "/api/clients/client1/clusters/main"])
+def test_api_requests_answer_503_with_retry_after_while_the_database_is_gone(bearer_client, user1, cluster1, path):
+    client = bearer_client(user1)
+    with database_gone():
+        response = client.get(path)
+    assert response.status_code == 503
+    assert response.json() == {
+        "code": "database_unavailable",
+        "detail": "The service is temporarily unavailable; try again shortly.",
+    }
+    assert response["Retry-After"] == "5"
+    assert client.get(path).status_code == 200  # back on its own
+
+
+def test_a_login_while_the_database_is_gone_is_503_not_invalid_credentials(api_client, user):
+    from tests.conftest import login
+
+    with database_gone():
+        response = login(api_client, user)
+    assert (response.status_code, response.json()["code"]) == (503, "database_unavailable")
+
+
+def test_the_admin_answers_a_plain_503(admin_client):
+    with database_gone():
+        response = admin_client.get("/admin/accounts/user/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+
+
+def test_an_outage_burst_is_one_log_line_not_a_traceback_per_request(bearer_client, user1, caplog):
+    client = bearer_client(user1)
+    with caplog.at_level(logging.INFO), database_gone():
+        for _ in range(5):
+            assert client.get("/api/clients").status_code == 503
+    reports = [r for r in caplog.records if r.name == "portal.outages"]
+    assert len(reports) == 1 and "database unreachable: OperationalError" in reports[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info]

@@ -1,0 +1,47 @@
+"""Hostile bodies get a clear 4xx, never a 500 or a 503: deep nesting, oversize, not JSON at all."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings as django_settings
+
+NESTED = "[" * 10_000 + "]" * 10_000
+# Every endpoint that reads a JSON body (the others ignore what is sent).
+JSON_ENDPOINTS = [
+    ("post", "/api/auth/login"),
+    ("post", "/api/auth/google"),
+    ("patch", "/api/clients/client1/clusters/main"),
+]
+
+
+@pytest.fixture
+def caller(bearer_client, user1, cluster1, settings):
+    settings.GOOGLE_CLIENT_IDS = ["client-id.apps.googleusercontent.com"]
+    return bearer_client(user1)
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+@pytest.mark.parametrize("body", [NESTED, '{"a":' * 40 + "1" + "}" * 40], ids=["depth-10000", "depth-40"])
+def test_a_deeply_nested_body_is_a_400_on_every_json_endpoint(caller, method, path, body):
+    response = getattr(caller, method)(path, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json() == {"code": "invalid_request", "detail": "The request body is nested too deeply."}
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+def test_an_oversized_body_is_a_413_on_every_json_endpoint(caller, method, path):
+    body = '{"email": "' + "a" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1) + '"}'
+    response = getattr(caller, method)(path, body, content_type="application/json")
+    assert (response.status_code, response.json()["code"]) == (413, "request_too_large")
+
+
+def test_a_six_megabyte_login_is_413_not_a_sign_in_outage(api_client, db):
+    body = '{"email": "a@example.com", "password": "' + "A" * 6_000_000 + '"}'
+    response = api_client.post("/api/auth/login", body, content_type="application/json")
+    assert (response.status_code, response.json()["code"]) == (413, "request_too_large")
+
+
+def test_nesting_within_the_bound_is_judged_on_its_content(caller):
+    response = caller.patch("/api/clients/client1/clusters/main", {"replicas": [[[3]]]}, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["replicas"]

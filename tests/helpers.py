@@ -1,0 +1,24 @@
+"""Small helpers several test modules share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+
+import jwt
+from rest_framework.test import APIClient
+
+
+def token_parts(token: str) -> tuple[dict, dict]:
+    """A JWT's header and claims, read without verifying (to look at what was issued)."""
+    return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+
+
+def me(token: str):
+    """``GET /api/auth/me`` with ``token`` as the bearer, from a fresh client."""
+    return APIClient().get("/api/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
