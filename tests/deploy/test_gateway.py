@@ -1,0 +1,347 @@
+"""deploy/gateway/nginx.conf, for real: Debian's nginx in front of the portal and a protected service.
+
+nginx runs as a foreground process with the repository's config (only the two upstream
+addresses, the listen port and temporary paths substituted), in front of the portal under
+Django's ``live_server`` and a small HTTP server on loopback that records what reaches it.
+Skipped, with the reason, when nginx is not installed; with PORTAL_REQUIRE_NGINX=1 (set by
+.ci/run when it installed nginx) a missing nginx is a failure instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.core.cache import caches
+from django.test import override_settings
+
+from accounts.authentication import access_cookie_name
+from accounts.tokens import key_ring
+from config import errors
+from tests.accounts.test_sessions import DEAD_REDIS
+from tests.conftest import b64
+from tests.helpers import free_port, token_parts
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+NGINX_CONF = PROJECT_ROOT / "deploy" / "gateway" / "nginx.conf"
+NGINX = os.environ.get("PORTAL_NGINX", "/usr/sbin/nginx")
+PASSWORD = "correct horse battery"  # tests/conftest.py's user_factory default
+IDENTITY_HEADERS = ("x-auth-user-id", "x-auth-email", "x-auth-scope")
+DEFAULT_DETAIL = {
+    error.default_code: error.default_detail
+    for error in (
+        errors.NotAuthenticated,
+        errors.TokenNotValid,
+        errors.AccountDisabled,
+        errors.AuthUnavailable,
+    )
+}
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def nginx_binary() -> str:
+    if not os.access(NGINX, os.X_OK):
+        message = f"nginx not found at {NGINX}: install it with `apt-get install -y nginx`"
+        if os.environ.get("PORTAL_REQUIRE_NGINX") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return NGINX
+
+
+# --- the protected service: records every request that reaches it ----------------------------
+
+
+@dataclass
+class Upstream:
+    address: str
+    received: list[dict] = field(default_factory=list)
+
+    def headers(self, index: int = 0) -> dict[str, list[str]]:
+        """The headers of one received request, by lower-case name, every value kept."""
+        found: dict[str, list[str]] = {}
+        for name, value in self.received[index]["headers"]:
+            found.setdefault(name.lower(), []).append(value)
+        return found
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    recorder = Upstream(address="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            recorder.received.append(
+                {"method": self.command, "path": self.path, "headers": self.headers.items()}
+            )
+            body = json.dumps({"service": "reached"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    recorder.address = f"127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield recorder
+    server.shutdown()
+    server.server_close()
+
+
+# --- nginx with the repository's config ------------------------------------------------------
+
+
+def nginx_conf_render(*, portal: str, service: str, port: int, prefix: Path) -> str:
+    """deploy/gateway/nginx.conf with test addresses; each placeholder must be there exactly once."""
+    temp_paths = "".join(
+        f"    {kind}_temp_path {prefix / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    replacements = {
+        "server portal.internal:8000;": f"server {portal};",
+        "server service.internal:8080;": f"server {service};",
+        "listen 8080;": f"listen 127.0.0.1:{port};",
+        "worker_processes auto;": "worker_processes 1;",
+        "\nhttp {\n": "\nhttp {\n" + temp_paths,
+    }
+    text = NGINX_CONF.read_text()
+    for placeholder, value in replacements.items():
+        assert text.count(placeholder) == 1, f"{placeholder!r} should appear once in {NGINX_CONF}"
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"nginx exited with {process.returncode}:\n{log.read_text()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    pytest.fail(f"nginx did not listen on {port}:\n{log.read_text()}")
+
+
+@pytest.fixture
+def start_gateway(nginx_binary, tmp_path) -> Iterator[Callable[..., str]]:
+    """``start_gateway(portal=..., service=...)``: nginx in the foreground; returns its base URL."""
+    processes: list[subprocess.Popen] = []
+
+    def start(*, portal: str, service: str) -> str:
+        prefix = tmp_path / f"nginx-{len(processes)}"
+        prefix.mkdir()
+        port = free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(nginx_conf_render(portal=portal, service=service, port=port, prefix=prefix))
+        log = prefix / "nginx.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [nginx_binary, "-p", str(prefix), "-c", str(conf), "-e", "stderr",
+                 "-g", f"daemon off; pid {prefix / 'nginx.pid'};"],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        processes.append(process)
+        _wait_for_port(port, process, log)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _portal_address(live_server) -> str:
+    return f"127.0.0.1:{urlsplit(live_server.url).port}"
+
+
+@pytest.fixture
+def gateway(start_gateway, live_server, upstream) -> str:
+    return start_gateway(portal=_portal_address(live_server), service=upstream.address)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def sign_in(gateway: str, email: str, *, delivery: str = "body") -> dict:
+    """Log in through the gateway: the tokens from the body, or the access token from its cookie."""
+    body = {"email": email, "password": b64(PASSWORD)} | (
+        {"tokenDelivery": "body"} if delivery == "body" else {}
+    )
+    response = requests.post(f"{gateway}/api/auth/login", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    if delivery == "body":
+        return response.json()
+    return {"accessToken": response.cookies[access_cookie_name()]}
+
+
+def token_headers(token: str, via: str) -> dict[str, str]:
+    return {
+        "cookie": {"Cookie": f"{access_cookie_name()}={token}"},
+        "bearer": {"Authorization": f"Bearer {token}"},
+        "x-auth-token": {"X-Auth-Token": token},
+    }[via]
+
+
+def assert_refused(response: requests.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == {"code": code, "detail": DEFAULT_DETAIL[code]}
+
+
+# --- a valid token passes, with the identity the portal vouches for ----------------------------
+
+
+@pytest.mark.parametrize("via", ["cookie", "bearer", "x-auth-token"])
+def test_a_valid_access_token_reaches_the_service_with_the_identity_headers(gateway, upstream, user1, via):
+    token = sign_in(gateway, user1.email, delivery="cookie" if via == "cookie" else "body")["accessToken"]
+
+    response = requests.get(f"{gateway}/service/things?page=2", headers=token_headers(token, via), timeout=10)
+
+    assert (response.status_code, response.json()) == (200, {"service": "reached"})
+    (request,) = upstream.received
+    assert (request["method"], request["path"]) == ("GET", "/things?page=2")
+    headers = upstream.headers()
+    assert headers["x-auth-user-id"] == [str(user1.pk)]
+    assert headers["x-auth-email"] == ["client1@example.com"]
+    assert headers["x-auth-scope"] == ["client1"]
+
+
+def test_identity_headers_sent_by_the_client_never_reach_the_service(gateway, upstream, user1, user_factory):
+    forged = {
+        "X-Auth-User-Id": "1",
+        "X-Auth-Email": "admin@example.com",
+        "X-Auth-Scope": "*",
+        "X_Auth_User_Id": "1",  # the underscore spelling WSGI servers read as the same header
+    }
+    token = sign_in(gateway, user1.email)["accessToken"]
+    assert requests.get(
+        f"{gateway}/service/a", headers=forged | token_headers(token, "bearer"), timeout=10
+    ).ok
+    no_grants = user_factory(email="nogrants@example.com")
+    token = sign_in(gateway, no_grants.email)["accessToken"]
+    assert requests.get(
+        f"{gateway}/service/b", headers=forged | token_headers(token, "bearer"), timeout=10
+    ).ok
+    refused = requests.get(f"{gateway}/service/c", headers=forged, timeout=10)
+
+    assert_refused(refused, 403, "not_authenticated")
+    assert len(upstream.received) == 2
+    first, second = upstream.headers(0), upstream.headers(1)
+    assert [first[name] for name in IDENTITY_HEADERS] == [[str(user1.pk)], [user1.email], ["client1"]]
+    # A user without grants has an empty scope: no scope header at all, and not the forged one.
+    assert [second.get(name) for name in IDENTITY_HEADERS] == [[str(no_grants.pk)], [no_grants.email], None]
+    assert not any("_" in name for request in (first, second) for name in request)
+
+
+# --- refused requests: 403 with the portal's code, and the service sees nothing ----------------
+
+
+def _expired(access_token: str) -> str:
+    """The same claims, signed by the portal's key, with an expiry in the past."""
+    _, claims = token_parts(access_token)
+    now = int(time.time())
+    return key_ring().backend.encode(claims | {"iat": now - 3600, "exp": now - 1800})
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("missing", "not_authenticated"),
+        ("garbage", "token_not_valid"),
+        ("refresh-token", "token_not_valid"),
+        ("logged-out", "token_not_valid"),
+        ("expired", "token_not_valid"),
+    ],
+)
+def test_the_gateway_refuses_with_the_portals_code(gateway, upstream, live_server, user1, case, code):
+    tokens = sign_in(gateway, user1.email)
+    headers = {
+        "missing": {},
+        "garbage": token_headers("not.a.token", "bearer"),
+        "refresh-token": token_headers(tokens["refreshToken"], "bearer"),
+        "logged-out": token_headers(tokens["accessToken"], "bearer"),
+        "expired": token_headers(_expired(tokens["accessToken"]), "bearer"),
+    }[case]
+    if case == "logged-out":
+        assert requests.get(f"{gateway}/service/things", headers=headers, timeout=10).status_code == 200
+        logout = requests.post(f"{gateway}/api/auth/logout", headers=headers, timeout=10)
+        assert logout.status_code == 204
+        upstream.received.clear()
+
+    response = requests.get(f"{gateway}/service/things", headers=headers, timeout=10)
+
+    assert_refused(response, 403, code)
+    assert response.headers["Cache-Control"] == "no-store"
+    portal = requests.get(f"{live_server.url}/api/auth/validate", headers=headers, timeout=10)
+    # nginx cannot read the portal's body: it rebuilds it from the code (with the code's sentence).
+    assert response.json()["code"] == portal.json()["code"] == portal.headers["X-Auth-Error-Code"]
+    assert upstream.received == []
+
+
+def test_a_refused_post_never_reaches_the_service_either(gateway, upstream):
+    response = requests.post(f"{gateway}/service/things", json={"delete": "everything"}, timeout=10)
+    assert_refused(response, 403, "not_authenticated")
+    assert upstream.received == []
+
+
+def test_the_portals_cache_outage_is_a_503_at_the_gateway(gateway, upstream, user1):
+    token = sign_in(gateway, user1.email)["accessToken"]
+    with override_settings(CACHES=DEAD_REDIS):
+        response = requests.get(
+            f"{gateway}/service/things", headers=token_headers(token, "bearer"), timeout=10
+        )
+        caches["default"].close()
+    assert_refused(response, 503, "auth_unavailable")
+    assert upstream.received == []
+    assert requests.get(f"{gateway}/service/things", headers=token_headers(token, "bearer"), timeout=10).ok
+
+
+def test_an_unreachable_portal_is_a_503_and_the_service_sees_nothing(start_gateway, upstream):
+    gateway = start_gateway(portal=f"127.0.0.1:{free_port()}", service=upstream.address)
+    response = requests.get(f"{gateway}/service/things", headers=token_headers("x.y.z", "bearer"), timeout=10)
+    assert_refused(response, 503, "auth_unavailable")
+    assert upstream.received == []
+
+
+# --- the portal's own paths go straight to the portal ----------------------------------------
+
+
+def test_sign_in_refresh_jwks_and_the_app_go_straight_to_the_portal(gateway, upstream, live_server, user1):
+    tokens = sign_in(gateway, user1.email)
+    refreshed = requests.post(
+        f"{gateway}/api/auth/refresh", headers=token_headers(tokens["refreshToken"], "bearer"), timeout=10
+    )
+    assert refreshed.status_code == 200 and refreshed.json()["accessToken"] != tokens["accessToken"]
+    jwks = requests.get(f"{gateway}/.well-known/jwks.json", timeout=10)
+    assert jwks.json() == requests.get(f"{live_server.url}/.well-known/jwks.json", timeout=10).json()
+    app = requests.get(f"{gateway}/", timeout=10)
+    assert app.status_code == 200 and app.headers["Content-Type"].startswith("text/html")
+    access = refreshed.json()["accessToken"]
+    me = requests.get(f"{gateway}/api/auth/me", headers=token_headers(access, "bearer"), timeout=10)
+    assert me.json()["email"] == user1.email
+    assert upstream.received == []
