@@ -196,14 +196,15 @@ def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> De
     )
     conflicts: dict[int, str] = {}
     commits: dict[object, str | None] = {}
-    for outcome in delivery.outcomes:
-        change = changes.get(outcome.key)  # type: ignore[call-overload]
-        if change is None:
-            commits[outcome.key] = outcome.commit
-        elif outcome.error is not None:
-            conflicts[change.cluster_id] = str(outcome.error)
-        else:
-            _change_outcome_record(change, outcome.commit, delivery)
+    with transaction.atomic():  # one database commit for the whole batch, not one per change
+        for outcome in delivery.outcomes:
+            change = changes.get(outcome.key)  # type: ignore[call-overload]
+            if change is None:
+                commits[outcome.key] = outcome.commit
+            elif outcome.error is not None:
+                conflicts[change.cluster_id] = str(outcome.error)
+            else:
+                _change_outcome_record(change, outcome.commit, delivery)
     return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
 
 

@@ -141,9 +141,12 @@ class ClusterDetailView(ClientAPIView):
             )
         except DjangoValidationError as exc:
             raise spec_errors(exc) from exc
-        pending = result.change is not None and not result.change.pushed
+        change = result.change
+        pending = change is not None and not change.pushed
+        # The commit that carries this request's change, even when others changed the cluster since.
+        revision = change if change is not None and change.commit else None
         return Response(
-            ClusterOutputSerializer(selectors.cluster_detail(cluster=result.cluster)).data,
+            ClusterOutputSerializer(selectors.cluster_detail(cluster=result.cluster, revision=revision)).data,
             status=status.HTTP_202_ACCEPTED if pending else status.HTTP_200_OK,
         )
 

@@ -2,22 +2,18 @@
 
 PostgreSQL: a session-level advisory lock, so that portal processes on several hosts
 (sharing one database, each with its own clone) serialize too. Otherwise: ``flock`` on a
-file next to the repository, with a new file descriptor per acquisition because flock
-locks belong to an open file description, so two threads of one process exclude each
-other only through separate descriptors.
+file next to the repository (``gitops.repository.file_lock``).
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.db import connection
 
-from gitops.errors import RepositoryUnavailable
+from gitops.repository import file_lock
 
 # Fixed: every portal process must agree on it. "gitops" in ASCII, well inside int64.
 ADVISORY_LOCK_KEY = 0x676974_6F7073
@@ -41,14 +37,5 @@ def branch_lock(*, repo_path: Path) -> Iterator[None]:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
         return
 
-    path = lock_file_path(repo_path=repo_path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as error:
-        raise RepositoryUnavailable(f"The gitops lock file cannot be created: {error}") from error
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(lock_file_path(repo_path=repo_path)):
         yield
-    finally:
-        os.close(fd)

@@ -186,14 +186,15 @@ def repository_open(
 
 
 @contextmanager
-def _ref_guard(repository: GitopsRepository) -> Iterator[None]:
-    """Make read-compare-write of the branch atomic across threads and processes.
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
 
     A new descriptor per acquisition: flock locks belong to an open file description, so two
     threads of one process exclude each other only through separate descriptors.
     """
     try:
-        fd = os.open(repository.path / _REF_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as error:
         raise RepositoryUnavailable(f"The gitops lock file cannot be created: {error}") from error
     try:
@@ -201,6 +202,11 @@ def _ref_guard(repository: GitopsRepository) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _ref_guard(repository: GitopsRepository):
+    """Make read-compare-write of the branch atomic across threads and processes."""
+    return file_lock(repository.path / _REF_LOCK_FILE)
 
 
 def branch_tip(*, repository: GitopsRepository) -> str | None:

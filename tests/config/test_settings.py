@@ -47,6 +47,22 @@ def test_settings_refuse_to_start_without_a_secret_key_when_debug_is_off(tmp_pat
     assert "DJANGO_SECRET_KEY is required" in result.stderr
 
 
+def test_without_redis_every_local_process_shares_one_cache(tmp_path):
+    """A revocation by a management command or another worker is seen: they share the cache."""
+    write = _run_django(
+        "import django; django.setup(); from django.core.cache import cache; cache.set('shared', 42, 60)",
+        {"DJANGO_DEBUG": "1"},
+        tmp_path,
+    )
+    assert write.returncode == 0, write.stderr
+    read = _run_django(
+        "import django; django.setup(); from django.core.cache import cache; print(cache.get('shared'))",
+        {"DJANGO_DEBUG": "1"},
+        tmp_path,
+    )
+    assert read.stdout.strip() == "42", read.stderr
+
+
 def test_settings_start_with_development_defaults_in_debug(tmp_path):
     result = _run_django(
         "import django; django.setup(); from django.conf import settings; "
@@ -57,7 +73,7 @@ def test_settings_start_with_development_defaults_in_debug(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "django.db.backends.sqlite3",
-        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.filebased.FileBasedCache",
     ]
 
 
