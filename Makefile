@@ -5,8 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Development defaults for `make run` only; tests and production configure themselves.
-RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-1}
 
 .PHONY: run test test-python test-js lint format bench clean setup setup-dev
 
@@ -25,13 +23,20 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 setup: $(VENV)/.runtime-installed
 setup-dev: $(VENV)/.dev-installed
 
-## Serve on http://$(HOST):$(PORT) with SQLite, an in-process cache and a local gitops repository.
-run: setup
+# Development settings for `make run` and for `.venv/bin/python manage.py <command>` alike (the
+# settings read .env; the environment wins over it). Written once; git ignores it.
+.env:
+	printf '%s\n' '# Local development settings, written by `make run` (git ignores this file).' \
+		'# Every variable of .env.example may be set here; the environment wins over this file.' \
+		'DJANGO_DEBUG=1' > $@
+
+## Serve on http://$(HOST):$(PORT) with SQLite, a file cache and a local gitops repository.
+run: setup .env
 	mkdir -p var
-	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
-	$(RUN_ENV) $(BIN)/python manage.py seed_demo
-	$(RUN_ENV) $(BIN)/python manage.py gitops_sync
-	$(RUN_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py gitops_sync
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## The whole suite: Python (pytest, incl. browser tests when Chromium is installed) and JavaScript.
 test: test-python test-js

@@ -9,9 +9,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.emails import email_canonical
+from accounts.google_sign_in import google_account_unlink
 from accounts.models import AuditEvent, GoogleAccount, Session, SessionRevokedReason, User
 from accounts.services import (
-    google_account_unlink,
     sessions_revoke,
     user_claims_bump,
     user_deactivate,
@@ -21,6 +21,13 @@ from accounts.services import (
 # The operator on whose behalf the admin's password form saves (Django builds the form without
 # the request, so the view that builds it says who is acting).
 _acting_operator: ContextVar[User | None] = ContextVar("acting_operator", default=None)
+
+
+CACHE_BEHIND = (
+    "The session store (Redis) could not be reached. The portal's API already refuses these users; "
+    "gateways asking /api/auth/validate stop accepting their tokens once the store is back, within "
+    "CLAIMS_CACHE_TTL at most."
+)
 
 
 class UserCreationAdminForm(AdminUserCreationForm):
@@ -125,16 +132,17 @@ class UserAdmin(DjangoUserAdmin):
         if deactivated:
             obj.is_active = True  # the service flips it, together with revoking the sessions
         super().save_model(request, obj, form, change)
-        if deactivated:
-            user_deactivate(user=obj, actor=request.user)
+        if deactivated and not user_deactivate(user=obj, actor=request.user):
+            self.message_user(request, CACHE_BEHIND, messages.WARNING)
         if claims_changed:
             user_claims_bump(user_id=obj.pk)
 
     @admin.action(description="Deactivate selected users (ends their sessions)")
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        for user in queryset.filter(is_active=True):
-            user_deactivate(user=user, actor=request.user)
+        told = [user_deactivate(user=user, actor=request.user) for user in queryset.filter(is_active=True)]
         self.message_user(request, "Deactivated; their sessions are revoked.", messages.SUCCESS)
+        if not all(told):
+            self.message_user(request, CACHE_BEHIND, messages.WARNING)
 
 
 class SessionStateFilter(admin.SimpleListFilter):

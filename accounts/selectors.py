@@ -15,7 +15,7 @@ from django.utils.module_loading import import_string
 from accounts import session_cache
 from accounts.models import Session, User
 from accounts.session_cache import CachedClaims
-from accounts.tokens import PortalToken
+from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, PortalToken
 from config.errors import AccountDisabled, SessionEnded, SessionIdle, TokenNotValid
 
 
@@ -135,3 +135,20 @@ def session_active_list(*, user: User) -> list[Session]:
     )
     alive = session_cache.sessions_alive(session_ids=[session.pk for session in sessions])
     return [session for session in sessions if session.pk in alive]
+
+
+def sessions_signed_by_count(*, signed_until: datetime | None) -> int:
+    """Live sessions whose current refresh token may have been signed before ``signed_until`` (None: ever).
+
+    A key signs from its creation until the next key's creation, give or take the few seconds
+    a running process takes to notice a rotation (``KEYS_DIR_RECHECK_SECONDS``) and the
+    whole-second ``iat``: the count errs on the side of sessions a retired key would end.
+    """
+    now = timezone.now()
+    live = Session.objects.filter(
+        revoked_at=None, expires_at__gt=now, current_refresh_payload__exp__gt=int(now.timestamp())
+    )
+    if signed_until is not None:
+        latest = int(signed_until.timestamp() + KEYS_DIR_RECHECK_SECONDS)
+        live = live.filter(current_refresh_payload__iat__lte=latest)
+    return live.count()

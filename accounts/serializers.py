@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.emails import email_canonical
@@ -16,6 +17,16 @@ TOKEN_DELIVERY_CHOICES = (DELIVERY_COOKIE, DELIVERY_BODY)
 PASSWORD_B64_MAX = 4096  # hashing is deliberately slow: refuse megabyte "passwords"
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "byte",
+        "maxLength": PASSWORD_B64_MAX,
+        "pattern": "^[A-Za-z0-9+/]*={0,2}$",
+        "description": "Base64 (RFC 4648, standard alphabet, padded) of the UTF-8 password, "
+        'e.g. "aHVudGVyMg==" for hunter2.',
+    }
+)
 class Base64PasswordField(serializers.CharField):
     """Base64 of the UTF-8 password, decoded to text; anything else is a 400 on this field."""
 

@@ -14,20 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import session_cache
 from accounts.audit import RequestOrigin, audit_event_record
-from accounts.emails import email_canonical, email_canonical_or_none
-from accounts.google import GoogleIdentity, google_id_token_verify
+from accounts.emails import email_canonical
 from accounts.models import (
     AuditEventType,
     AuthMethod,
-    GoogleAccount,
     Session,
     SessionRevokedReason,
     User,
@@ -36,10 +33,9 @@ from accounts.selectors import LiveSession, session_live, user_claims, user_scop
 from accounts.tokens import AccessToken, RefreshToken
 from config.errors import (
     AccountDisabled,
+    AuthUnavailable,
     InvalidCredentials,
-    NoAccount,
     NotFound,
-    PortalError,
     RefreshTokenReused,
     SessionEnded,
     SessionIdle,
@@ -188,105 +184,6 @@ def session_activity_record(*, live: LiveSession, write_last_seen: bool) -> None
         )
 
 
-# --- Google sign-in ---------------------------------------------------------------------------
-
-
-def _google_login_failed(
-    *, error: PortalError, origin: RequestOrigin, user: User | None = None, email: str = ""
-) -> PortalError:
-    audit_event_record(
-        type=AuditEventType.LOGIN_FAILED,
-        user=user,
-        email=email,
-        method=AuthMethod.GOOGLE,
-        origin=origin,
-        detail=error.code,
-    )
-    return error
-
-
-def _google_linked_user(*, sub: str) -> User | None:
-    account = GoogleAccount.objects.select_related("user").filter(sub=sub).first()
-    return account.user if account else None
-
-
-def google_account_link(
-    *, user: User, identity: GoogleIdentity, origin: RequestOrigin | None = None, detail: str = ""
-) -> GoogleAccount:
-    """Link a verified Google account to ``user``; IntegrityError when another sign-in linked it first."""
-    account = GoogleAccount(user=user, sub=identity.sub, email=identity.email[:254])
-    # The unique sub is left to the database: checking it first would only narrow the race.
-    account.full_clean(validate_constraints=False)
-    with transaction.atomic():
-        account.save(force_insert=True)
-        audit_event_record(
-            type=AuditEventType.GOOGLE_LINKED,
-            user=user,
-            method=AuthMethod.GOOGLE,
-            origin=origin,
-            detail=detail,
-        )
-    return account
-
-
-def google_account_unlink(*, account: GoogleAccount, actor: User | None = None) -> None:
-    """Forget a Google account: its next sign-in is treated like a stranger's (email, then domain)."""
-    with transaction.atomic():
-        account.delete()
-        audit_event_record(
-            type=AuditEventType.GOOGLE_UNLINKED,
-            user=account.user,
-            method=AuthMethod.GOOGLE,
-            detail=f"Google {account.sub} ({account.email})" + (f"; by {actor.email}" if actor else ""),
-        )
-
-
-def _google_user_link_or_create(*, identity: GoogleIdentity, origin: RequestOrigin) -> User:
-    email = email_canonical_or_none(identity.email)
-    if email is None:  # an address no account here can have: treated like an unknown one
-        raise _google_login_failed(error=NoAccount(), email=identity.email, origin=origin)
-    # Only an address Google is authoritative for proves who this is today: a consumer Google
-    # account can hold a verified address of a company mailbox it has long lost.
-    existing = User.objects.filter(email=email).first() if identity.email_authoritative else None
-    if existing is not None:
-        if not existing.is_active:
-            raise _google_login_failed(error=AccountDisabled(), user=existing, origin=origin)
-        google_account_link(
-            user=existing, identity=identity, origin=origin, detail="linked by verified email"
-        )
-        return existing
-    if not identity.domain_allowed(settings.GOOGLE_ALLOWED_DOMAINS):
-        raise _google_login_failed(error=NoAccount(), email=email, origin=origin)
-    with transaction.atomic():
-        # No grants: an operator decides which clients a provisioned user may see.
-        user = User.objects.create_user(email=email, password=None, name=identity.name[:150])
-        google_account_link(user=user, identity=identity, origin=origin, detail="new user (allowed domain)")
-    return user
-
-
-def google_sign_in(*, credential: str, origin: RequestOrigin) -> IssuedTokens:
-    """Sign in with a Google ID token: the linked user, else link by email, else provision by domain."""
-    try:
-        identity = google_id_token_verify(token=credential)
-    except PortalError as error:
-        if error.status_code in (401, 403):  # a refused sign-in, not an outage or a client bug
-            raise _google_login_failed(error=error, origin=origin) from None
-        raise
-
-    user = _google_linked_user(sub=identity.sub)
-    if user is None:
-        try:
-            user = _google_user_link_or_create(identity=identity, origin=origin)
-        except (IntegrityError, ValidationError):
-            # A concurrent sign-in with the same Google account linked (or created) first.
-            user = _google_linked_user(sub=identity.sub)
-            if user is None:
-                raise
-    if not user.is_active:
-        raise _google_login_failed(error=AccountDisabled(), user=user, origin=origin)
-    return session_start(user=user, method=AuthMethod.GOOGLE, origin=origin)
-
-
 # --- refresh ---------------------------------------------------------------------------------
 
 
@@ -370,28 +267,18 @@ def _revocation_audit_type(reason: str) -> AuditEventType:
     return AuditEventType.LOGOUT if reason == SessionRevokedReason.LOGOUT else AuditEventType.SESSION_REVOKED
 
 
-def sessions_revoke(
-    *,
-    sessions: list[Session] | None = None,
-    user: User | None = None,
-    except_session_id: uuid.UUID | None = None,
-    reason: str,
-    actor: User | None = None,
-    origin: RequestOrigin | None = None,
-) -> int:
-    """Revoke the given sessions, or all of a user's (but ``except_session_id``); returns how many.
+def _sessions_of(*, user: User, except_session_id: uuid.UUID | None = None) -> list[Session]:
+    return list(
+        Session.objects.filter(user=user, revoked_at=None)
+        .exclude(pk=except_session_id)
+        .select_related("user")
+    )
 
-    The cache is told first (503 ``auth_unavailable`` if it cannot be, and nothing changes).
-    """
-    if sessions is None:
-        if user is None:
-            raise ValueError("Pass sessions or a user.")
-        sessions = list(
-            Session.objects.filter(user=user, revoked_at=None)
-            .exclude(pk=except_session_id)
-            .select_related("user")
-        )
-    session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
+
+def _session_rows_revoke(
+    *, sessions: list[Session], reason: str, actor: User | None, origin: RequestOrigin | None
+) -> int:
+    """Mark the sessions revoked in the database and audit each; returns how many were still alive."""
     now = timezone.now()
     revoked = 0
     with transaction.atomic():
@@ -412,6 +299,27 @@ def sessions_revoke(
                 detail=f"reason: {reason}{by}",
             )
     return revoked
+
+
+def sessions_revoke(
+    *,
+    sessions: list[Session] | None = None,
+    user: User | None = None,
+    except_session_id: uuid.UUID | None = None,
+    reason: str,
+    actor: User | None = None,
+    origin: RequestOrigin | None = None,
+) -> int:
+    """Revoke the given sessions, or all of a user's (but ``except_session_id``); returns how many.
+
+    The cache is told first (503 ``auth_unavailable`` if it cannot be, and nothing changes).
+    """
+    if sessions is None:
+        if user is None:
+            raise ValueError("Pass sessions or a user.")
+        sessions = _sessions_of(user=user, except_session_id=except_session_id)
+    session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
+    return _session_rows_revoke(sessions=sessions, reason=reason, actor=actor, origin=origin)
 
 
 def session_logout(*, token: str | None, origin: RequestOrigin) -> None:
@@ -440,15 +348,23 @@ def user_session_revoke(*, user: User, session_id: uuid.UUID, origin: RequestOri
 # --- users -----------------------------------------------------------------------------------
 
 
+def _claims_forget(user_id: int) -> None:
+    try:
+        session_cache.claims_cache_forget(user_ids=[user_id])
+    except AuthUnavailable:
+        pass  # cached claims expire within CLAIMS_CACHE_TTL; the API itself reads the database
+
+
 def user_claims_bump(*, user_id: int) -> None:
     """Record that the user's token claims (scopes, email, name) changed: tokens get re-issued.
 
     The cached claims are forgotten now and again once the transaction commits, so a request
-    between the two cannot keep what the database had before.
+    between the two cannot keep what the database had before. A cache outage does not stop
+    the change: what gateways are told catches up within ``CLAIMS_CACHE_TTL``.
     """
     User.objects.filter(pk=user_id).update(claims_version=F("claims_version") + 1)
-    session_cache.claims_cache_forget(user_ids=[user_id])
-    transaction.on_commit(lambda: session_cache.claims_cache_forget(user_ids=[user_id]), robust=True)
+    _claims_forget(user_id)
+    transaction.on_commit(lambda: _claims_forget(user_id))
 
 
 def user_password_change(
@@ -466,10 +382,24 @@ def user_password_change(
         )
 
 
-def user_deactivate(*, user: User, actor: User | None = None) -> None:
-    """Disable the account and end all its sessions at once."""
+def user_deactivate(*, user: User, actor: User | None = None) -> bool:
+    """Disable the account and end all its sessions; False when the cache could not be told.
+
+    Unlike a logout, a deactivation always goes through: the database's ``is_active`` is read
+    by every API request, so the user is refused at once either way. The cache only speeds up
+    gateways: if it is down it is told as soon as possible, and otherwise the claims it holds
+    expire within ``CLAIMS_CACHE_TTL`` of its return.
+    """
     with transaction.atomic():
-        User.objects.filter(pk=user.pk).update(is_active=False)
+        User.objects.filter(pk=user.pk).update(is_active=False, claims_version=F("claims_version") + 1)
         user.is_active = False
-        sessions_revoke(user=user, reason=SessionRevokedReason.DEACTIVATED, actor=actor)
-        user_claims_bump(user_id=user.pk)
+        sessions = _sessions_of(user=user)
+        _session_rows_revoke(
+            sessions=sessions, reason=SessionRevokedReason.DEACTIVATED, actor=actor, origin=None
+        )
+    try:
+        session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
+        session_cache.claims_cache_forget(user_ids=[user.pk])
+    except AuthUnavailable:
+        return False
+    return True

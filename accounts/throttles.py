@@ -8,6 +8,7 @@ from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.authentication import client_ip
+from accounts.devices import device_nonce
 from accounts.emails import email_canonical_or_none
 from config.cache import CACHE_ERRORS
 from config.errors import AuthUnavailable
@@ -36,7 +37,11 @@ class LoginIPThrottle(_CacheThrottle):
 
 
 class LoginAccountThrottle(_CacheThrottle):
-    """Guesses against one account from many addresses (the email need not exist)."""
+    """Guesses against one account from many addresses (the email need not exist).
+
+    A browser holding a device cookie for the account counts in its own bucket instead
+    (``accounts.devices``), so strangers' guesses cannot lock its owner out.
+    """
 
     scope = "login_account"
     setting_name = "LOGIN_THROTTLE_ACCOUNT"
@@ -46,5 +51,8 @@ class LoginAccountThrottle(_CacheThrottle):
         email = email_canonical_or_none(data.get("email")) if isinstance(data, dict) else None
         if email is None:
             return None  # no account can have it: the request fails validation, no password is tried
+        nonce = device_nonce(request, email=email)
+        if nonce is not None:
+            return self.cache_format % {"scope": "login_device", "ident": nonce}
         digest = hashlib.sha256(email.encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}

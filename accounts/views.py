@@ -24,7 +24,9 @@ from accounts.authentication import (
     refresh_token_from_request,
     request_origin,
 )
+from accounts.devices import device_cookie_set
 from accounts.google import google_sign_in_enabled
+from accounts.google_sign_in import google_sign_in
 from accounts.models import AuthMethod
 from accounts.selectors import session_active_list, session_live, user_profile
 from accounts.serializers import (
@@ -40,7 +42,6 @@ from accounts.serializers import (
 )
 from accounts.services import (
     IssuedTokens,
-    google_sign_in,
     refresh_token_rotate,
     session_activity_record,
     session_logout,
@@ -116,7 +117,10 @@ class LoginView(SignInAPIView):
         data, origin = serializer.validated_data, request_origin(request)
         user = user_password_authenticate(email=data["email"], password=data["password"], origin=origin)
         issued = session_start(user=user, method=AuthMethod.PASSWORD, origin=origin)
-        return login_response(issued=issued, token_delivery=data["tokenDelivery"])
+        response = login_response(issued=issued, token_delivery=data["tokenDelivery"])
+        if data["tokenDelivery"] == DELIVERY_COOKIE:  # a browser: it keeps cookies
+            device_cookie_set(response, email=user.email)
+        return response
 
 
 class GoogleSignInView(SignInAPIView):

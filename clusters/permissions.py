@@ -37,7 +37,7 @@ def view_permission(view, method: str) -> str | None:
         raise ImproperlyConfigured(f"{type(view).__name__} must declare required_permission.")
     if not isinstance(required, Mapping):
         return required
-    method = "GET" if method == "HEAD" else method
+    method = "GET" if method in {"HEAD", "OPTIONS"} else method  # both only read
     declared = required.get(method)
     if declared is None and hasattr(view, method.lower()):
         raise ImproperlyConfigured(f"{type(view).__name__} implements {method} without a permission.")

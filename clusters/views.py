@@ -33,12 +33,13 @@ from clusters.serializers import (
 from config import errors
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
-CLIENT_ERRORS = (*AUTHENTICATION_ERRORS, errors.PermissionDenied)
-CLUSTER_ERRORS = (*CLIENT_ERRORS, errors.NotFound)
+# A path segment that is not a slug matches no route: 404 on every endpoint under /api/clients/.
+CLIENT_ERRORS = (*AUTHENTICATION_ERRORS, errors.PermissionDenied, errors.NotFound)
+CLUSTER_ERRORS = CLIENT_ERRORS
 _NOTES = {
     "permission_denied": "The client is outside your grants (whether or not it exists), "
     "or your role lacks the permission.",
-    "not_found": "No such cluster for this client.",
+    "not_found": "No such cluster for this client, or a client or cluster name that is not a slug.",
 }
 
 

@@ -12,11 +12,18 @@ from datetime import timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_file_load(path: str) -> None:
+    """Read ``NAME=value`` lines from ``path`` into the environment, never over a variable already set."""
+    if path:
+        load_dotenv(path, override=False)
 
 
 def env_str(name: str, default: str = "") -> str:

@@ -9,6 +9,7 @@ error body. Anything else is a bug: Django's 500 handler answers the JSON 500 bo
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
@@ -17,6 +18,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.debug import SafeExceptionReporterFilter
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -108,6 +111,7 @@ def error_json(error: errors.PortalError) -> JsonResponse:
     return JsonResponse(error.body(), status=error.status_code, headers=error.headers)
 
 
+@csrf_exempt  # nothing here changes state: an unknown route is a 404 to every method, cookies or not
 def json_not_found(request, exception=None) -> JsonResponse:
     return error_json(errors.NotFound())
 
@@ -142,3 +146,15 @@ def csrf_failure(request, reason: str = "") -> JsonResponse:
     if is_api_path(request.path):
         return error_json(errors.CsrfFailed())
     return django_csrf_failure(request, reason)
+
+
+class SecretHidingReporterFilter(SafeExceptionReporterFilter):
+    """Django's debug pages and error reports, hiding connection URLs too (they carry passwords).
+
+    Django's own filter hides names with KEY, SECRET, PASS, TOKEN...; ``DATABASE_URL``,
+    ``REDIS_URL`` and ``GITOPS_REMOTE_URL`` (in ``request.META`` under runserver) name none.
+    """
+
+    hidden_settings = re.compile(
+        "API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|DSN|URL", flags=re.IGNORECASE
+    )

@@ -7,6 +7,7 @@ missing secrets stop the process at start instead of running with a guessable de
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -15,12 +16,17 @@ from config.env import (
     database_from_url,
     env_bool,
     env_duration,
+    env_file_load,
     env_int,
     env_list,
     env_str,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Local development: `make run` writes a .env (DJANGO_DEBUG=1), so `python manage.py <command>`
+# runs with the same settings as the server. The environment always wins over the file;
+# PORTAL_ENV_FILE names another file, or none when empty (the tests, production images).
+env_file_load(os.environ.get("PORTAL_ENV_FILE", str(BASE_DIR / ".env")))
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
 
 # --- Core -------------------------------------------------------------------------------
@@ -253,6 +259,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
+    # No OPTIONS metadata: it would describe views to callers the views themselves refuse
+    # (CORS preflight is answered by corsheaders before any view).
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.exceptions.api_exception_handler",
 }
@@ -267,6 +276,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every <slug:...> in the URLs is a client or cluster slug: document what they look like.
+    "PATH_CONVERTER_OVERRIDES": {
+        "slug": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$", "maxLength": 40}
+    },
 }
 
 # --- Static files, i18n -------------------------------------------------------------------
@@ -310,3 +323,4 @@ LOGGING = {
 }
 
 CSRF_FAILURE_VIEW = "config.exceptions.csrf_failure"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.exceptions.SecretHidingReporterFilter"

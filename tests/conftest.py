@@ -187,3 +187,24 @@ def git_server(tmp_path, settings) -> GitopsRepository:
 def portal_repository(settings) -> GitopsRepository:
     """The portal's own local repository (``GITOPS_REPO_PATH``)."""
     return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
+
+
+# --- The closing summary says what did not run -----------------------------------------------
+
+# Tests that need something outside Python; when it is missing they skip, and a green run
+# must not hide that. Matched on the test's node id.
+_NEEDS = {
+    "browser tests (Chromium)": "tests/frontend/test_browser",
+    "gateway tests (nginx)": "tests/deploy/test_gateway",
+    "PostgreSQL and Redis tests": "tests/deploy/test_multi_replica",
+}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    for what, prefix in _NEEDS.items():
+        missed = [report for report in skipped if report.nodeid.startswith(prefix)]
+        if missed:
+            reason = missed[0].longrepr[2] if isinstance(missed[0].longrepr, tuple) else str(missed[0].longrepr)
+            terminalreporter.write_sep("!", f"NOT RUN: {len(missed)} {what}", yellow=True, bold=True)
+            terminalreporter.write_line(reason.removeprefix("Skipped: "))

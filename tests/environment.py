@@ -15,6 +15,8 @@ from pathlib import Path
 _RUN_DIR = Path(tempfile.mkdtemp(prefix="portal-tests-"))
 atexit.register(shutil.rmtree, _RUN_DIR, ignore_errors=True)
 
+# A developer's .env (written by `make run`) must not leak into the tests.
+os.environ["PORTAL_ENV_FILE"] = ""
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "tests-only-field-encryption-key")

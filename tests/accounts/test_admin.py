@@ -1,9 +1,16 @@
 """The admin: sessions (filter, revoke), users (deactivate, password change revoke), read-only audit."""
 
+from datetime import timedelta
+
 import pytest
+import time_machine
+from django.core.cache import caches
+from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, Session
+from tests.accounts.test_sessions import DEAD_REDIS
 from tests.conftest import login
 
 
@@ -100,8 +107,6 @@ def test_an_admin_password_change_revokes_the_users_sessions(operator_browser, b
 
 
 def test_audit_events_are_read_only(operator_browser, user):
-    from tests.conftest import login
-
     login(APIClient(), user, "wrong")
     event = AuditEvent.objects.get()
     assert operator_browser.get("/admin/accounts/auditevent/").status_code == 200
@@ -154,3 +159,25 @@ def test_the_user_page_grants_a_client_through_the_service(operator_browser, use
     assert Grant.objects.get(user=user).client == client1
     user.refresh_from_db()
     assert user.claims_version > claims_version  # tokens are re-issued with the new scope
+
+
+def test_deactivating_during_a_cache_outage_goes_through_and_the_gateway_check_catches_up(
+    in_process_cache, operator_browser, bearer_client, user, settings
+):
+    settings.CLAIMS_CACHE_TTL = timedelta(seconds=30)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        api = bearer_client(user)
+        with override_settings(CACHES=DEAD_REDIS):
+            response = operator_browser.post(
+                "/admin/accounts/user/",
+                {"action": "deactivate_selected", "_selected_action": [str(user.pk)]},
+                follow=True,
+            )
+            caches["default"].close()
+        assert response.status_code == 200
+        assert "session store (Redis) could not be reached" in response.content.decode()
+        user.refresh_from_db()
+        assert not user.is_active and Session.objects.get(user=user).revoked_reason == "deactivated"
+        assert api.get("/api/auth/me").json()["code"] == "account_disabled"  # the API reads the row
+        traveller.shift(timedelta(seconds=31))
+        assert api.get("/api/auth/validate").json()["code"] == "account_disabled"

@@ -1,12 +1,17 @@
 """The key ring: rotation without logouts, retirement, JWKS, production refusing to start without keys."""
 
+import io
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
+import jwt
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.conftest import login
@@ -38,20 +43,25 @@ def test_rotation_keeps_old_tokens_valid_until_the_old_key_is_retired(keys_dir, 
     old = body_login(user)
 
     call_command("jwt_keys", "rotate", stdout=open(os.devnull, "w"))
-    new = body_login(user)
-    import jwt
+    # Later than any process could still sign with the old key after the rotation.
+    with time_machine.travel(timezone.now() + timedelta(seconds=10)):
+        new = body_login(user)
+        assert jwt.get_unverified_header(new["accessToken"])["kid"] != old_kid
+        assert me(old["accessToken"]).status_code == 200
+        assert me(new["accessToken"]).status_code == 200
+        assert len(APIClient().get("/.well-known/jwks.json").json()["keys"]) == 2
 
-    assert jwt.get_unverified_header(new["accessToken"])["kid"] != old_kid
-    assert me(old["accessToken"]).status_code == 200
-    assert me(new["accessToken"]).status_code == 200
-    assert len(APIClient().get("/.well-known/jwks.json").json()["keys"]) == 2
-
-    call_command("jwt_keys", "retire", old_kid, stdout=open(os.devnull, "w"))
-    assert me(old["accessToken"]).json()["code"] == "token_not_valid"
-    refused = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=f"Bearer {old['refreshToken']}")
-    assert refused.json()["code"] == "token_not_valid"
-    assert me(new["accessToken"]).status_code == 200
-    assert [k["kid"] for k in APIClient().get("/.well-known/jwks.json").json()["keys"]] == kids(keys_dir)
+        with pytest.raises(CommandError, match="1 live session"):  # old's refresh token: signed by old_kid
+            call_command("jwt_keys", "retire", old_kid)
+        assert me(old["accessToken"]).status_code == 200
+        out = io.StringIO()
+        call_command("jwt_keys", "retire", old_kid, "--force", stdout=out)
+        assert "1 session(s) that may hold its refresh tokens end" in out.getvalue()
+        assert me(old["accessToken"]).json()["code"] == "token_not_valid"
+        refused = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=f"Bearer {old['refreshToken']}")
+        assert refused.json()["code"] == "token_not_valid"
+        assert me(new["accessToken"]).status_code == 200
+        assert [k["kid"] for k in APIClient().get("/.well-known/jwks.json").json()["keys"]] == kids(keys_dir)
 
 
 def test_the_signing_key_cannot_be_retired(keys_dir):

@@ -27,7 +27,7 @@ def test_login_sets_cookies_and_returns_the_user_without_tokens_in_the_body(api_
     assert 890_000 <= body["expiresIn"] <= 900_000
     assert 7 * 86400_000 - 10_000 <= body["refreshTokenExpiresIn"] <= 7 * 86400_000
     assert "accessToken" not in body and "refreshToken" not in body
-    assert set(response.cookies) == {"__Host-accessToken", "__Secure-refreshToken"}
+    assert set(response.cookies) == {"__Host-accessToken", "__Secure-refreshToken", "__Secure-loginDevice"}
     assert response["Cache-Control"] == "no-store"
 
 

@@ -301,3 +301,38 @@ def test_gitops_sync_reports_a_values_file_it_cannot_render_and_syncs_the_rest(
         file_read(repository=git_server, file_path="clients/client1/main/values.yaml")
         == b"- not\n- a mapping\n"
     )
+
+
+def test_changes_that_waited_for_a_remote_that_moved_keep_their_own_commits_and_authors(
+    tmp_path, settings, cluster1, cluster2, user1, user2, client_for
+):
+    server_path = tmp_path / "moved-meanwhile.git"
+    settings.GITOPS_REMOTE_URL = str(server_path)  # not there yet: the changes wait (202)
+    assert (
+        client_for(user1)
+        .patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+        .status_code
+        == 202
+    )
+    assert (
+        client_for(user2)
+        .patch("/api/clients/client2/clusters/main", {"replicas": 4}, format="json")
+        .status_code
+        == 202
+    )
+
+    # Meanwhile the team's server came up with someone else's commit on it.
+    git_server = repository_open(
+        path=server_path, branch="main", bootstrap_files={"OWNERS": b"platform team\n"}
+    )
+    call_command("gitops_sync")
+
+    commits = commits_list(repository=git_server)
+    subjects = {commit.message.splitlines()[0]: commit.author.email for commit in commits}
+    assert subjects["client1/main: replicas 2 -> 3"] == "client1@example.com"
+    assert subjects["client2/main: replicas 1 -> 4"] == "client2@example.com"
+    assert file_read(repository=git_server, file_path="OWNERS") == b"platform team\n"
+    for change in ClusterChange.objects.filter(action="update"):
+        assert change.pushed and change.commit in {commit.id for commit in commits}
+    assert _values(git_server, "client1", "main")["replicaCount"] == 3
+    assert _values(git_server, "client2", "main")["replicaCount"] == 4

@@ -211,3 +211,11 @@ def test_view_without_required_permission_is_a_configuration_error(user):
     request.user = user
     with pytest.raises(ImproperlyConfigured):
         HasClientPermission().has_permission(request, UndeclaredView())
+
+
+def test_head_needs_what_get_needs_and_options_describes_nothing(client_for, user1, user2, cluster1):
+    assert client_for(user1).head(f"{C1}/main").status_code == 200
+    assert client_for(user2).head(f"{C1}/main").status_code == 403
+    for user in (user1, user2):
+        response = client_for(user).options(f"{C1}/main")
+        assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")

@@ -53,3 +53,41 @@ class TestErrorFormat:
             "detail": "An unexpected error occurred; it has been logged.",
         }
         assert b"Traceback" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("delete", "/api/auth/sessions/not-a-session"),
+        ("post", "/api/auth/login/"),  # a trailing slash
+        ("put", "/api/no-such-thing"),
+        ("patch", "/.well-known/nothing-here"),
+    ],
+)
+def test_an_unsafe_request_to_an_unknown_route_is_a_404_with_or_without_cookies(client, db, method, path):
+    client.cookies["csrftoken"] = "x" * 32  # a browser's cookies, without the header
+    response = getattr(client, method)(path, HTTP_AUTHORIZATION="Bearer whatever")
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
+
+
+def test_a_session_id_in_upper_case_names_the_same_session(bearer_client, user):
+    from accounts.models import Session
+
+    client = bearer_client(user)  # signs in first: the oldest session
+    other = bearer_client(user)
+    target = Session.objects.order_by("created_at").first()
+    response = other.delete(f"/api/auth/sessions/{str(target.pk).upper()}")
+    assert response.status_code == 204
+    assert client.get("/api/auth/me").json()["code"] == "token_not_valid"
+
+
+@pytest.mark.parametrize(
+    "name", ["DATABASE_URL", "REDIS_URL", "GITOPS_REMOTE_URL", "GITOPS_REMOTE_TOKEN", "SENTRY_DSN"]
+)
+def test_the_debug_page_never_shows_connection_urls_or_tokens(rf, settings, name):
+    from django.views.debug import get_default_exception_reporter_filter
+
+    settings.DEBUG = True
+    request = rf.get("/boom", **{name: "postgres://portal:hunter2@db:5432/portal"})
+    meta = get_default_exception_reporter_filter().get_safe_request_meta(request)
+    assert "hunter2" not in str(meta[name])

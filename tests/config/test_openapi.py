@@ -14,3 +14,19 @@ def test_docs_page_loads_from_local_assets(client, db):
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
     assert b"cdn.jsdelivr.net" not in response.content
+
+
+def test_the_login_password_is_described_as_base64(client, db):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    password = document["components"]["schemas"]["LoginInputRequest"]["properties"]["password"]
+    assert password["format"] == "byte" and "UTF-8" in password["description"]
+
+
+def test_every_error_response_is_documented_with_the_one_error_shape(client, db):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    schema = response["content"]["application/json"]["schema"]["$ref"]
+                    assert schema.endswith("/Error"), (method, path, status)

@@ -136,3 +136,16 @@ def test_an_env_file_loaded_as_is_keeps_the_default_paths(tmp_path):
         str(PROJECT_ROOT / "var" / "gitops.git"),
         "qdrant-portal",
     ]
+
+
+def test_a_dotenv_file_configures_management_commands_and_the_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DJANGO_DEBUG=1\nJWT_ISSUER=from-the-file\nLOG_LEVEL=DEBUG\n")
+    result = _run_django(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.DEBUG, settings.JWT_ISSUER, settings.LOG_LEVEL)",
+        {"PORTAL_ENV_FILE": str(env_file), "LOG_LEVEL": "WARNING"},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "from-the-file", "WARNING"]

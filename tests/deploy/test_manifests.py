@@ -351,6 +351,19 @@ def test_the_service_and_ingress_route_to_the_web_pods_over_tls():
     assert rule_hosts <= set(allowed_hosts)
 
 
+def test_only_the_ingress_controller_may_reach_the_web_pods():
+    """Behind TRUSTED_PROXY_HOPS=1 a client reaching a pod directly could forge X-Forwarded-For."""
+    policy = _one("NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= _pod_labels(_one("Deployment")).items()
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert set(source) == {"namespaceSelector"}  # no pod of the namespace itself, nobody else
+    (container,) = _pod_spec(_one("Deployment"))["containers"]
+    assert [p["port"] for p in rule["ports"]] == [container["ports"][0]["containerPort"]]
+    assert _one("ConfigMap")["data"]["TRUSTED_PROXY_HOPS"] == "1"
+
+
 # --- Configuration and the Secret template ---------------------------------------------------
 
 

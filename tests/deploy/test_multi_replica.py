@@ -122,7 +122,8 @@ def deployment(requirements, tmp_path_factory) -> Iterator[Deployment]:
 
     work = tmp_path_factory.mktemp("multi-replica")
     database = f"portal_multi_{uuid.uuid4().hex[:10]}"
-    admin_url = DATABASE_URL
+    # The server's maintenance database: the one DATABASE_URL names need not exist.
+    admin_url = _database_url_named("postgres")
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{database}"')
 

@@ -13,7 +13,19 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.selectors import sessions_signed_by_count
 from accounts.tokens import CURRENT_KEY_FILE, keys_dir_add, keys_dir_read
+
+
+def _created(keys_dir: Path, kid: str) -> datetime:
+    return datetime.fromtimestamp((keys_dir / f"{kid}.pem").stat().st_mtime, tz=UTC)
+
+
+def _successor_created(keys_dir: Path, kid: str, keys: dict) -> datetime | None:
+    """When the key that replaced ``kid`` as the signing key was made (None: none did, as far as we know)."""
+    created = _created(keys_dir, kid)
+    newer = [_created(keys_dir, other) for other in keys if _created(keys_dir, other) > created]
+    return min(newer) if newer else None
 
 
 class Command(BaseCommand):
@@ -25,6 +37,11 @@ class Command(BaseCommand):
         actions.add_parser("rotate", help="Create a new signing key; older keys stay for verification.")
         retire = actions.add_parser("retire", help="Delete a verification-only key: its tokens stop working.")
         retire.add_argument("kid")
+        retire.add_argument(
+            "--force",
+            action="store_true",
+            help="Retire it even though live sessions still hold refresh tokens it signed (they end).",
+        )
         actions.add_parser("list", help="Show the keys and which one signs.")
 
     def handle(self, *args, action: str, **options) -> None:
@@ -37,19 +54,26 @@ class Command(BaseCommand):
             kid = keys_dir_add(keys_dir, algorithm=settings.JWT_ALGORITHM)
             self.stdout.write(f"New signing key {kid} in {keys_dir}")
         elif action == "retire":
-            self._retire(keys_dir, options["kid"])
+            self._retire(keys_dir, options["kid"], force=options["force"])
         else:
             self._list(keys_dir)
 
-    def _retire(self, keys_dir: Path, kid: str) -> None:
+    def _retire(self, keys_dir: Path, kid: str, *, force: bool) -> None:
         current, keys = keys_dir_read(keys_dir)
         if kid not in keys:
             raise CommandError(f"No key {kid!r} in {keys_dir}.")
         if kid == current or len(keys) == 1:
             raise CommandError(f"{kid} is the signing key: run `jwt_keys rotate` first, then retire it.")
+        holding = sessions_signed_by_count(signed_until=_successor_created(keys_dir, kid, keys))
+        if holding and not force:
+            raise CommandError(
+                f"{holding} live session(s) may still hold a refresh token signed by {kid}: retiring it "
+                "would sign them out. Wait until they have refreshed or expired (JWT_REFRESH_TTL), or use --force."
+            )
         (keys_dir / f"{kid}.pem").unlink()
         keys_dir.touch()  # running processes notice the directory changed
-        self.stdout.write(f"Retired {kid}: tokens it signed are no longer accepted.")
+        ended = f"; {holding} session(s) that may hold its refresh tokens end" if holding else ""
+        self.stdout.write(f"Retired {kid}: tokens it signed are no longer accepted{ended}.")
 
     def _list(self, keys_dir: Path) -> None:
         current, keys = keys_dir_read(keys_dir)

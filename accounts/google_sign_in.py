@@ -1,0 +1,114 @@
+"""Sign-in with Google: the linked user, else link by verified email, else provision by domain.
+
+Verification of the ID token is ``accounts.google`` (the only module that imports google-auth);
+this module decides whom a verified Google identity signs in, and records it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.audit import RequestOrigin, audit_event_record
+from accounts.emails import email_canonical_or_none
+from accounts.google import GoogleIdentity, google_id_token_verify
+from accounts.models import AuditEventType, AuthMethod, GoogleAccount, User
+from accounts.services import IssuedTokens, session_start
+from config.errors import AccountDisabled, NoAccount, PortalError
+
+
+def _google_login_failed(
+    *, error: PortalError, origin: RequestOrigin, user: User | None = None, email: str = ""
+) -> PortalError:
+    audit_event_record(
+        type=AuditEventType.LOGIN_FAILED,
+        user=user,
+        email=email,
+        method=AuthMethod.GOOGLE,
+        origin=origin,
+        detail=error.code,
+    )
+    return error
+
+
+def _google_linked_user(*, sub: str) -> User | None:
+    account = GoogleAccount.objects.select_related("user").filter(sub=sub).first()
+    return account.user if account else None
+
+
+def google_account_link(
+    *, user: User, identity: GoogleIdentity, origin: RequestOrigin | None = None, detail: str = ""
+) -> GoogleAccount:
+    """Link a verified Google account to ``user``; IntegrityError when another sign-in linked it first."""
+    account = GoogleAccount(user=user, sub=identity.sub, email=identity.email[:254])
+    # The unique sub is left to the database: checking it first would only narrow the race.
+    account.full_clean(validate_constraints=False)
+    with transaction.atomic():
+        account.save(force_insert=True)
+        audit_event_record(
+            type=AuditEventType.GOOGLE_LINKED,
+            user=user,
+            method=AuthMethod.GOOGLE,
+            origin=origin,
+            detail=detail,
+        )
+    return account
+
+
+def google_account_unlink(*, account: GoogleAccount, actor: User | None = None) -> None:
+    """Forget a Google account: its next sign-in is treated like a stranger's (email, then domain)."""
+    with transaction.atomic():
+        account.delete()
+        audit_event_record(
+            type=AuditEventType.GOOGLE_UNLINKED,
+            user=account.user,
+            method=AuthMethod.GOOGLE,
+            detail=f"Google {account.sub} ({account.email})" + (f"; by {actor.email}" if actor else ""),
+        )
+
+
+def _google_user_link_or_create(*, identity: GoogleIdentity, origin: RequestOrigin) -> User:
+    email = email_canonical_or_none(identity.email)
+    if email is None:  # an address no account here can have: treated like an unknown one
+        raise _google_login_failed(error=NoAccount(), email=identity.email, origin=origin)
+    # Only an address Google is authoritative for proves who this is today: a consumer Google
+    # account can hold a verified address of a company mailbox it has long lost.
+    existing = User.objects.filter(email=email).first() if identity.email_authoritative else None
+    if existing is not None:
+        if not existing.is_active:
+            raise _google_login_failed(error=AccountDisabled(), user=existing, origin=origin)
+        google_account_link(
+            user=existing, identity=identity, origin=origin, detail="linked by verified email"
+        )
+        return existing
+    if not identity.domain_allowed(settings.GOOGLE_ALLOWED_DOMAINS):
+        raise _google_login_failed(error=NoAccount(), email=email, origin=origin)
+    with transaction.atomic():
+        # No grants: an operator decides which clients a provisioned user may see.
+        user = User.objects.create_user(email=email, password=None, name=identity.name[:150])
+        google_account_link(user=user, identity=identity, origin=origin, detail="new user (allowed domain)")
+    return user
+
+
+def google_sign_in(*, credential: str, origin: RequestOrigin) -> IssuedTokens:
+    """Sign in with a Google ID token: the linked user, else link by email, else provision by domain."""
+    try:
+        identity = google_id_token_verify(token=credential)
+    except PortalError as error:
+        if error.status_code in (401, 403):  # a refused sign-in, not an outage or a client bug
+            raise _google_login_failed(error=error, origin=origin) from None
+        raise
+
+    user = _google_linked_user(sub=identity.sub)
+    if user is None:
+        try:
+            user = _google_user_link_or_create(identity=identity, origin=origin)
+        except (IntegrityError, ValidationError):
+            # A concurrent sign-in with the same Google account linked (or created) first.
+            user = _google_linked_user(sub=identity.sub)
+            if user is None:
+                raise
+    if not user.is_active:
+        raise _google_login_failed(error=AccountDisabled(), user=user, origin=origin)
+    return session_start(user=user, method=AuthMethod.GOOGLE, origin=origin)

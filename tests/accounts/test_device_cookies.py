@@ -1,0 +1,63 @@
+"""Device cookies: a stranger's guesses cannot lock an account's owner out of a browser they used."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.conftest import DEFAULT_PASSWORD, login
+
+DEVICE = "__Secure-loginDevice"
+
+
+@pytest.fixture
+def throttled(settings):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "5/min", "1000/min"
+
+
+def _owners_browser(user) -> APIClient:
+    """A browser the owner has signed in with before: it holds the device cookie."""
+    browser = APIClient(REMOTE_ADDR="192.0.2.10")
+    assert login(browser, user).status_code == 200
+    return browser
+
+
+def _attacker_locks_out(user) -> None:
+    """Wrong guesses from many addresses until the account's bucket refuses even the right password."""
+    statuses = [login(APIClient(REMOTE_ADDR=f"198.51.100.{n}"), user, "guess").status_code for n in range(6)]
+    assert statuses[-1] == 429 and set(statuses) == {401, 429}
+    assert login(APIClient(REMOTE_ADDR="198.51.100.99"), user).status_code == 429
+
+
+def test_a_successful_sign_in_gives_the_browser_a_strict_http_only_device_cookie(api_client, user):
+    response = login(api_client, user)
+    cookie = response.cookies[DEVICE]
+    assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/api/auth/" and int(cookie["max-age"]) == 180 * 86400
+
+
+def test_the_owners_browser_signs_in_while_a_stranger_has_locked_the_account(throttled, user):
+    browser = _owners_browser(user)
+    _attacker_locks_out(user)
+    assert login(browser, user).status_code == 200
+
+
+@pytest.mark.parametrize("cookie", ["forged", "another account's", "none"])
+def test_without_a_valid_device_cookie_for_this_account_the_lockout_holds(throttled, user, user_factory, cookie):
+    browser = APIClient(REMOTE_ADDR="192.0.2.10")
+    if cookie == "another account's":
+        other = user_factory(email="bob@example.com")
+        assert login(browser, other).status_code == 200
+    elif cookie == "forged":
+        value = login(_owners_browser(user), user).cookies[DEVICE].value
+        browser.cookies[DEVICE] = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    _attacker_locks_out(user)
+    assert login(browser, user, DEFAULT_PASSWORD).status_code == 429
+
+
+def test_a_device_cookie_that_collects_failures_is_throttled_in_its_own_bucket(throttled, user):
+    browser = _owners_browser(user)
+    for _ in range(5):
+        assert login(browser, user, "typo").status_code == 401
+    assert login(browser, user).status_code == 429
+    assert login(APIClient(REMOTE_ADDR="203.0.113.5"), user).status_code == 200  # the account is not locked
