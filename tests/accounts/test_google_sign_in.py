@@ -13,6 +13,7 @@ import time_machine
 from google.auth import exceptions as google_exceptions
 
 import accounts.google
+from accounts import google_sign_in
 from accounts.google import CachingRequest
 from accounts.models import AuditEvent, GoogleAccount, Session, User
 from clusters.models import Grant
@@ -166,7 +167,6 @@ def test_an_inactive_user_is_refused(api_client, user, google_key, linked):
 
 def test_a_concurrent_sign_in_that_linked_first_is_reused(api_client, user, google_key, monkeypatch):
     """The unique sub decides a race: the loser finds the winner's link instead of failing."""
-    from accounts import services
 
     def linked_too_late(*, sub):
         if not GoogleAccount.objects.exists():
@@ -174,8 +174,8 @@ def test_a_concurrent_sign_in_that_linked_first_is_reused(api_client, user, goog
             return None
         return original(sub=sub)
 
-    original = services._google_linked_user
-    monkeypatch.setattr(services, "_google_linked_user", linked_too_late)
+    original = google_sign_in._google_linked_user
+    monkeypatch.setattr(google_sign_in, "_google_linked_user", linked_too_late)
 
     response = sign_in(api_client, id_token(google_key))
 
