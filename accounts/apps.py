@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class AccountsConfig(AppConfig):
@@ -7,3 +8,11 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from accounts.models import User
+        from accounts.services import user_claims_cache_forget
+
+        # However a user row is saved or deleted (a service, the admin, a shell's user.save()),
+        # the cached claims API requests and gateways rely on are dropped with it. Writes that
+        # bypass the model (QuerySet.update, raw SQL) reach them within CLAIMS_CACHE_TTL.
+        post_save.connect(user_claims_cache_forget, sender=User, dispatch_uid="accounts.claims.save")
+        post_delete.connect(user_claims_cache_forget, sender=User, dispatch_uid="accounts.claims.delete")

@@ -21,11 +21,11 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.audit import USER_AGENT_MAX, RequestOrigin
-from accounts.models import User
+from accounts.models import SessionUser
 from accounts.selectors import LiveSession, session_live
 from accounts.services import IssuedTokens, access_token_issue, session_activity_record
 from accounts.tokens import AccessToken, key_ring
-from config.errors import AccountDisabled, CsrfFailed, ForeignOrigin, TokenNotValid
+from config.errors import CsrfFailed, ForeignOrigin, TokenNotValid
 
 # DRF imports this module while rest_framework.views is being imported (it reads the default
 # authentication classes at class definition): nothing imported here may import rest_framework.views.
@@ -205,17 +205,22 @@ def access_token_verify(raw: str) -> AccessToken:
 class JWTAuthentication(BaseAuthentication):
     """Access token from the cookie, ``Authorization: Bearer`` or ``X-Auth-Token``."""
 
-    def authenticate(self, request: Request) -> tuple[User, TokenAuth] | None:
+    def authenticate(self, request: Request) -> tuple[SessionUser, TokenAuth] | None:
         raw, from_cookie = access_token_from_request(request._request)
         if raw is None:
             return None
         token = access_token_verify(raw)
         live = session_live(token=token)
-        user = User.objects.filter(pk=live.user_id).first()
-        if user is None:
-            raise TokenNotValid()
-        if not user.is_active:  # the database's word, even when the cache has not heard yet
-            raise AccountDisabled()
+        claims = live.claims
+        user = SessionUser.from_claims(
+            user_id=live.user_id,
+            email=claims.email,
+            name=claims.name,
+            active=claims.active,
+            staff=claims.staff,
+            operator=claims.operator,
+            claims_version=claims.claims_version,
+        )
         if from_cookie and request.method in UNSAFE_METHODS:
             browser_origin_check(request._request)
             csrf_check(request._request)

@@ -5,7 +5,7 @@ import uuid
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -108,6 +108,37 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name or self.email
+
+
+class SessionUser(User):
+    """The signed-in user as their live session's cached claims describe them (no database read).
+
+    What an authenticated API request sees as ``request.user``: enough for permissions, grants
+    and the audit trail, without a query. It has no password and refuses to be saved: a service
+    that changes a user reads the row from the database first.
+    """
+
+    class Meta:
+        proxy = True
+
+    def save(self, *args, **kwargs) -> None:
+        raise TypeError("A SessionUser is a cached snapshot: read the user from the database to change it.")
+
+    @classmethod
+    def from_claims(cls, *, user_id: int, email: str, name: str, active: bool, staff: bool, operator: bool,
+                    claims_version: int) -> SessionUser:  # fmt: skip
+        user = cls(
+            pk=user_id,
+            email=email,
+            name=name,
+            is_active=active,
+            is_staff=staff,
+            is_operator=operator,
+            claims_version=claims_version,
+        )
+        user._state.adding = False
+        user._state.db = DEFAULT_DB_ALIAS
+        return user
 
 
 class AuthMethod(models.TextChoices):

@@ -42,20 +42,23 @@ def user_scope_claim(*, user: User) -> str:
 def user_claims(*, user: User) -> CachedClaims:
     return CachedClaims(
         email=user.email,
+        name=user.name,
         scope=user_scope_claim(user=user),
         active=user.is_active,
+        staff=user.is_staff,
+        operator=user.is_operator,
         claims_version=user.claims_version,
     )
 
 
-def user_profile(*, user: User) -> dict:
-    """The contract's ``User`` body."""
+def user_profile(*, user: User, scope: str | None = None) -> dict:
+    """The contract's ``User`` body (``scope``: already known, e.g. from the live session)."""
     return {
         "id": user.pk,
         "email": user.email,
         "name": user.name,
         "isStaff": user.is_staff,
-        "scopes": user_scope_claim(user=user).split(),
+        "scopes": (user_scope_claim(user=user) if scope is None else scope).split(),
     }
 
 

@@ -355,6 +355,12 @@ def _claims_forget(user_id: int) -> None:
         pass  # cached claims expire within CLAIMS_CACHE_TTL; the API itself reads the database
 
 
+def user_claims_cache_forget(*, instance: User, **signal) -> None:
+    """Signal receiver: a user row changed, so what the cache says about the user may be stale."""
+    _claims_forget(instance.pk)
+    transaction.on_commit(lambda: _claims_forget(instance.pk))
+
+
 def user_claims_bump(*, user_id: int) -> None:
     """Record that the user's token claims (scopes, email, name) changed: tokens get re-issued.
 

@@ -11,8 +11,9 @@ that every authenticated request reads in one round trip (``get_many``):
   revocation and re-wrote the idle timer cannot bring the session back: the marker wins.
   If the marker cannot be written, the revocation is refused (503) and the database is not
   touched, so the answer the user gets is always the truth.
-* ``auth:claims:<uid>`` — ``{"email", "scope", "active", "cv"}``, what gateways are told
-  about the user. Services forget it whenever they change those facts; it also expires after
+* ``auth:claims:v2:<uid>`` — the user's email, name, scope, active and staff flags and
+  claims version: what gateways are told about the user, and what the API's views see of
+  them (``accounts.models.SessionUser``), so an authenticated request reads no database row. Services forget it whenever they change those facts; it also expires after
   ``CLAIMS_CACHE_TTL``, so a change made behind the services' back (a shell, a data
   migration) reaches ``/validate`` within that time.
 
@@ -51,7 +52,8 @@ def _revoked_key(session_id: uuid.UUID | str) -> str:
 
 
 def _claims_key(user_id: int) -> str:
-    return f"auth:claims:{user_id}"
+    # The version names the shape of the entry: a new shape reads no entry an older release wrote.
+    return f"auth:claims:v2:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,11 @@ class CachedClaims:
     """What tokens and gateways say about a user, as the database had it when cached."""
 
     email: str
+    name: str
     scope: str
     active: bool
+    staff: bool
+    operator: bool
     claims_version: int
 
 

@@ -228,7 +228,8 @@ class MeView(APIView):
         operation_id="auth_me", responses={200: UserSerializer, **error_responses(*AUTHENTICATION_ERRORS)}
     )
     def get(self, request: Request) -> Response:
-        return Response(UserSerializer(user_profile(user=request.user)).data)
+        auth: TokenAuth = request.auth
+        return Response(UserSerializer(user_profile(user=request.user, scope=auth.session.claims.scope)).data)
 
 
 class SessionListView(APIView):

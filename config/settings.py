@@ -118,7 +118,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "portal"),
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
@@ -187,8 +187,23 @@ GOOGLE_ALLOWED_DOMAINS = [d.lower() for d in env_list("GOOGLE_ALLOWED_DOMAINS")]
 
 REPLICAS_MIN = env_int("REPLICAS_MIN", 1)
 REPLICAS_MAX = env_int("REPLICAS_MAX", 10)
-QDRANT_VERSIONS = env_list("QDRANT_VERSIONS", ["v1.13.6", "v1.14.1", "v1.15.5"])
-QDRANT_DEFAULT_VERSION = env_str("QDRANT_DEFAULT_VERSION", QDRANT_VERSIONS[-1])
+# Qdrant releases (vMAJOR.MINOR.PATCH) clusters may run: by default the newest patch of each
+# minor from v1.16 to the Qdrant Helm chart 1.19.0's appVersion, v1.19.0. Clusters move only
+# forwards, one minor at a time (clusters/versions.py); new clusters get the newest.
+QDRANT_VERSIONS = env_list("QDRANT_VERSIONS", ["v1.16.3", "v1.17.1", "v1.18.3", "v1.19.0"])
+
+
+def _qdrant_release(version: str) -> tuple[int, ...] | None:
+    parts = version.removeprefix("v").split(".")
+    ok = len(parts) == 3 and all(part.isascii() and part.isdigit() and len(part) <= 4 for part in parts)
+    return tuple(int(part) for part in parts) if ok else None
+
+
+if not QDRANT_VERSIONS or not all(_qdrant_release(v) for v in QDRANT_VERSIONS):
+    raise ImproperlyConfigured("QDRANT_VERSIONS must list release versions such as v1.19.0, comma-separated.")
+QDRANT_DEFAULT_VERSION = env_str("QDRANT_DEFAULT_VERSION", max(QDRANT_VERSIONS, key=_qdrant_release))
+# How long both API keys are accepted in a two-phase key rotation before gitops_sync finishes it.
+KEY_ROTATION_GRACE = env_duration("KEY_ROTATION_GRACE", "24h")
 STORAGE_GI_DEFAULT = env_int("STORAGE_GI_DEFAULT", 10)
 STORAGE_GI_MAX = env_int("STORAGE_GI_MAX", 1024)
 QDRANT_ENDPOINT_TEMPLATE = env_str("QDRANT_ENDPOINT_TEMPLATE", "https://{cluster}.{client}.qdrant.local")
@@ -214,7 +229,7 @@ GITOPS_SSH_KEY_PATH = env_str("GITOPS_SSH_KEY_PATH")
 GITOPS_COMMITTER = env_str("GITOPS_COMMITTER", "Qdrant Portal <portal@qdrant-portal.local>")
 GITOPS_SEALING_CERT = env_str("GITOPS_SEALING_CERT")  # path to the sealed-secrets public certificate
 GITOPS_PUSH_RETRIES = env_int("GITOPS_PUSH_RETRIES", 5)
-QDRANT_CHART_VERSION = env_str("QDRANT_CHART_VERSION", "1.15.5")
+QDRANT_CHART_VERSION = env_str("QDRANT_CHART_VERSION", "1.19.0")
 ARGOCD_PROJECT = env_str("ARGOCD_PROJECT", "qdrant-clusters")
 
 # --- HTTP, CORS, CSRF and security headers ------------------------------------------------

@@ -43,7 +43,9 @@ def test_the_owners_browser_signs_in_while_a_stranger_has_locked_the_account(thr
 
 
 @pytest.mark.parametrize("cookie", ["forged", "another account's", "none"])
-def test_without_a_valid_device_cookie_for_this_account_the_lockout_holds(throttled, user, user_factory, cookie):
+def test_without_a_valid_device_cookie_for_this_account_the_lockout_holds(
+    throttled, user, user_factory, cookie
+):
     browser = APIClient(REMOTE_ADDR="192.0.2.10")
     if cookie == "another account's":
         other = user_factory(email="bob@example.com")

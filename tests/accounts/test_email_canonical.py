@@ -66,7 +66,9 @@ def test_a_look_alike_that_means_the_same_account_shares_its_throttle(user_facto
     assert (response.status_code, response.json()["code"]) == (429, "throttled")
 
 
-def test_google_sign_in_with_a_look_alike_email_reaches_no_account(client2, settings, google, google_key, monkeypatch):
+def test_google_sign_in_with_a_look_alike_email_reaches_no_account(
+    client2, settings, google, google_key, monkeypatch
+):
     settings.GOOGLE_CLIENT_IDS = [CLIENT_ID]
     monkeypatch.setattr(accounts.google, "_google_request", CachingRequest(google))
     credential = id_token(google_key, email="clıent2@example.com", hd="example.com")
@@ -76,7 +78,8 @@ def test_google_sign_in_with_a_look_alike_email_reaches_no_account(client2, sett
 
 
 @pytest.mark.parametrize(
-    ("spelling", "stored"), [("CLIENT3@Example.COM", "client3@example.com"), ("ſtaff9@example.com", "staff9@example.com")]
+    ("spelling", "stored"),
+    [("CLIENT3@Example.COM", "client3@example.com"), ("ſtaff9@example.com", "staff9@example.com")],
 )
 def test_users_are_stored_in_canonical_form(db, spelling, stored):
     assert User.objects.create_user(email=spelling, password=PASSWORD).email == stored
@@ -94,7 +97,9 @@ def test_a_second_spelling_of_an_existing_address_is_a_duplicate(client2):
 def test_the_migration_canonicalises_existing_rows_and_reports_collisions(capsys):
     executor = MigrationExecutor(connection)
     executor.migrate([("accounts", "0003_googleaccount")])
-    old = executor.loader.project_state([("accounts", "0003_googleaccount")]).apps.get_model("accounts", "User")
+    old = executor.loader.project_state([("accounts", "0003_googleaccount")]).apps.get_model(
+        "accounts", "User"
+    )
     rows = ["Mixed@Example.COM", "ſtaff1@example.com", "staff1@example.com", "clıent2@example.com"]
     pks = [old.objects.create(email=email, password="!").pk for email in rows]
 

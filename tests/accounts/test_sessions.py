@@ -159,11 +159,16 @@ def test_deactivation_revokes_every_session_and_access_token(auth_client, bearer
     assert Session.objects.filter(revoked_reason="deactivated").count() == 2
 
 
-def test_an_inactive_user_is_refused_on_every_request(bearer_client, user):
-    client = bearer_client(user)
-    type(user).objects.filter(pk=user.pk).update(is_active=False)  # bypassing the service
-    response = client.get("/api/auth/me")
-    assert (response.status_code, response.json()["code"]) == (403, "account_disabled")
+def test_an_inactive_user_is_refused_on_every_request(in_process_cache, bearer_client, user, settings):
+    """Even deactivated behind the services' back (a shell): within CLAIMS_CACHE_TTL, everywhere."""
+    settings.CLAIMS_CACHE_TTL = timedelta(seconds=30)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        client = bearer_client(user)
+        type(user).objects.filter(pk=user.pk).update(is_active=False)  # bypassing the service
+        traveller.shift(timedelta(seconds=31))
+        for path in ("/api/auth/me", "/api/auth/validate", "/api/clients"):
+            response = client.get(path)
+            assert (response.status_code, response.json()["code"]) == (403, "account_disabled"), path
 
 
 @pytest.mark.parametrize("via", ["cookie", "header"])
@@ -193,7 +198,7 @@ def test_unauthenticated_requests_are_403_not_authenticated(api_client, db):
 
 DEAD_REDIS = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:1/0",
         "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
     }

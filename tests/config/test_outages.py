@@ -27,7 +27,7 @@ def _fresh_reporter(monkeypatch):
     monkeypatch.setattr(outages.database_outage, "_last_report", -outages.REPORT_INTERVAL_SECONDS)
 
 
-@pytest.mark.parametrize("path", ["/api/auth/me", "/api/clients", "/api/clients/client1/clusters/main"])
+@pytest.mark.parametrize("path", ["/api/auth/sessions", "/api/clients", "/api/clients/client1/clusters/main"])
 def test_api_requests_answer_503_with_retry_after_while_the_database_is_gone(bearer_client, user1, cluster1, path):
     client = bearer_client(user1)
     with database_gone():
@@ -39,6 +39,13 @@ def test_api_requests_answer_503_with_retry_after_while_the_database_is_gone(bea
     }
     assert response["Retry-After"] == "5"
     assert client.get(path).status_code == 200  # back on its own
+
+
+def test_who_am_i_and_the_gateway_check_need_only_the_cache(bearer_client, user1):
+    client = bearer_client(user1)
+    with database_gone():
+        assert client.get("/api/auth/me").json()["email"] == "client1@example.com"
+        assert client.get("/api/auth/validate")["X-Auth-Scope"] == "client1"
 
 
 def test_a_login_while_the_database_is_gone_is_503_not_invalid_credentials(api_client, user):
