@@ -6,9 +6,11 @@ import uuid
 
 from django.core.cache import cache
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from config.outages import cache_outage, database_outage
 
 
 @never_cache
@@ -18,23 +20,25 @@ def healthz(request) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _database_ready() -> str | None:
+def _database_ready(request: HttpRequest) -> str | None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # any driver error means "not ready"
+        database_outage.report(exc, request)
         return f"database unreachable: {type(exc).__name__}"
     return None
 
 
-def _cache_ready() -> str | None:
+def _cache_ready(request: HttpRequest) -> str | None:
     probe_key = f"readyz:{uuid.uuid4().hex}"
     try:
         cache.set(probe_key, "1", timeout=5)
         value = cache.get(probe_key)
         cache.delete(probe_key)
     except Exception as exc:
+        cache_outage.report(exc, request)
         return f"cache unreachable: {type(exc).__name__}"
     if value != "1":
         return "cache did not return what was stored"
@@ -44,10 +48,13 @@ def _cache_ready() -> str | None:
 @never_cache
 @require_GET
 def readyz(request) -> JsonResponse:
-    """Ready to take traffic: the database and the cache answer."""
+    """Ready to take traffic: the database and the cache answer.
+
+    A failure is logged by the dependency's outage reporter, once per burst, not once per probe.
+    """
     problems = {
         name: reason
-        for name, reason in (("database", _database_ready()), ("cache", _cache_ready()))
+        for name, reason in (("database", _database_ready(request)), ("cache", _cache_ready(request)))
         if reason
     }
     if problems:

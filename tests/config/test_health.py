@@ -26,3 +26,27 @@ def test_readyz_is_503_with_a_reason_when_the_database_is_unreachable(client, db
     assert body["code"] == "not_ready"
     assert body["checks"]["database"] == "database unreachable: OperationalError"
     assert body["checks"]["cache"] == "ok"
+
+
+def test_a_failing_readiness_probe_is_reported_once_per_burst_not_an_error_per_probe(
+    client, db, monkeypatch, caplog
+):
+    import logging
+
+    from config import outages
+    from config.logging import OutageFilter
+
+    monkeypatch.setattr(outages.database_outage, "_last_report", -outages.REPORT_INTERVAL_SECONDS)
+
+    def refuse_connection(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    with caplog.at_level(logging.INFO), monkeypatch.context() as patch:
+        patch.setattr(connection, "cursor", refuse_connection)
+        for _ in range(3):  # Kubernetes probes every few seconds while the database is gone
+            assert client.get("/readyz").status_code == 503
+    # What the log handler lets through (config.logging.OutageFilter): no error line per probe.
+    logged = [r for r in caplog.records if r.name == "django.request" and OutageFilter().filter(r)]
+    assert [r.getMessage() for r in logged] == []
+    reports = [r.getMessage() for r in caplog.records if r.name == "portal.outages"]
+    assert len(reports) == 1 and reports[0].startswith("database unreachable: OperationalError")

@@ -110,14 +110,14 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
         try:
             if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still booting (a loaded machine)
             pass
         time.sleep(0.3)
     raise AssertionError(f"server at {url} never became ready:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
-def deployment(requirements, tmp_path_factory) -> Iterator[Deployment]:
+def deployment(requirements, tmp_path_factory, request) -> Iterator[Deployment]:
     import psycopg
 
     work = tmp_path_factory.mktemp("multi-replica")
@@ -163,6 +163,15 @@ def deployment(requirements, tmp_path_factory) -> Iterator[Deployment]:
         LOG_LEVEL="WARNING",
     )
     deployment = Deployment(replicas=[], remote=remote, env=base_env)
+
+    def clean_up() -> None:
+        """Also when the set-up fails half-way: no replica or database outlives the run."""
+        for replica in deployment.replicas:
+            replica.stop()
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    request.addfinalizer(clean_up)
     deployment.manage("migrate", "--noinput")
     deployment.manage("seed_demo", "--force")
     deployment.manage(
@@ -203,11 +212,6 @@ def deployment(requirements, tmp_path_factory) -> Iterator[Deployment]:
         _wait_ready(replica.url, process, log)
 
     yield deployment
-
-    for replica in deployment.replicas:
-        replica.stop()
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def _login(url: str, email: str = "client1@example.com", password: str = PASSWORD) -> dict:
