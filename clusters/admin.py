@@ -5,26 +5,34 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Model
 from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 
 from accounts.admin import UserAdmin
 from accounts.models import User
-from clusters.models import Client, Cluster, ClusterChange, Grant
-from clusters.selectors import cluster_credentials
+from clusters.models import Client, Cluster, ClusterChange, Grant, StorageExpansion
+from clusters.selectors import cluster_allowed_versions, cluster_credentials
 from clusters.services import (
     client_create,
     client_update,
     cluster_create,
     cluster_credentials_rotate,
+    cluster_credentials_rotation_finish,
     cluster_spec_validate,
     cluster_update,
     grant_remove,
     grant_set,
+    scale_down_problem,
+    storage_expansion_cancel,
+    storage_expansion_complete,
 )
+from config.errors import PortalError
+from gitops.argocd import storage_runbook_render
+from gitops.values import namespace_name, release_name
 
 _SPEC_FIELDS = ("replicas", "version", "storage_gi")
 
@@ -144,20 +152,30 @@ class ClientAdmin(admin.ModelAdmin):
 
 class ClusterAdminForm(forms.ModelForm):
     version = forms.ChoiceField()
+    confirm_scale_down = forms.BooleanField(
+        required=False,
+        label="Confirm scale-down",
+        help_text="Needed for fewer replicas: Qdrant does not move shards off a peer that disappears, "
+        "so a shard whose only copy is on a removed peer is lost.",
+    )
 
     class Meta:
         model = Cluster
         fields = ("client", "slug", *_SPEC_FIELDS)
+        help_texts = {
+            "storage_gi": "On an existing cluster a bigger size becomes a storage expansion request "
+            "that an operator carries out (Storage expansions).",
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        versions = list(settings.QDRANT_VERSIONS)
-        if self.instance.pk and self.instance.version not in versions:
-            versions.insert(0, self.instance.version)  # retired, but kept until someone changes it
-        self.fields["version"].choices = [(v, v) for v in versions]
-        if not self.instance.pk:
+        if self.instance.pk:
+            versions = cluster_allowed_versions(cluster=self.instance)  # upgrades only, one minor at a time
+        else:
+            versions = list(settings.QDRANT_VERSIONS)
             self.initial.setdefault("version", settings.QDRANT_DEFAULT_VERSION)
             self.initial.setdefault("storage_gi", settings.STORAGE_GI_DEFAULT)
+        self.fields["version"].choices = [(v, v) for v in versions]
 
     def spec_changes(self) -> dict:
         """The desired-state values to hand to the service: all of them on create, the edited ones on change."""
@@ -169,11 +187,14 @@ class ClusterAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        # clean() runs before the instance takes the new values: instance.storage_gi is the stored one.
-        cluster_spec_validate(
-            **self.spec_changes(),
-            current_storage_gi=self.instance.storage_gi if self.instance.pk else None,
-        )
+        # clean() runs before the instance takes the new values: the instance is the stored cluster.
+        current = self.instance if self.instance.pk else None
+        changes = self.spec_changes()
+        cluster_spec_validate(**changes, current=current)
+        if current is not None and "replicas" in changes and not cleaned.get("confirm_scale_down"):
+            problem = scale_down_problem(cluster=current, replicas=changes["replicas"])
+            if problem:
+                self.add_error("confirm_scale_down", problem)
         return cleaned
 
 
@@ -184,19 +205,41 @@ class ClusterAdmin(admin.ModelAdmin):
     list_filter = ("version", "client")
     list_select_related = ("client",)
     search_fields = ("slug", "client__slug", "client__name")
-    actions = ["rotate_credentials"]
+    actions = ["rotate_credentials", "finish_key_rotation"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("client", "slug", *_SPEC_FIELDS)
-        return ("client", "slug", *_SPEC_FIELDS, "api_keys", "created_at", "updated_at")
+        return (
+            "client",
+            "slug",
+            *_SPEC_FIELDS,
+            "confirm_scale_down",
+            "storage_request",
+            "api_keys",
+            "created_at",
+            "updated_at",
+        )
 
     def get_readonly_fields(self, request, obj=None):
-        return ("client", "slug", "api_keys", "created_at", "updated_at") if obj else ()
+        return ("client", "slug", "storage_request", "api_keys", "created_at", "updated_at") if obj else ()
+
+    @admin.display(description="storage request")
+    def storage_request(self, cluster: Cluster) -> str:
+        pending = cluster.storage_expansions.filter(state=StorageExpansion.State.PENDING).first()
+        if pending is None:
+            return "None waiting."
+        return f"{pending.from_gi} GiB → {pending.requested_gi} GiB, waiting for an operator (Storage expansions)."
 
     @admin.display(description="API keys")
     def api_keys(self, cluster: Cluster) -> str:
-        return "Stored encrypted. To issue new keys (and see them once), use the “Rotate API keys” action."
+        text = "Stored encrypted. To issue new keys (and see them once), use the “Rotate API keys” action."
+        if cluster.rotation_in_progress:
+            text += (
+                f" A rotation is in progress: both API keys are accepted until {cluster.rotation_finishes_at:%Y-%m-%d %H:%M} UTC"
+                " or until someone finishes it (“Finish key rotation”)."
+            )
+        return text
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Removing a cluster is a GitOps change of its own, not a row deletion.
@@ -205,7 +248,16 @@ class ClusterAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if change:
             stored = Cluster.objects.select_related("client").get(pk=obj.pk)
-            result = cluster_update(cluster=stored, actor=request.user, **form.spec_changes())
+            result = cluster_update(
+                cluster=stored,
+                actor=request.user,
+                confirm=form.cleaned_data.get("confirm_scale_down", False),
+                **form.spec_changes(),
+            )
+            if result.storage_expansion_created:
+                self.message_user(
+                    request, f"{result.storage_expansion}: carry it out from Storage expansions."
+                )
         else:
             result = cluster_create(
                 client=form.cleaned_data["client"],
@@ -219,8 +271,14 @@ class ClusterAdmin(admin.ModelAdmin):
     def rotate_credentials(self, request, queryset):
         rotated = []
         for cluster in queryset.select_related("client"):
-            result = cluster_credentials_rotate(cluster=cluster, actor=request.user)
+            try:
+                result = cluster_credentials_rotate(cluster=cluster, actor=request.user)
+            except PortalError as error:
+                self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
+                continue
             rotated.append((result.cluster, cluster_credentials(cluster=result.cluster)))
+        if not rotated:
+            return None
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -230,6 +288,98 @@ class ClusterAdmin(admin.ModelAdmin):
         response = TemplateResponse(request, "admin/clusters/cluster/credentials_rotated.html", context)
         add_never_cache_headers(response)
         return response
+
+    @admin.action(
+        description="Finish key rotation (the new API key becomes the only one)", permissions=["change"]
+    )
+    def finish_key_rotation(self, request, queryset):
+        for cluster in queryset.select_related("client"):
+            try:
+                cluster_credentials_rotation_finish(cluster=cluster, actor=request.user)
+            except PortalError as error:
+                self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
+            else:
+                self.message_user(request, f"{cluster}: key rotation finished; the old API key is removed.")
+
+
+# --- Storage expansions -------------------------------------------------------------------------
+
+
+@admin.register(StorageExpansion)
+class StorageExpansionAdmin(admin.ModelAdmin):
+    """Requests for more storage: an operator grows the volumes, then marks the request done here."""
+
+    list_display = (
+        "cluster",
+        "from_gi",
+        "requested_gi",
+        "state",
+        "requested_by_email",
+        "requested_at",
+        "resolved_at",
+    )
+    list_filter = ("state",)
+    list_select_related = ("cluster__client",)
+    search_fields = ("cluster__slug", "cluster__client__slug", "requested_by_email")
+    actions = ["mark_done", "cancel"]
+    fields = (
+        "cluster",
+        "from_gi",
+        "requested_gi",
+        "state",
+        "requested_by_email",
+        "requested_at",
+        "resolved_by_email",
+        "resolved_at",
+        "runbook",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="operator runbook")
+    def runbook(self, expansion: StorageExpansion) -> str:
+        cluster = expansion.cluster
+        client = cluster.client.slug
+        commands = storage_runbook_render(
+            namespace=namespace_name(client=client),
+            statefulset=release_name(client=client, cluster=cluster.slug),
+            application=f"qdrant.{client}.{cluster.slug}",
+            replicas=str(cluster.replicas),
+            size=f"{expansion.requested_gi}Gi",
+        )
+        return format_html("<pre>{}</pre>", commands)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # requests come from the API or the cluster's page, through the services
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The list's actions need the change permission; a request itself is never edited.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Mark storage expansion done (commits the new size)", permissions=["change"])
+    def mark_done(self, request, queryset):
+        for expansion in queryset.select_related("cluster__client"):
+            try:
+                storage_expansion_complete(expansion=expansion, actor=request.user)
+            except PortalError as error:
+                self.message_user(request, f"{expansion.cluster}: {error.detail}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{expansion.cluster}: {expansion.requested_gi} GiB recorded and committed. Now re-create "
+                    "its StatefulSet with --cascade=orphan (see the runbook).",
+                )
+
+    @admin.action(description="Cancel storage expansion", permissions=["change"])
+    def cancel(self, request, queryset):
+        for expansion in queryset.select_related("cluster__client"):
+            if expansion.state != StorageExpansion.State.PENDING:
+                self.message_user(request, f"{expansion}: nothing to cancel.", messages.WARNING)
+                continue
+            storage_expansion_cancel(cluster=expansion.cluster, actor=request.user)
+            self.message_user(request, f"{expansion.cluster}: storage request cancelled.")
 
 
 # --- History ------------------------------------------------------------------------------------

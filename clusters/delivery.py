@@ -31,8 +31,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from clusters.models import Client, Cluster, ClusterChange
+from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange, GitopsRemoteState
 from clusters.rendering import client_files_render, cluster_files_render
+from clusters.selectors import changes_pending
+from config import metrics
 from gitops.argocd import APPLICATIONSET_PATH, README_PATH, applicationset_render, repository_readme_render
 from gitops.delivery import GroupDelivery, PendingCommit, commits_deliver
 from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
@@ -132,7 +134,9 @@ class DeliveryReport:
 
 def _change_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
     after = {name: pair[1] for name, pair in (change.changes or {}).items() if isinstance(pair, list)}
-    return cluster_files_render(cluster=change.cluster, reader=reader, overrides=after)
+    return cluster_files_render(
+        cluster=change.cluster, reader=reader, overrides=after, keys_changed=change.action in KEY_ACTIONS
+    )
 
 
 def _change_pending(change: ClusterChange) -> PendingCommit:
@@ -177,13 +181,15 @@ def _change_outcome_record(change: ClusterChange, commit: str | None, delivery: 
     )
 
 
+def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
+    """When the remote last took every commit, or last did not (the operators' status page)."""
+    now = timezone.now()
+    fields = {"last_push_at": now, "last_push_commit": tip or ""} if pushed else {"last_failure_at": now}
+    GitopsRemoteState.objects.update_or_create(pk=GitopsRemoteState.SINGLETON_ID, defaults=fields)
+
+
 def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> DeliveryReport:
-    changes = {
-        change.pk: change
-        for change in ClusterChange.objects.filter(pushed=False)
-        .select_related("cluster__client")
-        .order_by("id")
-    }
+    changes = {change.pk: change for change in changes_pending().select_related("cluster__client")}
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
     if not pending:
         return DeliveryReport(conflicts={}, pushed=True)
@@ -194,6 +200,8 @@ def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> De
         remote=_remote(),
         push_retries=settings.GITOPS_PUSH_RETRIES,
     )
+    pushed = delivery.pushed if _remote() is not None else None  # None: no remote to push to
+    metrics.gitops_delivery_record(commits=delivery.commits_made, pushed=pushed)
     conflicts: dict[int, str] = {}
     commits: dict[object, str | None] = {}
     with transaction.atomic():  # one database commit for the whole batch, not one per change
@@ -205,6 +213,8 @@ def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> De
                 conflicts[change.cluster_id] = str(outcome.error)
             else:
                 _change_outcome_record(change, outcome.commit, delivery)
+        if pushed is not None:
+            _remote_state_record(pushed=pushed, tip=delivery.tip)
     return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
 
 
@@ -270,10 +280,18 @@ class SyncReport:
     packed_objects: int = 0
 
 
-def _everything_render(reader: TreeReader, conflicts: dict[int, str]) -> dict[str, bytes | None]:
-    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database."""
+def _everything_render(
+    reader: TreeReader, conflicts: dict[int, str], bootstrap: bool = False
+) -> dict[str, bytes | None]:
+    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database.
+
+    ``bootstrap``: the ApplicationSet and README too, as this version of the portal writes them
+    (they are otherwise written only into a new repository, and may carry hand edits).
+    """
     conflicts.clear()
     files: dict[str, bytes | None] = {}
+    if bootstrap:
+        files.update({path: data for path, data in _bootstrap_files().items() if reader.read(path) != data})
     for client in Client.objects.order_by("slug"):
         files.update(client_files_render(client=client, reader=reader))
     for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
@@ -284,7 +302,7 @@ def _everything_render(reader: TreeReader, conflicts: dict[int, str]) -> dict[st
     return files
 
 
-def _drift_check(repository: GitopsRepository) -> SyncReport:
+def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
     """The paths where git (the remote's tip, when there is a remote) differs from the database."""
     tip, remote = branch_tip(repository=repository), _remote()
     if remote is not None:
@@ -293,19 +311,19 @@ def _drift_check(repository: GitopsRepository) -> SyncReport:
             raise RepositoryUnavailable("The gitops remote cannot be reached.")
         tip = state.tip or tip
     conflicts: dict[int, str] = {}
-    drifted = sorted(_everything_render(tree_reader(repository=repository, commit=tip), conflicts))
+    drifted = sorted(_everything_render(tree_reader(repository=repository, commit=tip), conflicts, bootstrap))
     return SyncReport(
         drifted_paths=tuple(drifted), commit=None, pushed=False, conflicts=tuple(conflicts.values())
     )
 
 
-def _full_sync(repository: GitopsRepository) -> SyncReport:
+def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
     """Every pending change as its own commit, then one commit for any other drift; then compact."""
     conflicts: dict[int, str] = {}
     drifted: list[str] = []
 
     def render(reader: TreeReader) -> dict[str, bytes | None]:
-        files = _everything_render(reader, conflicts)
+        files = _everything_render(reader, conflicts, bootstrap)
         drifted[:] = sorted(files)
         return files
 
@@ -326,6 +344,9 @@ def _full_sync(repository: GitopsRepository) -> SyncReport:
     )
 
 
-def repository_sync(*, check: bool = False) -> SyncReport:
-    """Make git equal to the database and compact the repository (``check``: only report the drift)."""
-    return _locked(_drift_check if check else _full_sync)
+def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncReport:
+    """Make git equal to the database and compact the repository (``check``: only report the drift).
+
+    ``bootstrap``: also rewrite the ApplicationSet and README as this version renders them.
+    """
+    return _locked(partial(_drift_check if check else _full_sync, bootstrap=bootstrap))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 slug_validator = RegexValidator(
@@ -14,6 +15,12 @@ slug_validator = RegexValidator(
 # A cluster's desired state: model field -> the name the API, the change history and the
 # GitOps overrides use for it. Declared once; everything that translates reads this.
 SPEC_FIELD_NAMES = {"replicas": "replicas", "version": "version", "storage_gi": "storageGi"}
+
+# History entries that change nothing in git (a storage request waits for an operator): they
+# are never delivered and never carry a commit.
+RECORD_ONLY_ACTIONS = ("storage_request", "storage_request_cancel")
+# Changes after which the pods must restart to read new API keys from their Secret.
+KEY_ACTIONS = ("create", "credentials_rotate", "credentials_rotate_finish")
 
 # Hard limits the database enforces whatever the settings say (settings narrow them further).
 REPLICAS_HARD_MAX = 100
@@ -51,6 +58,11 @@ class Cluster(models.Model):
     # API keys are stored encrypted (clusters.crypto); these columns never hold plaintext.
     api_key_encrypted = models.TextField(editable=False, default="")
     read_only_api_key_encrypted = models.TextField(editable=False, default="")
+    # During a two-phase key rotation (Qdrant's ``alt_api_key``): the new key, accepted next to
+    # ``api_key`` until the rotation finishes, at the latest at ``rotation_finishes_at``.
+    alt_api_key_encrypted = models.TextField(editable=False, default="")
+    rotation_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rotation_finishes_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -69,10 +81,24 @@ class Cluster(models.Model):
                 condition=models.Q(storage_gi__gte=1, storage_gi__lte=STORAGE_GI_HARD_MAX),
                 name="clusters_cluster_storage_range",
             ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(alt_api_key_encrypted="", rotation_started_at=None, rotation_finishes_at=None)
+                    | (
+                        ~models.Q(alt_api_key_encrypted="")
+                        & models.Q(rotation_started_at__isnull=False, rotation_finishes_at__isnull=False)
+                    )
+                ),
+                name="clusters_cluster_rotation_complete",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.client.slug}/{self.slug}"
+
+    @property
+    def rotation_in_progress(self) -> bool:
+        return bool(self.alt_api_key_encrypted)
 
 
 class Grant(models.Model):
@@ -105,13 +131,18 @@ class ClusterChange(models.Model):
 
     This is the GitOps outbox: the row is written in the same transaction as the change;
     ``commit`` is filled once the change is committed to the local repository and
-    ``pushed`` once the remote has it.
+    ``pushed`` once the remote has it. Entries of ``RECORD_ONLY_ACTIONS`` are history only:
+    they change nothing in git, so they are never delivered and keep an empty ``commit``.
     """
 
     class Action(models.TextChoices):
         CREATE = "create", "Created"
         UPDATE = "update", "Updated"
         CREDENTIALS_ROTATE = "credentials_rotate", "Credentials rotated"
+        CREDENTIALS_ROTATE_FINISH = "credentials_rotate_finish", "Key rotation finished"
+        STORAGE_REQUEST = "storage_request", "Storage expansion requested"
+        STORAGE_REQUEST_CANCEL = "storage_request_cancel", "Storage expansion cancelled"
+        STORAGE_EXPAND = "storage_expand", "Storage expanded"
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="changes")
     actor = models.ForeignKey(
@@ -132,7 +163,17 @@ class ClusterChange(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(action__in=["create", "update", "credentials_rotate"]),
+                condition=models.Q(
+                    action__in=[
+                        "create",
+                        "update",
+                        "credentials_rotate",
+                        "credentials_rotate_finish",
+                        "storage_request",
+                        "storage_request_cancel",
+                        "storage_expand",
+                    ]
+                ),
                 name="clusters_change_action_valid",
             ),
             models.CheckConstraint(
@@ -143,3 +184,87 @@ class ClusterChange(models.Model):
 
     def __str__(self) -> str:
         return self.message or f"{self.cluster} {self.action}"
+
+
+class StorageExpansion(models.Model):
+    """A request to grow a cluster's volumes, carried out by an operator.
+
+    Kubernetes refuses any change to an existing StatefulSet's ``volumeClaimTemplates``, so the
+    portal never commits a bigger ``persistence.size`` on its own: an operator expands the
+    volumes, then marks the request done, which commits the new size (README: "Cluster
+    operations"). At most one request per cluster is pending.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for an operator"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="storage_expansions")
+    from_gi = models.PositiveIntegerField("from (GiB)")
+    requested_gi = models.PositiveIntegerField("requested (GiB)")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_by_email = models.EmailField(blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_by_email = models.EmailField(blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster"],
+                condition=models.Q(state="pending"),
+                name="clusters_storage_expansion_one_pending",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["pending", "done", "cancelled"]),
+                name="clusters_storage_expansion_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    requested_gi__gt=models.F("from_gi"), requested_gi__lte=STORAGE_GI_HARD_MAX
+                ),
+                name="clusters_storage_expansion_grows",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state="pending", resolved_at=None)
+                | (~models.Q(state="pending") & models.Q(resolved_at__isnull=False)),
+                name="clusters_storage_expansion_resolved_when_closed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster}: {self.from_gi}Gi -> {self.requested_gi}Gi ({self.get_state_display()})"
+
+
+class GitopsRemoteState(models.Model):
+    """The GitOps remote as deliveries last found it: when it last took every commit, when it last did not.
+
+    One row (``pk=1``), written by ``clusters.delivery`` under the branch lock at the end of each
+    delivery to a remote, so every replica and ``gitops_sync`` report to the same place; the
+    operators' status page reads it. Not per change: a push also carries ``client.yaml`` and sync
+    commits, and what matters to an operator is whether the remote is taking pushes at all.
+    """
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    last_push_at = models.DateTimeField(null=True, blank=True)
+    last_push_commit = models.CharField(max_length=64, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "GitOps remote state"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="clusters_gitopsremotestate_singleton"),
+        ]
+
+    def __str__(self) -> str:
+        return f"last push {self.last_push_at or 'never'}, last failure {self.last_failure_at or 'never'}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from clusters.models import SPEC_FIELD_NAMES, Client, Cluster
 from gitops.sealing import sealed_secret_render
 from gitops.trees import TreeReader
 from gitops.values import (
+    ALT_API_KEY_SECRET_KEY,
     API_KEY_SECRET_KEY,
     READ_ONLY_API_KEY_SECRET_KEY,
     apikey_secret_name,
@@ -35,6 +37,10 @@ from gitops.values import (
 # A keyed fingerprint of the API keys, stored on the SealedSecret: sealing is randomized, so
 # without it every render would produce a new file (and a commit) for unchanged keys.
 KEYS_FINGERPRINT_ANNOTATION = "portal.qdrant.tech/keys-fingerprint"
+# Argo CD applies the SealedSecret in an earlier wave than the chart and waits until the
+# controller has updated the Secret (its health), so restarted pods read the new keys.
+SYNC_WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
+SEALED_SECRET_SYNC_WAVE = "-1"  # noqa: S105 - a sync wave, not a secret
 
 Files = dict[str, bytes | None]
 
@@ -44,11 +50,29 @@ def _sealing_certificate(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def keys_fingerprint(*, api_key: str, read_only_api_key: str) -> str:
+@dataclass(frozen=True)
+class ClusterKeys:
+    """A cluster's decrypted API keys; ``alt_api_key`` is set only during a two-phase rotation."""
+
+    api_key: str
+    read_only_api_key: str
+    alt_api_key: str = ""
+
+    @classmethod
+    def of(cls, cluster: Cluster) -> ClusterKeys:
+        alt = cluster.alt_api_key_encrypted
+        return cls(
+            api_key=field_decrypt(ciphertext=cluster.api_key_encrypted),
+            read_only_api_key=field_decrypt(ciphertext=cluster.read_only_api_key_encrypted),
+            alt_api_key=field_decrypt(ciphertext=alt) if alt else "",
+        )
+
+
+def keys_fingerprint(*, api_key: str, read_only_api_key: str, alt_api_key: str = "") -> str:
     """An HMAC of the keys under a key derived from ``SECRET_KEY``: it identifies them, never reveals them."""
     secret = hashlib.sha256(("gitops-fingerprint:" + settings.SECRET_KEY).encode()).digest()
-    message = f"{api_key}\0{read_only_api_key}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+    message = f"{api_key}\0{read_only_api_key}" + (f"\0{alt_api_key}" if alt_api_key else "")
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
 
 
 def _sealed_secret_fingerprint(existing: bytes | None) -> str | None:
@@ -61,35 +85,53 @@ def _sealed_secret_fingerprint(existing: bytes | None) -> str | None:
         return None
 
 
-def _sealed_secret_file(*, cluster: Cluster, reader: TreeReader) -> Files:
+def _sealed_secret_file(
+    *, cluster: Cluster, keys: ClusterKeys, fingerprint: str, reader: TreeReader
+) -> Files:
     """The cluster's SealedSecret, re-sealed only when its keys changed; nothing without a certificate."""
     if not settings.GITOPS_SEALING_CERT:
         return {}
     client = cluster.client.slug
     path = sealed_secret_path(client, cluster.slug)
-    api_key = field_decrypt(ciphertext=cluster.api_key_encrypted)
-    read_only_api_key = field_decrypt(ciphertext=cluster.read_only_api_key_encrypted)
-    fingerprint = keys_fingerprint(api_key=api_key, read_only_api_key=read_only_api_key)
     if _sealed_secret_fingerprint(reader.read(path)) == fingerprint:
         return {}
+    data = {API_KEY_SECRET_KEY: keys.api_key, READ_ONLY_API_KEY_SECRET_KEY: keys.read_only_api_key}
+    if keys.alt_api_key:
+        data[ALT_API_KEY_SECRET_KEY] = keys.alt_api_key
     manifest = yaml.safe_load(
         sealed_secret_render(
             certificate_pem=_sealing_certificate(settings.GITOPS_SEALING_CERT),
             namespace=namespace_name(client=client),
             name=apikey_secret_name(client=client, cluster=cluster.slug),
-            data={API_KEY_SECRET_KEY: api_key, READ_ONLY_API_KEY_SECRET_KEY: read_only_api_key},
+            data=data,
         )
     )
-    manifest["metadata"]["annotations"] = {KEYS_FINGERPRINT_ANNOTATION: fingerprint}
+    manifest["metadata"]["annotations"] = {
+        KEYS_FINGERPRINT_ANNOTATION: fingerprint,
+        SYNC_WAVE_ANNOTATION: SEALED_SECRET_SYNC_WAVE,
+    }
     return {path: yaml.safe_dump(manifest, sort_keys=True, default_flow_style=False, width=120).encode()}
 
 
 def cluster_files_render(
-    *, cluster: Cluster, reader: TreeReader, overrides: Mapping[str, object] | None = None
+    *,
+    cluster: Cluster,
+    reader: TreeReader,
+    overrides: Mapping[str, object] | None = None,
+    keys_changed: bool = False,
 ) -> Files:
-    """The files of one cluster folder that differ from git (``overrides``: a change's after-values, by API name)."""
+    """The files of one cluster folder that differ from git.
+
+    ``overrides``: a change's after-values, by API name. ``keys_changed``: the change gave the
+    cluster new keys, so the pod template takes their fingerprint (and the pods roll) even in
+    a values file written before the portal put the fingerprint there.
+    """
     state = {api: getattr(cluster, field) for field, api in SPEC_FIELD_NAMES.items()}
     state.update({name: value for name, value in (overrides or {}).items() if name in state})
+    keys = ClusterKeys.of(cluster)
+    fingerprint = keys_fingerprint(
+        api_key=keys.api_key, read_only_api_key=keys.read_only_api_key, alt_api_key=keys.alt_api_key
+    )
     path = values_path(cluster.client.slug, cluster.slug)
     existing = reader.read(path)
     values = values_render(
@@ -99,9 +141,12 @@ def cluster_files_render(
         replicas=int(state["replicas"]),
         version=str(state["version"]),
         storage_gi=int(state["storageGi"]),
+        alt_api_key=bool(keys.alt_api_key),
+        keys_fingerprint=fingerprint,
+        keys_fingerprint_add=keys_changed,
     )
     files: Files = {path: values} if values != existing else {}
-    files.update(_sealed_secret_file(cluster=cluster, reader=reader))
+    files.update(_sealed_secret_file(cluster=cluster, keys=keys, fingerprint=fingerprint, reader=reader))
     return files
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -10,8 +11,17 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from accounts.models import User
 from clusters.crypto import field_decrypt
-from clusters.models import Client, Cluster, ClusterChange, Grant
+from clusters.models import (
+    RECORD_ONLY_ACTIONS,
+    Client,
+    Cluster,
+    ClusterChange,
+    GitopsRemoteState,
+    Grant,
+    StorageExpansion,
+)
 from clusters.permissions import ALL_PERMISSIONS, PERMISSION_VIEW, ROLE_PERMISSIONS, roles_with
+from clusters.versions import version_supports_alt_api_key, version_upgrades
 from config.errors import NotFound, PermissionDenied
 
 
@@ -97,20 +107,56 @@ class ClusterEndpoint:
     grpc: str
 
 
+ROTATION_TWO_PHASE = "two_phase"
+ROTATION_ONE_STEP = "one_step"
+ROTATION_PHASE_ALTERNATE = "alternate_key_active"
+STORAGE_DEPLOYED = "deployed"
+STORAGE_WAITING = "waiting_for_operator"
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    """A two-phase rotation in progress: both keys are accepted until it finishes."""
+
+    phase: str
+    started_at: datetime
+    finishes_at: datetime
+
+
 @dataclass(frozen=True)
 class ClusterCredentials:
+    """What clients should use now: during a rotation ``api_key`` is the new key (the old one still works)."""
+
     endpoint: ClusterEndpoint
     api_key: str
     read_only_api_key: str
+    rotation: KeyRotation | None = None
+    rotation_mode: str = ROTATION_ONE_STEP
+
+
+@dataclass(frozen=True)
+class ClusterStorage:
+    """The size deployed, and the bigger size waiting for an operator, if any."""
+
+    current_gi: int
+    expansion: StorageExpansion | None
+
+    @property
+    def state(self) -> str:
+        return STORAGE_WAITING if self.expansion is not None else STORAGE_DEPLOYED
 
 
 @dataclass(frozen=True)
 class ClusterDetail:
-    """A cluster, where clients reach it, and the latest commit that carries its state."""
+    """A cluster, where clients reach it, the latest commit that carries its state, and what is under way."""
 
     cluster: Cluster
     endpoint: ClusterEndpoint
     revision: ClusterChange | None
+    storage: ClusterStorage
+    rotation: KeyRotation | None
+    rotation_mode: str
+    allowed_versions: list[str]
 
 
 QDRANT_REST_PORT = 6333
@@ -133,16 +179,57 @@ def cluster_revision(*, cluster: Cluster) -> ClusterChange | None:
     return cluster.changes.exclude(commit="").order_by("-created_at", "-id").first()
 
 
-def cluster_detail(*, cluster: Cluster, revision: ClusterChange | None = None) -> ClusterDetail:
+def cluster_rotation(*, cluster: Cluster) -> KeyRotation | None:
+    if not cluster.rotation_in_progress:
+        return None
+    return KeyRotation(
+        phase=ROTATION_PHASE_ALTERNATE,
+        started_at=cluster.rotation_started_at,
+        finishes_at=cluster.rotation_finishes_at,
+    )
+
+
+def cluster_rotation_mode(*, cluster: Cluster) -> str:
+    """How the cluster's Qdrant version takes new keys: two phases (``alt_api_key``) or one step."""
+    return ROTATION_TWO_PHASE if version_supports_alt_api_key(cluster.version) else ROTATION_ONE_STEP
+
+
+def cluster_allowed_versions(*, cluster: Cluster) -> list[str]:
+    """The cluster's current version, then every version it may move to (what the service accepts)."""
+    return [cluster.version, *version_upgrades(current=cluster.version, offered=settings.QDRANT_VERSIONS)]
+
+
+def _detail(
+    cluster: Cluster, revision: ClusterChange | None, expansion: StorageExpansion | None
+) -> ClusterDetail:
     return ClusterDetail(
         cluster=cluster,
         endpoint=cluster_endpoint(client_slug=cluster.client.slug, cluster_slug=cluster.slug),
-        revision=revision if revision is not None else cluster_revision(cluster=cluster),
+        revision=revision,
+        storage=ClusterStorage(current_gi=cluster.storage_gi, expansion=expansion),
+        rotation=cluster_rotation(cluster=cluster),
+        rotation_mode=cluster_rotation_mode(cluster=cluster),
+        allowed_versions=cluster_allowed_versions(cluster=cluster),
+    )
+
+
+def _pending_expansions(clusters: list[Cluster]) -> dict[int, StorageExpansion]:
+    pending = StorageExpansion.objects.filter(
+        cluster__in=clusters, state=StorageExpansion.State.PENDING
+    ).order_by()
+    return {expansion.cluster_id: expansion for expansion in pending}
+
+
+def cluster_detail(*, cluster: Cluster, revision: ClusterChange | None = None) -> ClusterDetail:
+    return _detail(
+        cluster,
+        revision if revision is not None else cluster_revision(cluster=cluster),
+        _pending_expansions([cluster]).get(cluster.pk),
     )
 
 
 def cluster_list(*, client: Client) -> list[ClusterDetail]:
-    """The client's clusters with their revisions, in two queries."""
+    """The client's clusters with their revisions and pending storage requests, in three queries."""
     latest_commit = (
         ClusterChange.objects.filter(cluster=OuterRef("pk"))
         .exclude(commit="")
@@ -154,17 +241,10 @@ def cluster_list(*, client: Client) -> list[ClusterDetail]:
     )
     revision_ids = [c.revision_id for c in clusters if c.revision_id is not None]
     revisions = ClusterChange.objects.in_bulk(revision_ids)
-    details = []
+    expansions = _pending_expansions(clusters)
     for cluster in clusters:
         cluster.client = client
-        details.append(
-            ClusterDetail(
-                cluster=cluster,
-                endpoint=cluster_endpoint(client_slug=client.slug, cluster_slug=cluster.slug),
-                revision=revisions.get(cluster.revision_id),
-            )
-        )
-    return details
+    return [_detail(c, revisions.get(c.revision_id), expansions.get(c.pk)) for c in clusters]
 
 
 def cluster_history(*, cluster: Cluster) -> QuerySet[ClusterChange]:
@@ -173,9 +253,22 @@ def cluster_history(*, cluster: Cluster) -> QuerySet[ClusterChange]:
 
 
 def cluster_credentials(*, cluster: Cluster) -> ClusterCredentials:
-    """The decrypted API keys. Callers must have checked the ``credentials`` permission."""
+    """The decrypted keys clients should use. Callers must have checked the ``credentials`` permission."""
+    alternate = cluster.alt_api_key_encrypted  # during a rotation: the new key
     return ClusterCredentials(
         endpoint=cluster_endpoint(client_slug=cluster.client.slug, cluster_slug=cluster.slug),
-        api_key=field_decrypt(ciphertext=cluster.api_key_encrypted),
+        api_key=field_decrypt(ciphertext=alternate or cluster.api_key_encrypted),
         read_only_api_key=field_decrypt(ciphertext=cluster.read_only_api_key_encrypted),
+        rotation=cluster_rotation(cluster=cluster),
+        rotation_mode=cluster_rotation_mode(cluster=cluster),
     )
+
+
+def changes_pending() -> QuerySet[ClusterChange]:
+    """The GitOps outbox: changes the remote does not have yet, oldest first (history-only entries never go)."""
+    return ClusterChange.objects.filter(pushed=False).exclude(action__in=RECORD_ONLY_ACTIONS).order_by("id")
+
+
+def gitops_remote_state() -> GitopsRemoteState | None:
+    """When the remote last took a delivery and last refused one (None: no delivery to a remote yet)."""
+    return GitopsRemoteState.objects.filter(pk=GitopsRemoteState.SINGLETON_ID).first()

@@ -16,6 +16,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.models import SPEC_FIELD_NAMES
+from clusters.selectors import (
+    ROTATION_ONE_STEP,
+    ROTATION_PHASE_ALTERNATE,
+    ROTATION_TWO_PHASE,
+    STORAGE_DEPLOYED,
+    STORAGE_WAITING,
+)
 from config.errors import InvalidRequest
 from config.exceptions import validation_fields
 
@@ -73,7 +80,14 @@ class ReplicasField(WholeNumberField):
         super().__init__(digit_strings=True, **kwargs)
 
 
-@extend_schema_field({"type": "integer", "minimum": 1, "description": "GiB; only grows."})
+@extend_schema_field(
+    {
+        "type": "integer",
+        "minimum": 1,
+        "description": "GiB; only grows. On an existing cluster a bigger size is a request that an "
+        "operator carries out (202, `storage.state` `waiting_for_operator`).",
+    }
+)
 class StorageGiField(WholeNumberField):
     pass
 
@@ -112,11 +126,20 @@ class ClusterUpdateInputSerializer(InputSerializer):
     """The shape of a change: at least one field, unknown fields refused. The service owns the policy."""
 
     replicas = ReplicasField(required=False)
-    version = serializers.CharField(required=False, max_length=128, help_text="One of QDRANT_VERSIONS.")
+    version = serializers.CharField(
+        required=False,
+        max_length=128,
+        help_text="One of the cluster's `allowedVersions`: upgrades only, one minor version at a time.",
+    )
     storageGi = StorageGiField(source="storage_gi", required=False)
+    confirm = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Required (true) to scale down: Qdrant does not move shards off a peer that disappears.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs:
+        if not attrs.keys() - {"confirm"}:
             raise serializers.ValidationError("Send at least one of: replicas, version, storageGi.")
         return attrs
 
@@ -152,6 +175,40 @@ class RevisionOutputSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class StorageOutputSerializer(serializers.Serializer):
+    """Renders a ``selectors.ClusterStorage``."""
+
+    currentGi = serializers.IntegerField(source="current_gi", help_text="The size deployed (= storageGi).")
+    requestedGi = serializers.IntegerField(
+        source="expansion.requested_gi", allow_null=True, default=None, help_text="null when none waits."
+    )
+    state = serializers.ChoiceField(
+        choices=[STORAGE_DEPLOYED, STORAGE_WAITING],
+        help_text="`waiting_for_operator` while a bigger size waits for an operator to expand the volumes.",
+    )
+    requestedAt = serializers.DateTimeField(source="expansion.requested_at", allow_null=True, default=None)
+    requestedBy = BlankAsNullField(source="expansion.requested_by_email", allow_null=True, default=None)
+
+
+class RotationOutputSerializer(serializers.Serializer):
+    """Renders a ``selectors.KeyRotation``."""
+
+    phase = serializers.ChoiceField(
+        choices=[ROTATION_PHASE_ALTERNATE],
+        help_text="`alternate_key_active`: the new key is accepted next to the old one.",
+    )
+    startedAt = serializers.DateTimeField(source="started_at")
+    finishesAt = serializers.DateTimeField(
+        source="finishes_at", help_text="When gitops_sync finishes the rotation unless the user does first."
+    )
+
+
+ROTATION_MODE_HELP = (
+    "`two_phase` (Qdrant v1.17.0 and later: the new key is accepted next to the old one until the "
+    "rotation finishes) or `one_step` (the old keys stop working as the pods restart)."
+)
+
+
 class ClusterOutputSerializer(serializers.Serializer):
     """Renders a ``selectors.ClusterDetail``."""
 
@@ -159,17 +216,25 @@ class ClusterOutputSerializer(serializers.Serializer):
     name = serializers.CharField(source="cluster.slug")
     replicas = serializers.IntegerField(source="cluster.replicas")
     version = serializers.CharField(source="cluster.version")
-    storageGi = serializers.IntegerField(source="cluster.storage_gi")
+    storageGi = serializers.IntegerField(source="cluster.storage_gi", help_text="GiB deployed.")
+    storage = StorageOutputSerializer()
     endpoint = EndpointOutputSerializer()
     revision = RevisionOutputSerializer(allow_null=True)
+    rotation = RotationOutputSerializer(
+        allow_null=True, help_text="null when no key rotation is in progress."
+    )
+    rotationMode = serializers.ChoiceField(
+        source="rotation_mode", choices=[ROTATION_TWO_PHASE, ROTATION_ONE_STEP], help_text=ROTATION_MODE_HELP
+    )
+    allowedVersions = serializers.ListField(
+        source="allowed_versions",
+        child=serializers.CharField(),
+        help_text="The current version first, then every version the cluster may move to.",
+    )
     # Limits for the browser's form, so it needs no second request.
-    allowedVersions = serializers.SerializerMethodField()
     replicasMin = serializers.SerializerMethodField()
     replicasMax = serializers.SerializerMethodField()
     storageGiMax = serializers.SerializerMethodField()
-
-    def get_allowedVersions(self, detail) -> list[str]:
-        return list(settings.QDRANT_VERSIONS)
 
     def get_replicasMin(self, detail) -> int:
         return settings.REPLICAS_MIN
@@ -185,18 +250,33 @@ class CredentialsOutputSerializer(serializers.Serializer):
     """Renders a ``selectors.ClusterCredentials``."""
 
     endpoint = EndpointOutputSerializer()
-    apiKey = serializers.CharField(source="api_key")
+    apiKey = serializers.CharField(
+        source="api_key", help_text="The key to use; during a rotation the new one (the old one still works)."
+    )
     readOnlyApiKey = serializers.CharField(source="read_only_api_key")
+    rotation = RotationOutputSerializer(
+        allow_null=True, help_text="null when no key rotation is in progress."
+    )
+    rotationMode = serializers.ChoiceField(
+        source="rotation_mode", choices=[ROTATION_TWO_PHASE, ROTATION_ONE_STEP], help_text=ROTATION_MODE_HELP
+    )
 
 
 class HistoryEntryOutputSerializer(serializers.Serializer):
     """Renders a ``ClusterChange``."""
 
-    commit = BlankAsNullField(allow_null=True, help_text="null until the change is committed to git.")
+    commit = BlankAsNullField(
+        allow_null=True,
+        help_text="null until the change is committed to git; always null for entries that change nothing "
+        "in git (`storage_request`, `storage_request_cancel`).",
+    )
     author = BlankAsNullField(source="actor_email", allow_null=True)
     authorName = BlankAsNullField(source="actor_name", allow_null=True)
     at = serializers.DateTimeField(source="created_at")
-    action = serializers.CharField()
+    action = serializers.CharField(
+        help_text="create, update, credentials_rotate, credentials_rotate_finish, storage_request, "
+        "storage_request_cancel or storage_expand."
+    )
     message = serializers.CharField()
     changes = serializers.DictField(help_text='{"replicas": [2, 3]}: field -> [before, after].')
     pushed = serializers.BooleanField()

@@ -17,5 +17,15 @@ urlpatterns = [
         views.ClusterCredentialsRotateView.as_view(),
         name="cluster-credentials-rotate",
     ),
+    path(
+        f"{_CLUSTER}/credentials/rotate/finish",
+        views.ClusterCredentialsRotationFinishView.as_view(),
+        name="cluster-credentials-rotation-finish",
+    ),
+    path(
+        f"{_CLUSTER}/storage-request",
+        views.ClusterStorageRequestView.as_view(),
+        name="cluster-storage-request",
+    ),
     path(f"{_CLUSTER}/history", views.ClusterHistoryView.as_view(), name="cluster-history"),
 ]

@@ -117,16 +117,23 @@ class ClusterDetailView(ClientAPIView):
             200: ClusterOutputSerializer,
             202: OpenApiResponse(
                 ClusterOutputSerializer,
-                description="Committed but not pushed yet (revision.pushed false): delivered later.",
+                description="Accepted, not done yet: committed but not pushed (revision.pushed false, "
+                "delivered later), and/or a bigger storageGi waits for an operator (storage.state "
+                "`waiting_for_operator`; storageGi stays the size deployed until then).",
             ),
             **error_responses(
                 errors.InvalidRequest,
                 *CLUSTER_ERRORS,
+                errors.ConfirmationRequired,
+                errors.StorageExpansionPending,
                 errors.GitopsValuesConflict,
                 errors.GitopsUnavailable,
                 notes={
-                    "invalid_request": "With `fields`: out of range, not a whole number, a version not "
-                    "allowed, shrinking storage.",
+                    "invalid_request": "With `fields`: out of range, not a whole number, shrinking storage; "
+                    "a version that is not in allowedVersions (a downgrade, a skipped minor version, an "
+                    "unknown version): `fields.version` names the versions allowed next.",
+                    "confirmation_required": 'Fewer replicas without `"confirm": true`; the detail says '
+                    "what a scale-down risks. Nothing was changed.",
                     **_NOTES,
                 },
             ),
@@ -143,13 +150,34 @@ class ClusterDetailView(ClientAPIView):
         except DjangoValidationError as exc:
             raise spec_errors(exc) from exc
         change = result.change
-        pending = change is not None and not change.pushed
+        pending = (change is not None and not change.pushed) or result.storage_expansion is not None
         # The commit that carries this request's change, even when others changed the cluster since.
         revision = change if change is not None and change.commit else None
         return Response(
             ClusterOutputSerializer(selectors.cluster_detail(cluster=result.cluster, revision=revision)).data,
             status=status.HTTP_202_ACCEPTED if pending else status.HTTP_200_OK,
         )
+
+
+class ClusterStorageRequestView(ClientAPIView):
+    required_permission = {"DELETE": PERMISSION_CONFIGURE}
+
+    @extend_schema(
+        operation_id="clusters_storage_request_cancel",
+        request=None,
+        responses={
+            200: ClusterOutputSerializer,
+            **error_responses(
+                *CLUSTER_ERRORS,
+                errors.StorageExpansionNotFound,
+                notes={**_NOTES, "not_found": "No such cluster, or no storage request waits."},
+            ),
+        },
+        description="Cancel the storage request waiting for an operator; answers the cluster.",
+    )
+    def delete(self, request, client: str, cluster: str):
+        saved = services.storage_expansion_cancel(cluster=self.cluster_get(), actor=request.user)
+        return Response(ClusterOutputSerializer(selectors.cluster_detail(cluster=saved)).data)
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -174,11 +202,37 @@ class ClusterCredentialsRotateView(ClientAPIView):
     @extend_schema(
         operation_id="clusters_credentials_rotate",
         request=None,
-        responses={200: CredentialsOutputSerializer, **error_responses(*CLUSTER_ERRORS, notes=_NOTES)},
-        description="Replace both API keys; the new ones are returned once. `Cache-Control: no-store`.",
+        responses={
+            200: CredentialsOutputSerializer,
+            **error_responses(*CLUSTER_ERRORS, errors.RotationInProgress, notes=_NOTES),
+        },
+        description="New keys, returned once. With `rotationMode` `two_phase` the new API key is "
+        "accepted next to the old one (`rotation` says until when) and the read-only key is replaced; "
+        "with `one_step` the old keys fail as the pods restart. `Cache-Control: no-store`.",
     )
     def post(self, request, client: str, cluster: str):
         result = services.cluster_credentials_rotate(cluster=self.cluster_get(), actor=request.user)
+        return Response(
+            CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data
+        )
+
+
+@method_decorator(never_cache, name="dispatch")
+class ClusterCredentialsRotationFinishView(ClientAPIView):
+    required_permission = PERMISSION_CREDENTIALS
+
+    @extend_schema(
+        operation_id="clusters_credentials_rotation_finish",
+        request=None,
+        responses={
+            200: CredentialsOutputSerializer,
+            **error_responses(*CLUSTER_ERRORS, errors.NoRotationInProgress, notes=_NOTES),
+        },
+        description="Finish a two-phase rotation: the new key becomes the only one and the old one "
+        "stops working as the pods restart. `Cache-Control: no-store`.",
+    )
+    def post(self, request, client: str, cluster: str):
+        result = services.cluster_credentials_rotation_finish(cluster=self.cluster_get(), actor=request.user)
         return Response(
             CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from string import Template
+
 import yaml
 
 APPLICATIONSET_PATH = "argocd/applicationset.yaml"
@@ -12,6 +15,15 @@ CLUSTERS_GLOB = "clients/*/*"
 QDRANT_HELM_REPO = "https://qdrant.github.io/qdrant-helm"
 QDRANT_CHART = "qdrant"
 DESTINATION_SERVER = "https://kubernetes.default.svc"
+# The chart's StatefulSet is named after the release; its volumes after this claim template.
+VOLUME_CLAIM_TEMPLATE = "qdrant-storage"
+# Kubernetes refuses changes to an existing StatefulSet's volumeClaimTemplates: Argo CD ignores
+# them on a live StatefulSet, in its diff and (RespectIgnoreDifferences) when it syncs, so a new
+# persistence.size never blocks a sync. A StatefulSet created anew gets the size from git.
+IGNORED_DIFFERENCES = [
+    {"group": "apps", "kind": "StatefulSet", "jsonPointers": ["/spec/volumeClaimTemplates"]}
+]
+SYNC_OPTIONS = ["CreateNamespace=true", "RespectIgnoreDifferences=true"]
 
 # Go templates over the git directory generator's path: clients/<client>/<cluster>.
 _CLIENT = "{{ index .path.segments 1 }}"
@@ -62,9 +74,10 @@ def applicationset_render(*, repo_url: str, branch: str, chart_version: str, pro
                         },
                     ],
                     "destination": {"server": DESTINATION_SERVER, "namespace": f"qdrant-{_CLIENT}"},
+                    "ignoreDifferences": IGNORED_DIFFERENCES,
                     "syncPolicy": {
                         "automated": {"prune": True, "selfHeal": True},
-                        "syncOptions": ["CreateNamespace=true"],
+                        "syncOptions": SYNC_OPTIONS,
                     },
                 },
             },
@@ -73,9 +86,42 @@ def applicationset_render(*, repo_url: str, branch: str, chart_version: str, pro
     return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=120).encode("utf-8")
 
 
-def repository_readme_render() -> bytes:
-    """The operators' README at the root of the gitops repository."""
-    return b"""\
+# string.Template: "$$" is a shell "$".
+_STORAGE_RUNBOOK = Template("""\
+# 1. Grow each volume (its StorageClass must have allowVolumeExpansion: true).
+#    Include volumes left over from an earlier scale-down: a scale-up re-attaches them.
+for i in $$(seq 0 $$(($replicas - 1))); do
+  kubectl -n $namespace patch pvc $pvc-$$i -p '$patch'
+done
+kubectl -n $namespace get pvc    # wait until CAPACITY of every $pvc-N shows $size
+
+# 2. In the portal's admin (Storage expansions), tick the request and run
+#    "Mark storage expansion done": the portal commits persistence.size: $size.
+#    Argo CD keeps syncing: it ignores volumeClaimTemplates on the live StatefulSet.
+
+# 3. Re-create the StatefulSet from the new template; its pods and volumes stay.
+kubectl -n $namespace delete statefulset $statefulset --cascade=orphan
+#    Argo CD (Application $application) creates it again at once with $size in its
+#    volumeClaimTemplates, and adopts the running pods without restarting them.
+""")
+
+
+def storage_runbook_render(
+    *, namespace: str, statefulset: str, application: str, replicas: str, size: str
+) -> str:
+    """The operator's commands that grow a cluster's volumes (concrete names, or placeholders)."""
+    return _STORAGE_RUNBOOK.substitute(
+        namespace=namespace,
+        statefulset=statefulset,
+        application=application,
+        replicas=replicas,
+        size=size,
+        pvc=f"{VOLUME_CLAIM_TEMPLATE}-{statefulset}",
+        patch=json.dumps({"spec": {"resources": {"requests": {"storage": size}}}}, separators=(",", ":")),
+    )
+
+
+_README_HEAD = """\
 # Qdrant clusters (managed by Qdrant Portal)
 
 Argo CD deploys this repository. Qdrant Portal commits to it; people may too.
@@ -91,25 +137,42 @@ argocd/applicationset.yaml                      one Argo CD Application per clus
 
 `argocd/applicationset.yaml` makes one Application `qdrant.<client>.<cluster>` per folder
 `clients/<client>/<cluster>`: the `qdrant` chart from https://qdrant.github.io/qdrant-helm,
-release `qdrant-<client>-<cluster>` in namespace `qdrant-<client>`, with that folder's
-`values.yaml` and `apikey.sealed.yaml`. Apply it once: `kubectl apply -n argocd -f argocd/applicationset.yaml`.
+release (and StatefulSet) `qdrant-<client>-<cluster>` in namespace `qdrant-<client>`, with
+that folder's `values.yaml` and `apikey.sealed.yaml`. Apply it once, and again whenever it
+changes: `kubectl apply -n argocd -f argocd/applicationset.yaml`. It tells Argo CD to ignore
+`volumeClaimTemplates` of a live StatefulSet (Kubernetes refuses to change them), so a new
+`persistence.size` never blocks a sync; see "Growing storage" for how volumes really grow.
 
 ## Editing values by hand
 
-The portal owns `replicaCount`, `image.tag`, `persistence.size` and the `env` entries
-`QDRANT__SERVICE__API_KEY` and `QDRANT__SERVICE__READ_ONLY_API_KEY`; it overwrites them on
-every change. Any other key you add (resources, affinity, other env entries...) is kept.
+The portal owns `replicaCount`, `image.tag`, `persistence.size`, the `env` entries
+`QDRANT__SERVICE__API_KEY`, `QDRANT__SERVICE__READ_ONLY_API_KEY` and
+`QDRANT__SERVICE__ALT_API_KEY`, and the pod annotation
+`podAnnotations."portal.qdrant.tech/api-keys-fingerprint"`; it overwrites them on every
+change. Any other key you add (resources, affinity, other env entries...) is kept.
 Comments are not kept.
 
 ## API keys
 
-No API key is ever written here in plain text. The chart reads both keys from the Secret
-`qdrant-<client>-<cluster>-apikey` (keys `api-key` and `read-only-api-key`) in namespace
-`qdrant-<client>`.
+No API key is ever written here in plain text. The chart reads the keys from the Secret
+`qdrant-<client>-<cluster>-apikey` (keys `api-key`, `read-only-api-key`, and `alt-api-key`
+while a rotation is in progress) in namespace `qdrant-<client>`. Containers read them only
+when they start, so every key change also changes the pod annotation
+`portal.qdrant.tech/api-keys-fingerprint` (a keyed hash, never a key): the StatefulSet then
+restarts its pods one at a time.
+
+- Qdrant v1.17.0 and later accept a second key (`alt_api_key`). A rotation then has two
+  phases: the new key is added as `alt-api-key` next to the old one (both accepted), clients
+  switch to it, and when the user finishes the rotation (or after the portal's grace period,
+  `KEY_ROTATION_GRACE`) the new key becomes `api-key` and the old one is removed. Qdrant has
+  no alternate read-only key: the read-only key is replaced when the rotation starts.
+- Older versions take the new keys in one step: connections using the old keys fail as the
+  pods restart.
 
 When the portal has the sealed-secrets controller's certificate (`GITOPS_SEALING_CERT`,
 from `kubeseal --fetch-cert`), it writes that Secret as `apikey.sealed.yaml`, sealed in
-strict scope, and the controller creates it.
+strict scope, in sync wave -1 so that Argo CD waits for the controller to update the Secret
+before it rolls the pods.
 
 Without a certificate, create the Secret by hand with the keys the portal shows
 (Credentials page or `GET /api/clients/<client>/clusters/<cluster>/credentials`):
@@ -122,6 +185,49 @@ kubectl create secret generic qdrant-<client>-<cluster>-apikey \\
   -n qdrant-<client>
 ```
 
-After rotating the keys in the portal, replace the Secret the same way
-(`kubectl delete secret ...` then create it again) and restart the cluster's pods.
+After each rotation step, update the Secret and restart the pods (the portal's commit may
+have rolled them before the Secret changed):
+
+```
+# a rotation started: add the new key as the alternate, replace the read-only key
+kubectl -n qdrant-<client> patch secret qdrant-<client>-<cluster>-apikey --type merge \\
+  -p '{"stringData":{"alt-api-key":"<new api key>","read-only-api-key":"<new read-only api key>"}}'
+# a rotation finished, or a one-step rotation: re-create the Secret as above with the keys shown
+kubectl -n qdrant-<client> rollout restart statefulset qdrant-<client>-<cluster>
+```
+
+## Growing storage
+
+`persistence.size` becomes the StatefulSet's `volumeClaimTemplates`, which Kubernetes never
+changes on an existing StatefulSet. So when a user asks for more storage the portal changes
+nothing here: it records a request, shows the user "waiting for an operator", and lists it
+in its admin (Storage expansions, with these commands filled in). The operator then runs:
+
+```
 """
+
+_README_TAIL = """\
+```
+
+The order matters: if the StatefulSet were re-created before step 2, Argo CD would re-create
+it from the old size. A request can also be cancelled (by the user, or in the admin) while
+it is waiting.
+
+## Versions and replicas
+
+The portal offers only upgrades, one minor version at a time (Qdrant supports neither
+downgrades nor skipped minors), and asks users to confirm a scale-down: Qdrant does not move
+shards off a peer that disappears.
+"""
+
+
+def repository_readme_render() -> bytes:
+    """The operators' README at the root of the gitops repository, with the storage runbook."""
+    runbook = storage_runbook_render(
+        namespace="qdrant-<client>",
+        statefulset="qdrant-<client>-<cluster>",
+        application="qdrant.<client>.<cluster>",
+        replicas="<replicas>",
+        size="<size>Gi",
+    )
+    return (_README_HEAD + runbook + _README_TAIL).encode("utf-8")

@@ -1,8 +1,10 @@
 """Helm values for the official Qdrant chart: the keys the portal owns, merged into the file.
 
-The portal owns ``replicaCount``, ``image.tag``, ``persistence.size`` and the two API key
-``env`` entries (taken from a Secret, never inline). Everything else in the file was put
-there by people and is kept. Inputs are validated here too, so that no value can ever
+The portal owns ``replicaCount``, ``image.tag``, ``persistence.size``, the API key ``env``
+entries (taken from a Secret, never inline: two, or three while a key rotation lets Qdrant
+accept an alternate key) and one pod annotation, a keyed fingerprint of the keys: environment
+variables are read when a container starts, so the pods roll only if the pod template changes
+when the keys do. Everything else in the file was put there by people and is kept. Inputs are validated here too, so that no value can ever
 turn into extra YAML keys whatever the callers checked.
 
 Each client folder also holds ``client.yaml`` (slug, name, namespace, active), written whole
@@ -26,9 +28,16 @@ STORAGE_GI_LIMIT = 1_000_000
 
 API_KEY_ENV = "QDRANT__SERVICE__API_KEY"
 READ_ONLY_API_KEY_ENV = "QDRANT__SERVICE__READ_ONLY_API_KEY"
+# Qdrant's ``service.alt_api_key`` (v1.17.0 and later): a second key that acts like the first.
+ALT_API_KEY_ENV = "QDRANT__SERVICE__ALT_API_KEY"
 API_KEY_SECRET_KEY = "api-key"  # noqa: S105 - a key name in the Secret, not a secret
 READ_ONLY_API_KEY_SECRET_KEY = "read-only-api-key"  # noqa: S105 - a key name, as above
+ALT_API_KEY_SECRET_KEY = "alt-api-key"  # noqa: S105 - a key name, as above
 _OWNED_ENV = ((API_KEY_ENV, API_KEY_SECRET_KEY), (READ_ONLY_API_KEY_ENV, READ_ONLY_API_KEY_SECRET_KEY))
+_OWNED_ENV_NAMES = {API_KEY_ENV, READ_ONLY_API_KEY_ENV, ALT_API_KEY_ENV}
+# On the pod template: it changes whenever the keys do, so the StatefulSet rolls its pods.
+KEYS_FINGERPRINT_ANNOTATION = "portal.qdrant.tech/api-keys-fingerprint"
+_FINGERPRINT_PATTERN = re.compile(r"^[0-9a-f]{16,128}$")
 
 # libyaml when present: the same output, several times faster than the pure-Python codec.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -127,6 +136,36 @@ def values_load(existing: bytes | None) -> dict[str, Any]:
     return data
 
 
+def _env_entries(env: Any, secret_name: str, alt_api_key: bool, hint: str) -> list[Any]:
+    """The hand-written entries, then the portal's: each key read from the Secret."""
+    if env is None:
+        env = []
+    if not isinstance(env, list):
+        raise ValuesError(f"{hint}: 'env' must be a list to set the portal's entries in it.")
+    kept = [entry for entry in env if not (isinstance(entry, dict) and entry.get("name") in _OWNED_ENV_NAMES)]
+    owned = [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+        for name, key in _OWNED_ENV
+    ]
+    if alt_api_key:
+        # optional: a pod that starts before the Secret has the key still starts (with one key).
+        reference = {"name": secret_name, "key": ALT_API_KEY_SECRET_KEY, "optional": True}
+        owned.append({"name": ALT_API_KEY_ENV, "valueFrom": {"secretKeyRef": reference}})
+    return kept + owned
+
+
+def _fingerprint_set(data: dict[str, Any], fingerprint: str | None, add: bool, hint: str) -> None:
+    if fingerprint is None:
+        return
+    if not isinstance(fingerprint, str) or not _FINGERPRINT_PATTERN.fullmatch(fingerprint):
+        raise ValuesError("keys_fingerprint must be a hexadecimal digest.")
+    present = (
+        isinstance(data.get("podAnnotations"), dict) and KEYS_FINGERPRINT_ANNOTATION in data["podAnnotations"]
+    )
+    if add or present:
+        _mapping(data, "podAnnotations", hint)[KEYS_FINGERPRINT_ANNOTATION] = fingerprint
+
+
 def values_render(
     *,
     existing: bytes | None,
@@ -135,8 +174,17 @@ def values_render(
     replicas: int,
     version: str,
     storage_gi: int,
+    alt_api_key: bool = False,
+    keys_fingerprint: str | None = None,
+    keys_fingerprint_add: bool = True,
 ) -> bytes:
-    """The values file with the portal's keys set from these values and every other key kept."""
+    """The values file with the portal's keys set from these values and every other key kept.
+
+    ``alt_api_key``: also pass the Secret's ``alt-api-key`` to Qdrant (a rotation in progress).
+    ``keys_fingerprint`` goes into ``podAnnotations``; with ``keys_fingerprint_add`` False it is
+    only updated where the file already has it (or the file is new), so that rendering a file
+    written before the annotation existed does not restart that cluster's pods.
+    """
     secret_name = apikey_secret_name(client=client, cluster=cluster)
     replicas = _whole(replicas, "replicas", 0, REPLICAS_LIMIT)
     storage_gi = _whole(storage_gi, "storage_gi", 1, STORAGE_GI_LIMIT)
@@ -148,18 +196,8 @@ def values_render(
     data["replicaCount"] = replicas
     _mapping(data, "image", hint)["tag"] = version
     _mapping(data, "persistence", hint)["size"] = f"{storage_gi}Gi"
-
-    env = data.get("env")
-    if env is None:
-        env = []
-    if not isinstance(env, list):
-        raise ValuesError(f"{hint}: 'env' must be a list to set the portal's entries in it.")
-    owned_names = {name for name, _ in _OWNED_ENV}
-    kept = [entry for entry in env if not (isinstance(entry, dict) and entry.get("name") in owned_names)]
-    data["env"] = kept + [
-        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
-        for name, key in _OWNED_ENV
-    ]
+    data["env"] = _env_entries(data.get("env"), secret_name, alt_api_key is True, hint)
+    _fingerprint_set(data, keys_fingerprint, keys_fingerprint_add or not existing, hint)
     try:
         text = _yaml_text(data)
     except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted

@@ -92,7 +92,7 @@ def test_editing_a_cluster_in_the_admin_records_only_what_changed(browser, admin
     change = ClusterChange.objects.get(action="update")
     assert change.changes == {"replicas": [2, 4]}
     assert change.actor == admin_user
-    assert change.message == "client1/main: replicas 2 -> 4"
+    assert change.message == "client1/main: replicas 2 -> 4 (scale up)"
 
 
 def test_admin_refuses_shrinking_storage(browser, cluster1):

@@ -41,7 +41,15 @@ def test_cluster_detail_has_the_contract_fields_and_form_limits(as_user1, cluste
     assert {"client", "name", "replicas", "version", "storageGi", "endpoint", "revision"} <= set(body)
     assert body["version"] == settings.QDRANT_DEFAULT_VERSION
     assert body["storageGi"] == settings.STORAGE_GI_DEFAULT
-    assert body["allowedVersions"] == settings.QDRANT_VERSIONS
+    assert body["storage"] == {
+        "currentGi": settings.STORAGE_GI_DEFAULT,
+        "requestedGi": None,
+        "state": "deployed",
+        "requestedAt": None,
+        "requestedBy": None,
+    }
+    assert (body["rotation"], body["rotationMode"]) == (None, "two_phase")
+    assert body["allowedVersions"] == [settings.QDRANT_DEFAULT_VERSION]  # the newest: nothing to move to
     assert (body["replicasMin"], body["replicasMax"]) == (settings.REPLICAS_MIN, settings.REPLICAS_MAX)
     assert "apiKey" not in body and "api_key_encrypted" not in body
 
@@ -57,19 +65,22 @@ def test_client_user_scales_its_cluster_and_the_change_is_recorded(as_user1, use
     assert change.actor == user1
     assert change.actor_email == "client1@example.com"
     assert change.changes == {"replicas": [2, 3]}
-    assert change.message == "client1/main: replicas 2 -> 3"
+    assert change.message == "client1/main: replicas 2 -> 3 (scale up)"
     assert len(change.commit) == 40 and change.pushed is True  # delivered to git before the answer
 
 
-def test_patch_changes_version_and_storage_in_one_change(as_user1, cluster1, settings):
-    old_version, new_version = settings.QDRANT_DEFAULT_VERSION, settings.QDRANT_VERSIONS[0]
-    response = as_user1.patch(URL, {"version": new_version, "storageGi": 20}, format="json")
+def test_patch_upgrades_the_version_and_asks_for_storage_in_one_request(as_user1, cluster1, settings):
+    Cluster.objects.filter(pk=cluster1.pk).update(version="v1.18.3")
+    response = as_user1.patch(URL, {"version": "v1.19.0", "storageGi": 20}, format="json")
 
-    assert response.status_code == 200
-    assert (response.json()["version"], response.json()["storageGi"]) == (new_version, 20)
+    assert response.status_code == 202  # the storage waits for an operator
+    body = response.json()
+    assert (body["version"], body["storageGi"]) == ("v1.19.0", 10)
+    assert (body["storage"]["requestedGi"], body["storage"]["state"]) == (20, "waiting_for_operator")
+    assert body["revision"]["pushed"] is True
     change = ClusterChange.objects.filter(action="update").get()
-    assert change.changes == {"version": [old_version, new_version], "storageGi": [10, 20]}
-    assert change.message == f"client1/main: version {old_version} -> {new_version}, storage 10Gi -> 20Gi"
+    assert change.changes == {"version": ["v1.18.3", "v1.19.0"]}
+    assert change.message == "client1/main: version v1.18.3 -> v1.19.0"
 
 
 @pytest.mark.parametrize("body", [{"replicas": 2}, {"replicas": "2"}, {"storageGi": 10}])
@@ -120,7 +131,7 @@ def test_history_shows_who_changed_what_newest_first(as_user1, client_for, opera
     assert set(newest) >= {"commit", "author", "at", "message", "changes"}
     assert newest["commit"] == ClusterChange.objects.filter(action="update").latest("id").commit
     assert len(newest["commit"]) == 40
-    assert newest["message"] == "client1/main: replicas 3 -> 4"
+    assert newest["message"] == "client1/main: replicas 3 -> 4 (scale up)"
 
 
 def test_operator_staff_sees_every_client_and_scales_any_cluster(
@@ -175,6 +186,10 @@ def test_openapi_document_describes_every_clusters_endpoint_with_its_errors(api_
         (f"{cluster}/credentials/rotate", "post"): {"200", "403", "404"},
         (f"{cluster}/history", "get"): {"200", "403", "404"},
     }
+    expected[(cluster, "patch")] |= {"409"}
+    expected[(f"{cluster}/credentials/rotate", "post")] |= {"409"}
+    expected[(f"{cluster}/credentials/rotate/finish", "post")] = {"200", "403", "404", "409"}
+    expected[(f"{cluster}/storage-request", "delete")] = {"200", "403", "404"}
     for (path, method), statuses in expected.items():
         responses = paths[path][method]["responses"]
         assert statuses <= set(responses), (path, method)

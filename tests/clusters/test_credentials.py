@@ -62,7 +62,10 @@ def test_keys_are_encrypted_in_the_database(as_user1, cluster1):
     assert field_decrypt(ciphertext=raw_api_key) == keys["apiKey"]
 
 
-def test_rotation_replaces_both_keys_returns_them_once_and_records_a_change(as_user1, user1, cluster1):
+def test_one_step_rotation_replaces_both_keys_returns_them_once_and_records_a_change(
+    as_user1, user1, cluster1
+):
+    Cluster.objects.filter(pk=cluster1.pk).update(version="v1.16.3")  # before Qdrant's alt_api_key
     old = as_user1.get(f"{URL}/credentials").json()
     raw_before = _raw_key_columns(cluster1)
 
@@ -74,12 +77,13 @@ def test_rotation_replaces_both_keys_returns_them_once_and_records_a_change(as_u
     assert new["apiKey"] != old["apiKey"]
     assert new["readOnlyApiKey"] != old["readOnlyApiKey"]
     assert new["endpoint"] == old["endpoint"]
+    assert (new["rotationMode"], new["rotation"]) == ("one_step", None)
     assert as_user1.get(f"{URL}/credentials").json() == new
     assert all(a != b for a, b in zip(_raw_key_columns(cluster1), raw_before, strict=True))
 
     change = ClusterChange.objects.get(action="credentials_rotate")
     assert change.actor == user1
-    assert change.message == "client1/main: API keys rotated"
+    assert change.message == "client1/main: API keys rotated in one step"
     for key in (*old.values(), new["apiKey"], new["readOnlyApiKey"]):
         if isinstance(key, str):
             assert key not in str(change.changes)
@@ -89,7 +93,7 @@ def test_rotation_replaces_both_keys_returns_them_once_and_records_a_change(as_u
 def test_rotation_appears_in_history_without_keys(as_user1, cluster1):
     keys = as_user1.post(f"{URL}/credentials/rotate").json()
     history = as_user1.get(f"{URL}/history")
-    assert history.json()[0]["changes"] == {"credentials": "rotated"}
+    assert history.json()[0]["changes"] == {"credentials": "rotation started"}
     assert keys["apiKey"] not in history.content.decode()
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -65,7 +61,7 @@ def test_scaling_makes_one_commit_by_the_user_with_the_new_values(git_server, cl
     head = commits[0]
     assert head.id == revision["commit"]
     assert head.author == GitIdentity(name="Client One User", email="client1@example.com")
-    assert head.message.splitlines()[0] == "client1/main: replicas 2 -> 3"
+    assert head.message.splitlines()[0] == "client1/main: replicas 2 -> 3 (scale up)"
     assert "Requested-by: Client One User <client1@example.com>" in head.message
     assert _values(git_server, "client1", "main")["replicaCount"] == 3
     change = ClusterChange.objects.get(commit=head.id)
@@ -135,7 +131,7 @@ def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
     assert _values(git_server, "client1", "main")["replicaCount"] == 6
     assert file_read(repository=git_server, file_path="clients/client9/x/values.yaml") == b"replicaCount: 1\n"
     messages = [commit.message.splitlines()[0] for commit in commits_list(repository=git_server)]
-    assert "other replica's change" in messages and "client1/main: replicas 2 -> 6" in messages
+    assert "other replica's change" in messages and "client1/main: replicas 2 -> 6 (scale up)" in messages
 
 
 def test_no_api_key_reaches_git_without_a_sealing_certificate(git_server, settings, cluster1, user1):
@@ -149,27 +145,6 @@ def test_no_api_key_reaches_git_without_a_sealing_certificate(git_server, settin
         for blob in blobs_read(repository=repository):
             assert not any(secret.encode() in blob for secret in secrets)
     assert file_read(repository=git_server, file_path="clients/client1/main/apikey.sealed.yaml") is None
-
-
-@pytest.fixture
-def sealing_certificate(tmp_path, settings):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "sealed-secret")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path / "sealing.pem"
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    settings.GITOPS_SEALING_CERT = str(path)
-    return key
 
 
 def test_with_a_certificate_keys_are_sealed_and_resealed_only_on_rotation(
@@ -329,8 +304,8 @@ def test_changes_that_waited_for_a_remote_that_moved_keep_their_own_commits_and_
 
     commits = commits_list(repository=git_server)
     subjects = {commit.message.splitlines()[0]: commit.author.email for commit in commits}
-    assert subjects["client1/main: replicas 2 -> 3"] == "client1@example.com"
-    assert subjects["client2/main: replicas 1 -> 4"] == "client2@example.com"
+    assert subjects["client1/main: replicas 2 -> 3 (scale up)"] == "client1@example.com"
+    assert subjects["client2/main: replicas 1 -> 4 (scale up)"] == "client2@example.com"
     assert file_read(repository=git_server, file_path="OWNERS") == b"platform team\n"
     for change in ClusterChange.objects.filter(action="update"):
         assert change.pushed and change.commit in {commit.id for commit in commits}

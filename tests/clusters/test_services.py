@@ -56,11 +56,13 @@ def test_cluster_update_returns_the_cluster_and_its_change_for_delivery(cluster1
     result = cluster_update(cluster=cluster1, actor=user1, replicas=3, storage_gi=15)
 
     assert result.changed
-    assert result.cluster.replicas == 3 and result.cluster.storage_gi == 15
+    assert result.cluster.replicas == 3 and result.cluster.storage_gi == 10  # storage waits for an operator
     assert result.change.pk and result.change.cluster_id == cluster1.pk
-    assert result.change.changes == {"replicas": [2, 3], "storageGi": [10, 15]}
-    assert result.change.message == "client1/main: replicas 2 -> 3, storage 10Gi -> 15Gi"
+    assert result.change.changes == {"replicas": [2, 3]}
+    assert result.change.message == "client1/main: replicas 2 -> 3 (scale up)"
     assert len(result.change.commit) == 40 and result.change.pushed  # delivered once committed
+    assert result.storage_expansion_created
+    assert (result.storage_expansion.from_gi, result.storage_expansion.requested_gi) == (10, 15)
 
 
 def test_cluster_update_with_current_values_returns_no_change(cluster1, user1):

@@ -37,7 +37,7 @@ def _unchanged(cluster: Cluster) -> bool:
     [(1, 1), (3, 3), (10, 10), ("3", 3), ("10", 10), ("03", 3)],
 )
 def test_replicas_accepts_integers_and_digit_strings_in_range(patch, cluster1, replicas, stored):
-    response = patch({"replicas": replicas})
+    response = patch({"replicas": replicas, "confirm": True})  # 1 is a scale-down
     assert response.status_code == 200
     assert response.json()["replicas"] == stored
     assert Cluster.objects.get(pk=cluster1.pk).replicas == stored
@@ -89,7 +89,8 @@ def test_replicas_range_follows_the_settings(patch, cluster1, settings):
 
 
 def test_an_allowed_version_is_accepted(patch, cluster1, settings):
-    assert patch({"version": settings.QDRANT_VERSIONS[0]}).status_code == 200
+    Cluster.objects.filter(pk=cluster1.pk).update(version=settings.QDRANT_VERSIONS[-2])
+    assert patch({"version": settings.QDRANT_VERSIONS[-1]}).status_code == 200
 
 
 @pytest.mark.parametrize("version", ["v9.9.9", "", "latest", "v1.15.5\nimage: x", 1, None, ["v1.15.5"]])
@@ -100,11 +101,19 @@ def test_version_outside_the_allowed_list_is_refused(patch, cluster1, version):
     assert _unchanged(cluster1)
 
 
-@pytest.mark.parametrize("storage", [10, 11, 1024])
-def test_storage_may_stay_or_grow_up_to_the_maximum(patch, cluster1, storage):
-    response = patch({"storageGi": storage})
+def test_storage_may_stay_as_it_is(patch, cluster1):
+    response = patch({"storageGi": 10})
     assert response.status_code == 200
-    assert response.json()["storageGi"] == storage
+    assert response.json()["storage"]["state"] == "deployed"
+
+
+@pytest.mark.parametrize("storage", [11, 1024])
+def test_more_storage_up_to_the_maximum_is_a_request_for_an_operator(patch, cluster1, storage):
+    response = patch({"storageGi": storage})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["storageGi"] == 10
+    assert (body["storage"]["requestedGi"], body["storage"]["state"]) == (storage, "waiting_for_operator")
 
 
 @pytest.mark.parametrize("storage", [9, 1, 0, -5, 1025, "20", 20.0, True, None])
@@ -116,11 +125,11 @@ def test_storage_refuses_shrinking_exceeding_the_maximum_and_non_integers(patch,
 
 
 def test_shrinking_storage_says_it_only_grows(patch, cluster1):
-    patch({"storageGi": 30})
-    response = patch({"storageGi": 20})
+    patch({"storageGi": 30})  # waits for an operator: the cluster still has 10 GiB
+    response = patch({"storageGi": 9})
     assert response.status_code == 400
     assert "only grow" in response.json()["fields"]["storageGi"][0]
-    assert Cluster.objects.get(pk=cluster1.pk).storage_gi == 30
+    assert Cluster.objects.get(pk=cluster1.pk).storage_gi == 10
 
 
 def test_unknown_fields_are_refused(patch, cluster1):

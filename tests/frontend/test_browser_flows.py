@@ -17,9 +17,10 @@ import pytest
 from django.test import Client as DjangoClient
 
 from accounts.models import Session
-from clusters.models import ClusterChange
+from clusters.models import Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_credentials
-from gitops.repository import commits_list
+from clusters.services import cluster_create, storage_expansion_complete
+from gitops.repository import branch_tip, commits_list
 from tests.conftest import b64
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -75,7 +76,7 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     page.wait_for_selector("#revision-commit[data-commit]")
     commit = page.get_attribute("#revision-commit", "data-commit")
     assert re.fullmatch(r"[0-9a-f]{40}", commit)
-    assert "replicas 2 -> 3" in page.text_content("#revision-message")
+    assert "replicas 2 -> 3 (scale up)" in page.text_content("#revision-message")
     assert commit in {c.id for c in commits_list(repository=git_server)}
     assert ClusterChange.objects.get(commit=commit).actor == user1
     page.wait_for_selector(f'[data-testid="history-row"][data-commit="{commit}"]')
@@ -165,4 +166,147 @@ def test_a_second_client_sees_nothing_of_the_first(
     assert "Insufficient permissions" in page.text_content("#page-error")
     assert cluster_credentials(cluster=cluster1).api_key not in page.content()
     screenshot(page, "insufficient-permissions-phone")
+    assert page_problems == []
+
+
+def test_a_scale_down_explains_the_risk_and_is_sent_only_once_confirmed(
+    live_server, new_page, page_problems, screenshot, git_server, user1, cluster1
+):
+    page = new_page()
+    _sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main")
+    page.wait_for_selector("#scale-form")
+
+    # Fewer replicas: the dialog explains what may be lost; cancelling sends nothing.
+    page.fill("#replicas", "1")
+    page.click("#save-replicas")
+    page.wait_for_selector("#scale-down-dialog[open]")
+    text = page.text_content("#scale-down-dialog")
+    assert "from 2 to 1 replicas" in text and "does not move shards" in text
+    assert page.evaluate("document.activeElement.id") == "cancel-scale-down"  # Enter never confirms
+    screenshot(page, "scale-down-dialog")
+    page.click("#cancel-scale-down")
+    page.wait_for_selector("#scale-down-dialog:not([open])", state="attached")
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
+    assert not ClusterChange.objects.filter(action="update").exists()
+
+    # Confirmed: committed, and recorded as a scale-down.
+    page.click("#save-replicas")
+    page.wait_for_selector("#scale-down-dialog[open]")
+    page.click("#confirm-scale-down")
+    page.wait_for_selector("#revision-message:has-text('replicas 2 -> 1 (scale down)')")
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 1
+    commit = page.get_attribute("#revision-commit", "data-commit")
+    assert commit in {c.id for c in commits_list(repository=git_server)}
+    page.wait_for_selector(f'[data-testid="history-row"][data-commit="{commit}"]')
+    assert page_problems == []
+
+
+def test_more_storage_waits_for_an_operator_and_the_page_says_so(
+    live_server, new_page, page_problems, screenshot, git_server, user1, cluster1, operator_staff
+):
+    page = new_page()
+    _sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main")
+    page.wait_for_selector("#storage-form")
+    tip = branch_tip(repository=git_server)
+
+    page.fill("#storage-gi", "20")
+    page.click("#save-storage")
+    waiting = "10 Gi → 20 Gi requested, waiting for an operator"
+    page.wait_for_selector(f"#storage-request:has-text('{waiting}')")
+    assert waiting in page.text_content("#summary-storage")
+    assert "keeps 10 Gi" in page.text_content("#save-status")
+    assert StorageExpansion.objects.get().state == "pending"
+    assert branch_tip(repository=git_server) == tip  # nothing the cluster could not apply
+    screenshot(page, "cluster-storage-requested")
+
+    # The user changes their mind.
+    page.click("#cancel-storage-request")
+    page.wait_for_selector("#save-status:has-text('Storage request cancelled.')")
+    assert page.text_content("#summary-storage").strip() == "10 Gi"
+    page.wait_for_selector("#cancel-storage-request", state="hidden")
+    assert StorageExpansion.objects.get().state == "cancelled"
+
+    # Asked again; the list shows it too; an operator carries it out.
+    page.fill("#storage-gi", "20")
+    page.click("#save-storage")
+    page.wait_for_selector(f"#storage-request:has-text('{waiting}')")
+    page.goto(live_server.url + "/#/clusters")
+    page.wait_for_selector(f'[data-testid="cluster-row"] .cluster-storage:has-text("{waiting}")')
+    storage_expansion_complete(expansion=StorageExpansion.objects.get(state="pending"), actor=operator_staff)
+    page.goto(live_server.url + "/#/clients/client1/clusters/main")
+    page.wait_for_selector("#summary-storage:text-is('20 Gi')")
+    assert page.text_content("#storage-request").strip() == ""
+    assert page_problems == []
+
+
+def test_the_version_select_offers_only_the_allowed_upgrades(
+    live_server, new_page, page_problems, user1, client1
+):
+    cluster_create(client=client1, slug="older", actor=None, version="v1.18.3")
+    page = new_page()
+    _sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/older")
+    page.wait_for_selector("#version-form")
+    options = page.eval_on_selector_all("#version option", "options => options.map(o => o.value)")
+    assert options == ["v1.18.3", "v1.19.0"]
+
+    page.select_option("#version", "v1.19.0")
+    page.click("#save-version")
+    page.wait_for_selector("#revision-message:has-text('version v1.18.3 -> v1.19.0')")
+    assert page.eval_on_selector_all("#version option", "options => options.map(o => o.value)") == ["v1.19.0"]
+    assert page.is_disabled("#version") and page.is_disabled("#save-version")
+    assert "No newer version" in page.text_content("#version-hint")
+    assert page_problems == []
+
+
+def test_a_key_rotation_shows_its_phase_and_is_finished_by_the_user(
+    live_server, new_page, page_problems, screenshot, git_server, user1, cluster1
+):
+    page = new_page()
+    _sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
+    page.wait_for_selector("#rotate-keys")
+    assert "two phases" in page.text_content("#rotation-state")
+    assert page.is_hidden("#finish-rotation")
+
+    page.click("#rotate-keys")
+    page.wait_for_selector("#rotate-dialog[open]")
+    assert "next to the current one" in page.text_content("#rotate-dialog")
+    page.click("#confirm-rotate")
+    page.wait_for_selector("#rotation-state:has-text('Rotation in progress')")
+    new_key = cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key
+    assert page.text_content("#api-key").strip() == new_key  # revealed: the key to switch to
+    assert page.is_disabled("#rotate-keys")
+    screenshot(page, "credentials-rotation")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main")
+    page.wait_for_selector("#summary-rotation:has-text('the new and the previous API key both work')")
+
+    page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
+    page.wait_for_selector("#finish-rotation")
+    page.click("#finish-rotation")
+    page.wait_for_selector("#finish-dialog[open]")
+    page.click("#confirm-finish")
+    page.wait_for_selector("#rotate-status:has-text('Rotation finished')")
+    assert page.is_hidden("#finish-rotation")
+    assert not Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
+    assert page_problems == []
+
+
+def test_an_older_version_warns_that_old_keys_fail_once_pods_restart(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    Cluster.objects.filter(pk=cluster1.pk).update(version="v1.16.3")
+    page = new_page()
+    _sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
+    page.wait_for_selector("#rotate-keys")
+    assert "fail once the pods restart" in page.text_content("#rotation-state")
+    page.click("#rotate-keys")
+    page.wait_for_selector("#rotate-dialog[open]")
+    assert "accepts one API key only" in page.text_content("#rotate-dialog")
+    page.click("#confirm-rotate")
+    page.wait_for_selector("#rotate-status:has-text('Keys rotated')")
+    assert page.is_hidden("#finish-rotation")
     assert page_problems == []

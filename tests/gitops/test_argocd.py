@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 
+import jsonschema
+import pytest
 import yaml
 
-from gitops.argocd import applicationset_render, repository_readme_render
+from gitops.argocd import applicationset_render, repository_readme_render, storage_runbook_render
 
 REPO = "https://git.example.com/platform/qdrant-clusters.git"
 
@@ -71,3 +75,126 @@ def test_readme_explains_how_to_create_the_secret_without_a_sealing_certificate(
     assert "--from-literal=read-only-api-key=" in readme
     assert "-n qdrant-<client>" in readme
     assert "clients/<client>/<cluster>/values.yaml" in readme
+
+
+def test_applications_ignore_volume_claim_templates_of_a_live_statefulset_when_they_sync():
+    spec = _appset()["spec"]["template"]["spec"]
+    assert spec["ignoreDifferences"] == [
+        {"group": "apps", "kind": "StatefulSet", "jsonPointers": ["/spec/volumeClaimTemplates"]}
+    ]
+    assert "RespectIgnoreDifferences=true" in spec["syncPolicy"]["syncOptions"]
+
+
+def test_readme_carries_the_storage_runbook_in_the_order_that_works():
+    readme = repository_readme_render().decode()
+    patch_pvc = readme.index(
+        "kubectl -n qdrant-<client> patch pvc qdrant-storage-qdrant-<client>-<cluster>-$i "
+        """-p '{"spec":{"resources":{"requests":{"storage":"<size>Gi"}}}}'"""
+    )
+    mark_done = readme.index('"Mark storage expansion done"')
+    orphan = readme.index(
+        "kubectl -n qdrant-<client> delete statefulset qdrant-<client>-<cluster> --cascade=orphan"
+    )
+    assert patch_pvc < mark_done < orphan
+    assert "allowVolumeExpansion" in readme
+
+
+def test_readme_explains_key_rotation_and_the_alternate_key():
+    readme = repository_readme_render().decode()
+    assert "QDRANT__SERVICE__ALT_API_KEY" in readme and "alt-api-key" in readme
+    assert "portal.qdrant.tech/api-keys-fingerprint" in readme
+    assert "v1.17.0" in readme and "KEY_ROTATION_GRACE" in readme
+    assert "rollout restart statefulset qdrant-<client>-<cluster>" in readme
+
+
+def test_the_storage_runbook_names_the_real_objects():
+    commands = storage_runbook_render(
+        namespace="qdrant-acme",
+        statefulset="qdrant-acme-prod",
+        application="qdrant.acme.prod",
+        replicas="3",
+        size="20Gi",
+    )
+    assert "for i in $(seq 0 $((3 - 1))); do" in commands
+    assert "kubectl -n qdrant-acme patch pvc qdrant-storage-qdrant-acme-prod-$i" in commands
+    assert "kubectl -n qdrant-acme delete statefulset qdrant-acme-prod --cascade=orphan" in commands
+
+
+# --- Argo CD's own schemas: the manifests validate, unknown fields refused ----------------------
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "argocd"
+DEPLOY_ARGOCD = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
+_CRDS = {"Application": "application", "ApplicationSet": "applicationset", "AppProject": "appproject"}
+
+
+def _refusing_unknown_fields(schema: object) -> object:
+    """The schema with ``additionalProperties: false`` wherever it lists properties and allows no others.
+
+    The API server prunes unknown fields of a structural schema instead of refusing them, and
+    jsonschema lets them through: both would hide a misspelt key, so refuse them here. Schemas
+    that keep unknown fields (``x-kubernetes-preserve-unknown-fields``) or say what extras may
+    be (``additionalProperties``) stay as they are.
+    """
+    if isinstance(schema, list):
+        return [_refusing_unknown_fields(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = dict(schema)
+    if isinstance(strict.get("properties"), dict):
+        strict["properties"] = {
+            name: _refusing_unknown_fields(sub) for name, sub in strict["properties"].items()
+        }
+        if "additionalProperties" not in strict and not strict.get("x-kubernetes-preserve-unknown-fields"):
+            strict["additionalProperties"] = False
+    for keyword in ("items", "additionalProperties", "not"):
+        if isinstance(strict.get(keyword), dict):
+            strict[keyword] = _refusing_unknown_fields(strict[keyword])
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        if keyword in strict:
+            strict[keyword] = _refusing_unknown_fields(strict[keyword])
+    return strict
+
+
+@functools.cache
+def _validator(kind: str) -> jsonschema.Draft7Validator:
+    path = REFERENCE / f"{_CRDS[kind]}-crd.yaml"
+    if not path.exists():
+        pytest.skip(f"{path} is absent: Argo CD's CRDs come with ../shared/reference")
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe
+    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    return jsonschema.Draft7Validator(_refusing_unknown_fields(version["schema"]["openAPIV3Schema"]))
+
+
+def _problems(manifest: dict) -> list[str]:
+    errors = _validator(manifest["kind"]).iter_errors(manifest)
+    return [f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in errors]
+
+
+def test_the_applicationset_validates_against_argo_cds_schema():
+    assert _problems(_appset()) == []
+
+
+@pytest.mark.parametrize("path", sorted(DEPLOY_ARGOCD.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_argo_cd_manifest_in_deploy_validates_against_argo_cds_schema(path):
+    manifests = [m for m in yaml.safe_load_all(path.read_text()) if m]
+    assert manifests and all(m["kind"] in _CRDS for m in manifests)
+    for manifest in manifests:
+        assert _problems(manifest) == [], path.name
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [
+        (("spec",), "goTemplates"),
+        (("spec", "template", "spec"), "ignoreDifference"),
+        (("spec", "template", "spec", "syncPolicy", "automated"), "selfheal"),
+        (("spec", "generators", 0, "git"), "directory"),
+    ],
+)
+def test_a_misspelt_field_is_refused(where, key):
+    manifest = _appset()
+    node = manifest
+    for step in where:
+        node = node[step]
+    node[key] = True
+    assert any("Additional properties are not allowed" in problem for problem in _problems(manifest))

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from gitops.errors import ContentError
 from gitops.values import (
     HEADER,
+    KEYS_FINGERPRINT_ANNOTATION,
     ValuesError,
     apikey_secret_name,
     sealed_secret_path,
@@ -171,3 +174,113 @@ def test_values_errors_are_content_errors_without_http_details():
     assert issubclass(ValuesError, ValueError)
     assert not hasattr(ValuesError("x"), "code")
     assert not hasattr(ValuesError("x"), "status_code")
+
+
+# --- Key rotation: the alternate key and the pod template's fingerprint -------------------------
+
+FINGERPRINT = "ab" * 32
+
+
+def test_during_a_rotation_the_alternate_key_comes_from_the_secret_and_may_be_missing():
+    values = _render(alt_api_key=True)
+    assert values["env"] == [
+        *API_KEY_ENTRIES,
+        {
+            "name": "QDRANT__SERVICE__ALT_API_KEY",
+            "valueFrom": {
+                "secretKeyRef": {"name": "qdrant-acme-prod-apikey", "key": "alt-api-key", "optional": True}
+            },
+        },
+    ]
+    after = yaml.safe_load(
+        values_render(existing=values_render(existing=None, **OWNED, alt_api_key=True), **OWNED)
+    )
+    assert after["env"] == API_KEY_ENTRIES  # the rotation finished: the entry goes
+
+
+def test_the_keys_fingerprint_goes_on_the_pod_template_next_to_other_annotations():
+    existing = b"podAnnotations:\n  prometheus.io/scrape: 'true'\n"
+    values = _render(existing, keys_fingerprint=FINGERPRINT)
+    assert values["podAnnotations"] == {
+        "prometheus.io/scrape": "true",
+        KEYS_FINGERPRINT_ANNOTATION: FINGERPRINT,
+    }
+
+
+def test_a_file_without_the_fingerprint_gets_it_only_when_asked_or_when_new():
+    without = values_render(existing=None, **OWNED)
+    assert "podAnnotations" not in _render(without, keys_fingerprint=FINGERPRINT, keys_fingerprint_add=False)
+    assert _render(None, keys_fingerprint=FINGERPRINT, keys_fingerprint_add=False)["podAnnotations"]
+    assert _render(without, keys_fingerprint=FINGERPRINT)["podAnnotations"]
+    with_it = values_render(existing=None, **OWNED, keys_fingerprint=FINGERPRINT)
+    updated = _render(with_it, keys_fingerprint="cd" * 32, keys_fingerprint_add=False)
+    assert updated["podAnnotations"][KEYS_FINGERPRINT_ANNOTATION] == "cd" * 32
+
+
+@pytest.mark.parametrize("fingerprint", ["", "not hex", "ab\nreplicaCount: 9", "AB" * 32, 42])
+def test_a_fingerprint_that_is_not_a_hex_digest_is_refused(fingerprint):
+    with pytest.raises(ValuesError):
+        values_render(existing=None, **OWNED, keys_fingerprint=fingerprint)
+
+
+def test_pod_annotations_that_are_not_a_mapping_are_a_conflict():
+    with pytest.raises(ValuesError):
+        values_render(existing=b"podAnnotations: [a]\n", **OWNED, keys_fingerprint=FINGERPRINT)
+
+
+# --- The chart's own values: every key the portal writes exists there, with a compatible type ----
+
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+
+
+def _chart_defaults() -> dict:
+    path = REFERENCE / "qdrant-chart" / "values.yaml"
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the chart's reference values come with ../shared/reference")
+    return yaml.safe_load(path.read_text())
+
+
+def _written_paths(data: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    """Every key path the portal writes, down to a value that is not a mapping."""
+    paths: dict[tuple[str, ...], object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            paths.update(_written_paths(value, (*prefix, key)))
+        else:
+            paths[(*prefix, key)] = value
+    return paths
+
+
+def test_every_key_the_portal_writes_exists_in_the_chart_with_a_compatible_type():
+    chart = _chart_defaults()
+    written = _written_paths(
+        yaml.safe_load(values_render(existing=None, **OWNED, alt_api_key=True, keys_fingerprint=FINGERPRINT))
+    )
+    assert {path: type(value) for path, value in written.items()} == {
+        ("replicaCount",): int,
+        ("image", "tag"): str,
+        ("persistence", "size"): str,
+        ("env",): list,
+        ("podAnnotations", KEYS_FINGERPRINT_ANNOTATION): str,
+    }
+    for path, value in written.items():
+        node = chart
+        for depth, key in enumerate(path):
+            if node == {} and depth:  # a free-form map in the chart (podAnnotations: {})
+                assert isinstance(value, str), f"{'.'.join(path)}: annotations are strings"
+                break
+            assert isinstance(node, dict) and key in node, f"the chart has no {'.'.join(path[: depth + 1])}"
+            node = node[key]
+        else:
+            assert type(value) is type(node), (
+                f"{'.'.join(path)}: {type(value)} where the chart has {type(node)}"
+            )
+    assert chart["podAnnotations"] == {} and chart["env"] == []
+
+
+def test_the_chart_reads_the_keys_from_no_values_of_its_own():
+    """The chart's apiKey/readOnlyApiKey would need Helm lookup, which Argo CD does not run: unused."""
+    chart = _chart_defaults()
+    written = values_render(existing=None, **OWNED, alt_api_key=True, keys_fingerprint=FINGERPRINT)
+    assert "apiKey" not in chart and "readOnlyApiKey" not in chart  # commented out in the chart
+    assert b"apiKey:" not in written and b"readOnlyApiKey:" not in written

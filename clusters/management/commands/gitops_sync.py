@@ -1,8 +1,13 @@
-"""``manage.py gitops_sync [--check]``: make the GitOps repository equal to the database."""
+"""``manage.py gitops_sync [--check] [--bootstrap]``: make the GitOps repository equal to the database.
+
+It also finishes the key rotations whose grace period (``KEY_ROTATION_GRACE``) is over, before
+it delivers: run by the CronJob, that is what makes a forgotten rotation end on time.
+"""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from clusters.delivery import repository_sync
+from clusters.services import key_rotations_finish_due
 from gitops.errors import RepositoryUnavailable
 
 
@@ -10,15 +15,25 @@ class Command(BaseCommand):
     help = (
         "Make the GitOps repository equal to the database: commit pending changes (one commit each) "
         "and any drift, push, then compact the local repository. With --check, only report the files "
-        "that differ (exit status 1 when any do)."
+        "that differ (exit status 1 when any do). Key rotations past their grace period are finished first "
+        "(not with --check)."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--check", action="store_true", help="Report drift without writing.")
+        parser.add_argument(
+            "--bootstrap",
+            action="store_true",
+            help="Also rewrite argocd/applicationset.yaml and README.md as this version of the portal "
+            "renders them (after an upgrade or a QDRANT_CHART_VERSION change; hand edits are lost).",
+        )
 
-    def handle(self, *args, check: bool = False, **options) -> None:
+    def handle(self, *args, check: bool = False, bootstrap: bool = False, **options) -> None:
+        if not check:
+            for cluster in key_rotations_finish_due():
+                self.stdout.write(f"Key rotation of {cluster} finished after its grace period.")
         try:
-            report = repository_sync(check=check)
+            report = repository_sync(check=check, bootstrap=bootstrap)
         except RepositoryUnavailable as error:
             raise CommandError(f"GitOps repository unavailable: {error}") from error
         for conflict in report.conflicts:

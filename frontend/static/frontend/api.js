@@ -210,15 +210,19 @@ function portalEndpoints(call, request) {
     clusters: (client, options) =>
       call("GET")(`/api/clients/${segment(client)}/clusters`, options),
     cluster: (client, cluster, options) => call("GET")(clusterPath(client, cluster), options),
-    /** -> {status, data}: 202 means committed but not pushed yet. */
+    /** -> {status, data}: 202 means not done yet (not pushed, or storage waiting for an operator). */
     clusterUpdate: (client, cluster, changes) =>
       request("PATCH", clusterPath(client, cluster), { body: changes }),
+    storageRequestCancel: (client, cluster) =>
+      call("DELETE")(`${clusterPath(client, cluster)}/storage-request`),
     clusterHistory: (client, cluster, options) =>
       call("GET")(`${clusterPath(client, cluster)}/history`, options),
     credentials: (client, cluster, options) =>
       call("GET")(`${clusterPath(client, cluster)}/credentials`, options),
     credentialsRotate: (client, cluster) =>
       call("POST")(`${clusterPath(client, cluster)}/credentials/rotate`),
+    credentialsRotationFinish: (client, cluster) =>
+      call("POST")(`${clusterPath(client, cluster)}/credentials/rotate/finish`),
   };
 }
 

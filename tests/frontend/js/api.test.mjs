@@ -305,6 +305,39 @@ test("clusterUpdate reports 202 so the page can say the commit is not pushed yet
   assert.equal(data.revision.pushed, false);
 });
 
+test("cancelling a storage request and finishing a rotation send CSRF-protected requests", async () => {
+  const server = fakeServer((call) => json(200, { path: call.path }));
+  const { api } = apiFor(server);
+
+  const cluster = await api.storageRequestCancel("client1", "prod");
+  await api.credentialsRotationFinish("client 1", "prod");
+
+  assert.equal(cluster.path, "/api/clients/client1/clusters/prod/storage-request");
+  assert.deepEqual(
+    server.calls.map((call) => [call.method, call.path, call.headers["X-CSRFToken"]]),
+    [
+      ["DELETE", "/api/clients/client1/clusters/prod/storage-request", "csrf-123"],
+      ["POST", "/api/clients/client%201/clusters/prod/credentials/rotate/finish", "csrf-123"],
+    ],
+  );
+});
+
+test("a scale-down refused for want of confirmation keeps its code and detail", async () => {
+  const detail = "Scaling client1/prod down from 3 to 2 replicas removes 1 Qdrant peer(s)...";
+  const server = fakeServer(() => json(409, { code: "confirmation_required", detail }));
+  const { api, expired } = apiFor(server);
+
+  await assert.rejects(api.clusterUpdate("client1", "prod", { replicas: 2 }), (error) => {
+    assert.equal(error.status, 409);
+    assert.equal(error.code, "confirmation_required");
+    assert.equal(error.detail, detail);
+    assert.equal(error.isAuthError, false);
+    return true;
+  });
+  assert.equal(server.calls.length, 1);
+  assert.equal(expired.length, 0);
+});
+
 test("a network failure becomes an ApiError without ending the session", async () => {
   const server = fakeServer(() => {
     throw new TypeError("fetch failed");

@@ -1,10 +1,13 @@
-// #/clients/{client}/clusters/{cluster}: summary, scale replicas, change version, history.
+// #/clients/{client}/clusters/{cluster}: summary, scale replicas, change version, ask for
+// storage, history.
 //
 // Each part of the page is built by one function that returns its element and what the
 // save controller needs to update it; the controller owns the cluster once it is saved.
+// The forms themselves are in cluster-forms.js.
 
-import { h, liveRegion, markInvalid, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
-import { clusterHref, commitCode, deliveryBadge, pageFrame, pageLoad, storageText } from "./common.js";
+import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
+import { scaleForm, storageForm, versionForm } from "./cluster-forms.js";
+import { clusterHref, commitCode, deliveryBadge, pageFrame, pageLoad, storageSummary } from "./common.js";
 
 export async function render(ctx) {
   const { client, cluster: name } = ctx.params;
@@ -22,7 +25,7 @@ export async function render(ctx) {
   if (cluster === undefined) return;
 
   const summary = summarySection(client, name, cluster);
-  const forms = [scaleForm(cluster), versionForm(cluster)];
+  const forms = [scaleForm(cluster), versionForm(cluster), storageForm(cluster)];
   const configure = configureSection(forms);
   const history = historySection(ctx, client, name);
   ctx.main.append(summary.element, configure.element, history.element);
@@ -43,13 +46,25 @@ function revisionSummary(revision) {
   ];
 }
 
-function summaryItems(cluster) {
+function rotationSummary(client, name, cluster) {
+  const rotation = cluster.rotation;
+  if (!rotation) return "No rotation in progress";
+  return [
+    "In progress: the new and the previous API key both work until ",
+    timeElement(rotation.finishesAt),
+    ". ",
+    h("a", { href: clusterHref(client, name, "/credentials") }, "Finish it on the credentials page"),
+  ];
+}
+
+function summaryItems(client, name, cluster) {
   const endpoint = cluster.endpoint || {};
   const item = (label, id, value) => [h("dt", {}, label), h("dd", { id }, value)];
   return [
     item("Replicas", "summary-replicas", String(cluster.replicas)),
     item("Version", "summary-version", cluster.version || "—"),
-    item("Storage", "summary-storage", storageText(cluster.storageGi)),
+    item("Storage", "summary-storage", storageSummary(cluster)),
+    item("Key rotation", "summary-rotation", rotationSummary(client, name, cluster)),
     item("REST endpoint", "endpoint-rest", h("code", {}, endpoint.rest || "—")),
     item("gRPC endpoint", "endpoint-grpc", h("code", {}, endpoint.grpc || "—")),
     item("Last change", "summary-revision", revisionSummary(cluster.revision)),
@@ -58,7 +73,7 @@ function summaryItems(cluster) {
 
 /** The overview card: {element, update(cluster)}. */
 function summarySection(client, name, cluster) {
-  const list = h("dl", { id: "cluster-summary", class: "summary" }, summaryItems(cluster));
+  const list = h("dl", { id: "cluster-summary", class: "summary" }, summaryItems(client, name, cluster));
   const element = h(
     "section",
     { class: "card", "aria-labelledby": "summary-heading" },
@@ -70,95 +85,10 @@ function summarySection(client, name, cluster) {
       h("a", { id: "credentials-link", href: clusterHref(client, name, "/credentials") }, "Connection credentials"),
     ),
   );
-  return { element, update: (saved) => replaceChildren(list, summaryItems(saved)) };
+  return { element, update: (saved) => replaceChildren(list, summaryItems(client, name, saved)) };
 }
 
-// --- configure forms -----------------------------------------------------------------
-//
-// Each form is {element, button, field, changes(), update(cluster), fieldError(text)}:
-// changes() returns what to save, or null after saying why the input cannot be saved.
-
-function fieldError(input, region, text) {
-  say(region, text);
-  markInvalid(input, Boolean(text));
-}
-
-function replicasProblem(raw, minimum, maximum) {
-  if (!/^\d+$/.test(raw)) return "Enter a whole number of replicas.";
-  const value = Number(raw);
-  return value < minimum || value > maximum ? `Between ${minimum} and ${maximum}.` : "";
-}
-
-function scaleForm(cluster) {
-  const { replicasMin: minimum, replicasMax: maximum } = cluster;
-  const input = h("input", {
-    id: "replicas",
-    name: "replicas",
-    type: "number",
-    inputmode: "numeric",
-    min: minimum,
-    max: maximum,
-    step: 1,
-    required: true,
-    value: cluster.replicas,
-    "aria-describedby": "replicas-hint replicas-error",
-  });
-  const error = liveRegion("replicas-error", { assertive: true, className: "error field-error" });
-  const button = h("button", { type: "submit", id: "save-replicas", class: "button primary" }, "Save");
-  const element = h(
-    "form",
-    { id: "scale-form", class: "inline-form", novalidate: true },
-    h(
-      "div",
-      { class: "field" },
-      h("label", { for: "replicas" }, "Replicas"),
-      input,
-      h("p", { id: "replicas-hint", class: "hint" }, `Between ${minimum} and ${maximum}.`),
-      error,
-    ),
-    button,
-  );
-  const showError = (text) => fieldError(input, error, text);
-  function changes() {
-    const raw = input.value.trim();
-    const problem = replicasProblem(raw, minimum, maximum);
-    showError(problem);
-    if (!problem) return { replicas: Number(raw) };
-    input.focus();
-    return null;
-  }
-  const update = (saved) => {
-    input.value = String(saved.replicas);
-  };
-  return { element, button, field: "replicas", changes, update, fieldError: showError };
-}
-
-function versionOptions(cluster) {
-  const versions = cluster.allowedVersions.map(String);
-  if (cluster.version && !versions.includes(cluster.version)) versions.unshift(cluster.version);
-  return versions.map((version) => h("option", { value: version, selected: version === cluster.version }, version));
-}
-
-function versionForm(cluster) {
-  const select = h("select", { id: "version", name: "version", "aria-describedby": "version-error" }, versionOptions(cluster));
-  const error = liveRegion("version-error", { assertive: true, className: "error field-error" });
-  const button = h("button", { type: "submit", id: "save-version", class: "button primary" }, "Change version");
-  const element = h(
-    "form",
-    { id: "version-form", class: "inline-form", novalidate: true },
-    h("div", { class: "field" }, h("label", { for: "version" }, "Qdrant version"), select, error),
-    button,
-  );
-  const showError = (text) => fieldError(select, error, text);
-  function changes() {
-    showError("");
-    return { version: select.value };
-  }
-  const update = (saved) => {
-    select.value = saved.version;
-  };
-  return { element, button, field: "version", changes, update, fieldError: showError };
-}
+// --- configure ----------------------------------------------------------------------
 
 /** The box showing the commit a save made: {element, show(revision, pending), hide(), setMessage(text)}. */
 function revisionBox() {
@@ -288,38 +218,51 @@ function sameCommit(a, b) {
   return a.startsWith(b) || b.startsWith(a);
 }
 
-/** Disables every save button and marks `form` busy; returns the function that undoes it. */
-function markSaving(forms, form) {
-  const label = form.button.textContent;
-  for (const each of forms) each.button.disabled = true;
-  form.button.textContent = "Saving…";
+/**
+ * Disables every button of every form and marks `button`'s form busy; returns the function that
+ * undoes it. A button its form has locked (data-locked, e.g. no newer version) stays disabled.
+ */
+function markSaving(forms, form, button, label) {
+  const buttons = forms.flatMap((each) => [each.button, ...(each.actions || []).map((action) => action.button)]);
+  const before = button.textContent;
+  for (const each of buttons) each.disabled = true;
+  button.textContent = label;
   form.element.setAttribute("aria-busy", "true");
   return () => {
-    for (const each of forms) each.button.disabled = false;
-    form.button.textContent = label;
+    for (const each of buttons) each.disabled = each.dataset.locked === "true";
+    button.textContent = before;
     form.element.removeAttribute("aria-busy");
   };
 }
 
-function savedText(revision, pending) {
+function savedText(revision) {
   const commit = shortCommit(revision.commit);
-  return pending
+  return revision.pushed === false
     ? `Committed ${commit}, but not pushed yet: the git remote could not be reached. The change is kept and will be delivered later.`
     : `Saved. Commit ${commit} was pushed.`;
 }
 
-/** Shows the commit a save made (or that it made none), then reloads the history. */
-async function showRevision(ctx, { configure, history }, revision, { httpStatus, previousCommit }) {
-  if (!revision || revision.commit === previousCommit) {
-    configure.revision.hide();
-    say(configure.status, "Nothing to change: the cluster already has these settings.");
-    return;
+/** What a save did, in words: the commit it made, and what now waits for an operator. */
+function outcomeText(saved, { previousCommit, asked, done }) {
+  const texts = [];
+  const revision = saved.revision;
+  if (revision && revision.commit !== previousCommit) texts.push(savedText(revision));
+  if (asked.storageGi !== undefined && saved.storage && saved.storage.state === "waiting_for_operator") {
+    texts.push(`Storage ${storageSummary(saved)}: the cluster keeps ${saved.storageGi} Gi until then.`);
   }
-  const pending = httpStatus === 202 || revision.pushed === false;
-  configure.revision.show(revision, pending);
-  say(configure.status, savedText(revision, pending));
+  if (done) texts.push(done);
+  return texts.length ? texts.join(" ") : "Nothing to change: the cluster already has these settings.";
+}
+
+/** Shows the commit a save made (if any) and what it did, then reloads the history. */
+async function showOutcome(ctx, { configure, history }, saved, context) {
+  const revision = saved.revision;
+  const committed = revision && revision.commit !== context.previousCommit;
+  if (committed) configure.revision.show(revision, revision.pushed === false);
+  else configure.revision.hide();
+  say(configure.status, outcomeText(saved, context));
   const entries = await history.load();
-  if (!revision.message && ctx.isCurrent()) {
+  if (committed && !revision.message && ctx.isCurrent()) {
     const entry = entries.find((each) => sameCommit(each.commit, revision.commit));
     if (entry) configure.revision.setMessage(entry.message);
   }
@@ -342,39 +285,51 @@ function showSaveFailure(ctx, { forms, configure }, failure) {
   }
 }
 
-/** Submits the forms one save at a time and shows each saved cluster in every part. */
+/** Runs the forms' requests one at a time and shows each saved cluster in every part. */
 function saveController(ctx, parts) {
   const { client, cluster: name } = ctx.params;
   let cluster = parts.cluster;
-  let saving = false;
+  let busy = false;
 
-  async function save(changes, form) {
-    if (saving) return;
-    saving = true;
+  async function run(form, button, label, send, context) {
+    if (busy) return;
+    busy = true;
     const previousCommit = cluster.revision && cluster.revision.commit;
-    const restore = markSaving(parts.forms, form);
+    const restore = markSaving(parts.forms, form, button, label);
     say(parts.configure.error, "");
-    say(parts.configure.status, "Saving…");
+    say(parts.configure.status, label);
     try {
-      const { status: httpStatus, data } = await ctx.api.clusterUpdate(client, name, changes);
+      const data = await send();
       if (!ctx.isCurrent()) return;
       cluster = { ...cluster, ...data };
       parts.summary.update(cluster);
       for (const each of parts.forms) each.update(cluster);
-      await showRevision(ctx, parts, cluster.revision, { httpStatus, previousCommit });
+      await showOutcome(ctx, parts, cluster, { previousCommit, ...context });
     } catch (failure) {
       if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
     } finally {
-      saving = false;
+      busy = false;
       if (ctx.isCurrent()) restore();
     }
   }
 
   for (const form of parts.forms) {
-    form.element.addEventListener("submit", (event) => {
+    form.element.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const changes = form.changes();
-      if (changes) save(changes, form);
+      if (busy) return;
+      let changes = form.changes();
+      if (changes && form.confirm) changes = await form.confirm(changes);
+      if (!changes) return;
+      const send = async () => (await ctx.api.clusterUpdate(client, name, changes)).data;
+      run(form, form.button, "Saving…", send, { asked: changes });
     });
+    for (const action of form.actions || []) {
+      action.button.addEventListener("click", () =>
+        run(form, action.button, action.label, () => action.send(ctx.api, client, name), {
+          asked: {},
+          done: action.done,
+        }),
+      );
+    }
   }
 }

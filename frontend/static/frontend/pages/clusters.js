@@ -1,7 +1,7 @@
 // #/clusters: every cluster the user may see, grouped by client.
 
 import { h, say } from "../dom.js";
-import { clusterHref, commitCode, deliveryBadge, pageFrame, showError, storageText } from "./common.js";
+import { clusterHref, commitCode, deliveryBadge, pageFrame, showError, storageSummary } from "./common.js";
 
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Clusters" });
@@ -78,7 +78,7 @@ function clusterRow(client, cluster) {
     ),
     h("td", { class: "cluster-replicas", "data-label": "Replicas" }, String(cluster.replicas)),
     h("td", { class: "cluster-version", "data-label": "Version" }, cluster.version || "—"),
-    h("td", { class: "cluster-storage", "data-label": "Storage" }, storageText(cluster.storageGi)),
+    h("td", { class: "cluster-storage", "data-label": "Storage" }, storageSummary(cluster)),
     h(
       "td",
       { class: "cluster-commit", "data-label": "Last commit" },

@@ -1,6 +1,7 @@
-// Pieces shared by the pages: the page frame, error display, storage and revision labels.
+// Pieces shared by the pages: the page frame, error display, storage and revision labels,
+// and the confirmation dialog.
 
-import { h, liveRegion, say, shortCommit } from "../dom.js";
+import { h, liveRegion, replaceChildren, say, shortCommit } from "../dom.js";
 
 export function clusterHref(client, cluster, suffix = "") {
   return `#/clients/${encodeURIComponent(client)}/clusters/${encodeURIComponent(cluster)}${suffix}`;
@@ -56,6 +57,41 @@ export async function pageLoad(ctx, { status, error }, loadingText, load) {
 
 export function storageText(storageGi) {
   return storageGi === null || storageGi === undefined ? "—" : `${storageGi} Gi`;
+}
+
+/** "10 Gi", or "10 Gi → 20 Gi requested, waiting for an operator" while more storage waits. */
+export function storageSummary(cluster) {
+  const storage = cluster.storage || {};
+  if (storage.state !== "waiting_for_operator") return storageText(cluster.storageGi);
+  return `${storageText(storage.currentGi)} → ${storageText(storage.requestedGi)} requested, waiting for an operator`;
+}
+
+/**
+ * A modal dialog that asks before something risky: {element, ask(paragraphs) -> Promise<boolean>}.
+ * Cancel has the focus, so Enter or Escape never confirms by accident.
+ */
+export function confirmDialog({ id, title, confirmLabel, cancelLabel = "Cancel", confirmId, cancelId }) {
+  const text = h("div", { id: `${id}-text` });
+  const cancel = h(
+    "button",
+    { type: "submit", value: "cancel", id: cancelId, class: "button secondary", autofocus: true },
+    cancelLabel,
+  );
+  const confirm = h("button", { type: "submit", value: "confirm", id: confirmId, class: "button danger" }, confirmLabel);
+  const element = h(
+    "dialog",
+    { id, "aria-labelledby": `${id}-title`, "aria-describedby": `${id}-text` },
+    h("form", { method: "dialog", class: "stack" }, h("h2", { id: `${id}-title` }, title), text, h("div", { class: "actions" }, cancel, confirm)),
+  );
+  function ask(paragraphs) {
+    replaceChildren(text, paragraphs.map((paragraph) => h("p", {}, paragraph)));
+    element.returnValue = "";
+    element.showModal();
+    return new Promise((resolve) => {
+      element.addEventListener("close", () => resolve(element.returnValue === "confirm"), { once: true });
+    });
+  }
+  return { element, ask };
 }
 
 /** A <code> with the short commit id; the full id in title and data-commit. */

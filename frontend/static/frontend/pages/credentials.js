@@ -1,8 +1,8 @@
-// #/clients/{client}/clusters/{cluster}/credentials: endpoints and API keys.
+// #/clients/{client}/clusters/{cluster}/credentials: endpoints, API keys, key rotation.
 // Keys stay in the credentials view's closure and reach the DOM only once the user reveals them.
 
-import { h, liveRegion, say } from "../dom.js";
-import { clusterHref, pageFrame, showError, pageLoad } from "./common.js";
+import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { clusterHref, confirmDialog, pageFrame, showError, pageLoad } from "./common.js";
 
 const MASK = "••••••••••••••••";
 
@@ -136,71 +136,115 @@ function keysSection(view) {
   );
 }
 
-function rotateDialog(client, name) {
-  const cancel = h(
-    "button",
-    { type: "submit", value: "cancel", id: "cancel-rotate", class: "button secondary", autofocus: true },
-    "Cancel",
-  );
-  const confirm = h("button", { type: "submit", value: "confirm", id: "confirm-rotate", class: "button danger" }, "Rotate keys");
-  return h(
-    "dialog",
-    { id: "rotate-dialog", "aria-labelledby": "rotate-dialog-title", "aria-describedby": "rotate-dialog-text" },
-    h(
-      "form",
-      { method: "dialog", class: "stack" },
-      h("h2", { id: "rotate-dialog-title" }, "Rotate the API keys?"),
-      h(
-        "p",
-        { id: "rotate-dialog-text" },
-        `New keys are made for ${client} / ${name}. The current keys stop working once the change is delivered, so every application using them must be updated.`,
-      ),
-      h("div", { class: "actions" }, cancel, confirm),
-    ),
-  );
+// --- rotation ------------------------------------------------------------------------
+
+function rotateQuestion(credentials) {
+  if (credentials.rotationMode === "two_phase") {
+    return [
+      "A new API key is added next to the current one: both work until you finish the rotation (or until it finishes by itself after the grace period), so applications can switch without a refused request.",
+      "Qdrant has no second read-only key: the read-only key is replaced now, and connections using the old read-only key fail as the pods restart.",
+    ];
+  }
+  return [
+    "This cluster's Qdrant version accepts one API key only: the new keys replace the old ones, and every connection using the old keys fails once the pods restart (they restart one at a time when the change is delivered).",
+    "Qdrant v1.17.0 and later rotate the API key without refused requests.",
+  ];
 }
 
-async function rotateKeys(ctx, { view, rotate, status, error }) {
-  rotate.disabled = true;
-  rotate.textContent = "Rotating…";
-  say(error, "");
-  say(status, "Rotating keys…");
+const FINISH_QUESTION = [
+  "The new API key becomes the only one. The previous key stops working as the pods restart: every application must use the new key by now.",
+];
+
+/** What the rotation card says: the phase in progress, or how a rotation would go. */
+function rotationState(credentials) {
+  const rotation = credentials.rotation;
+  if (rotation) {
+    return [
+      "Rotation in progress: the new API key (shown above) and the previous one both work until ",
+      timeElement(rotation.finishesAt),
+      ". Switch every application to the new key, then finish the rotation.",
+    ];
+  }
+  return credentials.rotationMode === "two_phase"
+    ? "Make new keys when the current ones may have leaked. The API key rotates in two phases, without refused requests."
+    : "Make new keys when the current ones may have leaked. This cluster's Qdrant version takes new keys in one step: connections using the old keys fail once the pods restart.";
+}
+
+async function rotationStep(ctx, parts, { button, busyLabel, call, doneText }) {
+  const label = button.textContent;
+  parts.rotate.disabled = parts.finish.disabled = true;
+  button.textContent = busyLabel;
+  say(parts.error, "");
+  say(parts.status, busyLabel);
   try {
-    const credentials = await ctx.api.credentialsRotate(ctx.params.client, ctx.params.cluster);
+    const credentials = await call(ctx.params.client, ctx.params.cluster);
     if (!ctx.isCurrent()) return;
-    view.replace(credentials);
-    say(status, "Keys rotated. The new keys are shown above; update every application that used the old ones.");
+    parts.view.replace(credentials);
+    say(parts.status, doneText(credentials));
   } catch (failure) {
-    say(status, "");
-    showError(ctx, error, failure);
+    say(parts.status, "");
+    showError(ctx, parts.error, failure);
   } finally {
     if (ctx.isCurrent()) {
-      rotate.disabled = false;
-      rotate.textContent = "Rotate keys";
-      rotate.focus();
+      button.textContent = label;
+      parts.refresh();
+      (parts.finish.hidden ? parts.rotate : parts.finish).focus();
     }
   }
 }
 
+function rotatedText(credentials) {
+  return credentials.rotation
+    ? "New keys made. The new API key works now, next to the previous one: switch your applications to it, then finish the rotation. The read-only key is replaced already (Qdrant has no second read-only key)."
+    : "Keys rotated. The new keys are shown above; update every application that used the old ones.";
+}
+
 function rotateSection(ctx, view, error) {
-  const rotate = h("button", { type: "button", id: "rotate-keys", class: "button danger" }, "Rotate keys");
-  const status = liveRegion("rotate-status");
-  const dialog = rotateDialog(ctx.params.client, ctx.params.cluster);
-  rotate.addEventListener("click", () => {
-    dialog.returnValue = "";
-    dialog.showModal();
+  const parts = {
+    view,
+    error,
+    rotate: h("button", { type: "button", id: "rotate-keys", class: "button danger" }, "Rotate keys"),
+    finish: h("button", { type: "button", id: "finish-rotation", class: "button primary" }, "Finish rotation"),
+    state: h("p", { id: "rotation-state", class: "notice" }),
+    status: liveRegion("rotate-status"),
+  };
+  const ask = { id: "rotate-dialog", title: "Rotate the API keys?", confirmLabel: "Rotate keys" };
+  const rotateDialog = confirmDialog({ ...ask, confirmId: "confirm-rotate", cancelId: "cancel-rotate" });
+  const finishDialog = confirmDialog({
+    id: "finish-dialog",
+    title: "Finish the rotation?",
+    confirmLabel: "Finish rotation",
+    confirmId: "confirm-finish",
+    cancelId: "cancel-finish",
   });
-  dialog.addEventListener("close", () => {
-    if (dialog.returnValue === "confirm") rotateKeys(ctx, { view, rotate, status, error });
-    else rotate.focus();
+  parts.refresh = () => {
+    const credentials = view.current();
+    replaceChildren(parts.state, rotationState(credentials));
+    parts.state.className = credentials.rotation || credentials.rotationMode === "two_phase" ? "notice" : "notice warn";
+    parts.finish.hidden = !credentials.rotation;
+    parts.rotate.disabled = Boolean(credentials.rotation);
+    parts.finish.disabled = false;
+  };
+  parts.rotate.addEventListener("click", async () => {
+    if (!(await rotateDialog.ask(rotateQuestion(view.current())))) return parts.rotate.focus();
+    const call = (client, cluster) => ctx.api.credentialsRotate(client, cluster);
+    rotationStep(ctx, parts, { button: parts.rotate, busyLabel: "Rotating…", call, doneText: rotatedText });
   });
+  parts.finish.addEventListener("click", async () => {
+    if (!(await finishDialog.ask(FINISH_QUESTION))) return parts.finish.focus();
+    const call = (client, cluster) => ctx.api.credentialsRotationFinish(client, cluster);
+    const doneText = () => "Rotation finished: the new API key is the only one.";
+    rotationStep(ctx, parts, { button: parts.finish, busyLabel: "Finishing…", call, doneText });
+  });
+  parts.refresh();
   return h(
     "section",
     { class: "card stack", "aria-labelledby": "rotate-heading" },
     h("h2", { id: "rotate-heading" }, "Rotate keys"),
-    h("p", { class: "hint" }, "Make new keys when the current ones may have leaked."),
-    h("div", { class: "actions" }, rotate),
-    status,
-    dialog,
+    parts.state,
+    h("div", { class: "actions" }, parts.rotate, parts.finish),
+    parts.status,
+    rotateDialog.element,
+    finishDialog.element,
   );
 }

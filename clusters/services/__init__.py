@@ -1,0 +1,48 @@
+"""Writes for clients, clusters and grants: one module per concern, every service exported here.
+
+Every change to a cluster's desired state is recorded as a ``ClusterChange`` in the same
+transaction (``changes``): the GitOps outbox that ``clusters.delivery`` turns into commits.
+"""
+
+from clusters.services.changes import ClusterChangeResult
+from clusters.services.clients import client_create, client_update, grant_remove, grant_set
+from clusters.services.clusters import (
+    DUPLICATE_CLUSTER,
+    RELEASE_NAME_MAX,
+    cluster_create,
+    cluster_keys_reencrypt,
+    cluster_spec_validate,
+    cluster_update,
+    scale_down_problem,
+)
+from clusters.services.credentials import (
+    cluster_credentials_rotate,
+    cluster_credentials_rotation_finish,
+    key_rotations_finish_due,
+)
+from clusters.services.storage import (
+    storage_expansion_cancel,
+    storage_expansion_complete,
+    storage_expansion_request,
+)
+
+__all__ = [
+    "DUPLICATE_CLUSTER",
+    "RELEASE_NAME_MAX",
+    "ClusterChangeResult",
+    "client_create",
+    "client_update",
+    "cluster_create",
+    "cluster_credentials_rotate",
+    "cluster_credentials_rotation_finish",
+    "cluster_keys_reencrypt",
+    "cluster_spec_validate",
+    "cluster_update",
+    "grant_remove",
+    "grant_set",
+    "key_rotations_finish_due",
+    "scale_down_problem",
+    "storage_expansion_cancel",
+    "storage_expansion_complete",
+    "storage_expansion_request",
+]

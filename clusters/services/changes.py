@@ -1,0 +1,137 @@
+"""Change records (the GitOps outbox) and what became of their delivery.
+
+Every change to a cluster's desired state is recorded as a ``ClusterChange`` (who, when,
+before -> after) in the same transaction as the change: that row is the outbox, which
+``clusters.delivery`` turns into a commit once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from accounts.models import User
+from clusters import delivery
+from clusters.models import RECORD_ONLY_ACTIONS, SPEC_FIELD_NAMES, Cluster, ClusterChange, StorageExpansion
+from config.errors import GitopsUnavailable, GitopsValuesConflict
+from gitops.errors import RepositoryUnavailable
+
+logger = logging.getLogger(__name__)
+
+# How a desired-state field reads in a commit message: "storage 10Gi -> 20Gi".
+MESSAGE_LABELS = {"replicas": "replicas", "version": "version", "storage_gi": "storage"}
+_MESSAGE_UNITS = {"storage_gi": "Gi"}
+
+
+@dataclass(frozen=True)
+class ClusterChangeResult:
+    """What a cluster write did: the cluster as saved, and the change record (None: nothing changed).
+
+    The change is the GitOps outbox row; delivery (commit, push) reports on it.
+    ``storage_expansion``: the pending storage request this write asked for (it changes nothing
+    in git until an operator carries it out); ``storage_expansion_created``: this write made it.
+    """
+
+    cluster: Cluster
+    change: ClusterChange | None
+    storage_expansion: StorageExpansion | None = None
+    storage_expansion_created: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.change is not None
+
+
+def value_text(field: str, value: Any) -> str:
+    return f"{value}{_MESSAGE_UNITS.get(field, '')}"
+
+
+def change_record(
+    *, cluster: Cluster, actor: User | None, action: str, changes: dict[str, Any], message: str
+) -> ClusterChange:
+    change = ClusterChange(
+        cluster=cluster,
+        actor=actor,
+        actor_email=actor.email if actor else "",
+        actor_name=actor.name if actor else "",
+        action=action,
+        changes=changes,
+        message=message[:500],
+    )
+    # Built entirely here, from validated values: checking its constraints would cost a query
+    # each, and the database enforces them anyway.
+    change.full_clean(validate_constraints=False)
+    change.save()
+    logger.info(
+        "cluster change recorded",
+        extra={
+            "cluster": str(cluster),
+            "action": action,
+            "change_id": change.pk,
+            "actor_id": getattr(actor, "pk", None),
+        },
+    )
+    return change
+
+
+def cluster_locked(*, cluster: Cluster) -> Cluster:
+    """The cluster's current row, locked until the transaction ends (concurrent edits queue up)."""
+    return Cluster.objects.select_for_update(of=("self",)).select_related("client").get(pk=cluster.pk)
+
+
+def _change_revert(*, result: ClusterChangeResult) -> bool:
+    """Undo an update that never reached git, if nothing was stacked on it meanwhile.
+
+    A storage request made by the same write is withdrawn with it, so that "nothing was
+    changed" holds for the whole request.
+    """
+    change = result.change
+    with transaction.atomic():
+        current = cluster_locked(cluster=change.cluster)
+        latest = current.changes.exclude(action__in=RECORD_ONLY_ACTIONS).order_by("-id").first()
+        if latest is None or latest.pk != change.pk or latest.commit or change.action != change.Action.UPDATE:
+            return False
+        fields = {api: field for field, api in SPEC_FIELD_NAMES.items()}
+        for api_name, (before, _after) in change.changes.items():
+            setattr(current, fields[api_name], before)
+        current.save(update_fields=[*(fields[name] for name in change.changes), "updated_at"])
+        latest.delete()
+        if result.storage_expansion_created:
+            request = current.changes.filter(action=ClusterChange.Action.STORAGE_REQUEST).order_by("-id")
+            request.first().delete()
+            result.storage_expansion.delete()
+    return True
+
+
+def delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) -> ClusterChangeResult:
+    """Commit and push the recorded change once its transaction is committed; report how far it got.
+
+    A remote that cannot be reached is not a failure: the commit waits locally (``pushed``
+    False). When even the local commit fails, an update is undone (``revert_on_failure``) and
+    answered 503 ``gitops_unavailable``; when the cluster's values file in git was edited so that
+    the change cannot be applied, it is undone and answered 409 ``gitops_values_conflict``.
+    Either way, other clusters' changes are not held up.
+    """
+    change = result.change
+    if change is None:
+        return result
+    try:
+        report = delivery.deliver_after_commit()
+    except RepositoryUnavailable as error:
+        if revert_on_failure and _change_revert(result=result):
+            raise GitopsUnavailable() from error
+        logger.warning("GitOps delivery failed; %s stays pending for gitops_sync: %s", change, error)
+        return result
+    if report is None:  # deferred until the open transaction commits
+        return result
+    problem = report.conflicts.get(change.cluster_id)
+    if problem is not None:
+        if revert_on_failure and _change_revert(result=result):
+            raise GitopsValuesConflict(problem=problem)
+        logger.warning("%s stays pending until git is fixed: %s", change, problem)
+        return result
+    change.refresh_from_db()
+    return result

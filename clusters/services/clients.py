@@ -1,0 +1,95 @@
+"""Writes for clients and grants.
+
+A client's ``client.yaml`` is committed once its row is; a grant change re-issues the user's
+tokens with the new scope (``user_claims_bump``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from accounts.models import User
+from accounts.services import user_claims_bump
+from clusters import delivery
+from clusters.models import Client, Grant
+
+logger = logging.getLogger(__name__)
+
+
+def client_create(*, slug: str, name: str, active: bool = True, actor: User | None = None) -> Client:
+    """Create a client; its folder's ``client.yaml`` is committed once the row is."""
+    client = Client(slug=slug, name=name, active=active)
+    client.full_clean()
+    client.save()
+    delivery.client_file_deliver_after_commit(
+        client=client, actor=actor, summary=f"{client.slug}: client created"
+    )
+    return client
+
+
+def _client_changes_describe(*, client: Client, name: str, active: bool) -> str:
+    described = []
+    if client.name != name:
+        described.append(f'name "{" ".join(client.name.split())}" -> "{" ".join(name.split())}"')
+    if client.active != active:
+        described.append("activated" if active else "deactivated")
+    return ", ".join(described)
+
+
+def client_update(*, client: Client, name: str, active: bool, actor: User | None = None) -> Client:
+    """Rename or (de)activate a client; deactivation takes it out of every user's scope.
+
+    Unchanged values write nothing (and commit nothing).
+    """
+    described = _client_changes_describe(client=client, name=name, active=active)
+    if not described:
+        return client
+    active_changed = client.active != active
+    with transaction.atomic():
+        client.name, client.active = name, active
+        client.full_clean()
+        client.save(update_fields=["name", "active"])
+        if active_changed:
+            for user_id in Grant.objects.filter(client=client).values_list("user_id", flat=True):
+                user_claims_bump(user_id=user_id)
+    delivery.client_file_deliver_after_commit(
+        client=client, actor=actor, summary=f"{client.slug}: {described}"
+    )
+    return client
+
+
+@transaction.atomic
+def grant_set(*, user: User, client: Client, role: str, actor: User | None = None) -> Grant:
+    """Give ``user`` the ``role`` on ``client`` (creating or changing the grant)."""
+    grant = Grant.objects.select_for_update().filter(user=user, client=client).first()
+    if grant is not None and grant.role == role:
+        return grant
+    if grant is None:
+        grant = Grant(user=user, client=client)
+    grant.role = role
+    grant.full_clean()
+    grant.save()
+    user_claims_bump(user_id=user.pk)
+    logger.info(
+        "grant set",
+        extra={
+            "user_id": user.pk,
+            "client": client.slug,
+            "role": role,
+            "actor_id": getattr(actor, "pk", None),
+        },
+    )
+    return grant
+
+
+@transaction.atomic
+def grant_remove(*, user: User, client: Client, actor: User | None = None) -> None:
+    deleted, _ = Grant.objects.filter(user=user, client=client).delete()
+    if deleted:
+        user_claims_bump(user_id=user.pk)
+        logger.info(
+            "grant removed",
+            extra={"user_id": user.pk, "client": client.slug, "actor_id": getattr(actor, "pk", None)},
+        )

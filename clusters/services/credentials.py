@@ -1,0 +1,125 @@
+"""API key rotation: new keys that the cluster really takes, without refused requests where possible.
+
+Pods read their keys from the Secret when they start, so every key change also changes a
+fingerprint on the pod template (``clusters.rendering``) and the StatefulSet rolls its pods.
+
+From Qdrant v1.17.0 on (``alt_api_key``) a rotation has two phases. Start: the new key is
+deployed as the alternate key, next to the old one, and the API already hands it out; clients
+switch at their pace. Finish (the user, or ``gitops_sync`` once ``KEY_ROTATION_GRACE`` has
+passed): the new key becomes the only one. Qdrant has no alternate read-only key, so the
+read-only key is replaced at the start, in one step. Older versions take both new keys in one
+step, and connections using the old keys fail as the pods restart.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from clusters.crypto import field_encrypt
+from clusters.models import Cluster, ClusterChange
+from clusters.selectors import changes_pending
+from clusters.services.changes import ClusterChangeResult, change_record, cluster_locked, delivered
+from clusters.versions import version_supports_alt_api_key
+from config.errors import NoRotationInProgress, RotationInProgress
+
+_KEY_COLUMNS = (
+    "api_key_encrypted",
+    "read_only_api_key_encrypted",
+    "alt_api_key_encrypted",
+    "rotation_started_at",
+    "rotation_finishes_at",
+    "updated_at",
+)
+
+
+def api_key_new() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _rotate(current: Cluster) -> tuple[dict[str, str], str]:
+    """Set the new keys on the locked row; returns the history entry's changes and message."""
+    current.read_only_api_key_encrypted = field_encrypt(plaintext=api_key_new())
+    if not version_supports_alt_api_key(current.version):
+        current.api_key_encrypted = field_encrypt(plaintext=api_key_new())
+        return {"credentials": "rotated"}, f"{current}: API keys rotated in one step"
+    now = timezone.now()
+    current.alt_api_key_encrypted = field_encrypt(plaintext=api_key_new())
+    current.rotation_started_at, current.rotation_finishes_at = now, now + settings.KEY_ROTATION_GRACE
+    return (
+        {"credentials": "rotation started"},
+        f"{current}: API key rotation started, the new key is accepted next to the old one",
+    )
+
+
+def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
+    """New keys; read them with ``selectors.cluster_credentials``. 409 while a rotation is in progress."""
+    with transaction.atomic():
+        current = cluster_locked(cluster=cluster)
+        if current.rotation_in_progress:
+            raise RotationInProgress()
+        changes, message = _rotate(current)
+        current.full_clean()
+        current.save(update_fields=list(_KEY_COLUMNS))
+        change = change_record(
+            cluster=current,
+            actor=actor,
+            action=ClusterChange.Action.CREDENTIALS_ROTATE,
+            changes=changes,
+            message=message,
+        )
+    return delivered(ClusterChangeResult(cluster=current, change=change))
+
+
+def _finish(current: Cluster, actor: User | None) -> ClusterChange:
+    """Promote the alternate key on the locked row and record it."""
+    current.api_key_encrypted = current.alt_api_key_encrypted
+    current.alt_api_key_encrypted = ""
+    current.rotation_started_at = current.rotation_finishes_at = None
+    current.full_clean()
+    current.save(update_fields=list(_KEY_COLUMNS))
+    how = "" if actor is not None else " after the grace period"
+    return change_record(
+        cluster=current,
+        actor=actor,
+        action=ClusterChange.Action.CREDENTIALS_ROTATE_FINISH,
+        changes={"credentials": "rotation finished"},
+        message=f"{current}: API key rotation finished{how}, the old key is removed",
+    )
+
+
+def cluster_credentials_rotation_finish(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
+    """Make the new key the only one. 409 ``no_rotation_in_progress`` when there is nothing to finish."""
+    with transaction.atomic():
+        current = cluster_locked(cluster=cluster)
+        if not current.rotation_in_progress:
+            raise NoRotationInProgress()
+        change = _finish(current, actor)
+    return delivered(ClusterChangeResult(cluster=current, change=change))
+
+
+def key_rotations_finish_due(*, now: datetime | None = None) -> list[Cluster]:
+    """Finish every rotation whose grace period is over; the caller delivers the changes.
+
+    A cluster whose start is not on the git remote yet is left for a later run: its clients
+    may not have had the alternate key at all.
+    """
+    now = now or timezone.now()
+    due = (
+        Cluster.objects.filter(rotation_finishes_at__lte=now)
+        .exclude(alt_api_key_encrypted="")
+        .exclude(pk__in=changes_pending().values("cluster_id"))
+    )
+    finished = []
+    for pk in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            current = cluster_locked(cluster=Cluster(pk=pk))
+            if current.rotation_in_progress and current.rotation_finishes_at <= now:
+                _finish(current, None)
+                finished.append(current)
+    return finished

@@ -1,0 +1,263 @@
+"""Rotated keys take effect: the pod template changes, and where Qdrant allows it no key is refused.
+
+Pods read their keys from the Secret only when they start, so every rotation must change the
+pod template (a fingerprint annotation, never a key). From Qdrant v1.17.0 the new key first
+comes as the alternate key (QDRANT__SERVICE__ALT_API_KEY), next to the old one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+import yaml
+from django.core.management import call_command
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from clusters.models import Cluster, ClusterChange
+from clusters.rendering import keys_fingerprint
+from gitops.repository import (
+    GitIdentity,
+    GitopsRepository,
+    blobs_read,
+    branch_tip,
+    file_read,
+    files_commit,
+)
+from gitops.values import KEYS_FINGERPRINT_ANNOTATION
+from tests.conftest import portal_repository
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/api/clients/client1/clusters/main"
+VALUES = "clients/client1/main/values.yaml"
+SEALED = "clients/client1/main/apikey.sealed.yaml"
+ALT_ENTRY = {
+    "name": "QDRANT__SERVICE__ALT_API_KEY",
+    "valueFrom": {
+        "secretKeyRef": {"name": "qdrant-client1-main-apikey", "key": "alt-api-key", "optional": True}
+    },
+}
+
+
+def _values(repository: GitopsRepository) -> dict:
+    return yaml.safe_load(file_read(repository=repository, file_path=VALUES))
+
+
+def _fingerprint(repository: GitopsRepository) -> str | None:
+    return (_values(repository).get("podAnnotations") or {}).get(KEYS_FINGERPRINT_ANNOTATION)
+
+
+def _env_names(repository: GitopsRepository) -> list[str]:
+    return [entry["name"] for entry in _values(repository)["env"]]
+
+
+def _no_key_in_any_blob(keys: list[str], *repositories: GitopsRepository) -> None:
+    for repository in repositories:
+        for blob in blobs_read(repository=repository):
+            assert not any(key.encode() in blob for key in keys)
+
+
+def _on(cluster: Cluster, version: str) -> None:
+    Cluster.objects.filter(pk=cluster.pk).update(version=version)
+
+
+def test_two_phase_rotation_adds_the_new_key_as_the_alternate_and_rolls_the_pods(
+    git_server, settings, as_user1, cluster1
+):
+    old = as_user1.get(f"{URL}/credentials").json()
+    fingerprint_before = _fingerprint(git_server)
+    assert fingerprint_before  # new clusters carry it from the start
+
+    response = as_user1.post(f"{URL}/credentials/rotate")
+
+    assert response.status_code == 200
+    new = response.json()
+    assert new["rotationMode"] == "two_phase"
+    assert new["apiKey"] != old["apiKey"] and new["readOnlyApiKey"] != old["readOnlyApiKey"]
+    rotation = new["rotation"]
+    assert rotation["phase"] == "alternate_key_active"
+    started, finishes = parse_datetime(rotation["startedAt"]), parse_datetime(rotation["finishesAt"])
+    assert finishes - started == settings.KEY_ROTATION_GRACE == timedelta(hours=24)
+    assert as_user1.get(f"{URL}/credentials").json() == new  # what clients should use now
+    assert as_user1.get(URL).json()["rotation"] == rotation
+
+    assert _values(git_server)["env"][-1] == ALT_ENTRY
+    assert _fingerprint(git_server) not in (None, fingerprint_before)
+    _no_key_in_any_blob(
+        [old["apiKey"], old["readOnlyApiKey"], new["apiKey"], new["readOnlyApiKey"]],
+        git_server,
+        portal_repository(settings),
+    )
+    change = ClusterChange.objects.get(action="credentials_rotate")
+    assert change.pushed and change.changes == {"credentials": "rotation started"}
+
+
+def test_finishing_makes_the_new_key_the_only_one_and_rolls_the_pods_again(git_server, as_user1, cluster1):
+    new = as_user1.post(f"{URL}/credentials/rotate").json()
+    during = _fingerprint(git_server)
+
+    response = as_user1.post(f"{URL}/credentials/rotate/finish")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["apiKey"], body["readOnlyApiKey"], body["rotation"]) == (
+        new["apiKey"],
+        new["readOnlyApiKey"],
+        None,
+    )
+    assert "QDRANT__SERVICE__ALT_API_KEY" not in _env_names(git_server)
+    assert _fingerprint(git_server) != during
+    cluster = Cluster.objects.get(pk=cluster1.pk)
+    assert (cluster.alt_api_key_encrypted, cluster.rotation_started_at) == ("", None)
+    entry = as_user1.get(f"{URL}/history").json()[0]
+    assert (entry["action"], entry["author"]) == ("credentials_rotate_finish", "client1@example.com")
+
+
+def test_one_rotation_at_a_time_and_nothing_to_finish_without_one(as_user1, cluster1):
+    assert as_user1.post(f"{URL}/credentials/rotate/finish").json()["code"] == "no_rotation_in_progress"
+    keys = as_user1.post(f"{URL}/credentials/rotate").json()
+
+    again = as_user1.post(f"{URL}/credentials/rotate")
+
+    assert again.status_code == 409
+    assert again.json()["code"] == "rotation_in_progress"
+    assert as_user1.get(f"{URL}/credentials").json()["apiKey"] == keys["apiKey"]
+    assert ClusterChange.objects.filter(action="credentials_rotate").count() == 1
+
+
+def test_older_versions_rotate_in_one_step_and_still_roll_the_pods(git_server, settings, as_user1, cluster1):
+    _on(cluster1, "v1.16.3")
+    before = _fingerprint(git_server)
+
+    response = as_user1.post(f"{URL}/credentials/rotate")
+
+    body = response.json()
+    assert (body["rotationMode"], body["rotation"]) == ("one_step", None)
+    assert as_user1.get(URL).json()["rotationMode"] == "one_step"
+    assert "QDRANT__SERVICE__ALT_API_KEY" not in _env_names(git_server)
+    assert _fingerprint(git_server) not in (None, before)
+    _no_key_in_any_blob([body["apiKey"], body["readOnlyApiKey"]], git_server, portal_repository(settings))
+    assert as_user1.post(f"{URL}/credentials/rotate").status_code == 200  # no phase to wait for
+
+
+def test_the_fingerprint_is_a_keyed_hash_of_the_keys(git_server, cluster1):
+    from clusters.rendering import ClusterKeys
+
+    keys = ClusterKeys.of(Cluster.objects.get(pk=cluster1.pk))
+    assert _fingerprint(git_server) == keys_fingerprint(
+        api_key=keys.api_key, read_only_api_key=keys.read_only_api_key
+    )
+    assert keys_fingerprint(api_key="a", read_only_api_key="b", alt_api_key="c") != keys_fingerprint(
+        api_key="a", read_only_api_key="b"
+    )
+
+
+def test_gitops_sync_finishes_a_rotation_once_its_grace_period_is_over(
+    git_server, as_user1, cluster1, capsys
+):
+    new = as_user1.post(f"{URL}/credentials/rotate").json()
+
+    call_command("gitops_sync")
+    assert Cluster.objects.get(pk=cluster1.pk).rotation_in_progress  # still within the grace period
+
+    with time_machine.travel(timezone.now() + timedelta(hours=24, minutes=1)):
+        call_command("gitops_sync")
+
+    assert "Key rotation of client1/main finished after its grace period." in capsys.readouterr().out
+    assert as_user1.get(f"{URL}/credentials").json()["apiKey"] == new["apiKey"]
+    assert as_user1.get(URL).json()["rotation"] is None
+    assert "QDRANT__SERVICE__ALT_API_KEY" not in _env_names(git_server)
+    change = ClusterChange.objects.get(action="credentials_rotate_finish")
+    assert change.pushed and change.actor is None
+    assert (
+        change.message
+        == "client1/main: API key rotation finished after the grace period, the old key is removed"
+    )
+
+
+def test_a_rotation_whose_start_never_reached_the_remote_is_not_finished_behind_clients_backs(
+    tmp_path, settings, as_user1, cluster1
+):
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "unreachable.git")
+    as_user1.post(f"{URL}/credentials/rotate")
+    with time_machine.travel(timezone.now() + timedelta(days=2)):
+        call_command("gitops_sync")  # the remote is still unreachable
+    assert Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
+
+
+def test_the_sealed_secret_carries_the_alternate_key_during_a_rotation(
+    git_server,
+    sealing_certificate,
+    client1,
+    user1,
+    client_for,
+):
+    from clusters.services import cluster_create
+
+    cluster_create(client=client1, slug="sealed", actor=user1)
+    api = client_for(user1)
+    path = "clients/client1/sealed/apikey.sealed.yaml"
+
+    api.post("/api/clients/client1/clusters/sealed/credentials/rotate")
+    during = yaml.safe_load(file_read(repository=git_server, file_path=path))
+    api.post("/api/clients/client1/clusters/sealed/credentials/rotate/finish")
+    after = yaml.safe_load(file_read(repository=git_server, file_path=path))
+
+    assert set(during["spec"]["encryptedData"]) == {"api-key", "read-only-api-key", "alt-api-key"}
+    assert set(after["spec"]["encryptedData"]) == {"api-key", "read-only-api-key"}
+    for manifest in (during, after):
+        # Argo CD applies it before the chart and waits until the controller updated the Secret.
+        assert manifest["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
+
+
+def test_a_values_file_without_the_fingerprint_gets_it_at_the_next_rotation_not_before(
+    git_server, settings, as_user1, cluster1
+):
+    """Upgrading the portal must not restart every cluster: only a key change adds the annotation."""
+    local = portal_repository(settings)
+    old_style = _values(local)
+    del old_style["podAnnotations"]
+    files_commit(
+        repository=local,
+        changes={VALUES: yaml.safe_dump(old_style).encode()},
+        author=GitIdentity("Ops", "ops@example.com"),
+        committer=GitIdentity("Ops", "ops@example.com"),
+        message="written by an older portal",
+        expected_tip=branch_tip(repository=local),
+    )
+
+    as_user1.patch(URL, {"replicas": 3}, format="json")
+    call_command("gitops_sync")
+    assert _fingerprint(git_server) is None
+
+    as_user1.post(f"{URL}/credentials/rotate")
+    assert _fingerprint(git_server) is not None
+
+
+def test_operators_finish_a_rotation_from_the_admin(client, user_factory, as_user1, cluster1):
+    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    client.force_login(operator)
+    as_user1.post(f"{URL}/credentials/rotate")
+    page = client.get(f"/admin/clusters/cluster/{cluster1.pk}/change/").content.decode()
+    assert "A rotation is in progress" in page
+
+    response = client.post(
+        "/admin/clusters/cluster/", {"action": "finish_key_rotation", "_selected_action": [cluster1.pk]}
+    )
+
+    assert response.status_code == 302
+    assert not Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
+    again = client.post(
+        "/admin/clusters/cluster/",
+        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+    )
+    assert "The old API key still works until" in again.content.decode()
+    refused = client.post(
+        "/admin/clusters/cluster/",
+        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+        follow=True,
+    )
+    assert "A key rotation of this cluster is in progress" in refused.content.decode()

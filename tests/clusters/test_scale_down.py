@@ -1,0 +1,91 @@
+"""A scale-down needs an explicit confirmation: Qdrant does not move shards off a peer that disappears."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from clusters.models import Cluster, ClusterChange
+from gitops.repository import branch_tip, commits_list, file_read
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/api/clients/client1/clusters/main"
+
+
+def _replica_count(repository) -> int:
+    return yaml.safe_load(file_read(repository=repository, file_path="clients/client1/main/values.yaml"))[
+        "replicaCount"
+    ]
+
+
+@pytest.mark.parametrize("body", [{"replicas": 1}, {"replicas": 1, "confirm": False}, {"replicas": "1"}])
+def test_a_scale_down_without_confirmation_is_409_and_changes_nothing(git_server, as_user1, cluster1, body):
+    tip = branch_tip(repository=git_server)
+
+    response = as_user1.patch(URL, body, format="json")
+
+    assert response.status_code == 409
+    error = response.json()
+    assert error["code"] == "confirmation_required"
+    assert "from 2 to 1 replicas" in error["detail"]
+    assert "does not move shards" in error["detail"] and '"confirm": true' in error["detail"]
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
+    assert not ClusterChange.objects.filter(action="update").exists()
+    assert branch_tip(repository=git_server) == tip
+
+
+def test_a_refused_scale_down_takes_the_rest_of_the_patch_with_it(as_user1, cluster1, settings):
+    Cluster.objects.filter(pk=cluster1.pk).update(version="v1.18.3", replicas=3)
+    response = as_user1.patch(URL, {"replicas": 2, "version": "v1.19.0", "storageGi": 20}, format="json")
+    assert response.status_code == 409
+    cluster = Cluster.objects.get(pk=cluster1.pk)
+    assert (cluster.replicas, cluster.version, cluster.storage_expansions.count()) == (3, "v1.18.3", 0)
+
+
+def test_a_confirmed_scale_down_is_committed_and_recorded_as_such(git_server, as_user1, user1, cluster1):
+    response = as_user1.patch(URL, {"replicas": 1, "confirm": True}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["replicas"] == 1
+    assert _replica_count(git_server) == 1
+    head = commits_list(repository=git_server)[0]
+    assert head.message.splitlines()[0] == "client1/main: replicas 2 -> 1 (scale down)"
+    entry = as_user1.get(f"{URL}/history").json()[0]
+    assert (entry["message"], entry["changes"]) == (
+        "client1/main: replicas 2 -> 1 (scale down)",
+        {"replicas": [2, 1]},
+    )
+
+
+def test_scale_up_needs_no_confirmation_and_says_so_in_history(git_server, as_user1, cluster1):
+    assert as_user1.patch(URL, {"replicas": 4}, format="json").status_code == 200
+    assert as_user1.get(f"{URL}/history").json()[0]["message"] == "client1/main: replicas 2 -> 4 (scale up)"
+
+
+@pytest.mark.parametrize("confirm", ["maybe", 1.5, [True], {"a": 1}])
+def test_confirm_must_be_a_boolean(as_user1, cluster1, confirm):
+    response = as_user1.patch(URL, {"replicas": 1, "confirm": confirm}, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["confirm"]
+
+
+def test_confirm_alone_is_not_a_change(as_user1, cluster1):
+    response = as_user1.patch(URL, {"confirm": True}, format="json")
+    assert response.status_code == 400
+
+
+def test_the_admin_asks_for_the_confirmation_too(client, user_factory, cluster1):
+    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    client.force_login(operator)
+    change_url = f"/admin/clusters/cluster/{cluster1.pk}/change/"
+    data = {"replicas": "1", "version": cluster1.version, "storage_gi": "10"}
+
+    refused = client.post(change_url, data)
+    assert refused.status_code == 200
+    assert "does not move shards" in str(refused.context["adminform"].form.errors["confirm_scale_down"])
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
+
+    assert client.post(change_url, {**data, "confirm_scale_down": "on"}).status_code == 302
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 1
+    assert ClusterChange.objects.get(action="update").message == "client1/main: replicas 2 -> 1 (scale down)"
