@@ -8,6 +8,7 @@ start with an underscore, and the `config` package must not be imported by name.
 """
 
 import os
+from pathlib import Path
 
 
 def _env_positive_int(name: str, default: int) -> int:
@@ -69,3 +70,27 @@ logconfig_dict = {
         "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
     },
 }
+
+
+# --- Prometheus metrics shared by the workers (prometheus-client's multiprocess mode) -----------
+# With PROMETHEUS_MULTIPROC_DIR set (deploy/k8s/deployment.yaml: an emptyDir), every worker
+# writes its metric values to files there and /metrics adds them up, whichever worker answers.
+
+
+def on_starting(server):
+    """Before the first worker: start from an empty directory. A restarted container keeps its
+    emptyDir, and the files of the previous run's processes would be counted again."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+
+
+def child_exit(server, worker):
+    """A worker ended (recycled, killed, timed out): its live gauges stop counting. Its counters
+    and histograms stay, so totals never go backwards."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -77,6 +77,7 @@ class GroupDelivery:
     pushed: bool
     tip: str | None
     committed_at: datetime | None  # when this delivery's new commits were made (None: it made none)
+    commits_made: int = 0  # new commits (commits kept from an earlier delivery are not counted)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class _Built:
     outcomes: tuple[CommitOutcome, ...]
     tip: str | None
     committed_at: datetime | None
+    commits_made: int = 0
 
 
 def _contains(repository: GitopsRepository, tip: str | None, commit: str | None) -> bool:
@@ -109,7 +111,7 @@ def _commits_build(
 ) -> _Built:
     """One commit per pending change, in order, each on the one before; moves no branch."""
     when = datetime.now(tz=UTC).replace(microsecond=0)  # what git records: whole seconds
-    tip, made, outcomes = base, False, []
+    tip, made, outcomes = base, 0, []
     for item in pending:
         if _contains(repository, base, item.committed):
             outcomes.append(CommitOutcome(key=item.key, commit=item.committed))
@@ -129,9 +131,9 @@ def _commits_build(
             when=when,
         )
         if commit is not None:
-            tip, made = commit, True
+            tip, made = commit, made + 1
         outcomes.append(CommitOutcome(key=item.key, commit=commit))
-    return _Built(outcomes=tuple(outcomes), tip=tip, committed_at=when if made else None)
+    return _Built(outcomes=tuple(outcomes), tip=tip, committed_at=when if made else None, commits_made=made)
 
 
 def _group_commit(
@@ -165,7 +167,11 @@ def _remote_moved(repository: GitopsRepository, tip: str | None, state: RemoteSt
 
 def _delivery(built: _Built, *, pushed: bool) -> GroupDelivery:
     return GroupDelivery(
-        outcomes=built.outcomes, pushed=pushed, tip=built.tip, committed_at=built.committed_at
+        outcomes=built.outcomes,
+        pushed=pushed,
+        tip=built.tip,
+        committed_at=built.committed_at,
+        commits_made=built.commits_made,
     )
 
 

@@ -38,6 +38,7 @@ SECRET_VARIABLES = {
     "FIELD_ENCRYPTION_KEY",
     "GITOPS_REMOTE_TOKEN",
     "JWT_PRIVATE_KEYS",
+    "METRICS_TOKEN",
 }
 # Every setting a production deployment configures (JWT_KEYS_DIR and GITOPS_SSH_KEY_PATH are
 # the alternatives not used by these manifests).

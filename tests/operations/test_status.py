@@ -1,0 +1,335 @@
+"""GET /api/system/status and the admin's System status page: who may see them, and what each probe finds."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from accounts.tokens import keys_dir_add
+from clusters.models import ClusterChange, GitopsRemoteState
+from operations import selectors
+from operations.selectors import cache_status, database_status, system_status
+from tests.helpers import free_port
+
+STATUS_URL = "/api/system/status"
+ADMIN_STATUS_URL = "/admin/operations/systemstatus/"
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _database_wrapper(engine: str, **fields):
+    """A Django connection of its own, outside the test's databases (a server the test picks)."""
+    configured = connections.configure_settings({"default": {}, "probe": {"ENGINE": engine, **fields}})
+    settings_dict = configured["probe"]
+    backend = __import__(f"{engine}.base", fromlist=["DatabaseWrapper"])
+    return backend.DatabaseWrapper(settings_dict, alias="probe")
+
+
+@pytest.fixture
+def dead_redis(settings):
+    """``dead_redis()`` makes the cache a Redis that refuses connections (with a password in its URL)."""
+    original = settings.CACHES
+
+    def kill() -> None:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "config.cache.RedisCache",
+                "LOCATION": f"redis://:hunter2@127.0.0.1:{free_port()}/0",
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            }
+        }
+
+    yield kill
+    settings.CACHES = original  # before the shared fixtures clear the cache
+
+
+@pytest.fixture
+def staff(user_factory):
+    return user_factory(email="staff@example.com", is_staff=True)
+
+
+# --- Who may ask -----------------------------------------------------------------------------
+
+
+def test_staff_get_every_probe_in_camel_case(client_for, staff):
+    response = client_for(staff).get(STATUS_URL)
+
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"ok", "checkedAt", "database", "cache", "gitops", "argocd", "signingKeys"}
+    assert body["ok"] is True
+    database = body["database"]
+    assert database["ok"] is True and database["error"] is None
+    assert database["vendor"] == connections["default"].vendor
+    assert database["serverVersion"]
+    assert database["roundTripMs"] >= 0 and database["slow"] in (True, False)
+    if database["vendor"] == "sqlite":
+        assert database["connections"] is None
+    else:
+        assert 1 <= database["connections"]["inUse"] <= database["connections"]["max"]
+    assert body["cache"]["ok"] is True and body["cache"]["keys"] >= 1  # at least this session's entries
+    assert body["gitops"] == {
+        "ok": True,
+        "error": None,
+        "remote": {"configured": False, "lastPushAt": None, "lastPushCommit": "", "lastFailureAt": None},
+        "pendingChanges": 0,
+        "oldestPendingAt": None,
+        "oldestPendingAgeSeconds": 0.0,
+    }
+    assert body["argocd"] == {"configured": False, "ok": None, "error": None, "clustersByState": {}}
+    keys = body["signingKeys"]
+    assert keys["ok"] is True and keys["algorithm"] == "RS256" and keys["source"] == "JWT_PRIVATE_KEYS"
+    assert [key["signing"] for key in keys["keys"]] == [True]
+    assert keys["keys"][0]["createdAt"] is None  # a key given in the environment has no file
+
+
+def test_anonymous_callers_are_asked_to_sign_in(api_client, db):
+    response = api_client.get(STATUS_URL)
+    assert response.status_code == 403 and response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("role", ["operator", "viewer"])
+def test_users_who_are_not_staff_are_refused(client_for, user_factory, client1, role):
+    from clusters.models import Grant
+    from clusters.services import grant_set
+
+    user = user_factory(email=f"{role}@example.com")
+    grant_set(user=user, client=client1, role=Grant.Role(role))
+    response = client_for(user).get(STATUS_URL)
+    assert response.status_code == 403
+    assert response.json() == {"code": "permission_denied", "detail": "Insufficient permissions"}
+
+
+def test_a_staff_user_signed_in_with_cookies_may_ask_too(auth_client, staff):
+    assert auth_client(staff).get(STATUS_URL).status_code == 200
+
+
+# --- The cache ---------------------------------------------------------------------------------
+
+
+def test_a_dead_redis_is_reported_with_its_error_and_no_password(dead_redis, db):
+    dead_redis()
+
+    status = cache_status()
+
+    assert status.ok is False
+    assert status.backend == "RedisCache"
+    assert "ConnectionError" in status.error
+    assert "hunter2" not in status.error
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL)")
+def test_a_live_redis_reports_memory_keys_and_version(settings, db):
+    from django.core.cache import cache
+
+    cache.set("operations-test", 1)
+    status = cache_status()
+    assert status.ok and status.backend == "redis" and status.server_version
+    assert status.used_memory_bytes > 0 and status.keys >= 1
+
+
+def test_with_a_dead_session_cache_the_api_fails_closed_and_the_admin_page_still_answers(
+    client_for, client, staff, dead_redis
+):
+    """The API authenticates against the cache (503 auth_unavailable without it, by design); the
+    admin's sessions live in the database, so its status page shows the dead cache."""
+    api = client_for(staff)
+    client.force_login(staff)
+    dead_redis()
+
+    refused = api.get(STATUS_URL)
+    page = client.get(ADMIN_STATUS_URL)
+
+    assert refused.status_code == 503 and refused.json()["code"] == "auth_unavailable"
+    assert page.status_code == 200
+    cache_section = page.content.decode().split('id="status-cache"')[1].split('id="status-gitops"')[0]
+    assert "Cache: failed" in cache_section and "ConnectionError" in cache_section
+    assert "hunter2" not in page.content.decode()
+
+
+# --- The database ------------------------------------------------------------------------------
+
+
+def test_an_unreachable_postgresql_is_reported_not_raised(db):
+    wrapper = _database_wrapper(
+        "django.db.backends.postgresql",
+        NAME="portal",
+        USER="portal",
+        PASSWORD="s3cret-password",
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        OPTIONS={"connect_timeout": 2},
+    )
+    status = database_status(connection=wrapper)
+
+    assert status.ok is False and status.vendor == "postgresql"
+    assert status.error.startswith("OperationalError: ")
+    assert "s3cret-password" not in status.error
+
+
+def _postgres_address() -> tuple[str, int, str]:
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        parts = urlsplit(url)
+        return parts.hostname or "127.0.0.1", parts.port or 5432, parts.username or "postgres"
+    return "127.0.0.1", 5432, "postgres"
+
+
+@pytest.mark.skipif(not _listening(*_postgres_address()[:2]), reason="no PostgreSQL server to ask")
+def test_a_live_postgresql_reports_version_and_connections(db):
+    host, port, user = _postgres_address()
+    wrapper = _database_wrapper(
+        "django.db.backends.postgresql", NAME="postgres", USER=user, HOST=host, PORT=str(port)
+    )
+    try:
+        status = database_status(connection=wrapper)
+    finally:
+        wrapper.close()
+    assert status.ok, status.error
+    assert status.server_version[0].isdigit()
+    assert 1 <= status.connections_in_use <= status.connections_max
+
+
+@pytest.mark.skipif(not _listening("127.0.0.1", 3306), reason="no MariaDB/MySQL server on 127.0.0.1:3306")
+def test_a_live_mariadb_reports_version_and_connections(db):
+    pymysql = pytest.importorskip("pymysql")
+    pymysql.install_as_MySQLdb()
+    wrapper = _database_wrapper(
+        "django.db.backends.mysql", NAME="", USER="root", HOST="127.0.0.1", PORT="3306"
+    )
+    try:
+        status = database_status(connection=wrapper)
+    finally:
+        wrapper.close()
+    assert status.ok, status.error
+    assert status.vendor == "mysql" and "MariaDB" in status.server_version
+    assert 1 <= status.connections_in_use <= status.connections_max
+
+
+def test_a_database_that_does_not_answer_in_time_is_reported_and_the_outbox_left_unread(monkeypatch, db):
+    monkeypatch.setattr(selectors, "PROBE_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(selectors, "database_status", lambda: __import__("time").sleep(1))
+
+    status = system_status()
+
+    assert status.ok is False
+    assert status.database.ok is False and status.database.error == "no answer within 0.2 s"
+    assert status.gitops.ok is False and "database did not answer" in status.gitops.error
+    assert status.cache.ok is True
+
+
+# --- GitOps --------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # deliveries run once the change is committed
+def test_a_push_to_the_remote_is_recorded_and_the_outbox_empties(
+    git_server, client_for, staff, as_user1, cluster1
+):
+    response = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+    assert response.status_code == 200
+
+    gitops = client_for(staff).get(STATUS_URL).json()["gitops"]
+
+    state = GitopsRemoteState.objects.get()
+    assert state.last_push_commit == response.json()["revision"]["commit"]
+    assert gitops["remote"]["configured"] is True
+    assert gitops["remote"]["lastPushCommit"] == state.last_push_commit
+    assert gitops["remote"]["lastPushAt"] is not None and gitops["remote"]["lastFailureAt"] is None
+    assert gitops["pendingChanges"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_remote_is_recorded_and_the_waiting_change_counted(
+    client_for, staff, as_user1, cluster1, settings, tmp_path
+):
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "no-such-remote.git")
+    response = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+    assert response.status_code == 202
+
+    gitops = client_for(staff).get(STATUS_URL).json()["gitops"]
+
+    assert gitops["remote"]["lastFailureAt"] is not None and gitops["remote"]["lastPushAt"] is None
+    waiting = ClusterChange.objects.filter(pushed=False).exclude(action="storage_request").order_by("id")
+    assert gitops["pendingChanges"] == waiting.count() >= 1
+    oldest = min(change.created_at for change in waiting)
+    assert gitops["oldestPendingAt"] == oldest.isoformat().replace("+00:00", "Z")
+    assert gitops["oldestPendingAgeSeconds"] >= 0
+
+
+# --- Signing keys and Argo CD ----------------------------------------------------------------------
+
+
+def test_keys_from_a_key_directory_report_their_age_and_which_one_signs(settings, tmp_path, db):
+    keys_dir = tmp_path / "jwt-keys"
+    old = keys_dir_add(keys_dir, algorithm="RS256")
+    os.utime(keys_dir / f"{old}.pem", (0, timezone.now().timestamp() - 86_400))
+    new = keys_dir_add(keys_dir, algorithm="RS256")
+    settings.JWT_PRIVATE_KEYS = ""
+    settings.JWT_KEYS_DIR = keys_dir
+
+    status = selectors.signing_keys_status()
+
+    assert status.ok and status.source == "JWT_KEYS_DIR"
+    assert [(key.kid, key.signing) for key in status.keys] == [(new, True), (old, False)]
+    assert 86_000 < status.keys[1].age_seconds < 87_000
+    assert status.keys[0].age_seconds < 60
+
+
+def test_argocd_is_asked_through_its_seam_once_configured(settings, monkeypatch, db):
+    assert selectors.argocd_status().configured is False
+    settings.ARGOCD_URL = "https://argocd.example.com"
+    monkeypatch.setattr(selectors, "ARGOCD_SUMMARY_FUNCTION", "tests.operations.test_status.argocd_summary")
+
+    assert selectors.argocd_status() == selectors.ArgoCDStatus(
+        configured=True, ok=True, clusters_by_state={"Healthy": 3, "Progressing": 1}
+    )
+    monkeypatch.setattr(selectors, "ARGOCD_SUMMARY_FUNCTION", "tests.operations.test_status.argocd_down")
+    down = selectors.argocd_status()
+    assert down.ok is False and down.error == "ConnectionError: argocd.example.com refused the connection"
+
+
+def argocd_summary() -> dict[str, int]:
+    return {"Healthy": 3, "Progressing": 1}
+
+
+def argocd_down() -> dict[str, int]:
+    raise ConnectionError("argocd.example.com refused the connection")
+
+
+# --- The admin page -------------------------------------------------------------------------------
+
+
+def test_the_admin_index_lists_the_status_page_for_staff_and_it_renders(client, staff):
+    client.force_login(staff)
+
+    index = client.get("/admin/")
+    page = client.get(ADMIN_STATUS_URL)
+
+    assert index.status_code == 200 and ADMIN_STATUS_URL.encode() in index.content
+    assert page.status_code == 200
+    html = page.content.decode()
+    for section in (
+        "Database: ok",
+        "Cache: ok",
+        "GitOps: ok",
+        "Argo CD: not configured",
+        "Token signing keys: ok",
+    ):
+        assert section in html
+    assert "no-cache" in page["Cache-Control"]
+
+
+def test_the_admin_page_is_not_for_users_who_are_not_staff(client, user1):
+    client.force_login(user1)
+    response = client.get(ADMIN_STATUS_URL)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
