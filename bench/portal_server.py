@@ -1,6 +1,7 @@
 """Run the portal for a benchmark: a fresh database, a signing key, gunicorn on a free loopback port.
 
-Shared by the benchmarks that drive the real HTTP API. Nothing here is imported by the portal.
+Shared by the benchmarks that drive the real HTTP API (bench/peer_server.py serves the peer with
+the same gunicorn helper). Nothing here is imported by the portal.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +54,7 @@ def server_env(run_dir: Path, **overrides: str) -> dict[str, str]:
         LOGIN_THROTTLE_ACCOUNT="1000/min",
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="config.settings",
+        PORTAL_ENV_FILE="",  # a developer's .env (make run writes one) must not leak into the run
     )
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = f"sqlite:///{run_dir / 'bench.sqlite3'}"
@@ -69,13 +73,11 @@ def django_run(env: dict[str, str], code: str) -> None:
     )
 
 
-def _wait_until_up(port: int, server: subprocess.Popen) -> None:
+def _wait_until_up(port: int, server: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(
-                f"gunicorn exited: {server.stderr.read().decode()[-2000:] if server.stderr else ''}"
-            )
+            raise SystemExit(f"gunicorn exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             connection.request("GET", "/healthz")
@@ -83,25 +85,51 @@ def _wait_until_up(port: int, server: subprocess.Popen) -> None:
                 return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit("gunicorn did not come up")
+    raise SystemExit(f"gunicorn did not come up: {log.read_text(errors='replace')[-2000:]}")
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running gunicorn: where it listens and its master's process id (the workers are its children)."""
+
+    port: int
+    pid: int
+
+
+@contextmanager
+def gunicorn_server(
+    env: dict[str, str],
+    *,
+    workers: int,
+    worker_class: str = "gthread",
+    threads: int = 1,
+    app: str = "config.wsgi:application",
+    python: str | Path = sys.executable,
+    cwd: Path = ROOT,
+) -> Iterator[Server]:
+    """``app`` under gunicorn on a free loopback port, run by ``python`` (the portal's by default)."""
+    port = free_port()
+    args = [str(python), "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--worker-class", worker_class, "--backlog", "512", "--log-level", "warning"]  # fmt: skip
+    if worker_class == "gthread":
+        args += ["--threads", str(threads), "--keep-alive", "30"]
+    # The log goes to a file, not a pipe: nobody reads a pipe while the load runs, and a full one
+    # would block the server on its next warning.
+    with tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log") as log:
+        server = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=log)
+        try:
+            _wait_until_up(port, server, Path(log.name))
+            yield Server(port=port, pid=server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 @contextmanager
 def gunicorn(env: dict[str, str], *, workers: int, threads: int) -> Iterator[int]:
     """The portal under gunicorn (gthread workers); yields its port."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
-         "--keep-alive", "30", "--backlog", "512", "--log-level", "warning"],
-        cwd=ROOT, env=env, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        _wait_until_up(port, server)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with gunicorn_server(env, workers=workers, threads=threads) as server:
+        yield server.port
 
 
 def bearer_sign_in(port: int, email: str, password: str) -> str:
