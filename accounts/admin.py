@@ -11,6 +11,8 @@ from django.utils import timezone
 from accounts.emails import email_canonical
 from accounts.google_sign_in import google_account_unlink
 from accounts.models import AuditEvent, GoogleAccount, Session, SessionRevokedReason, User
+from accounts.second_factors import second_factors_reset
+from accounts.selectors import user_second_factors
 from accounts.services import (
     sessions_revoke,
     user_claims_bump,
@@ -90,13 +92,13 @@ class UserAdmin(DjangoUserAdmin):
     form = UserChangeAdminForm
     add_form = UserCreationAdminForm
     change_password_form = PasswordChangeAdminForm
-    actions = ["deactivate_selected"]
+    actions = ["deactivate_selected", "reset_second_factors"]
     inlines = [GoogleAccountInline]
     ordering = ("email",)
     list_display = ("email", "name", "is_active", "is_staff", "is_operator", "last_login")
     list_filter = ("is_active", "is_staff", "is_operator", "is_superuser")
     search_fields = ("email", "name")
-    readonly_fields = ("last_login", "date_joined")
+    readonly_fields = ("last_login", "date_joined", "second_factors")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("name",)}),
@@ -113,6 +115,7 @@ class UserAdmin(DjangoUserAdmin):
                 )
             },
         ),
+        ("Second factors", {"fields": ("mfa_required", "second_factors")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),)
@@ -136,6 +139,21 @@ class UserAdmin(DjangoUserAdmin):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
         if claims_changed:
             user_claims_bump(user_id=obj.pk)
+
+    @admin.display(description="enrolled")
+    def second_factors(self, user: User) -> str:
+        methods = user_second_factors(user=user) if user.pk else []
+        labels = {"totp": "authenticator app", "webauthn": "passkey(s)", "recovery": "recovery codes"}
+        return ", ".join(labels[m] for m in methods) or "none"
+
+    @admin.action(description="Reset second factors (for users who lost theirs; audited)")
+    def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        removed = sum(second_factors_reset(user=user, actor=request.user) for user in queryset)
+        self.message_user(
+            request,
+            f"Removed {removed} second factor(s). Users who must have one set it up at their next sign-in.",
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Deactivate selected users (ends their sessions)")
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_delete, post_save
 
 
@@ -16,3 +17,10 @@ class AccountsConfig(AppConfig):
         # bypass the model (QuerySet.update, raw SQL) reach them within CLAIMS_CACHE_TTL.
         post_save.connect(user_claims_cache_forget, sender=User, dispatch_uid="accounts.claims.save")
         post_delete.connect(user_claims_cache_forget, sender=User, dispatch_uid="accounts.claims.delete")
+
+
+class PortalAdminConfig(admin_apps.AdminConfig):
+    """Django's admin app, with the site that is signed in to through the portal."""
+
+    default = False  # named in INSTALLED_APPS; accounts' own config stays the default here
+    default_site = "accounts.admin_site.PortalAdminSite"

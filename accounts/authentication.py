@@ -22,7 +22,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.audit import USER_AGENT_MAX, RequestOrigin
 from accounts.models import SessionUser
-from accounts.selectors import LiveSession, session_live
+from accounts.selectors import LiveSession, second_factor_policy_check, session_live
 from accounts.services import IssuedTokens, access_token_issue, session_activity_record
 from accounts.tokens import AccessToken, key_ring
 from config.errors import CsrfFailed, ForeignOrigin, TokenNotValid
@@ -221,6 +221,8 @@ class JWTAuthentication(BaseAuthentication):
             operator=claims.operator,
             claims_version=claims.claims_version,
         )
+        view = (request.parser_context or {}).get("view")
+        second_factor_policy_check(live=live, allowed=getattr(view, "allowed_before_enrolment", False))
         if from_cookie and request.method in UNSAFE_METHODS:
             browser_origin_check(request._request)
             csrf_check(request._request)

@@ -14,7 +14,8 @@ from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical_or_none
 from accounts.google import GoogleIdentity, google_id_token_verify
 from accounts.models import AuditEventType, AuthMethod, GoogleAccount, User
-from accounts.services import IssuedTokens, session_start
+from accounts.second_factors import SignInStep, sign_in_step
+from config import metrics
 from config.errors import AccountDisabled, NoAccount, PortalError
 
 
@@ -29,6 +30,7 @@ def _google_login_failed(
         origin=origin,
         detail=error.code,
     )
+    metrics.login_record(method=AuthMethod.GOOGLE, result=error.code)
     return error
 
 
@@ -91,7 +93,7 @@ def _google_user_link_or_create(*, identity: GoogleIdentity, origin: RequestOrig
     return user
 
 
-def google_sign_in(*, credential: str, origin: RequestOrigin) -> IssuedTokens:
+def google_sign_in(*, credential: str, origin: RequestOrigin) -> SignInStep:
     """Sign in with a Google ID token: the linked user, else link by email, else provision by domain."""
     try:
         identity = google_id_token_verify(token=credential)
@@ -111,4 +113,4 @@ def google_sign_in(*, credential: str, origin: RequestOrigin) -> IssuedTokens:
                 raise
     if not user.is_active:
         raise _google_login_failed(error=AccountDisabled(), user=user, origin=origin)
-    return session_start(user=user, method=AuthMethod.GOOGLE, origin=origin)
+    return sign_in_step(user=user, method=AuthMethod.GOOGLE, origin=origin)

@@ -71,6 +71,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Bumped whenever what a token says about the user changes (scopes, email, name), so the
     # next authenticated request re-issues the access token (see accounts.services).
     claims_version = models.PositiveIntegerField(default=0, editable=False)
+    mfa_required = models.BooleanField(
+        "second factor required",
+        default=False,
+        help_text="The user must enrol a second factor before using the portal (set by an operator).",
+    )
 
     objects = UserManager()
 
@@ -142,8 +147,17 @@ class SessionUser(User):
 
 
 class AuthMethod(models.TextChoices):
+    """How a sign-in began (its first factor)."""
+
     PASSWORD = "password", "Password"
     GOOGLE = "google", "Google"
+    PASSKEY = "passkey", "Passkey"
+
+
+class SecondFactor(models.TextChoices):
+    TOTP = "totp", "Authenticator app"
+    RECOVERY = "recovery", "Recovery code"
+    WEBAUTHN = "webauthn", "Passkey"
 
 
 class SessionRevokedReason(models.TextChoices):
@@ -151,6 +165,7 @@ class SessionRevokedReason(models.TextChoices):
     USER = "user", "Revoked by the user"
     OPERATOR = "operator", "Revoked by an operator"
     PASSWORD_CHANGE = "password_change", "Password changed"
+    PASSWORD_RESET = "password_reset", "Password reset"
     DEACTIVATED = "deactivated", "Account deactivated"
     REFRESH_REUSE = "refresh_reuse", "Refresh token reused"
     IDLE = "idle", "Idle timeout"
@@ -177,6 +192,12 @@ class Session(models.Model):
     current_refresh_payload = models.JSONField(default=dict)
     previous_refresh_jti = models.CharField(max_length=64, blank=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
+    # How the sign-in was proven (RFC 8176's idea, with this portal's method names), e.g.
+    # ["password", "totp"]: what the sessions list shows and what policies read.
+    amr = models.JSONField("authentication methods", default=list)
+    # The last time the user proved who they are in this session (sign-in or re-authentication):
+    # sensitive actions need it recent (REAUTHENTICATION_WINDOW).
+    authenticated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
@@ -212,6 +233,16 @@ class AuditEventType(models.TextChoices):
     SESSION_REVOKED = "session_revoked", "Session revoked"
     GOOGLE_LINKED = "google_linked", "Google account linked"
     GOOGLE_UNLINKED = "google_unlinked", "Google account unlinked"
+    SECOND_FACTOR_ENROLLED = "factor_enrolled", "Second factor enrolled"
+    SECOND_FACTOR_REMOVED = "factor_removed", "Second factor removed"
+    SECOND_FACTOR_FAILED = "factor_failed", "Second factor failed"
+    SECOND_FACTORS_RESET = "factors_reset", "Second factors reset by an operator"
+    RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
+    RECOVERY_CODES_ISSUED = "recovery_codes_issued", "Recovery codes issued"
+    REAUTHENTICATED = "reauthenticated", "Re-authenticated"
+    PASSWORD_CHANGED = "password_changed", "Password changed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
+    PASSWORD_RESET = "password_reset", "Password reset"
 
 
 class AuditEvent(models.Model):
@@ -271,3 +302,86 @@ class GoogleAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} (Google {self.sub})"
+
+
+# --- Second factors ------------------------------------------------------------------------
+
+
+class TotpDevice(models.Model):
+    """The user's authenticator app (RFC 6238): its shared secret, stored encrypted."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="totp_device")
+    secret_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Null until the user proved the app works by entering a code: only then does it count.
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The time step of the last code accepted: a code (and any older one) works once.
+    last_used_step = models.BigIntegerField(default=0, editable=False)
+
+    def __str__(self) -> str:
+        return f"Authenticator app of {self.user}"
+
+
+class RecoveryCode(models.Model):
+    """A single-use code for when the authenticator is lost; only a keyed hash is stored."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Recovery code of {self.user} ({'used' if self.used_at else 'unused'})"
+
+
+class Passkey(models.Model):
+    """A WebAuthn credential: a second factor, and a first one where the browser offers it."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="passkeys")
+    name = models.CharField(max_length=100)
+    credential_id = models.CharField(max_length=1400, unique=True)  # base64url, as browsers send it
+    public_key = models.BinaryField()
+    sign_count = models.BigIntegerField(default=0)
+    transports = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"Passkey {self.name!r} of {self.user}"
+
+
+class ChallengePurpose(models.TextChoices):
+    SECOND_FACTOR = "second_factor", "Second factor at sign-in"
+    PASSKEY_SIGN_IN = "passkey_sign_in", "Passkey sign-in"
+    PASSKEY_REGISTRATION = "passkey_registration", "Passkey registration"
+
+
+class SignInChallenge(models.Model):
+    """A ceremony half done: the ``mfaToken`` of a sign-in that still needs its second factor,
+    or the WebAuthn challenge of a passkey sign-in or registration. Single use, short-lived;
+    only a hash of the token is stored."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    purpose = models.CharField(max_length=32, choices=ChallengePurpose.choices)
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    first_factor = models.CharField(max_length=16, choices=AuthMethod.choices, blank=True)
+    session_id = models.UUIDField(null=True, blank=True)  # a registration belongs to one session
+    webauthn_challenge = models.BinaryField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(purpose__in=ChallengePurpose.values),
+                name="accounts_challenge_purpose_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} challenge ({self.user or 'anyone'})"

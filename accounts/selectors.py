@@ -9,14 +9,15 @@ from functools import cache
 from typing import Protocol
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts import session_cache
-from accounts.models import Session, User
+from accounts.models import Passkey, RecoveryCode, SecondFactor, Session, TotpDevice, User
 from accounts.session_cache import CachedClaims
 from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, PortalToken
-from config.errors import AccountDisabled, SessionEnded, SessionIdle, TokenNotValid
+from config.errors import AccountDisabled, MfaEnrolmentRequired, SessionEnded, SessionIdle, TokenNotValid
 
 
 class ScopeClaim(Protocol):
@@ -39,6 +40,29 @@ def user_scope_claim(*, user: User) -> str:
     return _scope_claim_function(settings.SCOPE_CLAIM_FUNCTION)(user=user)
 
 
+def user_second_factors(*, user: User) -> list[str]:
+    """The second factors the user can sign in with, in the order the app offers them (one query)."""
+    found = (
+        User.objects.filter(pk=user.pk)
+        .annotate(
+            totp=Exists(TotpDevice.objects.filter(user=OuterRef("pk"), confirmed_at__isnull=False)),
+            webauthn=Exists(Passkey.objects.filter(user=OuterRef("pk"))),
+            recovery=Exists(RecoveryCode.objects.filter(user=OuterRef("pk"), used_at=None)),
+        )
+        .values("totp", "webauthn", "recovery")
+        .first()
+    ) or {}
+    factors = [name for name in (SecondFactor.TOTP, SecondFactor.WEBAUTHN) if found.get(name.value)]
+    if factors and found.get("recovery"):
+        factors.append(SecondFactor.RECOVERY)
+    return [str(factor.value) for factor in factors]
+
+
+def user_mfa_required(*, user: User) -> bool:
+    """Whether the user must have a second factor: an operator said so, or staff under the policy."""
+    return user.mfa_required or (user.is_staff and settings.MFA_REQUIRED_FOR_STAFF)
+
+
 def user_claims(*, user: User) -> CachedClaims:
     return CachedClaims(
         email=user.email,
@@ -48,6 +72,8 @@ def user_claims(*, user: User) -> CachedClaims:
         staff=user.is_staff,
         operator=user.is_operator,
         claims_version=user.claims_version,
+        mfa_required=user_mfa_required(user=user),
+        mfa_enrolled=bool(user_second_factors(user=user)),
     )
 
 
@@ -129,6 +155,12 @@ def session_live(*, token: PortalToken) -> LiveSession:
     )
 
 
+def second_factor_policy_check(*, live: LiveSession, allowed: bool = False) -> None:
+    """A user who must have a second factor and has none may only set one up (``allowed`` views)."""
+    if live.claims.mfa_required and not live.claims.mfa_enrolled and not allowed:
+        raise MfaEnrolmentRequired()
+
+
 def session_active_list(*, user: User) -> list[Session]:
     """The user's sessions that can still be used: not revoked, not past their end, not idle."""
     sessions = list(
@@ -155,3 +187,27 @@ def sessions_signed_by_count(*, signed_until: datetime | None) -> int:
         latest = int(signed_until.timestamp() + KEYS_DIR_RECHECK_SECONDS)
         live = live.filter(current_refresh_payload__iat__lte=latest)
     return live.count()
+
+
+@dataclass(frozen=True)
+class SecurityOverview:
+    totp: bool
+    passkeys: list[Passkey]
+    recovery_codes_left: int
+    mfa_required: bool
+    has_password: bool
+    reauthenticated_until: datetime | None
+
+
+def security_overview(*, user_id: int, session_id: uuid.UUID) -> SecurityOverview:
+    user = User.objects.get(pk=user_id)
+    session = Session.objects.filter(pk=session_id).only("authenticated_at").first()
+    until = session.authenticated_at + settings.REAUTHENTICATION_WINDOW if session else None
+    return SecurityOverview(
+        totp=TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists(),
+        passkeys=list(Passkey.objects.filter(user=user)),
+        recovery_codes_left=RecoveryCode.objects.filter(user=user, used_at=None).count(),
+        mfa_required=user_mfa_required(user=user),
+        has_password=user.has_usable_password(),
+        reauthenticated_until=until if until and until > timezone.now() else None,
+    )

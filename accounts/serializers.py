@@ -100,6 +100,10 @@ class SessionSerializer(serializers.Serializer):
     lastSeenAt = serializers.DateTimeField(source="last_seen_at")
     userAgent = serializers.CharField(source="user_agent")
     ip = serializers.IPAddressField(allow_null=True)
+    amr = serializers.ListField(
+        child=serializers.CharField(),
+        help_text='How the sign-in was proven, e.g. ["password", "totp"] or ["passkey"].',
+    )
     current = serializers.BooleanField()
 
 

@@ -31,6 +31,7 @@ from accounts.models import (
 )
 from accounts.selectors import LiveSession, session_live, user_claims, user_scope_claim, uuid_or_none
 from accounts.tokens import AccessToken, RefreshToken
+from config import metrics
 from config.errors import (
     AccountDisabled,
     AuthUnavailable,
@@ -54,6 +55,7 @@ class IssuedTokens:
 
     user: User
     session_id: uuid.UUID
+    scope: str  # the access token's scope claim, computed once per sign-in or refresh
     access_token: str
     access_expires_at: datetime
     refresh_token: str
@@ -63,13 +65,15 @@ class IssuedTokens:
 # --- tokens ----------------------------------------------------------------------------------
 
 
-def access_token_issue(*, user: User, session_id: uuid.UUID, session_expires_at: datetime) -> AccessToken:
-    """An access token carrying the user's current claims."""
+def access_token_issue(
+    *, user: User, session_id: uuid.UUID, session_expires_at: datetime, scope: str | None = None
+) -> AccessToken:
+    """An access token carrying the user's current claims (``scope``: when already computed)."""
     return AccessToken.issue(
         claims={
             "sub": str(user.pk),
             "email": user.email,
-            "scope": user_scope_claim(user=user),
+            "scope": user_scope_claim(user=user) if scope is None else scope,
             "sid": str(session_id),
             "cv": user.claims_version,
         },
@@ -88,11 +92,17 @@ def _refresh_payload(*, user: User, session: Session, now: datetime) -> dict:
 
 
 def _issued(*, user: User, session: Session, refresh_payload: dict) -> IssuedTokens:
-    access = access_token_issue(user=user, session_id=session.pk, session_expires_at=session.expires_at)
+    """The tokens of a sign-in or refresh; the user's claims are computed once and cached for the session."""
+    claims = user_claims(user=user)
+    session_cache.claims_cache_write(user_id=user.pk, claims=claims)
+    access = access_token_issue(
+        user=user, session_id=session.pk, session_expires_at=session.expires_at, scope=claims.scope
+    )
     refresh = RefreshToken.from_payload(refresh_payload)
     return IssuedTokens(
         user=user,
         session_id=session.pk,
+        scope=claims.scope,
         access_token=str(access),
         access_expires_at=access.expires_at,
         refresh_token=str(refresh),
@@ -122,6 +132,7 @@ def user_password_authenticate(*, email: str, password: str, origin: RequestOrig
             origin=origin,
             detail="unknown email" if user is None else "wrong password",
         )
+        metrics.login_record(method=AuthMethod.PASSWORD, result=InvalidCredentials.default_code)
         raise InvalidCredentials()
     if not user.is_active:
         # Only after a correct password: the account's state is not told to someone guessing.
@@ -132,12 +143,18 @@ def user_password_authenticate(*, email: str, password: str, origin: RequestOrig
             origin=origin,
             detail="account disabled",
         )
+        metrics.login_record(method=AuthMethod.PASSWORD, result=AccountDisabled.default_code)
         raise AccountDisabled()
     return user
 
 
-def session_start(*, user: User, method: str, origin: RequestOrigin) -> IssuedTokens:
-    """Open a session (one refresh family) after any successful authentication, and issue its tokens."""
+def session_start(
+    *, user: User, method: str, origin: RequestOrigin, second_factor: str | None = None
+) -> IssuedTokens:
+    """Open a session (one refresh family) after any successful authentication, and issue its tokens.
+
+    ``second_factor``: the factor the sign-in also proved (``amr`` records both).
+    """
     if not user.is_active:
         raise AccountDisabled()
     now = timezone.now()
@@ -145,6 +162,8 @@ def session_start(*, user: User, method: str, origin: RequestOrigin) -> IssuedTo
         id=uuid.uuid4(),
         user=user,
         method=method,
+        amr=[method, second_factor] if second_factor else [method],
+        authenticated_at=now,
         created_at=now,
         last_seen_at=now,
         expires_at=now + settings.JWT_SESSION_MAX,
@@ -154,7 +173,9 @@ def session_start(*, user: User, method: str, origin: RequestOrigin) -> IssuedTo
     refresh_payload = _refresh_payload(user=user, session=session, now=now)
     session.current_refresh_jti = refresh_payload["jti"]
     session.current_refresh_payload = refresh_payload
-    session.full_clean()
+    # Built entirely here: the fields are validated, the constraints hold by construction (and
+    # the database enforces them); checking them would cost a query each on every sign-in.
+    session.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
         session.save(force_insert=True)
         User.objects.filter(pk=user.pk).update(last_login=now)
@@ -164,9 +185,10 @@ def session_start(*, user: User, method: str, origin: RequestOrigin) -> IssuedTo
             method=method,
             origin=origin,
             session_id=session.pk,
+            detail=f"with {second_factor}" if second_factor else "",
         )
     session_cache.session_timer_start(session_id=session.pk, user_id=user.pk, ends_at=session.expires_at)
-    session_cache.claims_cache_write(user_id=user.pk, claims=user_claims(user=user))
+    metrics.login_record(method=method, result="success")
     return _issued(user=user, session=session, refresh_payload=refresh_payload)
 
 
@@ -231,7 +253,6 @@ def refresh_token_rotate(*, token: str, origin: RequestOrigin) -> IssuedTokens:
     session_cache.session_timer_start(
         session_id=session.pk, user_id=session.user_id, ends_at=session.expires_at
     )
-    session_cache.claims_cache_write(user_id=session.user_id, claims=user_claims(user=session.user))
     return _issued(user=session.user, session=session, refresh_payload=payload)
 
 
@@ -257,6 +278,7 @@ def _refresh_lost_race(*, session: Session, jti: str, now: datetime, origin: Req
         session_id=session.pk,
         detail="a retired refresh token was presented again; session revoked",
     )
+    metrics.refresh_reuse_record()
     raise RefreshTokenReused()
 
 
@@ -298,6 +320,7 @@ def _session_rows_revoke(
                 session_id=session.pk,
                 detail=f"reason: {reason}{by}",
             )
+    metrics.sessions_revoked_record(reason=reason, count=revoked)
     return revoked
 
 

@@ -11,8 +11,8 @@ that every authenticated request reads in one round trip (``get_many``):
   revocation and re-wrote the idle timer cannot bring the session back: the marker wins.
   If the marker cannot be written, the revocation is refused (503) and the database is not
   touched, so the answer the user gets is always the truth.
-* ``auth:claims:v2:<uid>`` — the user's email, name, scope, active and staff flags and
-  claims version: what gateways are told about the user, and what the API's views see of
+* ``auth:claims:v3:<uid>`` — the user's email, name, scope, active and staff flags,
+  claims version and second-factor state: what gateways are told about the user, and what the API's views see of
   them (``accounts.models.SessionUser``), so an authenticated request reads no database row. Services forget it whenever they change those facts; it also expires after
   ``CLAIMS_CACHE_TTL``, so a change made behind the services' back (a shell, a data
   migration) reaches ``/validate`` within that time.
@@ -53,7 +53,7 @@ def _revoked_key(session_id: uuid.UUID | str) -> str:
 
 def _claims_key(user_id: int) -> str:
     # The version names the shape of the entry: a new shape reads no entry an older release wrote.
-    return f"auth:claims:v2:{user_id}"
+    return f"auth:claims:v3:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class CachedClaims:
     staff: bool
     operator: bool
     claims_version: int
+    mfa_required: bool  # the user must have a second factor (staff policy, or an operator said so)
+    mfa_enrolled: bool  # the user has one
 
 
 @dataclass(frozen=True)

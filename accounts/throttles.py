@@ -10,6 +10,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from accounts.authentication import client_ip
 from accounts.devices import device_nonce
 from accounts.emails import email_canonical_or_none
+from config import metrics
 from config.cache import CACHE_ERRORS
 from config.errors import AuthUnavailable
 
@@ -23,9 +24,12 @@ class _CacheThrottle(SimpleRateThrottle):
 
     def allow_request(self, request, view) -> bool:
         try:
-            return super().allow_request(request, view)
+            allowed = super().allow_request(request, view)
         except CACHE_ERRORS as error:  # the cache is down: refuse rather than allow unlimited guessing
             raise AuthUnavailable() from error
+        if not allowed:
+            metrics.login_throttled_record(throttle=self.scope)
+        return allowed
 
 
 class LoginIPThrottle(_CacheThrottle):

@@ -168,6 +168,14 @@ def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
     return kid
 
 
+def key_file_created(keys_dir: Path, kid: str) -> datetime | None:
+    """When the key ``kid`` was written to the directory (its file's mtime); None without a file."""
+    try:
+        return datetime.fromtimestamp((keys_dir / f"{kid}.pem").stat().st_mtime, tz=UTC)
+    except OSError:
+        return None
+
+
 def _keys_dir_mtime(keys_dir: Path) -> float | None:
     try:
         return keys_dir.stat().st_mtime

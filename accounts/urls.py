@@ -4,7 +4,7 @@ import uuid
 
 from django.urls import path, register_converter
 
-from accounts import views
+from accounts import security_views, views
 
 
 class AnyCaseUUIDConverter:
@@ -34,4 +34,35 @@ urlpatterns = [
     path("api/auth/validate", views.ValidateView.as_view(), name="auth-validate"),
     path("api/auth/csrf", views.CsrfView.as_view(), name="auth-csrf"),
     path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
+    # Second factors, passkeys, re-authentication, passwords (accounts/security_views.py).
+    path("api/auth/mfa", security_views.SecurityOverviewView.as_view(), name="auth-mfa"),
+    path("api/auth/mfa/verify", security_views.MfaVerifyView.as_view(), name="auth-mfa-verify"),
+    path("api/auth/mfa/options", security_views.MfaOptionsView.as_view(), name="auth-mfa-options"),
+    path("api/auth/mfa/totp", security_views.TotpView.as_view(), name="auth-mfa-totp"),
+    path("api/auth/mfa/totp/confirm", security_views.TotpConfirmView.as_view(), name="auth-mfa-totp-confirm"),
+    path("api/auth/mfa/recovery-codes", security_views.RecoveryCodesView.as_view(), name="auth-mfa-recovery"),
+    path("api/auth/mfa/passkeys", security_views.PasskeyListView.as_view(), name="auth-mfa-passkeys"),
+    path(
+        "api/auth/mfa/passkeys/options",
+        security_views.PasskeyRegistrationOptionsView.as_view(),
+        name="auth-mfa-passkeys-options",
+    ),
+    path(
+        "api/auth/mfa/passkeys/<int:passkey_id>",
+        security_views.PasskeyDetailView.as_view(),
+        name="auth-mfa-passkey",
+    ),
+    path(
+        "api/auth/passkey/options", security_views.PasskeyOptionsView.as_view(), name="auth-passkey-options"
+    ),
+    path("api/auth/passkey", security_views.PasskeySignInView.as_view(), name="auth-passkey"),
+    path("api/auth/reauthenticate", security_views.ReauthenticateView.as_view(), name="auth-reauthenticate"),
+    path("api/auth/password", security_views.PasswordChangeView.as_view(), name="auth-password"),
+    path("api/auth/password/reset", security_views.PasswordResetView.as_view(), name="auth-password-reset"),
+    path(
+        "api/auth/password/reset/confirm",
+        security_views.PasswordResetConfirmView.as_view(),
+        name="auth-password-reset-confirm",
+    ),
+    path("api/auth/admin-session", security_views.AdminSessionView.as_view(), name="auth-admin-session"),
 ]

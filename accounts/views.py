@@ -7,7 +7,7 @@ import uuid
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -28,7 +28,9 @@ from accounts.devices import device_cookie_set
 from accounts.google import google_sign_in_enabled
 from accounts.google_sign_in import google_sign_in
 from accounts.models import AuthMethod
-from accounts.selectors import session_active_list, session_live, user_profile
+from accounts.second_factors import SignInStep, sign_in_step
+from accounts.security_serializers import MfaChallengeSerializer
+from accounts.selectors import second_factor_policy_check, session_active_list, session_live, user_profile
 from accounts.serializers import (
     DELIVERY_BODY,
     DELIVERY_COOKIE,
@@ -45,13 +47,12 @@ from accounts.services import (
     refresh_token_rotate,
     session_activity_record,
     session_logout,
-    session_start,
     user_password_authenticate,
     user_session_revoke,
 )
 from accounts.throttles import LoginAccountThrottle, LoginIPThrottle
 from accounts.tokens import key_ring
-from config import errors
+from config import errors, metrics
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
 JWKS_MAX_AGE = 300
@@ -62,7 +63,7 @@ def login_response(*, issued: IssuedTokens, token_delivery: str) -> Response:
     """The 200 answer to a sign-in or refresh: cookies, or the tokens in the body for non-browsers."""
     now = timezone.now()
     body = {
-        "user": user_profile(user=issued.user),
+        "user": user_profile(user=issued.user, scope=issued.scope),
         "expiresIn": int((issued.access_expires_at - now).total_seconds() * 1000),
         "refreshTokenExpiresIn": int((issued.refresh_expires_at - now).total_seconds() * 1000),
     }
@@ -73,6 +74,21 @@ def login_response(*, issued: IssuedTokens, token_delivery: str) -> Response:
         auth_cookies_set(response, issued=issued)
     response["Cache-Control"] = "no-store"  # RFC 6749 section 5.1: token responses are never cached
     return response
+
+
+def sign_in_step_response(*, step: SignInStep, token_delivery: str) -> Response:
+    """A session's tokens, or, when a second factor is needed, the ``mfaToken`` for it (no cookies)."""
+    if step.issued is not None:
+        return login_response(issued=step.issued, token_delivery=token_delivery)
+    body = {"mfaRequired": True, "methods": list(step.methods), "mfaToken": step.mfa_token}
+    return Response(MfaChallengeSerializer(body).data, headers={"Cache-Control": "no-store"})
+
+
+SIGN_IN_RESPONSE = PolymorphicProxySerializer(
+    component_name="SignInResponse",
+    serializers=[TokenResponseSerializer, MfaChallengeSerializer],
+    resource_type_field_name=None,
+)
 
 
 class PublicAPIView(APIView):
@@ -90,18 +106,25 @@ class SignInAPIView(PublicAPIView):
     """
 
     throttle_classes = [LoginIPThrottle, LoginAccountThrottle]
+    auth_method = "other"  # what a throttled attempt is counted as (portal_logins_total's method)
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)
         browser_origin_check(request)
 
+    def throttled(self, request: Request, wait: float | None) -> None:
+        metrics.login_record(method=self.auth_method, result=errors.Throttled.default_code)
+        super().throttled(request, wait)
+
 
 class LoginView(SignInAPIView):
+    auth_method = AuthMethod.PASSWORD
+
     @extend_schema(
         operation_id="auth_login",
         request=LoginInputSerializer,
         responses={
-            200: TokenResponseSerializer,
+            200: SIGN_IN_RESPONSE,
             **error_responses(
                 *SIGN_IN_ERRORS,
                 errors.InvalidCredentials,
@@ -116,14 +139,16 @@ class LoginView(SignInAPIView):
         serializer.is_valid(raise_exception=True)
         data, origin = serializer.validated_data, request_origin(request)
         user = user_password_authenticate(email=data["email"], password=data["password"], origin=origin)
-        issued = session_start(user=user, method=AuthMethod.PASSWORD, origin=origin)
-        response = login_response(issued=issued, token_delivery=data["tokenDelivery"])
-        if data["tokenDelivery"] == DELIVERY_COOKIE:  # a browser: it keeps cookies
+        step = sign_in_step(user=user, method=AuthMethod.PASSWORD, origin=origin)
+        response = sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
+        if data["tokenDelivery"] == DELIVERY_COOKIE:  # a browser that knows the password: it keeps cookies
             device_cookie_set(response, email=user.email)
         return response
 
 
 class GoogleSignInView(SignInAPIView):
+    auth_method = AuthMethod.GOOGLE
+
     def initial(self, request: Request, *args, **kwargs) -> None:
         if not google_sign_in_enabled():  # switched off: as if the endpoint did not exist
             raise errors.NotFound()
@@ -133,7 +158,7 @@ class GoogleSignInView(SignInAPIView):
         operation_id="auth_google",
         request=GoogleSignInInputSerializer,
         responses={
-            200: TokenResponseSerializer,
+            200: SIGN_IN_RESPONSE,
             **error_responses(
                 *SIGN_IN_ERRORS,
                 errors.InvalidGoogleToken,
@@ -156,8 +181,8 @@ class GoogleSignInView(SignInAPIView):
         serializer = GoogleSignInInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        issued = google_sign_in(credential=data["credential"], origin=request_origin(request))
-        return login_response(issued=issued, token_delivery=data["tokenDelivery"])
+        step = google_sign_in(credential=data["credential"], origin=request_origin(request))
+        return sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
 
 
 # Refresh failures that end the browser's sign-in: its cookies go too.
@@ -224,6 +249,8 @@ class LogoutView(PublicAPIView):
 
 
 class MeView(APIView):
+    allowed_before_enrolment = True
+
     @extend_schema(
         operation_id="auth_me", responses={200: UserSerializer, **error_responses(*AUTHENTICATION_ERRORS)}
     )
@@ -233,6 +260,8 @@ class MeView(APIView):
 
 
 class SessionListView(APIView):
+    allowed_before_enrolment = True
+
     @extend_schema(
         operation_id="auth_sessions_list",
         responses={200: SessionSerializer(many=True), **error_responses(*AUTHENTICATION_ERRORS)},
@@ -246,6 +275,8 @@ class SessionListView(APIView):
 
 
 class SessionDetailView(APIView):
+    allowed_before_enrolment = True
+
     @extend_schema(
         operation_id="auth_sessions_revoke",
         responses={204: None, **error_responses(*AUTHENTICATION_ERRORS, errors.NotFound)},
@@ -261,6 +292,7 @@ def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
     if raw is None:
         raise errors.NotAuthenticated()
     live = session_live(token=access_token_verify(raw))
+    second_factor_policy_check(live=live)
     session_activity_record(live=live, write_last_seen=False)
     return {
         "X-Auth-User-Id": str(live.user_id),

@@ -100,3 +100,35 @@ def database_from_url(url: str) -> dict:
             "OPTIONS": options,
         }
     raise ImproperlyConfigured(f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite or postgres)")
+
+
+_EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "smtps": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+    "dummy": "django.core.mail.backends.dummy.EmailBackend",
+}
+
+
+def email_from_url(url: str) -> dict:
+    """Django's EMAIL_* settings from ``smtp://user:pass@host:587`` (STARTTLS), ``smtps://...:465``
+    (TLS from the start), ``console://``, ``locmem://`` or ``dummy://``."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _EMAIL_BACKENDS:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL scheme {scheme!r} is not supported (use {', '.join(_EMAIL_BACKENDS)})."
+        )
+    email = {"EMAIL_BACKEND": _EMAIL_BACKENDS[scheme]}
+    if scheme in {"smtp", "smtps"}:
+        email.update(
+            EMAIL_HOST=parts.hostname or "localhost",
+            EMAIL_PORT=parts.port or (465 if scheme == "smtps" else 587),
+            EMAIL_HOST_USER=unquote(parts.username or ""),
+            EMAIL_HOST_PASSWORD=unquote(parts.password or ""),
+            EMAIL_USE_SSL=scheme == "smtps",
+            EMAIL_USE_TLS=scheme == "smtp",  # STARTTLS: never plain text to the mail server
+            EMAIL_TIMEOUT=10,
+        )
+    return email

@@ -75,6 +75,14 @@ class InvalidCredentials(PortalError):
     default_detail = "The email or password is not correct."
 
 
+class InvalidSecondFactor(PortalError):
+    """A wrong, reused or expired second-factor code or passkey assertion."""
+
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "invalid_second_factor"
+    default_detail = "The code is not valid, or was already used. Enter the current code."
+
+
 class InvalidGoogleToken(PortalError):
     """Signature, audience, issuer, expiry, key id or authorized party do not check out."""
 
@@ -140,6 +148,26 @@ class ForeignOrigin(CsrfFailed):
     default_detail = "This origin may not use the API with the browser's cookies."
 
 
+class MfaTokenInvalid(PortalError):
+    """The ``mfaToken`` of a sign-in step is unknown, used, expired, or worn out by wrong codes."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "mfa_token_invalid"
+    default_detail = "This sign-in step has expired or was already used; please sign in again."
+
+
+class MfaEnrolmentRequired(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "mfa_enrolment_required"
+    default_detail = "Set up a second factor (an authenticator app or a passkey) before using the portal."
+
+
+class ReauthenticationRequired(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "reauthentication_required"
+    default_detail = "Confirm it is you: enter your password or a second factor again, then retry."
+
+
 class EmailNotVerified(PortalError):
     status_code = status.HTTP_403_FORBIDDEN
     default_code = "email_not_verified"
@@ -159,6 +187,10 @@ class NotFound(PortalError):
     status_code = status.HTTP_404_NOT_FOUND
     default_code = "not_found"
     default_detail = "Not found."
+
+
+class StorageExpansionNotFound(NotFound):
+    default_detail = "No storage expansion is waiting for an operator on this cluster."
 
 
 class MethodNotAllowed(PortalError):
@@ -190,6 +222,49 @@ class GitopsValuesConflict(PortalError):
             if problem
             else None
         )
+
+
+class ConfirmationRequired(PortalError):
+    """A change that can lose data (scaling a cluster down) was sent without ``"confirm": true``."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "confirmation_required"
+    default_detail = (
+        'This change can lose data: nothing was changed. Send it again with "confirm": true to go ahead.'
+    )
+
+
+class StorageExpansionPending(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "storage_expansion_pending"
+    default_detail = (
+        "A storage expansion of this cluster is already waiting for an operator: nothing was changed. "
+        "Cancel it before asking for another size."
+    )
+
+
+class RotationInProgress(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "rotation_in_progress"
+    default_detail = "A key rotation of this cluster is in progress: nothing was changed. Finish it before starting another."
+
+
+class NoRotationInProgress(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "no_rotation_in_progress"
+    default_detail = "No key rotation of this cluster is in progress."
+
+
+class AlreadyEnrolled(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "already_enrolled"
+    default_detail = "An authenticator app is already set up; remove it before setting up another."
+
+
+class InvalidResetToken(PortalError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_reset_token"
+    default_detail = "This password reset link is not valid: it was used, it expired, or it was altered. Ask for a new one."
 
 
 class RequestTooLarge(PortalError):

@@ -27,6 +27,8 @@ _SENSITIVE_KEY = re.compile(
 # Three base64url segments, the first starting with the encoding of '{"': a JWT.
 _JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# The credentials of a URL (postgres://user:password@host, rediss://:password@host).
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*:[^/\s@]*@")
 # `password=...`, `"api_key": "..."`, `?token=...` inside free text such as a request line.
 _KEY_VALUE = re.compile(
     r"""(?ix)
@@ -48,8 +50,9 @@ _OUTPUT_FIELDS = ("time", "level", "logger", "message", "request_id", "exception
 
 
 def text_redact(text: str) -> str:
-    """The text with JWTs, bearer credentials and `secret=value` pairs replaced."""
+    """The text with JWTs, bearer credentials, URL credentials and `secret=value` pairs replaced."""
     text = _JWT.sub("[REDACTED_JWT]", text)
+    text = _URL_CREDENTIALS.sub(lambda match: f"{match.group(1)}{REDACTED}@", text)
     text = _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
 
     def _pair(match: re.Match[str]) -> str:

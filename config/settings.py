@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
     database_from_url,
+    email_from_url,
     env_bool,
     env_duration,
     env_file_load,
@@ -43,9 +44,14 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+# The pod's own address (Kubernetes downward API): Prometheus scrapes /metrics with it as Host.
+POD_IP = env_str("POD_IP")
+if POD_IP:
+    ALLOWED_HOSTS.append(f"[{POD_IP}]" if ":" in POD_IP else POD_IP)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin, signed in to through the portal's sign-in (accounts/admin_site.py).
+    "accounts.apps.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -57,12 +63,15 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "clusters",
+    "operations",
     "frontend",
 ]
 
 MIDDLEWARE = [
     # First, so that every response (redirects and errors too) carries X-Request-ID.
     "config.middleware.RequestIdMiddleware",
+    # Next, so that every answer is counted and timed, whichever middleware gave it.
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -111,6 +120,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads (and the gitops lock) share one file: wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # libpq waits for ever on a server that accepts connections but does not answer (hung, or
+    # gone behind a proxy): give up after a few seconds, answered 503 database_unavailable.
+    # DATABASE_URL's query may say otherwise (?connect_timeout=10).
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -183,6 +197,30 @@ TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 GOOGLE_CLIENT_IDS = env_list("GOOGLE_CLIENT_IDS")
 GOOGLE_ALLOWED_DOMAINS = [d.lower() for d in env_list("GOOGLE_ALLOWED_DOMAINS")]
 
+# Second factors, passkeys, passwords (see README "Account security").
+MFA_REQUIRED_FOR_STAFF = env_bool("MFA_REQUIRED_FOR_STAFF", not DEBUG)
+REAUTHENTICATION_WINDOW = env_duration("REAUTHENTICATION_WINDOW", "5m")
+MFA_TOKEN_TTL = env_duration("MFA_TOKEN_TTL", "5m")
+# Passkeys are bound to a domain: by default the host the request names, and its origin.
+WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID")
+WEBAUTHN_ORIGINS = env_list("WEBAUTHN_ORIGINS")
+# The browser app's public address, for links in emails (a password reset).
+PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+PASSWORD_RESET_TIMEOUT = int(env_duration("PASSWORD_RESET_TIMEOUT", "1h").total_seconds())
+EMAIL_SEND_IN_BACKGROUND = env_bool("EMAIL_SEND_IN_BACKGROUND", True)
+# Mail: smtp://user:pass@host:587 (STARTTLS) or smtps://...:465; console:// under `make run`.
+# Unset without DEBUG: nothing is sent (a password reset logs that it could not be).
+_email = email_from_url(env_str("EMAIL_URL", "console://" if DEBUG else "dummy://"))
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = _email.get("EMAIL_TIMEOUT")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Qdrant Portal <portal@qdrant-portal.local>")
+
 # --- Clusters -----------------------------------------------------------------------------
 
 REPLICAS_MIN = env_int("REPLICAS_MIN", 1)
@@ -254,7 +292,8 @@ CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
 SESSION_COOKIE_SECURE = AUTH_COOKIE_SECURE
 
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Probes and Prometheus reach the pod directly over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
@@ -265,6 +304,24 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 # Google's sign-in popup reports back to its opener, which "same-origin" would cut off.
 if GOOGLE_CLIENT_IDS:
     SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin-allow-popups"
+
+# --- Operations: metrics and error reporting ----------------------------------------------
+
+# /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`; unset, it does not exist (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# gunicorn's workers share their metrics through files here (prometheus-client's multiprocess
+# mode, which reads the variable itself); unset, each process counts for itself.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory.")
+
+# Errors go to Sentry when SENTRY_DSN is set, scrubbed of tokens, cookies, passwords and keys.
+SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")
+if SENTRY_DSN:
+    from config.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
 
 # --- REST framework and OpenAPI -----------------------------------------------------------
 

@@ -12,6 +12,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     path("", include("accounts.urls")),
     path("api/", include("clusters.urls")),
+    # GET /api/system/status (staff) and GET /metrics (Prometheus, with METRICS_TOKEN).
+    path("", include("operations.urls")),
     # Anything else under /api/ answers the contract's JSON 404, also with DEBUG on.
     re_path(r"^(api|\.well-known)/", exceptions.json_not_found),
     path("", include("frontend.urls")),

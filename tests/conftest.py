@@ -197,6 +197,9 @@ _NEEDS = {
     "browser tests (Chromium)": "tests/frontend/test_browser",
     "gateway tests (nginx)": "tests/deploy/test_gateway",
     "PostgreSQL and Redis tests": "tests/deploy/test_multi_replica",
+    "fault suite (PostgreSQL and Redis)": "tests/faults/test_faults",
+    "status outage test (PostgreSQL and Redis)": "tests/operations/test_status_outages",
+    "MariaDB status probe test (MariaDB on 127.0.0.1:3306)": "tests/operations/test_status.py::test_a_live_mariadb",
 }
 
 
@@ -205,6 +208,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for what, prefix in _NEEDS.items():
         missed = [report for report in skipped if report.nodeid.startswith(prefix)]
         if missed:
-            reason = missed[0].longrepr[2] if isinstance(missed[0].longrepr, tuple) else str(missed[0].longrepr)
+            reason = (
+                missed[0].longrepr[2] if isinstance(missed[0].longrepr, tuple) else str(missed[0].longrepr)
+            )
             terminalreporter.write_sep("!", f"NOT RUN: {len(missed)} {what}", yellow=True, bold=True)
             terminalreporter.write_line(reason.removeprefix("Skipped: "))

@@ -18,6 +18,11 @@ atexit.register(shutil.rmtree, _RUN_DIR, ignore_errors=True)
 # A developer's .env (written by `make run`) must not leak into the tests.
 os.environ["PORTAL_ENV_FILE"] = ""
 os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("EMAIL_URL", "locmem://")
+os.environ.setdefault("EMAIL_SEND_IN_BACKGROUND", "0")
+os.environ.setdefault("PUBLIC_URL", "https://portal.example.com")
+# Most tests are not about the staff policy; those that are switch it on.
+os.environ.setdefault("MFA_REQUIRED_FOR_STAFF", "0")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "tests-only-field-encryption-key")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")

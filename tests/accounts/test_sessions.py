@@ -23,7 +23,8 @@ def test_sessions_list_marks_the_current_one(auth_client, user):
     assert len(sessions) == 2
     current = [s for s in sessions if s["current"]]
     assert len(current) == 1
-    assert set(current[0]) == {"id", "createdAt", "lastSeenAt", "userAgent", "ip", "current"}
+    assert set(current[0]) == {"id", "createdAt", "lastSeenAt", "userAgent", "ip", "amr", "current"}
+    assert current[0]["amr"] == ["password"]
     assert current[0]["id"] != [s for s in other.get("/api/auth/sessions").json() if s["current"]][0]["id"]
 
 

@@ -28,7 +28,9 @@ def _fresh_reporter(monkeypatch):
 
 
 @pytest.mark.parametrize("path", ["/api/auth/sessions", "/api/clients", "/api/clients/client1/clusters/main"])
-def test_api_requests_answer_503_with_retry_after_while_the_database_is_gone(bearer_client, user1, cluster1, path):
+def test_api_requests_answer_503_with_retry_after_while_the_database_is_gone(
+    bearer_client, user1, cluster1, path
+):
     client = bearer_client(user1)
     with database_gone():
         response = client.get(path)

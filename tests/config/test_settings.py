@@ -122,6 +122,22 @@ def test_database_url_is_translated_for_postgres_and_sqlite():
     assert database_from_url("sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("", "5"), ("?connect_timeout=2&sslmode=require", "2")],
+)
+def test_postgres_connections_give_up_connecting_unless_told_otherwise(tmp_path, query, expected):
+    """A server that accepts but never answers (hung) must not hold requests forever (tests/faults)."""
+    result = _run_django(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.DATABASES['default']['OPTIONS']['connect_timeout'])",
+        {"DJANGO_DEBUG": "1", "DATABASE_URL": f"postgres://portal@db.internal:5432/portal{query}"},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
 def test_an_env_file_loaded_as_is_keeps_the_default_paths(tmp_path):
     """`.env.example` lists `DJANGO_STATIC_ROOT=` and `PORTAL_VAR_DIR=`: empty means the default."""
     result = _run_django(

@@ -7,18 +7,21 @@ then fail everywhere. Running processes pick changes up within seconds, without 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.selectors import sessions_signed_by_count
-from accounts.tokens import CURRENT_KEY_FILE, keys_dir_add, keys_dir_read
+from accounts.tokens import CURRENT_KEY_FILE, key_file_created, keys_dir_add, keys_dir_read
 
 
 def _created(keys_dir: Path, kid: str) -> datetime:
-    return datetime.fromtimestamp((keys_dir / f"{kid}.pem").stat().st_mtime, tz=UTC)
+    created = key_file_created(keys_dir, kid)
+    if created is None:
+        raise CommandError(f"The file of key {kid} is missing from {keys_dir}.")
+    return created
 
 
 def _successor_created(keys_dir: Path, kid: str, keys: dict) -> datetime | None:
@@ -81,7 +84,7 @@ class Command(BaseCommand):
             self.stdout.write(f"No keys in {keys_dir}.")
             return
         for kid in keys:
-            created = datetime.fromtimestamp((keys_dir / f"{kid}.pem").stat().st_mtime, tz=UTC)
+            created = _created(keys_dir, kid)
             role = "signing" if kid == current else "verification"
             self.stdout.write(f"{kid}  {role:<12}  {created:%Y-%m-%d %H:%M:%S}Z")
         if current is None:

@@ -1,0 +1,123 @@
+"""Password change (signed in) and reset by email (signed out).
+
+A reset link carries Django's token (``default_token_generator``): it is bound to the user's
+password hash and last sign-in, so it works once, and for ``PASSWORD_RESET_TIMEOUT``. A reset
+ends every session but never removes a second factor: the user still needs it to sign in.
+A request for an unknown address answers exactly as one for a known address, and the email is
+sent after the answer, so neither the answer nor its timing tells whether the address exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+
+from accounts.audit import RequestOrigin, audit_event_record
+from accounts.emails import email_canonical_or_none
+from accounts.models import AuditEventType, SessionRevokedReason, User
+from accounts.services import sessions_revoke
+from config.errors import InvalidRequest, InvalidResetToken
+
+logger = logging.getLogger(__name__)
+
+
+def _new_password_check(password: str, user: User, field: str) -> None:
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise InvalidRequest(fields={field: list(error.messages)}) from error
+
+
+def password_change(
+    *, user_id: int, session_id: uuid.UUID, current_password: str, new_password: str, origin: RequestOrigin
+) -> None:
+    """Set a new password; every other session ends, this one stays."""
+    user = User.objects.get(pk=user_id)
+    if not (user.has_usable_password() and user.check_password(current_password)):
+        raise InvalidRequest(fields={"currentPassword": ["The current password is not correct."]})
+    _new_password_check(new_password, user, "newPassword")
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        sessions_revoke(user=user, except_session_id=session_id, reason=SessionRevokedReason.PASSWORD_CHANGE)
+        audit_event_record(
+            type=AuditEventType.PASSWORD_CHANGED, user=user, origin=origin, session_id=session_id
+        )
+
+
+def _reset_link(user: User) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    return f"{settings.PUBLIC_URL}/#/reset/{uid}/{default_token_generator.make_token(user)}"
+
+
+def _reset_email(user: User) -> EmailMultiAlternatives:
+    context = {
+        "user": user,
+        "link": _reset_link(user),
+        "minutes": settings.PASSWORD_RESET_TIMEOUT // 60,
+    }
+    message = EmailMultiAlternatives(
+        subject="Reset your Qdrant Portal password",
+        body=render_to_string("accounts/password_reset_email.txt", context),
+        to=[user.email],
+    )
+    message.attach_alternative(render_to_string("accounts/password_reset_email.html", context), "text/html")
+    return message
+
+
+def _send(message: EmailMultiAlternatives) -> None:
+    try:
+        message.send()
+    except OSError:  # SMTP failures are OSErrors (smtplib.SMTPException included)
+        logger.exception("the password reset email could not be sent")
+
+
+def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
+    """Email a reset link to ``email`` if an active account has it; the caller answers 202 either way."""
+    canonical = email_canonical_or_none(email)
+    user = User.objects.filter(email=canonical, is_active=True).first() if canonical else None
+    audit_event_record(
+        type=AuditEventType.PASSWORD_RESET_REQUESTED,
+        user=user,
+        email=canonical or "",
+        origin=origin,
+        detail="" if user else "no such active account",
+    )
+    if user is None:
+        return
+    if not settings.PUBLIC_URL:
+        logger.warning("password reset email not sent: PUBLIC_URL is not set")
+        return
+    message = _reset_email(user)
+    if settings.EMAIL_SEND_IN_BACKGROUND:
+        # After the answer: the time an SMTP server takes must not tell that the address exists.
+        transaction.on_commit(lambda: threading.Thread(target=_send, args=(message,), daemon=True).start())
+    else:
+        _send(message)
+
+
+def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: RequestOrigin) -> None:
+    """Set the password a valid link allows; every session ends. Second factors stay."""
+    try:
+        user = User.objects.filter(pk=int(urlsafe_base64_decode(uid).decode()), is_active=True).first()
+    except (ValueError, UnicodeDecodeError):
+        user = None
+    if user is None or not default_token_generator.check_token(user, token):
+        raise InvalidResetToken()
+    _new_password_check(new_password, user, "newPassword")
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        sessions_revoke(user=user, reason=SessionRevokedReason.PASSWORD_RESET)
+        audit_event_record(type=AuditEventType.PASSWORD_RESET, user=user, origin=origin)

@@ -1,0 +1,140 @@
+"""Shapes of the account-security API: second factors, passkeys, re-authentication, passwords."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accounts.serializers import DELIVERY_COOKIE, TOKEN_DELIVERY_CHOICES, Base64PasswordField
+
+WEBAUTHN_JSON_MAX = 16_384  # an attestation with certificates is a few kilobytes
+
+
+class _TokenDeliveryMixin(serializers.Serializer):
+    tokenDelivery = serializers.ChoiceField(
+        choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
+    )
+
+
+class WebAuthnJSONField(serializers.JSONField):
+    """A ``PublicKeyCredential`` as ``toJSON()`` gives it: an object, kept small."""
+
+    def to_internal_value(self, data) -> dict:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                "Send the credential as a JSON object (PublicKeyCredential.toJSON())."
+            )
+        if len(str(data)) > WEBAUTHN_JSON_MAX:
+            raise serializers.ValidationError("This credential is far larger than any passkey's.")
+        return data
+
+
+class MfaChallengeSerializer(serializers.Serializer):
+    """A first factor passed; a second one is needed: no cookies were set."""
+
+    mfaRequired = serializers.BooleanField(help_text="Always true here.")
+    methods = serializers.ListField(
+        child=serializers.ChoiceField(choices=["totp", "recovery", "webauthn"]),
+        help_text="The second factors this account can use.",
+    )
+    mfaToken = serializers.CharField(
+        help_text="Opaque, single use, valid 5 minutes: send it to /api/auth/mfa/verify."
+    )
+
+
+class MfaVerifyInputSerializer(_TokenDeliveryMixin):
+    mfaToken = serializers.CharField(max_length=200)
+    code = serializers.CharField(max_length=32, required=False, help_text="A TOTP code or a recovery code.")
+    webauthn = WebAuthnJSONField(
+        required=False, help_text="A passkey assertion (PublicKeyCredential.toJSON())."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if ("code" in attrs) == ("webauthn" in attrs):
+            raise serializers.ValidationError("Send either a code or a passkey assertion (webauthn).")
+        return attrs
+
+
+class MfaTokenInputSerializer(serializers.Serializer):
+    mfaToken = serializers.CharField(max_length=200)
+
+
+class WebAuthnOptionsSerializer(serializers.Serializer):
+    publicKey = serializers.DictField(help_text="For navigator.credentials.get() or create(), as JSON.")
+
+
+class PasskeyCeremonySerializer(WebAuthnOptionsSerializer):
+    token = serializers.CharField(help_text="Send it back with the browser's answer.")
+
+
+class PasskeySignInInputSerializer(_TokenDeliveryMixin):
+    token = serializers.CharField(max_length=200)
+    webauthn = WebAuthnJSONField()
+
+
+class PasskeyRegisterInputSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200)
+    credential = WebAuthnJSONField()
+    name = serializers.CharField(max_length=100, trim_whitespace=True)
+
+
+class PasskeyRenameInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, trim_whitespace=True)
+
+
+class PasskeySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
+
+
+class SecurityOverviewSerializer(serializers.Serializer):
+    totp = serializers.BooleanField(help_text="An authenticator app is set up.")
+    passkeys = PasskeySerializer(many=True)
+    recoveryCodesLeft = serializers.IntegerField()
+    mfaRequired = serializers.BooleanField(help_text="This account must have a second factor.")
+    hasPassword = serializers.BooleanField()
+    reauthenticatedUntil = serializers.DateTimeField(
+        allow_null=True, help_text="Sensitive actions are allowed until then without confirming again."
+    )
+
+
+class TotpEnrolmentSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="Base32, for typing into an authenticator app.")
+    otpauthUri = serializers.CharField()
+    qrCode = serializers.CharField(help_text="The otpauth URI as an SVG QR code (a data: URI).")
+
+
+class CodeInputSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=32)
+
+
+class RecoveryCodesSerializer(serializers.Serializer):
+    recoveryCodes = serializers.ListField(
+        child=serializers.CharField(), help_text="Shown once; each works once."
+    )
+
+
+class ReauthenticateInputSerializer(serializers.Serializer):
+    password = Base64PasswordField(required=False)
+    code = serializers.CharField(max_length=32, required=False, help_text="A TOTP or recovery code.")
+
+    def validate(self, attrs: dict) -> dict:
+        if ("password" in attrs) == ("code" in attrs):
+            raise serializers.ValidationError("Send either your password or a code.")
+        return attrs
+
+
+class PasswordChangeInputSerializer(serializers.Serializer):
+    currentPassword = Base64PasswordField()
+    newPassword = Base64PasswordField()
+
+
+class PasswordResetInputSerializer(serializers.Serializer):
+    email = serializers.CharField(max_length=254)  # not validated further: every answer is the same
+
+
+class PasswordResetConfirmInputSerializer(serializers.Serializer):
+    uid = serializers.CharField(max_length=64)
+    token = serializers.CharField(max_length=128)
+    newPassword = Base64PasswordField()

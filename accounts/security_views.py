@@ -1,0 +1,420 @@
+"""The account-security API: the second step of a sign-in, passkeys, factors, re-authentication,
+password change and reset (see README "Account security")."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import login as django_login
+from django.http import HttpRequest
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import passwords, second_factors
+from accounts.authentication import TokenAuth, request_origin
+from accounts.factors import RelyingParty
+from accounts.models import User
+from accounts.security_serializers import (
+    CodeInputSerializer,
+    MfaTokenInputSerializer,
+    MfaVerifyInputSerializer,
+    PasskeyCeremonySerializer,
+    PasskeyRegisterInputSerializer,
+    PasskeyRenameInputSerializer,
+    PasskeySerializer,
+    PasskeySignInInputSerializer,
+    PasswordChangeInputSerializer,
+    PasswordResetConfirmInputSerializer,
+    PasswordResetInputSerializer,
+    ReauthenticateInputSerializer,
+    RecoveryCodesSerializer,
+    SecurityOverviewSerializer,
+    TotpEnrolmentSerializer,
+    WebAuthnOptionsSerializer,
+)
+from accounts.selectors import security_overview
+from accounts.serializers import TokenResponseSerializer
+from accounts.views import PublicAPIView, SignInAPIView, login_response
+from config import errors
+from config.openapi import AUTHENTICATION_ERRORS, error_responses
+
+SIGN_IN_STEP_ERRORS = (
+    errors.InvalidRequest,
+    errors.InvalidSecondFactor,
+    errors.MfaTokenInvalid,
+    errors.AccountDisabled,
+    errors.ForeignOrigin,
+    errors.Throttled,
+    errors.AuthUnavailable,
+)
+FACTOR_ERRORS = (*AUTHENTICATION_ERRORS, errors.ReauthenticationRequired)
+
+
+def relying_party(request: HttpRequest) -> RelyingParty:
+    """Whom passkeys are for: WEBAUTHN_RP_ID / WEBAUTHN_ORIGINS, else the host this request names."""
+    origin = f"{request.scheme}://{request.get_host()}"
+    rp_id = settings.WEBAUTHN_RP_ID or request.get_host().rsplit(":", 1)[0].strip("[]")
+    return RelyingParty(rp_id=rp_id, origins=tuple(settings.WEBAUTHN_ORIGINS or [origin]))
+
+
+def _auth(request: Request) -> TokenAuth:
+    return request.auth
+
+
+class SensitiveAPIView(APIView):
+    """Needs a recent proof of identity (REAUTHENTICATION_WINDOW): else 403 reauthentication_required."""
+
+    allowed_before_enrolment = True
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method not in ("GET", "HEAD"):
+            second_factors.recent_authentication_require(session_id=_auth(request).session.session_id)
+
+
+# --- The second step of a sign-in, and passkey sign-in -------------------------------------
+
+
+class MfaVerifyView(SignInAPIView):
+    throttle_classes: list = []  # counted per challenge and per account instead
+
+    @extend_schema(
+        operation_id="auth_mfa_verify",
+        request=MfaVerifyInputSerializer,
+        responses={200: TokenResponseSerializer, **error_responses(*SIGN_IN_STEP_ERRORS)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = MfaVerifyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        issued = second_factors.second_factor_verify(
+            mfa_token=data["mfaToken"],
+            code=data.get("code"),
+            assertion=data.get("webauthn"),
+            rp=relying_party(request),
+            origin=request_origin(request),
+        )
+        return login_response(issued=issued, token_delivery=data["tokenDelivery"])
+
+
+class MfaOptionsView(SignInAPIView):
+    throttle_classes: list = []
+
+    @extend_schema(
+        operation_id="auth_mfa_options",
+        request=MfaTokenInputSerializer,
+        responses={200: WebAuthnOptionsSerializer, **error_responses(*SIGN_IN_STEP_ERRORS)},
+        auth=[],
+        description="Passkey options for the second step of a sign-in.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = MfaTokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        options = second_factors.second_factor_options(
+            mfa_token=serializer.validated_data["mfaToken"], rp=relying_party(request)
+        )
+        return Response({"publicKey": options})
+
+
+class PasskeyOptionsView(SignInAPIView):
+    throttle_classes: list = []
+
+    @extend_schema(
+        operation_id="auth_passkey_options",
+        request=None,
+        responses={
+            200: PasskeyCeremonySerializer,
+            **error_responses(errors.ForeignOrigin, errors.AuthUnavailable),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        token, options = second_factors.passkey_sign_in_options(rp=relying_party(request))
+        return Response({"token": token, "publicKey": options})
+
+
+class PasskeySignInView(SignInAPIView):
+    throttle_classes: list = []
+
+    @extend_schema(
+        operation_id="auth_passkey",
+        request=PasskeySignInInputSerializer,
+        responses={200: TokenResponseSerializer, **error_responses(*SIGN_IN_STEP_ERRORS)},
+        auth=[],
+        description="Sign in with a passkey alone (a discoverable credential, with user verification).",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PasskeySignInInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        issued = second_factors.passkey_sign_in(
+            token=data["token"],
+            assertion=data["webauthn"],
+            rp=relying_party(request),
+            origin=request_origin(request),
+        )
+        return login_response(issued=issued, token_delivery=data["tokenDelivery"])
+
+
+# --- Factors --------------------------------------------------------------------------------
+
+
+class SecurityOverviewView(APIView):
+    allowed_before_enrolment = True
+
+    @extend_schema(
+        operation_id="auth_mfa",
+        responses={200: SecurityOverviewSerializer, **error_responses(*AUTHENTICATION_ERRORS)},
+    )
+    def get(self, request: Request) -> Response:
+        overview = security_overview(user_id=request.user.pk, session_id=_auth(request).session.session_id)
+        return Response(
+            SecurityOverviewSerializer(
+                {
+                    "totp": overview.totp,
+                    "passkeys": overview.passkeys,
+                    "recoveryCodesLeft": overview.recovery_codes_left,
+                    "mfaRequired": overview.mfa_required,
+                    "hasPassword": overview.has_password,
+                    "reauthenticatedUntil": overview.reauthenticated_until,
+                }
+            ).data
+        )
+
+
+class TotpView(SensitiveAPIView):
+    @extend_schema(
+        operation_id="auth_mfa_totp_start",
+        request=None,
+        responses={200: TotpEnrolmentSerializer, **error_responses(*FACTOR_ERRORS, errors.AlreadyEnrolled)},
+        description="Start setting up an authenticator app: it counts once confirmed with a code.",
+    )
+    def post(self, request: Request) -> Response:
+        enrolment = second_factors.totp_enrol_start(user_id=request.user.pk)
+        body = {"secret": enrolment.secret, "otpauthUri": enrolment.uri, "qrCode": enrolment.qr_svg}
+        return Response(TotpEnrolmentSerializer(body).data, headers={"Cache-Control": "no-store"})
+
+    @extend_schema(
+        operation_id="auth_mfa_totp_remove",
+        responses={204: None, **error_responses(*FACTOR_ERRORS, errors.NotFound)},
+    )
+    def delete(self, request: Request) -> Response:
+        second_factors.totp_remove(user_id=request.user.pk, origin=request_origin(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TotpConfirmView(APIView):
+    allowed_before_enrolment = True
+
+    @extend_schema(
+        operation_id="auth_mfa_totp_confirm",
+        request=CodeInputSerializer,
+        responses={
+            200: RecoveryCodesSerializer,
+            **error_responses(errors.InvalidRequest, *AUTHENTICATION_ERRORS),
+        },
+        description="The first code turns the app on; the answer holds 10 recovery codes, shown once.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = CodeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        codes = second_factors.totp_enrol_confirm(
+            user_id=request.user.pk,
+            session_id=_auth(request).session.session_id,
+            code=serializer.validated_data["code"],
+            origin=request_origin(request),
+        )
+        return Response({"recoveryCodes": codes}, headers={"Cache-Control": "no-store"})
+
+
+class RecoveryCodesView(SensitiveAPIView):
+    @extend_schema(
+        operation_id="auth_mfa_recovery_codes",
+        request=None,
+        responses={200: RecoveryCodesSerializer, **error_responses(errors.InvalidRequest, *FACTOR_ERRORS)},
+        description="Ten new recovery codes; the old ones stop working.",
+    )
+    def post(self, request: Request) -> Response:
+        codes = second_factors.recovery_codes_regenerate(
+            user_id=request.user.pk, origin=request_origin(request)
+        )
+        return Response({"recoveryCodes": codes}, headers={"Cache-Control": "no-store"})
+
+
+class PasskeyListView(SensitiveAPIView):
+    @extend_schema(
+        operation_id="auth_mfa_passkeys_add",
+        request=PasskeyRegisterInputSerializer,
+        responses={
+            201: PasskeySerializer,
+            **error_responses(errors.InvalidRequest, errors.MfaTokenInvalid, *FACTOR_ERRORS),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PasskeyRegisterInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        passkey = second_factors.passkey_register(
+            user_id=request.user.pk,
+            session_id=_auth(request).session.session_id,
+            token=data["token"],
+            credential=data["credential"],
+            name=data["name"],
+            rp=relying_party(request),
+            origin=request_origin(request),
+        )
+        return Response(PasskeySerializer(passkey).data, status=status.HTTP_201_CREATED)
+
+
+class PasskeyRegistrationOptionsView(SensitiveAPIView):
+    @extend_schema(
+        operation_id="auth_mfa_passkeys_options",
+        request=None,
+        responses={200: PasskeyCeremonySerializer, **error_responses(*FACTOR_ERRORS)},
+    )
+    def post(self, request: Request) -> Response:
+        token, options = second_factors.passkey_registration_options(
+            user_id=request.user.pk, session_id=_auth(request).session.session_id, rp=relying_party(request)
+        )
+        return Response({"token": token, "publicKey": options})
+
+
+class PasskeyDetailView(SensitiveAPIView):
+    @extend_schema(
+        operation_id="auth_mfa_passkeys_rename",
+        request=PasskeyRenameInputSerializer,
+        responses={
+            200: PasskeySerializer,
+            **error_responses(errors.InvalidRequest, *FACTOR_ERRORS, errors.NotFound),
+        },
+    )
+    def patch(self, request: Request, passkey_id: int) -> Response:
+        serializer = PasskeyRenameInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        passkey = second_factors.passkey_rename(
+            user_id=request.user.pk, passkey_id=passkey_id, name=serializer.validated_data["name"]
+        )
+        return Response(PasskeySerializer(passkey).data)
+
+    @extend_schema(
+        operation_id="auth_mfa_passkeys_remove",
+        responses={204: None, **error_responses(*FACTOR_ERRORS, errors.NotFound)},
+    )
+    def delete(self, request: Request, passkey_id: int) -> Response:
+        second_factors.passkey_remove(
+            user_id=request.user.pk, passkey_id=passkey_id, origin=request_origin(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReauthenticateView(APIView):
+    allowed_before_enrolment = True
+
+    @extend_schema(
+        operation_id="auth_reauthenticate",
+        request=ReauthenticateInputSerializer,
+        responses={
+            204: None,
+            **error_responses(
+                errors.InvalidRequest, errors.InvalidSecondFactor, errors.Throttled, *AUTHENTICATION_ERRORS
+            ),
+        },
+        description="Prove it is still you (password, or a TOTP/recovery code) before a sensitive action.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ReauthenticateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        second_factors.reauthenticate(
+            user_id=request.user.pk,
+            session_id=_auth(request).session.session_id,
+            password=data.get("password"),
+            code=data.get("code"),
+            origin=request_origin(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Passwords -------------------------------------------------------------------------------
+
+
+class PasswordChangeView(APIView):
+    allowed_before_enrolment = True
+
+    @extend_schema(
+        operation_id="auth_password_change",
+        request=PasswordChangeInputSerializer,
+        responses={204: None, **error_responses(errors.InvalidRequest, *AUTHENTICATION_ERRORS)},
+        description="Both passwords as base64 of UTF-8, like login. Every other session ends; this one stays.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PasswordChangeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        passwords.password_change(
+            user_id=request.user.pk,
+            session_id=_auth(request).session.session_id,
+            current_password=serializer.validated_data["currentPassword"],
+            new_password=serializer.validated_data["newPassword"],
+            origin=request_origin(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordResetView(SignInAPIView):
+    @extend_schema(
+        operation_id="auth_password_reset",
+        request=PasswordResetInputSerializer,
+        responses={
+            202: None,
+            **error_responses(errors.InvalidRequest, errors.Throttled, errors.ForeignOrigin),
+        },
+        auth=[],
+        description="Always 202, whether or not the address has an account; an email follows when it does.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PasswordResetInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        passwords.password_reset_request(
+            email=serializer.validated_data["email"], origin=request_origin(request)
+        )
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(PublicAPIView):
+    @extend_schema(
+        operation_id="auth_password_reset_confirm",
+        request=PasswordResetConfirmInputSerializer,
+        responses={204: None, **error_responses(errors.InvalidRequest, errors.InvalidResetToken)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PasswordResetConfirmInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        passwords.password_reset_confirm(
+            uid=data["uid"],
+            token=data["token"],
+            new_password=data["newPassword"],
+            origin=request_origin(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AdminSessionView(APIView):
+    """The bridge to the Django admin: a staff user signed in here (second factor included) gets an
+    admin session. The admin's own password form is switched off, so this is the only way in."""
+
+    @extend_schema(
+        operation_id="auth_admin_session",
+        request=None,
+        responses={204: None, **error_responses(*AUTHENTICATION_ERRORS, errors.PermissionDenied)},
+    )
+    def post(self, request: Request) -> Response:
+        if not request.user.is_staff:
+            raise errors.PermissionDenied()
+        user = User.objects.get(pk=request.user.pk)
+        django_login(request._request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return Response(status=status.HTTP_204_NO_CONTENT)

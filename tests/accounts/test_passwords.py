@@ -1,0 +1,110 @@
+"""Password change and reset by email, through the API."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pyotp
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.models import AuditEvent, Session
+from tests.conftest import DEFAULT_PASSWORD, b64, login
+
+NEW_PASSWORD = "a quite new passphrase 42"
+
+
+def test_a_password_change_ends_every_other_session_and_keeps_this_one(auth_client, user):
+    other, client = auth_client(user), auth_client(user)
+    body = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64(NEW_PASSWORD)}
+    assert client.post("/api/auth/password", body, format="json").status_code == 204
+    assert client.get("/api/auth/me").status_code == 200
+    assert other.get("/api/auth/me").json()["code"] == "token_not_valid"
+    assert login(APIClient(), user, NEW_PASSWORD).status_code == 200
+    assert login(APIClient(), user, DEFAULT_PASSWORD).status_code == 401
+    assert AuditEvent.objects.filter(type="password_changed").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "field"),
+    [
+        ("wrong password", NEW_PASSWORD, "currentPassword"),
+        (DEFAULT_PASSWORD, "password", "newPassword"),  # one of the common passwords
+        (DEFAULT_PASSWORD, "short", "newPassword"),
+        (DEFAULT_PASSWORD, "alice@example.com", "newPassword"),  # too like the email
+    ],
+)
+def test_a_wrong_current_password_or_a_weak_new_one_is_refused(auth_client, user, current, new, field):
+    response = auth_client(user).post(
+        "/api/auth/password", {"currentPassword": b64(current), "newPassword": b64(new)}, format="json"
+    )
+    assert (response.status_code, list(response.json()["fields"])) == (400, [field])
+    assert login(APIClient(), user).status_code == 200  # unchanged
+
+
+def _reset_link() -> tuple[str, str]:
+    (message,) = mail.outbox
+    uid, token = re.search(r"https://portal\.example\.com/#/reset/([^/\s]+)/([^/\s]+)", message.body).groups()
+    assert message.alternatives and uid in message.alternatives[0][0]
+    return uid, token
+
+
+def _confirm(uid: str, token: str, password: str = NEW_PASSWORD):
+    return APIClient().post(
+        "/api/auth/password/reset/confirm",
+        {"uid": uid, "token": token, "newPassword": b64(password)},
+        format="json",
+    )
+
+
+def test_a_reset_email_links_to_the_app_and_ends_every_session(auth_client, user):
+    browser = auth_client(user)
+    assert (
+        APIClient()
+        .post("/api/auth/password/reset", {"email": "Alice@Example.com"}, format="json")
+        .status_code
+        == 202
+    )
+    uid, token = _reset_link()
+    assert mail.outbox[0].to == ["alice@example.com"]
+    assert _confirm(uid, token).status_code == 204
+    assert browser.get("/api/auth/me").json()["code"] == "token_not_valid"
+    assert Session.objects.get().revoked_reason == "password_reset"
+    assert login(APIClient(), user, NEW_PASSWORD).status_code == 200
+
+
+def test_a_reset_link_works_once(user):
+    APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+    uid, token = _reset_link()
+    assert _confirm(uid, token).status_code == 204
+    response = _confirm(uid, token, "yet another passphrase 7")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_reset_token")
+
+
+def test_an_expired_reset_link_is_refused(user, settings):
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+        uid, token = _reset_link()
+        traveller.shift(timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT + 1))
+        assert _confirm(uid, token).json()["code"] == "invalid_reset_token"
+
+
+@pytest.mark.parametrize("email", ["nobody@example.com", "not an email", "clıent2@example.com"])
+def test_an_unknown_address_is_answered_exactly_like_a_known_one(user, email):
+    known = APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+    unknown = APIClient().post("/api/auth/password/reset", {"email": email}, format="json")
+    assert (unknown.status_code, unknown.content) == (known.status_code, known.content) == (202, b"")
+    assert len(mail.outbox) == 1  # only the known address got mail
+
+
+def test_a_reset_never_removes_the_second_factor(auth_client, user):
+    client = auth_client(user)
+    secret = client.post("/api/auth/mfa/totp").json()["secret"]
+    client.post("/api/auth/mfa/totp/confirm", {"code": pyotp.TOTP(secret).now()}, format="json")
+    APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+    assert _confirm(*_reset_link()).status_code == 204
+    assert login(APIClient(), user, NEW_PASSWORD).json()["mfaRequired"] is True
