@@ -12,6 +12,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.second_factors import recent_authentication_require
 from clusters import selectors, services
 from clusters.models import Client, Cluster
 from clusters.permissions import (
@@ -204,14 +205,20 @@ class ClusterCredentialsRotateView(ClientAPIView):
         request=None,
         responses={
             200: CredentialsOutputSerializer,
-            **error_responses(*CLUSTER_ERRORS, errors.RotationInProgress, notes=_NOTES),
+            **error_responses(
+                *CLUSTER_ERRORS, errors.RotationInProgress, errors.ReauthenticationRequired, notes=_NOTES
+            ),
         },
         description="New keys, returned once. With `rotationMode` `two_phase` the new API key is "
         "accepted next to the old one (`rotation` says until when) and the read-only key is replaced; "
-        "with `one_step` the old keys fail as the pods restart. `Cache-Control: no-store`.",
+        "with `one_step` the old keys fail as the pods restart. Needs a recent authentication "
+        "(`POST /api/auth/reauthenticate`), else 403 `reauthentication_required`. "
+        "`Cache-Control: no-store`.",
     )
     def post(self, request, client: str, cluster: str):
-        result = services.cluster_credentials_rotate(cluster=self.cluster_get(), actor=request.user)
+        target = self.cluster_get()  # 404 before 403: no hint that a cluster exists elsewhere
+        recent_authentication_require(session_id=request.auth.session.session_id)
+        result = services.cluster_credentials_rotate(cluster=target, actor=request.user)
         return Response(
             CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data
         )

@@ -27,7 +27,7 @@ from gitops.repository import (
     files_commit,
 )
 from gitops.values import KEYS_FINGERPRINT_ANNOTATION
-from tests.conftest import portal_repository
+from tests.conftest import DEFAULT_PASSWORD, b64, portal_repository
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -261,3 +261,22 @@ def test_operators_finish_a_rotation_from_the_admin(client, user_factory, as_use
         follow=True,
     )
     assert "A key rotation of this cluster is in progress" in refused.content.decode()
+
+
+def test_rotating_keys_needs_a_recent_authentication(git_server, as_user1, cluster1):
+    def keys() -> tuple[str, str, str]:
+        cluster = Cluster.objects.get(pk=cluster1.pk)
+        return (cluster.api_key_encrypted, cluster.alt_api_key_encrypted, cluster.read_only_api_key_encrypted)
+
+    before = keys()
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        traveller.shift(timedelta(minutes=6))
+        refused = as_user1.post(f"{URL}/credentials/rotate")
+        assert (refused.status_code, refused.json()["code"]) == (403, "reauthentication_required")
+        assert keys() == before
+        assert ClusterChange.objects.filter(cluster=cluster1).count() == 1  # only its creation
+
+        proven = as_user1.post("/api/auth/reauthenticate", {"password": b64(DEFAULT_PASSWORD)}, format="json")
+        assert proven.status_code == 204
+        assert as_user1.post(f"{URL}/credentials/rotate").status_code == 200
+    assert keys() != before
