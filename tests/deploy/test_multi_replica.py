@@ -9,209 +9,86 @@ server a failure instead of a skip.
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.helpers import free_port
+from tests.support.portal_process import (
+    DATABASE_URL,
+    REDIS_URL,
+    GunicornServer,
+    gunicorn_start,
+    manage,
+    postgres_and_redis_require,
+    postgres_database,
+    production_env,
+    url_with,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-REDIS_URL = os.environ.get("REDIS_URL", "")
 CLUSTERS = [f"c{index}" for index in range(10)]
 PASSWORD = "client1"
 
 pytestmark = pytest.mark.postgres
 
 
-def _requirements_met() -> str | None:
-    if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
-        return "DATABASE_URL does not point at PostgreSQL"
-    if not REDIS_URL:
-        return "REDIS_URL is not set"
-    return None
-
-
 @pytest.fixture(scope="module")
 def requirements():
-    missing = _requirements_met()
-    if missing:
-        message = f"the multi-replica test needs PostgreSQL and Redis: {missing}"
-        if os.environ.get("PORTAL_MULTI_REPLICA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _database_url_named(name: str) -> str:
-    parts = urlsplit(DATABASE_URL)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _redis_url_db(number: int) -> str:
-    parts = urlsplit(REDIS_URL)
-    return urlunsplit(parts._replace(path=f"/{number}"))
-
-
-@dataclass
-class Replica:
-    name: str
-    url: str
-    process: subprocess.Popen
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Signal the whole process group (master and workers), as when a pod dies."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+    postgres_and_redis_require(what="the multi-replica test", required_by="PORTAL_MULTI_REPLICA")
 
 
 @dataclass
 class Deployment:
-    replicas: list[Replica]
+    replicas: list[GunicornServer]
     remote: Path
     env: dict[str, str]
 
-    def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):  # still booting (a loaded machine)
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"server at {url} never became ready:\n{log.read_text()[-4000:]}")
-
 
 @pytest.fixture(scope="module")
-def deployment(requirements, tmp_path_factory, request) -> Iterator[Deployment]:
-    import psycopg
-
+def deployment(requirements, tmp_path_factory) -> Iterator[Deployment]:
     work = tmp_path_factory.mktemp("multi-replica")
-    database = f"portal_multi_{uuid.uuid4().hex[:10]}"
-    # The server's maintenance database: the one DATABASE_URL names need not exist.
-    admin_url = _database_url_named("postgres")
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
-
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
     remote = work / "remote.git"
     subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(remote)], check=True)
-
-    base_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "JWT_", "GITOPS_", "PORTAL_", "FIELD_"))
-    }
-    base_env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="multi-replica-test-secret-" + uuid.uuid4().hex,
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-        AUTH_COOKIE_SECURE="0",
-        STATIC_MANIFEST="0",
-        FIELD_ENCRYPTION_KEY="multi-replica-field-key",
-        DATABASE_URL=_database_url_named(database),
-        REDIS_URL=_redis_url_db(5),
-        CACHE_KEY_PREFIX=f"multi-{database}",
-        JWT_PRIVATE_KEYS=pem,
-        JWT_REFRESH_REUSE_GRACE="2s",
-        LOGIN_THROTTLE_IP="1000/min",
-        LOGIN_THROTTLE_ACCOUNT="1000/min",
-        GITOPS_REMOTE_URL=str(remote),
-        GITOPS_REPO_PATH=str(work / "setup.git"),
-        PORTAL_VAR_DIR=str(work / "var"),
-        LOG_LEVEL="WARNING",
-    )
-    deployment = Deployment(replicas=[], remote=remote, env=base_env)
-
-    def clean_up() -> None:
-        """Also when the set-up fails half-way: no replica or database outlives the run."""
-        for replica in deployment.replicas:
-            replica.stop()
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
-    request.addfinalizer(clean_up)
-    deployment.manage("migrate", "--noinput")
-    deployment.manage("seed_demo", "--force")
-    deployment.manage(
-        "shell",
-        "-c",
-        "from clusters.models import Client; from clusters.services import cluster_create\n"
-        "client = Client.objects.get(slug='client1')\n"
-        + "".join(f"cluster_create(client=client, slug='{slug}', actor=None)\n" for slug in CLUSTERS),
-    )
-    deployment.manage("gitops_sync")
-
-    for name in ("a", "b"):
-        port = free_port()
-        log = work / f"replica-{name}.log"
-        env = {**base_env, "GITOPS_REPO_PATH": str(work / f"replica-{name}.git")}
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "deploy/gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    with postgres_database("portal_multi") as database:
+        env = production_env(
+            work=work,
+            name="multi-replica",
+            DATABASE_URL=url_with(DATABASE_URL, path=f"/{database}"),
+            REDIS_URL=url_with(REDIS_URL, path="/5"),
+            CACHE_KEY_PREFIX=f"multi-{database}",
+            JWT_REFRESH_REUSE_GRACE="2s",
+            GITOPS_REMOTE_URL=str(remote),
+            GITOPS_REPO_PATH=str(work / "setup.git"),
         )
-        replica = Replica(name=name, url=f"http://127.0.0.1:{port}", process=process)
-        deployment.replicas.append(replica)
-        _wait_ready(replica.url, process, log)
-
-    yield deployment
+        deployment = Deployment(replicas=[], remote=remote, env=env)
+        try:  # also when the set-up fails half-way: no replica outlives the run
+            manage(env, "migrate", "--noinput")
+            manage(env, "seed_demo", "--force")
+            manage(
+                env,
+                "shell",
+                "-c",
+                "from clusters.models import Client; from clusters.services import cluster_create\n"
+                "client = Client.objects.get(slug='client1')\n"
+                + "".join(f"cluster_create(client=client, slug='{slug}', actor=None)\n" for slug in CLUSTERS),
+            )
+            manage(env, "gitops_sync")
+            for name in ("a", "b"):  # each replica has its own clone, as each pod does
+                replica_env = {**env, "GITOPS_REPO_PATH": str(work / f"replica-{name}.git")}
+                replica = gunicorn_start(env=replica_env, log=work / f"replica-{name}.log")
+                deployment.replicas.append(replica)
+                replica.ready_wait()
+            yield deployment
+        finally:
+            for replica in deployment.replicas:
+                replica.stop()
 
 
 def _login(url: str, email: str = "client1@example.com", password: str = PASSWORD) -> dict:
@@ -282,9 +159,9 @@ def test_refresh_rotation_and_reuse_detection_hold_across_replicas(deployment):
         me = requests.get(
             f"{replica.url}/api/auth/me", headers=_bearer(rotated.json()["accessToken"]), timeout=10
         )
-        assert me.status_code == 403, replica.name
+        assert me.status_code == 403, replica.url
         refresh = requests.post(f"{replica.url}/api/auth/refresh", headers=_bearer(successor), timeout=10)
-        assert refresh.status_code == 403, replica.name
+        assert refresh.status_code == 403, replica.url
 
 
 def test_concurrent_scaling_over_both_replicas_loses_nothing(deployment):

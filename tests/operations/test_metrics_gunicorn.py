@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,13 +20,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port
+from tests.support.portal_process import GunicornServer, gunicorn_start, manage, production_env
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "gunicorn-metrics-token-" + uuid.uuid4().hex
 FAILED_LOGIN = ("portal_logins_total", frozenset({("method", "password"), ("result", "invalid_credentials")}))
 BURST = 12
@@ -36,10 +31,16 @@ BURST = 12
 
 @dataclass
 class Server:
-    url: str
-    process: subprocess.Popen
+    gunicorn: GunicornServer
     metrics_dir: Path
-    log: Path
+
+    @property
+    def url(self) -> str:
+        return self.gunicorn.url
+
+    @property
+    def process(self):
+        return self.gunicorn.process
 
     def worker_pids(self) -> set[int]:
         """The live workers, as their live-gauge files name them."""
@@ -60,22 +61,14 @@ class Server:
         }
 
 
-def _signing_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
 def _wait(condition, what: str, server: Server, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"gunicorn exited:\n{server.log.read_text()[-4000:]}")
+        server.gunicorn.alive_check()
         if condition():
             return
         time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s\n{server.log.read_text()[-4000:]}")
+    raise AssertionError(f"{what}: not within {timeout} s\n{server.gunicorn.log_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -84,55 +77,21 @@ def server(tmp_path_factory) -> Iterator[Server]:
     metrics_dir = work / "prometheus"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"left over by a previous run")  # on_starting clears it
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "JWT_", "GITOPS_", "PORTAL_", "FIELD_", "DATABASE_", "REDIS_"))
-    }
-    env.update(
-        PORTAL_ENV_FILE="",
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="metrics-gunicorn-" + uuid.uuid4().hex,
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-        AUTH_COOKIE_SECURE="0",
-        STATIC_MANIFEST="0",
-        FIELD_ENCRYPTION_KEY="metrics-gunicorn-field-key",
-        DATABASE_URL=f"sqlite:///{work / 'portal.sqlite3'}",
-        PORTAL_VAR_DIR=str(work / "var"),
-        GITOPS_REPO_PATH=str(work / "gitops.git"),
-        JWT_PRIVATE_KEYS=_signing_key(),
-        LOGIN_THROTTLE_IP="1000/min",
-        LOGIN_THROTTLE_ACCOUNT="1000/min",
-        METRICS_TOKEN=TOKEN,
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        LOG_LEVEL="WARNING",
+    env = production_env(
+        work=work, name="metrics-gunicorn", METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
     )
     # The migrations run without the multiprocess directory: their process is not the server's.
-    setup_env = {key: value for key, value in env.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=PROJECT_ROOT, env=setup_env, check=True,
-        capture_output=True, timeout=180,
-    )  # fmt: skip
-    port, log = free_port(), work / "gunicorn.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2"],
-        cwd=PROJECT_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    running = Server(url=f"http://127.0.0.1:{port}", process=process, metrics_dir=metrics_dir, log=log)
+    manage(
+        {key: value for key, value in env.items() if key != "PROMETHEUS_MULTIPROC_DIR"},
+        "migrate",
+        "--noinput",
+    )
+    running = Server(gunicorn_start(env=env, log=work / "gunicorn.log", threads=2), metrics_dir=metrics_dir)
     try:
         _wait(lambda: len(running.worker_pids()) == 2, "two workers with the app loaded", running, timeout=60)
         yield running
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        running.gunicorn.stop()
 
 
 def _failed_logins(server: Server, count: int) -> None:
