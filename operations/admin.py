@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.cache import add_never_cache_headers
 
+from accounts.admin import ReadOnlyAdmin
 from operations.models import SystemStatus
 from operations.selectors import PROBE_TIMEOUT_SECONDS, SLOW_ROUND_TRIP_MS, system_status
 
@@ -22,21 +23,12 @@ def _staff(request: HttpRequest) -> bool:
 
 
 @admin.register(SystemStatus)
-class SystemStatusAdmin(admin.ModelAdmin):
+class SystemStatusAdmin(ReadOnlyAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return _staff(request)
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return _staff(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         # The model's "changelist" is the page; the name is the one the admin index links to.
