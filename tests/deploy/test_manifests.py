@@ -380,6 +380,13 @@ def test_the_configmap_and_the_secret_template_cover_every_deployment_setting():
     assert DEPLOYMENT_VARIABLES - configured == set()
 
 
+def test_the_configmap_deploys_the_chart_and_versions_the_portal_was_tested_with(settings):
+    """A stale ConfigMap would quietly pin production to an old chart whose values differ."""
+    data = _one("ConfigMap")["data"]
+    assert data["QDRANT_CHART_VERSION"] == settings.QDRANT_CHART_VERSION
+    assert data["QDRANT_VERSIONS"].split(",") == settings.QDRANT_VERSIONS
+
+
 def test_the_secret_template_holds_placeholders_only():
     text = (K8S_DIR / SECRET_TEMPLATE).read_text()
     assert "TEMPLATE" in text.split("apiVersion")[0], "the file must say it is a template"
