@@ -56,7 +56,7 @@ control_socket_disable = True
 pidfile = None
 loglevel = _LOG_LEVEL.lower()
 accesslog = None  # the access log goes through logconfig_dict below
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" pid=%(p)s'  # which worker answered
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -9,9 +9,11 @@ server a failure instead of a skip.
 from __future__ import annotations
 
 import base64
+import json
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -134,6 +136,51 @@ def test_revoking_on_one_replica_is_refused_on_the_other_at_once(deployment):
     assert refused.json()["code"] == "token_not_valid"
     still_fine = requests.get(f"{b.url}/api/auth/me", headers=_bearer(keeper["accessToken"]), timeout=10)
     assert still_fine.status_code == 200
+
+
+def _answers_by_worker(replica: GunicornServer, path: str, token: str, tag: str) -> dict[str, set[int]]:
+    """40 requests at once, each on its own connection: the statuses each worker (pid) gave."""
+
+    def one(index: int) -> None:
+        headers = {**_bearer(token), "X-Request-ID": f"{tag}-{index}"}
+        requests.get(f"{replica.url}{path}", headers=headers, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(one, range(40)))
+    time.sleep(0.5)  # the access log line is written after the response
+    statuses: dict[str, set[int]] = {}
+    for line in replica.log_text().splitlines():
+        if f'"request_id": "{tag}-' in line and '"gunicorn.access"' in line:
+            message = json.loads(line)["message"]
+            pid = message.rpartition("pid=")[2]
+            statuses.setdefault(pid, set()).add(int(message.split('" ')[1].split()[0]))
+    return statuses
+
+
+def test_after_a_revocation_the_very_next_request_on_every_worker_is_refused(deployment):
+    """No worker keeps a copy of a session's state that could outlive its revocation."""
+    keeper, doomed = _login(deployment.replicas[0].url), _login(deployment.replicas[1].url)
+    paths = ("/api/auth/me", "/api/auth/validate")
+    for replica in deployment.replicas:
+        for path in paths:
+            served = _answers_by_worker(replica, path, doomed["accessToken"], f"warm-{uuid.uuid4().hex}")
+            assert len(served) == 2 and all(statuses == {200} for statuses in served.values()), served
+
+    sessions = requests.get(
+        f"{deployment.replicas[0].url}/api/auth/sessions", headers=_bearer(doomed["accessToken"]), timeout=10
+    )
+    doomed_id = next(session["id"] for session in sessions.json() if session["current"])
+    revoke = requests.delete(
+        f"{deployment.replicas[0].url}/api/auth/sessions/{doomed_id}",
+        headers=_bearer(keeper["accessToken"]),
+        timeout=10,
+    )
+    assert revoke.status_code == 204
+
+    for replica in deployment.replicas:
+        for path in paths:
+            served = _answers_by_worker(replica, path, doomed["accessToken"], f"revoked-{uuid.uuid4().hex}")
+            assert len(served) == 2 and all(statuses == {403} for statuses in served.values()), served
 
 
 def test_refresh_rotation_and_reuse_detection_hold_across_replicas(deployment):
