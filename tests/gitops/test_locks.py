@@ -7,7 +7,10 @@ import time
 import pytest
 from django.db import connection
 
-from gitops.locks import branch_lock, lock_file_path
+from gitops.locks import branch_lock, lock_file_path, named_lock_name
+
+# Where the branch lock lives in the database (else: a file lock next to the repository).
+DATABASE_LOCK_VENDORS = {"postgresql", "mysql"}
 
 
 def _hold_and_record(repo_path, log, name: str) -> None:
@@ -100,14 +103,51 @@ def _four_processes_hold_the_lock(context, target, tmp_path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_processes_holding_the_branch_lock_never_overlap_on_postgresql(tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("the advisory lock across processes needs PostgreSQL")
+def test_processes_holding_the_branch_lock_never_overlap_on_a_database_server(tmp_path):
+    """PostgreSQL's advisory lock, or MariaDB's named lock (GET_LOCK), across processes."""
+    if connection.vendor not in DATABASE_LOCK_VENDORS:
+        pytest.skip("the database lock across processes needs PostgreSQL or MariaDB/MySQL")
     _four_processes_hold_the_lock(multiprocessing.get_context("spawn"), _process_worker, tmp_path)
 
 
 def test_processes_holding_the_file_lock_never_overlap(tmp_path):
     """The file-lock branch across processes (what SQLite deployments rely on)."""
-    if connection.vendor == "postgresql":
-        pytest.skip("PostgreSQL uses the advisory lock")
+    if connection.vendor in DATABASE_LOCK_VENDORS:
+        pytest.skip(f"{connection.vendor} takes the lock in the database")
     _four_processes_hold_the_lock(multiprocessing.get_context("fork"), _hold_and_record, tmp_path)
+
+
+def test_named_lock_names_fit_mysql_and_tell_databases_apart():
+    assert named_lock_name(database="portal") == "qdrant-portal.gitops:portal"
+    long_names = [named_lock_name(database="x" * 64 + suffix) for suffix in ("a", "b")]
+    assert all(len(name) == 64 for name in long_names)
+    assert long_names[0] != long_names[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_mariadb_the_named_lock_is_seen_by_other_connections_and_released_after_the_block(tmp_path):
+    if connection.vendor != "mysql":
+        pytest.skip("MariaDB/MySQL's named lock")
+    name = named_lock_name(database=connection.settings_dict["NAME"])
+    holder: list[int | None] = []
+
+    def holder_of_the_lock() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT IS_USED_LOCK(%s)", [name])
+                holder.append(cursor.fetchone()[0])
+        finally:
+            connection.close()
+
+    with branch_lock(repo_path=tmp_path / "gitops.git"):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            (own_id,) = cursor.fetchone()
+        thread = threading.Thread(target=holder_of_the_lock)
+        thread.start()
+        thread.join()
+    thread = threading.Thread(target=holder_of_the_lock)
+    thread.start()
+    thread.join()
+    assert holder == [own_id, None]
+    assert not lock_file_path(repo_path=tmp_path / "gitops.git").exists()  # no file lock beside it
