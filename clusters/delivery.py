@@ -31,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from clusters.deployments import applications_refresh
 from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange, GitopsRemoteState
 from clusters.rendering import client_files_render, cluster_files_render
 from clusters.selectors import changes_pending
@@ -215,6 +216,8 @@ def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> De
                 _change_outcome_record(change, outcome.commit, delivery)
         if pushed is not None:
             _remote_state_record(pushed=pushed, tip=delivery.tip)
+    if pushed:  # Argo CD looks at the remote: ask it to look now rather than at its next poll
+        applications_refresh(clusters=[c.cluster for c in changes.values() if c.cluster_id not in conflicts])
     return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
 
 

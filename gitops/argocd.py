@@ -12,6 +12,11 @@ README_PATH = "README.md"
 APPLICATIONSET_NAME = "qdrant-clusters"
 ARGOCD_NAMESPACE = "argocd"
 CLUSTERS_GLOB = "clients/*/*"
+# Labels of every generated Application (the portal lists a client's Applications by them) and
+# the name of the source whose revision is the portal's commit (the values file's repository).
+CLIENT_LABEL = "qdrant-portal/client"
+CLUSTER_LABEL = "qdrant-portal/cluster"
+VALUES_SOURCE_REF = "values"
 QDRANT_HELM_REPO = "https://qdrant.github.io/qdrant-helm"
 QDRANT_CHART = "qdrant"
 DESTINATION_SERVER = "https://kubernetes.default.svc"
@@ -29,6 +34,11 @@ SYNC_OPTIONS = ["CreateNamespace=true", "RespectIgnoreDifferences=true"]
 _CLIENT = "{{ index .path.segments 1 }}"
 _CLUSTER = "{{ index .path.segments 2 }}"
 _FOLDER = "{{ .path.path }}"
+
+
+def application_name(*, client: str, cluster: str) -> str:
+    """The Application the ApplicationSet generates for ``clients/<client>/<cluster>``."""
+    return f"qdrant.{client}.{cluster}"
 
 
 def applicationset_render(*, repo_url: str, branch: str, chart_version: str, project: str) -> bytes:
@@ -50,8 +60,8 @@ def applicationset_render(*, repo_url: str, branch: str, chart_version: str, pro
             "syncPolicy": {"preserveResourcesOnDeletion": True},
             "template": {
                 "metadata": {
-                    "name": f"qdrant.{_CLIENT}.{_CLUSTER}",
-                    "labels": {"qdrant-portal/client": _CLIENT, "qdrant-portal/cluster": _CLUSTER},
+                    "name": application_name(client=_CLIENT, cluster=_CLUSTER),
+                    "labels": {CLIENT_LABEL: _CLIENT, CLUSTER_LABEL: _CLUSTER},
                 },
                 "spec": {
                     "project": project,
@@ -65,7 +75,7 @@ def applicationset_render(*, repo_url: str, branch: str, chart_version: str, pro
                                 "valueFiles": [f"$values/{_FOLDER}/values.yaml"],
                             },
                         },
-                        {"repoURL": repo_url, "targetRevision": branch, "ref": "values"},
+                        {"repoURL": repo_url, "targetRevision": branch, "ref": VALUES_SOURCE_REF},
                         {
                             "repoURL": repo_url,
                             "targetRevision": branch,

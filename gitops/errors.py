@@ -34,3 +34,17 @@ class ContentError(GitopsError):
     not be a valid Helm value, a sealing certificate that is not usable: people must fix
     them, retrying does not help.
     """
+
+
+class ArgoCDUnavailable(GitopsError):
+    """Argo CD could not be asked, or did not answer as its API says it does.
+
+    ``kind`` is a stable word for code (``unreachable``, ``timeout``, ``tls``, ``unauthorized``,
+    ``forbidden``, ``not_found``, ``bad_answer``); ``reason`` is a sentence for people. Neither
+    ever carries the token.
+    """
+
+    def __init__(self, reason: str, *, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind

@@ -343,6 +343,15 @@ def commit_read(*, repository: GitopsRepository, commit: str) -> CommitInfo:
     )
 
 
+def commit_exists(*, repository: GitopsRepository, commit: str) -> bool:
+    """Whether this repository holds the commit ``commit`` (a full hexadecimal id)."""
+    try:
+        found = repository_handle(repository).get(commit)
+    except (ValueError, pygit2.GitError):
+        return False
+    return found is not None and found.type == ObjectType.COMMIT
+
+
 def commits_list(*, repository: GitopsRepository, limit: int = 1000) -> list[CommitInfo]:
     """The branch history, newest first (first parents only)."""
     result: list[CommitInfo] = []

@@ -1,0 +1,487 @@
+"""How far each cluster's latest change got: committed, pushed, synced by Argo CD, healthy.
+
+The portal knows the first two (``ClusterChange``: the commit, and whether the remote has it);
+Argo CD knows the rest. This module asks Argo CD (``gitops.argocd_api``) for the Application
+the ApplicationSet generates per cluster and turns both into one ``Deployment`` whose
+``state`` is one of :data:`DEPLOYMENT_STATES`.
+
+Reads never wait on Argo CD for long and never fail a page: what Argo CD answered (or why it
+could not) is kept in the shared cache for ``ARGOCD_CACHE_TTL``, each request is bounded by
+``ARGOCD_TIMEOUT``, a page of clusters costs one request (a client's Applications by label),
+and after a failure Argo CD is left alone for a while, longer after each further failure, up
+to :data:`BACKOFF_MAX_SECONDS` (every cluster then reads ``unknown`` with the reason). After a
+push, :func:`applications_refresh` asks Argo CD to look at git at once, in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from clusters.models import Cluster, ClusterChange
+from config import metrics
+from config.cache import CACHE_ERRORS
+from gitops.argocd import CLIENT_LABEL, application_name
+from gitops.argocd_api import ApplicationStatus, ArgoCDConnection, application_get, applications_list
+from gitops.errors import ArgoCDUnavailable, RepositoryUnavailable
+from gitops.remote import commit_is_ancestor
+from gitops.repository import GitopsRepository, commit_exists
+
+logger = logging.getLogger(__name__)
+
+PENDING = "pending"
+SYNCING = "syncing"
+DEPLOYED = "deployed"
+DEGRADED = "degraded"
+FAILED = "failed"
+UNKNOWN = "unknown"
+DEPLOYMENT_STATES = (PENDING, SYNCING, DEPLOYED, DEGRADED, FAILED, UNKNOWN)
+# States a monitor alerts on (``manage.py deployments`` exits non-zero).
+ALERTING_STATES = frozenset({FAILED, DEGRADED})
+BACKOFF_MAX_SECONDS = 60.0
+# Argo CD's namespace, where its Applications live unless ARGOCD_APP_NAMESPACE says otherwise.
+ARGOCD_DEFAULT_NAMESPACE = "argocd"
+_APPLICATION_KEY = "argocd:application:"
+_BACKOFF_KEY = "argocd:backoff"
+_REFRESH_WORKERS = 4
+_GIT_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The latest change's way to the cluster, as the API shows it (``deployment``)."""
+
+    state: str
+    application: str
+    committed_revision: str | None = None
+    deployed_revision: str | None = None
+    sync: str | None = None
+    health: str | None = None
+    message: str = ""
+    checked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What Argo CD answered about one Application (``status``), or why it could not (``failure``)."""
+
+    checked_at: datetime
+    status: ApplicationStatus | None = None
+    failure: str = ""
+    kind: str = ""
+
+
+# --- Configuration ---------------------------------------------------------------------------
+
+
+def argocd_configured() -> bool:
+    return bool(settings.ARGOCD_URL)
+
+
+def argocd_connection() -> ArgoCDConnection:
+    return ArgoCDConnection(
+        url=settings.ARGOCD_URL,
+        token=settings.ARGOCD_TOKEN,
+        timeout=settings.ARGOCD_TIMEOUT.total_seconds(),
+        ca_file=settings.ARGOCD_CA_FILE or None,
+        app_namespace=settings.ARGOCD_APP_NAMESPACE,
+        project=settings.ARGOCD_PROJECT,
+    )
+
+
+def cluster_application(*, cluster: Cluster) -> str:
+    return application_name(client=cluster.client.slug, cluster=cluster.slug)
+
+
+def application_ui_url(*, cluster: Cluster) -> str:
+    """The cluster's Application in Argo CD's web UI (at ARGOCD_UI_URL, which browsers reach)."""
+    namespace = settings.ARGOCD_APP_NAMESPACE or ARGOCD_DEFAULT_NAMESPACE
+    ui = (settings.ARGOCD_UI_URL or settings.ARGOCD_URL).rstrip("/")
+    return f"{ui}/applications/{namespace}/{cluster_application(cluster=cluster)}"
+
+
+# --- The shared cache and the back-off --------------------------------------------------------
+
+
+def _ttl() -> float:
+    return max(settings.ARGOCD_CACHE_TTL.total_seconds(), 1.0)
+
+
+def _cached(names: Sequence[str]) -> dict[str, Observation]:
+    try:
+        found = cache.get_many([_APPLICATION_KEY + name for name in names])
+    except CACHE_ERRORS:
+        return {}
+    return {key.removeprefix(_APPLICATION_KEY): value for key, value in found.items()}
+
+
+def _remember(observations: Mapping[str, Observation]) -> None:
+    try:
+        cache.set_many({_APPLICATION_KEY + name: seen for name, seen in observations.items()}, _ttl())
+    except CACHE_ERRORS:
+        logger.warning("Argo CD statuses could not be cached", exc_info=True)
+
+
+def _forget(names: Iterable[str]) -> None:
+    try:
+        cache.delete_many([_APPLICATION_KEY + name for name in names])
+    except CACHE_ERRORS:
+        logger.warning("Cached Argo CD statuses could not be dropped", exc_info=True)
+
+
+def _backoff_reason() -> str | None:
+    """Why Argo CD is being left alone right now (None: it may be asked)."""
+    try:
+        backoff = cache.get(_BACKOFF_KEY)
+    except CACHE_ERRORS:
+        return None
+    if not backoff or backoff["until"] <= time.time():
+        return None
+    return f"{backoff['reason']} The portal asks again in {max(1, round(backoff['until'] - time.time()))} s."
+
+
+def _failure_record(error: ArgoCDUnavailable) -> None:
+    """Leave Argo CD alone for a cache period, twice as long after each further failure."""
+    try:
+        failures = (cache.get(_BACKOFF_KEY) or {}).get("failures", 0) + 1
+        pause = min(_ttl() * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
+        backoff = {"failures": failures, "until": time.time() + pause, "reason": error.reason}
+        cache.set(_BACKOFF_KEY, backoff, BACKOFF_MAX_SECONDS * 4)
+    except CACHE_ERRORS:
+        return
+    log = logger.warning if failures == 1 else logger.info
+    log("Argo CD cannot be asked (%s): %s Next attempt in %.0f s.", error.kind, error.reason, pause)
+
+
+def _success_record() -> None:
+    try:
+        if cache.get(_BACKOFF_KEY):
+            cache.delete(_BACKOFF_KEY)
+            logger.info("Argo CD answers again")
+    except CACHE_ERRORS:
+        return
+
+
+# --- Asking Argo CD ---------------------------------------------------------------------------
+
+
+def _failed(names: Iterable[str], reason: str, kind: str) -> dict[str, Observation]:
+    now = timezone.now()
+    return {name: Observation(checked_at=now, failure=reason, kind=kind) for name in names}
+
+
+def _not_found(name: str) -> Observation:
+    reason = (
+        f"Argo CD has no Application {name} yet: the ApplicationSet creates it when it next reads "
+        "the git repository."
+    )
+    return Observation(checked_at=timezone.now(), failure=reason, kind="not_found")
+
+
+def _fetch(names: Sequence[str], selector: str) -> dict[str, Observation]:
+    """Ask Argo CD about ``names``: one Application by name, several by a label ``selector``."""
+    connection = argocd_connection()
+    try:
+        if len(names) == 1:
+            statuses = [application_get(connection=connection, name=names[0])]
+        else:
+            statuses = applications_list(connection=connection, selector=selector)
+    except ArgoCDUnavailable as error:
+        if error.kind == "not_found" and len(names) == 1:
+            _success_record()  # Argo CD answered: it is the Application that is missing
+            return {names[0]: _not_found(names[0])}
+        _failure_record(error)
+        return _failed(names, error.reason, error.kind)
+    _success_record()
+    now = timezone.now()
+    found = {status.name: Observation(checked_at=now, status=status) for status in statuses}
+    return {name: found.get(name) or _not_found(name) for name in names}
+
+
+def applications_observe(*, names: Sequence[str], selector: str = CLIENT_LABEL) -> dict[str, Observation]:
+    """What Argo CD says about each Application: cached, else asked once for all that are not."""
+    seen = _cached(names)
+    missing = [name for name in dict.fromkeys(names) if name not in seen]
+    if not missing:
+        return seen
+    reason = _backoff_reason()
+    if reason is not None:
+        return {**seen, **_failed(missing, reason, "backoff")}
+    fresh = _fetch(missing, selector)
+    _remember(fresh)
+    return {**seen, **fresh}
+
+
+# --- From an Application's status to a deployment state --------------------------------------
+
+
+def _repository() -> GitopsRepository:
+    return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
+
+
+def _portal_order_contains(deployed: str, change: ClusterChange) -> bool:
+    """Whether ``deployed`` is a commit the portal delivered after ``change`` (by the database)."""
+    later = Q(committed_at__gt=change.committed_at) | Q(committed_at=change.committed_at, pk__gt=change.pk)
+    return ClusterChange.objects.filter(later, commit=deployed, pushed=True).exists()
+
+
+def revision_contains(*, deployed: str, change: ClusterChange) -> bool:
+    """Whether the git revision Argo CD deployed holds ``change``'s commit (is it or comes after it).
+
+    From this replica's repository when it has both commits. Otherwise (another replica
+    delivered them and this one has not fetched yet) the database's record of the portal's own
+    commits decides. A revision neither knows holds nothing: Argo CD may follow another branch
+    or repository, and counting it as newer would show ``deployed`` for a change that is not.
+    """
+    if not deployed or not _GIT_COMMIT.fullmatch(deployed):
+        return False
+    if deployed == change.commit:
+        return True
+    repository = _repository()
+    try:
+        if commit_exists(repository=repository, commit=change.commit) and commit_exists(
+            repository=repository, commit=deployed
+        ):
+            return commit_is_ancestor(repository=repository, ancestor=change.commit, descendant=deployed)
+    except RepositoryUnavailable:
+        pass
+    return _portal_order_contains(deployed, change)
+
+
+def revision_known(*, revision: str) -> bool:
+    """Whether ``revision`` is a commit of the portal's gitops repository (or one the portal made)."""
+    try:
+        if commit_exists(repository=_repository(), commit=revision):
+            return True
+    except RepositoryUnavailable:
+        pass
+    return ClusterChange.objects.filter(commit=revision).exists()
+
+
+def _not_picked_up(revision: str) -> str:
+    """Why a pushed change is still ``pending``, from the revision Argo CD is at."""
+    if not revision:
+        return "Pushed; Argo CD has not picked up this commit yet."
+    if _GIT_COMMIT.fullmatch(revision) and not revision_known(revision=revision):
+        # Still pending, not unknown: Argo CD answered, and a revision the portal has not
+        # fetched yet may be a later commit; but when it stays, Argo CD follows something else.
+        return (
+            f"Pushed; Argo CD is at {revision[:7]}, a revision the portal's git repository does not "
+            "have: Argo CD may follow another branch or repository than the portal pushes to."
+        )
+    return f"Pushed; Argo CD has not picked up this commit yet (it is at {revision[:7]})."
+
+
+def _error_condition(status: ApplicationStatus) -> str:
+    """The message of a condition saying Argo CD cannot render or compare the Application."""
+    errors = [c.message or c.type for c in status.conditions if c.type.endswith("Error")]
+    return " ".join(errors)
+
+
+def _synced_state(status: ApplicationStatus) -> tuple[str, str]:
+    """The state of an Application synced to the latest change: its health decides."""
+    health, message = status.health_status, status.health_message
+    if health == "Healthy":
+        return DEPLOYED, "Argo CD applied the latest change and the cluster is healthy."
+    if health == "Progressing":
+        return SYNCING, message or "Argo CD applied the latest change; the cluster's pods are starting."
+    if health in {"Degraded", "Missing", "Suspended"}:
+        return DEGRADED, message or f"Argo CD applied the latest change but the cluster is {health.lower()}."
+    return UNKNOWN, "Argo CD does not know the cluster's health yet."
+
+
+def status_state(status: ApplicationStatus, change: ClusterChange) -> tuple[str, str]:
+    """(state, message) for a pushed ``change`` and what Argo CD reports."""
+    condition = _error_condition(status) if status.sync_status != "Synced" else ""
+    if condition and not status.revision:  # Argo CD could not even resolve what to compare
+        return FAILED, condition
+    if not revision_contains(deployed=status.revision, change=change):
+        return PENDING, _not_picked_up(status.revision)
+    operation_current = not status.operation_revision or revision_contains(
+        deployed=status.operation_revision, change=change
+    )
+    if status.operation_failed and operation_current:
+        return FAILED, status.operation_message or f"Argo CD's sync ended in {status.operation_phase}."
+    if condition:
+        return FAILED, condition
+    if status.operation_running:
+        return SYNCING, status.operation_message or "Argo CD is applying the latest change."
+    if status.sync_status != "Synced":
+        return SYNCING, f"Argo CD has seen the latest change and is about to apply it ({status.sync_status})."
+    return _synced_state(status)
+
+
+def deployment_build(
+    *, cluster: Cluster, revision: ClusterChange | None, seen: Observation | None
+) -> Deployment:
+    """The cluster's deployment from its latest committed change and what Argo CD said."""
+    status = seen.status if seen is not None else None
+    base = Deployment(
+        state=UNKNOWN,
+        application=cluster_application(cluster=cluster),
+        committed_revision=revision.commit if revision is not None else None,
+        deployed_revision=(status.revision or None) if status else None,
+        sync=(status.sync_status or None) if status else None,
+        health=(status.health_status or None) if status else None,
+        checked_at=seen.checked_at if seen is not None else None,
+    )
+    if revision is None:
+        state, message = PENDING, "No change has been committed to git yet."
+    elif not revision.pushed:
+        state, message = (
+            PENDING,
+            "Committed, not pushed to the git remote yet: it goes out with the next delivery.",
+        )
+    elif status is None:
+        state, message = UNKNOWN, seen.failure if seen is not None else "Argo CD was not asked."
+    else:
+        state, message = status_state(status, revision)
+    return replace(base, state=state, message=message)
+
+
+# --- What the selectors, the admin and the command call ---------------------------------------
+
+
+def cluster_deployment(*, cluster: Cluster, revision: ClusterChange | None) -> Deployment | None:
+    """The cluster's deployment (None: Argo CD is not configured)."""
+    if not argocd_configured():
+        return None
+    name = cluster_application(cluster=cluster)
+    seen = applications_observe(names=[name]).get(name)
+    return deployment_build(cluster=cluster, revision=revision, seen=seen)
+
+
+def clusters_deployments(
+    *, clusters: Sequence[tuple[Cluster, ClusterChange | None]], selector: str = CLIENT_LABEL
+) -> dict[int, Deployment | None]:
+    """Each cluster's deployment by id, asking Argo CD at most once (``selector``: whose Applications)."""
+    if not argocd_configured():
+        return {cluster.pk: None for cluster, _ in clusters}
+    seen = applications_observe(
+        names=[cluster_application(cluster=c) for c, _ in clusters], selector=selector
+    )
+    return {
+        cluster.pk: deployment_build(
+            cluster=cluster, revision=revision, seen=seen.get(cluster_application(cluster=cluster))
+        )
+        for cluster, revision in clusters
+    }
+
+
+def client_selector(slug: str) -> str:
+    """The label selector of one client's Applications."""
+    return f"{CLIENT_LABEL}={slug}"
+
+
+def latest_revisions(clusters: Sequence[Cluster]) -> dict[int, ClusterChange]:
+    """Each cluster's latest change that reached git (as ``selectors.cluster_revision``), in two queries."""
+    latest = (
+        ClusterChange.objects.filter(cluster=OuterRef("pk"))
+        .exclude(commit="")
+        .order_by("-created_at", "-id")
+        .values("pk")[:1]
+    )
+    pairs = (
+        Cluster.objects.filter(pk__in=[cluster.pk for cluster in clusters])
+        .annotate(revision_id=Subquery(latest))
+        .values_list("pk", "revision_id")
+    )
+    revision_ids = dict(pairs)
+    changes = ClusterChange.objects.in_bulk([found for found in revision_ids.values() if found is not None])
+    return {pk: changes[found] for pk, found in revision_ids.items() if found is not None}
+
+
+def _everything() -> tuple[list[tuple[Cluster, ClusterChange | None]], dict[str, Observation]]:
+    clusters = list(Cluster.objects.select_related("client").order_by("client__slug", "slug"))
+    revisions = latest_revisions(clusters)
+    seen = applications_observe(names=[cluster_application(cluster=cluster) for cluster in clusters])
+    return [(cluster, revisions.get(cluster.pk)) for cluster in clusters], seen
+
+
+def all_deployments() -> list[tuple[Cluster, Deployment]]:
+    """Every cluster with its deployment (one question to Argo CD for all of them; [] when not configured)."""
+    if not argocd_configured():
+        return []
+    clusters, seen = _everything()
+    return [
+        (
+            cluster,
+            deployment_build(
+                cluster=cluster, revision=revision, seen=seen.get(cluster_application(cluster=cluster))
+            ),
+        )
+        for cluster, revision in clusters
+    ]
+
+
+def deployments_summary() -> dict[str, int]:
+    """How many clusters are in each state, for the operators' status page; it also sets the gauge.
+
+    Raises :class:`ArgoCDUnavailable` when Argo CD could not be asked.
+    """
+    clusters, seen = _everything()
+    for observation in seen.values():
+        if observation.status is None and observation.kind != "not_found":
+            raise ArgoCDUnavailable(observation.failure, kind=observation.kind)
+    summary = dict.fromkeys(DEPLOYMENT_STATES, 0)
+    for cluster, revision in clusters:
+        observation = seen.get(cluster_application(cluster=cluster))
+        summary[deployment_build(cluster=cluster, revision=revision, seen=observation).state] += 1
+    metrics.deployment_states_set(clusters_by_state=summary)
+    return summary
+
+
+# --- After a push -----------------------------------------------------------------------------
+
+
+def _refresh_one(connection: ArgoCDConnection, name: str) -> None:
+    try:
+        status = application_get(connection=connection, name=name, refresh=True)
+    except ArgoCDUnavailable as error:
+        # A timeout is expected: Argo CD answers a refresh once it has compared, and it has
+        # taken the request by then.
+        logger.info("Asked Argo CD to refresh %s; no answer awaited: %s", name, error.reason)
+        return
+    _remember({name: Observation(checked_at=timezone.now(), status=status)})
+
+
+def _refresh_all(connection: ArgoCDConnection, names: Sequence[str]) -> None:
+    with ThreadPoolExecutor(max_workers=_REFRESH_WORKERS, thread_name_prefix="argocd-refresh") as pool:
+        for name in names:
+            pool.submit(_refresh_one, connection, name)
+
+
+def applications_refresh(*, clusters: Iterable[Cluster]) -> threading.Thread | None:
+    """Ask Argo CD to compare these clusters' Applications with git now, instead of at its next poll.
+
+    Best effort, in the background: the delivery that pushed never waits for it or fails by it.
+    What was cached about them is dropped (it predates the push). Returns the thread (None when
+    Argo CD is not configured, nothing was pushed, or Argo CD is being left alone after failures).
+    """
+    names = sorted({cluster_application(cluster=cluster) for cluster in clusters})
+    if not argocd_configured() or not names:
+        return None
+    _forget(names)
+    if _backoff_reason() is not None:
+        return None
+    thread = threading.Thread(
+        target=_refresh_all, args=(argocd_connection(), names), name="argocd-refresh", daemon=False
+    )
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to spare: Argo CD finds the change at its next poll
+        logger.warning("Argo CD was not asked to refresh %s: no thread could be started", ", ".join(names))
+        return None
+    return thread
