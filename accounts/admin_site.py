@@ -5,17 +5,75 @@ password skip the second factor. So its login page sends the browser to the port
 (password or Google, then the second factor), whose ``POST /api/auth/admin-session`` opens the
 admin session for staff. A staff user whom the policy requires a second factor, and who has
 none yet, is not let in until they set one up.
+
+The admin session is bound to the portal session that opened it: every admin request asks the
+same rule as the API (``session_id_live``), so signing out, a revocation, the idle timeout, a
+deactivation or a password change ends the admin session too, and admin use counts as activity.
 """
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import quote
 
 from django.contrib.admin import AdminSite
+from django.contrib.auth import login as django_login
+from django.contrib.auth import logout as django_logout
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
-from accounts.selectors import user_mfa_required, user_second_factors
+from accounts.models import User
+from accounts.selectors import (
+    session_id_live,
+    session_row_live,
+    user_mfa_required,
+    user_second_factors,
+    uuid_or_none,
+)
+from accounts.services import session_activity_record
+from config.errors import AccountDisabled, AuthUnavailable, TokenNotValid
+
+# The portal session (accounts.Session id) an admin session belongs to, in the Django session.
+PORTAL_SESSION_KEY = "portal_session_id"
+
+
+def admin_session_bind(request: HttpRequest, *, user_id: int, session_id: uuid.UUID) -> None:
+    """Open a Django admin session for the user, bound to their portal session ``session_id``."""
+    user = User.objects.get(pk=user_id)
+    django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session[PORTAL_SESSION_KEY] = str(session_id)
+
+
+def admin_session_end(request: HttpRequest) -> None:
+    """The browser signed out of the portal: the admin session it opened goes too."""
+    if PORTAL_SESSION_KEY in request.session:
+        django_logout(request)
+
+
+def _portal_session_live(request: HttpRequest) -> bool:
+    """Whether the portal session behind this admin session is still alive (asked once a request)."""
+    if hasattr(request, "_portal_session_live"):
+        return request._portal_session_live
+    session_id = uuid_or_none(request.session.get(PORTAL_SESSION_KEY))
+    live, allowed = None, False
+    if session_id is not None:
+        try:
+            live = session_id_live(session_id=session_id, user_id=request.user.pk)
+            allowed = True
+        except (TokenNotValid, AccountDisabled):  # revoked, ended, idle, or the user disabled
+            django_logout(request)
+        except AuthUnavailable:
+            # The session store is down: operators may still act (deactivate someone, say) as
+            # long as the database says the session was neither revoked nor ended.
+            allowed = session_row_live(session_id=session_id, user_id=request.user.pk)
+    if live is not None and live.timer_due:
+        try:
+            session_activity_record(live=live, write_last_seen=True)
+        except AuthUnavailable:
+            pass  # this request was let in; the next one asks the store again
+        request.session.modified = True  # the admin cookie (SESSION_COOKIE_AGE) slides with it
+    request._portal_session_live = allowed
+    return allowed
 
 
 class PortalAdminSite(AdminSite):
@@ -23,7 +81,7 @@ class PortalAdminSite(AdminSite):
     site_title = "Qdrant Portal admin"
 
     def has_permission(self, request: HttpRequest) -> bool:
-        if not super().has_permission(request):
+        if not (super().has_permission(request) and _portal_session_live(request)):
             return False
         user = request.user
         return not (user_mfa_required(user=user) and not user_second_factors(user=user))

@@ -23,7 +23,7 @@ from webauthn import (
     verify_registration_response,
 )
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -154,7 +154,9 @@ def registration_verify(*, rp: RelyingParty, credential: dict, challenge: bytes)
             expected_rp_id=rp.rp_id,
             expected_origin=list(rp.origins),
         )
-    except (InvalidRegistrationResponse, ValueError, KeyError, TypeError) as error:
+    # WebAuthnException: every way the package says a credential does not check out, malformed
+    # JSON, CBOR or authenticator data included (not just InvalidRegistrationResponse).
+    except (WebAuthnException, ValueError, KeyError, TypeError) as error:
         raise FactorInvalid("The passkey could not be registered; please try again.") from error
     return VerifiedCredential(
         credential_id=bytes_to_base64url(verified.credential_id),
@@ -197,6 +199,6 @@ def authentication_verify(
             credential_current_sign_count=sign_count,
             require_user_verification=require_user_verification,
         )
-    except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError) as error:
+    except (WebAuthnException, ValueError, KeyError, TypeError) as error:  # as in registration_verify
         raise FactorInvalid("The passkey could not be verified; please try again.") from error
     return verified.new_sign_count

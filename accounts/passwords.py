@@ -10,21 +10,19 @@ sent after the answer, so neither the answer nor its timing tells whether the ad
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical_or_none
+from accounts.mail import mail_send
 from accounts.models import AuditEventType, SessionRevokedReason, User
 from accounts.services import sessions_revoke
 from config.errors import InvalidRequest, InvalidResetToken
@@ -61,28 +59,6 @@ def _reset_link(user: User) -> str:
     return f"{settings.PUBLIC_URL}/#/reset/{uid}/{default_token_generator.make_token(user)}"
 
 
-def _reset_email(user: User) -> EmailMultiAlternatives:
-    context = {
-        "user": user,
-        "link": _reset_link(user),
-        "minutes": settings.PASSWORD_RESET_TIMEOUT // 60,
-    }
-    message = EmailMultiAlternatives(
-        subject="Reset your Qdrant Portal password",
-        body=render_to_string("accounts/password_reset_email.txt", context),
-        to=[user.email],
-    )
-    message.attach_alternative(render_to_string("accounts/password_reset_email.html", context), "text/html")
-    return message
-
-
-def _send(message: EmailMultiAlternatives) -> None:
-    try:
-        message.send()
-    except OSError:  # SMTP failures are OSErrors (smtplib.SMTPException included)
-        logger.exception("the password reset email could not be sent")
-
-
 def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
     """Email a reset link to ``email`` if an active account has it; the caller answers 202 either way."""
     canonical = email_canonical_or_none(email)
@@ -99,12 +75,14 @@ def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
     if not settings.PUBLIC_URL:
         logger.warning("password reset email not sent: PUBLIC_URL is not set")
         return
-    message = _reset_email(user)
-    if settings.EMAIL_SEND_IN_BACKGROUND:
-        # After the answer: the time an SMTP server takes must not tell that the address exists.
-        transaction.on_commit(lambda: threading.Thread(target=_send, args=(message,), daemon=True).start())
-    else:
-        _send(message)
+    # Sent after the answer (accounts.mail): an SMTP server's time must not tell that the address exists.
+    mail_send(
+        to=user.email,
+        subject="Reset your Qdrant Portal password",
+        template="accounts/password_reset_email",
+        context={"user": user, "link": _reset_link(user), "minutes": settings.PASSWORD_RESET_TIMEOUT // 60},
+        what="password reset",
+    )
 
 
 def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: RequestOrigin) -> None:

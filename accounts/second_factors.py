@@ -1,4 +1,5 @@
-"""Second factors: enrolment, the second step of a sign-in, passkey sign-in, re-authentication.
+"""Second factors in use: the second step of a sign-in, passkey sign-in, re-authentication
+(setting them up and removing them: ``accounts.factor_enrolment``).
 
 A sign-in of a user who has a second factor does not start a session after the first factor:
 it starts a short-lived, single-use challenge (the ``mfaToken``), and only the second factor
@@ -19,7 +20,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import factors, session_cache
+from accounts import factors
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.factors import FactorInvalid, RelyingParty
 from accounts.models import (
@@ -36,15 +37,14 @@ from accounts.models import (
 )
 from accounts.selectors import user_second_factors
 from accounts.services import IssuedTokens, session_start
+from config import metrics
 from config.cache import CACHE_ERRORS
-from config.crypto import TOTP_SECRETS, field_decrypt, field_encrypt
+from config.crypto import TOTP_SECRETS, field_decrypt
 from config.errors import (
-    AlreadyEnrolled,
     AuthUnavailable,
     InvalidRequest,
     InvalidSecondFactor,
     MfaTokenInvalid,
-    NotFound,
     ReauthenticationRequired,
     Throttled,
 )
@@ -70,9 +70,12 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _challenge_new(*, purpose: str, user: User | None = None, **fields) -> tuple[str, SignInChallenge]:
+def challenge_new(*, purpose: str, user: User | None = None, **fields) -> tuple[str, SignInChallenge]:
     token = secrets.token_urlsafe(32)
     now = timezone.now()
+    # Some of these are made for anyone who asks (passkey sign-in options): the ones whose time
+    # is up go as new ones come, so the table holds only the last MFA_TOKEN_TTL's (an indexed delete).
+    SignInChallenge.objects.filter(expires_at__lte=now).delete()
     challenge = SignInChallenge.objects.create(
         token_hash=_token_hash(token),
         purpose=purpose,
@@ -84,7 +87,7 @@ def _challenge_new(*, purpose: str, user: User | None = None, **fields) -> tuple
     return token, challenge
 
 
-def _challenge_get(*, token: object, purpose: str) -> SignInChallenge:
+def challenge_get(*, token: object, purpose: str) -> SignInChallenge:
     """The live challenge ``token`` names, locked for this transaction; else 403 mfa_token_invalid."""
     if not isinstance(token, str) or not token:
         raise MfaTokenInvalid()
@@ -100,23 +103,24 @@ def _challenge_get(*, token: object, purpose: str) -> SignInChallenge:
     return challenge
 
 
-def _challenge_spend(challenge: SignInChallenge) -> None:
+def challenge_spend(challenge: SignInChallenge) -> None:
     """Single use: only the first spender's conditional update matches."""
     if not SignInChallenge.objects.filter(pk=challenge.pk, used_at=None).update(used_at=timezone.now()):
         raise MfaTokenInvalid()
 
 
-def _account_failures_check(user: User) -> None:
+def account_failures_check(user: User) -> None:
     key = f"auth:mfa-failures:{user.pk}"
     try:
         failures = cache.get(key, 0)
     except CACHE_ERRORS as error:
         raise AuthUnavailable() from error
     if failures >= MAX_FAILURES_PER_ACCOUNT:
+        metrics.login_throttled_record(throttle="mfa_account")
         raise Throttled(retry_after=int(ACCOUNT_FAILURE_WINDOW.total_seconds()))
 
 
-def _failure_record(
+def failure_record(
     user: User, challenge: SignInChallenge | None, origin: RequestOrigin | None, what: str
 ) -> None:
     key = f"auth:mfa-failures:{user.pk}"
@@ -133,16 +137,18 @@ def _failure_record(
 # --- The second step of a sign-in ----------------------------------------------------------
 
 
-def sign_in_step(*, user: User, method: str, origin: RequestOrigin) -> SignInStep:
+def sign_in_step(*, user: User, method: str, origin: RequestOrigin, google_domain: str = "") -> SignInStep:
     """After a first factor: a session, or, for a user with a second factor, the challenge for it."""
-    methods = user_second_factors(user=user)
+    methods, domain = user_second_factors(user=user), google_domain
     if not methods:
-        return SignInStep(issued=session_start(user=user, method=method, origin=origin))
-    token, _ = _challenge_new(purpose=ChallengePurpose.SECOND_FACTOR, user=user, first_factor=method)
+        return SignInStep(issued=session_start(user=user, method=method, origin=origin, google_domain=domain))
+    token, _ = challenge_new(
+        purpose=ChallengePurpose.SECOND_FACTOR, user=user, first_factor=method, google_domain=domain
+    )
     return SignInStep(mfa_token=token, methods=tuple(methods))
 
 
-def _code_factor(user: User, code: str) -> str:
+def code_factor_spend(user: User, code: str) -> str:
     """Which factor ``code`` is (TOTP, else a recovery code), spending it; FactorInvalid otherwise."""
     device = TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).first()
     if device is not None and code.strip().replace(" ", "").isdigit():
@@ -165,7 +171,7 @@ def _code_factor(user: User, code: str) -> str:
 def second_factor_options(*, mfa_token: str, rp: RelyingParty) -> dict:
     """WebAuthn assertion options for the second step: the user's own passkeys."""
     with transaction.atomic():
-        challenge = _challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
+        challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         challenge.webauthn_challenge = factors.webauthn_challenge_new()
         challenge.save(update_fields=["webauthn_challenge"])
         allowed = list(Passkey.objects.filter(user=challenge.user).values_list("credential_id", flat=True))
@@ -177,25 +183,26 @@ def second_factor_verify(
 ) -> IssuedTokens:
     """Complete a sign-in with a TOTP code, a recovery code or a passkey assertion."""
     with transaction.atomic():
-        challenge = _challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
+        challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         user = challenge.user
-        _account_failures_check(user)
+        account_failures_check(user)
         try:
             if assertion is not None:
                 factor = _passkey_verify(user=user, challenge=challenge, assertion=assertion, rp=rp, uv=False)
             else:
-                factor = _code_factor(user, code or "")
+                factor = code_factor_spend(user, code or "")
         except FactorInvalid as error:
-            _failure_record(user, challenge, origin, "second step of a sign-in")
+            failure_record(user, challenge, origin, "second step of a sign-in")
             failed = error
         else:
             failed = None
-            _challenge_spend(challenge)
+            challenge_spend(challenge)
     if failed is not None:  # recorded and committed above; now refused
         raise InvalidSecondFactor(str(failed)) from failed
     if factor == SecondFactor.RECOVERY:
         audit_event_record(type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin)
-    return session_start(user=user, method=challenge.first_factor, origin=origin, second_factor=factor)
+    first, domain = challenge.first_factor, challenge.google_domain
+    return session_start(user=user, method=first, origin=origin, second_factor=factor, google_domain=domain)
 
 
 # --- Passkeys ------------------------------------------------------------------------------
@@ -228,7 +235,7 @@ def _passkey_verify(
 
 def passkey_sign_in_options(*, rp: RelyingParty) -> tuple[str, dict]:
     """A passkey as the first (and only) factor: options for any discoverable passkey here."""
-    token, challenge = _challenge_new(
+    token, challenge = challenge_new(
         purpose=ChallengePurpose.PASSKEY_SIGN_IN, webauthn_challenge=factors.webauthn_challenge_new()
     )
     return token, factors.authentication_options(
@@ -239,7 +246,7 @@ def passkey_sign_in_options(*, rp: RelyingParty) -> tuple[str, dict]:
 def passkey_sign_in(*, token: str, assertion: dict, rp: RelyingParty, origin: RequestOrigin) -> IssuedTokens:
     """Sign in with a passkey alone: it proves possession and, with user verification, the user."""
     with transaction.atomic():
-        challenge = _challenge_get(token=token, purpose=ChallengePurpose.PASSKEY_SIGN_IN)
+        challenge = challenge_get(token=token, purpose=ChallengePurpose.PASSKEY_SIGN_IN)
         try:
             _passkey_verify(user=None, challenge=challenge, assertion=assertion, rp=rp, uv=True)
         except FactorInvalid as error:
@@ -247,7 +254,7 @@ def passkey_sign_in(*, token: str, assertion: dict, rp: RelyingParty, origin: Re
             failed = error
         else:
             failed = None
-            _challenge_spend(challenge)
+            challenge_spend(challenge)
     if failed is not None:
         raise InvalidSecondFactor(str(failed)) from failed
     # A passkey with user verification is two factors in one (the device and its PIN or biometric).
@@ -264,231 +271,79 @@ def recent_authentication_require(*, session_id: uuid.UUID) -> None:
         raise ReauthenticationRequired()
 
 
+@dataclass(frozen=True)
+class PasskeyProof:
+    """A passkey assertion answering the options of ``reauthentication_options``."""
+
+    token: str
+    assertion: dict
+    rp: RelyingParty
+
+
+def reauthentication_options(*, user_id: int, session_id: uuid.UUID, rp: RelyingParty) -> tuple[str, dict]:
+    """Assertion options for the user's own passkeys, bound to this session (for an account
+    without a password or an authenticator app, a passkey is the only way to confirm)."""
+    user = User.objects.get(pk=user_id)
+    allowed = list(Passkey.objects.filter(user=user).values_list("credential_id", flat=True))
+    if not allowed:
+        raise InvalidRequest("This account has no passkey: confirm with your password or a code.")
+    token, challenge = challenge_new(
+        purpose=ChallengePurpose.REAUTHENTICATION,
+        user=user,
+        session_id=session_id,
+        webauthn_challenge=factors.webauthn_challenge_new(),
+    )
+    options = factors.authentication_options(
+        rp=rp, challenge=bytes(challenge.webauthn_challenge), allowed=allowed
+    )
+    return token, options
+
+
+def _passkey_proof_check(
+    *, user: User, session_id: uuid.UUID, proof: PasskeyProof
+) -> tuple[bool, SignInChallenge]:
+    """Whether the assertion checks out; the challenge it answered (spent when it does)."""
+    with transaction.atomic():
+        challenge = challenge_get(token=proof.token, purpose=ChallengePurpose.REAUTHENTICATION)
+        if challenge.user_id != user.pk or challenge.session_id != session_id:
+            raise MfaTokenInvalid("This passkey request is not for this session; try again.")
+        try:
+            _passkey_verify(user=user, challenge=challenge, assertion=proof.assertion, rp=proof.rp, uv=False)
+        except FactorInvalid:
+            return False, challenge
+        challenge_spend(challenge)
+    return True, challenge
+
+
 def reauthenticate(
     *,
     user_id: int,
     session_id: uuid.UUID,
     password: str | None = None,
     code: str | None = None,
+    passkey: PasskeyProof | None = None,
     origin: RequestOrigin,
 ) -> None:
-    """Prove it is still the user (password, or a current second-factor code): resets the window."""
+    """Prove it is still the user (password, a current second-factor code, or a passkey): resets
+    the window."""
     user = User.objects.get(pk=user_id)
-    _account_failures_check(user)
-    proven = False
+    account_failures_check(user)
+    proven, challenge, factor = False, None, None
     if password is not None:
         proven = user.has_usable_password() and user.check_password(password)
     elif code is not None:
         try:
-            _code_factor(user, code)
-            proven = True
+            factor, proven = code_factor_spend(user, code), True
         except FactorInvalid:
             proven = False
+    elif passkey is not None:
+        proven, challenge = _passkey_proof_check(user=user, session_id=session_id, proof=passkey)
     if not proven:
-        _failure_record(user, None, origin, "re-authentication")
+        failure_record(user, challenge, origin, "re-authentication")
         raise InvalidSecondFactor("That is not right; try again.")
+    if factor == SecondFactor.RECOVERY:  # spent here as at sign-in: the user should know
+        audit_event_record(
+            type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin, session_id=session_id
+        )
     Session.objects.filter(pk=session_id, user=user).update(authenticated_at=timezone.now())
     audit_event_record(type=AuditEventType.REAUTHENTICATED, user=user, origin=origin, session_id=session_id)
-
-
-# --- Enrolment -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TotpEnrolment:
-    secret: str
-    uri: str
-    qr_svg: str  # a data: URI
-
-
-def _factors_changed(user: User) -> None:
-    """The claims gateways and the API see include the second-factor state."""
-    try:
-        session_cache.claims_cache_forget(user_ids=[user.pk])
-    except AuthUnavailable:
-        pass  # they expire within CLAIMS_CACHE_TTL
-
-
-def totp_enrol_start(*, user_id: int) -> TotpEnrolment:
-    """A new secret for an authenticator app; it counts only once confirmed with a code."""
-    user = User.objects.get(pk=user_id)
-    if TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists():
-        raise AlreadyEnrolled()
-    secret = factors.totp_secret_new()
-    TotpDevice.objects.update_or_create(
-        user=user,
-        defaults={
-            "secret_encrypted": field_encrypt(plaintext=secret, purpose=TOTP_SECRETS),
-            "created_at": timezone.now(),
-        },
-    )
-    uri = factors.totp_uri(secret=secret, email=user.email)
-    return TotpEnrolment(secret=secret, uri=uri, qr_svg=factors.qr_svg_data_uri(uri))
-
-
-def _recovery_codes_issue(user: User) -> list[str]:
-    codes = factors.recovery_codes_new()
-    RecoveryCode.objects.filter(user=user).delete()
-    RecoveryCode.objects.bulk_create(
-        [RecoveryCode(user=user, code_hash=factors.recovery_code_hash(code)) for code in codes]
-    )
-    return codes
-
-
-def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin: RequestOrigin) -> list[str]:
-    """Turn the app on with its first code; returns the recovery codes (shown once, stored hashed)."""
-    with transaction.atomic():
-        user = User.objects.select_for_update().get(pk=user_id)
-        device = TotpDevice.objects.filter(user=user, confirmed_at=None).first()
-        if device is None:
-            raise InvalidRequest(
-                fields={"code": ["Start the set-up first: no authenticator app is waiting."]}
-            )
-        try:
-            step = factors.totp_step_verify(
-                secret=field_decrypt(ciphertext=device.secret_encrypted, purpose=TOTP_SECRETS),
-                code=code,
-                after_step=device.last_used_step,
-            )
-        except FactorInvalid as error:
-            raise InvalidRequest(fields={"code": [str(error)]}) from error
-        device.confirmed_at, device.last_used_step = timezone.now(), step
-        device.save(update_fields=["confirmed_at", "last_used_step"])
-        codes = _recovery_codes_issue(user)
-        # This session just proved the new factor: it counts as signed in with it.
-        session = Session.objects.filter(pk=session_id, user=user).first()
-        if session is not None and SecondFactor.TOTP not in session.amr:
-            Session.objects.filter(pk=session.pk).update(amr=[*session.amr, SecondFactor.TOTP.value])
-        audit_event_record(
-            type=AuditEventType.SECOND_FACTOR_ENROLLED, user=user, origin=origin, detail="totp"
-        )
-    _factors_changed(user)
-    return codes
-
-
-def totp_remove(*, user_id: int, origin: RequestOrigin) -> None:
-    """Turn the authenticator app off (the caller checked a recent authentication)."""
-    user = User.objects.get(pk=user_id)
-    with transaction.atomic():
-        removed, _ = TotpDevice.objects.filter(user=user).delete()
-        if not removed:
-            raise NotFound()
-        if not Passkey.objects.filter(user=user).exists():
-            RecoveryCode.objects.filter(user=user).delete()  # nothing left to recover
-        audit_event_record(type=AuditEventType.SECOND_FACTOR_REMOVED, user=user, origin=origin, detail="totp")
-    _factors_changed(user)
-
-
-def recovery_codes_regenerate(*, user_id: int, origin: RequestOrigin) -> list[str]:
-    user = User.objects.get(pk=user_id)
-    if not user_second_factors(user=user):
-        raise InvalidRequest(
-            "Set up an authenticator app or a passkey first: recovery codes stand in for them."
-        )
-    with transaction.atomic():
-        codes = _recovery_codes_issue(user)
-        audit_event_record(type=AuditEventType.RECOVERY_CODES_ISSUED, user=user, origin=origin)
-    return codes
-
-
-def passkey_registration_options(
-    *, user_id: int, session_id: uuid.UUID, rp: RelyingParty
-) -> tuple[str, dict]:
-    user = User.objects.get(pk=user_id)
-    token, challenge = _challenge_new(
-        purpose=ChallengePurpose.PASSKEY_REGISTRATION,
-        user=user,
-        session_id=session_id,
-        webauthn_challenge=factors.webauthn_challenge_new(),
-    )
-    options = factors.registration_options(
-        rp=rp,
-        user_id=user.pk,
-        email=user.email,
-        name=user.name,
-        challenge=bytes(challenge.webauthn_challenge),
-        existing=list(Passkey.objects.filter(user=user).values_list("credential_id", flat=True)),
-    )
-    return token, options
-
-
-def passkey_register(
-    *, user_id: int, session_id: uuid.UUID, token: str, credential: dict, name: str, rp: RelyingParty,
-    origin: RequestOrigin,
-) -> Passkey:  # fmt: skip
-    with transaction.atomic():
-        challenge = _challenge_get(token=token, purpose=ChallengePurpose.PASSKEY_REGISTRATION)
-        if challenge.user_id != user_id or challenge.session_id != session_id:
-            raise MfaTokenInvalid()
-        try:
-            verified = factors.registration_verify(
-                rp=rp, credential=credential, challenge=bytes(challenge.webauthn_challenge)
-            )
-        except FactorInvalid as error:
-            raise InvalidRequest(fields={"credential": [str(error)]}) from error
-        _challenge_spend(challenge)
-        if Passkey.objects.filter(credential_id=verified.credential_id).exists():
-            raise InvalidRequest(fields={"credential": ["This passkey is already registered."]})
-        passkey = Passkey.objects.create(
-            user=challenge.user,
-            name=name,
-            credential_id=verified.credential_id,
-            public_key=verified.public_key,
-            sign_count=verified.sign_count,
-            transports=[
-                t for t in credential.get("response", {}).get("transports", []) if isinstance(t, str)
-            ][:8]
-            if isinstance(credential.get("response"), dict)
-            else [],
-        )
-        audit_event_record(
-            type=AuditEventType.SECOND_FACTOR_ENROLLED,
-            user=challenge.user,
-            origin=origin,
-            detail=f"passkey {name}",
-        )
-    _factors_changed(challenge.user)
-    return passkey
-
-
-def passkey_rename(*, user_id: int, passkey_id: int, name: str) -> Passkey:
-    passkey = Passkey.objects.filter(pk=passkey_id, user_id=user_id).first()
-    if passkey is None:
-        raise NotFound()
-    passkey.name = name
-    passkey.full_clean(validate_constraints=False)
-    passkey.save(update_fields=["name"])
-    return passkey
-
-
-def passkey_remove(*, user_id: int, passkey_id: int, origin: RequestOrigin) -> None:
-    with transaction.atomic():
-        passkey = Passkey.objects.select_related("user").filter(pk=passkey_id, user_id=user_id).first()
-        if passkey is None:
-            raise NotFound()
-        passkey.delete()
-        user = passkey.user
-        if not user_second_factors(user=user):
-            RecoveryCode.objects.filter(user=user).delete()
-        audit_event_record(
-            type=AuditEventType.SECOND_FACTOR_REMOVED,
-            user=user,
-            origin=origin,
-            detail=f"passkey {passkey.name}",
-        )
-    _factors_changed(user)
-
-
-def second_factors_reset(*, user: User, actor: User | None) -> int:
-    """An operator removes every second factor of a user who lost them all; returns how many went."""
-    with transaction.atomic():
-        removed = TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).count()
-        removed += Passkey.objects.filter(user=user).count()
-        TotpDevice.objects.filter(user=user).delete()
-        Passkey.objects.filter(user=user).delete()
-        RecoveryCode.objects.filter(user=user).delete()
-        audit_event_record(
-            type=AuditEventType.SECOND_FACTORS_RESET, user=user, detail=f"by {actor.email}" if actor else ""
-        )
-    _factors_changed(user)
-    return removed

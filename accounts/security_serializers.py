@@ -118,10 +118,18 @@ class RecoveryCodesSerializer(serializers.Serializer):
 class ReauthenticateInputSerializer(serializers.Serializer):
     password = Base64PasswordField(required=False)
     code = serializers.CharField(max_length=32, required=False, help_text="A TOTP or recovery code.")
+    token = serializers.CharField(
+        max_length=200, required=False, help_text="From /api/auth/reauthenticate/options, with webauthn."
+    )
+    webauthn = WebAuthnJSONField(
+        required=False, help_text="A passkey assertion (PublicKeyCredential.toJSON())."
+    )
 
     def validate(self, attrs: dict) -> dict:
-        if ("password" in attrs) == ("code" in attrs):
-            raise serializers.ValidationError("Send either your password or a code.")
+        if sum(name in attrs for name in ("password", "code", "webauthn")) != 1:
+            raise serializers.ValidationError("Send one of: your password, a code, or a passkey assertion.")
+        if ("webauthn" in attrs) != ("token" in attrs):
+            raise serializers.ValidationError("A passkey assertion comes with the token of its options.")
         return attrs
 
 

@@ -4,7 +4,6 @@ password change and reset (see README "Account security")."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth import login as django_login
 from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -12,10 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import passwords, second_factors
+from accounts import factor_enrolment, passwords, second_factors
+from accounts.admin_site import admin_session_bind
 from accounts.authentication import TokenAuth, request_origin
 from accounts.factors import RelyingParty
-from accounts.models import User
 from accounts.security_serializers import (
     CodeInputSerializer,
     MfaTokenInputSerializer,
@@ -36,9 +35,10 @@ from accounts.security_serializers import (
 )
 from accounts.selectors import security_overview
 from accounts.serializers import TokenResponseSerializer
+from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle
 from accounts.views import PublicAPIView, SignInAPIView, login_response
 from config import errors
-from config.openapi import AUTHENTICATION_ERRORS, error_responses
+from config.openapi import AUTHENTICATION_ERRORS, PortalAutoSchema, error_responses
 
 SIGN_IN_STEP_ERRORS = (
     errors.InvalidRequest,
@@ -61,6 +61,26 @@ def relying_party(request: HttpRequest) -> RelyingParty:
 
 def _auth(request: Request) -> TokenAuth:
     return request.auth
+
+
+class _DeleteWithBodySchema(PortalAutoSchema):
+    """drf-spectacular documents a request body for POST, PUT and PATCH only; a DELETE that takes
+    one (the code that removes the authenticator app) declares it like a POST would."""
+
+    def _get_request_body(self, direction: str = "request"):
+        if self.method != "DELETE":
+            return super()._get_request_body(direction)
+        self.method = "POST"
+        try:
+            return super()._get_request_body(direction)
+        finally:
+            self.method = "DELETE"
+
+
+def _body_documented(method):
+    """Mark a DELETE handler whose body the OpenAPI document shows (read by ``extend_schema``)."""
+    method.schema = _DeleteWithBodySchema
+    return method
 
 
 class SensitiveAPIView(APIView):
@@ -101,7 +121,8 @@ class MfaVerifyView(SignInAPIView):
 
 
 class MfaOptionsView(SignInAPIView):
-    throttle_classes: list = []
+    # Per address only: there is no account in the request to count against.
+    throttle_classes = [LoginIPThrottle]
 
     @extend_schema(
         operation_id="auth_mfa_options",
@@ -120,14 +141,15 @@ class MfaOptionsView(SignInAPIView):
 
 
 class PasskeyOptionsView(SignInAPIView):
-    throttle_classes: list = []
+    # Anyone may ask, and each answer is a row: per address, like a login.
+    throttle_classes = [LoginIPThrottle]
 
     @extend_schema(
         operation_id="auth_passkey_options",
         request=None,
         responses={
             200: PasskeyCeremonySerializer,
-            **error_responses(errors.ForeignOrigin, errors.AuthUnavailable),
+            **error_responses(errors.ForeignOrigin, errors.Throttled, errors.AuthUnavailable),
         },
         auth=[],
     )
@@ -193,16 +215,33 @@ class TotpView(SensitiveAPIView):
         description="Start setting up an authenticator app: it counts once confirmed with a code.",
     )
     def post(self, request: Request) -> Response:
-        enrolment = second_factors.totp_enrol_start(user_id=request.user.pk)
+        enrolment = factor_enrolment.totp_enrol_start(user_id=request.user.pk)
         body = {"secret": enrolment.secret, "otpauthUri": enrolment.uri, "qrCode": enrolment.qr_svg}
         return Response(TotpEnrolmentSerializer(body).data, headers={"Cache-Control": "no-store"})
 
     @extend_schema(
         operation_id="auth_mfa_totp_remove",
-        responses={204: None, **error_responses(*FACTOR_ERRORS, errors.NotFound)},
+        request=CodeInputSerializer,
+        responses={
+            204: None,
+            **error_responses(
+                errors.InvalidRequest,
+                errors.InvalidSecondFactor,
+                errors.Throttled,
+                *FACTOR_ERRORS,
+                errors.NotFound,
+                notes={"invalid_second_factor": "The code is wrong or was used (counted like at sign-in)."},
+            ),
+        },
+        description="Turn the authenticator app off: takes a current code from it, or a recovery code.",
     )
+    @_body_documented
     def delete(self, request: Request) -> Response:
-        second_factors.totp_remove(user_id=request.user.pk, origin=request_origin(request))
+        serializer = CodeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        factor_enrolment.totp_remove(
+            user_id=request.user.pk, code=serializer.validated_data["code"], origin=request_origin(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -221,7 +260,7 @@ class TotpConfirmView(APIView):
     def post(self, request: Request) -> Response:
         serializer = CodeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        codes = second_factors.totp_enrol_confirm(
+        codes = factor_enrolment.totp_enrol_confirm(
             user_id=request.user.pk,
             session_id=_auth(request).session.session_id,
             code=serializer.validated_data["code"],
@@ -238,7 +277,7 @@ class RecoveryCodesView(SensitiveAPIView):
         description="Ten new recovery codes; the old ones stop working.",
     )
     def post(self, request: Request) -> Response:
-        codes = second_factors.recovery_codes_regenerate(
+        codes = factor_enrolment.recovery_codes_regenerate(
             user_id=request.user.pk, origin=request_origin(request)
         )
         return Response({"recoveryCodes": codes}, headers={"Cache-Control": "no-store"})
@@ -257,7 +296,7 @@ class PasskeyListView(SensitiveAPIView):
         serializer = PasskeyRegisterInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        passkey = second_factors.passkey_register(
+        passkey = factor_enrolment.passkey_register(
             user_id=request.user.pk,
             session_id=_auth(request).session.session_id,
             token=data["token"],
@@ -276,7 +315,7 @@ class PasskeyRegistrationOptionsView(SensitiveAPIView):
         responses={200: PasskeyCeremonySerializer, **error_responses(*FACTOR_ERRORS)},
     )
     def post(self, request: Request) -> Response:
-        token, options = second_factors.passkey_registration_options(
+        token, options = factor_enrolment.passkey_registration_options(
             user_id=request.user.pk, session_id=_auth(request).session.session_id, rp=relying_party(request)
         )
         return Response({"token": token, "publicKey": options})
@@ -294,7 +333,7 @@ class PasskeyDetailView(SensitiveAPIView):
     def patch(self, request: Request, passkey_id: int) -> Response:
         serializer = PasskeyRenameInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        passkey = second_factors.passkey_rename(
+        passkey = factor_enrolment.passkey_rename(
             user_id=request.user.pk, passkey_id=passkey_id, name=serializer.validated_data["name"]
         )
         return Response(PasskeySerializer(passkey).data)
@@ -304,7 +343,7 @@ class PasskeyDetailView(SensitiveAPIView):
         responses={204: None, **error_responses(*FACTOR_ERRORS, errors.NotFound)},
     )
     def delete(self, request: Request, passkey_id: int) -> Response:
-        second_factors.passkey_remove(
+        factor_enrolment.passkey_remove(
             user_id=request.user.pk, passkey_id=passkey_id, origin=request_origin(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -319,23 +358,56 @@ class ReauthenticateView(APIView):
         responses={
             204: None,
             **error_responses(
-                errors.InvalidRequest, errors.InvalidSecondFactor, errors.Throttled, *AUTHENTICATION_ERRORS
+                errors.InvalidRequest,
+                errors.InvalidSecondFactor,
+                errors.MfaTokenInvalid,
+                errors.Throttled,
+                *AUTHENTICATION_ERRORS,
+                notes={
+                    "mfa_token_invalid": "The passkey options (token) expired, were used, or are another session's."
+                },
             ),
         },
-        description="Prove it is still you (password, or a TOTP/recovery code) before a sensitive action.",
+        description="Prove it is still you before a sensitive action: your password, a TOTP or recovery "
+        "code, or a passkey (`token` from /api/auth/reauthenticate/options and `webauthn`).",
     )
     def post(self, request: Request) -> Response:
         serializer = ReauthenticateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        passkey = None
+        if "webauthn" in data:
+            passkey = second_factors.PasskeyProof(
+                token=data["token"], assertion=data["webauthn"], rp=relying_party(request)
+            )
         second_factors.reauthenticate(
             user_id=request.user.pk,
             session_id=_auth(request).session.session_id,
             password=data.get("password"),
             code=data.get("code"),
+            passkey=passkey,
             origin=request_origin(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReauthenticationOptionsView(APIView):
+    allowed_before_enrolment = True
+
+    @extend_schema(
+        operation_id="auth_reauthenticate_options",
+        request=None,
+        responses={
+            200: PasskeyCeremonySerializer,
+            **error_responses(errors.InvalidRequest, *AUTHENTICATION_ERRORS),
+        },
+        description="Passkey options to re-authenticate with one of your passkeys (bound to this session).",
+    )
+    def post(self, request: Request) -> Response:
+        token, options = second_factors.reauthentication_options(
+            user_id=request.user.pk, session_id=_auth(request).session.session_id, rp=relying_party(request)
+        )
+        return Response({"token": token, "publicKey": options})
 
 
 # --- Passwords -------------------------------------------------------------------------------
@@ -343,11 +415,15 @@ class ReauthenticateView(APIView):
 
 class PasswordChangeView(APIView):
     allowed_before_enrolment = True
+    throttle_classes = [PasswordChangeThrottle]
 
     @extend_schema(
         operation_id="auth_password_change",
         request=PasswordChangeInputSerializer,
-        responses={204: None, **error_responses(errors.InvalidRequest, *AUTHENTICATION_ERRORS)},
+        responses={
+            204: None,
+            **error_responses(errors.InvalidRequest, errors.Throttled, *AUTHENTICATION_ERRORS),
+        },
         description="Both passwords as base64 of UTF-8, like login. Every other session ends; this one stays.",
     )
     def post(self, request: Request) -> Response:
@@ -405,7 +481,8 @@ class PasswordResetConfirmView(PublicAPIView):
 
 class AdminSessionView(APIView):
     """The bridge to the Django admin: a staff user signed in here (second factor included) gets an
-    admin session. The admin's own password form is switched off, so this is the only way in."""
+    admin session, bound to this portal session (it ends with it). The admin's own password form is
+    switched off, so this is the only way in."""
 
     @extend_schema(
         operation_id="auth_admin_session",
@@ -415,6 +492,7 @@ class AdminSessionView(APIView):
     def post(self, request: Request) -> Response:
         if not request.user.is_staff:
             raise errors.PermissionDenied()
-        user = User.objects.get(pk=request.user.pk)
-        django_login(request._request, user, backend="django.contrib.auth.backends.ModelBackend")
+        admin_session_bind(
+            request._request, user_id=request.user.pk, session_id=_auth(request).session.session_id
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -60,3 +60,15 @@ class LoginAccountThrottle(_CacheThrottle):
             return self.cache_format % {"scope": "login_device", "ident": nonce}
         digest = hashlib.sha256(email.encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": digest}
+
+
+class PasswordChangeThrottle(_CacheThrottle):
+    """Password changes per account: a stolen session must not be able to guess the current
+    password at full speed (each guess is a change attempt), so it gets the login's rate."""
+
+    scope = "password_change"
+    setting_name = "LOGIN_THROTTLE_ACCOUNT"
+
+    def get_cache_key(self, request, view) -> str | None:
+        user_id = getattr(request.user, "pk", None)
+        return None if user_id is None else self.cache_format % {"scope": self.scope, "ident": user_id}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import pyotp
 import pytest
 import time_machine
 from google.auth import exceptions as google_exceptions
@@ -351,3 +352,29 @@ def test_the_openapi_document_describes_the_endpoint(api_client, db):
     assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "429", "503"}
     body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert body.endswith("/GoogleSignInInputRequest")
+
+
+# --- a second factor after Google -------------------------------------------------------------
+
+
+def test_google_then_the_second_factor_for_a_user_who_has_one(api_client, auth_client, user, google_key):
+    GoogleAccount.objects.create(user=user, sub=SUB, email=user.email)
+    browser = auth_client(user)
+    totp = pyotp.TOTP(browser.post("/api/auth/mfa/totp").json()["secret"])
+    with time_machine.travel(time.time(), tick=False) as traveller:
+        assert (
+            browser.post("/api/auth/mfa/totp/confirm", {"code": totp.now()}, format="json").status_code == 200
+        )
+        first = sign_in(api_client, id_token(google_key))
+        assert first.status_code == 200, first.content
+        body = first.json()
+        assert body["mfaRequired"] is True and body["methods"] == ["totp", "recovery"]
+        assert "user" not in body and not {ACCESS_COOKIE, REFRESH_COOKIE} & set(first.cookies)
+        traveller.shift(30)  # the app's next code (each works once)
+        second = api_client.post(
+            "/api/auth/mfa/verify", {"mfaToken": body["mfaToken"], "code": totp.now()}, format="json"
+        )
+    assert second.status_code == 200, second.content
+    assert {ACCESS_COOKIE, REFRESH_COOKIE} <= set(second.cookies)
+    session = Session.objects.filter(revoked_at=None).latest("created_at")
+    assert (session.method, session.amr) == ("google", ["google", "totp"])

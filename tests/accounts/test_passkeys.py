@@ -3,10 +3,14 @@ of a sign-in, a passkey as the only factor, renaming and removal."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+import time_machine
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import Passkey, Session
+from accounts.models import AuditEvent, Passkey, Session, SignInChallenge
 from tests.accounts.soft_authenticator import SoftAuthenticator
 from tests.conftest import login
 
@@ -109,3 +113,127 @@ def test_someone_elses_passkey_cannot_be_touched(browser, user, user_factory, au
     mallory = auth_client(user_factory(email="mallory@example.com"))
     assert mallory.delete(f"/api/auth/mfa/passkeys/{passkey['id']}").json()["code"] == "not_found"
     assert Passkey.objects.filter(pk=passkey["id"]).exists()
+
+
+# --- Malformed credentials are refused, never a 500 --------------------------------------------
+
+
+def _broken(credential: dict, how: str) -> dict:
+    """``credential`` with its ``response`` missing, or its binary parts not what they claim."""
+    if how == "no response":
+        return {key: value for key, value in credential.items() if key != "response"}
+    response = dict(credential["response"])
+    for name in ("attestationObject", "authenticatorData"):
+        if name in response:
+            response[name] = "bm90LWNib3I"  # base64url of "not-cbor"
+    return {**credential, "response": response}
+
+
+@pytest.mark.parametrize("how", ["no response", "garbage data"])
+def test_a_malformed_credential_is_refused_at_registration(browser, authenticator, how):
+    ceremony = browser.post("/api/auth/mfa/passkeys/options").json()
+    credential = _broken(authenticator.create(ceremony["publicKey"]), how)
+    response = browser.post(
+        "/api/auth/mfa/passkeys",
+        {"token": ceremony["token"], "credential": credential, "name": "Laptop"},
+        format="json",
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert "credential" in response.json()["fields"]
+    assert not Passkey.objects.exists()
+
+
+@pytest.mark.parametrize("how", ["no response", "garbage data"])
+def test_a_malformed_assertion_at_the_second_step_is_refused_and_counted(browser, user, authenticator, how):
+    _register(browser, authenticator)
+    token = login(APIClient(), user).json()["mfaToken"]
+    options = APIClient().post("/api/auth/mfa/options", {"mfaToken": token}, format="json").json()
+    assertion = _broken(authenticator.get(options["publicKey"]), how)
+    verify = {"mfaToken": token, "webauthn": assertion}
+    for _ in range(5):
+        response = APIClient().post("/api/auth/mfa/verify", verify, format="json")
+        assert (response.status_code, response.json()["code"]) == (401, "invalid_second_factor")
+    # Each try counted against the mfaToken: after five it is spent, even for a good assertion.
+    verify["webauthn"] = authenticator.get(options["publicKey"])
+    assert (
+        APIClient().post("/api/auth/mfa/verify", verify, format="json").json()["code"] == "mfa_token_invalid"
+    )
+    assert AuditEvent.objects.filter(type="factor_failed").count() == 5
+
+
+# --- Unauthenticated passkey options: throttled, and their rows do not pile up -----------------
+
+
+@pytest.mark.parametrize("path", ["/api/auth/passkey/options", "/api/auth/mfa/options"])
+def test_passkey_options_are_throttled_per_address(db, settings, path):
+    settings.LOGIN_THROTTLE_IP = "3/min"
+    client = APIClient()
+    body = {"mfaToken": "unknown"} if path.endswith("mfa/options") else None
+    for _ in range(3):
+        assert client.post(path, body, format="json").status_code != 429
+    refused = client.post(path, body, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
+    assert refused["Retry-After"]
+
+
+def test_challenges_whose_time_is_up_are_deleted_as_new_ones_come(db, settings):
+    settings.LOGIN_THROTTLE_IP = "100/min"
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        for _ in range(3):
+            assert APIClient().post("/api/auth/passkey/options").status_code == 200
+        traveller.shift(settings.MFA_TOKEN_TTL + timedelta(seconds=1))
+        fresh = APIClient().post("/api/auth/passkey/options")
+    assert fresh.status_code == 200
+    assert SignInChallenge.objects.count() == 1
+
+
+# --- Re-authentication with a passkey --------------------------------------------------------
+
+
+def test_a_passkey_re_authenticates_an_account_without_password_or_app(
+    browser, user, authenticator, settings
+):
+    _register(browser, authenticator)
+    user.set_unusable_password()  # as a Google-only account
+    user.save()
+    with time_machine.travel(timezone.now() + timedelta(minutes=6), tick=False):
+        stale = browser.post("/api/auth/mfa/recovery-codes")
+        assert stale.json()["code"] == "reauthentication_required"
+        ceremony = browser.post("/api/auth/reauthenticate/options").json()
+        assert [c["id"] for c in ceremony["publicKey"]["allowCredentials"]] == [
+            Passkey.objects.get().credential_id
+        ]
+        answer = {"token": ceremony["token"], "webauthn": authenticator.get(ceremony["publicKey"])}
+        assert browser.post("/api/auth/reauthenticate", answer, format="json").status_code == 204
+        replayed = browser.post("/api/auth/reauthenticate", answer, format="json")
+        assert replayed.json()["code"] == "mfa_token_invalid"
+        assert browser.post("/api/auth/mfa/recovery-codes").status_code == 200
+    assert AuditEvent.objects.filter(type="reauthenticated").count() == 1
+
+
+@pytest.mark.parametrize("misuse", ["another session's options", "unknown passkey"])
+def test_a_passkey_re_authentication_that_does_not_check_out_is_refused(
+    browser, user, authenticator, auth_client, misuse
+):
+    _register(browser, authenticator)
+    ceremony = browser.post("/api/auth/reauthenticate/options").json()
+    signer = (
+        authenticator if misuse != "unknown passkey" else SoftAuthenticator(origin=ORIGIN, rp_id="testserver")
+    )
+    answer = {"token": ceremony["token"], "webauthn": signer.get(ceremony["publicKey"])}
+    client = browser
+    if misuse == "another session's options":
+        client = APIClient()
+        token = login(client, user).json()["mfaToken"]
+        code_client = APIClient()
+        options = code_client.post("/api/auth/mfa/options", {"mfaToken": token}, format="json").json()
+        signed_in = code_client.post(
+            "/api/auth/mfa/verify",
+            {"mfaToken": token, "webauthn": authenticator.get(options["publicKey"])},
+            format="json",
+        )
+        client.cookies = signed_in.cookies
+        client.credentials(HTTP_X_CSRFTOKEN=client.get("/api/auth/csrf").json()["csrfToken"])
+    response = client.post("/api/auth/reauthenticate", answer, format="json")
+    expected = "mfa_token_invalid" if misuse == "another session's options" else "invalid_second_factor"
+    assert response.json()["code"] == expected, response.content

@@ -108,3 +108,16 @@ def test_a_reset_never_removes_the_second_factor(auth_client, user):
     APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
     assert _confirm(*_reset_link()).status_code == 204
     assert login(APIClient(), user, NEW_PASSWORD).json()["mfaRequired"] is True
+
+
+def test_guessing_the_current_password_through_a_change_is_throttled(auth_client, user, settings):
+    settings.LOGIN_THROTTLE_ACCOUNT = "3/min"
+    client = auth_client(user)
+    guess = {"currentPassword": b64("a guess"), "newPassword": b64(NEW_PASSWORD)}
+    for _ in range(3):
+        assert client.post("/api/auth/password", guess, format="json").status_code == 400
+    right = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64(NEW_PASSWORD)}
+    response = client.post("/api/auth/password", right, format="json")
+    assert (response.status_code, response.json()["code"]) == (429, "throttled")
+    assert int(response["Retry-After"]) > 0
+    assert login(APIClient(), user).status_code == 200  # the password did not change

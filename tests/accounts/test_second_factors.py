@@ -3,15 +3,19 @@ re-authentication, and the staff policy. Codes come from pyotp, as an authentica
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pyotp
 import pytest
 import time_machine
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, Session, TotpDevice
+from accounts.services import user_deactivate
+from tests.accounts.test_admin import user_change_form_data
 from tests.conftest import DEFAULT_PASSWORD, b64, login
 
 
@@ -86,13 +90,20 @@ def test_a_wrong_code_is_refused_and_the_token_dies_after_five(enrolled, user):
 
 
 def test_wrong_codes_across_many_sign_ins_throttle_the_account(enrolled, user, settings):
+    from prometheus_client import REGISTRY
+
+    def throttled_count() -> float:
+        return REGISTRY.get_sample_value("portal_login_throttled_total", {"throttle": "mfa_account"}) or 0.0
+
     settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
+    before = throttled_count()
     for _ in range(2):
         token = _first_step(user)["mfaToken"]
         for _ in range(5):
             _verify(token, code="000000")
     response = _verify(_first_step(user)["mfaToken"], code=enrolled[0].now())
     assert (response.status_code, response.json()["code"]) == (429, "throttled")
+    assert throttled_count() - before == 1  # operators see it in portal_login_throttled_total
 
 
 def test_a_code_works_once(enrolled, user):
@@ -150,18 +161,88 @@ def test_sensitive_actions_need_a_recent_authentication(auth_client, user):
         assert client.post("/api/auth/mfa/totp").status_code == 200
 
 
-def test_removing_the_app_needs_a_recent_authentication_and_then_a_password_signs_in(
-    enrolled, user, auth_client
+def _browser_after_second_step(user, totp: pyotp.TOTP, traveller) -> APIClient:
+    """A browser signed in with the password and the app's next code."""
+    browser = APIClient()
+    token = _first_step(user)["mfaToken"]
+    browser.cookies = _verify(token, code=_next_code(totp, traveller)).cookies
+    browser.credentials(HTTP_X_CSRFTOKEN=browser.get("/api/auth/csrf").json()["csrfToken"])
+    return browser
+
+
+@pytest.mark.parametrize("proof", ["current code", "recovery code"])
+def test_removing_the_app_takes_a_current_code_or_a_recovery_code_then_a_password_signs_in(
+    enrolled, user, proof
 ):
-    client = APIClient()
-    totp, _ = enrolled
+    totp, codes = enrolled
     with time_machine.travel(timezone.now(), tick=False) as traveller:
-        token = _first_step(user)["mfaToken"]
-        client.cookies = _verify(token, code=_next_code(totp, traveller)).cookies
-        client.credentials(HTTP_X_CSRFTOKEN=client.get("/api/auth/csrf").json()["csrfToken"])
-        assert client.delete("/api/auth/mfa/totp").status_code == 204
+        browser = _browser_after_second_step(user, totp, traveller)
+        code = _next_code(totp, traveller) if proof == "current code" else codes[0]
+        assert browser.delete("/api/auth/mfa/totp", {"code": code}, format="json").status_code == 204
+    assert not TotpDevice.objects.filter(user=user).exists()
     assert "accessToken" in str(login(APIClient(), user).cookies)
     assert AuditEvent.objects.filter(type="factor_removed").exists()
+    assert AuditEvent.objects.filter(type="recovery_code_used").count() == (proof == "recovery code")
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "code"),
+    [({}, 400, "invalid_request"), ({"code": "000000"}, 401, "invalid_second_factor")],
+)
+def test_removing_the_app_without_a_current_code_is_refused(enrolled, user, answer, status, code):
+    totp, _ = enrolled
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        browser = _browser_after_second_step(user, totp, traveller)
+        response = browser.delete("/api/auth/mfa/totp", answer, format="json")
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    assert AuditEvent.objects.filter(type="factor_failed").count() == (1 if answer else 0)
+
+
+def test_wrong_codes_to_remove_the_app_count_against_the_account(enrolled, user):
+    totp, _ = enrolled
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        browser = _browser_after_second_step(user, totp, traveller)
+        for _ in range(10):
+            browser.delete("/api/auth/mfa/totp", {"code": "000000"}, format="json")
+        response = browser.delete("/api/auth/mfa/totp", {"code": _next_code(totp, traveller)}, format="json")
+    assert (response.status_code, response.json()["code"]) == (429, "throttled")
+    assert TotpDevice.objects.filter(user=user).exists()
+
+
+def test_removing_the_app_still_needs_a_recent_authentication(enrolled, user):
+    totp, _ = enrolled
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        browser = _browser_after_second_step(user, totp, traveller)
+        traveller.shift(timedelta(minutes=6))
+        code = _next_code(totp, traveller)
+        refused = browser.delete("/api/auth/mfa/totp", {"code": code}, format="json")
+        assert (refused.status_code, refused.json()["code"]) == (403, "reauthentication_required")
+        password = {"password": b64(DEFAULT_PASSWORD)}
+        assert browser.post("/api/auth/reauthenticate", password, format="json").status_code == 204
+        # The refused request did not spend the code.
+        assert browser.delete("/api/auth/mfa/totp", {"code": code}, format="json").status_code == 204
+
+
+def test_a_recovery_code_spent_on_re_authentication_is_audited_and_works_once(enrolled, user):
+    totp, codes = enrolled
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        browser = _browser_after_second_step(user, totp, traveller)
+        reauthenticated = browser.post("/api/auth/reauthenticate", {"code": codes[3]}, format="json")
+        assert reauthenticated.status_code == 204
+        again = browser.post("/api/auth/reauthenticate", {"code": codes[3]}, format="json")
+    assert again.json()["code"] == "invalid_second_factor"
+    used = AuditEvent.objects.get(type="recovery_code_used")
+    assert used.session_id == Session.objects.filter(revoked_at=None).latest("created_at").pk
+
+
+@pytest.mark.parametrize(("steps", "accepted"), [(-1, True), (1, True), (-2, False), (2, False)])
+def test_a_code_one_step_off_is_accepted_and_two_steps_off_refused(enrolled, user, steps, accepted):
+    totp, _ = enrolled
+    with time_machine.travel(timezone.now() + timedelta(minutes=5), tick=False):
+        code = totp.at(int(time.time()) + steps * 30)  # an app whose clock is that far off
+        response = _verify(_first_step(user)["mfaToken"], code=code)
+    assert (response.status_code == 200) is accepted, response.content
 
 
 # --- The staff policy ------------------------------------------------------------------------
@@ -241,3 +322,76 @@ def test_a_code_re_authenticates_too(enrolled, user, auth_client):
         code = _next_code(totp, traveller)
         assert browser.post("/api/auth/reauthenticate", {"code": code}, format="json").status_code == 204
         assert len(browser.post("/api/auth/mfa/recovery-codes").json()["recoveryCodes"]) == 10
+
+
+# --- The admin session is the portal session's ---------------------------------------------
+
+
+@pytest.fixture
+def admin_browser(in_process_cache, auth_client, user_factory):
+    """A staff user's browser, signed in to the portal and then to the admin through it (on the
+    in-process cache, whose idle timers time-machine can move)."""
+    staff = user_factory(email="ops@example.com", is_staff=True, is_superuser=True)
+    browser = auth_client(staff)
+    assert browser.post("/api/auth/admin-session").status_code == 204
+    assert browser.get("/admin/").status_code == 200
+    browser.staff = staff
+    return browser
+
+
+def _refused_by_the_admin(client) -> bool:
+    response = client.get("/admin/")
+    return response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.parametrize("ending", ["revoked from another device", "deactivated", "idle"])
+def test_the_admin_session_ends_with_the_portal_session(admin_browser, auth_client, ending):
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        if ending == "revoked from another device":
+            session = Session.objects.get(user=admin_browser.staff)
+            other = auth_client(admin_browser.staff)
+            assert other.delete(f"/api/auth/sessions/{session.pk}").status_code == 204
+        elif ending == "deactivated":
+            user_deactivate(user=admin_browser.staff)
+        else:
+            traveller.shift(timedelta(minutes=21))  # JWT_TTL: 20 minutes without a request
+        assert _refused_by_the_admin(admin_browser)
+
+
+def test_signing_out_of_the_portal_ends_the_admin_session_on_the_server(admin_browser):
+    admin_cookie = admin_browser.cookies["sessionid"].value
+    assert admin_browser.post("/api/auth/logout").status_code == 204
+    replayed = Client()
+    replayed.cookies["sessionid"] = admin_cookie  # a copy kept from before the sign-out
+    assert _refused_by_the_admin(replayed)
+
+
+def test_an_admin_session_without_a_portal_session_is_refused(admin_browser):
+    session = admin_browser.session
+    del session["portal_session_id"]
+    session.save()
+    assert _refused_by_the_admin(admin_browser)
+
+
+def test_admin_use_keeps_the_portal_session_alive(admin_browser):
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        for _ in range(3):
+            traveller.shift(timedelta(minutes=15))  # each under JWT_TTL, together well over it
+            assert admin_browser.get("/admin/").status_code == 200
+        refreshed = admin_browser.post("/api/auth/refresh")
+    assert refreshed.status_code == 200, refreshed.content
+
+
+def test_an_operator_forces_enrolment_and_the_api_refuses_until_the_user_enrols(
+    user, client, user_factory, bearer_client, auth_client
+):
+    api = bearer_client(user)
+    assert api.get("/api/auth/permissions").status_code == 200
+    client.force_login(user_factory(email="root@example.com", is_staff=True, is_superuser=True))
+    page = client.get(f"/admin/accounts/user/{user.pk}/change/")
+    data = {**user_change_form_data(page), "email": user.email, "name": user.name, "mfa_required": "on"}
+    assert client.post(f"/admin/accounts/user/{user.pk}/change/", data).status_code == 302
+    refused = api.get("/api/auth/permissions")
+    assert (refused.status_code, refused.json()["code"]) == (403, "mfa_enrolment_required")
+    _enrol(auth_client(user))
+    assert api.get("/api/auth/permissions").status_code == 200

@@ -1,11 +1,14 @@
-// #/login: email + password, and "Sign in with Google" when a client ID is configured.
+// #/login: email + password, "Sign in with a passkey" when the browser has passkeys, and
+// "Sign in with Google" when a client ID is configured. A first factor may lead to the
+// second step (./second-factor.js) instead of a session.
 
 import { h, liveRegion, markInvalid, say } from "../dom.js";
+import { passkeySignInSection, signInContinue } from "./second-factor.js";
 
 const GOOGLE_SCRIPT_URL = "https://accounts.google.com/gsi/client";
 let googleScriptPromise = null;
 
-function googleScriptLoad() {
+export function googleScriptLoad() {
   if (window.google && window.google.accounts && window.google.accounts.id) {
     return Promise.resolve(window.google);
   }
@@ -45,10 +48,12 @@ export async function render(ctx) {
 
   fields.form.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (loginInputValid(fields)) passwordSignIn(ctx, fields, next);
+    if (loginInputValid(fields)) passwordSignIn(ctx, { card, fields, next });
   });
+  const passkey = passkeySignInSection(ctx, { next });
+  if (passkey) card.append(h("p", { class: "divider" }, h("span", {}, "or")), passkey);
   if (ctx.config.googleClientId) {
-    card.append(googleSection(ctx, next));
+    card.append(googleSection(ctx, card, next));
   }
   fields.email.focus();
 }
@@ -81,6 +86,7 @@ function loginForm() {
     h("div", { class: "field" }, h("label", { for: "password" }, "Password"), password),
     error,
     submit,
+    h("p", { class: "hint" }, h("a", { id: "forgot-link", href: "#/forgot" }, "Forgot your password?")),
   );
   return { form, email, password, submit, error };
 }
@@ -102,13 +108,14 @@ function loginInputValid({ email, password, error }) {
   return false;
 }
 
-async function passwordSignIn(ctx, { form, email, password, submit, error }, next) {
+async function passwordSignIn(ctx, { card, fields, next }) {
+  const { form, email, password, submit, error } = fields;
   submit.disabled = true;
   submit.textContent = "Signing in…";
   form.setAttribute("aria-busy", "true");
   try {
     const result = await ctx.api.login(email.value.trim(), password.value);
-    ctx.signedIn(result.user, next);
+    signInContinue(ctx, { card, result, next });
   } catch (failure) {
     if (!ctx.isCurrent()) return;
     const fields = failure.fields || {};
@@ -127,7 +134,7 @@ async function passwordSignIn(ctx, { form, email, password, submit, error }, nex
   }
 }
 
-function googleSection(ctx, next) {
+function googleSection(ctx, card, next) {
   const holder = h("div", { id: "google-signin", class: "google-signin", "data-testid": "google-signin" });
   const googleError = liveRegion("google-error", { assertive: true, className: "error" });
   const section = h(
@@ -143,7 +150,7 @@ function googleSection(ctx, next) {
     holder.setAttribute("aria-busy", "true");
     try {
       const result = await ctx.api.googleLogin(response.credential);
-      ctx.signedIn(result.user, next);
+      signInContinue(ctx, { card, result, next });
     } catch (failure) {
       if (ctx.isCurrent()) say(googleError, ctx.errorMessage(failure));
     } finally {
@@ -163,7 +170,7 @@ function googleSection(ctx, next) {
   return section;
 }
 
-function googleButtonRender(google, holder, clientId, callback) {
+export function googleButtonRender(google, holder, clientId, callback) {
   google.accounts.id.initialize({ client_id: clientId, callback, ux_mode: "popup" });
   google.accounts.id.renderButton(holder, {
     type: "standard",

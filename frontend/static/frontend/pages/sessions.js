@@ -29,6 +29,21 @@ export function deviceName(userAgent) {
   return browser || system || "Unknown device";
 }
 
+const AMR_LABELS = {
+  password: "password",
+  google: "Google",
+  passkey: "passkey",
+  totp: "authenticator app",
+  webauthn: "passkey",
+  recovery: "recovery code",
+};
+
+/** How a session was signed in to, from its `amr`: "password + authenticator app". */
+export function signInMethods(amr) {
+  const labels = (amr || []).map((method) => AMR_LABELS[method] || String(method));
+  return labels.length ? labels.join(" + ") : "—";
+}
+
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Sessions" });
   const sessions = await pageLoad(ctx, { status, error }, "Loading sessions…", (options) =>
@@ -84,6 +99,12 @@ function sessionDetails(session) {
     h("dd", {}, session.ip || "—"),
     h("dt", {}, "Signed in"),
     h("dd", {}, timeElement(session.createdAt)),
+    h("dt", {}, "Signed in with"),
+    h(
+      "dd",
+      { class: "session-amr", "data-testid": "session-amr", dataset: { amr: (session.amr || []).join(" ") } },
+      signInMethods(session.amr),
+    ),
     h("dt", {}, "Last active"),
     h("dd", {}, timeElement(session.lastSeenAt)),
   );

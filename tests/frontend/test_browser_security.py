@@ -1,0 +1,528 @@
+"""Account security in headless Chromium, against the real server (live_server).
+
+An authenticator app set up in the page (its codes computed with pyotp from the secret the
+page shows), the second step of a sign-in, recovery codes that work once; passkeys made by
+Chromium's virtual authenticator (CDP WebAuthn domain) as a second factor and as the only
+one; a password change that signs other devices out; a reset by email; the re-authentication
+prompt before a key rotation; and the admin, which staff reach only through the portal's
+sign-in (and, when the policy says so, only with a second factor). Hooks: dom_ids.md.
+
+The live server listens on localhost, a valid WebAuthn relying-party ID, and with
+WEBAUTHN_RP_ID / WEBAUTHN_ORIGINS unset the portal takes the host the browser names.
+The new pages are saved as screenshots (test-artifacts/screenshots); the README shows copies
+of six of them from docs/screenshots (security*.png, sign-in-second-step.png,
+forgot-password.png, reset-password.png), made from throwaway test accounts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+
+import pyotp
+import pytest
+from django.core import mail
+
+from accounts.models import AuditEvent, Passkey, Session, TotpDevice
+from clusters.models import Cluster
+from clusters.selectors import cluster_credentials
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "correct horse battery"
+NEW_PASSWORD = "a brand new passphrase 42"
+VIRTUAL_AUTHENTICATOR = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+}
+
+
+@pytest.fixture(autouse=True)
+def _generous_login_throttles(settings):
+    """These flows sign in many times a minute; the throttles have tests of their own."""
+    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
+    settings.LOGIN_THROTTLE_IP = "100/min"
+
+
+def _first_factor(page, base_url: str, email: str, password: str = PASSWORD, next_path: str = "") -> None:
+    page.goto(base_url + "/#/login" + (f"?next={next_path}" if next_path else ""))
+    page.wait_for_selector("#login-form")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def _sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
+    _first_factor(page, base_url, email, password)
+    page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
+
+
+def _sign_out(page) -> None:
+    page.click("#signout")
+    page.wait_for_selector("#login-form")
+
+
+def _code_after(totp: pyotp.TOTP, used: set[int]) -> str:
+    """The code of a time step the server takes now and has not seen: each step's code works
+    once, and the server allows one step of drift, so this step's code or the next one's."""
+    while True:
+        now = int(time.time() // 30)
+        for step in (now, now + 1):
+            if step > max(used, default=0):
+                used.add(step)
+                return totp.at(step * 30)
+        time.sleep(1)  # both spent: wait for the clock
+
+
+def _totp_enrol(page, screenshot=None) -> tuple[pyotp.TOTP, list[str], set[int]]:
+    """Sets up an authenticator app on #/security; returns it, the recovery codes and the time steps used."""
+    page.click("#totp-setup")
+    page.wait_for_selector("#totp-qr")
+    assert page.get_attribute("#totp-qr", "src").startswith("data:image/svg+xml")
+    totp = pyotp.TOTP(page.get_attribute("#totp-secret", "data-secret"))
+    if screenshot:
+        screenshot(page, "security-totp-enrol")
+    used: set[int] = set()
+    page.fill("#totp-code", _code_after(totp, used))
+    page.click("#totp-confirm")
+    page.wait_for_selector("#recovery-codes-panel")
+    codes = page.locator("#recovery-codes code").all_text_contents()
+    assert len(codes) == 10 and len(set(codes)) == 10
+    if screenshot:
+        screenshot(page, "security-recovery-codes")
+    assert page.is_disabled("#recovery-done")  # not before the user says they saved them
+    page.check("#recovery-saved")
+    page.click("#recovery-done")
+    page.wait_for_selector("#recovery-codes-panel", state="detached")
+    page.wait_for_selector("#totp-state:has-text('On')")
+    return totp, codes, used
+
+
+def _second_step(page, code: str) -> None:
+    page.wait_for_selector("#mfa-form")
+    page.fill("#mfa-code", code)
+    page.click("#mfa-submit")
+
+
+def test_an_authenticator_app_is_set_up_in_the_page_and_then_asked_for_at_sign_in(
+    live_server, new_page, page_problems, screenshot, user1, cluster1
+):
+    page, base = new_page(), live_server.url
+    _sign_in(page, base, "client1@example.com")
+    page.click("#nav-security")
+    page.wait_for_selector("#totp-state:has-text('Off')")
+    totp, codes, used = _totp_enrol(page, screenshot)
+    assert TotpDevice.objects.get(user=user1).confirmed_at is not None
+    assert "10 of 10 codes left" in page.text_content("#recovery-state")
+    screenshot(page, "security")
+    page.reload()  # the codes were shown once
+    page.wait_for_selector("#totp-state:has-text('On')")
+    assert codes[0] not in page.content()
+    _sign_out(page)
+
+    # The password alone is not enough now; a wrong code is refused and says so.
+    _first_factor(page, base, "client1@example.com")
+    page.wait_for_selector("#mfa-form")
+    assert "recovery codes" in page.text_content("#mfa-code-hint")
+    assert page.evaluate("document.activeElement.id") == "mfa-code"
+    screenshot(page, "sign-in-second-step")
+    _second_step(page, "000000")
+    page.wait_for_selector("#mfa-error:has-text('not valid')")
+    assert page.get_attribute("#mfa-code", "aria-invalid") == "true"
+    assert Session.objects.filter(user=user1, revoked_at=None).count() == 0
+
+    # The current code signs in; the session says how.
+    _second_step(page, _code_after(totp, used))
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    page.goto(base + "/#/sessions")
+    current = page.locator('[data-testid="session-row"][data-current="true"] [data-testid="session-amr"]')
+    assert current.text_content() == "password + authenticator app"
+    _sign_out(page)
+
+    # A recovery code signs in once.
+    _first_factor(page, base, "client1@example.com")
+    _second_step(page, codes[0])
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    assert AuditEvent.objects.filter(user=user1, type="recovery_code_used").count() == 1
+    _sign_out(page)
+    _first_factor(page, base, "client1@example.com")
+    _second_step(page, codes[0])
+    page.wait_for_selector("#mfa-error:has-text('already used')")
+    assert page.locator('[data-testid="cluster-row"]').count() == 0
+    assert page_problems == []
+
+
+def test_new_recovery_codes_replace_the_old_and_removing_the_app_takes_a_current_code(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page, base = new_page(), live_server.url
+    _sign_in(page, base, "client1@example.com")
+    page.goto(base + "/#/security")
+    totp, old_codes, used = _totp_enrol(page)
+
+    page.click("#recovery-regenerate")
+    page.click("#confirm-recovery")  # "your current recovery codes stop working"
+    page.wait_for_selector("#recovery-codes-panel")
+    new_codes = page.locator("#recovery-codes code").all_text_contents()
+    assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+    page.check("#recovery-saved")
+    page.click("#recovery-done")
+
+    page.click("#totp-remove")
+    page.fill("#totp-remove-code", "000000")
+    page.click("#totp-remove-confirm")
+    page.wait_for_selector("#totp-error:has-text('not valid')")
+    assert TotpDevice.objects.filter(user=user1).exists()
+    page.fill("#totp-remove-code", _code_after(totp, used))
+    page.click("#totp-remove-confirm")
+    page.wait_for_selector("#totp-status:has-text('removed')")
+    page.wait_for_selector("#totp-state:has-text('Off')")
+    assert not TotpDevice.objects.filter(user=user1).exists()
+    assert "set up an authenticator app or a passkey first" in page.text_content("#recovery-state")
+    _sign_out(page)
+    _sign_in(page, base, "client1@example.com")  # the password alone again
+    assert page_problems == []
+
+
+def _wrong_codes(page, count: int) -> None:
+    for _ in range(count):
+        _second_step(page, "000000")
+        page.wait_for_selector("#mfa-error:has-text('not valid')")  # cleared on each submit
+
+
+def test_wrong_codes_end_the_step_then_throttle_the_account(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page, base = new_page(), live_server.url
+    _sign_in(page, base, "client1@example.com")
+    page.goto(base + "/#/security")
+    totp, _, used = _totp_enrol(page)
+    _sign_out(page)
+
+    # One sign-in step takes five wrong codes, then it is over: back to sign-in, `next` kept.
+    _first_factor(page, base, "client1@example.com", next_path="/sessions")
+    _wrong_codes(page, 5)
+    _second_step(page, totp.now())  # refused with the step, before any code is looked at
+    page.wait_for_selector("#login-form")
+    assert "sign in again" in page.text_content("#session-message")
+    assert "next=%2Fsessions" in page.url
+
+    # Ten wrong codes across sign-ins: even the right code waits, and the page says how long.
+    page.get_by_label("Email").fill("client1@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    _wrong_codes(page, 5)
+    _first_factor(page, base, "client1@example.com")
+    _second_step(page, _code_after(totp, used))
+    page.wait_for_selector("#mfa-error:has-text('Try again in 15 minutes')")
+    assert Session.objects.filter(user=user1, revoked_at=None).count() == 0
+    assert AuditEvent.objects.filter(user=user1, type="factor_failed").count() == 10
+    assert page_problems == []
+
+
+def test_a_passkey_is_registered_and_then_signs_in_as_second_factor_and_alone(
+    live_server, new_page, page_problems, screenshot, user1, cluster1
+):
+    page, base = new_page(), live_server.url
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
+
+    _sign_in(page, base, "client1@example.com")
+    page.goto(base + "/#/security")
+    page.wait_for_selector("#passkeys-empty")
+    page.fill("#passkey-name", "Test laptop")
+    page.click("#passkey-add")
+    page.wait_for_selector('[data-testid="passkey-row"]:has-text("Test laptop")')
+    assert "Added the passkey" in page.text_content("#passkeys-status")
+    assert Passkey.objects.get(user=user1).name == "Test laptop"
+
+    # Renamed in place.
+    page.click(".passkey-rename")
+    page.fill(".passkey-rename-form input", "Work laptop")
+    page.click(".passkey-rename-form button[type=submit]")
+    page.wait_for_selector('[data-testid="passkey-row"]:has-text("Work laptop")')
+    screenshot(page, "security-passkeys")
+    _sign_out(page)
+    screenshot(page, "login-with-passkey")
+
+    # Password, then the passkey as the second factor.
+    _first_factor(page, base, "client1@example.com")
+    page.wait_for_selector("#mfa-passkey")
+    assert page.locator("#mfa-form").count() == 0  # no app, no recovery codes: only the passkey
+    page.click("#mfa-passkey")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    assert Session.objects.filter(user=user1, revoked_at=None).get().amr == ["password", "webauthn"]
+    _sign_out(page)
+
+    # The passkey alone (a discoverable credential): no email, no password.
+    page.click("#passkey-signin")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    assert Session.objects.filter(user=user1, revoked_at=None).get().amr == ["passkey"]
+    page.goto(base + "/#/sessions")
+    page.wait_for_selector('[data-testid="session-amr"]:text-is("passkey")')
+
+    # Removed: the password alone signs in again.
+    page.goto(base + "/#/security")
+    page.click(".passkey-remove")
+    page.click("#confirm-passkey-remove")
+    page.wait_for_selector("#passkeys-empty:visible")
+    assert not Passkey.objects.filter(user=user1).exists()
+    assert page_problems == []
+
+
+# What an older browser lacks (Chromium before 129): the app converts the JSON by itself then.
+WITHOUT_WEBAUTHN_JSON = """
+delete PublicKeyCredential.parseCreationOptionsFromJSON;
+delete PublicKeyCredential.parseRequestOptionsFromJSON;
+delete PublicKeyCredential.prototype.toJSON;
+"""
+
+
+def test_passkeys_work_in_a_browser_without_the_webauthn_json_helpers(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page, base = new_page(), live_server.url
+    page.add_init_script(WITHOUT_WEBAUTHN_JSON)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
+    _sign_in(page, base, "client1@example.com")
+    assert page.evaluate("typeof PublicKeyCredential.parseRequestOptionsFromJSON") == "undefined"
+    page.goto(base + "/#/security")
+    page.click("#passkey-add")
+    page.wait_for_selector('[data-testid="passkey-row"]')
+    _sign_out(page)
+    page.click("#passkey-signin")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    assert Session.objects.filter(user=user1, revoked_at=None).get().amr == ["passkey"]
+    assert page_problems == []
+
+
+def test_a_password_change_signs_the_other_device_out(live_server, new_page, page_problems, user1, cluster1):
+    base = live_server.url
+    page, other = new_page(), new_page()
+    _sign_in(other, base, "client1@example.com")
+    _sign_in(page, base, "client1@example.com")
+    page.goto(base + "/#/security")
+    page.wait_for_selector("#password-form")
+
+    # The validators' messages are shown under the field they are about.
+    page.fill("#current-password", PASSWORD)
+    page.fill("#new-password", "password")
+    page.fill("#new-password-repeat", "password")
+    page.click("#password-submit")
+    page.wait_for_selector("#new-password-error:has-text('too common')")
+    page.fill("#current-password", "not my password")
+    page.fill("#new-password", NEW_PASSWORD)
+    page.fill("#new-password-repeat", NEW_PASSWORD)
+    page.click("#password-submit")
+    page.wait_for_selector("#current-password-error:has-text('not correct')")
+
+    page.fill("#current-password", PASSWORD)
+    page.fill("#new-password", NEW_PASSWORD)
+    page.fill("#new-password-repeat", NEW_PASSWORD)
+    page.click("#password-submit")
+    page.wait_for_selector("#password-status:has-text('signed out')")
+    assert page.input_value("#new-password") == ""
+
+    other.goto(base + "/#/sessions")  # the other device's session has ended
+    other.wait_for_selector("#login-form")
+    page.goto(base + "/#/clusters")  # this one stays
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    _sign_out(page)
+    _sign_in(page, base, "client1@example.com", NEW_PASSWORD)
+    assert page_problems == []
+
+
+def _reset_link() -> str:
+    (message,) = mail.outbox
+    return re.search(r"http://\S+/#/reset/\S+", message.body).group(0)
+
+
+def test_a_forgotten_password_is_reset_by_email_and_the_link_works_once(
+    live_server, new_page, page_problems, screenshot, settings, user1, cluster1
+):
+    settings.PUBLIC_URL = live_server.url
+    page, base = new_page(), live_server.url
+    page.goto(base + "/#/login")
+    page.click("#forgot-link")
+    page.wait_for_selector("#forgot-form")
+    screenshot(page, "forgot-password")
+
+    # An address without an account gets the same answer, and no email.
+    page.fill("#forgot-email", "nobody@example.com")
+    page.click("#forgot-submit")
+    page.wait_for_selector("#forgot-status:has-text('If an account exists')")
+    unknown = page.text_content("#forgot-status").replace("nobody@example.com", "@")
+    assert mail.outbox == []
+    page.goto(base + "/#/login")
+    page.goto(base + "/#/forgot")
+    page.fill("#forgot-email", "client1@example.com")
+    page.click("#forgot-submit")
+    page.wait_for_selector("#forgot-status:has-text('If an account exists')")
+    assert page.text_content("#forgot-status").replace("client1@example.com", "@") == unknown
+    link = _reset_link()
+
+    # The link opens the app; a new password, typed twice, is set; back to sign-in.
+    page.goto(link)
+    page.wait_for_selector("#reset-form")
+    page.fill("#reset-password", NEW_PASSWORD)
+    page.fill("#reset-password-repeat", "something else entirely")
+    page.click("#reset-submit")
+    page.wait_for_selector("#reset-password-repeat-error:has-text('not the same')")
+    page.fill("#reset-password-repeat", NEW_PASSWORD)
+    screenshot(page, "reset-password")
+    page.click("#reset-submit")
+    page.wait_for_selector("#login-form")
+    assert "Your password has been changed" in page.text_content("#session-message")
+    assert "/reset/" not in page.url  # the token leaves the address bar
+    _sign_in(page, base, "client1@example.com", NEW_PASSWORD)
+    _sign_out(page)
+
+    # The same link again: refused, with a way to ask for a new one.
+    page.goto(link)
+    page.fill("#reset-password", "yet another passphrase 7")
+    page.fill("#reset-password-repeat", "yet another passphrase 7")
+    page.click("#reset-submit")
+    page.wait_for_selector("#reset-invalid:has-text('used')")
+    page.click("#reset-request-new")
+    page.wait_for_selector("#forgot-form")
+    assert page_problems == []
+
+
+def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
+    live_server, new_page, page_problems, screenshot, settings, git_server, user1, cluster1
+):
+    settings.REAUTHENTICATION_WINDOW = timedelta(seconds=3)
+    page, base = new_page(), live_server.url
+    _sign_in(page, base, "client1@example.com")
+    page.goto(base + "/#/clients/client1/clusters/main/credentials")
+    page.wait_for_selector("#rotate-keys")
+    old_key = cluster_credentials(cluster=cluster1).api_key
+    time.sleep(3.5)  # the sign-in is no longer recent
+
+    # Asked to confirm; cancelled: nothing changes, and the page says so.
+    page.click("#rotate-keys")
+    page.click("#confirm-rotate")
+    page.wait_for_selector("#reauth-dialog[open]")
+    assert page.is_hidden("#reauth-code")  # no authenticator app: the password only
+    page.click("#reauth-cancel")
+    page.wait_for_selector("#page-error:has-text('Nothing was changed')")
+    assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key == old_key
+
+    # A wrong password is refused in the prompt; the right one lets the rotation through.
+    page.click("#rotate-keys")
+    page.click("#confirm-rotate")
+    page.wait_for_selector("#reauth-dialog[open]")
+    page.fill("#reauth-password", "not my password")
+    page.click("#reauth-submit")
+    page.wait_for_selector("#reauth-error:has-text('not right')")
+    screenshot(page, "reauthentication-prompt")
+    assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key == old_key
+    page.fill("#reauth-password", PASSWORD)
+    page.click("#reauth-submit")
+    page.wait_for_selector("#rotation-state:has-text('Rotation in progress')")
+    assert page.is_hidden("#reauth-dialog")
+    assert page.text_content("#page-error") == ""
+    assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key != old_key
+    assert AuditEvent.objects.filter(user=user1, type="reauthenticated").count() == 1
+    assert page_problems == []
+
+
+def test_an_account_with_only_a_passkey_confirms_it_is_them_with_the_passkey(
+    live_server, new_page, page_problems, settings, user1, cluster1
+):
+    settings.REAUTHENTICATION_WINDOW = timedelta(seconds=3)
+    page, base = new_page(), live_server.url
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
+    _sign_in(page, base, "client1@example.com")
+    page.goto(base + "/#/security")
+    page.wait_for_selector("#passkeys-empty")
+    page.fill("#passkey-name", "Test laptop")
+    page.click("#passkey-add")
+    page.wait_for_selector('[data-testid="passkey-row"]:has-text("Test laptop")')
+    user1.set_unusable_password()  # as an account that signs in with Google
+    user1.save()
+    time.sleep(3.5)  # the sign-in is no longer recent
+
+    page.click("#recovery-regenerate")
+    page.wait_for_selector("#reauth-dialog[open]")
+    assert page.is_hidden("#reauth-password") and page.is_hidden("#reauth-code")
+    page.click("#reauth-passkey")
+    page.wait_for_selector("#recovery-codes-panel")
+    assert len(page.locator("#recovery-codes code").all_text_contents()) == 10
+    assert AuditEvent.objects.filter(user=user1, type="reauthenticated").count() == 1
+    assert page_problems == []
+
+
+def _admin_index(page) -> None:
+    page.wait_for_url(re.compile(r"^http://[^/#]+/admin/$"))  # the page itself, not a `next=/admin/`
+    page.wait_for_selector("#site-name, #branding")
+    assert "Qdrant Portal operations" in page.content()
+
+
+def test_staff_without_a_second_factor_enrol_before_the_admin_opens(
+    live_server, new_page, page_problems, settings, user_factory
+):
+    settings.MFA_REQUIRED_FOR_STAFF = True
+    user_factory(email="ops@example.com", is_staff=True, is_superuser=True)
+    page, base = new_page(), live_server.url
+
+    page.goto(base + "/admin/")  # the admin's own sign-in sends the browser to the portal's
+    page.wait_for_selector("#login-form")
+    assert "next=/admin/" in page.url or "next=%2Fadmin%2F" in page.url
+    page.get_by_label("Email").fill("ops@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+    page.wait_for_selector("#enrolment-required")
+    assert "/#/security" in page.url
+    page.goto(base + "/#/clusters")  # nothing else works before a second factor
+    page.wait_for_url(re.compile(r"/#/security\?next="))
+    page.wait_for_selector("#enrolment-required")
+    _totp_enrol(page)
+    page.click("#continue-admin")
+    _admin_index(page)
+    assert page_problems == []
+
+
+def test_staff_with_a_second_factor_reach_the_admin_through_both_steps(
+    live_server, new_page, page_problems, settings, user_factory
+):
+    settings.MFA_REQUIRED_FOR_STAFF = True
+    user_factory(email="ops@example.com", is_staff=True, is_superuser=True)
+    page, base = new_page(), live_server.url
+    _first_factor(page, base, "ops@example.com")
+    page.wait_for_selector("#enrolment-required")
+    totp, _, used = _totp_enrol(page)
+    _sign_out(page)
+
+    page.goto(base + "/admin/")
+    page.wait_for_selector("#login-form")
+    page.get_by_label("Email").fill("ops@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    _second_step(page, _code_after(totp, used))
+    _admin_index(page)
+
+    # Already signed in: the sign-in page with an admin `next` goes straight on; any other
+    # `next` stays inside the app.
+    page.goto(base + "/#/login?next=/admin/accounts/user/")
+    page.wait_for_url(re.compile(r"^http://[^/#]+/admin/accounts/user/$"))
+    page.wait_for_selector("#changelist")
+    page.goto(base + "/#/login?next=https://evil.example/admin/")
+    page.wait_for_selector('#clusters-empty, [data-testid="cluster-row"]')
+    assert page.url.startswith(base)
+
+    # Signing out of the portal ends the admin session too.
+    _sign_out(page)
+    page.goto(base + "/admin/accounts/user/")
+    page.wait_for_selector("#login-form")
+    assert page_problems == []
