@@ -8,10 +8,18 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.access_tokens import access_tokens_revoke
 from accounts.emails import email_canonical
+from accounts.factor_enrolment import second_factors_reset
 from accounts.google_sign_in import google_account_unlink
-from accounts.models import AuditEvent, GoogleAccount, Session, SessionRevokedReason, User
-from accounts.second_factors import second_factors_reset
+from accounts.models import (
+    AuditEvent,
+    GoogleAccount,
+    PersonalAccessToken,
+    Session,
+    SessionRevokedReason,
+    User,
+)
 from accounts.selectors import user_second_factors
 from accounts.services import (
     sessions_revoke,
@@ -19,6 +27,7 @@ from accounts.services import (
     user_deactivate,
     user_password_change,
 )
+from config.errors import AuthUnavailable
 
 # The operator on whose behalf the admin's password form saves (Django builds the form without
 # the request, so the view that builds it says who is acting).
@@ -231,3 +240,40 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ("email", "user__email", "ip", "session_id")
     list_select_related = ("user",)
     date_hierarchy = "at"
+
+
+@admin.register(PersonalAccessToken)
+class PersonalAccessTokenAdmin(ReadOnlyAdmin):
+    """Users' personal access tokens: seen (never their secrets) and revoked here."""
+
+    list_display = (
+        "name",
+        "user",
+        "prefix",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = (SessionStateFilter,)  # active, revoked, expired: the same three states
+    list_select_related = ("user",)
+    search_fields = ("name", "prefix", "user__email")
+    exclude = ("token_hash",)
+    actions = ["revoke_selected"]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.change_personalaccesstoken")
+
+    @admin.action(description="Revoke selected tokens", permissions=["revoke"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[PersonalAccessToken]) -> None:
+        try:
+            count = access_tokens_revoke(
+                tokens=list(queryset.filter(revoked_at=None).select_related("user")), actor=request.user
+            )
+        except AuthUnavailable:
+            self.message_user(
+                request, "The session store cannot be reached: nothing was revoked.", messages.ERROR
+            )
+            return
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)

@@ -20,12 +20,15 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 from rest_framework_simplejwt.exceptions import TokenError
 
+from accounts.access_tokens import TOKEN_PREFIX, LiveAccessToken, access_token_live, access_token_use_record
 from accounts.audit import USER_AGENT_MAX, RequestOrigin
 from accounts.models import SessionUser
+from accounts.scopes import CredentialScope
 from accounts.selectors import LiveSession, second_factor_policy_check, session_live
 from accounts.services import IssuedTokens, access_token_issue, session_activity_record
+from accounts.session_cache import CachedClaims
 from accounts.tokens import AccessToken, key_ring
-from config.errors import CsrfFailed, ForeignOrigin, TokenNotValid
+from config.errors import CsrfFailed, ForeignOrigin, PatNotAllowed, TokenNotValid
 
 # DRF imports this module while rest_framework.views is being imported (it reads the default
 # authentication classes at class definition): nothing imported here may import rest_framework.views.
@@ -187,11 +190,44 @@ def csrf_check(request: HttpRequest) -> None:
 
 @dataclass(frozen=True)
 class TokenAuth:
-    """``request.auth``: the verified access token, its live session and how it arrived."""
+    """``request.auth``: the verified access token, its live session, how it arrived, what it reaches."""
 
     token: AccessToken
     session: LiveSession
     from_cookie: bool
+    scope: CredentialScope
+
+
+@dataclass(frozen=True)
+class PersonalTokenAuth:
+    """``request.auth`` for a personal access token: it has no session (views that need one refuse it)."""
+
+    token: LiveAccessToken
+    scope: CredentialScope
+    from_cookie = False
+
+
+def _session_user(*, user_id: int, claims: CachedClaims, scope: CredentialScope) -> SessionUser:
+    return SessionUser.from_claims(
+        user_id=user_id,
+        email=claims.email,
+        name=claims.name,
+        active=claims.active,
+        staff=claims.staff,
+        operator=claims.operator,
+        claims_version=claims.claims_version,
+        credential_scope=scope,
+    )
+
+
+def personal_token_live(request: HttpRequest, raw: str) -> LiveAccessToken:
+    """A personal access token, accepted only as ``Authorization: Bearer`` (never a cookie, no CSRF)."""
+    if _bearer(request) != raw:
+        raise TokenNotValid("A personal access token is accepted only as Authorization: Bearer.")
+    live = access_token_live(secret=raw)
+    second_factor_policy_check(claims=live.claims)
+    access_token_use_record(live=live, origin=request_origin(request))
+    return live
 
 
 def access_token_verify(raw: str) -> AccessToken:
@@ -205,34 +241,45 @@ def access_token_verify(raw: str) -> AccessToken:
 class JWTAuthentication(BaseAuthentication):
     """Access token from the cookie, ``Authorization: Bearer`` or ``X-Auth-Token``."""
 
-    def authenticate(self, request: Request) -> tuple[SessionUser, TokenAuth] | None:
+    def authenticate(self, request: Request) -> tuple[SessionUser, TokenAuth | PersonalTokenAuth] | None:
         raw, from_cookie = access_token_from_request(request._request)
         if raw is None:
             return None
+        view = (request.parser_context or {}).get("view")
+        if raw.startswith(TOKEN_PREFIX):
+            return self._personal_token_authenticate(request, raw, view)
         token = access_token_verify(raw)
         live = session_live(token=token)
-        claims = live.claims
-        user = SessionUser.from_claims(
-            user_id=live.user_id,
-            email=claims.email,
-            name=claims.name,
-            active=claims.active,
-            staff=claims.staff,
-            operator=claims.operator,
-            claims_version=claims.claims_version,
+        scope = live.credential_scope()
+        user = _session_user(user_id=live.user_id, claims=live.claims, scope=scope)
+        second_factor_policy_check(
+            claims=live.claims, allowed=getattr(view, "allowed_before_enrolment", False)
         )
-        view = (request.parser_context or {}).get("view")
-        second_factor_policy_check(live=live, allowed=getattr(view, "allowed_before_enrolment", False))
         if from_cookie and request.method in UNSAFE_METHODS:
             browser_origin_check(request._request)
             csrf_check(request._request)
         session_activity_record(live=live, write_last_seen=True)
         if token.get("cv") != user.claims_version:
             fresh = access_token_issue(
-                user=user, session_id=live.session_id, session_expires_at=live.expires_at
+                user=user,
+                session_id=live.session_id,
+                session_expires_at=live.expires_at,
+                scope=scope.claim,
+                scope_valid_until=scope.valid_until,
             )
             request._request.extended_access_token = (fresh, from_cookie)
-        return user, TokenAuth(token=token, session=live, from_cookie=from_cookie)
+        return user, TokenAuth(token=token, session=live, from_cookie=from_cookie, scope=scope)
+
+    @staticmethod
+    def _personal_token_authenticate(
+        request: Request, raw: str, view: Any
+    ) -> tuple[SessionUser, PersonalTokenAuth]:
+        live = personal_token_live(request._request, raw)
+        # Views opt in: what needs a session (tokens, members, second factors) never sees a token.
+        if not getattr(view, "accepts_personal_access_tokens", False):
+            raise PatNotAllowed()
+        user = _session_user(user_id=live.user_id, claims=live.claims, scope=live.scope)
+        return user, PersonalTokenAuth(token=live, scope=live.scope)
 
 
 class ExtendedTokenMiddleware:

@@ -6,9 +6,13 @@ this module decides whom a verified Google identity signs in, and records it.
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Protocol
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.module_loading import import_string
 
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical_or_none
@@ -16,7 +20,7 @@ from accounts.google import GoogleIdentity, google_id_token_verify
 from accounts.models import AuditEventType, AuthMethod, GoogleAccount, User
 from accounts.second_factors import SignInStep, sign_in_step
 from config import metrics
-from config.errors import AccountDisabled, NoAccount, PortalError
+from config.errors import AccountDisabled, AccountExists, InvitationEmailMismatch, NoAccount, PortalError
 
 
 def _google_login_failed(
@@ -32,6 +36,24 @@ def _google_login_failed(
     )
     metrics.login_record(method=AuthMethod.GOOGLE, result=error.code)
     return error
+
+
+class GoogleProvisioning(Protocol):
+    def __call__(self, *, identity: GoogleIdentity, user: User | None) -> bool: ...
+
+
+@cache
+def _provisioning_function(path: str) -> GoogleProvisioning:
+    return import_string(path)
+
+
+def google_provisioning(*, identity: GoogleIdentity, user: User | None) -> bool:
+    """Whether a client takes this Google identity in just in time (its policy names the Workspace);
+    given a user, also makes them a member of those clients. Asked through ``GOOGLE_PROVISIONING_FUNCTION``:
+    the clusters app owns clients, and accounts must not import it."""
+    if not settings.GOOGLE_PROVISIONING_FUNCTION or not identity.hosted_domain:
+        return False
+    return _provisioning_function(settings.GOOGLE_PROVISIONING_FUNCTION)(identity=identity, user=user)
 
 
 def _google_linked_user(*, sub: str) -> User | None:
@@ -84,10 +106,11 @@ def _google_user_link_or_create(*, identity: GoogleIdentity, origin: RequestOrig
             user=existing, identity=identity, origin=origin, detail="linked by verified email"
         )
         return existing
-    if not identity.domain_allowed(settings.GOOGLE_ALLOWED_DOMAINS):
+    allowed = identity.domain_allowed(settings.GOOGLE_ALLOWED_DOMAINS)
+    if not allowed and not google_provisioning(identity=identity, user=None):
         raise _google_login_failed(error=NoAccount(), email=email, origin=origin)
     with transaction.atomic():
-        # No grants: an operator decides which clients a provisioned user may see.
+        # No grants here: an operator grants them, or the clients that provision this Workspace do.
         user = User.objects.create_user(email=email, password=None, name=identity.name[:150])
         google_account_link(user=user, identity=identity, origin=origin, detail="new user (allowed domain)")
     return user
@@ -113,4 +136,29 @@ def google_sign_in(*, credential: str, origin: RequestOrigin) -> SignInStep:
                 raise
     if not user.is_active:
         raise _google_login_failed(error=AccountDisabled(), user=user, origin=origin)
-    return sign_in_step(user=user, method=AuthMethod.GOOGLE, origin=origin)
+    google_provisioning(identity=identity, user=user)
+    domain = identity.hosted_domain or ""
+    return sign_in_step(user=user, method=AuthMethod.GOOGLE, origin=origin, google_domain=domain)
+
+
+def google_invitee_user(*, identity: GoogleIdentity, email: str, origin: RequestOrigin) -> User:
+    """Who accepts an invitation sent to ``email`` with this Google account: the user linked to it,
+    the user with that address (linked now, when Google vouches for the address today), or a new
+    user. The invitation stands in for GOOGLE_ALLOWED_DOMAINS: it went to that very address."""
+    if email_canonical_or_none(identity.email) != email:
+        raise InvitationEmailMismatch()
+    user = _google_linked_user(sub=identity.sub)
+    if user is None:
+        user = User.objects.filter(email=email).first()
+        if user is not None and not identity.email_authoritative:
+            raise AccountExists()
+        if user is None:
+            user = User.objects.create_user(email=email, password=None, name=identity.name[:150])
+        google_account_link(
+            user=user, identity=identity, origin=origin, detail="invitation accepted with Google"
+        )
+    if user.email != email:
+        raise InvitationEmailMismatch()
+    if not user.is_active:
+        raise AccountDisabled()
+    return user

@@ -123,6 +123,10 @@ class SessionUser(User):
     that changes a user reads the row from the database first.
     """
 
+    # What the request's credential reaches (accounts.scopes.CredentialScope): the clients its
+    # session's sign-in satisfies, or a personal access token's scopes. None: no narrowing.
+    credential_scope = None
+
     class Meta:
         proxy = True
 
@@ -131,7 +135,7 @@ class SessionUser(User):
 
     @classmethod
     def from_claims(cls, *, user_id: int, email: str, name: str, active: bool, staff: bool, operator: bool,
-                    claims_version: int) -> SessionUser:  # fmt: skip
+                    claims_version: int, credential_scope=None) -> SessionUser:  # fmt: skip
         user = cls(
             pk=user_id,
             email=email,
@@ -143,6 +147,7 @@ class SessionUser(User):
         )
         user._state.adding = False
         user._state.db = DEFAULT_DB_ALIAS
+        user.credential_scope = credential_scope
         return user
 
 
@@ -198,6 +203,8 @@ class Session(models.Model):
     # The last time the user proved who they are in this session (sign-in or re-authentication):
     # sensitive actions need it recent (REAUTHENTICATION_WINDOW).
     authenticated_at = models.DateTimeField(default=timezone.now)
+    # The Google Workspace (the ID token's ``hd``) of a Google sign-in: clients may require one.
+    google_domain = models.CharField("Google Workspace domain", max_length=253, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -243,6 +250,8 @@ class AuditEventType(models.TextChoices):
     PASSWORD_CHANGED = "password_changed", "Password changed"
     PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
     PASSWORD_RESET = "password_reset", "Password reset"
+    ACCESS_TOKEN_CREATED = "token_created", "Personal access token created"
+    ACCESS_TOKEN_REVOKED = "token_revoked", "Personal access token revoked"
 
 
 class AuditEvent(models.Model):
@@ -357,6 +366,7 @@ class ChallengePurpose(models.TextChoices):
     SECOND_FACTOR = "second_factor", "Second factor at sign-in"
     PASSKEY_SIGN_IN = "passkey_sign_in", "Passkey sign-in"
     PASSKEY_REGISTRATION = "passkey_registration", "Passkey registration"
+    REAUTHENTICATION = "reauthentication", "Re-authentication with a passkey"
 
 
 class SignInChallenge(models.Model):
@@ -368,6 +378,7 @@ class SignInChallenge(models.Model):
     purpose = models.CharField(max_length=32, choices=ChallengePurpose.choices)
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     first_factor = models.CharField(max_length=16, choices=AuthMethod.choices, blank=True)
+    google_domain = models.CharField(max_length=253, blank=True)  # of a Google first factor
     session_id = models.UUIDField(null=True, blank=True)  # a registration belongs to one session
     webauthn_challenge = models.BinaryField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -382,6 +393,45 @@ class SignInChallenge(models.Model):
                 name="accounts_challenge_purpose_valid",
             ),
         ]
+        # Each new challenge deletes those whose time is up (second_factors.challenge_new).
+        indexes = [models.Index(fields=["expires_at"], name="accounts_challenge_expires")]
 
     def __str__(self) -> str:
         return f"{self.purpose} challenge ({self.user or 'anyone'})"
+
+
+# --- Personal access tokens ----------------------------------------------------------------
+
+
+class PersonalAccessToken(models.Model):
+    """A long-lived token for scripts and CI (``qpt_...``): only its SHA-256 is stored.
+
+    It can do at most what its user can do at the time of each request, narrowed to its own
+    ``scopes`` (``{"client1": ["view", "configure"]}``); see accounts.access_tokens.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
+    name = models.CharField(max_length=100)
+    # The token's first characters, to recognise it in lists and find its row; not a secret.
+    prefix = models.CharField(max_length=16, db_index=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=dict, help_text='{"client1": ["view", "configure"]}')
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_from = models.GenericIPAddressField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by_email = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "personal access token"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")),
+                name="accounts_accesstoken_expires_after_creation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…, {self.user})"

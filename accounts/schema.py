@@ -20,7 +20,13 @@ class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
                 "name": "__Host-accessToken",
                 "description": "Access token cookie (`accessToken` over plain HTTP in development).",
             },
-            {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An access token (JWT), or a personal access token (`qpt_...`) where the "
+                "endpoint accepts one (README: Access tokens).",
+            },
             {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
             {
                 "type": "apiKey",

@@ -15,29 +15,36 @@ from django.utils.module_loading import import_string
 
 from accounts import session_cache
 from accounts.models import Passkey, RecoveryCode, SecondFactor, Session, TotpDevice, User
+from accounts.scopes import CredentialScope, SignInFacts, UserScope, session_scope
 from accounts.session_cache import CachedClaims
 from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, PortalToken
 from config.errors import AccountDisabled, MfaEnrolmentRequired, SessionEnded, SessionIdle, TokenNotValid
 
 
-class ScopeClaim(Protocol):
-    def __call__(self, *, user: User) -> str: ...
+class ScopeFunction(Protocol):
+    def __call__(self, *, user: User) -> UserScope: ...
 
 
 @cache
-def _scope_claim_function(path: str) -> ScopeClaim:
+def _scope_function(path: str) -> ScopeFunction:
     return import_string(path)
 
 
-def user_scope_claim(*, user: User) -> str:
-    """The token's ``scope`` claim, as the app named by ``SCOPE_CLAIM_FUNCTION`` computes it.
+def user_scope(*, user: User) -> UserScope:
+    """What the user may act on now, as the app named by ``SCOPE_CLAIM_FUNCTION`` computes it.
 
-    This is the one hook through which accounts learns what a user may act on: the clusters
-    app owns clients and grants, and accounts must not import it.
+    This is the one hook through which accounts learns what a user may act on (clients, their
+    permissions and sign-in requirements): the clusters app owns them, and accounts must not
+    import it.
     """
     if not settings.SCOPE_CLAIM_FUNCTION:
-        return ""
-    return _scope_claim_function(settings.SCOPE_CLAIM_FUNCTION)(user=user)
+        return UserScope(scope="")
+    return _scope_function(settings.SCOPE_CLAIM_FUNCTION)(user=user)
+
+
+def user_scope_claim(*, user: User) -> str:
+    """The user's clients (``*`` for operators), before any credential narrows them."""
+    return user_scope(user=user).scope
 
 
 def user_second_factors(*, user: User) -> list[str]:
@@ -64,10 +71,13 @@ def user_mfa_required(*, user: User) -> bool:
 
 
 def user_claims(*, user: User) -> CachedClaims:
+    scope = user_scope(user=user)
     return CachedClaims(
         email=user.email,
         name=user.name,
-        scope=user_scope_claim(user=user),
+        scope=scope.scope,
+        permissions={client: list(permissions) for client, permissions in scope.permissions.items()},
+        requirements={client: requirement.as_dict() for client, requirement in scope.requirements.items()},
         active=user.is_active,
         staff=user.is_staff,
         operator=user.is_operator,
@@ -100,6 +110,28 @@ class LiveSession:
     expires_at: datetime
     claims: CachedClaims
     timer_due: bool  # the idle timer should be extended (see session_cache.idle_timer_precision)
+    facts: SignInFacts = SignInFacts()
+
+    def credential_scope(self) -> CredentialScope:
+        """The clients this session reaches now: its user's, less those whose requirements it misses."""
+        claims = self.claims
+        return session_scope(
+            scope=claims.scope,
+            permissions=claims.permissions,
+            requirements=claims.requirements,
+            facts=self.facts,
+            now=timezone.now(),
+        )
+
+
+def session_facts(session: Session) -> SignInFacts:
+    """How a session signed in, from its row."""
+    return SignInFacts(
+        method=session.method,
+        amr=tuple(session.amr),
+        google_domain=session.google_domain,
+        signed_in_at=session.created_at.timestamp(),
+    )
 
 
 def uuid_or_none(value: object) -> uuid.UUID | None:
@@ -123,6 +155,11 @@ def _claims_load(*, user_id: int) -> CachedClaims:
     return claims
 
 
+def user_claims_current(*, user_id: int) -> CachedClaims:
+    """The user's claims from the cache, else from the database (then cached); TokenNotValid when gone."""
+    return session_cache.claims_cache_read(user_id=user_id) or _claims_load(user_id=user_id)
+
+
 def session_live(*, token: PortalToken) -> LiveSession:
     """The live session of a verified token, or the typed error: the rule every path uses.
 
@@ -134,6 +171,11 @@ def session_live(*, token: PortalToken) -> LiveSession:
     session_id, user_id = uuid_or_none(token.get("sid")), _user_id(token)
     if session_id is None or user_id is None:
         raise TokenNotValid()
+    return session_id_live(session_id=session_id, user_id=user_id)
+
+
+def session_id_live(*, session_id: uuid.UUID, user_id: int) -> LiveSession:
+    """``session_live`` for a session known by its id (the admin's, bound to a portal session)."""
     cached = session_cache.session_cache_read(session_id=session_id, user_id=user_id)
     if cached.revoked:
         raise SessionEnded()
@@ -152,12 +194,21 @@ def session_live(*, token: PortalToken) -> LiveSession:
         expires_at=cached.ends_at,
         claims=claims,
         timer_due=session_cache.session_timer_due(seen=cached.seen),
+        facts=cached.facts,
     )
 
 
-def second_factor_policy_check(*, live: LiveSession, allowed: bool = False) -> None:
+def session_row_live(*, session_id: uuid.UUID, user_id: int) -> bool:
+    """What the database alone knows of a session: not revoked, not past its end, user active.
+    Only for when the session store is down (it alone knows idleness): the admin's fallback."""
+    return Session.objects.filter(
+        pk=session_id, user_id=user_id, revoked_at=None, expires_at__gt=timezone.now(), user__is_active=True
+    ).exists()
+
+
+def second_factor_policy_check(*, claims: CachedClaims, allowed: bool = False) -> None:
     """A user who must have a second factor and has none may only set one up (``allowed`` views)."""
-    if live.claims.mfa_required and not live.claims.mfa_enrolled and not allowed:
+    if claims.mfa_required and not claims.mfa_enrolled and not allowed:
         raise MfaEnrolmentRequired()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
@@ -11,10 +13,14 @@ from rest_framework import serializers
 
 from accounts.emails import email_canonical
 from accounts.google import CREDENTIAL_MAX_LENGTH
+from config.env import duration_parse
 
 DELIVERY_COOKIE, DELIVERY_BODY = "cookie", "body"
 TOKEN_DELIVERY_CHOICES = (DELIVERY_COOKIE, DELIVERY_BODY)
 PASSWORD_B64_MAX = 4096  # hashing is deliberately slow: refuse megabyte "passwords"
+TOKEN_TTL_DEFAULT = timedelta(days=30)
+TOKEN_TTL_MIN = timedelta(minutes=1)
+CLIENT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
 @extend_schema_field(
@@ -126,3 +132,68 @@ class JwkSerializer(serializers.Serializer):
 
 class JwksSerializer(serializers.Serializer):
     keys = JwkSerializer(many=True)
+
+
+# --- Personal access tokens ------------------------------------------------------------------
+
+
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "integer", "minimum": 60}, {"type": "string", "pattern": "^[0-9]+[smhd]?$"}],
+        "description": 'Seconds, or a number with a unit ("90d", "12h"); at most PAT_MAX_TTL (365d). '
+        "Default 30 days.",
+        "example": "90d",
+    }
+)
+class DurationField(serializers.Field):
+    """A lifetime: whole seconds, or a number with a unit, as the settings write durations."""
+
+    default_error_messages = {"invalid": 'Enter seconds or a number with a unit, e.g. "90d".'}
+
+    def to_internal_value(self, data) -> timedelta:
+        if isinstance(data, int) and not isinstance(data, bool):
+            data = str(data)
+        if not isinstance(data, str) or len(data) > 16:
+            self.fail("invalid")
+        try:
+            duration = duration_parse(data)
+        except ValueError:
+            self.fail("invalid")
+        if duration < TOKEN_TTL_MIN:
+            raise serializers.ValidationError("A token lives at least a minute.")
+        return duration
+
+
+class AccessTokenCreateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="What the token is for, e.g. “CI deploys”.")
+    expiresIn = DurationField(required=False)  # TOKEN_TTL_DEFAULT when left out
+    clients = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(max_length=32), min_length=1, max_length=8),
+        allow_empty=False,
+        help_text='{"client1": ["view", "configure"]}: per client, what the token may do (view, configure, '
+        "credentials), at most what you can do now.",
+    )
+
+    def validate_clients(self, value: dict) -> dict:
+        if len(value) > 100 or not all(CLIENT_NAME.fullmatch(name) for name in value):
+            raise serializers.ValidationError("Name clients by their slugs (at most 100).")
+        return value
+
+
+class AccessTokenSerializer(serializers.Serializer):
+    """Renders a ``PersonalAccessToken`` (never its secret, which is shown once, at creation)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The token's first characters, e.g. qpt_1a2B3c4D.")
+    clients = serializers.DictField(
+        source="scopes", child=serializers.ListField(child=serializers.CharField())
+    )
+    createdAt = serializers.DateTimeField(source="created_at")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
+    lastUsedFrom = serializers.IPAddressField(source="last_used_from", allow_null=True)
+
+
+class AccessTokenCreatedSerializer(AccessTokenSerializer):
+    token = serializers.CharField(help_text="The secret: shown this once. Send it as Authorization: Bearer.")

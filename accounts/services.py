@@ -20,6 +20,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import session_cache
+from accounts.access_tokens import user_access_tokens_revoke
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical
 from accounts.models import (
@@ -29,7 +30,15 @@ from accounts.models import (
     SessionRevokedReason,
     User,
 )
-from accounts.selectors import LiveSession, session_live, user_claims, user_scope_claim, uuid_or_none
+from accounts.scopes import session_scope
+from accounts.selectors import (
+    LiveSession,
+    session_facts,
+    session_live,
+    user_claims,
+    user_scope_claim,
+    uuid_or_none,
+)
 from accounts.tokens import AccessToken, RefreshToken
 from config import metrics
 from config.errors import (
@@ -55,7 +64,7 @@ class IssuedTokens:
 
     user: User
     session_id: uuid.UUID
-    scope: str  # the access token's scope claim, computed once per sign-in or refresh
+    scope: str  # the access token's scope claim (the session's clients), computed once per sign-in or refresh
     access_token: str
     access_expires_at: datetime
     refresh_token: str
@@ -66,9 +75,19 @@ class IssuedTokens:
 
 
 def access_token_issue(
-    *, user: User, session_id: uuid.UUID, session_expires_at: datetime, scope: str | None = None
+    *,
+    user: User,
+    session_id: uuid.UUID,
+    session_expires_at: datetime,
+    scope: str | None = None,
+    scope_valid_until: datetime | None = None,
 ) -> AccessToken:
-    """An access token carrying the user's current claims (``scope``: when already computed)."""
+    """An access token carrying the user's current claims (``scope``: the session's, when computed).
+
+    ``scope_valid_until``: when a client in the scope stops admitting the session (its maximum
+    session length); the token expires by then, so services verifying it locally stop too.
+    """
+    ends_at = min(session_expires_at, scope_valid_until) if scope_valid_until else session_expires_at
     return AccessToken.issue(
         claims={
             "sub": str(user.pk),
@@ -78,7 +97,7 @@ def access_token_issue(
             "cv": user.claims_version,
         },
         issued_at=timezone.now(),
-        session_expires_at=session_expires_at,
+        session_expires_at=ends_at,
     )
 
 
@@ -95,14 +114,25 @@ def _issued(*, user: User, session: Session, refresh_payload: dict) -> IssuedTok
     """The tokens of a sign-in or refresh; the user's claims are computed once and cached for the session."""
     claims = user_claims(user=user)
     session_cache.claims_cache_write(user_id=user.pk, claims=claims)
+    scope = session_scope(
+        scope=claims.scope,
+        permissions=claims.permissions,
+        requirements=claims.requirements,
+        facts=session_facts(session),
+        now=timezone.now(),
+    )
     access = access_token_issue(
-        user=user, session_id=session.pk, session_expires_at=session.expires_at, scope=claims.scope
+        user=user,
+        session_id=session.pk,
+        session_expires_at=session.expires_at,
+        scope=scope.claim,
+        scope_valid_until=scope.valid_until,
     )
     refresh = RefreshToken.from_payload(refresh_payload)
     return IssuedTokens(
         user=user,
         session_id=session.pk,
-        scope=claims.scope,
+        scope=scope.claim,
         access_token=str(access),
         access_expires_at=access.expires_at,
         refresh_token=str(refresh),
@@ -149,11 +179,17 @@ def user_password_authenticate(*, email: str, password: str, origin: RequestOrig
 
 
 def session_start(
-    *, user: User, method: str, origin: RequestOrigin, second_factor: str | None = None
+    *,
+    user: User,
+    method: str,
+    origin: RequestOrigin,
+    second_factor: str | None = None,
+    google_domain: str = "",
 ) -> IssuedTokens:
     """Open a session (one refresh family) after any successful authentication, and issue its tokens.
 
-    ``second_factor``: the factor the sign-in also proved (``amr`` records both).
+    ``second_factor``: the factor the sign-in also proved (``amr`` records both);
+    ``google_domain``: the Workspace of a Google sign-in (clients may require one).
     """
     if not user.is_active:
         raise AccountDisabled()
@@ -164,6 +200,7 @@ def session_start(
         method=method,
         amr=[method, second_factor] if second_factor else [method],
         authenticated_at=now,
+        google_domain=google_domain,
         created_at=now,
         last_seen_at=now,
         expires_at=now + settings.JWT_SESSION_MAX,
@@ -187,7 +224,9 @@ def session_start(
             session_id=session.pk,
             detail=f"with {second_factor}" if second_factor else "",
         )
-    session_cache.session_timer_start(session_id=session.pk, user_id=user.pk, ends_at=session.expires_at)
+    session_cache.session_timer_start(
+        session_id=session.pk, user_id=user.pk, ends_at=session.expires_at, facts=session_facts(session)
+    )
     metrics.login_record(method=method, result="success")
     return _issued(user=user, session=session, refresh_payload=refresh_payload)
 
@@ -197,12 +236,24 @@ def session_activity_record(*, live: LiveSession, write_last_seen: bool) -> None
     if not live.timer_due:
         return
     session_cache.session_timer_start(
-        session_id=live.session_id, user_id=live.user_id, ends_at=live.expires_at
+        session_id=live.session_id, user_id=live.user_id, ends_at=live.expires_at, facts=live.facts
     )
     if write_last_seen:
         now = timezone.now()
         Session.objects.filter(pk=live.session_id, last_seen_at__lte=now - LAST_SEEN_PRECISION).update(
             last_seen_at=now
+        )
+
+
+def session_facts_refresh(*, session_id: uuid.UUID) -> None:
+    """Tell the cache how a session now counts as signed in (a second factor it just proved)."""
+    session = Session.objects.filter(pk=session_id, revoked_at=None).first()
+    if session is not None:
+        session_cache.session_timer_start(
+            session_id=session.pk,
+            user_id=session.user_id,
+            ends_at=session.expires_at,
+            facts=session_facts(session),
         )
 
 
@@ -251,7 +302,10 @@ def refresh_token_rotate(*, token: str, origin: RequestOrigin) -> IssuedTokens:
     else:
         payload = _refresh_lost_race(session=session, jti=jti, now=now, origin=origin)
     session_cache.session_timer_start(
-        session_id=session.pk, user_id=session.user_id, ends_at=session.expires_at
+        session_id=session.pk,
+        user_id=session.user_id,
+        ends_at=session.expires_at,
+        facts=session_facts(session),
     )
     return _issued(user=session.user, session=session, refresh_payload=payload)
 
@@ -412,12 +466,12 @@ def user_password_change(
 
 
 def user_deactivate(*, user: User, actor: User | None = None) -> bool:
-    """Disable the account and end all its sessions; False when the cache could not be told.
+    """Disable the account, end all its sessions and revoke its tokens; False when the cache could not be told.
 
     Unlike a logout, a deactivation always goes through: the database's ``is_active`` is read
     by every API request, so the user is refused at once either way. The cache only speeds up
-    gateways: if it is down it is told as soon as possible, and otherwise the claims it holds
-    expire within ``CLAIMS_CACHE_TTL`` of its return.
+    gateways: if it is down, a thread keeps telling it every second until it answers, for
+    ``CLAIMS_CACHE_TTL``; after that the claims it held have expired on their own.
     """
     with transaction.atomic():
         User.objects.filter(pk=user.pk).update(is_active=False, claims_version=F("claims_version") + 1)
@@ -426,9 +480,16 @@ def user_deactivate(*, user: User, actor: User | None = None) -> bool:
         _session_rows_revoke(
             sessions=sessions, reason=SessionRevokedReason.DEACTIVATED, actor=actor, origin=None
         )
-    try:
+        token_hashes = user_access_tokens_revoke(user=user, actor=actor)  # they die with the account
+
+    def cache_tell() -> None:
         session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
         session_cache.claims_cache_forget(user_ids=[user.pk])
+        session_cache.access_tokens_forget(token_hashes=token_hashes)
+
+    try:
+        cache_tell()
     except AuthUnavailable:
+        session_cache.tell_until_it_answers(cache_tell, within=settings.CLAIMS_CACHE_TTL)
         return False
     return True

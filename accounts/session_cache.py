@@ -3,17 +3,21 @@
 A session is a database row (the durable record, the refresh family) plus three cache entries
 that every authenticated request reads in one round trip (``get_many``):
 
-* ``auth:session:<sid>`` — ``{"uid", "seen", "end"}``, alive for ``JWT_TTL``: the idle timer. Gone
-  means the session went idle. It is extended only once ``idle_timer_precision()`` has passed
-  since the last extension, so a busy session costs a cache write a minute, not one a request.
+* ``auth:session:<sid>`` — ``{"uid", "seen", "end", "facts"}``, alive for ``JWT_TTL``: the idle
+  timer, and how the session signed in (its clients' sign-in requirements are checked against
+  that on every request). Gone means the session went idle. It is extended only once
+  ``idle_timer_precision()`` has passed since the last extension, so a busy session costs a
+  cache write a minute, not one a request.
 * ``auth:revoked:<sid>`` — written *before* the database marks a session revoked, and kept
   for longer than any access token of that session can live. A request that raced the
   revocation and re-wrote the idle timer cannot bring the session back: the marker wins.
   If the marker cannot be written, the revocation is refused (503) and the database is not
   touched, so the answer the user gets is always the truth.
-* ``auth:claims:v3:<uid>`` — the user's email, name, scope, active and staff flags,
-  claims version and second-factor state: what gateways are told about the user, and what the API's views see of
-  them (``accounts.models.SessionUser``), so an authenticated request reads no database row. Services forget it whenever they change those facts; it also expires after
+* ``auth:claims:v4:<uid>`` — the user's email, name, scope (with each client's permissions and
+  sign-in requirements), active and staff flags, claims version and second-factor state: what
+  gateways are told about the user, and what the API's views see of them
+  (``accounts.models.SessionUser``), so an authenticated request reads no database row.
+  Services forget it whenever they change those facts; it also expires after
   ``CLAIMS_CACHE_TTL``, so a change made behind the services' back (a shell, a data
   migration) reaches ``/validate`` within that time.
 
@@ -23,15 +27,17 @@ Every cache failure is raised as 503 ``auth_unavailable``: authentication fails 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 
+from accounts.scopes import SignInFacts
 from config.cache import CACHE_ERRORS
 from config.errors import AuthUnavailable
 from config.outages import cache_outage
@@ -41,6 +47,7 @@ logger = logging.getLogger(__name__)
 # A revocation marker outlives every access token issued before the revocation by this much.
 REVOKED_MARKER_MARGIN = timedelta(minutes=1)
 IDLE_TIMER_PRECISION_MAX = timedelta(minutes=1)
+CATCH_UP_INTERVAL = 1.0  # seconds between tries to tell a cache that was down
 
 
 def _session_key(session_id: uuid.UUID | str) -> str:
@@ -53,7 +60,7 @@ def _revoked_key(session_id: uuid.UUID | str) -> str:
 
 def _claims_key(user_id: int) -> str:
     # The version names the shape of the entry: a new shape reads no entry an older release wrote.
-    return f"auth:claims:v3:{user_id}"
+    return f"auth:claims:v4:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class CachedClaims:
     email: str
     name: str
     scope: str
+    permissions: dict  # client -> its permissions (empty for operators, whose scope is "*")
+    requirements: dict  # client -> its sign-in requirement (SignInRequirement.as_dict), if any
     active: bool
     staff: bool
     operator: bool
@@ -80,6 +89,7 @@ class CachedSession:
     ends_at: datetime | None  # the session's absolute end (``JWT_SESSION_MAX`` after sign-in)
     revoked: bool
     claims: CachedClaims | None
+    facts: SignInFacts
 
 
 def idle_timer_precision() -> timedelta:
@@ -109,6 +119,19 @@ def session_cache_read(*, session_id: uuid.UUID, user_id: int) -> CachedSession:
         ends_at=datetime.fromtimestamp(timer["end"], tz=UTC) if isinstance(timer, dict) else None,
         revoked=keys[1] in found,
         claims=CachedClaims(**claims) if isinstance(claims, dict) else None,
+        facts=_facts(timer.get("facts") if isinstance(timer, dict) else None),
+    )
+
+
+def _facts(raw: object) -> SignInFacts:
+    """How the session signed in; an entry without them (an older release's) satisfies no requirement."""
+    if not isinstance(raw, dict):
+        return SignInFacts()
+    return SignInFacts(
+        method=raw.get("method", ""),
+        amr=tuple(raw.get("amr", ())),
+        google_domain=raw.get("hd", ""),
+        signed_in_at=raw.get("at", 0.0),
     )
 
 
@@ -116,14 +139,23 @@ def session_timer_due(*, seen: float) -> bool:
     return time.time() - seen >= idle_timer_precision().total_seconds()
 
 
-def session_timer_start(*, session_id: uuid.UUID, user_id: int, ends_at: datetime) -> None:
+def session_timer_start(
+    *, session_id: uuid.UUID, user_id: int, ends_at: datetime, facts: SignInFacts
+) -> None:
     """Start (or extend) the session's idle timer: it ends ``JWT_TTL`` from now."""
+    entry = {
+        "uid": user_id,
+        "seen": time.time(),
+        "end": ends_at.timestamp(),
+        "facts": {
+            "method": facts.method,
+            "amr": list(facts.amr),
+            "hd": facts.google_domain,
+            "at": facts.signed_in_at,
+        },
+    }
     try:
-        cache.set(
-            _session_key(session_id),
-            {"uid": user_id, "seen": time.time(), "end": ends_at.timestamp()},
-            timeout=settings.JWT_TTL.total_seconds(),
-        )
+        cache.set(_session_key(session_id), entry, timeout=settings.JWT_TTL.total_seconds())
     except CACHE_ERRORS as error:
         raise _outage(error, "starting a session's idle timer") from error
 
@@ -167,3 +199,64 @@ def claims_cache_forget(*, user_ids: Iterable[int]) -> None:
         cache.delete_many([_claims_key(user_id) for user_id in user_ids])
     except CACHE_ERRORS as error:
         raise _outage(error, "forgetting a user's claims") from error
+
+
+def claims_cache_read(*, user_id: int) -> CachedClaims | None:
+    try:
+        found = cache.get(_claims_key(user_id))
+    except CACHE_ERRORS as error:
+        raise _outage(error, "reading a user's claims") from error
+    return CachedClaims(**found) if isinstance(found, dict) else None
+
+
+# --- Personal access tokens: ``auth:pat:<sha256>`` ------------------------------------------
+# What a token's row says (user, scopes, expiry, when last recorded as used), for
+# CLAIMS_CACHE_TTL: revocation and scope changes through the services forget it first.
+
+
+def _access_token_key(token_hash: str) -> str:
+    return f"auth:pat:{token_hash}"
+
+
+def access_token_cache_read(*, token_hash: str) -> dict | None:
+    try:
+        found = cache.get(_access_token_key(token_hash))
+    except CACHE_ERRORS as error:
+        raise _outage(error, "reading an access token") from error
+    return found if isinstance(found, dict) else None
+
+
+def access_token_cache_write(*, token_hash: str, entry: dict) -> None:
+    try:
+        cache.set(_access_token_key(token_hash), entry, timeout=settings.CLAIMS_CACHE_TTL.total_seconds())
+    except CACHE_ERRORS as error:
+        raise _outage(error, "caching an access token") from error
+
+
+def access_tokens_forget(*, token_hashes: Iterable[str]) -> None:
+    """Drop cached tokens (raises 503 when the cache cannot be told, so callers change nothing)."""
+    keys = [_access_token_key(token_hash) for token_hash in token_hashes]
+    if not keys:
+        return
+    try:
+        cache.delete_many(keys)
+    except CACHE_ERRORS as error:
+        raise _outage(error, "forgetting access tokens") from error
+
+
+def tell_until_it_answers(tell: Callable[[], None], *, within: timedelta) -> None:
+    """Retry ``tell`` every second, on a thread of its own, until the cache takes it or ``within``
+    has passed (by then what the cache held has expired). One process remembers it: enough for a
+    window the cache's own expiry closes anyway."""
+
+    def retry() -> None:
+        deadline = time.monotonic() + within.total_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(CATCH_UP_INTERVAL)
+            try:
+                tell()
+                return
+            except AuthUnavailable:
+                continue
+
+    threading.Thread(target=retry, name="cache-catch-up", daemon=True).start()

@@ -4,7 +4,7 @@ import uuid
 
 from django.urls import path, register_converter
 
-from accounts import security_views, views
+from accounts import security_views, token_views, views
 
 
 class AnyCaseUUIDConverter:
@@ -32,6 +32,8 @@ urlpatterns = [
         "api/auth/sessions/<anycaseuuid:session_id>", views.SessionDetailView.as_view(), name="auth-session"
     ),
     path("api/auth/validate", views.ValidateView.as_view(), name="auth-validate"),
+    path("api/auth/tokens", token_views.AccessTokenListView.as_view(), name="auth-tokens"),
+    path("api/auth/tokens/<int:token_id>", token_views.AccessTokenDetailView.as_view(), name="auth-token"),
     path("api/auth/csrf", views.CsrfView.as_view(), name="auth-csrf"),
     path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
     # Second factors, passkeys, re-authentication, passwords (accounts/security_views.py).
@@ -57,6 +59,11 @@ urlpatterns = [
     ),
     path("api/auth/passkey", security_views.PasskeySignInView.as_view(), name="auth-passkey"),
     path("api/auth/reauthenticate", security_views.ReauthenticateView.as_view(), name="auth-reauthenticate"),
+    path(
+        "api/auth/reauthenticate/options",
+        security_views.ReauthenticationOptionsView.as_view(),
+        name="auth-reauthenticate-options",
+    ),
     path("api/auth/password", security_views.PasswordChangeView.as_view(), name="auth-password"),
     path("api/auth/password/reset", security_views.PasswordResetView.as_view(), name="auth-password-reset"),
     path(

@@ -14,6 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access_tokens import TOKEN_PREFIX
+from accounts.admin_site import admin_session_end
 from accounts.authentication import (
     TokenAuth,
     access_token_from_request,
@@ -21,6 +23,7 @@ from accounts.authentication import (
     auth_cookies_clear,
     auth_cookies_set,
     browser_origin_check,
+    personal_token_live,
     refresh_token_from_request,
     request_origin,
 )
@@ -243,6 +246,7 @@ class LogoutView(PublicAPIView):
         browser_origin_check(request)
         raw = refresh_token_from_request(request)[0] or access_token_from_request(request)[0]
         session_logout(token=raw, origin=request_origin(request))
+        admin_session_end(request._request)
         response = Response(status=status.HTTP_204_NO_CONTENT)
         auth_cookies_clear(response)
         return response
@@ -250,13 +254,17 @@ class LogoutView(PublicAPIView):
 
 class MeView(APIView):
     allowed_before_enrolment = True
+    accepts_personal_access_tokens = True
 
     @extend_schema(
-        operation_id="auth_me", responses={200: UserSerializer, **error_responses(*AUTHENTICATION_ERRORS)}
+        operation_id="auth_me",
+        responses={200: UserSerializer, **error_responses(*AUTHENTICATION_ERRORS)},
+        description="`scopes`: the clients this credential reaches now (a session's sign-in may not "
+        "satisfy every client's policy; a personal access token has its own scopes).",
     )
     def get(self, request: Request) -> Response:
         auth: TokenAuth = request.auth
-        return Response(UserSerializer(user_profile(user=request.user, scope=auth.session.claims.scope)).data)
+        return Response(UserSerializer(user_profile(user=request.user, scope=auth.scope.claim)).data)
 
 
 class SessionListView(APIView):
@@ -291,13 +299,18 @@ def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
     raw = access_token_from_request(request)[0]
     if raw is None:
         raise errors.NotAuthenticated()
-    live = session_live(token=access_token_verify(raw))
-    second_factor_policy_check(live=live)
-    session_activity_record(live=live, write_last_seen=False)
+    if raw.startswith(TOKEN_PREFIX):
+        token = personal_token_live(request, raw)
+        user_id, claims, scope = token.user_id, token.claims, token.scope
+    else:
+        live = session_live(token=access_token_verify(raw))
+        second_factor_policy_check(claims=live.claims)
+        session_activity_record(live=live, write_last_seen=False)
+        user_id, claims, scope = live.user_id, live.claims, live.credential_scope()
     return {
-        "X-Auth-User-Id": str(live.user_id),
-        "X-Auth-Email": live.claims.email,
-        "X-Auth-Scope": live.claims.scope,
+        "X-Auth-User-Id": str(user_id),
+        "X-Auth-Email": claims.email,
+        "X-Auth-Scope": scope.claim,
         "Cache-Control": "no-store",
     }
 
@@ -334,10 +347,12 @@ class ValidateView(PublicAPIView):
                 description="Valid access token; identity in X-Auth-User-Id, X-Auth-Email, X-Auth-Scope "
                 "(the user's current email and scope).",
             ),
-            **error_responses(*AUTHENTICATION_ERRORS),
+            **error_responses(*AUTHENTICATION_ERRORS, errors.MfaEnrolmentRequired),
         },
         auth=[{"accessTokenCookie": []}, {"bearerAuth": []}, {"xAuthToken": []}],
-        description="For API gateways. A failure also carries its code in the X-Auth-Error-Code "
+        description="For API gateways: an access token (cookie, `Authorization: Bearer`, `X-Auth-Token`) "
+        "or a personal access token (`Authorization: Bearer qpt_...` only). X-Auth-Scope: the clients "
+        "the credential reaches now. A failure also carries its code in the X-Auth-Error-Code "
         "header, for gateways that cannot read the body (nginx auth_request).",
     )
     def get(self, request: Request) -> Response:

@@ -12,10 +12,20 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from accounts.admin import UserAdmin
+from accounts.admin import ReadOnlyAdmin, UserAdmin
 from accounts.models import User
+from clusters.deployments import (
+    DEPLOYED,
+    DEPLOYMENT_STATES,
+    all_deployments,
+    application_ui_url,
+    argocd_configured,
+    cluster_deployment,
+    clusters_deployments,
+    latest_revisions,
+)
 from clusters.models import Client, Cluster, ClusterChange, Grant, StorageExpansion
-from clusters.selectors import cluster_allowed_versions, cluster_credentials
+from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_revision
 from clusters.services import (
     client_create,
     client_update,
@@ -30,6 +40,7 @@ from clusters.services import (
     storage_expansion_cancel,
     storage_expansion_complete,
 )
+from clusters.team_admin import SignInPolicyInline  # registers the team's admin pages too
 from config.errors import PortalError
 from gitops.argocd import storage_runbook_render
 from gitops.values import namespace_name, release_name
@@ -119,7 +130,7 @@ class ClientAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "active", "cluster_count", "created_at")
     list_filter = ("active",)
     search_fields = ("slug", "name")
-    inlines = [GrantInline, ClusterInline]
+    inlines = [GrantInline, SignInPolicyInline, ClusterInline]
 
     def get_readonly_fields(self, request, obj=None):
         return ("slug", "created_at") if obj else ()
@@ -198,11 +209,48 @@ class ClusterAdminForm(forms.ModelForm):
         return cleaned
 
 
+NOT_DEPLOYED = "not_deployed"
+# Where the changelist leaves each row's deployment (None: Argo CD is not configured).
+_PAGE_DEPLOYMENT = "_admin_page_deployment"
+_NOT_LOOKED_UP = object()
+
+
+class DeploymentStateFilter(admin.SimpleListFilter):
+    """Clusters by what Argo CD reports (only with ARGOCD_URL): "not deployed" is every state but deployed."""
+
+    title = "deployment"
+    parameter_name = "deployment"
+
+    def lookups(self, request, model_admin):
+        if not argocd_configured():
+            return []
+        return [(NOT_DEPLOYED, "not deployed"), *[(state, state) for state in DEPLOYMENT_STATES]]
+
+    def queryset(self, request, queryset):
+        wanted = self.value()
+        if not wanted or not argocd_configured():
+            return queryset
+        matching = [
+            cluster.pk
+            for cluster, deployment in all_deployments()
+            if deployment.state == wanted or (wanted == NOT_DEPLOYED and deployment.state != DEPLOYED)
+        ]
+        return queryset.filter(pk__in=matching)
+
+
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
     form = ClusterAdminForm
-    list_display = ("__str__", "client", "replicas", "version", "storage_gi", "updated_at")
-    list_filter = ("version", "client")
+    list_display = (
+        "__str__",
+        "client",
+        "replicas",
+        "version",
+        "storage_gi",
+        "deployment_state",
+        "updated_at",
+    )
+    list_filter = (DeploymentStateFilter, "version", "client")
     list_select_related = ("client",)
     search_fields = ("slug", "client__slug", "client__name")
     actions = ["rotate_credentials", "finish_key_rotation"]
@@ -216,13 +264,59 @@ class ClusterAdmin(admin.ModelAdmin):
             *_SPEC_FIELDS,
             "confirm_scale_down",
             "storage_request",
+            "deployment",
             "api_keys",
             "created_at",
             "updated_at",
         )
 
     def get_readonly_fields(self, request, obj=None):
-        return ("client", "slug", "storage_request", "api_keys", "created_at", "updated_at") if obj else ()
+        if obj is None:
+            return ()
+        return ("client", "slug", "storage_request", "deployment", "api_keys", "created_at", "updated_at")
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        if argocd_configured():
+            # The page's deployments at once: one query for the rows' latest changes and one
+            # question to Argo CD, however many rows. The rows are the page's cached queryset,
+            # the very objects the list renders, so deployment_state finds them there.
+            rows = list(changelist.result_list)
+            revisions = latest_revisions(rows)
+            found = clusters_deployments(clusters=[(row, revisions.get(row.pk)) for row in rows])
+            for row in rows:
+                setattr(row, _PAGE_DEPLOYMENT, found[row.pk])
+        return changelist
+
+    @admin.display(description="deployment")
+    def deployment_state(self, cluster: Cluster) -> str:
+        found = getattr(cluster, _PAGE_DEPLOYMENT, _NOT_LOOKED_UP)
+        if found is _NOT_LOOKED_UP:
+            found = cluster_deployment(cluster=cluster, revision=cluster_revision(cluster=cluster))
+        if found is None:
+            return "—"
+        return format_html(
+            '<span title="{}" data-state="{}">{}</span>', found.message, found.state, found.state
+        )
+
+    @admin.display(description="deployment (Argo CD)")
+    def deployment(self, cluster: Cluster) -> str:
+        found = cluster_deployment(cluster=cluster, revision=cluster_revision(cluster=cluster))
+        if found is None:
+            return "Argo CD is not configured (ARGOCD_URL): the portal does not read deployments back."
+        return format_html(
+            "<strong>{}</strong>: {}<br>committed {}, Argo CD at {} (sync {}, health {}), checked {}<br>"
+            '<a href="{}" target="_blank" rel="noopener noreferrer">{} in Argo CD</a>',
+            found.state,
+            found.message,
+            (found.committed_revision or "—")[:12],
+            (found.deployed_revision or "—")[:12],
+            found.sync or "—",
+            found.health or "—",
+            f"{found.checked_at:%Y-%m-%d %H:%M:%S} UTC" if found.checked_at else "—",
+            application_ui_url(cluster=cluster),
+            found.application,
+        )
 
     @admin.display(description="storage request")
     def storage_request(self, cluster: Cluster) -> str:
@@ -386,7 +480,7 @@ class StorageExpansionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ClusterChange)
-class ClusterChangeAdmin(admin.ModelAdmin):
+class ClusterChangeAdmin(ReadOnlyAdmin):
     """The change history: read-only, written only by the services and GitOps delivery."""
 
     list_display = ("created_at", "cluster", "action", "actor_email", "message", "short_commit", "pushed")
@@ -398,12 +492,3 @@ class ClusterChangeAdmin(admin.ModelAdmin):
     @admin.display(description="commit", ordering="commit")
     def short_commit(self, change: ClusterChange) -> str:
         return change.commit[:12]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -107,6 +107,7 @@ class Grant(models.Model):
     class Role(models.TextChoices):
         VIEWER = "viewer", "Viewer (view clusters)"
         OPERATOR = "operator", "Operator (view, configure, credentials)"
+        ADMIN = "admin", "Admin (view, configure, credentials, manage members)"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="grants")
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="grants")
@@ -118,7 +119,7 @@ class Grant(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "client"], name="clusters_grant_unique_user_client"),
             models.CheckConstraint(
-                condition=models.Q(role__in=["viewer", "operator"]), name="clusters_grant_role_valid"
+                condition=models.Q(role__in=["viewer", "operator", "admin"]), name="clusters_grant_role_valid"
             ),
         ]
 
@@ -268,3 +269,175 @@ class GitopsRemoteState(models.Model):
 
     def __str__(self) -> str:
         return f"last push {self.last_push_at or 'never'}, last failure {self.last_failure_at or 'never'}"
+
+
+# --- Teams: invitations, the client's audit trail, its sign-in policy ------------------------
+
+
+class Invitation(models.Model):
+    """An email asking someone to join a client's team with a role; its link works once.
+
+    Only a hash of the link's token is stored. Pending means neither accepted, revoked nor
+    expired; one pending invitation per address and client (a new one replaces it).
+    """
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=16, choices=Grant.Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    invited_by_email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "email"],
+                condition=models.Q(accepted_at=None, revoked_at=None),
+                name="clusters_invitation_one_open_per_email",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["viewer", "operator", "admin"]),
+                name="clusters_invitation_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(accepted_at=None) | models.Q(revoked_at=None),
+                name="clusters_invitation_accepted_or_revoked",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.client} ({self.role})"
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= timezone.now() else "pending"
+
+
+class ClientAuditEvent(models.Model):
+    """Who changed what about a client's team and sign-in policy: kept for its admins and operators."""
+
+    class Type(models.TextChoices):
+        MEMBER_INVITED = "member_invited", "Invitation sent"
+        INVITATION_REVOKED = "invitation_revoked", "Invitation revoked"
+        INVITATION_ACCEPTED = "invitation_accepted", "Invitation accepted"
+        MEMBER_ADDED = "member_added", "Member added"
+        MEMBER_PROVISIONED = "member_provisioned", "Member provisioned by Google sign-in"
+        MEMBER_ROLE_CHANGED = "member_role_changed", "Member role changed"
+        MEMBER_REMOVED = "member_removed", "Member removed"
+        POLICY_CHANGED = "policy_changed", "Sign-in policy changed"
+        TOKEN_ACCESS_REVOKED = "token_access_revoked", "Access token's access revoked"
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="audit_events")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    # Snapshots next to the links: the trail stays readable after a user is renamed or deleted.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_email = models.CharField(max_length=254, blank=True)
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    target_email = models.CharField(max_length=254, blank=True)
+    detail = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "client audit event"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    type__in=[
+                        "member_invited",
+                        "invitation_revoked",
+                        "invitation_accepted",
+                        "member_added",
+                        "member_provisioned",
+                        "member_role_changed",
+                        "member_removed",
+                        "policy_changed",
+                        "token_access_revoked",
+                    ]
+                ),
+                name="clusters_clientauditevent_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.client} {self.type} {self.target_email}"
+
+
+class SignInPolicy(models.Model):
+    """How a client's members must sign in for a session to reach it (no row: any way at all).
+
+    Members whose session does not satisfy it keep their grant, but the session's scope leaves
+    the client out (accounts.scopes); ``/api/auth/permissions`` says what they need.
+    """
+
+    class Method(models.TextChoices):
+        PASSWORD = "password", "Password"
+        GOOGLE = "google", "Google"
+        PASSKEY = "passkey", "Passkey"
+
+    # What an admin chooses (the rest is bookkeeping): the admin's form and the audit trail.
+    SETTINGS = (
+        "allowed_methods",
+        "google_domain",
+        "mfa_required",
+        "max_session_length",
+        "jit_provisioning",
+        "jit_role",
+    )
+
+    client = models.OneToOneField(
+        Client, on_delete=models.CASCADE, primary_key=True, related_name="sign_in_policy"
+    )
+    allowed_methods = models.JSONField(
+        default=list, blank=True, help_text='["password", "google", "passkey"]'
+    )
+    google_domain = models.CharField(
+        "required Google Workspace domain", max_length=253, blank=True, help_text="e.g. example.com (hd)"
+    )
+    mfa_required = models.BooleanField("second factor required", default=False)
+    max_session_length = models.DurationField(null=True, blank=True, help_text="e.g. 8:00:00")
+    jit_provisioning = models.BooleanField(
+        "just-in-time provisioning",
+        default=False,
+        help_text="Google sign-ins from the required Workspace become members (with the role below).",
+    )
+    jit_role = models.CharField(
+        "role of provisioned members", max_length=16, choices=Grant.Role.choices, default=Grant.Role.VIEWER
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by_email = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        verbose_name = "sign-in policy"
+        verbose_name_plural = "sign-in policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(jit_role__in=["viewer", "operator"]),
+                name="clusters_signinpolicy_jit_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(jit_provisioning=False) | ~models.Q(google_domain=""),
+                name="clusters_signinpolicy_jit_needs_domain",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"sign-in policy of {self.client}"

@@ -17,17 +17,29 @@ from clusters.models import Grant
 PERMISSION_VIEW = "view"
 PERMISSION_CONFIGURE = "configure"
 PERMISSION_CREDENTIALS = "credentials"
-ALL_PERMISSIONS = (PERMISSION_VIEW, PERMISSION_CONFIGURE, PERMISSION_CREDENTIALS)
+PERMISSION_MEMBERS = "members"  # invite, change roles, remove; the team's audit trail; the sign-in policy
+CLUSTER_PERMISSIONS = (PERMISSION_VIEW, PERMISSION_CONFIGURE, PERMISSION_CREDENTIALS)
+ALL_PERMISSIONS = (*CLUSTER_PERMISSIONS, PERMISSION_MEMBERS)
+# What a personal access token may be given: managing members needs a signed-in session.
+TOKEN_PERMISSIONS = CLUSTER_PERMISSIONS
 
 # What each role may do for its client. Operator staff (User.is_operator) may do everything everywhere.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     Grant.Role.VIEWER: (PERMISSION_VIEW,),
-    Grant.Role.OPERATOR: ALL_PERMISSIONS,
+    Grant.Role.OPERATOR: CLUSTER_PERMISSIONS,
+    Grant.Role.ADMIN: ALL_PERMISSIONS,
 }
+# Roles from least to most: nobody grants (or changes, or removes) a role above their own.
+ROLE_ORDER: tuple[str, ...] = (Grant.Role.VIEWER, Grant.Role.OPERATOR, Grant.Role.ADMIN)
 
 
 def roles_with(permission: str) -> list[str]:
     return [role for role, permissions in ROLE_PERMISSIONS.items() if permission in permissions]
+
+
+def role_rank(role: str | None) -> int:
+    """A role's place in ROLE_ORDER (-1: no role at all)."""
+    return ROLE_ORDER.index(role) if role in ROLE_ORDER else -1
 
 
 def view_permission(view, method: str) -> str | None:

@@ -7,47 +7,129 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Case, OuterRef, QuerySet, Subquery, When
 
 from accounts.models import User
+from accounts.scopes import CredentialScope, SignInRequirement, UserScope, unmet_sentence
 from clusters.crypto import field_decrypt
+from clusters.deployments import Deployment, client_selector, cluster_deployment, clusters_deployments
 from clusters.models import (
     RECORD_ONLY_ACTIONS,
     Client,
+    ClientAuditEvent,
     Cluster,
     ClusterChange,
     GitopsRemoteState,
     Grant,
+    Invitation,
+    SignInPolicy,
     StorageExpansion,
 )
-from clusters.permissions import ALL_PERMISSIONS, PERMISSION_VIEW, ROLE_PERMISSIONS, roles_with
+from clusters.permissions import (
+    ALL_PERMISSIONS,
+    PERMISSION_VIEW,
+    ROLE_ORDER,
+    ROLE_PERMISSIONS,
+    TOKEN_PERMISSIONS,
+    roles_with,
+)
 from clusters.versions import version_supports_alt_api_key, version_upgrades
-from config.errors import NotFound, PermissionDenied
+from config.errors import NotFound, PermissionDenied, StepUpRequired
 
 
 def user_is_global_operator(*, user: User) -> bool:
     return bool(user.is_active and user.is_staff and user.is_operator)
 
 
+def _credential_scope(user: User) -> CredentialScope | None:
+    """What the request's credential reaches (a session's sign-in, a token's scopes); None: no narrowing."""
+    return getattr(user, "credential_scope", None)
+
+
 def user_client_permissions(*, user: User) -> dict[str, list[str]]:
-    """``{"client1": ["view", "configure", "credentials"], ...}`` from the user's current grants."""
+    """``{"client1": ["view", "configure", "credentials"], ...}``: the user's current grants, as far as
+    the request's credential reaches (an admin's role adds ``members``)."""
     if not user.is_active:
         return {}
     if user_is_global_operator(user=user):
         slugs = Client.objects.filter(active=True).values_list("slug", flat=True)
-        return {slug: list(ALL_PERMISSIONS) for slug in slugs}
-    grants = Grant.objects.filter(user=user, client__active=True).values_list("client__slug", "role")
-    return {slug: list(ROLE_PERMISSIONS[role]) for slug, role in grants}
+        found = {slug: list(ALL_PERMISSIONS) for slug in slugs}
+    else:
+        grants = Grant.objects.filter(user=user, client__active=True).values_list("client__slug", "role")
+        found = {slug: list(ROLE_PERMISSIONS[role]) for slug, role in grants}
+    scope = _credential_scope(user)
+    if scope is None:
+        return found
+    narrowed = {
+        slug: [p for p in permissions if scope.allows(slug, p)] for slug, permissions in found.items()
+    }
+    return {slug: permissions for slug, permissions in narrowed.items() if permissions}
+
+
+def sign_in_requirement(policy: SignInPolicy | None) -> SignInRequirement | None:
+    """What a client's policy asks of a session (None: nothing, the default)."""
+    if policy is None:
+        return None
+    methods = (
+        tuple(sorted(policy.allowed_methods))
+        if set(policy.allowed_methods) != set(SignInPolicy.Method.values)
+        else ()
+    )
+    requirement = SignInRequirement(
+        methods=methods,
+        google_domain=policy.google_domain,
+        mfa=policy.mfa_required,
+        max_age=int(policy.max_session_length.total_seconds()) if policy.max_session_length else None,
+    )
+    return requirement if requirement != SignInRequirement() else None
+
+
+def user_scope(*, user: User) -> UserScope:
+    """The user's clients, each one's permissions and sign-in requirement, in one query.
+
+    Named by the ``SCOPE_CLAIM_FUNCTION`` setting: this is how the token service asks.
+    Operator staff reach every client (``*``), whatever the clients' policies.
+    """
+    if user_is_global_operator(user=user):
+        return UserScope(scope="*", token_permissions=TOKEN_PERMISSIONS)
+    if not user.is_active:
+        return UserScope(scope="", token_permissions=TOKEN_PERMISSIONS)
+    grants = Grant.objects.filter(user=user, client__active=True).select_related("client__sign_in_policy")
+    permissions, requirements = {}, {}
+    for grant in grants:
+        permissions[grant.client.slug] = ROLE_PERMISSIONS[grant.role]
+        requirement = sign_in_requirement(getattr(grant.client, "sign_in_policy", None))
+        if requirement is not None:
+            requirements[grant.client.slug] = requirement
+    return UserScope(
+        scope=" ".join(sorted(permissions)),
+        permissions=permissions,
+        requirements=requirements,
+        token_permissions=TOKEN_PERMISSIONS,
+    )
+
+
+@dataclass(frozen=True)
+class RestrictedClient:
+    """A client the user belongs to that this session does not reach, and what its policy asks."""
+
+    client: Client
+    unmet: tuple[str, ...]
+    requirement: SignInRequirement
+
+
+def restricted_clients(*, user: User) -> list[RestrictedClient]:
+    """The user's clients whose sign-in policy the request's session does not satisfy (none for tokens)."""
+    scope = _credential_scope(user)
+    if scope is None or not scope.withheld:
+        return []
+    clients = Client.objects.filter(slug__in=scope.withheld, active=True).order_by("slug")
+    return [RestrictedClient(c, scope.withheld[c.slug], scope.requirements[c.slug]) for c in clients]
 
 
 def user_scope_claim(*, user: User) -> str:
-    """The token's ``scope`` claim: ``*`` for operator staff, else the client slugs, space-separated.
-
-    Named by the ``SCOPE_CLAIM_FUNCTION`` setting: this is how the token service asks.
-    """
-    if user_is_global_operator(user=user):
-        return "*"
-    return " ".join(sorted(user_client_permissions(user=user)))
+    """``*`` for operator staff, else the user's client slugs, space-separated (before any narrowing)."""
+    return user_scope(user=user).scope
 
 
 # --- Object access: fetch and authorize in one step (Zulip's access_* functions) -------------
@@ -72,6 +154,11 @@ def client_access(*, user: User, client_slug: str, permission: str) -> Client:
         client = grant.client if grant is not None else None
     if client is None:
         raise PermissionDenied()
+    scope = _credential_scope(user)
+    if scope is not None and not scope.allows(client.slug, permission):
+        if client.slug in scope.withheld:  # a member, whose session's sign-in does not do for this client
+            raise StepUpRequired(f"{client.name} asks you to {unmet_sentence(scope.withheld[client.slug])}.")
+        raise PermissionDenied()
     return client
 
 
@@ -90,12 +177,15 @@ def client_list(*, user: User) -> list[Client]:
     if not user.is_active:
         return []
     if user_is_global_operator(user=user):
-        return list(Client.objects.filter(active=True))
-    return list(
-        Client.objects.filter(
-            active=True, grants__user=user, grants__role__in=roles_with(PERMISSION_VIEW)
-        ).order_by("slug")
-    )
+        clients = list(Client.objects.filter(active=True))
+    else:
+        clients = list(
+            Client.objects.filter(
+                active=True, grants__user=user, grants__role__in=roles_with(PERMISSION_VIEW)
+            ).order_by("slug")
+        )
+    scope = _credential_scope(user)
+    return [client for client in clients if scope is None or scope.allows(client.slug, PERMISSION_VIEW)]
 
 
 # --- Cluster state as the API shows it --------------------------------------------------------
@@ -112,6 +202,7 @@ ROTATION_ONE_STEP = "one_step"
 ROTATION_PHASE_ALTERNATE = "alternate_key_active"
 STORAGE_DEPLOYED = "deployed"
 STORAGE_WAITING = "waiting_for_operator"
+STORAGE_STATES = (STORAGE_DEPLOYED, STORAGE_WAITING)
 
 
 @dataclass(frozen=True)
@@ -157,6 +248,7 @@ class ClusterDetail:
     rotation: KeyRotation | None
     rotation_mode: str
     allowed_versions: list[str]
+    deployment: Deployment | None = None  # None: Argo CD is not configured
 
 
 QDRANT_REST_PORT = 6333
@@ -200,7 +292,10 @@ def cluster_allowed_versions(*, cluster: Cluster) -> list[str]:
 
 
 def _detail(
-    cluster: Cluster, revision: ClusterChange | None, expansion: StorageExpansion | None
+    cluster: Cluster,
+    revision: ClusterChange | None,
+    expansion: StorageExpansion | None,
+    deployment: Deployment | None,
 ) -> ClusterDetail:
     return ClusterDetail(
         cluster=cluster,
@@ -210,6 +305,7 @@ def _detail(
         rotation=cluster_rotation(cluster=cluster),
         rotation_mode=cluster_rotation_mode(cluster=cluster),
         allowed_versions=cluster_allowed_versions(cluster=cluster),
+        deployment=deployment,
     )
 
 
@@ -221,15 +317,18 @@ def _pending_expansions(clusters: list[Cluster]) -> dict[int, StorageExpansion]:
 
 
 def cluster_detail(*, cluster: Cluster, revision: ClusterChange | None = None) -> ClusterDetail:
+    revision = revision if revision is not None else cluster_revision(cluster=cluster)
     return _detail(
         cluster,
-        revision if revision is not None else cluster_revision(cluster=cluster),
+        revision,
         _pending_expansions([cluster]).get(cluster.pk),
+        cluster_deployment(cluster=cluster, revision=revision),
     )
 
 
 def cluster_list(*, client: Client) -> list[ClusterDetail]:
-    """The client's clusters with their revisions and pending storage requests, in three queries."""
+    """The client's clusters with their revisions, pending storage requests (three queries) and
+    deployments (one question to Argo CD at most)."""
     latest_commit = (
         ClusterChange.objects.filter(cluster=OuterRef("pk"))
         .exclude(commit="")
@@ -244,7 +343,12 @@ def cluster_list(*, client: Client) -> list[ClusterDetail]:
     expansions = _pending_expansions(clusters)
     for cluster in clusters:
         cluster.client = client
-    return [_detail(c, revisions.get(c.revision_id), expansions.get(c.pk)) for c in clusters]
+    deployments = clusters_deployments(
+        clusters=[(c, revisions.get(c.revision_id)) for c in clusters], selector=client_selector(client.slug)
+    )
+    return [
+        _detail(c, revisions.get(c.revision_id), expansions.get(c.pk), deployments[c.pk]) for c in clusters
+    ]
 
 
 def cluster_history(*, cluster: Cluster) -> QuerySet[ClusterChange]:
@@ -272,3 +376,41 @@ def changes_pending() -> QuerySet[ClusterChange]:
 def gitops_remote_state() -> GitopsRemoteState | None:
     """When the remote last took a delivery and last refused one (None: no delivery to a remote yet)."""
     return GitopsRemoteState.objects.filter(pk=GitopsRemoteState.SINGLETON_ID).first()
+
+
+# --- A client's team ------------------------------------------------------------------------
+
+AUDIT_PAGE_SIZE = 100
+
+
+def client_members(*, client: Client) -> QuerySet[Grant]:
+    """The client's members (their grants, with the user), admins first."""
+    order = Case(*(When(role=role, then=rank) for rank, role in enumerate(reversed(ROLE_ORDER))))
+    return Grant.objects.filter(client=client).select_related("user").order_by(order, "user__email")
+
+
+def client_invitations(*, client: Client) -> QuerySet[Invitation]:
+    """Invitations not yet accepted or revoked (expired ones included, marked), newest first."""
+    return Invitation.objects.filter(client=client, accepted_at=None, revoked_at=None).order_by("-created_at")
+
+
+def client_invitation(*, client: Client, invitation_id: int) -> Invitation:
+    invitation = Invitation.objects.filter(client=client, pk=invitation_id).first()
+    if invitation is None:
+        raise NotFound()
+    return invitation
+
+
+def client_audit(*, client: Client, before: int | None = None) -> list[ClientAuditEvent]:
+    """The client's audit trail, newest first, a page at a time (``before``: the last id seen)."""
+    events = ClientAuditEvent.objects.filter(client=client)
+    if before is not None:
+        events = events.filter(pk__lt=before)
+    return list(events.order_by("-at", "-id")[:AUDIT_PAGE_SIZE])
+
+
+def client_sign_in_policy(*, client: Client) -> SignInPolicy:
+    """The client's policy (an unsaved default when it has none: every way of signing in)."""
+    return SignInPolicy.objects.filter(client=client).first() or SignInPolicy(
+        client=client, allowed_methods=list(SignInPolicy.Method.values)
+    )

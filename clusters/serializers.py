@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clusters.deployments import DEPLOYMENT_STATES
 from clusters.models import SPEC_FIELD_NAMES
 from clusters.selectors import (
     ROTATION_ONE_STEP,
@@ -122,11 +123,17 @@ def spec_errors(exc: DjangoValidationError) -> InvalidRequest:
     )
 
 
+@extend_schema_field({"type": "string", "enum": list(settings.QDRANT_VERSIONS)})
+class QdrantVersionField(serializers.CharField):
+    """A Qdrant release the portal offers (QDRANT_VERSIONS): the document lists them, the service
+    decides which of them this cluster may move to."""
+
+
 class ClusterUpdateInputSerializer(InputSerializer):
     """The shape of a change: at least one field, unknown fields refused. The service owns the policy."""
 
     replicas = ReplicasField(required=False)
-    version = serializers.CharField(
+    version = QdrantVersionField(
         required=False,
         max_length=128,
         help_text="One of the cluster's `allowedVersions`: upgrades only, one minor version at a time.",
@@ -147,12 +154,32 @@ class ClusterUpdateInputSerializer(InputSerializer):
 # --- Output ---------------------------------------------------------------------------------
 
 
+class RestrictedClientSerializer(serializers.Serializer):
+    """Renders a ``selectors.RestrictedClient``."""
+
+    client = serializers.CharField(source="client.slug")
+    name = serializers.CharField(source="client.name")
+    unmet = serializers.ListField(
+        child=serializers.ChoiceField(choices=["method", "google_domain", "second_factor", "session_age"]),
+        help_text="What this session lacks: `method` (signed in another way than allowedMethods), "
+        "`google_domain` (not with a Google account of googleDomain), `second_factor`, `session_age` "
+        "(signed in longer ago than maxSessionLength): sign in again as asked, or add a second factor.",
+    )
+    allowedMethods = serializers.ListField(
+        source="requirement.methods", child=serializers.CharField(), help_text="Empty: any."
+    )
+    googleDomain = serializers.CharField(source="requirement.google_domain")
+    secondFactor = serializers.BooleanField(source="requirement.mfa")
+    maxSessionLength = serializers.IntegerField(source="requirement.max_age", allow_null=True)
+
+
 class PermissionsSerializer(serializers.Serializer):
     clients = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
-        help_text='{"client1": ["view", "configure", "credentials"]}',
+        help_text='{"client1": ["view", "configure", "credentials"]}; an admin also has "members".',
     )
     isStaff = serializers.BooleanField()
+    restricted = RestrictedClientSerializer(many=True)
 
 
 class ClientOutputSerializer(serializers.Serializer):
@@ -203,6 +230,51 @@ class RotationOutputSerializer(serializers.Serializer):
     )
 
 
+DEPLOYMENT_STATE_HELP = (
+    "Where the latest change is on its way to the cluster. `pending`: committed but not pushed, or "
+    "pushed and Argo CD has not picked it up yet (or is at a revision the portal's git repository does "
+    "not have: `message` says so); `syncing`: Argo CD is applying it (a sync operation "
+    "running, or the pods starting: health `Progressing`); `deployed`: synced at a revision that holds "
+    "the latest commit, and healthy; `degraded`: synced, but the health is `Degraded`, `Missing` or "
+    "`Suspended` (`message` says why); `failed`: the sync operation failed or errored, or Argo CD "
+    "cannot render the change (`message` has Argo CD's words); `unknown`: Argo CD could not be asked "
+    "(not answering, refused the portal's token, no such Application yet), or it has applied the "
+    "latest change but does not know the cluster's health yet (health `Unknown` or none); `message` "
+    "says which."
+)
+
+
+class DeploymentOutputSerializer(serializers.Serializer):
+    """Renders a ``deployments.Deployment``."""
+
+    state = serializers.ChoiceField(choices=list(DEPLOYMENT_STATES), help_text=DEPLOYMENT_STATE_HELP)
+    committedRevision = serializers.CharField(
+        source="committed_revision",
+        allow_null=True,
+        help_text="The commit of the latest change (= revision.commit); null before the first commit.",
+    )
+    deployedRevision = serializers.CharField(
+        source="deployed_revision",
+        allow_null=True,
+        help_text="The git revision of the values source Argo CD last compared the cluster to; null when "
+        "Argo CD could not be asked.",
+    )
+    sync = serializers.CharField(
+        allow_null=True, help_text="Argo CD's sync status: `Synced`, `OutOfSync` or `Unknown`."
+    )
+    health = serializers.CharField(
+        allow_null=True,
+        help_text="Argo CD's health status: `Healthy`, `Progressing`, `Degraded`, `Suspended`, `Missing` "
+        "or `Unknown`.",
+    )
+    message = serializers.CharField(help_text="What the state means for this cluster, in words for people.")
+    checkedAt = serializers.DateTimeField(
+        source="checked_at",
+        allow_null=True,
+        help_text="When Argo CD was asked (statuses are cached a few seconds).",
+    )
+
+
 ROTATION_MODE_HELP = (
     "`two_phase` (Qdrant v1.17.0 and later: the new key is accepted next to the old one until the "
     "rotation finishes) or `one_step` (the old keys stop working as the pods restart)."
@@ -230,6 +302,10 @@ class ClusterOutputSerializer(serializers.Serializer):
         source="allowed_versions",
         child=serializers.CharField(),
         help_text="The current version first, then every version the cluster may move to.",
+    )
+    deployment = DeploymentOutputSerializer(
+        allow_null=True,
+        help_text="As Argo CD reports it; null when the portal has no Argo CD (ARGOCD_URL unset).",
     )
     # Limits for the browser's form, so it needs no second request.
     replicasMin = serializers.SerializerMethodField()

@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from clusters import views
+from clusters import team_views, views
 
 _CLUSTER = "clients/<slug:client>/clusters/<slug:cluster>"
+_CLIENT = "clients/<slug:client>"
 
 urlpatterns = [
     path("auth/permissions", views.PermissionsView.as_view(), name="auth-permissions"),
@@ -28,4 +29,20 @@ urlpatterns = [
         name="cluster-storage-request",
     ),
     path(f"{_CLUSTER}/history", views.ClusterHistoryView.as_view(), name="cluster-history"),
+    # A client's team (clusters/team_views.py).
+    path(f"{_CLIENT}/members", team_views.MemberListView.as_view(), name="client-members"),
+    path(f"{_CLIENT}/members/<int:user_id>", team_views.MemberDetailView.as_view(), name="client-member"),
+    path(f"{_CLIENT}/invitations", team_views.InvitationListView.as_view(), name="client-invitations"),
+    path(
+        f"{_CLIENT}/invitations/<int:invitation_id>",
+        team_views.InvitationDetailView.as_view(),
+        name="client-invitation",
+    ),
+    path(f"{_CLIENT}/audit", team_views.AuditView.as_view(), name="client-audit"),
+    path(f"{_CLIENT}/policy", team_views.SignInPolicyView.as_view(), name="client-policy"),
+    path(f"{_CLIENT}/tokens", team_views.ClientTokenListView.as_view(), name="client-tokens"),
+    path(f"{_CLIENT}/tokens/<int:token_id>", team_views.ClientTokenDetailView.as_view(), name="client-token"),
+    path("invitations/preview", team_views.InvitationPreviewView.as_view(), name="invitation-preview"),
+    path("invitations/accept", team_views.InvitationAcceptView.as_view(), name="invitation-accept"),
+    path("invitations/sign-up", team_views.InvitationSignUpView.as_view(), name="invitation-sign-up"),
 ]

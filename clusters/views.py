@@ -35,7 +35,7 @@ from config import errors
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
 # A path segment that is not a slug matches no route: 404 on every endpoint under /api/clients/.
-CLIENT_ERRORS = (*AUTHENTICATION_ERRORS, errors.PermissionDenied, errors.NotFound)
+CLIENT_ERRORS = (*AUTHENTICATION_ERRORS, errors.PermissionDenied, errors.StepUpRequired, errors.NotFound)
 CLUSTER_ERRORS = CLIENT_ERRORS
 _NOTES = {
     "permission_denied": "The client is outside your grants (whether or not it exists), "
@@ -45,9 +45,13 @@ _NOTES = {
 
 
 class ClientAPIView(APIView):
-    """A view under ``/api/clients/{client}/``: it fetches its object authorized, in one selector call."""
+    """A view under ``/api/clients/{client}/``: it fetches its object authorized, in one selector call.
+
+    Personal access tokens are accepted, narrowed to their scopes (views that need a session say no).
+    """
 
     permission_classes = [HasClientPermission]
+    accepts_personal_access_tokens = True
     required_permission: str | Mapping[str, str]
 
     def client_get(self) -> Client:
@@ -67,14 +71,22 @@ class ClientAPIView(APIView):
 
 
 class PermissionsView(APIView):
+    accepts_personal_access_tokens = True
+
     @extend_schema(
         operation_id="auth_permissions",
         responses={200: PermissionsSerializer, **error_responses(*AUTHENTICATION_ERRORS)},
+        description="What this credential may do on each client now, and the clients the user belongs to "
+        "that this session does not reach, with what their sign-in policy asks (`restricted`), so an app "
+        "can offer the step-up.",
     )
     def get(self, request):
         permissions = selectors.user_client_permissions(user=request.user)
+        restricted = selectors.restricted_clients(user=request.user)
         return Response(
-            PermissionsSerializer({"clients": permissions, "isStaff": request.user.is_staff}).data
+            PermissionsSerializer(
+                {"clients": permissions, "isStaff": request.user.is_staff, "restricted": restricted}
+            ).data
         )
 
 
@@ -199,6 +211,7 @@ class ClusterCredentialsView(ClientAPIView):
 @method_decorator(never_cache, name="dispatch")
 class ClusterCredentialsRotateView(ClientAPIView):
     required_permission = PERMISSION_CREDENTIALS
+    accepts_personal_access_tokens = False  # it needs a recent proof of identity, which a token cannot give
 
     @extend_schema(
         operation_id="clusters_credentials_rotate",
@@ -206,7 +219,11 @@ class ClusterCredentialsRotateView(ClientAPIView):
         responses={
             200: CredentialsOutputSerializer,
             **error_responses(
-                *CLUSTER_ERRORS, errors.RotationInProgress, errors.ReauthenticationRequired, notes=_NOTES
+                *CLUSTER_ERRORS,
+                errors.RotationInProgress,
+                errors.ReauthenticationRequired,
+                errors.PatNotAllowed,
+                notes=_NOTES,
             ),
         },
         description="New keys, returned once. With `rotationMode` `two_phase` the new API key is "

@@ -28,6 +28,32 @@ def _isolated_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _force_login_binds_a_portal_session(monkeypatch):
+    """``Client.force_login`` (and pytest-django's ``admin_client``) stands for the portal's
+    ``POST /api/auth/admin-session``: the admin takes only a session bound to a live portal
+    session (accounts/admin_site.py), so the test's login starts one, as a sign-in would."""
+    from django.test import Client as DjangoClient
+
+    from accounts.admin_site import PORTAL_SESSION_KEY
+    from accounts.audit import RequestOrigin
+    from accounts.models import AuthMethod
+    from accounts.services import session_start
+
+    django_force_login = DjangoClient.force_login
+
+    def force_login(self, user, backend=None):
+        django_force_login(self, user, backend)
+        issued = session_start(
+            user=user, method=AuthMethod.PASSWORD, origin=RequestOrigin(ip="127.0.0.1", user_agent="test")
+        )
+        session = self.session
+        session[PORTAL_SESSION_KEY] = str(issued.session_id)
+        session.save()
+
+    monkeypatch.setattr(DjangoClient, "force_login", force_login)
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
@@ -189,6 +215,37 @@ def portal_repository(settings) -> GitopsRepository:
     return GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
 
 
+ARGOCD_TEST_TOKEN = "argocd-read-only-token-for-tests-7f3a9c"
+
+
+@pytest.fixture
+def argocd(settings):
+    """A fake Argo CD API server (tests/support/fake_argocd.py), configured as ``ARGOCD_URL``.
+
+    Skipped when ``../shared`` (Argo CD's API description, which every answer is checked
+    against) is absent. Refreshes started by a push are waited for at the end, so none
+    writes into the next test's cache.
+    """
+    import threading
+    from datetime import timedelta
+
+    from tests.support.fake_argocd import SWAGGER, FakeArgoCD
+
+    if not SWAGGER.exists():
+        pytest.skip(f"{SWAGGER} is absent: Argo CD's API description comes with ../shared/reference")
+    with FakeArgoCD(token=ARGOCD_TEST_TOKEN, project=settings.ARGOCD_PROJECT) as fake:
+        settings.ARGOCD_URL = fake.url
+        settings.ARGOCD_TOKEN = ARGOCD_TEST_TOKEN
+        settings.ARGOCD_TIMEOUT = timedelta(seconds=1)
+        settings.ARGOCD_CACHE_TTL = timedelta(seconds=5)
+        yield fake
+        fake.hang_seconds = 0
+        for thread in threading.enumerate():
+            if thread.name.startswith("argocd-refresh"):
+                thread.join(timeout=5)
+        assert fake.problems == [], "the fake served a document Argo CD's API does not describe"
+
+
 # --- The closing summary says what did not run -----------------------------------------------
 
 # Tests that need something outside Python; when it is missing they skip, and a green run
@@ -200,6 +257,10 @@ _NEEDS = {
     "fault suite (PostgreSQL and Redis)": "tests/faults/test_faults",
     "status outage test (PostgreSQL and Redis)": "tests/operations/test_status_outages",
     "MariaDB status probe test (MariaDB on 127.0.0.1:3306)": "tests/operations/test_status.py::test_a_live_mariadb",
+    "MariaDB-only tests (the suite on DATABASE_URL=mysql://...)": (
+        "tests/config/test_mysql.py::test_on_mariadb",
+        "tests/gitops/test_locks.py::test_on_mariadb",
+    ),
 }
 
 

@@ -20,6 +20,21 @@ from clusters.services.credentials import (
     cluster_credentials_rotation_finish,
     key_rotations_finish_due,
 )
+from clusters.services.invitations import (
+    invitation_accept,
+    invitation_create,
+    invitation_open,
+    invitation_revoke,
+    invitation_sign_up_google,
+    invitation_sign_up_password,
+)
+from clusters.services.members import (
+    client_access_token_revoke,
+    google_identity_provision,
+    member_remove,
+    member_role_change,
+)
+from clusters.services.policy import PolicyInput, sign_in_policy_set
 from clusters.services.storage import (
     storage_expansion_cancel,
     storage_expansion_complete,
@@ -30,6 +45,18 @@ __all__ = [
     "DUPLICATE_CLUSTER",
     "RELEASE_NAME_MAX",
     "ClusterChangeResult",
+    "PolicyInput",
+    "client_access_token_revoke",
+    "google_identity_provision",
+    "invitation_accept",
+    "invitation_create",
+    "invitation_open",
+    "invitation_revoke",
+    "invitation_sign_up_google",
+    "invitation_sign_up_password",
+    "member_remove",
+    "member_role_change",
+    "sign_in_policy_set",
     "client_create",
     "client_update",
     "cluster_create",

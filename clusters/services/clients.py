@@ -1,7 +1,8 @@
 """Writes for clients and grants.
 
 A client's ``client.yaml`` is committed once its row is; a grant change re-issues the user's
-tokens with the new scope (``user_claims_bump``).
+tokens with the new scope (``user_claims_bump``), is recorded in the client's audit trail, and
+a removal takes the client out of the user's personal access tokens for good.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import logging
 
 from django.db import transaction
 
+from accounts.access_tokens import access_tokens_client_remove
 from accounts.models import User
 from accounts.services import user_claims_bump
 from clusters import delivery
-from clusters.models import Client, Grant
+from clusters.models import Client, ClientAuditEvent, Grant
+from clusters.services.audit import client_audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +64,33 @@ def client_update(*, client: Client, name: str, active: bool, actor: User | None
 
 
 @transaction.atomic
-def grant_set(*, user: User, client: Client, role: str, actor: User | None = None) -> Grant:
-    """Give ``user`` the ``role`` on ``client`` (creating or changing the grant)."""
+def grant_set(
+    *,
+    user: User,
+    client: Client,
+    role: str,
+    actor: User | None = None,
+    added_as: ClientAuditEvent.Type = ClientAuditEvent.Type.MEMBER_ADDED,
+) -> Grant:
+    """Give ``user`` the ``role`` on ``client`` (creating or changing the grant); ``added_as``: how a
+    new member came (added by an operator, an invitation, a Google sign-in)."""
     grant = Grant.objects.select_for_update().filter(user=user, client=client).first()
     if grant is not None and grant.role == role:
         return grant
+    before = grant.role if grant is not None else None
     if grant is None:
         grant = Grant(user=user, client=client)
     grant.role = role
     grant.full_clean()
     grant.save()
     user_claims_bump(user_id=user.pk)
+    client_audit_record(
+        client=client,
+        type=added_as if before is None else ClientAuditEvent.Type.MEMBER_ROLE_CHANGED,
+        actor=actor,
+        target=user,
+        detail=f"as {role}" if before is None else f"{before} -> {role}",
+    )
     logger.info(
         "grant set",
         extra={
@@ -86,9 +105,16 @@ def grant_set(*, user: User, client: Client, role: str, actor: User | None = Non
 
 @transaction.atomic
 def grant_remove(*, user: User, client: Client, actor: User | None = None) -> None:
+    """Take ``user`` off ``client``: at once for every session, ``/validate`` and token of theirs."""
     deleted, _ = Grant.objects.filter(user=user, client=client).delete()
     if deleted:
         user_claims_bump(user_id=user.pk)
+        access_tokens_client_remove(
+            user_id=user.pk, client=client.slug, actor=actor, why=f"removed from {client.slug}"
+        )
+        client_audit_record(
+            client=client, type=ClientAuditEvent.Type.MEMBER_REMOVED, actor=actor, target=user
+        )
         logger.info(
             "grant removed",
             extra={"user_id": user.pk, "client": client.slug, "actor_id": getattr(actor, "pk", None)},

@@ -159,8 +159,11 @@ def test_a_refresh_cookie_from_a_foreign_origin_is_refused(auth_client, user):
 def test_two_concurrent_refreshes_with_one_token_mint_one_successor(user_factory):
     if connection.vendor == "sqlite":
         # The SQLite test database is in memory with a shared cache, whose table locks fail at
-        # once ("database table is locked") instead of waiting: concurrency is PostgreSQL's test.
-        pytest.skip("concurrent writers need PostgreSQL (the SQLite test database is shared-cache in memory)")
+        # once ("database table is locked") instead of waiting: concurrency is PostgreSQL's and
+        # MariaDB's test.
+        pytest.skip(
+            "concurrent writers need PostgreSQL or MariaDB (the SQLite test database is shared-cache in memory)"
+        )
     user = user_factory()
     refresh = login(APIClient(), user, tokenDelivery="body").json()["refreshToken"]
     barrier = threading.Barrier(4)

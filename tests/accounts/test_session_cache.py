@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts import session_cache
 from accounts.models import Session, User
+from accounts.selectors import session_facts
 from clusters.services import grant_remove, grant_set
 from tests.accounts.test_sessions import DEAD_REDIS
 
@@ -39,7 +40,9 @@ def test_a_request_that_raced_a_revocation_cannot_bring_the_session_back(bearer_
     session = Session.objects.get()
     client.post("/api/auth/logout")
     # What a request that read the session just before the revocation would write afterwards.
-    session_cache.session_timer_start(session_id=session.pk, user_id=user.pk, ends_at=session.expires_at)
+    session_cache.session_timer_start(
+        session_id=session.pk, user_id=user.pk, ends_at=session.expires_at, facts=session_facts(session)
+    )
     assert _validate(client).json()["code"] == "token_not_valid"
     assert client.get("/api/auth/me").json()["code"] == "token_not_valid"
 

@@ -165,6 +165,7 @@ def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(browser, 
             **_inline_management("grants", 1),
             "grants-0-user": user.pk,
             "grants-0-role": "viewer",
+            **_inline_management("sign_in_policy", 0),
             **_inline_management("clusters", 0),
         },
     )
@@ -187,6 +188,7 @@ def test_creating_a_client_in_the_admin_commits_its_file_once_the_transaction_co
                 "name": "Acme",
                 "active": "on",
                 **_inline_management("grants", 0),
+                **_inline_management("sign_in_policy", 0),
                 **_inline_management("clusters", 0),
             },
         )
@@ -248,6 +250,7 @@ def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(browser, client1
             **_inline_management("grants", 1),
             "grants-0-user": viewer.pk,
             "grants-0-role": "viewer",
+            **_inline_management("sign_in_policy", 0),
             **_inline_management("clusters", 0),
         },
     )
@@ -279,6 +282,7 @@ def test_client_admin_changes_and_removes_grants_through_the_services(
             "grants-1-user": drop.pk,
             "grants-1-role": "operator",
             "grants-1-DELETE": "on",
+            **_inline_management("sign_in_policy", 0),
             **_inline_management("clusters", 1, initial=1),
             "clusters-0-id": cluster1.pk,
             "clusters-0-client": client1.pk,
@@ -303,7 +307,12 @@ def test_deactivating_a_client_in_the_admin_reissues_its_users_tokens(browser, c
     before = User.objects.get(pk=user1.pk).claims_version
     response = browser.post(
         f"/admin/clusters/client/{client1.pk}/change/",
-        {"name": "Client One", **_inline_management("grants", 0), **_inline_management("clusters", 0)},
+        {
+            "name": "Client One",
+            **_inline_management("grants", 0),
+            **_inline_management("sign_in_policy", 0),
+            **_inline_management("clusters", 0),
+        },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Client.objects.get(pk=client1.pk).active is False

@@ -189,7 +189,7 @@ def test_gitops_sync_check_reports_drift_without_writing(git_server, settings, c
 def test_concurrent_changes_from_many_threads_all_reach_git(git_server, client1, user1):
     if connection.vendor == "sqlite":
         pytest.skip(
-            "the in-memory SQLite test database locks whole tables across threads; runs on PostgreSQL"
+            "the in-memory SQLite test database locks whole tables across threads; runs on PostgreSQL and MariaDB"
         )
     clusters = [cluster_create(client=client1, slug=f"c{i}", actor=user1).cluster for i in range(10)]
     errors: list[BaseException] = []

@@ -37,7 +37,7 @@ def _sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
     page.goto(base_url + "/#/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()  # not "Sign in with a passkey"
     page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
 
 

@@ -19,7 +19,17 @@ const NO_REFRESH_PATHS = new Set([
   "/api/auth/google",
   "/api/auth/refresh",
   "/api/auth/logout",
+  "/api/auth/mfa/verify",
+  "/api/auth/mfa/options",
+  "/api/auth/passkey/options",
+  "/api/auth/passkey",
+  "/api/auth/password/reset",
+  "/api/auth/password/reset/confirm",
+  "/api/invitations/preview",
+  "/api/invitations/sign-up",
 ]);
+// A staff account without a second factor may only set one up: any other call answers this.
+const ENROLMENT_REQUIRED = "mfa_enrolment_required";
 
 export const SESSION_EXPIRED_DETAIL = "Your session has expired";
 
@@ -192,6 +202,83 @@ function sharedRefresh(send) {
   return refresher;
 }
 
+/** Second factors, passkeys, re-authentication and passwords (README "Account security"). */
+function securityEndpoints(call) {
+  const passkeyPath = (id) => `/api/auth/mfa/passkeys/${encodeURIComponent(id)}`;
+  return {
+    /** -> the second step's answer to a password or Google sign-in: {mfaToken, ...} */
+    mfaOptions: (mfaToken) => call("POST")("/api/auth/mfa/options", { body: { mfaToken } }),
+    /** answer: {code} or {webauthn: assertion JSON} */
+    mfaVerify: (mfaToken, answer) => call("POST")("/api/auth/mfa/verify", { body: { mfaToken, ...answer } }),
+    passkeySignInOptions: () => call("POST")("/api/auth/passkey/options"),
+    passkeySignIn: (token, webauthn) => call("POST")("/api/auth/passkey", { body: { token, webauthn } }),
+    security: (options) => call("GET")("/api/auth/mfa", options),
+    totpStart: () => call("POST")("/api/auth/mfa/totp"),
+    totpConfirm: (code) => call("POST")("/api/auth/mfa/totp/confirm", { body: { code } }),
+    /** code: a current code from the app, or a recovery code (the removal needs one) */
+    totpRemove: (code) => call("DELETE")("/api/auth/mfa/totp", { body: { code } }),
+    recoveryCodesRegenerate: () => call("POST")("/api/auth/mfa/recovery-codes"),
+    passkeyRegistrationOptions: () => call("POST")("/api/auth/mfa/passkeys/options"),
+    passkeyRegister: (token, credential, name) =>
+      call("POST")("/api/auth/mfa/passkeys", { body: { token, credential, name } }),
+    passkeyRename: (id, name) => call("PATCH")(passkeyPath(id), { body: { name } }),
+    passkeyRemove: (id) => call("DELETE")(passkeyPath(id)),
+    /** -> {token, publicKey}: passkey options to re-authenticate with (bound to this session) */
+    reauthenticationOptions: () => call("POST")("/api/auth/reauthenticate/options"),
+    /** proof: {password} (sent as base64 like login), {code}, or {token, webauthn} (a passkey) */
+    reauthenticate: ({ password, code, token, webauthn }) => {
+      let body = { code };
+      if (password !== undefined) body = { password: base64Utf8(password) };
+      else if (webauthn !== undefined) body = { token, webauthn };
+      return call("POST")("/api/auth/reauthenticate", { body });
+    },
+    passwordChange: (currentPassword, newPassword) =>
+      call("POST")("/api/auth/password", {
+        body: { currentPassword: base64Utf8(currentPassword), newPassword: base64Utf8(newPassword) },
+      }),
+    passwordReset: (email) => call("POST")("/api/auth/password/reset", { body: { email } }),
+    passwordResetConfirm: (uid, token, newPassword) =>
+      call("POST")("/api/auth/password/reset/confirm", {
+        body: { uid, token, newPassword: base64Utf8(newPassword) },
+      }),
+    adminSession: () => call("POST")("/api/auth/admin-session"),
+  };
+}
+
+/** Teams, sign-in policies, invitations and personal access tokens (README "Teams", "Access tokens"). */
+function teamEndpoints(call) {
+  const client = (slug, rest = "") => `/api/clients/${encodeURIComponent(slug)}${rest}`;
+  return {
+    permissions: (options) => call("GET")("/api/auth/permissions", options),
+    tokens: (options) => call("GET")("/api/auth/tokens", options),
+    /** body: {name, expiresIn, clients: {client1: ["view"]}} -> the token, with its secret once */
+    tokenCreate: (body) => call("POST")("/api/auth/tokens", { body }),
+    tokenRevoke: (id) => call("DELETE")(`/api/auth/tokens/${encodeURIComponent(id)}`),
+    members: (slug, options) => call("GET")(client(slug, "/members"), options),
+    memberUpdate: (slug, userId, role) =>
+      call("PATCH")(client(slug, `/members/${encodeURIComponent(userId)}`), { body: { role } }),
+    memberRemove: (slug, userId) => call("DELETE")(client(slug, `/members/${encodeURIComponent(userId)}`)),
+    invitations: (slug, options) => call("GET")(client(slug, "/invitations"), options),
+    invitationCreate: (slug, email, role) => call("POST")(client(slug, "/invitations"), { body: { email, role } }),
+    invitationRevoke: (slug, id) => call("DELETE")(client(slug, `/invitations/${encodeURIComponent(id)}`)),
+    audit: (slug, before, options) =>
+      call("GET")(client(slug, before ? `/audit?before=${encodeURIComponent(before)}` : "/audit"), options),
+    policy: (slug, options) => call("GET")(client(slug, "/policy"), options),
+    policyUpdate: (slug, policy) => call("PUT")(client(slug, "/policy"), { body: policy }),
+    clientTokens: (slug, options) => call("GET")(client(slug, "/tokens"), options),
+    clientTokenRevoke: (slug, id) => call("DELETE")(client(slug, `/tokens/${encodeURIComponent(id)}`)),
+    // The invitation's token travels in the body, never in a URL the server would log.
+    invitationPreview: (token, options) =>
+      call("POST")("/api/invitations/preview", { ...options, body: { token } }),
+    invitationAccept: (token) => call("POST")("/api/invitations/accept", { body: { token } }),
+    /** answer: {name, password} (sent as base64 like login) or {credential} (Google) */
+    invitationSignUp: (token, { name, password, credential }) =>
+      call("POST")("/api/invitations/sign-up", {
+        body: credential ? { token, credential } : { token, name, password: base64Utf8(password) },
+      }),
+  };
+}
+
 /** The portal's endpoints by name (see shared/contract.md). */
 function portalEndpoints(call, request) {
   const segment = encodeURIComponent;
@@ -205,6 +292,8 @@ function portalEndpoints(call, request) {
     me: (options) => call("GET")("/api/auth/me", options),
     sessions: (options) => call("GET")("/api/auth/sessions", options),
     sessionRevoke: (id) => call("DELETE")(`/api/auth/sessions/${segment(id)}`),
+    ...securityEndpoints(call),
+    ...teamEndpoints(call),
 
     clients: (options) => call("GET")("/api/clients", options),
     clusters: (client, options) =>
@@ -233,8 +322,16 @@ function portalEndpoints(call, request) {
  * getCookie(name):  returns a readable cookie value or null (only `csrftoken`)
  * baseUrl:          "" when same origin, else e.g. "https://api.example.com"
  * onSessionExpired: called once when a signed-in session can no longer be refreshed
+ * onEnrolmentRequired: called when the API answers mfa_enrolment_required (a staff account
+ *                   must set up a second factor first); the request still fails with it
  */
-export function createApi({ fetch, getCookie, baseUrl = "", onSessionExpired = () => {} }) {
+export function createApi({
+  fetch,
+  getCookie,
+  baseUrl = "",
+  onSessionExpired = () => {},
+  onEnrolmentRequired = () => {},
+}) {
   const send = transport({ fetch, getCookie, base: baseUrl.replace(/\/+$/, "") });
   const refresher = sharedRefresh(send);
   let expiryReported = false;
@@ -261,7 +358,11 @@ export function createApi({ fetch, getCookie, baseUrl = "", onSessionExpired = (
       if (isRefreshable(response, data)) throw sessionExpired();
     }
 
-    if (!response.ok) throw errorFrom(response, data);
+    if (!response.ok) {
+      const error = errorFrom(response, data);
+      if (error.code === ENROLMENT_REQUIRED) onEnrolmentRequired(error);
+      throw error;
+    }
     expiryReported = false;
     return { status: response.status, data: data === undefined ? null : data };
   }

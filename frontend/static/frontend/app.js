@@ -8,6 +8,16 @@
  *   #/clients/{client}/clusters/{cluster}         detail: scale, version, history
  *   #/clients/{client}/clusters/{cluster}/credentials
  *   #/sessions                                    the user's sessions
+ *   #/security[?next=/admin/...]                  second factors, passkeys, password
+ *   #/forgot                                      ask for a password reset email
+ *   #/reset/{uid}/{token}                         the link in that email: a new password
+ *   #/tokens                                      personal access tokens
+ *   #/clients/{client}/team                       members, invitations, tokens, audit (admins)
+ *   #/clients/{client}/settings                   the client's sign-in policy
+ *   #/invitations/{token}                         the link in an invitation email
+ *
+ * A `next` under /admin/ (the Django admin's sign-in sends users here) opens an admin session
+ * (POST /api/auth/admin-session) and leaves the app for that same-origin page.
  */
 
 import { ApiError, SESSION_EXPIRED_DETAIL, cookieValue, createApi } from "./api.js";
@@ -16,7 +26,14 @@ import * as clusterPage from "./pages/cluster.js";
 import * as clustersPage from "./pages/clusters.js";
 import * as credentialsPage from "./pages/credentials.js";
 import * as loginPage from "./pages/login.js";
+import { forgotPage, resetPage } from "./pages/password-reset.js";
+import * as securityPage from "./pages/security.js";
 import * as sessionsPage from "./pages/sessions.js";
+import * as clientSettingsPage from "./pages/client-settings.js";
+import * as invitationPage from "./pages/invitation.js";
+import * as teamPage from "./pages/team.js";
+import * as tokensPage from "./pages/tokens.js";
+import { adminPath, appPath } from "./next.js";
 
 const ROUTES = [
   { pattern: /^\/login$/, page: loginPage, isPublic: true },
@@ -34,6 +51,21 @@ const ROUTES = [
     nav: "clusters",
   },
   { pattern: /^\/sessions$/, page: sessionsPage, nav: "sessions" },
+  { pattern: /^\/security$/, page: securityPage, nav: "security" },
+  // Public, and open to a signed-in user too (a reset link may be opened in a signed-in tab).
+  { pattern: /^\/forgot$/, page: forgotPage, isPublic: true, alsoSignedIn: true },
+  {
+    pattern: /^\/reset\/([^/]+)\/([^/]+)$/,
+    page: resetPage,
+    keys: ["uid", "token"],
+    isPublic: true,
+    alsoSignedIn: true,
+  },
+  { pattern: /^\/tokens$/, page: tokensPage, nav: "tokens" },
+  { pattern: /^\/clients\/([^/]+)\/team$/, page: teamPage, keys: ["client"], nav: "clusters" },
+  { pattern: /^\/clients\/([^/]+)\/settings$/, page: clientSettingsPage, keys: ["client"], nav: "clusters" },
+  // The invitee may be signed in (accept) or not (sign in, or sign up).
+  { pattern: /^\/invitations\/([^/]+)$/, page: invitationPage, keys: ["token"], isPublic: true, alsoSignedIn: true },
 ];
 const DEFAULT_PATH = "/clusters";
 
@@ -52,7 +84,10 @@ function readConfig() {
 }
 
 const config = readConfig();
-const state = { user: null, loginNotice: null };
+// loginNotice: said on the sign-in page; securityNotice: the user was sent to #/security to
+// set up a second factor; adminNext: the admin page being opened; appNotice: said once after
+// the next route change.
+const state = { user: null, loginNotice: null, securityNotice: null, adminNext: null, appNotice: null };
 const elements = {
   main: document.getElementById("main"),
   nav: document.getElementById("main-nav"),
@@ -68,6 +103,7 @@ const api = createApi({
   getCookie: (name) => cookieValue(document.cookie, name),
   baseUrl: config.apiBaseUrl,
   onSessionExpired: sessionExpired,
+  onEnrolmentRequired: enrolmentRequired,
 });
 
 function parseHash() {
@@ -101,12 +137,44 @@ function sessionExpired() {
   navigate(loginPathFor(parseHash().path), { replace: true });
 }
 
+/** A staff account without a second factor: to #/security first (then on to the admin, if going there). */
+function enrolmentRequired() {
+  state.securityNotice = "enrolment_required";
+  if (parseHash().path === "/security") return;
+  const next = state.adminNext;
+  navigate(next ? `/security?next=${encodeURIComponent(next)}` : "/security", { replace: true });
+}
+
+/** Opens an admin session for this signed-in user, then leaves the app for the admin page `path`. */
+async function adminOpen(path) {
+  state.adminNext = path;
+  say(elements.appStatus, "Opening the admin…");
+  try {
+    await api.adminSession();
+    window.location.assign(path);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "mfa_enrolment_required") return; // see enrolmentRequired
+    state.adminNext = null;
+    state.appNotice = `The admin could not be opened: ${errorMessage(error) || "please try again."}`;
+    navigate(DEFAULT_PATH, { replace: true });
+  }
+}
+
 function signedIn(user, next) {
   state.user = user;
   state.loginNotice = null;
   updateHeader();
-  const safeNext = next && next.startsWith("/") && !next.startsWith("/login") ? next : DEFAULT_PATH;
-  navigate(safeNext);
+  const admin = adminPath(next, window.location.origin);
+  if (admin) adminOpen(admin);
+  else navigate(appPath(next, DEFAULT_PATH));
+}
+
+/** Signed out by something other than "Sign out" (a password reset ends every session). */
+function signedOut(notice) {
+  state.user = null;
+  state.loginNotice = notice;
+  updateHeader();
+  navigate("/login", { replace: true });
 }
 
 function updateHeader() {
@@ -128,8 +196,11 @@ export function errorMessage(error) {
   if (error && error.name === "AbortError") return null;
   if (error instanceof ApiError) {
     if (error.code === "session_expired") return null; // the login page says it
+    if (error.code === "mfa_enrolment_required") return null; // #/security says it
     if (error.code === "throttled" && error.retryAfter) {
-      return `${error.detail} Try again in ${error.retryAfter} seconds.`;
+      const seconds = Number(error.retryAfter);
+      const wait = seconds > 90 ? `${Math.ceil(seconds / 60)} minutes` : `${error.retryAfter} seconds`;
+      return `${error.detail} Try again in ${wait}.`;
     }
     return error.detail;
   }
@@ -158,14 +229,19 @@ function routeParams(found) {
   return params;
 }
 
-/** Sends a signed-out user to sign in, and a signed-in one away from it; true when it did. */
-function redirected(found, path) {
+/**
+ * Sends a signed-out user to sign in, and a signed-in one away from it (to the admin when
+ * #/login?next=/admin/... says so); true when it did.
+ */
+function redirected(found, path, query) {
   if (found && !found.route.isPublic && state.user === null) {
     navigate(loginPathFor(path), { replace: true });
     return true;
   }
-  if (found && found.route.isPublic && state.user !== null) {
-    navigate(DEFAULT_PATH, { replace: true });
+  if (found && found.route.isPublic && !found.route.alsoSignedIn && state.user !== null) {
+    const admin = adminPath(query.get("next"), window.location.origin);
+    if (admin) adminOpen(admin);
+    else navigate(DEFAULT_PATH, { replace: true });
     return true;
   }
   return false;
@@ -184,7 +260,9 @@ function pageContext(found, query, controller) {
     isCurrent: () => currentRender === controller && !controller.signal.aborted,
     navigate,
     signedIn,
+    signedOut,
     signOut,
+    adminOpen,
     errorMessage,
     setTitle: (title) => {
       document.title = `${title} · Qdrant Portal`;
@@ -204,7 +282,7 @@ async function route() {
   const { path, query } = parseHash();
   if (!path.startsWith("/")) return; // an in-page anchor, not a route
   const found = routeMatch(path);
-  if (redirected(found, path)) return;
+  if (redirected(found, path, query)) return;
 
   if (currentRender) currentRender.abort();
   const controller = new AbortController();
@@ -213,7 +291,8 @@ async function route() {
   replaceChildren(main);
   main.setAttribute("aria-busy", "true");
   markNav(found ? found.route.nav : null);
-  say(elements.appStatus, "");
+  say(elements.appStatus, state.appNotice || "");
+  state.appNotice = null;
   const ctx = pageContext(found, query, controller);
 
   try {

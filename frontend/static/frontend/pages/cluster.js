@@ -1,11 +1,13 @@
-// #/clients/{client}/clusters/{cluster}: summary, scale replicas, change version, ask for
-// storage, history.
+// #/clients/{client}/clusters/{cluster}: summary, deployment (as Argo CD reports it), scale
+// replicas, change version, ask for storage, history.
 //
 // Each part of the page is built by one function that returns its element and what the
 // save controller needs to update it; the controller owns the cluster once it is saved.
-// The forms themselves are in cluster-forms.js.
+// The forms themselves are in cluster-forms.js, the deployment card in cluster-deployment.js.
+// What a save did is said right below the form that saved, and cleared by the next action.
 
 import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
+import { deploymentSection } from "./cluster-deployment.js";
 import { scaleForm, storageForm, versionForm } from "./cluster-forms.js";
 import { clusterHref, commitCode, deliveryBadge, pageFrame, pageLoad, storageSummary } from "./common.js";
 
@@ -28,8 +30,10 @@ export async function render(ctx) {
   const forms = [scaleForm(cluster), versionForm(cluster), storageForm(cluster)];
   const configure = configureSection(forms);
   const history = historySection(ctx, client, name);
-  ctx.main.append(summary.element, configure.element, history.element);
-  saveController(ctx, { cluster, summary, forms, configure, history });
+  const deployment = deploymentSection(ctx, client, name, cluster); // null without Argo CD
+  ctx.main.append(summary.element, ...(deployment ? [deployment.element] : []), configure.element, history.element);
+  saveController(ctx, { cluster, summary, forms, configure, history, deployment });
+  if (deployment) deployment.follow(cluster);
   await history.load();
 }
 
@@ -114,6 +118,7 @@ function revisionBox() {
   }
   const hide = () => {
     element.hidden = true;
+    delete commit.dataset.commit;
   };
   const setMessage = (text) => {
     message.textContent = text || "";
@@ -121,21 +126,31 @@ function revisionBox() {
   return { element, show, hide, setMessage };
 }
 
-/** The configure card: {element, status, error, revision}. */
+/**
+ * The configure card: {element, status, error, revision, place(form), clear()}. What a save did
+ * (status, error, commit) sits in one block that place(form) moves right below that form.
+ */
 function configureSection(forms) {
   const status = liveRegion("save-status");
   const error = liveRegion("save-error", { assertive: true, className: "error" });
   const revision = revisionBox();
+  const feedback = h("div", { id: "save-feedback", class: "save-feedback" }, status, error, revision.element);
   const element = h(
     "section",
     { class: "card stack", "aria-labelledby": "configure-heading" },
     h("h2", { id: "configure-heading" }, "Configure"),
     forms.map((form) => form.element),
-    status,
-    error,
-    revision.element,
+    feedback,
   );
-  return { element, status, error, revision };
+  const place = (form) => {
+    if (feedback.previousElementSibling !== form.element) form.element.after(feedback);
+  };
+  const clear = () => {
+    say(status, "");
+    say(error, "");
+    revision.hide();
+  };
+  return { element, status, error, revision, place, clear };
 }
 
 // --- history -------------------------------------------------------------------------
@@ -270,7 +285,7 @@ async function showOutcome(ctx, { configure, history }, saved, context) {
 
 /** Puts field errors next to their field; the rest goes to the save error region. */
 function showSaveFailure(ctx, { forms, configure }, failure) {
-  say(configure.status, "");
+  configure.clear(); // no success of an earlier save stays next to an error
   const fields = failure.fields || {};
   const unplaced = [];
   for (const [field, messages] of Object.entries(fields)) {
@@ -289,34 +304,46 @@ function showSaveFailure(ctx, { forms, configure }, failure) {
 function saveController(ctx, parts) {
   const { client, cluster: name } = ctx.params;
   let cluster = parts.cluster;
-  let busy = false;
+  let busy = false; // a save is under way, from sending to its outcome shown and history read
+  let sending = false; // its request has not been answered yet
 
   async function run(form, button, label, send, context) {
     if (busy) return;
     busy = true;
     const previousCommit = cluster.revision && cluster.revision.commit;
     const restore = markSaving(parts.forms, form, button, label);
-    say(parts.configure.error, "");
+    parts.configure.place(form);
+    parts.configure.clear();
     say(parts.configure.status, label);
     try {
+      sending = true;
       const data = await send();
+      sending = false;
       if (!ctx.isCurrent()) return;
       cluster = { ...cluster, ...data };
       parts.summary.update(cluster);
       for (const each of parts.forms) each.update(cluster);
+      if (parts.deployment) parts.deployment.follow(cluster);
       await showOutcome(ctx, parts, cluster, { previousCommit, ...context });
     } catch (failure) {
       if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
     } finally {
-      busy = false;
+      busy = sending = false;
       if (ctx.isCurrent()) restore();
     }
   }
 
   for (const form of parts.forms) {
+    // The next action clears what the last save said: typing, or saving again (not what a
+    // save still waiting for its answer says).
+    form.element.addEventListener("input", () => {
+      if (!sending) parts.configure.clear();
+    });
     form.element.addEventListener("submit", async (event) => {
       event.preventDefault();
       if (busy) return;
+      parts.configure.place(form);
+      parts.configure.clear();
       let changes = form.changes();
       if (changes && form.confirm) changes = await form.confirm(changes);
       if (!changes) return;

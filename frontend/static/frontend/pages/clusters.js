@@ -1,7 +1,10 @@
-// #/clusters: every cluster the user may see, grouped by client.
+// #/clusters: every cluster the user may see, grouped by client (with the Team and Settings
+// links of the clients it administers), and the clients this sign-in does not reach (step-up.js).
 
 import { h, say } from "../dom.js";
+import { deploymentBadge } from "./cluster-deployment.js";
 import { clusterHref, commitCode, deliveryBadge, pageFrame, showError, storageSummary } from "./common.js";
+import { stepUpSection } from "./step-up.js";
 
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Clusters" });
@@ -9,22 +12,28 @@ export async function render(ctx) {
   ctx.main.append(container);
   say(status, "Loading clusters…");
 
-  let clients;
+  let clients, permissions;
   try {
-    clients = await ctx.api.clients({ signal: ctx.signal });
+    [clients, permissions] = await Promise.all([
+      ctx.api.clients({ signal: ctx.signal }),
+      ctx.api.permissions({ signal: ctx.signal }),
+    ]);
   } catch (failure) {
     say(status, "");
     showError(ctx, error, failure);
     return;
   }
   if (!ctx.isCurrent()) return;
+  if ((permissions.restricted || []).length) container.before(stepUpSection(ctx, permissions.restricted));
   if (!clients.length) {
     say(status, "");
     container.append(
       h(
         "p",
         { id: "clusters-empty", class: "empty" },
-        "You do not have access to any client yet. Ask an operator to grant you access.",
+        (permissions.restricted || []).length
+          ? "Sign in as asked above to see your clusters."
+          : "You do not have access to any client yet. Ask an operator to grant you access.",
       ),
     );
     return;
@@ -39,12 +48,25 @@ export async function render(ctx) {
   clients.forEach((client, index) => {
     const result = results[index];
     if (result.status === "fulfilled") count += result.value.length;
-    container.append(clientGroup(ctx, client, result));
+    container.append(clientGroup(ctx, client, result, (permissions.clients || {})[client.slug] || []));
   });
   say(status, `${count} ${count === 1 ? "cluster" : "clusters"} in ${clients.length} ${clients.length === 1 ? "client" : "clients"}.`);
 }
 
-function clientGroup(ctx, client, result) {
+/** The Team and Settings links of a client the user administers. */
+function adminLinks(client) {
+  const base = `#/clients/${encodeURIComponent(client.slug)}`;
+  const name = client.name || client.slug;
+  return h(
+    "p",
+    { class: "client-admin-links" },
+    h("a", { class: "team-link", href: `${base}/team`, "aria-label": `Team of ${name}` }, "Team"),
+    " · ",
+    h("a", { class: "settings-link", href: `${base}/settings`, "aria-label": `Sign-in policy of ${name}` }, "Sign-in policy"),
+  );
+}
+
+function clientGroup(ctx, client, result, permissions) {
   const headingId = `client-${client.slug}-heading`;
   const section = h(
     "section",
@@ -55,6 +77,7 @@ function clientGroup(ctx, client, result) {
       "aria-labelledby": headingId,
     },
     h("h2", { id: headingId }, client.name || client.slug, " ", h("span", { class: "slug" }, client.slug)),
+    permissions.includes("members") ? adminLinks(client) : null,
   );
 
   if (result.status === "rejected") {
@@ -67,7 +90,7 @@ function clientGroup(ctx, client, result) {
   return section;
 }
 
-function clusterRow(client, cluster) {
+function clusterRow(client, cluster, withDeployment) {
   return h(
     "tr",
     { "data-testid": "cluster-row", dataset: { client: client.slug, cluster: cluster.name } },
@@ -85,11 +108,20 @@ function clusterRow(client, cluster) {
       commitCode(cluster.revision && cluster.revision.commit),
     ),
     h("td", { class: "cluster-pushed", "data-label": "Delivery" }, deliveryBadge(cluster.revision)),
+    withDeployment
+      ? h(
+          "td",
+          { class: "cluster-deployment", "data-label": "Deployment", dataset: { state: cluster.deployment ? cluster.deployment.state : "" } },
+          cluster.deployment ? deploymentBadge(cluster.deployment) : "—",
+        )
+      : null,
   );
 }
 
 function clustersTable(client, clusters) {
-  const labels = ["Cluster", "Replicas", "Version", "Storage", "Last commit", "Delivery"];
+  // The Deployment column only when the portal reads deployments back from Argo CD.
+  const withDeployment = clusters.some((cluster) => cluster.deployment);
+  const labels = ["Cluster", "Replicas", "Version", "Storage", "Last commit", "Delivery", ...(withDeployment ? ["Deployment"] : [])];
   return h(
     "div",
     { class: "table-wrap" },
@@ -98,7 +130,7 @@ function clustersTable(client, clusters) {
       { class: "responsive-table" },
       h("caption", { class: "visually-hidden" }, `Clusters of ${client.name || client.slug}`),
       h("thead", {}, h("tr", {}, labels.map((label) => h("th", { scope: "col" }, label)))),
-      h("tbody", {}, clusters.map((cluster) => clusterRow(client, cluster))),
+      h("tbody", {}, clusters.map((cluster) => clusterRow(client, cluster, withDeployment))),
     ),
   );
 }

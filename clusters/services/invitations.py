@@ -1,0 +1,205 @@
+"""Invitations to a client's team: an email with a link that works once, for ``INVITATION_TTL``.
+
+The invitee accepts as the signed-in user the email was sent to, or signs up with a password or
+with Google for that address. Only a hash of the link's token is stored. At acceptance the
+inviter must still be allowed to grant the role (an admin demoted or removed since cannot
+hand it out through an old invitation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import RequestOrigin
+from accounts.emails import email_canonical
+from accounts.google import google_id_token_verify
+from accounts.google_sign_in import google_invitee_user
+from accounts.mail import mail_send
+from accounts.models import AuthMethod, User
+from accounts.second_factors import SignInStep, sign_in_step
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation
+from clusters.permissions import role_rank
+from clusters.services.audit import client_audit_record
+from clusters.services.clients import grant_set
+from clusters.services.members import actor_rank, client_lock, role_grant_check
+from config.errors import (
+    AccountExists,
+    AlreadyMember,
+    InvalidRequest,
+    InvitationEmailMismatch,
+    InvitationInvalid,
+    NotFound,
+    RoleEscalation,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def invitation_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _invitation_email(invitation: Invitation, token: str) -> None:
+    if not settings.PUBLIC_URL:
+        logger.warning("invitation email not sent: PUBLIC_URL is not set")
+        return
+    mail_send(
+        to=invitation.email,
+        subject=f"You are invited to {invitation.client.name} on the Qdrant Portal",
+        template="clusters/invitation_email",
+        context={
+            "invitation": invitation,
+            "link": f"{settings.PUBLIC_URL}/#/invitations/{token}",
+            "days": max(1, round(settings.INVITATION_TTL.total_seconds() / 86400)),
+        },
+        what="invitation",
+    )
+
+
+@transaction.atomic
+def invitation_create(*, client: Client, email: str, role: str, actor: User) -> Invitation:
+    """Invite ``email`` with ``role`` (no higher than the actor's own); a new invitation replaces an open one."""
+    client_lock(client=client)
+    role_grant_check(actor=actor, client=client, role=role)
+    email = email_canonical(email)
+    if Grant.objects.filter(client=client, user__email=email).exists():
+        raise AlreadyMember()
+    Invitation.objects.filter(client=client, email=email, accepted_at=None, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+    token, now = secrets.token_urlsafe(32), timezone.now()
+    invitation = Invitation(
+        client=client,
+        email=email,
+        role=role,
+        token_hash=invitation_token_hash(token),
+        invited_by=actor,
+        invited_by_email=actor.email,
+        created_at=now,
+        expires_at=now + settings.INVITATION_TTL,
+    )
+    invitation.full_clean(exclude=["client", "invited_by"], validate_constraints=False)
+    invitation.save(force_insert=True)
+    client_audit_record(
+        client=client,
+        type=ClientAuditEvent.Type.MEMBER_INVITED,
+        actor=actor,
+        target_email=email,
+        detail=f"as {role}",
+    )
+    _invitation_email(invitation, token)
+    return invitation
+
+
+@transaction.atomic
+def invitation_revoke(*, client: Client, invitation_id: int, actor: User) -> Invitation:
+    invitation = Invitation.objects.select_for_update().filter(client=client, pk=invitation_id).first()
+    if invitation is None:
+        raise NotFound()
+    if invitation.state != "pending":
+        raise InvalidRequest(f"This invitation is {invitation.state}: only a pending one can be revoked.")
+    if role_rank(invitation.role) > actor_rank(actor=actor, client=client):
+        raise RoleEscalation("You cannot revoke an invitation to a role above your own.")
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    client_audit_record(
+        client=client,
+        type=ClientAuditEvent.Type.INVITATION_REVOKED,
+        actor=actor,
+        target_email=invitation.email,
+        detail=f"as {invitation.role}",
+    )
+    return invitation
+
+
+# --- Accepting ------------------------------------------------------------------------------
+
+
+def invitation_open(*, token: str, lock: bool = False) -> Invitation:
+    """The pending invitation the link's token names; 400 ``invitation_invalid`` otherwise."""
+    found = Invitation.objects.select_related("client").filter(
+        token_hash=invitation_token_hash(token or ""),
+        accepted_at=None,
+        revoked_at=None,
+        expires_at__gt=timezone.now(),
+        client__active=True,
+    )
+    invitation = (found.select_for_update() if lock else found).first()
+    if invitation is None:
+        raise InvitationInvalid()
+    return invitation
+
+
+def _accept(invitation: Invitation, user: User) -> Grant:
+    """Make ``user`` a member with the invitation's role (never lower than a role they hold) and spend it."""
+    client = client_lock(client=invitation.client)
+    if role_rank(invitation.role) > actor_rank(actor=invitation.invited_by, client=client):
+        raise RoleEscalation(
+            "Whoever invited you can no longer grant this role: ask an admin of the client for a new invitation."
+        )
+    if not Invitation.objects.filter(pk=invitation.pk, accepted_at=None, revoked_at=None).update(
+        accepted_at=timezone.now(), accepted_by=user
+    ):
+        raise InvitationInvalid()
+    current = Grant.objects.filter(user=user, client=client).first()
+    if current is not None and role_rank(current.role) >= role_rank(invitation.role):
+        client_audit_record(
+            client=client,
+            type=ClientAuditEvent.Type.INVITATION_ACCEPTED,
+            actor=user,
+            target=user,
+            detail=f"already {current.role}; invited by {invitation.invited_by_email} as {invitation.role}",
+        )
+        return current
+    return grant_set(
+        user=user,
+        client=client,
+        role=invitation.role,
+        actor=user,
+        added_as=ClientAuditEvent.Type.INVITATION_ACCEPTED,
+    )
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user: User) -> Grant:
+    """The signed-in addressee accepts."""
+    invitation = invitation_open(token=token, lock=True)
+    if invitation.email != user.email:
+        raise InvitationEmailMismatch()
+    return _accept(invitation, User.objects.get(pk=user.pk))
+
+
+def invitation_sign_up_password(*, token: str, name: str, password: str, origin: RequestOrigin) -> SignInStep:
+    """A new account for the invitation's address, with a password; signed in at once."""
+    with transaction.atomic():
+        invitation = invitation_open(token=token, lock=True)
+        if User.objects.filter(email=invitation.email).exists():
+            raise AccountExists()
+        user = User(email=invitation.email, name=name)
+        try:
+            validate_password(password, user)
+        except ValidationError as error:
+            raise InvalidRequest(fields={"password": list(error.messages)}) from error
+        user = User.objects.create_user(email=invitation.email, password=password, name=name)
+        _accept(invitation, user)
+    return sign_in_step(user=user, method=AuthMethod.PASSWORD, origin=origin)
+
+
+def invitation_sign_up_google(*, token: str, credential: str, origin: RequestOrigin) -> SignInStep:
+    """Accept with the Google account of the invitation's address (a new account, or one linked now)."""
+    identity = google_id_token_verify(token=credential)
+    with transaction.atomic():
+        invitation = invitation_open(token=token, lock=True)
+        user = google_invitee_user(identity=identity, email=invitation.email, origin=origin)
+        _accept(invitation, user)
+    return sign_in_step(
+        user=user, method=AuthMethod.GOOGLE, origin=origin, google_domain=identity.hosted_domain or ""
+    )

@@ -1,0 +1,132 @@
+"""Writes for a client's team under its rules, and members who arrive by Google sign-in.
+
+The rules (the API's; operators in the admin are not bound by the last one):
+
+* nobody grants a role above their own, nor changes or removes a member whose role is above
+  their own (operator staff rank above every role);
+* a client that has an admin keeps one: the last admin can be neither demoted nor removed.
+
+Each change locks the client's row first, so two admins demoting each other at once queue up
+and the second one finds itself the last admin.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from accounts.access_tokens import access_tokens_client_remove
+from accounts.google import GoogleIdentity
+from accounts.models import User
+from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
+from clusters.permissions import ROLE_ORDER, role_rank
+from clusters.selectors import user_is_global_operator
+from clusters.services.audit import client_audit_record
+from clusters.services.clients import grant_remove, grant_set
+from config.errors import LastAdmin, NotFound, RoleEscalation
+
+
+def client_lock(*, client: Client) -> Client:
+    """The client's row, locked until the transaction ends: team changes of one client queue up."""
+    return Client.objects.select_for_update().get(pk=client.pk)
+
+
+def actor_rank(*, actor: User | None, client: Client) -> int:
+    """How high ``actor`` stands on ``client``: their role's rank, above every role for operator staff."""
+    if actor is None:
+        return -1
+    if user_is_global_operator(user=actor):
+        return len(ROLE_ORDER)
+    return role_rank(Grant.objects.filter(user=actor, client=client).values_list("role", flat=True).first())
+
+
+def role_grant_check(*, actor: User | None, client: Client, role: str) -> None:
+    if role_rank(role) > actor_rank(actor=actor, client=client):
+        raise RoleEscalation(f"You cannot give the role {role}: it is above your own on {client.slug}.")
+
+
+def _member_grant(*, client: Client, user_id: int, actor: User) -> Grant:
+    """The member's grant, once the actor is allowed to touch it (not above the actor's own role)."""
+    grant = Grant.objects.select_related("user").filter(client=client, user__pk=user_id).first()
+    if grant is None:
+        raise NotFound("This person is not a member of the client.")
+    if role_rank(grant.role) > actor_rank(actor=actor, client=client):
+        raise RoleEscalation("You cannot change a member whose role is above your own.")
+    return grant
+
+
+def _last_admin_check(*, client: Client, grant: Grant) -> None:
+    admins = Grant.objects.filter(client=client, role=Grant.Role.ADMIN).exclude(pk=grant.pk)
+    if grant.role == Grant.Role.ADMIN and not admins.exists():
+        raise LastAdmin()
+
+
+@transaction.atomic
+def member_role_change(*, client: Client, user_id: int, role: str, actor: User) -> Grant:
+    client_lock(client=client)
+    grant = _member_grant(client=client, user_id=user_id, actor=actor)
+    role_grant_check(actor=actor, client=client, role=role)
+    if role != Grant.Role.ADMIN:
+        _last_admin_check(client=client, grant=grant)
+    return grant_set(user=grant.user, client=client, role=role, actor=actor)
+
+
+@transaction.atomic
+def member_remove(*, client: Client, user_id: int, actor: User) -> None:
+    """Remove a member: their sessions, ``/validate`` and tokens lose the client at once."""
+    client_lock(client=client)
+    grant = _member_grant(client=client, user_id=user_id, actor=actor)
+    _last_admin_check(client=client, grant=grant)
+    grant_remove(user=grant.user, client=client, actor=actor)
+
+
+@transaction.atomic
+def client_access_token_revoke(*, client: Client, token_id: int, actor: User) -> None:
+    """A client's admin takes the client out of a member's personal access token (it dies when empty)."""
+    if not access_tokens_client_remove(
+        client=client.slug, token_id=token_id, actor=actor, why=f"by {client.slug}"
+    ):
+        raise NotFound()
+    client_audit_record(
+        client=client,
+        type=ClientAuditEvent.Type.TOKEN_ACCESS_REVOKED,
+        actor=actor,
+        detail=f"personal access token {token_id}",
+    )
+
+
+# --- Just-in-time membership by Google sign-in ----------------------------------------------
+
+
+def _removed_before(*, client: Client, user: User) -> bool:
+    return ClientAuditEvent.objects.filter(
+        client=client, target_user=user, type=ClientAuditEvent.Type.MEMBER_REMOVED
+    ).exists()
+
+
+def google_identity_provision(*, identity: GoogleIdentity, user: User | None) -> bool:
+    """Whether a client's policy provisions this Google Workspace (``hd``); given a user, also makes
+    them a member of each such client, with the role its admins chose.
+
+    Named by ``GOOGLE_PROVISIONING_FUNCTION``. A member an admin removed is not brought back this
+    way (an invitation does that), or removal would last only until their next sign-in.
+    """
+    policies = list(
+        SignInPolicy.objects.filter(
+            jit_provisioning=True, google_domain=identity.hosted_domain, client__active=True
+        ).select_related("client")
+    )
+    if user is None or not policies:
+        return bool(policies)
+    for policy in policies:
+        client = policy.client
+        if Grant.objects.filter(user=user, client=client).exists() or _removed_before(
+            client=client, user=user
+        ):
+            continue
+        grant_set(
+            user=user,
+            client=client,
+            role=policy.jit_role,
+            added_as=ClientAuditEvent.Type.MEMBER_PROVISIONED,
+        )
+    return True

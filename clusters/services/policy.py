@@ -1,0 +1,120 @@
+"""Writes for a client's sign-in policy: which sign-ins reach the client, and who joins by Google.
+
+A change applies to every member's next request (their cached claims are forgotten, and their
+tokens re-issued with the new scope). An admin cannot set a policy their own session does not
+satisfy: that would lock them out, and for a Google Workspace it proves they belong to it
+before its people can be provisioned into the client.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
+from accounts.services import user_claims_bump
+from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
+from clusters.selectors import sign_in_requirement
+from clusters.services.audit import client_audit_record
+from config.errors import InvalidRequest
+
+MAX_SESSION_LENGTH_MIN = timedelta(minutes=5)
+# A registrable host name: labels of letters, digits and inner hyphens, at least one dot.
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    allowed_methods: tuple[str, ...]
+    google_domain: str
+    mfa_required: bool
+    max_session_length: timedelta | None
+    jit_provisioning: bool
+    jit_role: str
+
+
+def policy_problems(wanted: PolicyInput) -> dict[str, list[str]]:
+    """What is wrong with a policy, by API field name."""
+    problems: dict[str, list[str]] = {}
+    methods = set(wanted.allowed_methods)
+    if not methods or not methods <= set(SignInPolicy.Method.values):
+        problems["allowedMethods"] = [f"Choose one or more of: {', '.join(SignInPolicy.Method.values)}."]
+    if wanted.google_domain and not _DOMAIN.match(wanted.google_domain):
+        problems["googleDomain"] = ["Enter a domain such as example.com."]
+    elif wanted.google_domain and methods != {SignInPolicy.Method.GOOGLE}:
+        # A domain admits Google sign-ins from it only: any other method allowed beside it would
+        # be refused anyway, so saying both is a contradiction, not a policy.
+        problems["googleDomain"] = [
+            "A required Google Workspace admits only Google sign-ins: allow google alone."
+        ]
+    if wanted.jit_provisioning and not wanted.google_domain:
+        problems["jitProvisioning"] = [
+            "Provisioning takes people from one Google Workspace: set googleDomain."
+        ]
+    if wanted.jit_role not in (Grant.Role.VIEWER, Grant.Role.OPERATOR):
+        problems["jitRole"] = ["Provisioned members are viewers or operators."]
+    length = wanted.max_session_length
+    if length is not None and not MAX_SESSION_LENGTH_MIN <= length <= settings.JWT_SESSION_MAX:
+        most = int(settings.JWT_SESSION_MAX.total_seconds())
+        problems["maxSessionLength"] = [
+            f"Between {int(MAX_SESSION_LENGTH_MIN.total_seconds())} and {most} seconds."
+        ]
+    return problems
+
+
+def _described(before: SignInPolicy | None, after: SignInPolicy) -> str:
+    changed = [
+        f"{name}: {getattr(before, name, None)!s} -> {getattr(after, name)!s}"
+        for name in SignInPolicy.SETTINGS
+        if before is None or getattr(before, name) != getattr(after, name)
+    ]
+    return "; ".join(changed) or "unchanged"
+
+
+@transaction.atomic
+def sign_in_policy_set(
+    *, client: Client, wanted: PolicyInput, actor: User | None, facts: SignInFacts | None
+) -> SignInPolicy:
+    """Set the client's policy; ``facts``: the acting session's, which the policy must admit (None:
+    operator staff, who reach every client whatever its policy)."""
+    wanted = PolicyInput(**{**wanted.__dict__, "google_domain": wanted.google_domain.strip().lower()})
+    problems = policy_problems(wanted)
+    if problems:
+        raise InvalidRequest(fields=problems)
+    before = SignInPolicy.objects.select_for_update().filter(client=client).first()
+    policy = SignInPolicy(
+        client=client,
+        allowed_methods=sorted(set(wanted.allowed_methods)),
+        google_domain=wanted.google_domain,
+        mfa_required=wanted.mfa_required,
+        max_session_length=wanted.max_session_length,
+        jit_provisioning=wanted.jit_provisioning,
+        jit_role=wanted.jit_role,
+        updated_at=timezone.now(),
+        updated_by_email=actor.email if actor else "",
+    )
+    requirement = sign_in_requirement(policy)
+    if facts is not None and requirement is not None:
+        unmet = requirement_unmet(requirement, facts, now=timezone.now())
+        if unmet:
+            raise InvalidRequest(
+                f"This policy would leave you out of {client.slug}: to keep it, {unmet_sentence(unmet)} first.",
+                fields={"policy": [f"Your session would not satisfy it: {', '.join(unmet)}."]},
+            )
+    policy.full_clean(exclude=["client"], validate_unique=False)
+    policy.save()
+    client_audit_record(
+        client=client,
+        type=ClientAuditEvent.Type.POLICY_CHANGED,
+        actor=actor,
+        detail=_described(before, policy),
+    )
+    for user_id in Grant.objects.filter(client=client).values_list("user_id", flat=True):
+        user_claims_bump(user_id=user_id)
+    return policy

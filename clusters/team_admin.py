@@ -1,0 +1,161 @@
+"""Operators' admin for teams: invitations, each client's sign-in policy (on the client's page) and
+audit trail. Members are the client's grants (its page's inline, with the ``admin`` role).
+Every write goes through the services, so emails, audit and token re-issue apply as for the API;
+operators are not bound by the API's last-admin rule."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
+
+from accounts.admin import ReadOnlyAdmin
+from accounts.emails import email_canonical
+from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
+from clusters.services import PolicyInput, invitation_create, invitation_revoke, sign_in_policy_set
+from clusters.services.members import role_grant_check
+from clusters.services.policy import policy_problems
+from config.errors import AlreadyMember, PortalError
+
+# The API's field names, as the service reports problems, and the admin form's.
+_POLICY_FIELDS = {
+    "allowedMethods": "allowed_methods",
+    "googleDomain": "google_domain",
+    "jitProvisioning": "jit_provisioning",
+    "jitRole": "jit_role",
+    "maxSessionLength": "max_session_length",
+}
+
+
+def _policy_input(data: dict) -> PolicyInput:
+    return PolicyInput(
+        allowed_methods=tuple(data.get("allowed_methods") or ()),
+        google_domain=(data.get("google_domain") or "").strip().lower(),
+        mfa_required=bool(data.get("mfa_required")),
+        max_session_length=data.get("max_session_length"),
+        jit_provisioning=bool(data.get("jit_provisioning")),
+        jit_role=data.get("jit_role") or "viewer",
+    )
+
+
+class SignInPolicyForm(forms.ModelForm):
+    allowed_methods = forms.MultipleChoiceField(
+        choices=SignInPolicy.Method.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=SignInPolicy.Method.values,
+    )
+
+    class Meta:
+        model = SignInPolicy
+        fields = SignInPolicy.SETTINGS
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, problems in policy_problems(_policy_input(cleaned)).items():
+            self.add_error(_POLICY_FIELDS[name], problems)
+        return cleaned
+
+
+class SignInPolicyFormSet(BaseInlineFormSet):
+    """Saves through sign_in_policy_set: audited, and every member's scope follows at once."""
+
+    actor = None
+
+    def save_new(self, form, commit=True):
+        return self._save(form)
+
+    def save_existing(self, form, obj, commit=True):
+        return self._save(form)
+
+    def _save(self, form) -> SignInPolicy:
+        wanted = _policy_input(form.cleaned_data)
+        return sign_in_policy_set(client=self.instance, wanted=wanted, actor=self.actor, facts=None)
+
+
+class SignInPolicyInline(admin.StackedInline):
+    model = SignInPolicy
+    form = SignInPolicyForm
+    formset = SignInPolicyFormSet
+    max_num = 1
+    can_delete = False
+    verbose_name_plural = "sign-in policy (none: any way of signing in)"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.actor = request.user
+        return formset
+
+
+class InvitationAddForm(forms.ModelForm):
+    actor = None  # set per request (InvitationAdmin.get_form)
+
+    class Meta:
+        model = Invitation
+        fields = ("client", "email", "role")
+
+    def clean(self):
+        cleaned = super().clean()
+        client, email, role = cleaned.get("client"), cleaned.get("email"), cleaned.get("role")
+        if client and email and role:
+            try:
+                email = cleaned["email"] = email_canonical(email)
+                role_grant_check(actor=self.actor, client=client, role=role)
+            except (ValidationError, PortalError) as error:
+                raise forms.ValidationError(getattr(error, "detail", None) or error.messages) from error
+            if Grant.objects.filter(client=client, user__email=email).exists():
+                self.add_error("email", AlreadyMember.default_detail)
+        return cleaned
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations: an operator invites (the email goes out as from the API) or revokes."""
+
+    list_display = ("email", "client", "role", "state", "invited_by_email", "created_at", "expires_at")
+    list_filter = ("role", ("client", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("client",)
+    search_fields = ("email", "client__slug", "invited_by_email")
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("client", "email", "role")
+        return ("client", "email", "role", "state", "invited_by_email", "created_at", "expires_at", "accepted_at",
+                "revoked_at")  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj) if obj is not None else ()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is not None:
+            return super().get_form(request, obj, change=change, **kwargs)
+        form = super().get_form(request, obj, change=change, form=InvitationAddForm, **kwargs)
+        form.actor = request.user
+        return form
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead: the trail stays
+
+    def save_model(self, request, obj, form, change) -> None:
+        saved = invitation_create(client=obj.client, email=obj.email, role=obj.role, actor=request.user)
+        obj.pk, obj._state.adding = saved.pk, False
+
+    @admin.action(description="Revoke selected invitations", permissions=["change"])
+    def revoke(self, request, queryset) -> None:
+        for invitation in queryset.select_related("client"):
+            try:
+                invitation_revoke(client=invitation.client, invitation_id=invitation.pk, actor=request.user)
+            except PortalError as error:
+                self.message_user(request, f"{invitation}: {error.detail}", messages.WARNING)
+
+
+@admin.register(ClientAuditEvent)
+class ClientAuditEventAdmin(ReadOnlyAdmin):
+    """What happened to each client's team and sign-in policy: read-only."""
+
+    list_display = ("at", "client", "type", "actor_email", "target_email", "detail")
+    list_filter = ("type", ("client", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("client",)
+    search_fields = ("actor_email", "target_email", "client__slug", "detail")
+    date_hierarchy = "at"

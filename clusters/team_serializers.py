@@ -1,0 +1,188 @@
+"""Shapes of the team API (members, invitations, audit, sign-in policy, tokens reaching a client)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rest_framework import serializers
+
+from accounts.serializers import (
+    DELIVERY_COOKIE,
+    TOKEN_DELIVERY_CHOICES,
+    Base64PasswordField,
+    CanonicalEmailField,
+)
+from clusters.models import ClientAuditEvent, Grant, SignInPolicy
+from clusters.serializers import InputSerializer
+
+ROLE_HELP = "`viewer` (view), `operator` (view, configure, credentials) or `admin` (all that, and members)."
+
+
+class MemberSerializer(serializers.Serializer):
+    """Renders a ``Grant``."""
+
+    userId = serializers.IntegerField(source="user_id")
+    email = serializers.EmailField(source="user.email")
+    name = serializers.CharField(source="user.name")
+    role = serializers.ChoiceField(choices=Grant.Role.values, help_text=ROLE_HELP)
+    active = serializers.BooleanField(source="user.is_active", help_text="False: the account is disabled.")
+    joinedAt = serializers.DateTimeField(source="created_at")
+
+
+class MemberUpdateInputSerializer(InputSerializer):
+    role = serializers.ChoiceField(choices=Grant.Role.values, help_text=ROLE_HELP)
+
+
+class InvitationSerializer(serializers.Serializer):
+    """Renders an ``Invitation`` (never its token)."""
+
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Grant.Role.values)
+    state = serializers.CharField(help_text="`pending`, or `expired`: it can no longer be accepted.")
+    invitedBy = serializers.CharField(source="invited_by_email", help_text="Empty when unknown.")
+    createdAt = serializers.DateTimeField(source="created_at")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+
+
+class InvitationCreateInputSerializer(InputSerializer):
+    email = CanonicalEmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Grant.Role.values, help_text=f"{ROLE_HELP} At most your own.")
+
+
+class AuditEventSerializer(serializers.Serializer):
+    """Renders a ``ClientAuditEvent``."""
+
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    type = serializers.ChoiceField(choices=ClientAuditEvent.Type.values)
+    actor = serializers.CharField(source="actor_email", help_text="Empty: the system (a Google sign-in).")
+    target = serializers.CharField(source="target_email")
+    detail = serializers.CharField()
+
+
+class AuditQuerySerializer(serializers.Serializer):
+    before = serializers.IntegerField(
+        required=False, min_value=1, help_text="The last id of the previous page."
+    )
+
+
+_METHODS_HELP = "How a session must have begun: `password`, `google`, `passkey` (at least one)."
+_DOMAIN_HELP = 'The Google Workspace (the ID token\'s `hd`) Google sign-ins must come from; "" for any.'
+_LENGTH_HELP = "Seconds after sign-in that a session keeps reaching the client; null: up to JWT_SESSION_MAX."
+_JIT_HELP = "Google sign-ins from googleDomain become members (not a member an admin removed)."
+
+
+class SignInPolicyInputSerializer(InputSerializer):
+    """A whole policy (PUT replaces it)."""
+
+    allowedMethods = serializers.ListField(
+        source="allowed_methods",
+        child=serializers.ChoiceField(choices=SignInPolicy.Method.values),
+        min_length=1,
+        max_length=len(SignInPolicy.Method.values),
+        help_text=_METHODS_HELP,
+    )
+    googleDomain = serializers.CharField(
+        source="google_domain", allow_blank=True, max_length=253, default="", help_text=_DOMAIN_HELP
+    )
+    mfaRequired = serializers.BooleanField(source="mfa_required", default=False)
+    # The bound that matters (JWT_SESSION_MAX) is the service's; this one keeps numbers sane.
+    maxSessionLength = serializers.IntegerField(
+        source="max_session_length",
+        allow_null=True,
+        min_value=1,
+        max_value=10 * 365 * 86400,
+        default=None,
+        help_text=_LENGTH_HELP,
+    )
+    jitProvisioning = serializers.BooleanField(source="jit_provisioning", default=False, help_text=_JIT_HELP)
+    jitRole = serializers.ChoiceField(
+        source="jit_role", choices=[Grant.Role.VIEWER, Grant.Role.OPERATOR], default=Grant.Role.VIEWER
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        seconds = attrs["max_session_length"]
+        attrs["allowed_methods"] = tuple(attrs["allowed_methods"])
+        attrs["max_session_length"] = timedelta(seconds=seconds) if seconds is not None else None
+        return attrs
+
+
+class SignInPolicySerializer(serializers.Serializer):
+    """Renders a ``SignInPolicy`` (the default one when the client has none)."""
+
+    allowedMethods = serializers.ListField(
+        source="allowed_methods", child=serializers.CharField(), help_text=_METHODS_HELP
+    )
+    googleDomain = serializers.CharField(source="google_domain", help_text=_DOMAIN_HELP)
+    mfaRequired = serializers.BooleanField(source="mfa_required")
+    maxSessionLength = serializers.SerializerMethodField(help_text=_LENGTH_HELP)
+    jitProvisioning = serializers.BooleanField(source="jit_provisioning", help_text=_JIT_HELP)
+    jitRole = serializers.CharField(source="jit_role")
+    updatedAt = serializers.SerializerMethodField(help_text="null: never set (the default policy).")
+    updatedBy = serializers.CharField(source="updated_by_email")
+
+    def get_maxSessionLength(self, policy: SignInPolicy) -> int | None:
+        return int(policy.max_session_length.total_seconds()) if policy.max_session_length else None
+
+    def get_updatedAt(self, policy: SignInPolicy) -> str | None:
+        return (
+            None if policy._state.adding else serializers.DateTimeField().to_representation(policy.updated_at)
+        )
+
+
+class ClientAccessTokenSerializer(serializers.Serializer):
+    """A member's personal access token that reaches this client (never its secret)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The token's first characters, e.g. qpt_1a2B3c4D.")
+    owner = serializers.EmailField(source="user.email")
+    permissions = serializers.SerializerMethodField(help_text="What it may do on this client.")
+    createdAt = serializers.DateTimeField(source="created_at")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
+
+    def get_permissions(self, token) -> list[str]:
+        return token.scopes.get(self.context["client"], [])
+
+
+# --- Invitations, for the invitee --------------------------------------------------------------
+
+
+class InvitationTokenInputSerializer(InputSerializer):
+    token = serializers.CharField(max_length=128, help_text="The token from the invitation's link.")
+
+
+class InvitationPreviewSerializer(serializers.Serializer):
+    client = serializers.CharField(source="client.slug")
+    clientName = serializers.CharField(source="client.name")
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Grant.Role.values)
+    invitedBy = serializers.CharField(source="invited_by_email")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    accountExists = serializers.BooleanField(
+        source="account_exists", help_text="Sign in to accept; otherwise sign up."
+    )
+
+
+class InvitationAcceptedSerializer(serializers.Serializer):
+    client = serializers.CharField(source="client.slug")
+    role = serializers.ChoiceField(choices=Grant.Role.values, help_text="Your role now.")
+
+
+class InvitationSignUpInputSerializer(InputSerializer):
+    """Either a name and a password, or a Google ID token (``credential``)."""
+
+    token = serializers.CharField(max_length=128)
+    name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    password = Base64PasswordField(required=False)
+    credential = serializers.CharField(max_length=8192, required=False, trim_whitespace=False)
+    tokenDelivery = serializers.ChoiceField(
+        choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if ("password" in attrs) == ("credential" in attrs):
+            raise serializers.ValidationError("Send a password, or a Google credential.")
+        return attrs

@@ -1,0 +1,330 @@
+"""The team API: a client's members, invitations, audit trail, sign-in policy and the personal access
+tokens that reach it (``/api/clients/{client}/...``), and accepting an invitation (``/api/invitations/...``).
+
+Managing a team needs the ``members`` permission (the ``admin`` role; operator staff everywhere)
+and a signed-in session: personal access tokens are refused here (``pat_not_allowed``).
+"""
+
+from __future__ import annotations
+
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.access_tokens import access_tokens_of_client
+from accounts.authentication import request_origin
+from accounts.models import User
+from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
+from clusters import selectors, services
+from clusters.permissions import PERMISSION_MEMBERS, PERMISSION_VIEW
+from clusters.team_serializers import (
+    AuditEventSerializer,
+    AuditQuerySerializer,
+    ClientAccessTokenSerializer,
+    InvitationAcceptedSerializer,
+    InvitationCreateInputSerializer,
+    InvitationPreviewSerializer,
+    InvitationSerializer,
+    InvitationSignUpInputSerializer,
+    InvitationTokenInputSerializer,
+    MemberSerializer,
+    MemberUpdateInputSerializer,
+    SignInPolicyInputSerializer,
+    SignInPolicySerializer,
+)
+from clusters.views import CLIENT_ERRORS, ClientAPIView
+from config import errors
+from config.openapi import AUTHENTICATION_ERRORS, error_responses
+
+TEAM_ERRORS = (*CLIENT_ERRORS, errors.PatNotAllowed, errors.StepUpRequired)
+_NOTES = {
+    "permission_denied": "The client is outside your grants (whether or not it exists), or your role "
+    "is not admin.",
+    "not_found": "No such member, invitation or token on this client.",
+}
+
+
+class TeamAPIView(ClientAPIView):
+    """Needs a signed-in session with the ``members`` permission on the client."""
+
+    accepts_personal_access_tokens = False
+    required_permission = PERMISSION_MEMBERS
+
+
+class MemberListView(TeamAPIView):
+    @extend_schema(
+        operation_id="clients_members_list",
+        responses={200: MemberSerializer(many=True), **error_responses(*TEAM_ERRORS, notes=_NOTES)},
+        description="The client's members, admins first.",
+    )
+    def get(self, request: Request, client: str) -> Response:
+        return Response(MemberSerializer(selectors.client_members(client=self.client_get()), many=True).data)
+
+
+class MemberDetailView(TeamAPIView):
+    @extend_schema(
+        operation_id="clients_members_update",
+        request=MemberUpdateInputSerializer,
+        responses={
+            200: MemberSerializer,
+            **error_responses(
+                errors.InvalidRequest, *TEAM_ERRORS, errors.RoleEscalation, errors.LastAdmin, notes=_NOTES
+            ),
+        },
+        description="Change a member's role: never above your own, and the last admin stays an admin. "
+        "Their sessions and tokens get the new permissions at once.",
+    )
+    def patch(self, request: Request, client: str, user_id: int) -> Response:
+        target = self.client_get()
+        serializer = MemberUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant = services.member_role_change(
+            client=target, user_id=user_id, role=serializer.validated_data["role"], actor=request.user
+        )
+        return Response(MemberSerializer(grant).data)
+
+    @extend_schema(
+        operation_id="clients_members_remove",
+        responses={
+            204: None,
+            **error_responses(*TEAM_ERRORS, errors.RoleEscalation, errors.LastAdmin, notes=_NOTES),
+        },
+        description="Remove a member: at once, their sessions, `/api/auth/validate` and personal access "
+        "tokens lose the client (the tokens for good). The last admin cannot be removed.",
+    )
+    def delete(self, request: Request, client: str, user_id: int) -> Response:
+        services.member_remove(client=self.client_get(), user_id=user_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationListView(TeamAPIView):
+    @extend_schema(
+        operation_id="clients_invitations_list",
+        responses={200: InvitationSerializer(many=True), **error_responses(*TEAM_ERRORS, notes=_NOTES)},
+        description="Invitations neither accepted nor revoked (expired ones say so), newest first.",
+    )
+    def get(self, request: Request, client: str) -> Response:
+        invitations = selectors.client_invitations(client=self.client_get())
+        return Response(InvitationSerializer(invitations, many=True).data)
+
+    @extend_schema(
+        operation_id="clients_invitations_create",
+        request=InvitationCreateInputSerializer,
+        responses={
+            201: InvitationSerializer,
+            **error_responses(
+                errors.InvalidRequest, *TEAM_ERRORS, errors.RoleEscalation, errors.AlreadyMember, notes=_NOTES
+            ),
+        },
+        description="Email an invitation with a link that works once, for INVITATION_TTL (7 days). "
+        "An open invitation to the same address is replaced.",
+    )
+    def post(self, request: Request, client: str) -> Response:
+        target = self.client_get()
+        serializer = InvitationCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invitation = services.invitation_create(
+            client=target, actor=request.user, **serializer.validated_data
+        )
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailView(TeamAPIView):
+    @extend_schema(
+        operation_id="clients_invitations_retrieve",
+        responses={200: InvitationSerializer, **error_responses(*TEAM_ERRORS, notes=_NOTES)},
+    )
+    def get(self, request: Request, client: str, invitation_id: int) -> Response:
+        invitation = selectors.client_invitation(client=self.client_get(), invitation_id=invitation_id)
+        return Response(InvitationSerializer(invitation).data)
+
+    @extend_schema(
+        operation_id="clients_invitations_revoke",
+        responses={
+            204: None,
+            **error_responses(errors.InvalidRequest, *TEAM_ERRORS, errors.RoleEscalation, notes=_NOTES),
+        },
+        description="Revoke a pending invitation: its link stops working.",
+    )
+    def delete(self, request: Request, client: str, invitation_id: int) -> Response:
+        services.invitation_revoke(client=self.client_get(), invitation_id=invitation_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditView(TeamAPIView):
+    @extend_schema(
+        operation_id="clients_audit_list",
+        parameters=[AuditQuerySerializer],
+        responses={
+            200: AuditEventSerializer(many=True),
+            **error_responses(errors.InvalidRequest, *TEAM_ERRORS, notes=_NOTES),
+        },
+        description=f"Who changed the team or the sign-in policy, newest first, {selectors.AUDIT_PAGE_SIZE} "
+        "at a time (`?before=<the last id>` for the next page).",
+    )
+    def get(self, request: Request, client: str) -> Response:
+        target = self.client_get()
+        query = AuditQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        events = selectors.client_audit(client=target, before=query.validated_data.get("before"))
+        return Response(AuditEventSerializer(events, many=True).data)
+
+
+class SignInPolicyView(TeamAPIView):
+    required_permission = {"GET": PERMISSION_VIEW, "PUT": PERMISSION_MEMBERS}
+
+    @extend_schema(
+        operation_id="clients_policy_retrieve",
+        responses={200: SignInPolicySerializer, **error_responses(*TEAM_ERRORS, notes=_NOTES)},
+        description="How members must sign in for a session to reach the client (every member may read it).",
+    )
+    def get(self, request: Request, client: str) -> Response:
+        return Response(
+            SignInPolicySerializer(selectors.client_sign_in_policy(client=self.client_get())).data
+        )
+
+    @extend_schema(
+        operation_id="clients_policy_update",
+        request=SignInPolicyInputSerializer,
+        responses={
+            200: SignInPolicySerializer,
+            **error_responses(errors.InvalidRequest, *TEAM_ERRORS, notes=_NOTES),
+        },
+        description="Replace the policy. It applies to every member's next request; a policy your own "
+        "session does not satisfy is refused (400, `fields.policy`), so you cannot lock yourself out.",
+    )
+    def put(self, request: Request, client: str) -> Response:
+        target = self.client_get()
+        serializer = SignInPolicyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        facts = None if request.auth.scope.permissions is None else request.auth.session.facts
+        policy = services.sign_in_policy_set(
+            client=target,
+            wanted=services.PolicyInput(**serializer.validated_data),
+            actor=request.user,
+            facts=facts,
+        )
+        return Response(SignInPolicySerializer(policy).data)
+
+
+class ClientTokenListView(TeamAPIView):
+    @extend_schema(
+        operation_id="clients_tokens_list",
+        responses={
+            200: ClientAccessTokenSerializer(many=True),
+            **error_responses(*TEAM_ERRORS, notes=_NOTES),
+        },
+        description="Members' personal access tokens that reach this client (never their secrets).",
+    )
+    def get(self, request: Request, client: str) -> Response:
+        target = self.client_get()
+        tokens = access_tokens_of_client(client=target.slug)
+        return Response(ClientAccessTokenSerializer(tokens, many=True, context={"client": target.slug}).data)
+
+
+class ClientTokenDetailView(TeamAPIView):
+    @extend_schema(
+        operation_id="clients_tokens_revoke",
+        responses={204: None, **error_responses(*TEAM_ERRORS, notes=_NOTES)},
+        description="Take this client out of a member's token (the token dies when no client is left).",
+    )
+    def delete(self, request: Request, client: str, token_id: int) -> Response:
+        services.client_access_token_revoke(client=self.client_get(), token_id=token_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- The invitee ------------------------------------------------------------------------------
+
+
+class InvitationPreviewView(SignInAPIView):
+    throttle_classes = SignInAPIView.throttle_classes[:1]  # per address: guessing tokens is hopeless anyway
+
+    @extend_schema(
+        operation_id="invitations_preview",
+        request=InvitationTokenInputSerializer,
+        responses={
+            200: InvitationPreviewSerializer,
+            **error_responses(*SIGN_IN_ERRORS, errors.InvitationInvalid),
+        },
+        auth=[],
+        description="What an invitation's link offers (the token travels in the body, never in a URL).",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = InvitationTokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invitation = services.invitation_open(token=serializer.validated_data["token"])
+        invitation.account_exists = User.objects.filter(email=invitation.email).exists()
+        return Response(InvitationPreviewSerializer(invitation).data, headers={"Cache-Control": "no-store"})
+
+
+@method_decorator(never_cache, name="dispatch")
+class InvitationAcceptView(APIView):
+    @extend_schema(
+        operation_id="invitations_accept",
+        request=InvitationTokenInputSerializer,
+        responses={
+            200: InvitationAcceptedSerializer,
+            **error_responses(
+                errors.InvalidRequest,
+                *AUTHENTICATION_ERRORS,
+                errors.InvitationInvalid,
+                errors.InvitationEmailMismatch,
+                errors.RoleEscalation,
+                errors.PatNotAllowed,
+            ),
+        },
+        description="The signed-in addressee accepts: they become a member with the invitation's role "
+        "(a role they already hold above it stays).",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = InvitationTokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant = services.invitation_accept(token=serializer.validated_data["token"], user=request.user)
+        return Response(InvitationAcceptedSerializer(grant).data)
+
+
+class InvitationSignUpView(SignInAPIView):
+    @extend_schema(
+        operation_id="invitations_sign_up",
+        request=InvitationSignUpInputSerializer,
+        responses={
+            200: SIGN_IN_RESPONSE,
+            **error_responses(
+                *SIGN_IN_ERRORS,
+                errors.InvitationInvalid,
+                errors.InvitationEmailMismatch,
+                errors.AccountExists,
+                errors.RoleEscalation,
+                errors.InvalidGoogleToken,
+                errors.EmailNotVerified,
+                errors.AccountDisabled,
+                errors.GoogleUnavailable,
+                errors.NotFound,
+                notes={
+                    "not_found": "A Google credential while Google sign-in is not configured.",
+                    "invalid_request": "With `fields`: a password the password rules refuse, and more.",
+                },
+            ),
+        },
+        auth=[],
+        description="Accept an invitation by creating the account of its address: with a name and a "
+        'password (base64, like login), or with Google (`credential`). Signed in at once ("tokenDelivery" '
+        "as at login); an address that has an account answers 409 `account_exists` (sign in, then accept).",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = InvitationSignUpInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data, origin = serializer.validated_data, request_origin(request)
+        if "credential" in data:
+            step = services.invitation_sign_up_google(
+                token=data["token"], credential=data["credential"], origin=origin
+            )
+        else:
+            step = services.invitation_sign_up_password(
+                token=data["token"], name=data["name"], password=data["password"], origin=origin
+            )
+        return sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])

@@ -1,0 +1,127 @@
+// #/clients/{client}/settings: the client's sign-in policy. Every member reads it; its admins
+// change it (the server refuses a policy their own session would not satisfy).
+
+import { h, liveRegion, say } from "../dom.js";
+import { pageFrame, pageLoad } from "./common.js";
+import { teamCrumbs } from "./team.js";
+
+const METHODS = [
+  ["password", "Password"],
+  ["google", "Google"],
+  ["passkey", "Passkey"],
+];
+
+export async function render(ctx) {
+  const { client } = ctx.params;
+  const { status, error } = pageFrame(ctx, { title: `Settings · ${client}`, crumbs: teamCrumbs(client, "Settings") });
+  const loaded = await pageLoad(ctx, { status, error }, "Loading the sign-in policy…", async (options) => {
+    const [policy, permissions] = await Promise.all([ctx.api.policy(client, options), ctx.api.permissions(options)]);
+    return { policy, canChange: ((permissions.clients || {})[client] || []).includes("members") };
+  });
+  if (loaded === undefined) return;
+  ctx.main.append(policySection(ctx, client, loaded.policy, loaded.canChange, error));
+}
+
+function checkbox(id, label, checked, attributes = {}) {
+  const input = h("input", { type: "checkbox", id, checked, ...attributes });
+  return { input, field: h("label", { class: "checkbox-field", for: id }, input, label) };
+}
+
+/** The form's controls, filled from `policy`. */
+function policyFields(policy) {
+  const methods = METHODS.map(([value, label]) =>
+    checkbox(`policy-method-${value}`, label, policy.allowedMethods.includes(value), { value }),
+  );
+  const hours = policy.maxSessionLength ? String(Math.round((policy.maxSessionLength / 3600) * 100) / 100) : "";
+  return {
+    methods,
+    domain: h("input", { id: "policy-google-domain", value: policy.googleDomain, placeholder: "example.com", "aria-describedby": "policy-domain-hint" }),
+    mfa: checkbox("policy-mfa", "Require a second factor (an authenticator app, a recovery code or a passkey)", policy.mfaRequired),
+    hours: h("input", { id: "policy-max-hours", type: "number", min: "0.1", step: "0.1", value: hours, "aria-describedby": "policy-hours-hint" }),
+    jit: checkbox("policy-jit", "Make Google sign-ins from this Workspace members", policy.jitProvisioning),
+    jitRole: h(
+      "select",
+      { id: "policy-jit-role" },
+      ["viewer", "operator"].map((role) => h("option", { value: role, selected: role === policy.jitRole }, role)),
+    ),
+  };
+}
+
+function policyFrom(fields) {
+  const hours = fields.hours.value.trim();
+  return {
+    allowedMethods: fields.methods.filter((method) => method.input.checked).map((method) => method.input.value),
+    googleDomain: fields.domain.value.trim(),
+    mfaRequired: fields.mfa.input.checked,
+    maxSessionLength: hours ? Math.round(Number(hours) * 3600) : null,
+    jitProvisioning: fields.jit.input.checked,
+    jitRole: fields.jitRole.value,
+  };
+}
+
+function policySection(ctx, client, policy, canChange, pageError) {
+  const fields = policyFields(policy);
+  const error = liveRegion("policy-error", { assertive: true, className: "error" });
+  const status = liveRegion("policy-status");
+  const save = h("button", { type: "submit", id: "save-policy", class: "button primary", hidden: !canChange }, "Save policy");
+  const form = h(
+    "form",
+    { id: "policy-form", class: "stack narrow-form", novalidate: true },
+    h("fieldset", {}, h("legend", {}, "Members may sign in with"), fields.methods.map((method) => method.field)),
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: "policy-google-domain" }, "Required Google Workspace"),
+      h("p", { id: "policy-domain-hint", class: "hint" }, "Google sign-ins must come from this Workspace domain; empty for any."),
+      fields.domain,
+    ),
+    fields.mfa.field,
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: "policy-max-hours" }, "Maximum session length (hours)"),
+      h("p", { id: "policy-hours-hint", class: "hint" }, "After this long, members sign in again to reach the client; empty for no limit."),
+      fields.hours,
+    ),
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Just-in-time members"),
+      fields.jit.field,
+      h("div", { class: "field" }, h("label", { for: "policy-jit-role" }, "Their role"), fields.jitRole),
+    ),
+    error,
+    save,
+    status,
+  );
+  if (!canChange) {
+    for (const control of form.querySelectorAll("input, select")) control.disabled = true;
+  }
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    say(error, "");
+    save.disabled = true;
+    try {
+      await ctx.api.policyUpdate(client, policyFrom(fields));
+      say(status, "Saved: it applies to every member's next request.");
+    } catch (failure) {
+      const detail = Object.values(failure.fields || {}).flat().join(" ");
+      if (ctx.isCurrent()) say(error, [ctx.errorMessage(failure), detail].filter(Boolean).join(" "));
+    } finally {
+      save.disabled = false;
+    }
+  });
+  return h(
+    "section",
+    { class: "card stack", "aria-labelledby": "policy-heading" },
+    h("h2", { id: "policy-heading" }, "Sign-in policy"),
+    h(
+      "p",
+      { class: "hint" },
+      canChange
+        ? "A session reaches this client only when the way it signed in satisfies this policy; members who need another sign-in are told what to do."
+        : "Set by the client's admins.",
+    ),
+    form,
+  );
+}

@@ -1,0 +1,110 @@
+// Parts of the Team page that watch the team: the audit trail, and the members' personal access
+// tokens that reach the client (an admin takes the client out of one).
+
+import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { showError } from "./common.js";
+
+const EVENT_TEXT = {
+  member_invited: "invited",
+  invitation_revoked: "revoked the invitation of",
+  invitation_accepted: "accepted an invitation:",
+  member_added: "added",
+  member_provisioned: "Google sign-in provisioned",
+  member_role_changed: "changed the role of",
+  member_removed: "removed",
+  policy_changed: "changed the sign-in policy",
+  token_access_revoked: "revoked a token's access",
+};
+
+function auditRow(event) {
+  return h(
+    "li",
+    { "data-testid": "audit-row", class: "list-row", dataset: { type: event.type, eventId: event.id } },
+    timeElement(event.at),
+    " ",
+    h("strong", {}, event.actor || "The portal"),
+    ` ${EVENT_TEXT[event.type] || event.type} `,
+    event.target ? h("strong", {}, event.target) : null,
+    event.detail ? h("span", { class: "hint" }, ` (${event.detail})`) : null,
+  );
+}
+
+/** The audit trail, newest first: {element, load()}; "Show older" pages back. */
+export function auditSection(ctx, client, pageError) {
+  const list = h("ol", { id: "audit-list", class: "plain-list" });
+  const more = h("button", { type: "button", id: "audit-more", class: "button secondary", hidden: true }, "Show older");
+  const pageSize = 100;
+  let oldest = null;
+
+  async function fetchPage(before) {
+    const events = await ctx.api.audit(client, before, { signal: ctx.signal });
+    if (!ctx.isCurrent()) return;
+    const rows = events.map(auditRow);
+    if (before) list.append(...rows);
+    else replaceChildren(list, rows);
+    if (events.length) oldest = events[events.length - 1].id;
+    more.hidden = events.length < pageSize;
+  }
+  more.addEventListener("click", () => fetchPage(oldest).catch((failure) => showError(ctx, pageError, failure)));
+  return {
+    element: h(
+      "section",
+      { class: "card stack", "aria-labelledby": "audit-heading" },
+      h("h2", { id: "audit-heading" }, "Audit trail"),
+      list,
+      more,
+    ),
+    load: () => fetchPage(null).catch((failure) => showError(ctx, pageError, failure)),
+  };
+}
+
+/** Members' tokens that reach the client, each with a button that takes the client out of it. */
+export function clientTokensSection(ctx, client, pageError, audit) {
+  const list = h("ul", { id: "client-tokens-list", class: "plain-list" });
+  const empty = h("p", { id: "client-tokens-empty", class: "empty" }, "No member has a token for this client.");
+  const status = liveRegion("client-tokens-status");
+
+  function row(token) {
+    const revoke = h("button", { type: "button", class: "button secondary revoke-client-token", "aria-label": `Revoke ${token.owner}'s ${token.name}` }, "Revoke access");
+    const item = h(
+      "li",
+      { "data-testid": "client-token-row", class: "list-row", dataset: { tokenId: token.id } },
+      h("span", {}, h("strong", {}, token.name), ` of ${token.owner} `, h("code", {}, `${token.prefix}…`)),
+      ` ${token.permissions.join(", ")}; last used `,
+      token.lastUsedAt ? timeElement(token.lastUsedAt) : "never",
+      revoke,
+    );
+    revoke.addEventListener("click", async () => {
+      revoke.disabled = true;
+      try {
+        await ctx.api.clientTokenRevoke(client, token.id);
+        item.remove();
+        empty.hidden = list.children.length > 0;
+        say(status, `${token.name} of ${token.owner} no longer reaches ${client}.`);
+        audit.load();
+      } catch (failure) {
+        revoke.disabled = false;
+        showError(ctx, pageError, failure);
+      }
+    });
+    return item;
+  }
+
+  const element = h(
+    "section",
+    { class: "card stack", "aria-labelledby": "client-tokens-heading" },
+    h("h2", { id: "client-tokens-heading" }, "Access tokens reaching this client"),
+    list,
+    empty,
+    status,
+  );
+  ctx.api
+    .clientTokens(client, { signal: ctx.signal })
+    .then((tokens) => {
+      if (!ctx.isCurrent()) return;
+      replaceChildren(list, tokens.map(row));
+      empty.hidden = tokens.length > 0;
+    })
+    .catch((failure) => showError(ctx, pageError, failure));
+  return element;
+}

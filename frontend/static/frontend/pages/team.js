@@ -1,0 +1,232 @@
+// #/clients/{client}/team, for the client's admins: members and their roles, invitations, the
+// personal access tokens that reach the client, and the audit trail (team-activity.js).
+
+import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { confirmDialog, pageFrame, pageLoad, showError } from "./common.js";
+import { auditSection, clientTokensSection } from "./team-activity.js";
+
+export const ROLES = [
+  ["viewer", "Viewer: sees clusters"],
+  ["operator", "Operator: also scales and reads credentials"],
+  ["admin", "Admin: also manages the team"],
+];
+
+export function teamCrumbs(client, last) {
+  return [
+    ["Clusters", "#/clusters"],
+    [client, null],
+    [last, null],
+  ];
+}
+
+export async function render(ctx) {
+  const { client } = ctx.params;
+  const { status, error } = pageFrame(ctx, { title: `Team · ${client}`, crumbs: teamCrumbs(client, "Team") });
+  const loaded = await pageLoad(ctx, { status, error }, "Loading the team…", async (options) => {
+    const [members, invitations] = await Promise.all([
+      ctx.api.members(client, options),
+      ctx.api.invitations(client, options),
+    ]);
+    return { members, invitations };
+  });
+  if (loaded === undefined) return;
+
+  const audit = auditSection(ctx, client, error);
+  const invitations = invitationsSection(ctx, client, error, audit);
+  ctx.main.append(
+    h("p", {}, h("a", { id: "policy-link", href: `#/clients/${encodeURIComponent(client)}/settings` }, "Sign-in policy of this client")),
+    membersSection(ctx, client, loaded.members, error, audit),
+    inviteSection(ctx, client, invitations, audit),
+    invitations.element,
+    clientTokensSection(ctx, client, error, audit),
+    audit.element,
+  );
+  invitations.show(loaded.invitations);
+  await audit.load();
+}
+
+// --- members ---------------------------------------------------------------------------------
+
+function roleSelect(member, attributes) {
+  return h(
+    "select",
+    attributes,
+    ROLES.map(([value]) => h("option", { value, selected: value === member.role }, value)),
+  );
+}
+
+function membersSection(ctx, client, members, pageError, audit) {
+  const status = liveRegion("members-status");
+  const dialog = confirmDialog({
+    id: "remove-member-dialog",
+    title: "Remove this member?",
+    confirmLabel: "Remove",
+    confirmId: "confirm-remove-member",
+    cancelId: "cancel-remove-member",
+  });
+  const body = h("tbody", { id: "members-list" });
+
+  const parts = { ctx, client, pageError, audit, status, dialog };
+  replaceChildren(body, members.map((member) => memberRow(member, parts)));
+  return h(
+    "section",
+    { class: "card stack", "aria-labelledby": "members-heading" },
+    h("h2", { id: "members-heading" }, "Members"),
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "responsive-table" },
+        h("thead", {}, h("tr", {}, ["Member", "Role", "Joined", ""].map((label) => h("th", { scope: "col" }, label)))),
+        body,
+      ),
+    ),
+    status,
+    dialog.element,
+  );
+}
+
+// One member's row: the role select and the remove button act at once.
+function memberRow(member, { ctx, client, pageError, audit, status, dialog }) {
+  const who = member.name ? `${member.name} (${member.email})` : member.email;
+  const select = roleSelect(member, { class: "member-role", "aria-label": `Role of ${member.email}` });
+  const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
+  const tr = h(
+    "tr",
+    { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role } },
+    h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
+    h("td", { "data-label": "Role" }, select),
+    h("td", { "data-label": "Joined" }, timeElement(member.joinedAt)),
+    h("td", {}, remove),
+  );
+  select.addEventListener("change", async () => {
+    say(pageError, "");
+    select.disabled = true;
+    try {
+      const saved = await ctx.api.memberUpdate(client, member.userId, select.value);
+      member.role = tr.dataset.role = saved.role;
+      say(status, `${member.email} is now ${saved.role}.`);
+      audit.load();
+    } catch (failure) {
+      select.value = member.role;
+      showError(ctx, pageError, failure);
+    } finally {
+      select.disabled = false;
+    }
+  });
+  remove.addEventListener("click", async () => {
+    const asked = [`${member.email} loses ${client} at once: their sessions, tokens and gateways' checks.`];
+    if (!(await dialog.ask(asked))) return;
+    say(pageError, "");
+    remove.disabled = true;
+    try {
+      await ctx.api.memberRemove(client, member.userId);
+      tr.remove();
+      say(status, `Removed ${member.email}.`);
+      audit.load();
+    } catch (failure) {
+      remove.disabled = false;
+      showError(ctx, pageError, failure);
+    }
+  });
+  return tr;
+}
+
+// --- inviting --------------------------------------------------------------------------------
+
+function inviteSection(ctx, client, invitations, audit) {
+  const email = h("input", { id: "invite-email", type: "email", autocomplete: "off", required: true, "aria-describedby": "invite-error" });
+  const role = h("select", { id: "invite-role" }, ROLES.map(([value, label]) => h("option", { value }, label)));
+  const error = liveRegion("invite-error", { assertive: true, className: "error" });
+  const status = liveRegion("invite-status");
+  const submit = h("button", { type: "submit", id: "send-invite", class: "button primary" }, "Send invitation");
+  const form = h(
+    "form",
+    { id: "invite-form", class: "inline-form", novalidate: true },
+    h("div", { class: "field" }, h("label", { for: "invite-email" }, "Email"), email),
+    h("div", { class: "field" }, h("label", { for: "invite-role" }, "Role"), role),
+    submit,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    say(error, "");
+    if (!email.value.trim() || !email.validity.valid) {
+      say(error, "Enter the email address to invite.");
+      email.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const invitation = await ctx.api.invitationCreate(client, email.value.trim(), role.value);
+      invitations.add(invitation);
+      say(status, `Invitation sent to ${invitation.email}.`);
+      form.reset();
+      audit.load();
+    } catch (failure) {
+      const fields = Object.values(failure.fields || {}).flat().join(" ");
+      if (ctx.isCurrent()) say(error, [ctx.errorMessage(failure), fields].filter(Boolean).join(" "));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return h(
+    "section",
+    { class: "card stack", "aria-labelledby": "invite-heading" },
+    h("h2", { id: "invite-heading" }, "Invite someone"),
+    h("p", { class: "hint" }, "They get an email with a link that works once, for 7 days."),
+    form,
+    error,
+    status,
+  );
+}
+
+function invitationsSection(ctx, client, pageError, audit) {
+  const list = h("ul", { id: "invitations-list", class: "plain-list" });
+  const empty = h("p", { id: "invitations-empty", class: "empty" }, "No open invitations.");
+  const refreshEmpty = () => {
+    empty.hidden = list.children.length > 0;
+  };
+  function row(invitation) {
+    const revoke = h("button", { type: "button", class: "button secondary revoke-invitation", "aria-label": `Revoke the invitation of ${invitation.email}` }, "Revoke");
+    const item = h(
+      "li",
+      { "data-testid": "invitation-row", class: "list-row", dataset: { invitationId: invitation.id, email: invitation.email } },
+      h("span", {}, h("strong", {}, invitation.email), ` as ${invitation.role}, `),
+      invitation.state === "expired" ? h("span", { class: "badge warn" }, "expired") : ["until ", timeElement(invitation.expiresAt)],
+      revoke,
+    );
+    revoke.addEventListener("click", async () => {
+      revoke.disabled = true;
+      try {
+        await ctx.api.invitationRevoke(client, invitation.id);
+        item.remove();
+        refreshEmpty();
+        audit.load();
+      } catch (failure) {
+        revoke.disabled = false;
+        showError(ctx, pageError, failure);
+      }
+    });
+    return item;
+  }
+  return {
+    element: h(
+      "section",
+      { class: "card stack", "aria-labelledby": "invitations-heading" },
+      h("h2", { id: "invitations-heading" }, "Invitations"),
+      list,
+      empty,
+    ),
+    show(invitations) {
+      replaceChildren(list, invitations.map(row));
+      refreshEmpty();
+    },
+    add(invitation) {
+      const replaced = list.querySelector(`[data-email="${CSS.escape(invitation.email)}"]`);
+      if (replaced) replaced.remove();
+      list.prepend(row(invitation));
+      refreshEmpty();
+    },
+  };
+}

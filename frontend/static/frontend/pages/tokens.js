@@ -1,0 +1,237 @@
+// #/tokens: personal access tokens for scripts and CI. Make one (its secret is shown once, with a
+// copy button), see each one's clients and last use, revoke it.
+
+import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { confirmDialog, pageFrame, pageLoad, showError } from "./common.js";
+import { withReauthentication } from "./reauth.js";
+
+// What a token may be given (never "members": managing a team needs a signed-in session).
+export const TOKEN_PERMISSIONS = ["view", "configure", "credentials"];
+const LIFETIMES = [
+  ["7d", "7 days"],
+  ["30d", "30 days"],
+  ["90d", "90 days"],
+  ["365d", "1 year"],
+];
+
+export async function render(ctx) {
+  const { status, error } = pageFrame(ctx, { title: "Access tokens" });
+  ctx.main.append(
+    h(
+      "p",
+      { class: "hint" },
+      "A personal access token lets a script or CI job call the API as you, sent as ",
+      h("code", {}, "Authorization: Bearer qpt_…"),
+      ". It can do at most what you can do, on the clients you choose, and never manage tokens, teams or your sign-in.",
+    ),
+  );
+  const loaded = await pageLoad(ctx, { status, error }, "Loading tokens…", async (options) => {
+    const [tokens, permissions] = await Promise.all([ctx.api.tokens(options), ctx.api.permissions(options)]);
+    return { tokens, permissions };
+  });
+  if (loaded === undefined) return;
+
+  const list = tokenList(ctx, error);
+  ctx.main.append(createSection(ctx, loaded.permissions.clients || {}, list, error), list.element);
+  list.show(loaded.tokens);
+}
+
+// --- making one ------------------------------------------------------------------------------
+
+/** The checkboxes of one client: {row, chosen()} with the permissions the user holds there. */
+function clientChoice(client, held) {
+  const boxes = TOKEN_PERMISSIONS.filter((permission) => held.includes(permission)).map((permission) => {
+    const id = `token-perm-${client}-${permission}`;
+    const input = h("input", { type: "checkbox", id, value: permission, dataset: { client } });
+    return { input, label: h("label", { class: "checkbox-field", for: id }, input, permission) };
+  });
+  const row = h(
+    "fieldset",
+    { class: "token-client", dataset: { client } },
+    h("legend", {}, client),
+    h("div", { class: "input-row" }, boxes.map((box) => box.label)),
+  );
+  return { row, chosen: () => boxes.filter((box) => box.input.checked).map((box) => box.input.value) };
+}
+
+function createSection(ctx, clients, list, pageError) {
+  const name = h("input", { id: "token-name", name: "name", maxlength: "100", required: true, "aria-describedby": "token-error" });
+  const expires = h(
+    "select",
+    { id: "token-expires", name: "expiresIn" },
+    LIFETIMES.map(([value, label]) => h("option", { value, selected: value === "30d" }, label)),
+  );
+  const choices = Object.entries(clients)
+    .filter(([, held]) => TOKEN_PERMISSIONS.some((permission) => held.includes(permission)))
+    .map(([client, held]) => clientChoice(client, held));
+  const error = liveRegion("token-error", { assertive: true, className: "error" });
+  const submit = h("button", { type: "submit", id: "create-token", class: "button primary" }, "Create token");
+  const created = createdPanel();
+  const form = h(
+    "form",
+    { id: "token-form", class: "stack narrow-form", novalidate: true },
+    h("div", { class: "field" }, h("label", { for: "token-name" }, "Name"), name),
+    h("div", { class: "field" }, h("label", { for: "token-expires" }, "Expires after"), expires),
+    choices.length
+      ? choices.map((choice) => choice.row)
+      : h("p", { class: "empty" }, "You have no client to give a token access to."),
+    error,
+    submit,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    say(error, "");
+    const chosen = Object.fromEntries(
+      choices.map((choice) => [choice.row.dataset.client, choice.chosen()]).filter(([, permissions]) => permissions.length),
+    );
+    if (!name.value.trim()) return fieldProblem(error, name, "Name the token (what it is for).");
+    if (!Object.keys(chosen).length) return fieldProblem(error, null, "Choose at least one permission on one client.");
+    submit.disabled = true;
+    try {
+      const token = await withReauthentication(ctx.api, () =>
+        ctx.api.tokenCreate({ name: name.value.trim(), expiresIn: expires.value, clients: chosen }),
+      );
+      if (!ctx.isCurrent()) return;
+      form.reset();
+      created.show(token);
+      list.add(token);
+      say(pageError, "");
+    } catch (failure) {
+      showError(ctx, error, failure);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return h(
+    "section",
+    { class: "card stack", "aria-labelledby": "token-form-heading" },
+    h("h2", { id: "token-form-heading" }, "New token"),
+    form,
+    created.element,
+  );
+}
+
+function fieldProblem(region, input, text) {
+  say(region, text);
+  if (input) input.focus();
+}
+
+/** The secret of the token just made, shown once, with a copy button: {element, show(token)}. */
+function createdPanel() {
+  const secret = h("code", { id: "token-secret", class: "secret-key" });
+  const copyStatus = liveRegion("token-copy-status");
+  const copy = h("button", { type: "button", id: "copy-token", class: "button secondary" }, "Copy");
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(secret.textContent);
+      say(copyStatus, "Copied the token to the clipboard.");
+    } catch {
+      say(copyStatus, "Copying failed: select the token and copy it yourself.");
+    }
+  });
+  const element = h(
+    "div",
+    { id: "token-created", class: "notice stack", hidden: true, role: "region", "aria-label": "New token" },
+    h("p", {}, h("strong", {}, "Copy this token now: it is shown only this once. "), "Store it as a secret of your CI."),
+    h("div", { class: "input-row" }, secret, copy),
+    copyStatus,
+  );
+  function show(token) {
+    secret.textContent = token.token;
+    element.hidden = false;
+    copy.focus();
+  }
+  return { element, show };
+}
+
+// --- the list --------------------------------------------------------------------------------
+
+export function scopesText(clients) {
+  return Object.entries(clients || {})
+    .map(([client, permissions]) => `${client}: ${permissions.join(", ")}`)
+    .join("; ");
+}
+
+function expired(token) {
+  return new Date(token.expiresAt).getTime() <= Date.now();
+}
+
+function tokenList(ctx, pageError) {
+  const body = h("tbody", { id: "tokens-list" });
+  const empty = h("p", { id: "tokens-empty", class: "empty", hidden: true }, "No tokens yet.");
+  const status = liveRegion("tokens-status");
+  const dialog = confirmDialog({
+    id: "revoke-token-dialog",
+    title: "Revoke this token?",
+    confirmLabel: "Revoke",
+    confirmId: "confirm-revoke-token",
+    cancelId: "cancel-revoke-token",
+  });
+  const labels = ["Name", "Token", "Clients", "Created", "Expires", "Last used", ""];
+  const element = h(
+    "section",
+    { class: "card stack", "aria-labelledby": "tokens-heading" },
+    h("h2", { id: "tokens-heading" }, "Your tokens"),
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "responsive-table" },
+        h("thead", {}, h("tr", {}, labels.map((label) => h("th", { scope: "col" }, label)))),
+        body,
+      ),
+    ),
+    empty,
+    status,
+    dialog.element,
+  );
+  const refreshEmpty = () => {
+    empty.hidden = body.children.length > 0;
+  };
+
+  const parts = { ctx, pageError, status, dialog, onRevoked: refreshEmpty };
+  const row = (token) => tokenRow(token, parts);
+
+  return {
+    element,
+    show(tokens) {
+      replaceChildren(body, tokens.map(row));
+      refreshEmpty();
+    },
+    add(token) {
+      body.prepend(row(token));
+      refreshEmpty();
+    },
+  };
+}
+
+// One token's row; revoking asks first, then removes the row.
+function tokenRow(token, { ctx, pageError, status, dialog, onRevoked }) {
+  const revoke = h("button", { type: "button", class: "button secondary revoke-token", "aria-label": `Revoke ${token.name}` }, "Revoke");
+  const tr = h(
+    "tr",
+    { "data-testid": "token-row", dataset: { tokenId: token.id, prefix: token.prefix } },
+    h("th", { scope: "row", "data-label": "Name" }, token.name),
+    h("td", { "data-label": "Token" }, h("code", {}, `${token.prefix}…`)),
+    h("td", { class: "token-clients", "data-label": "Clients" }, scopesText(token.clients)),
+    h("td", { "data-label": "Created" }, timeElement(token.createdAt)),
+    h("td", { "data-label": "Expires" }, timeElement(token.expiresAt), expired(token) ? h("span", { class: "badge warn" }, " expired") : null),
+    h("td", { "data-label": "Last used" }, token.lastUsedAt ? [timeElement(token.lastUsedAt), ` from ${token.lastUsedFrom || "?"}`] : "never"),
+    h("td", {}, revoke),
+  );
+  revoke.addEventListener("click", async () => {
+    if (!(await dialog.ask([`Scripts using “${token.name}” (${token.prefix}…) are refused from their next request.`]))) return;
+    revoke.disabled = true;
+    try {
+      await ctx.api.tokenRevoke(token.id);
+      tr.remove();
+      onRevoked();
+      say(status, `Revoked ${token.name}.`);
+    } catch (failure) {
+      revoke.disabled = false;
+      showError(ctx, pageError, failure);
+    }
+  });
+  return tr;
+}

@@ -1,0 +1,261 @@
+"""Personal access tokens through the API: made by a signed-in session, shown once, stored as a hash,
+accepted as ``Authorization: Bearer`` for exactly their scopes (and at /validate), and refused after
+expiry, revocation, the user's deactivation and removal from the client; never as a cookie, and
+never to manage tokens, members or second factors."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.test import override_settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.access_tokens import access_token_well_formed
+from accounts.models import AuditEvent, PersonalAccessToken
+from accounts.services import user_deactivate
+from clusters.models import Grant
+from clusters.services import grant_remove, grant_set
+
+TOKENS = "/api/auth/tokens"
+CLUSTER = "/api/clients/client1/clusters/main"
+
+
+def create(client, clients=None, **body):
+    return client.post(
+        TOKENS, {"name": "CI", "clients": clients or {"client1": ["view"]}, **body}, format="json"
+    )
+
+
+def bearer(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def session1(auth_client, user1):
+    return auth_client(user1)
+
+
+@pytest.fixture
+def pat(session1, cluster1, cluster2) -> str:
+    """A token of client1's operator that may view and configure client1."""
+    response = create(session1, {"client1": ["view", "configure"]})
+    assert response.status_code == 201, response.content
+    return response.json()["token"]
+
+
+def test_the_secret_is_shown_once_and_only_its_hash_is_stored(session1, user1, cluster1):
+    response = create(session1, {"client1": ["view", "configure"]}, expiresIn="90d")
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    secret = body["token"]
+    assert re.fullmatch(r"qpt_[0-9A-Za-z]{49}", secret) and access_token_well_formed(secret)
+    assert secret.startswith(body["prefix"]) and len(body["prefix"]) == 12
+    assert body["clients"] == {"client1": ["configure", "view"]}
+    row = PersonalAccessToken.objects.get(pk=body["id"])
+    assert row.token_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in {str(value) for value in row.__dict__.values()}
+    assert timedelta(days=89) < row.expires_at - timezone.now() <= timedelta(days=90)
+    listed = session1.get(TOKENS).json()
+    assert [token["id"] for token in listed] == [body["id"]] and "token" not in listed[0]
+    assert AuditEvent.objects.filter(user=user1, type="token_created").count() == 1
+
+
+def test_a_token_works_as_bearer_for_exactly_its_scopes(pat, user1, cluster2):
+    client = bearer(pat)
+
+    assert client.get(CLUSTER).status_code == 200
+    scaled = client.patch(CLUSTER, {"replicas": 3}, format="json")  # configure, and no CSRF token needed
+    assert scaled.status_code in (200, 202) and scaled.json()["replicas"] == 3
+    assert client.get(f"{CLUSTER}/credentials").json()["code"] == "permission_denied"  # not in its scope
+    assert client.get("/api/clients/client2/clusters").json()["code"] == "permission_denied"
+    assert [c["slug"] for c in client.get("/api/clients").json()] == ["client1"]
+    assert client.get("/api/auth/permissions").json()["clients"] == {"client1": ["view", "configure"]}
+    assert client.get("/api/auth/me").json()["scopes"] == ["client1"]
+    validate = client.get("/api/auth/validate")
+    assert validate.status_code == 200
+    assert (validate["X-Auth-User-Id"], validate["X-Auth-Email"], validate["X-Auth-Scope"]) == (
+        str(user1.pk),
+        user1.email,
+        "client1",
+    )
+
+
+def test_a_token_can_do_no_more_than_its_user_can_now(pat, user1, client1):
+    grant_set(user=user1, client=client1, role=Grant.Role.VIEWER)  # demoted after the token was made
+
+    client = bearer(pat)
+    assert client.get(CLUSTER).status_code == 200
+    assert client.patch(CLUSTER, {"replicas": 3}, format="json").json()["code"] == "permission_denied"
+
+
+@pytest.mark.parametrize("ending", ["expiry", "revocation", "deactivation", "removal"])
+def test_a_token_is_refused_after_it_ends(pat, session1, user1, client1, ending):
+    client = bearer(pat)
+    assert client.get(CLUSTER).status_code == 200  # cached from here on
+    if ending == "expiry":
+        with time_machine.travel(timezone.now() + timedelta(days=31)):
+            refused = client.get(CLUSTER)
+            validate = client.get("/api/auth/validate")
+    else:
+        if ending == "revocation":
+            token_id = session1.get(TOKENS).json()[0]["id"]
+            assert session1.delete(f"{TOKENS}/{token_id}").status_code == 204
+        elif ending == "deactivation":
+            assert user_deactivate(user=user1)
+        else:
+            grant_remove(user=user1, client=client1)
+        refused = client.get(CLUSTER)
+        validate = client.get("/api/auth/validate")
+
+    assert (refused.status_code, refused.json()["code"]) == (403, "token_not_valid")
+    assert (validate.status_code, validate.json()["code"]) == (403, "token_not_valid")
+    if ending != "expiry":
+        assert PersonalAccessToken.objects.get().revoked_at is not None
+
+
+def test_removal_from_one_client_takes_it_out_of_the_token_for_good(
+    session1, user1, client1, client2, cluster1
+):
+    grant_set(user=user1, client=client2, role=Grant.Role.VIEWER)
+    client = bearer(create(session1, {"client1": ["view"], "client2": ["view"]}).json()["token"])
+    assert client.get("/api/auth/validate")["X-Auth-Scope"] == "client1 client2"
+
+    grant_remove(user=user1, client=client2)
+    assert client.get("/api/auth/validate")["X-Auth-Scope"] == "client1"
+    assert client.get("/api/clients/client2/clusters").json()["code"] == "permission_denied"
+    grant_set(user=user1, client=client2, role=Grant.Role.VIEWER)  # back again; the token is not
+    assert client.get("/api/auth/validate")["X-Auth-Scope"] == "client1"
+    assert PersonalAccessToken.objects.get().scopes == {"client1": ["view"]}
+
+
+@pytest.mark.parametrize("via", ["cookie", "x-auth-token"])
+def test_a_token_is_refused_anywhere_but_the_authorization_header(pat, via):
+    client = APIClient()
+    if via == "cookie":
+        client.cookies["__Host-accessToken"] = pat
+    else:
+        client.credentials(HTTP_X_AUTH_TOKEN=pat)
+
+    for response in (client.get(CLUSTER), client.get("/api/auth/validate")):
+        assert (response.status_code, response.json()["code"]) == (403, "token_not_valid")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", TOKENS),
+        ("get", TOKENS),
+        ("get", "/api/auth/sessions"),
+        ("post", "/api/auth/mfa/totp"),
+        ("get", "/api/clients/client1/members"),
+        ("post", "/api/clients/client1/invitations"),
+        ("put", "/api/clients/client1/policy"),
+        ("post", f"{CLUSTER}/credentials/rotate"),
+    ],
+)
+def test_a_token_cannot_manage_tokens_members_or_second_factors(pat, method, path):
+    response = getattr(bearer(pat), method)(path, {}, format="json")
+    assert (response.status_code, response.json()["code"]) == (403, "pat_not_allowed")
+
+
+def test_a_token_cannot_exceed_what_the_session_may_do(session1, viewer1, auth_client, client2, cluster1):
+    assert create(session1, {"client2": ["view"]}).json()["code"] == "token_scope_exceeded"
+    assert create(auth_client(viewer1), {"client1": ["configure"]}).json()["code"] == "token_scope_exceeded"
+    members = create(session1, {"client1": ["members"]})
+    assert (members.status_code, list(members.json()["fields"])) == (400, ["clients"])
+    too_long = create(session1, expiresIn="400d")
+    assert (too_long.status_code, list(too_long.json()["fields"])) == (400, ["expiresIn"])
+    beyond_any_date = create(session1, expiresIn="9999999999999999d")
+    assert (beyond_any_date.status_code, list(beyond_any_date.json()["fields"])) == (400, ["expiresIn"])
+    assert PersonalAccessToken.objects.count() == 0
+
+
+def test_making_a_token_needs_a_recent_authentication(session1, cluster1):
+    with time_machine.travel(timezone.now() + timedelta(minutes=6), tick=True):
+        refused = create(session1)
+    assert (refused.status_code, refused.json()["code"]) == (403, "reauthentication_required")
+
+
+def test_the_user_revokes_only_their_own_tokens(pat, auth_client, user2, session1):
+    token_id = session1.get(TOKENS).json()[0]["id"]
+    assert auth_client(user2).delete(f"{TOKENS}/{token_id}").json()["code"] == "not_found"
+    assert session1.delete(f"{TOKENS}/{token_id}").status_code == 204
+    assert session1.get(TOKENS).json() == []
+    assert session1.delete(f"{TOKENS}/{token_id}").json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("secret", ["qpt_", "qpt_" + "A" * 49, "Bearer", "qpt_" + "0" * 200])
+def test_a_malformed_or_unknown_token_is_not_valid(db, secret, django_assert_num_queries):
+    with django_assert_num_queries(0):  # the checksum refuses it before any query
+        response = bearer(secret).get(CLUSTER)
+    assert (response.status_code, response.json()["code"]) == (403, "token_not_valid")
+
+
+def test_last_use_is_recorded_at_most_once_a_minute(pat, settings):
+    client = bearer(pat)
+    client.get(CLUSTER, REMOTE_ADDR="203.0.113.7")
+    token = PersonalAccessToken.objects.get()
+    first = token.last_used_at
+    assert first is not None and token.last_used_from == "203.0.113.7"
+
+    client.get(CLUSTER, REMOTE_ADDR="203.0.113.8")
+    assert PersonalAccessToken.objects.get().last_used_at == first
+    with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        client.get("/api/auth/validate", REMOTE_ADDR="203.0.113.8")
+    assert PersonalAccessToken.objects.get().last_used_from == "203.0.113.8"
+
+
+def test_a_cached_token_is_checked_without_a_database_query_at_validate(pat, django_assert_num_queries):
+    client = bearer(pat)
+    assert client.get("/api/auth/validate").status_code == 200
+    with django_assert_num_queries(0):
+        assert client.get("/api/auth/validate").status_code == 200
+
+
+def test_a_deactivation_while_the_cache_is_down_still_ends_the_tokens_for_good(pat, user1):
+    dead_cache = {
+        "default": {
+            "BACKEND": "config.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    with override_settings(CACHES=dead_cache):
+        assert user_deactivate(user=user1) is False  # the cache could not be told
+
+    user1.is_active = True
+    user1.save(update_fields=["is_active"])  # an operator reactivates the account
+    assert PersonalAccessToken.objects.get().revoked_at is not None
+    assert bearer(pat).get(CLUSTER).json()["code"] == "token_not_valid"
+
+
+def test_a_client_admin_lists_and_takes_the_client_out_of_a_members_token(
+    pat, auth_client, user_factory, client1
+):
+    admin = user_factory(email="admin1@example.com")
+    grant_set(user=admin, client=client1, role=Grant.Role.ADMIN)
+    as_admin = auth_client(admin)
+
+    listed = as_admin.get("/api/clients/client1/tokens").json()
+    assert [(token["owner"], token["permissions"]) for token in listed] == [
+        ("client1@example.com", ["configure", "view"])
+    ]
+    assert "token" not in listed[0] and pat not in str(listed)
+    assert as_admin.delete(f"/api/clients/client1/tokens/{listed[0]['id']}").status_code == 204
+
+    assert bearer(pat).get(CLUSTER).json()["code"] == "token_not_valid"  # client1 was all it reached
+    assert as_admin.get("/api/clients/client1/tokens").json() == []
+    assert as_admin.delete(f"/api/clients/client1/tokens/{listed[0]['id']}").status_code == 404
+
+
+def test_a_member_who_is_not_an_admin_cannot_see_the_clients_tokens(pat, session1):
+    response = session1.get("/api/clients/client1/tokens")
+    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")

@@ -1,0 +1,179 @@
+"""Invitations end to end: an admin invites, the email carries a one-use link, the invitee signs up
+with a password or with Google (google-auth with test keys, as in tests/accounts) or accepts as the
+signed-in user, and then sees the client. Plus every way an invitation stops working."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import time_machine
+from django.core import mail
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.models import GoogleAccount, User
+from clusters.models import ClientAuditEvent, Grant, Invitation
+from clusters.services import grant_set
+from tests.accounts.google_tokens import id_token
+from tests.conftest import DEFAULT_PASSWORD, b64, login
+
+INVITATIONS = "/api/clients/client1/invitations"
+
+
+def invite(client, email="new@example.com", role="operator"):
+    return client.post(INVITATIONS, {"email": email, "role": role}, format="json")
+
+
+def link_token() -> str:
+    """The token in the last email's link (https://portal.example.com/#/invitations/<token>)."""
+    (url,) = re.findall(r"https://portal\.example\.com/#/invitations/([A-Za-z0-9_-]+)", mail.outbox[-1].body)
+    return url
+
+
+def sign_up(token: str, **body):
+    return APIClient().post("/api/invitations/sign-up", {"token": token, **body}, format="json")
+
+
+def test_an_invited_person_signs_up_with_a_password_and_sees_the_client(as_admin1, cluster1):
+    response = invite(as_admin1, "New.Person@Example.com")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["email"] == "new.person@example.com" and response.json()["state"] == "pending"
+    (message,) = mail.outbox
+    assert message.to == ["new.person@example.com"] and "Client One" in message.subject
+    assert "as operator" in message.body and "within 7 days" in message.body
+    token = link_token()
+    assert token not in str(Invitation.objects.values_list().get())  # only its hash is kept
+
+    preview = APIClient().post("/api/invitations/preview", {"token": token}, format="json").json()
+    assert (preview["client"], preview["role"], preview["accountExists"]) == ("client1", "operator", False)
+    signed_up = sign_up(token, name="New Person", password=b64("a long new passphrase"), tokenDelivery="body")
+
+    assert signed_up.status_code == 200, signed_up.content
+    access = signed_up.json()["accessToken"]
+    member = APIClient(HTTP_AUTHORIZATION=f"Bearer {access}")
+    assert [c["slug"] for c in member.get("/api/clients").json()] == ["client1"]
+    assert member.get("/api/clients/client1/clusters/main/credentials").status_code == 200
+    assert User.objects.get(email="new.person@example.com").name == "New Person"
+    assert sign_up(token, password=b64("another long passphrase")).json()["code"] == "invitation_invalid"
+    assert {e.type for e in ClientAuditEvent.objects.all()} >= {"member_invited", "invitation_accepted"}
+
+
+def test_an_invited_person_signs_up_with_google(as_admin1, google, cluster1):
+    invite(as_admin1, "alice@example.com", role="viewer")
+
+    response = sign_up(link_token(), credential=id_token(google), tokenDelivery="body")
+
+    assert response.status_code == 200, response.content
+    user = User.objects.get(email="alice@example.com")
+    assert not user.has_usable_password() and GoogleAccount.objects.filter(user=user).exists()
+    assert Grant.objects.get(user=user).role == "viewer"
+    me = APIClient(HTTP_AUTHORIZATION=f"Bearer {response.json()['accessToken']}").get("/api/auth/me")
+    assert me.json()["scopes"] == ["client1"]
+
+
+def test_google_for_another_address_cannot_take_the_invitation(as_admin1, google):
+    invite(as_admin1, "bob@example.com")
+    response = sign_up(link_token(), credential=id_token(google))  # alice@example.com's Google account
+    assert (response.status_code, response.json()["code"]) == (403, "invitation_email_mismatch")
+    assert not User.objects.filter(email="alice@example.com").exists()
+
+
+def test_an_existing_user_signs_in_and_accepts(as_admin1, user2, auth_client, cluster1):
+    invite(as_admin1, user2.email, role="viewer")
+    token = link_token()
+    preview = APIClient().post("/api/invitations/preview", {"token": token}, format="json").json()
+    assert preview["accountExists"] is True
+    assert sign_up(token, password=b64("a long new passphrase")).json()["code"] == "account_exists"
+
+    member = auth_client(user2)
+    accepted = member.post("/api/invitations/accept", {"token": token}, format="json")
+
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json() == {"client": "client1", "role": "viewer"}
+    assert sorted(c["slug"] for c in member.get("/api/clients").json()) == ["client1", "client2"]
+
+
+def test_only_the_addressee_accepts(as_admin1, auth_client, user2):
+    invite(as_admin1, "someone.else@example.com")
+    response = auth_client(user2).post("/api/invitations/accept", {"token": link_token()}, format="json")
+    assert (response.status_code, response.json()["code"]) == (403, "invitation_email_mismatch")
+    assert not Grant.objects.filter(user=user2, client__slug="client1").exists()
+
+
+def test_an_invitation_expires_after_seven_days_and_can_be_revoked(as_admin1):
+    invite(as_admin1, "late@example.com")
+    late = link_token()
+    with time_machine.travel(timezone.now() + timedelta(days=7, minutes=1)):
+        assert sign_up(late, password=b64("a long new passphrase")).json()["code"] == "invitation_invalid"
+        assert Invitation.objects.get(email="late@example.com").state == "expired"
+
+    invite(as_admin1, "revoked@example.com")
+    revoked = link_token()
+    invitation_id = as_admin1.get(INVITATIONS).json()[0]["id"]
+    assert as_admin1.get(f"{INVITATIONS}/{invitation_id}").json()["email"] == "revoked@example.com"
+    assert as_admin1.delete(f"{INVITATIONS}/{invitation_id}").status_code == 204
+    assert sign_up(revoked, password=b64("a long new passphrase")).json()["code"] == "invitation_invalid"
+    assert [i["email"] for i in as_admin1.get(INVITATIONS).json()] == ["late@example.com"]
+
+
+def test_a_new_invitation_replaces_the_open_one(as_admin1):
+    invite(as_admin1, "twice@example.com", role="viewer")
+    first = link_token()
+    invite(as_admin1, "twice@example.com", role="admin")
+    assert sign_up(first, password=b64("a long new passphrase")).json()["code"] == "invitation_invalid"
+    assert sign_up(link_token(), password=b64("a long new passphrase")).status_code == 200
+    assert Grant.objects.get(user__email="twice@example.com").role == "admin"
+
+
+def test_members_and_bad_input_are_refused(as_admin1, user1):
+    assert invite(as_admin1, user1.email).json()["code"] == "already_member"
+    assert list(invite(as_admin1, "not an address").json()["fields"]) == ["email"]
+    assert list(invite(as_admin1, role="owner").json()["fields"]) == ["role"]
+    weak = sign_up(invite(as_admin1) and link_token(), password=b64("123"))
+    assert (weak.status_code, list(weak.json()["fields"])) == (400, ["password"])
+
+
+def test_an_old_invitation_cannot_grant_more_than_its_inviter_now_holds(
+    as_admin1, admin1, client1, bearer_client, operator_staff
+):
+    invite(as_admin1, "escalate@example.com", role="admin")
+    token = link_token()
+    grant_set(user=admin1, client=client1, role=Grant.Role.OPERATOR, actor=operator_staff)  # demoted since
+
+    response = sign_up(token, password=b64("a long new passphrase"))
+
+    assert (response.status_code, response.json()["code"]) == (403, "role_escalation")
+    assert not User.objects.filter(email="escalate@example.com").exists()
+    # Operators rank above every role: theirs still work.
+    staff = bearer_client(operator_staff)
+    assert (
+        staff.post(INVITATIONS, {"email": "escalate@example.com", "role": "admin"}, format="json").status_code
+        == 201
+    )
+    assert sign_up(link_token(), password=b64("a long new passphrase")).status_code == 200
+
+
+def test_only_admins_invite(auth_client, user1, viewer1):
+    for member in (user1, viewer1):
+        response = invite(auth_client(member))
+        assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    assert mail.outbox == []
+
+
+def test_a_signed_in_mfa_user_who_signs_up_with_google_still_needs_the_second_factor(as_admin1, google, user):
+    # alice@example.com exists (the `user` fixture) with a second factor: the Google link is made,
+    # and the sign-in goes on with its second step.
+    from accounts.models import TotpDevice
+    from config.crypto import TOTP_SECRETS, field_encrypt
+
+    TotpDevice.objects.create(
+        user=user, secret_encrypted=field_encrypt(plaintext="JBSWY3DPEHPK3PXP", purpose=TOTP_SECRETS),
+        confirmed_at=timezone.now(),
+    )  # fmt: skip
+    invite(as_admin1, user.email)
+    response = sign_up(link_token(), credential=id_token(google))
+    assert response.status_code == 200 and response.json()["mfaRequired"] is True
+    assert Grant.objects.get(user=user).role == "operator"
+    assert login(APIClient(), user, DEFAULT_PASSWORD).json()["mfaRequired"] is True

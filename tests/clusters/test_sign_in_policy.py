@@ -1,0 +1,242 @@
+"""A client's sign-in policy: a session's scope holds the client only when the way it signed in
+satisfies the policy (method, Google Workspace, second factor, session length); otherwise
+/api/auth/permissions says what the client asks, so the app can offer the step-up. Google sign-ins
+from the client's Workspace can become members just in time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyotp
+import pytest
+import time_machine
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from clusters.models import ClientAuditEvent, Grant, SignInPolicy
+from clusters.services import PolicyInput, grant_remove, grant_set, sign_in_policy_set
+from tests.accounts.google_tokens import id_token
+from tests.conftest import login
+from tests.helpers import token_parts
+
+POLICY = "/api/clients/client1/policy"
+CLUSTERS = "/api/clients/client1/clusters"
+
+
+@pytest.fixture(autouse=True)
+def google_sign_in_on(google):
+    return google
+
+
+def policy(client, **wanted) -> SignInPolicy:
+    """Set a policy as operator staff would (no session of theirs to satisfy)."""
+    defaults = dict(
+        allowed_methods=("password", "google", "passkey"),
+        google_domain="",
+        mfa_required=False,
+        max_session_length=None,
+        jit_provisioning=False,
+        jit_role="viewer",
+    )
+    return sign_in_policy_set(
+        client=client, wanted=PolicyInput(**{**defaults, **wanted}), actor=None, facts=None
+    )
+
+
+def google_sign_in(google_key, *, email="alice@example.com", hd="example.com", sub="1101") -> APIClient:
+    client = APIClient()
+    response = client.post(
+        "/api/auth/google",
+        {"credential": id_token(google_key, email=email, hd=hd, sub=sub), "tokenDelivery": "body"},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['accessToken']}")
+    client.tokens = response.json()
+    return client
+
+
+def test_a_password_session_does_not_reach_a_google_only_client_and_is_told_why(
+    bearer_client, user1, client1, cluster1
+):
+    policy(client1, allowed_methods=("google",))
+    member = bearer_client(user1)
+
+    assert member.tokens["user"]["scopes"] == []
+    assert token_parts(member.tokens["accessToken"])[1]["scope"] == ""
+    refused = member.get(CLUSTERS)
+    assert (refused.status_code, refused.json()["code"]) == (403, "step_up_required")
+    assert "sign in another way" in refused.json()["detail"]
+    assert member.get("/api/auth/validate")["X-Auth-Scope"] == ""
+    permissions = member.get("/api/auth/permissions").json()
+    assert permissions["clients"] == {}
+    assert permissions["restricted"] == [
+        {
+            "client": "client1",
+            "name": "Client One",
+            "unmet": ["method"],
+            "allowedMethods": ["google"],
+            "googleDomain": "",
+            "secondFactor": False,
+            "maxSessionLength": None,
+        }
+    ]
+    assert member.get("/api/clients").json() == []
+
+
+def test_a_google_session_of_the_clients_workspace_reaches_it(google, user, client1, client2, cluster1):
+    grant_set(user=user, client=client1, role=Grant.Role.VIEWER)  # alice@example.com
+    grant_set(user=user, client=client2, role=Grant.Role.VIEWER)
+    policy(client1, allowed_methods=("google",), google_domain="example.com")
+    policy(client2, allowed_methods=("google",), google_domain="other.example")
+
+    member = google_sign_in(google)
+
+    assert member.tokens["user"]["scopes"] == ["client1"]
+    assert member.get(CLUSTERS).status_code == 200
+    assert member.get("/api/auth/validate")["X-Auth-Scope"] == "client1"
+    (restricted,) = member.get("/api/auth/permissions").json()["restricted"]
+    assert (restricted["client"], restricted["unmet"]) == ("client2", ["google_domain"])
+
+
+def test_a_client_that_requires_a_second_factor_admits_the_session_once_it_proves_one(
+    auth_client, user1, client1, cluster1
+):
+    policy(client1, mfa_required=True)
+    member = auth_client(user1)
+    assert member.get(CLUSTERS).json()["code"] == "step_up_required"
+    assert member.get("/api/auth/permissions").json()["restricted"][0]["unmet"] == ["second_factor"]
+
+    # The step-up the app offers: add a second factor, in this very session.
+    secret = member.post("/api/auth/mfa/totp").json()["secret"]
+    member.post("/api/auth/mfa/totp/confirm", {"code": pyotp.TOTP(secret).now()}, format="json")
+
+    assert member.get(CLUSTERS).status_code == 200
+    assert member.get("/api/auth/permissions").json()["restricted"] == []
+
+
+def test_a_session_older_than_the_maximum_length_loses_the_client(user1, client1, cluster1):
+    policy(client1, max_session_length=timedelta(minutes=10))
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        member = APIClient()
+        tokens = login(member, user1, tokenDelivery="body").json()
+        access = token_parts(tokens["accessToken"])[1]
+        assert access["exp"] - access["iat"] <= 600  # the token ends when the client stops admitting it
+        member.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['accessToken']}")
+        traveller.shift(timedelta(minutes=9))
+        assert member.get(CLUSTERS).status_code == 200
+        traveller.shift(timedelta(minutes=2))
+        assert member.get(CLUSTERS).json()["code"] == "token_not_valid"  # expired: the app refreshes
+
+        refresh = f"Bearer {tokens['refreshToken']}"
+        refreshed = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=refresh).json()
+        assert refreshed["user"]["scopes"] == []
+        member.credentials(HTTP_AUTHORIZATION=f"Bearer {refreshed['accessToken']}")
+        assert member.get(CLUSTERS).json()["code"] == "step_up_required"
+        (restricted,) = member.get("/api/auth/permissions").json()["restricted"]
+        assert (restricted["unmet"], restricted["maxSessionLength"]) == (["session_age"], 600)
+        assert login(APIClient(), user1, tokenDelivery="body").json()["user"]["scopes"] == ["client1"]
+
+
+def test_an_admin_cannot_set_a_policy_that_leaves_their_own_session_out(auth_client, admin1, client1):
+    as_admin = auth_client(admin1)
+    body = {"allowedMethods": ["google"], "googleDomain": "", "mfaRequired": False, "maxSessionLength": None}
+
+    refused = as_admin.put(POLICY, body, format="json")
+
+    assert (refused.status_code, list(refused.json()["fields"])) == (400, ["policy"])
+    assert not SignInPolicy.objects.exists()
+    accepted = as_admin.put(
+        POLICY, {**body, "allowedMethods": ["password", "google"], "maxSessionLength": 3600}, format="json"
+    )
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["maxSessionLength"] == 3600 and accepted.json()["updatedBy"] == admin1.email
+    event = ClientAuditEvent.objects.get(type="policy_changed")
+    assert "max_session_length" in event.detail
+
+
+def test_a_google_workspace_is_proven_by_the_admin_signing_in_with_it(google, user, client1):
+    grant_set(user=user, client=client1, role=Grant.Role.ADMIN)  # alice@example.com, Workspace example.com
+    body = {"allowedMethods": ["google"], "googleDomain": "Example.COM", "mfaRequired": False, "maxSessionLength": None,
+            "jitProvisioning": True, "jitRole": "operator"}  # fmt: skip
+    as_admin = google_sign_in(google)
+
+    saved = as_admin.put(POLICY, body, format="json").json()
+    assert (saved["googleDomain"], saved["jitProvisioning"], saved["jitRole"]) == (
+        "example.com",
+        True,
+        "operator",
+    )
+    other = as_admin.put(POLICY, {**body, "googleDomain": "other.example"}, format="json")
+    assert list(other.json()["fields"]) == ["policy"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"allowedMethods": []}, "allowedMethods"),
+        ({"allowedMethods": ["sms"]}, "allowedMethods"),
+        ({"googleDomain": "example.com", "allowedMethods": ["password"]}, "googleDomain"),
+        ({"googleDomain": "example.com", "allowedMethods": ["password", "google"]}, "googleDomain"),
+        ({"googleDomain": "not a domain"}, "googleDomain"),
+        ({"jitProvisioning": True}, "jitProvisioning"),
+        ({"jitRole": "admin"}, "jitRole"),
+        ({"maxSessionLength": 60}, "maxSessionLength"),
+        ({"maxSessionLength": 10**18}, "maxSessionLength"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_a_policy_that_makes_no_sense_is_a_400(bearer_client, operator_staff, client1, change, field):
+    body = {"allowedMethods": ["password", "google"], **change}
+    response = bearer_client(operator_staff).put(POLICY, body, format="json")
+    assert response.status_code == 400
+    assert [name.split(".")[0] for name in response.json()["fields"]] == [field]
+
+
+def test_members_read_the_policy_and_only_admins_change_it(auth_client, user1, client1):
+    policy(client1, mfa_required=False, max_session_length=timedelta(hours=8))
+    member = auth_client(user1)
+    assert member.get(POLICY).json()["maxSessionLength"] == 8 * 3600
+    refused = member.put(POLICY, {"allowedMethods": ["password"]}, format="json")
+    assert refused.json()["code"] == "permission_denied"
+
+
+def test_the_default_policy_asks_nothing(auth_client, user1, client1):
+    body = auth_client(user1).get(POLICY).json()
+    assert body["allowedMethods"] == ["password", "google", "passkey"] and body["updatedAt"] is None
+
+
+def test_a_policy_change_applies_to_members_at_once(bearer_client, user1, client1, cluster1):
+    member = bearer_client(user1)
+    assert member.get(CLUSTERS).status_code == 200
+    policy(client1, allowed_methods=("google",))
+    response = member.get(CLUSTERS)
+    assert response.json()["code"] == "step_up_required"
+    assert member.get("/api/auth/validate")["X-Auth-Scope"] == ""
+
+
+def test_google_sign_ins_from_the_workspace_become_members_just_in_time(google, client1, client2, cluster1):
+    policy(
+        client1,
+        allowed_methods=("google",),
+        google_domain="example.com",
+        jit_provisioning=True,
+        jit_role="operator",
+    )
+
+    member = google_sign_in(google, email="newcomer@example.com", sub="2202")
+
+    user = User.objects.get(email="newcomer@example.com")
+    assert Grant.objects.get(user=user, client=client1).role == "operator"
+    assert member.tokens["user"]["scopes"] == ["client1"]
+    assert ClientAuditEvent.objects.get(type="member_provisioned").target_user == user
+    stranger = APIClient().post(
+        "/api/auth/google",
+        {"credential": id_token(google, email="x@elsewhere.example", hd="elsewhere.example", sub="3303")},
+        format="json",
+    )
+    assert stranger.json()["code"] == "no_account"
+
+    grant_remove(user=user, client=client1)  # an admin removed them: the next sign-in does not undo it
+    assert google_sign_in(google, email="newcomer@example.com", sub="2202").tokens["user"]["scopes"] == []
