@@ -180,6 +180,41 @@ class NoAccount(PortalError):
     default_detail = "No account here belongs to this Google account; ask an operator for access."
 
 
+class StepUpRequired(PortalError):
+    """A client the user belongs to, whose sign-in policy this session does not satisfy."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "step_up_required"
+    default_detail = "This client asks for another way of signing in; see GET /api/auth/permissions."
+
+
+class RoleEscalation(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "role_escalation"
+    default_detail = "Nobody can grant a role above their own."
+
+
+class InvitationEmailMismatch(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "invitation_email_mismatch"
+    default_detail = "This invitation is for another email address: sign in as its addressee to accept it."
+
+
+class TokenScopeExceeded(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "token_scope_exceeded"
+    default_detail = "A personal access token can do at most what you can do now, from this session."
+
+
+class PatNotAllowed(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "pat_not_allowed"
+    default_detail = (
+        "Personal access tokens cannot be used here (tokens, members, second factors and other "
+        "account settings need a signed-in session)."
+    )
+
+
 # --- 404, 405, 406, 409, 415, 429 -----------------------------------------------------------
 
 
@@ -255,10 +290,37 @@ class NoRotationInProgress(PortalError):
     default_detail = "No key rotation of this cluster is in progress."
 
 
+class LastAdmin(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "last_admin"
+    default_detail = "A client keeps at least one admin: make someone else an admin first."
+
+
+class AlreadyMember(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "already_member"
+    default_detail = "This person is already a member of the client."
+
+
+class AccountExists(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "account_exists"
+    default_detail = "An account with this email address exists: sign in, then accept the invitation."
+
+
 class AlreadyEnrolled(PortalError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "already_enrolled"
     default_detail = "An authenticator app is already set up; remove it before setting up another."
+
+
+class InvitationInvalid(PortalError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invitation_invalid"
+    default_detail = (
+        "This invitation is not valid: it was used, revoked or has expired, or the link was altered. "
+        "Ask an admin of the client for a new one."
+    )
 
 
 class InvalidResetToken(PortalError):

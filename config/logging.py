@@ -27,6 +27,8 @@ _SENSITIVE_KEY = re.compile(
 # Three base64url segments, the first starting with the encoding of '{"': a JWT.
 _JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# A personal access token (accounts.access_tokens): qpt_ and base62, wherever it is pasted.
+_PERSONAL_TOKEN = re.compile(r"\bqpt_[0-9A-Za-z]{16,}")
 # The credentials of a URL (postgres://user:password@host, rediss://:password@host).
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*:[^/\s@]*@")
 # `password=...`, `"api_key": "..."`, `?token=...` inside free text such as a request line.
@@ -50,8 +52,9 @@ _OUTPUT_FIELDS = ("time", "level", "logger", "message", "request_id", "exception
 
 
 def text_redact(text: str) -> str:
-    """The text with JWTs, bearer credentials, URL credentials and `secret=value` pairs replaced."""
+    """The text with JWTs, access tokens, bearer credentials, URL credentials and `secret=value` pairs replaced."""
     text = _JWT.sub("[REDACTED_JWT]", text)
+    text = _PERSONAL_TOKEN.sub("[REDACTED_PAT]", text)
     text = _URL_CREDENTIALS.sub(lambda match: f"{match.group(1)}{REDACTED}@", text)
     text = _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
 

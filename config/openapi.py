@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -35,6 +36,8 @@ AUTHENTICATION_ERRORS: tuple[type[errors.PortalError], ...] = (
     errors.AccountDisabled,
     errors.CsrfFailed,
     errors.AuthUnavailable,
+    # A personal access token on a view that does not accept one (most of /api/auth/*, teams).
+    errors.PatNotAllowed,
 )
 
 
@@ -53,3 +56,30 @@ def error_responses(
         status_code: OpenApiResponse(ErrorSerializer, description="\n\n".join(lines))
         for status_code, lines in sorted(by_status.items())
     }
+
+
+class PortalAutoSchema(AutoSchema):
+    """Adds ``mfa_enrolment_required`` to the 403 of every authenticated endpoint that refuses an
+    account the policy requires a second factor of until it has one: views that do not set
+    ``allowed_before_enrolment`` (the authentication enforces it, so the endpoints do not list it)."""
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None or not self._refused_before_enrolment():
+            return operation
+        error = errors.MfaEnrolmentRequired
+        line = f"`{error.default_code}`: {error.default_detail}"
+        responses = operation.setdefault("responses", {})
+        forbidden = responses.get(str(error.status_code))
+        if forbidden is None:
+            content = {
+                "application/json": {"schema": self.resolve_serializer(ErrorSerializer, "response").ref}
+            }
+            responses[str(error.status_code)] = {"content": content, "description": line}
+        elif line not in forbidden.get("description", ""):
+            forbidden["description"] = f"{forbidden.get('description', '')}\n\n{line}".strip()
+        return operation
+
+    def _refused_before_enrolment(self) -> bool:
+        view = self.view
+        return not getattr(view, "allowed_before_enrolment", False) and bool(view.get_authenticators())

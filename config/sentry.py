@@ -46,4 +46,8 @@ def sentry_init(*, dsn: str, environment: str) -> None:
         before_breadcrumb=event_scrub,
         # Request bodies are scrubbed too, but need not be sent at all: the error is in the trace.
         max_request_body_size="never",
+        # Frames' local variables are not sent: a secret in a variable with a plain name
+        # (``plaintext`` while sealing an API key, ``codes`` for recovery codes) has no name
+        # the scrubber could know, and the trace's file, line and function are what help.
+        include_local_variables=False,
     )

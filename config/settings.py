@@ -182,8 +182,11 @@ JWT_REFRESH_REUSE_GRACE = env_duration("JWT_REFRESH_REUSE_GRACE", "10s")
 # How long /validate trusts the cached facts about a user (active, email, scope) that were
 # changed without the portal's services (a shell, a data migration); services update it at once.
 CLAIMS_CACHE_TTL = env_duration("CLAIMS_CACHE_TTL", "30s")
-# The one hook through which the token service learns a user's scope (a client app owns grants).
-SCOPE_CLAIM_FUNCTION = "clusters.selectors.user_scope_claim"
+# The one hook through which the token service learns a user's scope (a client app owns grants,
+# their permissions and each client's sign-in policy): it answers an accounts.scopes.UserScope.
+SCOPE_CLAIM_FUNCTION = "clusters.selectors.user_scope"
+# Personal access tokens (qpt_...) for scripts and CI: the longest lifetime one may have.
+PAT_MAX_TTL = env_duration("PAT_MAX_TTL", "365d")
 
 AUTH_COOKIE_SECURE = env_bool("AUTH_COOKIE_SECURE", not DEBUG)
 ACCESS_COOKIE_SAMESITE = env_str("ACCESS_COOKIE_SAMESITE", "Lax")
@@ -196,6 +199,9 @@ TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 
 GOOGLE_CLIENT_IDS = env_list("GOOGLE_CLIENT_IDS")
 GOOGLE_ALLOWED_DOMAINS = [d.lower() for d in env_list("GOOGLE_ALLOWED_DOMAINS")]
+# The hook through which a Google sign-in provisions people into the clients whose sign-in policy
+# takes their Workspace (just-in-time membership; the clusters app owns clients).
+GOOGLE_PROVISIONING_FUNCTION = "clusters.services.google_identity_provision"
 
 # Second factors, passkeys, passwords (see README "Account security").
 MFA_REQUIRED_FOR_STAFF = env_bool("MFA_REQUIRED_FOR_STAFF", not DEBUG)
@@ -207,6 +213,8 @@ WEBAUTHN_ORIGINS = env_list("WEBAUTHN_ORIGINS")
 # The browser app's public address, for links in emails (a password reset).
 PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
 PASSWORD_RESET_TIMEOUT = int(env_duration("PASSWORD_RESET_TIMEOUT", "1h").total_seconds())
+# How long an invitation to a client's team can be accepted (its link works once).
+INVITATION_TTL = env_duration("INVITATION_TTL", "7d")
 EMAIL_SEND_IN_BACKGROUND = env_bool("EMAIL_SEND_IN_BACKGROUND", True)
 # Mail: smtp://user:pass@host:587 (STARTTLS) or smtps://...:465; console:// under `make run`.
 # Unset without DEBUG: nothing is sent (a password reset logs that it could not be).
@@ -270,6 +278,32 @@ GITOPS_PUSH_RETRIES = env_int("GITOPS_PUSH_RETRIES", 5)
 QDRANT_CHART_VERSION = env_str("QDRANT_CHART_VERSION", "1.19.0")
 ARGOCD_PROJECT = env_str("ARGOCD_PROJECT", "qdrant-clusters")
 
+# --- Argo CD: deployment status read back (README "Deployment status") --------------------
+
+# Argo CD's API server; unset, the portal never asks Argo CD and clusters carry no deployment.
+ARGOCD_URL = env_str("ARGOCD_URL").rstrip("/")
+ARGOCD_TOKEN = env_str("ARGOCD_TOKEN")  # a read-only account's API token (deploy/argocd/README.md)
+ARGOCD_APP_NAMESPACE = env_str("ARGOCD_APP_NAMESPACE")  # Applications outside Argo CD's own namespace
+ARGOCD_CA_FILE = env_str("ARGOCD_CA_FILE")  # CA of Argo CD's certificate; TLS is always verified
+ARGOCD_TIMEOUT = env_duration("ARGOCD_TIMEOUT", "2s")
+# Argo CD's web UI as people's browsers reach it, for the admin's links (ARGOCD_URL may be an
+# in-cluster service address no browser can open).
+ARGOCD_UI_URL = env_str("ARGOCD_UI_URL", ARGOCD_URL).rstrip("/")
+# How long a status read from Argo CD is reused (shared cache): a page costs Argo CD at most
+# one request per cache period, and a slow Argo CD at most ARGOCD_TIMEOUT.
+ARGOCD_CACHE_TTL = env_duration("ARGOCD_CACHE_TTL", "5s")
+if ARGOCD_URL:
+    if not ARGOCD_URL.startswith(("https://", "http://")):
+        raise ImproperlyConfigured("ARGOCD_URL must be an https:// (or http://) URL of Argo CD's API server.")
+    if not ARGOCD_TOKEN and not DEBUG:
+        raise ImproperlyConfigured("ARGOCD_TOKEN is required when ARGOCD_URL is set (see deploy/argocd).")
+    if ARGOCD_CA_FILE and not Path(ARGOCD_CA_FILE).is_file():
+        raise ImproperlyConfigured(f"ARGOCD_CA_FILE={ARGOCD_CA_FILE} is not a file.")
+    if not ARGOCD_TIMEOUT.total_seconds() > 0:
+        raise ImproperlyConfigured("ARGOCD_TIMEOUT must be at least 1s.")
+    if not ARGOCD_UI_URL.startswith(("https://", "http://")):
+        raise ImproperlyConfigured("ARGOCD_UI_URL must be an https:// (or http://) URL of Argo CD's web UI.")
+
 # --- HTTP, CORS, CSRF and security headers ------------------------------------------------
 
 API_BASE_URL = env_str("API_BASE_URL")  # set when the browser app is served from another origin
@@ -290,6 +324,9 @@ CORS_EXPOSE_HEADERS = ("x-extended-token", "x-request-id", "retry-after")
 CSRF_TRUSTED_ORIGINS = [*env_list("CSRF_TRUSTED_ORIGINS"), *CORS_ALLOWED_ORIGINS]
 CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
 SESSION_COOKIE_SECURE = AUTH_COOKIE_SECURE
+# Django's session is only the admin's, bound to a portal session (accounts/admin_site.py) and
+# renewed while it is used: it lasts no longer unused than a portal session does (JWT_TTL).
+SESSION_COOKIE_AGE = int(JWT_TTL.total_seconds())
 
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 # Probes and Prometheus reach the pod directly over plain HTTP.
@@ -301,6 +338,10 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
 # Submitting a domain to the HSTS preload list is the domain owner's decision, not the app's.
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
+if DATABASES["default"]["ENGINE"] == "config.mysql":
+    # "MariaDB does not support unique constraints with conditions / on expressions": config.mysql
+    # builds them with generated columns (and fails the migration when it cannot).
+    SILENCED_SYSTEM_CHECKS += ["models.W036", "models.W044"]
 # Google's sign-in popup reports back to its opener, which "same-origin" would cut off.
 if GOOGLE_CLIENT_IDS:
     SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin-allow-popups"
@@ -334,7 +375,7 @@ REST_FRAMEWORK = {
     # No OPTIONS metadata: it would describe views to callers the views themselves refuse
     # (CORS preflight is answered by corsheaders before any view).
     "DEFAULT_METADATA_CLASS": None,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.PortalAutoSchema",
     "EXCEPTION_HANDLER": "config.exceptions.api_exception_handler",
 }
 
@@ -349,6 +390,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Every <slug:...> in the URLs is a client or cluster slug: document what they look like.
+    # Two fields are named "state": the cluster's deployment gets an enum of its own, the storage
+    # request keeps the name it always had (StateEnum).
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentStateEnum": "clusters.deployments.DEPLOYMENT_STATES",
+        "StateEnum": "clusters.selectors.STORAGE_STATES",
+    },
     "PATH_CONVERTER_OVERRIDES": {
         "slug": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$", "maxLength": 40}
     },

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from clusters.selectors import gitops_remote_state
 from config.outages import database_outage
-from operations.selectors import outbox_summary
+from operations.selectors import argocd_status, outbox_summary
 
 
 class GitopsOutboxCollector(Collector):
@@ -57,7 +57,14 @@ class GitopsOutboxCollector(Collector):
 
 
 def metrics_exposition() -> bytes:
-    """The Prometheus text format of every metric: the processes' and the database's."""
+    """The Prometheus text format of every metric: the processes' and the database's.
+
+    With Argo CD configured, the clusters' deployment states are asked first (cached a few
+    seconds, bounded by ARGOCD_TIMEOUT): that sets ``portal_cluster_deployments``; when Argo
+    CD cannot be asked the gauge keeps the states it last had.
+    """
+    if settings.ARGOCD_URL:
+        argocd_status()
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(GitopsOutboxCollector())
     if settings.PROMETHEUS_MULTIPROC_DIR:

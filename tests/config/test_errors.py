@@ -64,9 +64,18 @@ class TestErrorFormat:
         ("patch", "/.well-known/nothing-here"),
     ],
 )
-def test_an_unsafe_request_to_an_unknown_route_is_a_404_with_or_without_cookies(client, db, method, path):
-    client.cookies["csrftoken"] = "x" * 32  # a browser's cookies, without the header
+@pytest.mark.parametrize("with_cookies", [True, False], ids=["browser-cookies", "no-cookies"])
+def test_an_unsafe_request_to_an_unknown_route_is_a_404_with_or_without_cookies(
+    client, db, method, path, with_cookies
+):
+    if with_cookies:
+        client.cookies["csrftoken"] = "x" * 32  # a browser's cookies, without the header
     response = getattr(client, method)(path, HTTP_AUTHORIZATION="Bearer whatever")
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
+
+
+def test_an_unknown_session_id_in_upper_case_is_a_404_not_a_csrf_failure(bearer_client, user):
+    response = bearer_client(user).delete("/api/auth/sessions/0F8FAD5B-D9CB-469F-A165-70867728950E")
     assert (response.status_code, response.json()["code"]) == (404, "not_found")
 
 
@@ -91,3 +100,36 @@ def test_the_debug_page_never_shows_connection_urls_or_tokens(rf, settings, name
     request = rf.get("/boom", **{name: "postgres://portal:hunter2@db:5432/portal"})
     meta = get_default_exception_reporter_filter().get_safe_request_meta(request)
     assert "hunter2" not in str(meta[name])
+
+
+def test_the_rendered_debug_page_hides_the_database_password(rf, settings):
+    import sys
+
+    from django.views.debug import technical_500_response
+
+    settings.DEBUG = True
+    # The password is built where it is used: the page also shows this test's source and locals.
+    request = rf.get("/boom", DATABASE_URL="postgres://portal:" + "hunter" + "2" + "@db:5432/portal")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        page = technical_500_response(request, *sys.exc_info()).content.decode()
+    assert "DATABASE_URL" in page and "hunter" + "2" not in page
+
+
+def test_the_readme_documents_every_error_code_with_its_status():
+    import inspect
+    import re
+    from pathlib import Path
+
+    from config import errors
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    documented = dict(re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", table, flags=re.MULTILINE))
+    raised = {
+        error.default_code: str(error.status_code)
+        for _, error in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(error, errors.PortalError) and error is not errors.PortalError
+    }
+    assert documented == raised

@@ -22,6 +22,28 @@ def test_the_login_password_is_described_as_base64(client, db):
     assert password["format"] == "byte" and "UTF-8" in password["description"]
 
 
+def test_every_password_the_api_takes_is_described_as_base64(client, db):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    passwords = {
+        f"{name}.{field}": spec
+        for name, schema in document["components"]["schemas"].items()
+        if name.endswith("Request")
+        for field, spec in schema.get("properties", {}).items()
+        if "password" in field.lower()
+    }
+    assert len(passwords) >= 5  # login, password change (2), reset, re-authentication, sign-up...
+    assert {name: spec.get("format") for name, spec in passwords.items()} == dict.fromkeys(passwords, "byte")
+
+
+def test_a_cluster_change_describes_the_offered_versions(client, db, settings):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    change = document["paths"]["/api/clients/{client}/clusters/{cluster}"]["patch"]["requestBody"]
+    reference = change["content"]["application/json"]["schema"]["$ref"].rpartition("/")[2]
+    version = document["components"]["schemas"][reference]["properties"]["version"]
+    offered = document["components"]["schemas"][version["allOf"][0]["$ref"].rpartition("/")[2]]
+    assert offered["enum"] == settings.QDRANT_VERSIONS and "allowedVersions" in version["description"]
+
+
 def test_every_error_response_is_documented_with_the_one_error_shape(client, db):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     for path, operations in document["paths"].items():

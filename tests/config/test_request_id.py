@@ -176,6 +176,17 @@ def test_a_jwt_in_the_message_is_redacted(log_lines):
     assert third["message"] == f"header was Bearer {REDACTED}"
 
 
+def test_a_personal_access_token_pasted_anywhere_is_redacted(log_lines):
+    from accounts.access_tokens import access_token_secret_new
+
+    logger, stream = log_lines
+    pat = access_token_secret_new()
+    logger.info("CI used %s from 10.0.0.2", pat)
+    (entry,) = _entries(stream)
+    assert pat not in stream.getvalue()
+    assert entry["message"] == "CI used [REDACTED_PAT] from 10.0.0.2"
+
+
 @pytest.mark.parametrize(
     "key",
     [

@@ -45,3 +45,41 @@ def test_nesting_within_the_bound_is_judged_on_its_content(caller):
     response = caller.patch("/api/clients/client1/clusters/main", {"replicas": [[[3]]]}, format="json")
     assert response.status_code == 400
     assert list(response.json()["fields"]) == ["replicas"]
+
+
+def _json_operations() -> list[tuple[str, str]]:
+    """Every operation of the API's OpenAPI document that takes a JSON body."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return sorted(
+        (method, path)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    )
+
+
+def test_every_operation_that_takes_json_refuses_deep_nesting_with_a_400(
+    bearer_client, user_factory, cluster1, settings
+):
+    from clusters.models import Grant
+    from clusters.services import grant_set
+
+    settings.GOOGLE_CLIENT_IDS = ["client-id.apps.googleusercontent.com"]  # Google sign-in on
+
+    admin = user_factory(email="admin1@example.com")  # may do everything on client1
+    grant_set(user=admin, client=cluster1.client, role=Grant.Role.ADMIN)
+    caller = bearer_client(admin)
+    params = {"client": "client1", "cluster": "main", "user_id": str(admin.pk), "passkey_id": "1"}
+    operations = _json_operations()
+    assert len(operations) >= 20  # the document lists them all, so new ones are covered as they come
+
+    answers = {}
+    for method, path in operations:
+        url = path.format(**params)
+        response = getattr(caller, method)(url, NESTED, content_type="application/json")
+        answers[f"{method.upper()} {path}"] = (response.status_code, response.json().get("detail"))
+
+    nested = (400, "The request body is nested too deeply.")
+    assert {operation: answer for operation, answer in answers.items() if answer != nested} == {}

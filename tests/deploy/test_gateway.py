@@ -44,6 +44,7 @@ DEFAULT_DETAIL = {
         errors.NotAuthenticated,
         errors.TokenNotValid,
         errors.AccountDisabled,
+        errors.MfaEnrolmentRequired,
         errors.AuthUnavailable,
     )
 }
@@ -303,6 +304,20 @@ def test_the_gateway_refuses_with_the_portals_code(gateway, upstream, live_serve
     assert upstream.received == []
 
 
+def test_a_staff_account_that_must_set_up_a_second_factor_is_told_so_by_the_gateway(
+    gateway, upstream, user_factory, settings
+):
+    settings.MFA_REQUIRED_FOR_STAFF = True
+    staff = user_factory(email="ops@example.com", is_staff=True, is_operator=True)
+    headers = token_headers(sign_in(gateway, staff.email)["accessToken"], "bearer")
+
+    response = requests.get(f"{gateway}/service/things", headers=headers, timeout=10)
+
+    # Passed on as the portal's own code, so the app asks to enrol instead of refreshing.
+    assert_refused(response, 403, "mfa_enrolment_required")
+    assert upstream.received == []
+
+
 def test_a_refused_post_never_reaches_the_service_either(gateway, upstream):
     response = requests.post(f"{gateway}/service/things", json={"delete": "everything"}, timeout=10)
     assert_refused(response, 403, "not_authenticated")
@@ -345,3 +360,38 @@ def test_sign_in_refresh_jwks_and_the_app_go_straight_to_the_portal(gateway, ups
     me = requests.get(f"{gateway}/api/auth/me", headers=token_headers(access, "bearer"), timeout=10)
     assert me.json()["email"] == user1.email
     assert upstream.received == []
+
+
+# --- personal access tokens ------------------------------------------------------------------
+
+
+def test_a_personal_access_token_passes_with_its_own_scope_until_revoked(gateway, upstream, user1, cluster1):
+    access = sign_in(gateway, user1.email)["accessToken"]
+    created = requests.post(
+        f"{gateway}/api/auth/tokens",
+        json={"name": "CI", "clients": {"client1": ["view"]}},
+        headers=token_headers(access, "bearer"),
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    pat = created.json()["token"]
+
+    response = requests.get(f"{gateway}/service/things", headers=token_headers(pat, "bearer"), timeout=10)
+
+    assert (response.status_code, response.json()) == (200, {"service": "reached"})
+    headers = upstream.headers()
+    assert [headers[name] for name in IDENTITY_HEADERS] == [[str(user1.pk)], [user1.email], ["client1"]]
+    as_cookie = requests.get(f"{gateway}/service/things", headers=token_headers(pat, "cookie"), timeout=10)
+    assert_refused(as_cookie, 403, "token_not_valid")
+    revoked = requests.delete(
+        f"{gateway}/api/auth/tokens/{created.json()['id']}",
+        headers=token_headers(access, "bearer"),
+        timeout=10,
+    )
+    assert revoked.status_code == 204
+    assert_refused(
+        requests.get(f"{gateway}/service/things", headers=token_headers(pat, "bearer"), timeout=10),
+        403,
+        "token_not_valid",
+    )
+    assert len(upstream.received) == 1

@@ -360,6 +360,8 @@ def test_only_the_ingress_controller_may_reach_the_web_pods():
     (rule,) = policy["spec"]["ingress"]
     (source,) = rule["from"]
     assert set(source) == {"namespaceSelector"}  # no pod of the namespace itself, nobody else
+    # One namespace, by the name Kubernetes sets on it: an empty selector would admit them all.
+    assert source["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     (container,) = _pod_spec(_one("Deployment"))["containers"]
     assert [p["port"] for p in rule["ports"]] == [container["ports"][0]["containerPort"]]
     assert _one("ConfigMap")["data"]["TRUSTED_PROXY_HOPS"] == "1"

@@ -176,3 +176,28 @@ def test_the_deployment_states_gauge_is_there_for_the_argocd_integration(client,
     after = scrape(client)
     assert after[("portal_cluster_deployments", frozenset({("state", "Healthy")}))] == 4
     assert after[("portal_cluster_deployments", frozenset({("state", "Degraded")}))] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scrape_reports_the_clusters_deployment_states_as_argo_cd_has_them(
+    client, argocd, git_server, client1
+):
+    import threading
+
+    from django.core.cache import cache
+
+    from clusters.services import cluster_create
+
+    commit = cluster_create(client=client1, slug="main", actor=None).change.commit
+    argocd.application_put(
+        client="client1", cluster="main", revision=commit, health="Degraded", health_message="0/2 pods ready"
+    )
+    for thread in threading.enumerate():
+        if thread.name.startswith("argocd-refresh"):
+            thread.join(timeout=5)
+    cache.delete("argocd:application:qdrant.client1.main")
+
+    after = scrape(client)
+
+    assert after[("portal_cluster_deployments", frozenset({("state", "degraded")}))] == 1
+    assert after[("portal_cluster_deployments", frozenset({("state", "deployed")}))] == 0

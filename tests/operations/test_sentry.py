@@ -139,6 +139,30 @@ def test_sentry_starts_only_with_a_dsn_and_then_scrubs_without_pii():
     assert configured == "True False event_scrub staging"
 
 
+def test_an_error_reaches_sentry_without_the_secrets_its_frames_held():
+    code = (
+        "import json, sentry_sdk\n"
+        "sent = []\n"
+        "class Transport(sentry_sdk.transport.Transport):\n"
+        "    def capture_envelope(self, envelope):\n"
+        "        sent.append(envelope.serialize().decode())\n"
+        "sentry_sdk.get_client().transport = Transport()\n"
+        "def seal(plaintext):\n"
+        "    codes = ['recovery-code-1']\n"
+        "    raise ValueError('sealing failed')\n"
+        "try:\n"
+        "    seal('qdrant-api-key-in-plain')\n"
+        "except ValueError as error:\n"
+        "    sentry_sdk.capture_exception(error)\n"
+        "sentry_sdk.flush()\n"
+        "text = ''.join(sent)\n"
+        "print(len(sent), 'sealing failed' in text, 'in seal' in text or '\"seal\"' in text, "
+        "'qdrant-api-key-in-plain' in text, 'recovery-code-1' in text)"
+    )
+    configured = _settings_in_a_process(code, SENTRY_DSN="https://public@sentry.example.com/1")
+    assert configured == "1 True True False False"  # the error and where, not the secrets
+
+
 def test_the_pods_own_address_is_an_allowed_host_for_the_scraper():
     code = "from django.conf import settings; print(settings.ALLOWED_HOSTS[-2:])"
     assert _settings_in_a_process(code, POD_IP="10.42.0.17") == "['127.0.0.1', '10.42.0.17']"

@@ -333,3 +333,52 @@ def test_the_admin_page_is_not_for_users_who_are_not_staff(client, user1):
     client.force_login(user1)
     response = client.get(ADMIN_STATUS_URL)
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+# --- Argo CD, configured (the clusters app's deployments, against a fake Argo CD) ----------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_argo_cd_configured_counts_clusters_by_state_and_feeds_the_gauge(
+    argocd, git_server, client_for, staff, client1
+):
+    import threading
+
+    from django.core.cache import cache
+    from prometheus_client import REGISTRY
+
+    from clusters.services import cluster_create
+
+    deployed = cluster_create(client=client1, slug="main", actor=None).change.commit
+    cluster_create(client=client1, slug="new", actor=None)  # no Application yet: unknown
+    argocd.application_put(client="client1", cluster="main", revision=deployed)
+    for thread in threading.enumerate():
+        if thread.name.startswith("argocd-refresh"):
+            thread.join(timeout=5)
+    cache.delete_many(["argocd:application:qdrant.client1.main", "argocd:application:qdrant.client1.new"])
+
+    body = client_for(staff).get(STATUS_URL).json()
+
+    assert body["argocd"] == {
+        "configured": True,
+        "ok": True,
+        "error": None,
+        "clustersByState": {
+            "pending": 0,
+            "syncing": 0,
+            "deployed": 1,
+            "degraded": 0,
+            "failed": 0,
+            "unknown": 1,
+        },
+    }
+    assert REGISTRY.get_sample_value("portal_cluster_deployments", {"state": "deployed"}) == 1
+    assert REGISTRY.get_sample_value("portal_cluster_deployments", {"state": "failed"}) == 0
+
+    argocd.answer_status = 401  # the token was revoked
+    cache.delete_many(["argocd:application:qdrant.client1.main", "argocd:application:qdrant.client1.new"])
+    body = client_for(staff).get(STATUS_URL).json()
+
+    assert body["ok"] is False
+    assert body["argocd"]["ok"] is False and "refused the portal's token" in body["argocd"]["error"]
+    assert "argocd-read-only-token" not in str(body)
