@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 
 from accounts.models import Passkey, User
 from clusters.models import Client, StorageExpansion
@@ -191,11 +191,12 @@ def test_on_mariadb_check_fails_on_a_database_that_ignores_case_and_accents(tmp_
     assert "portal.mysql" not in passing.stderr + passing.stdout
 
 
-def test_on_mariadb_the_checks_refuse_mysql_before_a_migration_could_fail_half_way(monkeypatch):
+def test_on_mariadb_the_checks_refuse_mysql_before_a_migration_could_fail_half_way(db, monkeypatch):
     _on_mariadb()
-    assert not [issue for issue in connection.validation.check() if issue.id == "portal.mysql.E003"]
+    wrapper = connections["default"]  # the backend itself: django.db.connection is a proxy to it
+    assert not [issue for issue in wrapper.validation.check() if issue.id == "portal.mysql.E003"]
 
-    monkeypatch.setitem(connection.__dict__, "mysql_is_mariadb", False)  # what a MySQL server reports
+    monkeypatch.setitem(wrapper.__dict__, "mysql_is_mariadb", False)  # what a MySQL server reports
 
-    refused = [issue for issue in connection.validation.check() if issue.id == "portal.mysql.E003"]
+    refused = [issue for issue in wrapper.validation.check() if issue.id == "portal.mysql.E003"]
     assert len(refused) == 1 and "not supported" in refused[0].msg and "MariaDB" in refused[0].hint

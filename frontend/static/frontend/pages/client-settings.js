@@ -64,36 +64,7 @@ function policySection(ctx, client, policy, canChange, pageError) {
   const error = liveRegion("policy-error", { assertive: true, className: "error" });
   const status = liveRegion("policy-status");
   const save = h("button", { type: "submit", id: "save-policy", class: "button primary", hidden: !canChange }, "Save policy");
-  const form = h(
-    "form",
-    { id: "policy-form", class: "stack narrow-form", novalidate: true },
-    h("fieldset", {}, h("legend", {}, "Members may sign in with"), fields.methods.map((method) => method.field)),
-    h(
-      "div",
-      { class: "field" },
-      h("label", { for: "policy-google-domain" }, "Required Google Workspace"),
-      h("p", { id: "policy-domain-hint", class: "hint" }, "Google sign-ins must come from this Workspace domain; empty for any."),
-      fields.domain,
-    ),
-    fields.mfa.field,
-    h(
-      "div",
-      { class: "field" },
-      h("label", { for: "policy-max-hours" }, "Maximum session length (hours)"),
-      h("p", { id: "policy-hours-hint", class: "hint" }, "After this long, members sign in again to reach the client; empty for no limit."),
-      fields.hours,
-    ),
-    h(
-      "fieldset",
-      {},
-      h("legend", {}, "Just-in-time members"),
-      fields.jit.field,
-      h("div", { class: "field" }, h("label", { for: "policy-jit-role" }, "Their role"), fields.jitRole),
-    ),
-    error,
-    save,
-    status,
-  );
+  const form = policyForm(fields, { error, save, status });
   if (!canChange) {
     for (const control of form.querySelectorAll("input, select")) control.disabled = true;
   }
@@ -123,5 +94,39 @@ function policySection(ctx, client, policy, canChange, pageError) {
         : "Set by the client's admins.",
     ),
     form,
+  );
+}
+
+/** The policy's form: its fields, then the error, the save button and the status. */
+function policyForm(fields, { error, save, status }) {
+  return h(
+    "form",
+    { id: "policy-form", class: "stack narrow-form", novalidate: true },
+    h("fieldset", {}, h("legend", {}, "Members may sign in with"), fields.methods.map((method) => method.field)),
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: "policy-google-domain" }, "Required Google Workspace"),
+      h("p", { id: "policy-domain-hint", class: "hint" }, "Members sign in with Google from this Workspace only (allow Google alone); empty for any Google account."),
+      fields.domain,
+    ),
+    fields.mfa.field,
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: "policy-max-hours" }, "Maximum session length (hours)"),
+      h("p", { id: "policy-hours-hint", class: "hint" }, "After this long, members sign in again to reach the client; empty for no limit."),
+      fields.hours,
+    ),
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Just-in-time members"),
+      fields.jit.field,
+      h("div", { class: "field" }, h("label", { for: "policy-jit-role" }, "Their role"), fields.jitRole),
+    ),
+    error,
+    save,
+    status,
   );
 }

@@ -129,44 +129,13 @@ async function promptAnswer(api) {
       resolve(accepted);
     };
     async function passkeyUsed() {
-      say(parts.error, "");
-      parts.passkey.disabled = true;
-      parts.form.setAttribute("aria-busy", "true");
-      try {
-        const { token, publicKey } = await api.reauthenticationOptions();
-        const webauthn = await passkeyGet(publicKey);
-        await api.reauthenticate({ token, webauthn });
-        finish(true);
-      } catch (failure) {
-        if (failure instanceof ApiError && failure.isAuthError) return finish(false); // signed out
-        say(parts.error, passkeyErrorMessage(failure) || throttledText(failure) || failure.detail || "That did not work; try again.");
-        parts.passkey.focus();
-      } finally {
-        parts.passkey.disabled = false;
-        parts.form.removeAttribute("aria-busy");
-      }
+      const outcome = await passkeyAttempt(api, parts);
+      if (outcome !== RETRY) finish(outcome === ACCEPTED);
     }
     async function submitted(event) {
       event.preventDefault();
-      say(parts.error, "");
-      const proof = proofOf(parts);
-      if (!proof) return;
-      parts.submit.disabled = true;
-      parts.form.setAttribute("aria-busy", "true");
-      try {
-        await api.reauthenticate(proof);
-        finish(true);
-      } catch (failure) {
-        if (failure instanceof ApiError && failure.isAuthError) return finish(false); // signed out
-        const input = proof.password !== undefined ? parts.password.input : parts.code.input;
-        say(parts.error, throttledText(failure) || failure.detail || "That did not work; try again.");
-        input.value = "";
-        markInvalid(input, true);
-        input.focus();
-      } finally {
-        parts.submit.disabled = false;
-        parts.form.removeAttribute("aria-busy");
-      }
+      const outcome = await proofAttempt(api, parts);
+      if (outcome !== RETRY) finish(outcome === ACCEPTED);
     }
     function cancelled(event) {
       event.preventDefault();
@@ -183,6 +152,55 @@ async function promptAnswer(api) {
   );
   if (first) first.focus();
   return answered;
+}
+
+const ACCEPTED = "accepted";
+const SIGNED_OUT = "signed-out";
+const RETRY = "retry"; // the prompt stays, saying what went wrong
+
+/** One try with a passkey: the outcome, the error shown in the prompt when it is RETRY. */
+async function passkeyAttempt(api, parts) {
+  say(parts.error, "");
+  parts.passkey.disabled = true;
+  parts.form.setAttribute("aria-busy", "true");
+  try {
+    const { token, publicKey } = await api.reauthenticationOptions();
+    const webauthn = await passkeyGet(publicKey);
+    await api.reauthenticate({ token, webauthn });
+    return ACCEPTED;
+  } catch (failure) {
+    if (failure instanceof ApiError && failure.isAuthError) return SIGNED_OUT;
+    say(parts.error, passkeyErrorMessage(failure) || throttledText(failure) || failure.detail || "That did not work; try again.");
+    parts.passkey.focus();
+    return RETRY;
+  } finally {
+    parts.passkey.disabled = false;
+    parts.form.removeAttribute("aria-busy");
+  }
+}
+
+/** One try with the password or a code typed in the prompt. */
+async function proofAttempt(api, parts) {
+  say(parts.error, "");
+  const proof = proofOf(parts);
+  if (!proof) return RETRY;
+  parts.submit.disabled = true;
+  parts.form.setAttribute("aria-busy", "true");
+  try {
+    await api.reauthenticate(proof);
+    return ACCEPTED;
+  } catch (failure) {
+    if (failure instanceof ApiError && failure.isAuthError) return SIGNED_OUT;
+    const input = proof.password !== undefined ? parts.password.input : parts.code.input;
+    say(parts.error, throttledText(failure) || failure.detail || "That did not work; try again.");
+    input.value = "";
+    markInvalid(input, true);
+    input.focus();
+    return RETRY;
+  } finally {
+    parts.submit.disabled = false;
+    parts.form.removeAttribute("aria-busy");
+  }
 }
 
 function throttledText(failure) {

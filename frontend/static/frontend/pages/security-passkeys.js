@@ -8,34 +8,7 @@ import { confirmDialog } from "./common.js";
 
 export function passkeysSection(page) {
   const supported = passkeysSupported();
-  const parts = {
-    list: h("ul", { id: "passkey-list", class: "passkey-list", "aria-labelledby": "passkeys-heading" }),
-    empty: h("p", { id: "passkeys-empty", class: "empty" }, "No passkeys yet."),
-    name: h("input", {
-      id: "passkey-name",
-      name: "passkey-name",
-      type: "text",
-      maxlength: 100,
-      required: true,
-      value: "Passkey",
-      "aria-describedby": "passkey-name-hint passkeys-error",
-      disabled: !supported,
-    }),
-    add: h(
-      "button",
-      { type: "submit", id: "passkey-add", class: "button primary", disabled: !supported },
-      "Add a passkey",
-    ),
-    error: liveRegion("passkeys-error", { assertive: true, className: "error" }),
-    status: liveRegion("passkeys-status"),
-    dialog: confirmDialog({
-      id: "passkey-remove-dialog",
-      title: "Remove this passkey?",
-      confirmLabel: "Remove",
-      confirmId: "confirm-passkey-remove",
-      cancelId: "cancel-passkey-remove",
-    }),
-  };
+  const parts = passkeyParts(supported);
   const form = h(
     "form",
     { id: "passkey-add-form", class: "field", novalidate: true },
@@ -75,6 +48,38 @@ export function passkeysSection(page) {
       );
       parts.empty.hidden = overview.passkeys.length > 0;
     },
+  };
+}
+
+/** The section's elements that its functions share. */
+function passkeyParts(supported) {
+  return {
+    list: h("ul", { id: "passkey-list", class: "passkey-list", "aria-labelledby": "passkeys-heading" }),
+    empty: h("p", { id: "passkeys-empty", class: "empty" }, "No passkeys yet."),
+    name: h("input", {
+      id: "passkey-name",
+      name: "passkey-name",
+      type: "text",
+      maxlength: 100,
+      required: true,
+      value: "Passkey",
+      "aria-describedby": "passkey-name-hint passkeys-error",
+      disabled: !supported,
+    }),
+    add: h(
+      "button",
+      { type: "submit", id: "passkey-add", class: "button primary", disabled: !supported },
+      "Add a passkey",
+    ),
+    error: liveRegion("passkeys-error", { assertive: true, className: "error" }),
+    status: liveRegion("passkeys-status"),
+    dialog: confirmDialog({
+      id: "passkey-remove-dialog",
+      title: "Remove this passkey?",
+      confirmLabel: "Remove",
+      confirmId: "confirm-passkey-remove",
+      cancelId: "cancel-passkey-remove",
+    }),
   };
 }
 
