@@ -117,7 +117,12 @@ class InvitationListView(TeamAPIView):
         responses={
             201: InvitationSerializer,
             **error_responses(
-                errors.InvalidRequest, *TEAM_ERRORS, errors.RoleEscalation, errors.AlreadyMember, notes=_NOTES
+                errors.InvalidRequest,
+                *TEAM_ERRORS,
+                errors.RoleEscalation,
+                errors.AlreadyMember,
+                errors.EmailUnavailable,
+                notes=_NOTES,
             ),
         },
         description="Email an invitation with a link that works once, for INVITATION_TTL (7 days). "

@@ -391,6 +391,17 @@ class GoogleUnavailable(PortalError):
     default_detail = "Google sign-in is unavailable right now; please try again in a minute."
 
 
+class EmailUnavailable(PortalError):
+    """An email the request exists to send cannot be sent: nothing was changed."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "email_unavailable"
+    default_detail = (
+        "The invitation cannot be emailed: the portal's public address (PUBLIC_URL) is not "
+        "configured; nothing was changed. Ask an operator."
+    )
+
+
 class GitopsUnavailable(PortalError):
     """Not even a local commit could be made: nothing was changed."""
 

@@ -9,7 +9,6 @@ hand it out through an old invitation).
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 
 from django.conf import settings
@@ -33,6 +32,7 @@ from clusters.services.members import actor_rank, client_lock, role_grant_check
 from config.errors import (
     AccountExists,
     AlreadyMember,
+    EmailUnavailable,
     InvalidRequest,
     InvitationEmailMismatch,
     InvitationInvalid,
@@ -40,17 +40,12 @@ from config.errors import (
     RoleEscalation,
 )
 
-logger = logging.getLogger(__name__)
-
 
 def invitation_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _invitation_email(invitation: Invitation, token: str) -> None:
-    if not settings.PUBLIC_URL:
-        logger.warning("invitation email not sent: PUBLIC_URL is not set")
-        return
     mail_send(
         to=invitation.email,
         subject=f"You are invited to {invitation.client.name} on the Qdrant Portal",
@@ -67,6 +62,8 @@ def _invitation_email(invitation: Invitation, token: str) -> None:
 @transaction.atomic
 def invitation_create(*, client: Client, email: str, role: str, actor: User) -> Invitation:
     """Invite ``email`` with ``role`` (no higher than the actor's own); a new invitation replaces an open one."""
+    if not settings.PUBLIC_URL:  # the email's link would lead nowhere: say so, and change nothing
+        raise EmailUnavailable()
     client_lock(client=client)
     role_grant_check(actor=actor, client=client, role=role)
     email = email_canonical(email)

@@ -177,3 +177,12 @@ def test_a_signed_in_mfa_user_who_signs_up_with_google_still_needs_the_second_fa
     assert response.status_code == 200 and response.json()["mfaRequired"] is True
     assert Grant.objects.get(user=user).role == "operator"
     assert login(APIClient(), user, DEFAULT_PASSWORD).json()["mfaRequired"] is True
+
+
+def test_without_a_public_address_an_invitation_is_refused_and_nothing_is_kept(as_admin1, settings):
+    settings.PUBLIC_URL = ""  # the email's link would lead nowhere
+
+    response = invite(as_admin1)
+
+    assert (response.status_code, response.json()["code"]) == (503, "email_unavailable")
+    assert Invitation.objects.count() == 0 and mail.outbox == []
