@@ -70,8 +70,11 @@ def user_mfa_required(*, user: User) -> bool:
     return user.mfa_required or (user.is_staff and settings.MFA_REQUIRED_FOR_STAFF)
 
 
-def user_claims(*, user: User) -> CachedClaims:
+def user_claims(*, user: User, second_factors: list[str] | None = None) -> CachedClaims:
+    """The user's claims from the database (``second_factors``: already read by the caller)."""
     scope = user_scope(user=user)
+    if second_factors is None:
+        second_factors = user_second_factors(user=user)
     return CachedClaims(
         email=user.email,
         name=user.name,
@@ -83,7 +86,7 @@ def user_claims(*, user: User) -> CachedClaims:
         operator=user.is_operator,
         claims_version=user.claims_version,
         mfa_required=user_mfa_required(user=user),
-        mfa_enrolled=bool(user_second_factors(user=user)),
+        mfa_enrolled=bool(second_factors),
     )
 
 

@@ -39,6 +39,7 @@ from accounts.selectors import (
     user_scope_claim,
     uuid_or_none,
 )
+from accounts.session_cache import CachedClaims
 from accounts.tokens import AccessToken, RefreshToken
 from config import metrics
 from config.errors import (
@@ -110,10 +111,9 @@ def _refresh_payload(*, user: User, session: Session, now: datetime) -> dict:
     return token.payload
 
 
-def _issued(*, user: User, session: Session, refresh_payload: dict) -> IssuedTokens:
-    """The tokens of a sign-in or refresh; the user's claims are computed once and cached for the session."""
-    claims = user_claims(user=user)
-    session_cache.claims_cache_write(user_id=user.pk, claims=claims)
+def _issued(*, user: User, session: Session, refresh_payload: dict, claims: CachedClaims) -> IssuedTokens:
+    """The tokens of a sign-in or refresh, for the user's current ``claims`` (a sign-in reads them
+    from the database and caches them; a refresh has them from its session check)."""
     scope = session_scope(
         scope=claims.scope,
         permissions=claims.permissions,
@@ -185,11 +185,13 @@ def session_start(
     origin: RequestOrigin,
     second_factor: str | None = None,
     google_domain: str = "",
+    second_factors: list[str] | None = None,
 ) -> IssuedTokens:
     """Open a session (one refresh family) after any successful authentication, and issue its tokens.
 
     ``second_factor``: the factor the sign-in also proved (``amr`` records both);
-    ``google_domain``: the Workspace of a Google sign-in (clients may require one).
+    ``google_domain``: the Workspace of a Google sign-in (clients may require one);
+    ``second_factors``: the user's factors when the caller has just read them (one query less).
     """
     if not user.is_active:
         raise AccountDisabled()
@@ -228,7 +230,9 @@ def session_start(
         session_id=session.pk, user_id=user.pk, ends_at=session.expires_at, facts=session_facts(session)
     )
     metrics.login_record(method=method, result="success")
-    return _issued(user=user, session=session, refresh_payload=refresh_payload)
+    claims = user_claims(user=user, second_factors=second_factors)
+    session_cache.claims_cache_write(user_id=user.pk, claims=claims)
+    return _issued(user=user, session=session, refresh_payload=refresh_payload, claims=claims)
 
 
 def session_activity_record(*, live: LiveSession, write_last_seen: bool) -> None:
@@ -260,10 +264,10 @@ def session_facts_refresh(*, session_id: uuid.UUID) -> None:
 # --- refresh ---------------------------------------------------------------------------------
 
 
-def _refresh_session(*, presented: RefreshToken, origin: RequestOrigin) -> Session:
+def _refresh_session(*, presented: RefreshToken, origin: RequestOrigin) -> tuple[Session, LiveSession]:
     """The presented token's session, alive by the same rule as every request, and its row."""
     try:
-        session_live(token=presented)
+        live = session_live(token=presented)
     except SessionIdle:
         idle = Session.objects.filter(pk=uuid_or_none(presented["sid"]), revoked_at=None).first()
         if idle is not None:
@@ -276,7 +280,7 @@ def _refresh_session(*, presented: RefreshToken, origin: RequestOrigin) -> Sessi
         raise SessionEnded()
     if not session.user.is_active:
         raise AccountDisabled()
-    return session
+    return session, live
 
 
 def refresh_token_rotate(*, token: str, origin: RequestOrigin) -> IssuedTokens:
@@ -285,7 +289,7 @@ def refresh_token_rotate(*, token: str, origin: RequestOrigin) -> IssuedTokens:
         presented = RefreshToken(token)
     except TokenError as error:
         raise TokenNotValid() from error
-    session = _refresh_session(presented=presented, origin=origin)
+    session, live = _refresh_session(presented=presented, origin=origin)
     jti, now = presented["jti"], timezone.now()
     successor = _refresh_payload(user=session.user, session=session, now=now)
     # The single winner: only one UPDATE can still match the presented jti, because the
@@ -307,7 +311,8 @@ def refresh_token_rotate(*, token: str, origin: RequestOrigin) -> IssuedTokens:
         ends_at=session.expires_at,
         facts=session_facts(session),
     )
-    return _issued(user=session.user, session=session, refresh_payload=payload)
+    # The claims the session check just read: current (every change forgets them), and cached.
+    return _issued(user=session.user, session=session, refresh_payload=payload, claims=live.claims)
 
 
 def _refresh_lost_race(*, session: Session, jti: str, now: datetime, origin: RequestOrigin) -> dict:
