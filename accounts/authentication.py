@@ -221,13 +221,20 @@ def _session_user(*, user_id: int, claims: CachedClaims, scope: CredentialScope)
 
 
 def personal_token_live(request: HttpRequest, raw: str) -> LiveAccessToken:
-    """A personal access token, accepted only as ``Authorization: Bearer`` (never a cookie, no CSRF)."""
+    """A personal access token, accepted only as ``Authorization: Bearer`` (never a cookie, no CSRF).
+
+    Its use is recorded here only by callers that accept it (``personal_token_use_record``).
+    """
     if _bearer(request) != raw:
         raise TokenNotValid("A personal access token is accepted only as Authorization: Bearer.")
     live = access_token_live(secret=raw)
     second_factor_policy_check(claims=live.claims)
-    access_token_use_record(live=live, origin=request_origin(request))
     return live
+
+
+def personal_token_use_record(request: HttpRequest, live: LiveAccessToken) -> None:
+    """When and from where the token was last used: only for a request that accepted it."""
+    access_token_use_record(live=live, origin=request_origin(request))
 
 
 def access_token_verify(raw: str) -> AccessToken:
@@ -278,6 +285,7 @@ class JWTAuthentication(BaseAuthentication):
         # Views opt in: what needs a session (tokens, members, second factors) never sees a token.
         if not getattr(view, "accepts_personal_access_tokens", False):
             raise PatNotAllowed()
+        personal_token_use_record(request._request, live)
         user = _session_user(user_id=live.user_id, claims=live.claims, scope=live.scope)
         return user, PersonalTokenAuth(token=live, scope=live.scope)
 

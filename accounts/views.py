@@ -24,6 +24,7 @@ from accounts.authentication import (
     auth_cookies_set,
     browser_origin_check,
     personal_token_live,
+    personal_token_use_record,
     refresh_token_from_request,
     request_origin,
 )
@@ -301,6 +302,7 @@ def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
         raise errors.NotAuthenticated()
     if raw.startswith(TOKEN_PREFIX):
         token = personal_token_live(request, raw)
+        personal_token_use_record(request, token)
         user_id, claims, scope = token.user_id, token.claims, token.scope
     else:
         live = session_live(token=access_token_verify(raw))

@@ -259,3 +259,9 @@ def test_a_client_admin_lists_and_takes_the_client_out_of_a_members_token(
 def test_a_member_who_is_not_an_admin_cannot_see_the_clients_tokens(pat, session1):
     response = session1.get("/api/clients/client1/tokens")
     assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+
+
+def test_a_refused_request_does_not_count_as_a_use(pat):
+    refused = bearer(pat).get(TOKENS, REMOTE_ADDR="203.0.113.9")  # tokens cannot manage tokens
+    assert refused.json()["code"] == "pat_not_allowed"
+    assert PersonalAccessToken.objects.get().last_used_at is None
