@@ -20,6 +20,7 @@ from clusters.deployments import (
     all_deployments,
     application_ui_url,
     argocd_configured,
+    cluster_application,
     cluster_deployment,
     clusters_deployments,
     latest_revisions,
@@ -436,7 +437,7 @@ class StorageExpansionAdmin(admin.ModelAdmin):
         commands = storage_runbook_render(
             namespace=namespace_name(client=client),
             statefulset=release_name(client=client, cluster=cluster.slug),
-            application=f"qdrant.{client}.{cluster.slug}",
+            application=cluster_application(cluster=cluster),
             replicas=str(cluster.replicas),
             size=f"{expansion.requested_gi}Gi",
         )
@@ -472,7 +473,11 @@ class StorageExpansionAdmin(admin.ModelAdmin):
             if expansion.state != StorageExpansion.State.PENDING:
                 self.message_user(request, f"{expansion}: nothing to cancel.", messages.WARNING)
                 continue
-            storage_expansion_cancel(cluster=expansion.cluster, actor=request.user)
+            try:  # someone else may have finished or cancelled it since the list was shown
+                storage_expansion_cancel(cluster=expansion.cluster, actor=request.user)
+            except PortalError as error:
+                self.message_user(request, f"{expansion.cluster}: {error.detail}", messages.ERROR)
+                continue
             self.message_user(request, f"{expansion.cluster}: storage request cancelled.")
 
 
