@@ -194,14 +194,15 @@ def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> De
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
     if not pending:
         return DeliveryReport(conflicts={}, pushed=True)
+    remote = _remote()
     delivery = commits_deliver(
         repository=repository,
         pending=pending,
         committer=committer_identity(),
-        remote=_remote(),
+        remote=remote,
         push_retries=settings.GITOPS_PUSH_RETRIES,
     )
-    pushed = delivery.pushed if _remote() is not None else None  # None: no remote to push to
+    pushed = delivery.pushed if remote is not None else None  # None: no remote to push to
     metrics.gitops_delivery_record(commits=delivery.commits_made, pushed=pushed)
     conflicts: dict[int, str] = {}
     commits: dict[object, str | None] = {}

@@ -21,8 +21,7 @@ from clusters.selectors import (
     ROTATION_ONE_STEP,
     ROTATION_PHASE_ALTERNATE,
     ROTATION_TWO_PHASE,
-    STORAGE_DEPLOYED,
-    STORAGE_WAITING,
+    STORAGE_STATES,
 )
 from config.errors import InvalidRequest
 from config.exceptions import validation_fields
@@ -210,7 +209,7 @@ class StorageOutputSerializer(serializers.Serializer):
         source="expansion.requested_gi", allow_null=True, default=None, help_text="null when none waits."
     )
     state = serializers.ChoiceField(
-        choices=[STORAGE_DEPLOYED, STORAGE_WAITING],
+        choices=list(STORAGE_STATES),
         help_text="`waiting_for_operator` while a bigger size waits for an operator to expand the volumes.",
     )
     requestedAt = serializers.DateTimeField(source="expansion.requested_at", allow_null=True, default=None)
