@@ -32,7 +32,7 @@ from accounts.second_factors import (
 )
 from accounts.selectors import user_second_factors
 from accounts.services import session_facts_refresh
-from config.crypto import TOTP_SECRETS, field_decrypt, field_encrypt
+from config.crypto import TOTP_SECRETS, field_decrypt, field_encrypt, field_reencrypt
 from config.errors import (
     AlreadyEnrolled,
     AuthUnavailable,
@@ -258,3 +258,17 @@ def second_factors_reset(*, user: User, actor: User | None) -> int:
         )
     _factors_changed(user)
     return removed
+
+
+def totp_secrets_reencrypt() -> int:
+    """Re-encrypt every authenticator app's secret under the current field key (the codes stay the same)."""
+    count = 0
+    for pk in TotpDevice.objects.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            device = TotpDevice.objects.select_for_update().get(pk=pk)
+            device.secret_encrypted = field_reencrypt(
+                ciphertext=device.secret_encrypted, purpose=TOTP_SECRETS
+            )
+            device.save(update_fields=["secret_encrypted"])
+        count += 1
+    return count

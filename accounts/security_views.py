@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from accounts import factor_enrolment, passwords, second_factors
 from accounts.admin_site import admin_session_bind
-from accounts.authentication import TokenAuth, request_origin
+from accounts.authentication import request_origin
 from accounts.factors import RelyingParty
 from accounts.security_serializers import (
     CodeInputSerializer,
@@ -48,6 +48,7 @@ SIGN_IN_STEP_ERRORS = (
     errors.ForeignOrigin,
     errors.Throttled,
     errors.AuthUnavailable,
+    errors.SecretsUnavailable,
 )
 FACTOR_ERRORS = (*AUTHENTICATION_ERRORS, errors.ReauthenticationRequired)
 
@@ -57,10 +58,6 @@ def relying_party(request: HttpRequest) -> RelyingParty:
     origin = f"{request.scheme}://{request.get_host()}"
     rp_id = settings.WEBAUTHN_RP_ID or request.get_host().rsplit(":", 1)[0].strip("[]")
     return RelyingParty(rp_id=rp_id, origins=tuple(settings.WEBAUTHN_ORIGINS or [origin]))
-
-
-def _auth(request: Request) -> TokenAuth:
-    return request.auth
 
 
 class _DeleteWithBodySchema(PortalAutoSchema):
@@ -91,7 +88,7 @@ class SensitiveAPIView(APIView):
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)
         if request.method not in ("GET", "HEAD"):
-            second_factors.recent_authentication_require(session_id=_auth(request).session.session_id)
+            second_factors.recent_authentication_require(session_id=request.auth.session.session_id)
 
 
 # --- The second step of a sign-in, and passkey sign-in -------------------------------------
@@ -192,7 +189,7 @@ class SecurityOverviewView(APIView):
         responses={200: SecurityOverviewSerializer, **error_responses(*AUTHENTICATION_ERRORS)},
     )
     def get(self, request: Request) -> Response:
-        overview = security_overview(user_id=request.user.pk, session_id=_auth(request).session.session_id)
+        overview = security_overview(user_id=request.user.pk, session_id=request.auth.session.session_id)
         return Response(
             SecurityOverviewSerializer(
                 {
@@ -230,6 +227,7 @@ class TotpView(SensitiveAPIView):
                 errors.Throttled,
                 *FACTOR_ERRORS,
                 errors.NotFound,
+                errors.SecretsUnavailable,
                 notes={"invalid_second_factor": "The code is wrong or was used (counted like at sign-in)."},
             ),
         },
@@ -253,7 +251,7 @@ class TotpConfirmView(APIView):
         request=CodeInputSerializer,
         responses={
             200: RecoveryCodesSerializer,
-            **error_responses(errors.InvalidRequest, *AUTHENTICATION_ERRORS),
+            **error_responses(errors.InvalidRequest, *AUTHENTICATION_ERRORS, errors.SecretsUnavailable),
         },
         description="The first code turns the app on; the answer holds 10 recovery codes, shown once.",
     )
@@ -262,7 +260,7 @@ class TotpConfirmView(APIView):
         serializer.is_valid(raise_exception=True)
         codes = factor_enrolment.totp_enrol_confirm(
             user_id=request.user.pk,
-            session_id=_auth(request).session.session_id,
+            session_id=request.auth.session.session_id,
             code=serializer.validated_data["code"],
             origin=request_origin(request),
         )
@@ -298,7 +296,7 @@ class PasskeyListView(SensitiveAPIView):
         data = serializer.validated_data
         passkey = factor_enrolment.passkey_register(
             user_id=request.user.pk,
-            session_id=_auth(request).session.session_id,
+            session_id=request.auth.session.session_id,
             token=data["token"],
             credential=data["credential"],
             name=data["name"],
@@ -316,7 +314,7 @@ class PasskeyRegistrationOptionsView(SensitiveAPIView):
     )
     def post(self, request: Request) -> Response:
         token, options = factor_enrolment.passkey_registration_options(
-            user_id=request.user.pk, session_id=_auth(request).session.session_id, rp=relying_party(request)
+            user_id=request.user.pk, session_id=request.auth.session.session_id, rp=relying_party(request)
         )
         return Response({"token": token, "publicKey": options})
 
@@ -363,6 +361,7 @@ class ReauthenticateView(APIView):
                 errors.MfaTokenInvalid,
                 errors.Throttled,
                 *AUTHENTICATION_ERRORS,
+                errors.SecretsUnavailable,
                 notes={
                     "mfa_token_invalid": "The passkey options (token) expired, were used, or are another session's."
                 },
@@ -382,7 +381,7 @@ class ReauthenticateView(APIView):
             )
         second_factors.reauthenticate(
             user_id=request.user.pk,
-            session_id=_auth(request).session.session_id,
+            session_id=request.auth.session.session_id,
             password=data.get("password"),
             code=data.get("code"),
             passkey=passkey,
@@ -405,7 +404,7 @@ class ReauthenticationOptionsView(APIView):
     )
     def post(self, request: Request) -> Response:
         token, options = second_factors.reauthentication_options(
-            user_id=request.user.pk, session_id=_auth(request).session.session_id, rp=relying_party(request)
+            user_id=request.user.pk, session_id=request.auth.session.session_id, rp=relying_party(request)
         )
         return Response({"token": token, "publicKey": options})
 
@@ -431,7 +430,7 @@ class PasswordChangeView(APIView):
         serializer.is_valid(raise_exception=True)
         passwords.password_change(
             user_id=request.user.pk,
-            session_id=_auth(request).session.session_id,
+            session_id=request.auth.session.session_id,
             current_password=serializer.validated_data["currentPassword"],
             new_password=serializer.validated_data["newPassword"],
             origin=request_origin(request),
@@ -493,6 +492,6 @@ class AdminSessionView(APIView):
         if not request.user.is_staff:
             raise errors.PermissionDenied()
         admin_session_bind(
-            request._request, user_id=request.user.pk, session_id=_auth(request).session.session_id
+            request._request, user_id=request.user.pk, session_id=request.auth.session.session_id
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

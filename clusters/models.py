@@ -55,7 +55,7 @@ class Cluster(models.Model):
     replicas = models.PositiveSmallIntegerField(default=1)
     version = models.CharField(max_length=32)
     storage_gi = models.PositiveIntegerField("storage (GiB)", default=10)
-    # API keys are stored encrypted (clusters.crypto); these columns never hold plaintext.
+    # API keys are stored encrypted (config.crypto); these columns never hold plaintext.
     api_key_encrypted = models.TextField(editable=False, default="")
     read_only_api_key_encrypted = models.TextField(editable=False, default="")
     # During a two-phase key rotation (Qdrant's ``alt_api_key``): the new key, accepted next to

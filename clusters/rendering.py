@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
-from clusters.crypto import field_decrypt
 from clusters.models import SPEC_FIELD_NAMES, Client, Cluster
+from config.crypto import CLUSTER_API_KEYS, field_decrypt
 from gitops.sealing import sealed_secret_render
 from gitops.trees import TreeReader
 from gitops.values import (
@@ -62,9 +62,11 @@ class ClusterKeys:
     def of(cls, cluster: Cluster) -> ClusterKeys:
         alt = cluster.alt_api_key_encrypted
         return cls(
-            api_key=field_decrypt(ciphertext=cluster.api_key_encrypted),
-            read_only_api_key=field_decrypt(ciphertext=cluster.read_only_api_key_encrypted),
-            alt_api_key=field_decrypt(ciphertext=alt) if alt else "",
+            api_key=field_decrypt(ciphertext=cluster.api_key_encrypted, purpose=CLUSTER_API_KEYS),
+            read_only_api_key=field_decrypt(
+                ciphertext=cluster.read_only_api_key_encrypted, purpose=CLUSTER_API_KEYS
+            ),
+            alt_api_key=field_decrypt(ciphertext=alt, purpose=CLUSTER_API_KEYS) if alt else "",
         )
 
 

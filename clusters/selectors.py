@@ -11,7 +11,6 @@ from django.db.models import Case, OuterRef, QuerySet, Subquery, When
 
 from accounts.models import User
 from accounts.scopes import CredentialScope, SignInRequirement, UserScope, unmet_sentence
-from clusters.crypto import field_decrypt
 from clusters.deployments import Deployment, client_selector, cluster_deployment, clusters_deployments
 from clusters.models import (
     RECORD_ONLY_ACTIONS,
@@ -34,6 +33,7 @@ from clusters.permissions import (
     roles_with,
 )
 from clusters.versions import version_supports_alt_api_key, version_upgrades
+from config.crypto import CLUSTER_API_KEYS, field_decrypt
 from config.errors import NotFound, PermissionDenied, StepUpRequired
 
 
@@ -361,8 +361,10 @@ def cluster_credentials(*, cluster: Cluster) -> ClusterCredentials:
     alternate = cluster.alt_api_key_encrypted  # during a rotation: the new key
     return ClusterCredentials(
         endpoint=cluster_endpoint(client_slug=cluster.client.slug, cluster_slug=cluster.slug),
-        api_key=field_decrypt(ciphertext=alternate or cluster.api_key_encrypted),
-        read_only_api_key=field_decrypt(ciphertext=cluster.read_only_api_key_encrypted),
+        api_key=field_decrypt(ciphertext=alternate or cluster.api_key_encrypted, purpose=CLUSTER_API_KEYS),
+        read_only_api_key=field_decrypt(
+            ciphertext=cluster.read_only_api_key_encrypted, purpose=CLUSTER_API_KEYS
+        ),
         rotation=cluster_rotation(cluster=cluster),
         rotation_mode=cluster_rotation_mode(cluster=cluster),
     )

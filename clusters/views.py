@@ -199,7 +199,10 @@ class ClusterCredentialsView(ClientAPIView):
 
     @extend_schema(
         operation_id="clusters_credentials_retrieve",
-        responses={200: CredentialsOutputSerializer, **error_responses(*CLUSTER_ERRORS, notes=_NOTES)},
+        responses={
+            200: CredentialsOutputSerializer,
+            **error_responses(*CLUSTER_ERRORS, errors.SecretsUnavailable, notes=_NOTES),
+        },
         description="Endpoint and API keys. Sent with `Cache-Control: no-store`.",
     )
     def get(self, request, client: str, cluster: str):

@@ -402,6 +402,17 @@ class EmailUnavailable(PortalError):
     )
 
 
+class SecretsUnavailable(PortalError):
+    """A secret stored encrypted cannot be decrypted with FIELD_ENCRYPTION_KEY: fails closed."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "secrets_unavailable"
+    default_detail = (
+        "A stored secret cannot be decrypted with the portal's configured encryption keys; "
+        "nothing was changed. Ask an operator."
+    )
+
+
 class GitopsUnavailable(PortalError):
     """Not even a local commit could be made: nothing was changed."""
 

@@ -8,6 +8,7 @@ error body. Anything else is a bug: Django's 500 handler answers the JSON 500 bo
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any
@@ -25,7 +26,10 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from config import errors
+from config.crypto import FieldDecryptionError
 from config.outages import DATABASE_ERRORS, database_outage
+
+logger = logging.getLogger(__name__)
 
 NON_FIELD_KEY = "nonFieldErrors"
 
@@ -62,6 +66,14 @@ def _as_portal_error(exc: Exception, request: HttpRequest | None) -> errors.Port
     if isinstance(exc, DATABASE_ERRORS):
         database_outage.report(exc, request)
         return errors.DatabaseUnavailable()
+    if isinstance(exc, FieldDecryptionError):
+        # FIELD_ENCRYPTION_KEY lost the secret a value was encrypted with: an operator must act.
+        logger.error(
+            "A stored secret cannot be decrypted with FIELD_ENCRYPTION_KEY (%s): restore the secret "
+            "it was encrypted with.",
+            request.path if request is not None else "?",
+        )
+        return errors.SecretsUnavailable()
     if isinstance(exc, DjangoValidationError):
         return errors.InvalidRequest(fields=_django_validation_fields(exc))
     if isinstance(exc, exceptions.ValidationError):

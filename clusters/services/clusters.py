@@ -16,7 +16,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from clusters.crypto import field_encrypt, field_reencrypt
 from clusters.models import SPEC_FIELD_NAMES, Client, Cluster, ClusterChange
 from clusters.services.changes import (
     MESSAGE_LABELS,
@@ -29,6 +28,7 @@ from clusters.services.changes import (
 from clusters.services.credentials import api_key_new
 from clusters.services.storage import storage_expansion_request
 from clusters.versions import version_problem
+from config.crypto import CLUSTER_API_KEYS, field_encrypt, field_reencrypt
 from config.errors import ConfirmationRequired
 from gitops.values import release_name
 
@@ -147,8 +147,8 @@ def cluster_create(
         replicas=replicas,
         version=version,
         storage_gi=storage_gi,
-        api_key_encrypted=field_encrypt(plaintext=api_key_new()),
-        read_only_api_key_encrypted=field_encrypt(plaintext=api_key_new()),
+        api_key_encrypted=field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS),
+        read_only_api_key_encrypted=field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS),
     )
     cluster.full_clean(validate_constraints=False)
     _cluster_slug_check(client=client, slug=slug)
@@ -243,7 +243,8 @@ def cluster_keys_reencrypt() -> int:
             cluster = Cluster.objects.select_for_update().get(pk=pk)
             for column in columns:
                 if getattr(cluster, column):  # the alternate key exists only during a rotation
-                    setattr(cluster, column, field_reencrypt(ciphertext=getattr(cluster, column)))
+                    ciphertext = getattr(cluster, column)
+                    setattr(cluster, column, field_reencrypt(ciphertext=ciphertext, purpose=CLUSTER_API_KEYS))
             cluster.save(update_fields=list(columns))
         count += 1
     return count

@@ -21,11 +21,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from clusters.crypto import field_encrypt
 from clusters.models import Cluster, ClusterChange
 from clusters.selectors import changes_pending
 from clusters.services.changes import ClusterChangeResult, change_record, cluster_locked, delivered
 from clusters.versions import version_supports_alt_api_key
+from config.crypto import CLUSTER_API_KEYS, field_encrypt
 from config.errors import NoRotationInProgress, RotationInProgress
 
 _KEY_COLUMNS = (
@@ -44,12 +44,12 @@ def api_key_new() -> str:
 
 def _rotate(current: Cluster) -> tuple[dict[str, str], str]:
     """Set the new keys on the locked row; returns the history entry's changes and message."""
-    current.read_only_api_key_encrypted = field_encrypt(plaintext=api_key_new())
+    current.read_only_api_key_encrypted = field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS)
     if not version_supports_alt_api_key(current.version):
-        current.api_key_encrypted = field_encrypt(plaintext=api_key_new())
+        current.api_key_encrypted = field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS)
         return {"credentials": "rotated"}, f"{current}: API keys rotated in one step"
     now = timezone.now()
-    current.alt_api_key_encrypted = field_encrypt(plaintext=api_key_new())
+    current.alt_api_key_encrypted = field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS)
     current.rotation_started_at, current.rotation_finishes_at = now, now + settings.KEY_ROTATION_GRACE
     return (
         {"credentials": "rotation started"},

@@ -395,3 +395,33 @@ def test_an_operator_forces_enrolment_and_the_api_refuses_until_the_user_enrols(
     assert (refused.status_code, refused.json()["code"]) == (403, "mfa_enrolment_required")
     _enrol(auth_client(user))
     assert api.get("/api/auth/permissions").status_code == 200
+
+
+def test_authenticator_codes_still_work_after_the_field_key_rotates(enrolled, user, settings):
+    from django.core.management import call_command
+
+    totp, _ = enrolled
+    old_key = settings.FIELD_ENCRYPTION_KEY
+    settings.FIELD_ENCRYPTION_KEY = f"brand-new-key,{old_key}"
+    call_command("field_keys_rotate")
+    settings.FIELD_ENCRYPTION_KEY = "brand-new-key"  # the old secret is gone for good
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        response = _verify(_first_step(user)["mfaToken"], code=_next_code(totp, traveller))
+    assert response.status_code == 200, response.content
+
+
+def test_a_secret_no_configured_key_decrypts_fails_closed_and_spends_nothing(
+    enrolled, user, settings, caplog
+):
+    totp, _ = enrolled
+    old_key = settings.FIELD_ENCRYPTION_KEY
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        code = _next_code(totp, traveller)
+        token = _first_step(user)["mfaToken"]
+        settings.FIELD_ENCRYPTION_KEY = "brand-new-key"  # dropped before re-encrypting
+        refused = _verify(token, code=code)
+        assert (refused.status_code, refused.json()["code"]) == (503, "secrets_unavailable")
+        assert "FIELD_ENCRYPTION_KEY" in caplog.text and totp.secret not in caplog.text
+        settings.FIELD_ENCRYPTION_KEY = old_key  # the operator restores it: the same code still works
+        assert _verify(token, code=code).status_code == 200
+    assert not AuditEvent.objects.filter(type="factor_failed").exists()

@@ -10,10 +10,10 @@ import yaml
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from clusters.crypto import field_decrypt
 from clusters.delivery import pending_changes_deliver
 from clusters.models import Cluster, ClusterChange
 from clusters.services import cluster_create, cluster_credentials_rotate, cluster_update
+from config.crypto import CLUSTER_API_KEYS, field_decrypt
 from gitops.delivery import PendingCommit, commits_deliver
 from gitops.remote import RemoteConfig
 from gitops.repository import (
@@ -138,8 +138,8 @@ def test_no_api_key_reaches_git_without_a_sealing_certificate(git_server, settin
     cluster_credentials_rotate(cluster=cluster1, actor=user1)
     cluster1.refresh_from_db()
     secrets = {
-        field_decrypt(ciphertext=cluster1.api_key_encrypted),
-        field_decrypt(ciphertext=cluster1.read_only_api_key_encrypted),
+        field_decrypt(ciphertext=cluster1.api_key_encrypted, purpose=CLUSTER_API_KEYS),
+        field_decrypt(ciphertext=cluster1.read_only_api_key_encrypted, purpose=CLUSTER_API_KEYS),
     }
     for repository in (git_server, portal_repository(settings)):
         for blob in blobs_read(repository=repository):
@@ -161,7 +161,7 @@ def test_with_a_certificate_keys_are_sealed_and_resealed_only_on_rotation(
         "annotations": manifest["metadata"]["annotations"],
     }
     assert set(manifest["spec"]["encryptedData"]) == {"api-key", "read-only-api-key"}
-    api_key = field_decrypt(ciphertext=cluster.api_key_encrypted)
+    api_key = field_decrypt(ciphertext=cluster.api_key_encrypted, purpose=CLUSTER_API_KEYS)
     assert api_key.encode() not in first
 
     cluster_update(cluster=cluster, actor=user1, replicas=3)
