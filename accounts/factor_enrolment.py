@@ -58,6 +58,13 @@ def _factors_changed(user: User) -> None:
         pass  # they expire within CLAIMS_CACHE_TTL
 
 
+def _transports(credential: dict) -> list[str]:
+    """The authenticator's transport hints, as far as they are well-formed (they only steer browsers)."""
+    response = credential.get("response")
+    transports = response.get("transports") if isinstance(response, dict) else None
+    return [t for t in transports if isinstance(t, str)][:8] if isinstance(transports, list) else []
+
+
 def totp_enrol_start(*, user_id: int) -> TotpEnrolment:
     """A new secret for an authenticator app; it counts only once confirmed with a code."""
     user = User.objects.get(pk=user_id)
@@ -112,7 +119,10 @@ def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin
             type=AuditEventType.SECOND_FACTOR_ENROLLED, user=user, origin=origin, detail="totp"
         )
     _factors_changed(user)
-    session_facts_refresh(session_id=session_id)  # clients that require a second factor admit it now
+    try:
+        session_facts_refresh(session_id=session_id)  # clients that require a second factor admit it now
+    except AuthUnavailable:
+        pass  # the app is on and the codes must reach the user; the session's facts catch up on refresh
     return codes
 
 
@@ -201,11 +211,7 @@ def passkey_register(
             credential_id=verified.credential_id,
             public_key=verified.public_key,
             sign_count=verified.sign_count,
-            transports=[
-                t for t in credential.get("response", {}).get("transports", []) if isinstance(t, str)
-            ][:8]
-            if isinstance(credential.get("response"), dict)
-            else [],
+            transports=_transports(credential),
         )
         audit_event_record(
             type=AuditEventType.SECOND_FACTOR_ENROLLED,

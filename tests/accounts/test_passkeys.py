@@ -143,6 +143,22 @@ def test_a_malformed_credential_is_refused_at_registration(browser, authenticato
     assert not Passkey.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("transports", "kept"), [(7, []), ("usb", []), ({"usb": True}, []), (["usb", 7, None], ["usb"])]
+)
+def test_malformed_transport_hints_are_dropped_not_a_500(browser, authenticator, transports, kept):
+    ceremony = browser.post("/api/auth/mfa/passkeys/options").json()
+    credential = authenticator.create(ceremony["publicKey"])
+    credential = {**credential, "response": {**credential["response"], "transports": transports}}
+    response = browser.post(
+        "/api/auth/mfa/passkeys",
+        {"token": ceremony["token"], "credential": credential, "name": "Laptop"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert Passkey.objects.get().transports == kept
+
+
 @pytest.mark.parametrize("how", ["no response", "garbage data"])
 def test_a_malformed_assertion_at_the_second_step_is_refused_and_counted(browser, user, authenticator, how):
     _register(browser, authenticator)

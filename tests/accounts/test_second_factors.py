@@ -425,3 +425,23 @@ def test_a_secret_no_configured_key_decrypts_fails_closed_and_spends_nothing(
         settings.FIELD_ENCRYPTION_KEY = old_key  # the operator restores it: the same code still works
         assert _verify(token, code=code).status_code == 200
     assert not AuditEvent.objects.filter(type="factor_failed").exists()
+
+
+def test_the_recovery_codes_arrive_even_if_the_session_store_fails_after_the_app_is_on(
+    auth_client, user, monkeypatch
+):
+    from accounts import session_cache
+    from config.errors import AuthUnavailable
+
+    client = auth_client(user)
+    secret = client.post("/api/auth/mfa/totp").json()["secret"]
+
+    def unreachable(**kwargs):
+        raise AuthUnavailable()
+
+    monkeypatch.setattr(session_cache, "session_timer_start", unreachable)
+    monkeypatch.setattr(session_cache, "claims_cache_forget", unreachable)
+    confirmed = client.post("/api/auth/mfa/totp/confirm", {"code": pyotp.TOTP(secret).now()}, format="json")
+    assert confirmed.status_code == 200, confirmed.content
+    assert len(confirmed.json()["recoveryCodes"]) == 10
+    assert TotpDevice.objects.get(user=user).confirmed_at is not None
