@@ -73,6 +73,7 @@ def _portal_session_live(request: HttpRequest) -> bool:
             pass  # this request was let in; the next one asks the store again
         request.session.modified = True  # the admin cookie (SESSION_COOKIE_AGE) slides with it
     request._portal_session_live = allowed
+    request._portal_claims = live.claims if live is not None else None
     return allowed
 
 
@@ -83,6 +84,9 @@ class PortalAdminSite(AdminSite):
     def has_permission(self, request: HttpRequest) -> bool:
         if not (super().has_permission(request) and _portal_session_live(request)):
             return False
+        claims = request._portal_claims  # the session store's copy; None when it is down
+        if claims is not None:
+            return not (claims.mfa_required and not claims.mfa_enrolled)
         user = request.user
         return not (user_mfa_required(user=user) and not user_second_factors(user=user))
 

@@ -445,3 +445,17 @@ def test_the_recovery_codes_arrive_even_if_the_session_store_fails_after_the_app
     assert confirmed.status_code == 200, confirmed.content
     assert len(confirmed.json()["recoveryCodes"]) == 10
     assert TotpDevice.objects.get(user=user).confirmed_at is not None
+
+
+def test_an_admin_session_needs_the_second_factor_an_operator_then_requires(
+    admin_browser, auth_client, client, user_factory
+):
+    staff = admin_browser.staff
+    client.force_login(user_factory(email="root@example.com", is_staff=True, is_superuser=True))
+    page = client.get(f"/admin/accounts/user/{staff.pk}/change/")
+    data = {**user_change_form_data(page), "email": staff.email, "name": staff.name, "mfa_required": "on"}
+    data.update(is_staff="on", is_superuser="on")
+    assert client.post(f"/admin/accounts/user/{staff.pk}/change/", data).status_code == 302
+    assert admin_browser.get("/admin/").status_code == 302  # the next admin request, not a later one
+    _enrol(auth_client(staff))  # from another device
+    assert admin_browser.get("/admin/").status_code == 200
