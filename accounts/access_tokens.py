@@ -217,6 +217,10 @@ def access_tokens_client_remove(
     if token_id is not None:
         tokens = tokens.filter(pk=token_id)
     tokens = list(tokens)
+    # Forgotten first (503 and no change when the cache cannot) and again once committed, so a
+    # request in between cannot cache the old scopes.
+    hashes = [token.token_hash for token in tokens]
+    session_cache.access_tokens_forget(token_hashes=hashes)
     emptied = []
     for token in tokens:
         scopes = {name: permissions for name, permissions in token.scopes.items() if name != client}
@@ -224,10 +228,7 @@ def access_tokens_client_remove(
             PersonalAccessToken.objects.filter(pk=token.pk).update(scopes=scopes)
         else:
             emptied.append(token)
-    access_tokens_revoke(tokens=emptied, actor=actor, why=f" ({why})")
-    # Forgotten now and once committed, so a request in between cannot cache the old scopes.
-    hashes = [token.token_hash for token in tokens]
-    session_cache.access_tokens_forget(token_hashes=hashes)
+    access_token_rows_revoke(tokens=emptied, actor=actor, why=f" ({why})")
     transaction.on_commit(lambda: session_cache.access_tokens_forget(token_hashes=hashes), robust=True)
     return len(tokens)
 
