@@ -127,11 +127,6 @@ def restricted_clients(*, user: User) -> list[RestrictedClient]:
     return [RestrictedClient(c, scope.withheld[c.slug], scope.requirements[c.slug]) for c in clients]
 
 
-def user_scope_claim(*, user: User) -> str:
-    """``*`` for operator staff, else the user's client slugs, space-separated (before any narrowing)."""
-    return user_scope(user=user).scope
-
-
 # --- Object access: fetch and authorize in one step (Zulip's access_* functions) -------------
 
 

@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from clusters.deployments import argocd_configured
 from clusters.selectors import gitops_remote_state
 from config.outages import database_outage
 from operations.selectors import argocd_status, outbox_summary
@@ -63,7 +64,7 @@ def metrics_exposition() -> bytes:
     seconds, bounded by ARGOCD_TIMEOUT): that sets ``portal_cluster_deployments``; when Argo
     CD cannot be asked the gauge keeps the states it last had.
     """
-    if settings.ARGOCD_URL:
+    if argocd_configured():
         argocd_status()
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(GitopsOutboxCollector())

@@ -28,9 +28,9 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, Min
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from accounts.tokens import key_file_created, key_ring
+from clusters.deployments import argocd_configured, deployments_summary
 from clusters.selectors import changes_pending, gitops_remote_state
 from config.cache import CACHE_ERRORS
 from config.logging import text_redact
@@ -39,10 +39,6 @@ PROBE_TIMEOUT_SECONDS = 3.0
 # A database slower than this to answer `SELECT 1` makes every request slow.
 SLOW_ROUND_TRIP_MS = 100.0
 STATEMENT_TIMEOUT_MS = 2000
-# The seam for the Argo CD integration: once ARGOCD_URL is configured, this function (no
-# arguments) returns how many clusters are in each Argo CD state, and raises when Argo CD
-# cannot be asked. Named, not imported, so this module works before it exists.
-ARGOCD_SUMMARY_FUNCTION = "clusters.deployments.deployments_summary"
 
 T = TypeVar("T")
 
@@ -246,11 +242,11 @@ class ArgoCDStatus:
 
 def argocd_status() -> ArgoCDStatus:
     """Reachable, and clusters by state; ``configured`` False until ARGOCD_URL is set."""
-    if not getattr(settings, "ARGOCD_URL", ""):
+    if not argocd_configured():
         return ArgoCDStatus(configured=False)
     try:
-        summary = import_string(ARGOCD_SUMMARY_FUNCTION)()
-    except Exception as error:  # the integration's contract: any exception means "could not ask"
+        summary = deployments_summary()
+    except Exception as error:  # whatever stopped the portal asking Argo CD, the page shows it
         return ArgoCDStatus(configured=True, ok=False, error=probe_error(error))
     return ArgoCDStatus(configured=True, ok=True, clusters_by_state=dict(summary))
 

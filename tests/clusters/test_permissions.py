@@ -10,9 +10,10 @@ from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient, APIRequestFactory
 
 from accounts.models import User
+from accounts.selectors import user_scope_claim
 from clusters.models import Cluster, ClusterChange, Grant
 from clusters.permissions import HasClientPermission
-from clusters.selectors import user_client_permissions, user_scope_claim
+from clusters.selectors import user_client_permissions
 from clusters.services import client_update, grant_remove, grant_set
 
 # Each request's change is delivered to git once its transaction commits, as in production:

@@ -285,25 +285,24 @@ def test_keys_from_a_key_directory_report_their_age_and_which_one_signs(settings
     assert status.keys[0].age_seconds < 60
 
 
-def test_argocd_is_asked_through_its_seam_once_configured(settings, monkeypatch, db):
+def test_argocd_is_asked_once_configured_and_a_failure_is_shown(settings, argocd, cluster1):
+    from django.core.cache import cache
+
+    settings.ARGOCD_URL = ""
     assert selectors.argocd_status().configured is False
-    settings.ARGOCD_URL = "https://argocd.example.com"
-    monkeypatch.setattr(selectors, "ARGOCD_SUMMARY_FUNCTION", "tests.operations.test_status.argocd_summary")
+    assert argocd.requests() == []  # not configured: never asked
+    settings.ARGOCD_URL = argocd.url
+    argocd.application_put(client="client1", cluster="main", revision="0" * 40)
 
-    assert selectors.argocd_status() == selectors.ArgoCDStatus(
-        configured=True, ok=True, clusters_by_state={"Healthy": 3, "Progressing": 1}
-    )
-    monkeypatch.setattr(selectors, "ARGOCD_SUMMARY_FUNCTION", "tests.operations.test_status.argocd_down")
+    status = selectors.argocd_status()
+    assert (status.configured, status.ok) == (True, True)
+    assert sum(status.clusters_by_state.values()) == 1  # client1/main, in whatever state it is
+    assert argocd.requests()  # the answer came from Argo CD's API
+
+    argocd.answer_status = 503
+    cache.delete_many(["argocd:backoff", "argocd:application:qdrant.client1.main"])
     down = selectors.argocd_status()
-    assert down.ok is False and down.error == "ConnectionError: argocd.example.com refused the connection"
-
-
-def argocd_summary() -> dict[str, int]:
-    return {"Healthy": 3, "Progressing": 1}
-
-
-def argocd_down() -> dict[str, int]:
-    raise ConnectionError("argocd.example.com refused the connection")
+    assert (down.configured, down.ok) == (True, False) and "503" in down.error
 
 
 # --- The admin page -------------------------------------------------------------------------------
