@@ -1,5 +1,5 @@
 // Pieces shared by the pages: the page frame, error display, storage and revision labels,
-// and the confirmation dialog.
+// the confirmation dialog and copying to the clipboard.
 
 import { h, liveRegion, replaceChildren, say, shortCommit } from "../dom.js";
 
@@ -92,6 +92,20 @@ export function confirmDialog({ id, title, confirmLabel, cancelLabel = "Cancel",
     });
   }
   return { element, ask };
+}
+
+/**
+ * Copies `text` to the clipboard and says in `status` how it went: "Copied {what} to the
+ * clipboard.", or that it could not, followed by `byHand` (how to copy it without the button).
+ */
+export async function copyText(status, text, what, byHand) {
+  try {
+    if (!navigator.clipboard) throw new Error("no clipboard");
+    await navigator.clipboard.writeText(text);
+    say(status, `Copied ${what} to the clipboard.`);
+  } catch {
+    say(status, `Could not copy ${what}. ${byHand}`);
+  }
 }
 
 /** A <code> with the short commit id; the full id in title and data-commit. */

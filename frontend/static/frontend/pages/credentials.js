@@ -2,7 +2,7 @@
 // Keys stay in the credentials view's closure and reach the DOM only once the user reveals them.
 
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
-import { clusterHref, confirmDialog, pageFrame, showError, pageLoad } from "./common.js";
+import { clusterHref, confirmDialog, copyText, pageFrame, showError, pageLoad } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
 const MASK = "••••••••••••••••";
@@ -72,16 +72,6 @@ function credentialsView(initial) {
   return view;
 }
 
-async function copyText(copyStatus, text, label) {
-  try {
-    if (!navigator.clipboard) throw new Error("no clipboard");
-    await navigator.clipboard.writeText(text);
-    say(copyStatus, `Copied ${label} to the clipboard.`);
-  } catch {
-    say(copyStatus, `Could not copy the ${label}. Reveal it and copy it by hand.`);
-  }
-}
-
 /** A "Copy" button for the value `pick(credentials)` of the credentials shown when clicked. */
 function copyButton(view, id, label, pick) {
   return h(
@@ -91,7 +81,8 @@ function copyButton(view, id, label, pick) {
       id,
       class: "button secondary small",
       "aria-label": `Copy ${label}`,
-      onclick: () => copyText(view.copyStatus, pick(view.current()) || "", label),
+      onclick: () =>
+        copyText(view.copyStatus, pick(view.current()) || "", `the ${label}`, "Reveal it and copy it by hand."),
     },
     "Copy",
   );

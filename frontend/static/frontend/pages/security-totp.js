@@ -3,7 +3,7 @@
 // inline markup). Recovery codes are shown once, until the user says they saved them.
 
 import { h, liveRegion, markInvalid, replaceChildren, say } from "../dom.js";
-import { confirmDialog, showError } from "./common.js";
+import { confirmDialog, copyText, showError } from "./common.js";
 
 /** "JBSW Y3DP EHPK 3PXP": a secret grouped by four for typing. */
 export function secretGroups(secret) {
@@ -11,8 +11,9 @@ export function secretGroups(secret) {
   return groups ? groups.join(" ") : "";
 }
 
-function enrolled(overview) {
-  return overview.totp || overview.passkeys.length > 0;
+/** Whether the account has a second factor: an authenticator app or a passkey. */
+export function enrolled(overview) {
+  return Boolean(overview && (overview.totp || overview.passkeys.length > 0));
 }
 
 function codeInput(id, describedBy) {
@@ -275,15 +276,6 @@ function codesText(codes) {
   return `Qdrant Portal recovery codes (each works once)\n\n${codes.join("\n")}\n`;
 }
 
-async function codesCopy(codes, status) {
-  try {
-    await navigator.clipboard.writeText(codesText(codes));
-    say(status, "Copied the recovery codes to the clipboard.");
-  } catch {
-    say(status, "Could not copy the codes: select them and copy them by hand.");
-  }
-}
-
 function codesDownload(codes, status) {
   const url = URL.createObjectURL(new Blob([codesText(codes)], { type: "text/plain" }));
   const link = h("a", { href: url, download: "qdrant-portal-recovery-codes.txt", hidden: true });
@@ -322,7 +314,12 @@ export function recoveryCodesPanel(codes, done) {
       { class: "actions" },
       h(
         "button",
-        { type: "button", id: "recovery-copy", class: "button secondary", onclick: () => codesCopy(codes, status) },
+        {
+          type: "button",
+          id: "recovery-copy",
+          class: "button secondary",
+          onclick: () => copyText(status, codesText(codes), "the recovery codes", "Select them and copy them by hand."),
+        },
         "Copy",
       ),
       h(

@@ -7,12 +7,8 @@ import { h, replaceChildren, say } from "../dom.js";
 import { pageFrame, pageLoad, showError } from "./common.js";
 import { passwordSection } from "./security-password.js";
 import { passkeysSection } from "./security-passkeys.js";
-import { recoveryCodesPanel, recoverySection, totpSection } from "./security-totp.js";
+import { enrolled, recoveryCodesPanel, recoverySection, totpSection } from "./security-totp.js";
 import { withReauthentication } from "./reauth.js";
-
-export function enrolled(overview) {
-  return Boolean(overview && (overview.totp || overview.passkeys.length > 0));
-}
 
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Security" });

@@ -2,7 +2,7 @@
 // copy button), see each one's clients and last use, revoke it.
 
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
-import { confirmDialog, pageFrame, pageLoad, showError } from "./common.js";
+import { confirmDialog, copyText, pageFrame, pageLoad, showError } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
 // What a token may be given (never "members": managing a team needs a signed-in session).
@@ -121,14 +121,9 @@ function createdPanel() {
   const secret = h("code", { id: "token-secret", class: "secret-key" });
   const copyStatus = liveRegion("token-copy-status");
   const copy = h("button", { type: "button", id: "copy-token", class: "button secondary" }, "Copy");
-  copy.addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText(secret.textContent);
-      say(copyStatus, "Copied the token to the clipboard.");
-    } catch {
-      say(copyStatus, "Copying failed: select the token and copy it yourself.");
-    }
-  });
+  copy.addEventListener("click", () =>
+    copyText(copyStatus, secret.textContent, "the token", "Select it and copy it by hand."),
+  );
   const element = h(
     "div",
     { id: "token-created", class: "notice stack", hidden: true, role: "region", "aria-label": "New token" },
