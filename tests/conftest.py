@@ -194,6 +194,14 @@ def viewer1(user_factory, client1) -> User:
 
 
 @pytest.fixture
+def admin1(user_factory, client1) -> User:
+    """client1's admin: runs its team and its sign-in policy."""
+    user = user_factory(email="admin1@example.com", name="Admin One")
+    grant_set(user=user, client=client1, role=Grant.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
 def operator_staff(user_factory) -> User:
     return user_factory(email="ops@example.com", name="Ops", is_staff=True, is_operator=True)
 
@@ -201,6 +209,11 @@ def operator_staff(user_factory) -> User:
 @pytest.fixture
 def as_user1(client_for, user1) -> APIClient:
     return client_for(user1)
+
+
+@pytest.fixture
+def as_admin1(auth_client, admin1) -> APIClient:
+    return auth_client(admin1)
 
 
 @pytest.fixture

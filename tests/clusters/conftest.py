@@ -8,11 +8,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.test import Client as BrowserClient
 
 import accounts.google
 from accounts.google import CachingRequest
-from clusters.models import Grant
-from clusters.services import grant_set
+from accounts.models import User
 from tests.accounts.google_tokens import CLIENT_ID, KID, FakeGoogle, certificate_pem, private_key
 
 
@@ -38,16 +38,17 @@ def sealing_certificate(tmp_path, settings):
 
 
 @pytest.fixture
-def admin1(user_factory, client1):
-    """client1's admin: runs its team and its sign-in policy."""
-    user = user_factory(email="admin1@example.com", name="Admin One")
-    grant_set(user=user, client=client1, role=Grant.Role.ADMIN)
-    return user
+def operator(user_factory) -> User:
+    """The operator who works in the Django admin (a superuser)."""
+    return user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
 
 
 @pytest.fixture
-def as_admin1(auth_client, admin1):
-    return auth_client(admin1)
+def admin_browser(operator) -> BrowserClient:
+    """The operator's browser, signed in to the Django admin."""
+    browser = BrowserClient()
+    browser.force_login(operator)
+    return browser
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import pytest
 import yaml
 from django.contrib import admin as django_admin
 from django.contrib.admin.sites import AdminSite
-from django.test import Client as BrowserClient
 from django.test import RequestFactory
 
 from accounts.admin import UserAdmin
@@ -26,18 +25,6 @@ from gitops.repository import (
 from tests.conftest import portal_repository
 
 
-@pytest.fixture
-def admin_user(user_factory) -> User:
-    return user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
-
-
-@pytest.fixture
-def browser(admin_user) -> BrowserClient:
-    browser = BrowserClient()
-    browser.force_login(admin_user)
-    return browser
-
-
 def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, str]:
     return {
         f"{prefix}-TOTAL_FORMS": str(total),
@@ -47,8 +34,8 @@ def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, s
     }
 
 
-def test_creating_a_cluster_in_the_admin_goes_through_the_service(browser, admin_user, client1, settings):
-    response = browser.post(
+def test_creating_a_cluster_in_the_admin_goes_through_the_service(admin_browser, operator, client1, settings):
+    response = admin_browser.post(
         "/admin/clusters/cluster/add/",
         {
             "client": client1.pk,
@@ -63,7 +50,7 @@ def test_creating_a_cluster_in_the_admin_goes_through_the_service(browser, admin
     cluster = Cluster.objects.get(client=client1, slug="analytics")
     assert (cluster.replicas, cluster.version, cluster.storage_gi) == (3, settings.QDRANT_VERSIONS[0], 20)
     change = cluster.changes.get()
-    assert (change.action, change.actor) == ("create", admin_user)
+    assert (change.action, change.actor) == ("create", operator)
     assert change.changes["replicas"] == [None, 3]
     assert cluster_credentials(cluster=cluster).api_key  # keys generated and decryptable
 
@@ -72,18 +59,18 @@ def test_creating_a_cluster_in_the_admin_goes_through_the_service(browser, admin
     ("field", "value"),
     [("replicas", "11"), ("replicas", "0"), ("version", "v0.0.1"), ("storage_gi", "100000")],
 )
-def test_admin_create_refuses_what_the_api_refuses(browser, client1, field, value, settings):
+def test_admin_create_refuses_what_the_api_refuses(admin_browser, client1, field, value, settings):
     data = {"client": client1.pk, "slug": "bad", "replicas": "1", "version": settings.QDRANT_VERSIONS[0]}
     data["storage_gi"] = "10"
     data[field] = value
-    response = browser.post("/admin/clusters/cluster/add/", data)
+    response = admin_browser.post("/admin/clusters/cluster/add/", data)
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert not Cluster.objects.filter(slug="bad").exists()
 
 
-def test_editing_a_cluster_in_the_admin_records_only_what_changed(browser, admin_user, cluster1):
-    response = browser.post(
+def test_editing_a_cluster_in_the_admin_records_only_what_changed(admin_browser, operator, cluster1):
+    response = admin_browser.post(
         f"/admin/clusters/cluster/{cluster1.pk}/change/",
         {"replicas": "4", "version": cluster1.version, "storage_gi": str(cluster1.storage_gi)},
     )
@@ -91,12 +78,12 @@ def test_editing_a_cluster_in_the_admin_records_only_what_changed(browser, admin
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 4
     change = ClusterChange.objects.get(action="update")
     assert change.changes == {"replicas": [2, 4]}
-    assert change.actor == admin_user
+    assert change.actor == operator
     assert change.message == "client1/main: replicas 2 -> 4 (scale up)"
 
 
-def test_admin_refuses_shrinking_storage(browser, cluster1):
-    response = browser.post(
+def test_admin_refuses_shrinking_storage(admin_browser, cluster1):
+    response = admin_browser.post(
         f"/admin/clusters/cluster/{cluster1.pk}/change/",
         {"replicas": "2", "version": cluster1.version, "storage_gi": "5"},
     )
@@ -106,7 +93,7 @@ def test_admin_refuses_shrinking_storage(browser, cluster1):
     assert not ClusterChange.objects.filter(action="update").exists()
 
 
-def test_cluster_list_and_change_pages_never_show_keys(browser, cluster1):
+def test_cluster_list_and_change_pages_never_show_keys(admin_browser, cluster1):
     credentials = cluster_credentials(cluster=cluster1)
     secrets = [
         credentials.api_key,
@@ -115,15 +102,17 @@ def test_cluster_list_and_change_pages_never_show_keys(browser, cluster1):
         cluster1.read_only_api_key_encrypted,
     ]
     for url in ["/admin/clusters/cluster/", f"/admin/clusters/cluster/{cluster1.pk}/change/"]:
-        page = browser.get(url)
+        page = admin_browser.get(url)
         assert page.status_code == 200
         for secret in secrets:
             assert secret not in page.content.decode()
 
 
-def test_rotate_action_shows_the_new_keys_once_uncached_and_records_the_change(browser, admin_user, cluster1):
+def test_rotate_action_shows_the_new_keys_once_uncached_and_records_the_change(
+    admin_browser, operator, cluster1
+):
     old = cluster_credentials(cluster=cluster1)
-    response = browser.post(
+    response = admin_browser.post(
         "/admin/clusters/cluster/",
         {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
     )
@@ -136,27 +125,29 @@ def test_rotate_action_shows_the_new_keys_once_uncached_and_records_the_change(b
     assert new.api_key in page and new.read_only_api_key in page
     assert old.api_key not in page
     change = ClusterChange.objects.get(action="credentials_rotate")
-    assert change.actor == admin_user
+    assert change.actor == operator
 
 
-def test_clusters_cannot_be_deleted_from_the_admin(browser, cluster1):
-    assert browser.get(f"/admin/clusters/cluster/{cluster1.pk}/delete/").status_code == 403
+def test_clusters_cannot_be_deleted_from_the_admin(admin_browser, cluster1):
+    assert admin_browser.get(f"/admin/clusters/cluster/{cluster1.pk}/delete/").status_code == 403
     assert Cluster.objects.filter(pk=cluster1.pk).exists()
 
 
-def test_change_history_is_read_only_in_the_admin(browser, cluster1):
+def test_change_history_is_read_only_in_the_admin(admin_browser, cluster1):
     change = cluster1.changes.get()
-    assert browser.get("/admin/clusters/clusterchange/").status_code == 200
-    assert browser.get("/admin/clusters/clusterchange/add/").status_code == 403
-    assert browser.get(f"/admin/clusters/clusterchange/{change.pk}/delete/").status_code == 403
-    response = browser.post(f"/admin/clusters/clusterchange/{change.pk}/change/", {"message": "rewritten"})
+    assert admin_browser.get("/admin/clusters/clusterchange/").status_code == 200
+    assert admin_browser.get("/admin/clusters/clusterchange/add/").status_code == 403
+    assert admin_browser.get(f"/admin/clusters/clusterchange/{change.pk}/delete/").status_code == 403
+    response = admin_browser.post(
+        f"/admin/clusters/clusterchange/{change.pk}/change/", {"message": "rewritten"}
+    )
     assert response.status_code == 403
     assert ClusterChange.objects.get(pk=change.pk).message == change.message
 
 
-def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(browser, user_factory):
+def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(admin_browser, user_factory):
     user = user_factory()
-    response = browser.post(
+    response = admin_browser.post(
         "/admin/clusters/client/add/",
         {
             "slug": "acme",
@@ -177,11 +168,11 @@ def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(browser, 
 
 
 def test_creating_a_client_in_the_admin_commits_its_file_once_the_transaction_commits(
-    browser, admin_user, settings, django_capture_on_commit_callbacks
+    admin_browser, operator, settings, django_capture_on_commit_callbacks
 ):
     path = "clients/acme/client.yaml"
     with django_capture_on_commit_callbacks(execute=True):
-        response = browser.post(
+        response = admin_browser.post(
             "/admin/clusters/client/add/",
             {
                 "slug": "acme",
@@ -204,14 +195,14 @@ def test_creating_a_client_in_the_admin_commits_its_file_once_the_transaction_co
     }
     head = commits_list(repository=local)[0]
     assert head.message.splitlines()[0] == "acme: client created"
-    assert head.author == GitIdentity(name=admin_user.name or admin_user.email, email="root@example.com")
+    assert head.author == GitIdentity(name=operator.name or operator.email, email="root@example.com")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_creating_a_cluster_in_the_admin_commits_and_pushes_its_values_after_the_transaction(
-    git_server, browser, admin_user, client1, settings
+    git_server, admin_browser, operator, client1, settings
 ):
-    response = browser.post(
+    response = admin_browser.post(
         "/admin/clusters/cluster/add/",
         {
             "client": client1.pk,
@@ -234,15 +225,17 @@ def test_creating_a_cluster_in_the_admin_commits_and_pushes_its_values_after_the
         "20Gi",
     )
     head = commits_list(repository=git_server)[0]
-    assert head.author == GitIdentity(name=admin_user.name or admin_user.email, email="root@example.com")
+    assert head.author == GitIdentity(name=operator.name or operator.email, email="root@example.com")
 
 
 @pytest.mark.django_db(transaction=True)
-def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(browser, client1, user_factory, settings):
+def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(
+    admin_browser, client1, user_factory, settings
+):
     local = portal_repository(settings)
     tip = branch_tip(repository=local)
     viewer = user_factory()
-    response = browser.post(
+    response = admin_browser.post(
         f"/admin/clusters/client/{client1.pk}/change/",
         {
             "name": "Client One",
@@ -260,14 +253,14 @@ def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(browser, client1
 
 
 def test_client_admin_changes_and_removes_grants_through_the_services(
-    browser, client1, cluster1, user_factory
+    admin_browser, client1, cluster1, user_factory
 ):
     keep, drop = user_factory(), user_factory()
     keep_grant = grant_set(user=keep, client=client1, role="viewer")
     drop_grant = grant_set(user=drop, client=client1, role="operator")
     versions = {u.pk: User.objects.get(pk=u.pk).claims_version for u in (keep, drop)}
 
-    response = browser.post(
+    response = admin_browser.post(
         f"/admin/clusters/client/{client1.pk}/change/",
         {
             "name": "Client One",
@@ -296,16 +289,16 @@ def test_client_admin_changes_and_removes_grants_through_the_services(
         assert User.objects.get(pk=user.pk).claims_version == versions[user.pk] + 1
 
 
-def test_client_page_lists_its_clusters_read_only(browser, client1, cluster1):
-    page = browser.get(f"/admin/clusters/client/{client1.pk}/change/")
+def test_client_page_lists_its_clusters_read_only(admin_browser, client1, cluster1):
+    page = admin_browser.get(f"/admin/clusters/client/{client1.pk}/change/")
     assert page.status_code == 200
     assert f"/admin/clusters/cluster/{cluster1.pk}/change/" in page.content.decode()
     assert 'name="clusters-0-replicas"' not in page.content.decode()
 
 
-def test_deactivating_a_client_in_the_admin_reissues_its_users_tokens(browser, client1, user1):
+def test_deactivating_a_client_in_the_admin_reissues_its_users_tokens(admin_browser, client1, user1):
     before = User.objects.get(pk=user1.pk).claims_version
-    response = browser.post(
+    response = admin_browser.post(
         f"/admin/clusters/client/{client1.pk}/change/",
         {
             "name": "Client One",
@@ -319,7 +312,7 @@ def test_deactivating_a_client_in_the_admin_reissues_its_users_tokens(browser, c
     assert User.objects.get(pk=user1.pk).claims_version == before + 1
 
 
-def test_grant_inline_works_on_the_user_admin(admin_user, user_factory):
+def test_grant_inline_works_on_the_user_admin(operator, user_factory):
     # accounts.admin owns UserAdmin; it adds GrantInline. Check the inline on a site of our own.
     site = AdminSite(name="grant-inline-test")
     site.register(Client, django_admin.site._registry[Client].__class__)
@@ -327,7 +320,7 @@ def test_grant_inline_works_on_the_user_admin(admin_user, user_factory):
     client = client_create(slug="acme", name="Acme")
     user = user_factory()
     request = RequestFactory().get("/")
-    request.user = admin_user
+    request.user = operator
 
     [formset_class] = [formset for formset, _ in user_admin.get_formsets_with_inlines(request, user)]
     formset = formset_class(

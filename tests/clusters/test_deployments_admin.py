@@ -7,7 +7,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import Client as BrowserClient
 
 from clusters.services import cluster_create
 from tests.helpers import free_port
@@ -15,14 +14,6 @@ from tests.helpers import free_port
 pytestmark = pytest.mark.django_db(transaction=True)  # deliveries run once the data is committed
 
 CLUSTERS = "/admin/clusters/cluster/"
-
-
-@pytest.fixture
-def operator(user_factory):
-    user = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
-    browser = BrowserClient()
-    browser.force_login(user)
-    return browser
 
 
 @pytest.fixture
@@ -68,9 +59,9 @@ def _rows(page: str) -> list[str]:
 
 
 def test_the_cluster_list_shows_each_state_and_filters_the_clusters_not_deployed(
-    operator, three_clusters, argocd
+    admin_browser, three_clusters, argocd
 ):
-    page = operator.get(CLUSTERS).content.decode()
+    page = admin_browser.get(CLUSTERS).content.decode()
 
     rows = {row.split("/change/")[0].rsplit("/", 1)[-1]: row for row in _rows(page)}
     assert len(rows) == 3
@@ -80,37 +71,37 @@ def test_the_cluster_list_shows_each_state_and_filters_the_clusters_not_deployed
     listed = [r for r in argocd.requests() if r.path == "/api/v1/applications"]
     assert len(listed) == 1, "one question to Argo CD for the whole page"
 
-    not_deployed = operator.get(CLUSTERS, {"deployment": "not_deployed"}).content.decode()
+    not_deployed = admin_browser.get(CLUSTERS, {"deployment": "not_deployed"}).content.decode()
     assert sorted(row.split('data-state="')[1].split('"')[0] for row in _rows(not_deployed)) == [
         "failed",
         "syncing",
     ]
-    failed = operator.get(CLUSTERS, {"deployment": "failed"}).content.decode()
+    failed = admin_browser.get(CLUSTERS, {"deployment": "failed"}).content.decode()
     assert len(_rows(failed)) == 1 and "client1/broken" in failed
 
 
 def test_a_cluster_page_shows_argo_cds_message_and_links_to_the_application(
-    operator, three_clusters, settings
+    admin_browser, three_clusters, settings
 ):
     from clusters.models import Cluster
 
     broken = Cluster.objects.get(slug="broken")
-    page = html.unescape(operator.get(f"{CLUSTERS}{broken.pk}/change/").content.decode())
+    page = html.unescape(admin_browser.get(f"{CLUSTERS}{broken.pk}/change/").content.decode())
 
     assert "failed" in page and "StatefulSet.apps is invalid: spec: Forbidden" in page
     assert f'href="{settings.ARGOCD_URL}/applications/argocd/qdrant.client1.broken"' in page
     settings.ARGOCD_APP_NAMESPACE = "qdrant-apps"
-    page = operator.get(f"{CLUSTERS}{broken.pk}/change/").content.decode()
+    page = admin_browser.get(f"{CLUSTERS}{broken.pk}/change/").content.decode()
     assert f"{settings.ARGOCD_URL}/applications/qdrant-apps/qdrant.client1.broken" in page
 
 
-def test_the_link_to_argo_cd_s_ui_uses_the_address_browsers_reach(operator, three_clusters, settings):
+def test_the_link_to_argo_cd_s_ui_uses_the_address_browsers_reach(admin_browser, three_clusters, settings):
     from clusters.models import Cluster
 
     settings.ARGOCD_UI_URL = "https://argocd.example.com"  # ARGOCD_URL: an in-cluster address
     broken = Cluster.objects.get(slug="broken")
 
-    page = html.unescape(operator.get(f"{CLUSTERS}{broken.pk}/change/").content.decode())
+    page = html.unescape(admin_browser.get(f"{CLUSTERS}{broken.pk}/change/").content.decode())
 
     assert 'href="https://argocd.example.com/applications/argocd/qdrant.client1.broken"' in page
     assert f'href="{settings.ARGOCD_URL}/' not in page
@@ -118,20 +109,20 @@ def test_the_link_to_argo_cd_s_ui_uses_the_address_browsers_reach(operator, thre
 
 
 def test_the_cluster_list_s_queries_do_not_grow_with_its_rows(
-    operator, three_clusters, client1, django_assert_max_num_queries
+    admin_browser, three_clusters, client1, django_assert_max_num_queries
 ):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    operator.get(CLUSTERS)  # Argo CD's answers are cached from here on
+    admin_browser.get(CLUSTERS)  # Argo CD's answers are cached from here on
     with CaptureQueriesContext(connection) as three_rows:
-        assert len(_rows(operator.get(CLUSTERS).content.decode())) == 3
+        assert len(_rows(admin_browser.get(CLUSTERS).content.decode())) == 3
     for slug in ("extra1", "extra2", "extra3"):
         cluster_create(client=client1, slug=slug, actor=None)
     _settle()
 
     with django_assert_max_num_queries(len(three_rows.captured_queries)):
-        page = operator.get(CLUSTERS).content.decode()
+        page = admin_browser.get(CLUSTERS).content.decode()
 
     assert len(_rows(page)) == 6
     assert sorted(row.split('data-state="')[1].split('"')[0] for row in _rows(page))[:3] == [
@@ -141,10 +132,10 @@ def test_the_cluster_list_s_queries_do_not_grow_with_its_rows(
     ]
 
 
-def test_without_argo_cd_the_admin_has_no_deployment_filter_and_says_why(operator, cluster1):
-    page = operator.get(CLUSTERS).content.decode()
+def test_without_argo_cd_the_admin_has_no_deployment_filter_and_says_why(admin_browser, cluster1):
+    page = admin_browser.get(CLUSTERS).content.decode()
     assert "?deployment=" not in page
-    detail = html.unescape(operator.get(f"{CLUSTERS}{cluster1.pk}/change/").content.decode())
+    detail = html.unescape(admin_browser.get(f"{CLUSTERS}{cluster1.pk}/change/").content.decode())
     assert "Argo CD is not configured (ARGOCD_URL)" in detail
 
 

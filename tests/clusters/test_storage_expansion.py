@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from django.test import Client as BrowserClient
 
 from clusters.models import Cluster, ClusterChange, StorageExpansion
 from clusters.services import storage_expansion_complete
@@ -23,15 +22,6 @@ VALUES = "clients/client1/main/values.yaml"
 
 def _size(repository: GitopsRepository) -> str:
     return yaml.safe_load(file_read(repository=repository, file_path=VALUES))["persistence"]["size"]
-
-
-@pytest.fixture
-def admin_browser(user_factory) -> BrowserClient:
-    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
-    browser = BrowserClient()
-    browser.force_login(operator)
-    browser.operator = operator
-    return browser
 
 
 def test_a_bigger_size_commits_nothing_and_shows_the_request(git_server, as_user1, user1, cluster1):
@@ -122,7 +112,7 @@ def test_the_admin_lists_pending_requests_with_the_runbook(admin_browser, as_use
 
 
 def test_an_operator_marks_it_done_and_the_new_size_is_committed_with_its_history(
-    git_server, admin_browser, as_user1, cluster1
+    git_server, admin_browser, operator, as_user1, cluster1
 ):
     as_user1.patch(URL, {"storageGi": 20}, format="json")
     expansion = StorageExpansion.objects.get()
@@ -133,7 +123,7 @@ def test_an_operator_marks_it_done_and_the_new_size_is_committed_with_its_histor
 
     assert response.status_code == 302
     expansion.refresh_from_db()
-    assert (expansion.state, expansion.resolved_by) == ("done", admin_browser.operator)
+    assert (expansion.state, expansion.resolved_by) == ("done", operator)
     assert Cluster.objects.get(pk=cluster1.pk).storage_gi == 20
     assert _size(git_server) == "20Gi"
     head = commits_list(repository=git_server)[0]

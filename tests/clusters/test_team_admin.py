@@ -3,27 +3,13 @@ policies, invitations, personal access tokens and the audit trail, all through t
 
 from __future__ import annotations
 
-import pytest
 from django.core import mail
-from django.test import Client as BrowserClient
 from rest_framework.test import APIClient
 
 from accounts.models import PersonalAccessToken
 from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import grant_set
 from tests.clusters.test_admin import _inline_management
-
-
-@pytest.fixture
-def operator(user_factory):
-    return user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
-
-
-@pytest.fixture
-def browser(operator) -> BrowserClient:
-    browser = BrowserClient()
-    browser.force_login(operator)
-    return browser
 
 
 def _client_form(client1, **policy) -> dict:
@@ -37,11 +23,13 @@ def _client_form(client1, **policy) -> dict:
     }
 
 
-def test_an_operator_sets_a_clients_policy_on_its_page(browser, client1, bearer_client, user1, cluster1):
+def test_an_operator_sets_a_clients_policy_on_its_page(
+    admin_browser, client1, bearer_client, user1, cluster1
+):
     member = bearer_client(user1)
     assert member.get("/api/clients/client1/clusters").status_code == 200
 
-    response = browser.post(
+    response = admin_browser.post(
         f"/admin/clusters/client/{client1.pk}/change/",
         _client_form(client1, allowed_methods=["google"], jit_role="viewer", max_session_length="8:00:00"),
     )
@@ -53,8 +41,8 @@ def test_an_operator_sets_a_clients_policy_on_its_page(browser, client1, bearer_
     assert member.get("/api/clients/client1/clusters").json()["code"] == "step_up_required"
 
 
-def test_a_policy_that_makes_no_sense_is_a_form_error_in_the_admin(browser, client1):
-    response = browser.post(
+def test_a_policy_that_makes_no_sense_is_a_form_error_in_the_admin(admin_browser, client1):
+    response = admin_browser.post(
         f"/admin/clusters/client/{client1.pk}/change/",
         _client_form(client1, allowed_methods=["password"], jit_provisioning="on", jit_role="viewer"),
     )
@@ -63,24 +51,24 @@ def test_a_policy_that_makes_no_sense_is_a_form_error_in_the_admin(browser, clie
     assert not SignInPolicy.objects.exists()
 
 
-def test_an_operator_makes_a_member_admin_with_the_grant_inline(browser, client1, user1):
+def test_an_operator_makes_a_member_admin_with_the_grant_inline(admin_browser, client1, user1):
     grant = Grant.objects.get(user=user1)
     form = _client_form(client1)
     form.update(_inline_management("grants", 1, initial=1))
     form.update({"grants-0-id": grant.pk, "grants-0-client": client1.pk, "grants-0-user": user1.pk})
     form.update({"grants-0-role": "admin", **_inline_management("sign_in_policy", 0)})
-    assert browser.post(f"/admin/clusters/client/{client1.pk}/change/", form).status_code == 302
+    assert admin_browser.post(f"/admin/clusters/client/{client1.pk}/change/", form).status_code == 302
     assert Grant.objects.get(user=user1).role == "admin"
     assert ClientAuditEvent.objects.get(type="member_role_changed").detail == "operator -> admin"
 
 
-def test_an_operator_invites_and_revokes_in_the_admin(browser, client1, user1):
-    refused = browser.post(
+def test_an_operator_invites_and_revokes_in_the_admin(admin_browser, client1, user1):
+    refused = admin_browser.post(
         "/admin/clusters/invitation/add/", {"client": client1.pk, "email": user1.email, "role": "admin"}
     )
     assert refused.status_code == 200 and "already a member" in refused.content.decode()
 
-    added = browser.post(
+    added = admin_browser.post(
         "/admin/clusters/invitation/add/",
         {"client": client1.pk, "email": "Friend@Example.com", "role": "admin"},
     )
@@ -89,12 +77,14 @@ def test_an_operator_invites_and_revokes_in_the_admin(browser, client1, user1):
     invitation = Invitation.objects.get()
     assert (invitation.email, invitation.invited_by_email) == ("friend@example.com", "root@example.com")
     assert mail.outbox[0].to == ["friend@example.com"]
-    browser.post("/admin/clusters/invitation/", {"action": "revoke", "_selected_action": [invitation.pk]})
+    admin_browser.post(
+        "/admin/clusters/invitation/", {"action": "revoke", "_selected_action": [invitation.pk]}
+    )
     assert Invitation.objects.get().state == "revoked"
-    assert browser.get("/admin/clusters/clientauditevent/").status_code == 200
+    assert admin_browser.get("/admin/clusters/clientauditevent/").status_code == 200
 
 
-def test_an_operator_revokes_a_personal_access_token(browser, auth_client, user1, cluster1):
+def test_an_operator_revokes_a_personal_access_token(admin_browser, auth_client, user1, cluster1):
     created = (
         auth_client(user1)
         .post("/api/auth/tokens", {"name": "CI", "clients": {"client1": ["view"]}}, format="json")
@@ -103,9 +93,9 @@ def test_an_operator_revokes_a_personal_access_token(browser, auth_client, user1
     token = APIClient(HTTP_AUTHORIZATION=f"Bearer {created['token']}")
     assert token.get("/api/clients/client1/clusters").status_code == 200
 
-    listing = browser.get("/admin/accounts/personalaccesstoken/")
+    listing = admin_browser.get("/admin/accounts/personalaccesstoken/")
     assert created["prefix"] in listing.content.decode() and created["token"] not in listing.content.decode()
-    browser.post(
+    admin_browser.post(
         "/admin/accounts/personalaccesstoken/",
         {"action": "revoke_selected", "_selected_action": [created["id"]]},
     )
@@ -114,12 +104,12 @@ def test_an_operator_revokes_a_personal_access_token(browser, auth_client, user1
     assert token.get("/api/clients/client1/clusters").json()["code"] == "token_not_valid"
 
 
-def test_operators_are_not_bound_by_the_last_admin_rule_in_the_admin(browser, client1, user1):
+def test_operators_are_not_bound_by_the_last_admin_rule_in_the_admin(admin_browser, client1, user1):
     grant_set(user=user1, client=client1, role=Grant.Role.ADMIN)
     grant = Grant.objects.get(user=user1)
     form = _client_form(client1)
     form.update({**_inline_management("grants", 1, initial=1), **_inline_management("sign_in_policy", 0)})
     form.update({"grants-0-id": grant.pk, "grants-0-client": client1.pk, "grants-0-user": user1.pk})
     form.update({"grants-0-role": "admin", "grants-0-DELETE": "on"})
-    assert browser.post(f"/admin/clusters/client/{client1.pk}/change/", form).status_code == 302
+    assert admin_browser.post(f"/admin/clusters/client/{client1.pk}/change/", form).status_code == 302
     assert not Grant.objects.filter(client=client1).exists()

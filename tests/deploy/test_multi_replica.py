@@ -147,14 +147,28 @@ def _answers_by_worker(replica: GunicornServer, path: str, token: str, tag: str)
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         list(pool.map(one, range(40)))
-    time.sleep(0.5)  # the access log line is written after the response
+    lines = _access_lines(replica, tag, count=40)
     statuses: dict[str, set[int]] = {}
-    for line in replica.log_text().splitlines():
-        if f'"request_id": "{tag}-' in line and '"gunicorn.access"' in line:
-            message = json.loads(line)["message"]
-            pid = message.rpartition("pid=")[2]
-            statuses.setdefault(pid, set()).add(int(message.split('" ')[1].split()[0]))
+    for line in lines:
+        message = json.loads(line)["message"]
+        pid = message.rpartition("pid=")[2]
+        statuses.setdefault(pid, set()).add(int(message.split('" ')[1].split()[0]))
     return statuses
+
+
+def _access_lines(replica: GunicornServer, tag: str, *, count: int, timeout: float = 10.0) -> list[str]:
+    """The access log lines of the requests tagged ``tag``, once all ``count`` are written (each
+    after its response) or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [
+            line
+            for line in replica.log_text().splitlines()
+            if f'"request_id": "{tag}-' in line and '"gunicorn.access"' in line
+        ]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
 
 
 def test_after_a_revocation_the_very_next_request_on_every_worker_is_refused(deployment):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DEFAULT_PASSWORD
+
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -102,3 +104,30 @@ def screenshot():
         return path
 
     return take
+
+
+# --- Signing in through the page -----------------------------------------------------------
+
+PASSWORD = DEFAULT_PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def _generous_login_throttles(settings):
+    """Browser flows sign in many times a minute; the throttles have tests of their own."""
+    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
+    settings.LOGIN_THROTTLE_IP = "100/min"
+
+
+def first_factor(page, base_url: str, email: str, password: str = PASSWORD, next_path: str = "") -> None:
+    """Submits the sign-in form; what follows (the clusters, a second step, a step-up) is the caller's."""
+    page.goto(base_url + "/#/login" + (f"?next={next_path}" if next_path else ""))
+    page.wait_for_selector("#login-form")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()  # not "Sign in with a passkey"
+
+
+def sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
+    """Signs in with the password alone and waits for the clusters page."""
+    first_factor(page, base_url, email, password)
+    page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')

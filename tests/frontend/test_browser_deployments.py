@@ -8,19 +8,23 @@ Each deployment state is saved as a screenshot (docs/screenshots/cluster-deploym
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.test import Client as DjangoClient
 
 from clusters.models import ClusterChange
 from tests.conftest import b64
+from tests.frontend.conftest import PASSWORD, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct horse battery"
 CLUSTER_PAGE = "/#/clients/client1/clusters/main"
 SLOW = 25_000  # ms: the page polls every 2, 3, 5... seconds and statuses are cached a second
+# pages/cluster-deployment.js's POLL_DELAYS_MS: the first and the longest delay between polls.
+FIRST_POLL_MS, LONGEST_POLL_MS = 2_000, 30_000
 
 
 @pytest.fixture
@@ -29,12 +33,12 @@ def quick_argocd(argocd, settings):
     return argocd
 
 
-def _sign_in(page, base_url: str, email: str = "client1@example.com") -> None:
-    page.goto(base_url + "/#/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
+def _cached_status_expired(application: str, timeout: float = 5.0) -> None:
+    """Waits until the portal no longer holds Argo CD's answer about ``application``."""
+    deadline = time.monotonic() + timeout
+    while cache.get(f"argocd:application:{application}") is not None:
+        assert time.monotonic() < deadline, f"the cached status of {application} never expired"
+        time.sleep(0.05)
 
 
 def _steps(page) -> dict[str, str]:
@@ -55,7 +59,7 @@ def test_a_scale_is_followed_to_deployed_and_a_failure_says_what_went_wrong(
     created = ClusterChange.objects.get(cluster=cluster1, action="create").commit
     argocd.application_put(client="client1", cluster="main", revision=created)
     page = new_page()
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
     assert page.get_attribute('[data-testid="cluster-row"] .cluster-deployment', "data-state") == "deployed"
     page.goto(live_server.url + CLUSTER_PAGE)
     _state(page, "deployed")
@@ -131,7 +135,7 @@ def test_degraded_and_unknown_are_explained_and_checked_again_on_demand(
         health_message="qdrant-client1-main-1: CrashLoopBackOff (OOMKilled)",
     )
     page = new_page()
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + CLUSTER_PAGE)
     _state(page, "degraded")
     assert "not healthy" in page.text_content("#deployment-message")
@@ -140,12 +144,32 @@ def test_degraded_and_unknown_are_explained_and_checked_again_on_demand(
     screenshot(page, "cluster-deployment-degraded")
 
     quick_argocd.answer_status = 401  # the portal's Argo CD token was revoked
-    page.wait_for_timeout(1200)  # the cached status expires
+    _cached_status_expired("qdrant.client1.main")
     page.click("#deployment-check")
     _state(page, "unknown")
     assert "refused the portal's token" in page.text_content("#deployment-message")
     screenshot(page, "cluster-deployment-unknown")
     assert page_problems == []
+
+
+def _page_hidden(page, hidden: bool) -> None:
+    """As when the user switches to another tab (or back): ``document.hidden`` changes."""
+    page.evaluate(
+        """hidden => {
+            Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+def _questions_after(page, questions: list[str], ms: int) -> int:
+    """How many questions the page has asked once ``ms`` of its time has passed (its timers run
+    at once). Requests are reported in the order they start: one made now comes after them all."""
+    page.clock.run_for(ms)
+    with page.expect_request("**/api/auth/csrf"):
+        page.evaluate("fetch('/api/auth/csrf')")
+    return len(questions)
 
 
 def test_polling_stops_while_the_page_is_hidden_and_when_the_user_leaves(
@@ -154,31 +178,29 @@ def test_polling_stops_while_the_page_is_hidden_and_when_the_user_leaves(
     commit = ClusterChange.objects.get(cluster=cluster1, action="create").commit
     quick_argocd.application_put(client="client1", cluster="main", revision=commit, operation="Running")
     page = new_page()
-    _sign_in(page, live_server.url)
+    page.clock.install()  # time flows, and a test can skip ahead: every poll's delay passes at once
+    cluster_url = f"{live_server.url}/api/clients/client1/clusters/main"
+    questions: list[str] = []
+    page.on("request", lambda request: request.url == cluster_url and questions.append(request.url))
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + CLUSTER_PAGE)
     _state(page, "syncing")
-    asked = len(quick_argocd.requests())
+    asked = _questions_after(page, questions, 0)
+    assert _questions_after(page, questions, LONGEST_POLL_MS) > asked, "a syncing page polls"
 
-    page.evaluate(
-        "Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
-        "document.dispatchEvent(new Event('visibilitychange'))"
-    )
-    page.wait_for_timeout(4500)
-    assert len(quick_argocd.requests()) == asked, "a hidden page does not poll"
+    _page_hidden(page, True)
+    asked = len(questions)
+    assert _questions_after(page, questions, 10 * LONGEST_POLL_MS) == asked, "a hidden page does not poll"
 
-    page.evaluate(
-        "Object.defineProperty(document, 'hidden', {value: false, configurable: true});"
-        "document.dispatchEvent(new Event('visibilitychange'))"
-    )
-    page.wait_for_timeout(1500)
-    assert len(quick_argocd.requests()) > asked, "a page shown again asks at once"
+    with page.expect_request(cluster_url, timeout=FIRST_POLL_MS * 0.75):
+        _page_hidden(page, False)  # "a page shown again asks at once": before any poll would be due
 
     page.goto(live_server.url + "/#/sessions")
     page.wait_for_selector('[data-testid="session-row"]')
-    page.wait_for_timeout(1500)
-    asked = len(quick_argocd.requests())
-    page.wait_for_timeout(4500)
-    assert len(quick_argocd.requests()) == asked, "another page does not poll the cluster"
+    asked = len(questions)
+    assert _questions_after(page, questions, 10 * LONGEST_POLL_MS) == asked, (
+        "another page does not poll the cluster"
+    )
     assert page_problems == []
 
 
@@ -189,7 +211,7 @@ def test_the_save_confirmation_sits_by_its_button_and_goes_with_the_next_action(
     live_server, new_page, page_problems, git_server, user1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + CLUSTER_PAGE)
     page.wait_for_selector("#scale-form")
 
@@ -217,7 +239,7 @@ def test_an_error_replaces_the_last_success(
     live_server, new_page, page_problems, git_server, user1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + CLUSTER_PAGE)
     page.fill("#replicas", "3")
     page.click("#save-replicas")
@@ -245,7 +267,7 @@ def test_commit_ids_in_the_history_never_wrap(
     live_server, new_page, page_problems, git_server, user1, cluster1
 ):
     page = new_page(viewport={"width": 390, "height": 844})
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + CLUSTER_PAGE)
     page.wait_for_selector('[data-testid="history-row"] code[data-commit]')
 
@@ -261,7 +283,7 @@ def test_the_header_takes_little_of_a_phone_screen(
     live_server, new_page, page_problems, screenshot, user1, cluster1
 ):
     page = new_page(viewport={"width": 390, "height": 844})
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
 
     header = page.locator("#app-header").bounding_box()
 
@@ -279,7 +301,7 @@ def test_session_cards_are_compact(live_server, new_page, page_problems, screens
             content_type="application/json",
         )
     page = new_page(viewport={"width": 390, "height": 844})
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + "/#/sessions")
     page.wait_for_selector('[data-testid="session-row"][data-current="false"]')
 
@@ -297,7 +319,7 @@ def test_the_storage_change_has_its_control(
     live_server, new_page, page_problems, git_server, user1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url)
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + CLUSTER_PAGE)
     assert page.get_attribute("#storage-gi", "min") == "10"
     assert page.is_visible("#save-storage") and page.get_by_label("Storage (GiB)").is_visible()

@@ -22,23 +22,14 @@ from clusters.selectors import cluster_credentials
 from clusters.services import cluster_create, storage_expansion_complete
 from gitops.repository import branch_tip, commits_list
 from tests.conftest import b64
+from tests.frontend.conftest import PASSWORD, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def short_access_tokens(settings):
     settings.JWT_ACCESS_TTL = timedelta(seconds=2)
-
-
-def _sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
-    page.goto(base_url + "/#/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()  # not "Sign in with a passkey"
-    page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
 
 
 def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
@@ -57,7 +48,7 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     base = live_server.url
 
     # Sign in: only client1's cluster is listed.
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     rows = page.locator('[data-testid="cluster-row"]')
     assert rows.count() == 1
     assert rows.first.get_attribute("data-client") == "client1"
@@ -135,7 +126,7 @@ def test_an_expired_session_sends_the_user_to_sign_in_with_a_message(
     live_server, new_page, page_problems, screenshot, settings, user1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url, "client1@example.com")
+    sign_in(page, live_server.url, "client1@example.com")
     settings.JWT_TTL = timedelta(seconds=1)  # the idle timeout, from the next request on
     page.goto(live_server.url + "/#/sessions")
     page.wait_for_selector('[data-testid="session-row"]')
@@ -152,7 +143,7 @@ def test_a_second_client_sees_nothing_of_the_first(
     live_server, new_page, page_problems, screenshot, user2, cluster1, cluster2
 ):
     page = new_page(viewport={"width": 390, "height": 844})  # a phone
-    _sign_in(page, live_server.url, "client2@example.com")
+    sign_in(page, live_server.url, "client2@example.com")
     assert [
         row.get_attribute("data-client") for row in page.locator('[data-testid="cluster-row"]').all()
     ] == ["client2"]
@@ -173,7 +164,7 @@ def test_a_scale_down_explains_the_risk_and_is_sent_only_once_confirmed(
     live_server, new_page, page_problems, screenshot, git_server, user1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url, "client1@example.com")
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#scale-form")
 
@@ -206,7 +197,7 @@ def test_more_storage_waits_for_an_operator_and_the_page_says_so(
     live_server, new_page, page_problems, screenshot, git_server, user1, cluster1, operator_staff
 ):
     page = new_page()
-    _sign_in(page, live_server.url, "client1@example.com")
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#storage-form")
     tip = branch_tip(repository=git_server)
@@ -246,7 +237,7 @@ def test_the_version_select_offers_only_the_allowed_upgrades(
 ):
     cluster_create(client=client1, slug="older", actor=None, version="v1.18.3")
     page = new_page()
-    _sign_in(page, live_server.url, "client1@example.com")
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + "/#/clients/client1/clusters/older")
     page.wait_for_selector("#version-form")
     options = page.eval_on_selector_all("#version option", "options => options.map(o => o.value)")
@@ -265,7 +256,7 @@ def test_a_key_rotation_shows_its_phase_and_is_finished_by_the_user(
     live_server, new_page, page_problems, screenshot, git_server, user1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url, "client1@example.com")
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
     page.wait_for_selector("#rotate-keys")
     assert "two phases" in page.text_content("#rotation-state")
@@ -299,7 +290,7 @@ def test_an_older_version_warns_that_old_keys_fail_once_pods_restart(
 ):
     Cluster.objects.filter(pk=cluster1.pk).update(version="v1.16.3")
     page = new_page()
-    _sign_in(page, live_server.url, "client1@example.com")
+    sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
     page.wait_for_selector("#rotate-keys")
     assert "fail once the pods restart" in page.text_content("#rotation-state")

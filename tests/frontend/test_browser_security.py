@@ -23,14 +23,15 @@ from datetime import timedelta
 import pyotp
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from accounts.models import AuditEvent, Passkey, Session, TotpDevice
 from clusters.models import Cluster
 from clusters.selectors import cluster_credentials
+from tests.frontend.conftest import PASSWORD, first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase 42"
 VIRTUAL_AUTHENTICATOR = {
     "protocol": "ctap2",
@@ -39,26 +40,6 @@ VIRTUAL_AUTHENTICATOR = {
     "hasUserVerification": True,
     "isUserVerified": True,
 }
-
-
-@pytest.fixture(autouse=True)
-def _generous_login_throttles(settings):
-    """These flows sign in many times a minute; the throttles have tests of their own."""
-    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
-    settings.LOGIN_THROTTLE_IP = "100/min"
-
-
-def _first_factor(page, base_url: str, email: str, password: str = PASSWORD, next_path: str = "") -> None:
-    page.goto(base_url + "/#/login" + (f"?next={next_path}" if next_path else ""))
-    page.wait_for_selector("#login-form")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-
-
-def _sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
-    _first_factor(page, base_url, email, password)
-    page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
 
 
 def _sign_out(page) -> None:
@@ -112,7 +93,7 @@ def test_an_authenticator_app_is_set_up_in_the_page_and_then_asked_for_at_sign_i
     live_server, new_page, page_problems, screenshot, user1, cluster1
 ):
     page, base = new_page(), live_server.url
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     page.click("#nav-security")
     page.wait_for_selector("#totp-state:has-text('Off')")
     totp, codes, used = _totp_enrol(page, screenshot)
@@ -125,7 +106,7 @@ def test_an_authenticator_app_is_set_up_in_the_page_and_then_asked_for_at_sign_i
     _sign_out(page)
 
     # The password alone is not enough now; a wrong code is refused and says so.
-    _first_factor(page, base, "client1@example.com")
+    first_factor(page, base, "client1@example.com")
     page.wait_for_selector("#mfa-form")
     assert "recovery codes" in page.text_content("#mfa-code-hint")
     assert page.evaluate("document.activeElement.id") == "mfa-code"
@@ -144,12 +125,12 @@ def test_an_authenticator_app_is_set_up_in_the_page_and_then_asked_for_at_sign_i
     _sign_out(page)
 
     # A recovery code signs in once.
-    _first_factor(page, base, "client1@example.com")
+    first_factor(page, base, "client1@example.com")
     _second_step(page, codes[0])
     page.wait_for_selector('[data-testid="cluster-row"]')
     assert AuditEvent.objects.filter(user=user1, type="recovery_code_used").count() == 1
     _sign_out(page)
-    _first_factor(page, base, "client1@example.com")
+    first_factor(page, base, "client1@example.com")
     _second_step(page, codes[0])
     page.wait_for_selector("#mfa-error:has-text('already used')")
     assert page.locator('[data-testid="cluster-row"]').count() == 0
@@ -160,7 +141,7 @@ def test_new_recovery_codes_replace_the_old_and_removing_the_app_takes_a_current
     live_server, new_page, page_problems, user1, cluster1
 ):
     page, base = new_page(), live_server.url
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     page.goto(base + "/#/security")
     totp, old_codes, used = _totp_enrol(page)
 
@@ -184,7 +165,7 @@ def test_new_recovery_codes_replace_the_old_and_removing_the_app_takes_a_current
     assert not TotpDevice.objects.filter(user=user1).exists()
     assert "set up an authenticator app or a passkey first" in page.text_content("#recovery-state")
     _sign_out(page)
-    _sign_in(page, base, "client1@example.com")  # the password alone again
+    sign_in(page, base, "client1@example.com")  # the password alone again
     assert page_problems == []
 
 
@@ -198,13 +179,13 @@ def test_wrong_codes_end_the_step_then_throttle_the_account(
     live_server, new_page, page_problems, user1, cluster1
 ):
     page, base = new_page(), live_server.url
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     page.goto(base + "/#/security")
     totp, _, used = _totp_enrol(page)
     _sign_out(page)
 
     # One sign-in step takes five wrong codes, then it is over: back to sign-in, `next` kept.
-    _first_factor(page, base, "client1@example.com", next_path="/sessions")
+    first_factor(page, base, "client1@example.com", next_path="/sessions")
     _wrong_codes(page, 5)
     _second_step(page, totp.now())  # refused with the step, before any code is looked at
     page.wait_for_selector("#login-form")
@@ -216,7 +197,7 @@ def test_wrong_codes_end_the_step_then_throttle_the_account(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
     _wrong_codes(page, 5)
-    _first_factor(page, base, "client1@example.com")
+    first_factor(page, base, "client1@example.com")
     _second_step(page, _code_after(totp, used))
     page.wait_for_selector("#mfa-error:has-text('Try again in 15 minutes')")
     assert Session.objects.filter(user=user1, revoked_at=None).count() == 0
@@ -232,7 +213,7 @@ def test_a_passkey_is_registered_and_then_signs_in_as_second_factor_and_alone(
     cdp.send("WebAuthn.enable")
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
 
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     page.goto(base + "/#/security")
     page.wait_for_selector("#passkeys-empty")
     page.fill("#passkey-name", "Test laptop")
@@ -251,7 +232,7 @@ def test_a_passkey_is_registered_and_then_signs_in_as_second_factor_and_alone(
     screenshot(page, "login-with-passkey")
 
     # Password, then the passkey as the second factor.
-    _first_factor(page, base, "client1@example.com")
+    first_factor(page, base, "client1@example.com")
     page.wait_for_selector("#mfa-passkey")
     assert page.locator("#mfa-form").count() == 0  # no app, no recovery codes: only the passkey
     page.click("#mfa-passkey")
@@ -291,7 +272,7 @@ def test_passkeys_work_in_a_browser_without_the_webauthn_json_helpers(
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     assert page.evaluate("typeof PublicKeyCredential.parseRequestOptionsFromJSON") == "undefined"
     page.goto(base + "/#/security")
     page.click("#passkey-add")
@@ -306,8 +287,8 @@ def test_passkeys_work_in_a_browser_without_the_webauthn_json_helpers(
 def test_a_password_change_signs_the_other_device_out(live_server, new_page, page_problems, user1, cluster1):
     base = live_server.url
     page, other = new_page(), new_page()
-    _sign_in(other, base, "client1@example.com")
-    _sign_in(page, base, "client1@example.com")
+    sign_in(other, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     page.goto(base + "/#/security")
     page.wait_for_selector("#password-form")
 
@@ -335,7 +316,7 @@ def test_a_password_change_signs_the_other_device_out(live_server, new_page, pag
     page.goto(base + "/#/clusters")  # this one stays
     page.wait_for_selector('[data-testid="cluster-row"]')
     _sign_out(page)
-    _sign_in(page, base, "client1@example.com", NEW_PASSWORD)
+    sign_in(page, base, "client1@example.com", NEW_PASSWORD)
     assert page_problems == []
 
 
@@ -381,7 +362,7 @@ def test_a_forgotten_password_is_reset_by_email_and_the_link_works_once(
     page.wait_for_selector("#login-form")
     assert "Your password has been changed" in page.text_content("#session-message")
     assert "/reset/" not in page.url  # the token leaves the address bar
-    _sign_in(page, base, "client1@example.com", NEW_PASSWORD)
+    sign_in(page, base, "client1@example.com", NEW_PASSWORD)
     _sign_out(page)
 
     # The same link again: refused, with a way to ask for a new one.
@@ -395,16 +376,21 @@ def test_a_forgotten_password_is_reset_by_email_and_the_link_works_once(
     assert page_problems == []
 
 
+def _sign_in_long_ago(user, window: timedelta) -> None:
+    """The user's session proved who they are longer than ``window`` ago: no longer recent."""
+    long_ago = timezone.now() - window - timedelta(seconds=1)
+    assert Session.objects.filter(user=user, revoked_at=None).update(authenticated_at=long_ago) == 1
+
+
 def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
     live_server, new_page, page_problems, screenshot, settings, git_server, user1, cluster1
 ):
-    settings.REAUTHENTICATION_WINDOW = timedelta(seconds=3)
     page, base = new_page(), live_server.url
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     page.goto(base + "/#/clients/client1/clusters/main/credentials")
     page.wait_for_selector("#rotate-keys")
     old_key = cluster_credentials(cluster=cluster1).api_key
-    time.sleep(3.5)  # the sign-in is no longer recent
+    _sign_in_long_ago(user1, settings.REAUTHENTICATION_WINDOW)
 
     # Asked to confirm; cancelled: nothing changes, and the page says so.
     page.click("#rotate-keys")
@@ -437,12 +423,11 @@ def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
 def test_an_account_with_only_a_passkey_confirms_it_is_them_with_the_passkey(
     live_server, new_page, page_problems, settings, user1, cluster1
 ):
-    settings.REAUTHENTICATION_WINDOW = timedelta(seconds=3)
     page, base = new_page(), live_server.url
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
-    _sign_in(page, base, "client1@example.com")
+    sign_in(page, base, "client1@example.com")
     page.goto(base + "/#/security")
     page.wait_for_selector("#passkeys-empty")
     page.fill("#passkey-name", "Test laptop")
@@ -450,7 +435,7 @@ def test_an_account_with_only_a_passkey_confirms_it_is_them_with_the_passkey(
     page.wait_for_selector('[data-testid="passkey-row"]:has-text("Test laptop")')
     user1.set_unusable_password()  # as an account that signs in with Google
     user1.save()
-    time.sleep(3.5)  # the sign-in is no longer recent
+    _sign_in_long_ago(user1, settings.REAUTHENTICATION_WINDOW)
 
     page.click("#recovery-regenerate")
     page.wait_for_selector("#reauth-dialog[open]")
@@ -499,7 +484,7 @@ def test_staff_with_a_second_factor_reach_the_admin_through_both_steps(
     settings.MFA_REQUIRED_FOR_STAFF = True
     user_factory(email="ops@example.com", is_staff=True, is_superuser=True)
     page, base = new_page(), live_server.url
-    _first_factor(page, base, "ops@example.com")
+    first_factor(page, base, "ops@example.com")
     page.wait_for_selector("#enrolment-required")
     totp, _, used = _totp_enrol(page)
     _sign_out(page)

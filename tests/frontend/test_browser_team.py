@@ -18,39 +18,17 @@ from rest_framework.test import APIClient
 
 from accounts.models import PersonalAccessToken
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
-from clusters.services import PolicyInput, grant_set, sign_in_policy_set
+from clusters.services import PolicyInput, sign_in_policy_set
+from tests.frontend.conftest import first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def _generous_login_throttles(settings):
-    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
-    settings.LOGIN_THROTTLE_IP = "100/min"
-
-
-@pytest.fixture
-def admin1(user_factory, client1):
-    user = user_factory(email="admin1@example.com", name="Ada Admin")
-    grant_set(user=user, client=client1, role=Grant.Role.ADMIN)
-    return user
-
-
-def _sign_in(page, base_url: str, email: str, password: str = PASSWORD, next_path: str = "") -> None:
-    page.goto(base_url + "/#/login" + (f"?next={next_path}" if next_path else ""))
-    page.wait_for_selector("#login-form")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_an_admin_runs_the_team_and_an_invitee_joins(
     live_server, new_page, page_problems, screenshot, admin1, user1, viewer1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url, admin1.email)
+    sign_in(page, live_server.url, admin1.email)
     page.wait_for_selector('[data-testid="cluster-row"]')
     page.click('[data-client="client1"] .team-link')
     page.wait_for_selector('[data-testid="member-row"][data-email="viewer1@example.com"]')
@@ -99,7 +77,7 @@ def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
     live_server, new_page, page_problems, screenshot, admin1, user1, cluster1, settings
 ):
     page = new_page()
-    _sign_in(page, live_server.url, admin1.email)
+    sign_in(page, live_server.url, admin1.email)
     page.wait_for_selector('[data-testid="cluster-row"]')
     page.click('[data-client="client1"] .settings-link')
     page.wait_for_selector("#policy-form")
@@ -122,7 +100,7 @@ def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
     wanted = PolicyInput(("google",), "", False, None, False, "viewer")
     sign_in_policy_set(client=cluster1.client, wanted=wanted, actor=None, facts=None)
     member = new_page()
-    _sign_in(member, live_server.url, user1.email)
+    first_factor(member, live_server.url, user1.email)
     member.wait_for_selector('[data-testid="restricted-client"][data-client="client1"]')
     assert "signing in with Google" in member.text_content("#step-up")
     assert member.locator('[data-testid="cluster-row"]').count() == 0
@@ -136,7 +114,7 @@ def test_anyone_makes_copies_uses_and_revokes_a_token(
     live_server, new_page, page_problems, screenshot, user1, cluster1
 ):
     page = new_page()
-    _sign_in(page, live_server.url, user1.email)
+    sign_in(page, live_server.url, user1.email)
     page.wait_for_selector('[data-testid="cluster-row"]')
     page.click("#nav-tokens")
     page.wait_for_selector("#token-form")
