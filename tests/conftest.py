@@ -280,10 +280,15 @@ _NEEDS = {
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     skipped = terminalreporter.stats.get("skipped", [])
     for what, prefix in _NEEDS.items():
-        missed = [report for report in skipped if report.nodeid.startswith(prefix)]
-        if missed:
-            reason = (
-                missed[0].longrepr[2] if isinstance(missed[0].longrepr, tuple) else str(missed[0].longrepr)
-            )
-            terminalreporter.write_sep("!", f"NOT RUN: {len(missed)} {what}", yellow=True, bold=True)
-            terminalreporter.write_line(reason.removeprefix("Skipped: "))
+        by_reason: dict[str, int] = {}
+        for report in skipped:
+            if report.nodeid.startswith(prefix):
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                reason = reason.removeprefix("Skipped: ")
+                by_reason[reason] = by_reason.get(reason, 0) + 1
+        for (
+            reason,
+            count,
+        ) in by_reason.items():  # one line per reason: a missing file is not a missing browser
+            terminalreporter.write_sep("!", f"NOT RUN: {count} {what}", yellow=True, bold=True)
+            terminalreporter.write_line(reason)
