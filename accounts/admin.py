@@ -23,9 +23,9 @@ from accounts.models import (
 from accounts.selectors import user_second_factors
 from accounts.services import (
     sessions_revoke,
-    user_claims_bump,
     user_deactivate,
     user_password_change,
+    users_claims_bump,
 )
 from config.errors import AuthUnavailable
 
@@ -147,7 +147,7 @@ class UserAdmin(DjangoUserAdmin):
         if deactivated and not user_deactivate(user=obj, actor=request.user):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
         if claims_changed:
-            user_claims_bump(user_id=obj.pk)
+            users_claims_bump(user_ids=[obj.pk])
 
     @admin.display(description="enrolled")
     def second_factors(self, user: User) -> str:

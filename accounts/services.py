@@ -430,29 +430,28 @@ def user_session_revoke(*, user: User, session_id: uuid.UUID, origin: RequestOri
 # --- users -----------------------------------------------------------------------------------
 
 
-def _claims_forget(user_id: int) -> None:
+def _claims_forget(user_ids: list[int]) -> None:
     try:
-        session_cache.claims_cache_forget(user_ids=[user_id])
+        session_cache.claims_cache_forget(user_ids=user_ids)
     except AuthUnavailable:
         pass  # cached claims expire within CLAIMS_CACHE_TTL; the API itself reads the database
 
 
 def user_claims_cache_forget(*, instance: User, **signal) -> None:
     """Signal receiver: a user row changed, so what the cache says about the user may be stale."""
-    _claims_forget(instance.pk)
-    transaction.on_commit(lambda: _claims_forget(instance.pk))
+    _claims_forget([instance.pk])
+    transaction.on_commit(lambda: _claims_forget([instance.pk]))
 
 
-def user_claims_bump(*, user_id: int) -> None:
-    """Record that the user's token claims (scopes, email, name) changed: tokens get re-issued.
-
-    The cached claims are forgotten now and again once the transaction commits, so a request
-    between the two cannot keep what the database had before. A cache outage does not stop
-    the change: what gateways are told catches up within ``CLAIMS_CACHE_TTL``.
-    """
-    User.objects.filter(pk=user_id).update(claims_version=F("claims_version") + 1)
-    _claims_forget(user_id)
-    transaction.on_commit(lambda: _claims_forget(user_id))
+def users_claims_bump(*, user_ids: list[int]) -> None:
+    """Record that the users' token claims (scopes, email, name) changed: tokens get re-issued.
+    The cached claims are forgotten now and once committed, so a request between the two cannot
+    keep the old ones; a cache outage does not stop the change (``CLAIMS_CACHE_TTL`` bounds it)."""
+    if not user_ids:
+        return
+    User.objects.filter(pk__in=user_ids).update(claims_version=F("claims_version") + 1)
+    _claims_forget(user_ids)
+    transaction.on_commit(lambda: _claims_forget(user_ids))
 
 
 def user_password_change(

@@ -1,7 +1,7 @@
 """Writes for clients and grants.
 
 A client's ``client.yaml`` is committed once its row is; a grant change re-issues the user's
-tokens with the new scope (``user_claims_bump``), is recorded in the client's audit trail, and
+tokens with the new scope (``users_claims_bump``), is recorded in the client's audit trail, and
 a removal takes the client out of the user's personal access tokens for good.
 """
 
@@ -13,12 +13,17 @@ from django.db import transaction
 
 from accounts.access_tokens import access_tokens_client_remove
 from accounts.models import User
-from accounts.services import user_claims_bump
+from accounts.services import users_claims_bump
 from clusters import delivery
 from clusters.models import Client, ClientAuditEvent, Grant
 from clusters.services.audit import client_audit_record
 
 logger = logging.getLogger(__name__)
+
+
+def client_members_claims_bump(*, client: Client) -> None:
+    """What the client's members may do there changed: their tokens are re-issued."""
+    users_claims_bump(user_ids=list(Grant.objects.filter(client=client).values_list("user_id", flat=True)))
 
 
 def client_create(*, slug: str, name: str, active: bool = True, actor: User | None = None) -> Client:
@@ -55,8 +60,7 @@ def client_update(*, client: Client, name: str, active: bool, actor: User | None
         client.full_clean()
         client.save(update_fields=["name", "active"])
         if active_changed:
-            for user_id in Grant.objects.filter(client=client).values_list("user_id", flat=True):
-                user_claims_bump(user_id=user_id)
+            client_members_claims_bump(client=client)
     delivery.client_file_deliver_after_commit(
         client=client, actor=actor, summary=f"{client.slug}: {described}"
     )
@@ -83,7 +87,7 @@ def grant_set(
     grant.role = role
     grant.full_clean()
     grant.save()
-    user_claims_bump(user_id=user.pk)
+    users_claims_bump(user_ids=[user.pk])
     client_audit_record(
         client=client,
         type=added_as if before is None else ClientAuditEvent.Type.MEMBER_ROLE_CHANGED,
@@ -108,7 +112,7 @@ def grant_remove(*, user: User, client: Client, actor: User | None = None) -> No
     """Take ``user`` off ``client``: at once for every session, ``/validate`` and token of theirs."""
     deleted, _ = Grant.objects.filter(user=user, client=client).delete()
     if deleted:
-        user_claims_bump(user_id=user.pk)
+        users_claims_bump(user_ids=[user.pk])
         access_tokens_client_remove(
             user_id=user.pk, client=client.slug, actor=actor, why=f"removed from {client.slug}"
         )

@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
-from accounts.services import user_claims_bump
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
 from clusters.selectors import sign_in_requirement
 from clusters.services.audit import client_audit_record
+from clusters.services.clients import client_members_claims_bump
 from config.errors import InvalidRequest
 
 MAX_SESSION_LENGTH_MIN = timedelta(minutes=5)
@@ -115,6 +115,5 @@ def sign_in_policy_set(
         actor=actor,
         detail=_described(before, policy),
     )
-    for user_id in Grant.objects.filter(client=client).values_list("user_id", flat=True):
-        user_claims_bump(user_id=user_id)
+    client_members_claims_bump(client=client)
     return policy

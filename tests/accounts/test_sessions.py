@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, AuditEventType, Session
-from accounts.services import user_claims_bump, user_deactivate, user_password_change
+from accounts.services import user_deactivate, user_password_change, users_claims_bump
 
 
 def test_sessions_list_marks_the_current_one(auth_client, user):
@@ -179,7 +179,7 @@ def test_changed_claims_come_back_as_a_fresh_access_token(auth_client, bearer_cl
 
     user.name = "Alice Liddell"
     user.save()
-    user_claims_bump(user_id=user.pk)
+    users_claims_bump(user_ids=[user.pk])
     response = client.get("/api/auth/me")
 
     if via == "cookie":
