@@ -36,6 +36,7 @@ from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange, GitopsR
 from clusters.rendering import client_files_render, cluster_files_render
 from clusters.selectors import changes_pending
 from config import metrics
+from config.crypto import FieldDecryptionError
 from gitops.argocd import APPLICATIONSET_PATH, README_PATH, applicationset_render, repository_readme_render
 from gitops.delivery import GroupDelivery, PendingCommit, commits_deliver
 from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
@@ -248,7 +249,7 @@ def _after_commit(deliver: Callable[[], DeliveryReport]) -> DeliveryReport | Non
             return
         try:
             deliver()
-        except GitopsError:
+        except (GitopsError, FieldDecryptionError):
             logger.exception("GitOps delivery failed; the changes stay pending for gitops_sync")
 
     transaction.on_commit(callback)
@@ -266,7 +267,7 @@ def client_file_deliver_after_commit(*, client: Client, actor: User | None, summ
     pending = client_file_pending(client=client, actor=actor, summary=summary)
     try:
         _after_commit(lambda: pending_changes_deliver(extra=[pending]))
-    except GitopsError:
+    except (GitopsError, FieldDecryptionError):
         logger.exception("GitOps delivery failed; %s is left for gitops_sync", summary)
 
 

@@ -141,6 +141,7 @@ class ClusterDetailView(ClientAPIView):
                 errors.StorageExpansionPending,
                 errors.GitopsValuesConflict,
                 errors.GitopsUnavailable,
+                errors.SecretsUnavailable,
                 notes={
                     "invalid_request": "With `fields`: out of range, not a whole number, shrinking storage; "
                     "a version that is not in allowedVersions (a downgrade, a skipped minor version, an "

@@ -23,7 +23,8 @@ from clusters.models import (
     ClusterChange,
     StorageExpansion,
 )
-from config.errors import GitopsUnavailable, GitopsValuesConflict
+from config.crypto import FieldDecryptionError
+from config.errors import GitopsUnavailable, GitopsValuesConflict, SecretsUnavailable
 from gitops.errors import RepositoryUnavailable
 
 logger = logging.getLogger(__name__)
@@ -133,9 +134,10 @@ def delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) -
         return result
     try:
         report = delivery.deliver_after_commit()
-    except RepositoryUnavailable as error:
+    except (RepositoryUnavailable, FieldDecryptionError) as error:
         if revert_on_failure and _change_revert(result=result):
-            raise GitopsUnavailable() from error
+            unreadable = isinstance(error, FieldDecryptionError)  # FIELD_ENCRYPTION_KEY lost a secret
+            raise (SecretsUnavailable() if unreadable else GitopsUnavailable()) from error
         logger.warning("GitOps delivery failed; %s stays pending for gitops_sync: %s", change, error)
         return result
     if report is None:  # deferred until the open transaction commits
