@@ -59,26 +59,34 @@ def error_responses(
 
 
 class PortalAutoSchema(AutoSchema):
-    """Adds ``mfa_enrolment_required`` to the 403 of every authenticated endpoint that refuses an
-    account the policy requires a second factor of until it has one: views that do not set
-    ``allowed_before_enrolment`` (the authentication enforces it, so the endpoints do not list it)."""
+    """Adds the errors every operation of a kind can answer, so views do not list them each:
+
+    - ``not_acceptable`` (406) everywhere: a request whose ``Accept`` excludes JSON;
+    - ``mfa_enrolment_required`` to the 403 of every authenticated endpoint that refuses an account
+      the policy requires a second factor of until it has one: views that do not set
+      ``allowed_before_enrolment`` (the authentication enforces it).
+    """
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
-        if operation is None or not self._refused_before_enrolment():
+        if operation is None:
             return operation
-        error = errors.MfaEnrolmentRequired
+        self._error_add(operation, errors.NotAcceptable)
+        if self._refused_before_enrolment():
+            self._error_add(operation, errors.MfaEnrolmentRequired)
+        return operation
+
+    def _error_add(self, operation: dict, error: type[errors.PortalError]) -> None:
         line = f"`{error.default_code}`: {error.default_detail}"
         responses = operation.setdefault("responses", {})
-        forbidden = responses.get(str(error.status_code))
-        if forbidden is None:
+        documented = responses.get(str(error.status_code))
+        if documented is None:
             content = {
                 "application/json": {"schema": self.resolve_serializer(ErrorSerializer, "response").ref}
             }
             responses[str(error.status_code)] = {"content": content, "description": line}
-        elif line not in forbidden.get("description", ""):
-            forbidden["description"] = f"{forbidden.get('description', '')}\n\n{line}".strip()
-        return operation
+        elif line not in documented.get("description", ""):
+            documented["description"] = f"{documented.get('description', '')}\n\n{line}".strip()
 
     def _refused_before_enrolment(self) -> bool:
         view = self.view

@@ -1,3 +1,4 @@
+import pytest
 from openapi_spec_validator import validate
 
 
@@ -52,3 +53,17 @@ def test_every_error_response_is_documented_with_the_one_error_shape(client, db)
                 if int(status) >= 400:
                     schema = response["content"]["application/json"]["schema"]["$ref"]
                     assert schema.endswith("/Error"), (method, path, status)
+
+
+@pytest.mark.parametrize("accept", ["", "text/html"])
+def test_an_accept_header_without_json_is_a_documented_406(client, db, accept):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "406" not in operation["responses"]
+    ]
+    assert undocumented == []
+    response = client.get("/api/auth/validate", HTTP_ACCEPT=accept)
+    assert (response.status_code, response.json()["code"]) == (406, "not_acceptable")
