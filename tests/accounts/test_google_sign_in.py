@@ -349,7 +349,7 @@ def test_the_openapi_document_describes_the_endpoint(api_client, db):
     schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
 
     operation = schema["paths"]["/api/auth/google"]["post"]
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "429", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "406", "429", "503"}
     body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert body.endswith("/GoogleSignInInputRequest")
 
