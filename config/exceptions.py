@@ -67,12 +67,6 @@ def _as_portal_error(exc: Exception, request: HttpRequest | None) -> errors.Port
         database_outage.report(exc, request)
         return errors.DatabaseUnavailable()
     if isinstance(exc, FieldDecryptionError):
-        # FIELD_ENCRYPTION_KEY lost the secret a value was encrypted with: an operator must act.
-        logger.error(
-            "A stored secret cannot be decrypted with FIELD_ENCRYPTION_KEY (%s): restore the secret "
-            "it was encrypted with.",
-            request.path if request is not None else "?",
-        )
         return errors.SecretsUnavailable()
     if isinstance(exc, DjangoValidationError):
         return errors.InvalidRequest(fields=_django_validation_fields(exc))
@@ -105,6 +99,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     error = _as_portal_error(exc, request)
     if error is None:
         return None  # a bug: Django's handler500 answers with the JSON 500 body
+    if isinstance(error, errors.SecretsUnavailable):
+        # Raised here or by a service that undid a change: FIELD_ENCRYPTION_KEY lost the secret a
+        # value was encrypted with, and only an operator can restore it.
+        logger.error(
+            "A stored secret cannot be decrypted with FIELD_ENCRYPTION_KEY (%s): restore the secret "
+            "it was encrypted with.",
+            request.path if request is not None else "?",
+        )
     if error.status_code == 503 and request is not None:
         # A dependency outage: its reporter logs it once per burst, not once per response.
         request.dependency_outage = error.code

@@ -120,9 +120,12 @@ def test_keys_no_configured_secret_decrypts_answer_503_not_500(as_user1, cluster
 
 
 @pytest.mark.django_db(transaction=True)  # delivered once the change's transaction commits, as in production
-def test_a_change_whose_keys_cannot_be_decrypted_is_undone_and_answered_503(as_user1, cluster1, settings):
+def test_a_change_whose_keys_cannot_be_decrypted_is_undone_and_answered_503(
+    as_user1, cluster1, settings, caplog
+):
     settings.FIELD_ENCRYPTION_KEY = "a-key-the-keys-were-never-encrypted-with"
     response = as_user1.patch(URL, {"replicas": cluster1.replicas + 1}, format="json")
     assert (response.status_code, response.json()["code"]) == (503, "secrets_unavailable")
+    assert "FIELD_ENCRYPTION_KEY" in caplog.text  # operators are told what to restore
     assert Cluster.objects.get(pk=cluster1.pk).replicas == cluster1.replicas  # nothing was changed
     assert not ClusterChange.objects.filter(cluster=cluster1, action="update").exists()
