@@ -7,6 +7,7 @@ answers 403 (``not_authenticated`` / ``token_not_valid``), as the contract says.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,7 +106,9 @@ def request_origin(request: HttpRequest) -> RequestOrigin:
 
 
 def _max_age(expires_at: datetime) -> int:
-    return max(0, int((expires_at - timezone.now()).total_seconds()))
+    # Rounded up: a token with 0.9 s left must not travel in a cookie the browser drops at once
+    # (Max-Age=0 deletes it). The token's own `exp` stays the authority on when it ends.
+    return max(0, math.ceil((expires_at - timezone.now()).total_seconds()))
 
 
 def access_cookie_set(response: HttpResponse, *, token: str, expires_at: datetime) -> None:

@@ -5,8 +5,11 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
+from django.http import HttpResponse
 from django.test import override_settings
+from django.utils import timezone
 
+from accounts.authentication import access_cookie_name, access_cookie_set
 from accounts.models import AuditEvent, AuditEventType, Session
 from tests.conftest import b64, login
 
@@ -242,3 +245,11 @@ def test_login_refuses_a_foreign_browser_origin(api_client, user, origin, status
     assert response.status_code == status
     if status == 403:
         assert response.json()["code"] == "csrf_failed"
+
+
+def test_an_access_token_with_under_a_second_left_still_travels_in_its_cookie():
+    # Max-Age=0 would make the browser drop the cookie at once, so a token refreshed near a
+    # second boundary (exp is whole seconds) would be refused on its very first use.
+    response = HttpResponse()
+    access_cookie_set(response, token="a.b.c", expires_at=timezone.now() + timedelta(milliseconds=400))
+    assert int(response.cookies[access_cookie_name()]["max-age"]) == 1
