@@ -109,8 +109,12 @@ def challenge_spend(challenge: SignInChallenge) -> None:
         raise MfaTokenInvalid()
 
 
+def _account_failures_key(user: User) -> str:
+    return f"auth:mfa-failures:{user.pk}"
+
+
 def account_failures_check(user: User) -> None:
-    key = f"auth:mfa-failures:{user.pk}"
+    key = _account_failures_key(user)
     try:
         failures = cache.get(key, 0)
     except CACHE_ERRORS as error:
@@ -123,7 +127,7 @@ def account_failures_check(user: User) -> None:
 def failure_record(
     user: User, challenge: SignInChallenge | None, origin: RequestOrigin | None, what: str
 ) -> None:
-    key = f"auth:mfa-failures:{user.pk}"
+    key = _account_failures_key(user)
     try:
         if not cache.add(key, 1, timeout=ACCOUNT_FAILURE_WINDOW.total_seconds()):
             cache.incr(key)

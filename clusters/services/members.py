@@ -39,17 +39,21 @@ def actor_rank(*, actor: User | None, client: Client) -> int:
     return role_rank(Grant.objects.filter(user=actor, client=client).values_list("role", flat=True).first())
 
 
-def role_grant_check(*, actor: User | None, client: Client, role: str) -> None:
-    if role_rank(role) > actor_rank(actor=actor, client=client):
+def _role_within_rank_check(*, role: str, rank: int, client: Client) -> None:
+    if role_rank(role) > rank:
         raise RoleEscalation(f"You cannot give the role {role}: it is above your own on {client.slug}.")
 
 
-def _member_grant(*, client: Client, user_id: int, actor: User) -> Grant:
-    """The member's grant, once the actor is allowed to touch it (not above the actor's own role)."""
+def role_grant_check(*, actor: User | None, client: Client, role: str) -> None:
+    _role_within_rank_check(role=role, rank=actor_rank(actor=actor, client=client), client=client)
+
+
+def _member_grant(*, client: Client, user_id: int, rank: int) -> Grant:
+    """The member's grant, once an actor of ``rank`` may touch it (not above the actor's own role)."""
     grant = Grant.objects.select_related("user").filter(client=client, user__pk=user_id).first()
     if grant is None:
         raise NotFound("This person is not a member of the client.")
-    if role_rank(grant.role) > actor_rank(actor=actor, client=client):
+    if role_rank(grant.role) > rank:
         raise RoleEscalation("You cannot change a member whose role is above your own.")
     return grant
 
@@ -63,8 +67,9 @@ def _last_admin_check(*, client: Client, grant: Grant) -> None:
 @transaction.atomic
 def member_role_change(*, client: Client, user_id: int, role: str, actor: User) -> Grant:
     client_lock(client=client)
-    grant = _member_grant(client=client, user_id=user_id, actor=actor)
-    role_grant_check(actor=actor, client=client, role=role)
+    rank = actor_rank(actor=actor, client=client)
+    grant = _member_grant(client=client, user_id=user_id, rank=rank)
+    _role_within_rank_check(role=role, rank=rank, client=client)
     if role != Grant.Role.ADMIN:
         _last_admin_check(client=client, grant=grant)
     return grant_set(user=grant.user, client=client, role=role, actor=actor)
@@ -74,7 +79,7 @@ def member_role_change(*, client: Client, user_id: int, role: str, actor: User) 
 def member_remove(*, client: Client, user_id: int, actor: User) -> None:
     """Remove a member: their sessions, ``/validate`` and tokens lose the client at once."""
     client_lock(client=client)
-    grant = _member_grant(client=client, user_id=user_id, actor=actor)
+    grant = _member_grant(client=client, user_id=user_id, rank=actor_rank(actor=actor, client=client))
     _last_admin_check(client=client, grant=grant)
     grant_remove(user=grant.user, client=client, actor=actor)
 
