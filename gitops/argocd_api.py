@@ -20,7 +20,6 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -69,13 +68,11 @@ class ApplicationStatus:
     name: str
     sync_status: str = ""
     revision: str = ""
-    revisions: tuple[str, ...] = ()
     health_status: str = ""
     health_message: str = ""
     operation_phase: str = ""
     operation_message: str = ""
     operation_revision: str = ""
-    operation_finished_at: datetime | None = None
     conditions: tuple[ApplicationCondition, ...] = ()
 
     @property
@@ -100,13 +97,6 @@ def _text(value: Any) -> str:
 
 def _texts(value: Any) -> tuple[str, ...]:
     return tuple(_text(item) for item in value) if isinstance(value, list) else ()
-
-
-def _time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-    except ValueError:
-        return None
 
 
 def _values_index(spec: Mapping[str, Any]) -> int | None:
@@ -149,13 +139,11 @@ def application_parse(document: Any) -> ApplicationStatus:
         name=_text(_mapping(document.get("metadata")).get("name")),
         sync_status=_text(sync.get("status")),
         revision=_source_revision(sync.get("revision"), sync.get("revisions"), index),
-        revisions=_texts(sync.get("revisions")) or tuple(filter(None, [_text(sync.get("revision"))])),
         health_status=_text(health.get("status")),
         health_message=_text(health.get("message")),
         operation_phase=_text(operation.get("phase")),
         operation_message=_text(operation.get("message")),
         operation_revision=_operation_revision(operation, index),
-        operation_finished_at=_time(operation.get("finishedAt")),
         conditions=tuple(
             ApplicationCondition(type=_text(item.get("type")), message=_text(item.get("message")))
             for item in map(_mapping, conditions)
