@@ -306,6 +306,8 @@ def access_token_use_record(*, live: LiveAccessToken, origin: RequestOrigin) -> 
     if now - datetime.fromtimestamp(live.used_at, tz=UTC) < LAST_USED_PRECISION:
         return
     PersonalAccessToken.objects.filter(pk=live.token_id).update(last_used_at=now, last_used_from=origin.ip)
+    # Read again rather than rebuilt from `live`: a token revoked meanwhile has lost its entry
+    # and must not get one back.
     entry = session_cache.access_token_cache_read(token_hash=live.token_hash)
     if entry is not None:
         session_cache.access_token_cache_write(
