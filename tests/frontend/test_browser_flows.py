@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def short_access_tokens(settings):
-    settings.JWT_ACCESS_TTL = timedelta(seconds=2)
+    # exp is whole seconds, so a token lives 4-5 s: long enough for any one replayed request on
+    # a loaded machine, short enough to expire within the test.
+    settings.JWT_ACCESS_TTL = timedelta(seconds=5)
 
 
 def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
@@ -87,8 +89,8 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     assert page.evaluate("navigator.clipboard.readText()") == keys.api_key
     screenshot(page, "credentials-revealed")
 
-    # The access token expires (2 s here): the next action refreshes silently and succeeds.
-    time.sleep(3)
+    # The access token expires (5 s here): the next action refreshes silently and succeeds.
+    time.sleep(6)
     page.goto(base + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#scale-form")
     page.fill("#replicas", "4")

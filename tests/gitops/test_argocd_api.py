@@ -184,7 +184,8 @@ def test_an_answer_trickling_in_costs_the_timeout_and_no_more(protocol):
 
     assert raised.value.kind == "timeout"
     assert raised.value.reason == "Argo CD did not answer within 1 s."
-    assert elapsed < 1.0 + 0.3, f"a byte every 0.3 s held the call {elapsed:.1f} s"
+    # A timeout per read would wait for all 12 s of trickle; slack for a loaded machine.
+    assert elapsed < 2.0, f"a byte every 0.3 s held the call {elapsed:.1f} s"
 
 
 def test_a_refused_connection_is_unreachable():

@@ -29,7 +29,7 @@ from tests.support.portal_process import (
 )
 from tests.support.tcp_proxy import TcpProxy
 
-CLAIMS_TTL_SECONDS = 3
+CLAIMS_TTL_SECONDS = 10  # login, two status requests and the refusal fit well within it
 
 pytestmark = pytest.mark.postgres
 
