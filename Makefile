@@ -36,7 +36,9 @@ run: setup .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py gitops_sync
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@# Links in emails (invitations, password resets) point at this server, unless PUBLIC_URL is set.
+	if [ -z "$$PUBLIC_URL" ] && ! grep -qs '^PUBLIC_URL=' .env; then export PUBLIC_URL=http://$(HOST):$(PORT); fi; \
+		$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## The whole suite: Python (pytest, incl. browser tests when Chromium is installed) and JavaScript.
 test: test-python test-js

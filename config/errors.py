@@ -117,7 +117,7 @@ class SessionIdle(TokenNotValid):
 
 
 class RefreshTokenMissing(TokenNotValid):
-    default_detail = "No refresh token was sent."
+    default_detail = "No refresh token was sent: the refresh cookie, or Authorization: Bearer <refreshToken>."
 
 
 class RefreshTokenReused(PortalError):

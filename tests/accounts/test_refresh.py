@@ -108,9 +108,10 @@ def test_refresh_errors_clear_the_cookies(auth_client, user):
     assert int(response.cookies[ACCESS_COOKIE]["max-age"]) == 0
 
 
-def test_refresh_without_any_token_is_token_not_valid(api_client, db):
-    response = api_client.post("/api/auth/refresh")
+def test_refresh_without_any_token_is_token_not_valid_and_says_where_it_goes(api_client, db):
+    response = api_client.post("/api/auth/refresh", {"refreshToken": "not read from the body"}, format="json")
     assert (response.status_code, response.json()["code"]) == (403, "token_not_valid")
+    assert "Authorization: Bearer" in response.json()["detail"]
 
 
 def test_an_access_token_is_not_a_refresh_token(bearer_client, user):
