@@ -58,7 +58,8 @@ class SignInPolicyForm(forms.ModelForm):
 
 
 class SignInPolicyFormSet(BaseInlineFormSet):
-    """Saves through sign_in_policy_set: audited, and every member's scope follows at once."""
+    """Saves through sign_in_policy_set: audited, every member's scope follows at once, and a stricter
+    policy takes the client out of personal access tokens."""
 
     actor = None
 

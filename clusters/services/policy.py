@@ -4,6 +4,11 @@ A change applies to every member's next request (their cached claims are forgott
 tokens re-issued with the new scope). An admin cannot set a policy their own session does not
 satisfy: that would lock them out, and for a Google Workspace it proves they belong to it
 before its people can be provisioned into the client.
+
+A personal access token was made by a session that met the policy of its day. When the policy
+becomes stricter (fewer sign-in methods, a Workspace required or changed, a second factor newly
+required), tokens lose the client, as on a member's removal: their owners make new ones from a
+session that meets the new rules. The session-length limit is for sessions, not tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.access_tokens import access_tokens_client_remove
 from accounts.models import User
 from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
@@ -77,6 +83,24 @@ def _described(before: SignInPolicy | None, after: SignInPolicy) -> str:
     return "; ".join(changed) or "unchanged"
 
 
+def _token_rules(policy: SignInPolicy | None) -> tuple[set[str], str, bool]:
+    """What a token's making had to satisfy: methods, Workspace, second factor (None: anything)."""
+    if policy is None:
+        return set(SignInPolicy.Method.values), "", False
+    return set(policy.allowed_methods), policy.google_domain, policy.mfa_required
+
+
+def stricter_for_tokens(*, before: SignInPolicy | None, after: SignInPolicy) -> bool:
+    """Whether a token made under ``before`` may not have been made under ``after``."""
+    methods_before, domain_before, mfa_before = _token_rules(before)
+    methods_after, domain_after, mfa_after = _token_rules(after)
+    return (
+        not methods_after >= methods_before
+        or (domain_after != "" and domain_after != domain_before)
+        or (mfa_after and not mfa_before)
+    )
+
+
 @transaction.atomic
 def sign_in_policy_set(
     *, client: Client, wanted: PolicyInput, actor: User | None, facts: SignInFacts | None
@@ -109,11 +133,12 @@ def sign_in_policy_set(
             )
     policy.full_clean(exclude=["client"], validate_unique=False)
     policy.save()
-    client_audit_record(
-        client=client,
-        type=ClientAuditEvent.Type.POLICY_CHANGED,
-        actor=actor,
-        detail=_described(before, policy),
-    )
+    detail = _described(before, policy)
+    if stricter_for_tokens(before=before, after=policy):
+        # Before the audit row: a cache that cannot forget the tokens undoes the whole change (503).
+        reached = access_tokens_client_remove(client=client.slug, actor=actor, why="stricter sign-in policy")
+        if reached:
+            detail += f"; {reached} personal access token(s) lost the client"
+    client_audit_record(client=client, type=ClientAuditEvent.Type.POLICY_CHANGED, actor=actor, detail=detail)
     client_members_claims_bump(client=client)
     return policy

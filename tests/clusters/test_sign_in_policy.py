@@ -10,12 +10,15 @@ from datetime import timedelta
 import pyotp
 import pytest
 import time_machine
+from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.services import PolicyInput, grant_remove, grant_set, sign_in_policy_set
+from clusters.services.policy import stricter_for_tokens
+from config.errors import AuthUnavailable
 from tests.accounts.google_tokens import id_token
 from tests.conftest import login
 from tests.helpers import token_parts
@@ -240,3 +243,85 @@ def test_google_sign_ins_from_the_workspace_become_members_just_in_time(google, 
 
     grant_remove(user=user, client=client1)  # an admin removed them: the next sign-in does not undo it
     assert google_sign_in(google, email="newcomer@example.com", sub="2202").tokens["user"]["scopes"] == []
+
+
+# --- Personal access tokens under a policy that changes -----------------------------------------
+
+
+def _token_of(session: APIClient, clients: dict[str, list[str]]) -> APIClient:
+    made = session.post("/api/auth/tokens", {"name": "CI", "clients": clients}, format="json")
+    assert made.status_code == 201, made.content
+    script = APIClient()
+    script.credentials(HTTP_AUTHORIZATION=f"Bearer {made.json()['token']}")
+    return script
+
+
+def test_a_stricter_policy_takes_the_client_out_of_tokens_made_under_the_old_one(
+    auth_client, user1, client1, client2, cluster1
+):
+    grant_set(user=user1, client=client2, role=Grant.Role.VIEWER)
+    session = auth_client(user1)
+    both = _token_of(session, {"client1": ["view"], "client2": ["view"]})
+    only_client1 = _token_of(session, {"client1": ["view"]})
+
+    policy(client1, mfa_required=True)
+
+    assert both.get("/api/auth/validate")["X-Auth-Scope"] == "client2"
+    assert both.get(CLUSTERS).json()["code"] == "permission_denied"
+    refused = only_client1.get("/api/auth/validate")
+    assert (refused.status_code, refused.json()["code"]) == (403, "token_not_valid")
+    event = ClientAuditEvent.objects.filter(client=client1, type=ClientAuditEvent.Type.POLICY_CHANGED).get()
+    assert event.detail.endswith("; 2 personal access token(s) lost the client")
+
+
+def test_a_stricter_policy_the_cache_cannot_be_told_about_changes_nothing(
+    auth_client, user1, client1, cluster1
+):
+    script = _token_of(auth_client(user1), {"client1": ["view"]})
+    dead_cache = {
+        "default": {
+            "BACKEND": "config.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    with override_settings(CACHES=dead_cache), pytest.raises(AuthUnavailable):
+        policy(client1, mfa_required=True)
+
+    assert not SignInPolicy.objects.filter(client=client1).exists()
+    assert script.get("/api/auth/validate")["X-Auth-Scope"] == "client1"
+
+
+def test_a_policy_that_asks_no_more_of_a_sign_in_leaves_tokens_alone(auth_client, user1, client1, cluster1):
+    script = _token_of(auth_client(user1), {"client1": ["view"]})
+
+    policy(client1, max_session_length=timedelta(hours=1))  # sessions only
+    policy(client1, allowed_methods=("password", "google", "passkey"), max_session_length=None)
+
+    assert script.get("/api/auth/validate")["X-Auth-Scope"] == "client1"
+    assert script.get(CLUSTERS).status_code == 200
+
+
+def _rules(methods=("password", "google", "passkey"), domain="", mfa=False) -> SignInPolicy:
+    return SignInPolicy(allowed_methods=list(methods), google_domain=domain, mfa_required=mfa)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "stricter"),
+    [
+        (None, _rules(), False),
+        (None, _rules(methods=("google",)), True),
+        (_rules(methods=("password", "google")), _rules(), False),
+        (_rules(), _rules(methods=("password", "passkey")), True),
+        (_rules(methods=("google",), domain="a.example"), _rules(methods=("google",)), False),
+        (
+            _rules(methods=("google",), domain="a.example"),
+            _rules(methods=("google",), domain="b.example"),
+            True,
+        ),
+        (_rules(), _rules(mfa=True), True),
+        (_rules(mfa=True), _rules(), False),
+    ],
+)
+def test_what_counts_as_stricter_for_tokens(before, after, stricter):
+    assert stricter_for_tokens(before=before, after=after) is stricter

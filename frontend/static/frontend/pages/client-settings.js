@@ -90,7 +90,7 @@ function policySection(ctx, client, policy, canChange, pageError) {
       "p",
       { class: "hint" },
       canChange
-        ? "A session reaches this client only when the way it signed in satisfies this policy; members who need another sign-in are told what to do."
+        ? "A session reaches this client only when the way it signed in satisfies this policy; members who need another sign-in are told what to do. Making it stricter (fewer ways to sign in, a Workspace, a second factor) also takes this client out of members' personal access tokens: they make new ones."
         : "Set by the client's admins.",
     ),
     form,
