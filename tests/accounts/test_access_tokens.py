@@ -20,6 +20,7 @@ from accounts.models import AuditEvent, PersonalAccessToken
 from accounts.services import user_deactivate
 from clusters.models import Grant
 from clusters.services import grant_remove, grant_set
+from tests.helpers import DEAD_REDIS
 
 TOKENS = "/api/auth/tokens"
 CLUSTER = "/api/clients/client1/clusters/main"
@@ -221,14 +222,7 @@ def test_a_cached_token_is_checked_without_a_database_query_at_validate(pat, dja
 
 
 def test_a_deactivation_while_the_cache_is_down_still_ends_the_tokens_for_good(pat, user1):
-    dead_cache = {
-        "default": {
-            "BACKEND": "config.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
-        }
-    }
-    with override_settings(CACHES=dead_cache):
+    with override_settings(CACHES=DEAD_REDIS):
         assert user_deactivate(user=user1) is False  # the cache could not be told
 
     user1.is_active = True

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, AuditEventType, Session
 from accounts.services import user_deactivate, user_password_change, users_claims_bump
+from tests.helpers import DEAD_REDIS
 
 
 def test_sessions_list_marks_the_current_one(auth_client, user):
@@ -195,15 +196,6 @@ def test_unauthenticated_requests_are_403_not_authenticated(api_client, db):
     response = api_client.get("/api/auth/me")
     assert (response.status_code, response.json()["code"]) == (403, "not_authenticated")
     assert "WWW-Authenticate" not in response
-
-
-DEAD_REDIS = {
-    "default": {
-        "BACKEND": "config.cache.RedisCache",
-        "LOCATION": "redis://127.0.0.1:1/0",
-        "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
-    }
-}
 
 
 @pytest.mark.parametrize(

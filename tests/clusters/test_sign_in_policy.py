@@ -21,7 +21,7 @@ from clusters.services.policy import stricter_for_tokens
 from config.errors import AuthUnavailable
 from tests.accounts.google_tokens import id_token
 from tests.conftest import login
-from tests.helpers import token_parts
+from tests.helpers import DEAD_REDIS, token_parts
 
 POLICY = "/api/clients/client1/policy"
 CLUSTERS = "/api/clients/client1/clusters"
@@ -278,14 +278,7 @@ def test_a_stricter_policy_the_cache_cannot_be_told_about_changes_nothing(
     auth_client, user1, client1, cluster1
 ):
     script = _token_of(auth_client(user1), {"client1": ["view"]})
-    dead_cache = {
-        "default": {
-            "BACKEND": "config.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
-        }
-    }
-    with override_settings(CACHES=dead_cache), pytest.raises(AuthUnavailable):
+    with override_settings(CACHES=DEAD_REDIS), pytest.raises(AuthUnavailable):
         policy(client1, mfa_required=True)
 
     assert not SignInPolicy.objects.filter(client=client1).exists()
