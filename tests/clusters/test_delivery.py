@@ -186,6 +186,34 @@ def test_gitops_sync_check_reports_drift_without_writing(git_server, settings, c
     assert _values(local, "client1", "main")["replicaCount"] == 9
 
 
+def test_gitops_sync_bootstrap_rewrites_the_applicationset_after_a_chart_upgrade(
+    git_server, settings, cluster1, capsys
+):
+    settings.QDRANT_CHART_VERSION = "1.20.0"  # the operator upgrades the chart the clusters use
+    call_command("gitops_sync", "--check")  # the ApplicationSet is not drift unless asked for
+    assert "No drift" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="1 file"):
+        call_command("gitops_sync", "--check", "--bootstrap")
+    assert "drift: argocd/applicationset.yaml" in capsys.readouterr().out
+
+    call_command("gitops_sync", "--bootstrap")
+    assert "Synced 1 file(s)" in capsys.readouterr().out
+    applicationset = yaml.safe_load(file_read(repository=git_server, file_path="argocd/applicationset.yaml"))
+    chart_source = applicationset["spec"]["template"]["spec"]["sources"][0]
+    assert (chart_source["chart"], chart_source["targetRevision"]) == ("qdrant", "1.20.0")
+
+    tip = branch_tip(repository=git_server)
+    call_command("gitops_sync", "--bootstrap")
+    assert "Nothing to sync: git matches the database, the ApplicationSet and README included" in (
+        capsys.readouterr().out
+    )
+    assert branch_tip(repository=git_server) == tip
+    call_command("gitops_sync", "--check", "--bootstrap")
+    assert "No drift: git matches the database, the ApplicationSet and README included." in (
+        capsys.readouterr().out
+    )
+
+
 def test_concurrent_changes_from_many_threads_all_reach_git(git_server, client1, user1):
     if connection.vendor == "sqlite":
         pytest.skip(

@@ -36,6 +36,9 @@ class Command(BaseCommand):
             report = repository_sync(check=check, bootstrap=bootstrap)
         except RepositoryUnavailable as error:
             raise CommandError(f"GitOps repository unavailable: {error}") from error
+        matched = "git matches the database" + (
+            ", the ApplicationSet and README included" if bootstrap else ""
+        )
         for conflict in report.conflicts:
             self.stdout.write(f"conflict: {conflict}")
         if check:
@@ -46,13 +49,13 @@ class Command(BaseCommand):
                     f"{len(report.drifted_paths)} file(s) differ from the database; "
                     f"{len(report.conflicts)} cluster(s) cannot be rendered."
                 )
-            self.stdout.write(self.style.SUCCESS("No drift: git matches the database."))
+            self.stdout.write(self.style.SUCCESS(f"No drift: {matched}."))
             return
         if report.commit:
             state = "pushed" if report.pushed else "committed locally (remote unreachable)"
             self.stdout.write(f"Synced {len(report.drifted_paths)} file(s) in {report.commit[:12]}, {state}.")
         else:
-            self.stdout.write(self.style.SUCCESS("Nothing to sync: git matches the database."))
+            self.stdout.write(self.style.SUCCESS(f"Nothing to sync: {matched}."))
         if report.conflicts:
             raise CommandError(
                 f"Everything else is synced; {len(report.conflicts)} cluster(s) cannot be rendered until "
