@@ -265,7 +265,8 @@ class MeView(APIView):
     )
     def get(self, request: Request) -> Response:
         auth: TokenAuth = request.auth
-        return Response(UserSerializer(user_profile(user=request.user, scope=auth.scope.claim)).data)
+        # Already the contract's shape and types (as login returns it): a serializer would only copy it.
+        return Response(user_profile(user=request.user, scope=auth.scope.claim))
 
 
 class SessionListView(APIView):

@@ -35,6 +35,16 @@ def test_login_sets_cookies_and_returns_the_user_without_tokens_in_the_body(api_
     assert response["Cache-Control"] == "no-store"
 
 
+def test_me_answers_the_user_exactly_as_login_did(api_client, user):
+    signed_in = login(api_client, user).json()["user"]
+
+    response = api_client.get("/api/auth/me")
+
+    assert response.status_code == 200
+    assert response.json() == signed_in
+    assert response["Content-Type"] == "application/json"
+
+
 def test_body_delivery_returns_tokens_and_sets_no_cookies(api_client, user):
     response = login(api_client, user, tokenDelivery="body")
 
