@@ -119,7 +119,6 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads (and the gitops lock) share one file: wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     # libpq waits for ever on a server that accepts connections but does not answer (hung, or
     # gone behind a proxy): give up after a few seconds, answered 503 database_unavailable.
