@@ -68,8 +68,12 @@ def access_token_well_formed(secret: str) -> bool:
     """The shape and checksum: a typo or a truncated token is refused without a database query."""
     if len(secret) != TOKEN_LENGTH or not secret.startswith(TOKEN_PREFIX):
         return False
+    # Every character checked, the checksum's too: compare_digest raises on a non-ASCII string
+    # (a header's byte 0xE9 arrives as "é").
+    if not all(char in _ALPHABET for char in secret[len(TOKEN_PREFIX) :]):
+        return False
     body, checksum = secret[len(TOKEN_PREFIX) : -_CHECKSUM_LENGTH], secret[-_CHECKSUM_LENGTH:]
-    return all(char in _ALPHABET for char in body) and hmac.compare_digest(checksum, _checksum(body))
+    return hmac.compare_digest(checksum, _checksum(body))
 
 
 # --- creating, listing, revoking ----------------------------------------------------------

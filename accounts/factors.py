@@ -62,13 +62,23 @@ def qr_svg_data_uri(text: str) -> str:
     return segno.make(text, error="m").svg_data_uri(scale=4, border=2)
 
 
+def totp_code_like(code: str) -> bool:
+    """Whether ``code`` reads as an authenticator code: ASCII digits, spaces allowed.
+
+    ``str.isdigit`` alone also takes other scripts' digits ("١٢٣٤٥٦", "１２３４５６"), which no
+    authenticator app shows and ``hmac.compare_digest`` refuses with a TypeError.
+    """
+    digits = code.strip().replace(" ", "")
+    return digits.isascii() and digits.isdigit()
+
+
 def totp_step_verify(*, secret: str, code: str, after_step: int, at: float | None = None) -> int:
     """The time step ``code`` belongs to, if it is valid now (± one step) and newer than ``after_step``.
 
     Refusing steps up to the last one accepted makes every code (and every older one) single use.
     """
     code = code.strip().replace(" ", "")
-    if not (code.isdigit() and len(code) == TOTP_DIGITS):
+    if not (totp_code_like(code) and len(code) == TOTP_DIGITS):
         raise FactorInvalid("Enter the 6-digit code from your authenticator app.")
     totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD)
     now = time.time() if at is None else at

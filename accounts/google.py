@@ -153,7 +153,7 @@ def _certs_ttl(headers: Mapping[str, str]) -> int:
     match = _MAX_AGE.search(cache_control)
     ttl = int(match.group(1)) if match else CERTS_TTL_DEFAULT_SECONDS
     age = _header(headers, "age").strip()
-    if age.isdigit():
+    if age.isascii() and age.isdigit():  # not "²", which isdigit takes and int refuses
         ttl -= int(age)
     return max(0, min(ttl, CERTS_TTL_MAX_SECONDS))
 

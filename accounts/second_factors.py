@@ -158,7 +158,7 @@ def sign_in_step(*, user: User, method: str, origin: RequestOrigin, google_domai
 def code_factor_spend(user: User, code: str) -> str:
     """Which factor ``code`` is (TOTP, else a recovery code), spending it; FactorInvalid otherwise."""
     device = TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).first()
-    if device is not None and code.strip().replace(" ", "").isdigit():
+    if device is not None and factors.totp_code_like(code):
         step = factors.totp_step_verify(
             secret=field_decrypt(ciphertext=device.secret_encrypted, purpose=TOTP_SECRETS),
             code=code,

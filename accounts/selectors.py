@@ -146,7 +146,7 @@ def uuid_or_none(value: object) -> uuid.UUID | None:
 
 def _user_id(token: PortalToken) -> int | None:
     subject = token.get("sub")
-    return int(subject) if isinstance(subject, str) and subject.isdigit() else None
+    return int(subject) if isinstance(subject, str) and subject.isascii() and subject.isdigit() else None
 
 
 def _claims_load(*, user_id: int) -> CachedClaims:

@@ -141,7 +141,7 @@ def _server_database(parts, *, engine: str, options: dict) -> dict:
 
 def _driver_value(raw: str) -> str | int | bool:
     """A query option as the MySQL driver wants it: timeouts are numbers, flags are booleans."""
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         return int(raw)
     if raw.lower() in {"true", "false"}:
         return raw.lower() == "true"

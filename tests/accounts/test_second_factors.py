@@ -106,6 +106,25 @@ def test_wrong_codes_across_many_sign_ins_throttle_the_account(enrolled, user, s
     assert throttled_count() - before == 1  # operators see it in portal_login_throttled_total
 
 
+# Digits of other scripts, which str.isdigit takes: Arabic-Indic and full-width.
+@pytest.mark.parametrize(
+    "code", ["\u0661\u0662\u0663\u0664\u0665\u0666", "\uff11\uff12\uff13\uff14\uff15\uff16"]
+)
+def test_digits_of_another_script_are_a_wrong_code_and_count_as_one(enrolled, user, code):
+    response = _verify(_first_step(user)["mfaToken"], code=code)
+    assert (response.status_code, response.json()["code"]) == (401, "invalid_second_factor")
+    assert AuditEvent.objects.filter(type="factor_failed").count() == 1
+
+
+def test_digits_of_another_script_do_not_confirm_an_app(auth_client, user):
+    client = auth_client(user)
+    assert client.post("/api/auth/mfa/totp").status_code == 200
+    response = client.post("/api/auth/mfa/totp/confirm", {"code": "\uff11" * 6}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"] == {"code": ["Enter the 6-digit code from your authenticator app."]}
+    assert not TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
+
+
 def test_a_code_works_once(enrolled, user):
     totp, _ = enrolled
     with time_machine.travel(timezone.now(), tick=False) as traveller:
