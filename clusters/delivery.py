@@ -70,14 +70,15 @@ def author_identity(*, email: str, name: str) -> GitIdentity:
     """The person who asked for a change, or the portal when nobody did (``seed_demo``)."""
     if not email:
         return committer_identity()
-    return GitIdentity(name=name or email, email=email)
+    return GitIdentity(name=name, email=email)  # an empty name becomes the email
 
 
 def commit_message(*, summary: str, email: str = "", name: str = "", change_id: int | None = None) -> str:
     """``client1/main: replicas 2 -> 3`` and trailers saying who asked and which change it is."""
     trailers = []
     if email:
-        trailers.append(f"Requested-by: {name or email} <{email}>")
+        author = author_identity(email=email, name=name)  # a name's newline cannot forge a trailer
+        trailers.append(f"Requested-by: {author.name} <{author.email}>")
     if change_id is not None:
         trailers.append(f"Portal-Change-Id: {change_id}")
     return f"{summary}\n\n" + "\n".join(trailers) + "\n" if trailers else f"{summary}\n"

@@ -44,10 +44,31 @@ DEFAULT_COMMITTER_NAME = "Qdrant Portal"
 DEFAULT_COMMITTER_EMAIL = "portal@qdrant-portal.local"
 
 
+_SIGNATURE_TRIMMED = " .,:;<>\"\\'"  # what git (libgit2's extract_trimmed) trims from either end
+
+
+def _signature_text(text: str) -> str:
+    spaced = "".join(" " if char in "<>" or ord(char) < 32 or ord(char) == 127 else char for char in text)
+    return " ".join(spaced.split()).strip(_SIGNATURE_TRIMMED)
+
+
 @dataclass(frozen=True)
 class GitIdentity:
+    """A name and email as git records them: any text is made into one git accepts.
+
+    A person's display name is free text: git refuses a signature with angle brackets, or whose
+    name is empty once it trims its "crud" from both ends ("."), and a newline would end the
+    author line. A refused signature would stop every change queued behind it, so angle
+    brackets and control characters become spaces and an empty name falls back to the email.
+    """
+
     name: str
     email: str
+
+    def __post_init__(self) -> None:
+        email = _signature_text(self.email) or "unknown"
+        object.__setattr__(self, "email", email)
+        object.__setattr__(self, "name", _signature_text(self.name) or email)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,32 @@ def _hand_edit(repository: GitopsRepository, path: str, content: bytes) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "recorded"),
+    [
+        ("Mallory <m>", "Mallory m"),  # git refuses angle brackets in a signature
+        (".", "client1@example.com"),  # empty once git trims it
+        ("Eve\nRequested-by: Bob <bob@example.com>", "Eve Requested-by: Bob bob@example.com"),
+    ],
+)
+def test_any_display_name_is_committed_and_holds_up_no_one_else(
+    git_server, cluster1, cluster2, user1, user2, client_for, name, recorded
+):
+    user1.name = name
+    user1.save(update_fields=["name"])
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+    assert response.status_code == 200, response.json()
+    head = commits_list(repository=git_server)[0]
+    assert head.id == response.json()["revision"]["commit"]
+    assert (head.author.name, head.author.email) == (recorded, "client1@example.com")
+    assert [line for line in head.message.splitlines() if line.startswith("Requested-by:")] == [
+        f"Requested-by: {recorded} <client1@example.com>"
+    ]
+    # The next change, by someone else, is delivered as usual.
+    other = client_for(user2).patch("/api/clients/client2/clusters/main", {"replicas": 3}, format="json")
+    assert other.status_code == 200 and other.json()["revision"]["pushed"] is True
+
+
 def test_scaling_makes_one_commit_by_the_user_with_the_new_values(git_server, cluster1, user1, client_for):
     before = len(commits_list(repository=git_server))
     response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
