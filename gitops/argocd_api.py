@@ -249,7 +249,7 @@ def _get(connection: ArgoCDConnection, path: str, params: Mapping[str, str], wha
         session.close()
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder recurses
         raise ArgoCDUnavailable("Argo CD's answer is not JSON.", kind="bad_answer") from None
 
 

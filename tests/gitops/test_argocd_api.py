@@ -204,10 +204,12 @@ def test_redirects_are_not_followed_so_the_token_stays_with_argo_cd(argocd):
         assert elsewhere.requests() == []
 
 
-def test_an_answer_that_is_not_json_is_a_bad_answer():
+# The second: JSON nested deeper than Python's decoder can recurse (RecursionError, not ValueError).
+@pytest.mark.parametrize("answer", [b"<html>502 Bad Gateway</html>", b"[" * 200_000])
+def test_an_answer_that_is_not_json_is_a_bad_answer(answer):
     class NotJson(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            body = b"<html>502 Bad Gateway</html>"
+            body = answer
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
