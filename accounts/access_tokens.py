@@ -237,15 +237,27 @@ def access_tokens_client_remove(
     return len(tokens)
 
 
+def _live_tokens_of(user: User) -> list[PersonalAccessToken]:
+    return list(PersonalAccessToken.objects.select_related("user").filter(user=user, revoked_at=None))
+
+
 def user_access_tokens_revoke(*, user: User, actor: User | None) -> list[str]:
     """A deactivated user's tokens die with the account (reactivation does not bring them back).
 
     Database only, in the deactivation's transaction, whether or not the cache answers; returns
     the hashes the caller makes the cache forget.
     """
-    tokens = list(PersonalAccessToken.objects.select_related("user").filter(user=user, revoked_at=None))
+    tokens = _live_tokens_of(user)
     access_token_rows_revoke(tokens=tokens, actor=actor, why=" (account deactivated)")
     return [token.token_hash for token in tokens]
+
+
+def user_access_tokens_end(
+    *, user: User, actor: User | None, why: str, origin: RequestOrigin | None = None
+) -> int:
+    """Every live token of the user ends, when the account is taken back (a password reset, or an
+    operator setting the password): someone who knew the old password may have made one."""
+    return access_tokens_revoke(tokens=_live_tokens_of(user), actor=actor, origin=origin, why=f" ({why})")
 
 
 # --- recognising a token on a request ---------------------------------------------------------

@@ -57,7 +57,7 @@ class UserChangeAdminForm(UserChangeForm):
 
 
 class PasswordChangeAdminForm(AdminPasswordChangeForm):
-    """An operator sets a password: through the service, which ends the user's sessions."""
+    """An operator sets a password: through the service, which ends the user's sessions and tokens."""
 
     def save(self, commit: bool = True) -> User:
         password = self.cleaned_data["password1"]

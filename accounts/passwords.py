@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
+from accounts.access_tokens import user_access_tokens_end
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical_or_none
 from accounts.mail import mail_send
@@ -86,7 +87,8 @@ def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
 
 
 def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: RequestOrigin) -> None:
-    """Set the password a valid link allows; every session ends. Second factors stay."""
+    """Set the password a valid link allows; every session and personal access token ends (someone
+    who knew the old password may have made one). Second factors stay."""
     try:
         user = User.objects.filter(pk=int(urlsafe_base64_decode(uid).decode()), is_active=True).first()
     except (ValueError, UnicodeDecodeError):
@@ -98,4 +100,5 @@ def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: R
         user.set_password(new_password)
         user.save(update_fields=["password"])
         sessions_revoke(user=user, reason=SessionRevokedReason.PASSWORD_RESET)
+        user_access_tokens_end(user=user, actor=None, why="password reset", origin=origin)
         audit_event_record(type=AuditEventType.PASSWORD_RESET, user=user, origin=origin)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import session_cache
-from accounts.access_tokens import user_access_tokens_revoke
+from accounts.access_tokens import user_access_tokens_end, user_access_tokens_revoke
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical
 from accounts.models import (
@@ -457,7 +457,8 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
 def user_password_change(
     *, user: User, password: str, current_session_id: uuid.UUID | None = None, actor: User | None = None
 ) -> None:
-    """Set a new password and end every other session (all of them when there is no current one)."""
+    """An operator sets a new password: every other session ends (all of them when there is no
+    current one), and every personal access token, as after a reset."""
     user.set_password(password)
     with transaction.atomic():
         user.save(update_fields=["password"])
@@ -467,6 +468,7 @@ def user_password_change(
             reason=SessionRevokedReason.PASSWORD_CHANGE,
             actor=actor,
         )
+        user_access_tokens_end(user=user, actor=actor, why="password set by an operator")
 
 
 def user_deactivate(*, user: User, actor: User | None = None) -> bool:

@@ -11,15 +11,19 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth.tokens import default_token_generator
 from django.test import override_settings
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from rest_framework.test import APIClient
 
 from accounts.access_tokens import access_token_well_formed
 from accounts.models import AuditEvent, PersonalAccessToken
-from accounts.services import user_deactivate
+from accounts.services import user_deactivate, user_password_change
 from clusters.models import Grant
 from clusters.services import grant_remove, grant_set
+from tests.conftest import b64
 from tests.helpers import DEAD_REDIS
 
 TOKENS = "/api/auth/tokens"
@@ -97,7 +101,21 @@ def test_a_token_can_do_no_more_than_its_user_can_now(pat, user1, client1):
     assert client.patch(CLUSTER, {"replicas": 3}, format="json").json()["code"] == "permission_denied"
 
 
-@pytest.mark.parametrize("ending", ["expiry", "revocation", "deactivation", "removal"])
+def _password_reset(user) -> None:
+    """The emailed link's confirmation, as the browser app sends it."""
+    user.refresh_from_db()  # the link is made from the last sign-in and the password now
+    body = {
+        "uid": urlsafe_base64_encode(force_bytes(user.pk)),
+        "token": default_token_generator.make_token(user),
+        "newPassword": b64("a quite new passphrase 42"),
+    }
+    assert APIClient().post("/api/auth/password/reset/confirm", body, format="json").status_code == 204
+
+
+@pytest.mark.parametrize(
+    "ending",
+    ["expiry", "revocation", "deactivation", "removal", "password reset", "password set by an operator"],
+)
 def test_a_token_is_refused_after_it_ends(pat, session1, user1, client1, ending):
     client = bearer(pat)
     assert client.get(CLUSTER).status_code == 200  # cached from here on
@@ -111,6 +129,10 @@ def test_a_token_is_refused_after_it_ends(pat, session1, user1, client1, ending)
             assert session1.delete(f"{TOKENS}/{token_id}").status_code == 204
         elif ending == "deactivation":
             assert user_deactivate(user=user1)
+        elif ending == "password reset":  # someone who knew the old password may have made it
+            _password_reset(user1)
+        elif ending == "password set by an operator":
+            user_password_change(user=user1, password="a quite new passphrase 42")
         else:
             grant_remove(user=user1, client=client1)
         refused = client.get(CLUSTER)
@@ -120,6 +142,8 @@ def test_a_token_is_refused_after_it_ends(pat, session1, user1, client1, ending)
     assert (validate.status_code, validate.json()["code"]) == (403, "token_not_valid")
     if ending != "expiry":
         assert PersonalAccessToken.objects.get().revoked_at is not None
+    if ending.startswith("password"):
+        assert AuditEvent.objects.get(type="token_revoked").detail.endswith(f"({ending})")
 
 
 def test_removal_from_one_client_takes_it_out_of_the_token_for_good(

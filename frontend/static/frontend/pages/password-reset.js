@@ -98,7 +98,12 @@ export const resetPage = {
     const form = h(
       "form",
       { id: "reset-form", class: "stack", novalidate: true, "aria-labelledby": "page-title" },
-      h("p", {}, "Choose a new password. Every device signed in to your account will be signed out."),
+      h(
+        "p",
+        {},
+        "Choose a new password. Every device signed in to your account will be signed out, " +
+          "and your personal access tokens revoked.",
+      ),
       fields.rows,
       error,
       submit,
