@@ -35,7 +35,7 @@ from accounts.security_serializers import (
 )
 from accounts.selectors import security_overview
 from accounts.serializers import TokenResponseSerializer
-from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle
+from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle, PasswordResetThrottle
 from accounts.views import PublicAPIView, SignInAPIView, login_response
 from config import errors
 from config.openapi import AUTHENTICATION_ERRORS, PortalAutoSchema, error_responses
@@ -439,6 +439,8 @@ class PasswordChangeView(APIView):
 
 
 class PasswordResetView(SignInAPIView):
+    throttle_classes = [LoginIPThrottle, PasswordResetThrottle]
+
     @extend_schema(
         operation_id="auth_password_reset",
         request=PasswordResetInputSerializer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -32,12 +33,37 @@ class _CacheThrottle(SimpleRateThrottle):
         return allowed
 
 
+def _request_email(request) -> str | None:
+    """The body's email, canonical; None when no account can have it (validation refuses the request)."""
+    data = request.data
+    return email_canonical_or_none(data.get("email")) if isinstance(data, dict) else None
+
+
+def _digest(email: str) -> str:
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
+def _address_bucket(ip: str | None) -> str:
+    """What one client's attempts are counted under: an IPv4 address, or an IPv6 address's /64.
+
+    A home or a server gets a whole /64 and may use any address in it: counted one by one,
+    its attempts would never be limited.
+    """
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return ip or "unknown"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
 class LoginIPThrottle(_CacheThrottle):
     scope = "login_ip"
     setting_name = "LOGIN_THROTTLE_IP"
 
     def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": client_ip(request) or "unknown"}
+        return self.cache_format % {"scope": self.scope, "ident": _address_bucket(client_ip(request))}
 
 
 class LoginAccountThrottle(_CacheThrottle):
@@ -51,15 +77,25 @@ class LoginAccountThrottle(_CacheThrottle):
     setting_name = "LOGIN_THROTTLE_ACCOUNT"
 
     def get_cache_key(self, request, view) -> str | None:
-        data = request.data
-        email = email_canonical_or_none(data.get("email")) if isinstance(data, dict) else None
+        email = _request_email(request)
         if email is None:
-            return None  # no account can have it: the request fails validation, no password is tried
+            return None  # no password is tried
         nonce = device_nonce(request, email=email)
         if nonce is not None:
             return self.cache_format % {"scope": "login_device", "ident": nonce}
-        digest = hashlib.sha256(email.encode()).hexdigest()
-        return self.cache_format % {"scope": self.scope, "ident": digest}
+        return self.cache_format % {"scope": self.scope, "ident": _digest(email)}
+
+
+class PasswordResetThrottle(_CacheThrottle):
+    """Reset emails per address, in a bucket of their own: strangers' wrong passwords for an
+    account must not also refuse its owner the way back in."""
+
+    scope = "password_reset"
+    setting_name = "LOGIN_THROTTLE_ACCOUNT"
+
+    def get_cache_key(self, request, view) -> str | None:
+        email = _request_email(request)
+        return None if email is None else self.cache_format % {"scope": self.scope, "ident": _digest(email)}
 
 
 class PasswordChangeThrottle(_CacheThrottle):

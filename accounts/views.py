@@ -116,6 +116,13 @@ class SignInAPIView(PublicAPIView):
         super().initial(request, *args, **kwargs)
         browser_origin_check(request)
 
+    def check_throttles(self, request: Request) -> None:
+        # The first refusal ends it (DRF asks every throttle): an address already refused must
+        # neither charge the accounts it tries nor fill the cache with a bucket for each.
+        for throttle in self.get_throttles():
+            if not throttle.allow_request(request, self):
+                self.throttled(request, throttle.wait())
+
     def throttled(self, request: Request, wait: float | None) -> None:
         metrics.login_record(method=self.auth_method, result=errors.Throttled.default_code)
         super().throttled(request, wait)

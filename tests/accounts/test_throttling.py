@@ -37,3 +37,36 @@ def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(db, settings, hops, 
         for n in range(3)
     ]
     assert (statuses[-1] == 429) is throttled
+
+
+def test_an_address_already_refused_does_not_charge_the_accounts_it_tries(user, settings):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "3/min", "2/min"
+    attacker = APIClient(REMOTE_ADDR="203.0.113.7")
+    assert [login(attacker, user, "wrong").status_code for _ in range(5)] == [401, 401, 429, 429, 429]
+    # Two guesses reached the account, not five: its owner, elsewhere, is still answered.
+    assert login(APIClient(REMOTE_ADDR="198.51.100.1"), user).status_code == 200
+
+
+def test_addresses_of_one_ipv6_subnet_share_one_bucket(db, settings):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "100/min", "3/min"
+    statuses = [
+        login(APIClient(REMOTE_ADDR=f"2001:db8:1:2::{n:x}"), f"user{n}@example.com", "x").status_code
+        for n in range(1, 5)
+    ]
+    assert statuses == [401, 401, 401, 429]  # one /64, one client
+    assert login(APIClient(REMOTE_ADDR="2001:db8:1:3::1"), "user9@example.com", "x").status_code == 401
+
+
+def test_strangers_wrong_passwords_do_not_refuse_the_owner_a_password_reset(user, settings):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "3/min", "100/min"
+    for n in range(4):
+        login(APIClient(REMOTE_ADDR=f"198.51.100.{n}"), user, "wrong")
+    owner = APIClient(REMOTE_ADDR="192.0.2.10")
+    assert login(owner, user).status_code == 429  # the account's bucket is spent ...
+    reset = owner.post("/api/auth/password/reset", {"email": user.email}, format="json")
+    assert reset.status_code == 202  # ... but the way back in is not
+    # Reset requests have their own limit per address.
+    for _ in range(2):
+        owner.post("/api/auth/password/reset", {"email": user.email}, format="json")
+    refused = owner.post("/api/auth/password/reset", {"email": user.email}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
