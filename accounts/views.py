@@ -23,6 +23,7 @@ from accounts.authentication import (
     auth_cookies_clear,
     auth_cookies_set,
     browser_origin_check,
+    csrf_check,
     personal_token_live,
     personal_token_use_record,
     refresh_token_from_request,
@@ -247,12 +248,16 @@ class LogoutView(PublicAPIView):
     @extend_schema(
         operation_id="auth_logout",
         request=None,
-        responses={204: None, **error_responses(errors.ForeignOrigin, errors.AuthUnavailable)},
+        responses={204: None, **error_responses(errors.CsrfFailed, errors.AuthUnavailable)},
         auth=[{"refreshTokenCookie": []}, {"accessTokenCookie": []}, {"bearerAuth": []}, {}],
     )
     def post(self, request: Request) -> Response:
         browser_origin_check(request)
-        raw = refresh_token_from_request(request)[0] or access_token_from_request(request)[0]
+        raw, from_cookie = refresh_token_from_request(request)
+        if raw is None:
+            raw, from_cookie = access_token_from_request(request)
+        if from_cookie:
+            csrf_check(request._request)  # a cookie-authenticated write, like every other one
         session_logout(token=raw, origin=request_origin(request))
         admin_session_end(request._request)
         response = Response(status=status.HTTP_204_NO_CONTENT)

@@ -37,6 +37,20 @@ def test_cookie_authenticated_writes_need_the_csrf_token(auth_client, user, send
         assert not Session.objects.exclude(revoked_at=None).exists()
 
 
+@pytest.mark.parametrize("send_token", [True, False], ids=["token", "no-token"])
+def test_a_cookie_logout_needs_the_csrf_token_too(user, send_token):
+    client = cookie_client(user)
+    csrf = client.get("/api/auth/csrf").json()["csrfToken"]
+    response = client.post("/api/auth/logout", **({"HTTP_X_CSRFTOKEN": csrf} if send_token else {}))
+    if send_token:
+        assert response.status_code == 204
+        assert Session.objects.get().revoked_reason == "logout"
+    else:  # another site cannot sign the visitor out
+        assert (response.status_code, response.json()["code"]) == (403, "csrf_failed")
+        assert Session.objects.get().revoked_at is None
+        assert client.get("/api/auth/me").status_code == 200
+
+
 def test_header_token_writes_need_no_csrf(bearer_client, user):
     bearer_client(user)
     client = bearer_client(user)

@@ -357,6 +357,8 @@ def admin_browser(in_process_cache, auth_client, user_factory):
     browser = auth_client(staff)
     assert browser.post("/api/auth/admin-session").status_code == 204
     assert browser.get("/admin/").status_code == 200
+    # Django's login() gave the browser a new CSRF token; the app reads the cookie each time.
+    browser.credentials(HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value)
     browser.staff = staff
     return browser
 
