@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from string import Template
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -41,12 +42,27 @@ def application_name(*, client: str, cluster: str) -> str:
     return f"qdrant.{client}.{cluster}"
 
 
+def repo_url_without_credentials(url: str) -> str:
+    """``url`` as a committed manifest may show it: an HTTP(S) URL loses any user and password.
+
+    A token in the push URL (``https://x-access-token:<token>@host/...``) would otherwise be
+    committed and pushed; Argo CD takes its credentials from its own repository secret, matched
+    on the URL without them. An SSH URL keeps its user (``git@``): Argo CD needs it, and it is
+    no secret.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in {"http", "https"} or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def applicationset_render(*, repo_url: str, branch: str, chart_version: str, project: str) -> bytes:
     """One Application per ``clients/<client>/<cluster>`` folder: the chart, its values, its secret.
 
     Applications are named ``qdrant.<client>.<cluster>``: joining with ``-`` would give
     ``a-b``/``c`` and ``a``/``b-c`` the same name.
     """
+    repo_url = repo_url_without_credentials(repo_url)
     manifest = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",

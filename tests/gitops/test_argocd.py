@@ -19,6 +19,22 @@ def _appset() -> dict:
     )
 
 
+@pytest.mark.parametrize(
+    ("push_url", "shown"),
+    [
+        ("https://x-access-token:ghp_S3CRET@git.example.com/platform/qdrant-clusters.git", REPO),
+        ("HTTPS://ghp_S3CRET@git.example.com/platform/qdrant-clusters.git", REPO),
+        ("ssh://git@git.example.com/platform/qdrant-clusters.git", None),  # the user is no secret
+        ("git@git.example.com:platform/qdrant-clusters.git", None),
+    ],
+)
+def test_credentials_in_the_remote_url_never_reach_the_manifest(push_url, shown):
+    rendered = applicationset_render(repo_url=push_url, branch="main", chart_version="1.15.5", project="p")
+    assert b"S3CRET" not in rendered
+    urls = {source["repoURL"] for source in yaml.safe_load(rendered)["spec"]["template"]["spec"]["sources"]}
+    assert urls - {"https://qdrant.github.io/qdrant-helm"} == {shown or push_url}
+
+
 def _fill(template: str, client: str, cluster: str) -> str:
     """Evaluate the two Go template forms the ApplicationSet uses, as Argo CD would."""
     segments = ["clients", client, cluster]
