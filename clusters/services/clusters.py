@@ -32,8 +32,10 @@ from config.crypto import CLUSTER_API_KEYS, field_encrypt, field_reencrypt
 from config.errors import ConfirmationRequired
 from gitops.values import release_name
 
-# Helm release names ("qdrant-<client>-<cluster>") are limited to 53 characters.
-RELEASE_NAME_MAX = 53
+# The release name ("qdrant-<client>-<cluster>") is the chart's StatefulSet name. Helm allows
+# 53 characters, but Kubernetes labels each pod controller-revision-hash=<statefulset>-<hash of
+# up to 10>, and a label value holds 63: at 53 the pods are not created (kubernetes#64023).
+RELEASE_NAME_MAX = 52
 
 
 # --- Validation -----------------------------------------------------------------------------
@@ -120,7 +122,8 @@ def _cluster_slug_check(*, client: Client, slug: str) -> None:
         raise ValidationError(
             {
                 "slug": [
-                    f"Client and cluster names together are too long for Helm ({RELEASE_NAME_MAX} characters)."
+                    f"Client and cluster names together are too long: qdrant-<client>-<cluster> must fit "
+                    f"in {RELEASE_NAME_MAX} characters (Kubernetes names its pods after it)."
                 ]
             }
         )

@@ -51,6 +51,18 @@ def test_cluster_create_refuses_bad_or_duplicate_slugs(cluster1, slug, field):
     assert Cluster.objects.count() == 1
 
 
+def test_the_release_name_leaves_room_for_the_pods_revision_label(cluster1):
+    # qdrant-client1-<slug>: 52 characters is the most, so that <statefulset>-<10-character
+    # revision hash> still fits a label value's 63.
+    assert cluster_create(client=cluster1.client, slug="a" * 37, actor=None).cluster.slug == "a" * 37
+    with pytest.raises(ValidationError) as excinfo:
+        cluster_create(client=cluster1.client, slug="b" * 38, actor=None)
+    assert excinfo.value.message_dict["slug"] == [
+        "Client and cluster names together are too long: qdrant-<client>-<cluster> must fit "
+        "in 52 characters (Kubernetes names its pods after it)."
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_cluster_update_returns_the_cluster_and_its_change_for_delivery(cluster1, user1):
     result = cluster_update(cluster=cluster1, actor=user1, replicas=3, storage_gi=15)
