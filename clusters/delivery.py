@@ -122,6 +122,12 @@ def _locked(work: Callable[[GitopsRepository], T]) -> T:
         return work(repository_get())
 
 
+def while_no_delivery_runs(work: Callable[[], T]) -> T:
+    """``work`` under the branch lock: no replica can push the pending changes meanwhile."""
+    with branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+        return work()
+
+
 # --- The outbox ------------------------------------------------------------------------------
 
 

@@ -100,8 +100,14 @@ def _change_revert(*, result: ClusterChangeResult) -> bool:
     """Undo an update that never reached git, if nothing was stacked on it meanwhile.
 
     A storage request made by the same write is withdrawn with it, so that "nothing was
-    changed" holds for the whole request.
+    changed" holds for the whole request. Under the branch lock: another replica's delivery,
+    which would push the change, either finished first (the change has its commit: it stays)
+    or starts once it is gone.
     """
+    return delivery.while_no_delivery_runs(lambda: _change_revert_locked(result=result))
+
+
+def _change_revert_locked(*, result: ClusterChangeResult) -> bool:
     change = result.change
     with transaction.atomic():
         current = cluster_locked(cluster=change.cluster)

@@ -10,11 +10,14 @@ import yaml
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from clusters import delivery as clusters_delivery
 from clusters.delivery import pending_changes_deliver
 from clusters.models import Cluster, ClusterChange
 from clusters.services import cluster_create, cluster_credentials_rotate, cluster_update
 from config.crypto import CLUSTER_API_KEYS, field_decrypt
 from gitops.delivery import PendingCommit, commits_deliver
+from gitops.errors import RepositoryUnavailable
+from gitops.locks import branch_lock
 from gitops.remote import RemoteConfig
 from gitops.repository import (
     GitIdentity,
@@ -27,6 +30,8 @@ from gitops.repository import (
     repository_open,
 )
 from tests.conftest import portal_repository
+
+CLUSTER = "/api/clients/client1/clusters/main"
 
 # Changes are delivered to git once their transaction commits, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -287,6 +292,53 @@ def test_a_change_that_cannot_even_be_committed_locally_is_undone_and_answered_5
     cluster1.refresh_from_db()
     assert cluster1.replicas == 2
     assert not ClusterChange.objects.filter(action="update").exists()
+
+
+def test_a_change_is_undone_only_while_no_other_replica_can_push_it(
+    git_server, settings, monkeypatch, cluster1, user1, client_for
+):
+    """This replica cannot even commit; another one, delivering now, may push the change: the
+    undo waits for it, then finds the change committed or finds it first."""
+    if connection.vendor == "sqlite":
+        pytest.skip("threads share the in-memory SQLite test database badly; runs on PostgreSQL and MariaDB")
+
+    def this_replica_cannot_commit():
+        raise RepositoryUnavailable("disk full")
+
+    monkeypatch.setattr(clusters_delivery, "deliver_after_commit", this_replica_cannot_commit)
+    delivering, done = threading.Event(), threading.Event()
+
+    def other_replica() -> None:
+        try:
+            with branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+                delivering.set()
+                done.wait(10)
+        finally:
+            connection.close()
+
+    answers = []
+
+    def request() -> None:
+        try:
+            answers.append(client_for(user1).patch(CLUSTER, {"replicas": 7}, format="json"))
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=other_replica)
+    other.start()
+    assert delivering.wait(10)
+    patch = threading.Thread(target=request)
+    patch.start()
+    patch.join(1.0)
+    assert patch.is_alive()  # the undo waits for the delivery in progress
+    assert ClusterChange.objects.filter(action="update").exists()
+    done.set()
+    patch.join(10)
+    other.join(10)
+    assert answers[0].status_code == 503 and answers[0].json()["code"] == "gitops_unavailable"
+    assert not ClusterChange.objects.filter(action="update").exists()
+    cluster1.refresh_from_db()
+    assert cluster1.replicas == 2
 
 
 def test_a_values_file_edited_so_the_change_cannot_apply_is_answered_409_and_blocks_no_one(
