@@ -212,6 +212,23 @@ class ClusterCredentialsView(ClientAPIView):
         )
 
 
+_KEYS_NOT_PUSHED = OpenApiResponse(
+    CredentialsOutputSerializer,
+    description="Accepted, not done yet: committed, but git's remote did not take it; the keys reach "
+    "the cluster once it does (the cluster's revision says when).",
+)
+_KEYS_ERRORS = (errors.GitopsUnavailable, errors.SecretsUnavailable)
+
+
+def _keys_answer(result: services.ClusterChangeResult) -> Response:
+    """The cluster's keys after a key change: 202 while the change waits to be pushed."""
+    pushed = result.change is None or result.change.pushed
+    return Response(
+        CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data,
+        status=status.HTTP_200_OK if pushed else status.HTTP_202_ACCEPTED,
+    )
+
+
 @method_decorator(never_cache, name="dispatch")
 class ClusterCredentialsRotateView(ClientAPIView):
     required_permission = PERMISSION_CREDENTIALS
@@ -222,8 +239,10 @@ class ClusterCredentialsRotateView(ClientAPIView):
         request=None,
         responses={
             200: CredentialsOutputSerializer,
+            202: _KEYS_NOT_PUSHED,
             **error_responses(
                 *CLUSTER_ERRORS,
+                *_KEYS_ERRORS,
                 errors.RotationInProgress,
                 errors.ReauthenticationRequired,
                 errors.PatNotAllowed,
@@ -239,10 +258,7 @@ class ClusterCredentialsRotateView(ClientAPIView):
     def post(self, request, client: str, cluster: str):
         target = self.cluster_get()  # 404 before 403: no hint that a cluster exists elsewhere
         recent_authentication_require(session_id=request.auth.session.session_id)
-        result = services.cluster_credentials_rotate(cluster=target, actor=request.user)
-        return Response(
-            CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data
-        )
+        return _keys_answer(services.cluster_credentials_rotate(cluster=target, actor=request.user))
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -254,16 +270,15 @@ class ClusterCredentialsRotationFinishView(ClientAPIView):
         request=None,
         responses={
             200: CredentialsOutputSerializer,
-            **error_responses(*CLUSTER_ERRORS, errors.NoRotationInProgress, notes=_NOTES),
+            202: _KEYS_NOT_PUSHED,
+            **error_responses(*CLUSTER_ERRORS, *_KEYS_ERRORS, errors.NoRotationInProgress, notes=_NOTES),
         },
         description="Finish a two-phase rotation: the new key becomes the only one and the old one "
         "stops working as the pods restart. `Cache-Control: no-store`.",
     )
     def post(self, request, client: str, cluster: str):
         result = services.cluster_credentials_rotation_finish(cluster=self.cluster_get(), actor=request.user)
-        return Response(
-            CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data
-        )
+        return _keys_answer(result)
 
 
 class ClusterHistoryView(ClientAPIView):

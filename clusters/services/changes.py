@@ -8,6 +8,7 @@ before -> after) in the same transaction as the change: that row is the outbox, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,41 +97,49 @@ def cluster_locked(*, cluster: Cluster) -> Cluster:
     return current
 
 
-def _change_revert(*, result: ClusterChangeResult) -> bool:
-    """Undo an update that never reached git, if nothing was stacked on it meanwhile.
+# Puts the locked row back as it was before the change, and saves it.
+Undo = Callable[[Cluster, ClusterChangeResult], None]
 
-    A storage request made by the same write is withdrawn with it, so that "nothing was
-    changed" holds for the whole request. Under the branch lock: another replica's delivery,
-    which would push the change, either finished first (the change has its commit: it stays)
-    or starts once it is gone.
+
+def _change_revert(*, result: ClusterChangeResult, undo: Undo) -> bool:
+    """Undo a change that never reached git, if nothing was stacked on it meanwhile.
+
+    Under the branch lock: another replica's delivery, which would push the change, either
+    finished first (the change has its commit: it stays) or starts once it is gone.
     """
-    return delivery.while_no_delivery_runs(lambda: _change_revert_locked(result=result))
+    return delivery.while_no_delivery_runs(lambda: _change_revert_locked(result=result, undo=undo))
 
 
-def _change_revert_locked(*, result: ClusterChangeResult) -> bool:
+def _change_revert_locked(*, result: ClusterChangeResult, undo: Undo) -> bool:
     change = result.change
     with transaction.atomic():
         current = cluster_locked(cluster=change.cluster)
         latest = current.changes.exclude(action__in=RECORD_ONLY_ACTIONS).order_by("-id").first()
-        if latest is None or latest.pk != change.pk or latest.commit or change.action != change.Action.UPDATE:
+        if latest is None or latest.pk != change.pk or latest.commit:
             return False
-        fields = {api: field for field, api in SPEC_FIELD_NAMES.items()}
-        for api_name, (before, _after) in change.changes.items():
-            setattr(current, fields[api_name], before)
-        current.save(update_fields=[*(fields[name] for name in change.changes), "updated_at"])
+        undo(current, result)
         latest.delete()
-        if result.storage_expansion_created:
-            request = current.changes.filter(action=ClusterChange.Action.STORAGE_REQUEST).order_by("-id")
-            request.first().delete()
-            result.storage_expansion.delete()
     return True
 
 
-def delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) -> ClusterChangeResult:
+def update_undo(current: Cluster, result: ClusterChangeResult) -> None:
+    """An update's fields back to their values before it. A storage request made by the same
+    write is withdrawn with it, so that "nothing was changed" holds for the whole request."""
+    fields = {api: field for field, api in SPEC_FIELD_NAMES.items()}
+    for api_name, (before, _after) in result.change.changes.items():
+        setattr(current, fields[api_name], before)
+    current.save(update_fields=[*(fields[name] for name in result.change.changes), "updated_at"])
+    if result.storage_expansion_created:
+        request = current.changes.filter(action=ClusterChange.Action.STORAGE_REQUEST).order_by("-id")
+        request.first().delete()
+        result.storage_expansion.delete()
+
+
+def delivered(result: ClusterChangeResult, *, undo: Undo | None = None) -> ClusterChangeResult:
     """Commit and push the recorded change once its transaction is committed; report how far it got.
 
     A remote that cannot be reached is not a failure: the commit waits locally (``pushed``
-    False). When even the local commit fails, an update is undone (``revert_on_failure``) and
+    False). When even the local commit fails, the change is undone (``undo``) and
     answered 503 ``gitops_unavailable``; when the cluster's values file in git was edited so that
     the change cannot be applied, it is undone and answered 409 ``gitops_values_conflict``.
     Either way, other clusters' changes are not held up.
@@ -141,7 +150,7 @@ def delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) -
     try:
         report = delivery.deliver_after_commit()
     except (RepositoryUnavailable, FieldDecryptionError) as error:
-        if revert_on_failure and _change_revert(result=result):
+        if undo is not None and _change_revert(result=result, undo=undo):
             unreadable = isinstance(error, FieldDecryptionError)  # FIELD_ENCRYPTION_KEY lost a secret
             raise (SecretsUnavailable() if unreadable else GitopsUnavailable()) from error
         logger.warning("GitOps delivery failed; %s stays pending for gitops_sync: %s", change, error)
@@ -150,7 +159,7 @@ def delivered(result: ClusterChangeResult, *, revert_on_failure: bool = False) -
         return result
     problem = report.conflicts.get(change.cluster_id)
     if problem is not None:
-        if revert_on_failure and _change_revert(result=result):
+        if undo is not None and _change_revert(result=result, undo=undo):
             raise GitopsValuesConflict(problem=problem)
         logger.warning("%s stays pending until git is fixed: %s", change, problem)
         return result

@@ -23,6 +23,7 @@ from clusters.services.changes import (
     change_record,
     cluster_locked,
     delivered,
+    update_undo,
     value_text,
 )
 from clusters.services.credentials import api_key_new
@@ -234,7 +235,7 @@ def cluster_update(
             changes={SPEC_FIELD_NAMES[f]: [before, after] for f, (before, after) in diff.items()},
             message=_update_describe(current, diff),
         )
-    return delivered(replace(result, change=change), revert_on_failure=True)
+    return delivered(replace(result, change=change), undo=update_undo)
 
 
 def cluster_keys_reencrypt() -> int:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from accounts.models import User
 from clusters.models import Cluster, ClusterChange
 from clusters.selectors import changes_pending
-from clusters.services.changes import ClusterChangeResult, change_record, cluster_locked, delivered
+from clusters.services.changes import ClusterChangeResult, Undo, change_record, cluster_locked, delivered
 from clusters.versions import version_supports_alt_api_key
 from config.crypto import CLUSTER_API_KEYS, field_encrypt
 from config.errors import NoRotationInProgress, RotationInProgress
@@ -57,12 +57,32 @@ def _rotate(current: Cluster) -> tuple[dict[str, str], str]:
     )
 
 
+def _keys_put_back(before: dict[str, object]) -> Undo:
+    """The undo of a key change that never reached git: the keys the cluster still runs with."""
+
+    def undo(current: Cluster, _result: ClusterChangeResult) -> None:
+        for column, value in before.items():
+            setattr(current, column, value)
+        current.save(update_fields=list(_KEY_COLUMNS))
+
+    return undo
+
+
+def _keys_of(current: Cluster) -> dict[str, object]:
+    return {column: getattr(current, column) for column in _KEY_COLUMNS}
+
+
 def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
-    """New keys; read them with ``selectors.cluster_credentials``. 409 while a rotation is in progress."""
+    """New keys; read them with ``selectors.cluster_credentials``. 409 while a rotation is in progress.
+
+    When not even a local commit can be made, the old keys stay and 503 ``gitops_unavailable``
+    says so: handing out keys that may never reach the cluster would break the user's apps.
+    """
     with transaction.atomic():
         current = cluster_locked(cluster=cluster)
         if current.rotation_in_progress:
             raise RotationInProgress()
+        before = _keys_of(current)
         changes, message = _rotate(current)
         current.full_clean()
         current.save(update_fields=list(_KEY_COLUMNS))
@@ -73,7 +93,7 @@ def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> Clust
             changes=changes,
             message=message,
         )
-    return delivered(ClusterChangeResult(cluster=current, change=change))
+    return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))
 
 
 def _finish(current: Cluster, actor: User | None) -> ClusterChange:
@@ -99,8 +119,9 @@ def cluster_credentials_rotation_finish(*, cluster: Cluster, actor: User | None)
         current = cluster_locked(cluster=cluster)
         if not current.rotation_in_progress:
             raise NoRotationInProgress()
+        before = _keys_of(current)
         change = _finish(current, actor)
-    return delivered(ClusterChangeResult(cluster=current, change=change))
+    return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))
 
 
 def key_rotations_finish_due(*, now: datetime | None = None) -> list[Cluster]:

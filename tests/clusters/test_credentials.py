@@ -62,6 +62,7 @@ def test_keys_are_encrypted_in_the_database(as_user1, cluster1):
     assert field_decrypt(ciphertext=raw_api_key, purpose=CLUSTER_API_KEYS) == keys["apiKey"]
 
 
+@pytest.mark.django_db(transaction=True)  # delivered once the change's transaction commits, as in production
 def test_one_step_rotation_replaces_both_keys_returns_them_once_and_records_a_change(
     as_user1, user1, cluster1
 ):

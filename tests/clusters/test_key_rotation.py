@@ -178,11 +178,36 @@ def test_gitops_sync_finishes_a_rotation_once_its_grace_period_is_over(
     )
 
 
+@pytest.mark.parametrize("step", ["rotate", "rotate/finish"])
+def test_keys_that_cannot_even_be_committed_are_not_handed_out(tmp_path, settings, as_user1, cluster1, step):
+    if step == "rotate/finish":
+        assert as_user1.post(f"{URL}/credentials/rotate").status_code == 200
+    before = as_user1.get(f"{URL}/credentials").json()
+    history = as_user1.get(f"{URL}/history").json()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the repository should be")
+    settings.GITOPS_REPO_PATH = blocker / "gitops.git"
+
+    response = as_user1.post(f"{URL}/credentials/{step}")
+
+    assert (response.status_code, response.json()["code"]) == (503, "gitops_unavailable")
+    assert as_user1.get(f"{URL}/credentials").json() == before  # the keys the cluster runs with
+    assert as_user1.get(f"{URL}/history").json() == history
+
+
+def test_keys_committed_but_not_pushed_are_answered_202(tmp_path, settings, as_user1, cluster1):
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "unreachable.git")
+    response = as_user1.post(f"{URL}/credentials/rotate")
+    assert response.status_code == 202  # accepted, not on the cluster yet
+    assert as_user1.get(f"{URL}/credentials").json() == response.json()
+    assert not ClusterChange.objects.get(action="credentials_rotate").pushed
+
+
 def test_a_rotation_whose_start_never_reached_the_remote_is_not_finished_behind_clients_backs(
     tmp_path, settings, as_user1, cluster1
 ):
     settings.GITOPS_REMOTE_URL = str(tmp_path / "unreachable.git")
-    as_user1.post(f"{URL}/credentials/rotate")
+    assert as_user1.post(f"{URL}/credentials/rotate").status_code == 202
     with time_machine.travel(timezone.now() + timedelta(days=2)):
         call_command("gitops_sync")  # the remote is still unreachable
     assert Cluster.objects.get(pk=cluster1.pk).rotation_in_progress

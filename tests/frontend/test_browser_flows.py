@@ -288,9 +288,10 @@ def test_a_key_rotation_shows_its_phase_and_is_finished_by_the_user(
 
 
 def test_an_older_version_warns_that_old_keys_fail_once_pods_restart(
-    live_server, new_page, page_problems, user1, cluster1
+    live_server, new_page, page_problems, user1, cluster1, settings, tmp_path
 ):
     Cluster.objects.filter(pk=cluster1.pk).update(version="v1.16.3")
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "unreachable.git")  # and the git remote is down
     page = new_page()
     sign_in(page, live_server.url, "client1@example.com")
     page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
@@ -301,5 +302,6 @@ def test_an_older_version_warns_that_old_keys_fail_once_pods_restart(
     assert "accepts one API key only" in page.text_content("#rotate-dialog")
     page.click("#confirm-rotate")
     page.wait_for_selector("#rotate-status:has-text('Keys rotated')")
+    assert "the keys reach the cluster once it does" in page.text_content("#rotate-status")  # 202
     assert page.is_hidden("#finish-rotation")
     assert page_problems == []

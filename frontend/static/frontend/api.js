@@ -308,10 +308,12 @@ function portalEndpoints(call, request) {
       call("GET")(`${clusterPath(client, cluster)}/history`, options),
     credentials: (client, cluster, options) =>
       call("GET")(`${clusterPath(client, cluster)}/credentials`, options),
+    /** -> {status, data}: 202 means committed, not pushed yet (the keys reach the cluster later). */
     credentialsRotate: (client, cluster) =>
-      call("POST")(`${clusterPath(client, cluster)}/credentials/rotate`),
+      request("POST", `${clusterPath(client, cluster)}/credentials/rotate`),
+    /** -> {status, data}, as credentialsRotate. */
     credentialsRotationFinish: (client, cluster) =>
-      call("POST")(`${clusterPath(client, cluster)}/credentials/rotate/finish`),
+      request("POST", `${clusterPath(client, cluster)}/credentials/rotate/finish`),
   };
 }
 

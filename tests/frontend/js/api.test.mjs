@@ -310,7 +310,9 @@ test("cancelling a storage request and finishing a rotation send CSRF-protected 
   const { api } = apiFor(server);
 
   const cluster = await api.storageRequestCancel("client1", "prod");
-  await api.credentialsRotationFinish("client 1", "prod");
+  const finished = await api.credentialsRotationFinish("client 1", "prod");
+  assert.equal(finished.status, 200); // 202 would say: not pushed yet
+  assert.equal(finished.data.path, "/api/clients/client%201/clusters/prod/credentials/rotate/finish");
 
   assert.equal(cluster.path, "/api/clients/client1/clusters/prod/storage-request");
   assert.deepEqual(

@@ -169,10 +169,10 @@ async function rotationStep(ctx, parts, { button, busyLabel, call, doneText }) {
   say(parts.error, "");
   say(parts.status, busyLabel);
   try {
-    const credentials = await call(ctx.params.client, ctx.params.cluster);
+    const { status, data: credentials } = await call(ctx.params.client, ctx.params.cluster);
     if (!ctx.isCurrent()) return;
     parts.view.replace(credentials);
-    say(parts.status, doneText(credentials));
+    say(parts.status, status === 202 ? `${doneText(credentials)} ${NOT_PUSHED_TEXT}` : doneText(credentials));
   } catch (failure) {
     say(parts.status, "");
     showError(ctx, parts.error, failure);
@@ -184,6 +184,9 @@ async function rotationStep(ctx, parts, { button, busyLabel, call, doneText }) {
     }
   }
 }
+
+const NOT_PUSHED_TEXT =
+  "The git remote has not taken the change yet: the keys reach the cluster once it does (the cluster page shows when).";
 
 function rotatedText(credentials) {
   return credentials.rotation
