@@ -1,7 +1,12 @@
-"""The cache: what an outage looks like (so callers catch exactly that), and the Redis backend."""
+"""The cache: what an outage looks like (so callers catch exactly that), the Redis backend, and the
+file cache used without Redis."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.db import DatabaseError
@@ -38,3 +43,40 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
         self._class = _OneClientPerPool
+
+
+class FileCache(FileBasedCache):
+    """Django's file cache, swept of expired entries now and then instead of culled on every write.
+
+    Django's lists every file of the folder on every write to decide whether to cull (O(entries):
+    25 ms a write at 10,000 entries), removes an expired entry only when it is read, and past
+    ``MAX_ENTRIES`` deletes a random third of them, live sessions' idle timers included. Here a
+    write costs the same whatever the folder holds: at most once per ``SWEEP_SECONDS`` a
+    process sweeps the folder on a thread of its own, removing expired entries only, so what
+    remains is what is alive (``MAX_ENTRIES`` is not used).
+    """
+
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self, dir, params) -> None:  # noqa: A002 (Django's name)
+        super().__init__(dir, params)
+        self._sweep_due = 0.0
+        self._sweeping = threading.Lock()
+
+    def _cull(self) -> None:  # Django calls it before each write
+        now = time.monotonic()
+        if now < self._sweep_due or not self._sweeping.acquire(blocking=False):
+            return
+        self._sweep_due = now + self.SWEEP_SECONDS
+        threading.Thread(target=self._sweep, name="file-cache-sweep", daemon=True).start()
+
+    def _sweep(self) -> None:
+        try:
+            for path in self._list_cache_files():
+                try:
+                    with open(path, "rb") as entry:
+                        self._is_expired(entry)  # removes it when expired
+                except OSError:  # removed by another process meanwhile
+                    continue
+        finally:
+            self._sweeping.release()

@@ -140,13 +140,7 @@ if REDIS_URL:
 else:
     # Without Redis: a cache on local disk, which every process of this machine shares (gunicorn's
     # workers, runserver, a management command revoking a session). Not for several replicas.
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(VAR_DIR / "cache"),
-            "OPTIONS": {"MAX_ENTRIES": 100_000},
-        }
-    }
+    CACHES = {"default": {"BACKEND": "config.cache.FileCache", "LOCATION": str(VAR_DIR / "cache")}}
 
 # --- Authentication -----------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ def test_settings_start_with_development_defaults_in_debug(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "django.db.backends.sqlite3",
-        "django.core.cache.backends.filebased.FileBasedCache",
+        "config.cache.FileCache",
     ]
 
 
