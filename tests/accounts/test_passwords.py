@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pyotp
@@ -75,6 +76,19 @@ def test_a_reset_email_links_to_the_app_and_ends_every_session(auth_client, user
     assert browser.get("/api/auth/me").json()["code"] == "token_not_valid"
     assert Session.objects.get().revoked_reason == "password_reset"
     assert login(APIClient(), user, NEW_PASSWORD).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sent_in_the_background_the_reset_email_still_arrives(user, settings):
+    # Rendered and sent on a thread of its own once the answer is given (EMAIL_SEND_IN_BACKGROUND).
+    settings.EMAIL_SEND_IN_BACKGROUND = True
+    response = APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+    assert response.status_code == 202
+    deadline = time.monotonic() + 10
+    while not mail.outbox and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert mail.outbox[0].to == ["alice@example.com"]
+    assert "/#/reset/" in mail.outbox[0].body and "/#/reset/" in mail.outbox[0].alternatives[0][0]
 
 
 def test_a_reset_link_works_once(user):
