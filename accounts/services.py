@@ -457,8 +457,7 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
 def user_password_change(
     *, user: User, password: str, current_session_id: uuid.UUID | None = None, actor: User | None = None
 ) -> None:
-    """An operator sets a new password: every other session ends (all of them when there is no
-    current one), and every personal access token, as after a reset."""
+    """An operator sets a password: every other session (all without one) and token ends, as after a reset."""
     user.set_password(password)
     with transaction.atomic():
         user.save(update_fields=["password"])
