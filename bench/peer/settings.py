@@ -57,13 +57,17 @@ TEMPLATES = [
     },
 ]
 
-# SQLite with the portal's options (busy timeout, immediate transactions), so that the database
-# configuration is not one of the differences measured.
+# SQLite with the portal's options (busy timeout, immediate transactions, WAL journal), so that
+# the database configuration is not one of the differences measured.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": RUN_DIR / "peer.sqlite3",
-        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
     }
 }
 

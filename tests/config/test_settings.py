@@ -77,6 +77,37 @@ def test_settings_start_with_development_defaults_in_debug(tmp_path):
     ]
 
 
+SQLITE_WRITE_DURING_READ = """
+import sqlite3, time
+import django
+django.setup()
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+reader = sqlite3.connect(settings.DATABASES["default"]["NAME"], isolation_level=None)
+reader.execute("BEGIN")
+reader.execute("SELECT count(*) FROM accounts_user").fetchone()  # a long read holds its snapshot
+started = time.monotonic()
+get_user_model().objects.create_user(email="during@example.com", password="x" * 16)
+print("written in", round(time.monotonic() - started), "s")
+reader.execute("COMMIT")
+"""
+
+
+def test_sqlite_writes_do_not_wait_for_a_long_read(tmp_path):
+    """A sign-in's commit does not wait behind another worker's long read (a status page, a
+    gitops render): with WAL it commits at once; SQLite's default journal would make it wait
+    for the reader and fail with "database is locked" after the 20 s timeout."""
+    result = _run_django(
+        SQLITE_WRITE_DURING_READ,
+        {"DJANGO_DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}"},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "written in 0 s"
+
+
 def test_check_deploy_passes_with_production_variables(tmp_path):
     result = _run_django(
         "import sys; from django.core.management import execute_from_command_line; "
