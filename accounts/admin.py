@@ -108,6 +108,9 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("is_active", "is_staff", "is_operator", "is_superuser")
     search_fields = ("email", "name")
     readonly_fields = ("last_login", "date_joined", "second_factors")
+    # What makes an account powerful: only a superuser grants it (Django's UserAdmin would let
+    # anyone with "change user" make themselves a superuser).
+    privilege_fields = ("is_staff", "is_operator", "is_superuser", "groups", "user_permissions")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("name",)}),
@@ -128,6 +131,29 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),)
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return readonly if request.user.is_superuser else readonly + self.privilege_fields
+
+    def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        """A superuser's account (its password, its factors, its state) is changed by superusers only."""
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def _changeable(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
+        """The selected users this operator may act on; the others are named in a message."""
+        if request.user.is_superuser:
+            return queryset
+        skipped = list(queryset.filter(is_superuser=True).values_list("email", flat=True))
+        if skipped:
+            self.message_user(
+                request,
+                f"Only a superuser can change {', '.join(skipped)}: left as they were.",
+                messages.ERROR,
+            )
+        return queryset.filter(is_superuser=False)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
         token = _acting_operator.set(request.user)
@@ -155,18 +181,22 @@ class UserAdmin(DjangoUserAdmin):
         labels = {"totp": "authenticator app", "webauthn": "passkey(s)", "recovery": "recovery codes"}
         return ", ".join(labels[m] for m in methods) or "none"
 
-    @admin.action(description="Reset second factors (for users who lost theirs; audited)")
+    @admin.action(
+        description="Reset second factors (for users who lost theirs; audited)", permissions=["change"]
+    )
     def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        removed = sum(second_factors_reset(user=user, actor=request.user) for user in queryset)
+        users = self._changeable(request, queryset)
+        removed = sum(second_factors_reset(user=user, actor=request.user) for user in users)
         self.message_user(
             request,
             f"Removed {removed} second factor(s). Users who must have one set it up at their next sign-in.",
             messages.SUCCESS,
         )
 
-    @admin.action(description="Deactivate selected users (ends their sessions)")
+    @admin.action(description="Deactivate selected users (ends their sessions)", permissions=["change"])
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        told = [user_deactivate(user=user, actor=request.user) for user in queryset.filter(is_active=True)]
+        users = self._changeable(request, queryset).filter(is_active=True)
+        told = [user_deactivate(user=user, actor=request.user) for user in users]
         self.message_user(request, "Deactivated; their sessions are revoked.", messages.SUCCESS)
         if not all(told):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)

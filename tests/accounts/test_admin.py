@@ -9,7 +9,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import AuditEvent, Session
+from accounts.models import AuditEvent, Session, User
 from tests.accounts.test_sessions import DEAD_REDIS
 from tests.conftest import login
 
@@ -208,3 +208,60 @@ def test_once_the_cache_is_back_the_gateway_refuses_the_deactivated_user_without
     while api.get("/api/auth/validate").status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert api.get("/api/auth/validate").json()["code"] in {"account_disabled", "token_not_valid"}
+
+
+# --- what limited staff may do --------------------------------------------------------------
+
+
+def limited_staff_browser(client, user_factory, *codenames: str):
+    from django.contrib.auth.models import Permission
+
+    staff = user_factory(email="support@example.com", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(staff)
+    return client
+
+
+@pytest.mark.parametrize("action", ["deactivate_selected", "reset_second_factors"])
+def test_staff_who_may_only_view_users_cannot_run_the_write_actions(client, user_factory, user, action):
+    from accounts.models import TotpDevice
+
+    TotpDevice.objects.create(user=user, secret_encrypted="x", confirmed_at=timezone.now())
+    browser = limited_staff_browser(client, user_factory, "view_user")
+    assert action not in browser.get("/admin/accounts/user/").content.decode()
+    browser.post("/admin/accounts/user/", {"action": action, "_selected_action": [str(user.pk)]})
+    user.refresh_from_db()
+    assert user.is_active and TotpDevice.objects.filter(user=user).exists()
+
+
+def test_staff_who_may_change_users_cannot_take_over_a_superuser(client, user_factory, bearer_client):
+    from accounts.models import TotpDevice
+
+    root = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
+    root_api = bearer_client(root)
+    TotpDevice.objects.create(user=root, secret_encrypted="x", confirmed_at=timezone.now())
+    browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
+    for action in ("reset_second_factors", "deactivate_selected"):
+        page = browser.post(
+            "/admin/accounts/user/", {"action": action, "_selected_action": [str(root.pk)]}, follow=True
+        )
+        assert "Only a superuser can change root@example.com" in page.content.decode()
+    assert browser.get(f"/admin/accounts/user/{root.pk}/password/").status_code == 403
+    root.refresh_from_db()
+    assert root.is_active and TotpDevice.objects.filter(user=root).exists()
+    assert root_api.get("/api/auth/me").status_code == 200
+
+
+def test_staff_who_may_change_users_cannot_grant_themselves_more(client, user_factory):
+    browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
+    staff = User.objects.get(email="support@example.com")
+    page = browser.get(f"/admin/accounts/user/{staff.pk}/change/")
+    data = user_change_form_data(page)
+    data.update(email=staff.email, name="Support", is_active="on")
+    data.update(is_superuser="on", is_operator="on")
+    for field in ("date_joined", "last_login"):
+        data.pop(field, None)
+    response = browser.post(f"/admin/accounts/user/{staff.pk}/change/", data)
+    assert response.status_code == 302
+    staff.refresh_from_db()
+    assert (staff.name, staff.is_superuser, staff.is_operator) == ("Support", False, False)
