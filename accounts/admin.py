@@ -27,6 +27,7 @@ from accounts.services import (
     user_password_change,
     users_claims_bump,
 )
+from config.admin_errors import ServiceRefusalsAdmin
 from config.errors import AuthUnavailable
 
 # The operator on whose behalf the admin's password form saves (Django builds the form without
@@ -97,7 +98,7 @@ class GoogleAccountInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     form = UserChangeAdminForm
     add_form = UserCreationAdminForm
     change_password_form = PasswordChangeAdminForm

@@ -7,13 +7,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, Model
-from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from accounts.admin import ReadOnlyAdmin, UserAdmin
-from accounts.models import User
+from accounts.admin import ReadOnlyAdmin
 from clusters.deployments import (
     DEPLOYED,
     DEPLOYMENT_STATES,
@@ -25,7 +23,7 @@ from clusters.deployments import (
     clusters_deployments,
     latest_revisions,
 )
-from clusters.models import Client, Cluster, ClusterChange, Grant, StorageExpansion
+from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_revision
 from clusters.services import (
     client_create,
@@ -33,15 +31,17 @@ from clusters.services import (
     cluster_create,
     cluster_credentials_rotate,
     cluster_credentials_rotation_finish,
+    cluster_slug_check,
     cluster_spec_validate,
     cluster_update,
-    grant_remove,
-    grant_set,
     scale_down_problem,
     storage_expansion_cancel,
+    storage_expansion_check,
     storage_expansion_complete,
+    storage_expansion_waiting,
 )
-from clusters.team_admin import SignInPolicyInline  # registers the team's admin pages too
+from clusters.team_admin import GrantInline, SignInPolicyInline  # registers the team's admin pages too
+from config.admin_errors import ServiceRefusalsAdmin
 from config.errors import PortalError
 from gitops.argocd import storage_runbook_render
 from gitops.values import namespace_name, release_name
@@ -54,56 +54,6 @@ def _adopt(obj: Model, saved: Model) -> None:
     for field in obj._meta.concrete_fields:
         setattr(obj, field.attname, getattr(saved, field.attname))
     obj._state.adding, obj._state.db = False, saved._state.db
-
-
-# --- Grants -------------------------------------------------------------------------------------
-
-
-class GrantInlineFormSet(BaseInlineFormSet):
-    """Saves through grant_set/grant_remove, so the user's tokens are re-issued with the new scope."""
-
-    actor = None
-
-    def save_new(self, form, commit=True):
-        setattr(form.instance, self.fk.name, self.instance)
-        grant = form.instance
-        return grant_set(user=grant.user, client=grant.client, role=grant.role, actor=self.actor)
-
-    def save_existing(self, form, obj, commit=True):
-        stored = Grant.objects.select_related("user", "client").get(pk=obj.pk)
-        if (stored.user_id, stored.client_id) != (obj.user_id, obj.client_id):
-            grant_remove(user=stored.user, client=stored.client, actor=self.actor)
-        return grant_set(user=obj.user, client=obj.client, role=obj.role, actor=self.actor)
-
-    def delete_existing(self, obj, commit=True):
-        grant_remove(user=obj.user, client=obj.client, actor=self.actor)
-
-
-class GrantInline(admin.TabularInline):
-    """Grants of a client (one row per user) or of a user (one row per client)."""
-
-    model = Grant
-    formset = GrantInlineFormSet
-    extra = 0
-    autocomplete_fields = ("user", "client")
-
-    def get_fields(self, request, obj=None):
-        return ("user" if self.parent_model is Client else "client", "role")
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)  # a new class on every call
-        formset.actor = request.user
-        return formset
-
-
-class UserWithGrantsAdmin(UserAdmin):
-    """The accounts app's user admin, plus the user's grants: accounts knows nothing of clients."""
-
-    inlines = [*UserAdmin.inlines, GrantInline]
-
-
-admin.site.unregister(User)
-admin.site.register(User, UserWithGrantsAdmin)
 
 
 # --- Clients ------------------------------------------------------------------------------------
@@ -127,7 +77,7 @@ class ClusterInline(admin.TabularInline):
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(ServiceRefusalsAdmin):
     list_display = ("slug", "name", "active", "cluster_count", "created_at")
     list_filter = ("active",)
     search_fields = ("slug", "name")
@@ -203,6 +153,14 @@ class ClusterAdminForm(forms.ModelForm):
         current = self.instance if self.instance.pk else None
         changes = self.spec_changes()
         cluster_spec_validate(**changes, current=current)
+        if current is None and cleaned.get("client") and cleaned.get("slug"):
+            cluster_slug_check(client=cleaned["client"], slug=cleaned["slug"])
+        if current is not None and "storage_gi" in changes:
+            waiting = storage_expansion_waiting(cluster=current)
+            try:
+                storage_expansion_check(cluster=current, storage_gi=changes["storage_gi"], waiting=waiting)
+            except PortalError as error:
+                self.add_error("storage_gi", error.detail)
         if current is not None and "replicas" in changes and not cleaned.get("confirm_scale_down"):
             problem = scale_down_problem(cluster=current, replicas=changes["replicas"])
             if problem:
@@ -240,7 +198,7 @@ class DeploymentStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Cluster)
-class ClusterAdmin(admin.ModelAdmin):
+class ClusterAdmin(ServiceRefusalsAdmin):
     form = ClusterAdminForm
     list_display = (
         "__str__",

@@ -10,12 +10,21 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from accounts.admin import ReadOnlyAdmin
-from accounts.emails import email_canonical
-from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
-from clusters.services import PolicyInput, invitation_create, invitation_revoke, sign_in_policy_set
+from accounts.admin import ReadOnlyAdmin, UserAdmin
+from accounts.models import User
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
+from clusters.services import (
+    PolicyInput,
+    grant_remove,
+    grant_set,
+    invitation_check,
+    invitation_create,
+    invitation_revoke,
+    sign_in_policy_set,
+)
 from clusters.services.members import role_grant_check
 from clusters.services.policy import policy_problems
+from config.admin_errors import ServiceRefusalsAdmin
 from config.errors import AlreadyMember, PortalError
 
 # The API's field names, as the service reports problems, and the admin form's.
@@ -100,17 +109,16 @@ class InvitationAddForm(forms.ModelForm):
         client, email, role = cleaned.get("client"), cleaned.get("email"), cleaned.get("role")
         if client and email and role:
             try:
-                email = cleaned["email"] = email_canonical(email)
-                role_grant_check(actor=self.actor, client=client, role=role)
+                cleaned["email"] = invitation_check(client=client, email=email, role=role, actor=self.actor)
+            except AlreadyMember as error:
+                self.add_error("email", error.detail)
             except (ValidationError, PortalError) as error:
                 raise forms.ValidationError(getattr(error, "detail", None) or error.messages) from error
-            if Grant.objects.filter(client=client, user__email=email).exists():
-                self.add_error("email", AlreadyMember.default_detail)
         return cleaned
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ServiceRefusalsAdmin):
     """Invitations: an operator invites (the email goes out as from the API) or revokes."""
 
     list_display = ("email", "client", "role", "state", "invited_by_email", "created_at", "expires_at")
@@ -134,6 +142,11 @@ class InvitationAdmin(admin.ModelAdmin):
         form = super().get_form(request, obj, change=change, form=InvitationAddForm, **kwargs)
         form.actor = request.user
         return form
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The list's revoke action needs the change permission; an invitation itself is never
+        # edited (saving its page would send a new one).
+        return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # revoke instead: the trail stays
@@ -160,3 +173,69 @@ class ClientAuditEventAdmin(ReadOnlyAdmin):
     list_select_related = ("client",)
     search_fields = ("actor_email", "target_email", "client__slug", "detail")
     date_hierarchy = "at"
+
+
+# --- Grants -------------------------------------------------------------------------------------
+
+
+class GrantInlineFormSet(BaseInlineFormSet):
+    """Saves through grant_set/grant_remove, so the user's tokens are re-issued with the new scope."""
+
+    actor = None
+
+    def save_new(self, form, commit=True):
+        setattr(form.instance, self.fk.name, self.instance)
+        grant = form.instance
+        return grant_set(user=grant.user, client=grant.client, role=grant.role, actor=self.actor)
+
+    def save_existing(self, form, obj, commit=True):
+        stored = Grant.objects.select_related("user", "client").get(pk=obj.pk)
+        if (stored.user_id, stored.client_id) != (obj.user_id, obj.client_id):
+            grant_remove(user=stored.user, client=stored.client, actor=self.actor)
+        return grant_set(user=obj.user, client=obj.client, role=obj.role, actor=self.actor)
+
+    def delete_existing(self, obj, commit=True):
+        grant_remove(user=obj.user, client=obj.client, actor=self.actor)
+
+    def clean(self) -> None:
+        """The API's rank rule: staff who are not operators give, change or take away no role
+        above their own on the client (the invitation form says the same)."""
+        super().clean()
+        for form in self.forms:
+            if not form.has_changed() or form.errors:
+                continue
+            try:
+                if form.instance.pk:
+                    stored = Grant.objects.select_related("client").get(pk=form.instance.pk)
+                    role_grant_check(actor=self.actor, client=stored.client, role=stored.role)
+                if not form.cleaned_data.get("DELETE"):
+                    role_grant_check(actor=self.actor, client=form.instance.client, role=form.instance.role)
+            except PortalError as error:
+                form.add_error(None, error.detail)
+
+
+class GrantInline(admin.TabularInline):
+    """Grants of a client (one row per user) or of a user (one row per client)."""
+
+    model = Grant
+    formset = GrantInlineFormSet
+    extra = 0
+    autocomplete_fields = ("user", "client")
+
+    def get_fields(self, request, obj=None):
+        return ("user" if self.parent_model is Client else "client", "role")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)  # a new class on every call
+        formset.actor = request.user
+        return formset
+
+
+class UserWithGrantsAdmin(UserAdmin):
+    """The accounts app's user admin, plus the user's grants: accounts knows nothing of clients."""
+
+    inlines = [*UserAdmin.inlines, GrantInline]
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserWithGrantsAdmin)

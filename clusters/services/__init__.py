@@ -11,6 +11,7 @@ from clusters.services.clusters import (
     RELEASE_NAME_MAX,
     cluster_create,
     cluster_keys_reencrypt,
+    cluster_slug_check,
     cluster_spec_validate,
     cluster_update,
     scale_down_problem,
@@ -22,6 +23,7 @@ from clusters.services.credentials import (
 )
 from clusters.services.invitations import (
     invitation_accept,
+    invitation_check,
     invitation_create,
     invitation_open,
     invitation_revoke,
@@ -37,8 +39,10 @@ from clusters.services.members import (
 from clusters.services.policy import PolicyInput, sign_in_policy_set
 from clusters.services.storage import (
     storage_expansion_cancel,
+    storage_expansion_check,
     storage_expansion_complete,
     storage_expansion_request,
+    storage_expansion_waiting,
 )
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "client_access_token_revoke",
     "google_identity_provision",
     "invitation_accept",
+    "invitation_check",
     "invitation_create",
     "invitation_open",
     "invitation_revoke",
@@ -63,6 +68,7 @@ __all__ = [
     "cluster_credentials_rotate",
     "cluster_credentials_rotation_finish",
     "cluster_keys_reencrypt",
+    "cluster_slug_check",
     "cluster_spec_validate",
     "cluster_update",
     "grant_remove",
@@ -71,5 +77,7 @@ __all__ = [
     "scale_down_problem",
     "storage_expansion_cancel",
     "storage_expansion_complete",
+    "storage_expansion_check",
     "storage_expansion_request",
+    "storage_expansion_waiting",
 ]

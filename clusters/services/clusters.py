@@ -117,8 +117,9 @@ def scale_down_problem(*, cluster: Cluster, replicas: int) -> str | None:
 DUPLICATE_CLUSTER = "A cluster with this name already exists for this client."
 
 
-def _cluster_slug_check(*, client: Client, slug: str) -> None:
-    """What the slug's own validators cannot know: its length with the client's, and uniqueness."""
+def cluster_slug_check(*, client: Client, slug: str) -> None:
+    """What the slug's own validators cannot know: its length with the client's, and uniqueness
+    (the admin's form asks before it saves; ``cluster_create`` again)."""
     if isinstance(slug, str) and len(release_name(client=client.slug, cluster=slug)) > RELEASE_NAME_MAX:
         raise ValidationError(
             {
@@ -155,7 +156,7 @@ def cluster_create(
         read_only_api_key_encrypted=field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS),
     )
     cluster.full_clean(validate_constraints=False)
-    _cluster_slug_check(client=client, slug=slug)
+    cluster_slug_check(client=client, slug=slug)
     cluster.validate_constraints()
     values = {field: getattr(cluster, field) for field in SPEC_FIELD_NAMES}
     summary = ", ".join(f"{MESSAGE_LABELS[f]} {value_text(f, v)}" for f, v in values.items())

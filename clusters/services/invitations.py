@@ -59,16 +59,25 @@ def _invitation_email(invitation: Invitation, token: str) -> None:
     )
 
 
-@transaction.atomic
-def invitation_create(*, client: Client, email: str, role: str, actor: User) -> Invitation:
-    """Invite ``email`` with ``role`` (no higher than the actor's own); a new invitation replaces an open one."""
+def invitation_check(*, client: Client, email: str, role: str, actor: User) -> str:
+    """Why ``actor`` cannot invite ``email`` as ``role`` (raised), else the email as stored.
+
+    The admin's form asks before it saves; ``invitation_create`` asks again under the client's lock.
+    """
     if not settings.PUBLIC_URL:  # the email's link would lead nowhere: say so, and change nothing
         raise EmailUnavailable()
-    client_lock(client=client)
     role_grant_check(actor=actor, client=client, role=role)
     email = email_canonical(email)
     if Grant.objects.filter(client=client, user__email=email).exists():
         raise AlreadyMember()
+    return email
+
+
+@transaction.atomic
+def invitation_create(*, client: Client, email: str, role: str, actor: User) -> Invitation:
+    """Invite ``email`` with ``role`` (no higher than the actor's own); a new invitation replaces an open one."""
+    client_lock(client=client)
+    email = invitation_check(client=client, email=email, role=role, actor=actor)
     Invitation.objects.filter(client=client, email=email, accepted_at=None, revoked_at=None).update(
         revoked_at=timezone.now()
     )

@@ -59,7 +59,10 @@ def _member_grant(*, client: Client, user_id: int, rank: int) -> Grant:
 
 
 def _last_admin_check(*, client: Client, grant: Grant) -> None:
-    admins = Grant.objects.filter(client=client, role=Grant.Role.ADMIN).exclude(pk=grant.pk)
+    # A deactivated admin runs nothing: the client would be left with nobody to run its team.
+    admins = Grant.objects.filter(client=client, role=Grant.Role.ADMIN, user__is_active=True).exclude(
+        pk=grant.pk
+    )
     if grant.role == Grant.Role.ADMIN and not admins.exists():
         raise LastAdmin()
 

@@ -19,12 +19,17 @@ from clusters.services.changes import ClusterChangeResult, change_record, cluste
 from config.errors import StorageExpansionNotFound, StorageExpansionPending
 
 
-def _pending(cluster: Cluster) -> StorageExpansion | None:
-    return (
-        StorageExpansion.objects.select_for_update()
-        .filter(cluster=cluster, state=StorageExpansion.State.PENDING)
-        .first()
-    )
+def storage_expansion_waiting(*, cluster: Cluster, lock: bool = False) -> StorageExpansion | None:
+    """The cluster's pending request (``lock``: held until the caller's transaction ends)."""
+    pending = StorageExpansion.objects.filter(cluster=cluster, state=StorageExpansion.State.PENDING)
+    return (pending.select_for_update() if lock else pending).first()
+
+
+def storage_expansion_check(*, cluster: Cluster, storage_gi: int, waiting: StorageExpansion | None) -> None:
+    """Another size while ``waiting`` is pending: 409 ``storage_expansion_pending`` (the admin's
+    form asks before it saves; ``storage_expansion_request`` again under the lock)."""
+    if waiting is not None and storage_gi not in (cluster.storage_gi, waiting.requested_gi):
+        raise StorageExpansionPending()
 
 
 def storage_expansion_request(
@@ -37,11 +42,10 @@ def storage_expansion_request(
     """
     if storage_gi == cluster.storage_gi:
         return None, False
-    pending = _pending(cluster)
+    pending = storage_expansion_waiting(cluster=cluster, lock=True)
+    storage_expansion_check(cluster=cluster, storage_gi=storage_gi, waiting=pending)
     if pending is not None:
-        if pending.requested_gi == storage_gi:
-            return pending, False
-        raise StorageExpansionPending()
+        return pending, False
     expansion = StorageExpansion(
         cluster=cluster,
         from_gi=cluster.storage_gi,
@@ -74,7 +78,7 @@ def storage_expansion_cancel(*, cluster: Cluster, actor: User | None) -> Cluster
     """Withdraw the cluster's pending request (404 ``not_found`` when none waits); nothing reaches git."""
     with transaction.atomic():
         current = cluster_locked(cluster=cluster)
-        pending = _pending(current)
+        pending = storage_expansion_waiting(cluster=current, lock=True)
         if pending is None:
             raise StorageExpansionNotFound()
         _resolve(pending, StorageExpansion.State.CANCELLED, actor)
@@ -96,7 +100,7 @@ def storage_expansion_complete(*, expansion: StorageExpansion, actor: User | Non
     """
     with transaction.atomic():
         current = cluster_locked(cluster=expansion.cluster)
-        pending = _pending(current)
+        pending = storage_expansion_waiting(cluster=current, lock=True)
         if pending is None or pending.pk != expansion.pk:
             raise StorageExpansionNotFound()
         before, after = current.storage_gi, pending.requested_gi

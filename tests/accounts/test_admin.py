@@ -16,7 +16,8 @@ from tests.conftest import login
 
 @pytest.fixture
 def operator_browser(client, user_factory):
-    admin = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
+    # As `createsuperuser` makes one: an operator too.
+    admin = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
     client.force_login(admin)
     return client
 

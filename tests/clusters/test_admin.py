@@ -13,9 +13,9 @@ from django.test import RequestFactory
 from accounts.admin import UserAdmin
 from accounts.models import User
 from clusters.admin import GrantInline
-from clusters.models import Client, Cluster, ClusterChange, Grant
+from clusters.models import Client, Cluster, ClusterChange, Grant, StorageExpansion
 from clusters.selectors import cluster_credentials
-from clusters.services import client_create, grant_set
+from clusters.services import client_create, cluster_update, grant_set
 from gitops.repository import (
     GitIdentity,
     branch_tip,
@@ -91,6 +91,48 @@ def test_admin_refuses_shrinking_storage(admin_browser, cluster1):
     assert "only grow" in str(response.context["adminform"].form.errors["storage_gi"])
     assert Cluster.objects.get(pk=cluster1.pk).storage_gi == 10
     assert not ClusterChange.objects.filter(action="update").exists()
+
+
+def test_admin_refuses_a_name_too_long_for_kubernetes_on_the_form(admin_browser, settings):
+    client = client_create(slug="c" * 30, name="Long names")
+    data = {"client": client.pk, "slug": "s" * 30, "replicas": "1", "version": settings.QDRANT_VERSIONS[0]}
+    response = admin_browser.post("/admin/clusters/cluster/add/", {**data, "storage_gi": "10"})
+    assert response.status_code == 200
+    assert "too long" in str(response.context["adminform"].form.errors["slug"])
+    assert not Cluster.objects.filter(client=client).exists()
+
+
+def test_admin_refuses_a_second_storage_size_while_one_waits(admin_browser, cluster1, user1):
+    cluster_update(cluster=cluster1, actor=user1, storage_gi=20)
+    response = admin_browser.post(
+        f"/admin/clusters/cluster/{cluster1.pk}/change/",
+        {"replicas": "2", "version": cluster1.version, "storage_gi": "30"},
+    )
+    assert response.status_code == 200
+    assert "waiting" in str(response.context["adminform"].form.errors["storage_gi"])
+    assert list(StorageExpansion.objects.values_list("requested_gi", flat=True)) == [20]
+
+
+def test_a_refusal_the_form_could_not_foresee_is_a_message_and_saves_nothing(
+    admin_browser, cluster1, user1, monkeypatch
+):
+    """Another request asks for storage between the form's check and the save (a race)."""
+    import clusters.admin
+
+    def racing_update(*, cluster, **changes):
+        cluster_update(cluster=cluster, actor=user1, storage_gi=20)  # the other request
+        return cluster_update(cluster=cluster, **changes)
+
+    monkeypatch.setattr(clusters.admin, "cluster_update", racing_update)
+    response = admin_browser.post(
+        f"/admin/clusters/cluster/{cluster1.pk}/change/",
+        {"replicas": "3", "version": cluster1.version, "storage_gi": "30"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Nothing was saved: " in response.content.decode()
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2  # the page's transaction rolled back
+    assert not StorageExpansion.objects.exists()
 
 
 def test_cluster_list_and_change_pages_never_show_keys(admin_browser, cluster1):

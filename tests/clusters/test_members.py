@@ -92,6 +92,19 @@ def test_the_last_admin_can_be_neither_demoted_nor_removed(
     assert refused.json()["code"] == "last_admin"
 
 
+def test_a_deactivated_admin_does_not_count_as_the_admin_who_stays(as_admin1, admin1, user_factory, client1):
+    from accounts.services import user_deactivate
+
+    gone = user_factory(email="gone@example.com")
+    grant_set(user=gone, client=client1, role=Grant.Role.ADMIN)
+    user_deactivate(user=gone)
+
+    response = as_admin1.delete(f"{MEMBERS}/{admin1.pk}")
+
+    assert (response.status_code, response.json()["code"]) == (409, "last_admin")
+    assert Grant.objects.get(user=admin1).role == "admin"
+
+
 def test_an_admin_may_make_another_member_an_admin_but_no_one_above(as_admin1, user1, admin1):
     # Admin is the highest role a member holds: granting it is granting one's own (operator staff rank
     # above it). Escalation past one's own role is refused at acceptance (tests/clusters/test_invitations.py).

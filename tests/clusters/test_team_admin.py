@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import PersonalAccessToken
 from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
-from clusters.services import grant_set
+from clusters.services import grant_set, invitation_create, invitation_revoke
 from tests.clusters.test_admin import _inline_management
 
 
@@ -113,3 +113,52 @@ def test_operators_are_not_bound_by_the_last_admin_rule_in_the_admin(admin_brows
     form.update({"grants-0-role": "admin", "grants-0-DELETE": "on"})
     assert admin_browser.post(f"/admin/clusters/client/{client1.pk}/change/", form).status_code == 302
     assert not Grant.objects.filter(client=client1).exists()
+
+
+def test_an_invitations_page_cannot_be_saved_again(admin_browser, client1, operator):
+    """Saving would send a new invitation: a revoked one stays revoked, and nobody is emailed."""
+    invitation = invitation_create(client=client1, email="friend@example.com", role="admin", actor=operator)
+    invitation_revoke(client=client1, invitation_id=invitation.pk, actor=operator)
+    mail.outbox.clear()
+    page = admin_browser.get(f"/admin/clusters/invitation/{invitation.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    saved = admin_browser.post(f"/admin/clusters/invitation/{invitation.pk}/change/", {"_save": "Save"})
+    assert saved.status_code == 403
+    assert [i.state for i in Invitation.objects.all()] == ["revoked"] and mail.outbox == []
+
+
+def test_inviting_without_a_public_address_is_a_form_error(admin_browser, client1, settings):
+    settings.PUBLIC_URL = ""
+    response = admin_browser.post(
+        "/admin/clusters/invitation/add/", {"client": client1.pk, "email": "x@example.com", "role": "viewer"}
+    )
+    assert response.status_code == 200 and "PUBLIC_URL" in response.content.decode()
+    assert not Invitation.objects.exists() and mail.outbox == []
+
+
+def test_staff_below_an_operator_cannot_make_themselves_a_clients_admin(user_factory, client1, user1):
+    from django.contrib.auth.models import Permission
+    from django.test import Client as BrowserClient
+
+    staff = user_factory(email="helpdesk@example.com", is_staff=True)
+    codenames = ["view_client", "change_client", "add_grant", "change_grant", "delete_grant", "view_grant"]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    grant_set(user=staff, client=client1, role=Grant.Role.OPERATOR)
+    grant_set(user=user1, client=client1, role=Grant.Role.ADMIN)
+    browser = BrowserClient()
+    browser.force_login(staff)
+    own, admin = Grant.objects.get(user=staff), Grant.objects.get(user=user1)
+    form = _client_form(client1)
+    form.update({**_inline_management("grants", 2, initial=2), **_inline_management("sign_in_policy", 0)})
+    form.update({"grants-0-id": own.pk, "grants-0-user": staff.pk, "grants-0-role": "admin"})
+    form.update({"grants-1-id": admin.pk, "grants-1-user": user1.pk, "grants-1-role": "admin"})
+    form.update({"grants-1-DELETE": "on"})
+
+    response = browser.post(f"/admin/clusters/client/{client1.pk}/change/", form)
+
+    assert response.status_code == 200
+    assert "above your own" in response.content.decode()
+    assert dict(Grant.objects.values_list("user__email", "role")) == {
+        "helpdesk@example.com": "operator",
+        user1.email: "admin",
+    }
