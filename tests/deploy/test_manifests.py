@@ -39,11 +39,14 @@ SECRET_VARIABLES = {
     "GITOPS_REMOTE_TOKEN",
     "JWT_PRIVATE_KEYS",
     "METRICS_TOKEN",
+    "EMAIL_URL",  # its SMTP password
 }
 # Every setting a production deployment configures (JWT_KEYS_DIR and GITOPS_SSH_KEY_PATH are
 # the alternatives not used by these manifests).
 DEPLOYMENT_VARIABLES = SECRET_VARIABLES | {
     "DJANGO_DEBUG",
+    "PUBLIC_URL",
+    "DEFAULT_FROM_EMAIL",
     "DJANGO_ALLOWED_HOSTS",
     "CORS_ALLOWED_ORIGINS",
     "CSRF_TRUSTED_ORIGINS",
