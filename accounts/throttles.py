@@ -1,4 +1,5 @@
-"""Login throttles, per client address and per account, on the cache (429 with Retry-After)."""
+"""Throttles on the cache (429 with Retry-After): sign-in per client address and per account,
+and what a signed-in user may repeat (``UserThrottle``)."""
 
 from __future__ import annotations
 
@@ -98,13 +99,17 @@ class PasswordResetThrottle(_CacheThrottle):
         return None if email is None else self.cache_format % {"scope": self.scope, "ident": _digest(email)}
 
 
-class PasswordChangeThrottle(_CacheThrottle):
+class UserThrottle(_CacheThrottle):
+    """Attempts per signed-in user; subclasses name the ``scope`` and the rate's ``setting_name``."""
+
+    def get_cache_key(self, request, view) -> str | None:
+        user_id = getattr(request.user, "pk", None)
+        return None if user_id is None else self.cache_format % {"scope": self.scope, "ident": user_id}
+
+
+class PasswordChangeThrottle(UserThrottle):
     """Password changes per account: a stolen session must not be able to guess the current
     password at full speed (each guess is a change attempt), so it gets the login's rate."""
 
     scope = "password_change"
     setting_name = "LOGIN_THROTTLE_ACCOUNT"
-
-    def get_cache_key(self, request, view) -> str | None:
-        user_id = getattr(request.user, "pk", None)
-        return None if user_id is None else self.cache_format % {"scope": self.scope, "ident": user_id}

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from accounts.access_tokens import access_tokens_of_client
 from accounts.authentication import request_origin
 from accounts.models import User
+from accounts.throttles import UserThrottle
 from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
 from clusters import selectors, services
 from clusters.permissions import PERMISSION_MEMBERS, PERMISSION_VIEW
@@ -101,7 +102,18 @@ class MemberDetailView(TeamAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class InvitationThrottle(UserThrottle):
+    """Invitations per sender: each one emails an address the sender chose, again and again if
+    nothing stopped it (a new invitation replaces the open one and sends another email)."""
+
+    scope = "invitation"
+    setting_name = "INVITATION_THROTTLE"
+
+
 class InvitationListView(TeamAPIView):
+    def get_throttles(self) -> list:
+        return [InvitationThrottle()] if self.request.method == "POST" else []
+
     @extend_schema(
         operation_id="clients_invitations_list",
         responses={200: InvitationSerializer(many=True), **error_responses(*TEAM_ERRORS, notes=_NOTES)},
@@ -121,12 +133,14 @@ class InvitationListView(TeamAPIView):
                 *TEAM_ERRORS,
                 errors.RoleEscalation,
                 errors.AlreadyMember,
+                errors.Throttled,
                 errors.EmailUnavailable,
                 notes=_NOTES,
             ),
         },
         description="Email an invitation with a link that works once, for INVITATION_TTL (7 days). "
-        "An open invitation to the same address is replaced.",
+        "An open invitation to the same address is replaced. Each user sends at most "
+        "INVITATION_THROTTLE (50 an hour): 429 `throttled` with Retry-After beyond.",
     )
     def post(self, request: Request, client: str) -> Response:
         target = self.client_get()

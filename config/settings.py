@@ -194,6 +194,8 @@ REFRESH_COOKIE_SAMESITE = env_str("REFRESH_COOKIE_SAMESITE", "Strict")
 
 LOGIN_THROTTLE_IP = env_str("LOGIN_THROTTLE_IP", "20/min")
 LOGIN_THROTTLE_ACCOUNT = env_str("LOGIN_THROTTLE_ACCOUNT", "5/min")
+# Invitation emails one user may send (API; the admin is not limited): no mail-bombing an address.
+INVITATION_THROTTLE = env_str("INVITATION_THROTTLE", "50/hour")
 # Proxies in front of the app that append to X-Forwarded-For (0: trust only REMOTE_ADDR).
 TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 

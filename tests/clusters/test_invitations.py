@@ -186,3 +186,23 @@ def test_without_a_public_address_an_invitation_is_refused_and_nothing_is_kept(a
 
     assert (response.status_code, response.json()["code"]) == (503, "email_unavailable")
     assert Invitation.objects.count() == 0 and mail.outbox == []
+
+
+def test_one_user_cannot_make_the_portal_flood_an_address(
+    as_admin1, auth_client, user_factory, client1, settings
+):
+    settings.INVITATION_THROTTLE = "3/hour"
+    for _ in range(3):
+        assert invite(as_admin1, email="target@example.com").status_code == 201
+
+    refused = invite(as_admin1, email="target@example.com")
+
+    assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
+    assert int(refused["Retry-After"]) > 0
+    assert len(mail.outbox) == 3
+    assert as_admin1.get(INVITATIONS).status_code == 200  # reading the list is not limited
+    # the limit is the sender's own: another admin's invitation goes out
+    other_admin = user_factory(email="admin2@example.com")
+    grant_set(user=other_admin, client=client1, role=Grant.Role.ADMIN)
+    assert invite(auth_client(other_admin), email="target@example.com").status_code == 201
+    assert len(mail.outbox) == 4
