@@ -43,14 +43,38 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (any letter case), as given."""
+    value = os.environ.get(name, default).strip()
+    if value.lower() not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+# What Django REST framework's throttles read: a count, a slash, a period (s, m, h, d, or a
+# word starting with one: min, hour, day).
+_RATE = re.compile(r"^[1-9][0-9]*/[smhd][a-z]*$")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate such as ``20/min``: refused at start, not by every request it would limit."""
+    value = os.environ.get(name, default).strip()
+    if not _RATE.match(value):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 20/min or 50/hour, got {value!r}")
+    return value
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
@@ -72,14 +96,21 @@ def duration_parse(raw: str) -> timedelta:
         raise ValueError(f"duration out of range: {raw!r}") from None
 
 
-def env_duration(name: str, default: str) -> timedelta:
+def env_duration(
+    name: str, default: str, *, minimum: timedelta | None = None, maximum: timedelta | None = None
+) -> timedelta:
     raw = os.environ.get(name, default)
     try:
-        return duration_parse(raw)
+        value = duration_parse(raw)
     except ValueError:
         raise ImproperlyConfigured(
             f"{name} must be seconds or a number with a unit (s, m, h, d), got {raw!r}"
         ) from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum.total_seconds():g} s, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum.total_seconds():g} s, got {raw!r}")
+    return value
 
 
 def database_from_url(url: str) -> dict:

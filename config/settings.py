@@ -8,6 +8,7 @@ missing secrets stop the process at start instead of running with a guessable de
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -16,10 +17,12 @@ from config.env import (
     database_from_url,
     email_from_url,
     env_bool,
+    env_choice,
     env_duration,
     env_file_load,
     env_int,
     env_list,
+    env_rate,
     env_str,
 )
 
@@ -174,11 +177,13 @@ JWT_KEYS_DIR = Path(env_str("JWT_KEYS_DIR", str(VAR_DIR / "jwt-keys")))
 JWT_SECRET = env_str("JWT_SECRET")  # only for JWT_ALGORITHM=HS256
 JWT_ISSUER = env_str("JWT_ISSUER", "qdrant-portal")
 JWT_AUDIENCE = env_str("JWT_AUDIENCE", "qdrant-portal")  # the `aud` claim, required when decoding
-JWT_ACCESS_TTL = env_duration("JWT_ACCESS_TTL", "15m")
-JWT_REFRESH_TTL = env_duration("JWT_REFRESH_TTL", "7d")
-JWT_TTL = env_duration("JWT_TTL", "20m")  # session idle timeout
-JWT_SESSION_MAX = env_duration("JWT_SESSION_MAX", "30d")
-JWT_REFRESH_REUSE_GRACE = env_duration("JWT_REFRESH_REUSE_GRACE", "10s")
+_SECOND = timedelta(seconds=1)
+JWT_ACCESS_TTL = env_duration("JWT_ACCESS_TTL", "15m", minimum=_SECOND)
+JWT_REFRESH_TTL = env_duration("JWT_REFRESH_TTL", "7d", minimum=_SECOND)
+JWT_TTL = env_duration("JWT_TTL", "20m", minimum=_SECOND)  # session idle timeout
+JWT_SESSION_MAX = env_duration("JWT_SESSION_MAX", "30d", minimum=_SECOND)
+# Two tabs refreshing at once, not a window in which a stolen refresh token goes unnoticed.
+JWT_REFRESH_REUSE_GRACE = env_duration("JWT_REFRESH_REUSE_GRACE", "10s", maximum=timedelta(minutes=1))
 # How long /validate trusts the cached facts about a user (active, email, scope) that were
 # changed without the portal's services (a shell, a data migration); services update it at once.
 CLAIMS_CACHE_TTL = env_duration("CLAIMS_CACHE_TTL", "30s")
@@ -186,18 +191,19 @@ CLAIMS_CACHE_TTL = env_duration("CLAIMS_CACHE_TTL", "30s")
 # their permissions and each client's sign-in policy): it answers an accounts.scopes.UserScope.
 SCOPE_CLAIM_FUNCTION = "clusters.selectors.user_scope"
 # Personal access tokens (qpt_...) for scripts and CI: the longest lifetime one may have.
-PAT_MAX_TTL = env_duration("PAT_MAX_TTL", "365d")
+PAT_MAX_TTL = env_duration("PAT_MAX_TTL", "365d", minimum=_SECOND)
 
 AUTH_COOKIE_SECURE = env_bool("AUTH_COOKIE_SECURE", not DEBUG)
-ACCESS_COOKIE_SAMESITE = env_str("ACCESS_COOKIE_SAMESITE", "Lax")
-REFRESH_COOKIE_SAMESITE = env_str("REFRESH_COOKIE_SAMESITE", "Strict")
+_SAMESITE = ("lax", "strict", "none")
+ACCESS_COOKIE_SAMESITE = env_choice("ACCESS_COOKIE_SAMESITE", "Lax", _SAMESITE)
+REFRESH_COOKIE_SAMESITE = env_choice("REFRESH_COOKIE_SAMESITE", "Strict", _SAMESITE)
 
-LOGIN_THROTTLE_IP = env_str("LOGIN_THROTTLE_IP", "20/min")
-LOGIN_THROTTLE_ACCOUNT = env_str("LOGIN_THROTTLE_ACCOUNT", "5/min")
+LOGIN_THROTTLE_IP = env_rate("LOGIN_THROTTLE_IP", "20/min")
+LOGIN_THROTTLE_ACCOUNT = env_rate("LOGIN_THROTTLE_ACCOUNT", "5/min")
 # Invitation emails one user may send (API; the admin is not limited): no mail-bombing an address.
-INVITATION_THROTTLE = env_str("INVITATION_THROTTLE", "50/hour")
+INVITATION_THROTTLE = env_rate("INVITATION_THROTTLE", "50/hour")
 # Proxies in front of the app that append to X-Forwarded-For (0: trust only REMOTE_ADDR).
-TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
 
 GOOGLE_CLIENT_IDS = env_list("GOOGLE_CLIENT_IDS")
 GOOGLE_ALLOWED_DOMAINS = [d.lower() for d in env_list("GOOGLE_ALLOWED_DOMAINS")]
@@ -207,16 +213,16 @@ GOOGLE_PROVISIONING_FUNCTION = "clusters.services.google_identity_provision"
 
 # Second factors, passkeys, passwords (see README "Account security").
 MFA_REQUIRED_FOR_STAFF = env_bool("MFA_REQUIRED_FOR_STAFF", not DEBUG)
-REAUTHENTICATION_WINDOW = env_duration("REAUTHENTICATION_WINDOW", "5m")
-MFA_TOKEN_TTL = env_duration("MFA_TOKEN_TTL", "5m")
+REAUTHENTICATION_WINDOW = env_duration("REAUTHENTICATION_WINDOW", "5m", minimum=_SECOND)
+MFA_TOKEN_TTL = env_duration("MFA_TOKEN_TTL", "5m", minimum=_SECOND)
 # Passkeys are bound to a domain: by default the host the request names, and its origin.
 WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID")
 WEBAUTHN_ORIGINS = env_list("WEBAUTHN_ORIGINS")
 # The browser app's public address, for links in emails (a password reset).
 PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
-PASSWORD_RESET_TIMEOUT = int(env_duration("PASSWORD_RESET_TIMEOUT", "1h").total_seconds())
+PASSWORD_RESET_TIMEOUT = int(env_duration("PASSWORD_RESET_TIMEOUT", "1h", minimum=_SECOND).total_seconds())
 # How long an invitation to a client's team can be accepted (its link works once).
-INVITATION_TTL = env_duration("INVITATION_TTL", "7d")
+INVITATION_TTL = env_duration("INVITATION_TTL", "7d", minimum=_SECOND)
 EMAIL_SEND_IN_BACKGROUND = env_bool("EMAIL_SEND_IN_BACKGROUND", True)
 # Mail: smtp://user:pass@host:587 (STARTTLS) or smtps://...:465; console:// under `make run`.
 # Unset without DEBUG: nothing is sent (a password reset logs that it could not be).
@@ -252,8 +258,8 @@ if not QDRANT_VERSIONS or not all(_qdrant_release(v) for v in QDRANT_VERSIONS):
 QDRANT_DEFAULT_VERSION = env_str("QDRANT_DEFAULT_VERSION", max(QDRANT_VERSIONS, key=_qdrant_release))
 # How long both API keys are accepted in a two-phase key rotation before gitops_sync finishes it.
 KEY_ROTATION_GRACE = env_duration("KEY_ROTATION_GRACE", "24h")
-STORAGE_GI_DEFAULT = env_int("STORAGE_GI_DEFAULT", 10)
-STORAGE_GI_MAX = env_int("STORAGE_GI_MAX", 1024)
+STORAGE_GI_DEFAULT = env_int("STORAGE_GI_DEFAULT", 10, minimum=1)
+STORAGE_GI_MAX = env_int("STORAGE_GI_MAX", 1024, minimum=1)
 QDRANT_ENDPOINT_TEMPLATE = env_str("QDRANT_ENDPOINT_TEMPLATE", "https://{cluster}.{client}.qdrant.local")
 
 FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY")
@@ -276,7 +282,7 @@ GITOPS_REMOTE_TOKEN = env_str("GITOPS_REMOTE_TOKEN")
 GITOPS_SSH_KEY_PATH = env_str("GITOPS_SSH_KEY_PATH")
 GITOPS_COMMITTER = env_str("GITOPS_COMMITTER", "Qdrant Portal <portal@qdrant-portal.local>")
 GITOPS_SEALING_CERT = env_str("GITOPS_SEALING_CERT")  # path to the sealed-secrets public certificate
-GITOPS_PUSH_RETRIES = env_int("GITOPS_PUSH_RETRIES", 5)
+GITOPS_PUSH_RETRIES = env_int("GITOPS_PUSH_RETRIES", 5, minimum=0)
 QDRANT_CHART_VERSION = env_str("QDRANT_CHART_VERSION", "1.19.0")
 ARGOCD_PROJECT = env_str("ARGOCD_PROJECT", "qdrant-clusters")
 

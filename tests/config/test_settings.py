@@ -108,6 +108,26 @@ def test_sqlite_writes_do_not_wait_for_a_long_read(tmp_path):
     assert result.stdout.strip() == "written in 0 s"
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("ACCESS_COOKIE_SAMESITE", "Laxx", "must be one of lax, strict, none"),
+        ("LOGIN_THROTTLE_IP", "20 per minute", "must be a rate such as 20/min"),
+        ("INVITATION_THROTTLE", "0/hour", "must be a rate such as 20/min"),
+        ("TRUSTED_PROXY_HOPS", "-1", "must be at least 0"),
+        ("JWT_ACCESS_TTL", "0", "must be at least 1 s"),
+        ("JWT_TTL", "0s", "must be at least 1 s"),
+        ("JWT_REFRESH_REUSE_GRACE", "30d", "must be at most 60 s"),
+    ],
+)
+def test_a_setting_that_would_break_every_sign_in_stops_the_start(tmp_path, name, value, said):
+    """Refused when the process starts, naming the variable, rather than by each request later
+    (a 500 on every login, or reuse detection silently switched off)."""
+    result = _run_django("import django; django.setup()", {"DJANGO_DEBUG": "1", name: value}, tmp_path)
+    assert result.returncode != 0
+    assert f"{name} {said}" in result.stderr
+
+
 def test_check_deploy_passes_with_production_variables(tmp_path):
     result = _run_django(
         "import sys; from django.core.management import execute_from_command_line; "
