@@ -32,7 +32,7 @@ from accounts.second_factors import (
 )
 from accounts.selectors import user_second_factors
 from accounts.services import session_facts_refresh
-from config.crypto import TOTP_SECRETS, field_decrypt, field_encrypt, field_reencrypt
+from config.crypto import TOTP_SECRETS, FieldDecryptionError, field_decrypt, field_encrypt, field_reencrypt
 from config.errors import (
     AlreadyEnrolled,
     AuthUnavailable,
@@ -271,10 +271,15 @@ def totp_secrets_reencrypt() -> int:
     count = 0
     for pk in TotpDevice.objects.values_list("pk", flat=True).iterator():
         with transaction.atomic():
-            device = TotpDevice.objects.select_for_update().get(pk=pk)
-            device.secret_encrypted = field_reencrypt(
-                ciphertext=device.secret_encrypted, purpose=TOTP_SECRETS
-            )
+            device = TotpDevice.objects.select_for_update().select_related("user").get(pk=pk)
+            try:
+                device.secret_encrypted = field_reencrypt(
+                    ciphertext=device.secret_encrypted, purpose=TOTP_SECRETS
+                )
+            except FieldDecryptionError as error:
+                raise FieldDecryptionError(
+                    f"The authenticator app secret of {device.user.email} cannot be decrypted."
+                ) from error
             device.save(update_fields=["secret_encrypted"])
         count += 1
     return count

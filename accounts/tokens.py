@@ -147,7 +147,13 @@ def keys_dir_read(keys_dir: Path) -> tuple[str | None, dict[str, Any]]:
     if not keys_dir.is_dir():
         return None, keys
     for path in sorted(keys_dir.glob("*.pem")):
-        private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError) as error:  # not a key, or one with a password
+            raise ImproperlyConfigured(
+                f"{path} is not a PEM private key without a password: every *.pem file in "
+                "JWT_KEYS_DIR must be one (move anything else out of it)."
+            ) from error
         keys[key_thumbprint(private_key.public_key())] = private_key
     current_file = keys_dir / CURRENT_KEY_FILE
     current = current_file.read_text().strip() if current_file.is_file() else None

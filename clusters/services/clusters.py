@@ -29,7 +29,7 @@ from clusters.services.changes import (
 from clusters.services.credentials import api_key_new
 from clusters.services.storage import storage_expansion_request
 from clusters.versions import version_problem
-from config.crypto import CLUSTER_API_KEYS, field_encrypt, field_reencrypt
+from config.crypto import CLUSTER_API_KEYS, FieldDecryptionError, field_encrypt, field_reencrypt
 from config.errors import ConfirmationRequired
 from gitops.values import release_name
 
@@ -246,10 +246,17 @@ def cluster_keys_reencrypt() -> int:
     for pk in Cluster.objects.values_list("pk", flat=True).iterator():
         with transaction.atomic():
             cluster = Cluster.objects.select_for_update().get(pk=pk)
-            for column in columns:
-                if getattr(cluster, column):  # the alternate key exists only during a rotation
-                    ciphertext = getattr(cluster, column)
-                    setattr(cluster, column, field_reencrypt(ciphertext=ciphertext, purpose=CLUSTER_API_KEYS))
+            try:
+                for column in columns:
+                    if getattr(cluster, column):  # the alternate key exists only during a rotation
+                        ciphertext = getattr(cluster, column)
+                        setattr(
+                            cluster, column, field_reencrypt(ciphertext=ciphertext, purpose=CLUSTER_API_KEYS)
+                        )
+            except FieldDecryptionError as error:
+                raise FieldDecryptionError(
+                    f"The API keys of cluster {cluster} cannot be decrypted."
+                ) from error
             cluster.save(update_fields=list(columns))
         count += 1
     return count

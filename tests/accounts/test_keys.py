@@ -82,6 +82,14 @@ def test_jwt_keys_list_shows_which_key_signs(keys_dir):
     assert f"{kids(keys_dir)[0]}  signing" in out.getvalue()
 
 
+@pytest.mark.parametrize("action", [["list"], ["rotate"], ["retire", "whatever"]])
+def test_a_file_in_the_keys_folder_that_is_not_a_key_is_named_not_a_traceback(keys_dir, action):
+    (keys_dir / "notes.pem").write_text("not a key")
+    with pytest.raises(CommandError, match=r"notes\.pem is not a PEM private key"):
+        call_command("jwt_keys", *action)
+    assert len(kids(keys_dir)) == 2  # rotate added nothing: the folder is the operator's to fix first
+
+
 def test_key_files_are_private(keys_dir):
     assert all(p.stat().st_mode & 0o077 == 0 for p in keys_dir.glob("*.pem"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from clusters.models import Cluster, ClusterChange
 from clusters.selectors import cluster_credentials, cluster_detail, cluster_revision
@@ -120,3 +120,11 @@ def test_re_encryption_keeps_the_keys_under_the_new_field_key(cluster1, settings
 
     settings.FIELD_ENCRYPTION_KEY = "brand-new-key"
     assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)) == before
+
+
+def test_re_encryption_after_the_old_secret_was_replaced_says_what_to_do(cluster1, settings):
+    settings.FIELD_ENCRYPTION_KEY = "a-completely-different-key"  # replaced instead of prepended
+    with pytest.raises(
+        CommandError, match="The API keys of cluster client1/main cannot be decrypted.*Put it back"
+    ):
+        call_command("field_keys_rotate")

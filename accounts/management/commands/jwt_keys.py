@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.selectors import sessions_signed_by_count
@@ -53,13 +54,17 @@ class Command(BaseCommand):
         if settings.JWT_PRIVATE_KEYS:
             self.stderr.write("Note: JWT_PRIVATE_KEYS is set and takes precedence over JWT_KEYS_DIR.")
         keys_dir = Path(settings.JWT_KEYS_DIR)
-        if action == "rotate":
-            kid = keys_dir_add(keys_dir, algorithm=settings.JWT_ALGORITHM)
-            self.stdout.write(f"New signing key {kid} in {keys_dir}")
-        elif action == "retire":
-            self._retire(keys_dir, options["kid"], force=options["force"])
-        else:
-            self._list(keys_dir)
+        try:
+            if action == "rotate":
+                keys_dir_read(keys_dir)  # a directory the portal cannot read gets no new key either
+                kid = keys_dir_add(keys_dir, algorithm=settings.JWT_ALGORITHM)
+                self.stdout.write(f"New signing key {kid} in {keys_dir}")
+            elif action == "retire":
+                self._retire(keys_dir, options["kid"], force=options["force"])
+            else:
+                self._list(keys_dir)
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
 
     def _retire(self, keys_dir: Path, kid: str, *, force: bool) -> None:
         current, keys = keys_dir_read(keys_dir)
