@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client as DjangoClient
 
-from accounts.models import Session
+from accounts.models import Session, User
 from clusters.models import Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_credentials
 from clusters.services import cluster_create, storage_expansion_complete
@@ -304,4 +304,98 @@ def test_an_older_version_warns_that_old_keys_fail_once_pods_restart(
     page.wait_for_selector("#rotate-status:has-text('Keys rotated')")
     assert "the keys reach the cluster once it does" in page.text_content("#rotate-status")  # 202
     assert page.is_hidden("#finish-rotation")
+    assert page_problems == []
+
+
+def _other_device_signs_in(user_agent: str) -> str:
+    """Signs client1 in from another device; returns that device's refresh token."""
+    answer = DjangoClient(HTTP_USER_AGENT=user_agent).post(
+        "/api/auth/login",
+        {"email": "client1@example.com", "password": b64(PASSWORD), "tokenDelivery": "body"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 200
+    return answer.json()["refreshToken"]
+
+
+def test_signing_out_other_devices_goes_on_past_a_device_that_signed_out_meanwhile(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    tokens = [_other_device_signs_in(agent) for agent in ("Device A", "Device B", "Device C")]
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/sessions")
+    page.wait_for_selector('[data-testid="session-row"][data-current="false"]')
+    assert page.locator('[data-testid="session-row"][data-current="false"]').count() == 3
+
+    # One device signs out by itself while its row is still on the page: its DELETE answers 404.
+    assert (
+        DjangoClient().post("/api/auth/logout", HTTP_AUTHORIZATION=f"Bearer {tokens[0]}").status_code == 204
+    )
+    page.click("#signout-others")
+    page.wait_for_selector("#sessions-status:has-text('Signed out 3 other devices.')")
+    assert page.text_content("#page-error") == ""
+    assert Session.objects.filter(user=user1, revoked_at=None).count() == 1  # this device only
+    assert page.locator('[data-testid="session-row"]').count() == 1
+    assert page.locator('[data-testid="session-row"][data-current="true"]').count() == 1
+    assert page_problems == []
+
+
+def test_a_scale_down_made_by_someone_else_meanwhile_is_asked_about(
+    live_server, new_page, page_problems, git_server, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main")
+    page.wait_for_selector("#scale-form")
+    page.wait_for_selector("#history-empty, [data-testid='history-row']")
+    Cluster.objects.filter(pk=cluster1.pk).update(replicas=5)  # scaled 2 -> 5 elsewhere
+
+    # 3 looks like a scale-up to a page loaded at 2: the server asks for a confirmation instead.
+    page.fill("#replicas", "3")
+    page.click("#save-replicas")
+    page.wait_for_selector("#scale-down-dialog[open]")
+    assert "from 5 to 3 replicas" in page.text_content("#scale-down-dialog")
+    assert page.text_content("#summary-replicas").strip() == "5"
+    assert "now has 5 replicas" in page.text_content("#save-status")
+    assert page.text_content("#save-error") == ""
+    page.click("#cancel-scale-down")
+    page.wait_for_selector("#scale-down-dialog:not([open])", state="attached")
+    assert page.input_value("#replicas") == "3"
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 5
+
+    # Asked again, the user confirms: the scale-down is made.
+    page.click("#save-replicas")
+    page.wait_for_selector("#scale-down-dialog[open]")
+    page.click("#confirm-scale-down")
+    page.wait_for_selector("#revision-message:has-text('replicas 5 -> 3 (scale down)')")
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 3
+    assert page_problems == []
+
+
+def test_an_address_with_a_broken_escape_is_page_not_found(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/%E0")
+    page.wait_for_selector("h1:text-is('Page not found')")
+    assert page.get_attribute("#main", "aria-busy") is None
+    page.click("text=Go to your clusters")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    assert page_problems == []
+
+
+def test_a_disabled_account_is_told_why_it_was_signed_out(
+    live_server, new_page, page_problems, short_access_tokens, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    User.objects.filter(pk=user1.pk).update(is_active=False)
+    time.sleep(6)  # the access token expires: the next request refreshes, and is refused
+
+    page.goto(live_server.url + "/#/sessions")
+    page.wait_for_selector("#login-form")
+    assert "This account is disabled." in page.text_content("#session-message")
+    assert "expired" not in page.text_content("#session-message")
     assert page_problems == []

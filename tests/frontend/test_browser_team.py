@@ -11,6 +11,7 @@ secret shown once, uses it, and revokes it. Hooks: dom_ids.md; screenshots in te
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -34,8 +35,9 @@ def test_an_admin_runs_the_team_and_an_invitee_joins(
     page.wait_for_selector('[data-testid="member-row"][data-email="viewer1@example.com"]')
     assert page.locator('[data-testid="member-row"]').count() == 3
 
-    # A role change applies at once.
+    # A role change applies once its button is pressed.
     page.select_option('[data-email="viewer1@example.com"] .member-role', "operator")
+    page.click('[data-email="viewer1@example.com"] .save-role')
     page.wait_for_selector("#members-status:has-text('viewer1@example.com is now operator')")
     assert Grant.objects.get(user=viewer1).role == "operator"
 
@@ -146,4 +148,111 @@ def test_anyone_makes_copies_uses_and_revokes_a_token(
     page.wait_for_selector("#tokens-empty:not([hidden])")
     assert PersonalAccessToken.objects.get().revoked_at is not None
     assert ci.get("/api/clients/client1/clusters").json()["code"] == "token_not_valid"
+    assert page_problems == []
+
+
+def test_a_role_changes_only_when_the_admin_presses_change_role(
+    live_server, new_page, page_problems, admin1, viewer1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    row = f'[data-testid="member-row"][data-email="{viewer1.email}"]'
+    page.wait_for_selector(row)
+    changes = []
+    page.on("request", lambda request: request.method == "PATCH" and changes.append(request.post_data))
+
+    # A keyboard user walks through the roles: nothing changes yet, and focus stays put.
+    page.focus(f"{row} .member-role")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(300)
+    assert changes == []
+    assert Grant.objects.get(user=viewer1).role == "viewer"
+    assert page.evaluate("document.activeElement.classList.contains('member-role')")
+
+    # Then says so: one change, announced; focus stays on the button.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.classList.contains('save-role')")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#members-status:has-text('{viewer1.email} is now admin')")
+    assert len(changes) == 1
+    assert Grant.objects.get(user=viewer1).role == "admin"
+    assert page.get_attribute(row, "data-role") == "admin"
+    assert page.evaluate("document.activeElement.classList.contains('save-role')")
+    assert page_problems == []
+
+
+def _policy_with_session_length(client, length: timedelta) -> None:
+    wanted = PolicyInput(("password", "google", "passkey"), "", False, length, False, "viewer")
+    sign_in_policy_set(client=client, wanted=wanted, actor=None, facts=None)
+
+
+def _settings_page(page, base_url: str, email: str) -> None:
+    sign_in(page, base_url, email)
+    page.goto(base_url + "/#/clients/client1/settings")
+    page.wait_for_selector("#policy-form")
+
+
+def test_an_unreadable_session_length_is_refused_not_taken_for_no_limit(
+    live_server, new_page, page_problems, admin1, cluster1
+):
+    _policy_with_session_length(cluster1.client, timedelta(hours=8))
+    page = new_page()
+    _settings_page(page, live_server.url, admin1.email)
+    assert page.input_value("#policy-max-hours") == "8"
+
+    # "1e" is no number: the field reads as empty, which must not mean "no limit".
+    page.click("#policy-max-hours")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("1e")
+    page.click("#save-policy")
+    page.wait_for_selector("#policy-error:has-text('number of hours')")
+    assert page.get_attribute("#policy-max-hours", "aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "policy-max-hours"
+    assert page.text_content("#policy-status") == ""
+    assert SignInPolicy.objects.get().max_session_length == timedelta(hours=8)
+    assert page_problems == []
+
+
+def test_an_untouched_session_length_is_saved_to_the_second(
+    live_server, new_page, page_problems, admin1, cluster1
+):
+    # 20 minutes shows as 0.33 hours; an unrelated change keeps it 20 minutes, not 19:48.
+    _policy_with_session_length(cluster1.client, timedelta(minutes=20))
+    page = new_page()
+    _settings_page(page, live_server.url, admin1.email)
+    assert page.input_value("#policy-max-hours") == "0.33"
+    page.uncheck("#policy-method-passkey")
+    page.click("#save-policy")
+    page.wait_for_selector("#policy-status:has-text('Saved')")
+    policy = SignInPolicy.objects.get()
+    assert (policy.allowed_methods, policy.max_session_length) == (
+        ["google", "password"],
+        timedelta(minutes=20),
+    )
+    assert page_problems == []
+
+
+def test_a_token_lifetime_beyond_the_maximum_is_refused_with_the_reason(
+    live_server, new_page, page_problems, user1, cluster1, settings
+):
+    settings.PAT_MAX_TTL = timedelta(days=90)  # an operator's choice; the page offers a year
+    page = new_page()
+    sign_in(page, live_server.url, user1.email)
+    page.goto(live_server.url + "/#/tokens")
+    page.wait_for_selector("#token-form")
+    page.fill("#token-name", "CI")
+    page.select_option("#token-expires", "365d")
+    page.check("#token-perm-client1-view")
+    page.click("#create-token")
+    page.wait_for_selector("#token-error:not(:empty)")
+    assert "A token lives at most 90 days" in page.text_content("#token-error")
+    assert page.evaluate("document.activeElement.id") == "token-expires"
+    assert not PersonalAccessToken.objects.exists()
+
+    page.select_option("#token-expires", "90d")
+    page.click("#create-token")
+    page.wait_for_selector("#token-created:not([hidden])")
+    assert page.get_attribute("#token-expires", "aria-invalid") is None
     assert page_problems == []

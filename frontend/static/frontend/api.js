@@ -7,8 +7,9 @@
 // `token_not_valid` triggers POST /api/auth/refresh. Every request waiting at
 // that moment shares the one refresh promise and is then replayed once. If the
 // refresh is refused, or a replay is refused again, the session is over:
-// `onSessionExpired` is called and the request fails with code
-// `session_expired`. A request is never refreshed twice, so there is no loop.
+// `onSessionExpired(notice)` is called and the request fails with code
+// `session_expired`. A request is never refreshed twice, so there is no loop,
+// and once a refresh was refused no other request tries again until one succeeds.
 
 const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const REFRESHABLE_CODES = new Set(["not_authenticated", "token_not_valid"]);
@@ -116,16 +117,17 @@ function isRefreshable(response, body) {
   );
 }
 
-/** The CSRF token: the readable cookie, or, when the API is on another origin, the API's answer. */
+/**
+ * The CSRF token to send: {token({renew}) -> string|null, renewable}.
+ *
+ * Same origin (no base URL): the csrftoken cookie the app shell set, which is the API's own.
+ * Another origin: that cookie belongs to the app's host, not the API's, so it is never sent;
+ * GET {base}/api/auth/csrf gives the API's token (and sets its cookie). It is asked once and
+ * shared; `renew` asks again (after a csrf_failed answer: the API's cookie changed).
+ */
 function csrfTokenSource({ fetch, getCookie, base }) {
-  let fromServer = null;
-  return async function csrfToken() {
-    const fromCookie = getCookie("csrftoken");
-    if (fromCookie) return fromCookie;
-    if (fromServer) return fromServer;
-    if (!base) return null;
-    // Served from another origin: the API's csrftoken cookie is not readable
-    // here, so ask the API for it (GET /api/auth/csrf sets it).
+  let fromApi = null; // a promise of the API's token
+  async function ask() {
     try {
       const response = await fetch(`${base}/api/auth/csrf`, {
         method: "GET",
@@ -133,28 +135,38 @@ function csrfTokenSource({ fetch, getCookie, base }) {
         headers: { Accept: "application/json" },
       });
       const body = await bodyOf(response);
-      fromServer = (body && body.csrfToken) || getCookie("csrftoken");
+      return (response.ok && body && body.csrfToken) || null;
     } catch {
-      fromServer = null;
+      return null;
     }
-    return fromServer;
+  }
+  return {
+    renewable: Boolean(base),
+    async token({ renew = false } = {}) {
+      if (!base) return getCookie("csrftoken");
+      if (renew || !fromApi) fromApi = ask();
+      const token = await fromApi;
+      if (!token) fromApi = null; // not answered: ask again next time
+      return token;
+    },
   };
+}
+
+function isCsrfFailure({ response, body }) {
+  return response.status === 403 && body !== null && typeof body === "object" && body.code === "csrf_failed";
 }
 
 /** send(method, path, body, signal) -> {response, body}: one HTTP exchange, no refresh. */
 function transport({ fetch, getCookie, base }) {
-  const csrfToken = csrfTokenSource({ fetch, getCookie, base });
-  return async function send(method, path, body, signal) {
+  const csrf = csrfTokenSource({ fetch, getCookie, base });
+  async function exchange(method, path, body, signal, csrfToken) {
     const headers = { Accept: "application/json" };
     const init = { method, credentials: "include", headers };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    if (UNSAFE_METHODS.has(method)) {
-      const token = await csrfToken();
-      if (token) headers["X-CSRFToken"] = token;
-    }
+    if (csrfToken) headers["X-CSRFToken"] = csrfToken;
     if (signal) init.signal = signal;
     let response;
     try {
@@ -168,27 +180,48 @@ function transport({ fetch, getCookie, base }) {
       });
     }
     return { response, body: await bodyOf(response) };
+  }
+  return async function send(method, path, body, signal) {
+    if (!UNSAFE_METHODS.has(method)) return exchange(method, path, body, signal, null);
+    const answer = await exchange(method, path, body, signal, await csrf.token());
+    if (!csrf.renewable || !isCsrfFailure(answer)) return answer;
+    // Refused before anything was done: the API's token changed since it was fetched. Once more.
+    return exchange(method, path, body, signal, await csrf.token({ renew: true }));
   };
 }
 
+/** The sentence for the sign-in page when a refresh is refused: the server's, unless the session merely expired. */
+function refusalNotice(body) {
+  const known = body !== null && typeof body === "object";
+  if (!known || REFRESHABLE_CODES.has(body.code) || !body.detail) return SESSION_EXPIRED_DETAIL;
+  return body.detail; // account_disabled, refresh_token_reused, csrf_failed: say why
+}
+
 /**
- * refresh() is one refresh for everybody waiting now; it resolves true when it succeeded.
- * `generation` is bumped after every successful refresh: a request sent before a refresh
- * finished is replayed without refreshing again.
+ * refresh() is one refresh for everybody waiting now; it resolves to null when it succeeded,
+ * else to the notice for the sign-in page. A refused refresh is remembered until a request
+ * succeeds again (signing in, for instance): the requests that find out later do not each
+ * ask again. `generation` is bumped after every successful refresh: a request sent before a
+ * refresh finished is replayed without refreshing again.
  */
 function sharedRefresh(send) {
   let pending = null;
+  let refusal = null;
   const refresher = {
     generation: 0,
     refresh() {
+      if (refusal !== null) return Promise.resolve(refusal);
       if (!pending) {
         pending = send("POST", "/api/auth/refresh", undefined, undefined)
           .then(({ response, body }) => {
             if (response.ok) {
               refresher.generation += 1;
-              return true;
+              return null;
             }
-            if (response.status === 401 || response.status === 403) return false;
+            if (response.status === 401 || response.status === 403) {
+              refusal = refusalNotice(body);
+              return refusal;
+            }
             // 429/5xx: the session may well be fine; surface the error instead.
             throw errorFrom(response, body);
           })
@@ -197,6 +230,9 @@ function sharedRefresh(send) {
           });
       }
       return pending;
+    },
+    succeeded() {
+      refusal = null;
     },
   };
   return refresher;
@@ -323,7 +359,8 @@ function portalEndpoints(call, request) {
  * fetch:            a fetch implementation (window.fetch bound, or a fake)
  * getCookie(name):  returns a readable cookie value or null (only `csrftoken`)
  * baseUrl:          "" when same origin, else e.g. "https://api.example.com"
- * onSessionExpired: called once when a signed-in session can no longer be refreshed
+ * onSessionExpired(notice): called once when a session can no longer be refreshed; `notice`
+ *                   says why ("Your session has expired", or the server's reason: a disabled account)
  * onEnrolmentRequired: called when the API answers mfa_enrolment_required (a staff account
  *                   must set up a second factor first); the request still fails with it
  */
@@ -339,12 +376,12 @@ export function createApi({
   let expiryReported = false;
 
   /** Reports the end of the session once, however many requests find out; returns the error to throw. */
-  function sessionExpired() {
+  function sessionExpired(notice = SESSION_EXPIRED_DETAIL) {
     if (!expiryReported) {
       expiryReported = true;
-      onSessionExpired();
+      onSessionExpired(notice);
     }
-    return new ApiError({ status: 403, code: "session_expired", detail: SESSION_EXPIRED_DETAIL });
+    return new ApiError({ status: 403, code: "session_expired", detail: notice });
   }
 
   /** request(method, path, {body, signal}) -> {status, data}; throws ApiError. */
@@ -355,7 +392,8 @@ export function createApi({
 
     if (isRefreshable(response, data) && !NO_REFRESH_PATHS.has(path.split("?")[0])) {
       const refreshedMeanwhile = refresher.generation !== generationAtSend;
-      if (!refreshedMeanwhile && !(await refresher.refresh())) throw sessionExpired();
+      const refusal = refreshedMeanwhile ? null : await refresher.refresh();
+      if (refusal !== null) throw sessionExpired(refusal);
       ({ response, body: data } = await send(method, path, body, signal));
       if (isRefreshable(response, data)) throw sessionExpired();
     }
@@ -366,6 +404,7 @@ export function createApi({
       throw error;
     }
     expiryReported = false;
+    refresher.succeeded();
     return { status: response.status, data: data === undefined ? null : data };
   }
 

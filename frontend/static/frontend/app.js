@@ -128,12 +128,18 @@ function loginPathFor(path) {
   return path && path !== "/login" ? `/login?next=${encodeURIComponent(path)}` : "/login";
 }
 
-function sessionExpired() {
+/** `notice`: why ("Your session has expired", or the server's reason, e.g. a disabled account). */
+function sessionExpired(notice = SESSION_EXPIRED_DETAIL) {
   const wasSignedIn = state.user !== null;
   state.user = null;
   updateHeader();
-  if (!wasSignedIn) return; // never signed in in this tab: the start-up flow shows the login page
-  state.loginNotice = SESSION_EXPIRED_DETAIL;
+  // Never signed in in this tab: the start-up flow shows the login page, with the reason
+  // unless it is only that there was no session.
+  if (!wasSignedIn) {
+    if (notice !== SESSION_EXPIRED_DETAIL) state.loginNotice = notice;
+    return;
+  }
+  state.loginNotice = notice;
   navigate(loginPathFor(parseHash().path), { replace: true });
 }
 
@@ -211,20 +217,26 @@ export function errorMessage(error) {
 let currentRender = null;
 let firstRender = true;
 
+/** {route, params} for `path`, or null: no such page (a malformed escape like %E0 included). */
 function routeMatch(path) {
   for (const route of ROUTES) {
     const match = route.pattern.exec(path);
-    if (match) return { route, match };
+    if (!match) continue;
+    const params = routeParams(route, match);
+    return params ? { route, params } : null;
   }
   return null;
 }
 
-function routeParams(found) {
+function routeParams(route, match) {
   const params = {};
-  if (found && found.route.keys) {
-    found.route.keys.forEach((key, index) => {
-      params[key] = decodeURIComponent(found.match[index + 1]);
+  try {
+    (route.keys || []).forEach((key, index) => {
+      params[key] = decodeURIComponent(match[index + 1]);
     });
+  } catch (error) {
+    if (error instanceof URIError) return null;
+    throw error;
   }
   return params;
 }
@@ -254,7 +266,7 @@ function pageContext(found, query, controller) {
     config,
     state,
     main: elements.main,
-    params: routeParams(found),
+    params: found ? found.params : {},
     query,
     signal: controller.signal,
     isCurrent: () => currentRender === controller && !controller.signal.aborted,

@@ -48,7 +48,7 @@ function apiFor(server, options = {}) {
   const api = createApi({
     fetch: server.fetch,
     getCookie: (name) => (name === "csrftoken" ? "csrf-123" : null),
-    onSessionExpired: () => expired.push(true),
+    onSessionExpired: (notice) => expired.push(notice),
     ...options,
   });
   return { api, expired };
@@ -180,16 +180,52 @@ test("a refused refresh reports the session expired once for every waiting reque
   assert.equal(expired.length, 1);
 });
 
-test("refresh_token_reused on refresh also ends the session", async () => {
-  const server = fakeServer((call) =>
-    call.path === "/api/auth/refresh"
-      ? json(403, { code: "refresh_token_reused", detail: "Session revoked" })
-      : json(403, TOKEN_NOT_VALID),
-  );
+test("a refresh refused as expired says the session has expired", async () => {
+  const server = fakeServer(() => json(403, TOKEN_NOT_VALID));
   const { api, expired } = apiFor(server);
 
-  await assert.rejects(api.sessions(), { code: "session_expired" });
+  await assert.rejects(api.sessions(), { code: "session_expired", detail: "Your session has expired" });
+  assert.deepEqual(expired, ["Your session has expired"]);
+});
+
+for (const [code, detail] of [
+  ["refresh_token_reused", "This refresh token was already used; the session has been revoked for safety."],
+  ["account_disabled", "This account is disabled."],
+  ["csrf_failed", "This origin may not use the API with the browser's cookies."],
+]) {
+  test(`a refresh refused with ${code} ends the session with the server's reason`, async () => {
+    const server = fakeServer((call) =>
+      call.path === "/api/auth/refresh" ? json(403, { code, detail }) : json(403, TOKEN_NOT_VALID),
+    );
+    const { api, expired } = apiFor(server);
+
+    await assert.rejects(api.sessions(), { code: "session_expired", detail });
+    assert.deepEqual(expired, [detail], "the sign-in page is told why, not 'Your session has expired'");
+  });
+}
+
+test("after a refused refresh, later 403s do not each ask for a refresh until a request succeeds", async () => {
+  let signedIn = false;
+  const server = fakeServer((call) => {
+    if (call.path === "/api/auth/login") {
+      signedIn = true;
+      return json(200, { user: { id: 1 } });
+    }
+    if (call.path === "/api/auth/refresh") return json(403, TOKEN_NOT_VALID);
+    return signedIn && call.path !== "/api/expired-again" ? json(200, []) : json(403, TOKEN_NOT_VALID);
+  });
+  const { api, expired } = apiFor(server);
+
+  for (const path of ["/api/a", "/api/b", "/api/c"]) {
+    await assert.rejects(api.get(path), { code: "session_expired" }); // one after another
+  }
+  assert.equal(server.count("/api/auth/refresh"), 1);
   assert.equal(expired.length, 1);
+
+  await api.login("a@example.com", "pw");
+  await api.clients();
+  await assert.rejects(api.get("/api/expired-again"), { code: "session_expired" });
+  assert.equal(server.count("/api/auth/refresh"), 2, "a new session refreshes again");
 });
 
 test("sign-in endpoints never trigger a refresh", async () => {
@@ -264,6 +300,60 @@ test("the CSRF token is read from the cookie at each request", async () => {
   assert.deepEqual(server.calls.map((c) => c.headers["X-CSRFToken"]), ["first", "second"]);
 });
 
+/** An API on another origin: its csrf endpoint answers `tokens` in turn; writes need the last one. */
+function otherOriginServer(tokens) {
+  let issued = null;
+  return fakeServer((call) => {
+    if (call.path === "/api/auth/csrf") {
+      issued = tokens.shift();
+      return json(200, { csrfToken: issued });
+    }
+    if (call.method === "GET") return json(200, {});
+    return call.headers["X-CSRFToken"] === issued
+      ? json(200, { saved: true })
+      : json(403, { code: "csrf_failed", detail: "CSRF check failed: CSRF cookie not set." });
+  });
+}
+
+test("from another origin, writes carry the API's CSRF token, not the page's own cookie", async () => {
+  const server = otherOriginServer(["api-token"]);
+  const { api } = apiFor(server, { baseUrl: "https://api.example.test", getCookie: () => "app-host-token" });
+
+  await Promise.all([api.patch("/api/x", { body: {} }), api.post("/api/auth/logout")]);
+  await api.delete("/api/y");
+
+  assert.equal(server.count("/api/auth/csrf"), 1, "asked once, then kept");
+  const sent = server.calls.filter((call) => call.method !== "GET").map((call) => call.headers["X-CSRFToken"]);
+  assert.deepEqual(sent, ["api-token", "api-token", "api-token"]);
+  assert.equal(server.calls[0].url, "https://api.example.test/api/auth/csrf");
+  assert.equal(server.calls[0].credentials, "include");
+});
+
+test("from another origin, a csrf_failed answer fetches the API's token again and retries once", async () => {
+  const server = otherOriginServer(["first", "second", "third"]);
+  const { api } = apiFor(server, { baseUrl: "https://api.example.test", getCookie: () => null });
+  await api.post("/api/x"); // "first" is now kept
+  await api.get("/api/auth/csrf"); // the API's token changes behind the app's back
+
+  server.calls.length = 0;
+  assert.deepEqual(await api.post("/api/x"), { saved: true });
+  assert.deepEqual(
+    server.calls.map((call) => [call.method, call.path, call.headers["X-CSRFToken"]]),
+    [
+      ["POST", "/api/x", "first"],
+      ["GET", "/api/auth/csrf", undefined],
+      ["POST", "/api/x", "third"],
+    ],
+  );
+
+  const refusing = fakeServer((call) =>
+    call.path === "/api/auth/csrf" ? json(200, { csrfToken: "t" }) : json(403, { code: "csrf_failed", detail: "No." }),
+  );
+  const other = apiFor(refusing, { baseUrl: "https://api.example.test" }).api;
+  await assert.rejects(other.post("/api/x"), { code: "csrf_failed", detail: "No." });
+  assert.equal(refusing.count("/api/x"), 2, "retried once, not in a loop");
+});
+
 test('every call, the refresh and the replay included, uses credentials "include"', async () => {
   let refreshed = false;
   const server = fakeServer((call) => {
@@ -288,7 +378,7 @@ test("requests go to the configured base URL with JSON bodies", async () => {
 
   await api.clusterUpdate("client1", "prod", { replicas: 3 });
 
-  const [call] = server.calls;
+  const call = server.calls.find((each) => each.method === "PATCH");
   assert.equal(call.url, "https://api.example.test/api/clients/client1/clusters/prod");
   assert.equal(call.method, "PATCH");
   assert.equal(call.headers["Content-Type"], "application/json");

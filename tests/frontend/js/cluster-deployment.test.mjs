@@ -129,3 +129,40 @@ test("without a save, an answer about a later commit (made elsewhere) is shown",
 
   assert.deepEqual(shown.map((cluster) => cluster.revision.commit), ["c".repeat(40)]);
 });
+
+test("a stuck deployment is asked about for ten minutes at most, then Check again is offered", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  globalThis.document = { hidden: false, addEventListener() {}, removeEventListener() {} };
+  const leave = new AbortController();
+  t.after(() => leave.abort());
+  const ctx = { signal: leave.signal, isCurrent: () => !leave.signal.aborted, errorMessage: () => "failed" };
+  const stuck = at("a".repeat(40), "pending");
+  let questions = 0;
+  const idle = [];
+  const poller = deploymentPoller(ctx, {
+    fetch: async () => {
+      questions += 1;
+      return stuck;
+    },
+    onCluster: () => {},
+    onIdle: (value) => idle.push(value),
+  });
+  const wait = async (ms) => {
+    for (let elapsed = 0; elapsed < ms; elapsed += 1000) {
+      t.mock.timers.tick(1000);
+      await settle();
+    }
+  };
+
+  poller.follow(stuck); // the user saved: a change Argo CD never picks up
+  await wait(4 * 60 * 60 * 1000); // the page stays open all afternoon
+
+  assert.ok(questions > 10 && questions <= 30, `${questions} questions in four hours`);
+  assert.equal(idle.at(-1), true, "Check again is offered");
+  const asked = questions;
+
+  poller.follow(stuck, { now: true }); // "Check again"
+  await wait(60 * 1000);
+  assert.ok(questions > asked + 1, "asking resumes, for another ten minutes");
+  assert.equal(idle.at(-1), false);
+});

@@ -1,8 +1,8 @@
 // #/clients/{client}/settings: the client's sign-in policy. Every member reads it; its admins
 // change it (the server refuses a policy their own session would not satisfy).
 
-import { h, liveRegion, say } from "../dom.js";
-import { pageFrame, pageLoad } from "./common.js";
+import { h, liveRegion, markInvalid, say } from "../dom.js";
+import { pageFrame, pageLoad, showError } from "./common.js";
 import { teamCrumbs } from "./team.js";
 
 const METHODS = [
@@ -27,17 +27,39 @@ function checkbox(id, label, checked, attributes = {}) {
   return { input, field: h("label", { class: "checkbox-field", for: id }, input, label) };
 }
 
+/** A session length in seconds as hours for the field ("8", "0.33"); "" for no limit. */
+function hoursText(seconds) {
+  return seconds ? String(Math.round((seconds / 3600) * 100) / 100) : "";
+}
+
+const HOURS_PROBLEM = "Enter the maximum session length as a number of hours, such as 8 or 0.5, or leave it empty for no limit.";
+
+/**
+ * -> {seconds} (null: no limit) or {problem}. The field shows hours rounded to two decimals, so
+ * while its text is the one shown for the saved policy, the saved seconds are sent unchanged
+ * (20 minutes stays 20 minutes, not 0.33 hours).
+ */
+function sessionLength(input, saved) {
+  // Text a number field cannot read ("12h", "1e") reaches the page as "": not "no limit".
+  if (input.validity.badInput) return { problem: HOURS_PROBLEM };
+  const text = input.value.trim();
+  if (!text) return { seconds: null };
+  if (text === hoursText(saved.maxSessionLength)) return { seconds: saved.maxSessionLength };
+  const seconds = Math.round(Number(text) * 3600);
+  return Number.isFinite(seconds) && seconds >= 1 ? { seconds } : { problem: HOURS_PROBLEM };
+}
+
 /** The form's controls, filled from `policy`. */
 function policyFields(policy) {
   const methods = METHODS.map(([value, label]) =>
     checkbox(`policy-method-${value}`, label, policy.allowedMethods.includes(value), { value }),
   );
-  const hours = policy.maxSessionLength ? String(Math.round((policy.maxSessionLength / 3600) * 100) / 100) : "";
+  const hours = hoursText(policy.maxSessionLength);
   return {
     methods,
     domain: h("input", { id: "policy-google-domain", value: policy.googleDomain, placeholder: "example.com", "aria-describedby": "policy-domain-hint" }),
     mfa: checkbox("policy-mfa", "Require a second factor (an authenticator app, a recovery code or a passkey)", policy.mfaRequired),
-    hours: h("input", { id: "policy-max-hours", type: "number", min: "0.1", step: "0.1", value: hours, "aria-describedby": "policy-hours-hint" }),
+    hours: h("input", { id: "policy-max-hours", type: "number", min: "0.1", step: "0.1", value: hours, "aria-describedby": "policy-hours-hint policy-error" }),
     jit: checkbox("policy-jit", "Make Google sign-ins from this Workspace members", policy.jitProvisioning),
     jitRole: h(
       "select",
@@ -47,13 +69,12 @@ function policyFields(policy) {
   };
 }
 
-function policyFrom(fields) {
-  const hours = fields.hours.value.trim();
+function policyFrom(fields, maxSessionLength) {
   return {
     allowedMethods: fields.methods.filter((method) => method.input.checked).map((method) => method.input.value),
     googleDomain: fields.domain.value.trim(),
     mfaRequired: fields.mfa.input.checked,
-    maxSessionLength: hours ? Math.round(Number(hours) * 3600) : null,
+    maxSessionLength,
     jitProvisioning: fields.jit.input.checked,
     jitRole: fields.jitRole.value,
   };
@@ -68,16 +89,25 @@ function policySection(ctx, client, policy, canChange, pageError) {
   if (!canChange) {
     for (const control of form.querySelectorAll("input, select")) control.disabled = true;
   }
+  let saved = policy;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     say(error, "");
+    say(status, "");
+    const length = sessionLength(fields.hours, saved);
+    markInvalid(fields.hours, Boolean(length.problem));
+    if (length.problem) {
+      say(error, length.problem);
+      fields.hours.focus();
+      return;
+    }
     save.disabled = true;
     try {
-      await ctx.api.policyUpdate(client, policyFrom(fields));
+      saved = await ctx.api.policyUpdate(client, policyFrom(fields, length.seconds));
+      fields.hours.value = hoursText(saved.maxSessionLength);
       say(status, "Saved: it applies to every member's next request.");
     } catch (failure) {
-      const detail = Object.values(failure.fields || {}).flat().join(" ");
-      if (ctx.isCurrent()) say(error, [ctx.errorMessage(failure), detail].filter(Boolean).join(" "));
+      showError(ctx, error, failure, { maxSessionLength: fields.hours });
     } finally {
       save.disabled = false;
     }

@@ -3,13 +3,18 @@
 // from Argo CD (the cluster's `deployment`, null when the portal has no Argo CD).
 //
 // While the state is `pending` or `syncing` the card asks again, less and less often
-// (POLL_DELAYS_MS); it stops when the state is final, while the page is hidden, and for good
-// when the user leaves the page (ctx.signal).
+// (POLL_DELAYS_MS); it stops when the state is final, while the page is hidden, for good
+// when the user leaves the page (ctx.signal), and after POLL_LIMIT_MS without a save or a
+// "Check again" (then the button is offered).
 
 import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
 
 export const ACTIVE_STATES = new Set(["pending", "syncing"]);
 export const POLL_DELAYS_MS = [2000, 3000, 5000, 8000, 13000, 20000, 30000];
+// Every question is an authenticated request, which resets the session's idle timeout
+// (JWT_TTL, 20 minutes by default, not known to the page): a page left open on a stuck
+// deployment must stop asking well within it, or the session would never expire.
+export const POLL_LIMIT_MS = 10 * 60 * 1000;
 
 export const STATE_LABELS = {
   pending: "Pending",
@@ -153,16 +158,28 @@ export function deploymentSection(ctx, client, name, cluster) {
 const commitOf = (cluster) => (cluster && cluster.revision ? cluster.revision.commit : null);
 
 /**
+ * The user saved while this question was out (`savedMeanwhile`): an answer about another commit
+ * than the one now followed is about the older change; shown, it would put that change back on
+ * screen and could stop the polling of the new one (whose follow() scheduled its own). Without
+ * a save meanwhile, another commit is a later change made elsewhere: kept.
+ */
+const answerOutdated = (fresh, followed, savedMeanwhile) => savedMeanwhile && commitOf(fresh) !== commitOf(followed);
+
+/**
  * Asks again while the state is active, with back-off; paused while the page is hidden,
- * stopped when the user leaves the page. {follow(cluster, {now})}.
+ * stopped when the user leaves the page and after POLL_LIMIT_MS of waiting since the last
+ * follow() (onIdle(true) then offers "Check again"). {follow(cluster, {now})}.
  */
 export function deploymentPoller(ctx, { fetch, onCluster, onIdle }) {
   let timer = null;
   let attempt = 0;
   let latest = null;
   let follows = 0; // how many times follow() was called: tells an answer that predates one
+  let waited = 0; // ms of delays since the last follow() (a user's save or "Check again")
 
-  const active = () => latest && latest.deployment && ACTIVE_STATES.has(latest.deployment.state);
+  // Asked about while the state is active, for POLL_LIMIT_MS after the user's last follow().
+  const worthAsking = () =>
+    latest && latest.deployment && ACTIVE_STATES.has(latest.deployment.state) && waited < POLL_LIMIT_MS;
   const stop = () => {
     if (timer !== null) clearTimeout(timer);
     timer = null;
@@ -174,11 +191,7 @@ export function deploymentPoller(ctx, { fetch, onCluster, onIdle }) {
     const followsBefore = follows;
     try {
       const fresh = await fetch();
-      // The user saved while this question was out: an answer about another commit than the
-      // one now followed is about the older change; shown, it would put that change back on
-      // screen and could stop the polling of the new one (whose follow() scheduled its own).
-      // Without a save meanwhile, another commit is a later change made elsewhere: kept.
-      if (follows !== followsBefore && commitOf(fresh) !== commitOf(latest)) return;
+      if (answerOutdated(fresh, latest, follows !== followsBefore)) return;
       latest = fresh;
     } catch (failure) {
       if (!ctx.isCurrent() || !ctx.errorMessage(failure)) return; // left the page, or signed out
@@ -190,29 +203,30 @@ export function deploymentPoller(ctx, { fetch, onCluster, onIdle }) {
 
   function schedule() {
     stop();
-    onIdle(!active());
-    if (!active() || document.hidden || !ctx.isCurrent()) return;
-    timer = setTimeout(poll, POLL_DELAYS_MS[Math.min(attempt, POLL_DELAYS_MS.length - 1)]);
+    onIdle(!worthAsking());
+    if (!worthAsking() || document.hidden || !ctx.isCurrent()) return;
+    const delay = POLL_DELAYS_MS[Math.min(attempt, POLL_DELAYS_MS.length - 1)];
+    timer = setTimeout(poll, delay);
+    waited += delay;
     attempt += 1;
   }
 
   function visibilityChanged() {
     if (document.hidden) stop();
-    else if (active() && timer === null) {
+    else if (worthAsking() && timer === null) {
       attempt = 0;
       poll();
     }
   }
 
   document.addEventListener("visibilitychange", visibilityChanged);
-  ctx.signal.addEventListener("abort", () => {
-    stop();
-    document.removeEventListener("visibilitychange", visibilityChanged);
-  });
+  ctx.signal.addEventListener("abort", () => document.removeEventListener("visibilitychange", visibilityChanged));
+  ctx.signal.addEventListener("abort", stop);
 
   return {
     follow(cluster, { now = false } = {}) {
       follows += 1;
+      waited = 0;
       latest = cluster;
       attempt = 0;
       if (now) {

@@ -1,6 +1,6 @@
 // The configure forms of the cluster page: replicas, version, storage.
 //
-// Each form is {element, button, field, changes(), update(cluster), fieldError(text)} and may
+// Each form is {element, button, field, changes(), update(cluster, {keepInput}), fieldError(text)} and may
 // add confirm(changes) -> Promise<changes|null> (asks before a risky change) and extra
 // actions [{button, label, done, send(api, client, name) -> Promise<cluster>}]. changes()
 // returns what to save, or null after saying why the input cannot be saved.
@@ -91,9 +91,10 @@ export function scaleForm(cluster) {
     if (!confirmed) input.focus();
     return confirmed ? { ...wanted, confirm: true } : null;
   }
-  const update = (saved) => {
+  // keepInput: the cluster was read again while the user's number waits to be saved.
+  const update = (saved, { keepInput = false } = {}) => {
     current = saved.replicas;
-    input.value = String(saved.replicas);
+    if (!keepInput) input.value = String(saved.replicas);
   };
   return { element, button, field: "replicas", changes, confirm, update, fieldError: showError };
 }

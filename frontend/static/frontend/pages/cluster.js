@@ -300,59 +300,100 @@ function showSaveFailure(ctx, { forms, configure }, failure) {
   }
 }
 
+/** Shows `fresh` in every part of the page; the `editing` form's input keeps what the user typed. */
+function clusterShow(saver, fresh, editing = null) {
+  const { parts } = saver;
+  saver.cluster = { ...saver.cluster, ...fresh };
+  parts.summary.update(saver.cluster);
+  for (const each of parts.forms) each.update(saver.cluster, { keepInput: each === editing });
+  if (parts.deployment) parts.deployment.follow(saver.cluster);
+}
+
+/**
+ * Sends one request with the forms busy and shows what it did. Returns true when the server
+ * asked for a confirmation and `context.staleAsks` says that means the page is out of date.
+ */
+async function saveRun(saver, form, button, label, send, context) {
+  const { ctx, parts } = saver;
+  if (saver.busy) return false;
+  saver.busy = true;
+  let stale = false;
+  const previousCommit = saver.cluster.revision && saver.cluster.revision.commit;
+  const restore = markSaving(parts.forms, form, button, label);
+  parts.configure.place(form);
+  parts.configure.clear();
+  say(parts.configure.status, label);
+  try {
+    saver.sending = true;
+    const data = await send();
+    saver.sending = false;
+    if (!ctx.isCurrent()) return false;
+    clusterShow(saver, data);
+    await showOutcome(ctx, parts, saver.cluster, { previousCommit, ...context });
+  } catch (failure) {
+    if (context.staleAsks && failure.code === "confirmation_required") stale = true;
+    else if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
+  } finally {
+    saver.busy = saver.sending = false;
+    if (ctx.isCurrent()) restore();
+  }
+  return stale && ctx.isCurrent();
+}
+
+/** Asks before a risky change (a scale-down), then saves the form; true when the page was out of date. */
+async function formSubmit(saver, form, { reread = false } = {}) {
+  let changes = form.changes();
+  if (changes && form.confirm) changes = await form.confirm(changes);
+  if (!changes) return false;
+  const send = async () => (await saver.ctx.api.clusterUpdate(saver.client, saver.name, changes)).data;
+  return saveRun(saver, form, form.button, "Saving…", send, { asked: changes, staleAsks: !reread && Boolean(form.confirm) });
+}
+
+/**
+ * The server asked for a confirmation the page did not ask for: the cluster was changed
+ * elsewhere (scaled 2 → 5 while this page, loaded at 2, sends 3). Reads it again, shows it as
+ * it is now, and submits once more, so that the scale-down is asked about like any other.
+ */
+async function rereadThenSubmit(saver, form) {
+  const { ctx, parts } = saver;
+  saver.busy = true;
+  let fresh;
+  try {
+    fresh = await ctx.api.cluster(saver.client, saver.name, { signal: ctx.signal });
+  } catch (failure) {
+    if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
+    return;
+  } finally {
+    saver.busy = false;
+  }
+  if (!ctx.isCurrent()) return;
+  clusterShow(saver, fresh, form);
+  say(parts.configure.status, `The cluster was changed meanwhile: it now has ${saver.cluster.replicas} replicas.`);
+  await formSubmit(saver, form, { reread: true });
+}
+
 /** Runs the forms' requests one at a time and shows each saved cluster in every part. */
 function saveController(ctx, parts) {
   const { client, cluster: name } = ctx.params;
-  let cluster = parts.cluster;
-  let busy = false; // a save is under way, from sending to its outcome shown and history read
-  let sending = false; // its request has not been answered yet
-
-  async function run(form, button, label, send, context) {
-    if (busy) return;
-    busy = true;
-    const previousCommit = cluster.revision && cluster.revision.commit;
-    const restore = markSaving(parts.forms, form, button, label);
-    parts.configure.place(form);
-    parts.configure.clear();
-    say(parts.configure.status, label);
-    try {
-      sending = true;
-      const data = await send();
-      sending = false;
-      if (!ctx.isCurrent()) return;
-      cluster = { ...cluster, ...data };
-      parts.summary.update(cluster);
-      for (const each of parts.forms) each.update(cluster);
-      if (parts.deployment) parts.deployment.follow(cluster);
-      await showOutcome(ctx, parts, cluster, { previousCommit, ...context });
-    } catch (failure) {
-      if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
-    } finally {
-      busy = sending = false;
-      if (ctx.isCurrent()) restore();
-    }
-  }
-
+  // busy: a save is under way, from sending to its outcome shown and history read;
+  // sending: its request has not been answered yet.
+  const saver = { ctx, parts, client, name, cluster: parts.cluster, busy: false, sending: false };
   for (const form of parts.forms) {
     // The next action clears what the last save said: typing, or saving again (not what a
     // save still waiting for its answer says).
     form.element.addEventListener("input", () => {
-      if (!sending) parts.configure.clear();
+      if (!saver.sending) parts.configure.clear();
     });
     form.element.addEventListener("submit", async (event) => {
       event.preventDefault();
-      if (busy) return;
+      if (saver.busy) return;
       parts.configure.place(form);
       parts.configure.clear();
-      let changes = form.changes();
-      if (changes && form.confirm) changes = await form.confirm(changes);
-      if (!changes) return;
-      const send = async () => (await ctx.api.clusterUpdate(client, name, changes)).data;
-      run(form, form.button, "Saving…", send, { asked: changes });
+      if (await formSubmit(saver, form)) await rereadThenSubmit(saver, form);
     });
     for (const action of form.actions || []) {
       action.button.addEventListener("click", () =>
-        run(form, action.button, action.label, () => action.send(ctx.api, client, name), {
+        saveRun(saver, form, action.button, action.label, () => action.send(ctx.api, client, name), {
           asked: {},
           done: action.done,
         }),

@@ -1,7 +1,7 @@
 // Pieces shared by the pages: the page frame, error display, storage and revision labels,
 // the confirmation dialog and copying to the clipboard.
 
-import { h, liveRegion, replaceChildren, say, shortCommit } from "../dom.js";
+import { h, liveRegion, markInvalid, replaceChildren, say, shortCommit } from "../dom.js";
 
 export function clusterHref(client, cluster, suffix = "") {
   return `#/clients/${encodeURIComponent(client)}/clusters/${encodeURIComponent(cluster)}${suffix}`;
@@ -30,11 +30,39 @@ export function pageFrame(ctx, { title, crumbs = [] }) {
   return { heading, status, error };
 }
 
-/** Shows the error's message in `region` unless the app handles it (aborted, session expired). */
-export function showError(ctx, region, error) {
-  if (!ctx.isCurrent()) return;
+/** The messages of a validation error's `fields` ({"expiresIn": ["..."]}, nested or not), in order. */
+function fieldMessages(fields) {
+  if (typeof fields === "string") return [fields];
+  if (Array.isArray(fields)) return fields.flatMap(fieldMessages);
+  if (fields && typeof fields === "object") return Object.values(fields).flatMap(fieldMessages);
+  return [];
+}
+
+/**
+ * The error's message followed by its field messages ("The request is not valid. A token lives
+ * at most 90 days."), or null when the app handles the error itself (aborted, session expired).
+ */
+function errorText(ctx, error) {
   const message = ctx.errorMessage(error);
-  if (message) say(region, message);
+  if (!message) return null;
+  return [message, ...fieldMessages(error && error.fields)].join(" ");
+}
+
+/**
+ * Shows the error (with its field messages) in `region` unless the app handles it. `inputs`
+ * ({expiresIn: select}) names the controls of the fields: the first one the error names is
+ * marked invalid and focused.
+ */
+export function showError(ctx, region, error, inputs = {}) {
+  if (!ctx.isCurrent()) return;
+  const text = errorText(ctx, error);
+  if (!text) return;
+  say(region, text);
+  const field = Object.keys((error && error.fields) || {}).find((name) => inputs[name]);
+  if (field) {
+    markInvalid(inputs[field], true);
+    inputs[field].focus();
+  }
 }
 
 /**

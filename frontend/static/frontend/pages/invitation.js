@@ -3,6 +3,7 @@
 // with Google and join at once. The token never leaves this page but in request bodies.
 
 import { h, liveRegion, markInvalid, replaceChildren, say } from "../dom.js";
+import { showError } from "./common.js";
 import { googleButtonRender, googleScriptLoad } from "./login.js";
 import { signInContinue } from "./second-factor.js";
 
@@ -114,8 +115,7 @@ function signUpParts(ctx, card, token, invitation) {
       ctx.state.appNotice = `Welcome: you joined ${invitation.clientName} as ${invitation.role}.`;
       signInContinue(ctx, { card, result, next });
     } catch (failure) {
-      const fields = Object.values(failure.fields || {}).flat().join(" ");
-      if (ctx.isCurrent()) say(form.error, [ctx.errorMessage(failure), fields].filter(Boolean).join(" "));
+      showError(ctx, form.error, failure, { name: form.name, password: form.password });
     } finally {
       busy.disabled = false;
     }

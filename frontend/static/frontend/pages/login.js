@@ -3,6 +3,7 @@
 // second step (./second-factor.js) instead of a session.
 
 import { h, liveRegion, markInvalid, say } from "../dom.js";
+import { showError } from "./common.js";
 import { passkeySignInSection, signInContinue } from "./second-factor.js";
 
 const GOOGLE_SCRIPT_URL = "https://accounts.google.com/gsi/client";
@@ -118,9 +119,7 @@ async function passwordSignIn(ctx, { card, fields, next }) {
     signInContinue(ctx, { card, result, next });
   } catch (failure) {
     if (!ctx.isCurrent()) return;
-    const fields = failure.fields || {};
-    const fieldText = Object.values(fields).flat().join(" ");
-    say(error, [ctx.errorMessage(failure), fieldText].filter(Boolean).join(" "));
+    showError(ctx, error, failure, { email, password });
     if (failure.code === "invalid_credentials") {
       password.value = "";
       password.focus();

@@ -57,13 +57,9 @@ export async function render(ctx) {
     list: h("ul", { id: "sessions-list", class: "session-list", "aria-labelledby": "page-title" }),
     signoutOthers: h("button", { type: "button", id: "signout-others", class: "button danger" }, "Sign out other devices"),
   };
-  const store = sessionStore(ctx, sessions.sort(currentFirstThenRecent), view);
+  const store = sessionStore(ctx, view);
   view.signoutOthers.addEventListener("click", () => signOutOthers(ctx, store, view));
-  replaceChildren(
-    view.list,
-    store.all().map((session) => sessionRow(session, session.current ? null : revokeButton(ctx, session, store, view))),
-  );
-  store.updateOthersButton();
+  store.show(sessions);
   ctx.main.append(view.list, h("div", { class: "actions" }, view.signoutOthers), view.status);
 }
 
@@ -71,17 +67,32 @@ function currentFirstThenRecent(a, b) {
   return Number(b.current) - Number(a.current) || String(b.lastSeenAt).localeCompare(String(a.lastSeenAt));
 }
 
-/** The sessions shown; revoke(session) ends one on the server and removes its row. */
-function sessionStore(ctx, initial, { list, signoutOthers }) {
-  let sessions = initial;
+/**
+ * The sessions shown: show(sessions) lists them; revoke(session) ends one on the server and
+ * removes its row (a session that has ended meanwhile answers 404: it is gone all the same).
+ */
+function sessionStore(ctx, view) {
+  const { list, signoutOthers } = view;
+  let sessions = [];
   const store = {
-    all: () => sessions,
     others: () => sessions.filter((session) => !session.current),
     updateOthersButton() {
       signoutOthers.disabled = store.others().length === 0;
     },
+    show(fresh) {
+      sessions = fresh.sort(currentFirstThenRecent);
+      replaceChildren(
+        list,
+        sessions.map((session) => sessionRow(session, session.current ? null : revokeButton(ctx, session, store, view))),
+      );
+      store.updateOthersButton();
+    },
     async revoke(session) {
-      await ctx.api.sessionRevoke(session.id);
+      try {
+        await ctx.api.sessionRevoke(session.id);
+      } catch (failure) {
+        if (failure.status !== 404) throw failure;
+      }
       sessions = sessions.filter((each) => each.id !== session.id);
       const row = list.querySelector(`[data-session-id="${CSS.escape(String(session.id))}"]`);
       if (row) row.remove();
@@ -155,6 +166,11 @@ function revokeButton(ctx, session, store, view) {
   return button;
 }
 
+function devicesText(count) {
+  return count === 1 ? "1 other device" : `${count} other devices`;
+}
+
+/** Signs every other session out, going on past a failure, then lists the sessions again. */
 async function signOutOthers(ctx, store, view) {
   const targets = store.others();
   const button = view.signoutOthers;
@@ -162,20 +178,25 @@ async function signOutOthers(ctx, store, view) {
   button.textContent = "Signing out…";
   say(view.error, "");
   say(view.status, "Signing out other devices…");
-  let done = 0;
-  try {
-    for (const session of targets) {
+  const failures = [];
+  for (const session of targets) {
+    try {
       await store.revoke(session);
-      done += 1;
-    }
-    say(view.status, done === 1 ? "Signed out 1 other device." : `Signed out ${done} other devices.`);
-  } catch (failure) {
-    say(view.status, done ? `Signed out ${done} of ${targets.length} other devices.` : "");
-    showError(ctx, view.error, failure);
-  } finally {
-    if (ctx.isCurrent()) {
-      button.textContent = "Sign out other devices";
-      store.updateOthersButton();
+    } catch (failure) {
+      if (!ctx.isCurrent()) return; // signed out meanwhile, or left the page
+      failures.push(failure);
     }
   }
+  if (!ctx.isCurrent()) return;
+  button.textContent = "Sign out other devices";
+  const done = targets.length - failures.length;
+  say(view.status, failures.length ? `Signed out ${done} of ${devicesText(targets.length)}.` : `Signed out ${devicesText(done)}.`);
+  if (failures.length) showError(ctx, view.error, failures[0]);
+  try {
+    store.show(await ctx.api.sessions({ signal: ctx.signal }));
+  } catch (failure) {
+    store.updateOthersButton();
+    if (!failures.length) showError(ctx, view.error, failure);
+  }
+  if (ctx.isCurrent() && button.disabled) ctx.main.querySelector("h1").focus(); // nothing left to sign out
 }

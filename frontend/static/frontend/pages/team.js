@@ -87,22 +87,27 @@ function membersSection(ctx, client, members, pageError, audit) {
   );
 }
 
-// One member's row: the role select and the remove button act at once.
-function memberRow(member, { ctx, client, pageError, audit, status, dialog }) {
-  const who = member.name ? `${member.name} (${member.email})` : member.email;
+/**
+ * The role select and its "Change role" button: choosing a role (arrow keys included) changes
+ * nothing until the button is pressed. Focus stays where it is; #members-status says the result.
+ */
+function roleControl(member, tr, { ctx, client, pageError, audit, status }) {
   const select = roleSelect(member, { class: "member-role", "aria-label": `Role of ${member.email}` });
-  const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
-  const tr = h(
-    "tr",
-    { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role } },
-    h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
-    h("td", { "data-label": "Role" }, select),
-    h("td", { "data-label": "Joined" }, timeElement(member.joinedAt)),
-    h("td", {}, remove),
+  const save = h(
+    "button",
+    { type: "button", class: "button secondary small save-role", "aria-label": `Change role of ${member.email}` },
+    "Change role",
   );
-  select.addEventListener("change", async () => {
+  let saving = false;
+  save.addEventListener("click", async () => {
+    if (saving) return;
     say(pageError, "");
-    select.disabled = true;
+    if (select.value === member.role) {
+      say(status, `${member.email} is already ${member.role}: choose another role first.`);
+      return;
+    }
+    saving = true;
+    save.textContent = "Changing…";
     try {
       const saved = await ctx.api.memberUpdate(client, member.userId, select.value);
       member.role = tr.dataset.role = saved.role;
@@ -112,9 +117,24 @@ function memberRow(member, { ctx, client, pageError, audit, status, dialog }) {
       select.value = member.role;
       showError(ctx, pageError, failure);
     } finally {
-      select.disabled = false;
+      saving = false;
+      save.textContent = "Change role";
     }
   });
+  return h("div", { class: "input-row" }, select, save);
+}
+
+// One member's row: its role (changed with the row's button) and the remove button (asks first).
+function memberRow(member, { ctx, client, pageError, audit, status, dialog }) {
+  const who = member.name ? `${member.name} (${member.email})` : member.email;
+  const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
+  const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role } });
+  tr.append(
+    h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
+    h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, pageError, audit, status })),
+    h("td", { "data-label": "Joined" }, timeElement(member.joinedAt)),
+    h("td", {}, remove),
+  );
   remove.addEventListener("click", async () => {
     const asked = [`${member.email} loses ${client} at once: their sessions, tokens and gateways' checks.`];
     if (!(await dialog.ask(asked))) return;
@@ -164,8 +184,7 @@ function inviteSection(ctx, client, invitations, audit) {
       form.reset();
       audit.load();
     } catch (failure) {
-      const fields = Object.values(failure.fields || {}).flat().join(" ");
-      if (ctx.isCurrent()) say(error, [ctx.errorMessage(failure), fields].filter(Boolean).join(" "));
+      showError(ctx, error, failure, { email, role });
     } finally {
       submit.disabled = false;
     }

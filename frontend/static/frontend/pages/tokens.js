@@ -1,7 +1,7 @@
 // #/tokens: personal access tokens for scripts and CI. Make one (its secret is shown once, with a
 // copy button), see each one's clients and last use, revoke it.
 
-import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
 import { confirmDialog, copyText, pageFrame, pageLoad, showError } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
@@ -58,7 +58,7 @@ function createSection(ctx, clients, list, pageError) {
   const name = h("input", { id: "token-name", name: "name", maxlength: "100", required: true, "aria-describedby": "token-error" });
   const expires = h(
     "select",
-    { id: "token-expires", name: "expiresIn" },
+    { id: "token-expires", name: "expiresIn", "aria-describedby": "token-error" },
     LIFETIMES.map(([value, label]) => h("option", { value, selected: value === "30d" }, label)),
   );
   const choices = Object.entries(clients)
@@ -81,6 +81,7 @@ function createSection(ctx, clients, list, pageError) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     say(error, "");
+    for (const input of [name, expires]) markInvalid(input, false);
     const chosen = Object.fromEntries(
       choices.map((choice) => [choice.row.dataset.client, choice.chosen()]).filter(([, permissions]) => permissions.length),
     );
@@ -97,7 +98,8 @@ function createSection(ctx, clients, list, pageError) {
       list.add(token);
       say(pageError, "");
     } catch (failure) {
-      showError(ctx, error, failure);
+      // A lifetime beyond the server's PAT_MAX_TTL is refused with its reason under `expiresIn`.
+      showError(ctx, error, failure, { name, expiresIn: expires });
     } finally {
       submit.disabled = false;
     }
