@@ -90,6 +90,15 @@ class PortalAdminSite(AdminSite):
         user = request.user
         return not (user_mfa_required(user=user) and not user_second_factors(user=user))
 
+    def password_change(self, request: HttpRequest, extra_context=None) -> HttpResponseRedirect:
+        """The portal's Security page changes one's own password: it asks for the current one,
+        is throttled, ends the other sessions and access tokens and is audited. Django's admin
+        form would do none of that."""
+        return HttpResponseRedirect("/#/security")
+
+    def password_change_done(self, request: HttpRequest, extra_context=None) -> HttpResponseRedirect:
+        return HttpResponseRedirect("/#/security")
+
     def login(self, request: HttpRequest, extra_context=None) -> HttpResponseRedirect:
         if self.has_permission(request):
             return HttpResponseRedirect(reverse("admin:index", current_app=self.name))

@@ -397,6 +397,22 @@ def test_an_admin_session_without_a_portal_session_is_refused(admin_browser):
     assert _refused_by_the_admin(admin_browser)
 
 
+def test_the_admins_own_password_form_leads_to_the_portals_security_page(admin_browser):
+    """Django's form would change the password without asking the current one, ending the
+    other sessions and tokens or writing the audit log."""
+    staff = admin_browser.staff
+    for path in ("/admin/password_change/", "/admin/password_change/done/"):
+        assert admin_browser.get(path)["Location"] == "/#/security"
+    new = "A completely new passphrase 42"
+    answer = admin_browser.post(
+        "/admin/password_change/",
+        {"old_password": DEFAULT_PASSWORD, "new_password1": new, "new_password2": new},
+    )
+    assert answer["Location"] == "/#/security"
+    staff.refresh_from_db()
+    assert staff.check_password(DEFAULT_PASSWORD)
+
+
 def test_admin_use_keeps_the_portal_session_alive(admin_browser):
     with time_machine.travel(timezone.now(), tick=False) as traveller:
         for _ in range(3):
