@@ -202,8 +202,12 @@ def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
     GitopsRemoteState.objects.update_or_create(pk=GitopsRemoteState.SINGLETON_ID, defaults=fields)
 
 
-def _deliver(repository: GitopsRepository, extra: Sequence[PendingCommit]) -> DeliveryReport:
-    changes = {change.pk: change for change in changes_pending().select_related("cluster__client")}
+def _deliver(
+    repository: GitopsRepository, extra: Sequence[PendingCommit], *, with_changes: bool = True
+) -> DeliveryReport:
+    """Commit the pending cluster changes (``with_changes``), then ``extra``, and push once."""
+    pending_rows = changes_pending().select_related("cluster__client") if with_changes else []
+    changes = {change.pk: change for change in pending_rows}
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
     if not pending:
         return DeliveryReport(conflicts={}, pushed=True)
@@ -275,10 +279,15 @@ def deliver_after_commit() -> DeliveryReport | None:
 
 
 def client_file_deliver_after_commit(*, client: Client, actor: User | None, summary: str) -> None:
-    """Commit the client's ``client.yaml`` once its row is committed (failures logged, left for sync)."""
+    """Commit the client's ``client.yaml`` once its row is committed (failures logged, left for sync).
+
+    Only that file: cluster changes made in the same transaction are delivered by their own
+    callbacks, after it, so a client created with its clusters (``seed_demo``, a script) has its
+    folder in git before its clusters.
+    """
     pending = client_file_pending(client=client, actor=actor, summary=summary)
     try:
-        _after_commit(lambda: pending_changes_deliver(extra=[pending]))
+        _after_commit(lambda: _locked(lambda repository: _deliver(repository, [pending], with_changes=False)))
     except (GitopsError, FieldDecryptionError):
         logger.exception("GitOps delivery failed; %s is left for gitops_sync", summary)
 

@@ -3,6 +3,8 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import User
 from clusters.models import Client, Cluster, ClusterChange, Grant
+from gitops.repository import commits_list
+from tests.conftest import portal_repository
 
 
 def _snapshot():
@@ -40,3 +42,21 @@ def test_seed_demo_refuses_to_run_in_production_without_force(db):
     with pytest.raises(CommandError, match="well-known passwords"):
         call_command("seed_demo")
     assert not User.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_commits_each_clients_folder_before_its_cluster(settings):
+    """A client made together with its clusters: git shows the client's folder first."""
+    call_command("seed_demo", force=True)
+    oldest_first = [
+        info.message.splitlines()[0]
+        for info in reversed(commits_list(repository=portal_repository(settings)))
+    ]
+    for client in ("client1", "client2"):
+        folder = next(
+            i for i, message in enumerate(oldest_first) if message.startswith(f"{client}: client created")
+        )
+        cluster = next(
+            i for i, message in enumerate(oldest_first) if message.startswith(f"{client}/main: created")
+        )
+        assert folder < cluster, oldest_first
