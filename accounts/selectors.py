@@ -12,12 +12,13 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import session_cache
 from accounts.models import Passkey, RecoveryCode, SecondFactor, Session, TotpDevice, User
 from accounts.scopes import CredentialScope, SignInFacts, UserScope, session_scope
 from accounts.session_cache import CachedClaims
-from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, PortalToken
+from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, AccessToken, PortalToken, RefreshToken
 from config.errors import AccountDisabled, MfaEnrolmentRequired, SessionEnded, SessionIdle, TokenNotValid
 
 
@@ -135,6 +136,20 @@ def session_facts(session: Session) -> SignInFacts:
         google_domain=session.google_domain,
         signed_in_at=session.created_at.timestamp(),
     )
+
+
+def token_session(*, token: str | None) -> Session | None:
+    """The open session a refresh or access token belongs to (None: a bad token, an ended session)."""
+    for token_class in (RefreshToken, AccessToken):
+        try:
+            decoded = token_class(token or "")
+        except TokenError:
+            continue
+        session = Session.objects.select_related("user").filter(pk=uuid_or_none(decoded["sid"])).first()
+        if session is None or str(session.user_id) != decoded["sub"] or session.revoked_at is not None:
+            return None
+        return session
+    return None
 
 
 def uuid_or_none(value: object) -> uuid.UUID | None:

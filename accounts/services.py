@@ -404,19 +404,9 @@ def sessions_revoke(
     return _session_rows_revoke(sessions=sessions, reason=reason, actor=actor, origin=origin)
 
 
-def session_logout(*, token: str | None, origin: RequestOrigin) -> None:
-    """Revoke the session a (refresh or access) token belongs to; nothing to do for a bad token."""
-    if not token:
-        return
-    for token_class in (RefreshToken, AccessToken):
-        try:
-            decoded = token_class(token)
-        except TokenError:
-            continue
-        session = Session.objects.select_related("user").filter(pk=uuid_or_none(decoded["sid"])).first()
-        if session is not None and str(session.user_id) == decoded["sub"]:
-            sessions_revoke(sessions=[session], reason=SessionRevokedReason.LOGOUT, origin=origin)
-        return
+def session_logout(*, session: Session, origin: RequestOrigin) -> None:
+    """Sign out: revoke the session (found by ``selectors.token_session``)."""
+    sessions_revoke(sessions=[session], reason=SessionRevokedReason.LOGOUT, origin=origin)
 
 
 def user_session_revoke(*, user: User, session_id: uuid.UUID, origin: RequestOrigin) -> None:

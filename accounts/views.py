@@ -35,7 +35,13 @@ from accounts.google_sign_in import google_sign_in
 from accounts.models import AuthMethod
 from accounts.second_factors import SignInStep, sign_in_step
 from accounts.security_serializers import MfaChallengeSerializer
-from accounts.selectors import second_factor_policy_check, session_active_list, session_live, user_profile
+from accounts.selectors import (
+    second_factor_policy_check,
+    session_active_list,
+    session_live,
+    token_session,
+    user_profile,
+)
 from accounts.serializers import (
     DELIVERY_BODY,
     DELIVERY_COOKIE,
@@ -256,9 +262,13 @@ class LogoutView(PublicAPIView):
         raw, from_cookie = refresh_token_from_request(request)
         if raw is None:
             raw, from_cookie = access_token_from_request(request)
-        if from_cookie:
-            csrf_check(request._request)  # a cookie-authenticated write, like every other one
-        session_logout(token=raw, origin=request_origin(request))
+        session = token_session(token=raw)
+        if session is not None:
+            if from_cookie:
+                csrf_check(request._request)  # a cookie-authenticated write, like every other one
+            session_logout(session=session, origin=request_origin(request))
+        # No live session (signed out already, a stale or garbage cookie): nothing a forged
+        # request could end, so no CSRF token is asked; the cookies are cleared either way.
         admin_session_end(request._request)
         response = Response(status=status.HTTP_204_NO_CONTENT)
         auth_cookies_clear(response)

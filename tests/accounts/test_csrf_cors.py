@@ -4,6 +4,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from accounts.authentication import access_cookie_name, refresh_cookie_name
 from accounts.models import Session
 from tests.conftest import login
 
@@ -49,6 +50,34 @@ def test_a_cookie_logout_needs_the_csrf_token_too(user, send_token):
         assert (response.status_code, response.json()["code"]) == (403, "csrf_failed")
         assert Session.objects.get().revoked_at is None
         assert client.get("/api/auth/me").status_code == 200
+
+
+@pytest.mark.parametrize("cookie_name", [access_cookie_name, refresh_cookie_name])
+def test_a_logout_with_only_a_stale_or_garbage_cookie_answers_204_and_clears_it(cookie_name):
+    """Nothing to end, so nothing to forge: no CSRF token is asked (the contract: logout never
+    fails because of a stale cookie, and answers 204 when already signed out)."""
+    cookie = cookie_name()
+    client = APIClient(enforce_csrf_checks=True)
+    client.cookies[cookie] = "garbage"
+
+    response = client.post("/api/auth/logout")
+
+    assert response.status_code == 204
+    assert response.cookies[cookie].value == "" and response.cookies[cookie]["max-age"] == 0
+
+
+def test_a_second_tab_signing_out_of_an_ended_session_answers_204(user):
+    client = cookie_client(user)
+    held = {name: morsel.value for name, morsel in client.cookies.items()}  # what the other tab holds
+    csrf = client.get("/api/auth/csrf").json()["csrfToken"]
+    assert client.post("/api/auth/logout", HTTP_X_CSRFTOKEN=csrf).status_code == 204
+
+    other_tab = APIClient(enforce_csrf_checks=True)
+    for name, value in held.items():
+        other_tab.cookies[name] = value
+
+    assert other_tab.post("/api/auth/logout").status_code == 204
+    assert Session.objects.get().revoked_reason == "logout"
 
 
 def test_header_token_writes_need_no_csrf(bearer_client, user):
