@@ -42,17 +42,25 @@ def api_key_new() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _rotate(current: Cluster) -> tuple[dict[str, str], str]:
+# What the history records of a rotation, [before, after] like every other change (no key is
+# ever written there): which API keys Qdrant accepts.
+KEYS_OLD, KEYS_BOTH, KEYS_NEW = "old key", "old and new keys", "new key"
+ROTATED_IN_ONE_STEP = {"credentials": [KEYS_OLD, KEYS_NEW]}
+ROTATION_STARTED = {"credentials": [KEYS_OLD, KEYS_BOTH]}
+ROTATION_FINISHED = {"credentials": [KEYS_BOTH, KEYS_NEW]}
+
+
+def _rotate(current: Cluster) -> tuple[dict[str, list[str]], str]:
     """Set the new keys on the locked row; returns the history entry's changes and message."""
     current.read_only_api_key_encrypted = field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS)
     if not version_supports_alt_api_key(current.version):
         current.api_key_encrypted = field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS)
-        return {"credentials": "rotated"}, f"{current}: API keys rotated in one step"
+        return ROTATED_IN_ONE_STEP, f"{current}: API keys rotated in one step"
     now = timezone.now()
     current.alt_api_key_encrypted = field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS)
     current.rotation_started_at, current.rotation_finishes_at = now, now + settings.KEY_ROTATION_GRACE
     return (
-        {"credentials": "rotation started"},
+        ROTATION_STARTED,
         f"{current}: API key rotation started, the new key is accepted next to the old one",
     )
 
@@ -108,7 +116,7 @@ def _finish(current: Cluster, actor: User | None) -> ClusterChange:
         cluster=current,
         actor=actor,
         action=ClusterChange.Action.CREDENTIALS_ROTATE_FINISH,
-        changes={"credentials": "rotation finished"},
+        changes=ROTATION_FINISHED,
         message=f"{current}: API key rotation finished{how}, the old key is removed",
     )
 

@@ -13,6 +13,8 @@ import pytest
 import time_machine
 import yaml
 from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -92,7 +94,7 @@ def test_two_phase_rotation_adds_the_new_key_as_the_alternate_and_rolls_the_pods
         portal_repository(settings),
     )
     change = ClusterChange.objects.get(action="credentials_rotate")
-    assert change.pushed and change.changes == {"credentials": "rotation started"}
+    assert change.pushed and change.changes == {"credentials": ["old key", "old and new keys"]}
 
 
 def test_finishing_makes_the_new_key_the_only_one_and_rolls_the_pods_again(git_server, as_user1, cluster1):
@@ -305,3 +307,32 @@ def test_rotating_keys_needs_a_recent_authentication(git_server, as_user1, clust
         assert proven.status_code == 204
         assert as_user1.post(f"{URL}/credentials/rotate").status_code == 200
     assert keys() != before
+
+
+@pytest.fixture
+def migrated_back_afterwards():
+    """Leave the schema at the latest migration for the tests that follow, whatever this one did."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("migrated_back_afterwards")
+def test_rotations_recorded_before_the_history_had_pairs_read_as_pairs(client1, cluster1):
+    """The history API promises {"field": [before, after]}: older rows are brought to it."""
+    MigrationExecutor(connection).migrate([("clusters", "0005_teams_and_sign_in_policy")])
+    for words in ("rotated", "rotation started", "rotation finished"):
+        ClusterChange.objects.create(
+            cluster=cluster1, action="credentials_rotate", changes={"credentials": words}, message=words
+        )
+    executor = MigrationExecutor(connection)  # a new one: it reads which migrations have run
+    executor.migrate([("clusters", "0006_history_credentials_pairs")])
+
+    recorded = {c.message: c.changes for c in ClusterChange.objects.filter(action="credentials_rotate")}
+
+    assert recorded == {
+        "rotated": {"credentials": ["old key", "new key"]},
+        "rotation started": {"credentials": ["old key", "old and new keys"]},
+        "rotation finished": {"credentials": ["old and new keys", "new key"]},
+    }
