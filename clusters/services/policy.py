@@ -74,11 +74,37 @@ def policy_problems(wanted: PolicyInput) -> dict[str, list[str]]:
     return problems
 
 
+def _duration_text(length: timedelta) -> str:
+    """``8 h``, ``1 h 30 min``, ``45 s``."""
+    hours, rest = divmod(int(length.total_seconds()), 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [
+        f"{hours} h" if hours else "",
+        f"{minutes} min" if minutes else "",
+        f"{seconds} s" if seconds else "",
+    ]
+    return " ".join(part for part in parts if part) or "0 s"
+
+
+def _setting_text(name: str, value: object) -> str:
+    """A policy setting as the client's admins read it in their audit trail."""
+    if name == "allowed_methods":
+        return ", ".join(value) if value else "any"  # type: ignore[arg-type]
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, timedelta):
+        return _duration_text(value)
+    return str(value) if value else "none"
+
+
 def _described(before: SignInPolicy | None, after: SignInPolicy) -> str:
+    """``allowed methods: any -> passkey, password; max session length: none -> 8 h``."""
+    before = before or SignInPolicy()  # no policy yet: any method, nothing required
     changed = [
-        f"{name}: {getattr(before, name, None)!s} -> {getattr(after, name)!s}"
+        f"{SignInPolicy._meta.get_field(name).verbose_name}: "
+        f"{_setting_text(name, getattr(before, name))} -> {_setting_text(name, getattr(after, name))}"
         for name in SignInPolicy.SETTINGS
-        if before is None or getattr(before, name) != getattr(after, name)
+        if getattr(before, name) != getattr(after, name)
     ]
     return "; ".join(changed) or "unchanged"
 
