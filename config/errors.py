@@ -252,8 +252,8 @@ class GitopsValuesConflict(PortalError):
 
     def __init__(self, *, problem: str | None = None) -> None:
         super().__init__(
-            f"The GitOps repository was edited by hand in a way the change cannot be applied to: {problem}. "
-            "Nothing was changed; fix the file in git, then try again."
+            f"The GitOps repository was edited by hand in a way the change cannot be applied to: "
+            f"{problem.rstrip('.')}. Nothing was changed; fix the file in git, then try again."
             if problem
             else None
         )

@@ -354,7 +354,7 @@ def test_a_values_file_edited_so_the_change_cannot_apply_is_answered_409_and_blo
     assert response.status_code == 409, response.json()
     body = response.json()
     assert body["code"] == "gitops_values_conflict"
-    assert path in body["detail"] and "image" in body["detail"]
+    assert path in body["detail"] and "image" in body["detail"] and ".." not in body["detail"]
     cluster1.refresh_from_db()
     assert cluster1.replicas == 2  # nothing was changed
     assert ClusterChange.objects.count() == changes_before
