@@ -143,6 +143,11 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
             return False
         return super().has_change_permission(request, obj)
 
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def _changeable(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
         """The selected users this operator may act on; the others are named in a message."""
         if request.user.is_superuser:

@@ -241,7 +241,15 @@ def test_staff_who_may_change_users_cannot_take_over_a_superuser(client, user_fa
     root = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
     root_api = bearer_client(root)
     TotpDevice.objects.create(user=root, secret_encrypted="x", confirmed_at=timezone.now())
-    browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
+    browser = limited_staff_browser(client, user_factory, "view_user", "change_user", "delete_user")
+    unused = user_factory(
+        email="root2@example.com", is_staff=True, is_superuser=True
+    )  # nothing else to delete
+    assert browser.post(f"/admin/accounts/user/{unused.pk}/delete/", {"post": "yes"}).status_code == 403
+    browser.post(
+        "/admin/accounts/user/", {"action": "delete_selected", "_selected_action": [unused.pk], "post": "yes"}
+    )
+    assert User.objects.filter(pk=unused.pk).exists()
     for action in ("reset_second_factors", "deactivate_selected"):
         page = browser.post(
             "/admin/accounts/user/", {"action": action, "_selected_action": [str(root.pk)]}, follow=True
