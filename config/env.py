@@ -57,8 +57,8 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    """One of ``choices`` (any letter case), as given."""
-    value = os.environ.get(name, default).strip()
+    """One of ``choices`` (any letter case), as given; empty means the default."""
+    value = os.environ.get(name, "").strip() or default
     if value.lower() not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
@@ -70,8 +70,9 @@ _RATE = re.compile(r"^[1-9][0-9]*/[smhd][a-z]*$")
 
 
 def env_rate(name: str, default: str) -> str:
-    """A throttle rate such as ``20/min``: refused at start, not by every request it would limit."""
-    value = os.environ.get(name, default).strip()
+    """A throttle rate such as ``20/min`` (empty: the default): refused at start, not by every
+    request it would limit."""
+    value = os.environ.get(name, "").strip() or default
     if not _RATE.match(value):
         raise ImproperlyConfigured(f"{name} must be a rate such as 20/min or 50/hour, got {value!r}")
     return value

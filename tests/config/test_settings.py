@@ -128,6 +128,18 @@ def test_a_setting_that_would_break_every_sign_in_stops_the_start(tmp_path, name
     assert f"{name} {said}" in result.stderr
 
 
+def test_an_empty_choice_or_rate_means_the_default(tmp_path):
+    """As for every other variable: `NAME=` in an env file or an empty ConfigMap key."""
+    result = _run_django(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.ACCESS_COOKIE_SAMESITE, settings.LOGIN_THROTTLE_IP)",
+        {"DJANGO_DEBUG": "1", "ACCESS_COOKIE_SAMESITE": "", "LOGIN_THROTTLE_IP": " "},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Lax", "20/min"]
+
+
 def test_check_deploy_passes_with_production_variables(tmp_path):
     result = _run_django(
         "import sys; from django.core.management import execute_from_command_line; "
