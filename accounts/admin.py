@@ -3,7 +3,7 @@ from contextvars import ContextVar
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -137,29 +137,32 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         readonly = tuple(super().get_readonly_fields(request, obj))
         return readonly if request.user.is_superuser else readonly + self.privilege_fields
 
+    @staticmethod
+    def _out_of_reach(request: HttpRequest, user: User | None) -> bool:
+        """A privileged account (staff, operator, superuser) is changed or deleted by superusers
+        only: whoever could set its password or reset its factors could sign in as it."""
+        privileged = user is not None and (user.is_superuser or user.is_staff or user.is_operator)
+        return privileged and not request.user.is_superuser
+
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
-        """A superuser's account (its password, its factors, its state) is changed by superusers only."""
-        if obj is not None and obj.is_superuser and not request.user.is_superuser:
-            return False
-        return super().has_change_permission(request, obj)
+        return not self._out_of_reach(request, obj) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
-        if obj is not None and obj.is_superuser and not request.user.is_superuser:
-            return False
-        return super().has_delete_permission(request, obj)
+        return not self._out_of_reach(request, obj) and super().has_delete_permission(request, obj)
 
     def _changeable(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
         """The selected users this operator may act on; the others are named in a message."""
         if request.user.is_superuser:
             return queryset
-        skipped = list(queryset.filter(is_superuser=True).values_list("email", flat=True))
+        privileged = Q(is_superuser=True) | Q(is_staff=True) | Q(is_operator=True)
+        skipped = list(queryset.filter(privileged).values_list("email", flat=True))
         if skipped:
             self.message_user(
                 request,
                 f"Only a superuser can change {', '.join(skipped)}: left as they were.",
                 messages.ERROR,
             )
-        return queryset.filter(is_superuser=False)
+        return queryset.exclude(privileged)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
         token = _acting_operator.set(request.user)

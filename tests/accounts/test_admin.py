@@ -235,16 +235,22 @@ def test_staff_who_may_only_view_users_cannot_run_the_write_actions(client, user
     assert user.is_active and TotpDevice.objects.filter(user=user).exists()
 
 
-def test_staff_who_may_change_users_cannot_take_over_a_superuser(client, user_factory, bearer_client):
+@pytest.mark.parametrize(
+    "privilege",
+    [{"is_superuser": True, "is_staff": True}, {"is_operator": True, "is_staff": True}, {"is_staff": True}],
+    ids=["superuser", "operator", "staff"],
+)
+def test_staff_who_may_change_users_cannot_take_over_a_privileged_account(
+    client, user_factory, bearer_client, privilege
+):
+    """Setting its password or resetting its factors would let them sign in as it."""
     from accounts.models import TotpDevice
 
-    root = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
+    root = user_factory(email="root@example.com", **privilege)
     root_api = bearer_client(root)
     TotpDevice.objects.create(user=root, secret_encrypted="x", confirmed_at=timezone.now())
     browser = limited_staff_browser(client, user_factory, "view_user", "change_user", "delete_user")
-    unused = user_factory(
-        email="root2@example.com", is_staff=True, is_superuser=True
-    )  # nothing else to delete
+    unused = user_factory(email="root2@example.com", **privilege)  # nothing else to delete with it
     assert browser.post(f"/admin/accounts/user/{unused.pk}/delete/", {"post": "yes"}).status_code == 403
     browser.post(
         "/admin/accounts/user/", {"action": "delete_selected", "_selected_action": [unused.pk], "post": "yes"}
@@ -261,16 +267,17 @@ def test_staff_who_may_change_users_cannot_take_over_a_superuser(client, user_fa
     assert root_api.get("/api/auth/me").status_code == 200
 
 
-def test_staff_who_may_change_users_cannot_grant_themselves_more(client, user_factory):
+def test_staff_who_may_change_users_cannot_make_anyone_privileged(client, user_factory, user):
     browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
-    staff = User.objects.get(email="support@example.com")
-    page = browser.get(f"/admin/accounts/user/{staff.pk}/change/")
+    page = browser.get(f"/admin/accounts/user/{user.pk}/change/")
     data = user_change_form_data(page)
-    data.update(email=staff.email, name="Support", is_active="on")
-    data.update(is_superuser="on", is_operator="on")
+    data.update(email=user.email, name="Alice B", is_active="on")
+    data.update(is_superuser="on", is_operator="on", is_staff="on")
     for field in ("date_joined", "last_login"):
         data.pop(field, None)
-    response = browser.post(f"/admin/accounts/user/{staff.pk}/change/", data)
+    response = browser.post(f"/admin/accounts/user/{user.pk}/change/", data)
     assert response.status_code == 302
-    staff.refresh_from_db()
-    assert (staff.name, staff.is_superuser, staff.is_operator) == ("Support", False, False)
+    user.refresh_from_db()
+    assert (user.name, user.is_superuser, user.is_operator, user.is_staff) == ("Alice B", False, False, False)
+    own = User.objects.get(email="support@example.com")
+    assert browser.get(f"/admin/accounts/user/{own.pk}/password/").status_code == 403  # their own too
