@@ -201,17 +201,23 @@ class GrantInlineFormSet(BaseInlineFormSet):
         """The API's rank rule: staff who are not operators give, change or take away no role
         above their own on the client (the invitation form says the same)."""
         super().clean()
+        refusals = []
         for form in self.forms:
-            if not form.has_changed() or form.errors:
+            # A row ticked for deletion is not validated by Django: its errors would be ignored,
+            # so the refusals are the formset's own, which do stop the save.
+            deleting = form.has_changed() and bool(form.cleaned_data.get("DELETE"))
+            if not form.has_changed() or (form.errors and not deleting):
                 continue
             try:
                 if form.instance.pk:
                     stored = Grant.objects.select_related("client").get(pk=form.instance.pk)
                     role_grant_check(actor=self.actor, client=stored.client, role=stored.role)
-                if not form.cleaned_data.get("DELETE"):
+                if not deleting:
                     role_grant_check(actor=self.actor, client=form.instance.client, role=form.instance.role)
             except PortalError as error:
-                form.add_error(None, error.detail)
+                refusals.append(error.detail)
+        if refusals:
+            raise forms.ValidationError(refusals)
 
 
 class GrantInline(admin.TabularInline):

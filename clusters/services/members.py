@@ -36,6 +36,8 @@ def actor_rank(*, actor: User | None, client: Client) -> int:
         return -1
     if user_is_global_operator(user=actor):
         return len(ROLE_ORDER)
+    if client.pk is None:  # a client being created (the admin's add page): nobody has a role on it yet
+        return -1
     return role_rank(Grant.objects.filter(user=actor, client=client).values_list("role", flat=True).first())
 
 

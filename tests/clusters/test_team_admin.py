@@ -7,7 +7,7 @@ from django.core import mail
 from rest_framework.test import APIClient
 
 from accounts.models import PersonalAccessToken
-from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import grant_set, invitation_create, invitation_revoke
 from tests.clusters.test_admin import _inline_management
 
@@ -162,3 +162,47 @@ def test_staff_below_an_operator_cannot_make_themselves_a_clients_admin(user_fac
         "helpdesk@example.com": "operator",
         user1.email: "admin",
     }
+
+
+def _limited_staff_browser(user_factory, *codenames):
+    from django.contrib.auth.models import Permission
+    from django.test import Client as BrowserClient
+
+    staff = user_factory(email="helpdesk@example.com", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    browser = BrowserClient()
+    browser.force_login(staff)
+    return staff, browser
+
+
+def test_staff_below_an_operator_cannot_take_away_a_higher_role(user_factory, client1, user1):
+    staff, browser = _limited_staff_browser(
+        user_factory, "view_client", "change_client", "change_grant", "delete_grant", "view_grant"
+    )
+    grant_set(user=staff, client=client1, role=Grant.Role.OPERATOR)
+    grant_set(user=user1, client=client1, role=Grant.Role.ADMIN)
+    own, admin = Grant.objects.get(user=staff), Grant.objects.get(user=user1)
+    form = _client_form(client1)
+    form.update({**_inline_management("grants", 2, initial=2), **_inline_management("sign_in_policy", 0)})
+    form.update({"grants-0-id": own.pk, "grants-0-user": staff.pk, "grants-0-role": "operator"})
+    form.update({"grants-1-id": admin.pk, "grants-1-user": user1.pk, "grants-1-role": "admin"})
+    form.update({"grants-1-DELETE": "on"})  # only a deletion: Django does not validate that row
+
+    response = browser.post(f"/admin/clusters/client/{client1.pk}/change/", form)
+
+    assert response.status_code == 200 and "above your own" in response.content.decode()
+    assert Grant.objects.filter(user=user1, client=client1, role="admin").exists()
+
+
+def test_staff_below_an_operator_adding_a_client_with_members_gets_a_form_error(user_factory, user1):
+    staff, browser = _limited_staff_browser(
+        user_factory, "add_client", "view_client", "add_grant", "view_grant"
+    )
+    form = {"slug": "newco", "name": "New Co", "active": "on"}
+    form.update({**_inline_management("grants", 1), **_inline_management("sign_in_policy", 0)})
+    form.update({**_inline_management("clusters", 0), "grants-0-user": user1.pk, "grants-0-role": "viewer"})
+
+    response = browser.post("/admin/clusters/client/add/", form)
+
+    assert response.status_code == 200 and "above your own" in response.content.decode()
+    assert not Client.objects.filter(slug="newco").exists()
