@@ -259,10 +259,12 @@ class LogoutView(PublicAPIView):
     )
     def post(self, request: Request) -> Response:
         browser_origin_check(request)
-        raw, from_cookie = refresh_token_from_request(request)
-        if raw is None:
-            raw, from_cookie = access_token_from_request(request)
-        session = token_session(token=raw)
+        session, from_cookie = None, False
+        for presented in (refresh_token_from_request, access_token_from_request):
+            raw, from_cookie = presented(request)
+            session = token_session(token=raw)
+            if session is not None:  # a garbage refresh cookie must not hide a live access cookie
+                break
         if session is not None:
             if from_cookie:
                 csrf_check(request._request)  # a cookie-authenticated write, like every other one

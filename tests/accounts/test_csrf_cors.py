@@ -66,6 +66,17 @@ def test_a_logout_with_only_a_stale_or_garbage_cookie_answers_204_and_clears_it(
     assert response.cookies[cookie].value == "" and response.cookies[cookie]["max-age"] == 0
 
 
+def test_a_garbage_refresh_cookie_does_not_hide_a_live_access_cookie(user):
+    """Else a forged logout would clear the cookies without the token while the session lives on."""
+    client = cookie_client(user)
+    client.cookies[refresh_cookie_name()] = "garbage"
+    refused = client.post("/api/auth/logout")
+    assert (refused.status_code, refused.json()["code"]) == (403, "csrf_failed")
+    csrf = client.get("/api/auth/csrf").json()["csrfToken"]
+    assert client.post("/api/auth/logout", HTTP_X_CSRFTOKEN=csrf).status_code == 204
+    assert Session.objects.get().revoked_reason == "logout"
+
+
 def test_a_second_tab_signing_out_of_an_ended_session_answers_204(user):
     client = cookie_client(user)
     held = {name: morsel.value for name, morsel in client.cookies.items()}  # what the other tab holds
