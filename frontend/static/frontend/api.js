@@ -197,20 +197,25 @@ function refusalNotice(body) {
   return body.detail; // account_disabled, refresh_token_reused, csrf_failed: say why
 }
 
+// How long a refused refresh answers for the requests that find out just after it (those sent
+// before it); later ones ask again: the user may have signed in again in another tab.
+const REFUSAL_REMEMBERED_MS = 5000;
+
 /**
  * refresh() is one refresh for everybody waiting now; it resolves to null when it succeeded,
- * else to the notice for the sign-in page. A refused refresh is remembered until a request
- * succeeds again (signing in, for instance): the requests that find out later do not each
- * ask again. `generation` is bumped after every successful refresh: a request sent before a
- * refresh finished is replayed without refreshing again.
+ * else to the notice for the sign-in page. A refused refresh is remembered for
+ * REFUSAL_REMEMBERED_MS, or until a request succeeds (signing in, for instance): the requests
+ * already out do not each ask again. `generation` is bumped after every successful refresh: a
+ * request sent before a refresh finished is replayed without refreshing again.
  */
 function sharedRefresh(send) {
   let pending = null;
   let refusal = null;
+  let refusedAt = 0;
   const refresher = {
     generation: 0,
     refresh() {
-      if (refusal !== null) return Promise.resolve(refusal);
+      if (refusal !== null && Date.now() - refusedAt < REFUSAL_REMEMBERED_MS) return Promise.resolve(refusal);
       if (!pending) {
         pending = send("POST", "/api/auth/refresh", undefined, undefined)
           .then(({ response, body }) => {
@@ -220,6 +225,7 @@ function sharedRefresh(send) {
             }
             if (response.status === 401 || response.status === 403) {
               refusal = refusalNotice(body);
+              refusedAt = Date.now();
               return refusal;
             }
             // 429/5xx: the session may well be fine; surface the error instead.

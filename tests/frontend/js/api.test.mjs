@@ -228,6 +228,26 @@ test("after a refused refresh, later 403s do not each ask for a refresh until a 
   assert.equal(server.count("/api/auth/refresh"), 2, "a new session refreshes again");
 });
 
+test("a refused refresh is not remembered for long: a sign-in in another tab is found", async () => {
+  let signedInElsewhere = false;
+  const server = fakeServer((call) => {
+    if (call.path === "/api/auth/refresh") return signedInElsewhere ? json(200, {}) : json(403, TOKEN_NOT_VALID);
+    return json(403, TOKEN_NOT_VALID); // every access token this fake sees has lapsed
+  });
+  const { api } = apiFor(server);
+  await assert.rejects(api.get("/api/a"), { code: "session_expired" });
+
+  signedInElsewhere = true; // the shared refresh cookie is valid again
+  const realNow = Date.now;
+  Date.now = () => realNow() + 60_000; // a minute later, this tab's access cookie has lapsed
+  try {
+    await assert.rejects(api.get("/api/b"));
+  } finally {
+    Date.now = realNow;
+  }
+  assert.equal(server.count("/api/auth/refresh"), 2, "it asked again instead of answering from memory");
+});
+
 test("sign-in endpoints never trigger a refresh", async () => {
   const server = fakeServer(() => json(403, TOKEN_NOT_VALID));
   const { api, expired } = apiFor(server);
