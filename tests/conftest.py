@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -292,3 +294,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         ) in by_reason.items():  # one line per reason: a missing file is not a missing browser
             terminalreporter.write_sep("!", f"NOT RUN: {count} {what}", yellow=True, bold=True)
             terminalreporter.write_line(reason)
+
+
+@pytest.fixture
+def migrated_back_afterwards():
+    """Leave the schema at the latest migration for the tests that follow, whatever a test that
+    migrates backwards did."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

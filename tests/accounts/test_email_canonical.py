@@ -93,14 +93,6 @@ def test_a_second_spelling_of_an_existing_address_is_a_duplicate(client2):
         User.objects.create_user(email="clıent2@example.com", password=PASSWORD)
 
 
-@pytest.fixture
-def migrated_back_afterwards():
-    """Leave the schema at the latest migration for the tests that follow, whatever this one did."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("migrated_back_afterwards")
 def test_the_migration_canonicalises_existing_rows_and_reports_collisions(capsys):

@@ -309,14 +309,6 @@ def test_rotating_keys_needs_a_recent_authentication(git_server, as_user1, clust
     assert keys() != before
 
 
-@pytest.fixture
-def migrated_back_afterwards():
-    """Leave the schema at the latest migration for the tests that follow, whatever this one did."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("migrated_back_afterwards")
 def test_rotations_recorded_before_the_history_had_pairs_read_as_pairs(client1, cluster1):
