@@ -38,7 +38,6 @@ from clusters.services import (
     storage_expansion_cancel,
     storage_expansion_check,
     storage_expansion_complete,
-    storage_expansion_waiting,
 )
 from clusters.team_admin import GrantInline, SignInPolicyInline  # registers the team's admin pages too
 from config.admin_errors import ServiceRefusalsAdmin
@@ -156,9 +155,8 @@ class ClusterAdminForm(forms.ModelForm):
         if current is None and cleaned.get("client") and cleaned.get("slug"):
             cluster_slug_check(client=cleaned["client"], slug=cleaned["slug"])
         if current is not None and "storage_gi" in changes:
-            waiting = storage_expansion_waiting(cluster=current)
             try:
-                storage_expansion_check(cluster=current, storage_gi=changes["storage_gi"], waiting=waiting)
+                storage_expansion_check(cluster=current, storage_gi=changes["storage_gi"])
             except PortalError as error:
                 self.add_error("storage_gi", error.detail)
         if current is not None and "replicas" in changes and not cleaned.get("confirm_scale_down"):

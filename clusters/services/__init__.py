@@ -42,7 +42,6 @@ from clusters.services.storage import (
     storage_expansion_check,
     storage_expansion_complete,
     storage_expansion_request,
-    storage_expansion_waiting,
 )
 
 __all__ = [
@@ -79,5 +78,4 @@ __all__ = [
     "storage_expansion_complete",
     "storage_expansion_check",
     "storage_expansion_request",
-    "storage_expansion_waiting",
 ]

@@ -19,17 +19,22 @@ from clusters.services.changes import ClusterChangeResult, change_record, cluste
 from config.errors import StorageExpansionNotFound, StorageExpansionPending
 
 
-def storage_expansion_waiting(*, cluster: Cluster, lock: bool = False) -> StorageExpansion | None:
+def _waiting(*, cluster: Cluster, lock: bool = False) -> StorageExpansion | None:
     """The cluster's pending request (``lock``: held until the caller's transaction ends)."""
     pending = StorageExpansion.objects.filter(cluster=cluster, state=StorageExpansion.State.PENDING)
     return (pending.select_for_update() if lock else pending).first()
 
 
-def storage_expansion_check(*, cluster: Cluster, storage_gi: int, waiting: StorageExpansion | None) -> None:
-    """Another size while ``waiting`` is pending: 409 ``storage_expansion_pending`` (the admin's
-    form asks before it saves; ``storage_expansion_request`` again under the lock)."""
+def storage_expansion_check(
+    *, cluster: Cluster, storage_gi: int, lock: bool = False
+) -> StorageExpansion | None:
+    """The request pending for ``cluster`` (None: none); another size while one is pending is
+    409 ``storage_expansion_pending``. The admin's form asks before it saves;
+    ``storage_expansion_request`` again, holding the row (``lock``)."""
+    waiting = _waiting(cluster=cluster, lock=lock)
     if waiting is not None and storage_gi not in (cluster.storage_gi, waiting.requested_gi):
         raise StorageExpansionPending()
+    return waiting
 
 
 def storage_expansion_request(
@@ -42,8 +47,7 @@ def storage_expansion_request(
     """
     if storage_gi == cluster.storage_gi:
         return None, False
-    pending = storage_expansion_waiting(cluster=cluster, lock=True)
-    storage_expansion_check(cluster=cluster, storage_gi=storage_gi, waiting=pending)
+    pending = storage_expansion_check(cluster=cluster, storage_gi=storage_gi, lock=True)
     if pending is not None:
         return pending, False
     expansion = StorageExpansion(
@@ -78,7 +82,7 @@ def storage_expansion_cancel(*, cluster: Cluster, actor: User | None) -> Cluster
     """Withdraw the cluster's pending request (404 ``not_found`` when none waits); nothing reaches git."""
     with transaction.atomic():
         current = cluster_locked(cluster=cluster)
-        pending = storage_expansion_waiting(cluster=current, lock=True)
+        pending = _waiting(cluster=current, lock=True)
         if pending is None:
             raise StorageExpansionNotFound()
         _resolve(pending, StorageExpansion.State.CANCELLED, actor)
@@ -100,7 +104,7 @@ def storage_expansion_complete(*, expansion: StorageExpansion, actor: User | Non
     """
     with transaction.atomic():
         current = cluster_locked(cluster=expansion.cluster)
-        pending = storage_expansion_waiting(cluster=current, lock=True)
+        pending = _waiting(cluster=current, lock=True)
         if pending is None or pending.pk != expansion.pk:
             raise StorageExpansionNotFound()
         before, after = current.storage_gi, pending.requested_gi
