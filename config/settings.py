@@ -293,7 +293,7 @@ ARGOCD_URL = env_str("ARGOCD_URL").rstrip("/")
 ARGOCD_TOKEN = env_str("ARGOCD_TOKEN")  # a read-only account's API token (deploy/argocd/README.md)
 ARGOCD_APP_NAMESPACE = env_str("ARGOCD_APP_NAMESPACE")  # Applications outside Argo CD's own namespace
 ARGOCD_CA_FILE = env_str("ARGOCD_CA_FILE")  # CA of Argo CD's certificate; TLS is always verified
-ARGOCD_TIMEOUT = env_duration("ARGOCD_TIMEOUT", "2s")
+ARGOCD_TIMEOUT = env_duration("ARGOCD_TIMEOUT", "2s", minimum=_SECOND)
 # Argo CD's web UI as people's browsers reach it, for the admin's links (ARGOCD_URL may be an
 # in-cluster service address no browser can open).
 ARGOCD_UI_URL = env_str("ARGOCD_UI_URL", ARGOCD_URL).rstrip("/")
@@ -307,8 +307,6 @@ if ARGOCD_URL:
         raise ImproperlyConfigured("ARGOCD_TOKEN is required when ARGOCD_URL is set (see deploy/argocd).")
     if ARGOCD_CA_FILE and not Path(ARGOCD_CA_FILE).is_file():
         raise ImproperlyConfigured(f"ARGOCD_CA_FILE={ARGOCD_CA_FILE} is not a file.")
-    if not ARGOCD_TIMEOUT.total_seconds() > 0:
-        raise ImproperlyConfigured("ARGOCD_TIMEOUT must be at least 1s.")
     if not ARGOCD_UI_URL.startswith(("https://", "http://")):
         raise ImproperlyConfigured("ARGOCD_UI_URL must be an https:// (or http://) URL of Argo CD's web UI.")
 
