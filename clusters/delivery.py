@@ -203,11 +203,20 @@ def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
 
 
 def _deliver(
-    repository: GitopsRepository, extra: Sequence[PendingCommit], *, with_changes: bool = True
+    repository: GitopsRepository,
+    extra: Sequence[PendingCommit],
+    *,
+    with_changes: bool = True,
+    awaited: int | None = None,
 ) -> DeliveryReport:
-    """Commit the pending cluster changes (``with_changes``), then ``extra``, and push once."""
+    """Commit the pending cluster changes (``with_changes``), then ``extra``, and push once.
+
+    ``awaited``: the change the caller waits for; if it is on the remote already, nothing is done.
+    """
     pending_rows = changes_pending().select_related("cluster__client") if with_changes else []
     changes = {change.pk: change for change in pending_rows}
+    if awaited is not None and awaited not in changes:
+        return DeliveryReport(conflicts={}, pushed=True)
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
     if not pending:
         return DeliveryReport(conflicts={}, pushed=True)
@@ -239,13 +248,20 @@ def _deliver(
     return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
 
 
-def pending_changes_deliver(*, extra: Sequence[PendingCommit] = ()) -> DeliveryReport:
+def pending_changes_deliver(
+    *, extra: Sequence[PendingCommit] = (), awaited: int | None = None
+) -> DeliveryReport:
     """Commit every change not yet on the remote, oldest first (one commit each), and push once.
+
+    ``awaited``: the change a request waits for. When the branch lock comes free and another
+    request has delivered it meanwhile (group commit), the request answers at once: the changes
+    made since are pushed by their own requests. Otherwise, behind a lock that is not
+    first-come-first-served (``flock``), it could wait out several later pushes.
 
     Raises ``RepositoryUnavailable`` only when not even the local repository can be written;
     network failures leave commits local and unpushed, to be delivered later.
     """
-    return _locked(lambda repository: _deliver(repository, extra))
+    return _locked(lambda repository: _deliver(repository, extra, awaited=awaited))
 
 
 def _after_commit(deliver: Callable[[], DeliveryReport]) -> DeliveryReport | None:
@@ -273,9 +289,9 @@ def _after_commit(deliver: Callable[[], DeliveryReport]) -> DeliveryReport | Non
     return ran[0] if ran else None
 
 
-def deliver_after_commit() -> DeliveryReport | None:
-    """Deliver pending cluster changes once the open transaction (if any) commits."""
-    return _after_commit(pending_changes_deliver)
+def deliver_after_commit(*, awaited: int) -> DeliveryReport | None:
+    """Deliver pending cluster changes, ``awaited`` among them, once the open transaction (if any) commits."""
+    return _after_commit(partial(pending_changes_deliver, awaited=awaited))
 
 
 def client_file_deliver_after_commit(*, client: Client, actor: User | None, summary: str) -> None:

@@ -148,7 +148,7 @@ def delivered(result: ClusterChangeResult, *, undo: Undo | None = None) -> Clust
     if change is None:
         return result
     try:
-        report = delivery.deliver_after_commit()
+        report = delivery.deliver_after_commit(awaited=change.pk)
     except (RepositoryUnavailable, FieldDecryptionError) as error:
         if undo is not None and _change_revert(result=result, undo=undo):
             unreadable = isinstance(error, FieldDecryptionError)  # FIELD_ENCRYPTION_KEY lost a secret

@@ -302,7 +302,7 @@ def test_a_change_is_undone_only_while_no_other_replica_can_push_it(
     if connection.vendor == "sqlite":
         pytest.skip("threads share the in-memory SQLite test database badly; runs on PostgreSQL and MariaDB")
 
-    def this_replica_cannot_commit():
+    def this_replica_cannot_commit(**_):
         raise RepositoryUnavailable("disk full")
 
     monkeypatch.setattr(clusters_delivery, "deliver_after_commit", this_replica_cannot_commit)
@@ -339,6 +339,30 @@ def test_a_change_is_undone_only_while_no_other_replica_can_push_it(
     assert not ClusterChange.objects.filter(action="update").exists()
     cluster1.refresh_from_db()
     assert cluster1.replicas == 2
+
+
+def test_a_request_whose_change_was_delivered_while_it_waited_pushes_nothing_more(
+    git_server, monkeypatch, cluster1, cluster2, user1, user2, client_for
+):
+    """Group commit: the lock holder pushed this request's change; changes made since then are
+    left to their own requests, so this one answers without waiting for another push."""
+    delivered_first = client_for(user1).patch(CLUSTER, {"replicas": 3}, format="json")
+    assert delivered_first.json()["revision"]["pushed"] is True
+    first = ClusterChange.objects.get(commit=delivered_first.json()["revision"]["commit"])
+    monkeypatch.setattr(
+        clusters_delivery, "deliver_after_commit", lambda **_: None
+    )  # its request is still on its way
+    client_for(user2).patch("/api/clients/client2/clusters/main", {"replicas": 3}, format="json")
+    later = ClusterChange.objects.get(pushed=False)
+    tip = branch_tip(repository=git_server)
+
+    pending_changes_deliver(awaited=first.pk)
+    assert branch_tip(repository=git_server) == tip
+    assert ClusterChange.objects.get(pk=later.pk).pushed is False
+
+    pending_changes_deliver(awaited=later.pk)  # its own request delivers it
+    later.refresh_from_db()
+    assert later.pushed is True and branch_tip(repository=git_server) == later.commit
 
 
 def test_a_values_file_edited_so_the_change_cannot_apply_is_answered_409_and_blocks_no_one(
