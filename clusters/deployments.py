@@ -290,20 +290,32 @@ def _error_condition(status: ApplicationStatus) -> str:
     return " ".join(errors)
 
 
-def _synced_state(status: ApplicationStatus) -> tuple[str, str]:
+def _synced_state(status: ApplicationStatus, checked_at: datetime) -> tuple[str, str]:
     """The state of an Application synced to the latest change: its health decides."""
     health, message = status.health_status, status.health_message
     if health == "Healthy":
         return DEPLOYED, "Argo CD applied the latest change and the cluster is healthy."
     if health == "Progressing":
+        # Argo CD never calls a StatefulSet whose pods cannot start (a bad image, a crash loop)
+        # anything but Progressing: past the deadline, that is a degraded cluster.
+        # Since the later of the health's last change and the end of the last sync.
+        since = max(filter(None, (status.health_since, status.operation_finished_at)), default=None)
+        if since is not None and checked_at - since > settings.DEPLOYMENT_PROGRESS_DEADLINE:
+            minutes = max(1, int((checked_at - since).total_seconds() // 60))
+            return DEGRADED, (
+                f"The cluster's pods have not become ready in {minutes} minutes since Argo CD "
+                f"applied the latest change{': ' + message if message else '.'}"
+            )
         return SYNCING, message or "Argo CD applied the latest change; the cluster's pods are starting."
     if health in {"Degraded", "Missing", "Suspended"}:
         return DEGRADED, message or f"Argo CD applied the latest change but the cluster is {health.lower()}."
     return UNKNOWN, "Argo CD does not know the cluster's health yet."
 
 
-def status_state(status: ApplicationStatus, change: ClusterChange) -> tuple[str, str]:
-    """(state, message) for a pushed ``change`` and what Argo CD reports."""
+def status_state(
+    status: ApplicationStatus, change: ClusterChange, *, checked_at: datetime
+) -> tuple[str, str]:
+    """(state, message) for a pushed ``change`` and what Argo CD reported at ``checked_at``."""
     condition = _error_condition(status) if status.sync_status != "Synced" else ""
     if condition and not status.revision:  # Argo CD could not even resolve what to compare
         return FAILED, condition
@@ -320,7 +332,7 @@ def status_state(status: ApplicationStatus, change: ClusterChange) -> tuple[str,
         return SYNCING, status.operation_message or "Argo CD is applying the latest change."
     if status.sync_status != "Synced":
         return SYNCING, f"Argo CD has seen the latest change and is about to apply it ({status.sync_status})."
-    return _synced_state(status)
+    return _synced_state(status, checked_at)
 
 
 def deployment_build(
@@ -347,7 +359,7 @@ def deployment_build(
     elif status is None:
         state, message = UNKNOWN, seen.failure if seen is not None else "Argo CD was not asked."
     else:
-        state, message = status_state(status, revision)
+        state, message = status_state(status, revision, checked_at=base.checked_at or timezone.now())
     return replace(base, state=state, message=message)
 
 

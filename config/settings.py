@@ -300,6 +300,9 @@ ARGOCD_UI_URL = env_str("ARGOCD_UI_URL", ARGOCD_URL).rstrip("/")
 # How long a status read from Argo CD is reused (shared cache): a page costs Argo CD at most
 # one request per cache period, and a slow Argo CD at most ARGOCD_TIMEOUT.
 ARGOCD_CACHE_TTL = env_duration("ARGOCD_CACHE_TTL", "5s")
+# A cluster whose rollout has not become healthy this long after Argo CD applied it reads
+# "degraded" (and ``manage.py deployments`` alerts): Argo CD never says so of a StatefulSet.
+DEPLOYMENT_PROGRESS_DEADLINE = env_duration("DEPLOYMENT_PROGRESS_DEADLINE", "10m", minimum=_SECOND)
 if ARGOCD_URL:
     if not ARGOCD_URL.startswith(("https://", "http://")):
         raise ImproperlyConfigured("ARGOCD_URL must be an https:// (or http://) URL of Argo CD's API server.")

@@ -20,6 +20,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -74,6 +75,10 @@ class ApplicationStatus:
     operation_message: str = ""
     operation_revision: str = ""
     conditions: tuple[ApplicationCondition, ...] = ()
+    # When the health last changed (``health.lastTransitionTime``), and when the last sync
+    # operation ended (``operationState.finishedAt``); None where Argo CD does not say.
+    health_since: datetime | None = None
+    operation_finished_at: datetime | None = None
 
     @property
     def operation_failed(self) -> bool:
@@ -93,6 +98,15 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _time(value: Any) -> datetime | None:
+    """A Kubernetes timestamp (RFC 3339, ``2026-11-27T10:00:00Z``); None when absent or not one."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo is not None else None
 
 
 def _texts(value: Any) -> tuple[str, ...]:
@@ -148,6 +162,8 @@ def application_parse(document: Any) -> ApplicationStatus:
             ApplicationCondition(type=_text(item.get("type")), message=_text(item.get("message")))
             for item in map(_mapping, conditions)
         ),
+        health_since=_time(health.get("lastTransitionTime")),
+        operation_finished_at=_time(operation.get("finishedAt")),
     )
 
 

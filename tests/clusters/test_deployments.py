@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -129,6 +130,32 @@ def test_argo_cd_applying_the_latest_commit_is_syncing(argocd, scaled, as_user1,
     assert deployment["state"] == "syncing"
     assert words in deployment["message"]
     assert deployment["deployedRevision"] == scaled
+
+
+@pytest.mark.parametrize(("minutes_ago", "state"), [(9, "syncing"), (11, "degraded")])
+def test_a_rollout_still_progressing_past_the_deadline_is_degraded(
+    argocd, scaled, as_user1, settings, minutes_ago, state
+):
+    """Argo CD calls a StatefulSet whose pods cannot start Progressing for ever."""
+    settings.DEPLOYMENT_PROGRESS_DEADLINE = timedelta(minutes=10)
+    since = (datetime.now(tz=UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    argocd.application_put(
+        client="client1",
+        cluster="main",
+        revision=scaled,
+        health="Progressing",
+        health_message="Waiting for 1 pods to be ready...",
+        since=since,
+    )
+
+    deployment = _fresh(as_user1)
+
+    assert deployment["state"] == state
+    if state == "degraded":
+        assert deployment["message"] == (
+            "The cluster's pods have not become ready in 11 minutes since Argo CD applied the "
+            "latest change: Waiting for 1 pods to be ready..."
+        )
 
 
 def test_a_synced_healthy_multi_source_application_at_the_commit_is_deployed(argocd, scaled, as_user1):

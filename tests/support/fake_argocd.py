@@ -266,12 +266,14 @@ class FakeArgoCD:
         operation_message: str = "",
         operation_revision: str | None = None,
         conditions: tuple[tuple[str, str], ...] = (),
+        since: str | None = None,
     ) -> dict:
         """Put (or replace) the Application of ``client``/``cluster`` as Argo CD would report it.
 
         ``revision``: the git revision of the values (and secret) sources Argo CD compared to;
         ``operation``: the phase of the last sync operation (``""``: none yet), for
-        ``operation_revision`` (default: ``revision``).
+        ``operation_revision`` (default: ``revision``); ``since``: when the health last
+        changed and the operation, if any, ended (``lastTransitionTime``, ``finishedAt``; default now).
         """
         name = f"qdrant.{client}.{cluster}"
         sources = _sources(client, cluster)
@@ -282,7 +284,7 @@ class FakeArgoCD:
                 "revisions": revisions,
                 "comparedTo": {"sources": sources, "destination": _destination(client)},
             },
-            "health": {"status": health, "lastTransitionTime": _now()},
+            "health": {"status": health, "lastTransitionTime": since or _now()},
             "reconciledAt": _now(),
             "sourceTypes": ["Helm", "Directory", "Directory"],
             "controllerNamespace": "argocd",
@@ -291,7 +293,7 @@ class FakeArgoCD:
             status["health"]["message"] = health_message
         if operation:
             status["operationState"] = _operation(
-                operation, operation_message, operation_revision or revision
+                operation, operation_message, operation_revision or revision, since or _now()
             )
         if conditions:
             status["conditions"] = [
@@ -351,10 +353,10 @@ def _destination(client: str) -> dict:
     return {"server": "https://kubernetes.default.svc", "namespace": f"qdrant-{client}"}
 
 
-def _operation(phase: str, message: str, revision: str) -> dict:
+def _operation(phase: str, message: str, revision: str, since: str) -> dict:
     state: dict[str, Any] = {
         "phase": phase,
-        "startedAt": _now(),
+        "startedAt": since,
         "operation": {
             "sync": {"revisions": ["1.19.0", revision, revision], "prune": True},
             "initiatedBy": {"automated": True},
@@ -364,6 +366,6 @@ def _operation(phase: str, message: str, revision: str) -> dict:
     if message:
         state["message"] = message
     if phase not in {"Running", "Terminating"}:
-        state["finishedAt"] = _now()
+        state["finishedAt"] = since
         state["syncResult"] = {"revisions": ["1.19.0", revision, revision], "resources": []}
     return state
