@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import factors, session_cache
+from accounts import factors
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.factors import FactorInvalid, RelyingParty
 from accounts.models import (
@@ -31,7 +31,7 @@ from accounts.second_factors import (
     failure_record,
 )
 from accounts.selectors import user_second_factors
-from accounts.services import session_facts_refresh
+from accounts.services import session_facts_refresh, users_claims_bump
 from config.crypto import TOTP_SECRETS, FieldDecryptionError, field_decrypt, field_encrypt, field_reencrypt
 from config.errors import (
     AlreadyEnrolled,
@@ -51,11 +51,9 @@ class TotpEnrolment:
 
 
 def _factors_changed(user: User) -> None:
-    """The claims gateways and the API see include the second-factor state."""
-    try:
-        session_cache.claims_cache_forget(user_ids=[user.pk])
-    except AuthUnavailable:
-        pass  # they expire within CLAIMS_CACHE_TTL
+    """The claims gateways and the API see include the second-factor state, and so does the access
+    token's scope (none while a required factor is missing): tokens are re-issued."""
+    users_claims_bump(user_ids=[user.pk])
 
 
 def _transports(credential: dict) -> list[str]:

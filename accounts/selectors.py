@@ -118,14 +118,22 @@ class LiveSession:
 
     def credential_scope(self) -> CredentialScope:
         """The clients this session reaches now: its user's, less those whose requirements it misses."""
-        claims = self.claims
-        return session_scope(
-            scope=claims.scope,
-            permissions=claims.permissions,
-            requirements=claims.requirements,
-            facts=self.facts,
-            now=timezone.now(),
-        )
+        return claims_session_scope(claims=self.claims, facts=self.facts)
+
+
+def claims_session_scope(*, claims: CachedClaims, facts: SignInFacts) -> CredentialScope:
+    """A session's scope (its access token's ``scope`` claim): none at all while its user must set
+    up a second factor and has none, so that services verifying the token alone (with the JWKS)
+    refuse it as the portal does."""
+    if claims.mfa_required and not claims.mfa_enrolled:
+        return CredentialScope(permissions={})
+    return session_scope(
+        scope=claims.scope,
+        permissions=claims.permissions,
+        requirements=claims.requirements,
+        facts=facts,
+        now=timezone.now(),
+    )
 
 
 def session_facts(session: Session) -> SignInFacts:

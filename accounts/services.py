@@ -30,9 +30,9 @@ from accounts.models import (
     SessionRevokedReason,
     User,
 )
-from accounts.scopes import session_scope
 from accounts.selectors import (
     LiveSession,
+    claims_session_scope,
     session_facts,
     session_live,
     user_claims,
@@ -114,13 +114,7 @@ def _refresh_payload(*, user: User, session: Session, now: datetime) -> dict:
 def _issued(*, user: User, session: Session, refresh_payload: dict, claims: CachedClaims) -> IssuedTokens:
     """The tokens of a sign-in or refresh, for the user's current ``claims`` (a sign-in reads them
     from the database and caches them; a refresh has them from its session check)."""
-    scope = session_scope(
-        scope=claims.scope,
-        permissions=claims.permissions,
-        requirements=claims.requirements,
-        facts=session_facts(session),
-        now=timezone.now(),
-    )
+    scope = claims_session_scope(claims=claims, facts=session_facts(session))
     access = access_token_issue(
         user=user,
         session_id=session.pk,

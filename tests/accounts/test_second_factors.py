@@ -17,6 +17,7 @@ from accounts.models import AuditEvent, Session, TotpDevice
 from accounts.services import user_deactivate
 from tests.accounts.test_admin import user_change_form_data
 from tests.conftest import DEFAULT_PASSWORD, b64, login
+from tests.helpers import token_parts
 
 
 def _enrol(client) -> tuple[pyotp.TOTP, list[str]]:
@@ -499,3 +500,16 @@ def test_an_admin_session_needs_the_second_factor_an_operator_then_requires(
     assert admin_browser.get("/admin/").status_code == 302  # the next admin request, not a later one
     _enrol(auth_client(staff))  # from another device
     assert admin_browser.get("/admin/").status_code == 200
+
+
+def test_until_a_required_factor_is_set_up_the_access_token_reaches_no_client(user_factory, auth_client):
+    """Services that verify tokens alone (JWKS) read the scope claim: an operator who must still
+    set up a second factor gets a token for nothing, and the right one once enrolled."""
+    operator = user_factory(email="op@example.com", is_staff=True, is_operator=True, mfa_required=True)
+    browser = auth_client(operator)
+    assert token_parts(browser.cookies["__Host-accessToken"].value)[1]["scope"] == ""
+
+    _enrol(browser)
+
+    assert browser.get("/api/auth/me").status_code == 200  # re-issues the access token
+    assert token_parts(browser.cookies["__Host-accessToken"].value)[1]["scope"] == "*"
