@@ -187,6 +187,17 @@ def test_a_personal_access_token_pasted_anywhere_is_redacted(log_lines):
     assert entry["message"] == "CI used [REDACTED_PAT] from 10.0.0.2"
 
 
+def test_a_token_glued_to_other_characters_in_a_path_is_redacted(log_lines):
+    from accounts.access_tokens import access_token_secret_new
+
+    logger, stream = log_lines
+    pat = access_token_secret_new()
+    logger.warning("Not Found: /api/clients/x_%s/clusters/1%s", JWT, pat)
+    (entry,) = _entries(stream)
+    assert JWT not in stream.getvalue() and pat not in stream.getvalue()
+    assert entry["message"] == "Not Found: /api/clients/x_[REDACTED_JWT]/clusters/1[REDACTED_PAT]"
+
+
 @pytest.mark.parametrize(
     "key",
     [
