@@ -35,6 +35,9 @@ READ_ONLY_API_KEY_SECRET_KEY = "read-only-api-key"  # noqa: S105 - a key name, a
 ALT_API_KEY_SECRET_KEY = "alt-api-key"  # noqa: S105 - a key name, as above
 _OWNED_ENV = ((API_KEY_ENV, API_KEY_SECRET_KEY), (READ_ONLY_API_KEY_ENV, READ_ONLY_API_KEY_SECRET_KEY))
 _OWNED_ENV_NAMES = {API_KEY_ENV, READ_ONLY_API_KEY_ENV, ALT_API_KEY_ENV}
+# The chart's own key options: a hand-written one would put a key in git in plaintext (or have
+# the chart generate one) in a Secret named like the portal's sealed one. The portal owns the keys.
+_CHART_KEY_OPTIONS = ("apiKey", "readOnlyApiKey")
 # On the pod template: it changes whenever the keys do, so the StatefulSet rolls its pods.
 KEYS_FINGERPRINT_ANNOTATION = "portal.qdrant.tech/api-keys-fingerprint"
 _FINGERPRINT_PATTERN = re.compile(r"^[0-9a-f]{16,128}$")
@@ -197,6 +200,8 @@ def values_render(
     _mapping(data, "image", hint)["tag"] = version
     _mapping(data, "persistence", hint)["size"] = f"{storage_gi}Gi"
     data["env"] = _env_entries(data.get("env"), secret_name, alt_api_key is True, hint)
+    for option in _CHART_KEY_OPTIONS:
+        data.pop(option, None)
     _fingerprint_set(data, keys_fingerprint, keys_fingerprint_add or not existing, hint)
     try:
         text = _yaml_text(data)

@@ -284,3 +284,13 @@ def test_the_chart_reads_the_keys_from_no_values_of_its_own():
     written = values_render(existing=None, **OWNED, alt_api_key=True, keys_fingerprint=FINGERPRINT)
     assert "apiKey" not in chart and "readOnlyApiKey" not in chart  # commented out in the chart
     assert b"apiKey:" not in written and b"readOnlyApiKey:" not in written
+
+
+@pytest.mark.parametrize("option", ["apiKey", "readOnlyApiKey"])
+@pytest.mark.parametrize("value", ["a-key-in-plaintext", True])
+def test_the_charts_own_key_options_written_by_hand_are_dropped(option, value):
+    """A plaintext key (or one the chart would generate) in a Secret named like the portal's."""
+    existing = yaml.safe_dump({option: value, "service": {"type": "ClusterIP"}}).encode()
+    written = values_render(existing=existing, **OWNED)
+    assert option not in yaml.safe_load(written) and b"a-key-in-plaintext" not in written
+    assert yaml.safe_load(written)["service"] == {"type": "ClusterIP"}  # the rest stays
