@@ -38,7 +38,13 @@ from clusters.rendering import client_files_render, cluster_files_render
 from clusters.selectors import changes_pending
 from config import metrics
 from config.crypto import FieldDecryptionError
-from gitops.argocd import APPLICATIONSET_PATH, README_PATH, applicationset_render, repository_readme_render
+from gitops.argocd import (
+    APPLICATIONSET_PATH,
+    ARGOCD_NAMESPACE,
+    README_PATH,
+    applicationset_render,
+    repository_readme_render,
+)
 from gitops.delivery import GroupDelivery, PendingCommit, commits_deliver
 from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
 from gitops.locks import branch_lock
@@ -103,6 +109,7 @@ def _bootstrap_files() -> dict[str, bytes]:
             branch=settings.GITOPS_BRANCH,
             chart_version=settings.QDRANT_CHART_VERSION,
             project=settings.ARGOCD_PROJECT,
+            namespace=settings.ARGOCD_APP_NAMESPACE or ARGOCD_NAMESPACE,
         ),
         README_PATH: repository_readme_render(),
     }

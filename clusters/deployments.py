@@ -33,7 +33,7 @@ from django.utils import timezone
 from clusters.models import Cluster, ClusterChange
 from config import metrics
 from config.cache import CACHE_ERRORS
-from gitops.argocd import CLIENT_LABEL, application_name
+from gitops.argocd import ARGOCD_NAMESPACE, CLIENT_LABEL, application_name
 from gitops.argocd_api import ApplicationStatus, ArgoCDConnection, application_get, applications_list
 from gitops.errors import ArgoCDUnavailable, RepositoryUnavailable
 from gitops.remote import commit_is_ancestor
@@ -51,8 +51,6 @@ DEPLOYMENT_STATES = (PENDING, SYNCING, DEPLOYED, DEGRADED, FAILED, UNKNOWN)
 # States a monitor alerts on (``manage.py deployments`` exits non-zero).
 ALERTING_STATES = frozenset({FAILED, DEGRADED})
 BACKOFF_MAX_SECONDS = 60.0
-# Argo CD's namespace, where its Applications live unless ARGOCD_APP_NAMESPACE says otherwise.
-ARGOCD_DEFAULT_NAMESPACE = "argocd"
 _APPLICATION_KEY = "argocd:application:"
 _BACKOFF_KEY = "argocd:backoff"
 _REFRESH_WORKERS = 4
@@ -107,7 +105,7 @@ def cluster_application(*, cluster: Cluster) -> str:
 
 def application_ui_url(*, cluster: Cluster) -> str:
     """The cluster's Application in Argo CD's web UI (at ARGOCD_UI_URL, which browsers reach)."""
-    namespace = settings.ARGOCD_APP_NAMESPACE or ARGOCD_DEFAULT_NAMESPACE
+    namespace = settings.ARGOCD_APP_NAMESPACE or ARGOCD_NAMESPACE
     ui = (settings.ARGOCD_UI_URL or settings.ARGOCD_URL).rstrip("/")
     return f"{ui}/applications/{namespace}/{cluster_application(cluster=cluster)}"
 

@@ -56,17 +56,20 @@ def repo_url_without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def applicationset_render(*, repo_url: str, branch: str, chart_version: str, project: str) -> bytes:
+def applicationset_render(
+    *, repo_url: str, branch: str, chart_version: str, project: str, namespace: str = ARGOCD_NAMESPACE
+) -> bytes:
     """One Application per ``clients/<client>/<cluster>`` folder: the chart, its values, its secret.
 
     Applications are named ``qdrant.<client>.<cluster>``: joining with ``-`` would give
-    ``a-b``/``c`` and ``a``/``b-c`` the same name.
+    ``a-b``/``c`` and ``a``/``b-c`` the same name. Argo CD creates them in the ApplicationSet's
+    own ``namespace`` (its control plane's, or one enabled for ApplicationSets in any namespace).
     """
     repo_url = repo_url_without_credentials(repo_url)
     manifest = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
-        "metadata": {"name": APPLICATIONSET_NAME, "namespace": ARGOCD_NAMESPACE},
+        "metadata": {"name": APPLICATIONSET_NAME, "namespace": namespace},
         "spec": {
             "goTemplate": True,
             "goTemplateOptions": ["missingkey=error"],

@@ -245,6 +245,18 @@ def test_gitops_sync_bootstrap_rewrites_the_applicationset_after_a_chart_upgrade
     )
 
 
+def test_the_applicationset_lives_where_the_portal_reads_the_applications(git_server, settings, cluster1):
+    """Argo CD creates an ApplicationSet's Applications in its own namespace."""
+    applicationset = yaml.safe_load(file_read(repository=git_server, file_path="argocd/applicationset.yaml"))
+    assert applicationset["metadata"]["namespace"] == "argocd"
+
+    settings.ARGOCD_APP_NAMESPACE = "qdrant-apps"
+    call_command("gitops_sync", "--bootstrap")
+
+    applicationset = yaml.safe_load(file_read(repository=git_server, file_path="argocd/applicationset.yaml"))
+    assert applicationset["metadata"]["namespace"] == "qdrant-apps"
+
+
 def test_concurrent_changes_from_many_threads_all_reach_git(git_server, client1, user1):
     if connection.vendor == "sqlite":
         pytest.skip(
