@@ -47,3 +47,4 @@ class OutageReporter:
 
 database_outage = OutageReporter("database")
 cache_outage = OutageReporter("session cache")
+gitops_remote_outage = OutageReporter("gitops remote")

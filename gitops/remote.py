@@ -14,6 +14,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import CredentialType, FetchPrune
 
+from config.outages import gitops_remote_outage
 from gitops.repository import GitopsRepository, branch_tip, repository_handle
 
 _CREDENTIAL_ATTEMPTS = 3
@@ -91,7 +92,8 @@ def remote_fetch(*, repository: GitopsRepository, remote: RemoteConfig) -> Remot
             callbacks=_Callbacks(remote),
             prune=FetchPrune.PRUNE,  # a branch deleted on the remote is forgotten here
         )
-    except _TRANSPORT_ERRORS:
+    except _TRANSPORT_ERRORS as error:
+        gitops_remote_outage.report(error)
         return RemoteState(reachable=False, tip=None)
     return RemoteState(reachable=True, tip=remote_tracking_tip(repository=repository))
 
@@ -107,7 +109,8 @@ def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:
         handle.remotes.create_anonymous(remote.url).push(
             [f"{repository.ref_name}:{repository.ref_name}"], callbacks=callbacks
         )
-    except _TRANSPORT_ERRORS:
+    except _TRANSPORT_ERRORS as error:
+        gitops_remote_outage.report(error)
         return False
     if callbacks.rejected:
         return False

@@ -217,8 +217,15 @@ def gitops_status() -> GitopsStatus:
         remote, outbox = gitops_remote_state(), outbox_summary()
     except DatabaseError as error:
         return GitopsStatus(ok=False, error=probe_error(error), remote_configured=configured)
+    failing = bool(
+        remote
+        and remote.last_failure_at
+        and (not remote.last_push_at or remote.last_failure_at > remote.last_push_at)
+    )
     return GitopsStatus(
-        ok=True,
+        # The remote's last answer was a failure: changes wait (the log says why, once a minute).
+        ok=not failing,
+        error="the last push to the remote failed; changes wait for the next one" if failing else None,
         remote_configured=configured,
         last_push_at=remote.last_push_at if remote else None,
         last_push_commit=remote.last_push_commit if remote else "",

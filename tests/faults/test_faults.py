@@ -334,6 +334,7 @@ def test_postgres_unreachable_answers_database_unavailable_and_recovers(healthy:
 def _two_changes_while_unreachable(portal: Portal, cluster: str) -> tuple[dict, dict]:
     client1, admin = portal.login("client1"), portal.login("admin")
     portal.git.answering = False
+    outages_seen.add("gitops remote")
     first = _patch(portal, client1["accessToken"], cluster, replicas=2)
     assert first.status_code == 202, first.text
     assert first.json()["revision"]["pushed"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from accounts.tokens import keys_dir_add
 from clusters.models import ClusterChange, GitopsRemoteState
+from config.outages import REPORT_INTERVAL_SECONDS, gitops_remote_outage
 from operations import selectors
 from operations.selectors import cache_status, database_status, system_status
 from tests.helpers import free_port
@@ -250,14 +252,24 @@ def test_a_push_to_the_remote_is_recorded_and_the_outbox_empties(
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unreachable_remote_is_recorded_and_the_waiting_change_counted(
-    client_for, staff, as_user1, cluster1, settings, tmp_path
+    client_for, staff, as_user1, cluster1, settings, tmp_path, caplog, monkeypatch
 ):
     settings.GITOPS_REMOTE_URL = str(tmp_path / "no-such-remote.git")
     response = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
     assert response.status_code == 202
 
-    gitops = client_for(staff).get(STATUS_URL).json()["gitops"]
+    with caplog.at_level(logging.ERROR, logger="portal.outages"):
+        monkeypatch.setattr(gitops_remote_outage, "_last_report", -REPORT_INTERVAL_SECONDS)
+        second = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+    body = client_for(staff).get(STATUS_URL).json()
+    gitops = body["gitops"]
 
+    assert second.status_code == 202
+    assert body["ok"] is False and gitops["ok"] is False
+    assert gitops["error"] == "the last push to the remote failed; changes wait for the next one"
+    # Why, in the log: once, not once per request.
+    (reported,) = [r.getMessage() for r in caplog.records if r.name == "portal.outages"]
+    assert reported.startswith("gitops remote unreachable: GitError: ")
     assert gitops["remote"]["lastFailureAt"] is not None and gitops["remote"]["lastPushAt"] is None
     waiting = ClusterChange.objects.filter(pushed=False).exclude(action="storage_request").order_by("id")
     assert gitops["pendingChanges"] == waiting.count() >= 1
