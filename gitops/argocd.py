@@ -201,7 +201,8 @@ restarts its pods one at a time.
 When the portal has the sealed-secrets controller's certificate (`GITOPS_SEALING_CERT`,
 from `kubeseal --fetch-cert`), it writes that Secret as `apikey.sealed.yaml`, sealed in
 strict scope, in sync wave -1 so that Argo CD waits for the controller to update the Secret
-before it rolls the pods.
+before it rolls the pods (with the portal's SealedSecret health check installed in Argo CD:
+its built-in one does not wait for the current version).
 
 Without a certificate, create the Secret by hand with the keys the portal shows
 (Credentials page or `GET /api/clients/<client>/clusters/<cluster>/credentials`):
