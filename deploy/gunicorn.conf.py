@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 
-def _env_positive_int(name: str, default: int) -> int:
+def _env_positive_int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -19,8 +19,8 @@ def _env_positive_int(name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -37,9 +37,12 @@ worker_class = "gthread"
 timeout = 60  # a git push to a slow remote may take a while (pygit2 timeouts are 10 s + 30 s)
 graceful_timeout = 25  # below the pod's terminationGracePeriodSeconds minus the preStop pause
 keepalive = 5
-# Recycle workers now and then so a slow leak never grows into an out-of-memory kill.
-max_requests = 2000
-max_requests_jitter = 200
+# Recycle workers now and then so a slow leak never grows into an out-of-memory kill; rarely,
+# because each recycled worker leaves its metric files behind (about 8 KiB, see
+# PROMETHEUS_MULTIPROC_DIR below): at 50,000 requests a recycle, the pod's 64 MiB metrics volume
+# holds some 400 million requests. GUNICORN_MAX_REQUESTS=0 turns recycling off.
+max_requests = _env_positive_int("GUNICORN_MAX_REQUESTS", 50_000, minimum=0)
+max_requests_jitter = max_requests // 10
 
 # The heartbeat file is touched on every loop: keep it on a RAM filesystem, not the disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108

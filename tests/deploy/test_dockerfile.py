@@ -209,7 +209,13 @@ def test_the_build_context_leaves_out_secrets_state_and_tooling():
 
 
 def _gunicorn_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> Config:
-    for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "LOG_LEVEL", "FORWARDED_ALLOW_IPS"):
+    for name in (
+        "GUNICORN_WORKERS",
+        "GUNICORN_THREADS",
+        "GUNICORN_MAX_REQUESTS",
+        "LOG_LEVEL",
+        "FORWARDED_ALLOW_IPS",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -237,6 +243,14 @@ def test_gunicorn_has_sane_defaults_without_the_variables(monkeypatch):
     assert config.control_socket_disable is True
     assert config.pidfile is None
     assert config.logconfig_dict["formatters"]["json"]["()"] == "config.logging.JsonFormatter"
+
+
+def test_workers_are_recycled_rarely_or_never(monkeypatch):
+    """Each recycled worker leaves its metric files in the pod's 64 MiB volume."""
+    assert _gunicorn_config(monkeypatch).max_requests == 50_000
+    assert _gunicorn_config(monkeypatch, GUNICORN_MAX_REQUESTS="0").max_requests == 0
+    with pytest.raises(ValueError, match="GUNICORN_MAX_REQUESTS"):
+        _gunicorn_config(monkeypatch, GUNICORN_MAX_REQUESTS="-1")
 
 
 @pytest.mark.parametrize("raw", ["0", "-2", "two", "1.5"])
