@@ -47,8 +47,9 @@ max_requests_jitter = max_requests // 10
 # The heartbeat file is touched on every loop: keep it on a RAM filesystem, not the disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 
-# Only the local host may claim HTTPS through X-Forwarded-* headers. Django decides what is
-# secure through SECURE_PROXY_SSL_HEADER (DJANGO_BEHIND_PROXY); override with FORWARDED_ALLOW_IPS.
+# gunicorn takes the scheme from X-Forwarded-* headers only from these addresses. Django reads
+# X-Forwarded-Proto itself (SECURE_PROXY_SSL_HEADER, with DJANGO_BEHIND_PROXY) from any peer:
+# with it on, the pod must be reachable only through the proxy (deploy/k8s/networkpolicy.yaml).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # No runtime control socket: nothing in the pod should resize or reload the server, and the
