@@ -38,6 +38,7 @@ from clusters.rendering import client_files_render, cluster_files_render
 from clusters.selectors import changes_pending
 from config import metrics
 from config.crypto import FieldDecryptionError
+from config.outages import gitops_remote_outage
 from gitops.argocd import (
     APPLICATIONSET_PATH,
     ARGOCD_NAMESPACE,
@@ -98,6 +99,7 @@ def _remote() -> RemoteConfig | None:
         url=settings.GITOPS_REMOTE_URL,
         token=settings.GITOPS_REMOTE_TOKEN or None,
         ssh_key_path=Path(settings.GITOPS_SSH_KEY_PATH) if settings.GITOPS_SSH_KEY_PATH else None,
+        on_failure=gitops_remote_outage.report,  # logged once a minute while it lasts
     )
 
 

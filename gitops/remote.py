@@ -8,13 +8,13 @@ changes on the remote's tip instead of overwriting someone else's commit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
 from pygit2.enums import CredentialType, FetchPrune
 
-from config.outages import gitops_remote_outage
 from gitops.repository import GitopsRepository, branch_tip, repository_handle
 
 _CREDENTIAL_ATTEMPTS = 3
@@ -35,6 +35,8 @@ class RemoteConfig:
     ssh_key_path: Path | None = None
     ssh_public_key_path: Path | None = None
     ssh_passphrase: str | None = field(default=None, repr=False)
+    # Told why the remote could not be reached (the caller logs it; a refused push is not a failure).
+    on_failure: Callable[[Exception], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ def remote_fetch(*, repository: GitopsRepository, remote: RemoteConfig) -> Remot
             prune=FetchPrune.PRUNE,  # a branch deleted on the remote is forgotten here
         )
     except _TRANSPORT_ERRORS as error:
-        gitops_remote_outage.report(error)
+        if remote.on_failure is not None:
+            remote.on_failure(error)
         return RemoteState(reachable=False, tip=None)
     return RemoteState(reachable=True, tip=remote_tracking_tip(repository=repository))
 
@@ -110,7 +113,8 @@ def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:
             [f"{repository.ref_name}:{repository.ref_name}"], callbacks=callbacks
         )
     except _TRANSPORT_ERRORS as error:
-        gitops_remote_outage.report(error)
+        if remote.on_failure is not None:
+            remote.on_failure(error)
         return False
     if callbacks.rejected:
         return False
