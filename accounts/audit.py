@@ -1,11 +1,11 @@
-"""The audit log: what happened to whose credentials, from where."""
+"""The audit log: what happened to whose credentials, from where, and with which credential."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from accounts.models import AuditEvent, AuditEventType, User
+from accounts.models import AuditEvent, AuditEventType, AuthMethod, PersonalAccessToken, User
 
 USER_AGENT_MAX = 512
 
@@ -16,6 +16,29 @@ class RequestOrigin:
 
     ip: str | None
     user_agent: str
+
+
+@dataclass(frozen=True)
+class RequestCredential:
+    """What a request authenticated with, as audit trails name it: a session or a personal access token."""
+
+    session_id: uuid.UUID | None = None
+    access_token_id: int | None = None
+
+
+def credential_describe(*, credential: RequestCredential) -> str:
+    """``session <id>`` or ``personal access token #<id> “<name>”`` (never a secret)."""
+    if credential.access_token_id is not None:
+        label = f"personal access token #{credential.access_token_id}"
+        name = (
+            PersonalAccessToken.objects.filter(pk=credential.access_token_id)
+            .values_list("name", flat=True)
+            .first()
+        )
+        return f"{label} “{name}”" if name else label
+    if credential.session_id is not None:
+        return f"session {credential.session_id}"
+    return ""
 
 
 def audit_event_record(
@@ -43,3 +66,16 @@ def audit_event_record(
     event.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
     event.save()
     return event
+
+
+def sign_in_throttled_record(*, email: str, method: str, origin: RequestOrigin, detail: str) -> AuditEvent:
+    """A sign-in to ``email`` (canonical) that the per-account limit refused, whether or not the
+    account exists. The throttle calls it once per window, not once per refused attempt."""
+    return audit_event_record(
+        type=AuditEventType.LOGIN_THROTTLED,
+        user=User.objects.filter(email=email).first(),
+        email=email,
+        method=method if method in AuthMethod.values else "",
+        origin=origin,
+        detail=detail,
+    )

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.access_tokens import TOKEN_PREFIX, LiveAccessToken, access_token_live, access_token_use_record
-from accounts.audit import USER_AGENT_MAX, RequestOrigin
+from accounts.audit import USER_AGENT_MAX, RequestCredential, RequestOrigin
 from accounts.models import SessionUser
 from accounts.scopes import CredentialScope
 from accounts.selectors import LiveSession, second_factor_policy_check, session_live
@@ -221,6 +221,16 @@ def _session_user(*, user_id: int, claims: CachedClaims, scope: CredentialScope)
         claims_version=claims.claims_version,
         credential_scope=scope,
     )
+
+
+def request_credential(request: Request) -> RequestCredential:
+    """The session or personal access token an authenticated request used, as audit trails name it."""
+    auth = request.auth
+    if isinstance(auth, PersonalTokenAuth):
+        return RequestCredential(access_token_id=auth.token.token_id)
+    if isinstance(auth, TokenAuth):
+        return RequestCredential(session_id=auth.session.session_id)
+    return RequestCredential()
 
 
 def personal_token_live(request: HttpRequest, raw: str) -> LiveAccessToken:

@@ -235,6 +235,7 @@ class Session(models.Model):
 class AuditEventType(models.TextChoices):
     LOGIN_SUCCEEDED = "login_succeeded", "Login succeeded"
     LOGIN_FAILED = "login_failed", "Login failed"
+    LOGIN_THROTTLED = "login_throttled", "Login refused: too many attempts"
     REFRESH_REUSED = "refresh_reused", "Refresh token reused"
     LOGOUT = "logout", "Logout"
     SESSION_REVOKED = "session_revoked", "Session revoked"

@@ -1,5 +1,6 @@
 """Throttles on the cache (429 with Retry-After): sign-in per client address and per account,
-and what a signed-in user may repeat (``UserThrottle``)."""
+and what a signed-in user may repeat (``UserThrottle``). The per-account limit leaves a record
+in the audit log when it refuses, once per window."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import hashlib
 import ipaddress
 
 from django.conf import settings
+from django.db import DatabaseError
 from rest_framework.throttling import SimpleRateThrottle
 
-from accounts.authentication import client_ip
+from accounts.audit import sign_in_throttled_record
+from accounts.authentication import client_ip, request_origin
 from accounts.devices import device_nonce
 from accounts.emails import email_canonical_or_none
 from config import metrics
@@ -85,6 +88,35 @@ class LoginAccountThrottle(_CacheThrottle):
         if nonce is not None:
             return self.cache_format % {"scope": "login_device", "ident": nonce}
         return self.cache_format % {"scope": self.scope, "ident": _digest(email)}
+
+    def allow_request(self, request, view) -> bool:
+        allowed = super().allow_request(request, view)
+        if not allowed:
+            self._refusal_record(request, view)
+        return allowed
+
+    def _refusal_record(self, request, view) -> None:
+        """Audit the account's refused sign-ins: one row per account and window however many
+        attempts are refused (from however many devices), so an attacker cannot flood the log."""
+        email = _request_email(request)  # not None: only a request with an account is counted
+        marker = self.cache_format % {"scope": "login_account_refused", "ident": _digest(email)}
+        try:
+            first = self.cache.add(marker, True, timeout=self.duration)
+        except CACHE_ERRORS as error:
+            raise AuthUnavailable() from error
+        if not first:
+            return
+        limit = "per-device" if device_nonce(request, email=email) is not None else "per-account"
+        try:
+            sign_in_throttled_record(
+                email=email,
+                method=getattr(view, "auth_method", ""),
+                origin=request_origin(request),
+                detail=f"{limit} limit {self.rate}",
+            )
+        except DatabaseError:
+            self.cache.delete(marker)  # the next refusal in this window tries again
+            raise
 
 
 class PasswordResetThrottle(_CacheThrottle):

@@ -328,7 +328,8 @@ class Invitation(models.Model):
 
 
 class ClientAuditEvent(models.Model):
-    """Who changed what about a client's team and sign-in policy: kept for its admins and operators."""
+    """Who changed what about a client's team and sign-in policy, and who read its clusters' API
+    keys: kept for its admins and operators."""
 
     class Type(models.TextChoices):
         MEMBER_INVITED = "member_invited", "Invitation sent"
@@ -340,6 +341,7 @@ class ClientAuditEvent(models.Model):
         MEMBER_REMOVED = "member_removed", "Member removed"
         POLICY_CHANGED = "policy_changed", "Sign-in policy changed"
         TOKEN_ACCESS_REVOKED = "token_access_revoked", "Access token's access revoked"
+        CREDENTIALS_REVEALED = "credentials_revealed", "Cluster API keys revealed"
 
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="audit_events")
     at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -353,6 +355,9 @@ class ClientAuditEvent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     target_email = models.CharField(max_length=254, blank=True)
+    # The slug of the cluster the event is about (a reveal of its keys), kept after it is gone.
+    cluster = models.CharField(max_length=40, blank=True)
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
     detail = models.CharField(max_length=255, blank=True)
 
     class Meta:
@@ -371,6 +376,7 @@ class ClientAuditEvent(models.Model):
                         "member_removed",
                         "policy_changed",
                         "token_access_revoked",
+                        "credentials_revealed",
                     ]
                 ),
                 name="clusters_clientauditevent_type_valid",

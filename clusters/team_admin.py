@@ -166,12 +166,12 @@ class InvitationAdmin(ServiceRefusalsAdmin):
 
 @admin.register(ClientAuditEvent)
 class ClientAuditEventAdmin(ReadOnlyAdmin):
-    """What happened to each client's team and sign-in policy: read-only."""
+    """What happened to each client's team and sign-in policy, and who read its clusters' keys: read-only."""
 
-    list_display = ("at", "client", "type", "actor_email", "target_email", "detail")
+    list_display = ("at", "client", "type", "actor_email", "target_email", "cluster", "ip", "detail")
     list_filter = ("type", ("client", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("client",)
-    search_fields = ("actor_email", "target_email", "client__slug", "detail")
+    search_fields = ("actor_email", "target_email", "client__slug", "cluster", "ip", "detail")
     date_hierarchy = "at"
 
 

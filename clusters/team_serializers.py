@@ -58,7 +58,12 @@ class AuditEventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=ClientAuditEvent.Type.values)
     actor = serializers.CharField(source="actor_email", help_text="Empty: the system (a Google sign-in).")
     target = serializers.CharField(source="target_email")
-    detail = serializers.CharField()
+    cluster = serializers.CharField(help_text="The cluster whose API keys were read; empty for other events.")
+    ip = serializers.IPAddressField(allow_null=True, help_text="Where the request came from, when recorded.")
+    detail = serializers.CharField(
+        help_text="For `credentials_revealed`: the credential used (`session <id>` or "
+        "`personal access token #<id> “<name>”`)."
+    )
 
 
 class AuditQuerySerializer(serializers.Serializer):

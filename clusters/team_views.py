@@ -182,8 +182,9 @@ class AuditView(TeamAPIView):
             200: AuditEventSerializer(many=True),
             **error_responses(errors.InvalidRequest, *TEAM_ERRORS, notes=_NOTES),
         },
-        description=f"Who changed the team or the sign-in policy, newest first, {selectors.AUDIT_PAGE_SIZE} "
-        "at a time (`?before=<the last id>` for the next page).",
+        description="Who changed the team or the sign-in policy, and who read a cluster's API keys "
+        f"(`credentials_revealed`), newest first, {selectors.AUDIT_PAGE_SIZE} at a time "
+        "(`?before=<the last id>` for the next page).",
     )
     def get(self, request: Request, client: str) -> Response:
         target = self.client_get()

@@ -12,6 +12,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_credential, request_origin
 from accounts.second_factors import recent_authentication_require
 from clusters import selectors, services
 from clusters.models import Client, Cluster
@@ -202,14 +203,22 @@ class ClusterCredentialsView(ClientAPIView):
         operation_id="clusters_credentials_retrieve",
         responses={
             200: CredentialsOutputSerializer,
-            **error_responses(*CLUSTER_ERRORS, errors.SecretsUnavailable, notes=_NOTES),
+            **error_responses(
+                *CLUSTER_ERRORS, errors.SecretsUnavailable, errors.AuditUnavailable, notes=_NOTES
+            ),
         },
-        description="Endpoint and API keys. Sent with `Cache-Control: no-store`.",
+        description="Endpoint and API keys. Sent with `Cache-Control: no-store`. Every read is recorded "
+        "in the client's audit trail (`credentials_revealed`: who, with which session or token, from "
+        "which address); when it cannot be, no key is sent (503 `audit_unavailable`).",
     )
     def get(self, request, client: str, cluster: str):
-        return Response(
-            CredentialsOutputSerializer(selectors.cluster_credentials(cluster=self.cluster_get())).data
+        keys = services.cluster_credentials_reveal(
+            cluster=self.cluster_get(),
+            actor=request.user,
+            credential=request_credential(request),
+            origin=request_origin(request),
         )
+        return Response(CredentialsOutputSerializer(keys).data)
 
 
 _KEYS_NOT_PUSHED = OpenApiResponse(

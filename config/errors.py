@@ -385,6 +385,17 @@ class DatabaseUnavailable(PortalError):
     retry_after = 5
 
 
+class AuditUnavailable(PortalError):
+    """What must be recorded to happen at all (a reveal of secrets) could not be: it did not happen."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "audit_unavailable"
+    default_detail = (
+        "The access could not be recorded in the audit trail, so nothing was revealed; try again shortly."
+    )
+    retry_after = 5
+
+
 class GoogleUnavailable(PortalError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "google_unavailable"

@@ -17,6 +17,7 @@ from clusters.services.clusters import (
     scale_down_problem,
 )
 from clusters.services.credentials import (
+    cluster_credentials_reveal,
     cluster_credentials_rotate,
     cluster_credentials_rotation_finish,
     key_rotations_finish_due,
@@ -64,6 +65,7 @@ __all__ = [
     "client_create",
     "client_update",
     "cluster_create",
+    "cluster_credentials_reveal",
     "cluster_credentials_rotate",
     "cluster_credentials_rotation_finish",
     "cluster_keys_reencrypt",

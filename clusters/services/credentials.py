@@ -1,4 +1,5 @@
-"""API key rotation: new keys that the cluster really takes, without refused requests where possible.
+"""Reading a cluster's API keys (always on the record) and rotating them: new keys that the cluster
+really takes, without refused requests where possible.
 
 Pods read their keys from the Secret when they start, so every key change also changes a
 fingerprint on the pod template (``clusters.rendering``) and the StatefulSet rolls its pods.
@@ -13,20 +14,25 @@ step, and connections using the old keys fail as the pods restart.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from accounts.audit import RequestCredential, RequestOrigin, credential_describe
 from accounts.models import User
-from clusters.models import Cluster, ClusterChange
-from clusters.selectors import changes_pending
+from clusters.models import ClientAuditEvent, Cluster, ClusterChange
+from clusters.selectors import ClusterCredentials, changes_pending, cluster_credentials
+from clusters.services.audit import client_audit_record
 from clusters.services.changes import ClusterChangeResult, Undo, change_record, cluster_locked, delivered
 from clusters.versions import version_supports_alt_api_key
 from config.crypto import CLUSTER_API_KEYS, field_encrypt
-from config.errors import NoRotationInProgress, RotationInProgress
+from config.errors import AuditUnavailable, NoRotationInProgress, RotationInProgress
+
+logger = logging.getLogger(__name__)
 
 _KEY_COLUMNS = (
     "api_key_encrypted",
@@ -36,6 +42,32 @@ _KEY_COLUMNS = (
     "rotation_finishes_at",
     "updated_at",
 )
+
+
+def cluster_credentials_reveal(
+    *, cluster: Cluster, actor: User, credential: RequestCredential, origin: RequestOrigin
+) -> ClusterCredentials:
+    """The cluster's keys, recorded in its client's audit trail (who, with which credential, from
+    where) in the same transaction. Fails closed: a reveal that cannot be recorded reveals nothing
+    (503 ``audit_unavailable``), and keys that cannot be decrypted leave no record."""
+    try:
+        with transaction.atomic():
+            client_audit_record(
+                client=cluster.client,
+                type=ClientAuditEvent.Type.CREDENTIALS_REVEALED,
+                actor=actor,
+                cluster=cluster,
+                origin=origin,
+                detail=credential_describe(credential=credential),
+            )
+            return cluster_credentials(cluster=cluster)
+    except DatabaseError as error:
+        logger.error(
+            "The reveal of %s's API keys could not be audited (%s): no key was sent.",
+            cluster,
+            type(error).__name__,
+        )
+        raise AuditUnavailable() from error
 
 
 def api_key_new() -> str:

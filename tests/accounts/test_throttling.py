@@ -1,6 +1,8 @@
-"""Login throttling per client address and per account: 429 with Retry-After."""
+"""Login throttling per client address and per account: 429 with Retry-After, and the account's
+refusals on the audit log once per window."""
 
 import pytest
+import time_machine
 from rest_framework.test import APIClient
 
 from tests.conftest import login
@@ -70,3 +72,64 @@ def test_strangers_wrong_passwords_do_not_refuse_the_owner_a_password_reset(user
         owner.post("/api/auth/password/reset", {"email": user.email}, format="json")
     refused = owner.post("/api/auth/password/reset", {"email": user.email}, format="json")
     assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
+
+
+def _refusals_on_record():
+    from accounts.models import AuditEvent
+
+    return list(AuditEvent.objects.filter(type="login_throttled").order_by("at", "id"))
+
+
+def test_a_throttled_account_is_on_the_audit_log_once_per_window(user, settings, in_process_cache):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "3/min", "100/min"
+    with time_machine.travel("2030-01-01 12:00Z", tick=False) as traveller:
+        for n in range(3):
+            login(APIClient(REMOTE_ADDR=f"198.51.100.{n}"), user, "wrong")
+        refused = [login(APIClient(REMOTE_ADDR=f"203.0.113.{n}"), user, "wrong") for n in range(1, 6)]
+        assert {response.status_code for response in refused} == {429}
+
+        [event] = _refusals_on_record()
+        assert (event.user, event.email, event.ip, event.method) == (
+            user,
+            "alice@example.com",
+            "203.0.113.1",
+            "password",
+        )
+        assert event.detail == "per-account limit 3/min"
+
+        traveller.shift(61)  # the next window: guessing again is refused again, and recorded again
+        for n in range(3):
+            login(APIClient(REMOTE_ADDR=f"198.51.100.{n}"), user, "wrong")
+        assert login(APIClient(REMOTE_ADDR="192.0.2.200"), user, "wrong").status_code == 429
+
+    assert [event.ip for event in _refusals_on_record()] == ["203.0.113.1", "192.0.2.200"]
+
+
+def test_a_throttled_unknown_address_is_on_record_and_an_address_refused_by_its_own_limit_is_not(
+    db, settings
+):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "1/min", "100/min"
+    login(APIClient(), "nobody@example.com", "x")
+    assert login(APIClient(REMOTE_ADDR="203.0.113.9"), "Nobody@Example.com", "x").status_code == 429
+    [event] = _refusals_on_record()
+    assert (event.user, event.email, event.ip) == (None, "nobody@example.com", "203.0.113.9")
+
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "100/min", "1/min"
+    attacker = APIClient(REMOTE_ADDR="198.51.100.50")
+    assert [login(attacker, f"u{n}@example.com", "x").status_code for n in range(3)] == [401, 429, 429]
+    assert len(_refusals_on_record()) == 1  # the address limit refused those: no account was tried
+
+
+def test_operators_see_throttled_sign_ins_in_the_admin(client, user_factory, user, settings):
+    settings.LOGIN_THROTTLE_ACCOUNT, settings.LOGIN_THROTTLE_IP = "1/min", "100/min"
+    login(APIClient(), user, "wrong")
+    login(APIClient(REMOTE_ADDR="203.0.113.9"), user, "wrong")
+    client.force_login(
+        user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    )
+
+    page = client.get("/admin/accounts/auditevent/?type=login_throttled").content.decode()
+
+    assert (
+        "Login refused: too many attempts" in page and "203.0.113.9" in page and "alice@example.com" in page
+    )

@@ -14,7 +14,13 @@ const EVENT_TEXT = {
   member_removed: "removed",
   policy_changed: "changed the sign-in policy",
   token_access_revoked: "revoked a token's access",
+  credentials_revealed: "read the API keys of",
 };
+
+function auditHint(event) {
+  const parts = [event.detail, event.ip ? `from ${event.ip}` : ""].filter(Boolean);
+  return parts.length ? h("span", { class: "hint" }, ` (${parts.join(", ")})`) : null;
+}
 
 function auditRow(event) {
   return h(
@@ -25,7 +31,8 @@ function auditRow(event) {
     h("strong", {}, event.actor || "The portal"),
     ` ${EVENT_TEXT[event.type] || event.type} `,
     event.target ? h("strong", {}, event.target) : null,
-    event.detail ? h("span", { class: "hint" }, ` (${event.detail})`) : null,
+    event.cluster ? h("strong", {}, event.cluster) : null,
+    auditHint(event),
   );
 }
 
