@@ -1,14 +1,19 @@
 """deploy/gateway/nginx.conf, for real: Debian's nginx in front of the portal and a protected service.
 
 nginx runs as a foreground process with the repository's config (only the two upstream
-addresses, the listen port and temporary paths substituted), in front of the portal under
-Django's ``live_server`` and a small HTTP server on loopback that records what reaches it.
+addresses, the listen port, TLS where a test terminates it there, and temporary paths
+substituted), in front of the portal under Django's ``live_server`` and a small HTTP server on
+loopback that records what reaches it. One group of tests puts it in front of the portal as
+the Kubernetes ConfigMap runs it instead (gunicorn, HTTPS redirect and proxy trust on).
 Skipped, with the reason, when nginx is not installed; with PORTAL_REQUIRE_NGINX=1 (set by
 .ci/run when it installed nginx) a missing nginx is a failure instead.
 """
 
 from __future__ import annotations
 
+import datetime
+import http.client
+import ipaddress
 import json
 import os
 import socket
@@ -23,6 +28,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.core.cache import caches
 from django.test import override_settings
 
@@ -32,9 +42,12 @@ from config import errors
 from tests.accounts.test_sessions import DEAD_REDIS
 from tests.conftest import b64
 from tests.helpers import free_port, token_parts
+from tests.support.portal_process import GunicornServer, gunicorn_start, manage, production_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-NGINX_CONF = PROJECT_ROOT / "deploy" / "gateway" / "nginx.conf"
+# PORTAL_GATEWAY_CONF: run these tests against another copy of the configuration.
+NGINX_CONF = Path(os.environ.get("PORTAL_GATEWAY_CONF") or PROJECT_ROOT / "deploy" / "gateway" / "nginx.conf")
+CONFIGMAP = PROJECT_ROOT / "deploy" / "k8s" / "configmap.yaml"
 NGINX = os.environ.get("PORTAL_NGINX", "/usr/sbin/nginx")
 PASSWORD = "correct horse battery"  # tests/conftest.py's user_factory default
 IDENTITY_HEADERS = ("x-auth-user-id", "x-auth-email", "x-auth-scope")
@@ -111,16 +124,29 @@ def upstream() -> Iterator[Upstream]:
 # --- nginx with the repository's config ------------------------------------------------------
 
 
-def nginx_conf_render(*, portal: str, service: str, port: int, prefix: Path) -> str:
+@dataclass(frozen=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1, for nginx to terminate TLS with."""
+
+    cert: Path
+    key: Path
+
+
+def nginx_conf_render(
+    *, portal: str, service: str, port: int, prefix: Path, tls: Certificate | None = None
+) -> str:
     """deploy/gateway/nginx.conf with test addresses; each placeholder must be there exactly once."""
     temp_paths = "".join(
         f"    {kind}_temp_path {prefix / kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    listen = f"listen 127.0.0.1:{port};"
+    if tls is not None:
+        listen = f"listen 127.0.0.1:{port} ssl; ssl_certificate {tls.cert}; ssl_certificate_key {tls.key};"
     replacements = {
-        "server portal.internal:8000;": f"server {portal};",
+        "server portal.qdrant-portal.svc.cluster.local:80;": f"server {portal};",
         "server service.internal:8080;": f"server {service};",
-        "listen 8080;": f"listen 127.0.0.1:{port};",
+        "listen 8080;": listen,
         "worker_processes auto;": "worker_processes 1;",
         "\nhttp {\n": "\nhttp {\n" + temp_paths,
     }
@@ -145,15 +171,15 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture
 def start_gateway(nginx_binary, tmp_path) -> Iterator[Callable[..., str]]:
-    """``start_gateway(portal=..., service=...)``: nginx in the foreground; returns its base URL."""
+    """``start_gateway(portal=..., service=..., tls=None)``: nginx in the foreground; returns its base URL."""
     processes: list[subprocess.Popen] = []
 
-    def start(*, portal: str, service: str) -> str:
+    def start(*, portal: str, service: str, tls: Certificate | None = None) -> str:
         prefix = tmp_path / f"nginx-{len(processes)}"
         prefix.mkdir()
         port = free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(nginx_conf_render(portal=portal, service=service, port=port, prefix=prefix))
+        conf.write_text(nginx_conf_render(portal=portal, service=service, port=port, prefix=prefix, tls=tls))
         log = prefix / "nginx.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
@@ -164,7 +190,7 @@ def start_gateway(nginx_binary, tmp_path) -> Iterator[Callable[..., str]]:
             )  # fmt: skip
         processes.append(process)
         _wait_for_port(port, process, log)
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     yield start
     for process in processes:
@@ -395,3 +421,245 @@ def test_a_personal_access_token_passes_with_its_own_scope_until_revoked(gateway
         "token_not_valid",
     )
     assert len(upstream.received) == 1
+
+
+# --- the caller's credentials stop at the gateway --------------------------------------------
+# An access token or a personal access token is valid at the portal itself (same audience): a
+# service handed one could replay it there. The check gets them, the service never does.
+
+SERVICE_COOKIE = "theme=dark"  # a cookie of the service's own, sent along with the portal's
+
+
+def _portal_cookies(gateway: str, email: str, path: str) -> dict[str, str]:
+    """The cookies the portal sets on a browser (the app's csrftoken, the sign-in's) that the
+    browser sends back to ``path``: the refresh and device cookies are only sent to /api/auth/."""
+    app = requests.get(f"{gateway}/", timeout=10)
+    login = requests.post(
+        f"{gateway}/api/auth/login", json={"email": email, "password": b64(PASSWORD)}, timeout=10
+    )
+    assert login.status_code == 200, login.text
+    cookies = {
+        cookie.name: cookie.value for cookie in [*app.cookies, *login.cookies] if path.startswith(cookie.path)
+    }
+    assert {access_cookie_name(), "csrftoken"} <= set(cookies), cookies
+    # The admin's Django session (Path=/), bound to a portal session: a credential too.
+    return cookies | {"sessionid": "admin-session-" + "s" * 24}
+
+
+def _pat_create(gateway: str, access: str) -> str:
+    created = requests.post(
+        f"{gateway}/api/auth/tokens",
+        json={"name": "CI", "clients": {"client1": ["view"]}},
+        headers=token_headers(access, "bearer"),
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["token"]
+
+
+@pytest.mark.parametrize("via", ["cookie", "bearer", "x-auth-token", "personal-access-token"])
+def test_the_service_gets_the_identity_but_none_of_the_callers_credentials(gateway, upstream, user1, via):
+    tokens = sign_in(gateway, user1.email)
+    if via == "cookie":
+        portal_cookies = _portal_cookies(gateway, user1.email, "/service/things")
+        credentials = [*portal_cookies.values()]
+        cookie = "; ".join([*(f"{name}={value}" for name, value in portal_cookies.items()), SERVICE_COOKIE])
+        headers = {"Cookie": cookie}
+    else:
+        token = _pat_create(gateway, tokens["accessToken"]) if via == "personal-access-token" else None
+        token = token or tokens["accessToken"]
+        credentials = [token]
+        headers = token_headers(token, "bearer" if via == "personal-access-token" else via)
+        headers |= {"Cookie": SERVICE_COOKIE}
+
+    response = requests.get(f"{gateway}/service/things", headers=headers, timeout=10)
+
+    assert (response.status_code, response.json()) == (200, {"service": "reached"})
+    (request,) = upstream.received
+    received = upstream.headers()
+    assert [received[name] for name in IDENTITY_HEADERS] == [[str(user1.pk)], [user1.email], ["client1"]]
+    assert "authorization" not in received
+    assert "x-auth-token" not in received
+    assert "cookie" not in received
+    leaked = [secret for secret in credentials for _, value in request["headers"] if secret in value]
+    assert leaked == []
+
+
+def test_no_cookie_reaches_the_service_in_one_header_or_several(gateway, upstream, user1):
+    """The portal's cookies hold its tokens: the service gets no Cookie header at all."""
+    token = sign_in(gateway, user1.email)["accessToken"]
+    connection = http.client.HTTPConnection(urlsplit(gateway).netloc, timeout=10)
+    try:
+        connection.putrequest("GET", "/service/things")
+        connection.putheader("X-Auth-Token", token)
+        connection.putheader("Cookie", f"{SERVICE_COOKIE}; {access_cookie_name()}={token}")
+        connection.putheader("Cookie", "csrftoken=C; lang=en")
+        connection.endheaders()
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+
+    assert status == 200
+    received = upstream.headers()
+    assert "cookie" not in received and "x-auth-token" not in received
+    assert received["x-auth-user-id"] == [str(user1.pk)]
+
+
+# --- with the ConfigMap's HTTPS redirect and proxy trust --------------------------------------
+# deploy/k8s/configmap.yaml turns on DJANGO_SECURE_SSL_REDIRECT and DJANGO_BEHIND_PROXY (which
+# tests/environment.py turns off): the portal then redirects every request whose
+# X-Forwarded-Proto is not https, /api/auth/validate included. The portal runs under gunicorn
+# with those settings, since the live server's middleware is built once with the test settings.
+
+CONFIGMAP_PROXY_SETTINGS = (
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_BEHIND_PROXY",
+    "TRUSTED_PROXY_HOPS",
+    "DJANGO_SECURE_SSL_REDIRECT",
+    "DJANGO_HSTS_SECONDS",
+    "CSRF_TRUSTED_ORIGINS",
+    "PUBLIC_URL",
+    "JWT_ISSUER",
+)
+CONFIGMAP_USER = "gateway@example.com"
+
+
+@dataclass(frozen=True)
+class ConfigMapPortal:
+    server: GunicornServer
+    address: str
+    host: str  # the public host name, the one the ConfigMap allows
+
+
+@pytest.fixture(scope="module")
+def configmap_portal(tmp_path_factory) -> Iterator[ConfigMapPortal]:
+    data = yaml.safe_load(CONFIGMAP.read_text())["data"]
+    settings = {name: data[name] for name in CONFIGMAP_PROXY_SETTINGS}
+    assert settings["DJANGO_SECURE_SSL_REDIRECT"] == settings["DJANGO_BEHIND_PROXY"] == "1"
+    work = tmp_path_factory.mktemp("configmap-portal")
+    env = production_env(
+        work=work,
+        name="gateway-configmap",
+        AUTH_COOKIE_SECURE="1",  # the production default the ConfigMap keeps
+        POD_IP="127.0.0.1",  # as the Deployment sets it: the readiness check's Host
+        **settings,
+    )
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from django.core.management import call_command\n"
+        "from accounts.models import User\n"
+        "call_command('migrate', interactive=False, verbosity=0)\n"
+        f"User.objects.create_user(email={CONFIGMAP_USER!r}, password={PASSWORD!r})\n",
+    )
+    server = gunicorn_start(env=env, log=work / "gunicorn.log", workers=1)
+    try:
+        server.ready_wait()
+        host = settings["DJANGO_ALLOWED_HOSTS"].split(",")[0]
+        yield ConfigMapPortal(server=server, address=urlsplit(server.url).netloc, host=host)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> Certificate:
+    directory = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    paths = Certificate(cert=directory / "cert.pem", key=directory / "key.pem")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+def _configmap_sign_in(url: str, headers: dict[str, str], verify: bool | str = True) -> str:
+    """The access token from the cookie a browser gets on signing in."""
+    body = {"email": CONFIGMAP_USER, "password": b64(PASSWORD)}
+    response = requests.post(
+        f"{url}/api/auth/login", json=body, headers=headers, verify=verify, allow_redirects=False, timeout=30
+    )
+    assert response.status_code == 200, (
+        response.status_code,
+        response.headers.get("Location"),
+        response.text,
+    )
+    return response.cookies["__Host-accessToken"]
+
+
+@pytest.mark.parametrize("tls_ends", ["at-a-load-balancer", "at-the-gateway"])
+def test_with_the_configmaps_https_redirect_and_proxy_trust_protected_requests_pass(
+    configmap_portal, start_gateway, upstream, certificate, tls_ends
+):
+    portal = configmap_portal
+    # The redirect is on: plain HTTP that no proxy vouches for is sent to https.
+    direct = requests.get(
+        f"{portal.server.url}/api/auth/validate",
+        headers={"Host": portal.host},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert (direct.status_code, direct.headers["Location"]) == (
+        301,
+        f"https://{portal.host}/api/auth/validate",
+    )
+    if tls_ends == "at-a-load-balancer":
+        gateway = start_gateway(portal=portal.address, service=upstream.address)
+        # What a TLS-terminating load balancer adds to each request it forwards over plain HTTP.
+        client = {"Host": portal.host, "X-Forwarded-Proto": "https"}
+        verify: bool | str = True
+    else:
+        gateway = start_gateway(portal=portal.address, service=upstream.address, tls=certificate)
+        # TLS ends at nginx: https, whatever the client's own header says.
+        client = {"Host": portal.host, "X-Forwarded-Proto": "http"}
+        verify = str(certificate.cert)
+    # Signed in at the portal as the Ingress reaches it.
+    token = _configmap_sign_in(portal.server.url, {"Host": portal.host, "X-Forwarded-Proto": "https"})
+
+    answers = [
+        requests.get(
+            f"{gateway}/service/things",
+            headers=client | headers,
+            verify=verify,
+            allow_redirects=False,
+            timeout=30,
+        )
+        for headers in (token_headers(token, "bearer"), token_headers(token, "cookie"))
+    ]
+
+    assert [(answer.status_code, answer.text) for answer in answers] == [(200, '{"service": "reached"}')] * 2
+    for index in range(2):
+        received = upstream.headers(index)
+        assert received["x-auth-email"] == [CONFIGMAP_USER]
+        assert received["x-forwarded-proto"] == ["https"]
+    # The portal's own paths through the gateway are not redirected either.
+    token = _configmap_sign_in(gateway, client, verify)
+    me = requests.get(
+        f"{gateway}/api/auth/me", headers=client | token_headers(token, "cookie"), verify=verify, timeout=30
+    )
+    assert (me.status_code, me.json()["email"]) == (200, CONFIGMAP_USER)
+    if tls_ends == "at-a-load-balancer":
+        # A request that did not come through the load balancer is still sent to https.
+        plain = requests.get(
+            f"{gateway}/api/auth/me", headers={"Host": portal.host}, allow_redirects=False, timeout=10
+        )
+        assert (plain.status_code, plain.headers["Location"]) == (301, f"https://{portal.host}/api/auth/me")
