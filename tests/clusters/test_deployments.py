@@ -158,6 +158,24 @@ def test_a_rollout_still_progressing_past_the_deadline_is_degraded(
         )
 
 
+def test_an_application_of_another_argo_cd_project_is_never_taken_for_the_clusters(
+    argocd, scaled, as_user1, client1
+):
+    """Labels can be copied into any project; the portal asks for ARGOCD_PROJECT's only."""
+    argocd.project = "someone-elses"
+    argocd.application_put(client="client1", cluster="main", revision=scaled)
+
+    alone = _fresh(as_user1)  # asked by name
+    cluster_create(client=client1, slug="other", actor=None)
+    _cache_expire(APP, "qdrant.client1.other")
+    listed = [cluster["deployment"] for cluster in as_user1.get(LIST).json()]  # by label
+
+    assert len(listed) == 2
+    for deployment in (alone, *listed):
+        assert deployment["state"] == "unknown"
+        assert deployment["message"].startswith("Argo CD has no Application qdrant.client1.")
+
+
 def test_a_synced_healthy_multi_source_application_at_the_commit_is_deployed(argocd, scaled, as_user1):
     argocd.application_put(client="client1", cluster="main", revision=scaled)
 

@@ -2,7 +2,9 @@
 
 It serves ``GET /api/v1/applications/{name}`` and ``GET /api/v1/applications`` (label
 ``selector``) for the Applications a test puts in it, and answers as Argo CD does: 401 without
-the right bearer token, 404 for an unknown Application, ``runtimeError`` bodies. Every
+the right bearer token, 404 for an unknown Application (403 unless exactly one ``projects`` is
+named, as Argo CD hides what exists), lists filtered by ``projects``, ``runtimeError`` bodies;
+query parameters its API description does not know are a problem of the test. Every
 Application it serves is first checked against the ``v1alpha1Application`` definition of Argo
 CD's own API description (``../shared/reference/argocd/swagger.json``), with unknown fields
 refused, so the portal is tested against the real shape, not one made up here:
@@ -62,6 +64,13 @@ def _validator(definition: str) -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(schema)
 
 
+@functools.cache
+def _query_parameters(path: str) -> frozenset[str]:
+    """The query parameters Argo CD's API description gives ``GET path``."""
+    operation = json.loads(SWAGGER.read_text())["paths"][path]["get"]
+    return frozenset(p["name"] for p in operation.get("parameters", []) if p.get("in") == "query")
+
+
 def argocd_problems(document: Any, definition: str = "v1alpha1Application") -> list[str]:
     """Where ``document`` differs from Argo CD's API description of ``definition``."""
     errors = _validator(definition).iter_errors(document)
@@ -115,13 +124,21 @@ class _Handler(BaseHTTPRequestHandler):
         if status:
             self._error(status)
             return
-        if url.path == "/api/v1/applications":
-            self._json(200, owner.list_document(query.get("selector", [""])[0]), "v1alpha1ApplicationList")
-            return
         prefix = "/api/v1/applications/"
+        described = "/api/v1/applications" if url.path == "/api/v1/applications" else prefix + "{name}"
+        unknown = sorted(set(query) - _query_parameters(described))
+        if unknown:  # Argo CD would ignore them: a misspelt parameter must fail the test
+            owner.problems.append(f"GET {described}: query parameters Argo CD does not know: {unknown}")
+        projects = query.get("projects", [])
+        if url.path == "/api/v1/applications":
+            listed = owner.list_document(query.get("selector", [""])[0], projects)
+            self._json(200, listed, "v1alpha1ApplicationList")
+            return
         found = owner.application(unquote(url.path[len(prefix) :])) if url.path.startswith(prefix) else None
-        if found is None:
-            self._error(404)
+        if found is None or (projects and found["spec"]["project"] not in projects):
+            # Argo CD says 404 only when it can check the caller may see that project's
+            # Applications: with exactly one project named; otherwise 403, hiding what exists.
+            self._error(404 if len(projects) == 1 else 403)
             return
         self._json(200, found, "v1alpha1Application")
 
@@ -215,12 +232,13 @@ class FakeArgoCD:
             found = self._applications.get(name)
             return copy.deepcopy(found) if found is not None else None
 
-    def list_document(self, selector: str) -> dict:
+    def list_document(self, selector: str, projects: list[str]) -> dict:
         with self._lock:
             items = [
                 copy.deepcopy(app)
                 for app in self._applications.values()
                 if _matches(app["metadata"].get("labels", {}), selector)
+                and (not projects or app["spec"]["project"] in projects)
             ]
         return {"metadata": {"resourceVersion": "4242"}, "items": items}
 
