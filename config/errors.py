@@ -66,6 +66,12 @@ class NestedTooDeep(InvalidRequest):
     default_detail = "The request body is nested too deeply."
 
 
+class NotUnicodeText(InvalidRequest):
+    default_detail = (
+        "The request body holds a lone surrogate escape (such as \\ud800), which is not Unicode text."
+    )
+
+
 # --- 401 ------------------------------------------------------------------------------------
 
 

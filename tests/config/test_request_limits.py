@@ -1,4 +1,5 @@
-"""Hostile bodies get a clear 4xx, never a 500 or a 503: deep nesting, oversize, not JSON at all."""
+"""Hostile bodies get a clear 4xx, never a 500 or a 503: deep nesting, oversize, not JSON at all,
+not Unicode text."""
 
 from __future__ import annotations
 
@@ -60,8 +61,39 @@ def _json_operations() -> list[tuple[str, str]]:
     )
 
 
-def test_every_operation_that_takes_json_refuses_deep_nesting_with_a_400(
-    bearer_client, user_factory, cluster1, settings
+NOT_TEXT = "The request body holds a lone surrogate escape (such as \\ud800), which is not Unicode text."
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"email": "a@example.com", "password": "cGFzcw==", "tokenDelivery": "\\ud800"}',
+        '{"a\\udfffb": 1}',  # in a key: echoed by "unknown field" errors
+        '{"clients": {"x": ["\\udc00"]}}',
+    ],
+    ids=["value", "key", "nested"],
+)
+def test_a_lone_surrogate_is_a_400_not_a_500(caller, body):
+    # Valid JSON that decodes to a string UTF-8 cannot encode: echoed in an error or stored, a 500.
+    response = caller.post("/api/auth/login", body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert response.json() == {"code": "invalid_request", "detail": NOT_TEXT}
+
+
+def test_a_paired_surrogate_escape_is_ordinary_text(api_client, db):
+    body = '{"email": "\\ud83d\\ude00@example.com", "password": "cGFzcw=="}'  # an emoji, escaped
+    response = api_client.post("/api/auth/login", body, content_type="application/json")
+    assert response.status_code in (400, 401)
+    assert response.json()["detail"] != NOT_TEXT
+
+
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [(NESTED, "The request body is nested too deeply."), ('{"\\ud800": ["\\ud800"]}', NOT_TEXT)],
+    ids=["nested", "lone-surrogate"],
+)
+def test_every_operation_that_takes_json_refuses_deep_nesting_and_lone_surrogates_with_a_400(
+    bearer_client, user_factory, cluster1, settings, body, answer
 ):
     from clusters.models import Grant
     from clusters.services import grant_set
@@ -78,8 +110,7 @@ def test_every_operation_that_takes_json_refuses_deep_nesting_with_a_400(
     answers = {}
     for method, path in operations:
         url = path.format(**params)
-        response = getattr(caller, method)(url, NESTED, content_type="application/json")
+        response = getattr(caller, method)(url, body, content_type="application/json")
         answers[f"{method.upper()} {path}"] = (response.status_code, response.json().get("detail"))
 
-    nested = (400, "The request body is nested too deeply.")
-    assert {operation: answer for operation, answer in answers.items() if answer != nested} == {}
+    assert {operation: got for operation, got in answers.items() if got != (400, answer)} == {}
