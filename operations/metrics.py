@@ -57,16 +57,31 @@ class GitopsOutboxCollector(Collector):
             )
 
 
+class ArgoCDCollector(Collector):
+    """Whether this scrape could ask Argo CD: without it, stale deployment states look current."""
+
+    def __init__(self, *, reachable: bool) -> None:
+        self.reachable = reachable
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "portal_argocd_up",
+            "1 when this scrape could ask Argo CD about the clusters; 0 when it could not "
+            "(portal_cluster_deployments then keeps the states it last had).",
+            value=1 if self.reachable else 0,
+        )
+
+
 def metrics_exposition() -> bytes:
     """The Prometheus text format of every metric: the processes' and the database's.
 
     With Argo CD configured, the clusters' deployment states are asked first (cached a few
     seconds, bounded by ARGOCD_TIMEOUT): that sets ``portal_cluster_deployments``; when Argo
-    CD cannot be asked the gauge keeps the states it last had.
+    CD cannot be asked the gauge keeps the states it last had, and ``portal_argocd_up`` says 0.
     """
-    if argocd_configured():
-        argocd_status()
     scrape = CollectorRegistry(auto_describe=False)
+    if argocd_configured():
+        scrape.register(ArgoCDCollector(reachable=argocd_status().ok is True))
     scrape.register(GitopsOutboxCollector())
     if settings.PROMETHEUS_MULTIPROC_DIR:
         MultiProcessCollector(scrape, path=settings.PROMETHEUS_MULTIPROC_DIR)

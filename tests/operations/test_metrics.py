@@ -179,7 +179,7 @@ def test_the_deployment_states_gauge_is_there_for_the_argocd_integration(client,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_scrape_reports_the_clusters_deployment_states_as_argo_cd_has_them(
+def test_a_scrape_reports_the_clusters_deployment_states_and_whether_argo_cd_answered(
     client, argocd, git_server, client1
 ):
     import threading
@@ -201,3 +201,11 @@ def test_a_scrape_reports_the_clusters_deployment_states_as_argo_cd_has_them(
 
     assert after[("portal_cluster_deployments", frozenset({("state", "degraded")}))] == 1
     assert after[("portal_cluster_deployments", frozenset({("state", "deployed")}))] == 0
+    assert after[("portal_argocd_up", frozenset())] == 1
+
+    argocd.answer_status = 500  # Argo CD breaks: the states stay as they were, and say they are stale
+    cache.delete("argocd:application:qdrant.client1.main")
+    broken = scrape(client)
+
+    assert broken[("portal_argocd_up", frozenset())] == 0
+    assert broken[("portal_cluster_deployments", frozenset({("state", "degraded")}))] == 1
