@@ -8,7 +8,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and sessions"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from accounts import checks, schema  # noqa: F401  (registers the deploy check, the OpenAPI auth extension)
         from accounts.models import User
         from accounts.services import user_claims_cache_forget
 

@@ -19,6 +19,7 @@ PRODUCTION_ENV = {
     "DJANGO_ALLOWED_HOSTS": "portal.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://portal.example.com",
     "DJANGO_SECURE_SSL_REDIRECT": "1",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",  # several replicas share revocations (not contacted here)
 }
 
 

@@ -1,0 +1,24 @@
+"""Deployment checks (``manage.py check --deploy``): what would quietly weaken the token service."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import checks
+
+SHARED_CACHE_BACKEND = "config.cache.RedisCache"
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def session_cache_shared_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Revocation, idle time and throttles live in the cache: one replica must see another's."""
+    if settings.CACHES["default"]["BACKEND"] == SHARED_CACHE_BACKEND:
+        return []
+    return [
+        checks.Warning(
+            "No REDIS_URL: sessions, revocations and sign-in throttles are kept in this host's own "
+            "file cache. A session revoked (or a password throttled) on one replica would not be on "
+            "another.",
+            hint="Run a single host, or set REDIS_URL so that every replica shares the cache.",
+            id="accounts.W001",
+        )
+    ]
