@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
+from webauthn.helpers.structs import AuthenticatorTransport
 
 from accounts import factors
 from accounts.audit import RequestOrigin, audit_event_record
@@ -56,11 +57,16 @@ def _factors_changed(user: User) -> None:
     users_claims_bump(user_ids=[user.pk])
 
 
+_KNOWN_TRANSPORTS = frozenset(transport.value for transport in AuthenticatorTransport)
+
+
 def _transports(credential: dict) -> list[str]:
-    """The authenticator's transport hints, as far as they are well-formed (they only steer browsers)."""
+    """The authenticator's transport hints WebAuthn knows (they only steer browsers; others are dropped)."""
     response = credential.get("response")
     transports = response.get("transports") if isinstance(response, dict) else None
-    return [t for t in transports if isinstance(t, str)][:8] if isinstance(transports, list) else []
+    if not isinstance(transports, list):
+        return []
+    return [t for t in transports if isinstance(t, str) and t in _KNOWN_TRANSPORTS][:8]
 
 
 def totp_enrol_start(*, user_id: int) -> TotpEnrolment:

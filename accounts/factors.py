@@ -22,7 +22,12 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+from webauthn.helpers import (
+    base64url_to_bytes,
+    bytes_to_base64url,
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+)
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
@@ -38,6 +43,8 @@ TOTP_PERIOD = 30
 TOTP_DRIFT_STEPS = 1
 RECOVERY_CODES = 10
 WEBAUTHN_TIMEOUT_MS = 120_000
+# WebAuthn Level 3: credential IDs are at most 1023 bytes (the column holds their base64url).
+CREDENTIAL_ID_MAX_BYTES = 1023
 
 
 class FactorInvalid(Exception):
@@ -164,9 +171,14 @@ def registration_verify(*, rp: RelyingParty, credential: dict, challenge: bytes)
             expected_rp_id=rp.rp_id,
             expected_origin=list(rp.origins),
         )
+        if len(verified.credential_id) > CREDENTIAL_ID_MAX_BYTES:
+            raise ValueError("credential ID longer than WebAuthn allows")
+        # A public key that cannot verify would lock its owner out at the next sign-in.
+        decoded_public_key_to_cryptography(decode_credential_public_key(verified.credential_public_key))
     # WebAuthnException: every way the package says a credential does not check out, malformed
-    # JSON, CBOR or authenticator data included (not just InvalidRegistrationResponse).
-    except (WebAuthnException, ValueError, KeyError, TypeError) as error:
+    # JSON, CBOR or authenticator data included (not just InvalidRegistrationResponse); a CBOR
+    # key of the wrong shape fails deeper (IndexError, a point not on its curve: ValueError).
+    except (WebAuthnException, ValueError, LookupError, TypeError) as error:
         raise FactorInvalid("The passkey could not be registered; please try again.") from error
     return VerifiedCredential(
         credential_id=bytes_to_base64url(verified.credential_id),

@@ -33,6 +33,8 @@ class SoftAuthenticator:
         self.credential_id = secrets.token_bytes(32)
         self.sign_count = 0
         self.user_handle = b""
+        self.cose_key: object = None  # what create() puts as the public key (None: the real one)
+        self.transports: list = ["internal"]
 
     def _auth_data(self, flags: int, attested: bytes = b"") -> bytes:
         self.sign_count += 1
@@ -46,7 +48,9 @@ class SoftAuthenticator:
         """The answer to ``navigator.credentials.create({publicKey: options})``."""
         self.user_handle = unb64url(options["user"]["id"])
         numbers = self.key.public_key().public_numbers()
-        cose_key = {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+        cose_key = self.cose_key if self.cose_key is not None else {
+            1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")
+        }  # fmt: skip
         attested = (
             bytes(16)
             + struct.pack(">H", len(self.credential_id))
@@ -63,7 +67,7 @@ class SoftAuthenticator:
             "response": {
                 "clientDataJSON": b64url(client_data),
                 "attestationObject": b64url(attestation),
-                "transports": ["internal"],
+                "transports": self.transports,
             },
             "clientExtensionResults": {},
         }

@@ -47,6 +47,52 @@ def test_a_registered_passkey_is_listed_and_becomes_the_second_factor(browser, u
     assert login(APIClient(), user).json()["methods"] == ["webauthn"]
 
 
+@pytest.mark.parametrize(
+    "cose_key",
+    [
+        [],  # CBOR, but not a key
+        "a key",
+        {1: 2, 3: -7, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32},  # a point not on P-256
+        {1: 2, 3: -7, -1: 99, -2: b"\x01" * 32, -3: b"\x02" * 32},  # a curve nobody knows
+    ],
+    ids=["cbor-array", "cbor-text", "off-the-curve", "unknown-curve"],
+)
+def test_a_passkey_whose_public_key_could_never_verify_is_refused(browser, authenticator, cose_key):
+    """Stored, it would lock its owner out at the next sign-in."""
+    authenticator.cose_key = cose_key
+    ceremony = browser.post("/api/auth/mfa/passkeys/options").json()
+    credential = authenticator.create(ceremony["publicKey"])
+    response = browser.post(
+        "/api/auth/mfa/passkeys",
+        {"token": ceremony["token"], "credential": credential, "name": "Laptop"},
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"]["credential"] == [
+        "The passkey could not be registered; please try again."
+    ]
+    assert not Passkey.objects.exists()
+
+
+def test_a_credential_id_longer_than_webauthn_allows_is_refused(browser, authenticator):
+    authenticator.credential_id = b"\x07" * 1024  # WebAuthn: at most 1023 bytes
+    ceremony = browser.post("/api/auth/mfa/passkeys/options").json()
+    credential = authenticator.create(ceremony["publicKey"])
+    response = browser.post(
+        "/api/auth/mfa/passkeys",
+        {"token": ceremony["token"], "credential": credential, "name": "Laptop"},
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert not Passkey.objects.exists()
+
+
+def test_only_the_transports_webauthn_knows_are_kept(browser, authenticator):
+    authenticator.transports = ["internal", "teleport", 7, "hybrid", "usb\u2028"]
+    _register(browser, authenticator)
+    assert Passkey.objects.get().transports == ["internal", "hybrid"]
+
+
 def test_the_second_step_with_a_passkey(browser, user, authenticator):
     _register(browser, authenticator)
     token = login(APIClient(), user).json()["mfaToken"]
