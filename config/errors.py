@@ -72,6 +72,10 @@ class NotUnicodeText(InvalidRequest):
     )
 
 
+class NulCharacter(InvalidRequest):
+    default_detail = "The request body holds a NUL character (\\u0000), which no field takes."
+
+
 # --- 401 ------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,9 @@ way. No request this API takes is nested more than a few levels, so anything dee
 
 JSON may escape a lone UTF-16 surrogate (``"\ud800"``); Python decodes it into a string that
 cannot be encoded as UTF-8, so echoing it in an error, or storing it, would fail later (a 500).
-Such a body is refused as a bad request at once.
+Such a body is refused as a bad request at once, and so is a NUL character (``"\u0000"``),
+which no field takes and PostgreSQL cannot store (also where a value is only recorded, such as
+the email of a refused sign-in in the audit log).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from rest_framework import parsers
 
-from config.errors import NestedTooDeep, NotUnicodeText
+from config.errors import NestedTooDeep, NotUnicodeText, NulCharacter
 
 JSON_MAX_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -26,13 +28,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def json_check(data: Any, limit: int = JSON_MAX_DEPTH) -> None:
     """Refuse ``data`` nesting lists and objects deeper than ``limit``, or holding a lone
-    surrogate in a key or a string (walked without recursion)."""
+    surrogate or a NUL in a key or a string (walked without recursion)."""
     pending = [(data, 1)]
     while pending:
         value, depth = pending.pop()
         if isinstance(value, str):
             if _SURROGATE.search(value):
                 raise NotUnicodeText()
+            if "\x00" in value:
+                raise NulCharacter()
         elif isinstance(value, dict | list):
             if depth > limit:
                 raise NestedTooDeep()

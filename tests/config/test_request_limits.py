@@ -1,5 +1,5 @@
 """Hostile bodies get a clear 4xx, never a 500 or a 503: deep nesting, oversize, not JSON at all,
-not Unicode text."""
+not Unicode text, NUL characters."""
 
 from __future__ import annotations
 
@@ -80,6 +80,20 @@ def test_a_lone_surrogate_is_a_400_not_a_500(caller, body):
     assert response.json() == {"code": "invalid_request", "detail": NOT_TEXT}
 
 
+NUL = "The request body holds a NUL character (\\u0000), which no field takes."
+
+
+@pytest.mark.parametrize("repeat", [7])
+def test_a_nul_in_a_sign_in_is_a_400_however_often_it_is_sent(api_client, db, repeat):
+    """Refused sign-ins are counted and recorded per account: a NUL must never get that far
+    (PostgreSQL cannot store it: a 500 once the account limit wrote to the audit log)."""
+    body = '{"email": "z\\u0000q@example.com", "password": "eA=="}'
+    answers = [
+        api_client.post("/api/auth/login", body, content_type="application/json") for _ in range(repeat)
+    ]
+    assert [(a.status_code, a.json()["detail"]) for a in answers] == [(400, NUL)] * repeat
+
+
 def test_a_paired_surrogate_escape_is_ordinary_text(api_client, db):
     body = '{"email": "\\ud83d\\ude00@example.com", "password": "cGFzcw=="}'  # an emoji, escaped
     response = api_client.post("/api/auth/login", body, content_type="application/json")
@@ -89,10 +103,14 @@ def test_a_paired_surrogate_escape_is_ordinary_text(api_client, db):
 
 @pytest.mark.parametrize(
     ("body", "answer"),
-    [(NESTED, "The request body is nested too deeply."), ('{"\\ud800": ["\\ud800"]}', NOT_TEXT)],
-    ids=["nested", "lone-surrogate"],
+    [
+        (NESTED, "The request body is nested too deeply."),
+        ('{"\\ud800": ["\\ud800"]}', NOT_TEXT),
+        ('{"name": ["a\\u0000b"]}', NUL),
+    ],
+    ids=["nested", "lone-surrogate", "nul"],
 )
-def test_every_operation_that_takes_json_refuses_deep_nesting_and_lone_surrogates_with_a_400(
+def test_every_operation_that_takes_json_refuses_what_no_field_takes_with_a_400(
     bearer_client, user_factory, cluster1, settings, body, answer
 ):
     from clusters.models import Grant
