@@ -1,8 +1,10 @@
 from contextvars import ContextVar
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group
 from django.db.models import Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
@@ -27,7 +29,7 @@ from accounts.services import (
     user_password_change,
     users_claims_bump,
 )
-from config.admin_errors import ServiceRefusalsAdmin
+from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
 from config.errors import AuthUnavailable
 
 # The operator on whose behalf the admin's password form saves (Django builds the form without
@@ -229,7 +231,7 @@ class SessionStateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(InputGuardAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -316,3 +318,12 @@ class PersonalAccessTokenAdmin(ReadOnlyAdmin):
             )
             return
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+# Django's own Group admin, with the same guard against hand-made filters and selections.
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(InputGuardAdmin, DjangoGroupAdmin):
+    pass

@@ -40,7 +40,7 @@ from clusters.services import (
     storage_expansion_complete,
 )
 from clusters.team_admin import GrantInline, SignInPolicyInline  # registers the team's admin pages too
-from config.admin_errors import ServiceRefusalsAdmin
+from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
 from config.errors import PortalError
 from gitops.argocd import storage_runbook_render
 from gitops.values import namespace_name, release_name
@@ -357,7 +357,7 @@ class ClusterAdmin(ServiceRefusalsAdmin):
 
 
 @admin.register(StorageExpansion)
-class StorageExpansionAdmin(admin.ModelAdmin):
+class StorageExpansionAdmin(InputGuardAdmin):
     """Requests for more storage: an operator grows the volumes, then marks the request done here."""
 
     list_display = (

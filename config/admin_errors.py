@@ -1,11 +1,15 @@
-"""The admin's pages answer a service's refusal on the form, never with a 500."""
+"""The admin's pages answer a service's refusal on the form, and input no page offers as Django
+answers an unknown filter: never with a 500."""
 
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.db import DataError, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from config.errors import PortalError
 
@@ -28,7 +32,34 @@ def _refused(form_class: type[forms.BaseForm], reason: str) -> type[forms.BaseFo
     return RefusedForm
 
 
-class ServiceRefusalsAdmin(admin.ModelAdmin):
+# What a lookup or a selection no page offers raises once the database is asked: a year past
+# 9999, an id that is no id or past the column's range, a NUL PostgreSQL cannot compare.
+_NOT_A_VALUE = (ValueError, TypeError, OverflowError, ValidationError, DataError)
+
+
+class InputGuardAdmin(admin.ModelAdmin):
+    """Every portal model admin: hand-made filter values and action selections are refused."""
+
+    def get_changelist_instance(self, request: HttpRequest):
+        try:
+            with transaction.atomic():  # on PostgreSQL a failed query aborts the transaction
+                return super().get_changelist_instance(request)
+        except _NOT_A_VALUE as error:  # what Django does with an unknown filter: ?e=1
+            raise IncorrectLookupParameters(error) from error
+
+    def response_action(self, request: HttpRequest, queryset):
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        try:
+            with transaction.atomic():  # the ids alone, before any action runs on them
+                list(queryset.model._default_manager.filter(pk__in=selected).values_list("pk")[:1])
+        except _NOT_A_VALUE:
+            self.message_user(request, "The selection is not one this page offered: nothing was done.",
+                              messages.ERROR)  # fmt: skip
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
+
+class ServiceRefusalsAdmin(InputGuardAdmin):
     """A model admin whose saves go through services.
 
     The forms ask the services' checks before saving; what changes between that check and the

@@ -1,0 +1,61 @@
+"""The admin answers filters and selections no page offers as Django answers an unknown filter
+(the list again, with ?e=1) or with a message: never a 500, on every portal model admin."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+
+from accounts.models import User
+
+
+def _changelists() -> list[str]:
+    return sorted(
+        f"/admin/{model._meta.app_label}/{model._meta.model_name}/" for model in admin.site._registry
+    )
+
+
+@pytest.fixture
+def superuser_browser(client, user_factory):
+    client.force_login(user_factory(email="root@example.com", is_staff=True, is_superuser=True))
+    return client
+
+
+def _date_fields(path: str) -> list[str]:
+    model = next(
+        m for m in admin.site._registry if path.endswith(f"/{m._meta.app_label}/{m._meta.model_name}/")
+    )
+    return [f.name for f in model._meta.fields if f.get_internal_type() in {"DateTimeField", "DateField"}]
+
+
+@pytest.mark.parametrize("path", _changelists())
+def test_a_year_no_calendar_has_is_an_unknown_filter(superuser_browser, path):
+    fields = _date_fields(path)
+    if not fields:
+        pytest.skip("no date on this model")
+    response = superuser_browser.get(f"{path}?{fields[0]}__year=99999")
+    assert response.status_code == 302 and response["Location"].endswith("?e=1"), response.status_code
+
+
+@pytest.mark.parametrize("path", _changelists())
+@pytest.mark.parametrize("selected", ["abc", "9" * 30], ids=["not-a-number", "past-any-column"])
+def test_an_action_on_ids_no_page_offered_does_nothing(superuser_browser, path, selected):
+    if path.endswith("/systemstatus/"):
+        pytest.skip("a page, not a list of rows")
+    model = next(
+        m for m in admin.site._registry if path.endswith(f"/{m._meta.app_label}/{m._meta.model_name}/")
+    )
+    before = model._default_manager.count()
+    response = superuser_browser.post(
+        path, {"action": "delete_selected", "_selected_action": [selected], "index": "0"}, follow=True
+    )
+    assert response.status_code == 200
+    assert model._default_manager.count() == before
+
+
+def test_the_operator_is_told_the_selection_was_not_offered(superuser_browser):
+    response = superuser_browser.post(
+        "/admin/accounts/user/", {"action": "delete_selected", "_selected_action": ["abc"]}, follow=True
+    )
+    assert "The selection is not one this page offered: nothing was done." in response.content.decode()
+    assert User.objects.filter(email="root@example.com").exists()
