@@ -255,19 +255,19 @@ def test_an_unreachable_remote_is_recorded_and_the_waiting_change_counted(
     client_for, staff, as_user1, cluster1, settings, tmp_path, caplog, monkeypatch
 ):
     settings.GITOPS_REMOTE_URL = str(tmp_path / "no-such-remote.git")
-    response = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
-    assert response.status_code == 202
-
+    monkeypatch.setattr(gitops_remote_outage, "_last_report", -REPORT_INTERVAL_SECONDS)  # a new outage
     with caplog.at_level(logging.ERROR, logger="portal.outages"):
-        monkeypatch.setattr(gitops_remote_outage, "_last_report", -REPORT_INTERVAL_SECONDS)
-        second = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+        answers = [
+            as_user1.patch("/api/clients/client1/clusters/main", {"replicas": replicas}, format="json")
+            for replicas in (3, 4)
+        ]
     body = client_for(staff).get(STATUS_URL).json()
     gitops = body["gitops"]
 
-    assert second.status_code == 202
+    assert [answer.status_code for answer in answers] == [202, 202]
     assert body["ok"] is False and gitops["ok"] is False
     assert gitops["error"] == "the last push to the remote failed; changes wait for the next one"
-    # Why, in the log: once, not once per request.
+    # Why, in the log: once for both requests, not once per request.
     (reported,) = [r.getMessage() for r in caplog.records if r.name == "portal.outages"]
     assert reported.startswith("gitops remote unreachable: GitError: ")
     assert gitops["remote"]["lastFailureAt"] is not None and gitops["remote"]["lastPushAt"] is None
