@@ -3,6 +3,8 @@ answers an unknown filter: never with a 500."""
 
 from __future__ import annotations
 
+import logging
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -12,6 +14,8 @@ from django.db import DataError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from config.errors import PortalError
+
+logger = logging.getLogger(__name__)
 
 _REFUSAL = "_service_refusal"  # on the request: why the first attempt at saving was refused
 
@@ -34,7 +38,9 @@ def _refused(form_class: type[forms.BaseForm], reason: str) -> type[forms.BaseFo
 
 # What a lookup or a selection no page offers raises once the database is asked: a year past
 # 9999, an id that is no id or past the column's range, a NUL PostgreSQL cannot compare.
-_NOT_A_VALUE = (ValueError, TypeError, OverflowError, ValidationError, DataError)
+_NOT_A_VALUE = (ValueError, OverflowError, ValidationError, DataError)
+# The changelist's own parameters: with none but these, nothing hand-made can be at fault.
+_PAGE_PARAMETERS = frozenset({"o", "p", "q", "e", "all", "_popup", "_to_field", "_changelist_filters"})
 
 
 class InputGuardAdmin(admin.ModelAdmin):
@@ -44,8 +50,12 @@ class InputGuardAdmin(admin.ModelAdmin):
         try:
             with transaction.atomic():  # on PostgreSQL a failed query aborts the transaction
                 return super().get_changelist_instance(request)
-        except _NOT_A_VALUE as error:  # what Django does with an unknown filter: ?e=1
-            raise IncorrectLookupParameters(error) from error
+        except _NOT_A_VALUE as error:
+            if not set(request.GET) - _PAGE_PARAMETERS:
+                raise  # no filter was given: a bug, not input
+            # Logged with its traceback: a filter's own bug would otherwise look like bad input.
+            logger.warning("Admin filter refused on %s: %s", request.path, error, exc_info=True)
+            raise IncorrectLookupParameters(error) from error  # as Django answers an unknown filter: ?e=1
 
     def response_action(self, request: HttpRequest, queryset):
         selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
