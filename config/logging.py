@@ -24,18 +24,19 @@ _SENSITIVE_KEY = re.compile(
     r"pass(?:word|wd|phrase)?|token|secret|api[_-]?key|authorization|cookie|credential|private[_-]?key",
     re.IGNORECASE,
 )
-# Three base64url segments, the first starting with the encoding of '{"': a JWT, wherever it
-# starts (a path such as /api/clients/x_eyJ... has no word boundary before it).
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# Three base64url segments, the first starting with the encoding of '{"': a JWT. Not inside a
+# word (apiKeyJson.field.value is no token), but after "_" (a path such as /api/clients/x_eyJ...).
+_JWT = re.compile(r"(?<![A-Za-z0-9-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 # A personal access token (accounts.access_tokens): qpt_ and base62, wherever it is pasted.
 _PERSONAL_TOKEN = re.compile(r"qpt_[0-9A-Za-z]{16,}")
 # The credentials of a URL (postgres://user:password@host, rediss://:password@host).
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*:[^/\s@]*@")
-# `password=...`, `"api_key": "..."`, `?token=...` inside free text such as a request line.
+# `password=...`, `"api_key": "..."`, `?token=...` inside free text such as a request line. A key
+# starts a word: tried at every letter, a long request line would cost quadratic time.
 _KEY_VALUE = re.compile(
     r"""(?ix)
-    (?P<key>["']?[a-z0-9_-]*(?:pass(?:word|wd|phrase)?|token|secret|api[_-]?key|authorization|cookie|credential|private[_-]?key)[a-z0-9_-]*["']?)
+    (?P<key>["']?(?<![a-z0-9_-])[a-z0-9_-]*?(?:pass(?:word|wd|phrase)?|token|secret|api[_-]?key|authorization|cookie|credential|private[_-]?key)[a-z0-9_-]*["']?)
     (?P<sep>\s*[=:]\s*)
     (?P<value>"[^"]*"|'[^']*'|[^\s&,;"']+)
     """

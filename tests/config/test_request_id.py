@@ -187,6 +187,13 @@ def test_a_personal_access_token_pasted_anywhere_is_redacted(log_lines):
     assert entry["message"] == "CI used [REDACTED_PAT] from 10.0.0.2"
 
 
+def test_words_that_merely_contain_eyj_are_not_taken_for_tokens(log_lines):
+    logger, stream = log_lines
+    logger.info("read apiKeyJson.field.value from the form")
+    (entry,) = _entries(stream)
+    assert entry["message"] == "read apiKeyJson.field.value from the form"
+
+
 def test_a_token_glued_to_other_characters_in_a_path_is_redacted(log_lines):
     from accounts.access_tokens import access_token_secret_new
 
