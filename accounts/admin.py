@@ -176,7 +176,8 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
         deactivated = change and "is_active" in form.changed_data and not obj.is_active
         claims_changed = change and bool(
-            {"email", "name", "is_staff", "is_operator"} & set(form.changed_data)
+            # mfa_required too: the access token's scope is empty until a required factor exists.
+            {"email", "name", "is_staff", "is_operator", "mfa_required"} & set(form.changed_data)
         )
         if deactivated:
             obj.is_active = True  # the service flips it, together with revoking the sessions

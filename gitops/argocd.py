@@ -168,7 +168,7 @@ argocd/applicationset.yaml                      one Argo CD Application per clus
 `clients/<client>/<cluster>`: the `qdrant` chart from https://qdrant.github.io/qdrant-helm,
 release (and StatefulSet) `qdrant-<client>-<cluster>` in namespace `qdrant-<client>`, with
 that folder's `values.yaml` and `apikey.sealed.yaml`. Apply it once, and again whenever it
-changes: `kubectl apply -n argocd -f argocd/applicationset.yaml`. It tells Argo CD to ignore
+changes: `kubectl apply -f argocd/applicationset.yaml` (it names its namespace). It tells Argo CD to ignore
 `volumeClaimTemplates` of a live StatefulSet (Kubernetes refuses to change them), so a new
 `persistence.size` never blocks a sync; see "Growing storage" for how volumes really grow.
 

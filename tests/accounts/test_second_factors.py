@@ -513,3 +513,24 @@ def test_until_a_required_factor_is_set_up_the_access_token_reaches_no_client(us
 
     assert browser.get("/api/auth/me").status_code == 200  # re-issues the access token
     assert token_parts(browser.cookies["__Host-accessToken"].value)[1]["scope"] == "*"
+
+
+def test_an_operator_requiring_a_factor_empties_the_scope_of_the_users_next_token(
+    user_factory, auth_client, client, settings
+):
+    settings.MFA_REQUIRED_FOR_STAFF = False
+    operator = user_factory(email="op@example.com", is_staff=True, is_operator=True)
+    browser = auth_client(operator)
+    assert token_parts(browser.cookies["__Host-accessToken"].value)[1]["scope"] == "*"
+    client.force_login(user_factory(email="root@example.com", is_staff=True, is_superuser=True))
+    page = client.get(f"/admin/accounts/user/{operator.pk}/change/")
+    data = {
+        **user_change_form_data(page),
+        "email": operator.email,
+        "name": operator.name,
+        "mfa_required": "on",
+    }
+    assert client.post(f"/admin/accounts/user/{operator.pk}/change/", data).status_code == 302
+
+    assert browser.get("/api/auth/me").status_code == 200  # allowed before enrolment: re-issues the token
+    assert token_parts(browser.cookies["__Host-accessToken"].value)[1]["scope"] == ""
