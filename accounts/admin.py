@@ -1,4 +1,6 @@
+import operator
 from contextvars import ContextVar
+from functools import reduce
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
@@ -31,6 +33,9 @@ from accounts.services import (
 )
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
 from config.errors import AuthUnavailable
+
+# What makes an account privileged: only superusers change or delete one (UserAdmin).
+PRIVILEGE_FLAGS = ("is_superuser", "is_staff", "is_operator")
 
 # The operator on whose behalf the admin's password form saves (Django builds the form without
 # the request, so the view that builds it says who is acting).
@@ -143,7 +148,7 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     def _out_of_reach(request: HttpRequest, user: User | None) -> bool:
         """A privileged account (staff, operator, superuser) is changed or deleted by superusers
         only: whoever could set its password or reset its factors could sign in as it."""
-        privileged = user is not None and (user.is_superuser or user.is_staff or user.is_operator)
+        privileged = user is not None and any(getattr(user, flag) for flag in PRIVILEGE_FLAGS)
         return privileged and not request.user.is_superuser
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
@@ -156,7 +161,7 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         """The selected users this operator may act on; the others are named in a message."""
         if request.user.is_superuser:
             return queryset
-        privileged = Q(is_superuser=True) | Q(is_staff=True) | Q(is_operator=True)
+        privileged = reduce(operator.or_, (Q(**{flag: True}) for flag in PRIVILEGE_FLAGS))
         skipped = list(queryset.filter(privileged).values_list("email", flat=True))
         if skipped:
             self.message_user(

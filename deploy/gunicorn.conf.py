@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 
-def _env_positive_int(name: str, default: int, minimum: int = 1) -> int:
+def _env_whole_number(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -30,8 +30,8 @@ wsgi_app = "config.wsgi:application"
 bind = ["0.0.0.0:8000"]  # noqa: S104 - inside a container, reached through the pod network only
 
 # Threads let one worker wait on PostgreSQL, Redis or a git push while serving others.
-workers = _env_positive_int("GUNICORN_WORKERS", 2)
-threads = _env_positive_int("GUNICORN_THREADS", 4)
+workers = _env_whole_number("GUNICORN_WORKERS", 2)
+threads = _env_whole_number("GUNICORN_THREADS", 4)
 worker_class = "gthread"
 
 timeout = 60  # a git push to a slow remote may take a while (pygit2 timeouts are 10 s + 30 s)
@@ -41,7 +41,7 @@ keepalive = 5
 # because each recycled worker leaves its metric files behind (about 8 KiB, see
 # PROMETHEUS_MULTIPROC_DIR below): at 50,000 requests a recycle, the pod's 64 MiB metrics volume
 # holds some 400 million requests. GUNICORN_MAX_REQUESTS=0 turns recycling off.
-max_requests = _env_positive_int("GUNICORN_MAX_REQUESTS", 50_000, minimum=0)
+max_requests = _env_whole_number("GUNICORN_MAX_REQUESTS", 50_000, minimum=0)
 max_requests_jitter = max_requests // 10
 
 # The heartbeat file is touched on every loop: keep it on a RAM filesystem, not the disk.

@@ -102,11 +102,13 @@ def _text(value: Any) -> str:
 
 def _time(value: Any) -> datetime | None:
     """A Kubernetes timestamp (RFC 3339, ``2026-11-27T10:00:00Z``); None when absent or not one."""
+    if not isinstance(value, str):
+        return None
     try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return moment if moment is None or moment.tzinfo is not None else None
+    return moment if moment.tzinfo is not None else None
 
 
 def _texts(value: Any) -> tuple[str, ...]:

@@ -85,6 +85,11 @@ def remote_tracking_tip(*, repository: GitopsRepository) -> str | None:
     return None if reference is None else str(reference.target)
 
 
+def _unreachable(remote: RemoteConfig, error: Exception) -> None:
+    if remote.on_failure is not None:
+        remote.on_failure(error)
+
+
 def remote_fetch(*, repository: GitopsRepository, remote: RemoteConfig) -> RemoteState:
     """Fetch the branch from the remote. Never raises for a network failure: ``reachable`` says."""
     handle = repository_handle(repository)
@@ -95,8 +100,7 @@ def remote_fetch(*, repository: GitopsRepository, remote: RemoteConfig) -> Remot
             prune=FetchPrune.PRUNE,  # a branch deleted on the remote is forgotten here
         )
     except _TRANSPORT_ERRORS as error:
-        if remote.on_failure is not None:
-            remote.on_failure(error)
+        _unreachable(remote, error)
         return RemoteState(reachable=False, tip=None)
     return RemoteState(reachable=True, tip=remote_tracking_tip(repository=repository))
 
@@ -113,8 +117,7 @@ def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:
             [f"{repository.ref_name}:{repository.ref_name}"], callbacks=callbacks
         )
     except _TRANSPORT_ERRORS as error:
-        if remote.on_failure is not None:
-            remote.on_failure(error)
+        _unreachable(remote, error)
         return False
     if callbacks.rejected:
         return False

@@ -22,15 +22,20 @@ def authenticator() -> SoftAuthenticator:
     return SoftAuthenticator(origin=ORIGIN, rp_id="testserver")
 
 
-def _register(client, authenticator, name="Laptop") -> dict:
+def _registration_answer(client, authenticator, name="Laptop"):
+    """The portal's answer to a registration ceremony the authenticator completes."""
     ceremony = client.post("/api/auth/mfa/passkeys/options").json()
     assert ceremony["publicKey"]["rp"]["id"] == "testserver"
     credential = authenticator.create(ceremony["publicKey"])
-    response = client.post(
+    return client.post(
         "/api/auth/mfa/passkeys",
         {"token": ceremony["token"], "credential": credential, "name": name},
         format="json",
     )
+
+
+def _register(client, authenticator, name="Laptop") -> dict:
+    response = _registration_answer(client, authenticator, name)
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -60,13 +65,7 @@ def test_a_registered_passkey_is_listed_and_becomes_the_second_factor(browser, u
 def test_a_passkey_whose_public_key_could_never_verify_is_refused(browser, authenticator, cose_key):
     """Stored, it would lock its owner out at the next sign-in."""
     authenticator.cose_key = cose_key
-    ceremony = browser.post("/api/auth/mfa/passkeys/options").json()
-    credential = authenticator.create(ceremony["publicKey"])
-    response = browser.post(
-        "/api/auth/mfa/passkeys",
-        {"token": ceremony["token"], "credential": credential, "name": "Laptop"},
-        format="json",
-    )
+    response = _registration_answer(browser, authenticator)
     assert response.status_code == 400, response.content
     assert response.json()["fields"]["credential"] == [
         "The passkey could not be registered; please try again."
@@ -76,13 +75,7 @@ def test_a_passkey_whose_public_key_could_never_verify_is_refused(browser, authe
 
 def test_a_credential_id_longer_than_webauthn_allows_is_refused(browser, authenticator):
     authenticator.credential_id = b"\x07" * 1024  # WebAuthn: at most 1023 bytes
-    ceremony = browser.post("/api/auth/mfa/passkeys/options").json()
-    credential = authenticator.create(ceremony["publicKey"])
-    response = browser.post(
-        "/api/auth/mfa/passkeys",
-        {"token": ceremony["token"], "credential": credential, "name": "Laptop"},
-        format="json",
-    )
+    response = _registration_answer(browser, authenticator)
     assert response.status_code == 400, response.content
     assert not Passkey.objects.exists()
 

@@ -391,8 +391,8 @@ def test_sign_in_refresh_jwks_and_the_app_go_straight_to_the_portal(gateway, ups
 # --- personal access tokens ------------------------------------------------------------------
 
 
-def test_a_personal_access_token_passes_with_its_own_scope_until_revoked(gateway, upstream, user1, cluster1):
-    access = sign_in(gateway, user1.email)["accessToken"]
+def _pat_create(gateway: str, access: str) -> dict:
+    """A personal access token for client1 (view): the API's answer, ``token`` and ``id``."""
     created = requests.post(
         f"{gateway}/api/auth/tokens",
         json={"name": "CI", "clients": {"client1": ["view"]}},
@@ -400,7 +400,13 @@ def test_a_personal_access_token_passes_with_its_own_scope_until_revoked(gateway
         timeout=10,
     )
     assert created.status_code == 201, created.text
-    pat = created.json()["token"]
+    return created.json()
+
+
+def test_a_personal_access_token_passes_with_its_own_scope_until_revoked(gateway, upstream, user1, cluster1):
+    access = sign_in(gateway, user1.email)["accessToken"]
+    created = _pat_create(gateway, access)
+    pat = created["token"]
 
     response = requests.get(f"{gateway}/service/things", headers=token_headers(pat, "bearer"), timeout=10)
 
@@ -410,7 +416,7 @@ def test_a_personal_access_token_passes_with_its_own_scope_until_revoked(gateway
     as_cookie = requests.get(f"{gateway}/service/things", headers=token_headers(pat, "cookie"), timeout=10)
     assert_refused(as_cookie, 403, "token_not_valid")
     revoked = requests.delete(
-        f"{gateway}/api/auth/tokens/{created.json()['id']}",
+        f"{gateway}/api/auth/tokens/{created['id']}",
         headers=token_headers(access, "bearer"),
         timeout=10,
     )
@@ -446,17 +452,6 @@ def _portal_cookies(gateway: str, email: str, path: str) -> dict[str, str]:
     return cookies | {"sessionid": "admin-session-" + "s" * 24}
 
 
-def _pat_create(gateway: str, access: str) -> str:
-    created = requests.post(
-        f"{gateway}/api/auth/tokens",
-        json={"name": "CI", "clients": {"client1": ["view"]}},
-        headers=token_headers(access, "bearer"),
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-    return created.json()["token"]
-
-
 @pytest.mark.parametrize("via", ["cookie", "bearer", "x-auth-token", "personal-access-token"])
 def test_the_service_gets_the_identity_but_none_of_the_callers_credentials(gateway, upstream, user1, via):
     tokens = sign_in(gateway, user1.email)
@@ -466,7 +461,9 @@ def test_the_service_gets_the_identity_but_none_of_the_callers_credentials(gatew
         cookie = "; ".join([*(f"{name}={value}" for name, value in portal_cookies.items()), SERVICE_COOKIE])
         headers = {"Cookie": cookie}
     else:
-        token = _pat_create(gateway, tokens["accessToken"]) if via == "personal-access-token" else None
+        token = (
+            _pat_create(gateway, tokens["accessToken"])["token"] if via == "personal-access-token" else None
+        )
         token = token or tokens["accessToken"]
         credentials = [token]
         headers = token_headers(token, "bearer" if via == "personal-access-token" else via)
