@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from accounts.models import AuditEvent, AuditEventType, AuthMethod, PersonalAccessToken, User
+from django.db.models import Q
+
+from accounts.models import AuditEvent, AuditEventType, AuthMethod, PersonalAccessToken, Session, User
+from config.retention import rows_delete_in_batches
 
 USER_AGENT_MAX = 512
 
@@ -79,3 +83,20 @@ def sign_in_throttled_record(*, email: str, method: str, origin: RequestOrigin, 
         origin=origin,
         detail=detail,
     )
+
+
+def sign_in_records_prune(*, before: datetime, dry_run: bool = False) -> dict[str, int]:
+    """Delete the sign-in audit events and the ended sessions older than ``before``; how many of each.
+
+    A session is old once it was revoked, or reached its absolute end, before ``before``: a live
+    session is never deleted, however long ago it began. A refresh token of a deleted session is
+    refused like any unknown token.
+    """
+    return {
+        "sign-in audit events": rows_delete_in_batches(
+            AuditEvent.objects.filter(at__lt=before), dry_run=dry_run
+        ),
+        "ended sessions": rows_delete_in_batches(
+            Session.objects.filter(Q(revoked_at__lt=before) | Q(expires_at__lt=before)), dry_run=dry_run
+        ),
+    }

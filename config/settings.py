@@ -366,6 +366,11 @@ PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
     raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory.")
 
+# `manage.py records_prune` (a daily CronJob) deletes sign-in and client audit events and ended
+# sessions older than this; the floor keeps a typo such as "1" (a second) from wiping the trail.
+AUDIT_RETENTION_MINIMUM = timedelta(days=1)
+AUDIT_RETENTION = env_duration("AUDIT_RETENTION", "365d", minimum=AUDIT_RETENTION_MINIMUM)
+
 # Errors go to Sentry when SENTRY_DSN is set, scrubbed of tokens, cookies, passwords and keys.
 SENTRY_DSN = env_str("SENTRY_DSN")
 SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")

@@ -3,9 +3,12 @@ API keys, visible to its admins."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from accounts.audit import RequestOrigin
 from accounts.models import User
 from clusters.models import Client, ClientAuditEvent, Cluster
+from config.retention import rows_delete_in_batches
 
 
 def client_audit_record(
@@ -34,3 +37,8 @@ def client_audit_record(
     event.full_clean(exclude=["client", "actor", "target_user"], validate_constraints=False)
     event.save()
     return event
+
+
+def client_audit_prune(*, before: datetime, dry_run: bool = False) -> int:
+    """Delete every client's audit events older than ``before``; how many."""
+    return rows_delete_in_batches(ClientAuditEvent.objects.filter(at__lt=before), dry_run=dry_run)

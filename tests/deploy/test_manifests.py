@@ -85,6 +85,16 @@ MANIFESTS = {name: _documents(K8S_DIR / name) for name in MANIFEST_FILES}
 KUSTOMIZATION = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
 
 
+def _workloads() -> list[dict]:
+    """Every Deployment, Job and CronJob of the base, in file order."""
+    return [doc for name in MANIFEST_FILES for doc in MANIFESTS[name] if doc["kind"] in WORKLOAD_KINDS]
+
+
+def _named(kind: str, name: str) -> dict:
+    (found,) = [doc for doc in _workloads() if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    return found
+
+
 def _one(kind: str, *, include_template: bool = False) -> dict:
     found = [
         doc
@@ -199,9 +209,11 @@ def test_the_kustomization_lists_every_manifest_but_the_secret_template():
 def test_the_kustomization_sets_the_namespace_and_the_image_of_every_container():
     assert KUSTOMIZATION["namespace"] == NAMESPACE
     image_names = {image["name"] for image in KUSTOMIZATION["images"]}
-    for kind in WORKLOAD_KINDS:
-        for container in _pod_spec(_one(kind))["containers"]:
-            assert container["image"] in image_names, f"{kind}: an overlay could not set {container['image']}"
+    for workload in _workloads():
+        for container in _pod_spec(workload)["containers"]:
+            assert container["image"] in image_names, (
+                f"{workload['metadata']['name']}: an overlay could not set it"
+            )
     for label in KUSTOMIZATION.get("labels", []):
         assert label.get("includeSelectors") is False, "selectors are immutable: never add labels to them"
 
@@ -258,10 +270,10 @@ def test_the_deployment_spreads_its_pods_and_keeps_one_through_disruptions():
     assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
 
 
-@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
-def test_every_pod_is_hardened(kind):
+@pytest.mark.parametrize("workload", _workloads(), ids=lambda workload: workload["metadata"]["name"])
+def test_every_pod_is_hardened(workload):
     """Non-root with the image's UID, read-only root, no capabilities, RuntimeDefault seccomp."""
-    workload = _one(kind)
+    kind = workload["metadata"]["name"]
     pod = _pod_spec(workload)
     assert (
         f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" == _dockerfile_user()
@@ -297,8 +309,8 @@ def test_every_pod_is_hardened(kind):
 
 def test_the_git_clone_and_the_sealing_certificate_are_where_the_pod_mounts_them():
     data = _one("ConfigMap")["data"]
-    for kind in ("Deployment", "CronJob"):
-        pod = _pod_spec(_one(kind))
+    for workload in (_one("Deployment"), _named("CronJob", "portal-gitops-sync")):
+        pod = _pod_spec(workload)
         (container,) = pod["containers"]
         mounts = _mounts(container)
         for variable in ("GITOPS_REPO_PATH", "PORTAL_VAR_DIR"):
@@ -320,12 +332,13 @@ def test_the_migration_job_runs_before_the_new_pods_under_argo_cd():
     assert annotations["argocd.argoproj.io/hook"] == "Sync"
     assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
     job_wave = int(annotations["argocd.argoproj.io/sync-wave"])
-    for kind in ("Deployment", "CronJob"):
-        assert int(_one(kind)["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) > job_wave
+    for workload in _workloads():
+        if workload["kind"] != "Job":
+            assert int(workload["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) > job_wave
 
 
 def test_the_gitops_sync_cronjob_never_overlaps_itself():
-    cronjob = _one("CronJob")
+    cronjob = _named("CronJob", "portal-gitops-sync")
     spec = cronjob["spec"]
     assert spec["concurrencyPolicy"] == "Forbid"
     (container,) = _pod_spec(cronjob)["containers"]
@@ -333,6 +346,16 @@ def test_the_gitops_sync_cronjob_never_overlaps_itself():
     every_minutes = re.fullmatch(r"\*/(\d+) \* \* \* \*", spec["schedule"])
     assert every_minutes, "expected a run every few minutes"
     assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] < int(every_minutes.group(1)) * 60
+
+
+def test_the_records_prune_cronjob_runs_once_a_day_and_never_overlaps_itself():
+    cronjob = _named("CronJob", "portal-records-prune")
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    (container,) = _pod_spec(cronjob)["containers"]
+    assert container["command"] == ["python", "manage.py", "records_prune"]
+    assert re.fullmatch(r"\d+ \d+ \* \* \*", spec["schedule"]), "expected once a day"
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] < 24 * 3600
 
 
 def test_the_service_and_ingress_route_to_the_web_pods_over_tls():

@@ -53,7 +53,7 @@ def test_the_workers_share_their_metrics_through_an_in_memory_emptydir():
     assert volume["emptyDir"]["medium"] == "Memory" and volume["emptyDir"]["sizeLimit"]
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     # Jobs and CronJobs run management commands: they count for themselves, not into the pods' files.
-    for name in ("job-migrate.yaml", "cronjob-gitops-sync.yaml"):
+    for name in ("job-migrate.yaml", "cronjob-gitops-sync.yaml", "cronjob-records-prune.yaml"):
         assert "PROMETHEUS_MULTIPROC_DIR" not in (K8S_DIR / name).read_text()
 
 
