@@ -12,6 +12,8 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyAdmin
+from accounts.audit import RequestCredential
+from accounts.authentication import request_origin
 from clusters.deployments import (
     DEPLOYED,
     DEPLOYMENT_STATES,
@@ -24,11 +26,12 @@ from clusters.deployments import (
     latest_revisions,
 )
 from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
-from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_revision
+from clusters.selectors import cluster_allowed_versions, cluster_revision
 from clusters.services import (
     client_create,
     client_update,
     cluster_create,
+    cluster_credentials_reveal,
     cluster_credentials_rotate,
     cluster_credentials_rotation_finish,
     cluster_slug_check,
@@ -324,10 +327,17 @@ class ClusterAdmin(ServiceRefusalsAdmin):
         for cluster in queryset.select_related("client"):
             try:
                 result = cluster_credentials_rotate(cluster=cluster, actor=request.user)
+                # Shown on the page: on the client's audit trail like any read of the keys.
+                keys = cluster_credentials_reveal(
+                    cluster=result.cluster,
+                    actor=request.user,
+                    credential=RequestCredential(),
+                    origin=request_origin(request),
+                )
             except PortalError as error:
                 self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
                 continue
-            rotated.append((result.cluster, cluster_credentials(cluster=result.cluster)))
+            rotated.append((result.cluster, keys))
         if not rotated:
             return None
         context = {

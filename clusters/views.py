@@ -226,14 +226,21 @@ _KEYS_NOT_PUSHED = OpenApiResponse(
     description="Accepted, not done yet: committed, but git's remote did not take it; the keys reach "
     "the cluster once it does (the cluster's revision says when).",
 )
-_KEYS_ERRORS = (errors.GitopsUnavailable, errors.SecretsUnavailable)
+_KEYS_ERRORS = (errors.GitopsUnavailable, errors.SecretsUnavailable, errors.AuditUnavailable)
 
 
-def _keys_answer(result: services.ClusterChangeResult) -> Response:
-    """The cluster's keys after a key change: 202 while the change waits to be pushed."""
+def _keys_answer(request, result: services.ClusterChangeResult) -> Response:
+    """The cluster's keys after a key change, on the audit trail like any read of them: 202 while
+    the change waits to be pushed."""
+    keys = services.cluster_credentials_reveal(
+        cluster=result.cluster,
+        actor=request.user,
+        credential=request_credential(request),
+        origin=request_origin(request),
+    )
     pushed = result.change is None or result.change.pushed
     return Response(
-        CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data,
+        CredentialsOutputSerializer(keys).data,
         status=status.HTTP_200_OK if pushed else status.HTTP_202_ACCEPTED,
     )
 
@@ -267,7 +274,7 @@ class ClusterCredentialsRotateView(ClientAPIView):
     def post(self, request, client: str, cluster: str):
         target = self.cluster_get()  # 404 before 403: no hint that a cluster exists elsewhere
         recent_authentication_require(session_id=request.auth.session.session_id)
-        return _keys_answer(services.cluster_credentials_rotate(cluster=target, actor=request.user))
+        return _keys_answer(request, services.cluster_credentials_rotate(cluster=target, actor=request.user))
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -287,7 +294,7 @@ class ClusterCredentialsRotationFinishView(ClientAPIView):
     )
     def post(self, request, client: str, cluster: str):
         result = services.cluster_credentials_rotation_finish(cluster=self.cluster_get(), actor=request.user)
-        return _keys_answer(result)
+        return _keys_answer(request, result)
 
 
 class ClusterHistoryView(ClientAPIView):

@@ -109,3 +109,44 @@ def test_keys_that_cannot_be_decrypted_leave_no_reveal_on_record(as_user1, clust
 
     assert (response.status_code, response.json()["code"]) == (503, "secrets_unavailable")
     assert not ClientAuditEvent.objects.filter(type="credentials_revealed").exists()
+
+
+def test_the_keys_a_rotation_answers_with_are_on_the_audit_trail(auth_client, as_admin1, user1, cluster1):
+    browser = auth_client(user1)
+    session = Session.objects.filter(user=user1).latest("created_at")
+
+    started = browser.post(f"{CREDENTIALS}/rotate", REMOTE_ADDR="203.0.113.8")
+    finished = browser.post(f"{CREDENTIALS}/rotate/finish", REMOTE_ADDR="203.0.113.9")
+
+    assert {started.status_code, finished.status_code} <= {200, 202}  # 202: no git remote here
+    assert started.json()["apiKey"] and finished.json()["apiKey"]
+    assert [(reveal["ip"], reveal["detail"]) for reveal in _reveals(as_admin1)] == [
+        ("203.0.113.9", f"session {session.pk}"),
+        ("203.0.113.8", f"session {session.pk}"),
+    ]
+
+
+def test_a_rotation_whose_keys_cannot_be_recorded_sends_no_key(monkeypatch, as_user1, cluster1):
+    def save_fails(self, *args, **kwargs):
+        raise OperationalError("disk full")
+
+    monkeypatch.setattr(ClientAuditEvent, "save", save_fails)
+    response = as_user1.post(f"{CREDENTIALS}/rotate")
+
+    assert (response.status_code, response.json()["code"]) == (503, "audit_unavailable")
+    assert set(response.json()) == {"code", "detail"}
+    # The rotation itself happened: the new keys are read, and recorded, once the trail works.
+    monkeypatch.undo()
+    assert as_user1.get(CREDENTIALS).json()["rotation"]
+
+
+def test_keys_shown_by_the_admin_s_rotation_are_on_the_audit_trail(admin_browser, as_admin1, cluster1):
+    page = admin_browser.post(
+        "/admin/clusters/cluster/",
+        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+        REMOTE_ADDR="198.51.100.4",
+    )
+
+    assert "New API keys" in page.content.decode()
+    [reveal] = _reveals(as_admin1)
+    assert (reveal["cluster"], reveal["ip"]) == ("main", "198.51.100.4")
