@@ -41,7 +41,8 @@ def _new_password_check(password: str, user: User, field: str) -> None:
 def password_change(
     *, user_id: int, session_id: uuid.UUID, current_password: str, new_password: str, origin: RequestOrigin
 ) -> None:
-    """Set a new password; every other session ends, this one stays."""
+    """Set a new password; every other session and every personal access token ends (whoever knew
+    the old password may have made one), this session stays."""
     user = User.objects.get(pk=user_id)
     if not (user.has_usable_password() and user.check_password(current_password)):
         raise InvalidRequest(fields={"currentPassword": ["The current password is not correct."]})
@@ -50,6 +51,7 @@ def password_change(
         user.set_password(new_password)
         user.save(update_fields=["password"])
         sessions_revoke(user=user, except_session_id=session_id, reason=SessionRevokedReason.PASSWORD_CHANGE)
+        user_access_tokens_end(user=user, actor=user, why="password changed", origin=origin)
         audit_event_record(
             type=AuditEventType.PASSWORD_CHANGED, user=user, origin=origin, session_id=session_id
         )

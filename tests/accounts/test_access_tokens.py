@@ -23,7 +23,7 @@ from accounts.models import AuditEvent, PersonalAccessToken
 from accounts.services import user_deactivate, user_password_change
 from clusters.models import Grant
 from clusters.services import grant_remove, grant_set
-from tests.conftest import b64
+from tests.conftest import DEFAULT_PASSWORD, b64
 from tests.helpers import DEAD_REDIS
 
 TOKENS = "/api/auth/tokens"
@@ -114,7 +114,15 @@ def _password_reset(user) -> None:
 
 @pytest.mark.parametrize(
     "ending",
-    ["expiry", "revocation", "deactivation", "removal", "password reset", "password set by an operator"],
+    [
+        "expiry",
+        "revocation",
+        "deactivation",
+        "removal",
+        "password reset",
+        "password changed",
+        "password set by an operator",
+    ],
 )
 def test_a_token_is_refused_after_it_ends(pat, session1, user1, client1, ending):
     client = bearer(pat)
@@ -131,6 +139,9 @@ def test_a_token_is_refused_after_it_ends(pat, session1, user1, client1, ending)
             assert user_deactivate(user=user1)
         elif ending == "password reset":  # someone who knew the old password may have made it
             _password_reset(user1)
+        elif ending == "password changed":  # by the user, who may have seen the old one misused
+            body = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64("a quite new passphrase 42")}
+            assert session1.post("/api/auth/password", body, format="json").status_code == 204
         elif ending == "password set by an operator":
             user_password_change(user=user1, password="a quite new passphrase 42")
         else:

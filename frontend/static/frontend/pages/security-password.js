@@ -78,7 +78,7 @@ async function passwordChange(page, parts) {
     for (const input of [current, fields.password, fields.repeat]) input.value = "";
     say(
       parts.status,
-      "Password changed. Every other device signed in to your account has been signed out; this one stays signed in.",
+      "Password changed. Every other device signed in to your account has been signed out and your personal access tokens are revoked; this one stays signed in.",
     );
   } catch (failure) {
     const shown = passwordFieldErrors(fields, failure, { currentPassword: current, newPassword: fields.password });
