@@ -6,6 +6,7 @@ answers 403 (``not_authenticated`` / ``token_not_valid``), as the contract says.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import math
 from dataclasses import dataclass
@@ -186,6 +187,27 @@ def csrf_check(request: HttpRequest) -> None:
     reason = check.process_view(request, None, (), {})
     if reason:
         raise CsrfFailed(f"CSRF check failed: {reason}")
+
+
+# What a gateway says of the request it asks /validate about: nginx's X-Original-Method (as
+# deploy/gateway sets it), Traefik's X-Forwarded-Method. The stricter wins: a client may add
+# either header itself, but cannot hide the method its gateway reports.
+GUARDED_METHOD_HEADERS = ("HTTP_X_ORIGINAL_METHOD", "HTTP_X_FORWARDED_METHOD")
+CSRF_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # Django's CSRF check's
+
+
+def guarded_request_csrf_check(request: HttpRequest) -> None:
+    """At ``/validate``, for a token from the cookie: a write the gateway guards needs the Origin
+    and CSRF token a write to the portal's own API needs (the service behind the gateway gets no
+    cookie, so it cannot check them itself)."""
+    reported = {request.META.get(header, "").strip().upper() for header in GUARDED_METHOD_HEADERS}
+    unsafe = sorted(reported - CSRF_SAFE_METHODS - {""})
+    if not unsafe:
+        return
+    browser_origin_check(request)
+    guarded = copy.copy(request)  # Django's check reads the method: the guarded request's, not GET
+    guarded.method = unsafe[0]
+    csrf_check(guarded)
 
 
 # --- the authentication class ----------------------------------------------------------------

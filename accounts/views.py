@@ -24,6 +24,7 @@ from accounts.authentication import (
     auth_cookies_set,
     browser_origin_check,
     csrf_check,
+    guarded_request_csrf_check,
     personal_token_live,
     personal_token_use_record,
     refresh_token_from_request,
@@ -322,7 +323,7 @@ class SessionDetailView(APIView):
 
 def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
     """The gateway headers for the request's access token: the user's current claims, from the cache."""
-    raw = access_token_from_request(request)[0]
+    raw, from_cookie = access_token_from_request(request)
     if raw is None:
         raise errors.NotAuthenticated()
     if raw.startswith(TOKEN_PREFIX):
@@ -332,6 +333,8 @@ def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
     else:
         live = session_live(token=access_token_verify(raw))
         second_factor_policy_check(claims=live.claims)
+        if from_cookie:
+            guarded_request_csrf_check(request)
         session_activity_record(live=live, write_last_seen=False)
         user_id, claims, scope = live.user_id, live.claims, live.credential_scope()
     return {
@@ -374,13 +377,15 @@ class ValidateView(PublicAPIView):
                 description="Valid access token; identity in X-Auth-User-Id, X-Auth-Email, X-Auth-Scope "
                 "(the user's current email and scope).",
             ),
-            **error_responses(*AUTHENTICATION_ERRORS, errors.MfaEnrolmentRequired),
+            **error_responses(*AUTHENTICATION_ERRORS, errors.MfaEnrolmentRequired, errors.CsrfFailed),
         },
         auth=[{"accessTokenCookie": []}, {"bearerAuth": []}, {"xAuthToken": []}],
         description="For API gateways: an access token (cookie, `Authorization: Bearer`, `X-Auth-Token`) "
         "or a personal access token (`Authorization: Bearer qpt_...` only). X-Auth-Scope: the clients "
         "the credential reaches now. A failure also carries its code in the X-Auth-Error-Code "
-        "header, for gateways that cannot read the body (nginx auth_request).",
+        "header, for gateways that cannot read the body (nginx auth_request). A write the gateway guards "
+        "(`X-Original-Method` or `X-Forwarded-Method` other than GET, HEAD, OPTIONS, TRACE) with the token "
+        "from the cookie needs an allowed `Origin` and the `X-CSRFToken` header (403 `csrf_failed`).",
     )
     def get(self, request: Request) -> Response:
         if self.failure is not None:

@@ -59,3 +59,47 @@ def test_a_stale_access_cookie_does_not_break_public_endpoints(db):
     assert client.post("/api/auth/logout").status_code == 204
     assert client.get("/api/auth/csrf").status_code == 200
     assert client.get("/.well-known/jwks.json").status_code == 200
+
+
+# --- writes a gateway guards: the cookie needs the same CSRF defences as at the portal ----------
+
+VALIDATE = "/api/auth/validate"
+
+
+def test_a_write_a_gateway_guards_with_the_cookie_needs_the_csrf_token(auth_client, user):
+    client = auth_client(user)  # sends X-CSRFToken with the csrftoken cookie, as the app does
+    assert client.get(VALIDATE, HTTP_X_ORIGINAL_METHOD="POST").status_code == 200
+
+    client.credentials()  # no X-CSRFToken: what a page on another site could send
+    refused = client.get(VALIDATE, HTTP_X_ORIGINAL_METHOD="POST")
+
+    assert (refused.status_code, refused.json()["code"]) == (403, "csrf_failed")
+    assert refused["X-Auth-Error-Code"] == "csrf_failed"  # what nginx's auth_request can read
+    assert client.get(VALIDATE, HTTP_X_ORIGINAL_METHOD="GET").status_code == 200  # a read needs none
+    assert client.get(VALIDATE).status_code == 200  # nor a gateway that does not say
+
+
+def test_a_write_a_gateway_guards_from_a_foreign_origin_is_refused(auth_client, user):
+    refused = auth_client(user).get(
+        VALIDATE, HTTP_X_FORWARDED_METHOD="DELETE", HTTP_ORIGIN="https://evil.example.com"
+    )
+    assert (refused.status_code, refused.json()["code"]) == (403, "csrf_failed")
+
+
+def test_a_client_cannot_hide_the_method_its_gateway_reports(auth_client, user):
+    client = auth_client(user)
+    client.credentials()
+    # Traefik reports PATCH; the client added an X-Original-Method of its own.
+    refused = client.get(VALIDATE, HTTP_X_ORIGINAL_METHOD="GET", HTTP_X_FORWARDED_METHOD="PATCH")
+    assert (refused.status_code, refused.json()["code"]) == (403, "csrf_failed")
+
+
+def test_a_bearer_token_needs_no_csrf_token_for_a_guarded_write(bearer_client, user):
+    token = bearer_client(user).tokens["accessToken"]
+    response = APIClient().get(
+        VALIDATE,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_X_ORIGINAL_METHOD="POST",
+        HTTP_ORIGIN="https://evil.example.com",
+    )
+    assert response.status_code == 200  # a page on another site cannot send a header credential

@@ -58,6 +58,7 @@ DEFAULT_DETAIL = {
         errors.TokenNotValid,
         errors.AccountDisabled,
         errors.MfaEnrolmentRequired,
+        errors.CsrfFailed,
         errors.AuthUnavailable,
     )
 }
@@ -348,6 +349,31 @@ def test_a_refused_post_never_reaches_the_service_either(gateway, upstream):
     response = requests.post(f"{gateway}/service/things", json={"delete": "everything"}, timeout=10)
     assert_refused(response, 403, "not_authenticated")
     assert upstream.received == []
+
+
+def test_a_write_carried_by_the_cookie_needs_the_portals_csrf_token_and_origin(
+    gateway, upstream, user1, settings
+):
+    settings.CSRF_TRUSTED_ORIGINS = [
+        gateway
+    ]  # the public origin, as in production (nginx's $host has no port)
+    cookies = _portal_cookies(gateway, user1.email, "/service/things")
+    browser = {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
+    # nginx's own X-Original-Method wins over one the client makes up.
+    forged = {**browser, "Origin": "https://evil.example.com", "X-Original-Method": "GET"}
+
+    assert_refused(
+        requests.post(f"{gateway}/service/things", json={}, headers=forged, timeout=10), 403, "csrf_failed"
+    )
+    assert_refused(
+        requests.post(f"{gateway}/service/things", json={}, headers=browser, timeout=10), 403, "csrf_failed"
+    )
+    assert upstream.received == []
+
+    same_origin = {**browser, "Origin": gateway, "X-CSRFToken": cookies["csrftoken"]}
+    response = requests.post(f"{gateway}/service/things", json={}, headers=same_origin, timeout=10)
+    assert (response.status_code, response.json()) == (200, {"service": "reached"})
+    assert requests.get(f"{gateway}/service/things", headers=forged, timeout=10).status_code == 200  # a read
 
 
 def test_the_portals_cache_outage_is_a_503_at_the_gateway(gateway, upstream, user1):
