@@ -20,6 +20,7 @@ from accounts.models import (
     RecoveryCode,
     SecondFactor,
     Session,
+    SessionRevokedReason,
     TotpDevice,
     User,
 )
@@ -32,7 +33,7 @@ from accounts.second_factors import (
     failure_record,
 )
 from accounts.selectors import user_second_factors
-from accounts.services import session_facts_refresh, users_claims_bump
+from accounts.services import session_facts_refresh, sessions_revoke, users_claims_bump
 from config.crypto import TOTP_SECRETS, FieldDecryptionError, field_decrypt, field_encrypt, field_reencrypt
 from config.errors import (
     AlreadyEnrolled,
@@ -49,6 +50,29 @@ class TotpEnrolment:
     secret: str
     uri: str
     qr_svg: str  # a data: URI
+
+
+def _other_sessions_end_if_first(*, user: User, session_id: uuid.UUID, had_factors: bool) -> None:
+    """The first factor turns two-step sign-in on: every other session, opened with one step
+    (a device left signed in, or whoever had the password), must sign in again."""
+    if not had_factors:
+        sessions_revoke(
+            user=user, except_session_id=session_id, reason=SessionRevokedReason.SECOND_FACTOR_ENROLLED
+        )
+
+
+def _session_proved(*, user: User, session_id: uuid.UUID, factor: SecondFactor) -> None:
+    """The session that set a factor up just proved it: it counts as signed in with it."""
+    session = Session.objects.filter(pk=session_id, user=user).first()
+    if session is not None and factor.value not in session.amr:
+        Session.objects.filter(pk=session.pk).update(amr=[*session.amr, factor.value])
+
+
+def _session_facts_catch_up(session_id: uuid.UUID) -> None:
+    try:
+        session_facts_refresh(session_id=session_id)  # clients that require a second factor admit it now
+    except AuthUnavailable:
+        pass  # the factor is set up and must be answered; the session's facts catch up on refresh
 
 
 def _factors_changed(user: User) -> None:
@@ -112,21 +136,17 @@ def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin
             )
         except FactorInvalid as error:
             raise InvalidRequest(fields={"code": [str(error)]}) from error
+        had_factors = bool(user_second_factors(user=user))
         device.confirmed_at, device.last_used_step = timezone.now(), step
         device.save(update_fields=["confirmed_at", "last_used_step"])
+        _other_sessions_end_if_first(user=user, session_id=session_id, had_factors=had_factors)
         codes = _recovery_codes_issue(user)
-        # This session just proved the new factor: it counts as signed in with it.
-        session = Session.objects.filter(pk=session_id, user=user).first()
-        if session is not None and SecondFactor.TOTP not in session.amr:
-            Session.objects.filter(pk=session.pk).update(amr=[*session.amr, SecondFactor.TOTP.value])
+        _session_proved(user=user, session_id=session_id, factor=SecondFactor.TOTP)
         audit_event_record(
             type=AuditEventType.SECOND_FACTOR_ENROLLED, user=user, origin=origin, detail="totp"
         )
     _factors_changed(user)
-    try:
-        session_facts_refresh(session_id=session_id)  # clients that require a second factor admit it now
-    except AuthUnavailable:
-        pass  # the app is on and the codes must reach the user; the session's facts catch up on refresh
+    _session_facts_catch_up(session_id)
     return codes
 
 
@@ -209,6 +229,7 @@ def passkey_register(
         challenge_spend(challenge)
         if Passkey.objects.filter(credential_id=verified.credential_id).exists():
             raise InvalidRequest(fields={"credential": ["This passkey is already registered."]})
+        had_factors = bool(user_second_factors(user=challenge.user))
         passkey = Passkey.objects.create(
             user=challenge.user,
             name=name,
@@ -223,7 +244,10 @@ def passkey_register(
             origin=origin,
             detail=f"passkey {name}",
         )
+        _session_proved(user=challenge.user, session_id=session_id, factor=SecondFactor.WEBAUTHN)
+        _other_sessions_end_if_first(user=challenge.user, session_id=session_id, had_factors=had_factors)
     _factors_changed(challenge.user)
+    _session_facts_catch_up(session_id)
     return passkey
 
 

@@ -174,6 +174,7 @@ class SessionRevokedReason(models.TextChoices):
     DEACTIVATED = "deactivated", "Account deactivated"
     REFRESH_REUSE = "refresh_reuse", "Refresh token reused"
     IDLE = "idle", "Idle timeout"
+    SECOND_FACTOR_ENROLLED = "second_factor_enrolled", "First second factor set up"
 
 
 class Session(models.Model):

@@ -52,6 +52,25 @@ def test_a_registered_passkey_is_listed_and_becomes_the_second_factor(browser, u
     assert login(APIClient(), user).json()["methods"] == ["webauthn"]
 
 
+def test_a_first_passkey_signs_the_other_sessions_out_and_a_second_one_does_not(
+    auth_client, user, authenticator
+):
+    other = auth_client(user)
+    browser = auth_client(user)
+    _register(browser, authenticator)
+    assert other.get("/api/auth/me").json()["code"] == "token_not_valid"
+    assert Session.objects.get(revoked_at=None).amr == ["password", "webauthn"]  # it proved the passkey
+
+    signed_in_with_it = APIClient()
+    ceremony = signed_in_with_it.post("/api/auth/passkey/options").json()
+    answer = {"token": ceremony["token"], "webauthn": authenticator.get(ceremony["publicKey"])}
+    assert signed_in_with_it.post("/api/auth/passkey", answer, format="json").status_code == 200
+    _register(browser, SoftAuthenticator(origin=ORIGIN, rp_id="testserver"), name="Phone")
+
+    assert signed_in_with_it.get("/api/auth/me").status_code == 200
+    assert browser.get("/api/auth/me").status_code == 200
+
+
 @pytest.mark.parametrize(
     "cose_key",
     [

@@ -65,6 +65,30 @@ def test_enrolment_gives_ten_recovery_codes_and_marks_the_session(auth_client, u
     assert AuditEvent.objects.filter(type="factor_enrolled", detail="totp").count() == 1
 
 
+def test_the_first_factor_signs_every_other_session_out(auth_client, user):
+    other, enrolling = auth_client(user), auth_client(user)
+
+    _enrol(enrolling)
+
+    assert other.get("/api/auth/me").json()["code"] == "token_not_valid"
+    assert other.post("/api/auth/refresh").json()["code"] == "token_not_valid"
+    assert enrolling.get("/api/auth/me").status_code == 200
+    assert Session.objects.filter(revoked_reason="second_factor_enrolled").count() == 1
+
+
+def test_a_staff_session_opened_before_enrolment_gains_nothing_from_it(staff, auth_client):
+    """Whoever had the password and signed in before the owner set a factor up stays locked out."""
+    early, owner = auth_client(staff), auth_client(staff)
+    assert early.get("/api/clients").json()["code"] == "mfa_enrolment_required"
+
+    _enrol(owner)
+
+    assert early.get("/api/clients").json()["code"] == "token_not_valid"
+    assert early.get("/api/auth/validate").json()["code"] == "token_not_valid"
+    assert early.post("/api/auth/admin-session").status_code == 403
+    assert owner.get("/api/clients").status_code == 200
+
+
 def test_a_password_alone_no_longer_signs_in(enrolled, user):
     body = _first_step(user)
     assert body["mfaRequired"] is True and body["methods"] == ["totp", "recovery"]
@@ -434,8 +458,10 @@ def test_an_operator_forces_enrolment_and_the_api_refuses_until_the_user_enrols(
     assert client.post(f"/admin/accounts/user/{user.pk}/change/", data).status_code == 302
     refused = api.get("/api/auth/permissions")
     assert (refused.status_code, refused.json()["code"]) == (403, "mfa_enrolment_required")
-    _enrol(auth_client(user))
-    assert api.get("/api/auth/permissions").status_code == 200
+    _enrol(browser := auth_client(user))
+    assert browser.get("/api/auth/permissions").status_code == 200
+    # The session that signed in with the password alone does not profit: the first factor ended it.
+    assert api.get("/api/auth/permissions").json()["code"] == "token_not_valid"
 
 
 def test_authenticator_codes_still_work_after_the_field_key_rotates(enrolled, user, settings):
@@ -498,8 +524,12 @@ def test_an_admin_session_needs_the_second_factor_an_operator_then_requires(
     data.update(is_staff="on", is_superuser="on")
     assert client.post(f"/admin/accounts/user/{staff.pk}/change/", data).status_code == 302
     assert admin_browser.get("/admin/").status_code == 302  # the next admin request, not a later one
-    _enrol(auth_client(staff))  # from another device
-    assert admin_browser.get("/admin/").status_code == 200
+    enrolling = auth_client(staff)  # another device
+    _enrol(enrolling)
+    # The admin's portal session signed in with the password alone: it ended with the first factor.
+    assert admin_browser.get("/admin/").status_code == 302
+    assert enrolling.post("/api/auth/admin-session").status_code == 204
+    assert enrolling.get("/admin/").status_code == 200
 
 
 def test_until_a_required_factor_is_set_up_the_access_token_reaches_no_client(user_factory, auth_client):

@@ -5,6 +5,7 @@ import { h, liveRegion, markInvalid, replaceChildren, say, timeElement } from ".
 import { passkeyCreate, passkeyErrorMessage, passkeysSupported } from "../webauthn.js";
 import { ApiError } from "../api.js";
 import { confirmDialog } from "./common.js";
+import { OTHERS_SIGNED_OUT, enrolled } from "./security-totp.js";
 
 export function passkeysSection(page) {
   const supported = passkeysSupported();
@@ -160,6 +161,7 @@ async function passkeyAdd(page, parts) {
     say(parts.error, "Give the passkey a name.");
     return parts.name.focus();
   }
+  const first = !enrolled(page.overview);
   const register = async () => {
     const { token, publicKey } = await page.api.passkeyRegistrationOptions();
     const credential = await passkeyCreate(publicKey);
@@ -180,7 +182,7 @@ async function passkeyAdd(page, parts) {
     parts.error,
   );
   if (!added || !page.ctx.isCurrent()) return;
-  say(parts.status, `Added the passkey “${added.name}”.`);
+  say(parts.status, `Added the passkey “${added.name}”.${first ? ` ${OTHERS_SIGNED_OUT}` : ""}`);
   parts.name.value = "Passkey";
   await page.reload();
   parts.name.focus();

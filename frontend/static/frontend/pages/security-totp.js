@@ -11,6 +11,9 @@ export function secretGroups(secret) {
   return groups ? groups.join(" ") : "";
 }
 
+// The server ends every other session when the first second factor is set up.
+export const OTHERS_SIGNED_OUT = "Every other device signed in to your account has been signed out.";
+
 /** Whether the account has a second factor: an authenticator app or a passkey. */
 export function enrolled(overview) {
   return Boolean(overview && (overview.totp || overview.passkeys.length > 0));
@@ -145,11 +148,12 @@ async function enrolConfirm(page, parts, { code, confirm }) {
     return code.focus();
   }
   confirm.disabled = true;
+  const first = !enrolled(page.overview);
   try {
     const { recoveryCodes } = await page.api.totpConfirm(value);
     if (!page.ctx.isCurrent()) return;
     replaceChildren(parts.panel);
-    say(parts.status, "Authenticator app turned on.");
+    say(parts.status, `Authenticator app turned on.${first ? ` ${OTHERS_SIGNED_OUT}` : ""}`);
     page.codesShow(recoveryCodes);
     await page.reload();
   } catch (failure) {
