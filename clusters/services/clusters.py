@@ -8,6 +8,7 @@ out (``clusters.services.storage``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from clusters.models import SPEC_FIELD_NAMES, Client, Cluster, ClusterChange
+from clusters.models import SLUG_PATTERN, SPEC_FIELD_NAMES, Client, Cluster, ClusterChange
 from clusters.services.changes import (
     MESSAGE_LABELS,
     ClusterChangeResult,
@@ -120,7 +121,9 @@ DUPLICATE_CLUSTER = "A cluster with this name already exists for this client."
 def cluster_slug_check(*, client: Client, slug: str) -> None:
     """What the slug's own validators cannot know: its length with the client's, and uniqueness
     (the admin's form asks before it saves; ``cluster_create`` again)."""
-    if isinstance(slug, str) and len(release_name(client=client.slug, cluster=slug)) > RELEASE_NAME_MAX:
+    if not isinstance(slug, str) or not re.fullmatch(SLUG_PATTERN, slug):
+        return  # not a slug at all: the field's own validator says so (a form runs it after this)
+    if len(release_name(client=client.slug, cluster=slug)) > RELEASE_NAME_MAX:
         raise ValidationError(
             {
                 "slug": [

@@ -93,6 +93,15 @@ def test_admin_refuses_shrinking_storage(admin_browser, cluster1):
     assert not ClusterChange.objects.filter(action="update").exists()
 
 
+@pytest.mark.parametrize("slug", ["Prod", "prod_eu", "prod-", "-prod", "a" * 41])
+def test_admin_refuses_a_cluster_name_that_is_no_slug_on_the_form(admin_browser, client1, settings, slug):
+    data = {"client": client1.pk, "slug": slug, "replicas": "1", "version": settings.QDRANT_VERSIONS[0]}
+    response = admin_browser.post("/admin/clusters/cluster/add/", {**data, "storage_gi": "10"})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["slug"]
+    assert not Cluster.objects.filter(client=client1).exists()
+
+
 def test_admin_refuses_a_name_too_long_for_kubernetes_on_the_form(admin_browser, settings):
     client = client_create(slug="c" * 30, name="Long names")
     data = {"client": client.pk, "slug": "s" * 30, "replicas": "1", "version": settings.QDRANT_VERSIONS[0]}
