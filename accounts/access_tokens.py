@@ -275,8 +275,9 @@ class LiveAccessToken:
     used_at: float  # when its use was last written to the database
 
 
-def _entry_load(secret: str, token_hash: str) -> dict:
-    """The token's row as the cache keeps it; TokenNotValid for an unknown or revoked token."""
+def _entry_load(secret: str, token_hash: str, epoch: str | None) -> dict:
+    """The token's row as the cache keeps it (cached under ``epoch``, read before this read);
+    TokenNotValid for an unknown or revoked token."""
     candidates = PersonalAccessToken.objects.filter(
         prefix=secret[:DISPLAY_PREFIX_LENGTH], revoked_at=None
     ).values("pk", "user_id", "token_hash", "scopes", "expires_at", "last_used_at")
@@ -290,7 +291,7 @@ def _entry_load(secret: str, token_hash: str) -> dict:
                 "exp": row["expires_at"].timestamp(),
                 "used": used,
             }
-            session_cache.access_token_cache_write(token_hash=token_hash, entry=entry)
+            session_cache.access_token_cache_write(token_hash=token_hash, entry=entry, epoch=epoch)
             return entry
     raise TokenNotValid()
 
@@ -300,7 +301,8 @@ def access_token_live(*, secret: str) -> LiveAccessToken:
     if not access_token_well_formed(secret):
         raise TokenNotValid()
     token_hash = access_token_hash(secret)
-    entry = session_cache.access_token_cache_read(token_hash=token_hash) or _entry_load(secret, token_hash)
+    entry, epoch = session_cache.access_token_cache_read(token_hash=token_hash)
+    entry = entry or _entry_load(secret, token_hash, epoch)
     if entry["exp"] <= timezone.now().timestamp():
         raise TokenNotValid("This personal access token has expired.")
     claims = user_claims_current(user_id=entry["uid"])
@@ -322,10 +324,10 @@ def access_token_use_record(*, live: LiveAccessToken, origin: RequestOrigin) -> 
     if now - datetime.fromtimestamp(live.used_at, tz=UTC) < LAST_USED_PRECISION:
         return
     PersonalAccessToken.objects.filter(pk=live.token_id).update(last_used_at=now, last_used_from=origin.ip)
-    # Read again rather than rebuilt from `live`: a token revoked meanwhile has lost its entry
-    # and must not get one back.
-    entry = session_cache.access_token_cache_read(token_hash=live.token_hash)
+    # Read again rather than rebuilt from `live`, and written under the epoch read: a token
+    # revoked meanwhile has lost its entry and must not get one back.
+    entry, epoch = session_cache.access_token_cache_read(token_hash=live.token_hash)
     if entry is not None:
         session_cache.access_token_cache_write(
-            token_hash=live.token_hash, entry={**entry, "used": now.timestamp()}
+            token_hash=live.token_hash, entry={**entry, "used": now.timestamp()}, epoch=epoch
         )

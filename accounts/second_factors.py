@@ -145,9 +145,7 @@ def sign_in_step(*, user: User, method: str, origin: RequestOrigin, google_domai
     """After a first factor: a session, or, for a user with a second factor, the challenge for it."""
     methods, domain = user_second_factors(user=user), google_domain
     if not methods:
-        issued = session_start(
-            user=user, method=method, origin=origin, google_domain=domain, second_factors=[]
-        )
+        issued = session_start(user=user, method=method, origin=origin, google_domain=domain)
         return SignInStep(issued=issued)
     token, _ = challenge_new(
         purpose=ChallengePurpose.SECOND_FACTOR, user=user, first_factor=method, google_domain=domain

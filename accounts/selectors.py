@@ -71,11 +71,10 @@ def user_mfa_required(*, user: User) -> bool:
     return user.mfa_required or (user.is_staff and settings.MFA_REQUIRED_FOR_STAFF)
 
 
-def user_claims(*, user: User, second_factors: list[str] | None = None) -> CachedClaims:
-    """The user's claims from the database (``second_factors``: already read by the caller)."""
+def user_claims(*, user: User) -> CachedClaims:
+    """The user's claims from the database."""
     scope = user_scope(user=user)
-    if second_factors is None:
-        second_factors = user_second_factors(user=user)
+    second_factors = user_second_factors(user=user)
     return CachedClaims(
         email=user.email,
         name=user.name,
@@ -172,18 +171,20 @@ def _user_id(token: PortalToken) -> int | None:
     return int(subject) if isinstance(subject, str) and subject.isascii() and subject.isdigit() else None
 
 
-def _claims_load(*, user_id: int) -> CachedClaims:
+def _claims_load(*, user_id: int, epoch: str | None) -> CachedClaims:
+    """The user's claims from the database, cached under ``epoch`` (read before this read)."""
     user = User.objects.filter(pk=user_id).first()
     if user is None:
         raise TokenNotValid()
     claims = user_claims(user=user)
-    session_cache.claims_cache_write(user_id=user_id, claims=claims)
+    session_cache.claims_cache_write(user_id=user_id, claims=claims, epoch=epoch)
     return claims
 
 
 def user_claims_current(*, user_id: int) -> CachedClaims:
     """The user's claims from the cache, else from the database (then cached); TokenNotValid when gone."""
-    return session_cache.claims_cache_read(user_id=user_id) or _claims_load(user_id=user_id)
+    claims, epoch = session_cache.claims_cache_read(user_id=user_id)
+    return claims or _claims_load(user_id=user_id, epoch=epoch)
 
 
 def session_live(*, token: PortalToken) -> LiveSession:
@@ -211,7 +212,7 @@ def session_id_live(*, session_id: uuid.UUID, user_id: int) -> LiveSession:
         raise TokenNotValid()
     if cached.ends_at <= timezone.now():
         raise SessionEnded()
-    claims = cached.claims or _claims_load(user_id=user_id)
+    claims = cached.claims or _claims_load(user_id=user_id, epoch=cached.claims_epoch)
     if not claims.active:
         raise AccountDisabled()
     return LiveSession(

@@ -179,13 +179,11 @@ def session_start(
     origin: RequestOrigin,
     second_factor: str | None = None,
     google_domain: str = "",
-    second_factors: list[str] | None = None,
 ) -> IssuedTokens:
     """Open a session (one refresh family) after any successful authentication, and issue its tokens.
 
     ``second_factor``: the factor the sign-in also proved (``amr`` records both);
-    ``google_domain``: the Workspace of a Google sign-in (clients may require one);
-    ``second_factors``: the user's factors when the caller has just read them (one query less).
+    ``google_domain``: the Workspace of a Google sign-in (clients may require one).
     """
     if not user.is_active:
         raise AccountDisabled()
@@ -224,8 +222,13 @@ def session_start(
         session_id=session.pk, user_id=user.pk, ends_at=session.expires_at, facts=session_facts(session)
     )
     metrics.login_record(method=method, result="success")
-    claims = user_claims(user=user, second_factors=second_factors)
-    session_cache.claims_cache_write(user_id=user.pk, claims=claims)
+    # The user row and factors read for the sign-in may predate a change that forgot the claims
+    # since: the claims come from the cache's current entry, or are read again after its epoch.
+    claims, epoch = session_cache.claims_cache_read(user_id=user.pk)
+    if claims is None:
+        user.refresh_from_db()
+        claims = user_claims(user=user)
+        session_cache.claims_cache_write(user_id=user.pk, claims=claims, epoch=epoch)
     return _issued(user=user, session=session, refresh_payload=refresh_payload, claims=claims)
 
 

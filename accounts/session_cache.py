@@ -21,6 +21,14 @@ that every authenticated request reads in one round trip (``get_many``):
   ``CLAIMS_CACHE_TTL``, so a change made behind the services' back (a shell, a data
   migration) reaches ``/validate`` within that time.
 
+Claims and personal access tokens are read from the database by whichever request misses them,
+while a change may forget them at the same moment. Each such entry has an *epoch* key
+(``auth:claims-epoch:<uid>``, ``auth:pat-epoch:<sha256>``), set to a new random value whenever the
+entry is forgotten. An entry is written with the epoch read *before* its database read and
+counts only while that epoch is still current: a request that read a row just before a change,
+and writes after the change forgot the entry, cannot put the old facts back. Epoch keys never
+expire (one small key per user or token ever changed), so a forgotten epoch never returns.
+
 Every cache failure is raised as 503 ``auth_unavailable``: authentication fails closed.
 """
 
@@ -60,7 +68,11 @@ def _revoked_key(session_id: uuid.UUID | str) -> str:
 
 def _claims_key(user_id: int) -> str:
     # The version names the shape of the entry: a new shape reads no entry an older release wrote.
-    return f"auth:claims:v4:{user_id}"
+    return f"auth:claims:v5:{user_id}"
+
+
+def _claims_epoch_key(user_id: int) -> str:
+    return f"auth:claims-epoch:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,7 @@ class CachedSession:
     revoked: bool
     claims: CachedClaims | None
     facts: SignInFacts
+    claims_epoch: str | None  # what claims read from the database now must be written with
 
 
 def idle_timer_precision() -> timedelta:
@@ -106,21 +119,69 @@ def _outage(error: Exception, doing: str) -> AuthUnavailable:
 
 def session_cache_read(*, session_id: uuid.UUID, user_id: int) -> CachedSession:
     """The session's idle timer, revocation marker and its user's claims, in one round trip."""
-    keys = [_session_key(session_id), _revoked_key(session_id), _claims_key(user_id)]
+    keys = [
+        _session_key(session_id),
+        _revoked_key(session_id),
+        _claims_key(user_id),
+        _claims_epoch_key(user_id),
+    ]
     try:
         found = cache.get_many(keys)
     except CACHE_ERRORS as error:
         raise _outage(error, "reading a session") from error
     timer = found.get(keys[0])
-    claims = found.get(keys[2])
+    epoch = found.get(keys[3])
     return CachedSession(
         seen=timer["seen"] if isinstance(timer, dict) else None,
         user_id=timer["uid"] if isinstance(timer, dict) else None,
         ends_at=datetime.fromtimestamp(timer["end"], tz=UTC) if isinstance(timer, dict) else None,
         revoked=keys[1] in found,
-        claims=CachedClaims(**claims) if isinstance(claims, dict) else None,
+        claims=_claims_current(found.get(keys[2]), epoch),
         facts=_facts(timer.get("facts") if isinstance(timer, dict) else None),
+        claims_epoch=epoch,
     )
+
+
+def _claims_current(entry: object, epoch: str | None) -> CachedClaims | None:
+    value = _guarded_value(entry, epoch)
+    return CachedClaims(**value) if value is not None else None
+
+
+# --- Entries a change may forget while a request is filling them (see the module's docstring) ---
+
+
+def _guarded_value(entry: object, epoch: str | None) -> dict | None:
+    """The cached value, unless it was forgotten after it was read from the database."""
+    if isinstance(entry, dict) and entry.get("epoch") == epoch and isinstance(entry.get("value"), dict):
+        return entry["value"]
+    return None
+
+
+def _guarded_read(key: str, epoch_key: str, doing: str) -> tuple[dict | None, str | None]:
+    try:
+        found = cache.get_many([key, epoch_key])
+    except CACHE_ERRORS as error:
+        raise _outage(error, doing) from error
+    epoch = found.get(epoch_key)
+    return _guarded_value(found.get(key), epoch), epoch
+
+
+def _guarded_write(key: str, value: dict, epoch: str | None, doing: str) -> None:
+    try:
+        cache.set(key, {"epoch": epoch, "value": value}, timeout=settings.CLAIMS_CACHE_TTL.total_seconds())
+    except CACHE_ERRORS as error:
+        raise _outage(error, doing) from error
+
+
+def _guarded_forget(keys: dict[str, str], doing: str) -> None:
+    """Forget entries (``{key: its epoch key}``), and any a request read before this is writing."""
+    if not keys:
+        return
+    try:
+        cache.set_many({epoch_key: uuid.uuid4().hex for epoch_key in keys.values()}, timeout=None)
+        cache.delete_many(list(keys))
+    except CACHE_ERRORS as error:
+        raise _outage(error, doing) from error
 
 
 def _facts(raw: object) -> SignInFacts:
@@ -186,27 +247,21 @@ def sessions_alive(*, session_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     return {sid for sid in session_ids if _session_key(sid) in found and _revoked_key(sid) not in found}
 
 
-def claims_cache_write(*, user_id: int, claims: CachedClaims) -> None:
-    try:
-        cache.set(_claims_key(user_id), asdict(claims), timeout=settings.CLAIMS_CACHE_TTL.total_seconds())
-    except CACHE_ERRORS as error:
-        raise _outage(error, "caching a user's claims") from error
+def claims_cache_write(*, user_id: int, claims: CachedClaims, epoch: str | None) -> None:
+    """Cache claims read from the database; ``epoch``: the one read before that database read."""
+    _guarded_write(_claims_key(user_id), asdict(claims), epoch, "caching a user's claims")
 
 
 def claims_cache_forget(*, user_ids: Iterable[int]) -> None:
-    """Drop cached claims; the next request reads them from the database again."""
-    try:
-        cache.delete_many([_claims_key(user_id) for user_id in user_ids])
-    except CACHE_ERRORS as error:
-        raise _outage(error, "forgetting a user's claims") from error
+    """Drop cached claims, and any a request is about to write from an older read of the database."""
+    keys = {_claims_key(user_id): _claims_epoch_key(user_id) for user_id in user_ids}
+    _guarded_forget(keys, "forgetting a user's claims")
 
 
-def claims_cache_read(*, user_id: int) -> CachedClaims | None:
-    try:
-        found = cache.get(_claims_key(user_id))
-    except CACHE_ERRORS as error:
-        raise _outage(error, "reading a user's claims") from error
-    return CachedClaims(**found) if isinstance(found, dict) else None
+def claims_cache_read(*, user_id: int) -> tuple[CachedClaims | None, str | None]:
+    """The cached claims (None: not cached, or forgotten since) and the epoch to write new ones with."""
+    value, epoch = _guarded_read(_claims_key(user_id), _claims_epoch_key(user_id), "reading a user's claims")
+    return (CachedClaims(**value) if value is not None else None), epoch
 
 
 # --- Personal access tokens: ``auth:pat:<sha256>`` ------------------------------------------
@@ -215,33 +270,28 @@ def claims_cache_read(*, user_id: int) -> CachedClaims | None:
 
 
 def _access_token_key(token_hash: str) -> str:
-    return f"auth:pat:{token_hash}"
+    return f"auth:pat:v2:{token_hash}"
 
 
-def access_token_cache_read(*, token_hash: str) -> dict | None:
-    try:
-        found = cache.get(_access_token_key(token_hash))
-    except CACHE_ERRORS as error:
-        raise _outage(error, "reading an access token") from error
-    return found if isinstance(found, dict) else None
+def _access_token_epoch_key(token_hash: str) -> str:
+    return f"auth:pat-epoch:{token_hash}"
 
 
-def access_token_cache_write(*, token_hash: str, entry: dict) -> None:
-    try:
-        cache.set(_access_token_key(token_hash), entry, timeout=settings.CLAIMS_CACHE_TTL.total_seconds())
-    except CACHE_ERRORS as error:
-        raise _outage(error, "caching an access token") from error
+def access_token_cache_read(*, token_hash: str) -> tuple[dict | None, str | None]:
+    """The cached token (None: not cached, or forgotten since) and the epoch to write it with."""
+    keys = (_access_token_key(token_hash), _access_token_epoch_key(token_hash))
+    return _guarded_read(*keys, "reading an access token")
+
+
+def access_token_cache_write(*, token_hash: str, entry: dict, epoch: str | None) -> None:
+    """Cache a token's row; ``epoch``: the one read before that row was read."""
+    _guarded_write(_access_token_key(token_hash), entry, epoch, "caching an access token")
 
 
 def access_tokens_forget(*, token_hashes: Iterable[str]) -> None:
     """Drop cached tokens (raises 503 when the cache cannot be told, so callers change nothing)."""
-    keys = [_access_token_key(token_hash) for token_hash in token_hashes]
-    if not keys:
-        return
-    try:
-        cache.delete_many(keys)
-    except CACHE_ERRORS as error:
-        raise _outage(error, "forgetting access tokens") from error
+    keys = {_access_token_key(token_hash): _access_token_epoch_key(token_hash) for token_hash in token_hashes}
+    _guarded_forget(keys, "forgetting access tokens")
 
 
 def tell_until_it_answers(tell: Callable[[], None], *, within: timedelta) -> None:

@@ -18,6 +18,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework.test import APIClient
 
+from accounts import session_cache
 from accounts.access_tokens import access_token_well_formed
 from accounts.models import AuditEvent, PersonalAccessToken
 from accounts.services import user_deactivate, user_password_change
@@ -298,3 +299,22 @@ def test_a_refused_request_does_not_count_as_a_use(pat):
     refused = bearer(pat).get(TOKENS, REMOTE_ADDR="203.0.113.9")  # tokens cannot manage tokens
     assert refused.json()["code"] == "pat_not_allowed"
     assert PersonalAccessToken.objects.get().last_used_at is None
+
+
+def test_a_token_read_just_before_its_revocation_is_not_cached_live_after_it(monkeypatch, pat, session1):
+    """A request that read the token's row just before a revocation, and caches it after the
+    revocation forgot it, must not keep the token working for CLAIMS_CACHE_TTL."""
+    token_id = session1.get(TOKENS).json()[0]["id"]
+    write = session_cache.access_token_cache_write
+
+    def revoked_meanwhile(**arguments):  # the row was read while the token was live
+        monkeypatch.setattr(session_cache, "access_token_cache_write", write)
+        assert session1.delete(f"{TOKENS}/{token_id}").status_code == 204
+        write(**arguments)
+
+    monkeypatch.setattr(session_cache, "access_token_cache_write", revoked_meanwhile)
+    bearer(pat).get(CLUSTER)
+    monkeypatch.undo()
+
+    refused = bearer(pat).get(CLUSTER)
+    assert refused.status_code == 403 and refused.json()["code"] == "token_not_valid"

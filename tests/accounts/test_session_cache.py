@@ -10,9 +10,10 @@ from django.core.cache import caches
 from django.test import override_settings
 from django.utils import timezone
 
-from accounts import session_cache
+from accounts import selectors, session_cache
 from accounts.models import Session, User
 from accounts.selectors import session_facts
+from accounts.services import users_claims_bump
 from clusters.services import grant_remove, grant_set
 from tests.accounts.test_sessions import DEAD_REDIS
 
@@ -88,3 +89,28 @@ def test_a_busy_session_writes_its_idle_timer_at_most_once_a_minute(
         traveller.shift(timedelta(minutes=1))
         assert _validate(client).status_code == 200
         assert session_cache.session_cache_read(session_id=session.pk, user_id=user.pk).seen > seen
+
+
+def test_claims_read_just_before_a_change_never_outlive_it(
+    monkeypatch, bearer_client, user_factory, cluster2
+):
+    """A request that read an operator's row just before a demotion, and caches what it read after
+    the demotion forgot the claims, must not keep the operator's reach alive for CLAIMS_CACHE_TTL."""
+    operator = user_factory(email="ops@example.com", is_staff=True, is_operator=True)
+    api = bearer_client(operator)
+    assert api.get("/api/clients/client2/clusters").status_code == 200
+    session_cache.claims_cache_forget(user_ids=[operator.pk])
+    read_the_factors = selectors.user_second_factors
+
+    def demoted_meanwhile(*, user):  # runs after the request read the user row
+        User.objects.filter(pk=user.pk).update(is_operator=False)
+        users_claims_bump(user_ids=[user.pk])  # as the admin does: the claims are forgotten
+        return read_the_factors(user=user)
+
+    monkeypatch.setattr(selectors, "user_second_factors", demoted_meanwhile)
+    assert api.get("/api/clients/client2/clusters").status_code == 200  # it read the row before
+    monkeypatch.undo()
+
+    refused = api.get("/api/clients/client2/clusters")
+    assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
+    assert _validate(api)["X-Auth-Scope"] == ""
