@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import quote
 
+from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.contrib.auth import login as django_login
 from django.contrib.auth import logout as django_logout
@@ -40,7 +41,7 @@ PORTAL_SESSION_KEY = "portal_session_id"
 def admin_session_bind(request: HttpRequest, *, user_id: int, session_id: uuid.UUID) -> None:
     """Open a Django admin session for the user, bound to their portal session ``session_id``."""
     user = User.objects.get(pk=user_id)
-    django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    django_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     request.session[PORTAL_SESSION_KEY] = str(session_id)
 
 

@@ -155,6 +155,8 @@ else:
 # --- Authentication -----------------------------------------------------------------------
 
 AUTH_USER_MODEL = "accounts.User"
+# Django's model permissions (the admin's) are the operators' only: see accounts/backends.py.
+AUTHENTICATION_BACKENDS = ["accounts.backends.OperatorPermissionsBackend"]
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",

@@ -215,9 +215,11 @@ def test_once_the_cache_is_back_the_gateway_refuses_the_deactivated_user_without
 
 
 def limited_staff_browser(client, user_factory, *codenames: str):
+    """An operator who is not a superuser, given only these permissions (staff who are not
+    operators hold none: accounts/backends.py)."""
     from django.contrib.auth.models import Permission
 
-    staff = user_factory(email="support@example.com", is_staff=True)
+    staff = user_factory(email="support@example.com", is_staff=True, is_operator=True)
     staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client.force_login(staff)
     return client
