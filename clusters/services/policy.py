@@ -155,7 +155,7 @@ def sign_in_policy_set(
         if unmet:
             raise InvalidRequest(
                 f"This policy would leave you out of {client.slug}: to keep it, {unmet_sentence(unmet)} first.",
-                fields={"policy": [f"Your session would not satisfy it: {', '.join(unmet)}."]},
+                fields={"policy": [f"Your session would not satisfy it: {unmet_sentence(unmet)} first."]},
             )
     policy.full_clean(exclude=["client"], validate_unique=False)
     policy.save()

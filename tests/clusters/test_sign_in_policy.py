@@ -149,6 +149,10 @@ def test_an_admin_cannot_set_a_policy_that_leaves_their_own_session_out(auth_cli
     refused = as_admin.put(POLICY, body, format="json")
 
     assert (refused.status_code, list(refused.json()["fields"])) == (400, ["policy"])
+    # Words for people, not the API's codes: the app shows it under the form.
+    assert refused.json()["fields"]["policy"] == [
+        "Your session would not satisfy it: sign in another way first."
+    ]
     assert not SignInPolicy.objects.exists()
     accepted = as_admin.put(
         POLICY, {**body, "allowedMethods": ["password", "google"], "maxSessionLength": 3600}, format="json"
