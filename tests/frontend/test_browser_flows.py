@@ -17,7 +17,7 @@ import pytest
 from django.test import Client as DjangoClient
 
 from accounts.models import Session, User
-from clusters.models import Cluster, ClusterChange, StorageExpansion
+from clusters.models import ClientAuditEvent, Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_credentials
 from clusters.services import cluster_create, storage_expansion_complete
 from gitops.repository import branch_tip, commits_list
@@ -76,10 +76,12 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     screenshot(page, "cluster-detail")
 
     # Credentials: hidden until revealed, then copied to the clipboard.
+    # Opening the page for the endpoint reads no key: only a reveal is on the audit trail, once.
     page.goto(base + "/#/clients/client1/clusters/main/credentials")
-    page.wait_for_selector("#api-key")
+    page.wait_for_selector("#endpoint-rest:has-text('https://')")
     keys = cluster_credentials(cluster=cluster1)
-    assert keys.api_key not in page.text_content("#api-key")
+    assert keys.api_key not in page.content()
+    assert not ClientAuditEvent.objects.filter(type="credentials_revealed").exists()
     screenshot(page, "credentials")
     page.click("#reveal-keys")
     page.wait_for_selector('#api-key[data-masked="false"]')
@@ -87,6 +89,7 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     page.click("#copy-api-key")
     page.wait_for_selector("#copy-status:has-text('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == keys.api_key
+    assert ClientAuditEvent.objects.filter(type="credentials_revealed").count() == 1
     screenshot(page, "credentials-revealed")
 
     # The access token expires (5 s here): the next action refreshes silently and succeeds.
@@ -398,4 +401,27 @@ def test_a_disabled_account_is_told_why_it_was_signed_out(
     page.wait_for_selector("#login-form")
     assert "This account is disabled." in page.text_content("#session-message")
     assert "expired" not in page.text_content("#session-message")
+    assert page_problems == []
+
+
+def test_credentials_are_asked_for_only_by_those_who_may_read_them_and_only_when_used(
+    live_server, new_page, page_problems, user1, viewer1, cluster1
+):
+    viewer = new_page()
+    sign_in(viewer, live_server.url, viewer1.email)
+    viewer.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
+    viewer.wait_for_selector("#page-error:has-text('Insufficient permissions')")
+
+    page = new_page()
+    sign_in(page, live_server.url, user1.email)
+    page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
+    page.wait_for_selector("#endpoint-rest:has-text('https://')")
+    assert not ClientAuditEvent.objects.filter(type="credentials_revealed").exists()
+    page.click("#copy-read-only-api-key")  # without revealing first: the keys are asked for now
+    page.wait_for_selector("#copy-status:has-text('Copied')")
+
+    keys = cluster_credentials(cluster=cluster1)
+    assert page.evaluate("navigator.clipboard.readText()") == keys.read_only_api_key
+    assert page.get_attribute("#api-key", "data-masked") == "true"
+    assert ClientAuditEvent.objects.filter(type="credentials_revealed").count() == 1
     assert page_problems == []

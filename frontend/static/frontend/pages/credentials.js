@@ -1,6 +1,9 @@
 // #/clients/{client}/clusters/{cluster}/credentials: endpoints, API keys, key rotation.
-// Keys stay in the credentials view's closure and reach the DOM only once the user reveals them.
+// The keys are asked for only when the user reveals or copies them: every read of them is on the
+// client's audit trail, so opening the page for an endpoint must not count as one. They stay in
+// the credentials view's closure and reach the DOM only once revealed.
 
+import { ApiError } from "../api.js";
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
 import { clusterHref, confirmDialog, copyText, pageFrame, showError, pageLoad } from "./common.js";
 import { withReauthentication } from "./reauth.js";
@@ -17,12 +20,20 @@ export async function render(ctx) {
       ["Credentials", null],
     ],
   });
-  const credentials = await pageLoad(ctx, { status, error }, "Loading credentials…", (options) =>
-    ctx.api.credentials(client, name, options),
-  );
-  if (credentials === undefined) return;
+  const summary = await pageLoad(ctx, { status, error }, "Loading credentials…", async (options) => {
+    const [cluster, permissions] = await Promise.all([
+      ctx.api.cluster(client, name, options),
+      ctx.api.permissions(options),
+    ]);
+    if (!((permissions.clients || {})[client] || []).includes("credentials")) {
+      throw new ApiError({ status: 403, code: "permission_denied", detail: "Insufficient permissions" });
+    }
+    return { endpoint: cluster.endpoint, rotation: cluster.rotation, rotationMode: cluster.rotationMode };
+  });
+  if (summary === undefined) return;
 
-  const view = credentialsView(credentials);
+  const fetchKeys = () => ctx.api.credentials(client, name, { signal: ctx.signal });
+  const view = credentialsView(ctx, summary, fetchKeys, error);
   ctx.main.append(endpointsSection(view), keysSection(view), rotateSection(ctx, view, error));
   view.show();
 }
@@ -36,11 +47,12 @@ function secretShow(element, value, label, revealed) {
 
 /**
  * The value elements, the reveal button and the copy status. current() is the credentials
- * shown; replace(credentials) shows new ones, revealed.
+ * shown (without keys until keys() asked for them); replace(credentials) shows new ones, revealed.
  */
-function credentialsView(initial) {
+function credentialsView(ctx, initial, fetchKeys, error) {
   let credentials = initial;
   let revealed = false;
+  let asked = null; // the one request for the keys, shared by Reveal and Copy
   const view = {
     endpointRest: h("code", { id: "endpoint-rest" }),
     endpointGrpc: h("code", { id: "endpoint-grpc" }),
@@ -64,26 +76,39 @@ function credentialsView(initial) {
       view.show();
       say(view.copyStatus, "");
     },
+    /** The credentials with their keys, asked of the server (and so audited) the first time. */
+    async keys() {
+      if (credentials.apiKey !== undefined) return credentials;
+      asked = asked || fetchKeys();
+      try {
+        credentials = await asked;
+        say(error, "");
+        return credentials;
+      } catch (failure) {
+        asked = null;
+        showError(ctx, error, failure);
+        return null;
+      }
+    },
   };
-  view.reveal.addEventListener("click", () => {
+  view.reveal.addEventListener("click", async () => {
+    if (!revealed && !(await view.keys())) return;
     revealed = !revealed;
     view.show();
   });
   return view;
 }
 
-/** A "Copy" button for the value `pick(credentials)` of the credentials shown when clicked. */
-function copyButton(view, id, label, pick) {
+/** A "Copy" button for the value `pick(credentials)`; `secret`: a key, asked for first if need be. */
+function copyButton(view, id, label, pick, { secret = false } = {}) {
+  const copy = async () => {
+    const credentials = secret ? await view.keys() : view.current();
+    if (!credentials) return;
+    copyText(view.copyStatus, pick(credentials) || "", `the ${label}`, "Reveal it and copy it by hand.");
+  };
   return h(
     "button",
-    {
-      type: "button",
-      id,
-      class: "button secondary small",
-      "aria-label": `Copy ${label}`,
-      onclick: () =>
-        copyText(view.copyStatus, pick(view.current()) || "", `the ${label}`, "Reveal it and copy it by hand."),
-    },
+    { type: "button", id, class: "button secondary small", "aria-label": `Copy ${label}`, onclick: copy },
     "Copy",
   );
 }
@@ -116,11 +141,15 @@ function keysSection(view) {
     h(
       "dl",
       { class: "credentials" },
-      credentialRow("API key", view.apiKey, copyButton(view, "copy-api-key", "API key", (c) => c.apiKey)),
+      credentialRow(
+        "API key",
+        view.apiKey,
+        copyButton(view, "copy-api-key", "API key", (c) => c.apiKey, { secret: true }),
+      ),
       credentialRow(
         "Read-only API key",
         view.readOnlyApiKey,
-        copyButton(view, "copy-read-only-api-key", "read-only API key", (c) => c.readOnlyApiKey),
+        copyButton(view, "copy-read-only-api-key", "read-only API key", (c) => c.readOnlyApiKey, { secret: true }),
       ),
     ),
     h("div", { class: "actions" }, view.reveal),
