@@ -212,9 +212,18 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
 
     @admin.action(description="Deactivate selected users (ends their sessions)", permissions=["change"])
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        users = self._changeable(request, queryset).filter(is_active=True)
+        if queryset.filter(pk=request.user.pk).exists():
+            # Signed out at once, and with the last operator gone, nobody could undo it here.
+            self.message_user(request, "You cannot deactivate yourself: left as you were.", messages.ERROR)
+            queryset = queryset.exclude(pk=request.user.pk)
+        selected = self._changeable(request, queryset)
+        users = list(selected.filter(is_active=True))
         told = [user_deactivate(user=user, actor=request.user) for user in users]
-        self.message_user(request, "Deactivated; their sessions are revoked.", messages.SUCCESS)
+        if users:
+            emails = ", ".join(user.email for user in users)
+            self.message_user(request, f"Deactivated {emails}; their sessions are revoked.", messages.SUCCESS)
+        elif selected.exists():
+            self.message_user(request, "Nobody was deactivated: the users selected were inactive already.")
         if not all(told):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
 

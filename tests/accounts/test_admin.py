@@ -53,6 +53,31 @@ def test_deactivating_a_user_in_the_admin_revokes_their_sessions(operator_browse
     assert api.get("/api/auth/me").json()["code"] == "token_not_valid"
 
 
+def test_deactivating_says_whom_and_never_deactivates_the_operator_doing_it(
+    operator_browser, user_factory, user
+):
+    me = User.objects.get(email="root@example.com")
+    gone = user_factory(email="gone@example.com", is_active=False)
+
+    page = operator_browser.post(
+        "/admin/accounts/user/",
+        {"action": "deactivate_selected", "_selected_action": [str(me.pk), str(user.pk)]},
+        follow=True,
+    ).content.decode()
+
+    assert "You cannot deactivate yourself" in page and "Deactivated alice@example.com;" in page
+    me.refresh_from_db()
+    user.refresh_from_db()
+    assert me.is_active and not user.is_active
+    assert operator_browser.get("/admin/").status_code == 200  # still signed in
+    again = operator_browser.post(
+        "/admin/accounts/user/",
+        {"action": "deactivate_selected", "_selected_action": [str(gone.pk)]},
+        follow=True,
+    ).content.decode()
+    assert "Nobody was deactivated" in again and "Deactivated " not in again
+
+
 def user_change_form_data(page) -> dict:
     """What the user change page posts back unchanged: the user's fields and every inline's rows."""
     form = page.context["adminform"].form
