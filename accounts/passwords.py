@@ -9,12 +9,14 @@ sent after the answer, so neither the answer nor its timing tells whether the ad
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.encoding import force_bytes
@@ -26,7 +28,8 @@ from accounts.emails import email_canonical_or_none
 from accounts.mail import mail_send
 from accounts.models import AuditEventType, SessionRevokedReason, User
 from accounts.services import sessions_revoke
-from config.errors import InvalidRequest, InvalidResetToken
+from config.cache import CACHE_ERRORS
+from config.errors import AuthUnavailable, InvalidRequest, InvalidResetToken
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,16 @@ def _reset_link(user: User) -> str:
     return f"{settings.PUBLIC_URL}/#/reset/{uid}/{default_token_generator.make_token(user)}"
 
 
+def _reset_email_due(user: User) -> bool:
+    """Whether a reset email may go to ``user`` now (one per PASSWORD_RESET_EMAIL_INTERVAL), and
+    if so, the interval starts. The link sent before still works meanwhile."""
+    key = f"auth:password-reset-sent:{hashlib.sha256(user.email.encode()).hexdigest()}"
+    try:
+        return cache.add(key, True, timeout=settings.PASSWORD_RESET_EMAIL_INTERVAL.total_seconds())
+    except CACHE_ERRORS as error:
+        raise AuthUnavailable() from error
+
+
 def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
     """Email a reset link to ``email`` if an active account has it; the caller answers 202 either way."""
     canonical = email_canonical_or_none(email)
@@ -77,6 +90,10 @@ def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
         return
     if not settings.PUBLIC_URL:
         logger.warning("password reset email not sent: PUBLIC_URL is not set")
+        return
+    if not _reset_email_due(user):
+        logger.info("password reset email not sent: one went to the address less than %s ago",
+                    settings.PASSWORD_RESET_EMAIL_INTERVAL)  # fmt: skip
         return
     # Sent after the answer (accounts.mail): an SMTP server's time must not tell that the address exists.
     mail_send(

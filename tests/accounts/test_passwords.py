@@ -107,6 +107,23 @@ def test_an_expired_reset_link_is_refused(user, settings):
         assert _confirm(uid, token).json()["code"] == "invalid_reset_token"
 
 
+def test_asking_again_and_again_sends_one_email_per_interval_and_the_first_link_works(user, settings):
+    """A stranger cannot flood the inbox, nor keep the owner from resetting."""
+    settings.PASSWORD_RESET_EMAIL_INTERVAL = timedelta(minutes=15)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        for addresses in range(4):  # from four addresses: under every per-address limit
+            answer = APIClient(REMOTE_ADDR=f"203.0.113.{addresses}").post(
+                "/api/auth/password/reset", {"email": user.email}, format="json"
+            )
+            assert answer.status_code == 202
+        assert len(mail.outbox) == 1
+        uid, token = _reset_link()  # what the owner, asking too, finds in the inbox
+        traveller.shift(timedelta(minutes=15, seconds=1))
+        APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+        assert len(mail.outbox) == 2
+        assert _confirm(uid, token).status_code == 204
+
+
 @pytest.mark.parametrize("email", ["nobody@example.com", "not an email", "clıent2@example.com"])
 def test_an_unknown_address_is_answered_exactly_like_a_known_one(user, email):
     known = APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
