@@ -17,7 +17,10 @@ import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
+from accounts.access_tokens import access_token_create
+from accounts.audit import RequestOrigin
 from accounts.models import PersonalAccessToken
+from accounts.scopes import SignInFacts
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.services import PolicyInput, sign_in_policy_set
 from tests.frontend.conftest import first_factor, sign_in
@@ -28,6 +31,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_an_admin_runs_the_team_and_an_invitee_joins(
     live_server, new_page, page_problems, screenshot, admin1, user1, viewer1, cluster1
 ):
+    access_token_create(
+        user=user1,
+        facts=SignInFacts(),
+        name="laptop script",
+        expires_in=timedelta(days=7),
+        clients={"client1": ["view"]},
+        origin=RequestOrigin(ip=None, user_agent=""),
+    )
     page = new_page()
     sign_in(page, live_server.url, admin1.email)
     page.wait_for_selector('[data-testid="cluster-row"]')
@@ -54,6 +65,9 @@ def test_an_admin_runs_the_team_and_an_invitee_joins(
     page.click("#confirm-remove-member")
     page.wait_for_selector('[data-testid="member-row"][data-email="client1@example.com"]', state="detached")
     assert not Grant.objects.filter(user=user1).exists()
+    # The member's token no longer reaches the client: the list says so without a reload.
+    page.wait_for_selector('[data-testid="client-token-row"]', state="detached")
+    assert page.is_visible("#client-tokens-empty")
     page.wait_for_selector('[data-testid="audit-row"][data-type="member_removed"]')
     assert page.locator('[data-testid="audit-row"][data-type="member_invited"]').count() == 1
     screenshot(page, "team")

@@ -65,7 +65,8 @@ export function auditSection(ctx, client, pageError) {
   };
 }
 
-/** Members' tokens that reach the client, each with a button that takes the client out of it. */
+/** Members' tokens that reach the client, each with a button that takes the client out of it;
+ * load() reads them (again). */
 export function clientTokensSection(ctx, client, pageError, audit) {
   const list = h("ul", { id: "client-tokens-list", class: "plain-list" });
   const empty = h("p", { id: "client-tokens-empty", class: "empty" }, "No member has a token for this client.");
@@ -105,13 +106,14 @@ export function clientTokensSection(ctx, client, pageError, audit) {
     empty,
     status,
   );
-  ctx.api
-    .clientTokens(client, { signal: ctx.signal })
-    .then((tokens) => {
-      if (!ctx.isCurrent()) return;
-      replaceChildren(list, tokens.map(row));
-      empty.hidden = tokens.length > 0;
-    })
-    .catch((failure) => showError(ctx, pageError, failure));
-  return element;
+  const load = () =>
+    ctx.api
+      .clientTokens(client, { signal: ctx.signal })
+      .then((tokens) => {
+        if (!ctx.isCurrent()) return;
+        replaceChildren(list, tokens.map(row));
+        empty.hidden = tokens.length > 0;
+      })
+      .catch((failure) => showError(ctx, pageError, failure));
+  return { element, load };
 }

@@ -31,15 +31,19 @@ export async function render(ctx) {
   });
   if (loaded === undefined) return;
 
-  const audit = auditSection(ctx, client, error);
+  const trail = auditSection(ctx, client, error);
+  const tokens = clientTokensSection(ctx, client, error, trail);
+  // What a change to the team shows afterwards: the trail, and the tokens (a removal or a
+  // demotion takes the client out of the member's tokens).
+  const audit = { load: () => Promise.all([trail.load(), tokens.load()]) };
   const invitations = invitationsSection(ctx, client, error, audit);
   ctx.main.append(
     h("p", {}, h("a", { id: "policy-link", href: `#/clients/${encodeURIComponent(client)}/settings` }, "Sign-in policy of this client")),
     membersSection(ctx, client, loaded.members, error, audit),
     inviteSection(ctx, client, invitations, audit),
     invitations.element,
-    clientTokensSection(ctx, client, error, audit),
-    audit.element,
+    tokens.element,
+    trail.element,
   );
   invitations.show(loaded.invitations);
   await audit.load();
