@@ -455,7 +455,8 @@ class ClusterChangeAdmin(ReadOnlyAdmin):
     """The change history: read-only, written only by the services and GitOps delivery."""
 
     list_display = ("created_at", "cluster", "action", "actor_email", "message", "short_commit", "pushed")
-    list_filter = ("action", "pushed")
+    # "What happened to our clusters last night?": one client's changes, by time.
+    list_filter = (("cluster__client", admin.RelatedOnlyFieldListFilter), "action", "pushed")
     list_select_related = ("cluster__client",)
     search_fields = ("message", "actor_email", "commit", "cluster__slug", "cluster__client__slug")
     date_hierarchy = "created_at"

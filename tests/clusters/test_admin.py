@@ -197,6 +197,11 @@ def test_change_history_is_read_only_in_the_admin(admin_browser, cluster1):
     assert ClusterChange.objects.get(pk=change.pk).message == change.message
 
 
+def test_the_change_history_filters_by_client(admin_browser, cluster1, cluster2):
+    page = admin_browser.get(f"/admin/clusters/clusterchange/?cluster__client__id__exact={cluster2.client_id}")
+    assert [change.cluster for change in page.context["cl"].result_list] == [cluster2]
+
+
 def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(admin_browser, user_factory):
     user = user_factory()
     response = admin_browser.post(
