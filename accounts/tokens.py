@@ -284,11 +284,17 @@ def _key_ring_reset_on_setting_change(*, setting: str, **kwargs: Any) -> None:
 # --- signing and verifying -----------------------------------------------------------------
 
 
+# Replicas' clocks differ by a little: a token minted by one whose clock runs ahead carries an
+# ``iat`` a moment in the future for the others (PyJWT refuses those). RFC 7519 allows a small
+# leeway for ``iat``, ``nbf`` and ``exp``; a few seconds cost nothing next to a token's minutes.
+CLOCK_LEEWAY = timedelta(seconds=5)
+
+
 class KeyRingTokenBackend(TokenBackend):
     """simplejwt's backend with a key ring: ``kid`` in every header, decode by ``kid`` only."""
 
     def __init__(self, ring: KeyRing) -> None:
-        super().__init__(algorithm=ring.algorithm, issuer=settings.JWT_ISSUER)
+        super().__init__(algorithm=ring.algorithm, issuer=settings.JWT_ISSUER, leeway=CLOCK_LEEWAY)
         self.ring = ring
         # Verifying a signature (and PyJWT's pure-Python base64 checks) dominates the cost of
         # /validate, and a client presents the same access token many times. A verified token
@@ -333,6 +339,7 @@ class KeyRingTokenBackend(TokenBackend):
                 issuer=self.issuer,
                 # RFC 8725 section 3.9: a token minted for another audience is not ours to accept.
                 audience=settings.JWT_AUDIENCE,
+                leeway=CLOCK_LEEWAY,
                 options={"require": list(REQUIRED_CLAIMS)},
             )
         except jwt.ExpiredSignatureError as error:

@@ -165,3 +165,15 @@ def test_eddsa_is_available_by_configuration(api_client, user, settings, tmp_pat
     assert split(body["accessToken"])[0]["alg"] == "EdDSA"
     assert me(body["accessToken"]).status_code == 200
     assert [k["kty"] for k in APIClient().get("/.well-known/jwks.json").json()["keys"]] == ["OKP"]
+
+
+@pytest.mark.parametrize(("ahead", "accepted"), [(2, True), (60, False)])
+def test_a_token_from_a_replica_whose_clock_runs_a_little_ahead_is_accepted(tokens, ahead, accepted):
+    """Another replica minted it a moment "in the future": a few seconds are the clocks' skew,
+    a minute is not."""
+    claims = split(tokens["accessToken"])[1]
+    minted = key_ring().backend.encode(claims | {"iat": claims["iat"] + ahead, "exp": claims["exp"] + ahead})
+    response = me(minted)
+    assert (response.status_code == 200) is accepted
+    if not accepted:
+        assert response.json()["code"] == "token_not_valid"

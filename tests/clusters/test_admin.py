@@ -198,7 +198,9 @@ def test_change_history_is_read_only_in_the_admin(admin_browser, cluster1):
 
 
 def test_the_change_history_filters_by_client(admin_browser, cluster1, cluster2):
-    page = admin_browser.get(f"/admin/clusters/clusterchange/?cluster__client__id__exact={cluster2.client_id}")
+    page = admin_browser.get(
+        f"/admin/clusters/clusterchange/?cluster__client__id__exact={cluster2.client_id}"
+    )
     assert [change.cluster for change in page.context["cl"].result_list] == [cluster2]
 
 
