@@ -329,9 +329,16 @@ def reauthenticate(
     passkey: PasskeyProof | None = None,
     origin: RequestOrigin,
 ) -> None:
-    """Prove it is still the user (password, a current second-factor code, or a passkey): resets
-    the window."""
+    """Prove it is still the user (a current second-factor code, a passkey, or the password of an
+    account without a second factor): resets the window."""
     user = User.objects.get(pk=user_id)
+    if password is not None and user_second_factors(user=user):
+        # What a sensitive action guards includes the factors themselves: a stolen session plus
+        # the password must not plant a factor of its own (OWASP's MFA cheat sheet).
+        raise InvalidRequest(
+            fields={"password": ["This account has a second factor: confirm with a code from your "
+                                 "authenticator app, a recovery code or a passkey."]}
+        )  # fmt: skip
     account_failures_check(user)
     proven, challenge, factor = False, None, None
     if password is not None:

@@ -363,12 +363,14 @@ class ReauthenticateView(APIView):
                 *AUTHENTICATION_ERRORS,
                 errors.SecretsUnavailable,
                 notes={
-                    "mfa_token_invalid": "The passkey options (token) expired, were used, or are another session's."
+                    "mfa_token_invalid": "The passkey options (token) expired, were used, or are another session's.",
+                    "invalid_request": "fields.password: the account has a second factor, which it must use.",
                 },
             ),
         },
-        description="Prove it is still you before a sensitive action: your password, a TOTP or recovery "
-        "code, or a passkey (`token` from /api/auth/reauthenticate/options and `webauthn`).",
+        description="Prove it is still you before a sensitive action: a TOTP or recovery code, a passkey "
+        "(`token` from /api/auth/reauthenticate/options and `webauthn`), or the password of an account "
+        "without a second factor.",
     )
     def post(self, request: Request) -> Response:
         serializer = ReauthenticateInputSerializer(data=request.data)

@@ -265,10 +265,31 @@ def test_removing_the_app_still_needs_a_recent_authentication(enrolled, user):
         code = _next_code(totp, traveller)
         refused = browser.delete("/api/auth/mfa/totp", {"code": code}, format="json")
         assert (refused.status_code, refused.json()["code"]) == (403, "reauthentication_required")
-        password = {"password": b64(DEFAULT_PASSWORD)}
-        assert browser.post("/api/auth/reauthenticate", password, format="json").status_code == 204
-        # The refused request did not spend the code.
-        assert browser.delete("/api/auth/mfa/totp", {"code": code}, format="json").status_code == 204
+        reauthenticated = browser.post("/api/auth/reauthenticate", {"code": code}, format="json")
+        assert reauthenticated.status_code == 204
+        # The refused request did not spend the code; re-authenticating did, so a new one.
+        removed = browser.delete("/api/auth/mfa/totp", {"code": _next_code(totp, traveller)}, format="json")
+        assert removed.status_code == 204
+
+
+def test_an_account_with_a_second_factor_confirms_with_it_not_the_password(enrolled, user):
+    """A stolen session plus the password must not add a factor of its own, which would outlive
+    a password reset."""
+    totp, _ = enrolled
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        browser = _browser_after_second_step(user, totp, traveller)
+        traveller.shift(timedelta(minutes=6))
+        refused = browser.post("/api/auth/reauthenticate", {"password": b64(DEFAULT_PASSWORD)}, format="json")
+        assert (refused.status_code, refused.json()["code"]) == (400, "invalid_request")
+        assert "second factor" in refused.json()["fields"]["password"][0]
+        planted = browser.post("/api/auth/mfa/passkeys/options")
+        assert (planted.status_code, planted.json()["code"]) == (403, "reauthentication_required")
+        confirmed = browser.post(
+            "/api/auth/reauthenticate", {"code": _next_code(totp, traveller)}, format="json"
+        )
+        assert confirmed.status_code == 204
+        assert browser.post("/api/auth/mfa/passkeys/options").status_code == 200
+    assert not AuditEvent.objects.filter(type="factor_failed").exists()  # no guess was counted
 
 
 def test_a_recovery_code_spent_on_re_authentication_is_audited_and_works_once(enrolled, user):

@@ -433,10 +433,9 @@ def test_an_account_with_only_a_passkey_confirms_it_is_them_with_the_passkey(
     page.fill("#passkey-name", "Test laptop")
     page.click("#passkey-add")
     page.wait_for_selector('[data-testid="passkey-row"]:has-text("Test laptop")')
-    user1.set_unusable_password()  # as an account that signs in with Google
-    user1.save()
     _sign_in_long_ago(user1, settings.REAUTHENTICATION_WINDOW)
 
+    # The account has a password too, but a second factor now: that is what it confirms with.
     page.click("#recovery-regenerate")
     page.wait_for_selector("#reauth-dialog[open]")
     assert page.is_hidden("#reauth-password") and page.is_hidden("#reauth-code")

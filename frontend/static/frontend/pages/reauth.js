@@ -60,9 +60,13 @@ function promptBuild() {
   return parts;
 }
 
-/** Shows the fields this account can answer with (it may have no password, or no app). */
+/**
+ * Shows the fields this account can answer with (it may have no password, or no app). An
+ * account with a second factor answers with it: the server takes its password no longer.
+ */
 function promptPrepare(parts, overview) {
-  const hasPassword = !overview || overview.hasPassword;
+  const hasFactor = Boolean(overview && (overview.totp || (overview.passkeys || []).length));
+  const hasPassword = !overview || (overview.hasPassword && !hasFactor);
   const hasCode = !overview || overview.totp || overview.recoveryCodesLeft > 0;
   const hasPasskey = Boolean(overview && overview.passkeys && overview.passkeys.length) && passkeysSupported();
   parts.password.row.hidden = !hasPassword;
