@@ -368,9 +368,8 @@ class ReauthenticateView(APIView):
                 },
             ),
         },
-        description="Prove it is still you before a sensitive action: a TOTP or recovery code, a passkey "
-        "(`token` from /api/auth/reauthenticate/options and `webauthn`), or the password of an account "
-        "without a second factor.",
+        description="Prove it is still you before a sensitive action: a TOTP or recovery code, a passkey (`token` "
+        "from /api/auth/reauthenticate/options, `webauthn`), or the password of an account without a factor.",
     )
     def post(self, request: Request) -> Response:
         serializer = ReauthenticateInputSerializer(data=request.data)
