@@ -39,14 +39,19 @@ export function replaceChildren(element, ...children) {
   append(element, children);
 }
 
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+// The browser's time zone, named, and seconds: "Nov 27, 2026, 8:26:05 AM EST". A user telling
+// an operator (whose admin shows UTC) "around 8:30" must be understood, and changes made within
+// one minute must read apart. The title has the time in UTC.
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "long" });
 
 /** A <time> element, or an em dash when there is no date. */
 export function timeElement(iso) {
   if (!iso) return h("span", {}, "—");
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return h("span", {}, String(iso));
-  return h("time", { datetime: date.toISOString() }, dateFormat.format(date));
+  const utc = date.toISOString();
+  const title = utc.replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  return h("time", { datetime: utc, title }, dateFormat.format(date));
 }
 
 export function shortCommit(commit) {
