@@ -22,7 +22,7 @@ from accounts.audit import RequestOrigin
 from accounts.models import PersonalAccessToken
 from accounts.scopes import SignInFacts
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
-from clusters.services import PolicyInput, sign_in_policy_set
+from clusters.services import PolicyInput, invitation_create, sign_in_policy_set
 from tests.frontend.conftest import first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -269,4 +269,38 @@ def test_a_token_lifetime_beyond_the_maximum_is_refused_with_the_reason(
     page.click("#create-token")
     page.wait_for_selector("#token-created:not([hidden])")
     assert page.get_attribute("#token-expires", "aria-invalid") is None
+    assert page_problems == []
+
+
+def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
+    live_server, new_page, page_problems, admin1, user1, cluster1
+):
+    token, _ = access_token_create(
+        user=user1,
+        facts=SignInFacts(),
+        name="ci deploy",
+        expires_in=timedelta(days=7),
+        clients={"client1": ["view"]},
+        origin=RequestOrigin(ip=None, user_agent=""),
+    )
+    invitation_create(client=cluster1.client, email="temp@example.com", role="viewer", actor=admin1)
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    page.wait_for_selector('[data-testid="client-token-row"]')
+
+    page.click(".revoke-client-token")
+    page.wait_for_selector("#revoke-client-token-dialog[open]")
+    assert "ci deploy" in page.text_content("#revoke-client-token-dialog")
+    page.click("#cancel-revoke-client-token")
+    assert page.locator('[data-testid="client-token-row"]').count() == 1
+    page.click(".revoke-client-token")
+    page.click("#confirm-revoke-client-token")
+    page.wait_for_selector('[data-testid="client-token-row"]', state="detached")
+    token.refresh_from_db()
+    assert token.revoked_at is not None or "client1" not in token.scopes  # its only client: revoked
+
+    page.click('[data-email="temp@example.com"] .revoke-invitation')
+    page.wait_for_selector("#invitations-status:has-text('Revoked the invitation of temp@example.com')")
+    assert page.evaluate("document.activeElement.id") == "invitations-heading"
     assert page_problems == []

@@ -2,7 +2,7 @@
 // tokens that reach the client (an admin takes the client out of one).
 
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
-import { showError } from "./common.js";
+import { confirmDialog, showError } from "./common.js";
 
 const EVENT_TEXT = {
   member_invited: "invited",
@@ -71,6 +71,13 @@ export function clientTokensSection(ctx, client, pageError, audit) {
   const list = h("ul", { id: "client-tokens-list", class: "plain-list" });
   const empty = h("p", { id: "client-tokens-empty", class: "empty" }, "No member has a token for this client.");
   const status = liveRegion("client-tokens-status");
+  const dialog = confirmDialog({
+    id: "revoke-client-token-dialog",
+    title: "Take the client out of this token?",
+    confirmLabel: "Revoke access",
+    confirmId: "confirm-revoke-client-token",
+    cancelId: "cancel-revoke-client-token",
+  });
 
   function row(token) {
     const revoke = h("button", { type: "button", class: "button secondary revoke-client-token", "aria-label": `Revoke ${token.owner}'s ${token.name}` }, "Revoke access");
@@ -83,6 +90,8 @@ export function clientTokensSection(ctx, client, pageError, audit) {
       revoke,
     );
     revoke.addEventListener("click", async () => {
+      const asked = [`${token.owner}'s token “${token.name}” stops reaching ${client} at once: scripts using it get 403 here.`];
+      if (!(await dialog.ask(asked))) return;
       revoke.disabled = true;
       try {
         await ctx.api.clientTokenRevoke(client, token.id);
@@ -105,6 +114,7 @@ export function clientTokensSection(ctx, client, pageError, audit) {
     list,
     empty,
     status,
+    dialog.element,
   );
   const load = () =>
     ctx.api

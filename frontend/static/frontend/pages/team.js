@@ -207,6 +207,8 @@ function inviteSection(ctx, client, invitations, audit) {
 function invitationsSection(ctx, client, pageError, audit) {
   const list = h("ul", { id: "invitations-list", class: "plain-list" });
   const empty = h("p", { id: "invitations-empty", class: "empty" }, "No open invitations.");
+  const status = liveRegion("invitations-status");
+  const heading = h("h2", { id: "invitations-heading", tabindex: "-1" }, "Invitations");
   const refreshEmpty = () => {
     empty.hidden = list.children.length > 0;
   };
@@ -223,8 +225,12 @@ function invitationsSection(ctx, client, pageError, audit) {
       revoke.disabled = true;
       try {
         await ctx.api.invitationRevoke(client, invitation.id);
+        // Focus goes where the keyboard user was: the next invitation's button, else the heading.
+        const next = item.nextElementSibling || item.previousElementSibling;
         item.remove();
         refreshEmpty();
+        say(status, `Revoked the invitation of ${invitation.email}.`);
+        (next ? next.querySelector(".revoke-invitation") : heading).focus();
         audit.load();
       } catch (failure) {
         revoke.disabled = false;
@@ -237,9 +243,10 @@ function invitationsSection(ctx, client, pageError, audit) {
     element: h(
       "section",
       { class: "card stack", "aria-labelledby": "invitations-heading" },
-      h("h2", { id: "invitations-heading" }, "Invitations"),
+      heading,
       list,
       empty,
+      status,
     ),
     show(invitations) {
       replaceChildren(list, invitations.map(row));
