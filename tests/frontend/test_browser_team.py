@@ -137,8 +137,8 @@ def test_anyone_makes_copies_uses_and_revokes_a_token(
     assert page.locator("#token-perm-client1-members").count() == 0  # tokens never manage teams
     page.fill("#token-name", "CI deploys")
     page.select_option("#token-expires", "90d")
-    page.check("#token-perm-client1-view")
-    page.check("#token-perm-client1-configure")
+    page.check("#token-perm-client1-configure")  # ticks "view" too: a script reads before it scales
+    assert page.is_checked("#token-perm-client1-view")
     page.click("#create-token")
     page.wait_for_selector("#token-created:not([hidden])")
     secret = page.text_content("#token-secret").strip()

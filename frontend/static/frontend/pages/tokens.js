@@ -45,13 +45,21 @@ function clientChoice(client, held) {
     const input = h("input", { type: "checkbox", id, value: permission, dataset: { client } });
     return { input, label: h("label", { class: "checkbox-field", for: id }, input, permission) };
   });
+  // A script that scales a cluster reads it first: "configure" ticks "view" too (which can
+  // still be unticked, for a token that only writes).
+  const box = (permission) => boxes.find((each) => each.input.value === permission);
+  if (box("configure") && box("view")) {
+    box("configure").input.addEventListener("change", (event) => {
+      if (event.target.checked) box("view").input.checked = true;
+    });
+  }
   const row = h(
     "fieldset",
     { class: "token-client", dataset: { client } },
     h("legend", {}, client),
-    h("div", { class: "input-row" }, boxes.map((box) => box.label)),
+    h("div", { class: "input-row" }, boxes.map((each) => each.label)),
   );
-  return { row, chosen: () => boxes.filter((box) => box.input.checked).map((box) => box.input.value) };
+  return { row, chosen: () => boxes.filter((each) => each.input.checked).map((each) => each.input.value) };
 }
 
 function createSection(ctx, clients, list, pageError) {
