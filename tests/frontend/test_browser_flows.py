@@ -413,6 +413,10 @@ def test_credentials_are_asked_for_only_by_those_who_may_read_them_and_only_when
 ):
     viewer = new_page()
     sign_in(viewer, live_server.url, viewer1.email)
+    # The cluster page shows a viewer what the role allows, instead of forms a save would refuse.
+    viewer.goto(live_server.url + "/#/clients/client1/clusters/main")
+    viewer.wait_for_selector("#configure-readonly")
+    assert viewer.locator("#scale-form").count() == 0 and viewer.locator("#credentials-link").count() == 0
     viewer.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
     viewer.wait_for_selector("#page-error:has-text('Insufficient permissions')")
 

@@ -21,14 +21,20 @@ export async function render(ctx) {
       [name, null],
     ],
   });
-  const cluster = await pageLoad(ctx, { status, error }, "Loading cluster…", (options) =>
-    ctx.api.cluster(client, name, options),
-  );
-  if (cluster === undefined) return;
+  const loaded = await pageLoad(ctx, { status, error }, "Loading cluster…", async (options) => {
+    const [cluster, permissions] = await Promise.all([
+      ctx.api.cluster(client, name, options),
+      ctx.api.permissions(options),
+    ]);
+    return { cluster, may: (permissions.clients || {})[client] || [] };
+  });
+  if (loaded === undefined) return;
 
-  const summary = summarySection(client, name, cluster);
-  const forms = [scaleForm(cluster), versionForm(cluster), storageForm(cluster)];
-  const configure = configureSection(forms);
+  // What the member's role allows is shown, not found out by a refused save.
+  const { cluster, may } = loaded;
+  const summary = summarySection(client, name, cluster, may.includes("credentials"));
+  const forms = may.includes("configure") ? [scaleForm(cluster), versionForm(cluster), storageForm(cluster)] : [];
+  const configure = forms.length ? configureSection(forms) : readOnlyNotice(client);
   const history = historySection(ctx, client, name);
   const deployment = deploymentSection(ctx, client, name, cluster); // null without Argo CD
   ctx.main.append(summary.element, ...(deployment ? [deployment.element] : []), configure.element, history.element);
@@ -75,24 +81,41 @@ function summaryItems(client, name, cluster) {
   ];
 }
 
-/** The overview card: {element, update(cluster)}. */
-function summarySection(client, name, cluster) {
+/** The overview card: {element, update(cluster)}; the credentials link for those who may read them. */
+function summarySection(client, name, cluster, credentials) {
   const list = h("dl", { id: "cluster-summary", class: "summary" }, summaryItems(client, name, cluster));
   const element = h(
     "section",
     { class: "card", "aria-labelledby": "summary-heading" },
     h("h2", { id: "summary-heading" }, "Overview"),
     list,
-    h(
-      "p",
-      {},
-      h("a", { id: "credentials-link", href: clusterHref(client, name, "/credentials") }, "Connection credentials"),
-    ),
+    credentials
+      ? h(
+          "p",
+          {},
+          h("a", { id: "credentials-link", href: clusterHref(client, name, "/credentials") }, "Connection credentials"),
+        )
+      : null,
   );
   return { element, update: (saved) => replaceChildren(list, summaryItems(client, name, saved)) };
 }
 
 // --- configure ----------------------------------------------------------------------
+
+/** In place of the forms, for a role that may only view: {element}. */
+function readOnlyNotice(client) {
+  const element = h(
+    "section",
+    { id: "configure-readonly", class: "card", "aria-labelledby": "configure-heading" },
+    h("h2", { id: "configure-heading" }, "Configure"),
+    h(
+      "p",
+      {},
+      `Your role on ${client} may view this cluster but not change it: an admin of ${client} can change your role.`,
+    ),
+  );
+  return { element };
+}
 
 /** The box showing the commit a save made: {element, show(revision, pending), hide(), setMessage(text)}. */
 function revisionBox() {
