@@ -26,12 +26,12 @@ from clusters.deployments import (
     latest_revisions,
 )
 from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
-from clusters.selectors import cluster_allowed_versions, cluster_revision
+from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_revision
 from clusters.services import (
+    KeysShownTo,
     client_create,
     client_update,
     cluster_create,
-    cluster_credentials_reveal,
     cluster_credentials_rotate,
     cluster_credentials_rotation_finish,
     cluster_slug_check,
@@ -326,14 +326,12 @@ class ClusterAdmin(ServiceRefusalsAdmin):
         rotated = []
         for cluster in queryset.select_related("client"):
             try:
-                result = cluster_credentials_rotate(cluster=cluster, actor=request.user)
                 # Shown on the page: on the client's audit trail like any read of the keys.
-                keys = cluster_credentials_reveal(
-                    cluster=result.cluster,
-                    actor=request.user,
-                    credential=RequestCredential(),
-                    origin=request_origin(request),
+                shown_to = KeysShownTo(
+                    actor=request.user, credential=RequestCredential(), origin=request_origin(request)
                 )
+                result = cluster_credentials_rotate(cluster=cluster, shown_to=shown_to)
+                keys = cluster_credentials(cluster=result.cluster)
             except PortalError as error:
                 self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
                 continue
@@ -356,7 +354,7 @@ class ClusterAdmin(ServiceRefusalsAdmin):
     def finish_key_rotation(self, request, queryset):
         for cluster in queryset.select_related("client"):
             try:
-                cluster_credentials_rotation_finish(cluster=cluster, actor=request.user)
+                cluster_credentials_rotation_finish(cluster=cluster, actor=request.user, shown_to=None)
             except PortalError as error:
                 self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
             else:

@@ -212,12 +212,7 @@ class ClusterCredentialsView(ClientAPIView):
         "which address); when it cannot be, no key is sent (503 `audit_unavailable`).",
     )
     def get(self, request, client: str, cluster: str):
-        keys = services.cluster_credentials_reveal(
-            cluster=self.cluster_get(),
-            actor=request.user,
-            credential=request_credential(request),
-            origin=request_origin(request),
-        )
+        keys = services.cluster_credentials_reveal(cluster=self.cluster_get(), shown_to=_shown_to(request))
         return Response(CredentialsOutputSerializer(keys).data)
 
 
@@ -229,18 +224,18 @@ _KEYS_NOT_PUSHED = OpenApiResponse(
 _KEYS_ERRORS = (errors.GitopsUnavailable, errors.SecretsUnavailable, errors.AuditUnavailable)
 
 
-def _keys_answer(request, result: services.ClusterChangeResult) -> Response:
-    """The cluster's keys after a key change, on the audit trail like any read of them: 202 while
-    the change waits to be pushed."""
-    keys = services.cluster_credentials_reveal(
-        cluster=result.cluster,
-        actor=request.user,
-        credential=request_credential(request),
-        origin=request_origin(request),
+def _shown_to(request) -> services.KeysShownTo:
+    return services.KeysShownTo(
+        actor=request.user, credential=request_credential(request), origin=request_origin(request)
     )
+
+
+def _keys_answer(result: services.ClusterChangeResult) -> Response:
+    """The cluster's keys after a key change (its service recorded the reveal with the change):
+    202 while the change waits to be pushed."""
     pushed = result.change is None or result.change.pushed
     return Response(
-        CredentialsOutputSerializer(keys).data,
+        CredentialsOutputSerializer(selectors.cluster_credentials(cluster=result.cluster)).data,
         status=status.HTTP_200_OK if pushed else status.HTTP_202_ACCEPTED,
     )
 
@@ -274,7 +269,7 @@ class ClusterCredentialsRotateView(ClientAPIView):
     def post(self, request, client: str, cluster: str):
         target = self.cluster_get()  # 404 before 403: no hint that a cluster exists elsewhere
         recent_authentication_require(session_id=request.auth.session.session_id)
-        return _keys_answer(request, services.cluster_credentials_rotate(cluster=target, actor=request.user))
+        return _keys_answer(services.cluster_credentials_rotate(cluster=target, shown_to=_shown_to(request)))
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -293,8 +288,10 @@ class ClusterCredentialsRotationFinishView(ClientAPIView):
         "stops working as the pods restart. `Cache-Control: no-store`.",
     )
     def post(self, request, client: str, cluster: str):
-        result = services.cluster_credentials_rotation_finish(cluster=self.cluster_get(), actor=request.user)
-        return _keys_answer(request, result)
+        result = services.cluster_credentials_rotation_finish(
+            cluster=self.cluster_get(), actor=request.user, shown_to=_shown_to(request)
+        )
+        return _keys_answer(result)
 
 
 class ClusterHistoryView(ClientAPIView):

@@ -17,6 +17,7 @@ from clusters.services.clusters import (
     scale_down_problem,
 )
 from clusters.services.credentials import (
+    KeysShownTo,
     cluster_credentials_reveal,
     cluster_credentials_rotate,
     cluster_credentials_rotation_finish,
@@ -65,6 +66,7 @@ __all__ = [
     "client_create",
     "client_update",
     "cluster_create",
+    "KeysShownTo",
     "cluster_credentials_reveal",
     "cluster_credentials_rotate",
     "cluster_credentials_rotation_finish",

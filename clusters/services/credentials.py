@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -44,23 +45,27 @@ _KEY_COLUMNS = (
 )
 
 
-def cluster_credentials_reveal(
-    *, cluster: Cluster, actor: User, credential: RequestCredential, origin: RequestOrigin
-) -> ClusterCredentials:
-    """The cluster's keys, recorded in its client's audit trail (who, with which credential, from
-    where) in the same transaction. Fails closed: a reveal that cannot be recorded reveals nothing
-    (503 ``audit_unavailable``), and keys that cannot be decrypted leave no record."""
+@dataclass(frozen=True)
+class KeysShownTo:
+    """Who is handed a cluster's keys, as the audit trail records it."""
+
+    actor: User
+    credential: RequestCredential
+    origin: RequestOrigin
+
+
+def _reveal_record(cluster: Cluster, shown_to: KeysShownTo) -> None:
+    """The trail's record of a reveal, in the caller's transaction; 503 ``audit_unavailable`` (and
+    the transaction rolls back) when it cannot be written: no key goes out unrecorded."""
     try:
-        with transaction.atomic():
-            client_audit_record(
-                client=cluster.client,
-                type=ClientAuditEvent.Type.CREDENTIALS_REVEALED,
-                actor=actor,
-                cluster=cluster,
-                origin=origin,
-                detail=credential_describe(credential=credential),
-            )
-            return cluster_credentials(cluster=cluster)
+        client_audit_record(
+            client=cluster.client,
+            type=ClientAuditEvent.Type.CREDENTIALS_REVEALED,
+            actor=shown_to.actor,
+            cluster=cluster,
+            origin=shown_to.origin,
+            detail=credential_describe(credential=shown_to.credential),
+        )
     except DatabaseError as error:
         logger.error(
             "The reveal of %s's API keys could not be audited (%s): no key was sent.",
@@ -68,6 +73,15 @@ def cluster_credentials_reveal(
             type(error).__name__,
         )
         raise AuditUnavailable() from error
+
+
+def cluster_credentials_reveal(*, cluster: Cluster, shown_to: KeysShownTo) -> ClusterCredentials:
+    """The cluster's keys, recorded in its client's audit trail (who, with which credential, from
+    where) in the same transaction. Fails closed: a reveal that cannot be recorded reveals nothing
+    (503 ``audit_unavailable``), and keys that cannot be decrypted leave no record."""
+    with transaction.atomic():
+        _reveal_record(cluster, shown_to)
+        return cluster_credentials(cluster=cluster)
 
 
 def api_key_new() -> str:
@@ -112,8 +126,9 @@ def _keys_of(current: Cluster) -> dict[str, object]:
     return {column: getattr(current, column) for column in _KEY_COLUMNS}
 
 
-def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
-    """New keys; read them with ``selectors.cluster_credentials``. 409 while a rotation is in progress.
+def cluster_credentials_rotate(*, cluster: Cluster, shown_to: KeysShownTo) -> ClusterChangeResult:
+    """New keys, for ``shown_to`` (read them with ``selectors.cluster_credentials``: the reveal is
+    recorded with the rotation, or neither happens). 409 while a rotation is in progress.
 
     When not even a local commit can be made, the old keys stay and 503 ``gitops_unavailable``
     says so: handing out keys that may never reach the cluster would break the user's apps.
@@ -128,11 +143,12 @@ def cluster_credentials_rotate(*, cluster: Cluster, actor: User | None) -> Clust
         current.save(update_fields=list(_KEY_COLUMNS))
         change = change_record(
             cluster=current,
-            actor=actor,
+            actor=shown_to.actor,
             action=ClusterChange.Action.CREDENTIALS_ROTATE,
             changes=changes,
             message=message,
         )
+        _reveal_record(current, shown_to)
     return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))
 
 
@@ -153,14 +169,19 @@ def _finish(current: Cluster, actor: User | None) -> ClusterChange:
     )
 
 
-def cluster_credentials_rotation_finish(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
-    """Make the new key the only one. 409 ``no_rotation_in_progress`` when there is nothing to finish."""
+def cluster_credentials_rotation_finish(
+    *, cluster: Cluster, actor: User, shown_to: KeysShownTo | None
+) -> ClusterChangeResult:
+    """Make the new key the only one; ``shown_to``: who is handed the keys (recorded with it), if
+    anyone. 409 ``no_rotation_in_progress`` when there is nothing to finish."""
     with transaction.atomic():
         current = cluster_locked(cluster=cluster)
         if not current.rotation_in_progress:
             raise NoRotationInProgress()
         before = _keys_of(current)
         change = _finish(current, actor)
+        if shown_to is not None:
+            _reveal_record(current, shown_to)
     return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))
 
 

@@ -11,8 +11,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.test import Client as BrowserClient
 
 import accounts.google
+from accounts.audit import RequestCredential, RequestOrigin
 from accounts.google import CachingRequest
 from accounts.models import User
+from clusters.services import KeysShownTo
 from tests.accounts.google_tokens import CLIENT_ID, KID, FakeGoogle, certificate_pem, private_key
 
 
@@ -65,3 +67,10 @@ def google(settings, google_key, monkeypatch):
         accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(google_key)}))
     )
     return google_key
+
+
+def shown_to(user) -> KeysShownTo:
+    """A key change's reader, as a service call outside a request names them."""
+    return KeysShownTo(
+        actor=user, credential=RequestCredential(), origin=RequestOrigin(ip=None, user_agent="")
+    )

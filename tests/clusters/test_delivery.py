@@ -29,6 +29,7 @@ from gitops.repository import (
     files_commit,
     repository_open,
 )
+from tests.clusters.conftest import shown_to
 from tests.conftest import portal_repository
 
 CLUSTER = "/api/clients/client1/clusters/main"
@@ -166,7 +167,7 @@ def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
 
 
 def test_no_api_key_reaches_git_without_a_sealing_certificate(git_server, settings, cluster1, user1):
-    cluster_credentials_rotate(cluster=cluster1, actor=user1)
+    cluster_credentials_rotate(cluster=cluster1, shown_to=shown_to(user1))
     cluster1.refresh_from_db()
     secrets = {
         field_decrypt(ciphertext=cluster1.api_key_encrypted, purpose=CLUSTER_API_KEYS),
@@ -198,7 +199,7 @@ def test_with_a_certificate_keys_are_sealed_and_resealed_only_on_rotation(
     cluster_update(cluster=cluster, actor=user1, replicas=3)
     assert file_read(repository=git_server, file_path=path) == first  # unchanged keys: not re-sealed
 
-    cluster_credentials_rotate(cluster=cluster, actor=user1)
+    cluster_credentials_rotate(cluster=cluster, shown_to=shown_to(user1))
     assert file_read(repository=git_server, file_path=path) != first
 
 

@@ -15,6 +15,7 @@ from clusters.services import (
     cluster_credentials_rotate,
     cluster_update,
 )
+from tests.clusters.conftest import shown_to
 
 
 def test_cluster_create_generates_keys_and_records_the_creation(client1, user1, settings):
@@ -93,7 +94,7 @@ def test_cluster_update_reads_the_current_row_not_a_stale_instance(cluster1, use
 
 def test_credentials_rotation_records_a_change_without_keys(cluster1, user1):
     before = cluster_credentials(cluster=cluster1)
-    result = cluster_credentials_rotate(cluster=cluster1, actor=user1)
+    result = cluster_credentials_rotate(cluster=cluster1, shown_to=shown_to(user1))
     after = cluster_credentials(cluster=result.cluster)
     assert after.api_key != before.api_key
     assert result.change.action == "credentials_rotate"
