@@ -67,8 +67,12 @@ def _reset_link(user: User) -> str:
 
 def _reset_email_due(user: User) -> bool:
     """Whether a reset email may go to ``user`` now (one per PASSWORD_RESET_EMAIL_INTERVAL), and
-    if so, the interval starts. The link sent before still works meanwhile."""
-    key = f"auth:password-reset-sent:{hashlib.sha256(user.email.encode()).hexdigest()}"
+    if so, the interval starts. The link sent before still works meanwhile: the interval is
+    counted per state of what a reset link is made from (the password, the last sign-in, the
+    email; Django's token), so a sign-in or a password change, which kill the link, let a new
+    email go at once."""
+    state = f"{user.pk}:{user.password}:{user.last_login}:{user.email}"
+    key = f"auth:password-reset-sent:{hashlib.sha256(state.encode()).hexdigest()}"
     try:
         return cache.add(key, True, timeout=settings.PASSWORD_RESET_EMAIL_INTERVAL.total_seconds())
     except CACHE_ERRORS as error:
