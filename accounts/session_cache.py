@@ -26,8 +26,10 @@ while a change may forget them at the same moment. Each such entry has an *epoch
 (``auth:claims-epoch:<uid>``, ``auth:pat-epoch:<sha256>``), set to a new random value whenever the
 entry is forgotten. An entry is written with the epoch read *before* its database read and
 counts only while that epoch is still current: a request that read a row just before a change,
-and writes after the change forgot the entry, cannot put the old facts back. Epoch keys never
-expire (one small key per user or token ever changed), so a forgotten epoch never returns.
+and writes after the change forgot the entry, cannot put the old facts back. Epoch keys live an
+hour longer than the entries, which outlives any entry written under the epoch before; like the
+revocation markers they must not be evicted early (Redis: ``noeviction`` or a ``volatile-*``
+policy with room to spare).
 
 Every cache failure is raised as 503 ``auth_unavailable``: authentication fails closed.
 """
@@ -56,6 +58,7 @@ logger = logging.getLogger(__name__)
 REVOKED_MARKER_MARGIN = timedelta(minutes=1)
 IDLE_TIMER_PRECISION_MAX = timedelta(minutes=1)
 CATCH_UP_INTERVAL = 1.0  # seconds between tries to tell a cache that was down
+EPOCH_MARGIN = timedelta(hours=1)
 
 
 def _session_key(session_id: uuid.UUID | str) -> str:
@@ -150,6 +153,13 @@ def _claims_current(entry: object, epoch: str | None) -> CachedClaims | None:
 # --- Entries a change may forget while a request is filling them (see the module's docstring) ---
 
 
+def _epoch_ttl() -> float:
+    # An epoch must outlive every entry written under the one before it: such an entry is written
+    # within one request of the change (its database read), and lives CLAIMS_CACHE_TTL. An hour
+    # covers any request; then the key goes, so revoked tokens' epochs do not pile up.
+    return settings.CLAIMS_CACHE_TTL.total_seconds() + EPOCH_MARGIN.total_seconds()
+
+
 def _guarded_value(entry: object, epoch: str | None) -> dict | None:
     """The cached value, unless it was forgotten after it was read from the database."""
     if isinstance(entry, dict) and entry.get("epoch") == epoch and isinstance(entry.get("value"), dict):
@@ -178,7 +188,7 @@ def _guarded_forget(keys: dict[str, str], doing: str) -> None:
     if not keys:
         return
     try:
-        cache.set_many({epoch_key: uuid.uuid4().hex for epoch_key in keys.values()}, timeout=None)
+        cache.set_many({epoch_key: uuid.uuid4().hex for epoch_key in keys.values()}, timeout=_epoch_ttl())
         cache.delete_many(list(keys))
     except CACHE_ERRORS as error:
         raise _outage(error, doing) from error
