@@ -28,17 +28,23 @@ from tests.frontend.conftest import first_factor, sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_admin_runs_the_team_and_an_invitee_joins(
-    live_server, new_page, page_problems, screenshot, admin1, user1, viewer1, cluster1
-):
-    access_token_create(
-        user=user1,
+def _client1_token(user, name: str) -> PersonalAccessToken:
+    """A personal access token of ``user`` that views client1, as the Tokens page makes one."""
+    token, _ = access_token_create(
+        user=user,
         facts=SignInFacts(),
-        name="laptop script",
+        name=name,
         expires_in=timedelta(days=7),
         clients={"client1": ["view"]},
         origin=RequestOrigin(ip=None, user_agent=""),
     )
+    return token
+
+
+def test_an_admin_runs_the_team_and_an_invitee_joins(
+    live_server, new_page, page_problems, screenshot, admin1, user1, viewer1, cluster1
+):
+    _client1_token(user1, "laptop script")
     page = new_page()
     sign_in(page, live_server.url, admin1.email)
     page.wait_for_selector('[data-testid="cluster-row"]')
@@ -275,14 +281,7 @@ def test_a_token_lifetime_beyond_the_maximum_is_refused_with_the_reason(
 def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
     live_server, new_page, page_problems, admin1, user1, cluster1
 ):
-    token, _ = access_token_create(
-        user=user1,
-        facts=SignInFacts(),
-        name="ci deploy",
-        expires_in=timedelta(days=7),
-        clients={"client1": ["view"]},
-        origin=RequestOrigin(ip=None, user_agent=""),
-    )
+    token = _client1_token(user1, "ci deploy")
     invitation_create(client=cluster1.client, email="temp@example.com", role="viewer", actor=admin1)
     page = new_page()
     sign_in(page, live_server.url, admin1.email)
