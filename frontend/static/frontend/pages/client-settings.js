@@ -2,7 +2,7 @@
 // change it (the server refuses a policy their own session would not satisfy).
 
 import { h, liveRegion, markInvalid, say } from "../dom.js";
-import { pageFrame, pageLoad, showError } from "./common.js";
+import { clientPermissions, pageFrame, pageLoad, showError } from "./common.js";
 import { teamCrumbs } from "./team.js";
 
 const METHODS = [
@@ -16,7 +16,7 @@ export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: `Settings · ${client}`, crumbs: teamCrumbs(client, "Settings") });
   const loaded = await pageLoad(ctx, { status, error }, "Loading the sign-in policy…", async (options) => {
     const [policy, permissions] = await Promise.all([ctx.api.policy(client, options), ctx.api.permissions(options)]);
-    return { policy, canChange: ((permissions.clients || {})[client] || []).includes("members") };
+    return { policy, canChange: clientPermissions(permissions, client).includes("members") };
   });
   if (loaded === undefined) return;
   ctx.main.append(policySection(ctx, client, loaded.policy, loaded.canChange, error));

@@ -9,7 +9,7 @@
 import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
 import { deploymentSection } from "./cluster-deployment.js";
 import { scaleForm, storageForm, versionForm } from "./cluster-forms.js";
-import { clusterHref, commitCode, deliveryBadge, pageFrame, pageLoad, storageSummary } from "./common.js";
+import { clientPermissions, clusterHref, commitCode, deliveryBadge, pageFrame, pageLoad, storageSummary } from "./common.js";
 
 export async function render(ctx) {
   const { client, cluster: name } = ctx.params;
@@ -26,7 +26,7 @@ export async function render(ctx) {
       ctx.api.cluster(client, name, options),
       ctx.api.permissions(options),
     ]);
-    return { cluster, may: (permissions.clients || {})[client] || [] };
+    return { cluster, may: clientPermissions(permissions, client) };
   });
   if (loaded === undefined) return;
 

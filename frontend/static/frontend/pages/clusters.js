@@ -3,7 +3,7 @@
 
 import { h, say } from "../dom.js";
 import { deploymentBadge } from "./cluster-deployment.js";
-import { clusterHref, commitCode, deliveryBadge, pageFrame, showError, storageSummary } from "./common.js";
+import { clientPermissions, clusterHref, commitCode, deliveryBadge, pageFrame, showError, storageSummary } from "./common.js";
 import { stepUpSection } from "./step-up.js";
 
 export async function render(ctx) {
@@ -48,7 +48,7 @@ export async function render(ctx) {
   clients.forEach((client, index) => {
     const result = results[index];
     if (result.status === "fulfilled") count += result.value.length;
-    container.append(clientGroup(ctx, client, result, (permissions.clients || {})[client.slug] || []));
+    container.append(clientGroup(ctx, client, result, clientPermissions(permissions, client.slug)));
   });
   say(status, `${count} ${count === 1 ? "cluster" : "clusters"} in ${clients.length} ${clients.length === 1 ? "client" : "clients"}.`);
 }

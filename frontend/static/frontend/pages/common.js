@@ -136,6 +136,16 @@ export async function copyText(status, text, what, byHand) {
   }
 }
 
+/** Whether the account has a second factor: an authenticator app or a passkey (its security overview). */
+export function enrolled(overview) {
+  return Boolean(overview && (overview.totp || (overview.passkeys || []).length > 0));
+}
+
+/** What the credential may do on `client`, from GET /api/auth/permissions: ["view", ...]. */
+export function clientPermissions(permissions, client) {
+  return (permissions.clients || {})[client] || [];
+}
+
 /** A <code> with the short commit id; the full id in title and data-commit. */
 export function commitCode(commit, attributes = {}) {
   if (!commit) return h("span", attributes, "—");

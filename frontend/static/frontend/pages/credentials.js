@@ -5,7 +5,7 @@
 
 import { ApiError } from "../api.js";
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
-import { clusterHref, confirmDialog, copyText, pageFrame, showError, pageLoad } from "./common.js";
+import { clientPermissions, clusterHref, confirmDialog, copyText, pageFrame, showError, pageLoad } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
 const MASK = "••••••••••••••••";
@@ -25,7 +25,7 @@ export async function render(ctx) {
       ctx.api.cluster(client, name, options),
       ctx.api.permissions(options),
     ]);
-    if (!((permissions.clients || {})[client] || []).includes("credentials")) {
+    if (!clientPermissions(permissions, client).includes("credentials")) {
       throw new ApiError({ status: 403, code: "permission_denied", detail: "Insufficient permissions" });
     }
     return { endpoint: cluster.endpoint, rotation: cluster.rotation, rotationMode: cluster.rotationMode };

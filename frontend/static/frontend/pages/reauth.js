@@ -7,6 +7,7 @@
 import { ApiError } from "../api.js";
 import { h, liveRegion, markInvalid, replaceChildren, say } from "../dom.js";
 import { passkeyErrorMessage, passkeyGet, passkeysSupported } from "../webauthn.js";
+import { enrolled } from "./common.js";
 
 const REQUIRED = "reauthentication_required";
 const CANCELLED_DETAIL = "Nothing was changed: confirm it is you to continue.";
@@ -65,8 +66,7 @@ function promptBuild() {
  * account with a second factor answers with it: the server takes its password no longer.
  */
 function promptPrepare(parts, overview) {
-  const hasFactor = Boolean(overview && (overview.totp || (overview.passkeys || []).length));
-  const hasPassword = !overview || (overview.hasPassword && !hasFactor);
+  const hasPassword = !overview || (overview.hasPassword && !enrolled(overview));
   const hasCode = !overview || overview.totp || overview.recoveryCodesLeft > 0;
   const hasPasskey = Boolean(overview && overview.passkeys && overview.passkeys.length) && passkeysSupported();
   parts.password.row.hidden = !hasPassword;

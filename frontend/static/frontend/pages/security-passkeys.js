@@ -4,8 +4,8 @@
 import { h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
 import { passkeyCreate, passkeyErrorMessage, passkeysSupported } from "../webauthn.js";
 import { ApiError } from "../api.js";
-import { confirmDialog } from "./common.js";
-import { OTHERS_SIGNED_OUT, enrolled } from "./security-totp.js";
+import { confirmDialog, enrolled } from "./common.js";
+import { OTHERS_SIGNED_OUT } from "./security-totp.js";
 
 export function passkeysSection(page) {
   const supported = passkeysSupported();

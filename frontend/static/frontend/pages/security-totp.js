@@ -3,7 +3,7 @@
 // inline markup). Recovery codes are shown once, until the user says they saved them.
 
 import { h, liveRegion, markInvalid, replaceChildren, say } from "../dom.js";
-import { confirmDialog, copyText, showError } from "./common.js";
+import { confirmDialog, copyText, enrolled, showError } from "./common.js";
 
 /** "JBSW Y3DP EHPK 3PXP": a secret grouped by four for typing. */
 export function secretGroups(secret) {
@@ -14,10 +14,6 @@ export function secretGroups(secret) {
 // The server ends every other session when the first second factor is set up.
 export const OTHERS_SIGNED_OUT = "Every other device signed in to your account has been signed out.";
 
-/** Whether the account has a second factor: an authenticator app or a passkey. */
-export function enrolled(overview) {
-  return Boolean(overview && (overview.totp || overview.passkeys.length > 0));
-}
 
 function codeInput(id, describedBy) {
   return h("input", {

@@ -4,10 +4,10 @@
 
 import { adminPath, appPath } from "../next.js";
 import { h, replaceChildren, say } from "../dom.js";
-import { pageFrame, pageLoad, showError } from "./common.js";
+import { enrolled, pageFrame, pageLoad, showError } from "./common.js";
 import { passwordSection } from "./security-password.js";
 import { passkeysSection } from "./security-passkeys.js";
-import { enrolled, recoveryCodesPanel, recoverySection, totpSection } from "./security-totp.js";
+import { recoveryCodesPanel, recoverySection, totpSection } from "./security-totp.js";
 import { withReauthentication } from "./reauth.js";
 
 export async function render(ctx) {

@@ -35,18 +35,18 @@ export async function render(ctx) {
   const tokens = clientTokensSection(ctx, client, error, trail);
   // What a change to the team shows afterwards: the trail, and the tokens (a removal or a
   // demotion takes the client out of the member's tokens).
-  const audit = { load: () => Promise.all([trail.load(), tokens.load()]) };
-  const invitations = invitationsSection(ctx, client, error, audit);
+  const activity = { load: () => Promise.all([trail.load(), tokens.load()]) };
+  const invitations = invitationsSection(ctx, client, error, activity);
   ctx.main.append(
     h("p", {}, h("a", { id: "policy-link", href: `#/clients/${encodeURIComponent(client)}/settings` }, "Sign-in policy of this client")),
-    membersSection(ctx, client, loaded.members, error, audit),
-    inviteSection(ctx, client, invitations, audit),
+    membersSection(ctx, client, loaded.members, error, activity),
+    inviteSection(ctx, client, invitations, activity),
     invitations.element,
     tokens.element,
     trail.element,
   );
   invitations.show(loaded.invitations);
-  await audit.load();
+  await activity.load();
 }
 
 // --- members ---------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ function roleSelect(member, attributes) {
   );
 }
 
-function membersSection(ctx, client, members, pageError, audit) {
+function membersSection(ctx, client, members, pageError, activity) {
   const status = liveRegion("members-status");
   const dialog = confirmDialog({
     id: "remove-member-dialog",
@@ -70,7 +70,7 @@ function membersSection(ctx, client, members, pageError, audit) {
   });
   const body = h("tbody", { id: "members-list" });
 
-  const parts = { ctx, client, pageError, audit, status, dialog };
+  const parts = { ctx, client, pageError, activity, status, dialog };
   replaceChildren(body, members.map((member) => memberRow(member, parts)));
   return h(
     "section",
@@ -95,7 +95,7 @@ function membersSection(ctx, client, members, pageError, audit) {
  * The role select and its "Change role" button: choosing a role (arrow keys included) changes
  * nothing until the button is pressed. Focus stays where it is; #members-status says the result.
  */
-function roleControl(member, tr, { ctx, client, pageError, audit, status }) {
+function roleControl(member, tr, { ctx, client, pageError, activity, status }) {
   const select = roleSelect(member, { class: "member-role", "aria-label": `Role of ${member.email}` });
   const save = h(
     "button",
@@ -116,7 +116,7 @@ function roleControl(member, tr, { ctx, client, pageError, audit, status }) {
       const saved = await ctx.api.memberUpdate(client, member.userId, select.value);
       member.role = tr.dataset.role = saved.role;
       say(status, `${member.email} is now ${saved.role}.`);
-      audit.load();
+      activity.load();
     } catch (failure) {
       select.value = member.role;
       showError(ctx, pageError, failure);
@@ -129,13 +129,13 @@ function roleControl(member, tr, { ctx, client, pageError, audit, status }) {
 }
 
 // One member's row: its role (changed with the row's button) and the remove button (asks first).
-function memberRow(member, { ctx, client, pageError, audit, status, dialog }) {
+function memberRow(member, { ctx, client, pageError, activity, status, dialog }) {
   const who = member.name ? `${member.name} (${member.email})` : member.email;
   const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
   const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role } });
   tr.append(
     h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
-    h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, pageError, audit, status })),
+    h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, pageError, activity, status })),
     h("td", { "data-label": "Joined" }, timeElement(member.joinedAt)),
     h("td", {}, remove),
   );
@@ -148,7 +148,7 @@ function memberRow(member, { ctx, client, pageError, audit, status, dialog }) {
       await ctx.api.memberRemove(client, member.userId);
       tr.remove();
       say(status, `Removed ${member.email}.`);
-      audit.load();
+      activity.load();
     } catch (failure) {
       remove.disabled = false;
       showError(ctx, pageError, failure);
@@ -159,7 +159,7 @@ function memberRow(member, { ctx, client, pageError, audit, status, dialog }) {
 
 // --- inviting --------------------------------------------------------------------------------
 
-function inviteSection(ctx, client, invitations, audit) {
+function inviteSection(ctx, client, invitations, activity) {
   const email = h("input", { id: "invite-email", type: "email", autocomplete: "off", required: true, "aria-describedby": "invite-error" });
   const role = h("select", { id: "invite-role" }, ROLES.map(([value, label]) => h("option", { value }, label)));
   const error = liveRegion("invite-error", { assertive: true, className: "error" });
@@ -186,7 +186,7 @@ function inviteSection(ctx, client, invitations, audit) {
       invitations.add(invitation);
       say(status, `Invitation sent to ${invitation.email}.`);
       form.reset();
-      audit.load();
+      activity.load();
     } catch (failure) {
       showError(ctx, error, failure, { email, role });
     } finally {
@@ -204,7 +204,7 @@ function inviteSection(ctx, client, invitations, audit) {
   );
 }
 
-function invitationsSection(ctx, client, pageError, audit) {
+function invitationsSection(ctx, client, pageError, activity) {
   const list = h("ul", { id: "invitations-list", class: "plain-list" });
   const empty = h("p", { id: "invitations-empty", class: "empty" }, "No open invitations.");
   const status = liveRegion("invitations-status");
@@ -231,7 +231,7 @@ function invitationsSection(ctx, client, pageError, audit) {
         refreshEmpty();
         say(status, `Revoked the invitation of ${invitation.email}.`);
         (next ? next.querySelector(".revoke-invitation") : heading).focus();
-        audit.load();
+        activity.load();
       } catch (failure) {
         revoke.disabled = false;
         showError(ctx, pageError, failure);
