@@ -1,11 +1,13 @@
 """Deliver the clusters' desired state from the database to the GitOps repository.
 
 The database is the outbox: every cluster write records a ``ClusterChange`` in the same
-transaction, not yet pushed. :func:`pending_changes_deliver` takes the branch lock (shared by
-every thread and replica, ``gitops.locks``) and hands every change not yet on the remote to
-``gitops.delivery.commits_deliver``: one commit per change, authored by the user who asked,
-then one push for all of them. A request that waited for the lock usually finds its change
-already delivered by the one before it (group commit), so concurrent changes cost one push.
+transaction, not yet pushed. :func:`pending_changes_deliver` delivers every change not yet on
+the remote in two halves, each under a lock shared by every thread and replica
+(``gitops.locks``): under the branch lock, one commit per change not yet committed, authored by
+the user who asked; then, under the push lock, one push of the branch for all of them. A
+request that waited for a lock usually finds its change already committed, or pushed, by the
+one before it (group commit), so concurrent changes cost one push; and while one group is being
+pushed, the next group is committed.
 
 When the remote cannot be reached the commits stay local (``pushed`` False) and the next
 delivery or ``manage.py gitops_sync`` pushes them; when it moved meanwhile, every unpushed
@@ -46,10 +48,10 @@ from gitops.argocd import (
     applicationset_render,
     repository_readme_render,
 )
-from gitops.delivery import GroupDelivery, PendingCommit, commits_deliver
+from gitops.delivery import GroupDelivery, PendingCommit, branch_deliver, commits_deliver, commits_make
 from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
-from gitops.locks import branch_lock
-from gitops.remote import RemoteConfig, remote_fetch
+from gitops.locks import branch_lock, push_lock
+from gitops.remote import RemoteConfig, commit_is_ancestor, remote_fetch
 from gitops.repository import (
     GitIdentity,
     GitopsRepository,
@@ -128,12 +130,18 @@ def repository_get() -> GitopsRepository:
 
 
 def _locked(work: Callable[[GitopsRepository], T]) -> T:
+    """``work`` with both locks: nothing else commits or pushes meanwhile."""
+    with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+        return _branch_locked(work)
+
+
+def _branch_locked(work: Callable[[GitopsRepository], T]) -> T:
     with branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
         return work(repository_get())
 
 
 def while_no_delivery_runs(work: Callable[[], T]) -> T:
-    """``work`` under the branch lock: no replica can push the pending changes meanwhile."""
+    """``work`` under the branch lock: no replica can commit the pending changes meanwhile."""
     with ExitStack() as stack:
         try:
             stack.enter_context(branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)))
@@ -199,9 +207,10 @@ def _change_outcome_record(change: ClusterChange, commit: str | None, delivery: 
     else:
         # No commit of its own: an earlier change already put git in this state.
         commit, committed_at = commit or delivery.tip or "", delivery.committed_at or timezone.now()
-    ClusterChange.objects.filter(pk=change.pk).update(
-        commit=commit, committed_at=committed_at, pushed=bool(delivery.pushed and commit)
-    )
+    rows = ClusterChange.objects.filter(pk=change.pk)
+    if not delivery.pushed:  # a push since this delivery read the row may have carried it: keep that
+        rows = rows.filter(pushed=False)
+    rows.update(commit=commit, committed_at=committed_at, pushed=bool(delivery.pushed and commit))
 
 
 def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
@@ -211,33 +220,49 @@ def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
     GitopsRemoteState.objects.update_or_create(pk=GitopsRemoteState.SINGLETON_ID, defaults=fields)
 
 
+def _committed_here(repository: GitopsRepository, change: ClusterChange) -> bool:
+    tip = branch_tip(repository=repository)
+    return bool(change.commit and tip) and commit_is_ancestor(
+        repository=repository, ancestor=change.commit, descendant=tip
+    )
+
+
 def _deliver(
     repository: GitopsRepository,
     extra: Sequence[PendingCommit],
     *,
     with_changes: bool = True,
     awaited: int | None = None,
+    push: bool = True,
 ) -> DeliveryReport:
-    """Commit the pending cluster changes (``with_changes``), then ``extra``, and push once.
+    """Commit the pending cluster changes (``with_changes``), then ``extra``, and push once
+    (``push``; else the commits wait for :func:`_push_half`).
 
-    ``awaited``: the change the caller waits for; if it is on the remote already, nothing is done.
+    ``awaited``: the change the caller waits for; if it is on the remote already (or, without
+    ``push``, committed on the local branch), nothing is done.
     """
     pending_rows = changes_pending().select_related("cluster__client") if with_changes else []
     changes = {change.pk: change for change in pending_rows}
     if awaited is not None and awaited not in changes:
         return DeliveryReport(conflicts={}, pushed=True)
+    if awaited is not None and not push and _committed_here(repository, changes[awaited]):
+        return DeliveryReport(conflicts={}, pushed=False)
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
     if not pending:
         return DeliveryReport(conflicts={}, pushed=True)
     remote = _remote()
-    delivery = commits_deliver(
-        repository=repository,
-        pending=pending,
-        committer=committer_identity(),
-        remote=remote,
-        push_retries=settings.GITOPS_PUSH_RETRIES,
-    )
-    pushed = delivery.pushed if remote is not None else None  # None: no remote to push to
+    committer = committer_identity()
+    if push:
+        delivery = commits_deliver(
+            repository=repository,
+            pending=pending,
+            committer=committer,
+            remote=remote,
+            push_retries=settings.GITOPS_PUSH_RETRIES,
+        )
+    else:
+        delivery = commits_make(repository=repository, pending=pending, committer=committer, remote=remote)
+    pushed = delivery.pushed if remote is not None and push else None  # None: no push tried
     metrics.gitops_delivery_record(commits=delivery.commits_made, pushed=pushed)
     conflicts: dict[int, str] = {}
     commits: dict[object, str | None] = {}
@@ -262,15 +287,57 @@ def pending_changes_deliver(
 ) -> DeliveryReport:
     """Commit every change not yet on the remote, oldest first (one commit each), and push once.
 
-    ``awaited``: the change a request waits for. When the branch lock comes free and another
-    request has delivered it meanwhile (group commit), the request answers at once: the changes
-    made since are pushed by their own requests. Otherwise, behind a lock that is not
-    first-come-first-served (``flock``), it could wait out several later pushes.
+    ``awaited``: the change a request waits for. Its delivery is pipelined: under the branch
+    lock every pending change not yet committed is committed, unless ``awaited`` already is;
+    then, under the push lock, the branch is pushed unless a push since carried ``awaited``.
+    So the next group's commits are made while this group's push is in flight, and a request
+    whose change another request delivered answers at once: the changes made since are pushed
+    by their own requests (otherwise, behind a lock that is not first-come-first-served,
+    ``flock``, it could wait out several later pushes). Without ``awaited`` (or a remote),
+    everything happens under both locks.
 
     Raises ``RepositoryUnavailable`` only when not even the local repository can be written;
     network failures leave commits local and unpushed, to be delivered later.
     """
-    return _locked(lambda repository: _deliver(repository, extra, awaited=awaited))
+    if awaited is None or extra or _remote() is None:
+        return _locked(lambda repository: _deliver(repository, extra, awaited=awaited))
+    committed = _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited, push=False))
+    change = ClusterChange.objects.filter(pk=awaited).only("cluster_id").first()
+    if committed.pushed or change is None or change.cluster_id in committed.conflicts:
+        return committed
+    with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+        return _push_half(repository_get(), committed, awaited=awaited)
+
+
+def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, awaited: int) -> DeliveryReport:
+    """Under the push lock: push the branch, unless an earlier push carried ``awaited``.
+
+    When the remote moved, every unpushed change is rendered again on its tip and pushed, as a
+    delivery under both locks does.
+    """
+    if not changes_pending().filter(pk=awaited).exists():
+        return DeliveryReport(conflicts=committed.conflicts, pushed=True, commits=committed.commits)
+    pushed, tip, moved = branch_deliver(repository=repository, remote=_remote())
+    if moved:
+        return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
+    metrics.gitops_delivery_record(commits=0, pushed=pushed)
+    with transaction.atomic():
+        delivered = _pushed_record(repository, tip) if pushed else []
+        _remote_state_record(pushed=pushed, tip=tip)
+    if delivered:
+        applications_refresh(clusters=delivered)
+    return DeliveryReport(conflicts=committed.conflicts, pushed=pushed, commits=committed.commits)
+
+
+def _pushed_record(repository: GitopsRepository, tip: str | None) -> list[Cluster]:
+    """Mark the committed changes the remote now has (``tip``'s history) pushed; their clusters."""
+    carried = [
+        change
+        for change in changes_pending().exclude(commit="").select_related("cluster__client")
+        if tip and commit_is_ancestor(repository=repository, ancestor=change.commit, descendant=tip)
+    ]
+    ClusterChange.objects.filter(pk__in=[change.pk for change in carried]).update(pushed=True)
+    return [change.cluster for change in carried]
 
 
 def _after_commit(deliver: Callable[[], DeliveryReport]) -> DeliveryReport | None:

@@ -248,7 +248,7 @@ class StorageExpansion(models.Model):
 class GitopsRemoteState(models.Model):
     """The GitOps remote as deliveries last found it: when it last took every commit, when it last did not.
 
-    One row (``pk=1``), written by ``clusters.delivery`` under the branch lock at the end of each
+    One row (``pk=1``), written by ``clusters.delivery`` under the push lock at the end of each
     delivery to a remote, so every replica and ``gitops_sync`` report to the same place; the
     operators' status page reads it. Not per change: a push also carries ``client.yaml`` and sync
     commits, and what matters to an operator is whether the remote is taking pushes at all.

@@ -14,6 +14,10 @@ files to write, so it can be called once per attempt. Local commits that already
 change (``PendingCommit.committed``) are kept when the branch being built on contains them,
 and replaced by new commits on the remote's tip otherwise. A remote that cannot be reached
 leaves the commits local (``pushed`` False) for a later delivery to push.
+
+Pipelined, the two halves run under two locks (``gitops.locks``): :func:`commits_make` under
+the branch lock, then :func:`branch_deliver` under the push lock, so that the next group's
+commits are made while this group's push is in flight.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from gitops.errors import BranchMoved, ContentError, RepositoryUnavailable
 from gitops.remote import (
     RemoteConfig,
     RemoteState,
+    branch_push,
     commit_is_ancestor,
     remote_fetch,
     remote_push,
@@ -203,7 +208,7 @@ def commits_deliver(
     stay local and ``pushed`` is False. A render raising :class:`ContentError` skips that
     change only; any other exception from a render propagates before the branch moves, so
     nothing is committed. Raises :class:`RepositoryUnavailable` only when not even a local
-    commit can be made. Callers hold the branch lock (``gitops.locks``).
+    commit can be made. Callers hold the push lock and the branch lock (``gitops.locks``).
     """
     state = None if remote is None else _remote_last_seen(repository, remote)
     attempt = 0
@@ -221,3 +226,38 @@ def commits_deliver(
             return _delivery(built, pushed=True)  # refused, yet the remote has it all (a lost answer)
         if attempt > push_retries or not _remote_moved(repository, built.tip, state):
             return _delivery(built, pushed=False)
+
+
+def commits_make(
+    *,
+    repository: GitopsRepository,
+    pending: Sequence[PendingCommit],
+    committer: GitIdentity,
+    remote: RemoteConfig | None,
+) -> GroupDelivery:
+    """Commit every pending change as :func:`commits_deliver` does, and push nothing (``pushed`` False).
+
+    Builds on the local branch, or on the remote's tip as last seen when that is not in it.
+    Callers hold the branch lock.
+    """
+    state = None if remote is None else _remote_last_seen(repository, remote)
+    return _delivery(_group_commit(repository, pending, committer, state), pushed=False)
+
+
+def branch_deliver(*, repository: GitopsRepository, remote: RemoteConfig) -> tuple[bool, str | None, bool]:
+    """Push the local branch unless the remote, as last seen, has it.
+
+    Returns whether the remote has it, the tip that is about, and, when it does not, whether
+    it moved meanwhile (a fetch tells): then the changes are to be rendered again on its tip,
+    which :func:`commits_deliver` does under both locks. Callers hold the push lock.
+    """
+    tip = branch_tip(repository=repository)
+    if tip is None or _contains(repository, remote_tracking_tip(repository=repository), tip):
+        return True, tip, False
+    pushed, tip = branch_push(repository=repository, remote=remote)
+    if pushed:
+        return True, tip, False
+    state = remote_fetch(repository=repository, remote=remote)
+    if _on_remote(repository, tip, state):
+        return True, tip, False  # refused, yet the remote has it all (a lost answer)
+    return False, tip, _remote_moved(repository, tip, state)

@@ -1,4 +1,9 @@
-"""One writer at a time on the gitops branch, across threads and processes.
+"""One writer at a time on the gitops branch, and one pusher at a time, across threads and processes.
+
+Two locks, so that commits and pushes overlap: the branch lock guards the local branch (making
+commits, moving it), the push lock the push of it. A request commits under the branch lock,
+then pushes under the push lock while the next request commits. Whoever needs both takes the
+push lock first, so two holders never wait on each other.
 
 PostgreSQL: a session-level advisory lock, so that portal processes on several hosts
 (sharing one database, each with its own clone) serialize too; MySQL/MariaDB: a named lock
@@ -17,48 +22,66 @@ from django.db import OperationalError, connection
 
 from gitops.repository import file_lock
 
-# Fixed: every portal process must agree on it. "gitops" in ASCII, well inside int64.
+# Fixed: every portal process must agree on them. "gitops" in ASCII, well inside int64; the
+# push lock's is the next one.
 ADVISORY_LOCK_KEY = 0x676974_6F7073
+PUSH_ADVISORY_LOCK_KEY = ADVISORY_LOCK_KEY + 1
 # MySQL/MariaDB: named locks are per server, not per database as PostgreSQL's advisory locks
 # are, so the name carries the database's; MySQL refuses names over 64 characters.
 NAMED_LOCK_PREFIX = "qdrant-portal.gitops:"
+PUSH_NAMED_LOCK_PREFIX = "qdrant-portal.gitops-push:"
 NAMED_LOCK_NAME_MAX = 64
 # GET_LOCK waits at most this long per call (MariaDB has no "for ever"); it is asked again.
 NAMED_LOCK_WAIT_SECONDS = 60
 
 
-def named_lock_name(*, database: str) -> str:
-    """The MySQL/MariaDB lock name of the branch lock for one database (at most 64 characters)."""
-    name = f"{NAMED_LOCK_PREFIX}{database}"
+def named_lock_name(*, database: str, prefix: str = NAMED_LOCK_PREFIX) -> str:
+    """The MySQL/MariaDB name of a gitops lock for one database (at most 64 characters)."""
+    name = f"{prefix}{database}"
     if len(name) > NAMED_LOCK_NAME_MAX:
         digest = hashlib.sha256(database.encode()).hexdigest()
-        name = f"{NAMED_LOCK_PREFIX}{digest}"[:NAMED_LOCK_NAME_MAX]
+        name = f"{prefix}{digest}"[:NAMED_LOCK_NAME_MAX]
     return name
 
 
-def lock_file_path(*, repo_path: Path) -> Path:
+def lock_file_path(*, repo_path: Path, suffix: str = ".lock") -> Path:
     repo_path = Path(repo_path)
-    return repo_path.with_name(f"{repo_path.name}.lock")
+    return repo_path.with_name(f"{repo_path.name}{suffix}")
 
 
 @contextmanager
 def branch_lock(*, repo_path: Path) -> Iterator[None]:
-    """Hold the gitops writers' lock for the duration of the block."""
+    """Hold the gitops writers' lock (the local branch) for the duration of the block."""
+    with _exclusive(repo_path=repo_path, key=ADVISORY_LOCK_KEY, prefix=NAMED_LOCK_PREFIX, suffix=".lock"):
+        yield
+
+
+@contextmanager
+def push_lock(*, repo_path: Path) -> Iterator[None]:
+    """Hold the gitops pushers' lock for the duration of the block (take it before the branch lock)."""
+    with _exclusive(
+        repo_path=repo_path, key=PUSH_ADVISORY_LOCK_KEY, prefix=PUSH_NAMED_LOCK_PREFIX, suffix=".push.lock"
+    ):
+        yield
+
+
+@contextmanager
+def _exclusive(*, repo_path: Path, key: int, prefix: str, suffix: str) -> Iterator[None]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_lock(%s)", [key])
         try:
             yield
         finally:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
         return
     if connection.vendor == "mysql":
-        with _named_lock(name=named_lock_name(database=connection.settings_dict["NAME"])):
+        with _named_lock(name=named_lock_name(database=connection.settings_dict["NAME"], prefix=prefix)):
             yield
         return
 
-    with file_lock(lock_file_path(repo_path=repo_path)):
+    with file_lock(lock_file_path(repo_path=repo_path, suffix=suffix)):
         yield
 
 

@@ -18,7 +18,7 @@ from pygit2.enums import CredentialType, FetchPrune
 from gitops.repository import GitopsRepository, branch_tip, repository_handle
 
 _CREDENTIAL_ATTEMPTS = 3
-# libgit2 waits for the OS defaults (minutes) otherwise, while writers hold the branch lock.
+# libgit2 waits for the OS defaults (minutes) otherwise, while writers hold the gitops locks.
 pygit2.settings.server_connect_timeout = 10_000
 pygit2.settings.server_timeout = 30_000
 # Failures of the remote or of the way to it, as pygit2 reports them (bad URLs included).
@@ -105,11 +105,16 @@ def remote_fetch(*, repository: GitopsRepository, remote: RemoteConfig) -> Remot
     return RemoteState(reachable=True, tip=remote_tracking_tip(repository=repository))
 
 
-def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:
-    """Push the branch, never forced: False when the remote refused it or could not be reached."""
+def branch_push(*, repository: GitopsRepository, remote: RemoteConfig) -> tuple[bool, str | None]:
+    """Push the branch, never forced: whether the remote took it (False when it refused it or
+    could not be reached), and the tip that is about, read before the push.
+
+    The branch may move on during the push (another thread commits): the remote then gets
+    that newer tip, which holds the one returned.
+    """
     tip = branch_tip(repository=repository)
     if tip is None:
-        return True  # nothing to push
+        return True, None  # nothing to push
     handle = repository_handle(repository)
     callbacks = _Callbacks(remote)
     try:
@@ -118,14 +123,19 @@ def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:
         )
     except _TRANSPORT_ERRORS as error:
         _unreachable(remote, error)
-        return False
+        return False, tip
     if callbacks.rejected:
-        return False
+        return False, tip
     try:
         handle.references.create(repository.remote_ref_name, pygit2.Oid(hex=tip), force=True)
     except pygit2.GitError:
         pass  # only a record of the remote: the next fetch sets it
-    return True
+    return True, tip
+
+
+def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:
+    """Push the branch, never forced: False when the remote refused it or could not be reached."""
+    return branch_push(repository=repository, remote=remote)[0]
 
 
 def commit_is_ancestor(*, repository: GitopsRepository, ancestor: str, descendant: str) -> bool:

@@ -473,8 +473,8 @@ def repository_compact(*, repository: GitopsRepository) -> int:
     ``.keep`` file is never deleted (its objects are copied into the new pack all the same).
     The new pack is in place before anything is deleted, and readers that miss an object
     rescan the pack folder, so reading threads and processes never miss one. Callers hold the
-    branch lock so that no delivery runs meanwhile; it runs from housekeeping, never in a
-    user's request. Raises :class:`RepositoryUnavailable` when it cannot be done.
+    push lock and the branch lock so that no delivery, commit or push, runs meanwhile; it runs
+    from housekeeping, never in a user's request. Raises :class:`RepositoryUnavailable` when it cannot be done.
     """
     objects_folder = repository.path / "objects"
     try:

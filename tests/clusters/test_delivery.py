@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gitops.repository import (
 )
 from tests.clusters.conftest import shown_to
 from tests.conftest import portal_repository
+from tests.support.git_http import GitHttpServer
 
 CLUSTER = "/api/clients/client1/clusters/main"
 
@@ -289,6 +291,72 @@ def test_concurrent_changes_from_many_threads_all_reach_git(git_server, client1,
         assert change.pushed and change.commit in on_remote, change
     for cluster in Cluster.objects.filter(pk__in=[c.pk for c in clusters]):
         assert _values(git_server, "client1", cluster.slug)["replicaCount"] == cluster.replicas
+
+
+def _waited(condition, seconds: float = 10) -> bool:
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+def test_a_change_is_committed_while_another_requests_push_is_in_flight(
+    tmp_path, settings, client1, user1, client_for
+):
+    """Group commit, pipelined: the next request commits while the push before it waits on the server."""
+    if connection.vendor == "sqlite":
+        pytest.skip("threads share the in-memory SQLite test database badly; runs on PostgreSQL and MariaDB")
+    with GitHttpServer(tmp_path / "served") as server:
+        served = server.repository_create("gitops.git")
+        settings.GITOPS_REMOTE_URL = server.url("gitops.git")
+        for slug in ("a", "b"):
+            cluster_create(client=client1, slug=slug, actor=user1)
+        started, gate = tmp_path / "push-started", tmp_path / "gate"
+        server.pre_receive_hook_install(
+            "gitops.git", f"touch {started}\nwhile [ ! -e {gate} ]; do sleep 0.01; done"
+        )
+        answers: dict[str, int] = {}
+
+        def scale(slug: str, replicas: int) -> None:
+            try:
+                response = client_for(user1).patch(
+                    f"/api/clients/client1/clusters/{slug}", {"replicas": replicas}, format="json"
+                )
+                answers[slug] = response.status_code
+            finally:
+                connection.close()
+
+        first = threading.Thread(target=scale, args=("a", 3))
+        first.start()
+        second = threading.Thread(target=scale, args=("b", 4))
+        try:
+            assert _waited(started.exists)
+            second.start()
+            b_change = ClusterChange.objects.filter(cluster__slug="b", action="update")
+            assert _waited(lambda: b_change.exclude(commit="").exists())
+            assert first.is_alive()  # its push still waits on the server
+            assert b_change.get().pushed is False
+        finally:
+            gate.touch()
+            first.join(timeout=30)
+            if second.ident is not None:
+                second.join(timeout=30)
+
+        assert answers == {"a": 200, "b": 200}
+        history = _served_history(served)
+        for change in ClusterChange.objects.filter(action="update"):
+            assert change.pushed and change.commit in history
+
+
+def _served_history(path: Path) -> set[str]:
+    log = subprocess.run(
+        ["git", "--git-dir", str(path), "log", "--format=%H", "main"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return set(log.stdout.split())
 
 
 def test_a_change_that_cannot_even_be_committed_locally_is_undone_and_answered_503(

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from gitops.delivery import CommitOutcome, GroupDelivery, PendingCommit, commits_deliver
+from gitops.delivery import (
+    CommitOutcome,
+    GroupDelivery,
+    PendingCommit,
+    branch_deliver,
+    commits_deliver,
+    commits_make,
+)
 from gitops.errors import RepositoryUnavailable
 from gitops.locks import branch_lock
 from gitops.remote import RemoteConfig
@@ -378,6 +385,75 @@ def test_a_push_refused_by_a_hook_stays_local_and_is_not_retried(repository, htt
     assert renders == [1]
     assert delivery.outcomes[0].commit == branch_tip(repository=repository)
     assert _git(served, "for-each-ref").strip() == ""
+
+
+# --- Pipelined: commits under the branch lock, the push under the push lock ----------------------
+
+
+def _make(repository, n: int, author: GitIdentity, remote: RemoteConfig) -> str:
+    made = commits_make(
+        repository=repository,
+        pending=[_pending(n, _set(f"clients/c{n}/main/values.yaml", b"v\n"), author, f"c{n}\n")],
+        committer=PORTAL,
+        remote=remote,
+    )
+    assert made.pushed is False
+    return made.outcomes[0].commit
+
+
+def test_the_next_change_is_committed_while_the_push_before_it_is_in_flight(
+    repository, http_server, tmp_path
+):
+    served = http_server.repository_create("gitops.git")
+    started, gate, pushes = tmp_path / "push-started", tmp_path / "gate", tmp_path / "pushes"
+    http_server.pre_receive_hook_install(
+        "gitops.git", f"echo push >> {pushes}\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.01; done"
+    )
+    remote = RemoteConfig(url=http_server.url("gitops.git"))
+    first = _make(repository, 1, ALICE, remote)
+    outcome: dict[str, tuple] = {}
+    pusher = threading.Thread(
+        target=lambda: outcome.update(first=branch_deliver(repository=repository, remote=remote))
+    )
+    pusher.start()
+    try:
+        for _ in range(1000):
+            if started.exists():
+                break
+            threading.Event().wait(0.01)
+        second = _make(repository, 2, BOB, remote)  # the first push still waits on the server
+        assert pusher.is_alive()
+        assert branch_tip(repository=repository) == second
+    finally:
+        gate.touch()
+        pusher.join(timeout=10)
+
+    assert outcome["first"] == (True, first, False)
+    assert _git(served, "rev-parse", "main").strip() == first
+    assert branch_deliver(repository=repository, remote=remote) == (True, second, False)
+    history = _git(served, "log", "--format=%H %ae", "main").splitlines()
+    assert f"{first} {ALICE.email}" in history and f"{second} {BOB.email}" in history
+    assert branch_deliver(repository=repository, remote=remote) == (True, second, False)
+    assert len(pushes.read_text().splitlines()) == 2  # nothing new: no third push
+
+
+def test_a_push_to_a_remote_that_moved_says_so_and_one_that_is_down_does_not(repository, remote, tmp_path):
+    _deliver(repository, [], remote=remote)
+    other = repository_open(path=tmp_path / "other.git", branch="main", bootstrap_files={})
+    _deliver(other, [_pending("x", _set("other.txt", b"o\n"), BOB)], remote=remote)
+    ours = _make(repository, 1, ALICE, remote)
+
+    assert branch_deliver(repository=repository, remote=remote) == (False, ours, True)
+    down = RemoteConfig(url=str(tmp_path / "gone.git"))
+    assert branch_deliver(repository=repository, remote=down) == (False, ours, False)
+    # What the portal does next when it moved: everything unpushed again, on the remote's tip.
+    rebuilt = _deliver(
+        repository,
+        [_pending(1, _set("clients/c1/main/values.yaml", b"v\n"), ALICE, "c1\n", ours)],
+        remote=remote,
+    )
+    assert rebuilt.pushed and rebuilt.outcomes[0].commit != ours
+    assert _remote_file(remote, "other.txt") == "o\n"
 
 
 # --- Concurrency -------------------------------------------------------------------------------

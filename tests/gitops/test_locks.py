@@ -7,14 +7,14 @@ import time
 import pytest
 from django.db import connection
 
-from gitops.locks import branch_lock, lock_file_path, named_lock_name
+from gitops.locks import PUSH_NAMED_LOCK_PREFIX, branch_lock, lock_file_path, named_lock_name, push_lock
 
 # Where the branch lock lives in the database (else: a file lock next to the repository).
 DATABASE_LOCK_VENDORS = {"postgresql", "mysql"}
 
 
-def _hold_and_record(repo_path, log, name: str) -> None:
-    with branch_lock(repo_path=repo_path):
+def _hold_and_record(repo_path, log, name: str, lock=branch_lock) -> None:
+    with lock(repo_path=repo_path):
         log.append(f"{name}:in")
         time.sleep(0.05)
         log.append(f"{name}:out")
@@ -29,14 +29,15 @@ def _assert_never_overlapping(log) -> None:
         assert left == entered.replace(":in", ":out")
 
 
+@pytest.mark.parametrize("lock", [branch_lock, push_lock])
 @pytest.mark.django_db(transaction=True)
-def test_threads_holding_the_branch_lock_never_overlap(tmp_path):
+def test_threads_holding_the_branch_or_the_push_lock_never_overlap(tmp_path, lock):
     log: list[str] = []
     repo_path = tmp_path / "gitops.git"
 
     def worker(name: str) -> None:
         try:
-            _hold_and_record(repo_path, log, name)
+            _hold_and_record(repo_path, log, name, lock)
         finally:
             connection.close()
 
@@ -50,8 +51,48 @@ def test_threads_holding_the_branch_lock_never_overlap(tmp_path):
     assert len(log) == 12
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_push_in_flight_does_not_hold_up_the_next_commits(tmp_path):
+    """The push lock and the branch lock are two locks: commits go on while a push is out."""
+    repo_path = tmp_path / "gitops.git"
+    pushing, done = threading.Event(), threading.Event()
+
+    def pusher() -> None:
+        try:
+            with push_lock(repo_path=repo_path):
+                pushing.set()
+                done.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    try:
+        assert pushing.wait(10)
+        committed = threading.Event()
+
+        def committer() -> None:
+            try:
+                with branch_lock(repo_path=repo_path):
+                    committed.set()
+            finally:
+                connection.close()
+
+        other = threading.Thread(target=committer)
+        other.start()
+        other.join(timeout=5)
+        assert committed.is_set()
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
 def test_the_lock_file_sits_next_to_the_repository(tmp_path):
     assert lock_file_path(repo_path=tmp_path / "gitops.git") == tmp_path / "gitops.git.lock"
+    assert (
+        lock_file_path(repo_path=tmp_path / "gitops.git", suffix=".push.lock")
+        == tmp_path / "gitops.git.push.lock"
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -119,6 +160,10 @@ def test_processes_holding_the_file_lock_never_overlap(tmp_path):
 
 def test_named_lock_names_fit_mysql_and_tell_databases_apart():
     assert named_lock_name(database="portal") == "qdrant-portal.gitops:portal"
+    assert (
+        named_lock_name(database="portal", prefix=PUSH_NAMED_LOCK_PREFIX)
+        == "qdrant-portal.gitops-push:portal"
+    )
     long_names = [named_lock_name(database="x" * 64 + suffix) for suffix in ("a", "b")]
     assert all(len(name) == 64 for name in long_names)
     assert long_names[0] != long_names[1]
