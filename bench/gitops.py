@@ -18,10 +18,12 @@ untimed warm-up runs), and how long ``repository_compact`` takes afterwards (hou
 Part 2, group commit. ``--threads`` threads each want one change (over 10 clusters) delivered
 to a remote served over HTTP by ``git http-backend`` (tests/support/git_http.py), whose
 pre-receive hook sleeps 100 ms: a git host that answers each push late. Each thread follows
-the portal's request path: append its change to the outbox (a list under a lock), take the
-branch lock, and, unless its change was delivered meanwhile, deliver every pending change with
-one ``commits_deliver``; then answer with its own commit id. With group commit OFF each thread
-delivers only its own change (one push each). Afterwards the remote's history is read with
+the portal's request path: append its change to the outbox (a list under a lock); take the
+branch lock and, unless its change was committed meanwhile, commit every change not committed
+yet (``commits_make``); take the push lock and, unless a push carried its change meanwhile,
+push the branch (``branch_deliver``); then answer with its own commit id. So the next group is
+committed while this one is pushed. With group commit OFF each thread commits and pushes only
+its own change under both locks (one push each). Afterwards the remote's history is read with
 pygit2: every change must be there, as its own commit by its own author. One local commit,
 one fetch and one push are first timed alone on the repository and remote of the ON run.
 
@@ -49,8 +51,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # After the path fix, to run from a checkout.
 from bench.gitops_api import part_three  # noqa: E402
-from gitops.delivery import GroupDelivery, PendingCommit, commits_deliver  # noqa: E402
-from gitops.remote import RemoteConfig, remote_fetch, remote_push  # noqa: E402
+from gitops.delivery import (  # noqa: E402
+    GroupDelivery,
+    PendingCommit,
+    branch_deliver,
+    commits_deliver,
+    commits_make,
+)
+from gitops.remote import RemoteConfig, commit_is_ancestor, remote_fetch, remote_push  # noqa: E402
 from gitops.repository import (  # noqa: E402
     GitIdentity,
     GitopsRepository,
@@ -63,7 +71,7 @@ from gitops.repository import (  # noqa: E402
 )
 from gitops.trees import TreeReader  # noqa: E402
 from gitops.values import values_path, values_render  # noqa: E402
-from tests.support.git_http import GitHttpServer  # noqa: E402
+from tests.support.git_http import GitHttpServer, GitHttpServerProcess  # noqa: E402
 
 CLUSTERS_PER_CLIENT = 100
 VERSION = "v1.15.5"
@@ -303,21 +311,35 @@ def _change(number: int) -> PendingCommit:
 
 @dataclass
 class Outbox:
-    """The database's outbox, as the portal's requests share it: pending changes and their commits."""
+    """The database's outbox, as the portal's requests share it: pending changes, their commits,
+    and which of them the remote has."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     pending: list[PendingCommit] = field(default_factory=list)
     commits: dict[int, str | None] = field(default_factory=dict)
+    pushed: set[int] = field(default_factory=set)
 
-    def record(self, delivery: GroupDelivery) -> None:
-        """Outcomes of a delivery: pushed changes leave the outbox, unpushed ones remember their commit."""
+    def committed(self, delivery: GroupDelivery) -> None:
+        """A delivery's commits: pending changes remember theirs until a push carries them."""
         outcomes = {outcome.key: outcome for outcome in delivery.outcomes}
         self.commits.update({key: outcome.commit for key, outcome in outcomes.items()})
-        still = [item for item in self.pending if item.key not in outcomes or not delivery.pushed]
         self.pending = [
             replace(item, committed=outcomes[item.key].commit) if item.key in outcomes else item
-            for item in still
+            for item in self.pending
         ]
+        if delivery.pushed:
+            self.carried(outcomes)
+
+    def carried(self, keys: object) -> None:
+        """These changes are on the remote: they leave the outbox."""
+        self.pushed.update(keys)
+        self.pending = [item for item in self.pending if item.key not in self.pushed]
+
+
+@dataclass(frozen=True)
+class Locks:
+    branch: threading.Lock = field(default_factory=threading.Lock)
+    push: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -343,40 +365,65 @@ def _scenario(server: GitHttpServer, scratch: Path, name: str) -> Scenario:
     return Scenario(repository, remote, served, pushes_log)
 
 
-def _request(
-    number: int, scenario: Scenario, outbox: Outbox, branch: threading.Lock, group: bool
-) -> str | None:
-    """One request: outbox first, then the branch lock, then deliver what is still pending.
+def _request(number: int, scenario: Scenario, outbox: Outbox, locks: Locks, group: bool) -> str | None:
+    """One request: outbox first, then the portal's two halves; answers with its change's commit.
 
-    Answers with the commit that carries its change.
+    With group commit: under the branch lock, commit every change not committed yet (unless
+    its own already is); then, under the push lock, push the branch unless a push since carried
+    its change. So one group is committed while the one before is pushed. Without: under both
+    locks, commit its own change and push it.
     """
     change = _change(number)
     with outbox.lock:
         outbox.pending.append(change)
-    with branch:
+    if not group:
+        with locks.push, locks.branch:
+            delivery = commits_deliver(
+                repository=scenario.repository, pending=[change], committer=IDENTITY, remote=scenario.remote
+            )
+            with outbox.lock:
+                outbox.committed(delivery)
+                return outbox.commits[number] if number in outbox.pushed else None
+    with locks.branch:
         with outbox.lock:
-            if number in outbox.commits:
-                return outbox.commits[number]  # delivered by the request before: group commit
-            batch = list(outbox.pending) if group else [change]
-        delivery = commits_deliver(
-            repository=scenario.repository, pending=batch, committer=IDENTITY, remote=scenario.remote
-        )
+            batch = (
+                [] if number in outbox.commits else [item for item in outbox.pending if not item.committed]
+            )
+        if batch:
+            delivery = commits_make(
+                repository=scenario.repository, pending=batch, committer=IDENTITY, remote=scenario.remote
+            )
+            with outbox.lock:
+                outbox.committed(delivery)
+    with locks.push:
         with outbox.lock:
-            outbox.record(delivery)
-            return outbox.commits[number]
+            if number in outbox.pushed:
+                return outbox.commits[number]  # carried by the push before: group commit
+        pushed, tip, _moved = branch_deliver(repository=scenario.repository, remote=scenario.remote)
+        with outbox.lock:
+            if pushed and tip is not None:
+                outbox.carried(
+                    item.key
+                    for item in outbox.pending
+                    if item.committed
+                    and commit_is_ancestor(
+                        repository=scenario.repository, ancestor=item.committed, descendant=tip
+                    )
+                )
+            return outbox.commits[number] if number in outbox.pushed else None
 
 
 def _requests_run(scenario: Scenario, threads: int, group: bool) -> tuple[float, dict[int, str | None]]:
     """Wall time from the moment every thread is ready until every request has its answer."""
     scenario.pushes_log.unlink(missing_ok=True)
-    outbox, branch = Outbox(), threading.Lock()
+    outbox, locks = Outbox(), Locks()
     answers: dict[int, str | None] = {}
     started: list[float] = []
     ready = threading.Barrier(threads, action=lambda: started.append(time.perf_counter()))
 
     def run(number: int) -> None:
         ready.wait()
-        answers[number] = _request(number, scenario, outbox, branch, group)
+        answers[number] = _request(number, scenario, outbox, locks, group)
 
     workers = [threading.Thread(target=run, args=(number,)) for number in range(threads)]
     for worker in workers:
@@ -471,7 +518,7 @@ def part_two(arguments: argparse.Namespace) -> None:
     threads = arguments.threads
     with (
         tempfile.TemporaryDirectory(prefix="bench-gitops-") as scratch,
-        GitHttpServer(Path(scratch) / "served") as server,
+        GitHttpServerProcess(Path(scratch) / "served") as server,
     ):
         runs = {}
         for mode, group in (("ON", True), ("OFF", False)):

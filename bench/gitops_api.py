@@ -25,7 +25,7 @@ from bench.portal_server import bearer_sign_in, django_run, gunicorn, manage, se
 from gitops.delivery import commits_deliver
 from gitops.remote import RemoteConfig, remote_push
 from gitops.repository import GitIdentity, branch_tip, files_commit, repository_open
-from tests.support.git_http import GitHttpServer
+from tests.support.git_http import GitHttpServer, GitHttpServerProcess
 
 USERS = 10
 REQUESTS = 50
@@ -126,7 +126,7 @@ def _all_on_remote(served: Path, answers: list[tuple[int, str | None, float]]) -
 def part_three(arguments: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gitops-api-") as scratch_name:
         scratch = Path(scratch_name)
-        with GitHttpServer(scratch / "served") as server:
+        with GitHttpServerProcess(scratch / "served") as server:
             served = server.repository_create("portal.git")
             server.pre_receive_hook_install(
                 "portal.git", f"sleep {PUSH_DELAY_MS / 1000:.3f}\necho push >> {scratch / 'pushes'}"

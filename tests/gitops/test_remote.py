@@ -10,7 +10,7 @@ import pytest
 
 from gitops.remote import RemoteConfig, commit_is_ancestor, remote_fetch, remote_push
 from gitops.repository import GitopsRepository, branch_tip, files_commit, repository_open
-from tests.support.git_http import GitHttpServer
+from tests.support.git_http import GitHttpServer, GitHttpServerProcess
 
 from .conftest import ALICE, PORTAL
 
@@ -51,6 +51,14 @@ def test_push_over_http_puts_the_branch_on_the_server(repository, http_server):
 
     assert _server_tip(served) == branch_tip(repository=repository)
     assert remote_fetch(repository=repository, remote=remote).tip == branch_tip(repository=repository)
+
+
+def test_the_server_in_a_process_of_its_own_takes_a_push_too(repository, tmp_path):
+    """The benchmarks' git host: the same server, outside the pushing process."""
+    with GitHttpServerProcess(tmp_path / "served") as server:
+        served = server.repository_create("gitops.git")
+        assert remote_push(repository=repository, remote=RemoteConfig(url=server.url("gitops.git"))) is True
+        assert _server_tip(served) == branch_tip(repository=repository)
 
 
 def test_fetch_reports_the_servers_tip_and_an_unborn_branch(repository, http_server, tmp_path):

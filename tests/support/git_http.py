@@ -22,6 +22,7 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -216,3 +217,44 @@ class GitHttpServer:
 
     def refusing_hook_install(self, name: str, reason: str = "pushes are closed") -> None:
         self.pre_receive_hook_install(name, f"echo {shlex.quote(reason)} >&2\nexit 1")
+
+
+class GitHttpServerProcess(GitHttpServer):
+    """The same server in a process of its own, as a real git host is: its request handling
+    then does not compete with the caller's threads for one interpreter lock (benchmarks).
+    ``answering`` and ``credentials`` are not supported here."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._process: subprocess.Popen[str] | None = None
+        self._port = 0
+
+    def __enter__(self) -> GitHttpServerProcess:
+        self._process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+            [sys.executable, "-m", "tests.support.git_http", str(self.root)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        self._port = int(self._process.stdout.readline())  # the child prints its port once serving
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+
+if __name__ == "__main__":
+    with GitHttpServer(Path(sys.argv[1])) as served:
+        print(served.port, flush=True)
+        threading.Event().wait()  # until terminated
