@@ -1,6 +1,10 @@
 """Throttles on the cache (429 with Retry-After): sign-in per client address and per account,
 and what a signed-in user may repeat (``UserThrottle``). The per-account limit leaves a record
-in the audit log when it refuses, once per window."""
+in the audit log when it refuses, once per window.
+
+Counted with ``config.ratelimit``: atomically, so that requests sent together cannot all pass
+(DRF's own throttle reads and writes back a list), and never more than the rate in any stretch
+of its period."""
 
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ from accounts.emails import email_canonical_or_none
 from config import metrics
 from config.cache import CACHE_ERRORS
 from config.errors import AuthUnavailable
+from config.ratelimit import attempt_take
 
 
 class _CacheThrottle(SimpleRateThrottle):
+    """DRF's rate settings and cache keys; counted by ``config.ratelimit`` instead of DRF's list."""
+
     setting_name = ""
 
     def get_rate(self) -> str:
@@ -28,13 +35,24 @@ class _CacheThrottle(SimpleRateThrottle):
         return getattr(settings, self.setting_name)
 
     def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
         try:
-            allowed = super().allow_request(request, view)
+            self.retry_after = attempt_take(
+                key=self.key, limit=self.num_requests, seconds=self.duration, now=self.timer()
+            )
         except CACHE_ERRORS as error:  # the cache is down: refuse rather than allow unlimited guessing
             raise AuthUnavailable() from error
-        if not allowed:
+        if self.retry_after is not None:
             metrics.login_throttled_record(throttle=self.scope)
-        return allowed
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.retry_after
 
 
 def _request_email(request) -> str | None:

@@ -3,9 +3,15 @@ file cache used without Redis."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
@@ -54,6 +60,11 @@ class FileCache(FileBasedCache):
     write costs the same whatever the folder holds: at most once per ``SWEEP_SECONDS`` a
     process sweeps the folder on a thread of its own, removing expired entries only, so what
     remains is what is alive (``MAX_ENTRIES`` is not used).
+
+    ``add`` and ``incr`` are atomic among this machine's threads and processes (counters of
+    attempts rely on it, ``config.ratelimit``), and ``incr`` keeps the entry's expiry: Django's
+    read the value, add and write it back, so that two processes could both pass, and gave the
+    entry the default timeout.
     """
 
     SWEEP_SECONDS = 60.0
@@ -62,6 +73,41 @@ class FileCache(FileBasedCache):
         super().__init__(dir, params)
         self._sweep_due = 0.0
         self._sweeping = threading.Lock()
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Exclusive among ``add`` and ``incr`` calls on this machine (a new descriptor each time:
+        ``flock`` locks belong to an open file description, so threads exclude each other too)."""
+        self._createdir()
+        descriptor = os.open(os.path.join(self._dir, "atomic.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+        with self._atomic():
+            return super().add(key, value, timeout, version)
+
+    def incr(self, key, delta=1, version=None) -> int:
+        with self._atomic():
+            try:
+                with open(self._key_to_file(key, version), "rb") as entry:
+                    expiry = pickle.load(entry)  # noqa: S301 - the cache's own file, read as Django reads it (expiry first)
+            except (FileNotFoundError, EOFError):
+                expiry = 0
+            value = self.get(key, version=version)
+            if value is None or (expiry is not None and expiry < time.time()):
+                raise ValueError(f"Key {key!r} not found.")
+            value += delta
+            self.set(
+                key,
+                value,
+                timeout=None if expiry is None else max(expiry - time.time(), 0.001),
+                version=version,
+            )
+            return value
 
     def _cull(self) -> None:  # Django calls it before each write
         now = time.monotonic()

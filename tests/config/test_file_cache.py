@@ -54,3 +54,35 @@ def test_a_sweep_runs_at_most_once_a_minute_per_process(file_cache):
         assert file_cache._sweeping.acquire(blocking=False)
         file_cache._sweeping.release()
         assert len(file_cache._list_cache_files()) == 3
+
+
+def test_a_counter_keeps_its_expiry_when_counted(file_cache):
+    with time_machine.travel(1_900_000_000, tick=False) as traveller:
+        file_cache.add("attempts", 1, timeout=900)
+        traveller.shift(600)
+        assert file_cache.incr("attempts") == 2  # Django's gave it the default 300 s from now
+        traveller.shift(301)
+        assert file_cache.get("attempts") is None
+        with pytest.raises(ValueError, match="not found"):
+            file_cache.incr("attempts")
+
+
+def _count_from_processes(location: str, key: str, rounds: int) -> None:
+    counter = FileCache(location, {})
+    for _ in range(rounds):
+        if not counter.add(key, 1, timeout=60):
+            counter.incr(key)
+
+
+def test_counting_from_several_processes_loses_no_count(tmp_path):
+    import multiprocessing
+
+    location = str(tmp_path / "cache")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_count_from_processes, args=(location, "hits", 200)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0] * 4
+    assert FileCache(location, {}).get("hits") == 800
