@@ -25,7 +25,8 @@ from accounts.models import (
     User,
 )
 from accounts.second_factors import (
-    account_failures_check,
+    account_attempt_return,
+    account_attempt_take,
     challenge_get,
     challenge_new,
     challenge_spend,
@@ -155,7 +156,7 @@ def totp_remove(*, user_id: int, code: str, origin: RequestOrigin) -> None:
     session left open is not enough to strip an account of its second factor. The caller also
     checked a recent authentication."""
     user = User.objects.get(pk=user_id)
-    account_failures_check(user)
+    taken_at = account_attempt_take(user)
     with transaction.atomic():
         if not TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists():
             raise NotFound()
@@ -174,6 +175,7 @@ def totp_remove(*, user_id: int, code: str, origin: RequestOrigin) -> None:
     if failed is not None:  # counted like a wrong code at sign-in, outside the refused transaction
         failure_record(user, None, origin, "removing the authenticator app")
         raise InvalidSecondFactor(str(failed)) from failed
+    account_attempt_return(user, taken_at)
     if factor == SecondFactor.RECOVERY:
         audit_event_record(type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin)
     _factors_changed(user)

@@ -10,13 +10,14 @@ wrong codes, and each account a few more across challenges, then refuses.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -48,6 +49,7 @@ from config.errors import (
     ReauthenticationRequired,
     Throttled,
 )
+from config.ratelimit import attempt_return, attempt_take
 
 MAX_ATTEMPTS_PER_CHALLENGE = 5
 MAX_FAILURES_PER_ACCOUNT = 10
@@ -113,26 +115,44 @@ def _account_failures_key(user: User) -> str:
     return f"auth:mfa-failures:{user.pk}"
 
 
-def account_failures_check(user: User) -> None:
-    key = _account_failures_key(user)
+_ACCOUNT_WINDOW_SECONDS = int(ACCOUNT_FAILURE_WINDOW.total_seconds())
+
+
+def account_attempt_take(user: User) -> float:
+    """Count a second-factor attempt against the account before checking it; else 429.
+
+    Counted first, so that attempts sent together cannot all pass a check made before any is
+    recorded: at most ``MAX_FAILURES_PER_ACCOUNT`` wrong (or pending) ones in any window. A
+    right one is taken back (:func:`account_attempt_return`). Returns when it was counted.
+    """
+    taken_at = time.time()
     try:
-        failures = cache.get(key, 0)
+        wait = attempt_take(
+            key=_account_failures_key(user),
+            limit=MAX_FAILURES_PER_ACCOUNT,
+            seconds=_ACCOUNT_WINDOW_SECONDS,
+            now=taken_at,
+        )
     except CACHE_ERRORS as error:
         raise AuthUnavailable() from error
-    if failures >= MAX_FAILURES_PER_ACCOUNT:
+    if wait is not None:
         metrics.login_throttled_record(throttle="mfa_account")
-        raise Throttled(retry_after=int(ACCOUNT_FAILURE_WINDOW.total_seconds()))
+        raise Throttled(retry_after=math.ceil(wait))
+    return taken_at
+
+
+def account_attempt_return(user: User, taken_at: float) -> None:
+    """The attempt counted at ``taken_at`` was right: it does not count against the account."""
+    try:
+        attempt_return(key=_account_failures_key(user), seconds=_ACCOUNT_WINDOW_SECONDS, now=taken_at)
+    except CACHE_ERRORS:
+        pass  # it stays counted as a wrong one: the safe side
 
 
 def failure_record(
     user: User, challenge: SignInChallenge | None, origin: RequestOrigin | None, what: str
 ) -> None:
-    key = _account_failures_key(user)
-    try:
-        if not cache.add(key, 1, timeout=ACCOUNT_FAILURE_WINDOW.total_seconds()):
-            cache.incr(key)
-    except (*CACHE_ERRORS, ValueError):  # ValueError: the key expired between add and incr
-        pass
+    """A wrong second factor (already counted against the account): the challenge's count, the audit."""
     if challenge is not None:
         SignInChallenge.objects.filter(pk=challenge.pk).update(attempts=challenge.attempts + 1)
     audit_event_record(type=AuditEventType.SECOND_FACTOR_FAILED, user=user, origin=origin, detail=what)
@@ -190,7 +210,7 @@ def second_factor_verify(
     with transaction.atomic():
         challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         user = challenge.user
-        account_failures_check(user)
+        taken_at = account_attempt_take(user)
         try:
             if assertion is not None:
                 factor = _passkey_verify(user=user, challenge=challenge, assertion=assertion, rp=rp, uv=False)
@@ -204,6 +224,7 @@ def second_factor_verify(
             challenge_spend(challenge)
     if failed is not None:  # recorded and committed above; now refused
         raise InvalidSecondFactor(str(failed)) from failed
+    account_attempt_return(user, taken_at)
     if factor == SecondFactor.RECOVERY:
         audit_event_record(type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin)
     first, domain = challenge.first_factor, challenge.google_domain
@@ -339,7 +360,7 @@ def reauthenticate(
             fields={"password": ["This account has a second factor: confirm with a code from your "
                                  "authenticator app, a recovery code or a passkey."]}
         )  # fmt: skip
-    account_failures_check(user)
+    taken_at = account_attempt_take(user)
     proven, challenge, factor = False, None, None
     if password is not None:
         proven = user.has_usable_password() and user.check_password(password)
@@ -353,6 +374,7 @@ def reauthenticate(
     if not proven:
         failure_record(user, challenge, origin, "re-authentication")
         raise InvalidSecondFactor("That is not right; try again.")
+    account_attempt_return(user, taken_at)
     if factor == SecondFactor.RECOVERY:  # spent here as at sign-in: the user should know
         audit_event_record(
             type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin, session_id=session_id

@@ -3,12 +3,15 @@ re-authentication, and the staff policy. Codes come from pyotp, as an authentica
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 import pyotp
 import pytest
 import time_machine
+from django.core.cache import caches
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -129,6 +132,41 @@ def test_wrong_codes_across_many_sign_ins_throttle_the_account(enrolled, user, s
     response = _verify(_first_step(user)["mfaToken"], code=enrolled[0].now())
     assert (response.status_code, response.json()["code"]) == (429, "throttled")
     assert throttled_count() - before == 1  # operators see it in portal_login_throttled_total
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wrong_codes_sent_together_are_held_to_the_account_limit(enrolled, user, settings, monkeypatch):
+    """The account's limit counted each wrong code after checking it: codes sent together all
+    passed the check before any was counted. Each cache read here answers late, to make them overlap."""
+    if connection.vendor == "sqlite":
+        pytest.skip("threads share the in-memory SQLite test database badly; runs on PostgreSQL and MariaDB")
+    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
+    tokens = [_first_step(user)["mfaToken"] for _ in range(12)]
+    backend = caches["default"]
+    read = backend.get
+
+    def late_read(*args, **kwargs):
+        value = read(*args, **kwargs)
+        threading.Event().wait(0.05)
+        return value
+
+    monkeypatch.setattr(backend, "get", late_read)
+    barrier, answers = threading.Barrier(len(tokens)), []
+
+    def guess(token: str) -> None:
+        try:
+            barrier.wait()
+            answers.append(_verify(token, code="000000").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guess, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [401] * 10 + [429] * 2
+    assert AuditEvent.objects.filter(type="factor_failed").count() == 10
 
 
 # Digits of other scripts, which str.isdigit takes: Arabic-Indic and full-width.
