@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
@@ -19,12 +20,12 @@ from django.utils import timezone
 
 from accounts.audit import RequestOrigin
 from accounts.emails import email_canonical
-from accounts.google import google_id_token_verify
+from accounts.google import google_id_token_verify, google_sign_in_enabled
 from accounts.google_sign_in import google_invitee_user
 from accounts.mail import mail_send
 from accounts.models import AuthMethod, User
 from accounts.second_factors import SignInStep, sign_in_step
-from clusters.models import Client, ClientAuditEvent, Grant, Invitation
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.permissions import role_rank
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import grant_set
@@ -45,7 +46,17 @@ def invitation_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _validity(duration: timedelta) -> str:
+    """``7 days``, ``1 day``, ``12 hours``: how long the link works, as the email says it."""
+    hours = max(1, round(duration.total_seconds() / 3600))
+    count, unit = (round(hours / 24), "day") if hours >= 24 else (hours, "hour")
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
 def _invitation_email(invitation: Invitation, token: str) -> None:
+    policy = SignInPolicy.objects.filter(client=invitation.client).first()
+    labels = dict(SignInPolicy.Method.choices)
+    required = [labels[method] for method in policy.allowed_methods if method in labels] if policy else []
     mail_send(
         to=invitation.email,
         subject=f"You are invited to {invitation.client.name} on the Qdrant Portal",
@@ -53,7 +64,9 @@ def _invitation_email(invitation: Invitation, token: str) -> None:
         context={
             "invitation": invitation,
             "link": f"{settings.PUBLIC_URL}/#/invitations/{token}",
-            "days": max(1, round(settings.INVITATION_TTL.total_seconds() / 86400)),
+            "validity": _validity(settings.INVITATION_TTL),
+            "google": google_sign_in_enabled(),  # offered only when the portal has it
+            "required_methods": " or ".join(required),
         },
         what="invitation",
     )

@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import GoogleAccount, User
-from clusters.models import ClientAuditEvent, Grant, Invitation
+from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import grant_set
 from tests.accounts.google_tokens import id_token
 from tests.conftest import DEFAULT_PASSWORD, b64, login
@@ -33,6 +33,24 @@ def link_token() -> str:
 
 def sign_up(token: str, **body):
     return APIClient().post("/api/invitations/sign-up", {"token": token, **body}, format="json")
+
+
+def test_the_email_offers_google_only_when_the_portal_has_it_and_says_how_members_sign_in(
+    as_admin1, client1, settings
+):
+    settings.GOOGLE_CLIENT_IDS = []
+    settings.INVITATION_TTL = timedelta(hours=12)
+    invite(as_admin1, "first@example.com")
+    assert "with Google" not in mail.outbox[-1].body
+    assert "within 12 hours" in mail.outbox[-1].body
+
+    settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
+    SignInPolicy.objects.create(client=client1, allowed_methods=["google", "passkey"])
+    invite(as_admin1, "second@example.com")
+    message = mail.outbox[-1]
+    assert "or with Google," in message.body
+    assert "Client One asks its members to sign in with Google or Passkey." in message.body
+    assert "or with Google" in message.alternatives[0][0]
 
 
 def test_an_invited_person_signs_up_with_a_password_and_sees_the_client(as_admin1, cluster1):

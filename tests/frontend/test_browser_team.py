@@ -63,6 +63,8 @@ def test_an_admin_runs_the_team_and_an_invitee_joins(
     page.select_option("#invite-role", "viewer")
     page.click("#send-invite")
     page.wait_for_selector('[data-testid="invitation-row"][data-email="newcomer@example.com"]')
+    # How long the link works, as the server set it (INVITATION_TTL), not a number of its own.
+    assert "The link works once, until" in page.text_content("#invite-status")
     (message,) = mail.outbox
     (link,) = re.findall(r"https://portal\.example\.com(/#/invitations/[A-Za-z0-9_-]+)", message.body)
 

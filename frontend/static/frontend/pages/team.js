@@ -184,7 +184,8 @@ function inviteSection(ctx, client, invitations, activity) {
     try {
       const invitation = await ctx.api.invitationCreate(client, email.value.trim(), role.value);
       invitations.add(invitation);
-      say(status, `Invitation sent to ${invitation.email}.`);
+      const until = timeElement(invitation.expiresAt).textContent;
+      say(status, `Invitation sent to ${invitation.email}. The link works once, until ${until}.`);
       form.reset();
       activity.load();
     } catch (failure) {
@@ -197,7 +198,7 @@ function inviteSection(ctx, client, invitations, activity) {
     "section",
     { class: "card stack", "aria-labelledby": "invite-heading" },
     h("h2", { id: "invite-heading" }, "Invite someone"),
-    h("p", { class: "hint" }, "They get an email with a link that works once, for 7 days."),
+    h("p", { class: "hint" }, "They get an email with a link that works once, for a limited time."),
     form,
     error,
     status,
