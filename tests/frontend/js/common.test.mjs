@@ -24,7 +24,7 @@ function control() {
   };
 }
 
-test("showError adds the fields' messages and focuses the first field it has a control for", () => {
+test("showError says what is wrong with the fields and focuses the first field it has a control for", () => {
   const region = { textContent: "" };
   const name = control();
   const expires = control();
@@ -37,7 +37,7 @@ test("showError adds the fields' messages and focuses the first field it has a c
 
   showError(ctx, region, failure, { name, expiresIn: expires });
 
-  assert.equal(region.textContent, "The request is not valid. A token lives at most 90 days (PAT_MAX_TTL). Unknown client.");
+  assert.equal(region.textContent, "A token lives at most 90 days (PAT_MAX_TTL). Unknown client.");
   assert.equal(expires.focused, true);
   assert.equal(expires.attributes["aria-invalid"], "true");
   assert.equal(name.focused, false);

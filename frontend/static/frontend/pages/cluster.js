@@ -178,12 +178,13 @@ function configureSection(forms) {
 
 // --- history -------------------------------------------------------------------------
 
-function changesText(changes) {
+/** "replicas: 2 → 3"; a field a change set for the first time reads "replicas: 1", one it
+ * cleared "version: v1.15 → none". */
+export function changesText(changes) {
   if (!changes || typeof changes !== "object") return "";
+  const pair = ([before, after]) => (before === null ? String(after) : `${before} → ${after === null ? "none" : after}`);
   return Object.entries(changes)
-    .map(([field, value]) =>
-      Array.isArray(value) && value.length === 2 ? `${field}: ${value[0]} → ${value[1]}` : `${field}: ${value}`,
-    )
+    .map(([field, value]) => `${field}: ${Array.isArray(value) && value.length === 2 ? pair(value) : value}`)
     .join(", ");
 }
 

@@ -38,14 +38,20 @@ function fieldMessages(fields) {
   return [];
 }
 
+// The API's detail for a request refused for its fields (config/errors.py InvalidRequest).
+const GENERIC_INVALID = "The request is not valid.";
+
 /**
- * The error's message followed by its field messages ("The request is not valid. A token lives
- * at most 90 days."), or null when the app handles the error itself (aborted, session expired).
+ * The error's message followed by its field messages, or null when the app handles the error
+ * itself (aborted, session expired). A request refused for its fields alone says only what is
+ * wrong with them ("A token lives at most 90 days."), not the generic "The request is not valid.".
  */
 function errorText(ctx, error) {
   const message = ctx.errorMessage(error);
   if (!message) return null;
-  return [message, ...fieldMessages(error && error.fields)].join(" ");
+  const fields = fieldMessages(error && error.fields);
+  if (fields.length && message === GENERIC_INVALID) return fields.join(" ");
+  return [message, ...fields].join(" ");
 }
 
 /**
