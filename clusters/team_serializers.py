@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.serializers import (
@@ -59,11 +61,29 @@ class AuditEventSerializer(serializers.Serializer):
     actor = serializers.CharField(source="actor_email", help_text="Empty: the system (a Google sign-in).")
     target = serializers.CharField(source="target_email")
     cluster = serializers.CharField(help_text="The cluster whose API keys were read; empty for other events.")
-    ip = serializers.IPAddressField(allow_null=True, help_text="Where the request came from, when recorded.")
-    detail = serializers.CharField(
-        help_text="For `credentials_revealed`: the credential used (`session <id>` or "
-        "`personal access token #<id> “<name>”`)."
+    ip = serializers.SerializerMethodField(
+        help_text="Where the request came from, when recorded; null for the portal's operators, "
+        "whose addresses are not the client's to see."
     )
+    detail = serializers.SerializerMethodField(
+        help_text="For `credentials_revealed`: the credential used (`session <id>` or "
+        "`personal access token #<id> “<name>”`); empty for the portal's operators."
+    )
+
+    @staticmethod
+    def _by_operator(event: ClientAuditEvent) -> bool:
+        """An operator's internal address and session ids stay with the operators (the admin shows them)."""
+        return event.actor is not None and event.actor.is_operator
+
+    @extend_schema_field(serializers.IPAddressField(allow_null=True))
+    def get_ip(self, event: ClientAuditEvent) -> str | None:
+        return None if self._by_operator(event) else event.ip
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_detail(self, event: ClientAuditEvent) -> str:
+        if self._by_operator(event) and event.type == ClientAuditEvent.Type.CREDENTIALS_REVEALED:
+            return ""
+        return event.detail
 
 
 class AuditQuerySerializer(serializers.Serializer):

@@ -152,4 +152,17 @@ def test_keys_shown_by_the_admin_s_rotation_are_on_the_audit_trail(admin_browser
 
     assert "New API keys" in page.content.decode()
     [reveal] = _reveals(as_admin1)
-    assert (reveal["cluster"], reveal["ip"]) == ("main", "198.51.100.4")
+    assert reveal["cluster"] == "main" and reveal["ip"] is None  # an operator's address is not the client's
+    assert ClientAuditEvent.objects.get(type="credentials_revealed").ip == "198.51.100.4"
+
+
+def test_an_operators_reveal_names_them_but_not_their_address_or_session(
+    auth_client, as_admin1, operator_staff, cluster1
+):
+    assert auth_client(operator_staff).get(CREDENTIALS, REMOTE_ADDR="10.20.30.40").status_code == 200
+
+    [reveal] = _reveals(as_admin1)
+    assert (reveal["actor"], reveal["cluster"]) == ("ops@example.com", "main")
+    assert (reveal["ip"], reveal["detail"]) == (None, "")
+    recorded = ClientAuditEvent.objects.get(type="credentials_revealed")
+    assert recorded.ip == "10.20.30.40" and recorded.detail.startswith("session ")  # the admin shows them
