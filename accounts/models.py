@@ -209,7 +209,12 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "revoked_at"], name="accounts_session_user_active")]
+        indexes = [
+            models.Index(fields=["user", "revoked_at"], name="accounts_session_user_active"),
+            # records_prune finds ended sessions by either end, a batch at a time.
+            models.Index(fields=["expires_at"], name="accounts_session_expires"),
+            models.Index(fields=["revoked_at"], name="accounts_session_revoked"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(method__in=AuthMethod.values), name="accounts_session_method_valid"
