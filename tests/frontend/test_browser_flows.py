@@ -19,7 +19,7 @@ from django.test import Client as DjangoClient
 from accounts.models import Session, User
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_credentials
-from clusters.services import cluster_create, storage_expansion_complete
+from clusters.services import cluster_create, cluster_update, storage_expansion_complete
 from gitops.repository import branch_tip, commits_list
 from tests.conftest import b64
 from tests.frontend.conftest import PASSWORD, sign_in
@@ -356,7 +356,7 @@ def test_a_scale_down_made_by_someone_else_meanwhile_is_asked_about(
     page.goto(live_server.url + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#scale-form")
     page.wait_for_selector("#history-empty, [data-testid='history-row']")
-    Cluster.objects.filter(pk=cluster1.pk).update(replicas=5)  # scaled 2 -> 5 elsewhere
+    cluster_update(cluster=cluster1, actor=user1, replicas=5)  # scaled 2 -> 5 elsewhere (another tab)
 
     # 3 looks like a scale-up to a page loaded at 2: the server asks for a confirmation instead.
     page.fill("#replicas", "3")
@@ -370,6 +370,9 @@ def test_a_scale_down_made_by_someone_else_meanwhile_is_asked_about(
     page.wait_for_selector("#scale-down-dialog:not([open])", state="attached")
     assert page.input_value("#replicas") == "3"
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 5
+    page.wait_for_selector(
+        "[data-testid='history-row'] .changes:has-text('replicas: 2 → 5')"
+    )  # kept, and shown
 
     # Asked again, the user confirms: the scale-down is made.
     page.click("#save-replicas")

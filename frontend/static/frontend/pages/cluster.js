@@ -393,7 +393,9 @@ async function rereadThenSubmit(saver, form) {
   if (!ctx.isCurrent()) return;
   clusterShow(saver, fresh, form);
   say(parts.configure.status, `The cluster was changed meanwhile: it now has ${saver.cluster.replicas} replicas.`);
-  await formSubmit(saver, form, { reread: true });
+  // The history shows that change too, even when the user now keeps the replicas as they are.
+  await parts.history.load();
+  if (ctx.isCurrent()) await formSubmit(saver, form, { reread: true });
 }
 
 /** Runs the forms' requests one at a time and shows each saved cluster in every part. */
