@@ -72,6 +72,8 @@ def test_an_admin_runs_the_team_and_an_invitee_joins(
     page.click('[data-email="client1@example.com"] .remove-member')
     page.click("#confirm-remove-member")
     page.wait_for_selector('[data-testid="member-row"][data-email="client1@example.com"]', state="detached")
+    # The keyboard user lands on the next member's button (or the heading), not the page's start.
+    assert page.evaluate("document.activeElement.matches('.remove-member, #members-heading')")
     assert not Grant.objects.filter(user=user1).exists()
     # The member's token no longer reaches the client: the list says so without a reload.
     page.wait_for_selector('[data-testid="client-token-row"]', state="detached")

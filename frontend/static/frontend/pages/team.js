@@ -75,7 +75,7 @@ function membersSection(ctx, client, members, pageError, activity) {
   return h(
     "section",
     { class: "card stack", "aria-labelledby": "members-heading" },
-    h("h2", { id: "members-heading" }, "Members"),
+    h("h2", { id: "members-heading", tabindex: "-1" }, "Members"),
     h(
       "div",
       { class: "table-wrap" },
@@ -146,8 +146,11 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog })
     remove.disabled = true;
     try {
       await ctx.api.memberRemove(client, member.userId);
+      // Focus goes where the keyboard user was: the next member's Remove, else the heading.
+      const next = tr.nextElementSibling || tr.previousElementSibling;
       tr.remove();
       say(status, `Removed ${member.email}.`);
+      (next ? next.querySelector(".remove-member") : document.getElementById("members-heading")).focus();
       activity.load();
     } catch (failure) {
       remove.disabled = false;
