@@ -100,10 +100,14 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     time.sleep(6)
     page.goto(base + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#scale-form")
+    page.wait_for_selector("#main:not([aria-busy])")  # loaded: the page has put the focus on its title
     page.fill("#replicas", "4")
-    page.click("#save-replicas")
+    page.focus("#save-replicas")  # by keyboard: the button is disabled while it saves
+    page.keyboard.press("Enter")
     page.wait_for_selector("#revision-message:has-text('replicas 3 -> 4')")
     assert page.url.endswith("/#/clients/client1/clusters/main")
+    page.wait_for_selector("#scale-form:not([aria-busy])")  # the save is over, history read
+    assert page.evaluate("document.activeElement.id") == "save-replicas"  # focus is back where it was
 
     # Sessions: this device is marked; another device's session is revoked from here.
     other_device = DjangoClient(HTTP_USER_AGENT="Other device")

@@ -264,6 +264,9 @@ function sameCommit(a, b) {
 function markSaving(forms, form, button, label) {
   const buttons = forms.flatMap((each) => [each.button, ...(each.actions || []).map((action) => action.button)]);
   const before = button.textContent;
+  // A disabled button loses the focus to the page: it comes back once the save is over, so a
+  // keyboard user goes on from where they were (unless something else took it meanwhile).
+  const focused = document.activeElement;
   for (const each of buttons) each.disabled = true;
   button.textContent = label;
   form.element.setAttribute("aria-busy", "true");
@@ -271,6 +274,8 @@ function markSaving(forms, form, button, label) {
     for (const each of buttons) each.disabled = each.dataset.locked === "true";
     button.textContent = before;
     form.element.removeAttribute("aria-busy");
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (lost && buttons.includes(focused) && !focused.disabled) focused.focus();
   };
 }
 
