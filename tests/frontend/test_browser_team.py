@@ -307,3 +307,31 @@ def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
     page.wait_for_selector("#invitations-status:has-text('Revoked the invitation of temp@example.com')")
     assert page.evaluate("document.activeElement.id") == "invitations-heading"
     assert page_problems == []
+
+
+def test_a_long_team_can_be_searched_and_a_short_one_has_no_search_box(
+    live_server, new_page, page_problems, admin1, user_factory, client1, cluster1
+):
+    from clusters.services import grant_set
+
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    page.wait_for_selector('[data-testid="member-row"]')
+    assert page.locator("#members-filter").count() == 0  # two members: nothing to search
+
+    for n in range(11):
+        grant_set(
+            user=user_factory(email=f"member{n}@example.com", name=f"Member Number {n}"),
+            client=client1,
+            role="viewer",
+        )
+    page.reload()
+    page.wait_for_selector("#members-filter")
+    page.fill("#members-filter", "NUMBER 7")  # the name, in any case
+    assert page.locator('[data-testid="member-row"]:visible').count() == 1
+    assert page.is_visible('[data-testid="member-row"][data-email="member7@example.com"]')
+    assert page.text_content("#members-status") == "1 of 12 shown."
+    page.fill("#members-filter", "")
+    assert page.locator('[data-testid="member-row"]:visible').count() == 12
+    assert page_problems == []

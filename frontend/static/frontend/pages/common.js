@@ -169,3 +169,25 @@ export function deliveryBadge(revision, attributes = {}) {
   const dataset = revision ? { pushed: String(Boolean(revision.pushed)) } : {};
   return h("span", { ...attributes, class: `${className} ${attributes.class || ""}`.trim(), dataset }, deliveryText(revision));
 }
+
+/** Lists longer than this get a search box (rowFilter). */
+export const FILTER_FROM = 10;
+
+/**
+ * A search box over a long list: only the rows whose `data-search` text contains what is typed
+ * (any case) stay shown, and `status` says how many. `rows()` gives the rows as they are now.
+ */
+export function rowFilter({ id, label, rows, status }) {
+  const input = h("input", { id, type: "search", autocomplete: "off", spellcheck: "false" });
+  input.addEventListener("input", () => {
+    const wanted = input.value.trim().toLowerCase();
+    const all = rows();
+    let shown = 0;
+    for (const row of all) {
+      row.hidden = Boolean(wanted) && !(row.dataset.search || "").includes(wanted);
+      if (!row.hidden) shown += 1;
+    }
+    say(status, wanted ? `${shown} of ${all.length} shown.` : "");
+  });
+  return h("div", { class: "field list-filter" }, h("label", { for: id }, label), input);
+}

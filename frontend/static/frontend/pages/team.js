@@ -2,7 +2,7 @@
 // personal access tokens that reach the client, and the audit trail (team-activity.js).
 
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
-import { confirmDialog, pageFrame, pageLoad, showError } from "./common.js";
+import { confirmDialog, FILTER_FROM, pageFrame, pageLoad, rowFilter, showError } from "./common.js";
 import { auditSection, clientTokensSection } from "./team-activity.js";
 
 export const ROLES = [
@@ -72,10 +72,15 @@ function membersSection(ctx, client, members, pageError, activity) {
 
   const parts = { ctx, client, pageError, activity, status, dialog };
   replaceChildren(body, members.map((member) => memberRow(member, parts)));
+  const filter =
+    members.length > FILTER_FROM
+      ? rowFilter({ id: "members-filter", label: "Find a member", rows: () => [...body.rows], status })
+      : null;
   return h(
     "section",
     { class: "card stack", "aria-labelledby": "members-heading" },
     h("h2", { id: "members-heading", tabindex: "-1" }, "Members"),
+    filter,
     h(
       "div",
       { class: "table-wrap" },
@@ -132,7 +137,8 @@ function roleControl(member, tr, { ctx, client, pageError, activity, status }) {
 function memberRow(member, { ctx, client, pageError, activity, status, dialog }) {
   const who = member.name ? `${member.name} (${member.email})` : member.email;
   const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
-  const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role } });
+  const search = `${member.name || ""} ${member.email}`.toLowerCase();
+  const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role, search } });
   tr.append(
     h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
     h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, pageError, activity, status })),
@@ -146,8 +152,10 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog })
     remove.disabled = true;
     try {
       await ctx.api.memberRemove(client, member.userId);
-      // Focus goes where the keyboard user was: the next member's Remove, else the heading.
-      const next = tr.nextElementSibling || tr.previousElementSibling;
+      // Focus goes where the keyboard user was: the next member's Remove (of those the filter
+      // shows), else the heading.
+      const shown = (row, step) => (row && row.hidden ? shown(row[step], step) : row);
+      const next = shown(tr.nextElementSibling, "nextElementSibling") || shown(tr.previousElementSibling, "previousElementSibling");
       tr.remove();
       say(status, `Removed ${member.email}.`);
       (next ? next.querySelector(".remove-member") : document.getElementById("members-heading")).focus();
