@@ -440,3 +440,30 @@ def test_credentials_are_asked_for_only_by_those_who_may_read_them_and_only_when
     assert page.get_attribute("#api-key", "data-masked") == "true"
     assert ClientAuditEvent.objects.filter(type="credentials_revealed").count() == 1
     assert page_problems == []
+
+
+def test_many_clusters_can_be_searched_by_name_or_client(
+    live_server, new_page, page_problems, user1, client1, client2, cluster1, cluster2
+):
+    from clusters.services import grant_set
+
+    grant_set(user=user1, client=client2, role="viewer")
+    for n in range(10):
+        cluster_create(client=client1, slug=f"search-{n}", actor=None)
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.wait_for_selector("#clusters-filter")
+
+    page.fill("#clusters-filter", "SEARCH-7")
+    assert page.locator('[data-testid="cluster-row"]:visible').count() == 1
+    assert page.is_visible('[data-testid="cluster-row"][data-cluster="search-7"]')
+    assert not page.is_visible('[data-testid="client-group"][data-client="client2"]')  # nothing of it shown
+    assert page.text_content("#clusters-filter-status") == "1 of 12 shown."
+    assert "12 clusters in 2 clients" in page.text_content("#page-status")
+
+    page.fill("#clusters-filter", "client two")  # a client's name shows its clusters
+    assert page.locator('[data-testid="cluster-row"]:visible').count() == 1
+    assert page.is_visible('[data-testid="cluster-row"][data-client="client2"]')
+    page.fill("#clusters-filter", "")
+    assert page.locator('[data-testid="cluster-row"]:visible').count() == 12
+    assert page_problems == []

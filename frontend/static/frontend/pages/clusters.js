@@ -1,9 +1,19 @@
 // #/clusters: every cluster the user may see, grouped by client (with the Team and Settings
 // links of the clients it administers), and the clients this sign-in does not reach (step-up.js).
 
-import { h, say } from "../dom.js";
+import { h, liveRegion, say } from "../dom.js";
 import { deploymentBadge } from "./cluster-deployment.js";
-import { clientPermissions, clusterHref, commitCode, deliveryBadge, pageFrame, showError, storageSummary } from "./common.js";
+import {
+  clientPermissions,
+  clusterHref,
+  commitCode,
+  deliveryBadge,
+  FILTER_FROM,
+  pageFrame,
+  rowFilter,
+  showError,
+  storageSummary,
+} from "./common.js";
 import { stepUpSection } from "./step-up.js";
 
 export async function render(ctx) {
@@ -51,6 +61,25 @@ export async function render(ctx) {
     container.append(clientGroup(ctx, client, result, clientPermissions(permissions, client.slug)));
   });
   say(status, `${count} ${count === 1 ? "cluster" : "clusters"} in ${clients.length} ${clients.length === 1 ? "client" : "clients"}.`);
+  if (count > FILTER_FROM) container.before(...clustersFilter(container));
+}
+
+/** Finds clusters by name or client: clients with none shown are hidden while it filters. */
+function clustersFilter(container) {
+  const groups = () => [...container.querySelectorAll('[data-testid="client-group"]')];
+  const status = liveRegion("clusters-filter-status");
+  const filter = rowFilter({
+    id: "clusters-filter",
+    label: "Find a cluster",
+    rows: () => [...container.querySelectorAll('[data-testid="cluster-row"]')],
+    status,
+    filtered: (wanted) => {
+      for (const group of groups()) {
+        group.hidden = Boolean(wanted) && !group.querySelector('[data-testid="cluster-row"]:not([hidden])');
+      }
+    },
+  });
+  return [filter, status];
 }
 
 /** The Team and Settings links of a client the user administers. */
@@ -93,7 +122,10 @@ function clientGroup(ctx, client, result, permissions) {
 function clusterRow(client, cluster, withDeployment) {
   return h(
     "tr",
-    { "data-testid": "cluster-row", dataset: { client: client.slug, cluster: cluster.name } },
+    {
+      "data-testid": "cluster-row",
+      dataset: { client: client.slug, cluster: cluster.name, search: `${cluster.name} ${client.slug} ${client.name || ""}`.toLowerCase() },
+    },
     h(
       "th",
       { scope: "row", "data-label": "Cluster" },

@@ -175,9 +175,10 @@ export const FILTER_FROM = 10;
 
 /**
  * A search box over a long list: only the rows whose `data-search` text contains what is typed
- * (any case) stay shown, and `status` says how many. `rows()` gives the rows as they are now.
+ * (any case) stay shown, and `status` says how many. `rows()` gives the rows as they are now;
+ * `filtered(text)` is told each time, to hide what holds no shown row.
  */
-export function rowFilter({ id, label, rows, status }) {
+export function rowFilter({ id, label, rows, status, filtered = () => {} }) {
   const input = h("input", { id, type: "search", autocomplete: "off", spellcheck: "false" });
   input.addEventListener("input", () => {
     const wanted = input.value.trim().toLowerCase();
@@ -188,6 +189,7 @@ export function rowFilter({ id, label, rows, status }) {
       if (!row.hidden) shown += 1;
     }
     say(status, wanted ? `${shown} of ${all.length} shown.` : "");
+    filtered(wanted);
   });
   return h("div", { class: "field list-filter" }, h("label", { for: id }, label), input);
 }
