@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import jwt
 from rest_framework.test import APIClient
@@ -32,3 +33,19 @@ DEAD_REDIS = {
         "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
     }
 }
+
+
+def cache_reads_late(monkeypatch, seconds: float = 0.05) -> None:
+    """Every read of the default cache answers ``seconds`` late, so that requests sent together
+    overlap: what reads a count, then writes it back, lets them all through."""
+    from django.core.cache import caches
+
+    backend = caches["default"]
+    read = backend.get
+
+    def late_read(*args, **kwargs):
+        value = read(*args, **kwargs)
+        threading.Event().wait(seconds)
+        return value
+
+    monkeypatch.setattr(backend, "get", late_read)

@@ -10,7 +10,6 @@ from datetime import timedelta
 import pyotp
 import pytest
 import time_machine
-from django.core.cache import caches
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -20,7 +19,7 @@ from accounts.models import AuditEvent, Session, TotpDevice
 from accounts.services import user_deactivate
 from tests.accounts.test_admin import user_change_form_data
 from tests.conftest import DEFAULT_PASSWORD, b64, login
-from tests.helpers import token_parts
+from tests.helpers import cache_reads_late, token_parts
 
 
 def _enrol(client) -> tuple[pyotp.TOTP, list[str]]:
@@ -142,15 +141,7 @@ def test_wrong_codes_sent_together_are_held_to_the_account_limit(enrolled, user,
         pytest.skip("threads share the in-memory SQLite test database badly; runs on PostgreSQL and MariaDB")
     settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
     tokens = [_first_step(user)["mfaToken"] for _ in range(12)]
-    backend = caches["default"]
-    read = backend.get
-
-    def late_read(*args, **kwargs):
-        value = read(*args, **kwargs)
-        threading.Event().wait(0.05)
-        return value
-
-    monkeypatch.setattr(backend, "get", late_read)
+    cache_reads_late(monkeypatch)
     barrier, answers = threading.Barrier(len(tokens)), []
 
     def guess(token: str) -> None:

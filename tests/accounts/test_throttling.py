@@ -8,6 +8,7 @@ import time_machine
 from rest_framework.test import APIClient
 
 from tests.conftest import login
+from tests.helpers import cache_reads_late
 
 
 def test_repeated_guesses_at_one_account_are_throttled_from_any_address(user, settings):
@@ -152,7 +153,6 @@ def test_no_more_guesses_than_the_rate_in_any_minute_even_across_the_clock_minut
 def test_requests_sent_together_pass_no_more_than_the_limit(db, settings, monkeypatch):
     """DRF's throttle reads the list of recent requests and writes it back: sent together, all
     read the same list and all passed. Each read here answers late, to make them overlap."""
-    from django.core.cache import caches
     from rest_framework.permissions import AllowAny
     from rest_framework.response import Response
     from rest_framework.test import APIRequestFactory
@@ -169,15 +169,7 @@ def test_requests_sent_together_pass_no_more_than_the_limit(db, settings, monkey
             return Response({})
 
     settings.LOGIN_THROTTLE_IP = "3/min"
-    backend = caches["default"]
-    read = backend.get
-
-    def late_read(*args, **kwargs):
-        value = read(*args, **kwargs)
-        threading.Event().wait(0.05)
-        return value
-
-    monkeypatch.setattr(backend, "get", late_read)
+    cache_reads_late(monkeypatch)
     view, barrier, statuses = Guarded.as_view(), threading.Barrier(12), []
 
     def send() -> None:
