@@ -201,16 +201,28 @@ def client_file_pending(*, client: Client, actor: User | None, summary: str) -> 
     )
 
 
-def _change_outcome_record(change: ClusterChange, commit: str | None, delivery: GroupDelivery) -> None:
-    if commit is None and change.commit:
-        commit, committed_at = change.commit, change.committed_at  # kept as it was
-    else:
-        # No commit of its own: an earlier change already put git in this state.
-        commit, committed_at = commit or delivery.tip or "", delivery.committed_at or timezone.now()
+def _change_outcome_record(
+    repository: GitopsRepository, change: ClusterChange, commit: str | None, delivery: GroupDelivery
+) -> None:
+    """Record the commit that carries ``change`` and whether the remote has it."""
+    committed_at = delivery.committed_at or timezone.now()
+    if commit is None:
+        # No commit of its own: git is in this state already. Its earlier commit stands while the
+        # branch holds it (not when it was made in another replica's clone, or replaced).
+        kept = change.commit and delivery.tip and _is_ancestor(repository, change.commit, delivery.tip)
+        commit = change.commit if kept else delivery.tip or ""
+    if commit == change.commit:
+        if not delivery.pushed:
+            return  # nothing new: leave the row (a push may be marking it pushed right now)
+        committed_at = change.committed_at or committed_at
     rows = ClusterChange.objects.filter(pk=change.pk)
     if not delivery.pushed:  # a push since this delivery read the row may have carried it: keep that
         rows = rows.filter(pushed=False)
     rows.update(commit=commit, committed_at=committed_at, pushed=bool(delivery.pushed and commit))
+
+
+def _is_ancestor(repository: GitopsRepository, commit: str, tip: str) -> bool:
+    return commit_is_ancestor(repository=repository, ancestor=commit, descendant=tip)
 
 
 def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
@@ -221,10 +233,24 @@ def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
 
 
 def _committed_here(repository: GitopsRepository, change: ClusterChange) -> bool:
+    """Whether this clone's branch holds the change's commit (not another replica's clone)."""
     tip = branch_tip(repository=repository)
-    return bool(change.commit and tip) and commit_is_ancestor(
-        repository=repository, ancestor=change.commit, descendant=tip
-    )
+    return bool(change.commit and tip) and _is_ancestor(repository, change.commit, tip)
+
+
+def _changes_to_deliver(
+    *, with_changes: bool, awaited: int | None, push: bool
+) -> tuple[dict[int, ClusterChange], DeliveryReport | None]:
+    """The pending changes a delivery takes, or its answer when ``awaited`` needs nothing of it."""
+    pending_rows = changes_pending().select_related("cluster__client") if with_changes else []
+    changes = {change.pk: change for change in pending_rows}
+    if awaited is not None and awaited not in changes:
+        return changes, DeliveryReport(conflicts={}, pushed=True)
+    if not push:
+        if awaited is not None and changes[awaited].commit:
+            return changes, DeliveryReport(conflicts={}, pushed=False)
+        changes = {pk: change for pk, change in changes.items() if not change.commit}
+    return changes, None
 
 
 def _deliver(
@@ -239,14 +265,13 @@ def _deliver(
     (``push``; else the commits wait for :func:`_push_half`).
 
     ``awaited``: the change the caller waits for; if it is on the remote already (or, without
-    ``push``, committed on the local branch), nothing is done.
+    ``push``, committed by anyone), nothing is done. Without ``push`` only changes nobody has
+    committed are: one committed in another replica's clone is that replica's to push (or, if
+    it cannot, a delivery's under both locks, which renders it again on the remote's tip).
     """
-    pending_rows = changes_pending().select_related("cluster__client") if with_changes else []
-    changes = {change.pk: change for change in pending_rows}
-    if awaited is not None and awaited not in changes:
-        return DeliveryReport(conflicts={}, pushed=True)
-    if awaited is not None and not push and _committed_here(repository, changes[awaited]):
-        return DeliveryReport(conflicts={}, pushed=False)
+    changes, answer = _changes_to_deliver(with_changes=with_changes, awaited=awaited, push=push)
+    if answer is not None:
+        return answer
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
     if not pending:
         return DeliveryReport(conflicts={}, pushed=True)
@@ -274,7 +299,7 @@ def _deliver(
             elif outcome.error is not None:
                 conflicts[change.cluster_id] = str(outcome.error)
             else:
-                _change_outcome_record(change, outcome.commit, delivery)
+                _change_outcome_record(repository, change, outcome.commit, delivery)
         if pushed is not None:
             _remote_state_record(pushed=pushed, tip=delivery.tip)
     if pushed:  # Argo CD looks at the remote: ask it to look now rather than at its next poll
@@ -312,11 +337,15 @@ def pending_changes_deliver(
 def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, awaited: int) -> DeliveryReport:
     """Under the push lock: push the branch, unless an earlier push carried ``awaited``.
 
-    When the remote moved, every unpushed change is rendered again on its tip and pushed, as a
-    delivery under both locks does.
+    When the remote moved, or ``awaited`` was committed in another replica's clone (which has
+    not pushed it yet), every unpushed change is rendered again on the remote's tip and pushed,
+    as a delivery under both locks does.
     """
-    if not changes_pending().filter(pk=awaited).exists():
+    change = changes_pending().filter(pk=awaited).first()
+    if change is None:
         return DeliveryReport(conflicts=committed.conflicts, pushed=True, commits=committed.commits)
+    if not _committed_here(repository, change):  # committed in another replica's clone
+        return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
     pushed, tip, moved = branch_deliver(repository=repository, remote=_remote())
     if moved:
         return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))

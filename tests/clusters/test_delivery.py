@@ -18,7 +18,7 @@ from clusters.services import cluster_create, cluster_credentials_rotate, cluste
 from config.crypto import CLUSTER_API_KEYS, field_decrypt
 from gitops.delivery import PendingCommit, commits_deliver
 from gitops.errors import RepositoryUnavailable
-from gitops.locks import branch_lock
+from gitops.locks import branch_lock, push_lock
 from gitops.remote import RemoteConfig
 from gitops.repository import (
     GitIdentity,
@@ -357,6 +357,55 @@ def _served_history(path: Path) -> set[str]:
         text=True,
     )
     return set(log.stdout.split())
+
+
+def _commit_half(settings, clone: Path, awaited: int):
+    """One replica's commit half for the change ``awaited`` (its request's), in its own clone."""
+    settings.GITOPS_REPO_PATH = str(clone)
+    return clusters_delivery._branch_locked(
+        lambda repository: clusters_delivery._deliver(repository, (), awaited=awaited, push=False)
+    )
+
+
+def _push_half(settings, clone: Path, committed, awaited: int):
+    settings.GITOPS_REPO_PATH = str(clone)
+    with push_lock(repo_path=clone):
+        return clusters_delivery._push_half(clusters_delivery.repository_get(), committed, awaited=awaited)
+
+
+def test_replicas_interleaving_their_halves_record_only_commits_the_remote_has(
+    git_server, settings, monkeypatch, client1, cluster1, user1
+):
+    """Two replicas (two clones, one database): a change committed in one clone is never
+    committed again in the other, and each row ends with a commit the remote has."""
+    second = cluster_create(client=client1, slug="second", actor=None).cluster
+    x_clone, y_clone = Path(settings.GITOPS_REPO_PATH), Path(settings.GITOPS_REPO_PATH).parent / "y.git"
+    monkeypatch.setattr(clusters_delivery, "deliver_after_commit", lambda **_: None)  # the halves by hand
+    cluster_update(cluster=cluster1, actor=user1, replicas=3)
+    y = ClusterChange.objects.filter(action="update").latest("id")
+    cluster_update(cluster=second, actor=user1, replicas=4)
+    x = ClusterChange.objects.filter(action="update").latest("id")
+
+    y_committed = _commit_half(settings, y_clone, y.pk)  # Y commits both waiting changes
+    y.refresh_from_db()
+    first = (y.commit, y.committed_at)
+    x_committed = _commit_half(settings, x_clone, x.pk)  # X finds its change committed: nothing to do
+    y.refresh_from_db()
+    assert (y.commit, y.committed_at) == first
+    assert _push_half(settings, y_clone, y_committed, y.pk).pushed
+    assert _push_half(settings, x_clone, x_committed, x.pk).pushed
+
+    # A change X committed but has not pushed: Y's request delivers it on the remote's tip.
+    cluster_update(cluster=cluster1, actor=user1, replicas=5)
+    z = ClusterChange.objects.filter(action="update").latest("id")
+    z_committed = _commit_half(settings, x_clone, z.pk)
+    assert _push_half(settings, y_clone, z_committed, z.pk).pushed
+
+    history = _served_history(Path(settings.GITOPS_REMOTE_URL))
+    for change in ClusterChange.objects.filter(action="update"):
+        assert change.pushed and change.commit in history, change
+    assert _values(git_server, "client1", "main")["replicaCount"] == 5
+    assert _values(git_server, "client1", "second")["replicaCount"] == 4
 
 
 def test_a_change_that_cannot_even_be_committed_locally_is_undone_and_answered_503(
