@@ -25,8 +25,7 @@ from accounts.models import (
     User,
 )
 from accounts.second_factors import (
-    account_attempt_return,
-    account_attempt_take,
+    account_attempt,
     challenge_get,
     challenge_new,
     challenge_spend,
@@ -156,26 +155,26 @@ def totp_remove(*, user_id: int, code: str, origin: RequestOrigin) -> None:
     session left open is not enough to strip an account of its second factor. The caller also
     checked a recent authentication."""
     user = User.objects.get(pk=user_id)
-    taken_at = account_attempt_take(user)
-    with transaction.atomic():
-        if not TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists():
-            raise NotFound()
-        try:
-            factor = code_factor_spend(user, code)
-        except FactorInvalid as error:
-            failed = error
-        else:
-            failed = None
-            TotpDevice.objects.filter(user=user).delete()
-            if not Passkey.objects.filter(user=user).exists():
-                RecoveryCode.objects.filter(user=user).delete()  # nothing left to recover
-            audit_event_record(
-                type=AuditEventType.SECOND_FACTOR_REMOVED, user=user, origin=origin, detail="totp"
-            )
-    if failed is not None:  # counted like a wrong code at sign-in, outside the refused transaction
-        failure_record(user, None, origin, "removing the authenticator app")
-        raise InvalidSecondFactor(str(failed)) from failed
-    account_attempt_return(user, taken_at)
+    with account_attempt(user) as attempt:
+        with transaction.atomic():
+            if not TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists():
+                raise NotFound()
+            try:
+                factor = code_factor_spend(user, code)
+            except FactorInvalid as error:
+                failed = error
+            else:
+                failed = None
+                TotpDevice.objects.filter(user=user).delete()
+                if not Passkey.objects.filter(user=user).exists():
+                    RecoveryCode.objects.filter(user=user).delete()  # nothing left to recover
+                audit_event_record(
+                    type=AuditEventType.SECOND_FACTOR_REMOVED, user=user, origin=origin, detail="totp"
+                )
+        if failed is not None:  # counted like a wrong code at sign-in, outside the refused transaction
+            attempt.wrong = True
+            failure_record(user, None, origin, "removing the authenticator app")
+            raise InvalidSecondFactor(str(failed)) from failed
     if factor == SecondFactor.RECOVERY:
         audit_event_record(type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin)
     _factors_changed(user)

@@ -14,6 +14,8 @@ import math
 import secrets
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -149,6 +151,26 @@ def account_attempt_return(user: User, taken_at: float) -> None:
         pass  # it stays counted as a wrong one: the safe side
 
 
+class AccountAttempt:
+    """One attempt against the account's limit; ``wrong`` once its answer proved wrong."""
+
+    wrong = False
+
+
+@contextmanager
+def account_attempt(user: User) -> Iterator[AccountAttempt]:
+    """A second-factor attempt, counted against the account on entry (429 when it has no more)
+    and given back on leaving unless it was ``wrong``: a right answer, or a request refused for
+    another reason (an expired step, nothing to remove), costs the account nothing."""
+    taken_at = account_attempt_take(user)
+    attempt = AccountAttempt()
+    try:
+        yield attempt
+    finally:
+        if not attempt.wrong:
+            account_attempt_return(user, taken_at)
+
+
 def failure_record(
     user: User, challenge: SignInChallenge | None, origin: RequestOrigin | None, what: str
 ) -> None:
@@ -210,21 +232,23 @@ def second_factor_verify(
     with transaction.atomic():
         challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         user = challenge.user
-        taken_at = account_attempt_take(user)
-        try:
-            if assertion is not None:
-                factor = _passkey_verify(user=user, challenge=challenge, assertion=assertion, rp=rp, uv=False)
+        with account_attempt(user) as attempt:
+            try:
+                if assertion is not None:
+                    factor = _passkey_verify(
+                        user=user, challenge=challenge, assertion=assertion, rp=rp, uv=False
+                    )
+                else:
+                    factor = code_factor_spend(user, code or "")
+            except FactorInvalid as error:
+                attempt.wrong = True
+                failure_record(user, challenge, origin, "second step of a sign-in")
+                failed = error
             else:
-                factor = code_factor_spend(user, code or "")
-        except FactorInvalid as error:
-            failure_record(user, challenge, origin, "second step of a sign-in")
-            failed = error
-        else:
-            failed = None
-            challenge_spend(challenge)
+                failed = None
+                challenge_spend(challenge)
     if failed is not None:  # recorded and committed above; now refused
         raise InvalidSecondFactor(str(failed)) from failed
-    account_attempt_return(user, taken_at)
     if factor == SecondFactor.RECOVERY:
         audit_event_record(type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin)
     first, domain = challenge.first_factor, challenge.google_domain
@@ -360,21 +384,21 @@ def reauthenticate(
             fields={"password": ["This account has a second factor: confirm with a code from your "
                                  "authenticator app, a recovery code or a passkey."]}
         )  # fmt: skip
-    taken_at = account_attempt_take(user)
-    proven, challenge, factor = False, None, None
-    if password is not None:
-        proven = user.has_usable_password() and user.check_password(password)
-    elif code is not None:
-        try:
-            factor, proven = code_factor_spend(user, code), True
-        except FactorInvalid:
-            proven = False
-    elif passkey is not None:
-        proven, challenge = _passkey_proof_check(user=user, session_id=session_id, proof=passkey)
-    if not proven:
-        failure_record(user, challenge, origin, "re-authentication")
-        raise InvalidSecondFactor("That is not right; try again.")
-    account_attempt_return(user, taken_at)
+    with account_attempt(user) as attempt:
+        proven, challenge, factor = False, None, None
+        if password is not None:
+            proven = user.has_usable_password() and user.check_password(password)
+        elif code is not None:
+            try:
+                factor, proven = code_factor_spend(user, code), True
+            except FactorInvalid:
+                proven = False
+        elif passkey is not None:
+            proven, challenge = _passkey_proof_check(user=user, session_id=session_id, proof=passkey)
+        if not proven:
+            attempt.wrong = True
+            failure_record(user, challenge, origin, "re-authentication")
+            raise InvalidSecondFactor("That is not right; try again.")
     if factor == SecondFactor.RECOVERY:  # spent here as at sign-in: the user should know
         audit_event_record(
             type=AuditEventType.RECOVERY_CODE_USED, user=user, origin=origin, session_id=session_id

@@ -614,3 +614,13 @@ def test_an_operator_requiring_a_factor_empties_the_scope_of_the_users_next_toke
 
     assert browser.get("/api/auth/me").status_code == 200  # allowed before enrolment: re-issues the token
     assert token_parts(browser.cookies["__Host-accessToken"].value)[1]["scope"] == ""
+
+
+def test_attempts_refused_for_another_reason_cost_the_account_nothing(auth_client, user):
+    browser = auth_client(user)  # no authenticator app to remove
+    answers = [browser.delete("/api/auth/mfa/totp", {"code": "123456"}, format="json") for _ in range(12)]
+    assert {(response.status_code, response.json()["code"]) for response in answers} == {(404, "not_found")}
+    reauthenticated = browser.post(
+        "/api/auth/reauthenticate", {"password": b64(DEFAULT_PASSWORD)}, format="json"
+    )
+    assert reauthenticated.status_code == 204  # not 429: the account's attempts are all there
