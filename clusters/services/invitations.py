@@ -47,9 +47,9 @@ def invitation_token_hash(token: str) -> str:
 
 
 def _validity(duration: timedelta) -> str:
-    """``7 days``, ``1 day``, ``12 hours``: how long the link works, as the email says it."""
-    hours = max(1, round(duration.total_seconds() / 3600))
-    count, unit = (round(hours / 24), "day") if hours >= 24 else (hours, "hour")
+    """``7 days``, ``1 day``, ``36 hours``: how long the link works, never more than it does."""
+    hours = max(1, int(duration.total_seconds() // 3600))
+    count, unit = (hours // 24, "day") if hours % 24 == 0 else (hours, "hour")
     return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
