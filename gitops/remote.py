@@ -122,7 +122,8 @@ def branch_push(*, repository: GitopsRepository, remote: RemoteConfig) -> tuple[
             [f"{repository.ref_name}:{repository.ref_name}"], callbacks=callbacks
         )
     except _TRANSPORT_ERRORS as error:
-        _unreachable(remote, error)
+        if not _refused_as_behind(error):
+            _unreachable(remote, error)
         return False, tip
     if callbacks.rejected:
         return False, tip
@@ -131,6 +132,12 @@ def branch_push(*, repository: GitopsRepository, remote: RemoteConfig) -> tuple[
     except pygit2.GitError:
         pass  # only a record of the remote: the next fetch sets it
     return True, tip
+
+
+def _refused_as_behind(error: Exception) -> bool:
+    """libgit2 refuses a push that is not a fast-forward before sending it, as an error: the
+    remote answered (another replica pushed first), it is not an outage to report."""
+    return isinstance(error, pygit2.GitError) and "not present locally" in str(error)
 
 
 def remote_push(*, repository: GitopsRepository, remote: RemoteConfig) -> bool:

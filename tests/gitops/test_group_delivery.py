@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -442,10 +443,14 @@ def test_a_push_to_a_remote_that_moved_says_so_and_one_that_is_down_does_not(rep
     other = repository_open(path=tmp_path / "other.git", branch="main", bootstrap_files={})
     _deliver(other, [_pending("x", _set("other.txt", b"o\n"), BOB)], remote=remote)
     ours = _make(repository, 1, ALICE, remote)
+    failures: list[Exception] = []
+    watched = replace(remote, on_failure=failures.append)
 
-    assert branch_deliver(repository=repository, remote=remote) == (False, ours, True)
-    down = RemoteConfig(url=str(tmp_path / "gone.git"))
+    assert branch_deliver(repository=repository, remote=watched) == (False, ours, True)
+    assert failures == []  # the remote answered: not an outage to report
+    down = RemoteConfig(url=str(tmp_path / "gone.git"), on_failure=failures.append)
     assert branch_deliver(repository=repository, remote=down) == (False, ours, False)
+    assert len(failures) >= 1
     # What the portal does next when it moved: everything unpushed again, on the remote's tip.
     rebuilt = _deliver(
         repository,
