@@ -22,15 +22,24 @@ def _window_key(key: str, window: int) -> str:
     return f"{key}:w{window}"
 
 
+def _lifetime(seconds: int) -> int:
+    return 2 * seconds + 1  # a window's counter is read through the window after it
+
+
 def _count_one(key: str, seconds: int) -> int:
     """Add one to ``key``'s counter (made, to outlive the window after it, if missing)."""
     for _ in range(2):
-        if cache.add(key, 1, timeout=2 * seconds + 1):
+        if cache.add(key, 1, timeout=_lifetime(seconds)):
             return 1
         try:
-            return cache.incr(key)
+            count = cache.incr(key)
         except ValueError:  # expired (or evicted) between add and incr: make it again
             continue
+        if count == 1:
+            # Django's Redis incr is EXISTS then INCRBY: a key gone in between comes back
+            # without an expiry, which a volatile-* eviction policy would never remove.
+            cache.touch(key, timeout=_lifetime(seconds))
+        return count
     return cache.incr(key)
 
 
@@ -53,7 +62,9 @@ def attempt_take(*, key: str, limit: int, seconds: int, now: float) -> float | N
 
 def attempt_return(*, key: str, seconds: int, now: float) -> None:
     """Take back an attempt counted by :func:`attempt_take` at ``now`` (it did not count after all)."""
+    window_key = _window_key(key, math.floor(now / seconds))
     try:
-        cache.decr(_window_key(key, math.floor(now / seconds)))
+        if cache.decr(window_key) < 1:
+            cache.touch(window_key, timeout=_lifetime(seconds))  # as in _count_one
     except ValueError:
         pass  # the window's counter is gone: nothing to take back
