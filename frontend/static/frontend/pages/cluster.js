@@ -385,21 +385,21 @@ async function formSubmit(saver, form, { reread = false } = {}) {
  */
 async function rereadThenSubmit(saver, form) {
   const { ctx, parts } = saver;
+  // Busy until the form is submitted again: a save started meanwhile would race this one.
   saver.busy = true;
-  let fresh;
   try {
-    fresh = await ctx.api.cluster(saver.client, saver.name, { signal: ctx.signal });
+    const fresh = await ctx.api.cluster(saver.client, saver.name, { signal: ctx.signal });
+    if (!ctx.isCurrent()) return;
+    clusterShow(saver, fresh, form);
+    say(parts.configure.status, `The cluster was changed meanwhile: it now has ${saver.cluster.replicas} replicas.`);
+    // The history shows that change too, even when the user now keeps the replicas as they are.
+    await parts.history.load();
   } catch (failure) {
     if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
     return;
   } finally {
     saver.busy = false;
   }
-  if (!ctx.isCurrent()) return;
-  clusterShow(saver, fresh, form);
-  say(parts.configure.status, `The cluster was changed meanwhile: it now has ${saver.cluster.replicas} replicas.`);
-  // The history shows that change too, even when the user now keeps the replicas as they are.
-  await parts.history.load();
   if (ctx.isCurrent()) await formSubmit(saver, form, { reread: true });
 }
 
