@@ -359,6 +359,9 @@ class ClientAuditEvent(models.Model):
     cluster = models.CharField(max_length=40, blank=True)
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
     detail = models.CharField(max_length=255, blank=True)
+    # Whether the actor was one of the portal's operators when it happened: their address and
+    # credential are then not the client's to see (the admin shows them).
+    by_operator = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-at", "-id"]

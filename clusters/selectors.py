@@ -400,7 +400,7 @@ def client_invitation(*, client: Client, invitation_id: int) -> Invitation:
 
 def client_audit(*, client: Client, before: int | None = None) -> list[ClientAuditEvent]:
     """The client's audit trail, newest first, a page at a time (``before``: the last id seen)."""
-    events = ClientAuditEvent.objects.filter(client=client).select_related("actor")
+    events = ClientAuditEvent.objects.filter(client=client)
     if before is not None:
         events = events.filter(pk__lt=before)
     return list(events.order_by("-at", "-id")[:AUDIT_PAGE_SIZE])

@@ -70,18 +70,16 @@ class AuditEventSerializer(serializers.Serializer):
         "`personal access token #<id> “<name>”`); empty for the portal's operators."
     )
 
-    @staticmethod
-    def _by_operator(event: ClientAuditEvent) -> bool:
-        """An operator's internal address and session ids stay with the operators (the admin shows them)."""
-        return event.actor is not None and event.actor.is_operator
-
+    # An operator's internal address and session ids stay with the operators (the admin shows
+    # them). Whether the actor was one is recorded with the event, so a later demotion or
+    # deletion does not show them either.
     @extend_schema_field(serializers.IPAddressField(allow_null=True))
     def get_ip(self, event: ClientAuditEvent) -> str | None:
-        return None if self._by_operator(event) else event.ip
+        return None if event.by_operator else event.ip
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_detail(self, event: ClientAuditEvent) -> str:
-        if self._by_operator(event) and event.type == ClientAuditEvent.Type.CREDENTIALS_REVEALED:
+        if event.by_operator and event.type == ClientAuditEvent.Type.CREDENTIALS_REVEALED:
             return ""
         return event.detail
 

@@ -32,6 +32,7 @@ def client_audit_record(
         cluster=cluster.slug if cluster else "",
         ip=origin.ip if origin else None,
         detail=detail[:255],
+        by_operator=bool(actor and actor.is_operator),
     )
     # The rows named are the caller's: checking them would cost a query each.
     event.full_clean(exclude=["client", "actor", "target_user"], validate_constraints=False)

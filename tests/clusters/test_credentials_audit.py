@@ -166,3 +166,9 @@ def test_an_operators_reveal_names_them_but_not_their_address_or_session(
     assert (reveal["ip"], reveal["detail"]) == (None, "")
     recorded = ClientAuditEvent.objects.get(type="credentials_revealed")
     assert recorded.ip == "10.20.30.40" and recorded.detail.startswith("session ")  # the admin shows them
+    # Whether it was an operator is kept with the event: no later demotion or deletion shows them.
+    operator_staff.is_operator = False
+    operator_staff.save(update_fields=["is_operator"])
+    assert [(reveal["ip"], reveal["detail"]) for reveal in _reveals(as_admin1)] == [(None, "")]
+    operator_staff.delete()
+    assert [(reveal["ip"], reveal["detail"]) for reveal in _reveals(as_admin1)] == [(None, "")]
