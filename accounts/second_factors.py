@@ -120,12 +120,12 @@ def _account_failures_key(user: User) -> str:
 _ACCOUNT_WINDOW_SECONDS = int(ACCOUNT_FAILURE_WINDOW.total_seconds())
 
 
-def account_attempt_take(user: User) -> float:
+def _attempt_take(user: User) -> float:
     """Count a second-factor attempt against the account before checking it; else 429.
 
     Counted first, so that attempts sent together cannot all pass a check made before any is
-    recorded: at most ``MAX_FAILURES_PER_ACCOUNT`` wrong (or pending) ones in any window. A
-    right one is taken back (:func:`account_attempt_return`). Returns when it was counted.
+    recorded: at most ``MAX_FAILURES_PER_ACCOUNT`` wrong (or pending) ones in any window.
+    Returns when it was counted.
     """
     taken_at = time.time()
     try:
@@ -143,8 +143,8 @@ def account_attempt_take(user: User) -> float:
     return taken_at
 
 
-def account_attempt_return(user: User, taken_at: float) -> None:
-    """The attempt counted at ``taken_at`` was right: it does not count against the account."""
+def _attempt_return(user: User, taken_at: float) -> None:
+    """The attempt counted at ``taken_at`` does not count against the account after all."""
     try:
         attempt_return(key=_account_failures_key(user), seconds=_ACCOUNT_WINDOW_SECONDS, now=taken_at)
     except CACHE_ERRORS:
@@ -162,13 +162,13 @@ def account_attempt(user: User) -> Iterator[AccountAttempt]:
     """A second-factor attempt, counted against the account on entry (429 when it has no more)
     and given back on leaving unless it was ``wrong``: a right answer, or a request refused for
     another reason (an expired step, nothing to remove), costs the account nothing."""
-    taken_at = account_attempt_take(user)
+    taken_at = _attempt_take(user)
     attempt = AccountAttempt()
     try:
         yield attempt
     finally:
         if not attempt.wrong:
-            account_attempt_return(user, taken_at)
+            _attempt_return(user, taken_at)
 
 
 def failure_record(

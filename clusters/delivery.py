@@ -327,9 +327,9 @@ def pending_changes_deliver(
     if awaited is None or extra or _remote() is None:
         return _locked(lambda repository: _deliver(repository, extra, awaited=awaited))
     committed = _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited, push=False))
-    change = ClusterChange.objects.filter(pk=awaited).only("cluster_id").first()
-    if committed.pushed or change is None or change.cluster_id in committed.conflicts:
-        return committed
+    conflicting = ClusterChange.objects.filter(pk=awaited, cluster_id__in=committed.conflicts)
+    if committed.pushed or (committed.conflicts and conflicting.exists()):
+        return committed  # on the remote already, or git cannot take it: nothing to push
     with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
         return _push_half(repository_get(), committed, awaited=awaited)
 
@@ -363,7 +363,7 @@ def _pushed_record(repository: GitopsRepository, tip: str | None) -> list[Cluste
     carried = [
         change
         for change in changes_pending().exclude(commit="").select_related("cluster__client")
-        if tip and commit_is_ancestor(repository=repository, ancestor=change.commit, descendant=tip)
+        if tip and _is_ancestor(repository, change.commit, tip)
     ]
     ClusterChange.objects.filter(pk__in=[change.pk for change in carried]).update(pushed=True)
     return [change.cluster for change in carried]

@@ -92,14 +92,11 @@ class FileCache(FileBasedCache):
 
     def incr(self, key, delta=1, version=None) -> int:
         with self._atomic():
-            try:
-                with open(self._key_to_file(key, version), "rb") as entry:
-                    expiry = pickle.load(entry)  # noqa: S301 - the cache's own file, read as Django reads it (expiry first)
-            except (FileNotFoundError, EOFError):
-                expiry = 0
-            value = self.get(key, version=version)
-            if value is None or (expiry is not None and expiry < time.time()):
+            value = self.get(key, version=version)  # None when missing or expired
+            if value is None:
                 raise ValueError(f"Key {key!r} not found.")
+            with open(self._key_to_file(key, version), "rb") as entry:
+                expiry = pickle.load(entry)  # noqa: S301 - the cache's own file, read as Django reads it (expiry first)
             value += delta
             self.set(
                 key,

@@ -28,7 +28,7 @@ def _lifetime(seconds: int) -> int:
 
 def _count_one(key: str, seconds: int) -> int:
     """Add one to ``key``'s counter (made, to outlive the window after it, if missing)."""
-    for _ in range(2):
+    while True:
         if cache.add(key, 1, timeout=_lifetime(seconds)):
             return 1
         try:
@@ -40,7 +40,6 @@ def _count_one(key: str, seconds: int) -> int:
             # without an expiry, which a volatile-* eviction policy would never remove.
             cache.touch(key, timeout=_lifetime(seconds))
         return count
-    return cache.incr(key)
 
 
 def attempt_take(*, key: str, limit: int, seconds: int, now: float) -> float | None:

@@ -472,9 +472,9 @@ def repository_compact(*, repository: GitopsRepository) -> int:
     hold, as libgit2 reads it back: objects written meanwhile stay loose, and a pack with a
     ``.keep`` file is never deleted (its objects are copied into the new pack all the same).
     The new pack is in place before anything is deleted, and readers that miss an object
-    rescan the pack folder, so reading threads and processes never miss one. Callers hold the
-    push lock and the branch lock so that no delivery, commit or push, runs meanwhile; it runs
-    from housekeeping, never in a user's request. Raises :class:`RepositoryUnavailable` when it cannot be done.
+    rescan the pack folder, so reading threads and processes never miss one. Callers hold both
+    locks, so no commit or push runs meanwhile; it runs from housekeeping, never in a user's
+    request. Raises :class:`RepositoryUnavailable` when it cannot be done.
     """
     objects_folder = repository.path / "objects"
     try:
