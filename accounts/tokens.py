@@ -17,6 +17,7 @@ import base64
 import functools
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
 from rest_framework_simplejwt.tokens import Token
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_ALGORITHMS = ("RS256", "EdDSA", "HS256")
 CURRENT_KEY_FILE = "current"
@@ -65,6 +68,8 @@ class KeyRing:
     signing: SigningKey
     verification: dict[str, Any] = field(default_factory=dict)  # kid -> public key (or secret)
     source_mtime: float | None = None
+    # Why the folder's keys could not be loaded again, while this ring stays in use.
+    reload_error: str | None = None
 
     def public_jwks(self) -> list[dict[str, Any]]:
         if self.algorithm == "HS256":
@@ -165,9 +170,12 @@ def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_key = private_key_generate(algorithm=algorithm)
     kid = key_thumbprint(private_key.public_key())
-    path = keys_dir / f"{kid}.pem"
-    path.touch(mode=0o600)
-    path.write_bytes(private_key_pem(private_key))
+    # Written aside and renamed, like ``current`` below: a replica re-reading the folder
+    # meanwhile sees the whole key or none of it, never half a PEM file.
+    written = keys_dir / f".{kid}.tmp"
+    written.touch(mode=0o600)
+    written.write_bytes(private_key_pem(private_key))
+    written.replace(keys_dir / f"{kid}.pem")
     temporary = keys_dir / f".{CURRENT_KEY_FILE}.tmp"
     temporary.write_text(kid + "\n")
     temporary.replace(keys_dir / CURRENT_KEY_FILE)  # atomic: readers never see a half-written name
@@ -263,10 +271,25 @@ def key_ring() -> KeyRing:
         return ring
     with _ring_lock:
         ring = _ring_state["ring"]
-        if ring is None or _keys_dir_mtime(Path(settings.JWT_KEYS_DIR)) != ring.source_mtime:
-            ring = key_ring_load()
-            _ring_state["ring"] = ring
+        if ring is None:
+            ring = _ring_state["ring"] = key_ring_load()  # at start: refuse to run without keys
+        elif _keys_dir_mtime(Path(settings.JWT_KEYS_DIR)) != ring.source_mtime:
+            ring = _ring_state["ring"] = _ring_reloaded(ring)
         _ring_state["checked"] = now
+        return ring
+
+
+def _ring_reloaded(ring: KeyRing) -> KeyRing:
+    """The folder's keys now; the loaded ones, with an error logged, while the folder is broken.
+
+    A stray or damaged file must not take every sign-in and request down with it; the operator
+    sees the error (and ``jwt_keys`` refuses to change the folder) until the file is fixed.
+    """
+    try:
+        return key_ring_load()
+    except ImproperlyConfigured as error:
+        logger.error("JWT keys not reloaded, still using the keys loaded before: %s", error)
+        ring.reload_error = str(error)
         return ring
 
 

@@ -90,6 +90,44 @@ def test_a_file_in_the_keys_folder_that_is_not_a_key_is_named_not_a_traceback(ke
     assert len(kids(keys_dir)) == 2  # rotate added nothing: the folder is the operator's to fix first
 
 
+def test_a_broken_file_dropped_into_the_keys_folder_while_serving_keeps_the_loaded_keys(
+    keys_dir, user, caplog
+):
+    signed_in = body_login(user)
+    (keys_dir / "half-copied.pem").write_text("-----BEGIN PRIVATE KEY-----\nMIIE")
+
+    # Every request and sign-in goes on with the keys loaded before; the operator reads why.
+    assert me(signed_in["accessToken"]).status_code == 200
+    assert body_login(user)["accessToken"]
+    assert "JWT keys not reloaded" in caplog.text and "half-copied.pem" in caplog.text
+
+    # Once the folder is fixed, a rotation is picked up as usual.
+    (keys_dir / "half-copied.pem").unlink()
+    call_command("jwt_keys", "rotate", stdout=open(os.devnull, "w"))
+    rotated = body_login(user)
+    assert (
+        jwt.get_unverified_header(rotated["accessToken"])["kid"] == (keys_dir / "current").read_text().strip()
+    )
+
+
+def test_a_rotation_never_shows_a_half_written_key_file(keys_dir, monkeypatch):
+    from accounts import tokens
+
+    seen = []
+    real_write = Path.write_bytes
+
+    def write_then_look(path, data):
+        written = real_write(path, data)
+        seen.append(kids(keys_dir))  # what a replica re-reading the folder now would load
+        return written
+
+    monkeypatch.setattr(Path, "write_bytes", write_then_look)
+    before = kids(keys_dir)
+    new_kid = tokens.keys_dir_add(keys_dir, algorithm="RS256")
+    assert seen == [before] and sorted([*before, new_kid]) == kids(keys_dir)
+    assert not [p for p in keys_dir.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_key_files_are_private(keys_dir):
     assert all(p.stat().st_mode & 0o077 == 0 for p in keys_dir.glob("*.pem"))
 

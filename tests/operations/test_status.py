@@ -297,6 +297,27 @@ def test_keys_from_a_key_directory_report_their_age_and_which_one_signs(settings
     assert status.keys[0].age_seconds < 60
 
 
+def test_a_key_directory_broken_after_start_is_reported_with_the_keys_still_in_use(
+    settings, tmp_path, db, monkeypatch
+):
+    monkeypatch.setattr("accounts.tokens.KEYS_DIR_RECHECK_SECONDS", 0)
+    keys_dir = tmp_path / "jwt-keys"
+    signing = keys_dir_add(keys_dir, algorithm="RS256")
+    settings.JWT_PRIVATE_KEYS = ""
+    settings.JWT_KEYS_DIR = keys_dir
+    assert selectors.signing_keys_status().ok
+
+    (keys_dir / "copied-wrong.pem").write_text("not a key")
+    status = selectors.signing_keys_status()
+
+    assert not status.ok and "copied-wrong.pem is not a PEM private key" in status.error
+    assert "Still using the keys loaded before." in status.error
+    assert [(key.kid, key.signing) for key in status.keys] == [(signing, True)]
+
+    (keys_dir / "copied-wrong.pem").unlink()
+    assert selectors.signing_keys_status().ok
+
+
 def test_argocd_is_asked_once_configured_and_a_failure_is_shown(settings, argocd, cluster1):
     from django.core.cache import cache
 
