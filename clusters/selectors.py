@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Case, OuterRef, QuerySet, Subquery, When
 
+from accounts.google import google_sign_in_enabled
 from accounts.models import User
 from accounts.scopes import CredentialScope, SignInRequirement, UserScope, unmet_sentence
 from clusters.deployments import Deployment, client_selector, cluster_deployment, clusters_deployments
@@ -389,6 +390,45 @@ def client_members(*, client: Client) -> QuerySet[Grant]:
 def client_invitations(*, client: Client) -> QuerySet[Invitation]:
     """Invitations not yet accepted or revoked (expired ones included, marked), newest first."""
     return Invitation.objects.filter(client=client, accepted_at=None, revoked_at=None).order_by("-created_at")
+
+
+@dataclass(frozen=True)
+class SignUpTerms:
+    """How an invitee may create an account, and what the client asks of its members' sign-ins."""
+
+    methods: tuple[str, ...]  # "password", "google": the ways offered, never none
+    requirement: str  # a sentence ("Acme asks its members to ..."); empty when it asks nothing
+
+
+_METHOD_WORDS = {"password": "a password", "google": "Google", "passkey": "a passkey"}
+
+
+def invitation_sign_up_terms(*, client: Client) -> SignUpTerms:
+    """The ways of joining that can lead to a session the client's policy lets in.
+
+    An account made with a password can meet a policy that accepts passwords or passkeys (one
+    is added after signing up), never one asking for Google or a Google Workspace; Google is
+    offered only where the portal has it. The invitation email and the browser app both say it.
+    """
+    policy = SignInPolicy.objects.filter(client=client).first()
+    allowed = set(policy.allowed_methods) if policy else set(SignInPolicy.Method.values)
+    google = google_sign_in_enabled() and "google" in allowed
+    password = not (policy and policy.google_domain) and bool({"password", "passkey"} & allowed)
+    methods = tuple(method for method, offered in (("password", password), ("google", google)) if offered)
+    asks = []
+    if policy and policy.google_domain:  # only Google sign-ins from that Workspace meet it
+        asks.append(f"sign in with a Google account of {policy.google_domain}")
+    elif allowed != set(SignInPolicy.Method.values):
+        asks.append(
+            "sign in with "
+            + " or ".join(_METHOD_WORDS[m] for m in SignInPolicy.Method.values if m in allowed)
+        )
+    if policy and policy.mfa_required and allowed != {"passkey"}:  # a passkey is two factors in one
+        asks.append("use a second factor")
+    requirement = f"{client.name} asks its members to {' and '.join(asks)}." if asks else ""
+    if password and "password" not in allowed:
+        requirement += " Create your account with a password, then add a passkey under Security."
+    return SignUpTerms(methods=methods or ("password",), requirement=requirement)
 
 
 def client_invitation(*, client: Client, invitation_id: int) -> Invitation:

@@ -187,6 +187,16 @@ class InvitationPreviewSerializer(serializers.Serializer):
     accountExists = serializers.BooleanField(
         source="account_exists", help_text="Sign in to accept; otherwise sign up."
     )
+    signUpMethods = serializers.ListField(
+        source="sign_up_terms.methods",
+        child=serializers.ChoiceField(choices=["password", "google"]),
+        help_text="How to create the account: only the ways that can meet the client's sign-in "
+        "policy (`google` only where the portal has Google sign-in); never empty.",
+    )
+    signInRequirement = serializers.CharField(
+        source="sign_up_terms.requirement",
+        help_text="What the client asks of its members' sign-ins, in a sentence; empty when nothing.",
+    )
 
 
 class InvitationAcceptedSerializer(serializers.Serializer):

@@ -278,6 +278,7 @@ class InvitationPreviewView(SignInAPIView):
         serializer.is_valid(raise_exception=True)
         invitation = services.invitation_open(token=serializer.validated_data["token"])
         invitation.account_exists = User.objects.filter(email=invitation.email).exists()
+        invitation.sign_up_terms = selectors.invitation_sign_up_terms(client=invitation.client)
         return Response(InvitationPreviewSerializer(invitation).data, headers={"Cache-Control": "no-store"})
 
 

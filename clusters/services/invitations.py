@@ -20,13 +20,14 @@ from django.utils import timezone
 
 from accounts.audit import RequestOrigin
 from accounts.emails import email_canonical
-from accounts.google import google_id_token_verify, google_sign_in_enabled
+from accounts.google import google_id_token_verify
 from accounts.google_sign_in import google_invitee_user
 from accounts.mail import mail_send
 from accounts.models import AuthMethod, User
 from accounts.second_factors import SignInStep, sign_in_step
-from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation
 from clusters.permissions import role_rank
+from clusters.selectors import invitation_sign_up_terms
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import grant_set
 from clusters.services.members import actor_rank, client_lock, role_grant_check
@@ -46,6 +47,9 @@ def invitation_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+SIGN_UP_WORDS = {"password": "with a password", "google": "with Google"}
+
+
 def _validity(duration: timedelta) -> str:
     """``7 days``, ``1 day``, ``36 hours``: how long the link works, never more than it does."""
     hours = max(1, int(duration.total_seconds() // 3600))
@@ -54,9 +58,7 @@ def _validity(duration: timedelta) -> str:
 
 
 def _invitation_email(invitation: Invitation, token: str) -> None:
-    policy = SignInPolicy.objects.filter(client=invitation.client).first()
-    labels = dict(SignInPolicy.Method.choices)
-    required = [labels[method] for method in policy.allowed_methods if method in labels] if policy else []
+    terms = invitation_sign_up_terms(client=invitation.client)
     mail_send(
         to=invitation.email,
         subject=f"You are invited to {invitation.client.name} on the Qdrant Portal",
@@ -65,8 +67,8 @@ def _invitation_email(invitation: Invitation, token: str) -> None:
             "invitation": invitation,
             "link": f"{settings.PUBLIC_URL}/#/invitations/{token}",
             "validity": _validity(settings.INVITATION_TTL),
-            "google": google_sign_in_enabled(),  # offered only when the portal has it
-            "required_methods": " or ".join(required),
+            "sign_up": " or ".join(SIGN_UP_WORDS[method] for method in terms.methods),
+            "requirement": terms.requirement,
         },
         what="invitation",
     )

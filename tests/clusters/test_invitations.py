@@ -41,16 +41,49 @@ def test_the_email_offers_google_only_when_the_portal_has_it_and_says_how_member
     settings.GOOGLE_CLIENT_IDS = []
     settings.INVITATION_TTL = timedelta(hours=36)
     invite(as_admin1, "first@example.com")
-    assert "with Google" not in mail.outbox[-1].body
+    assert "or create one with a password," in mail.outbox[-1].body and "Google" not in mail.outbox[-1].body
     assert "within 36 hours" in mail.outbox[-1].body  # not "2 days": never more than the link works
 
     settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
-    SignInPolicy.objects.create(client=client1, allowed_methods=["google", "passkey"])
+    SignInPolicy.objects.create(client=client1, allowed_methods=["google", "passkey"], mfa_required=True)
     invite(as_admin1, "second@example.com")
     message = mail.outbox[-1]
-    assert "or with Google," in message.body
-    assert "Client One asks its members to sign in with Google or Passkey." in message.body
-    assert "or with Google" in message.alternatives[0][0]
+    assert "or create one with a password or with Google," in message.body
+    # A passkey counts as a second factor; a password account meets the policy once it adds one.
+    assert (
+        "Client One asks its members to sign in with Google or a passkey and use a second factor. "
+        "Create your account with a password, then add a passkey under Security." in message.body
+    )
+    assert "with a password or with Google" in message.alternatives[0][0]
+
+
+def preview(token: str) -> dict:
+    response = APIClient().post("/api/invitations/preview", {"token": token}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_a_client_that_asks_for_its_google_workspace_is_joined_with_google_only(as_admin1, client1, settings):
+    settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
+    SignInPolicy.objects.create(
+        client=client1, allowed_methods=["google", "password"], google_domain="example.com"
+    )
+    invite(as_admin1, "new@example.com")
+
+    # A password account would never meet the policy: neither the email nor the page offers one.
+    assert "or create one with Google," in mail.outbox[-1].body
+    terms = preview(link_token())
+    assert terms["signUpMethods"] == ["google"]
+    assert terms["signInRequirement"] == (
+        "Client One asks its members to sign in with a Google account of example.com."
+    )
+
+
+def test_without_a_policy_every_way_is_offered_and_nothing_is_asked(as_admin1, settings):
+    settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
+    invite(as_admin1, "new@example.com")
+    terms = preview(link_token())
+    assert (terms["signUpMethods"], terms["signInRequirement"]) == (["password", "google"], "")
 
 
 def test_an_invited_person_signs_up_with_a_password_and_sees_the_client(as_admin1, cluster1):

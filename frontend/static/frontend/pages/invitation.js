@@ -1,6 +1,7 @@
 // #/invitations/{token}: the link in an invitation email. Signed in as its addressee: accept.
-// Signed out: sign in to accept (an account exists), or create the account with a password or
-// with Google and join at once. The token never leaves this page but in request bodies.
+// Signed out: sign in to accept (an account exists), or create the account and join at once, in
+// the ways the server offers (a password, Google: only those that can meet the client's sign-in
+// policy). The token never leaves this page but in request bodies.
 
 import { h, liveRegion, markInvalid, replaceChildren, say } from "../dom.js";
 import { showError } from "./common.js";
@@ -34,6 +35,7 @@ export async function render(ctx) {
       ` as ${invitation.role}.`,
     ),
   );
+  if (invitation.signInRequirement) card.append(h("p", { id: "invitation-requirement", class: "notice" }, invitation.signInRequirement));
   const next = `/invitations/${encodeURIComponent(token)}`;
   if (ctx.state.user) card.append(acceptPart(ctx, token, invitation, error));
   else if (invitation.accountExists) card.append(signInPart(ctx, invitation, next));
@@ -132,12 +134,15 @@ function signUpParts(ctx, card, token, invitation) {
     }
     answer({ name: form.name.value.trim(), password: form.password.value }, form.submit);
   });
-  const parts = [form.form];
-  if (ctx.config.googleClientId) parts.push(googlePart(ctx, form, answer));
+  const withPassword = invitation.signUpMethods.includes("password");
+  const withGoogle = invitation.signUpMethods.includes("google") && ctx.config.googleClientId;
+  // Only Google meets the client's policy: the form's error region stays, for Google's answers.
+  const parts = withPassword ? [form.form] : [form.error];
+  if (withGoogle) parts.push(googlePart(ctx, form, answer, { alone: !withPassword, email: invitation.email }));
   return parts;
 }
 
-function googlePart(ctx, form, answer) {
+function googlePart(ctx, form, answer, { alone, email }) {
   const holder = h("div", { id: "invitation-google", class: "google-signin" });
   googleScriptLoad()
     .then((google) => {
@@ -149,7 +154,10 @@ function googlePart(ctx, form, answer) {
     .catch((failure) => {
       if (!ctx.isCurrent()) return;
       replaceChildren(holder);
-      say(form.error, `${failure.message} You can still create an account with a password.`);
+      say(form.error, alone ? `${failure.message} Try again later.` : `${failure.message} You can still create an account with a password.`);
     });
-  return h("div", { class: "stack google-section" }, h("p", { class: "divider" }, h("span", {}, "or join with Google")), holder);
+  const heading = alone
+    ? h("p", {}, "Join with the Google account of ", h("strong", {}, email), ":")
+    : h("p", { class: "divider" }, h("span", {}, "or join with Google"));
+  return h("div", { class: "stack google-section" }, heading, holder);
 }
