@@ -24,6 +24,7 @@ applies it with :meth:`GoogleIdentity.domain_allowed`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -268,15 +269,29 @@ def _claim_str(claims: Mapping[str, Any], name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _nonce_check(token_nonce: Any, *, expected: str | None) -> None:
+    """A token that carries a nonce is accepted only with the nonce the browser holds
+    (``accounts.google_nonce``); one without (not asked for by the browser app) passes."""
+    if token_nonce is None:
+        return
+    if not (
+        isinstance(token_nonce, str)
+        and expected
+        and hmac.compare_digest(token_nonce.encode(), expected.encode())
+    ):
+        raise _rejected("nonce is not the one this browser was given")
+
+
 def google_id_token_verify(
-    *, token: str, request: google.auth.transport.Request | None = None
+    *, token: str, nonce: str | None = None, request: google.auth.transport.Request | None = None
 ) -> GoogleIdentity:
     """Verify a Google ID token (the Sign in with Google ``credential``) and say who it names.
 
     google-auth checks the signature against Google's certificates, ``iat``/``exp`` (with
     ``CLOCK_SKEW_SECONDS``), ``aud`` against ``GOOGLE_CLIENT_IDS`` and ``iss``; on top of
     that, ``azp`` must be one of our client IDs when present, ``sub`` and ``email`` must be
-    there and ``email_verified`` true.
+    there and ``email_verified`` true, and a ``nonce`` in the token must be ``nonce`` (the one
+    the browser sending it was given).
     """
     client_ids = _client_ids()
     if not client_ids:
@@ -303,6 +318,7 @@ def google_id_token_verify(
     azp = claims.get("azp")
     if azp is not None and azp not in client_ids:
         raise _rejected("authorized party is not one of GOOGLE_CLIENT_IDS")
+    _nonce_check(claims.get("nonce"), expected=nonce)
     sub = _claim_str(claims, "sub")
     email = _claim_str(claims, "email")
     if not sub:

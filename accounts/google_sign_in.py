@@ -116,10 +116,13 @@ def _google_user_link_or_create(*, identity: GoogleIdentity, origin: RequestOrig
     return user
 
 
-def google_sign_in(*, credential: str, origin: RequestOrigin) -> SignInStep:
-    """Sign in with a Google ID token: the linked user, else link by email, else provision by domain."""
+def google_sign_in(*, credential: str, nonce: str | None, origin: RequestOrigin) -> SignInStep:
+    """Sign in with a Google ID token: the linked user, else link by email, else provision by domain.
+
+    ``nonce``: the one the browser sending it holds (``accounts.google_nonce``), if any.
+    """
     try:
-        identity = google_id_token_verify(token=credential)
+        identity = google_id_token_verify(token=credential, nonce=nonce)
     except PortalError as error:
         if error.status_code in (401, 403):  # a refused sign-in, not an outage or a client bug
             raise _google_login_failed(error=error, origin=origin) from None

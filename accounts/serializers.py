@@ -113,6 +113,12 @@ class SessionSerializer(serializers.Serializer):
     current = serializers.BooleanField()
 
 
+class GoogleNonceSerializer(serializers.Serializer):
+    nonce = serializers.CharField(
+        help_text="Give it to Google's script; the same value waits in an httpOnly cookie."
+    )
+
+
 class CsrfSerializer(serializers.Serializer):
     csrfToken = serializers.CharField(
         help_text="Send it back as X-CSRFToken (also set as the csrftoken cookie)."

@@ -24,6 +24,7 @@ register_converter(AnyCaseUUIDConverter, "anycaseuuid")
 urlpatterns = [
     path("api/auth/login", views.LoginView.as_view(), name="auth-login"),
     path("api/auth/google", views.GoogleSignInView.as_view(), name="auth-google"),
+    path("api/auth/google/nonce", views.GoogleNonceView.as_view(), name="auth-google-nonce"),
     path("api/auth/refresh", views.RefreshView.as_view(), name="auth-refresh"),
     path("api/auth/logout", views.LogoutView.as_view(), name="auth-logout"),
     path("api/auth/me", views.MeView.as_view(), name="auth-me"),

@@ -32,6 +32,7 @@ from accounts.authentication import (
 )
 from accounts.devices import device_cookie_set
 from accounts.google import google_sign_in_enabled
+from accounts.google_nonce import google_nonce_clear, google_nonce_from_request, google_nonce_issue
 from accounts.google_sign_in import google_sign_in
 from accounts.models import AuthMethod
 from accounts.second_factors import SignInStep, sign_in_step
@@ -47,6 +48,7 @@ from accounts.serializers import (
     DELIVERY_BODY,
     DELIVERY_COOKIE,
     CsrfSerializer,
+    GoogleNonceSerializer,
     GoogleSignInInputSerializer,
     JwksSerializer,
     LoginInputSerializer,
@@ -200,8 +202,41 @@ class GoogleSignInView(SignInAPIView):
         serializer = GoogleSignInInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        step = google_sign_in(credential=data["credential"], origin=request_origin(request))
-        return sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
+        step = google_sign_in(
+            credential=data["credential"],
+            nonce=google_nonce_from_request(request),
+            origin=request_origin(request),
+        )
+        response = sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
+        google_nonce_clear(request, response)
+        return response
+
+
+class GoogleNonceView(PublicAPIView):
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        if not google_sign_in_enabled():
+            raise errors.NotFound()
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="auth_google_nonce",
+        responses={
+            200: GoogleNonceSerializer,
+            **error_responses(
+                errors.NotFound,
+                notes={"not_found": "Google sign-in is not configured (GOOGLE_CLIENT_IDS is empty)."},
+            ),
+        },
+        auth=[],
+        description="The nonce for Google's sign-in script (`nonce` of `google.accounts.id.initialize`), "
+        "also set in an httpOnly cookie: a Google ID token that carries it is accepted only from this "
+        "browser. The same nonce while the browser holds it (every tab shares it); a new one after it "
+        "served a sign-in.",
+    )
+    def get(self, request: Request) -> Response:
+        response = Response(headers={"Cache-Control": "no-store"})
+        response.data = GoogleNonceSerializer({"nonce": google_nonce_issue(request, response)}).data
+        return response
 
 
 # Refresh failures that end the browser's sign-in: its cookies go too.

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from accounts.access_tokens import access_tokens_of_client
 from accounts.authentication import request_origin
+from accounts.google_nonce import google_nonce_clear, google_nonce_from_request
 from accounts.models import User
 from accounts.throttles import UserThrottle
 from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
@@ -342,10 +343,16 @@ class InvitationSignUpView(SignInAPIView):
         data, origin = serializer.validated_data, request_origin(request)
         if "credential" in data:
             step = services.invitation_sign_up_google(
-                token=data["token"], credential=data["credential"], origin=origin
+                token=data["token"],
+                credential=data["credential"],
+                nonce=google_nonce_from_request(request),
+                origin=origin,
             )
         else:
             step = services.invitation_sign_up_password(
                 token=data["token"], name=data["name"], password=data["password"], origin=origin
             )
-        return sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
+        response = sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
+        if "credential" in data:
+            google_nonce_clear(request, response)
+        return response

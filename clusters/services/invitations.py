@@ -214,9 +214,14 @@ def invitation_sign_up_password(*, token: str, name: str, password: str, origin:
     return sign_in_step(user=user, method=AuthMethod.PASSWORD, origin=origin)
 
 
-def invitation_sign_up_google(*, token: str, credential: str, origin: RequestOrigin) -> SignInStep:
-    """Accept with the Google account of the invitation's address (a new account, or one linked now)."""
-    identity = google_id_token_verify(token=credential)
+def invitation_sign_up_google(
+    *, token: str, credential: str, nonce: str | None, origin: RequestOrigin
+) -> SignInStep:
+    """Accept with the Google account of the invitation's address (a new account, or one linked now).
+
+    ``nonce``: the one the browser sending it holds (``accounts.google_nonce``), if any.
+    """
+    identity = google_id_token_verify(token=credential, nonce=nonce)
     with transaction.atomic():
         invitation = invitation_open(token=token, lock=True)
         user = google_invitee_user(identity=identity, email=invitation.email, origin=origin)

@@ -12,6 +12,7 @@ import pyotp
 import pytest
 import time_machine
 from google.auth import exceptions as google_exceptions
+from rest_framework.test import APIClient
 
 import accounts.google
 from accounts import google_sign_in
@@ -72,6 +73,61 @@ def test_body_delivery_returns_tokens_and_sets_no_cookies(api_client, user, goog
     assert not response.cookies
     me = api_client.get("/api/auth/me", HTTP_AUTHORIZATION=f"Bearer {body['accessToken']}")
     assert me.json()["email"] == "alice@example.com"
+
+
+# --- the nonce: a token the browser app asked for works only in that browser --------------------
+
+NONCE_URL = "/api/auth/google/nonce"
+NONCE_COOKIE = "__Secure-googleNonce"
+
+
+def test_the_browser_gets_a_nonce_in_an_httponly_cookie_and_keeps_it_across_tabs(api_client):
+    first = api_client.get(NONCE_URL)
+
+    assert first.status_code == 200 and first["Cache-Control"] == "no-store"
+    nonce = first.json()["nonce"]
+    cookie = first.cookies[NONCE_COOKIE]
+    assert cookie.value == nonce and len(nonce) >= 32
+    assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/api/"  # sent to /api/auth/google and /api/invitations/sign-up
+    # A second tab gets the same nonce: a new one would break the first tab's sign-in.
+    assert api_client.get(NONCE_URL).json()["nonce"] == nonce
+    # Another browser gets its own.
+    assert APIClient().get(NONCE_URL).json()["nonce"] != nonce
+
+
+def test_a_token_with_the_browsers_nonce_signs_in_once_and_cannot_be_replayed(api_client, user, google_key):
+    GoogleAccount.objects.create(user=user, sub=SUB, email=user.email)
+    nonce = api_client.get(NONCE_URL).json()["nonce"]
+    credential = id_token(google_key, nonce=nonce)
+
+    signed_in = sign_in(api_client, credential)
+    assert signed_in.status_code == 200, signed_in.content
+    assert signed_in.cookies[NONCE_COOKIE].value == ""  # used: the next sign-in gets a new one
+
+    # The same token, copied elsewhere within its hour, is refused: no browser there holds its nonce.
+    assert_error(sign_in(APIClient(), credential, tokenDelivery="body"), 401, "invalid_google_token")
+    other_browser = APIClient()
+    other_browser.get(NONCE_URL)
+    assert_error(sign_in(other_browser, credential), 401, "invalid_google_token")
+    assert Session.objects.filter(user=user).count() == 1
+
+
+def test_a_token_made_for_another_nonce_or_with_a_malformed_one_is_refused(api_client, user, google_key):
+    GoogleAccount.objects.create(user=user, sub=SUB, email=user.email)
+    api_client.get(NONCE_URL)
+
+    assert_error(sign_in(api_client, id_token(google_key, nonce="x" * 43)), 401, "invalid_google_token")
+    assert_error(sign_in(api_client, id_token(google_key, nonce=12345)), 401, "invalid_google_token")
+    api_client.cookies[NONCE_COOKIE] = "not a nonce we make"
+    assert_error(
+        sign_in(api_client, id_token(google_key, nonce="not a nonce we make")), 401, "invalid_google_token"
+    )
+
+
+def test_without_google_sign_in_there_is_no_nonce(api_client, settings):
+    settings.GOOGLE_CLIENT_IDS = []
+    assert_error(api_client.get(NONCE_URL), 404, "not_found")
 
 
 def test_a_user_is_linked_by_verified_email_then_found_by_sub_after_an_email_change(

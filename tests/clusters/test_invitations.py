@@ -124,6 +124,21 @@ def test_an_invited_person_signs_up_with_google(as_admin1, google, cluster1):
     assert me.json()["scopes"] == ["client1"]
 
 
+def test_a_google_sign_up_with_the_browsers_nonce_works_there_only(as_admin1, google, cluster1):
+    invite(as_admin1, "alice@example.com", role="viewer")
+    browser = APIClient()
+    credential = id_token(google, nonce=browser.get("/api/auth/google/nonce").json()["nonce"])
+    body = {"token": link_token(), "credential": credential}
+
+    copied = APIClient().post("/api/invitations/sign-up", body, format="json")
+    assert (copied.status_code, copied.json()["code"]) == (401, "invalid_google_token")
+    assert not User.objects.filter(email="alice@example.com").exists()
+
+    joined = browser.post("/api/invitations/sign-up", body, format="json")
+    assert joined.status_code == 200, joined.content
+    assert Grant.objects.get(user__email="alice@example.com").role == "viewer"
+
+
 def test_google_for_another_address_cannot_take_the_invitation(as_admin1, google):
     invite(as_admin1, "bob@example.com")
     response = sign_up(link_token(), credential=id_token(google))  # alice@example.com's Google account

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.accounts.google_tokens import id_token
 from tests.conftest import DEFAULT_PASSWORD
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
@@ -131,3 +132,42 @@ def sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
     """Signs in with the password alone and waits for the clusters page."""
     first_factor(page, base_url, email, password)
     page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
+
+
+# Google's script, served by the test in its place (the browser has no internet): it renders a
+# button that hands the page an ID token the test makes with its key, carrying the nonce the
+# page gave Google's script, as Google's popup would.
+FAKE_GOOGLE_SCRIPT = """
+window.google = { accounts: { id: {
+  initialize(options) { window.fakeGoogleOptions = options; },
+  renderButton(holder) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = "fake-google-button";
+    button.textContent = "Sign in with Google";
+    button.addEventListener("click", async () => {
+      const options = window.fakeGoogleOptions;
+      options.callback({ credential: await window.googleIdToken(options.client_id, options.nonce || null) });
+    });
+    holder.append(button);
+  },
+} } };
+"""
+
+
+def fake_google(page, key, **claims) -> list[dict]:
+    """Google's script on ``page``, signing with ``key`` (``claims`` override id_token's); what it
+    handed the page: each token and the nonce it carried."""
+    minted = []
+
+    def google_id_token(client_id: str, nonce: str | None) -> str:
+        credential = id_token(key, **{"aud": client_id, "azp": client_id, "nonce": nonce, **claims})
+        minted.append({"credential": credential, "nonce": nonce})
+        return credential
+
+    page.expose_function("googleIdToken", google_id_token)
+    page.route(
+        "https://accounts.google.com/gsi/client",
+        lambda route: route.fulfill(content_type="text/javascript", body=FAKE_GOOGLE_SCRIPT),
+    )
+    return minted

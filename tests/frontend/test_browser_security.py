@@ -24,11 +24,16 @@ import pyotp
 import pytest
 from django.core import mail
 from django.utils import timezone
+from rest_framework.test import APIClient
 
-from accounts.models import AuditEvent, Passkey, Session, TotpDevice
+import accounts.google
+from accounts.google import CachingRequest
+from accounts.models import AuditEvent, GoogleAccount, Passkey, Session, TotpDevice
 from clusters.models import Cluster
 from clusters.selectors import cluster_credentials
-from tests.frontend.conftest import PASSWORD, first_factor, sign_in
+from tests.accounts.google_tokens import CLIENT_ID as GOOGLE_CLIENT_ID
+from tests.accounts.google_tokens import KID, FakeGoogle, certificate_pem, private_key
+from tests.frontend.conftest import PASSWORD, fake_google, first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -87,6 +92,33 @@ def _second_step(page, code: str) -> None:
     page.wait_for_selector("#mfa-form")
     page.fill("#mfa-code", code)
     page.click("#mfa-submit")
+
+
+def test_google_sign_in_binds_the_token_to_this_browser_so_a_copy_signs_nobody_in(
+    live_server, new_page, page_problems, settings, monkeypatch, user1, cluster1
+):
+    key = private_key()
+    settings.GOOGLE_CLIENT_IDS = [GOOGLE_CLIENT_ID]
+    monkeypatch.setattr(
+        accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(key)}))
+    )
+    GoogleAccount.objects.create(user=user1, sub="4242", email=user1.email)
+    page = new_page()
+    minted = fake_google(page, key, sub="4242", email=user1.email)
+
+    page.goto(live_server.url + "/#/login")
+    page.click("#fake-google-button")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+
+    (token,) = minted
+    assert token["nonce"] and len(token["nonce"]) >= 32
+    # The nonce served its sign-in and is gone; the token, copied out of this browser within its
+    # hour, signs nobody in anywhere else.
+    assert not [c for c in page.context.cookies() if c["name"].endswith("googleNonce")]
+    copied = APIClient().post("/api/auth/google", {"credential": token["credential"]}, format="json")
+    assert (copied.status_code, copied.json()["code"]) == (401, "invalid_google_token")
+    assert Session.objects.filter(user=user1).count() == 1
+    assert page_problems == []
 
 
 def test_an_authenticator_app_is_set_up_in_the_page_and_then_asked_for_at_sign_in(

@@ -10,7 +10,6 @@ secret shown once, uses it, and revokes it. Hooks: dom_ids.md; screenshots in te
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 
@@ -27,8 +26,8 @@ from accounts.scopes import SignInFacts
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.services import PolicyInput, invitation_create, sign_in_policy_set
 from tests.accounts.google_tokens import CLIENT_ID as GOOGLE_CLIENT_ID
-from tests.accounts.google_tokens import KID, FakeGoogle, certificate_pem, id_token, private_key
-from tests.frontend.conftest import first_factor, sign_in
+from tests.accounts.google_tokens import KID, FakeGoogle, certificate_pem, private_key
+from tests.frontend.conftest import fake_google, first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -104,23 +103,6 @@ def test_an_admin_runs_the_team_and_an_invitee_joins(
     assert page_problems == []
 
 
-# Google's script, served by the test in its place (the browser has no internet): it renders a
-# button that hands the page the ID token the test made, as Google's popup would.
-FAKE_GOOGLE_SCRIPT = """
-window.google = { accounts: { id: {
-  initialize(options) { window.fakeGoogleOptions = options; },
-  renderButton(holder) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.id = "fake-google-button";
-    button.textContent = "Sign in with Google";
-    button.addEventListener("click", () => window.fakeGoogleOptions.callback({ credential: CREDENTIAL }));
-    holder.append(button);
-  },
-} } };
-"""
-
-
 def test_an_invitee_of_a_client_that_asks_for_its_google_workspace_joins_with_google_only(
     live_server, new_page, page_problems, settings, monkeypatch, admin1, cluster1
 ):
@@ -134,16 +116,9 @@ def test_an_invitee_of_a_client_that_asks_for_its_google_workspace_joins_with_go
     )
     invitation_create(client=cluster1.client, email="alice@example.com", role="viewer", actor=admin1)
     (link,) = re.findall(r"https://portal\.example\.com(/#/invitations/[A-Za-z0-9_-]+)", mail.outbox[-1].body)
-    credential = id_token(key, aud=GOOGLE_CLIENT_ID, azp=GOOGLE_CLIENT_ID)
 
     invitee = new_page()
-    invitee.route(
-        "https://accounts.google.com/gsi/client",
-        lambda route: route.fulfill(
-            content_type="text/javascript",
-            body=FAKE_GOOGLE_SCRIPT.replace("CREDENTIAL", json.dumps(credential)),
-        ),
-    )
+    minted = fake_google(invitee, key)
     invitee.goto(live_server.url + link)
     invitee.wait_for_selector("#fake-google-button")
     # A password account would never meet the policy: no form offers one; the page says why.
@@ -154,6 +129,8 @@ def test_an_invitee_of_a_client_that_asks_for_its_google_workspace_joins_with_go
     invitee.click("#fake-google-button")
     invitee.wait_for_selector('[data-testid="cluster-row"][data-client="client1"]')
     assert Grant.objects.get(user__email="alice@example.com").role == "viewer"
+    (token,) = minted
+    assert token["nonce"] and len(token["nonce"]) >= 32  # the page gave Google this browser's nonce
     assert page_problems == []
 
 

@@ -330,6 +330,7 @@ function portalEndpoints(call, request) {
     login: (email, password) =>
       call("POST")("/api/auth/login", { body: { email, password: base64Utf8(password) } }),
     googleLogin: (credential) => call("POST")("/api/auth/google", { body: { credential } }),
+    googleNonce: (options) => call("GET")("/api/auth/google/nonce", options),
     logout: () => call("POST")("/api/auth/logout"),
     me: (options) => call("GET")("/api/auth/me", options),
     sessions: (options) => call("GET")("/api/auth/sessions", options),

@@ -5,7 +5,7 @@
 
 import { h, liveRegion, markInvalid, replaceChildren, say } from "../dom.js";
 import { showError } from "./common.js";
-import { googleButtonRender, googleScriptLoad } from "./login.js";
+import { googleButtonRender, googleLoad } from "./login.js";
 import { signInContinue } from "./second-factor.js";
 
 const PASSWORD_MIN = 8;
@@ -144,10 +144,10 @@ function signUpParts(ctx, card, token, invitation) {
 
 function googlePart(ctx, form, answer, { alone, email }) {
   const holder = h("div", { id: "invitation-google", class: "google-signin" });
-  googleScriptLoad()
-    .then((google) => {
+  googleLoad(ctx)
+    .then(({ google, nonce }) => {
       if (!ctx.isCurrent()) return;
-      googleButtonRender(google, holder, ctx.config.googleClientId, (response) =>
+      googleButtonRender(google, holder, { clientId: ctx.config.googleClientId, nonce }, (response) =>
         answer({ credential: response.credential }, holder),
       );
     })

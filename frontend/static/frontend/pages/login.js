@@ -157,9 +157,9 @@ function googleSection(ctx, card, next) {
     }
   }
 
-  googleScriptLoad()
-    .then((google) => {
-      if (ctx.isCurrent()) googleButtonRender(google, holder, ctx.config.googleClientId, credentialReceived);
+  googleLoad(ctx)
+    .then(({ google, nonce }) => {
+      if (ctx.isCurrent()) googleButtonRender(google, holder, { clientId: ctx.config.googleClientId, nonce }, credentialReceived);
     })
     .catch((failure) => {
       if (!ctx.isCurrent()) return;
@@ -169,8 +169,22 @@ function googleSection(ctx, card, next) {
   return section;
 }
 
-export function googleButtonRender(google, holder, clientId, callback) {
-  google.accounts.id.initialize({ client_id: clientId, callback, ux_mode: "popup" });
+/**
+ * Google's script and this browser's nonce (the server keeps it in an httpOnly cookie too): an ID
+ * token Google makes with it is accepted only from this browser, so a copied one is useless.
+ */
+export async function googleLoad(ctx) {
+  const [google, answer] = await Promise.all([
+    googleScriptLoad(),
+    ctx.api.googleNonce({ signal: ctx.signal }).catch(() => {
+      throw new Error("Google sign-in could not be loaded.");
+    }),
+  ]);
+  return { google, nonce: answer.nonce };
+}
+
+export function googleButtonRender(google, holder, { clientId, nonce }, callback) {
+  google.accounts.id.initialize({ client_id: clientId, nonce, callback, ux_mode: "popup" });
   google.accounts.id.renderButton(holder, {
     type: "standard",
     theme: "outline",
