@@ -11,6 +11,8 @@ def app_shell(request):
     portal_config = {
         "apiBaseUrl": settings.API_BASE_URL.rstrip("/"),
         "googleClientId": settings.GOOGLE_CLIENT_IDS[0] if settings.GOOGLE_CLIENT_IDS else None,
+        # The Tokens page offers no lifetime the server would refuse.
+        "tokenMaxSeconds": int(settings.PAT_MAX_TTL.total_seconds()),
     }
     response = render(request, "frontend/index.html", {"portal_config": portal_config})
     response["Cache-Control"] = "no-cache"

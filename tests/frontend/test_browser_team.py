@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 import accounts.google
@@ -293,27 +294,37 @@ def test_an_untouched_session_length_is_saved_to_the_second(
     assert page_problems == []
 
 
-def test_a_token_lifetime_beyond_the_maximum_is_refused_with_the_reason(
+def test_the_tokens_page_offers_only_lifetimes_the_server_allows(
     live_server, new_page, page_problems, user1, cluster1, settings
 ):
-    settings.PAT_MAX_TTL = timedelta(days=90)  # an operator's choice; the page offers a year
+    settings.PAT_MAX_TTL = timedelta(days=45)  # an operator's choice
     page = new_page()
     sign_in(page, live_server.url, user1.email)
     page.goto(live_server.url + "/#/tokens")
     page.wait_for_selector("#token-form")
+    offered = page.eval_on_selector_all(
+        "#token-expires option", "all => all.map((o) => [o.value, o.textContent])"
+    )
+    assert offered == [["7d", "7 days"], ["30d", "30 days"], [str(45 * 86400), "45 days (the longest)"]]
+    assert page.input_value("#token-expires") == "30d"
+
+    # The operator shortens it while the page is open: the server refuses, with the reason.
+    settings.PAT_MAX_TTL = timedelta(days=30)
     page.fill("#token-name", "CI")
-    page.select_option("#token-expires", "365d")
+    page.select_option("#token-expires", str(45 * 86400))
     page.check("#token-perm-client1-view")
     page.click("#create-token")
     page.wait_for_selector("#token-error:not(:empty)")
-    assert "A token lives at most 90 days" in page.text_content("#token-error")
+    assert "A token lives at most 30 days" in page.text_content("#token-error")
     assert page.evaluate("document.activeElement.id") == "token-expires"
     assert not PersonalAccessToken.objects.exists()
 
-    page.select_option("#token-expires", "90d")
+    page.select_option("#token-expires", "30d")
     page.click("#create-token")
     page.wait_for_selector("#token-created:not([hidden])")
     assert page.get_attribute("#token-expires", "aria-invalid") is None
+    lifetime = PersonalAccessToken.objects.get().expires_at - timezone.now()
+    assert timedelta(days=29, hours=23) < lifetime <= timedelta(days=30)
     assert page_problems == []
 
 

@@ -80,6 +80,7 @@ function readConfig() {
   return {
     apiBaseUrl: typeof raw.apiBaseUrl === "string" ? raw.apiBaseUrl : "",
     googleClientId: typeof raw.googleClientId === "string" && raw.googleClientId ? raw.googleClientId : null,
+    tokenMaxSeconds: Number.isInteger(raw.tokenMaxSeconds) && raw.tokenMaxSeconds > 0 ? raw.tokenMaxSeconds : null,
   };
 }
 

@@ -7,12 +7,36 @@ import { withReauthentication } from "./reauth.js";
 
 // What a token may be given (never "members": managing a team needs a signed-in session).
 export const TOKEN_PERMISSIONS = ["view", "configure", "credentials"];
+const DAY = 86400;
 const LIFETIMES = [
-  ["7d", "7 days"],
-  ["30d", "30 days"],
-  ["90d", "90 days"],
-  ["365d", "1 year"],
+  [7, "7 days"],
+  [30, "30 days"],
+  [90, "90 days"],
+  [365, "1 year"],
 ];
+const LIFETIME_DEFAULT = "30d";
+
+function lifetimeText(seconds) {
+  for (const [unit, size] of [["day", DAY], ["hour", 3600], ["minute", 60], ["second", 1]]) {
+    if (seconds % size === 0) return `${seconds / size} ${unit}${seconds === size ? "" : "s"}`;
+  }
+  return "";
+}
+
+/**
+ * The lifetimes to offer ([value, label]) under the server's longest (PAT_MAX_TTL, in seconds):
+ * the usual ones up to it, and the longest itself when it is none of them.
+ */
+export function tokenLifetimes(maxSeconds) {
+  const offered = LIFETIMES.filter(([days]) => !maxSeconds || days * DAY <= maxSeconds).map(([days, label]) => [
+    `${days}d`,
+    label,
+  ]);
+  if (maxSeconds && !LIFETIMES.some(([days]) => days * DAY === maxSeconds)) {
+    offered.push([String(maxSeconds), `${lifetimeText(maxSeconds)} (the longest)`]);
+  }
+  return offered;
+}
 
 export async function render(ctx) {
   const { status, error } = pageFrame(ctx, { title: "Access tokens" });
@@ -62,12 +86,18 @@ function clientChoice(client, held) {
   return { row, chosen: () => boxes.filter((each) => each.input.checked).map((each) => each.input.value) };
 }
 
+function lifetimeOptions(maxSeconds) {
+  const offered = tokenLifetimes(maxSeconds);
+  const chosen = offered.some(([value]) => value === LIFETIME_DEFAULT) ? LIFETIME_DEFAULT : offered.at(-1)[0];
+  return offered.map(([value, label]) => h("option", { value, selected: value === chosen }, label));
+}
+
 function createSection(ctx, clients, list, pageError) {
   const name = h("input", { id: "token-name", name: "name", maxlength: "100", required: true, "aria-describedby": "token-error" });
   const expires = h(
     "select",
     { id: "token-expires", name: "expiresIn", "aria-describedby": "token-error" },
-    LIFETIMES.map(([value, label]) => h("option", { value, selected: value === "30d" }, label)),
+    lifetimeOptions(ctx.config.tokenMaxSeconds),
   );
   const choices = Object.entries(clients)
     .filter(([, held]) => TOKEN_PERMISSIONS.some((permission) => held.includes(permission)))
