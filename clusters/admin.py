@@ -456,7 +456,16 @@ class ClusterChangeAdmin(ReadOnlyAdmin):
     # "What happened to our clusters last night?": one client's changes, by time.
     list_filter = (("cluster__client", admin.RelatedOnlyFieldListFilter), "action", "pushed")
     list_select_related = ("cluster__client",)
-    search_fields = ("message", "actor_email", "commit", "cluster__slug", "cluster__client__slug")
+    # "Which changes did that token make, and from where?"
+    search_fields = (
+        "message",
+        "actor_email",
+        "commit",
+        "cluster__slug",
+        "cluster__client__slug",
+        "credential",
+        "ip",
+    )
     date_hierarchy = "created_at"
 
     @admin.display(description="commit", ordering="commit")

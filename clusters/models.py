@@ -159,6 +159,14 @@ class ClusterChange(models.Model):
     commit = models.CharField(max_length=64, blank=True, db_index=True)
     committed_at = models.DateTimeField(null=True, blank=True)
     pushed = models.BooleanField(default=False, db_index=True)
+    # How an API request asked for it: the credential (``session <id>`` or ``personal access
+    # token #<id> “<name>”``, never a secret) and the address. Empty for the admin, the
+    # management commands and the system.
+    credential = models.CharField(max_length=255, blank=True)
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
+    # Whether the actor was one of the portal's operators: their address and credential are
+    # then not the client's to see (as in ClientAuditEvent; the admin shows them).
+    by_operator = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

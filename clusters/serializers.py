@@ -16,7 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.deployments import DEPLOYMENT_STATES
-from clusters.models import SPEC_FIELD_NAMES
+from clusters.models import SPEC_FIELD_NAMES, ClusterChange
 from clusters.selectors import (
     ROTATION_ONE_STEP,
     ROTATION_PHASE_ALTERNATE,
@@ -355,3 +355,21 @@ class HistoryEntryOutputSerializer(serializers.Serializer):
     message = serializers.CharField()
     changes = serializers.DictField(help_text='{"replicas": [2, 3]}: field -> [before, after].')
     pushed = serializers.BooleanField()
+    via = serializers.SerializerMethodField(
+        help_text="The credential the request used: `session <id>` or `personal access token #<id> "
+        "“<name>”`; null for changes made in the portal's admin or by the system, and for the "
+        "portal's operators, whose credentials are not the client's to see."
+    )
+    ip = serializers.SerializerMethodField(
+        help_text="Where the request came from, when recorded; null as for `via`."
+    )
+
+    # An operator's internal address and session ids stay with the operators (the admin shows
+    # them); whether the actor was one is recorded with the change.
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_via(self, change: ClusterChange) -> str | None:
+        return None if change.by_operator else change.credential or None
+
+    @extend_schema_field(serializers.IPAddressField(allow_null=True))
+    def get_ip(self, change: ClusterChange) -> str | None:
+        return None if change.by_operator else change.ip

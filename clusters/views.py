@@ -160,7 +160,7 @@ class ClusterDetailView(ClientAPIView):
         serializer.is_valid(raise_exception=True)
         try:
             result = services.cluster_update(
-                cluster=cluster_obj, actor=request.user, **serializer.validated_data
+                cluster=cluster_obj, actor=request.user, source=_source(request), **serializer.validated_data
             )
         except DjangoValidationError as exc:
             raise spec_errors(exc) from exc
@@ -191,7 +191,9 @@ class ClusterStorageRequestView(ClientAPIView):
         description="Cancel the storage request waiting for an operator; answers the cluster.",
     )
     def delete(self, request, client: str, cluster: str):
-        saved = services.storage_expansion_cancel(cluster=self.cluster_get(), actor=request.user)
+        saved = services.storage_expansion_cancel(
+            cluster=self.cluster_get(), actor=request.user, source=_source(request)
+        )
         return Response(ClusterOutputSerializer(selectors.cluster_detail(cluster=saved)).data)
 
 
@@ -222,6 +224,10 @@ _KEYS_NOT_PUSHED = OpenApiResponse(
     "the cluster once it does (the cluster's revision says when).",
 )
 _KEYS_ERRORS = (errors.GitopsUnavailable, errors.SecretsUnavailable, errors.AuditUnavailable)
+
+
+def _source(request) -> services.ChangeSource:
+    return services.ChangeSource(credential=request_credential(request), origin=request_origin(request))
 
 
 def _shown_to(request) -> services.KeysShownTo:

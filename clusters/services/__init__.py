@@ -4,7 +4,7 @@ Every change to a cluster's desired state is recorded as a ``ClusterChange`` in 
 transaction (``changes``): the GitOps outbox that ``clusters.delivery`` turns into commits.
 """
 
-from clusters.services.changes import ClusterChangeResult
+from clusters.services.changes import ChangeSource, ClusterChangeResult
 from clusters.services.clients import client_create, client_update, grant_remove, grant_set
 from clusters.services.clusters import (
     DUPLICATE_CLUSTER,
@@ -67,6 +67,7 @@ __all__ = [
     "client_update",
     "cluster_create",
     "KeysShownTo",
+    "ChangeSource",
     "cluster_credentials_reveal",
     "cluster_credentials_rotate",
     "cluster_credentials_rotation_finish",

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 
+from accounts.audit import RequestCredential, RequestOrigin, credential_describe
 from accounts.models import User
 from clusters import delivery
 from clusters.models import (
@@ -58,8 +59,23 @@ def value_text(field: str, value: Any) -> str:
     return f"{value}{_MESSAGE_UNITS.get(field, '')}"
 
 
+@dataclass(frozen=True)
+class ChangeSource:
+    """How an API request asked for a change: its credential and its address (the admin and the
+    management commands have none)."""
+
+    credential: RequestCredential
+    origin: RequestOrigin
+
+
 def change_record(
-    *, cluster: Cluster, actor: User | None, action: str, changes: dict[str, Any], message: str
+    *,
+    cluster: Cluster,
+    actor: User | None,
+    action: str,
+    changes: dict[str, Any],
+    message: str,
+    source: ChangeSource | None = None,
 ) -> ClusterChange:
     change = ClusterChange(
         cluster=cluster,
@@ -69,6 +85,9 @@ def change_record(
         action=action,
         changes=changes,
         message=message[:500],
+        credential=credential_describe(credential=source.credential)[:255] if source else "",
+        ip=source.origin.ip if source else None,
+        by_operator=bool(actor and actor.is_operator),
     )
     # Built entirely here, from validated values: checking its constraints would cost a query
     # each, and the database enforces them anyway.

@@ -20,6 +20,7 @@ from accounts.models import User
 from clusters.models import SLUG_PATTERN, SPEC_FIELD_NAMES, Client, Cluster, ClusterChange
 from clusters.services.changes import (
     MESSAGE_LABELS,
+    ChangeSource,
     ClusterChangeResult,
     change_record,
     cluster_locked,
@@ -194,6 +195,7 @@ def cluster_update(
     *,
     cluster: Cluster,
     actor: User | None,
+    source: ChangeSource | None = None,
     replicas: int | None = None,
     version: str | None = None,
     storage_gi: int | None = None,
@@ -214,7 +216,7 @@ def cluster_update(
         if problem and not confirm:
             raise ConfirmationRequired(problem)
         expansion, created = (
-            storage_expansion_request(cluster=current, actor=actor, storage_gi=storage_gi)
+            storage_expansion_request(cluster=current, actor=actor, source=source, storage_gi=storage_gi)
             if storage_gi is not None
             else (None, False)
         )
@@ -238,6 +240,7 @@ def cluster_update(
             action=ClusterChange.Action.UPDATE,
             changes={SPEC_FIELD_NAMES[f]: [before, after] for f, (before, after) in diff.items()},
             message=_update_describe(current, diff),
+            source=source,
         )
     return delivered(replace(result, change=change), undo=update_undo)
 

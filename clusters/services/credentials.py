@@ -28,7 +28,14 @@ from accounts.models import User
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange
 from clusters.selectors import ClusterCredentials, changes_pending, cluster_credentials
 from clusters.services.audit import client_audit_record
-from clusters.services.changes import ClusterChangeResult, Undo, change_record, cluster_locked, delivered
+from clusters.services.changes import (
+    ChangeSource,
+    ClusterChangeResult,
+    Undo,
+    change_record,
+    cluster_locked,
+    delivered,
+)
 from clusters.versions import version_supports_alt_api_key
 from config.crypto import CLUSTER_API_KEYS, field_encrypt
 from config.errors import AuditUnavailable, NoRotationInProgress, RotationInProgress
@@ -52,6 +59,10 @@ class KeysShownTo:
     actor: User
     credential: RequestCredential
     origin: RequestOrigin
+
+    @property
+    def source(self) -> ChangeSource:
+        return ChangeSource(credential=self.credential, origin=self.origin)
 
 
 def _reveal_record(cluster: Cluster, shown_to: KeysShownTo) -> None:
@@ -147,12 +158,13 @@ def cluster_credentials_rotate(*, cluster: Cluster, shown_to: KeysShownTo) -> Cl
             action=ClusterChange.Action.CREDENTIALS_ROTATE,
             changes=changes,
             message=message,
+            source=shown_to.source,
         )
         _reveal_record(current, shown_to)
     return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))
 
 
-def _finish(current: Cluster, actor: User | None) -> ClusterChange:
+def _finish(current: Cluster, actor: User | None, source: ChangeSource | None = None) -> ClusterChange:
     """Promote the alternate key on the locked row and record it."""
     current.api_key_encrypted = current.alt_api_key_encrypted
     current.alt_api_key_encrypted = ""
@@ -166,6 +178,7 @@ def _finish(current: Cluster, actor: User | None) -> ClusterChange:
         action=ClusterChange.Action.CREDENTIALS_ROTATE_FINISH,
         changes=ROTATION_FINISHED,
         message=f"{current}: API key rotation finished{how}, the old key is removed",
+        source=source,
     )
 
 
@@ -179,7 +192,7 @@ def cluster_credentials_rotation_finish(
         if not current.rotation_in_progress:
             raise NoRotationInProgress()
         before = _keys_of(current)
-        change = _finish(current, actor)
+        change = _finish(current, actor, shown_to.source if shown_to else None)
         if shown_to is not None:
             _reveal_record(current, shown_to)
     return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))

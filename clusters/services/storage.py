@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from accounts.models import User
 from clusters.models import Cluster, ClusterChange, StorageExpansion
-from clusters.services.changes import ClusterChangeResult, change_record, cluster_locked, delivered
+from clusters.services.changes import (
+    ChangeSource,
+    ClusterChangeResult,
+    change_record,
+    cluster_locked,
+    delivered,
+)
 from config.errors import StorageExpansionNotFound, StorageExpansionPending
 
 
@@ -38,7 +44,7 @@ def storage_expansion_check(
 
 
 def storage_expansion_request(
-    *, cluster: Cluster, actor: User | None, storage_gi: int
+    *, cluster: Cluster, actor: User | None, storage_gi: int, source: ChangeSource | None = None
 ) -> tuple[StorageExpansion | None, bool]:
     """Ask for ``storage_gi`` (validated, not smaller) on ``cluster``, locked by the caller's transaction.
 
@@ -65,6 +71,7 @@ def storage_expansion_request(
         action=ClusterChange.Action.STORAGE_REQUEST,
         changes={"storageRequestGi": [None, storage_gi]},
         message=f"{cluster}: storage {cluster.storage_gi}Gi -> {storage_gi}Gi requested, waiting for an operator",
+        source=source,
     )
     return expansion, True
 
@@ -78,7 +85,9 @@ def _resolve(expansion: StorageExpansion, state: str, actor: User | None) -> Non
     expansion.save()
 
 
-def storage_expansion_cancel(*, cluster: Cluster, actor: User | None) -> Cluster:
+def storage_expansion_cancel(
+    *, cluster: Cluster, actor: User | None, source: ChangeSource | None = None
+) -> Cluster:
     """Withdraw the cluster's pending request (404 ``not_found`` when none waits); nothing reaches git."""
     with transaction.atomic():
         current = cluster_locked(cluster=cluster)
@@ -92,6 +101,7 @@ def storage_expansion_cancel(*, cluster: Cluster, actor: User | None) -> Cluster
             action=ClusterChange.Action.STORAGE_REQUEST_CANCEL,
             changes={"storageRequestGi": [pending.requested_gi, None]},
             message=f"{current}: storage request for {pending.requested_gi}Gi cancelled",
+            source=source,
         )
     return current
 

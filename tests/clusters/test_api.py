@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from datetime import timedelta
 
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from rest_framework.test import APIClient
+
+from accounts.access_tokens import access_token_create
+from accounts.audit import RequestOrigin
+from accounts.scopes import SignInFacts
 from clusters.models import Cluster, ClusterChange
 
 # Each request's change is delivered to git once its transaction commits, as in production:
@@ -112,6 +121,56 @@ def test_revision_is_the_latest_committed_change_from_the_database(as_user1, clu
     # A change still waiting in the outbox is not a revision yet.
     ClusterChange.objects.filter(pk=update.pk).update(commit="", pushed=False)
     assert as_user1.get(URL).json()["revision"]["commit"] == create.commit
+
+
+def test_history_says_which_credential_asked_and_from_where_but_not_for_an_operator(
+    as_user1, client_for, operator_staff, user1, cluster1
+):
+    token, secret = access_token_create(
+        user=user1,
+        facts=SignInFacts(),
+        name="deploy",
+        expires_in=timedelta(days=7),
+        clients={"client1": ["view", "configure"]},
+        origin=RequestOrigin(ip=None, user_agent=""),
+    )
+    as_user1.patch(URL, {"replicas": 3}, format="json", REMOTE_ADDR="203.0.113.5")
+    by_token = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}", REMOTE_ADDR="198.51.100.7")
+    assert by_token.patch(URL, {"replicas": 4}, format="json").status_code in (200, 202)
+    client_for(operator_staff).patch(URL, {"replicas": 5}, format="json")
+
+    history = as_user1.get(f"{URL}/history").json()
+    session = ClusterChange.objects.filter(action="update").earliest("id").credential
+    assert re.fullmatch(r"session [0-9a-f-]{36}", session)
+    assert [(entry["via"], entry["ip"]) for entry in history] == [
+        (None, None),  # an operator's address and session are the operators' own
+        (f"personal access token #{token.pk} “deploy”", "198.51.100.7"),
+        (session, "203.0.113.5"),
+        (None, None),  # created in the admin
+    ]
+    # The operators still see theirs, in the admin.
+    by_operator = ClusterChange.objects.filter(action="update").latest("id")
+    assert by_operator.by_operator and by_operator.credential.startswith("session ")
+    assert by_operator.ip == "127.0.0.1"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("migrated_back_afterwards")
+def test_changes_recorded_before_by_todays_operators_keep_their_details_from_the_client(
+    operator_staff, user1, cluster1
+):
+    then = MigrationExecutor(connection).migrate([("clusters", "0008_clientauditevent_by_operator")])
+    for actor in (operator_staff, user1):
+        then.apps.get_model("clusters", "ClusterChange").objects.create(
+            cluster_id=cluster1.pk, actor_id=actor.pk, action="update", changes={}, message=actor.email
+        )
+    after = MigrationExecutor(connection).migrate([("clusters", "0009_clusterchange_credential_ip")])
+
+    changes = after.apps.get_model("clusters", "ClusterChange").objects.filter(action="update")
+    assert {change.message: change.by_operator for change in changes} == {
+        "ops@example.com": True,
+        "client1@example.com": False,
+    }
 
 
 def test_history_shows_who_changed_what_newest_first(as_user1, client_for, operator_staff, cluster1):

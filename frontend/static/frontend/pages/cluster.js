@@ -188,12 +188,19 @@ export function changesText(changes) {
     .join(", ");
 }
 
+/** "personal access token #3 “ci” from 203.0.113.5": how the author asked ("" when not recorded). */
+export function sourceText(entry) {
+  const from = entry.ip ? `from ${entry.ip}` : "";
+  return [entry.via || "", from].filter(Boolean).join(" ");
+}
+
 function historyRow(entry) {
+  const source = sourceText(entry);
   return h(
     "tr",
     { "data-testid": "history-row", dataset: { commit: entry.commit || "" } },
     h("td", { "data-label": "When" }, timeElement(entry.at)),
-    h("td", { "data-label": "Author" }, entry.author || "—"),
+    h("td", { "data-label": "Author" }, entry.author || "—", source ? h("span", { class: "changes change-source" }, source) : ""),
     h("td", { "data-label": "Message" }, entry.message || "", h("span", { class: "changes" }, changesText(entry.changes))),
     h("td", { "data-label": "Commit" }, commitCode(entry.commit)),
   );
