@@ -65,9 +65,7 @@ def preview(token: str) -> dict:
 
 def test_a_client_that_asks_for_its_google_workspace_is_joined_with_google_only(as_admin1, client1, settings):
     settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
-    SignInPolicy.objects.create(
-        client=client1, allowed_methods=["google", "password"], google_domain="example.com"
-    )
+    SignInPolicy.objects.create(client=client1, allowed_methods=["google"], google_domain="example.com")
     invite(as_admin1, "new@example.com")
 
     # A password account would never meet the policy: neither the email nor the page offers one.

@@ -113,7 +113,7 @@ def test_an_invitee_of_a_client_that_asks_for_its_google_workspace_joins_with_go
         accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(key)}))
     )
     SignInPolicy.objects.create(
-        client=cluster1.client, allowed_methods=["google", "password"], google_domain="example.com"
+        client=cluster1.client, allowed_methods=["google"], google_domain="example.com"
     )
     invitation_create(client=cluster1.client, email="alice@example.com", role="viewer", actor=admin1)
     (link,) = re.findall(r"https://portal\.example\.com(/#/invitations/[A-Za-z0-9_-]+)", mail.outbox[-1].body)
