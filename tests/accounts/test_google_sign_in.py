@@ -6,6 +6,8 @@ FakeGoogle, so the certificate cache runs for real too.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 
 import pyotp
@@ -78,18 +80,23 @@ def test_body_delivery_returns_tokens_and_sets_no_cookies(api_client, user, goog
 # --- the nonce: a token the browser app asked for works only in that browser --------------------
 
 NONCE_URL = "/api/auth/google/nonce"
-NONCE_COOKIE = "__Secure-googleNonce"
+NONCE_COOKIE = "__Host-googleNonce"
 
 
-def test_the_browser_gets_a_nonce_in_an_httponly_cookie_and_keeps_it_across_tabs(api_client):
+def nonce_of(secret: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).rstrip(b"=").decode()
+
+
+def test_the_browser_gets_a_nonce_whose_secret_stays_in_an_httponly_cookie_shared_by_its_tabs(api_client):
     first = api_client.get(NONCE_URL)
 
     assert first.status_code == 200 and first["Cache-Control"] == "no-store"
     nonce = first.json()["nonce"]
     cookie = first.cookies[NONCE_COOKIE]
-    assert cookie.value == nonce and len(nonce) >= 32
+    # The nonce goes into Google's token; the cookie holds what it was made from, never the nonce.
+    assert nonce_of(cookie.value) == nonce and cookie.value != nonce
     assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Strict"
-    assert cookie["path"] == "/api/"  # sent to /api/auth/google and /api/invitations/sign-up
+    assert cookie["path"] == "/" and not cookie["domain"]  # __Host-: no sibling subdomain sets it
     # A second tab gets the same nonce: a new one would break the first tab's sign-in.
     assert api_client.get(NONCE_URL).json()["nonce"] == nonce
     # Another browser gets its own.
@@ -105,11 +112,15 @@ def test_a_token_with_the_browsers_nonce_signs_in_once_and_cannot_be_replayed(ap
     assert signed_in.status_code == 200, signed_in.content
     assert signed_in.cookies[NONCE_COOKIE].value == ""  # used: the next sign-in gets a new one
 
-    # The same token, copied elsewhere within its hour, is refused: no browser there holds its nonce.
+    # The same token, copied elsewhere within its hour, is refused: no browser there holds the
+    # secret of its nonce, and the nonce the token shows is not that secret.
     assert_error(sign_in(APIClient(), credential, tokenDelivery="body"), 401, "invalid_google_token")
     other_browser = APIClient()
     other_browser.get(NONCE_URL)
     assert_error(sign_in(other_browser, credential), 401, "invalid_google_token")
+    thief = APIClient()
+    thief.cookies[NONCE_COOKIE] = nonce
+    assert_error(sign_in(thief, credential, tokenDelivery="body"), 401, "invalid_google_token")
     assert Session.objects.filter(user=user).count() == 1
 
 
@@ -119,10 +130,9 @@ def test_a_token_made_for_another_nonce_or_with_a_malformed_one_is_refused(api_c
 
     assert_error(sign_in(api_client, id_token(google_key, nonce="x" * 43)), 401, "invalid_google_token")
     assert_error(sign_in(api_client, id_token(google_key, nonce=12345)), 401, "invalid_google_token")
-    api_client.cookies[NONCE_COOKIE] = "not a nonce we make"
-    assert_error(
-        sign_in(api_client, id_token(google_key, nonce="not a nonce we make")), 401, "invalid_google_token"
-    )
+    api_client.cookies[NONCE_COOKIE] = "not a secret we make"
+    forged = id_token(google_key, nonce=nonce_of("not a secret we make"))
+    assert_error(sign_in(api_client, forged), 401, "invalid_google_token")
 
 
 def test_without_google_sign_in_there_is_no_nonce(api_client, settings):

@@ -149,7 +149,7 @@ window.google = { accounts: { id: {
       const options = window.fakeGoogleOptions;
       options.callback({ credential: await window.googleIdToken(options.client_id, options.nonce || null) });
     });
-    holder.append(button);
+    holder.replaceChildren(button);  // as Google's does, on each render
   },
 } } };
 """

@@ -121,6 +121,38 @@ def test_google_sign_in_binds_the_token_to_this_browser_so_a_copy_signs_nobody_i
     assert page_problems == []
 
 
+def test_a_tab_whose_nonce_another_tab_replaced_asks_again_and_the_next_try_signs_in(
+    live_server, new_page, page_problems, settings, monkeypatch, user1, cluster1
+):
+    key = private_key()
+    settings.GOOGLE_CLIENT_IDS = [GOOGLE_CLIENT_ID]
+    monkeypatch.setattr(
+        accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(key)}))
+    )
+    GoogleAccount.objects.create(user=user1, sub="4242", email=user1.email)
+    page = new_page()
+    minted = fake_google(page, key, sub="4242", email=user1.email)
+    page.goto(live_server.url + "/#/login")
+    page.wait_for_selector("#fake-google-button")
+
+    # Two tabs opened at once while the browser held no nonce: the other's secret won the cookie.
+    page.context.clear_cookies(name=re.compile("googleNonce$"))
+    other_tab = page.context.new_page()
+    with other_tab.expect_response(re.compile(r"/api/auth/google/nonce$")):
+        other_tab.goto(live_server.url + "/#/login")
+    other_tab.close()
+
+    page.click("#fake-google-button")
+    page.wait_for_selector("#google-error:has-text('sign in with Google again')")
+    # The page asked for the browser's nonce again: the next try carries it, and signs in.
+    page.wait_for_function("(old) => window.fakeGoogleOptions.nonce !== old", arg=minted[0]["nonce"])
+    page.click("#fake-google-button")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    assert minted[0]["nonce"] != minted[1]["nonce"]
+    assert Session.objects.filter(user=user1).count() == 1
+    assert page_problems == []
+
+
 def test_an_authenticator_app_is_set_up_in_the_page_and_then_asked_for_at_sign_in(
     live_server, new_page, page_problems, screenshot, user1, cluster1
 ):

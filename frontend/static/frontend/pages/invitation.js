@@ -5,7 +5,7 @@
 
 import { h, liveRegion, markInvalid, replaceChildren, say } from "../dom.js";
 import { showError } from "./common.js";
-import { googleButtonRender, googleLoad } from "./login.js";
+import { googleButton, googleRenewAfter } from "./login.js";
 import { signInContinue } from "./second-factor.js";
 
 const PASSWORD_MIN = 8;
@@ -109,7 +109,7 @@ function signUpProblem({ password, confirm }) {
 function signUpParts(ctx, card, token, invitation) {
   const form = signUpForm(invitation);
   const next = "/clusters";
-  async function answer(body, busy) {
+  async function answer(body, busy, googleButtonShown) {
     say(form.error, "");
     busy.disabled = true;
     try {
@@ -118,6 +118,7 @@ function signUpParts(ctx, card, token, invitation) {
       signInContinue(ctx, { card, result, next });
     } catch (failure) {
       showError(ctx, form.error, failure, { name: form.name, password: form.password });
+      if (googleButtonShown) googleRenewAfter(failure, googleButtonShown);
     } finally {
       busy.disabled = false;
     }
@@ -144,13 +145,8 @@ function signUpParts(ctx, card, token, invitation) {
 
 function googlePart(ctx, form, answer, { alone, email }) {
   const holder = h("div", { id: "invitation-google", class: "google-signin" });
-  googleLoad(ctx)
-    .then(({ google, nonce }) => {
-      if (!ctx.isCurrent()) return;
-      googleButtonRender(google, holder, { clientId: ctx.config.googleClientId, nonce }, (response) =>
-        answer({ credential: response.credential }, holder),
-      );
-    })
+  const button = googleButton(ctx, holder, (response) => answer({ credential: response.credential }, holder, button));
+  button()
     .catch((failure) => {
       if (!ctx.isCurrent()) return;
       replaceChildren(holder);

@@ -152,15 +152,14 @@ function googleSection(ctx, card, next) {
       signInContinue(ctx, { card, result, next });
     } catch (failure) {
       if (ctx.isCurrent()) say(googleError, ctx.errorMessage(failure));
+      googleRenewAfter(failure, button);
     } finally {
       holder.removeAttribute("aria-busy");
     }
   }
 
-  googleLoad(ctx)
-    .then(({ google, nonce }) => {
-      if (ctx.isCurrent()) googleButtonRender(google, holder, { clientId: ctx.config.googleClientId, nonce }, credentialReceived);
-    })
+  const button = googleButton(ctx, holder, credentialReceived);
+  button()
     .catch((failure) => {
       if (!ctx.isCurrent()) return;
       holder.hidden = true;
@@ -173,7 +172,7 @@ function googleSection(ctx, card, next) {
  * Google's script and this browser's nonce (the server keeps it in an httpOnly cookie too): an ID
  * token Google makes with it is accepted only from this browser, so a copied one is useless.
  */
-export async function googleLoad(ctx) {
+async function googleLoad(ctx) {
   const [google, answer] = await Promise.all([
     googleScriptLoad(),
     ctx.api.googleNonce({ signal: ctx.signal }).catch(() => {
@@ -183,7 +182,26 @@ export async function googleLoad(ctx) {
   return { google, nonce: answer.nonce };
 }
 
-export function googleButtonRender(google, holder, { clientId, nonce }, callback) {
+/**
+ * Google's button in `holder`, handing `callback` each credential: a function that (re)renders
+ * it with this browser's nonce, and rejects when Google's script or the nonce cannot be had.
+ */
+export function googleButton(ctx, holder, callback) {
+  return () =>
+    googleLoad(ctx).then(({ google, nonce }) => {
+      if (ctx.isCurrent()) googleButtonRender(google, holder, { clientId: ctx.config.googleClientId, nonce }, callback);
+    });
+}
+
+/**
+ * After a refused Google token, ask for the nonce again: another tab may have been given a new
+ * one meanwhile (or the day-long cookie ran out), and the next try must carry the current one.
+ */
+export function googleRenewAfter(failure, button) {
+  if (failure && failure.code === "invalid_google_token") button().catch(() => {});
+}
+
+function googleButtonRender(google, holder, { clientId, nonce }, callback) {
   google.accounts.id.initialize({ client_id: clientId, nonce, callback, ux_mode: "popup" });
   google.accounts.id.renderButton(holder, {
     type: "standard",
