@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.conf import settings
@@ -68,8 +69,9 @@ class KeyRing:
     signing: SigningKey
     verification: dict[str, Any] = field(default_factory=dict)  # kid -> public key (or secret)
     source_mtime: float | None = None
-    # Why the folder's keys could not be loaded again, while this ring stays in use.
-    reload_error: str | None = None
+    # What in JWT_KEYS_DIR could not be used (left out of this ring, or, when this ring was kept
+    # because the folder could not be loaded again, why), for the log and the status page.
+    problems: str | None = None
 
     def public_jwks(self) -> list[dict[str, Any]]:
         if self.algorithm == "HS256":
@@ -146,23 +148,54 @@ def _pem_blocks(text: str) -> list[bytes]:
     return blocks
 
 
-def keys_dir_read(keys_dir: Path) -> tuple[str | None, dict[str, Any]]:
-    """The signing kid named in ``current`` (if any) and every ``<kid>.pem`` private key."""
+@dataclass(frozen=True)
+class KeysDirContents:
+    """What JWT_KEYS_DIR holds: the kid ``current`` names, the keys that load, and what did not."""
+
+    current: str | None
+    keys: dict[str, Any]
+    problems: tuple[str, ...] = ()  # one sentence per file that is not a usable key
+
+
+def _current_read(keys_dir: Path) -> str | None:
+    path = keys_dir / CURRENT_KEY_FILE
+    try:
+        return path.read_text().strip() if path.is_file() else None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ImproperlyConfigured(f"{path} cannot be read ({error}); it names the signing key.") from error
+
+
+def keys_dir_scan(keys_dir: Path) -> KeysDirContents:
+    """Every ``<kid>.pem`` private key that loads; the files that do not, in words."""
     keys: dict[str, Any] = {}
+    problems = []
     if not keys_dir.is_dir():
-        return None, keys
+        return KeysDirContents(None, keys)
     for path in sorted(keys_dir.glob("*.pem")):
         try:
             private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError) as error:  # not a key, or one with a password
-            raise ImproperlyConfigured(
+        except OSError as error:  # retired meanwhile by another host, a directory, a dangling link
+            problems.append(f"{path} cannot be read ({error.strerror or error}).")
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # not a key, or one with a password
+            problems.append(
                 f"{path} is not a PEM private key without a password: every *.pem file in "
                 "JWT_KEYS_DIR must be one (move anything else out of it)."
-            ) from error
-        keys[key_thumbprint(private_key.public_key())] = private_key
-    current_file = keys_dir / CURRENT_KEY_FILE
-    current = current_file.read_text().strip() if current_file.is_file() else None
-    return current, keys
+            )
+        else:
+            keys[key_thumbprint(private_key.public_key())] = private_key
+    return KeysDirContents(_current_read(keys_dir), keys, tuple(problems))
+
+
+def keys_dir_read(keys_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    """The signing kid named in ``current`` (if any) and every ``<kid>.pem`` private key.
+
+    Strict, for ``jwt_keys``: a file that is not a usable key is an error, so that nothing is
+    added to or removed from a folder the portal cannot fully read.
+    """
+    contents = keys_dir_scan(keys_dir)
+    if contents.problems:
+        raise ImproperlyConfigured(contents.problems[0])
+    return contents.current, contents.keys
 
 
 def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
@@ -218,24 +251,49 @@ def _ring_from_pems(algorithm: str) -> KeyRing:
     return _ring(algorithm, key_thumbprint(private_keys[0].public_key()), by_kid, mtime=None)
 
 
+def _usable(keys: dict[str, Any], *, algorithm: str, keys_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The keys of the configured algorithm's type, and a sentence for each of the others."""
+    usable, problems = {}, []
+    for kid, private_key in keys.items():
+        try:
+            _check_key_type(private_key, algorithm=algorithm, origin=f"{keys_dir / kid}.pem")
+        except ImproperlyConfigured as error:
+            problems.append(str(error))
+        else:
+            usable[kid] = private_key
+    return usable, problems
+
+
 def _ring_from_dir(algorithm: str) -> KeyRing:
+    """The folder's usable keys. A file that is not one is left out, and said (the log, the
+    status page): a stray or half-copied file must not stop a process from starting or
+    serving. Only an unusable signing key (``current``), or none at all, is refused."""
     keys_dir = Path(settings.JWT_KEYS_DIR)
-    current, by_kid = keys_dir_read(keys_dir)
-    if not by_kid:
-        if not settings.DEBUG:
-            raise ImproperlyConfigured(
-                "No JWT signing key: set JWT_PRIVATE_KEYS, or create one in JWT_KEYS_DIR "
-                f"({keys_dir}) with `manage.py jwt_keys rotate` (or JWT_ALGORITHM=HS256 with JWT_SECRET)."
-            )
+    contents = keys_dir_scan(keys_dir)
+    if not contents.keys and settings.DEBUG and not contents.problems:
         keys_dir_add(keys_dir, algorithm=algorithm)  # development default: a key in var/
-        current, by_kid = keys_dir_read(keys_dir)
-    for kid, private_key in by_kid.items():
-        _check_key_type(private_key, algorithm=algorithm, origin=f"{keys_dir / kid}.pem")
-    if current not in by_kid:
-        if current is not None:
-            raise ImproperlyConfigured(f"{keys_dir / CURRENT_KEY_FILE} names a key that is not there.")
-        current = max(by_kid, key=lambda kid: (keys_dir / f"{kid}.pem").stat().st_mtime)
-    return _ring(algorithm, current, by_kid, mtime=_keys_dir_mtime(keys_dir))
+        contents = keys_dir_scan(keys_dir)
+    by_kid, wrong_type = _usable(contents.keys, algorithm=algorithm, keys_dir=keys_dir)
+    problems = " ".join([*contents.problems, *wrong_type])
+    if not by_kid:
+        raise ImproperlyConfigured(
+            f"No JWT signing key: set JWT_PRIVATE_KEYS, or create one in JWT_KEYS_DIR ({keys_dir}) with "
+            f"`manage.py jwt_keys rotate` (or JWT_ALGORITHM=HS256 with JWT_SECRET). {problems}".strip()
+        )
+    current = contents.current
+    if current is not None and current not in by_kid:
+        raise ImproperlyConfigured(
+            f"{keys_dir / CURRENT_KEY_FILE} names a key that is not there or cannot be used. {problems}".strip()
+        )
+    if current is None:  # the newest key signs
+        current = max(
+            by_kid, key=lambda kid: key_file_created(keys_dir, kid) or datetime.min.replace(tzinfo=UTC)
+        )
+    ring = _ring(algorithm, current, by_kid, mtime=_keys_dir_mtime(keys_dir))
+    if problems:
+        logger.error("JWT_KEYS_DIR: left out what is not a usable key: %s", problems)
+        ring.problems = problems
+    return ring
 
 
 def key_ring_load() -> KeyRing:
@@ -289,7 +347,7 @@ def _ring_reloaded(ring: KeyRing) -> KeyRing:
         return key_ring_load()
     except ImproperlyConfigured as error:
         logger.error("JWT keys not reloaded, still using the keys loaded before: %s", error)
-        ring.reload_error = str(error)
+        ring.problems = f"{error} Still using the keys loaded before."
         return ring
 
 

@@ -299,10 +299,9 @@ def signing_keys_status() -> SigningKeysStatus:
             SigningKeyStatus(kid=kid, signing=kid == ring.signing.kid, created_at=created, age_seconds=age)
         )
     keys.sort(key=lambda key: (not key.signing, key.kid))
-    if ring.reload_error:  # the folder broke after these keys were loaded: they still sign
-        error = f"{ring.reload_error} Still using the keys loaded before."
+    if ring.problems:  # files in the folder that are not usable keys: the ring does without them
         return SigningKeysStatus(
-            ok=False, error=error, algorithm=ring.algorithm, source=source, keys=tuple(keys)
+            ok=False, error=ring.problems, algorithm=ring.algorithm, source=source, keys=tuple(keys)
         )
     return SigningKeysStatus(ok=True, algorithm=ring.algorithm, source=source, keys=tuple(keys))
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import jwt
 import pytest
 import time_machine
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.tokens import key_ring, key_ring_reset
 from tests.conftest import login
 from tests.helpers import me
 
@@ -90,24 +92,50 @@ def test_a_file_in_the_keys_folder_that_is_not_a_key_is_named_not_a_traceback(ke
     assert len(kids(keys_dir)) == 2  # rotate added nothing: the folder is the operator's to fix first
 
 
-def test_a_broken_file_dropped_into_the_keys_folder_while_serving_keeps_the_loaded_keys(
+@pytest.mark.parametrize(
+    "stray",
+    [
+        pytest.param(lambda path: path.write_text("-----BEGIN PRIVATE KEY-----\nMIIE"), id="half-copied"),
+        pytest.param(lambda path: path.mkdir(), id="a-directory"),
+        pytest.param(lambda path: path.symlink_to(path.with_name("gone")), id="a-dangling-link"),
+    ],
+)
+def test_a_stray_file_in_the_keys_folder_is_left_out_and_said_not_fatal(keys_dir, user, caplog, stray):
+    signed_in = body_login(user)
+    stray(keys_dir / "stray.pem")
+
+    # Every request and sign-in goes on, in this process and in one starting now (a worker
+    # gunicorn replaces: if it refused to start, gunicorn would stop the whole server).
+    assert me(signed_in["accessToken"]).status_code == 200
+    key_ring_reset()
+    assert me(signed_in["accessToken"]).status_code == 200
+    assert body_login(user)["accessToken"]
+    assert "JWT_KEYS_DIR: left out what is not a usable key" in caplog.text and "stray.pem" in caplog.text
+
+
+def test_a_key_file_removed_while_another_file_is_broken_is_no_longer_trusted(keys_dir, user):
+    old = body_login(user)
+    old_kid = kids(keys_dir)[0]
+    call_command("jwt_keys", "rotate", stdout=open(os.devnull, "w"))
+    (keys_dir / "stray.pem").write_text("not a key")
+
+    (keys_dir / f"{old_kid}.pem").unlink()  # a compromised key, taken out by hand
+
+    assert me(old["accessToken"]).json()["code"] == "token_not_valid"
+
+
+def test_an_unreadable_signing_key_keeps_a_running_process_on_its_keys_and_stops_a_new_one(
     keys_dir, user, caplog
 ):
     signed_in = body_login(user)
-    (keys_dir / "half-copied.pem").write_text("-----BEGIN PRIVATE KEY-----\nMIIE")
+    (keys_dir / "current.new").write_bytes(b"\xff\xfe not text")
+    (keys_dir / "current.new").replace(keys_dir / "current")  # as an editor or a copy saves it
 
-    # Every request and sign-in goes on with the keys loaded before; the operator reads why.
     assert me(signed_in["accessToken"]).status_code == 200
-    assert body_login(user)["accessToken"]
-    assert "JWT keys not reloaded" in caplog.text and "half-copied.pem" in caplog.text
-
-    # Once the folder is fixed, a rotation is picked up as usual.
-    (keys_dir / "half-copied.pem").unlink()
-    call_command("jwt_keys", "rotate", stdout=open(os.devnull, "w"))
-    rotated = body_login(user)
-    assert (
-        jwt.get_unverified_header(rotated["accessToken"])["kid"] == (keys_dir / "current").read_text().strip()
-    )
+    assert "JWT keys not reloaded" in caplog.text
+    key_ring_reset()
+    with pytest.raises(ImproperlyConfigured, match="current cannot be read"):
+        key_ring()
 
 
 def test_a_rotation_never_shows_a_half_written_key_file(keys_dir, monkeypatch):
