@@ -396,11 +396,24 @@ def client_invitations(*, client: Client) -> QuerySet[Invitation]:
 class SignUpTerms:
     """How an invitee may create an account, and what the client asks of its members' sign-ins."""
 
-    methods: tuple[str, ...]  # "password", "google": the ways offered, never none
+    methods: tuple[str, ...]  # "password", "google": the ways offered (none: the portal lacks Google)
     requirement: str  # a sentence ("Acme asks its members to ..."); empty when it asks nothing
 
 
 _METHOD_WORDS = {"password": "a password", "google": "Google", "passkey": "a passkey"}
+
+
+def _policy_asks(policy: SignInPolicy | None, allowed: set[str]) -> list[str]:
+    """What a policy asks of a sign-in, as parts of a sentence ("sign in with Google", ...)."""
+    asks = []
+    if policy and policy.google_domain:  # only Google sign-ins from that Workspace meet it
+        asks.append(f"sign in with a Google account of {policy.google_domain}")
+    elif allowed != set(SignInPolicy.Method.values):
+        words = [_METHOD_WORDS[method] for method in SignInPolicy.Method.values if method in allowed]
+        asks.append("sign in with " + " or ".join(words))
+    if policy and policy.mfa_required and allowed != {"passkey"}:
+        asks.append("use a second factor" + (" (a passkey is one)" if "passkey" in allowed else ""))
+    return asks
 
 
 def invitation_sign_up_terms(*, client: Client) -> SignUpTerms:
@@ -408,27 +421,24 @@ def invitation_sign_up_terms(*, client: Client) -> SignUpTerms:
 
     An account made with a password can meet a policy that accepts passwords or passkeys (one
     is added after signing up), never one asking for Google or a Google Workspace; Google is
-    offered only where the portal has it. The invitation email and the browser app both say it.
+    offered only where the portal has it. None may be left (the client asks for Google, which
+    the portal does not have): the sentence then says to ask an operator. The invitation email
+    and the browser app both say it.
     """
     policy = SignInPolicy.objects.filter(client=client).first()
     allowed = set(policy.allowed_methods) if policy else set(SignInPolicy.Method.values)
     google = google_sign_in_enabled() and "google" in allowed
     password = not (policy and policy.google_domain) and bool({"password", "passkey"} & allowed)
     methods = tuple(method for method, offered in (("password", password), ("google", google)) if offered)
-    asks = []
-    if policy and policy.google_domain:  # only Google sign-ins from that Workspace meet it
-        asks.append(f"sign in with a Google account of {policy.google_domain}")
-    elif allowed != set(SignInPolicy.Method.values):
-        asks.append(
-            "sign in with "
-            + " or ".join(_METHOD_WORDS[m] for m in SignInPolicy.Method.values if m in allowed)
-        )
-    if policy and policy.mfa_required and allowed != {"passkey"}:  # a passkey is two factors in one
-        asks.append("use a second factor")
-    requirement = f"{client.name} asks its members to {' and '.join(asks)}." if asks else ""
+    asks = _policy_asks(policy, allowed)
+    sentences = [f"{client.name} asks its members to {' and '.join(asks)}."] if asks else []
     if password and "password" not in allowed:
-        requirement += " Create your account with a password, then add a passkey under Security."
-    return SignUpTerms(methods=methods or ("password",), requirement=requirement)
+        sentences.append(
+            "An account made with a password meets it once it has a passkey: add one under Security."
+        )
+    if not methods:
+        sentences.append("This portal does not offer Google sign-in: ask an operator.")
+    return SignUpTerms(methods=methods, requirement=" ".join(sentences))
 
 
 def client_invitation(*, client: Client, invitation_id: int) -> Invitation:

@@ -191,7 +191,9 @@ class InvitationPreviewSerializer(serializers.Serializer):
         source="sign_up_terms.methods",
         child=serializers.ChoiceField(choices=["password", "google"]),
         help_text="How to create the account: only the ways that can meet the client's sign-in "
-        "policy (`google` only where the portal has Google sign-in); never empty.",
+        "policy (`google` only where the portal has Google sign-in). Empty when none can (the "
+        "client asks for Google sign-in, which the portal does not have; `signInRequirement` says "
+        "to ask an operator).",
     )
     signInRequirement = serializers.CharField(
         source="sign_up_terms.requirement",

@@ -51,8 +51,9 @@ def test_the_email_offers_google_only_when_the_portal_has_it_and_says_how_member
     assert "or create one with a password or with Google," in message.body
     # A passkey counts as a second factor; a password account meets the policy once it adds one.
     assert (
-        "Client One asks its members to sign in with Google or a passkey and use a second factor. "
-        "Create your account with a password, then add a passkey under Security." in message.body
+        "Client One asks its members to sign in with Google or a passkey and use a second factor "
+        "(a passkey is one). An account made with a password meets it once it has a passkey: add one "
+        "under Security." in message.body
     )
     assert "with a password or with Google" in message.alternatives[0][0]
 
@@ -74,6 +75,23 @@ def test_a_client_that_asks_for_its_google_workspace_is_joined_with_google_only(
     assert terms["signUpMethods"] == ["google"]
     assert terms["signInRequirement"] == (
         "Client One asks its members to sign in with a Google account of example.com."
+    )
+
+
+def test_a_client_that_asks_for_google_on_a_portal_without_it_offers_no_way_and_says_whom_to_ask(
+    as_admin1, client1, settings
+):
+    settings.GOOGLE_CLIENT_IDS = []
+    SignInPolicy.objects.create(client=client1, allowed_methods=["google"])
+    invite(as_admin1, "new@example.com")
+
+    # An account made with a password would never reach the client: none is offered.
+    assert "or create one" not in mail.outbox[-1].body
+    terms = preview(link_token())
+    assert terms["signUpMethods"] == []
+    assert terms["signInRequirement"] == (
+        "Client One asks its members to sign in with Google. This portal does not offer Google sign-in: "
+        "ask an operator."
     )
 
 
