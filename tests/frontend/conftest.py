@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.accounts.google_tokens import id_token
+import accounts.google
+from accounts.google import CachingRequest
+from tests.accounts.google_tokens import CLIENT_ID as GOOGLE_CLIENT_ID
+from tests.accounts.google_tokens import KID, FakeGoogle, certificate_pem, id_token, private_key
 from tests.conftest import DEFAULT_PASSWORD
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
@@ -132,6 +135,18 @@ def sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
     """Signs in with the password alone and waits for the clusters page."""
     first_factor(page, base_url, email, password)
     page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
+
+
+@pytest.fixture
+def google_key(settings, monkeypatch):
+    """Google sign-in on, verified with this key's certificate (only Google's certificate
+    download is faked); pages get Google's button with ``fake_google(page, google_key)``."""
+    key = private_key()
+    settings.GOOGLE_CLIENT_IDS = [GOOGLE_CLIENT_ID]
+    monkeypatch.setattr(
+        accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(key)}))
+    )
+    return key
 
 
 # Google's script, served by the test in its place (the browser has no internet): it renders a

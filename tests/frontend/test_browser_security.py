@@ -26,13 +26,9 @@ from django.core import mail
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-import accounts.google
-from accounts.google import CachingRequest
 from accounts.models import AuditEvent, GoogleAccount, Passkey, Session, TotpDevice
 from clusters.models import Cluster
 from clusters.selectors import cluster_credentials
-from tests.accounts.google_tokens import CLIENT_ID as GOOGLE_CLIENT_ID
-from tests.accounts.google_tokens import KID, FakeGoogle, certificate_pem, private_key
 from tests.frontend.conftest import PASSWORD, fake_google, first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -94,19 +90,21 @@ def _second_step(page, code: str) -> None:
     page.click("#mfa-submit")
 
 
-def test_google_sign_in_binds_the_token_to_this_browser_so_a_copy_signs_nobody_in(
-    live_server, new_page, page_problems, settings, monkeypatch, user1, cluster1
-):
-    key = private_key()
-    settings.GOOGLE_CLIENT_IDS = [GOOGLE_CLIENT_ID]
-    monkeypatch.setattr(
-        accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(key)}))
-    )
-    GoogleAccount.objects.create(user=user1, sub="4242", email=user1.email)
+def _google_login_page(new_page, live_server, google_key, user):
+    """The sign-in page with Google's button, for ``user``'s linked Google account; the tokens
+    the button hands out."""
+    GoogleAccount.objects.create(user=user, sub="4242", email=user.email)
     page = new_page()
-    minted = fake_google(page, key, sub="4242", email=user1.email)
-
+    minted = fake_google(page, google_key, sub="4242", email=user.email)
     page.goto(live_server.url + "/#/login")
+    page.wait_for_selector("#fake-google-button")
+    return page, minted
+
+
+def test_google_sign_in_binds_the_token_to_this_browser_so_a_copy_signs_nobody_in(
+    live_server, new_page, page_problems, google_key, user1, cluster1
+):
+    page, minted = _google_login_page(new_page, live_server, google_key, user1)
     page.click("#fake-google-button")
     page.wait_for_selector('[data-testid="cluster-row"]')
 
@@ -122,18 +120,9 @@ def test_google_sign_in_binds_the_token_to_this_browser_so_a_copy_signs_nobody_i
 
 
 def test_a_tab_whose_nonce_another_tab_replaced_asks_again_and_the_next_try_signs_in(
-    live_server, new_page, page_problems, settings, monkeypatch, user1, cluster1
+    live_server, new_page, page_problems, google_key, user1, cluster1
 ):
-    key = private_key()
-    settings.GOOGLE_CLIENT_IDS = [GOOGLE_CLIENT_ID]
-    monkeypatch.setattr(
-        accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(key)}))
-    )
-    GoogleAccount.objects.create(user=user1, sub="4242", email=user1.email)
-    page = new_page()
-    minted = fake_google(page, key, sub="4242", email=user1.email)
-    page.goto(live_server.url + "/#/login")
-    page.wait_for_selector("#fake-google-button")
+    page, minted = _google_login_page(new_page, live_server, google_key, user1)
 
     # Two tabs opened at once while the browser held no nonce: the other's secret won the cookie.
     page.context.clear_cookies(name=re.compile("googleNonce$"))

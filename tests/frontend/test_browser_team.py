@@ -18,16 +18,12 @@ from django.core import mail
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-import accounts.google
 from accounts.access_tokens import access_token_create
 from accounts.audit import RequestOrigin
-from accounts.google import CachingRequest
 from accounts.models import PersonalAccessToken
 from accounts.scopes import SignInFacts
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.services import PolicyInput, invitation_create, sign_in_policy_set
-from tests.accounts.google_tokens import CLIENT_ID as GOOGLE_CLIENT_ID
-from tests.accounts.google_tokens import KID, FakeGoogle, certificate_pem, private_key
 from tests.frontend.conftest import fake_google, first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -105,13 +101,8 @@ def test_an_admin_runs_the_team_and_an_invitee_joins(
 
 
 def test_an_invitee_of_a_client_that_asks_for_its_google_workspace_joins_with_google_only(
-    live_server, new_page, page_problems, settings, monkeypatch, admin1, cluster1
+    live_server, new_page, page_problems, google_key, admin1, cluster1
 ):
-    key = private_key()
-    settings.GOOGLE_CLIENT_IDS = [GOOGLE_CLIENT_ID]
-    monkeypatch.setattr(
-        accounts.google, "_google_request", CachingRequest(FakeGoogle({KID: certificate_pem(key)}))
-    )
     SignInPolicy.objects.create(
         client=cluster1.client, allowed_methods=["google"], google_domain="example.com"
     )
@@ -119,7 +110,7 @@ def test_an_invitee_of_a_client_that_asks_for_its_google_workspace_joins_with_go
     (link,) = re.findall(r"https://portal\.example\.com(/#/invitations/[A-Za-z0-9_-]+)", mail.outbox[-1].body)
 
     invitee = new_page()
-    minted = fake_google(invitee, key)
+    minted = fake_google(invitee, google_key)
     invitee.goto(live_server.url + link)
     invitee.wait_for_selector("#fake-google-button")
     # A password account would never meet the policy: no form offers one; the page says why.
