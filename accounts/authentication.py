@@ -338,7 +338,7 @@ class ExtendedTokenMiddleware:
         # Loaded once when the server builds its handler (gunicorn, runserver): a production
         # process without usable signing keys refuses to start instead of failing at the first
         # sign-in. Management commands (collectstatic at image build, jwt_keys) need no keys.
-        key_ring()
+        key_ring(unusable_ok=True)
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

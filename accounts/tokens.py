@@ -39,6 +39,8 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
 from rest_framework_simplejwt.tokens import Token
 
+from config.errors import AuthUnavailable
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_ALGORITHMS = ("RS256", "EdDSA", "HS256")
@@ -72,6 +74,7 @@ class KeyRing:
     # What in JWT_KEYS_DIR could not be used (left out of this ring, or, when this ring was kept
     # because the folder could not be loaded again, why), for the log and the status page.
     problems: str | None = None
+    unusable: bool = False  # nothing may be signed or verified with it (see key_ring)
 
     def public_jwks(self) -> list[dict[str, Any]]:
         if self.algorithm == "HS256":
@@ -171,6 +174,9 @@ def keys_dir_scan(keys_dir: Path) -> KeysDirContents:
     problems = []
     if not keys_dir.is_dir():
         return KeysDirContents(None, keys)
+    # ``current`` first: a rotation writes the key file, then ``current``, so read in this
+    # order ``current`` never names a key written after the listing below.
+    current = _current_read(keys_dir)
     for path in sorted(keys_dir.glob("*.pem")):
         try:
             private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -178,20 +184,18 @@ def keys_dir_scan(keys_dir: Path) -> KeysDirContents:
             problems.append(f"{path} cannot be read ({error.strerror or error}).")
         except (ValueError, TypeError, UnsupportedAlgorithm):  # not a key, or one with a password
             problems.append(
-                f"{path} is not a PEM private key without a password: every *.pem file in "
+                # No "password:" in it: the log's redaction would take the next word for one.
+                f"{path} is not a PEM private key without a password. Every *.pem file in "
                 "JWT_KEYS_DIR must be one (move anything else out of it)."
             )
         else:
             keys[key_thumbprint(private_key.public_key())] = private_key
-    return KeysDirContents(_current_read(keys_dir), keys, tuple(problems))
+    return KeysDirContents(current, keys, tuple(problems))
 
 
 def keys_dir_read(keys_dir: Path) -> tuple[str | None, dict[str, Any]]:
-    """The signing kid named in ``current`` (if any) and every ``<kid>.pem`` private key.
-
-    Strict, for ``jwt_keys``: a file that is not a usable key is an error, so that nothing is
-    added to or removed from a folder the portal cannot fully read.
-    """
+    """``current``'s kid and every key; strict, for ``jwt_keys``: a file that is not a usable key
+    is an error, so nothing is added to or removed from a folder the portal cannot fully read."""
     contents = keys_dir_scan(keys_dir)
     if contents.problems:
         raise ImproperlyConfigured(contents.problems[0])
@@ -269,9 +273,11 @@ def _ring_from_dir(algorithm: str) -> KeyRing:
     status page): a stray or half-copied file must not stop a process from starting or
     serving. Only an unusable signing key (``current``), or none at all, is refused."""
     keys_dir = Path(settings.JWT_KEYS_DIR)
+    mtime = _keys_dir_mtime(keys_dir)  # before the scan: a change during it is read next time
     contents = keys_dir_scan(keys_dir)
     if not contents.keys and settings.DEBUG and not contents.problems:
         keys_dir_add(keys_dir, algorithm=algorithm)  # development default: a key in var/
+        mtime = _keys_dir_mtime(keys_dir)
         contents = keys_dir_scan(keys_dir)
     by_kid, wrong_type = _usable(contents.keys, algorithm=algorithm, keys_dir=keys_dir)
     problems = " ".join([*contents.problems, *wrong_type])
@@ -289,7 +295,7 @@ def _ring_from_dir(algorithm: str) -> KeyRing:
         current = max(
             by_kid, key=lambda kid: key_file_created(keys_dir, kid) or datetime.min.replace(tzinfo=UTC)
         )
-    ring = _ring(algorithm, current, by_kid, mtime=_keys_dir_mtime(keys_dir))
+    ring = _ring(algorithm, current, by_kid, mtime=mtime)
     if problems:
         logger.error("JWT_KEYS_DIR: left out what is not a usable key: %s", problems)
         ring.problems = problems
@@ -319,36 +325,51 @@ _ring_lock = threading.Lock()
 _ring_state: dict[str, Any] = {"ring": None, "checked": 0.0}
 
 
-def key_ring() -> KeyRing:
-    """The process's key ring, re-read when JWT_KEYS_DIR changes (rotation needs no restart)."""
+def key_ring(*, unusable_ok: bool = False) -> KeyRing:
+    """The process's key ring, re-read when JWT_KEYS_DIR changes (rotation needs no restart);
+    503 ``auth_unavailable`` while it must not be used (``unusable_ok``: the status page's view)."""
     ring: KeyRing | None = _ring_state["ring"]
     now = time.monotonic()
-    if ring is not None and (
-        ring.source_mtime is None or now - _ring_state["checked"] < KEYS_DIR_RECHECK_SECONDS
+    if ring is None or (
+        ring.source_mtime is not None and now - _ring_state["checked"] >= KEYS_DIR_RECHECK_SECONDS
     ):
-        return ring
+        ring = _ring_now(now)
+    if ring.unusable and not unusable_ok:
+        raise AuthUnavailable()
+    return ring
+
+
+def _ring_now(now: float) -> KeyRing:
     with _ring_lock:
         ring = _ring_state["ring"]
         if ring is None:
             ring = _ring_state["ring"] = key_ring_load()  # at start: refuse to run without keys
-        elif _keys_dir_mtime(Path(settings.JWT_KEYS_DIR)) != ring.source_mtime:
-            ring = _ring_state["ring"] = _ring_reloaded(ring)
+        else:
+            mtime = _keys_dir_mtime(Path(settings.JWT_KEYS_DIR))
+            if mtime != ring.source_mtime:
+                ring = _ring_state["ring"] = _ring_reloaded(ring, mtime=mtime)
         _ring_state["checked"] = now
         return ring
 
 
-def _ring_reloaded(ring: KeyRing) -> KeyRing:
-    """The folder's keys now; the loaded ones, with an error logged, while the folder is broken.
-
-    A stray or damaged file must not take every sign-in and request down with it; the operator
-    sees the error (and ``jwt_keys`` refuses to change the folder) until the file is fixed.
-    """
+def _ring_reloaded(ring: KeyRing, *, mtime: float | None) -> KeyRing:
+    """The folder's keys now; while it cannot be loaded (a damaged ``current``), the loaded keys
+    whose files are still there, tried again once the folder changes (``mtime``, read first).
+    A removed key (retired, or withdrawn as compromised) is never trusted again; without the
+    signing key's file, nothing is signed or verified (fail closed) until the folder is fixed."""
     try:
         return key_ring_load()
     except ImproperlyConfigured as error:
-        logger.error("JWT keys not reloaded, still using the keys loaded before: %s", error)
-        ring.problems = f"{error} Still using the keys loaded before."
-        return ring
+        keys_dir = Path(settings.JWT_KEYS_DIR)
+        kept = {kid: key for kid, key in ring.verification.items() if (keys_dir / f"{kid}.pem").is_file()}
+        held = KeyRing(ring.algorithm, ring.signing, kept, source_mtime=mtime)
+        if ring.signing.kid in kept:
+            held.problems = f"{error} Still using the keys loaded before that are still in the folder."
+        else:
+            held.problems = f"{error} The signing key's file is gone: no token is signed or accepted."
+            held.unusable = True
+        logger.error("JWT keys not reloaded: %s", held.problems)
+        return held
 
 
 def key_ring_reset() -> None:

@@ -288,7 +288,7 @@ def signing_keys_status() -> SigningKeysStatus:
     """The keys of the ring: which one signs, and when each was made (key files' times)."""
     source = _key_source()
     try:
-        ring = key_ring()
+        ring = key_ring(unusable_ok=True)
     except (ImproperlyConfigured, OSError, ValueError) as error:
         return SigningKeysStatus(ok=False, error=probe_error(error), algorithm=settings.JWT_ALGORITHM)
     now, keys = timezone.now(), []

@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import tokens
 from accounts.tokens import key_ring, key_ring_reset
 from tests.conftest import login
 from tests.helpers import me
@@ -136,6 +137,74 @@ def test_an_unreadable_signing_key_keeps_a_running_process_on_its_keys_and_stops
     key_ring_reset()
     with pytest.raises(ImproperlyConfigured, match="current cannot be read"):
         key_ring()
+
+
+def test_a_signing_key_withdrawn_by_hand_while_current_is_broken_fails_closed(keys_dir, user):
+    signed_in = body_login(user)
+    compromised = kids(keys_dir)[0]
+    (keys_dir / f"{compromised}.pem").unlink()  # withdrawn; its replacement is a broken copy
+    (keys_dir / "replacement.pem").write_text("-----BEGIN PRIVATE KEY-----\nMIIE")
+    (keys_dir / "current").write_text("replacement\n")
+
+    # Nothing is signed or accepted with the withdrawn key: 503, not its tokens, not new ones.
+    assert (me(signed_in["accessToken"]).status_code, me(signed_in["accessToken"]).json()["code"]) == (
+        503,
+        "auth_unavailable",
+    )
+    refused = login(APIClient(), user, tokenDelivery="body")
+    assert (refused.status_code, refused.json()["code"]) == (503, "auth_unavailable")
+    status = APIClient().get("/.well-known/jwks.json")
+    assert status.status_code == 503
+
+    # Fixed by the operator: a new key signs, the withdrawn one stays out.
+    (keys_dir / "replacement.pem").unlink()
+    (keys_dir / "current").unlink()
+    call_command("jwt_keys", "rotate", stdout=open(os.devnull, "w"))
+    assert me(body_login(user)["accessToken"]).status_code == 200
+    assert me(signed_in["accessToken"]).json()["code"] == "token_not_valid"
+
+
+def test_a_change_landing_while_the_folder_is_read_is_picked_up_at_the_next_look(keys_dir, monkeypatch):
+    real_scan = tokens.keys_dir_scan
+    rotated = []
+
+    def scan_then_another_host_rotates(path):
+        contents = real_scan(path)
+        if not rotated:
+            rotated.append(tokens.keys_dir_add(keys_dir, algorithm="RS256"))
+        return contents
+
+    os.utime(keys_dir, (0, 0))  # the next look reads the folder again
+    monkeypatch.setattr(tokens, "keys_dir_scan", scan_then_another_host_rotates)
+    key_ring()
+    monkeypatch.setattr(tokens, "keys_dir_scan", real_scan)
+
+    assert key_ring().signing.kid == rotated[0]  # seen, not taken for already read
+
+
+def test_a_process_starting_while_another_host_rotates_starts(keys_dir, monkeypatch):
+    real_read = tokens._current_read
+    rotated = []
+
+    def another_host_rotates_then_read(path):
+        if not rotated:
+            rotated.append(tokens.keys_dir_add(keys_dir, algorithm="RS256"))
+        return real_read(path)
+
+    monkeypatch.setattr(tokens, "_current_read", another_host_rotates_then_read)
+    key_ring_reset()
+    assert key_ring().signing.kid == rotated[0]
+
+
+def test_a_folder_that_cannot_be_loaded_is_tried_again_when_it_changes_not_at_every_look(
+    keys_dir, user, caplog
+):
+    key_ring()
+    (keys_dir / "current.new").write_bytes(b"\xff\xfe not text")
+    (keys_dir / "current.new").replace(keys_dir / "current")
+    for _ in range(5):
+        key_ring()
+    assert caplog.text.count("JWT keys not reloaded") == 1
 
 
 def test_a_rotation_never_shows_a_half_written_key_file(keys_dir, monkeypatch):
