@@ -326,6 +326,7 @@ class InvitationSignUpView(SignInAPIView):
                 errors.AccountDisabled,
                 errors.GoogleUnavailable,
                 errors.NotFound,
+                errors.SignUpMethodNotAllowed,
                 notes={
                     "not_found": "A Google credential while Google sign-in is not configured.",
                     "invalid_request": "With `fields`: a password the password rules refuse, and more.",

@@ -210,6 +210,15 @@ class InvitationEmailMismatch(PortalError):
     default_detail = "This invitation is for another email address: sign in as its addressee to accept it."
 
 
+class SignUpMethodNotAllowed(PortalError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "sign_up_method_not_allowed"
+    default_detail = (
+        "An account made this way could not meet the client's sign-in policy: join in one of the "
+        "ways the invitation's preview offers (signUpMethods)."
+    )
+
+
 class TokenScopeExceeded(PortalError):
     status_code = status.HTTP_403_FORBIDDEN
     default_code = "token_scope_exceeded"

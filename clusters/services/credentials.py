@@ -61,7 +61,11 @@ class KeysShownTo:
     origin: RequestOrigin
 
     @property
-    def source(self) -> ChangeSource:
+    def source(self) -> ChangeSource | None:
+        """How the change was asked for; None in the admin (no API credential): its changes
+        record who, not from where."""
+        if self.credential == RequestCredential():
+            return None
         return ChangeSource(credential=self.credential, origin=self.origin)
 
 

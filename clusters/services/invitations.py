@@ -40,6 +40,7 @@ from config.errors import (
     InvitationInvalid,
     NotFound,
     RoleEscalation,
+    SignUpMethodNotAllowed,
 )
 
 
@@ -198,12 +199,21 @@ def invitation_accept(*, token: str, user: User) -> Grant:
     return _accept(invitation, User.objects.get(pk=user.pk))
 
 
+def _sign_up_method_check(invitation: Invitation, method: str) -> None:
+    """403 ``sign_up_method_not_allowed`` for a way of joining the invitation does not offer:
+    its account could never meet the client's policy, and the one-use link would be spent."""
+    terms = invitation_sign_up_terms(client=invitation.client)
+    if method not in terms.methods:
+        raise SignUpMethodNotAllowed(f"{terms.requirement} {SignUpMethodNotAllowed.default_detail}".strip())
+
+
 def invitation_sign_up_password(*, token: str, name: str, password: str, origin: RequestOrigin) -> SignInStep:
     """A new account for the invitation's address, with a password; signed in at once."""
     with transaction.atomic():
         invitation = invitation_open(token=token, lock=True)
         if User.objects.filter(email=invitation.email).exists():
             raise AccountExists()
+        _sign_up_method_check(invitation, "password")
         user = User(email=invitation.email, name=name)
         try:
             validate_password(password, user)
@@ -224,6 +234,7 @@ def invitation_sign_up_google(
     identity = google_id_token_verify(token=credential, nonce=nonce)
     with transaction.atomic():
         invitation = invitation_open(token=token, lock=True)
+        _sign_up_method_check(invitation, "google")
         user = google_invitee_user(identity=identity, email=invitation.email, origin=origin)
         _accept(invitation, user)
     return sign_in_step(

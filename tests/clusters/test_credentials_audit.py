@@ -154,6 +154,9 @@ def test_keys_shown_by_the_admin_s_rotation_are_on_the_audit_trail(admin_browser
     [reveal] = _reveals(as_admin1)
     assert reveal["cluster"] == "main" and reveal["ip"] is None  # an operator's address is not the client's
     assert ClientAuditEvent.objects.get(type="credentials_revealed").ip == "198.51.100.4"
+    # The change itself records who, as every change made in the admin: not from where.
+    rotation = ClusterChange.objects.get(action="credentials_rotate")
+    assert (rotation.actor_email, rotation.credential, rotation.ip) == ("root@example.com", "", None)
 
 
 def test_an_operators_reveal_names_them_but_not_their_address_or_session(

@@ -95,6 +95,25 @@ def test_a_client_that_asks_for_google_on_a_portal_without_it_offers_no_way_and_
     )
 
 
+def test_a_way_of_joining_the_invitation_does_not_offer_is_refused_and_the_link_stays_unused(
+    as_admin1, client1, google, settings
+):
+    SignInPolicy.objects.create(client=client1, allowed_methods=["google"], google_domain="example.com")
+    invite(as_admin1, "alice@example.com")
+    token = link_token()
+
+    refused = sign_up(token, name="Alice", password=b64("a long new passphrase"))
+    assert (refused.status_code, refused.json()["code"]) == (403, "sign_up_method_not_allowed")
+    assert refused.json()["detail"].startswith("Client One asks its members to sign in with a Google account")
+    assert not User.objects.filter(email="alice@example.com").exists()
+    assert preview(token)["signUpMethods"] == ["google"]  # still open
+
+    SignInPolicy.objects.filter(client=client1).update(allowed_methods=["password"], google_domain="")
+    refused = sign_up(token, credential=id_token(google))
+    assert (refused.status_code, refused.json()["code"]) == (403, "sign_up_method_not_allowed")
+    assert sign_up(token, name="Alice", password=b64("a long new passphrase")).status_code == 200
+
+
 def test_without_a_policy_every_way_is_offered_and_nothing_is_asked(as_admin1, settings):
     settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
     invite(as_admin1, "new@example.com")
