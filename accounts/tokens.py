@@ -362,7 +362,10 @@ def _ring_reloaded(ring: KeyRing, *, mtime: float | None) -> KeyRing:
     except ImproperlyConfigured as error:
         keys_dir = Path(settings.JWT_KEYS_DIR)
         kept = {kid: key for kid, key in ring.verification.items() if (keys_dir / f"{kid}.pem").is_file()}
-        held = KeyRing(ring.algorithm, ring.signing, kept, source_mtime=mtime)
+        # A folder that is gone has no mtime; None would mean "never look again" (keys from
+        # the environment), so look again at every recheck until it is back.
+        gone = -1.0
+        held = KeyRing(ring.algorithm, ring.signing, kept, source_mtime=gone if mtime is None else mtime)
         if ring.signing.kid in kept:
             held.problems = f"{error} Still using the keys loaded before that are still in the folder."
         else:

@@ -164,6 +164,16 @@ def test_a_signing_key_withdrawn_by_hand_while_current_is_broken_fails_closed(ke
     assert me(signed_in["accessToken"]).json()["code"] == "token_not_valid"
 
 
+def test_a_keys_folder_that_disappears_fails_closed_until_it_is_back(keys_dir, user):
+    signed_in = body_login(user)
+    aside = keys_dir.with_name("keys-aside")
+    keys_dir.rename(aside)  # an unmounted volume, a mistaken rm -r
+
+    assert me(signed_in["accessToken"]).json()["code"] == "auth_unavailable"
+    aside.rename(keys_dir)
+    assert me(signed_in["accessToken"]).status_code == 200
+
+
 def test_a_change_landing_while_the_folder_is_read_is_picked_up_at_the_next_look(keys_dir, monkeypatch):
     real_scan = tokens.keys_dir_scan
     rotated = []
