@@ -251,7 +251,9 @@ def argocd(settings):
     with FakeArgoCD(token=ARGOCD_TEST_TOKEN, project=settings.ARGOCD_PROJECT) as fake:
         settings.ARGOCD_URL = fake.url
         settings.ARGOCD_TOKEN = ARGOCD_TEST_TOKEN
-        settings.ARGOCD_TIMEOUT = timedelta(seconds=1)
+        # Roomy, so a loaded CI machine never turns a prompt answer into a timeout; the tests
+        # of a hanging Argo CD set their own short one (argocd_short_timeout).
+        settings.ARGOCD_TIMEOUT = timedelta(seconds=5)
         settings.ARGOCD_CACHE_TTL = timedelta(seconds=5)
         yield fake
         fake.hang_seconds = 0
@@ -259,6 +261,14 @@ def argocd(settings):
             if thread.name.startswith("argocd-refresh"):
                 thread.join(timeout=5)
         assert fake.problems == [], "the fake served a document Argo CD's API does not describe"
+
+
+@pytest.fixture
+def argocd_short_timeout(settings):
+    """``ARGOCD_TIMEOUT`` of 1 s, for the tests of an Argo CD that hangs."""
+    from datetime import timedelta
+
+    settings.ARGOCD_TIMEOUT = timedelta(seconds=1)
 
 
 # --- The closing summary says what did not run -----------------------------------------------

@@ -315,7 +315,7 @@ def test_a_cluster_argo_cd_has_no_application_for_reads_unknown(argocd, scaled, 
     assert "has no Application qdrant.client1.main" in deployment["message"]
 
 
-def test_a_hanging_argo_cd_reads_unknown_after_the_timeout(argocd, scaled, as_user1):
+def test_a_hanging_argo_cd_reads_unknown_after_the_timeout(argocd, argocd_short_timeout, scaled, as_user1):
     argocd.application_put(client="client1", cluster="main", revision=scaled)
     argocd.hang_seconds = 5
 
@@ -335,7 +335,7 @@ def test_a_refused_connection_reads_unknown(argocd, settings, scaled, as_user1):
 
 
 def test_a_slow_argo_cd_does_not_slow_the_cluster_list_beyond_the_timeout(
-    argocd, git_server, as_user1, client1
+    argocd, argocd_short_timeout, git_server, as_user1, client1
 ):
     for slug in ("main", "b", "c", "d", "e", "f"):
         cluster_create(client=client1, slug=slug, actor=None)
@@ -411,7 +411,7 @@ def test_a_push_asks_argo_cd_to_refresh_the_application_at_once(
 
 
 def test_a_refresh_argo_cd_does_not_answer_never_fails_or_holds_the_change(
-    argocd, git_server, as_user1, cluster1
+    argocd, argocd_short_timeout, git_server, as_user1, cluster1
 ):
     argocd.hang_seconds = 10
 
