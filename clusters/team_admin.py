@@ -61,6 +61,8 @@ class SignInPolicyForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if self.instance.pk and not self.has_changed():
+            return cleaned  # a stored policy is judged when it changes, not on every save of its client
         for name, problems in policy_problems(_policy_input(cleaned)).items():
             self.add_error(_POLICY_FIELDS[name], problems)
         return cleaned

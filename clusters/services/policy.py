@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_client_remove
+from accounts.google import google_sign_in_enabled
 from accounts.models import User
 from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
@@ -51,6 +52,12 @@ def policy_problems(wanted: PolicyInput) -> dict[str, list[str]]:
     methods = set(wanted.allowed_methods)
     if not methods or not methods <= set(SignInPolicy.Method.values):
         problems["allowedMethods"] = [f"Choose one or more of: {', '.join(SignInPolicy.Method.values)}."]
+    elif methods == {SignInPolicy.Method.GOOGLE} and not google_sign_in_enabled():
+        # Operators on the admin site meet no self-lockout check: this one keeps them from
+        # locking every member out of a portal that offers no Google sign-in.
+        problems["allowedMethods"] = [
+            "Google sign-in is not set up on this portal (GOOGLE_CLIENT_IDS): no member could sign in."
+        ]
     if wanted.google_domain and not _DOMAIN.match(wanted.google_domain):
         problems["googleDomain"] = ["Enter a domain such as example.com."]
     elif wanted.google_domain and methods != {SignInPolicy.Method.GOOGLE}:

@@ -201,6 +201,26 @@ def test_a_policy_that_makes_no_sense_is_a_400(bearer_client, operator_staff, cl
     assert [name.split(".")[0] for name in response.json()["fields"]] == [field]
 
 
+def test_a_google_only_policy_is_refused_where_google_sign_in_is_off(
+    bearer_client, operator_staff, client1, settings
+):
+    settings.GOOGLE_CLIENT_IDS = []
+
+    response = bearer_client(operator_staff).put(POLICY, {"allowedMethods": ["google"]}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "allowedMethods": [
+            "Google sign-in is not set up on this portal (GOOGLE_CLIENT_IDS): no member could sign in."
+        ]
+    }
+    assert not SignInPolicy.objects.exists()
+    allowed = bearer_client(operator_staff).put(
+        POLICY, {"allowedMethods": ["google", "password"]}, format="json"
+    )
+    assert allowed.status_code == 200  # Google beside another method locks no one out
+
+
 def test_members_read_the_policy_and_only_admins_change_it(auth_client, user1, client1):
     policy(client1, mfa_required=False, max_session_length=timedelta(hours=8))
     member = auth_client(user1)

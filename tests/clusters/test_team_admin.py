@@ -24,8 +24,9 @@ def _client_form(client1, **policy) -> dict:
 
 
 def test_an_operator_sets_a_clients_policy_on_its_page(
-    admin_browser, client1, bearer_client, user1, cluster1
+    admin_browser, client1, bearer_client, user1, cluster1, settings
 ):
+    settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
     member = bearer_client(user1)
     assert member.get("/api/clients/client1/clusters").status_code == 200
 
@@ -49,6 +50,37 @@ def test_a_policy_that_makes_no_sense_is_a_form_error_in_the_admin(admin_browser
     assert response.status_code == 200
     assert "Provisioning takes people from one Google Workspace" in response.content.decode()
     assert not SignInPolicy.objects.exists()
+
+
+def test_a_google_only_policy_on_a_portal_without_google_is_a_form_error(admin_browser, client1, settings):
+    """No self-lockout check guards an operator: this keeps them from locking out every member."""
+    settings.GOOGLE_CLIENT_IDS = []
+
+    response = admin_browser.post(
+        f"/admin/clusters/client/{client1.pk}/change/",
+        _client_form(client1, allowed_methods=["google"], jit_role="viewer"),
+    )
+
+    assert response.status_code == 200
+    assert "Google sign-in is not set up on this portal" in response.content.decode()
+    assert not SignInPolicy.objects.exists()
+
+
+def test_a_stored_google_only_policy_does_not_block_saving_its_client(admin_browser, client1, settings):
+    settings.GOOGLE_CLIENT_IDS = ["portal.apps.googleusercontent.com"]
+    policy_form = _client_form(client1, allowed_methods=["google"], jit_role="viewer")
+    assert admin_browser.post(f"/admin/clusters/client/{client1.pk}/change/", policy_form).status_code == 302
+    settings.GOOGLE_CLIENT_IDS = []  # Google sign-in switched off later
+    policy = SignInPolicy.objects.get(client=client1)
+
+    form = _client_form(client1, allowed_methods=["google"], jit_role="viewer")
+    form.update({"name": "Renamed", "sign_in_policy-0-id": policy.pk, "sign_in_policy-0-client": client1.pk})
+    form.update(_inline_management("sign_in_policy", 1, initial=1))
+    response = admin_browser.post(f"/admin/clusters/client/{client1.pk}/change/", form)
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    client1.refresh_from_db()
+    assert client1.name == "Renamed"
 
 
 def test_an_operator_makes_a_member_admin_with_the_grant_inline(admin_browser, client1, user1):

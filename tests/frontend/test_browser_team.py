@@ -127,9 +127,10 @@ def test_an_invitee_of_a_client_that_asks_for_its_google_workspace_joins_with_go
 
 
 def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
-    live_server, new_page, page_problems, screenshot, admin1, user1, cluster1, settings
+    live_server, new_page, page_problems, screenshot, admin1, user1, cluster1, google_key
 ):
     page = new_page()
+    fake_google(page, google_key)
     sign_in(page, live_server.url, admin1.email)
     page.wait_for_selector('[data-testid="cluster-row"]')
     page.click('[data-client="client1"] .settings-link')
@@ -153,6 +154,7 @@ def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
     wanted = PolicyInput(("google",), "", False, None, False, "viewer")
     sign_in_policy_set(client=cluster1.client, wanted=wanted, actor=None, facts=None)
     member = new_page()
+    fake_google(member, google_key)
     first_factor(member, live_server.url, user1.email)
     member.wait_for_selector('[data-testid="restricted-client"][data-client="client1"]')
     assert "signing in with Google" in member.text_content("#step-up")
@@ -160,6 +162,7 @@ def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
     screenshot(member, "step-up")
     member.click('[data-client="client1"] .step-up-sign-in')
     member.wait_for_selector("#session-message:has-text('Sign in with Google to reach Client One')")
+    member.wait_for_selector("#fake-google-button")  # Google's button, which this portal offers
     assert page_problems == []
 
 
