@@ -43,8 +43,27 @@ _NOT_A_VALUE = (ValueError, OverflowError, ValidationError, DataError)
 _PAGE_PARAMETERS = frozenset({"o", "p", "q", "e", "all", "_popup", "_to_field", "_changelist_filters"})
 
 
+class _SelectionField(forms.ModelMultipleChoiceField):
+    """A many-to-many selection where an id past the column's range is an unknown choice, as any
+    other id no page offered (SQLite cannot even compare it: OverflowError)."""
+
+    def _check_values(self, value):
+        try:
+            with transaction.atomic():
+                return super()._check_values(value)
+        except (OverflowError, DataError):
+            shown = ", ".join(str(item) for item in value)[:100]
+            raise ValidationError(
+                self.error_messages["invalid_choice"], code="invalid_choice", params={"value": shown}
+            ) from None
+
+
 class InputGuardAdmin(admin.ModelAdmin):
-    """Every portal model admin: hand-made filter values and action selections are refused."""
+    """Every portal model admin: hand-made filter values, selections and action selections are refused."""
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        kwargs.setdefault("form_class", _SelectionField)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_changelist_instance(self, request: HttpRequest):
         try:

@@ -78,3 +78,29 @@ def test_a_refused_filter_is_logged_with_its_reason(superuser_browser, caplog):
         superuser_browser.get("/admin/accounts/personalaccesstoken/?created_at__year=99999")
     (record,) = [r for r in caplog.records if r.name == "config.admin_errors"]
     assert "year 99999 is out of range" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("selected", "told"),
+    [("abc", "is not a valid value."), ("9" * 30, "Select a valid choice.")],
+    ids=["not-a-number", "past-any-column"],
+)
+def test_a_group_no_page_offered_is_a_form_error_and_changes_nothing(
+    superuser_browser, user_factory, selected, told
+):
+    member = user_factory(email="member@example.com")
+    form = {"email": member.email, "name": "Renamed", "is_active": "on", "groups": [selected]}
+
+    response = superuser_browser.post(f"/admin/accounts/user/{member.pk}/change/", form)
+
+    assert response.status_code == 200
+    assert told in response.content.decode()
+    member.refresh_from_db()
+    assert member.name != "Renamed" and not member.groups.exists()
+
+
+def test_a_permission_no_page_offered_is_a_form_error_on_a_group(superuser_browser):
+    response = superuser_browser.post("/admin/auth/group/add/", {"name": "ops", "permissions": ["9" * 30]})
+
+    assert response.status_code == 200
+    assert "Select a valid choice." in response.content.decode()
