@@ -9,7 +9,6 @@ from functools import cache
 from typing import Protocol
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from rest_framework_simplejwt.exceptions import TokenError
@@ -49,19 +48,21 @@ def user_scope_claim(*, user: User) -> str:
 
 
 def user_second_factors(*, user: User) -> list[str]:
-    """The second factors the user can sign in with, in the order the app offers them (one query)."""
-    found = (
-        User.objects.filter(pk=user.pk)
-        .annotate(
-            totp=Exists(TotpDevice.objects.filter(user=OuterRef("pk"), confirmed_at__isnull=False)),
-            webauthn=Exists(Passkey.objects.filter(user=OuterRef("pk"))),
-            recovery=Exists(RecoveryCode.objects.filter(user=OuterRef("pk"), used_at=None)),
+    """The second factors the user can sign in with, in the order the app offers them.
+
+    Plain EXISTS queries rather than one query annotated with all three: Django took three times
+    as long to build that one as to ask these (every sign-in asks), and a user without a factor,
+    the common case, needs only two.
+    """
+    factors = [
+        factor
+        for factor, devices in (
+            (SecondFactor.TOTP, TotpDevice.objects.filter(user=user, confirmed_at__isnull=False)),
+            (SecondFactor.WEBAUTHN, Passkey.objects.filter(user=user)),
         )
-        .values("totp", "webauthn", "recovery")
-        .first()
-    ) or {}
-    factors = [name for name in (SecondFactor.TOTP, SecondFactor.WEBAUTHN) if found.get(name.value)]
-    if factors and found.get("recovery"):
+        if devices.exists()
+    ]
+    if factors and RecoveryCode.objects.filter(user=user, used_at=None).exists():
         factors.append(SecondFactor.RECOVERY)
     return [str(factor.value) for factor in factors]
 
