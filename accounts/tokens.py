@@ -138,10 +138,7 @@ def _check_key_type(private_key: Any, *, algorithm: str, origin: str) -> None:
 
 def _pem_blocks(text: str) -> list[bytes]:
     blocks, current = [], []
-    for line in text.strip().splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    for line in filter(None, (raw.strip() for raw in text.splitlines())):  # blank lines dropped
         current.append(line)
         if line.startswith("-----END"):
             blocks.append("\n".join(current).encode() + b"\n")
@@ -189,7 +186,10 @@ def keys_dir_scan(keys_dir: Path) -> KeysDirContents:
                 "JWT_KEYS_DIR must be one (move anything else out of it)."
             )
         else:
-            keys[key_thumbprint(private_key.public_key())] = private_key
+            if isinstance(private_key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+                keys[key_thumbprint(private_key.public_key())] = private_key
+            else:  # a TLS or ES256 key dropped here: no JWT of this portal is signed with one
+                problems.append(f"{path} is a {type(private_key).__name__}: JWT keys are RSA or Ed25519.")
     return KeysDirContents(current, keys, tuple(problems))
 
 
@@ -364,8 +364,7 @@ def _ring_reloaded(ring: KeyRing, *, mtime: float | None) -> KeyRing:
         kept = {kid: key for kid, key in ring.verification.items() if (keys_dir / f"{kid}.pem").is_file()}
         # A folder that is gone has no mtime; None would mean "never look again" (keys from
         # the environment), so look again at every recheck until it is back.
-        gone = -1.0
-        held = KeyRing(ring.algorithm, ring.signing, kept, source_mtime=gone if mtime is None else mtime)
+        held = KeyRing(ring.algorithm, ring.signing, kept, source_mtime=-1.0 if mtime is None else mtime)
         if ring.signing.kid in kept:
             held.problems = f"{error} Still using the keys loaded before that are still in the folder."
         else:

@@ -10,13 +10,14 @@ from pathlib import Path
 import jwt
 import pytest
 import time_machine
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, x25519
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import tokens
-from accounts.tokens import key_ring, key_ring_reset
+from accounts.tokens import key_ring, key_ring_reset, keys_dir_add, private_key_pem
 from tests.conftest import login
 from tests.helpers import me
 
@@ -99,6 +100,13 @@ def test_a_file_in_the_keys_folder_that_is_not_a_key_is_named_not_a_traceback(ke
         pytest.param(lambda path: path.write_text("-----BEGIN PRIVATE KEY-----\nMIIE"), id="half-copied"),
         pytest.param(lambda path: path.mkdir(), id="a-directory"),
         pytest.param(lambda path: path.symlink_to(path.with_name("gone")), id="a-dangling-link"),
+        pytest.param(lambda path: path.write_bytes(private_key_pem(_ec_key())), id="a-tls-key"),
+        pytest.param(
+            lambda path: path.write_bytes(private_key_pem(ed448.Ed448PrivateKey.generate())), id="ed448"
+        ),
+        pytest.param(
+            lambda path: path.write_bytes(private_key_pem(x25519.X25519PrivateKey.generate())), id="x25519"
+        ),
     ],
 )
 def test_a_stray_file_in_the_keys_folder_is_left_out_and_said_not_fatal(keys_dir, user, caplog, stray):
@@ -112,6 +120,20 @@ def test_a_stray_file_in_the_keys_folder_is_left_out_and_said_not_fatal(keys_dir
     assert me(signed_in["accessToken"]).status_code == 200
     assert body_login(user)["accessToken"]
     assert "JWT_KEYS_DIR: left out what is not a usable key" in caplog.text and "stray.pem" in caplog.text
+
+
+def _ec_key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def test_a_key_of_another_type_is_named_by_jwt_keys_and_does_not_hold_up_a_rotation(keys_dir):
+    key_ring()
+    (keys_dir / "tls.pem").write_bytes(private_key_pem(_ec_key()))
+
+    with pytest.raises(CommandError, match=r"tls\.pem is a ECPrivateKey: JWT keys are RSA or Ed25519"):
+        call_command("jwt_keys", "list")
+    rotated = keys_dir_add(keys_dir, algorithm="RS256")  # another host rotates meanwhile
+    assert key_ring().signing.kid == rotated
 
 
 def test_a_key_file_removed_while_another_file_is_broken_is_no_longer_trusted(keys_dir, user):
