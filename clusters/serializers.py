@@ -357,19 +357,24 @@ class HistoryEntryOutputSerializer(serializers.Serializer):
     pushed = serializers.BooleanField()
     via = serializers.SerializerMethodField(
         help_text="The credential the request used: `session <id>` or `personal access token #<id> "
-        "“<name>”`; null for changes made in the portal's admin or by the system, and for the "
-        "portal's operators, whose credentials are not the client's to see."
+        "“<name>”`, shown to the client's admins signed in (as the audit trail); null for everyone "
+        "else, for changes made in the portal's admin or by the system, and for the portal's "
+        "operators, whose credentials are not the client's to see."
     )
     ip = serializers.SerializerMethodField(
         help_text="Where the request came from, when recorded; null as for `via`."
     )
 
-    # An operator's internal address and session ids stay with the operators (the admin shows
-    # them); whether the actor was one is recorded with the change.
+    def _origin_shown(self, change: ClusterChange) -> bool:
+        # An operator's internal address and session ids stay with the operators (the admin shows
+        # them); whether the actor was one is recorded with the change. ``origins``: the view's
+        # word that the reader may see the audit trail.
+        return bool(self.context.get("origins")) and not change.by_operator
+
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_via(self, change: ClusterChange) -> str | None:
-        return None if change.by_operator else change.credential or None
+        return (change.credential or None) if self._origin_shown(change) else None
 
     @extend_schema_field(serializers.IPAddressField(allow_null=True))
     def get_ip(self, change: ClusterChange) -> str | None:
-        return None if change.by_operator else change.ip
+        return change.ip if self._origin_shown(change) else None

@@ -19,6 +19,7 @@ from clusters.models import Client, Cluster
 from clusters.permissions import (
     PERMISSION_CONFIGURE,
     PERMISSION_CREDENTIALS,
+    PERMISSION_MEMBERS,
     PERMISSION_VIEW,
     HasClientPermission,
     view_permission,
@@ -309,8 +310,15 @@ class ClusterHistoryView(ClientAPIView):
             200: HistoryEntryOutputSerializer(many=True),
             **error_responses(*CLUSTER_ERRORS, notes=_NOTES),
         },
-        description="Every recorded change, newest first.",
+        description="Every recorded change, newest first. `via` and `ip` are shown to the client's admins "
+        "signed in (who may read the team's audit trail), null for everyone else.",
     )
     def get(self, request, client: str, cluster: str):
-        changes = selectors.cluster_history(cluster=self.cluster_get())
-        return Response(HistoryEntryOutputSerializer(changes, many=True).data)
+        target = self.cluster_get()
+        changes = selectors.cluster_history(cluster=target)
+        # Which credential a colleague used, and from where, is the audit trail's to tell: its
+        # readers (admins, with a session; no token) see it here too, viewers and tokens do not.
+        origins = request_credential(request).session_id is not None and PERMISSION_MEMBERS in (
+            selectors.user_client_permissions(user=request.user).get(target.client.slug, ())
+        )
+        return Response(HistoryEntryOutputSerializer(changes, many=True, context={"origins": origins}).data)
