@@ -102,6 +102,16 @@ def _scopes_check(*, user: User, facts: SignInFacts, clients: dict[str, list[str
             )
 
 
+def _lifetime_text(length: timedelta) -> str:
+    """``30 days``, ``12 hours``, ``1 minute``: the largest unit that says it exactly."""
+    seconds = int(length.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 def access_token_create(
     *,
     user: User,
@@ -113,8 +123,8 @@ def access_token_create(
 ) -> tuple[PersonalAccessToken, str]:
     """A new token and its secret (shown once; only its hash is kept)."""
     if expires_in > settings.PAT_MAX_TTL:
-        days = settings.PAT_MAX_TTL.days
-        raise InvalidRequest(fields={"expiresIn": [f"A token lives at most {days} days (PAT_MAX_TTL)."]})
+        most = _lifetime_text(settings.PAT_MAX_TTL)
+        raise InvalidRequest(fields={"expiresIn": [f"A token lives at most {most} (PAT_MAX_TTL)."]})
     _scopes_check(user=user, facts=facts, clients=clients)
     secret, now = access_token_secret_new(), timezone.now()
     token = PersonalAccessToken(

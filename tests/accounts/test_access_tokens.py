@@ -215,6 +215,24 @@ def test_a_token_cannot_exceed_what_the_session_may_do(session1, viewer1, auth_c
     assert PersonalAccessToken.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("longest", "asked", "told"),
+    [
+        (timedelta(days=30), "31d", "A token lives at most 30 days (PAT_MAX_TTL)."),
+        (timedelta(hours=12), "13h", "A token lives at most 12 hours (PAT_MAX_TTL)."),
+        (timedelta(minutes=1), "2m", "A token lives at most 1 minute (PAT_MAX_TTL)."),
+    ],
+)
+def test_a_token_longer_than_pat_max_ttl_is_told_the_longest_in_words(
+    session1, cluster1, settings, longest, asked, told
+):
+    settings.PAT_MAX_TTL = longest
+
+    refused = create(session1, expiresIn=asked)
+
+    assert (refused.status_code, refused.json()["fields"]) == (400, {"expiresIn": [told]})
+
+
 def test_making_a_token_needs_a_recent_authentication(session1, cluster1):
     with time_machine.travel(timezone.now() + timedelta(minutes=6), tick=True):
         refused = create(session1)

@@ -119,6 +119,7 @@ def test_sqlite_writes_do_not_wait_for_a_long_read(tmp_path):
         ("JWT_ACCESS_TTL", "0", "must be at least 1 s"),
         ("JWT_TTL", "0s", "must be at least 1 s"),
         ("JWT_REFRESH_REUSE_GRACE", "30d", "must be at most 60 s"),
+        ("PAT_MAX_TTL", "30s", "must be at least 60 s"),  # no token is shorter than a minute
     ],
 )
 def test_a_setting_that_would_break_every_sign_in_stops_the_start(tmp_path, name, value, said):
