@@ -17,7 +17,7 @@ from dotenv import load_dotenv
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def env_file_load(path: str) -> None:
@@ -32,15 +32,16 @@ def env_str(name: str, default: str = "") -> str:
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
+    """True or false; an empty value means the default, as for every variable (never a silent
+    "off": ``AUTH_COOKIE_SECURE=`` must not drop the Secure flag)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return default
-    value = raw.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {os.environ[name]!r}")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:

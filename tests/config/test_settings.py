@@ -142,6 +142,25 @@ def test_an_empty_choice_or_rate_means_the_default(tmp_path):
     assert result.stdout.split() == ["Lax", "20/min"]
 
 
+def test_an_empty_true_or_false_means_the_default_not_off(tmp_path):
+    """`AUTH_COOKIE_SECURE=` (a blank line in an env file or ConfigMap) must not silently drop the
+    Secure flag, staff's second factor or the HTTPS redirect: it means the default, as documented."""
+    names = ("AUTH_COOKIE_SECURE", "MFA_REQUIRED_FOR_STAFF", "SECURE_SSL_REDIRECT")
+    result = _run_django(
+        "import django; django.setup(); from django.conf import settings; "
+        f"print(*(getattr(settings, name) for name in {names!r}))",
+        {
+            **PRODUCTION_ENV,
+            "AUTH_COOKIE_SECURE": "",
+            "MFA_REQUIRED_FOR_STAFF": " ",
+            "DJANGO_SECURE_SSL_REDIRECT": "",
+        },
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "True", "True"]
+
+
 def test_check_deploy_passes_with_production_variables(tmp_path):
     result = _run_django(
         "import sys; from django.core.management import execute_from_command_line; "
