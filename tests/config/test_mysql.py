@@ -200,3 +200,13 @@ def test_on_mariadb_the_checks_refuse_mysql_before_a_migration_could_fail_half_w
 
     refused = [issue for issue in wrapper.validation.check() if issue.id == "portal.mysql.E003"]
     assert len(refused) == 1 and "not supported" in refused[0].msg and "MariaDB" in refused[0].hint
+
+
+@pytest.mark.django_db
+def test_on_mariadb_the_system_checks_warn_of_nothing():
+    """A database made as the README says passes ``check --fail-level WARNING`` (no warning an
+    operator would have to look up and judge harmless)."""
+    from django.core.management import call_command
+
+    _on_mariadb()
+    call_command("check", "--database", "default", "--fail-level", "WARNING")

@@ -120,9 +120,11 @@ def test_sqlite_writes_do_not_wait_for_a_long_read(tmp_path):
         ("JWT_TTL", "0s", "must be at least 1 s"),
         ("JWT_REFRESH_REUSE_GRACE", "30d", "must be at most 60 s"),
         ("PAT_MAX_TTL", "30s", "must be at least 60 s"),  # no token is shorter than a minute
+        ("DJANGO_HSTS_SECONDS", "-5", "must be at least 0"),  # max-age=-5 is no header a browser takes
+        ("DATABASE_CONN_MAX_AGE", "-1", "must be at least 0"),
     ],
 )
-def test_a_setting_that_would_break_every_sign_in_stops_the_start(tmp_path, name, value, said):
+def test_a_setting_out_of_its_range_stops_the_start(tmp_path, name, value, said):
     """Refused when the process starts, naming the variable, rather than by each request later
     (a 500 on every login, or reuse detection silently switched off)."""
     result = _run_django("import django; django.setup()", {"DJANGO_DEBUG": "1", name: value}, tmp_path)
