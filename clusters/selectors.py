@@ -27,6 +27,7 @@ from clusters.models import (
 )
 from clusters.permissions import (
     ALL_PERMISSIONS,
+    PERMISSION_MEMBERS,
     PERMISSION_VIEW,
     ROLE_ORDER,
     ROLE_PERMISSIONS,
@@ -350,6 +351,13 @@ def cluster_list(*, client: Client) -> list[ClusterDetail]:
 def cluster_history(*, cluster: Cluster) -> QuerySet[ClusterChange]:
     """Every recorded change of the cluster, newest first."""
     return cluster.changes.order_by("-created_at", "-id")
+
+
+def change_origins_visible(*, user: User, client: Client, with_session: bool) -> bool:
+    """Whether the reader sees which credential a colleague used, and from where: the client's
+    audit trail tells that to its admins signed in (no personal access token), and so does the
+    cluster history, to them only."""
+    return with_session and PERMISSION_MEMBERS in user_client_permissions(user=user).get(client.slug, ())
 
 
 def cluster_credentials(*, cluster: Cluster) -> ClusterCredentials:

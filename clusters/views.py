@@ -19,7 +19,6 @@ from clusters.models import Client, Cluster
 from clusters.permissions import (
     PERMISSION_CONFIGURE,
     PERMISSION_CREDENTIALS,
-    PERMISSION_MEMBERS,
     PERMISSION_VIEW,
     HasClientPermission,
     view_permission,
@@ -316,9 +315,9 @@ class ClusterHistoryView(ClientAPIView):
     def get(self, request, client: str, cluster: str):
         target = self.cluster_get()
         changes = selectors.cluster_history(cluster=target)
-        # Which credential a colleague used, and from where, is the audit trail's to tell: its
-        # readers (admins, with a session; no token) see it here too, viewers and tokens do not.
-        origins = request_credential(request).session_id is not None and PERMISSION_MEMBERS in (
-            selectors.user_client_permissions(user=request.user).get(target.client.slug, ())
+        origins = selectors.change_origins_visible(
+            user=request.user,
+            client=target.client,
+            with_session=request_credential(request).session_id is not None,
         )
         return Response(HistoryEntryOutputSerializer(changes, many=True, context={"origins": origins}).data)
