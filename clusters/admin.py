@@ -26,7 +26,7 @@ from clusters.deployments import (
     latest_revisions,
 )
 from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
-from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_revision
+from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_latest_change
 from clusters.services import (
     KeysShownTo,
     client_create,
@@ -252,7 +252,7 @@ class ClusterAdmin(ServiceRefusalsAdmin):
     def deployment_state(self, cluster: Cluster) -> str:
         found = getattr(cluster, _PAGE_DEPLOYMENT, _NOT_LOOKED_UP)
         if found is _NOT_LOOKED_UP:
-            found = cluster_deployment(cluster=cluster, revision=cluster_revision(cluster=cluster))
+            found = cluster_deployment(cluster=cluster, revision=cluster_latest_change(cluster=cluster))
         if found is None:
             return "—"
         return format_html(
@@ -261,7 +261,7 @@ class ClusterAdmin(ServiceRefusalsAdmin):
 
     @admin.display(description="deployment (Argo CD)")
     def deployment(self, cluster: Cluster) -> str:
-        found = cluster_deployment(cluster=cluster, revision=cluster_revision(cluster=cluster))
+        found = cluster_deployment(cluster=cluster, revision=cluster_latest_change(cluster=cluster))
         if found is None:
             return "Argo CD is not configured (ARGOCD_URL): the portal does not read deployments back."
         return format_html(

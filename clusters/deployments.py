@@ -30,7 +30,7 @@ from django.core.cache import cache
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from clusters.models import Cluster, ClusterChange
+from clusters.models import RECORD_ONLY_ACTIONS, Cluster, ClusterChange
 from config import metrics
 from config.cache import CACHE_ERRORS
 from gitops.argocd import ARGOCD_NAMESPACE, CLIENT_LABEL, application_name
@@ -336,12 +336,12 @@ def status_state(
 def deployment_build(
     *, cluster: Cluster, revision: ClusterChange | None, seen: Observation | None
 ) -> Deployment:
-    """The cluster's deployment from its latest committed change and what Argo CD said."""
+    """The cluster's deployment from its latest change meant for git and what Argo CD said."""
     status = seen.status if seen is not None else None
     base = Deployment(
         state=UNKNOWN,
         application=cluster_application(cluster=cluster),
-        committed_revision=revision.commit if revision is not None else None,
+        committed_revision=(revision.commit or None) if revision is not None else None,
         deployed_revision=(status.revision or None) if status else None,
         sync=(status.sync_status or None) if status else None,
         health=(status.health_status or None) if status else None,
@@ -349,6 +349,8 @@ def deployment_build(
     )
     if revision is None:
         state, message = PENDING, "No change has been committed to git yet."
+    elif not revision.commit:  # what git holds is an older change: Argo CD's state is not this one's
+        state, message = PENDING, "Not committed to git yet: it goes out with the next delivery."
     elif not revision.pushed:
         state, message = (
             PENDING,
@@ -396,10 +398,10 @@ def client_selector(slug: str) -> str:
 
 
 def latest_revisions(clusters: Sequence[Cluster]) -> dict[int, ClusterChange]:
-    """Each cluster's latest change that reached git (as ``selectors.cluster_revision``), in two queries."""
+    """Each cluster's latest change meant for git (as ``selectors.cluster_latest_change``), in two queries."""
     latest = (
         ClusterChange.objects.filter(cluster=OuterRef("pk"))
-        .exclude(commit="")
+        .exclude(action__in=RECORD_ONLY_ACTIONS)
         .order_by("-created_at", "-id")
         .values("pk")[:1]
     )

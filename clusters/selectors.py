@@ -268,6 +268,12 @@ def cluster_revision(*, cluster: Cluster) -> ClusterChange | None:
     return cluster.changes.exclude(commit="").order_by("-created_at", "-id").first()
 
 
+def cluster_latest_change(*, cluster: Cluster) -> ClusterChange | None:
+    """The latest change meant for git, committed or not yet (history-only entries aside): what
+    the cluster's deployment is judged by, since the cluster already shows its values."""
+    return cluster.changes.exclude(action__in=RECORD_ONLY_ACTIONS).order_by("-created_at", "-id").first()
+
+
 def cluster_rotation(*, cluster: Cluster) -> KeyRotation | None:
     if not cluster.rotation_in_progress:
         return None
@@ -315,33 +321,35 @@ def _pending_expansions(clusters: list[Cluster]) -> dict[int, StorageExpansion]:
 
 def cluster_detail(*, cluster: Cluster, revision: ClusterChange | None = None) -> ClusterDetail:
     revision = revision if revision is not None else cluster_revision(cluster=cluster)
+    latest = cluster_latest_change(cluster=cluster)
     return _detail(
         cluster,
         revision,
         _pending_expansions([cluster]).get(cluster.pk),
-        cluster_deployment(cluster=cluster, revision=revision),
+        cluster_deployment(cluster=cluster, revision=latest),
     )
 
 
 def cluster_list(*, client: Client) -> list[ClusterDetail]:
     """The client's clusters with their revisions, pending storage requests (three queries) and
     deployments (one question to Argo CD at most)."""
-    latest_commit = (
-        ClusterChange.objects.filter(cluster=OuterRef("pk"))
-        .exclude(commit="")
-        .order_by("-created_at", "-id")
-        .values("pk")[:1]
-    )
+    changes = ClusterChange.objects.filter(cluster=OuterRef("pk")).order_by("-created_at", "-id")
     clusters = list(
-        Cluster.objects.filter(client=client).annotate(revision_id=Subquery(latest_commit)).order_by("slug")
+        Cluster.objects.filter(client=client)
+        .annotate(
+            revision_id=Subquery(changes.exclude(commit="").values("pk")[:1]),  # as cluster_revision
+            latest_id=Subquery(changes.exclude(action__in=RECORD_ONLY_ACTIONS).values("pk")[:1]),
+        )
+        .order_by("slug")
     )
-    revision_ids = [c.revision_id for c in clusters if c.revision_id is not None]
-    revisions = ClusterChange.objects.in_bulk(revision_ids)
+    revisions = ClusterChange.objects.in_bulk(
+        {found for c in clusters for found in (c.revision_id, c.latest_id) if found is not None}
+    )
     expansions = _pending_expansions(clusters)
     for cluster in clusters:
         cluster.client = client
     deployments = clusters_deployments(
-        clusters=[(c, revisions.get(c.revision_id)) for c in clusters], selector=client_selector(client.slug)
+        clusters=[(c, revisions.get(c.latest_id)) for c in clusters], selector=client_selector(client.slug)
     )
     return [
         _detail(c, revisions.get(c.revision_id), expansions.get(c.pk), deployments[c.pk]) for c in clusters

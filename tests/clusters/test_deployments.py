@@ -16,9 +16,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import transaction
 
 from clusters.models import Cluster, ClusterChange
-from clusters.services import cluster_create
+from clusters.services import cluster_create, cluster_update
 from gitops.repository import blobs_read
 from tests.conftest import ARGOCD_TEST_TOKEN, portal_repository
 from tests.helpers import free_port
@@ -97,6 +98,28 @@ def test_a_change_not_pushed_yet_is_pending_without_asking_whether_argo_cd_has_i
     assert deployment["committedRevision"] == response.json()["revision"]["commit"]
     assert "not pushed" in deployment["message"]
     assert argocd.refreshes() == []  # nothing reached the remote: nothing for Argo CD to see
+
+
+def test_a_change_not_in_git_yet_is_pending_whatever_argo_cd_says_of_the_older_one(
+    argocd, scaled, as_user1, cluster1, operator_staff
+):
+    """The cluster shows the new spec; what Argo CD applied is an older one, however healthy."""
+    argocd.application_put(client="client1", cluster="main", revision=scaled)  # synced, healthy
+    with transaction.atomic():  # as the admin saves: delivered once its transaction commits
+        cluster_update(cluster=cluster1, actor=operator_staff, replicas=4)
+        detail = as_user1.get(DETAIL).json()
+        [listed] = as_user1.get(LIST).json()
+
+    assert listed["deployment"] == detail["deployment"]
+    assert detail["replicas"] == 4 and detail["revision"]["commit"] == scaled  # git's latest
+    assert detail["deployment"]["state"] == "pending"
+    assert detail["deployment"]["committedRevision"] is None
+    assert detail["deployment"]["message"] == "Not committed to git yet: it goes out with the next delivery."
+    _refreshes_done()
+    _cache_expire()
+    after = as_user1.get(DETAIL).json()  # delivered: now waiting for Argo CD to see the new commit
+    assert after["deployment"]["committedRevision"] == after["revision"]["commit"] != scaled
+    assert after["deployment"]["state"] == "pending"
 
 
 def test_a_pushed_change_argo_cd_has_not_seen_is_pending(argocd, scaled, older, as_user1):
