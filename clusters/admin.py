@@ -402,7 +402,6 @@ class StorageExpansionAdmin(InputGuardAdmin):
             namespace=namespace_name(client=client),
             statefulset=release_name(client=client, cluster=cluster.slug),
             application=cluster_application(cluster=cluster),
-            replicas=str(cluster.replicas),
             size=f"{expansion.requested_gi}Gi",
         )
         return format_html("<pre>{}</pre>", commands)

@@ -117,10 +117,10 @@ def applicationset_render(
 
 # string.Template: "$$" is a shell "$".
 _STORAGE_RUNBOOK = Template("""\
-# 1. Grow each volume (its StorageClass must have allowVolumeExpansion: true).
-#    Include volumes left over from an earlier scale-down: a scale-up re-attaches them.
-for i in $$(seq 0 $$(($replicas - 1))); do
-  kubectl -n $namespace patch pvc $pvc-$$i -p '$patch'
+# 1. Grow each volume (its StorageClass must have allowVolumeExpansion: true), those left
+#    over from an earlier scale-down too: a scale-up re-attaches them.
+for claim in $$(kubectl -n $namespace get pvc -o name | grep -E '/$pvc-[0-9]+$$'); do
+  kubectl -n $namespace patch "$$claim" -p '$patch'
 done
 kubectl -n $namespace get pvc    # wait until CAPACITY of every $pvc-N shows $size
 
@@ -135,15 +135,12 @@ kubectl -n $namespace delete statefulset $statefulset --cascade=orphan
 """)
 
 
-def storage_runbook_render(
-    *, namespace: str, statefulset: str, application: str, replicas: str, size: str
-) -> str:
+def storage_runbook_render(*, namespace: str, statefulset: str, application: str, size: str) -> str:
     """The operator's commands that grow a cluster's volumes (concrete names, or placeholders)."""
     return _STORAGE_RUNBOOK.substitute(
         namespace=namespace,
         statefulset=statefulset,
         application=application,
-        replicas=replicas,
         size=size,
         pvc=f"{VOLUME_CLAIM_TEMPLATE}-{statefulset}",
         patch=json.dumps({"spec": {"resources": {"requests": {"storage": size}}}}, separators=(",", ":")),
@@ -257,7 +254,6 @@ def repository_readme_render() -> bytes:
         namespace="qdrant-<client>",
         statefulset="qdrant-<client>-<cluster>",
         application="qdrant.<client>.<cluster>",
-        replicas="<replicas>",
         size="<size>Gi",
     )
     return (_README_HEAD + runbook + _README_TAIL).encode("utf-8")

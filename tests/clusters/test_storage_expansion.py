@@ -105,7 +105,10 @@ def test_the_admin_lists_pending_requests_with_the_runbook(admin_browser, as_use
 
     assert listing.status_code == 200 and "client1/main" in listing.content.decode()
     text = page.content.decode()
-    assert "kubectl -n qdrant-client1 patch pvc qdrant-storage-qdrant-client1-main-$i" in text
+    assert (
+        "kubectl -n qdrant-client1 get pvc -o name | grep -E &#x27;/qdrant-storage-qdrant-client1-main-[0-9]+$&#x27;"
+        in text
+    )
     assert "delete statefulset qdrant-client1-main --cascade=orphan" in text
     assert "&quot;storage&quot;:&quot;20Gi&quot;" in text
     assert "10 GiB → 20 GiB, waiting for an operator" in cluster_page.content.decode()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -104,8 +105,7 @@ def test_applications_ignore_volume_claim_templates_of_a_live_statefulset_when_t
 def test_readme_carries_the_storage_runbook_in_the_order_that_works():
     readme = repository_readme_render().decode()
     patch_pvc = readme.index(
-        "kubectl -n qdrant-<client> patch pvc qdrant-storage-qdrant-<client>-<cluster>-$i "
-        """-p '{"spec":{"resources":{"requests":{"storage":"<size>Gi"}}}}'"""
+        """kubectl -n qdrant-<client> patch "$claim" -p '{"spec":{"resources":{"requests":{"storage":"<size>Gi"}}}}'"""
     )
     mark_done = readme.index('"Mark storage expansion done"')
     orphan = readme.index(
@@ -125,15 +125,43 @@ def test_readme_explains_key_rotation_and_the_alternate_key():
 
 def test_the_storage_runbook_names_the_real_objects():
     commands = storage_runbook_render(
-        namespace="qdrant-acme",
-        statefulset="qdrant-acme-prod",
-        application="qdrant.acme.prod",
-        replicas="3",
-        size="20Gi",
+        namespace="qdrant-acme", statefulset="qdrant-acme-prod", application="qdrant.acme.prod", size="20Gi"
     )
-    assert "for i in $(seq 0 $((3 - 1))); do" in commands
-    assert "kubectl -n qdrant-acme patch pvc qdrant-storage-qdrant-acme-prod-$i" in commands
+    assert (
+        "kubectl -n qdrant-acme get pvc -o name | grep -E '/qdrant-storage-qdrant-acme-prod-[0-9]+$'"
+        in commands
+    )
     assert "kubectl -n qdrant-acme delete statefulset qdrant-acme-prod --cascade=orphan" in commands
+
+
+def test_the_storage_runbook_grows_every_volume_of_the_cluster_and_no_other(tmp_path):
+    """Step 1 run by bash against a kubectl that lists the namespace's claims: the one left by a
+    scale-down from 3 to 2 grows too (a scale-up re-attaches it), another cluster's does not."""
+    commands = storage_runbook_render(
+        namespace="qdrant-acme", statefulset="qdrant-acme-prod", application="qdrant.acme.prod", size="20Gi"
+    )
+    step_one = commands.split("kubectl -n qdrant-acme get pvc    #")[0]
+    kubectl = tmp_path / "kubectl"
+    claims = (
+        " ".join(f"qdrant-storage-qdrant-acme-prod-{i}" for i in range(3))
+        + " qdrant-storage-qdrant-acme-prod-db-0"
+    )
+    kubectl.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$3" = get ]; then printf "persistentvolumeclaim/%s\\n" {claims};\n'
+        f'else printf "%s\\n" "$*" >> {tmp_path / "patched"}; fi\n'
+    )
+    kubectl.chmod(0o755)
+
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", step_one], check=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    )
+
+    patch = '{"spec":{"resources":{"requests":{"storage":"20Gi"}}}}'
+    assert (tmp_path / "patched").read_text().splitlines() == [
+        f"-n qdrant-acme patch persistentvolumeclaim/qdrant-storage-qdrant-acme-prod-{i} -p {patch}"
+        for i in range(3)
+    ]
 
 
 # --- Argo CD's own schemas: the manifests validate, unknown fields refused ----------------------
