@@ -399,6 +399,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.FormatNotAcceptableNegotiation",
     # No OPTIONS metadata: it would describe views to callers the views themselves refuse
     # (CORS preflight is answered by corsheaders before any view).
     "DEFAULT_METADATA_CLASS": None,

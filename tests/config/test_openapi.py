@@ -69,6 +69,19 @@ def test_an_accept_header_without_json_is_a_documented_406(client, db, accept):
     assert (response.status_code, response.json()["code"]) == (406, "not_acceptable")
 
 
+@pytest.mark.parametrize("query", ["?format=xml", "?format=api", "?format=json&format=yaml"])
+def test_a_format_the_api_does_not_render_is_406_not_a_missing_page(bearer_client, user1, cluster1, query):
+    for path in (
+        "/api/clients",
+        "/api/auth/me",
+        "/api/clients/client1/clusters/main",
+        "/api/clients/client2/clusters",
+    ):
+        response = bearer_client(user1).get(path + query)
+        assert (response.status_code, response.json()["code"]) == (406, "not_acceptable"), path
+    assert bearer_client(user1).get("/api/clients?format=json").status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
 @pytest.mark.parametrize(
     "credentials",
