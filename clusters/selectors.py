@@ -465,11 +465,13 @@ def client_invitation(*, client: Client, invitation_id: int) -> Invitation:
 
 
 def client_audit(*, client: Client, before: int | None = None) -> list[ClientAuditEvent]:
-    """The client's audit trail, newest first, a page at a time (``before``: the last id seen)."""
+    """The client's audit trail, newest recorded first, a page at a time (``before``: the last id
+    seen). In id order, the cursor's own: by time, events whose replicas' clocks differed would
+    be shown twice or never."""
     events = ClientAuditEvent.objects.filter(client=client)
     if before is not None:
         events = events.filter(pk__lt=before)
-    return list(events.order_by("-at", "-id")[:AUDIT_PAGE_SIZE])
+    return list(events.order_by("-id")[:AUDIT_PAGE_SIZE])
 
 
 def client_sign_in_policy(*, client: Client) -> SignInPolicy:

@@ -145,6 +145,36 @@ def test_the_audit_trail_is_the_clients_own_and_pages(as_admin1, auth_client, us
     assert auth_client(user2).get("/api/clients/client1/audit").json()["code"] == "permission_denied"
 
 
+def test_paging_the_audit_trail_shows_every_event_once_whatever_their_clocks_said(
+    as_admin1, client1, monkeypatch
+):
+    """Replicas' clocks differ a little: an event recorded later can carry an earlier time."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clusters import selectors
+
+    monkeypatch.setattr(selectors, "AUDIT_PAGE_SIZE", 5)
+    now = timezone.now()
+    ClientAuditEvent.objects.bulk_create(
+        ClientAuditEvent(
+            client=client1, type="credentials_revealed", at=now - timedelta(minutes=10 * (i % 2))
+        )
+        for i in range(12)
+    )
+    expected = list(
+        ClientAuditEvent.objects.filter(client=client1).order_by("-id").values_list("pk", flat=True)
+    )
+
+    seen, page = [], as_admin1.get("/api/clients/client1/audit").json()
+    while page:
+        seen += [event["id"] for event in page]
+        page = as_admin1.get(f"/api/clients/client1/audit?before={seen[-1]}").json()
+
+    assert seen == expected  # newest recorded first, none twice, none left out
+
+
 def test_operators_manage_every_team_through_the_api_too(bearer_client, operator_staff, viewer1, client1):
     staff = bearer_client(operator_staff)
     assert staff.patch(f"{MEMBERS}/{viewer1.pk}", {"role": "admin"}, format="json").json()["role"] == "admin"
