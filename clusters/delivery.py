@@ -36,11 +36,11 @@ from django.utils import timezone
 from accounts.models import User
 from clusters.deployments import applications_refresh
 from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange, GitopsRemoteState
+from clusters.remote import gitops_remote
 from clusters.rendering import client_files_render, cluster_files_render
 from clusters.selectors import changes_pending
 from config import metrics
 from config.crypto import FieldDecryptionError
-from config.outages import gitops_remote_outage
 from gitops.argocd import (
     APPLICATIONSET_PATH,
     ARGOCD_NAMESPACE,
@@ -51,7 +51,7 @@ from gitops.argocd import (
 from gitops.delivery import GroupDelivery, PendingCommit, branch_deliver, commits_deliver, commits_make
 from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
 from gitops.locks import branch_lock, push_lock
-from gitops.remote import RemoteConfig, commit_is_ancestor, remote_fetch
+from gitops.remote import commit_is_ancestor, remote_fetch
 from gitops.repository import (
     GitIdentity,
     GitopsRepository,
@@ -92,17 +92,6 @@ def commit_message(*, summary: str, email: str = "", name: str = "", change_id: 
     if change_id is not None:
         trailers.append(f"Portal-Change-Id: {change_id}")
     return f"{summary}\n\n" + "\n".join(trailers) + "\n" if trailers else f"{summary}\n"
-
-
-def _remote() -> RemoteConfig | None:
-    if not settings.GITOPS_REMOTE_URL:
-        return None
-    return RemoteConfig(
-        url=settings.GITOPS_REMOTE_URL,
-        token=settings.GITOPS_REMOTE_TOKEN or None,
-        ssh_key_path=Path(settings.GITOPS_SSH_KEY_PATH) if settings.GITOPS_SSH_KEY_PATH else None,
-        on_failure=gitops_remote_outage.report,  # logged once a minute while it lasts
-    )
 
 
 def _bootstrap_files() -> dict[str, bytes]:
@@ -275,7 +264,7 @@ def _deliver(
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
     if not pending:
         return DeliveryReport(conflicts={}, pushed=True)
-    remote = _remote()
+    remote = gitops_remote()
     committer = committer_identity()
     if push:
         delivery = commits_deliver(
@@ -324,7 +313,7 @@ def pending_changes_deliver(
     Raises ``RepositoryUnavailable`` only when not even the local repository can be written;
     network failures leave commits local and unpushed, to be delivered later.
     """
-    if awaited is None or extra or _remote() is None:
+    if awaited is None or extra or gitops_remote() is None:
         return _locked(lambda repository: _deliver(repository, extra, awaited=awaited))
     committed = _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited, push=False))
     conflicting = ClusterChange.objects.filter(pk=awaited, cluster_id__in=committed.conflicts)
@@ -346,7 +335,7 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
         return DeliveryReport(conflicts=committed.conflicts, pushed=True, commits=committed.commits)
     if not _committed_here(repository, change):  # committed in another replica's clone
         return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
-    pushed, tip, moved = branch_deliver(repository=repository, remote=_remote())
+    pushed, tip, moved = branch_deliver(repository=repository, remote=gitops_remote())
     if moved:
         return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
     metrics.gitops_delivery_record(commits=0, pushed=pushed)
@@ -451,7 +440,7 @@ def _everything_render(
 
 def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
     """The paths where git (the remote's tip, when there is a remote) differs from the database."""
-    tip, remote = branch_tip(repository=repository), _remote()
+    tip, remote = branch_tip(repository=repository), gitops_remote()
     if remote is not None:
         state = remote_fetch(repository=repository, remote=remote)
         if not state.reachable:

@@ -31,6 +31,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from clusters.models import RECORD_ONLY_ACTIONS, Cluster, ClusterChange
+from clusters.remote import branch_fetch_soon
 from config import metrics
 from config.cache import CACHE_ERRORS
 from gitops.argocd import ARGOCD_NAMESPACE, CLIENT_LABEL, application_name
@@ -249,9 +250,9 @@ def revision_contains(*, deployed: str, change: ClusterChange) -> bool:
         return True
     repository = _repository()
     try:
-        if commit_exists(repository=repository, commit=change.commit) and commit_exists(
-            repository=repository, commit=deployed
-        ):
+        if not commit_exists(repository=repository, commit=deployed):
+            branch_fetch_soon(repository=repository)  # a commit made elsewhere: judged at a next look
+        elif commit_exists(repository=repository, commit=change.commit):
             return commit_is_ancestor(repository=repository, ancestor=change.commit, descendant=deployed)
     except RepositoryUnavailable:
         pass

@@ -257,8 +257,8 @@ def argocd(settings):
         settings.ARGOCD_CACHE_TTL = timedelta(seconds=5)
         yield fake
         fake.hang_seconds = 0
-        for thread in threading.enumerate():
-            if thread.name.startswith("argocd-refresh"):
+        for thread in threading.enumerate():  # and the fetches a read asked for
+            if thread.name.startswith("argocd-refresh") or thread.name == "gitops-fetch":
                 thread.join(timeout=5)
         assert fake.problems == [], "the fake served a document Argo CD's API does not describe"
 

@@ -20,7 +20,7 @@ from django.db import transaction
 
 from clusters.models import Cluster, ClusterChange
 from clusters.services import cluster_create, cluster_update
-from gitops.repository import blobs_read
+from gitops.repository import GitIdentity, blobs_read, branch_tip, file_read, files_commit
 from tests.conftest import ARGOCD_TEST_TOKEN, portal_repository
 from tests.helpers import free_port
 
@@ -59,6 +59,15 @@ def _refreshes_done() -> None:
     for thread in threading.enumerate():
         if thread.name.startswith("argocd-refresh"):
             thread.join(timeout=5)
+
+
+def _fetches_done() -> None:
+    """Wait for the fetches reads asked for (they run in the background)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "gitops-fetch":
+            thread.join(timeout=10)
 
 
 def _cache_expire(*names: str) -> None:
@@ -539,6 +548,28 @@ def test_another_replica_without_the_commit_decides_from_the_database(
     assert ClusterChange.objects.filter(commit=later, pushed=True).exists()
     argocd.application_put(client="client1", cluster="main", revision="e" * 40)
     assert _fresh(as_user1)["state"] == "pending"  # unknown here and not the portal's: cannot tell
+
+
+def test_a_commit_made_elsewhere_is_fetched_and_then_judged(argocd, scaled, git_server, as_user1):
+    """A person's commit on top of the portal's (or another replica's, or the gitops_sync job's):
+    this replica's clone lacks it until it fetches, which the first read asks for."""
+    path = "clients/client1/main/values.yaml"
+    who = GitIdentity(name="Ops", email="ops@example.com")
+    body = file_read(repository=git_server, file_path=path) + b"resources:\n  requests:\n    cpu: 500m\n"
+    files_commit(
+        repository=git_server,
+        changes={path: body},
+        author=who,
+        committer=who,
+        message="More CPU\n",
+        expected_tip=branch_tip(repository=git_server),
+    )
+    argocd.application_put(client="client1", cluster="main", revision=branch_tip(repository=git_server))
+
+    assert _fresh(as_user1)["state"] == "pending"  # not in this clone yet: cannot tell
+    _fetches_done()
+
+    assert _fresh(as_user1)["state"] == "deployed"
 
 
 def test_the_openapi_document_names_every_state(client, db):

@@ -1,0 +1,69 @@
+"""The portal's git remote, from settings, and the fetch a deployment read asks for.
+
+A web replica fetches only when its own push is refused, so a commit made elsewhere (by another
+replica, the ``gitops_sync`` job or a person) is not in its clone, and a cluster Argo CD synced to
+that commit could not be told deployed. A read that meets such a revision asks for a fetch: in the
+background, under the push lock (a delivery's own fetch or push is never raced), at most once a
+cache period per clone and process. The next read, a cache period later, judges the revision.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from config.outages import gitops_remote_outage
+from gitops.locks import push_lock
+from gitops.remote import RemoteConfig, remote_fetch
+from gitops.repository import GitopsRepository
+
+logger = logging.getLogger(__name__)
+
+_fetch_lock = threading.Lock()
+_fetched_at: dict[str, float] = {}  # clone path -> when a fetch was last asked for (monotonic)
+
+
+def gitops_remote() -> RemoteConfig | None:
+    """The remote the portal pushes to (None: a local repository only)."""
+    if not settings.GITOPS_REMOTE_URL:
+        return None
+    return RemoteConfig(
+        url=settings.GITOPS_REMOTE_URL,
+        token=settings.GITOPS_REMOTE_TOKEN or None,
+        ssh_key_path=Path(settings.GITOPS_SSH_KEY_PATH) if settings.GITOPS_SSH_KEY_PATH else None,
+        on_failure=gitops_remote_outage.report,  # logged once a minute while it lasts
+    )
+
+
+def branch_fetch_soon(*, repository: GitopsRepository) -> threading.Thread | None:
+    """Fetch the branch into ``repository`` in the background, unless one was asked for less
+    than a cache period ago; the thread (None when nothing was started)."""
+    remote = gitops_remote()
+    if remote is None:
+        return None
+    now, period = time.monotonic(), max(settings.ARGOCD_CACHE_TTL.total_seconds(), 1.0)
+    with _fetch_lock:
+        if now - _fetched_at.get(str(repository.path), float("-inf")) < period:
+            return None
+        _fetched_at[str(repository.path)] = now
+    thread = threading.Thread(target=_fetch, args=(repository, remote), name="gitops-fetch", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to spare: the next read asks again
+        return None
+    return thread
+
+
+def _fetch(repository: GitopsRepository, remote: RemoteConfig) -> None:
+    try:
+        with push_lock(repo_path=repository.path):
+            remote_fetch(repository=repository, remote=remote)  # an unreachable remote is reported there
+    except Exception:  # a background thread: said in the log, never raised into nothing
+        logger.warning("The gitops branch could not be fetched to judge Argo CD's revision", exc_info=True)
+    finally:
+        connection.close()  # this thread's own (the push lock's, on PostgreSQL and MariaDB)
