@@ -1,16 +1,27 @@
 """Routes of the clusters API (mounted under /api/)."""
 
-from django.urls import path
+from django.urls import path, register_converter
+from django.urls.converters import StringConverter
 
 from clusters import team_views, views
+from clusters.models import SLUG_PATTERN
 
-_CLUSTER = "clients/<slug:client>/clusters/<slug:cluster>"
-_CLIENT = "clients/<slug:client>"
+
+class NameConverter(StringConverter):
+    """A client's or cluster's name as the models allow it: anything else is no such page (404)."""
+
+    regex = SLUG_PATTERN.removeprefix("^").removesuffix("$").replace("(", "(?:")
+
+
+register_converter(NameConverter, "name")
+
+_CLUSTER = "clients/<name:client>/clusters/<name:cluster>"
+_CLIENT = "clients/<name:client>"
 
 urlpatterns = [
     path("auth/permissions", views.PermissionsView.as_view(), name="auth-permissions"),
     path("clients", views.ClientListView.as_view(), name="client-list"),
-    path("clients/<slug:client>/clusters", views.ClusterListView.as_view(), name="cluster-list"),
+    path("clients/<name:client>/clusters", views.ClusterListView.as_view(), name="cluster-list"),
     path(_CLUSTER, views.ClusterDetailView.as_view(), name="cluster-detail"),
     path(f"{_CLUSTER}/credentials", views.ClusterCredentialsView.as_view(), name="cluster-credentials"),
     path(

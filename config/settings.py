@@ -426,8 +426,8 @@ SPECTACULAR_SETTINGS = {
         "DeploymentStateEnum": "clusters.deployments.DEPLOYMENT_STATES",
         "StateEnum": "clusters.selectors.STORAGE_STATES",
     },
-    "PATH_CONVERTER_OVERRIDES": {
-        "slug": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$", "maxLength": 40}
+    "PATH_CONVERTER_OVERRIDES": {  # clusters.urls.NameConverter: clusters.models.SLUG_PATTERN
+        "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$", "maxLength": 40}
     },
 }
 

@@ -264,3 +264,11 @@ def test_openapi_document_describes_every_clusters_endpoint_with_its_errors(api_
     patch_body = paths[cluster]["patch"]["requestBody"]["content"]["application/json"]["schema"]
     assert patch_body["$ref"].endswith("ClusterUpdateInputRequest")
     assert set(paths) >= {path for path, _ in expected}
+
+
+@pytest.mark.parametrize("name", ["Client1", "client_1", "-client1", "c" * 41])
+def test_a_client_or_cluster_name_no_client_can_have_is_404_as_the_schema_says(as_user1, cluster1, name):
+    for path in (f"/api/clients/{name}/clusters", f"/api/clients/client1/clusters/{name}"):
+        response = as_user1.get(path)
+        assert (response.status_code, response.json()["code"]) == (404, "not_found"), path
+    assert as_user1.get("/api/clients/client1/clusters/main").status_code == 200
