@@ -200,6 +200,9 @@ class ClusterStorageRequestView(ClientAPIView):
 @method_decorator(never_cache, name="dispatch")
 class ClusterCredentialsView(ClientAPIView):
     required_permission = PERMISSION_CREDENTIALS
+    # No HEAD: Django would answer it with GET, recording a reveal in the audit trail of keys
+    # nobody was sent.
+    http_method_names = ["get", "options"]
 
     @extend_schema(
         operation_id="clusters_credentials_retrieve",

@@ -175,3 +175,10 @@ def test_an_operators_reveal_names_them_but_not_their_address_or_session(
     assert [(reveal["ip"], reveal["detail"]) for reveal in _reveals(as_admin1)] == [(None, "")]
     operator_staff.delete()
     assert [(reveal["ip"], reveal["detail"]) for reveal in _reveals(as_admin1)] == [(None, "")]
+
+
+def test_a_head_request_reveals_nothing_and_records_nothing(client_for, user1, cluster1):
+    response = client_for(user1).head("/api/clients/client1/clusters/main/credentials")
+
+    assert response.status_code == 405
+    assert not ClientAuditEvent.objects.filter(type="credentials_revealed").exists()
