@@ -49,3 +49,20 @@ def cache_reads_late(monkeypatch, seconds: float = 0.05) -> None:
         return value
 
     monkeypatch.setattr(backend, "get", late_read)
+
+
+def hand_commit(repository, path: str, content: bytes | None) -> str:
+    """A person's commit on the branch tip of ``repository`` (``content`` None: the file is
+    deleted), as someone editing the gitops repository by hand makes it; its id."""
+    from gitops.repository import GitIdentity, branch_tip, files_commit
+
+    ops = GitIdentity("Ops", "ops@example.com")
+    files_commit(
+        repository=repository,
+        changes={path: content},
+        author=ops,
+        committer=ops,
+        message="hand edit\n",
+        expected_tip=branch_tip(repository=repository),
+    )
+    return branch_tip(repository=repository)

@@ -20,11 +20,11 @@ from gitops.repository import (
     branch_tip,
     commits_list,
     file_read,
-    files_commit,
     files_list,
     repository_open,
 )
 from tests.conftest import portal_repository
+from tests.helpers import hand_commit
 
 # A client's file is committed once its transaction commits, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,18 +35,6 @@ PORTAL = GitIdentity(name="Qdrant Portal", email="portal@qdrant-portal.local")
 def _client_file(repository: GitopsRepository, client: str) -> dict | None:
     content = file_read(repository=repository, file_path=f"clients/{client}/client.yaml")
     return None if content is None else yaml.safe_load(content)
-
-
-def _hand_commit(repository: GitopsRepository, path: str, content: bytes | None) -> None:
-    ops = GitIdentity("Ops", "ops@example.com")
-    files_commit(
-        repository=repository,
-        changes={path: content},
-        author=ops,
-        committer=ops,
-        message="hand edit\n",
-        expected_tip=branch_tip(repository=repository),
-    )
 
 
 def _application_folders(repository: GitopsRepository) -> set[str]:
@@ -151,7 +139,7 @@ def test_gitops_sync_check_reports_a_missing_or_edited_client_file_and_sync_rest
     path = "clients/client1/client.yaml"
     written = file_read(repository=git_server, file_path=path)
     call_command("gitops_sync", "--check")  # in sync after the fixture's creation
-    _hand_commit(git_server, path, edit)  # someone changes the team's repository directly
+    hand_commit(git_server, path, edit)  # someone changes the team's repository directly
     tip = branch_tip(repository=git_server)
 
     with pytest.raises(CommandError, match="1 file"):

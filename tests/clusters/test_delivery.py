@@ -27,11 +27,11 @@ from gitops.repository import (
     branch_tip,
     commits_list,
     file_read,
-    files_commit,
     repository_open,
 )
 from tests.clusters.conftest import shown_to
 from tests.conftest import portal_repository
+from tests.helpers import hand_commit
 from tests.support.git_http import GitHttpServer
 
 CLUSTER = "/api/clients/client1/clusters/main"
@@ -43,17 +43,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _values(repository: GitopsRepository, client: str, cluster: str) -> dict:
     return yaml.safe_load(
         file_read(repository=repository, file_path=f"clients/{client}/{cluster}/values.yaml")
-    )
-
-
-def _hand_edit(repository: GitopsRepository, path: str, content: bytes) -> None:
-    files_commit(
-        repository=repository,
-        changes={path: content},
-        author=GitIdentity("Ops", "ops@example.com"),
-        committer=GitIdentity("Ops", "ops@example.com"),
-        message="hand edit",
-        expected_tip=branch_tip(repository=repository),
     )
 
 
@@ -115,7 +104,7 @@ def test_keys_edited_by_hand_in_git_survive_a_change(git_server, settings, clust
     edited = yaml.safe_load(file_read(repository=local, file_path=path))
     edited["resources"] = {"limits": {"memory": "8Gi"}}
     edited["image"]["pullPolicy"] = "Always"
-    _hand_edit(local, path, yaml.safe_dump(edited).encode())
+    hand_commit(local, path, yaml.safe_dump(edited).encode())
     client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
     values = _values(git_server, "client1", "main")
     assert values["replicaCount"] == 4
@@ -500,7 +489,7 @@ def test_a_values_file_edited_so_the_change_cannot_apply_is_answered_409_and_blo
 ):
     """`image: nginx` leaves no room for image.tag: the change is undone, other clusters go on."""
     path = "clients/client1/main/values.yaml"
-    _hand_edit(portal_repository(settings), path, b"replicaCount: 2\nimage: nginx\n")
+    hand_commit(portal_repository(settings), path, b"replicaCount: 2\nimage: nginx\n")
     changes_before = ClusterChange.objects.count()
 
     response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
@@ -520,7 +509,7 @@ def test_a_values_file_edited_so_the_change_cannot_apply_is_answered_409_and_blo
 def test_gitops_sync_reports_a_values_file_it_cannot_render_and_syncs_the_rest(
     git_server, settings, cluster1, cluster2, capsys
 ):
-    _hand_edit(git_server, "clients/client1/main/values.yaml", b"- not\n- a mapping\n")  # on the server
+    hand_commit(git_server, "clients/client1/main/values.yaml", b"- not\n- a mapping\n")  # on the server
     Cluster.objects.filter(pk=cluster2.pk).update(replicas=7)  # drift elsewhere
 
     with pytest.raises(CommandError, match="1 cluster"):

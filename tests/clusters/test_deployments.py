@@ -20,9 +20,9 @@ from django.db import transaction
 
 from clusters.models import Cluster, ClusterChange
 from clusters.services import cluster_create, cluster_update
-from gitops.repository import GitIdentity, blobs_read, branch_tip, file_read, files_commit
+from gitops.repository import blobs_read, file_read
 from tests.conftest import ARGOCD_TEST_TOKEN, portal_repository
-from tests.helpers import free_port
+from tests.helpers import free_port, hand_commit
 
 pytestmark = pytest.mark.django_db(transaction=True)  # deliveries run once the data is committed
 
@@ -554,17 +554,8 @@ def test_a_commit_made_elsewhere_is_fetched_and_then_judged(argocd, scaled, git_
     """A person's commit on top of the portal's (or another replica's, or the gitops_sync job's):
     this replica's clone lacks it until it fetches, which the first read asks for."""
     path = "clients/client1/main/values.yaml"
-    who = GitIdentity(name="Ops", email="ops@example.com")
     body = file_read(repository=git_server, file_path=path) + b"resources:\n  requests:\n    cpu: 500m\n"
-    files_commit(
-        repository=git_server,
-        changes={path: body},
-        author=who,
-        committer=who,
-        message="More CPU\n",
-        expected_tip=branch_tip(repository=git_server),
-    )
-    argocd.application_put(client="client1", cluster="main", revision=branch_tip(repository=git_server))
+    argocd.application_put(client="client1", cluster="main", revision=hand_commit(git_server, path, body))
 
     assert _fresh(as_user1)["state"] == "pending"  # not in this clone yet: cannot tell
     _fetches_done()
