@@ -117,7 +117,7 @@ def deployment_states_set(*, clusters_by_state: Mapping[str, int]) -> None:
 
 
 def request_route(request: HttpRequest) -> str:
-    """The URL pattern that answered (``api/clients/<slug:client>/clusters``): bounded, unlike paths."""
+    """The URL pattern that answered (``api/clients/<name:client>/clusters``): bounded, unlike paths."""
     match = getattr(request, "resolver_match", None)
     return (match.route if match is not None else "") or UNMATCHED_ROUTE
 

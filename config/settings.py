@@ -419,7 +419,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # Every <slug:...> in the URLs is a client or cluster slug: document what they look like.
     # Two fields are named "state": the cluster's deployment gets an enum of its own, the storage
     # request keeps the name it always had (StateEnum).
     "ENUM_NAME_OVERRIDES": {

@@ -73,9 +73,9 @@ def test_a_client_signs_in_scales_reads_credentials_and_signs_out(
     assert commit in {c.id for c in commits_list(repository=git_server)}
     assert ClusterChange.objects.get(commit=commit).actor == user1
     page.wait_for_selector(f'[data-testid="history-row"][data-commit="{commit}"]')
-    # Which credential asked for it, and from where.
-    source = page.text_content(f'[data-testid="history-row"][data-commit="{commit}"] .change-source')
-    assert re.fullmatch(r"session [0-9a-f-]{36} from 127\.0\.0\.1", source)
+    # Which credential asked for it, and from where, is for the client's admins (the audit
+    # trail's readers); this member is an operator.
+    assert page.locator(f'[data-testid="history-row"][data-commit="{commit}"] .change-source').count() == 0
     # Times say their zone and seconds (changes a few seconds apart read apart); the title is UTC.
     when = page.locator(f'[data-testid="history-row"][data-commit="{commit}"] time')
     assert re.search(r"\d:\d\d:\d\d\s?[AP]?M?\s?\S+$", when.text_content().strip())

@@ -14,7 +14,7 @@ from tests.conftest import b64, login
 
 TOKEN = "metrics-test-token-0123456789"
 LOGIN_ROUTE = "api/auth/login"
-CLUSTER_ROUTE = "api/clients/<slug:client>/clusters/<slug:cluster>"
+CLUSTER_ROUTE = "api/clients/<name:client>/clusters/<name:cluster>"
 
 Samples = dict[tuple[str, frozenset], float]
 
