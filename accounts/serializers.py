@@ -7,6 +7,7 @@ import binascii
 import re
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -19,7 +20,6 @@ DELIVERY_COOKIE, DELIVERY_BODY = "cookie", "body"
 TOKEN_DELIVERY_CHOICES = (DELIVERY_COOKIE, DELIVERY_BODY)
 PASSWORD_B64_MAX = 4096  # hashing is deliberately slow: refuse megabyte "passwords"
 TOKEN_TTL_DEFAULT = timedelta(days=30)
-TOKEN_TTL_MIN = timedelta(minutes=1)
 CLIENT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
@@ -165,7 +165,7 @@ class DurationField(serializers.Field):
             duration = duration_parse(data)
         except ValueError:
             self.fail("invalid")
-        if duration < TOKEN_TTL_MIN:
+        if duration < settings.PAT_MIN_TTL:
             raise serializers.ValidationError("A token lives at least a minute.")
         return duration
 

@@ -320,8 +320,9 @@ def _pending_expansions(clusters: list[Cluster]) -> dict[int, StorageExpansion]:
 
 
 def cluster_detail(*, cluster: Cluster, revision: ClusterChange | None = None) -> ClusterDetail:
-    revision = revision if revision is not None else cluster_revision(cluster=cluster)
     latest = cluster_latest_change(cluster=cluster)
+    if revision is None:  # a committed latest change is git's latest too: no second query
+        revision = latest if latest is not None and latest.commit else cluster_revision(cluster=cluster)
     return _detail(
         cluster,
         revision,

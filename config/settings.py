@@ -192,9 +192,10 @@ CLAIMS_CACHE_TTL = env_duration("CLAIMS_CACHE_TTL", "30s")
 # The one hook through which the token service learns a user's scope (a client app owns grants,
 # their permissions and each client's sign-in policy): it answers an accounts.scopes.UserScope.
 SCOPE_CLAIM_FUNCTION = "clusters.selectors.user_scope"
-# Personal access tokens (qpt_...) for scripts and CI: the longest lifetime one may have (at
-# least the shortest a token may be asked for: a minute).
-PAT_MAX_TTL = env_duration("PAT_MAX_TTL", "365d", minimum=timedelta(minutes=1))
+# Personal access tokens (qpt_...) for scripts and CI: the shortest lifetime one may be asked
+# for, and the longest it may have.
+PAT_MIN_TTL = timedelta(minutes=1)
+PAT_MAX_TTL = env_duration("PAT_MAX_TTL", "365d", minimum=PAT_MIN_TTL)
 
 AUTH_COOKIE_SECURE = env_bool("AUTH_COOKIE_SECURE", not DEBUG)
 _SAMESITE = ("lax", "strict", "none")

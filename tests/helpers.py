@@ -8,6 +8,8 @@ import threading
 import jwt
 from rest_framework.test import APIClient
 
+from gitops.repository import GitIdentity, GitopsRepository, branch_tip, files_commit
+
 
 def token_parts(token: str) -> tuple[dict, dict]:
     """A JWT's header and claims, read without verifying (to look at what was issued)."""
@@ -51,11 +53,9 @@ def cache_reads_late(monkeypatch, seconds: float = 0.05) -> None:
     monkeypatch.setattr(backend, "get", late_read)
 
 
-def hand_commit(repository, path: str, content: bytes | None) -> str:
+def hand_commit(repository: GitopsRepository, path: str, content: bytes | None) -> str:
     """A person's commit on the branch tip of ``repository`` (``content`` None: the file is
     deleted), as someone editing the gitops repository by hand makes it; its id."""
-    from gitops.repository import GitIdentity, branch_tip, files_commit
-
     ops = GitIdentity("Ops", "ops@example.com")
     files_commit(
         repository=repository,

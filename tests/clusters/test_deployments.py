@@ -53,20 +53,12 @@ def _deployment(client, path: str = DETAIL) -> dict:
 
 
 def _refreshes_done() -> None:
-    """Wait for the refreshes the pushes so far asked of Argo CD (they run in the background)."""
+    """Wait for the refreshes the pushes so far asked of Argo CD, and the fetches reads asked
+    for (they run in the background)."""
     import threading
 
     for thread in threading.enumerate():
-        if thread.name.startswith("argocd-refresh"):
-            thread.join(timeout=5)
-
-
-def _fetches_done() -> None:
-    """Wait for the fetches reads asked for (they run in the background)."""
-    import threading
-
-    for thread in threading.enumerate():
-        if thread.name == "gitops-fetch":
+        if thread.name.startswith("argocd-refresh") or thread.name == "gitops-fetch":
             thread.join(timeout=10)
 
 
@@ -558,7 +550,7 @@ def test_a_commit_made_elsewhere_is_fetched_and_then_judged(argocd, scaled, git_
     argocd.application_put(client="client1", cluster="main", revision=hand_commit(git_server, path, body))
 
     assert _fresh(as_user1)["state"] == "pending"  # not in this clone yet: cannot tell
-    _fetches_done()
+    _refreshes_done()
 
     assert _fresh(as_user1)["state"] == "deployed"
 
