@@ -321,6 +321,12 @@ class AlreadyMember(PortalError):
     default_detail = "This person is already a member of the client."
 
 
+class InvitationNotPending(PortalError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "invitation_not_pending"
+    default_detail = "Only a pending invitation can be revoked."
+
+
 class AccountExists(PortalError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "account_exists"

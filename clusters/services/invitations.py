@@ -38,6 +38,7 @@ from config.errors import (
     InvalidRequest,
     InvitationEmailMismatch,
     InvitationInvalid,
+    InvitationNotPending,
     NotFound,
     RoleEscalation,
     SignUpMethodNotAllowed,
@@ -127,7 +128,9 @@ def invitation_revoke(*, client: Client, invitation_id: int, actor: User) -> Inv
     if invitation is None:
         raise NotFound()
     if invitation.state != "pending":
-        raise InvalidRequest(f"This invitation is {invitation.state}: only a pending one can be revoked.")
+        raise InvitationNotPending(
+            f"This invitation is {invitation.state}: only a pending one can be revoked."
+        )
     if role_rank(invitation.role) > actor_rank(actor=actor, client=client):
         raise RoleEscalation("You cannot revoke an invitation to a role above your own.")
     invitation.revoked_at = timezone.now()

@@ -215,6 +215,9 @@ def test_an_invitation_expires_after_seven_days_and_can_be_revoked(as_admin1):
     invitation_id = as_admin1.get(INVITATIONS).json()[0]["id"]
     assert as_admin1.get(f"{INVITATIONS}/{invitation_id}").json()["email"] == "revoked@example.com"
     assert as_admin1.delete(f"{INVITATIONS}/{invitation_id}").status_code == 204
+    again = as_admin1.delete(f"{INVITATIONS}/{invitation_id}")
+    assert (again.status_code, again.json()["code"]) == (409, "invitation_not_pending")
+    assert "revoked" in again.json()["detail"]
     assert sign_up(revoked, password=b64("a long new passphrase")).json()["code"] == "invitation_invalid"
     assert [i["email"] for i in as_admin1.get(INVITATIONS).json()] == ["late@example.com"]
 
