@@ -90,8 +90,8 @@ reader = sqlite3.connect(settings.DATABASES["default"]["NAME"], isolation_level=
 reader.execute("BEGIN")
 reader.execute("SELECT count(*) FROM accounts_user").fetchone()  # a long read holds its snapshot
 started = time.monotonic()
-get_user_model().objects.create_user(email="during@example.com", password="x" * 16)
-print("written in", round(time.monotonic() - started), "s")
+get_user_model().objects.create_user(email="during@example.com", password=None)  # no hashing to time
+print(time.monotonic() - started)
 reader.execute("COMMIT")
 """
 
@@ -106,7 +106,7 @@ def test_sqlite_writes_do_not_wait_for_a_long_read(tmp_path):
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "written in 0 s"
+    assert float(result.stdout) < 5  # not the 20 s timeout, even on a loaded machine
 
 
 @pytest.mark.parametrize(
