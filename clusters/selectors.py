@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Case, OuterRef, QuerySet, Subquery, When
 
+from accounts.access_tokens import access_tokens_of_client
 from accounts.google import google_sign_in_enabled
-from accounts.models import User
+from accounts.models import PersonalAccessToken, User
 from accounts.scopes import CredentialScope, SignInRequirement, UserScope, unmet_sentence
 from clusters.deployments import Deployment, client_selector, cluster_deployment, clusters_deployments
 from clusters.models import (
@@ -407,6 +408,22 @@ def client_members(*, client: Client) -> QuerySet[Grant]:
 def client_invitations(*, client: Client) -> QuerySet[Invitation]:
     """Invitations not yet accepted or revoked (expired ones included, marked), newest first."""
     return Invitation.objects.filter(client=client, accepted_at=None, revoked_at=None).order_by("-created_at")
+
+
+def client_access_tokens(*, client: Client) -> list[PersonalAccessToken]:
+    """Members' live tokens that reach ``client``, each with ``permissions_now``: what it was
+    given here, narrowed to what its owner's role allows today (a demoted owner's token can do
+    no more than the owner, so the list must not say it can)."""
+    owner_role = Grant.objects.filter(client=client, user=OuterRef("user")).values("role")[:1]
+    tokens = list(access_tokens_of_client(client=client.slug).annotate(owner_role=Subquery(owner_role)))
+    for token in tokens:
+        given = token.scopes.get(client.slug, [])
+        if user_is_global_operator(user=token.user):
+            token.permissions_now = given
+        else:
+            allowed = ROLE_PERMISSIONS.get(token.owner_role, ())
+            token.permissions_now = [permission for permission in given if permission in allowed]
+    return tokens
 
 
 @dataclass(frozen=True)

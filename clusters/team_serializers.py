@@ -161,13 +161,14 @@ class ClientAccessTokenSerializer(serializers.Serializer):
     name = serializers.CharField()
     prefix = serializers.CharField(help_text="The token's first characters, e.g. qpt_1a2B3c4D.")
     owner = serializers.EmailField(source="user.email")
-    permissions = serializers.SerializerMethodField(help_text="What it may do on this client.")
+    permissions = serializers.ListField(
+        source="permissions_now",
+        child=serializers.CharField(),
+        help_text="What it may do on this client now: what it was given, within its owner's role today.",
+    )
     createdAt = serializers.DateTimeField(source="created_at")
     expiresAt = serializers.DateTimeField(source="expires_at")
     lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
-
-    def get_permissions(self, token) -> list[str]:
-        return token.scopes.get(self.context["client"], [])
 
 
 # --- Invitations, for the invitee --------------------------------------------------------------

@@ -15,7 +15,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.access_tokens import access_tokens_of_client
 from accounts.authentication import request_origin
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request
 from accounts.models import User
@@ -242,9 +241,8 @@ class ClientTokenListView(TeamAPIView):
         description="Members' personal access tokens that reach this client (never their secrets).",
     )
     def get(self, request: Request, client: str) -> Response:
-        target = self.client_get()
-        tokens = access_tokens_of_client(client=target.slug)
-        return Response(ClientAccessTokenSerializer(tokens, many=True, context={"client": target.slug}).data)
+        tokens = selectors.client_access_tokens(client=self.client_get())
+        return Response(ClientAccessTokenSerializer(tokens, many=True).data)
 
 
 class ClientTokenDetailView(TeamAPIView):

@@ -308,6 +308,18 @@ def test_a_client_admin_lists_and_takes_the_client_out_of_a_members_token(
     assert as_admin.delete(f"/api/clients/client1/tokens/{listed[0]['id']}").status_code == 404
 
 
+def test_the_clients_token_list_says_what_a_demoted_owners_token_can_do_now(
+    pat, auth_client, user_factory, user1, client1
+):
+    admin = user_factory(email="admin1@example.com")
+    grant_set(user=admin, client=client1, role=Grant.Role.ADMIN)
+    grant_set(user=user1, client=client1, role=Grant.Role.VIEWER)  # the owner is demoted
+
+    listed = auth_client(admin).get("/api/clients/client1/tokens").json()
+    assert [token["permissions"] for token in listed] == [["view"]]
+    assert bearer(pat).patch(CLUSTER, {"replicas": 2}, format="json").status_code == 403  # as listed
+
+
 def test_a_member_who_is_not_an_admin_cannot_see_the_clients_tokens(pat, session1):
     response = session1.get("/api/clients/client1/tokens")
     assert (response.status_code, response.json()["code"]) == (403, "permission_denied")

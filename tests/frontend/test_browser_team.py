@@ -331,6 +331,8 @@ def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
     sign_in(page, live_server.url, admin1.email)
     page.goto(live_server.url + "/#/clients/client1/team")
     page.wait_for_selector('[data-testid="client-token-row"]')
+    assert "ci deploy of client1@example.com" in page.text_content('[data-testid="client-token-row"]')
+    assert " view; last used never" in page.text_content('[data-testid="client-token-row"]')
 
     page.click(".revoke-client-token")
     page.wait_for_selector("#revoke-client-token-dialog[open]")
@@ -346,6 +348,29 @@ def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
     page.click('[data-email="temp@example.com"] .revoke-invitation')
     page.wait_for_selector("#invitations-status:has-text('Revoked the invitation of temp@example.com')")
     assert page.evaluate("document.activeElement.id") == "invitations-heading"
+    assert page_problems == []
+
+
+def test_a_token_whose_owner_was_demoted_is_listed_with_what_it_can_do_now(
+    live_server, new_page, page_problems, admin1, user1, cluster1
+):
+    from clusters.services import grant_set
+
+    token, _ = access_token_create(
+        user=user1,
+        facts=SignInFacts(),
+        name="deployer",
+        expires_in=timedelta(days=7),
+        clients={"client1": ["configure"]},
+        origin=RequestOrigin(ip=None, user_agent=""),
+    )
+    grant_set(user=user1, client=cluster1.client, role="viewer")
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+
+    row = page.wait_for_selector(f'[data-testid="client-token-row"][data-token-id="{token.pk}"]')
+    assert "can do nothing here now" in row.text_content()
     assert page_problems == []
 
 

@@ -85,7 +85,7 @@ export function clientTokensSection(ctx, client, pageError, audit) {
       "li",
       { "data-testid": "client-token-row", class: "list-row", dataset: { tokenId: token.id } },
       h("span", {}, h("strong", {}, token.name), ` of ${token.owner} `, h("code", {}, `${token.prefix}…`)),
-      ` ${token.permissions.join(", ")}; last used `,
+      ` ${token.permissions.length ? token.permissions.join(", ") : "can do nothing here now (its owner's role allows none of what it was given)"}; last used `,
       token.lastUsedAt ? timeElement(token.lastUsedAt) : "never",
       revoke,
     );
