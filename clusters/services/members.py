@@ -32,7 +32,7 @@ def client_lock(*, client: Client) -> Client:
 
 def actor_rank(*, actor: User | None, client: Client) -> int:
     """How high ``actor`` stands on ``client``: their role's rank, above every role for operator staff."""
-    if actor is None:
+    if actor is None or not actor.is_active:  # a deactivated admin runs nothing, their open links included
         return -1
     if user_is_global_operator(user=actor):
         return len(ROLE_ORDER)

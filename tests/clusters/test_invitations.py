@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import GoogleAccount, User
+from accounts.services import user_deactivate
 from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import grant_set
 from tests.accounts.google_tokens import id_token
@@ -257,6 +258,19 @@ def test_an_old_invitation_cannot_grant_more_than_its_inviter_now_holds(
         == 201
     )
     assert sign_up(link_token(), password=b64("a long new passphrase")).status_code == 200
+
+
+def test_a_deactivated_admins_open_invitations_grant_nothing(as_admin1, admin1, client1, operator_staff):
+    """An operator deactivates a (perhaps compromised) client admin: the links they sent die too."""
+    invite(as_admin1, "mallory@example.com", role="admin")
+    token = link_token()
+    assert user_deactivate(user=admin1, actor=operator_staff)
+
+    response = sign_up(token, password=b64("a long new passphrase"))
+
+    assert (response.status_code, response.json()["code"]) == (403, "role_escalation")
+    assert not User.objects.filter(email="mallory@example.com").exists()
+    assert not Grant.objects.filter(client=client1, user__email="mallory@example.com").exists()
 
 
 def test_only_admins_invite(auth_client, user1, viewer1):
