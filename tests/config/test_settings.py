@@ -188,7 +188,7 @@ def test_durations_accept_seconds_or_a_unit(raw, expected):
     assert duration_parse(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "15 minutes", "-5", "1.5m", "m"])
+@pytest.mark.parametrize("raw", ["", "15 minutes", "-5", "1.5m", "m", "\u0663d", "\uff19\uff10d"])
 def test_malformed_durations_are_refused(raw):
     with pytest.raises(ValueError, match="not a duration"):
         duration_parse(raw)
