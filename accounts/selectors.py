@@ -11,13 +11,13 @@ from typing import Protocol
 from django.conf import settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import TokenBackendError
 
 from accounts import session_cache
 from accounts.models import Passkey, RecoveryCode, SecondFactor, Session, TotpDevice, User
 from accounts.scopes import CredentialScope, SignInFacts, UserScope, session_scope
 from accounts.session_cache import CachedClaims
-from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, AccessToken, PortalToken, RefreshToken
+from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, AccessToken, PortalToken, RefreshToken, key_ring
 from config.errors import AccountDisabled, MfaEnrolmentRequired, SessionEnded, SessionIdle, TokenNotValid
 
 
@@ -147,17 +147,18 @@ def session_facts(session: Session) -> SignInFacts:
 
 
 def token_session(*, token: str | None) -> Session | None:
-    """The open session a refresh or access token belongs to (None: a bad token, an ended session)."""
-    for token_class in (RefreshToken, AccessToken):
-        try:
-            decoded = token_class(token or "")
-        except TokenError:
-            continue
-        session = Session.objects.select_related("user").filter(pk=uuid_or_none(decoded["sid"])).first()
-        if session is None or str(session.user_id) != decoded["sub"] or session.revoked_at is not None:
-            return None
-        return session
-    return None
+    """The open session a genuine refresh or access token belongs to, expired or not: a logout
+    with the access token a client holds ends its session (None: a bad token, an ended session)."""
+    try:
+        claims = key_ring().backend.decode(token, verify_exp=False)
+    except TokenBackendError:
+        return None
+    if claims["token_type"] not in {RefreshToken.token_type, AccessToken.token_type}:
+        return None
+    session = Session.objects.select_related("user").filter(pk=uuid_or_none(claims["sid"])).first()
+    if session is None or str(session.user_id) != claims["sub"] or session.revoked_at is not None:
+        return None
+    return session
 
 
 def uuid_or_none(value: object) -> uuid.UUID | None:

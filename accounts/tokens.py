@@ -418,14 +418,14 @@ class KeyRingTokenBackend(TokenBackend):
             headers={"kid": self.ring.signing.kid},
         )
 
-    def decode(self, token: Any, verify: bool = True) -> dict[str, Any]:
-        if not verify:
+    def decode(self, token: Any, verify: bool = True, *, verify_exp: bool = True) -> dict[str, Any]:
+        if not verify:  # the signature; only a logout skips the expiry (ending a session is safe)
             raise TokenBackendError("Tokens are always verified.")
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             raise TokenBackendError("Token is invalid")
-        return dict(self._verified(token))
+        return dict(self._verified(token, verify_exp))
 
-    def _decode_verified(self, token: str) -> dict[str, Any]:
+    def _decode_verified(self, token: str, verify_exp: bool) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as error:
@@ -444,7 +444,7 @@ class KeyRingTokenBackend(TokenBackend):
                 # RFC 8725 section 3.9: a token minted for another audience is not ours to accept.
                 audience=settings.JWT_AUDIENCE,
                 leeway=CLOCK_LEEWAY,
-                options={"require": list(REQUIRED_CLAIMS)},
+                options={"require": list(REQUIRED_CLAIMS), "verify_exp": verify_exp},
             )
         except jwt.ExpiredSignatureError as error:
             raise TokenBackendExpiredToken("Token is expired") from error

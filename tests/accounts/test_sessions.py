@@ -73,6 +73,26 @@ def test_logout_by_bearer_access_token(bearer_client, user):
     assert client.get("/api/auth/me").json()["code"] == "token_not_valid"
 
 
+def test_logout_with_an_expired_access_token_still_ends_its_session_and_a_forged_one_nothing(
+    bearer_client, user, settings
+):
+    """A script logs out with the access token it holds, often an expired one: the session ends
+    all the same (its refresh token stops working); a token with a bad signature ends nothing."""
+    client = bearer_client(user)
+    access, refresh = client.tokens["accessToken"], client.tokens["refreshToken"]
+    forged = access[:-4] + ("AAAA" if not access.endswith("AAAA") else "BBBB")
+    assert APIClient().post("/api/auth/logout", HTTP_AUTHORIZATION=f"Bearer {forged}").status_code == 204
+    assert Session.objects.get().revoked_at is None
+
+    with time_machine.travel(timezone.now() + settings.JWT_ACCESS_TTL + timedelta(minutes=1)):
+        assert client.get("/api/auth/me").json()["code"] == "token_not_valid"  # expired
+        assert APIClient().post("/api/auth/logout", HTTP_AUTHORIZATION=f"Bearer {access}").status_code == 204
+        refreshed = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=f"Bearer {refresh}")
+
+    assert Session.objects.get().revoked_reason == "logout"
+    assert (refreshed.status_code, refreshed.json()["code"]) == (403, "token_not_valid")
+
+
 # Redis expires keys on its own clock, which time-machine cannot move: these run on the
 # in-process cache, through the same service code.
 IN_PROCESS_CACHE = override_settings(
