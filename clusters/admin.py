@@ -28,6 +28,7 @@ from clusters.deployments import (
 from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_latest_change
 from clusters.services import (
+    ClusterChangeResult,
     KeysShownTo,
     client_create,
     client_update,
@@ -49,6 +50,16 @@ from gitops.argocd import storage_runbook_render
 from gitops.values import namespace_name, release_name
 
 _SPEC_FIELDS = ("replicas", "version", "storage_gi")
+
+
+def _not_pushed(result: ClusterChangeResult) -> str:
+    """What the operator must know when the change is committed but the remote did not take it."""
+    if result.change is None or result.change.pushed:
+        return ""
+    return (
+        " It is committed to git but not pushed yet: the GitOps remote did not take it (System status"
+        " says why). The next change or gitops_sync pushes it; Argo CD cannot deploy it before."
+    )
 
 
 def _adopt(obj: Model, saved: Model) -> None:
@@ -201,6 +212,7 @@ class DeploymentStateFilter(admin.SimpleListFilter):
 @admin.register(Cluster)
 class ClusterAdmin(ServiceRefusalsAdmin):
     form = ClusterAdminForm
+    page_transaction = False  # the services commit, then write git: a conflict refuses the save
     list_display = (
         "__str__",
         "client",
@@ -319,6 +331,8 @@ class ClusterAdmin(ServiceRefusalsAdmin):
                 actor=request.user,
                 **form.spec_changes(),
             )
+        if note := _not_pushed(result):
+            self.message_user(request, f"{result.cluster}:{note}", messages.WARNING)
         _adopt(obj, result.cluster)
 
     @admin.action(description="Rotate API keys (shows the new keys once)", permissions=["change"])
@@ -354,11 +368,18 @@ class ClusterAdmin(ServiceRefusalsAdmin):
     def finish_key_rotation(self, request, queryset):
         for cluster in queryset.select_related("client"):
             try:
-                cluster_credentials_rotation_finish(cluster=cluster, actor=request.user, shown_to=None)
+                result = cluster_credentials_rotation_finish(
+                    cluster=cluster, actor=request.user, shown_to=None
+                )
             except PortalError as error:
                 self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
             else:
-                self.message_user(request, f"{cluster}: key rotation finished; the old API key is removed.")
+                note = _not_pushed(result)
+                self.message_user(
+                    request,
+                    f"{cluster}: key rotation finished; the old API key is removed.{note}",
+                    messages.WARNING if note else messages.SUCCESS,
+                )
 
 
 # --- Storage expansions -------------------------------------------------------------------------
@@ -420,14 +441,16 @@ class StorageExpansionAdmin(InputGuardAdmin):
     def mark_done(self, request, queryset):
         for expansion in queryset.select_related("cluster__client"):
             try:
-                storage_expansion_complete(expansion=expansion, actor=request.user)
+                result = storage_expansion_complete(expansion=expansion, actor=request.user)
             except PortalError as error:
                 self.message_user(request, f"{expansion.cluster}: {error.detail}", messages.ERROR)
             else:
+                note = _not_pushed(result)
                 self.message_user(
                     request,
-                    f"{expansion.cluster}: {expansion.requested_gi} GiB recorded and committed. Now re-create "
-                    "its StatefulSet with --cascade=orphan (see the runbook).",
+                    f"{expansion.cluster}: {expansion.requested_gi} GiB recorded and committed.{note} Now "
+                    "re-create its StatefulSet with --cascade=orphan (see the runbook).",
+                    messages.WARNING if note else messages.SUCCESS,
                 )
 
     @admin.action(description="Cancel storage expansion", permissions=["change"])

@@ -8,7 +8,7 @@ import logging
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.options import IncorrectLookupParameters, csrf_protect_m
 from django.core.exceptions import ValidationError
 from django.db import DataError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -97,16 +97,28 @@ class ServiceRefusalsAdmin(InputGuardAdmin):
     operator's input and the reason, as for any form error.
     """
 
+    # Whether a saving page runs in one transaction, as Django's admin does. Not where the
+    # service commits its own and then writes git (clusters): only once its transaction has
+    # committed is a conflict in git known, and the service undoes the change and refuses it
+    # then, in time for the page to say so instead of "changed successfully".
+    page_transaction = True
+
+    def _attempt(self, request: HttpRequest, object_id: str | None, form_url: str, extra_context):
+        if self.page_transaction or request.method != "POST":
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
+    @csrf_protect_m
     def changeform_view(
         self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context=None
     ) -> HttpResponse:
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            return self._attempt(request, object_id, form_url, extra_context)
         except (PortalError, ValidationError) as error:
             if request.method != "POST" or hasattr(request, _REFUSAL):
                 raise
             setattr(request, _REFUSAL, _reason(error))
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        return self._attempt(request, object_id, form_url, extra_context)
 
     def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
         form_class = super().get_form(request, obj, change=change, **kwargs)

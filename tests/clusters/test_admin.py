@@ -23,6 +23,7 @@ from gitops.repository import (
     file_read,
 )
 from tests.conftest import portal_repository
+from tests.helpers import hand_commit
 
 
 def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, str]:
@@ -141,8 +142,8 @@ def test_a_refusal_the_form_could_not_foresee_is_a_message_and_saves_nothing(
     form = response.context["adminform"].form
     assert form.non_field_errors()[0].startswith("Nothing was saved: ")
     assert (form.data["replicas"], form.data["storage_gi"]) == ("3", "30")  # the input is kept
-    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2  # the page's transaction rolled back
-    assert not StorageExpansion.objects.exists()
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2  # the operator's change: nothing of it
+    assert list(StorageExpansion.objects.values_list("requested_gi", flat=True)) == [20]  # the other's
 
 
 def test_cluster_list_and_change_pages_never_show_keys(admin_browser, cluster1):
@@ -285,6 +286,52 @@ def test_creating_a_cluster_in_the_admin_commits_and_pushes_its_values_after_the
     )
     head = commits_list(repository=git_server)[0]
     assert head.author == GitIdentity(name=operator.name or operator.email, email="root@example.com")
+
+
+def _cluster_form(cluster: Cluster, **fields) -> dict[str, str]:
+    return {
+        "replicas": str(cluster.replicas),
+        "version": cluster.version,
+        "storage_gi": str(cluster.storage_gi),
+    } | {name: str(value) for name, value in fields.items()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_change_git_cannot_apply_is_refused_on_the_page_and_nothing_is_kept(
+    git_server, admin_browser, cluster1, settings
+):
+    """As the API's 409: a values file edited by hand so that the change cannot be applied."""
+    hand_commit(
+        portal_repository(settings), "clients/client1/main/values.yaml", b"replicaCount: 2\nimage: nginx\n"
+    )
+    changes_before = ClusterChange.objects.count()
+
+    response = admin_browser.post(
+        f"/admin/clusters/cluster/{cluster1.pk}/change/", _cluster_form(cluster1, replicas=3)
+    )
+
+    assert response.status_code == 200
+    error = response.context["adminform"].form.non_field_errors()[0]
+    assert error.startswith("Nothing was saved: ") and "clients/client1/main/values.yaml" in error
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
+    assert ClusterChange.objects.count() == changes_before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_change_the_remote_did_not_take_is_saved_with_a_warning(
+    admin_browser, cluster1, settings, tmp_path
+):
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "not-there.git")
+
+    response = admin_browser.post(
+        f"/admin/clusters/cluster/{cluster1.pk}/change/", _cluster_form(cluster1, replicas=3), follow=True
+    )
+
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 3
+    change = ClusterChange.objects.filter(cluster=cluster1).latest("id")
+    assert change.commit and not change.pushed
+    shown = [(message.level_tag, str(message)) for message in response.context["messages"]]
+    assert any(level == "warning" and "not pushed yet" in text for level, text in shown), shown
 
 
 @pytest.mark.django_db(transaction=True)

@@ -290,6 +290,26 @@ def test_operators_finish_a_rotation_from_the_admin(client, user_factory, as_use
     assert "A key rotation of this cluster is in progress" in refused.content.decode()
 
 
+def test_finishing_a_rotation_the_remote_did_not_take_warns_the_operator(
+    client, user_factory, as_user1, cluster1, settings, tmp_path
+):
+    """The old key keeps working until the change is pushed: "removed" alone would be untrue."""
+    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    client.force_login(operator)
+    as_user1.post(f"{URL}/credentials/rotate")
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "gone.git")
+
+    response = client.post(
+        "/admin/clusters/cluster/",
+        {"action": "finish_key_rotation", "_selected_action": [cluster1.pk]},
+        follow=True,
+    )
+
+    shown = [(message.level_tag, str(message)) for message in response.context["messages"]]
+    assert [level for level, _ in shown] == ["warning"]
+    assert "the old API key is removed" in shown[0][1] and "not pushed yet" in shown[0][1]
+
+
 def test_rotating_keys_needs_a_recent_authentication(git_server, as_user1, cluster1):
     def keys() -> tuple[str, str, str]:
         cluster = Cluster.objects.get(pk=cluster1.pk)
