@@ -374,9 +374,12 @@ def _after_commit(deliver: Callable[[], DeliveryReport]) -> DeliveryReport | Non
             ran.append(deliver())
             return
         try:
-            deliver()
+            report = deliver()
         except (GitopsError, FieldDecryptionError):
             logger.exception("GitOps delivery failed; the changes stay pending for gitops_sync")
+            return
+        for problem in report.conflicts.values():  # nobody waits for the answer: the log says it
+            logger.warning("A change stays pending until git is fixed: %s", problem)
 
     transaction.on_commit(callback)
     registering = False

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from clusters import delivery as clusters_delivery
 from clusters.delivery import pending_changes_deliver
@@ -504,6 +504,24 @@ def test_a_values_file_edited_so_the_change_cannot_apply_is_answered_409_and_blo
     other = client_for(user2).patch("/api/clients/client2/clusters/main", {"replicas": 4}, format="json")
     assert other.status_code == 200, other.json()
     assert _values(git_server, "client2", "main")["replicaCount"] == 4
+
+
+def test_a_change_made_in_a_transaction_that_git_cannot_apply_is_logged_and_stays_pending(
+    git_server, settings, cluster1, caplog
+):
+    """A script's or a page's transaction: nobody waits for the delivery's answer, so the log says it."""
+    hand_commit(
+        portal_repository(settings), "clients/client1/main/values.yaml", b"replicaCount: 2\nimage: nginx\n"
+    )
+
+    with transaction.atomic():
+        cluster_update(cluster=cluster1, actor=None, replicas=3)
+
+    assert ClusterChange.objects.filter(cluster=cluster1, commit="").count() == 1
+    warned = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any("stays pending until git is fixed" in text and "values.yaml" in text for text in warned), (
+        warned
+    )
 
 
 def test_gitops_sync_reports_a_values_file_it_cannot_render_and_syncs_the_rest(
