@@ -417,6 +417,7 @@ class SyncReport:
     pushed: bool
     conflicts: tuple[str, ...] = ()
     packed_objects: int = 0
+    changes_committed: int = 0  # pending cluster changes committed by this sync
 
 
 def _everything_render(
@@ -472,6 +473,7 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
         author=committer_identity(),
         message=commit_message(summary="Sync clients and clusters from the portal database"),
     )
+    uncommitted = list(changes_pending().filter(commit="").values_list("pk", flat=True))
     report = _deliver(repository, [sync])
     commit = report.commits.get("sync")
     return SyncReport(
@@ -480,6 +482,7 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
         pushed=report.pushed,
         conflicts=tuple({**conflicts, **report.conflicts}.values()),
         packed_objects=repository_compact(repository=repository),
+        changes_committed=ClusterChange.objects.filter(pk__in=uncommitted).exclude(commit="").count(),
     )
 
 

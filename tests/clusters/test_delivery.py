@@ -113,7 +113,7 @@ def test_keys_edited_by_hand_in_git_survive_a_change(git_server, settings, clust
 
 
 def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
-    tmp_path, settings, cluster1, user1, client_for
+    tmp_path, settings, cluster1, user1, client_for, capsys
 ):
     settings.GITOPS_REMOTE_URL = str(tmp_path / "not-there-yet.git")
     response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
@@ -122,12 +122,30 @@ def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
     assert revision["pushed"] is False and len(revision["commit"]) == 40
     assert ClusterChange.objects.get(commit=revision["commit"]).pushed is False
 
+    with pytest.raises(CommandError, match="not pushed"):  # the CronJob must not look healthy
+        call_command("gitops_sync")
+    assert "Nothing to sync" not in capsys.readouterr().out
+
     git_server = repository_open(path=tmp_path / "not-there-yet.git", branch="main", bootstrap_files={})
     call_command("gitops_sync")
     assert _values(git_server, "client1", "main")["replicaCount"] == 5
     assert not ClusterChange.objects.filter(pushed=False).exists()
     detail = client_for(user1).get("/api/clients/client1/clusters/main").json()
     assert detail["revision"]["pushed"] is True
+
+
+def test_gitops_sync_says_it_delivered_a_pending_change(
+    git_server, cluster1, user1, client_for, monkeypatch, capsys
+):
+    monkeypatch.setattr(clusters_delivery, "deliver_after_commit", lambda **_: None)  # a replica died
+    client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 6}, format="json")
+    monkeypatch.undo()
+
+    call_command("gitops_sync")
+
+    out = capsys.readouterr().out
+    assert "Committed 1 pending change(s)" in out and "Nothing to sync" not in out
+    assert _values(git_server, "client1", "main")["replicaCount"] == 6
 
 
 def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
@@ -220,7 +238,7 @@ def test_gitops_sync_bootstrap_rewrites_the_applicationset_after_a_chart_upgrade
     assert "drift: argocd/applicationset.yaml" in capsys.readouterr().out
 
     call_command("gitops_sync", "--bootstrap")
-    assert "Synced 1 file(s)" in capsys.readouterr().out
+    assert "Synced 1 drifted file(s)" in capsys.readouterr().out
     applicationset = yaml.safe_load(file_read(repository=git_server, file_path="argocd/applicationset.yaml"))
     chart_source = applicationset["spec"]["template"]["spec"]["sources"][0]
     assert (chart_source["chart"], chart_source["targetRevision"]) == ("qdrant", "1.20.0")

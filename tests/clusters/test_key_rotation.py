@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 import yaml
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
@@ -211,7 +211,8 @@ def test_a_rotation_whose_start_never_reached_the_remote_is_not_finished_behind_
     settings.GITOPS_REMOTE_URL = str(tmp_path / "unreachable.git")
     assert as_user1.post(f"{URL}/credentials/rotate").status_code == 202
     with time_machine.travel(timezone.now() + timedelta(days=2)):
-        call_command("gitops_sync")  # the remote is still unreachable
+        with pytest.raises(CommandError, match="not pushed"):
+            call_command("gitops_sync")  # the remote is still unreachable
     assert Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
 
 

@@ -6,7 +6,7 @@ it delivers: run by the CronJob, that is what makes a forgotten rotation end on 
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clusters.delivery import repository_sync
+from clusters.delivery import SyncReport, repository_sync
 from clusters.services import key_rotations_finish_due
 from gitops.errors import RepositoryUnavailable
 
@@ -51,13 +51,26 @@ class Command(BaseCommand):
                 )
             self.stdout.write(self.style.SUCCESS(f"No drift: {matched}."))
             return
+        self._sync_report(report, matched)
+
+    def _sync_report(self, report: SyncReport, matched: str) -> None:
+        """What the sync did; a non-zero exit when something is left undelivered."""
+        if report.changes_committed:
+            self.stdout.write(f"Committed {report.changes_committed} pending change(s), one commit each.")
         if report.commit:
-            state = "pushed" if report.pushed else "committed locally (remote unreachable)"
-            self.stdout.write(f"Synced {len(report.drifted_paths)} file(s) in {report.commit[:12]}, {state}.")
-        else:
-            self.stdout.write(self.style.SUCCESS(f"Nothing to sync: {matched}."))
-        if report.conflicts:
-            raise CommandError(
-                f"Everything else is synced; {len(report.conflicts)} cluster(s) cannot be rendered until "
-                "their files in git are fixed."
+            self.stdout.write(f"Synced {len(report.drifted_paths)} drifted file(s) in {report.commit[:12]}.")
+        problems = []
+        if not report.pushed:  # a CronJob that exits 0 here would look healthy while nothing deploys
+            problems.append(
+                "Committed locally, not pushed: the GitOps remote did not take the commits (see the log), "
+                "so Argo CD cannot deploy them; the next change or gitops_sync pushes them."
             )
+        if report.conflicts:
+            rest = "Everything else is synced; " if report.pushed else ""
+            problems.append(
+                f"{rest}{len(report.conflicts)} cluster(s) cannot be rendered until their files in git are fixed."
+            )
+        if problems:
+            raise CommandError(" ".join(problems))
+        if not (report.changes_committed or report.commit):
+            self.stdout.write(self.style.SUCCESS(f"Nothing to sync: {matched}."))
