@@ -69,11 +69,11 @@ class KeysShownTo:
         return ChangeSource(credential=self.credential, origin=self.origin)
 
 
-def _reveal_record(cluster: Cluster, shown_to: KeysShownTo) -> None:
+def _reveal_record(cluster: Cluster, shown_to: KeysShownTo) -> ClientAuditEvent:
     """The trail's record of a reveal, in the caller's transaction; 503 ``audit_unavailable`` (and
     the transaction rolls back) when it cannot be written: no key goes out unrecorded."""
     try:
-        client_audit_record(
+        return client_audit_record(
             client=cluster.client,
             type=ClientAuditEvent.Type.CREDENTIALS_REVEALED,
             actor=shown_to.actor,
@@ -126,13 +126,16 @@ def _rotate(current: Cluster) -> tuple[dict[str, list[str]], str]:
     )
 
 
-def _keys_put_back(before: dict[str, object]) -> Undo:
-    """The undo of a key change that never reached git: the keys the cluster still runs with."""
+def _keys_put_back(before: dict[str, object], reveal: ClientAuditEvent | None = None) -> Undo:
+    """The undo of a key change that never reached git: the keys the cluster still runs with,
+    and no record of a reveal (``reveal``) of keys that nobody was given."""
 
     def undo(current: Cluster, _result: ClusterChangeResult) -> None:
         for column, value in before.items():
             setattr(current, column, value)
         current.save(update_fields=list(_KEY_COLUMNS))
+        if reveal is not None:
+            ClientAuditEvent.objects.filter(pk=reveal.pk).delete()
 
     return undo
 
@@ -164,8 +167,8 @@ def cluster_credentials_rotate(*, cluster: Cluster, shown_to: KeysShownTo) -> Cl
             message=message,
             source=shown_to.source,
         )
-        _reveal_record(current, shown_to)
-    return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))
+        reveal = _reveal_record(current, shown_to)
+    return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before, reveal))
 
 
 def _finish(current: Cluster, actor: User | None, source: ChangeSource | None = None) -> ClusterChange:
@@ -197,9 +200,8 @@ def cluster_credentials_rotation_finish(
             raise NoRotationInProgress()
         before = _keys_of(current)
         change = _finish(current, actor, shown_to.source if shown_to else None)
-        if shown_to is not None:
-            _reveal_record(current, shown_to)
-    return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before))
+        reveal = _reveal_record(current, shown_to) if shown_to is not None else None
+    return delivered(ClusterChangeResult(cluster=current, change=change), undo=_keys_put_back(before, reveal))
 
 
 def key_rotations_finish_due(*, now: datetime | None = None) -> list[Cluster]:

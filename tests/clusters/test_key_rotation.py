@@ -18,7 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from clusters.models import Cluster, ClusterChange
+from clusters.models import ClientAuditEvent, Cluster, ClusterChange
 from clusters.rendering import keys_fingerprint
 from gitops.repository import (
     GitIdentity,
@@ -189,10 +189,13 @@ def test_keys_that_cannot_even_be_committed_are_not_handed_out(tmp_path, setting
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the repository should be")
     settings.GITOPS_REPO_PATH = blocker / "gitops.git"
+    reveals = ClientAuditEvent.objects.filter(type=ClientAuditEvent.Type.CREDENTIALS_REVEALED).count()
 
     response = as_user1.post(f"{URL}/credentials/{step}")
 
     assert (response.status_code, response.json()["code"]) == (503, "gitops_unavailable")
+    # Nobody was given keys: the client's trail says nobody was.
+    assert ClientAuditEvent.objects.filter(type=ClientAuditEvent.Type.CREDENTIALS_REVEALED).count() == reveals
     assert as_user1.get(f"{URL}/credentials").json() == before  # the keys the cluster runs with
     assert as_user1.get(f"{URL}/history").json() == history
 
