@@ -263,6 +263,8 @@ class ClusterAdmin(ServiceRefusalsAdmin):
     @admin.display(description="deployment")
     def deployment_state(self, cluster: Cluster) -> str:
         found = getattr(cluster, _PAGE_DEPLOYMENT, _NOT_LOOKED_UP)
+        if found is _NOT_LOOKED_UP and not argocd_configured():
+            return "—"  # nothing to read back: no query per row for it
         if found is _NOT_LOOKED_UP:
             found = cluster_deployment(cluster=cluster, revision=cluster_latest_change(cluster=cluster))
         if found is None:

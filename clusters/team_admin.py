@@ -233,6 +233,9 @@ class GrantInline(admin.TabularInline):
     def get_fields(self, request, obj=None):
         return ("user" if self.parent_model is Client else "client", "role")
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user", "client")  # not a query per row
+
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)  # a new class on every call
         formset.actor = request.user

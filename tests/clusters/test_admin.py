@@ -8,7 +8,9 @@ import pytest
 import yaml
 from django.contrib import admin as django_admin
 from django.contrib.admin.sites import AdminSite
+from django.db import connection
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from accounts.admin import UserAdmin
 from accounts.models import User
@@ -444,3 +446,36 @@ def test_grant_inline_works_on_the_user_admin(operator, user_factory):
 
     assert Grant.objects.get(user=user, client=client).role == "operator"
     assert User.objects.get(pk=user.pk).claims_version == user.claims_version + 1
+
+
+def test_the_client_page_asks_for_no_more_than_one_query_per_member(admin_browser, client1, user_factory):
+    """Each member's autocomplete widget looks up its user once; nothing else grows with the team."""
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_browser.get(f"/admin/clusters/client/{client1.pk}/change/").status_code == 200
+        return len(captured.captured_queries)
+
+    grant_set(user=user_factory(email="m0@example.com"), client=client1, role=Grant.Role.VIEWER)
+    one_member = queries()
+    for number in range(1, 11):
+        grant_set(user=user_factory(email=f"m{number}@example.com"), client=client1, role=Grant.Role.VIEWER)
+
+    assert queries() - one_member <= 10
+
+
+def test_the_cluster_list_without_argo_cd_asks_nothing_per_row(admin_browser, client1, settings):
+    from clusters.services import cluster_create
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_browser.get("/admin/clusters/cluster/").status_code == 200
+        return len(captured.captured_queries)
+
+    assert not settings.ARGOCD_URL
+    cluster_create(client=client1, slug="first", actor=None)
+    one_cluster = queries()
+    for number in range(5):
+        cluster_create(client=client1, slug=f"more{number}", actor=None)
+
+    assert queries() == one_cluster
