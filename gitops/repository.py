@@ -254,7 +254,7 @@ def branch_update(*, repository: GitopsRepository, expected_tip: str | None, new
                 handle.references.create(repository.ref_name, pygit2.Oid(hex=new_tip))
             else:
                 reference.set_target(pygit2.Oid(hex=new_tip), "portal: update")
-        except pygit2.GitError as error:
+        except (OSError, pygit2.GitError) as error:  # OSError: a stale ref .lock file
             moved_to = handle.references.get(repository.ref_name)
             if (None if moved_to is None else str(moved_to.target)) != expected_tip:
                 raise BranchMoved(f"{repository.ref_name} moved outside the portal.") from error

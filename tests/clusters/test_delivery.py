@@ -27,6 +27,7 @@ from gitops.repository import (
     branch_tip,
     commits_list,
     file_read,
+    repository_handle,
     repository_open,
 )
 from tests.clusters.conftest import shown_to
@@ -146,6 +147,27 @@ def test_gitops_sync_says_it_delivered_a_pending_change(
     out = capsys.readouterr().out
     assert "Committed 1 pending change(s)" in out and "Nothing to sync" not in out
     assert _values(git_server, "client1", "main")["replicaCount"] == 6
+
+
+def test_a_stale_branch_lock_file_is_503_and_the_change_is_undone(settings, cluster1, user1, client_for):
+    """A crashed git left refs/heads/main.lock behind: nothing can be committed until it goes."""
+    client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+    repository = portal_repository(settings)
+    lock = Path(repository_handle(repository).path) / "refs" / "heads" / f"{settings.GITOPS_BRANCH}.lock"
+    lock.write_text("")
+    history = ClusterChange.objects.count()
+
+    response = client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (503, "gitops_unavailable")
+    assert Cluster.objects.get(pk=cluster1.pk).replicas == 3 and ClusterChange.objects.count() == history
+    lock.unlink()
+    assert (
+        client_for(user1)
+        .patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+        .status_code
+        == 200
+    )
 
 
 def test_a_push_refused_because_someone_else_pushed_is_retried_on_their_tip(
