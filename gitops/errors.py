@@ -23,6 +23,11 @@ class BranchMoved(GitopsError):
     """The branch no longer points at the commit the change was built on."""
 
 
+class PushRejected(GitopsError):
+    """The remote answered and refused the push (a hook, a protected branch): reported to the
+    remote's ``on_failure`` like an outage, since retrying alone does not help."""
+
+
 class InvalidPath(GitopsError, ValueError):
     """A repository path that could escape its folder or name no file."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import CredentialType, FetchPrune
 
+from gitops.errors import PushRejected
 from gitops.repository import GitopsRepository, branch_tip, repository_handle
 
 _CREDENTIAL_ATTEMPTS = 3
@@ -126,6 +127,9 @@ def branch_push(*, repository: GitopsRepository, remote: RemoteConfig) -> tuple[
             _unreachable(remote, error)
         return False, tip
     if callbacks.rejected:
+        _unreachable(
+            remote, PushRejected("; ".join(f"{ref}: {why}" for ref, why in callbacks.rejected.items()))
+        )
         return False, tip
     try:
         handle.references.create(repository.remote_ref_name, pygit2.Oid(hex=tip), force=True)

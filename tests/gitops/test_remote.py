@@ -77,12 +77,16 @@ def test_fetch_reports_the_servers_tip_and_an_unborn_branch(repository, http_ser
 def test_a_push_the_pre_receive_hook_refuses_is_reported_as_not_pushed(repository, http_server):
     served = http_server.repository_create("gitops.git")
     http_server.refusing_hook_install("gitops.git", "frozen for the audit")
-    remote = RemoteConfig(url=http_server.url("gitops.git"))
+    told = []
+    remote = RemoteConfig(url=http_server.url("gitops.git"), on_failure=told.append)
 
     pushed = remote_push(repository=repository, remote=remote)
 
     assert pushed is False
     assert _server_tip(served) is None
+    # The operators are told why (the portal logs it), not left to guess from "not pushed".
+    assert [type(error).__name__ for error in told] == ["PushRejected"]
+    assert "refs/heads/main" in str(told[0]) and "pre-receive hook declined" in str(told[0])
 
 
 def test_the_servers_push_delay_is_observed(repository, http_server):
