@@ -134,6 +134,19 @@ else:
     # gone behind a proxy): give up after a few seconds, answered 503 database_unavailable.
     # DATABASE_URL's query may say otherwise (?connect_timeout=10).
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # A kept connection (CONN_MAX_AGE) to a host that vanished (network cut, host down)
+        # would wait for the kernel's retransmissions, about 15 minutes: give up after 10 s of
+        # unacknowledged data, or 20 s of silence on an idle connection. A server that is up
+        # but never answers is not bounded by this (the kernel acknowledges): see the README.
+        for name, value in {
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 2,
+            "tcp_user_timeout": 10_000,
+        }.items():
+            DATABASES["default"]["OPTIONS"].setdefault(name, value)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

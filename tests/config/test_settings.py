@@ -251,3 +251,21 @@ def test_a_dotenv_file_configures_management_commands_and_the_environment_wins(t
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "from-the-file", "WARNING"]
+
+
+@pytest.mark.django_db
+def test_a_postgresql_connection_gives_up_on_a_vanished_host_within_seconds():
+    """The kept connection's socket carries the timeouts (a host that vanished is noticed in
+    10 s, not after the kernel's 15 minutes of retransmissions)."""
+    import os
+    import socket
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (DATABASE_URL=postgres://...): libpq's TCP settings")
+    connection.ensure_connection()
+    with socket.socket(fileno=os.dup(connection.connection.pgconn.socket)) as kept:
+        assert kept.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 10_000
+        assert kept.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert kept.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
