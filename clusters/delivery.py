@@ -36,7 +36,7 @@ from django.utils import timezone
 from accounts.models import User
 from clusters.deployments import applications_refresh
 from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange, GitopsRemoteState
-from clusters.remote import gitops_remote
+from clusters.remote import gitops_remote, remote_resting
 from clusters.rendering import client_files_render, cluster_files_render
 from clusters.selectors import changes_pending
 from config import metrics
@@ -313,8 +313,9 @@ def pending_changes_deliver(
     Raises ``RepositoryUnavailable`` only when not even the local repository can be written;
     network failures leave commits local and unpushed, to be delivered later.
     """
-    if awaited is None or extra or gitops_remote() is None:
-        return _locked(lambda repository: _deliver(repository, extra, awaited=awaited))
+    resting = gitops_remote() is not None and remote_resting()
+    if awaited is None or extra or gitops_remote() is None or resting:
+        return _locked(lambda repository: _deliver(repository, extra, awaited=awaited, push=not resting))
     committed = _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited, push=False))
     conflicting = ClusterChange.objects.filter(pk=awaited, cluster_id__in=committed.conflicts)
     if committed.pushed or (committed.conflicts and conflicting.exists()):
@@ -331,8 +332,8 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
     as a delivery under both locks does.
     """
     change = changes_pending().filter(pk=awaited).first()
-    if change is None:
-        return DeliveryReport(conflicts=committed.conflicts, pushed=True, commits=committed.commits)
+    if change is None or remote_resting():  # pushed meanwhile; or the push before failed just now
+        return DeliveryReport(conflicts=committed.conflicts, pushed=change is None, commits=committed.commits)
     if not _committed_here(repository, change):  # committed in another replica's clone
         return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
     pushed, tip, moved = branch_deliver(repository=repository, remote=gitops_remote())

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from clusters.models import GitopsRemoteState
 from config.outages import gitops_remote_outage
 from gitops.locks import push_lock
 from gitops.remote import RemoteConfig, remote_fetch
@@ -38,6 +40,19 @@ def gitops_remote() -> RemoteConfig | None:
         ssh_key_path=Path(settings.GITOPS_SSH_KEY_PATH) if settings.GITOPS_SSH_KEY_PATH else None,
         on_failure=gitops_remote_outage.report,  # logged once a minute while it lasts
     )
+
+
+def remote_resting() -> bool:
+    """Whether a request should skip the push: the remote failed less than
+    GITOPS_REMOTE_RETRY_AFTER ago and has taken nothing since. Each write then commits locally
+    and answers 202 at once, instead of every writer waiting out the remote's timeouts in turn
+    behind the push lock; the first write after the pause, and gitops_sync, try again."""
+    state = GitopsRemoteState.objects.filter(pk=GitopsRemoteState.SINGLETON_ID).first()
+    if state is None or state.last_failure_at is None:
+        return False
+    if state.last_push_at is not None and state.last_push_at > state.last_failure_at:
+        return False
+    return timezone.now() - state.last_failure_at < settings.GITOPS_REMOTE_RETRY_AFTER
 
 
 def branch_fetch_soon(*, repository: GitopsRepository) -> threading.Thread | None:

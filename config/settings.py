@@ -306,6 +306,9 @@ GITOPS_SSH_KEY_PATH = env_str("GITOPS_SSH_KEY_PATH")
 GITOPS_COMMITTER = env_str("GITOPS_COMMITTER", "Qdrant Portal <portal@qdrant-portal.local>")
 GITOPS_SEALING_CERT = env_str("GITOPS_SEALING_CERT")  # path to the sealed-secrets public certificate
 GITOPS_PUSH_RETRIES = env_int("GITOPS_PUSH_RETRIES", 5, minimum=0)
+# After a failed push, writes commit locally and answer 202 for this long without trying the
+# remote, so that an outage costs one write its timeouts, not every write in turn.
+GITOPS_REMOTE_RETRY_AFTER = env_duration("GITOPS_REMOTE_RETRY_AFTER", "30s", minimum=timedelta(0))
 QDRANT_CHART_VERSION = env_str("QDRANT_CHART_VERSION", "1.19.0")
 ARGOCD_PROJECT = env_str("ARGOCD_PROJECT", "qdrant-clusters")
 

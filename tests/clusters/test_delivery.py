@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 import yaml
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.utils import timezone
 
 from clusters import delivery as clusters_delivery
 from clusters.delivery import pending_changes_deliver
@@ -133,6 +136,32 @@ def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
     assert not ClusterChange.objects.filter(pushed=False).exists()
     detail = client_for(user1).get("/api/clients/client1/clusters/main").json()
     assert detail["revision"]["pushed"] is True
+
+
+def test_after_a_failed_push_writes_skip_the_remote_for_a_while_and_then_try_again(
+    tmp_path, settings, cluster1, user1, client_for, monkeypatch
+):
+    """An outage costs one write its timeouts, not every write in turn behind the push lock."""
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "down.git")
+    scale = client_for(user1)
+    assert (
+        scale.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json").status_code == 202
+    )
+    repository_open(path=tmp_path / "down.git", branch="main", bootstrap_files={})  # it is back
+    tried = []
+    monkeypatch.setattr(
+        clusters_delivery, "branch_deliver", lambda **kw: tried.append(kw) or (False, None, False)
+    )
+
+    resting = scale.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+
+    assert resting.status_code == 202 and resting.json()["revision"]["pushed"] is False
+    assert tried == []  # the remote was not even asked
+    monkeypatch.undo()
+    with time_machine.travel(timezone.now() + settings.GITOPS_REMOTE_RETRY_AFTER + timedelta(seconds=1)):
+        again = scale.patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
+    assert again.status_code == 200, again.json()
+    assert not ClusterChange.objects.filter(pushed=False).exists()  # the waiting ones went with it
 
 
 def test_gitops_sync_says_it_delivered_a_pending_change(
