@@ -476,6 +476,33 @@ def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
     assert page_problems == []
 
 
+def test_leaving_the_page_while_asked_to_confirm_it_is_you_runs_nothing(
+    live_server, new_page, page_problems, settings, git_server, user1, cluster1
+):
+    page, base = new_page(), live_server.url
+    sign_in(page, base, "client1@example.com")
+    page.goto(base + "/#/clients/client1/clusters/main")
+    page.wait_for_selector("#cluster-detail, h1")
+    page.goto(base + "/#/clients/client1/clusters/main/credentials")
+    page.wait_for_selector("#rotate-keys")
+    old_key = cluster_credentials(cluster=cluster1).api_key
+    _sign_in_long_ago(user1, settings.REAUTHENTICATION_WINDOW)
+    page.click("#rotate-keys")
+    page.click("#confirm-rotate")
+    page.wait_for_selector("#reauth-dialog[open]")
+    rotations = []
+    page.on("request", lambda request: "/rotate" in request.url and rotations.append(request.url))
+
+    page.go_back()  # to the cluster's page, the prompt still open a moment ago
+
+    page.wait_for_selector("#reauth-dialog", state="hidden")
+    assert "/credentials" not in page.url
+    page.wait_for_timeout(300)
+    assert rotations == []
+    assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key == old_key
+    assert page_problems == []
+
+
 def test_an_account_with_only_a_passkey_confirms_it_is_them_with_the_passkey(
     live_server, new_page, page_problems, settings, user1, cluster1
 ):

@@ -252,13 +252,13 @@ function rotateSection(ctx, view, error) {
   parts.rotate.addEventListener("click", async () => {
     if (!(await rotateDialog.ask(rotateQuestion(view.current())))) return parts.rotate.focus();
     // A sensitive action: after REAUTHENTICATION_WINDOW the user confirms it is them first.
-    const call = (client, cluster) => withReauthentication(ctx.api, () => ctx.api.credentialsRotate(client, cluster));
+    const call = (client, cluster) => withReauthentication(ctx, () => ctx.api.credentialsRotate(client, cluster));
     rotationStep(ctx, parts, { button: parts.rotate, busyLabel: "Rotating…", call, doneText: rotatedText });
   });
   parts.finish.addEventListener("click", async () => {
     if (!(await finishDialog.ask(FINISH_QUESTION))) return parts.finish.focus();
     const call = (client, cluster) =>
-      withReauthentication(ctx.api, () => ctx.api.credentialsRotationFinish(client, cluster));
+      withReauthentication(ctx, () => ctx.api.credentialsRotationFinish(client, cluster));
     const doneText = () => "Rotation finished: the new API key is the only one.";
     rotationStep(ctx, parts, { button: parts.finish, busyLabel: "Finishing…", call, doneText });
   });

@@ -103,17 +103,20 @@ function proofOf(parts) {
   return null;
 }
 
-/** Opens the prompt; resolves true once the server accepted a proof, false when cancelled. */
-function ask(api) {
+/**
+ * Opens the prompt; resolves true once the server accepted a proof, false when cancelled or
+ * when the page that asked is left (`signal` aborts): nothing runs for a page that is gone.
+ */
+function ask(api, signal) {
   if (!pending) {
-    pending = promptAnswer(api).finally(() => {
+    pending = promptAnswer(api, signal).finally(() => {
       pending = null;
     });
   }
   return pending;
 }
 
-async function promptAnswer(api) {
+async function promptAnswer(api, signal) {
   if (!prompt) prompt = promptBuild();
   const parts = prompt;
   let overview = null;
@@ -129,9 +132,13 @@ async function promptAnswer(api) {
       parts.cancel.removeEventListener("click", cancelled);
       parts.passkey.removeEventListener("click", passkeyUsed);
       parts.dialog.removeEventListener("cancel", cancelled);
+      signal?.removeEventListener("abort", left);
       if (parts.dialog.open) parts.dialog.close();
       resolve(accepted);
     };
+    function left() {
+      finish(false);
+    }
     async function passkeyUsed() {
       const outcome = await passkeyAttempt(api, parts);
       if (outcome !== RETRY) finish(outcome === ACCEPTED);
@@ -149,7 +156,10 @@ async function promptAnswer(api) {
     parts.cancel.addEventListener("click", cancelled);
     parts.passkey.addEventListener("click", passkeyUsed);
     parts.dialog.addEventListener("cancel", cancelled);
+    signal?.addEventListener("abort", left);
+    if (signal?.aborted) left();
   });
+  if (signal?.aborted) return answered;
   parts.dialog.showModal();
   const first = [parts.password.input, parts.code.input, parts.passkey].find(
     (element) => !(element.closest(".field") || element).hidden,
@@ -214,14 +224,15 @@ function throttledText(failure) {
 
 /**
  * Runs `action()`; when it answers reauthentication_required, asks the user to confirm it is
- * them and runs it once more. A cancelled prompt fails with code `reauthentication_cancelled`.
+ * them and runs it once more. A cancelled prompt fails with code `reauthentication_cancelled`,
+ * as does leaving the page (`ctx.signal`) while it is open: the action is not run then.
  */
-export async function withReauthentication(api, action) {
+export async function withReauthentication(ctx, action) {
   try {
     return await action();
   } catch (failure) {
     if (!(failure instanceof ApiError) || failure.code !== REQUIRED) throw failure;
-    if (!(await ask(api))) {
+    if (!(await ask(ctx.api, ctx.signal)) || ctx.signal?.aborted) {
       throw new ApiError({ status: 403, code: "reauthentication_cancelled", detail: CANCELLED_DETAIL });
     }
     return action();

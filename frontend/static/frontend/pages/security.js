@@ -60,7 +60,7 @@ function securityPage(ctx, { status, error, notice, sentHere }) {
       say(errorRegion, "");
       say(status, "");
       try {
-        return await withReauthentication(ctx.api, action);
+        return await withReauthentication(ctx, action);
       } catch (failure) {
         showError(ctx, errorRegion, failure);
         return undefined;

@@ -127,7 +127,7 @@ function createSection(ctx, clients, list, pageError) {
     if (!Object.keys(chosen).length) return fieldProblem(error, null, "Choose at least one permission on one client.");
     submit.disabled = true;
     try {
-      const token = await withReauthentication(ctx.api, () =>
+      const token = await withReauthentication(ctx, () =>
         ctx.api.tokenCreate({ name: name.value.trim(), expiresIn: expires.value, clients: chosen }),
       );
       if (!ctx.isCurrent()) return;
