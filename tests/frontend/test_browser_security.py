@@ -432,6 +432,27 @@ def test_a_forgotten_password_is_reset_by_email_and_the_link_works_once(
     assert page_problems == []
 
 
+def test_a_reset_link_opened_where_another_account_is_signed_in_signs_that_one_out(
+    live_server, new_page, page_problems, settings, user1, user2, cluster2
+):
+    settings.PUBLIC_URL = live_server.url
+    page, base = new_page(), live_server.url
+    sign_in(page, base, user2.email)
+    APIClient().post("/api/auth/password/reset", {"email": user1.email}, format="json")
+
+    page.goto(_reset_link())
+    page.wait_for_selector("#reset-form")
+    page.fill("#reset-password", NEW_PASSWORD)
+    page.fill("#reset-password-repeat", NEW_PASSWORD)
+    page.click("#reset-submit")
+    page.wait_for_selector("#login-form")
+
+    page.reload()
+    page.wait_for_selector("#login-form")  # not signed back in as the other account
+    assert not Session.objects.filter(user=user2, revoked_at=None).exists()
+    assert page_problems == []
+
+
 def _sign_in_long_ago(user, window: timedelta) -> None:
     """The user's session proved who they are longer than ``window`` ago: no longer recent."""
     long_ago = timezone.now() - window - timedelta(seconds=1)

@@ -117,6 +117,9 @@ export const resetPage = {
       submit.disabled = true;
       try {
         await ctx.api.passwordResetConfirm(uid, token, fields.password.value);
+        // The reset ended its account's sessions; this browser may hold another account's
+        // (a link opened in a signed-in tab): end that one too, or "signed out" would be untrue.
+        await ctx.api.logout().catch(() => undefined);
         if (!ctx.isCurrent()) return;
         ctx.signedOut("Your password has been changed. Sign in with the new one.");
       } catch (failure) {
