@@ -351,6 +351,55 @@ def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
     assert page_problems == []
 
 
+def test_an_admin_stepping_down_is_asked_first_and_then_leaves_the_team_page(
+    live_server, new_page, page_problems, admin1, user_factory, cluster1
+):
+    from clusters.services import grant_set
+
+    grant_set(
+        user=user_factory(email="other.admin@example.com"), client=cluster1.client, role=Grant.Role.ADMIN
+    )
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    mine = f'[data-testid="member-row"][data-email="{admin1.email}"]'
+    page.wait_for_selector(mine)
+
+    page.select_option(f"{mine} .member-role", "viewer")
+    page.click(f"{mine} .save-role")
+    page.wait_for_selector("#own-role-dialog[open]")
+    assert "no longer run client1's team" in page.text_content("#own-role-dialog")
+    page.click("#cancel-own-role")
+    assert page.input_value(f"{mine} .member-role") == "admin"
+    assert Grant.objects.get(user=admin1).role == "admin"
+
+    page.select_option(f"{mine} .member-role", "viewer")
+    page.click(f"{mine} .save-role")
+    page.click("#confirm-own-role")
+    page.wait_for_selector('[data-testid="cluster-row"]')  # on the clusters page, not a page it cannot use
+    assert "/team" not in page.url
+    assert Grant.objects.get(user=admin1).role == "viewer"
+    assert page_problems == []
+
+
+def test_a_new_invitation_clears_the_last_ones_message(
+    live_server, new_page, page_problems, admin1, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    page.wait_for_selector("#invite-form")
+    page.fill("#invite-email", "newbie@example.com")
+    page.click("#send-invite")
+    page.wait_for_selector("#invite-status:has-text('Invitation sent to newbie@example.com')")
+
+    page.fill("#invite-email", user1.email)  # a member already
+    page.click("#send-invite")
+    page.wait_for_selector("#invite-error:has-text('already a member')")
+    assert page.text_content("#invite-status") == ""
+    assert page_problems == []
+
+
 def test_a_token_whose_owner_was_demoted_is_listed_with_what_it_can_do_now(
     live_server, new_page, page_problems, admin1, user1, cluster1
 ):

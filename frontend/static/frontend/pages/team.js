@@ -68,9 +68,16 @@ function membersSection(ctx, client, members, pageError, activity) {
     confirmId: "confirm-remove-member",
     cancelId: "cancel-remove-member",
   });
+  const selfDialog = confirmDialog({
+    id: "own-role-dialog",
+    title: "Change your own role?",
+    confirmLabel: "Change my role",
+    confirmId: "confirm-own-role",
+    cancelId: "cancel-own-role",
+  });
   const body = h("tbody", { id: "members-list" });
 
-  const parts = { ctx, client, pageError, activity, status, dialog };
+  const parts = { ctx, client, pageError, activity, status, dialog, selfDialog };
   replaceChildren(body, members.map((member) => memberRow(member, parts)));
   const filter =
     members.length > FILTER_FROM
@@ -93,14 +100,20 @@ function membersSection(ctx, client, members, pageError, activity) {
     ),
     status,
     dialog.element,
+    selfDialog.element,
   );
+}
+
+/** Whether `member` is the signed-in user: changing them ends this page's use to them. */
+function isMe(ctx, member) {
+  return ctx.state.user !== null && String(ctx.state.user.id) === String(member.userId);
 }
 
 /**
  * The role select and its "Change role" button: choosing a role (arrow keys included) changes
  * nothing until the button is pressed. Focus stays where it is; #members-status says the result.
  */
-function roleControl(member, tr, { ctx, client, pageError, activity, status }) {
+function roleControl(member, tr, { ctx, client, pageError, activity, status, selfDialog }) {
   const select = roleSelect(member, { class: "member-role", "aria-label": `Role of ${member.email}` });
   const save = h(
     "button",
@@ -111,14 +124,24 @@ function roleControl(member, tr, { ctx, client, pageError, activity, status }) {
   save.addEventListener("click", async () => {
     if (saving) return;
     say(pageError, "");
+    say(status, "");
     if (select.value === member.role) {
       say(status, `${member.email} is already ${member.role}: choose another role first.`);
       return;
+    }
+    const stepDown = isMe(ctx, member) && select.value !== "admin";
+    if (stepDown) {
+      const asked = [`As ${select.value} you no longer run ${client}'s team: members, invitations and its sign-in policy. Only another admin can make you admin again.`];
+      if (!(await selfDialog.ask(asked))) {
+        select.value = member.role;
+        return save.focus();
+      }
     }
     saving = true;
     save.textContent = "Changing…";
     try {
       const saved = await ctx.api.memberUpdate(client, member.userId, select.value);
+      if (stepDown) return ctx.navigate("/clusters", { replace: true }); // this page is no longer yours
       member.role = tr.dataset.role = saved.role;
       say(status, `${member.email} is now ${saved.role}.`);
       activity.load();
@@ -134,14 +157,14 @@ function roleControl(member, tr, { ctx, client, pageError, activity, status }) {
 }
 
 // One member's row: its role (changed with the row's button) and the remove button (asks first).
-function memberRow(member, { ctx, client, pageError, activity, status, dialog }) {
+function memberRow(member, { ctx, client, pageError, activity, status, dialog, selfDialog }) {
   const who = member.name ? `${member.name} (${member.email})` : member.email;
   const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
   const search = `${member.name || ""} ${member.email}`.toLowerCase();
   const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role, search } });
   tr.append(
     h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
-    h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, pageError, activity, status })),
+    h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, pageError, activity, status, selfDialog })),
     h("td", { "data-label": "Joined" }, timeElement(member.joinedAt)),
     h("td", {}, remove),
   );
@@ -152,6 +175,7 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog })
     remove.disabled = true;
     try {
       await ctx.api.memberRemove(client, member.userId);
+      if (isMe(ctx, member)) return ctx.navigate("/clusters", { replace: true });
       // Focus goes where the keyboard user was: the next member's Remove (of those the filter
       // shows), else the heading.
       const shown = (row, step) => (row && row.hidden ? shown(row[step], step) : row);
@@ -186,6 +210,7 @@ function inviteSection(ctx, client, invitations, activity) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     say(error, "");
+    say(status, "");
     if (!email.value.trim() || !email.validity.valid) {
       say(error, "Enter the email address to invite.");
       email.focus();
