@@ -293,6 +293,25 @@ def test_the_header_takes_little_of_a_phone_screen(
     assert page_problems == []
 
 
+@pytest.mark.parametrize("path", ["/#/tokens", "/#/clients/client1/team"])
+def test_on_a_small_phone_nothing_scrolls_sideways_and_every_link_is_in_sight(
+    live_server, new_page, page_problems, screenshot, admin1, cluster1, path
+):
+    page = new_page(viewport={"width": 375, "height": 800})
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + path)
+    page.wait_for_selector("#page-title")
+    page.wait_for_load_state("networkidle")
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    for link in page.locator("#main-nav a").all():
+        box = link.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 375, link.text_content()
+    assert page.locator("#app-header").bounding_box()["height"] <= 800 * 0.1
+    screenshot(page, "phone" + path.replace("/", "-").replace("#", ""))
+    assert page_problems == []
+
+
 def test_session_cards_are_compact(live_server, new_page, page_problems, screenshot, user1, cluster1):
     for agent in ("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "curl/8.5.0"):
         DjangoClient(HTTP_USER_AGENT=agent).post(
