@@ -445,6 +445,25 @@ def test_credentials_are_asked_for_only_by_those_who_may_read_them_and_only_when
     assert page_problems == []
 
 
+def test_a_client_whose_clusters_did_not_load_is_not_counted_as_having_none(
+    live_server, new_page, page_problems, user1, client2, cluster1, cluster2
+):
+    from clusters.services import grant_set
+
+    grant_set(user=user1, client=client2, role="viewer")
+    page = new_page()
+    page.route("**/api/clients/client2/clusters", lambda route: route.fulfill(status=502, body="bad gateway"))
+    sign_in(page, live_server.url, "client1@example.com")
+    page.wait_for_selector(
+        '[data-testid="client-group"][data-client="client2"] .error, [data-client="client2"] [role="alert"]'
+    )
+
+    said = page.text_content("#page-status")
+    assert "1 cluster in 1 client." in said and "of 1 client could not be loaded" in said
+    page_problems[:] = [problem for problem in page_problems if "502" not in problem]  # the refusal we staged
+    assert page_problems == []
+
+
 def test_many_clusters_can_be_searched_by_name_or_client(
     live_server, new_page, page_problems, user1, client1, client2, cluster1, cluster2
 ):

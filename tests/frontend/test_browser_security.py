@@ -345,8 +345,18 @@ def test_a_password_change_signs_the_other_device_out(live_server, new_page, pag
     page, other = new_page(), new_page()
     sign_in(other, base, "client1@example.com")
     sign_in(page, base, "client1@example.com")
+    dom_advice = []
+    page.on(
+        "console",
+        lambda message: "Password forms should have" in message.text and dom_advice.append(message.text),
+    )
     page.goto(base + "/#/security")
     page.wait_for_selector("#password-form")
+    # Password managers learn whose password changes (Chromium's advice, logged otherwise).
+    assert page.get_attribute("#password-username", "autocomplete") == "username"
+    assert page.input_value("#password-username") == "client1@example.com"
+    page.wait_for_timeout(300)
+    assert dom_advice == []
 
     # The validators' messages are shown under the field they are about.
     page.fill("#current-password", PASSWORD)

@@ -200,6 +200,7 @@ def test_anyone_makes_copies_uses_and_revokes_a_token(
     page.click(".revoke-token")
     page.click("#confirm-revoke-token")
     page.wait_for_selector("#tokens-empty:not([hidden])")
+    assert page.evaluate("document.activeElement.id") == "tokens-heading"  # not lost to <body>
     assert PersonalAccessToken.objects.get().revoked_at is not None
     assert ci.get("/api/clients/client1/clusters").json()["code"] == "token_not_valid"
     assert page_problems == []

@@ -60,7 +60,15 @@ export async function render(ctx) {
     if (result.status === "fulfilled") count += result.value.length;
     container.append(clientGroup(ctx, client, result, clientPermissions(permissions, client.slug)));
   });
-  say(status, `${count} ${count === 1 ? "cluster" : "clusters"} in ${clients.length} ${clients.length === 1 ? "client" : "clients"}.`);
+  const failed = results.filter((result) => result.status !== "fulfilled").length;
+  const loaded = clients.length - failed;
+  const plural = (n, word) => `${n} ${n === 1 ? word : `${word}s`}`;
+  // A count is a fact only for the clients that answered: the others are said apart.
+  say(
+    status,
+    `${plural(count, "cluster")} in ${plural(loaded, "client")}.` +
+      (failed ? ` The clusters of ${plural(failed, "client")} could not be loaded.` : ""),
+  );
   if (count > FILTER_FROM) container.before(...clustersFilter(container));
 }
 

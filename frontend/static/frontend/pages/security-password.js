@@ -32,9 +32,20 @@ export function passwordSection(page) {
       "Your account has no password: you sign in with Google or a passkey. To set one, use “Forgot your password?” on the sign-in page.",
     ),
   };
+  // Whose password this is, for password managers (they update the saved entry of that
+  // address); hidden, as browsers expect of a change form (a page of its own has no other).
+  const username = h("input", {
+    type: "text",
+    id: "password-username",
+    autocomplete: "username",
+    value: page.ctx.state.user?.email || "",
+    readonly: true,
+    hidden: true,
+  });
   parts.form = h(
     "form",
     { id: "password-form", class: "stack narrow-form", novalidate: true, "aria-labelledby": "password-heading" },
+    username,
     current.row,
     fields.rows,
     parts.error,

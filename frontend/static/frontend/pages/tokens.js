@@ -206,7 +206,7 @@ function tokenList(ctx, pageError) {
   const element = h(
     "section",
     { class: "card stack", "aria-labelledby": "tokens-heading" },
-    h("h2", { id: "tokens-heading" }, "Your tokens"),
+    h("h2", { id: "tokens-heading", tabindex: "-1" }, "Your tokens"),
     h(
       "div",
       { class: "table-wrap" },
@@ -260,9 +260,12 @@ function tokenRow(token, { ctx, pageError, status, dialog, onRevoked }) {
     revoke.disabled = true;
     try {
       await ctx.api.tokenRevoke(token.id);
+      // Focus goes where the keyboard user was: the next token's Revoke, else the heading.
+      const next = tr.nextElementSibling || tr.previousElementSibling;
       tr.remove();
       onRevoked();
       say(status, `Revoked ${token.name}.`);
+      (next ? next.querySelector(".revoke-token") : document.getElementById("tokens-heading")).focus();
     } catch (failure) {
       revoke.disabled = false;
       showError(ctx, pageError, failure);
