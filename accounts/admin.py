@@ -7,6 +7,7 @@ from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
@@ -139,6 +140,21 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),)
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None or obj.pk != request.user.pk:
+            return form_class
+
+        class OwnAccountForm(form_class):  # type: ignore[valid-type, misc]
+            def clean_is_active(self) -> bool:
+                # As the action says: signed out at once, and with the last operator gone,
+                # nobody could undo it here.
+                if not self.cleaned_data.get("is_active", True):
+                    raise ValidationError("You cannot deactivate yourself: ask another operator.")
+                return True
+
+        return OwnAccountForm
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
         readonly = tuple(super().get_readonly_fields(request, obj))

@@ -114,6 +114,21 @@ def test_unticking_active_on_the_user_form_revokes_their_sessions(operator_brows
     assert api.get("/api/auth/validate").json()["code"] == "token_not_valid"
 
 
+def test_an_operator_cannot_untick_active_on_their_own_user_form(operator_browser):
+    me = User.objects.get(email="root@example.com")
+    page = operator_browser.get(f"/admin/accounts/user/{me.pk}/change/")
+    data = user_change_form_data(page)
+    data.update(email=me.email, name=me.name)
+    for name in ("is_active", "date_joined", "last_login"):
+        data.pop(name, None)
+
+    response = operator_browser.post(f"/admin/accounts/user/{me.pk}/change/", data)
+
+    assert response.status_code == 200
+    assert "You cannot deactivate yourself" in str(response.context["adminform"].form.errors["is_active"])
+    assert User.objects.get(pk=me.pk).is_active
+
+
 def test_an_admin_password_change_revokes_the_users_sessions(operator_browser, bearer_client, user):
     api = bearer_client(user)
     response = operator_browser.post(
