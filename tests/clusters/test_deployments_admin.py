@@ -151,6 +151,15 @@ def _deployments(*args: str) -> tuple[str, int]:
     return out.getvalue(), 0
 
 
+@pytest.mark.parametrize(
+    ("interval", "said"),
+    [("nan", "between"), ("1e308", "between"), ("0.1", "between"), ("soon", "not a number")],
+)
+def test_the_command_refuses_an_interval_nobody_could_wait_and_says_so(argocd, interval, said):
+    with pytest.raises(CommandError, match=f"--interval: .*{said}"):
+        call_command("deployments", "--watch", "--interval", interval, stdout=StringIO())
+
+
 def test_the_command_prints_every_cluster_and_fails_when_one_failed(three_clusters):
     output, status = _deployments()
 

@@ -9,6 +9,7 @@ interrupted, and the exit status is the last table's.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections import Counter
 
@@ -29,6 +30,27 @@ EXIT_NOT_CONFIGURED = 2
 EXIT_UNKNOWN = 3
 
 
+def _seconds(raw: str) -> float:
+    """--interval: a number of seconds a person would wait between two tables (not nan, inf)."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not 0.5 <= seconds <= 86400:  # False for nan too
+        raise argparse.ArgumentTypeError(f"{raw} is not between 0.5 and 86400 seconds")
+    return seconds
+
+
+def _rounds(raw: str) -> int:
+    try:
+        rounds = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if rounds < 0:
+        raise argparse.ArgumentTypeError("--rounds cannot be negative")
+    return rounds
+
+
 class Command(BaseCommand):
     help = (
         "Print every cluster's deployment state as Argo CD reports it (pending, syncing, deployed, "
@@ -40,11 +62,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--watch", action="store_true", help="Print the table again until interrupted.")
         parser.add_argument(
-            "--interval", type=float, default=5.0, help="Seconds between two tables with --watch (default 5)."
+            "--interval",
+            type=_seconds,
+            default=5.0,
+            help="Seconds between two tables with --watch, 0.5 to 86400 (default 5).",
         )
         parser.add_argument(
             "--rounds",
-            type=int,
+            type=_rounds,
             default=0,
             help="With --watch, stop after this many tables (default: never).",
         )
@@ -61,7 +86,7 @@ class Command(BaseCommand):
                 printed += 1
                 if not watch or (rounds and printed >= rounds):
                     break
-                time.sleep(max(interval, 0.5))
+                time.sleep(interval)
         except KeyboardInterrupt:
             self.stdout.write("")
         alerting = sum(counts[state] for state in ALERTING_STATES)
