@@ -174,7 +174,8 @@ class ClusterAdminForm(forms.ModelForm):
             except PortalError as error:
                 self.add_error("storage_gi", error.detail)
         if current is not None and "replicas" in changes and not cleaned.get("confirm_scale_down"):
-            problem = scale_down_problem(cluster=current, replicas=changes["replicas"])
+            tick = "tick “Confirm scale-down” and save again"
+            problem = scale_down_problem(cluster=current, replicas=changes["replicas"], confirm_by=tick)
             if problem:
                 self.add_error("confirm_scale_down", problem)
         return cleaned

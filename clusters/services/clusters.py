@@ -100,15 +100,19 @@ def cluster_spec_validate(
         raise ValidationError(errors)
 
 
-def scale_down_problem(*, cluster: Cluster, replicas: int) -> str | None:
-    """Why scaling ``cluster`` to ``replicas`` needs a confirmation (None: it does not shrink)."""
+API_CONFIRMATION = 'send the change again with "confirm": true'
+
+
+def scale_down_problem(*, cluster: Cluster, replicas: int, confirm_by: str = API_CONFIRMATION) -> str | None:
+    """Why scaling ``cluster`` to ``replicas`` needs a confirmation (None: it does not shrink);
+    ``confirm_by``: how the asker confirms, in their own interface's words."""
     if replicas >= cluster.replicas:
         return None
     return (
         f"Scaling {cluster} down from {cluster.replicas} to {replicas} replicas removes "
         f"{cluster.replicas - replicas} Qdrant peer(s), the highest-numbered pods. Qdrant does not move "
         "shards off a peer that disappears: a shard whose only copy is on a removed peer is lost. "
-        'Replicate or move those shards first, then send the change again with "confirm": true. '
+        f"Replicate or move those shards first, then {confirm_by}. "
         "Nothing was changed."
     )
 

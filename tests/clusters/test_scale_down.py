@@ -83,7 +83,8 @@ def test_the_admin_asks_for_the_confirmation_too(client, user_factory, cluster1)
 
     refused = client.post(change_url, data)
     assert refused.status_code == 200
-    assert "does not move shards" in str(refused.context["adminform"].form.errors["confirm_scale_down"])
+    said = str(refused.context["adminform"].form.errors["confirm_scale_down"])
+    assert "does not move shards" in said and "Confirm scale-down" in said and '"confirm"' not in said
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
 
     assert client.post(change_url, {**data, "confirm_scale_down": "on"}).status_code == 302
