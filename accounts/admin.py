@@ -29,6 +29,7 @@ from accounts.selectors import user_second_factors
 from accounts.services import (
     sessions_revoke,
     user_deactivate,
+    user_delete,
     user_password_change,
     users_claims_bump,
 )
@@ -172,6 +173,22 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         return not self._out_of_reach(request, obj) and super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # The deletion ends the sessions itself (user_delete): their rows are nobody's to delete.
+        perms_needed.discard(Session._meta.verbose_name)
+        if any(user.pk == request.user.pk for user in objs):  # as deactivating yourself
+            protected = [*protected, "your own account: another operator can delete it"]
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        if not user_delete(user=obj, actor=request.user):
+            self.message_user(request, CACHE_BEHIND, messages.WARNING)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        if not all([user_delete(user=user, actor=request.user) for user in queryset]):
+            self.message_user(request, CACHE_BEHIND, messages.WARNING)
 
     def _changeable(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
         """The selected users this operator may act on; the others are named in a message."""

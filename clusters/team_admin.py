@@ -247,6 +247,20 @@ class UserWithGrantsAdmin(UserAdmin):
 
     inlines = [*UserAdmin.inlines, GrantInline]
 
+    def delete_model(self, request, obj) -> None:
+        self._grants_remove(request, [obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        self._grants_remove(request, queryset)
+        super().delete_queryset(request, queryset)
+
+    @staticmethod
+    def _grants_remove(request, users) -> None:
+        """Each grant taken away as a removal is (on the client's audit trail), not dropped with the row."""
+        for grant in Grant.objects.filter(user__in=users).select_related("user", "client"):
+            grant_remove(user=grant.user, client=grant.client, actor=request.user)
+
 
 admin.site.unregister(User)
 admin.site.register(User, UserWithGrantsAdmin)

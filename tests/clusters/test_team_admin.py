@@ -239,3 +239,26 @@ def test_every_admin_page_but_the_system_status_is_closed_to_staff_who_are_not_o
     }
 
     assert reachable == {"operations.SystemStatus"}
+
+
+def test_an_operator_deletes_a_member_who_signed_in_and_the_client_trail_says_so(
+    admin_browser, operator, bearer_client, user1, client1
+):
+    api = bearer_client(user1)  # signed in: a session row the operator may not delete by hand
+    confirm = admin_browser.get(f"/admin/accounts/user/{user1.pk}/delete/")
+    assert confirm.status_code == 200 and not confirm.context["perms_lacking"]
+
+    response = admin_browser.post(f"/admin/accounts/user/{user1.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=user1.pk).exists()
+    removed = ClientAuditEvent.objects.get(client=client1, type=ClientAuditEvent.Type.MEMBER_REMOVED)
+    assert (removed.actor, removed.target_email) == (operator, "client1@example.com")
+    assert api.get("/api/auth/validate").json()["code"] == "token_not_valid"
+
+
+def test_an_operator_cannot_delete_their_own_account(admin_browser, operator):
+    page = admin_browser.get(f"/admin/accounts/user/{operator.pk}/delete/")
+    assert "your own account" in page.content.decode()
+    admin_browser.post(f"/admin/accounts/user/{operator.pk}/delete/", {"post": "yes"})
+    assert User.objects.filter(pk=operator.pk).exists()
