@@ -24,6 +24,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.access_tokens import TOKEN_PREFIX, LiveAccessToken, access_token_live, access_token_use_record
 from accounts.audit import USER_AGENT_MAX, RequestCredential, RequestOrigin
+from accounts.factors import RelyingParty
 from accounts.models import SessionUser
 from accounts.scopes import CredentialScope
 from accounts.selectors import LiveSession, second_factor_policy_check, session_live
@@ -104,6 +105,13 @@ def request_origin(request: HttpRequest) -> RequestOrigin:
     return RequestOrigin(
         ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX]
     )
+
+
+def relying_party(request: HttpRequest) -> RelyingParty:
+    """Whom passkeys are for: WEBAUTHN_RP_ID / WEBAUTHN_ORIGINS, else the host this request names."""
+    origin = f"{request.scheme}://{request.get_host()}"
+    rp_id = settings.WEBAUTHN_RP_ID or request.get_host().rsplit(":", 1)[0].strip("[]")
+    return RelyingParty(rp_id=rp_id, origins=tuple(settings.WEBAUTHN_ORIGINS or [origin]))
 
 
 def _max_age(expires_at: datetime) -> int:

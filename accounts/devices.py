@@ -28,9 +28,11 @@ def device_cookie_name() -> str:
     return "__Secure-loginDevice" if settings.AUTH_COOKIE_SECURE else "loginDevice"
 
 
-def device_cookie_set(response: HttpResponse, *, email: str) -> None:
-    """Give this browser a device cookie for ``email`` (canonical), after a successful sign-in."""
-    value = signing.dumps({"e": email, "n": secrets.token_urlsafe(16)}, salt=_SALT)
+def device_cookie_set(response: HttpResponse, *, email: str, second_factor: bool = False) -> None:
+    """Give this browser a device cookie for ``email`` (canonical), after a successful sign-in;
+    ``second_factor``: after its second step too, which the password alone never earns."""
+    claims = {"e": email, "n": secrets.token_urlsafe(16)} | ({"f": 1} if second_factor else {})
+    value = signing.dumps(claims, salt=_SALT)
     response.set_cookie(
         device_cookie_name(),
         value,
@@ -44,7 +46,12 @@ def device_cookie_set(response: HttpResponse, *, email: str) -> None:
 
 def device_nonce(request: HttpRequest, *, email: str) -> str | None:
     """The nonce of a valid device cookie issued for ``email``, or None (no cookie, forged, expired, another account)."""
-    raw = request.COOKIES.get(device_cookie_name())
+    return device_cookie_nonce(request.COOKIES.get(device_cookie_name()), email=email)
+
+
+def device_cookie_nonce(raw: str | None, *, email: str, second_factor: bool = False) -> str | None:
+    """The nonce of the device cookie ``raw`` if it is valid for ``email`` (and, with
+    ``second_factor``, was earned by a second step too); else None."""
     if not raw:
         return None
     try:
@@ -53,4 +60,4 @@ def device_nonce(request: HttpRequest, *, email: str) -> str | None:
         return None
     if not isinstance(claims, dict) or claims.get("e") != email or not isinstance(claims.get("n"), str):
         return None
-    return claims["n"]
+    return claims["n"] if claims.get("f") == 1 or not second_factor else None

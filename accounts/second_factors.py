@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts import factors
 from accounts.audit import RequestOrigin, audit_event_record
+from accounts.devices import device_cookie_nonce
 from accounts.factors import FactorInvalid, RelyingParty
 from accounts.models import (
     AuditEventType,
@@ -113,14 +114,16 @@ def challenge_spend(challenge: SignInChallenge) -> None:
         raise MfaTokenInvalid()
 
 
-def _account_failures_key(user: User) -> str:
-    return f"auth:mfa-failures:{user.pk}"
+def _account_failures_key(user: User, device: str | None = None) -> str:
+    # A device that completed a second step before has a bucket of its own, as at login: a
+    # stranger who knows the password cannot lock its owner out of the second step.
+    return f"auth:mfa-failures:{user.pk}" + (f":device:{device}" if device else "")
 
 
 _ACCOUNT_WINDOW_SECONDS = int(ACCOUNT_FAILURE_WINDOW.total_seconds())
 
 
-def _attempt_take(user: User) -> float:
+def _attempt_take(user: User, device: str | None) -> float:
     """Count a second-factor attempt against the account before checking it; else 429.
 
     Counted first, so that attempts sent together cannot all pass a check made before any is
@@ -130,7 +133,7 @@ def _attempt_take(user: User) -> float:
     taken_at = time.time()
     try:
         wait = attempt_take(
-            key=_account_failures_key(user),
+            key=_account_failures_key(user, device),
             limit=MAX_FAILURES_PER_ACCOUNT,
             seconds=_ACCOUNT_WINDOW_SECONDS,
             now=taken_at,
@@ -143,10 +146,10 @@ def _attempt_take(user: User) -> float:
     return taken_at
 
 
-def _attempt_return(user: User, taken_at: float) -> None:
+def _attempt_return(user: User, device: str | None, taken_at: float) -> None:
     """The attempt counted at ``taken_at`` does not count against the account after all."""
     try:
-        attempt_return(key=_account_failures_key(user), seconds=_ACCOUNT_WINDOW_SECONDS, now=taken_at)
+        attempt_return(key=_account_failures_key(user, device), seconds=_ACCOUNT_WINDOW_SECONDS, now=taken_at)
     except CACHE_ERRORS:
         pass  # it stays counted as a wrong one: the safe side
 
@@ -158,17 +161,18 @@ class AccountAttempt:
 
 
 @contextmanager
-def account_attempt(user: User) -> Iterator[AccountAttempt]:
-    """A second-factor attempt, counted against the account on entry (429 when it has no more)
-    and given back on leaving unless it was ``wrong``: a right answer, or a request refused for
-    another reason (an expired step, nothing to remove), costs the account nothing."""
-    taken_at = _attempt_take(user)
+def account_attempt(user: User, device: str | None = None) -> Iterator[AccountAttempt]:
+    """A second-factor attempt, counted against the account (``device``: the device's bucket) on
+    entry (429 when it has no more) and given back on leaving unless it was ``wrong``: a right
+    answer, or a request refused for another reason (an expired step, nothing to remove), costs
+    the account nothing."""
+    taken_at = _attempt_take(user, device)
     attempt = AccountAttempt()
     try:
         yield attempt
     finally:
         if not attempt.wrong:
-            _attempt_return(user, taken_at)
+            _attempt_return(user, device, taken_at)
 
 
 def failure_record(
@@ -226,13 +230,21 @@ def second_factor_options(*, mfa_token: str, rp: RelyingParty) -> dict:
 
 
 def second_factor_verify(
-    *, mfa_token: str, code: str | None, assertion: dict | None, rp: RelyingParty, origin: RequestOrigin
+    *,
+    mfa_token: str,
+    code: str | None,
+    assertion: dict | None,
+    rp: RelyingParty,
+    origin: RequestOrigin,
+    device_cookie: str | None = None,
 ) -> IssuedTokens:
-    """Complete a sign-in with a TOTP code, a recovery code or a passkey assertion."""
+    """Complete a sign-in with a TOTP code, a recovery code or a passkey assertion;
+    ``device_cookie``: the browser's, counted on its own when a second step earned it."""
     with transaction.atomic():
         challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         user = challenge.user
-        with account_attempt(user) as attempt:
+        device = device_cookie_nonce(device_cookie, email=user.email, second_factor=True)
+        with account_attempt(user, device) as attempt:
             try:
                 if assertion is not None:
                     factor = _passkey_verify(

@@ -3,8 +3,6 @@ password change and reset (see README "Account security")."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -13,8 +11,8 @@ from rest_framework.views import APIView
 
 from accounts import factor_enrolment, passwords, second_factors
 from accounts.admin_site import admin_session_bind
-from accounts.authentication import request_origin
-from accounts.factors import RelyingParty
+from accounts.authentication import relying_party, request_origin
+from accounts.devices import device_cookie_name, device_cookie_set
 from accounts.security_serializers import (
     CodeInputSerializer,
     MfaTokenInputSerializer,
@@ -34,7 +32,7 @@ from accounts.security_serializers import (
     WebAuthnOptionsSerializer,
 )
 from accounts.selectors import security_overview
-from accounts.serializers import TokenResponseSerializer
+from accounts.serializers import DELIVERY_COOKIE, TokenResponseSerializer
 from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle, PasswordResetThrottle
 from accounts.views import PublicAPIView, SignInAPIView, login_response
 from config import errors
@@ -51,13 +49,6 @@ SIGN_IN_STEP_ERRORS = (
     errors.SecretsUnavailable,
 )
 FACTOR_ERRORS = (*AUTHENTICATION_ERRORS, errors.ReauthenticationRequired)
-
-
-def relying_party(request: HttpRequest) -> RelyingParty:
-    """Whom passkeys are for: WEBAUTHN_RP_ID / WEBAUTHN_ORIGINS, else the host this request names."""
-    origin = f"{request.scheme}://{request.get_host()}"
-    rp_id = settings.WEBAUTHN_RP_ID or request.get_host().rsplit(":", 1)[0].strip("[]")
-    return RelyingParty(rp_id=rp_id, origins=tuple(settings.WEBAUTHN_ORIGINS or [origin]))
 
 
 class _DeleteWithBodySchema(PortalAutoSchema):
@@ -113,8 +104,12 @@ class MfaVerifyView(SignInAPIView):
             assertion=data.get("webauthn"),
             rp=relying_party(request),
             origin=request_origin(request),
+            device_cookie=request.COOKIES.get(device_cookie_name()),
         )
-        return login_response(issued=issued, token_delivery=data["tokenDelivery"])
+        response = login_response(issued=issued, token_delivery=data["tokenDelivery"])
+        if data["tokenDelivery"] == DELIVERY_COOKIE:  # this browser passed the second step
+            device_cookie_set(response, email=issued.user.email, second_factor=True)
+        return response
 
 
 class MfaOptionsView(SignInAPIView):

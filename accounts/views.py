@@ -30,7 +30,7 @@ from accounts.authentication import (
     refresh_token_from_request,
     request_origin,
 )
-from accounts.devices import device_cookie_set
+from accounts.devices import device_cookie_set, device_nonce
 from accounts.google import google_sign_in_enabled
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request, google_nonce_issue
 from accounts.google_sign_in import google_sign_in
@@ -162,7 +162,9 @@ class LoginView(SignInAPIView):
         user = user_password_authenticate(email=data["email"], password=data["password"], origin=origin)
         step = sign_in_step(user=user, method=AuthMethod.PASSWORD, origin=origin)
         response = sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
-        if data["tokenDelivery"] == DELIVERY_COOKIE:  # a browser that knows the password: it keeps cookies
+        # A browser that knows the password keeps cookies: it gets a device cookie, unless it has
+        # one for this account already (which may say it passed a second step: kept as it is).
+        if data["tokenDelivery"] == DELIVERY_COOKIE and device_nonce(request, email=user.email) is None:
             device_cookie_set(response, email=user.email)
         return response
 

@@ -51,10 +51,17 @@ def test_without_a_valid_device_cookie_for_this_account_the_lockout_holds(
         other = user_factory(email="bob@example.com")
         assert login(browser, other).status_code == 200
     elif cookie == "forged":
-        value = login(_owners_browser(user), user).cookies[DEVICE].value
+        value = _owners_browser(user).cookies[DEVICE].value
         browser.cookies[DEVICE] = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
     _attacker_locks_out(user)
     assert login(browser, user, DEFAULT_PASSWORD).status_code == 429
+
+
+def test_signing_in_again_keeps_the_browsers_device_cookie(user):
+    browser = _owners_browser(user)
+    first = browser.cookies[DEVICE].value
+    assert login(browser, user).status_code == 200
+    assert DEVICE not in login(browser, user).cookies and browser.cookies[DEVICE].value == first
 
 
 def test_a_device_cookie_that_collects_failures_is_throttled_in_its_own_bucket(throttled, user):

@@ -133,6 +133,41 @@ def test_wrong_codes_across_many_sign_ins_throttle_the_account(enrolled, user, s
     assert throttled_count() - before == 1  # operators see it in portal_login_throttled_total
 
 
+def test_a_stranger_with_the_password_cannot_lock_a_known_device_out_of_the_second_step(
+    enrolled, user, settings
+):
+    """OWASP: a lockout must not become a denial of service. A browser that passed the second
+    step before counts its attempts on its own; the password alone never earns that."""
+    totp = enrolled[0]
+    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        owner = APIClient()  # keeps its cookies, as a browser does
+        owner_token = login(owner, user).json()["mfaToken"]
+        signed_in = owner.post(
+            "/api/auth/mfa/verify",
+            {"mfaToken": owner_token, "code": _next_code(totp, traveller)},
+            format="json",
+        )
+        assert signed_in.status_code == 200
+
+        stranger = APIClient()  # knows the password, and gets a device cookie from its first step
+        for _ in range(2):
+            token = login(stranger, user).json()["mfaToken"]
+            for _ in range(5):
+                stranger.post("/api/auth/mfa/verify", {"mfaToken": token, "code": "000000"}, format="json")
+        token = login(stranger, user).json()["mfaToken"]
+        refused = stranger.post(
+            "/api/auth/mfa/verify", {"mfaToken": token, "code": _next_code(totp, traveller)}, format="json"
+        )
+        assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
+
+        token = login(owner, user).json()["mfaToken"]
+        again = owner.post(
+            "/api/auth/mfa/verify", {"mfaToken": token, "code": _next_code(totp, traveller)}, format="json"
+        )
+        assert again.status_code == 200, again.json()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_wrong_codes_sent_together_are_held_to_the_account_limit(enrolled, user, settings, monkeypatch):
     """The account's limit counted each wrong code after checking it: codes sent together all
