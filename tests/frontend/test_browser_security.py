@@ -484,6 +484,7 @@ def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
     page.click("#confirm-rotate")
     page.wait_for_selector("#reauth-dialog[open]")
     assert page.is_hidden("#reauth-code")  # no authenticator app: the password only
+    assert page.input_value("#reauth-username") == "client1@example.com"  # for password managers
     page.click("#reauth-cancel")
     page.wait_for_selector("#page-error:has-text('Nothing was changed')")
     assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key == old_key

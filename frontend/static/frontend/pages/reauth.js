@@ -29,6 +29,8 @@ function promptBuild() {
     spellcheck: "false",
   });
   const parts = {
+    // Whose password it is, for password managers (hidden, as browsers expect of such a form).
+    username: h("input", { type: "text", id: "reauth-username", autocomplete: "username", readonly: true, hidden: true }),
     password,
     code,
     text: h("p", { id: "reauth-text" }),
@@ -43,6 +45,7 @@ function promptBuild() {
     "form",
     { id: "reauth-form", class: "stack", novalidate: true },
     h("h2", { id: "reauth-title" }, "Confirm it is you"),
+    parts.username,
     parts.text,
     password.row,
     parts.or,
@@ -65,7 +68,8 @@ function promptBuild() {
  * Shows the fields this account can answer with (it may have no password, or no app). An
  * account with a second factor answers with it: the server takes its password no longer.
  */
-function promptPrepare(parts, overview) {
+function promptPrepare(parts, overview, email) {
+  parts.username.value = email || "";
   const hasPassword = !overview || (overview.hasPassword && !enrolled(overview));
   const hasCode = !overview || overview.totp || overview.recoveryCodesLeft > 0;
   const hasPasskey = Boolean(overview && overview.passkeys && overview.passkeys.length) && passkeysSupported();
@@ -105,18 +109,18 @@ function proofOf(parts) {
 
 /**
  * Opens the prompt; resolves true once the server accepted a proof, false when cancelled or
- * when the page that asked is left (`signal` aborts): nothing runs for a page that is gone.
+ * when the page that asked is left (`ctx.signal` aborts): nothing runs for a page that is gone.
  */
-function ask(api, signal) {
+function ask(ctx) {
   if (!pending) {
-    pending = promptAnswer(api, signal).finally(() => {
+    pending = promptAnswer(ctx.api, ctx.signal, ctx.state?.user?.email).finally(() => {
       pending = null;
     });
   }
   return pending;
 }
 
-async function promptAnswer(api, signal) {
+async function promptAnswer(api, signal, email) {
   if (!prompt) prompt = promptBuild();
   const parts = prompt;
   let overview = null;
@@ -125,7 +129,7 @@ async function promptAnswer(api, signal) {
   } catch {
     overview = null; // ask for both: the server says which one it takes
   }
-  promptPrepare(parts, overview);
+  promptPrepare(parts, overview, email);
   const answered = new Promise((resolve) => {
     const finish = (accepted) => {
       parts.form.removeEventListener("submit", submitted);
@@ -232,7 +236,7 @@ export async function withReauthentication(ctx, action) {
     return await action();
   } catch (failure) {
     if (!(failure instanceof ApiError) || failure.code !== REQUIRED) throw failure;
-    if (!(await ask(ctx.api, ctx.signal)) || ctx.signal?.aborted) {
+    if (!(await ask(ctx)) || ctx.signal?.aborted) {
       throw new ApiError({ status: 403, code: "reauthentication_cancelled", detail: CANCELLED_DETAIL });
     }
     return action();
