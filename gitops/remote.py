@@ -56,6 +56,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._remote = remote
         self._attempts = 0
         self.rejected: dict[str, str] = {}
+        self.remote_said: list[str] = []  # what the server's hooks printed ("remote: ..." in git)
 
     def credentials(self, url, username_from_url, allowed_types):  # noqa: ANN001, ANN201 - pygit2's hook
         # libgit2 asks again after each refusal: stop rather than loop on bad credentials.
@@ -73,6 +74,10 @@ class _Callbacks(pygit2.RemoteCallbacks):
         if allowed_types & CredentialType.USERPASS_PLAINTEXT and remote.token:
             return pygit2.UserPass(username_from_url or remote.username, remote.token)
         raise pygit2.GitError("No credentials configured for the gitops remote.")
+
+    def sideband_progress(self, string):  # noqa: ANN001, ANN201 - pygit2's hook
+        if len(self.remote_said) < 20:  # a hook's reason, not a flood
+            self.remote_said.append(string)
 
     def push_update_reference(self, refname, message):  # noqa: ANN001, ANN201 - pygit2's hook
         # A refusal (a hook, a protected branch) is not an exception in libgit2: only this says so.
@@ -127,9 +132,9 @@ def branch_push(*, repository: GitopsRepository, remote: RemoteConfig) -> tuple[
             _unreachable(remote, error)
         return False, tip
     if callbacks.rejected:
-        _unreachable(
-            remote, PushRejected("; ".join(f"{ref}: {why}" for ref, why in callbacks.rejected.items()))
-        )
+        said = " ".join(" ".join(callbacks.remote_said).split())[:200]  # the hook's own words
+        refused = "; ".join(f"{ref}: {why}" for ref, why in callbacks.rejected.items())
+        _unreachable(remote, PushRejected(f"{refused} ({said})" if said else refused))
         return False, tip
     try:
         handle.references.create(repository.remote_ref_name, pygit2.Oid(hex=tip), force=True)

@@ -87,6 +87,7 @@ def test_a_push_the_pre_receive_hook_refuses_is_reported_as_not_pushed(repositor
     # The operators are told why (the portal logs it), not left to guess from "not pushed".
     assert [type(error).__name__ for error in told] == ["PushRejected"]
     assert "refs/heads/main" in str(told[0]) and "pre-receive hook declined" in str(told[0])
+    assert "frozen for the audit" in str(told[0])  # the hook's own reason
 
 
 def test_the_servers_push_delay_is_observed(repository, http_server):
