@@ -174,20 +174,24 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         return not self._out_of_reach(request, obj) and super().has_delete_permission(request, obj)
 
+    # How an account is deleted (the clusters app's admin adds its grants to it).
+    account_delete = staticmethod(user_delete)
+
     def get_deleted_objects(self, objs, request: HttpRequest):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        # The deletion ends the sessions itself (user_delete): their rows are nobody's to delete.
-        perms_needed.discard(Session._meta.verbose_name)
+        # The service deletes what is only the account's (sessions and tokens, which are
+        # read-only here): whether the user may be deleted decides, not what goes with it.
+        perms_needed &= {User._meta.verbose_name}  # a privileged account, for a non-superuser
         if any(user.pk == request.user.pk for user in objs):  # as deactivating yourself
             protected = [*protected, "your own account: another operator can delete it"]
         return deleted, counts, perms_needed, protected
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
-        if not user_delete(user=obj, actor=request.user):
+        if not self.account_delete(user=obj, actor=request.user):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        if not all([user_delete(user=user, actor=request.user) for user in queryset]):
+        if not all([self.account_delete(user=user, actor=request.user) for user in queryset]):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
 
     def _changeable(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:

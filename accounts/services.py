@@ -490,7 +490,8 @@ def user_deactivate(*, user: User, actor: User | None = None) -> bool:
 def user_delete(*, user: User, actor: User | None = None) -> bool:
     """Delete the account for good: deactivated first, so that its sessions and tokens end
     everywhere at once, then its row with what is only its own (sessions, factors, tokens). The
-    security audit keeps the account's events, unlinked. False: as ``user_deactivate``."""
+    security audit keeps the account's events, unlinked. False: as ``user_deactivate``. An
+    account with grants is deleted through ``clusters.services.account_delete``."""
     told = user_deactivate(user=user, actor=actor)
     user_id = user.pk
     user.delete()

@@ -15,6 +15,7 @@ from accounts.models import User
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import (
     PolicyInput,
+    account_delete,
     grant_remove,
     grant_set,
     invitation_check,
@@ -246,20 +247,7 @@ class UserWithGrantsAdmin(UserAdmin):
     """The accounts app's user admin, plus the user's grants: accounts knows nothing of clients."""
 
     inlines = [*UserAdmin.inlines, GrantInline]
-
-    def delete_model(self, request, obj) -> None:
-        self._grants_remove(request, [obj])
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset) -> None:
-        self._grants_remove(request, queryset)
-        super().delete_queryset(request, queryset)
-
-    @staticmethod
-    def _grants_remove(request, users) -> None:
-        """Each grant taken away as a removal is (on the client's audit trail), not dropped with the row."""
-        for grant in Grant.objects.filter(user__in=users).select_related("user", "client"):
-            grant_remove(user=grant.user, client=grant.client, actor=request.user)
+    account_delete = staticmethod(account_delete)  # its grants go as removals, on the trails
 
 
 admin.site.unregister(User)

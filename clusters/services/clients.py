@@ -13,7 +13,7 @@ from django.db import transaction
 
 from accounts.access_tokens import access_tokens_client_remove
 from accounts.models import User
-from accounts.services import users_claims_bump
+from accounts.services import user_delete, users_claims_bump
 from clusters import delivery
 from clusters.models import Client, ClientAuditEvent, Grant
 from clusters.services.audit import client_audit_record
@@ -123,3 +123,12 @@ def grant_remove(*, user: User, client: Client, actor: User | None = None) -> No
             "grant removed",
             extra={"user_id": user.pk, "client": client.slug, "actor_id": getattr(actor, "pk", None)},
         )
+
+
+@transaction.atomic
+def account_delete(*, user: User, actor: User | None = None) -> bool:
+    """Delete an account for good: each of its grants taken away as a removal is (on the client's
+    audit trail), then ``accounts.services.user_delete``. False: the cache could not be told."""
+    for grant in Grant.objects.filter(user=user).select_related("client"):
+        grant_remove(user=user, client=grant.client, actor=actor)
+    return user_delete(user=user, actor=actor)

@@ -245,6 +245,8 @@ def test_an_operator_deletes_a_member_who_signed_in_and_the_client_trail_says_so
     admin_browser, operator, bearer_client, user1, client1
 ):
     api = bearer_client(user1)  # signed in: a session row the operator may not delete by hand
+    made = api.post("/api/auth/tokens", {"name": "CI", "clients": {"client1": ["view"]}}, format="json")
+    assert made.status_code == 201  # and a token, read-only in the admin too
     confirm = admin_browser.get(f"/admin/accounts/user/{user1.pk}/delete/")
     assert confirm.status_code == 200 and not confirm.context["perms_lacking"]
 
@@ -262,3 +264,16 @@ def test_an_operator_cannot_delete_their_own_account(admin_browser, operator):
     assert "your own account" in page.content.decode()
     admin_browser.post(f"/admin/accounts/user/{operator.pk}/delete/", {"post": "yes"})
     assert User.objects.filter(pk=operator.pk).exists()
+
+
+def test_deleting_an_account_through_the_service_records_each_removal(operator, user1, client1, client2):
+    from clusters.services import account_delete
+
+    grant_set(user=user1, client=client2, role=Grant.Role.VIEWER)
+
+    account_delete(user=user1, actor=operator)
+
+    removed = ClientAuditEvent.objects.filter(type=ClientAuditEvent.Type.MEMBER_REMOVED)
+    assert sorted(event.client.slug for event in removed) == ["client1", "client2"]
+    assert {event.target_email for event in removed} == {"client1@example.com"}
+    assert not User.objects.filter(email="client1@example.com").exists()
