@@ -31,6 +31,7 @@ from accounts.second_factors import (
     challenge_spend,
     code_factor_spend,
     failure_record,
+    session_bucket,
 )
 from accounts.selectors import user_second_factors
 from accounts.services import session_facts_refresh, sessions_revoke, users_claims_bump
@@ -150,12 +151,14 @@ def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin
     return codes
 
 
-def totp_remove(*, user_id: int, code: str, origin: RequestOrigin) -> None:
+def totp_remove(
+    *, user_id: int, code: str, origin: RequestOrigin, session_id: uuid.UUID | None = None
+) -> None:
     """Turn the authenticator app off: it takes a current code from it (or a recovery code), so a
     session left open is not enough to strip an account of its second factor. The caller also
-    checked a recent authentication."""
+    checked a recent authentication; ``session_id``: the session asking (see session_bucket)."""
     user = User.objects.get(pk=user_id)
-    with account_attempt(user) as attempt:
+    with account_attempt(user, session_bucket(user=user, session_id=session_id)) as attempt:
         with transaction.atomic():
             if not TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists():
                 raise NotFound()

@@ -39,7 +39,7 @@ from accounts.models import (
     TotpDevice,
     User,
 )
-from accounts.selectors import user_second_factors
+from accounts.selectors import session_facts, user_second_factors
 from accounts.services import IssuedTokens, session_start
 from config import metrics
 from config.cache import CACHE_ERRORS
@@ -158,6 +158,16 @@ class AccountAttempt:
     """One attempt against the account's limit; ``wrong`` once its answer proved wrong."""
 
     wrong = False
+
+
+def session_bucket(*, user: User, session_id: uuid.UUID | None) -> str | None:
+    """A signed-in session that passed a second factor (at sign-in, or by enrolling one) counts
+    its attempts on its own: a stranger who fills the account's bucket with the password alone
+    cannot lock it out of re-authentication either. None: the account's bucket."""
+    session = Session.objects.filter(pk=session_id, user=user).first() if session_id else None
+    return (
+        f"session:{session.pk}" if session is not None and session_facts(session).has_second_factor else None
+    )
 
 
 @contextmanager
@@ -396,7 +406,7 @@ def reauthenticate(
             fields={"password": ["This account has a second factor: confirm with a code from your "
                                  "authenticator app, a recovery code or a passkey."]}
         )  # fmt: skip
-    with account_attempt(user) as attempt:
+    with account_attempt(user, session_bucket(user=user, session_id=session_id)) as attempt:
         proven, challenge, factor = False, None, None
         if password is not None:
             proven = user.has_usable_password() and user.check_password(password)

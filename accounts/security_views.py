@@ -233,7 +233,10 @@ class TotpView(SensitiveAPIView):
         serializer = CodeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         factor_enrolment.totp_remove(
-            user_id=request.user.pk, code=serializer.validated_data["code"], origin=request_origin(request)
+            user_id=request.user.pk,
+            code=serializer.validated_data["code"],
+            origin=request_origin(request),
+            session_id=request.auth.session.session_id,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 

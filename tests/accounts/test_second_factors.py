@@ -356,6 +356,30 @@ def test_an_account_with_a_second_factor_confirms_with_it_not_the_password(enrol
     assert not AuditEvent.objects.filter(type="factor_failed").exists()  # no guess was counted
 
 
+def test_a_stranger_with_the_password_cannot_lock_a_signed_in_owner_out_of_confirming(
+    auth_client, user, settings
+):
+    """The owner's session enrolled the app (a second factor proven there): re-authentication
+    and removing the app count its attempts on their own, not in the account's full bucket."""
+    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
+    owner = auth_client(user)
+    totp, _ = _enrol(owner)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        for _ in range(2):  # a stranger who knows the password fills the account's bucket
+            token = _first_step(user)["mfaToken"]
+            for _ in range(5):
+                _verify(token, code="000000")
+        assert _verify(_first_step(user)["mfaToken"], code=_next_code(totp, traveller)).status_code == 429
+        traveller.shift(timedelta(minutes=6))
+
+        confirmed = owner.post(
+            "/api/auth/reauthenticate", {"code": _next_code(totp, traveller)}, format="json"
+        )
+        assert confirmed.status_code == 204, confirmed.json()
+        removed = owner.delete("/api/auth/mfa/totp", {"code": _next_code(totp, traveller)}, format="json")
+        assert removed.status_code == 204, removed.json()
+
+
 def test_a_recovery_code_spent_on_re_authentication_is_audited_and_works_once(enrolled, user):
     totp, codes = enrolled
     with time_machine.travel(timezone.now(), tick=False) as traveller:
