@@ -317,9 +317,11 @@ def pending_changes_deliver(
     if awaited is None or extra or gitops_remote() is None or resting:
         return _locked(lambda repository: _deliver(repository, extra, awaited=awaited, push=not resting))
     committed = _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited, push=False))
-    conflicting = ClusterChange.objects.filter(pk=awaited, cluster_id__in=committed.conflicts)
-    if committed.pushed or (committed.conflicts and conflicting.exists()):
-        return committed  # on the remote already, or git cannot take it: nothing to push
+    if ClusterChange.objects.filter(pk=awaited, cluster_id__in=committed.conflicts).exists():
+        # Git cannot take it here; it may be fixed on the remote: the full delivery looks there.
+        return _locked(lambda repository: _deliver(repository, (), awaited=awaited))
+    if committed.pushed:
+        return committed  # on the remote already: nothing to push
     with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
         return _push_half(repository_get(), committed, awaited=awaited)
 

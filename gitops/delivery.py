@@ -211,12 +211,18 @@ def commits_deliver(
     commit can be made. Callers hold the push lock and the branch lock (``gitops.locks``).
     """
     state = None if remote is None else _remote_last_seen(repository, remote)
-    attempt = 0
+    attempt, looked_again = 0, False
     while True:
         attempt += 1
         built = _group_commit(repository, pending, committer, state)
         if remote is None or state is None:
             return _delivery(built, pushed=True)
+        if not looked_again and any(outcome.error is not None for outcome in built.outcomes):
+            # A file git cannot take may be fixed on the remote already (a person edits git
+            # there, and nothing else made this clone fetch): look once, build again if it moved.
+            looked_again, state = True, remote_fetch(repository=repository, remote=remote)
+            if _remote_moved(repository, built.tip, state):
+                continue
         if not state.reachable:
             return _delivery(built, pushed=False)
         if _on_remote(repository, built.tip, state) or remote_push(repository=repository, remote=remote):

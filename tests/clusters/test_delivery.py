@@ -593,6 +593,30 @@ def test_a_change_made_in_a_transaction_that_git_cannot_apply_is_logged_and_stay
     )
 
 
+def test_a_values_file_fixed_on_the_remote_unblocks_the_cluster_at_the_next_try(
+    git_server, settings, cluster1, user1, client_for
+):
+    """The README says: fix the file in git, then try again. The fix is on the remote, which
+    this clone has no other reason to fetch: a change git cannot take makes it look."""
+    scale = client_for(user1)
+    assert (
+        scale.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json").status_code == 200
+    )
+    path = "clients/client1/main/values.yaml"
+    broken = _values(git_server, "client1", "main") | {"image": "nginx"}
+    hand_commit(git_server, path, yaml.safe_dump(broken).encode())
+    scale.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")  # waits, unpushed
+    refused = scale.patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (409, "gitops_values_conflict")
+
+    fixed = {name: value for name, value in broken.items() if name != "image"}
+    hand_commit(git_server, path, yaml.safe_dump(fixed).encode())  # a person fixes it, on the server
+    again = scale.patch("/api/clients/client1/clusters/main", {"replicas": 6}, format="json")
+
+    assert again.status_code == 200, again.json()
+    assert _values(git_server, "client1", "main")["replicaCount"] == 6
+
+
 def test_gitops_sync_reports_a_values_file_it_cannot_render_and_syncs_the_rest(
     git_server, settings, cluster1, cluster2, capsys
 ):
