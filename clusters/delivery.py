@@ -421,6 +421,7 @@ class SyncReport:
     conflicts: tuple[str, ...] = ()
     packed_objects: int = 0
     changes_committed: int = 0  # pending cluster changes committed by this sync
+    changes_pushed: int = 0  # pending cluster changes this sync got onto the remote
 
 
 def _everything_render(
@@ -476,16 +477,17 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
         author=committer_identity(),
         message=commit_message(summary="Sync clients and clusters from the portal database"),
     )
-    uncommitted = list(changes_pending().filter(commit="").values_list("pk", flat=True))
+    waiting = {pk: not commit for pk, commit in changes_pending().values_list("pk", "commit")}  # uncommitted?
     report = _deliver(repository, [sync])
-    commit = report.commits.get("sync")
+    commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
     return SyncReport(
         drifted_paths=tuple(drifted) if commit else (),
         commit=commit,
         pushed=report.pushed,
         conflicts=tuple({**conflicts, **report.conflicts}.values()),
         packed_objects=repository_compact(repository=repository),
-        changes_committed=ClusterChange.objects.filter(pk__in=uncommitted).exclude(commit="").count(),
+        changes_committed=sum(waiting[pk] for pk in done.exclude(commit="").values_list("pk", flat=True)),
+        changes_pushed=done.filter(pushed=True).count(),
     )
 
 

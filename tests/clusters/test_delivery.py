@@ -132,6 +132,8 @@ def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
 
     git_server = repository_open(path=tmp_path / "not-there-yet.git", branch="main", bootstrap_files={})
     call_command("gitops_sync")
+    out = capsys.readouterr().out
+    assert "Pushed 1 pending change(s)" in out and "Nothing to sync" not in out
     assert _values(git_server, "client1", "main")["replicaCount"] == 5
     assert not ClusterChange.objects.filter(pushed=False).exists()
     detail = client_for(user1).get("/api/clients/client1/clusters/main").json()

@@ -57,6 +57,8 @@ class Command(BaseCommand):
         """What the sync did; a non-zero exit when something is left undelivered."""
         if report.changes_committed:
             self.stdout.write(f"Committed {report.changes_committed} pending change(s), one commit each.")
+        if report.changes_pushed:
+            self.stdout.write(f"Pushed {report.changes_pushed} pending change(s) to the remote.")
         if report.commit:
             self.stdout.write(f"Synced {len(report.drifted_paths)} drifted file(s) in {report.commit[:12]}.")
         problems = []
@@ -72,5 +74,5 @@ class Command(BaseCommand):
             )
         if problems:
             raise CommandError(" ".join(problems))
-        if not (report.changes_committed or report.commit):
+        if not (report.changes_committed or report.changes_pushed or report.commit):
             self.stdout.write(self.style.SUCCESS(f"Nothing to sync: {matched}."))
