@@ -159,7 +159,8 @@ class DurationField(serializers.Field):
     def to_internal_value(self, data) -> timedelta:
         if isinstance(data, int) and not isinstance(data, bool):
             data = str(data)
-        if not isinstance(data, str) or len(data) > 16:
+        # As the schema says, ^[0-9]+[smhd]?$: no spaces, which the settings' parser forgives.
+        if not isinstance(data, str) or len(data) > 16 or not re.fullmatch(r"[0-9]+[smhd]?", data, re.ASCII):
             self.fail("invalid")
         try:
             duration = duration_parse(data)
