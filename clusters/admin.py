@@ -1,5 +1,4 @@
-"""Operators' admin: every write goes through clusters.services, so validation, history and
-token re-issue apply exactly as for the API."""
+"""Operators' admin: every write goes through clusters.services, as for the API."""
 
 from __future__ import annotations
 
@@ -87,6 +86,9 @@ class ClusterInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("client")  # each row names it
 
 
 @admin.register(Client)

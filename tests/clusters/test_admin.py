@@ -479,3 +479,19 @@ def test_the_cluster_list_without_argo_cd_asks_nothing_per_row(admin_browser, cl
         cluster_create(client=client1, slug=f"more{number}", actor=None)
 
     assert queries() == one_cluster
+
+
+def test_the_client_page_asks_nothing_per_cluster(admin_browser, client1):
+    from clusters.services import cluster_create
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_browser.get(f"/admin/clusters/client/{client1.pk}/change/").status_code == 200
+        return len(captured.captured_queries)
+
+    cluster_create(client=client1, slug="first", actor=None)
+    one_cluster = queries()
+    for number in range(5):
+        cluster_create(client=client1, slug=f"more{number}", actor=None)
+
+    assert queries() <= one_cluster
