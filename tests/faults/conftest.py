@@ -179,6 +179,9 @@ def portal(fault_requirements, tmp_path_factory) -> Iterator[Portal]:
             CACHE_KEY_PREFIX=f"faults-{database}",
             GITOPS_REMOTE_URL=git.url(REMOTE_NAME),
             GITOPS_REPO_PATH=str(work / "portal.git"),
+            # Every write tries the remote here, so "the next change delivers them all" is
+            # seen at once; the pause after a failed push is tested in clusters/test_delivery.
+            GITOPS_REMOTE_RETRY_AFTER="0s",
             DJANGO_STATIC_ROOT=str(static_root),
         )
         portal = Portal(
