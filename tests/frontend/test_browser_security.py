@@ -469,20 +469,27 @@ def _sign_in_long_ago(user, window: timedelta) -> None:
     assert Session.objects.filter(user=user, revoked_at=None).update(authenticated_at=long_ago) == 1
 
 
+def _asked_to_confirm_a_rotation(page, base: str, settings, user, cluster) -> str:
+    """On the credentials page, past the window, a key rotation asked for: the prompt is open.
+    Returns the API key the cluster had."""
+    page.goto(base + "/#/clients/client1/clusters/main/credentials")
+    page.wait_for_selector("#rotate-keys")
+    old_key = cluster_credentials(cluster=cluster).api_key
+    _sign_in_long_ago(user, settings.REAUTHENTICATION_WINDOW)
+    page.click("#rotate-keys")
+    page.click("#confirm-rotate")
+    page.wait_for_selector("#reauth-dialog[open]")
+    return old_key
+
+
 def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
     live_server, new_page, page_problems, screenshot, settings, git_server, user1, cluster1
 ):
     page, base = new_page(), live_server.url
     sign_in(page, base, "client1@example.com")
-    page.goto(base + "/#/clients/client1/clusters/main/credentials")
-    page.wait_for_selector("#rotate-keys")
-    old_key = cluster_credentials(cluster=cluster1).api_key
-    _sign_in_long_ago(user1, settings.REAUTHENTICATION_WINDOW)
+    old_key = _asked_to_confirm_a_rotation(page, base, settings, user1, cluster1)
 
     # Asked to confirm; cancelled: nothing changes, and the page says so.
-    page.click("#rotate-keys")
-    page.click("#confirm-rotate")
-    page.wait_for_selector("#reauth-dialog[open]")
     assert page.is_hidden("#reauth-code")  # no authenticator app: the password only
     assert page.input_value("#reauth-username") == "client1@example.com"  # for password managers
     page.click("#reauth-cancel")
@@ -515,13 +522,7 @@ def test_leaving_the_page_while_asked_to_confirm_it_is_you_runs_nothing(
     sign_in(page, base, "client1@example.com")
     page.goto(base + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#cluster-detail, h1")
-    page.goto(base + "/#/clients/client1/clusters/main/credentials")
-    page.wait_for_selector("#rotate-keys")
-    old_key = cluster_credentials(cluster=cluster1).api_key
-    _sign_in_long_ago(user1, settings.REAUTHENTICATION_WINDOW)
-    page.click("#rotate-keys")
-    page.click("#confirm-rotate")
-    page.wait_for_selector("#reauth-dialog[open]")
+    old_key = _asked_to_confirm_a_rotation(page, base, settings, user1, cluster1)
     rotations = []
     page.on("request", lambda request: "/rotate" in request.url and rotations.append(request.url))
 
