@@ -35,8 +35,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from clusters.deployments import applications_refresh
-from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange, GitopsRemoteState
-from clusters.remote import gitops_remote, remote_resting
+from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange
+from clusters.remote import gitops_remote, remote_failed_recently, remote_resting, remote_state_record
 from clusters.rendering import client_files_render, cluster_files_render
 from clusters.selectors import changes_pending
 from config import metrics
@@ -214,13 +214,6 @@ def _is_ancestor(repository: GitopsRepository, commit: str, tip: str) -> bool:
     return commit_is_ancestor(repository=repository, ancestor=commit, descendant=tip)
 
 
-def _remote_state_record(*, pushed: bool, tip: str | None) -> None:
-    """When the remote last took every commit, or last did not (the operators' status page)."""
-    now = timezone.now()
-    fields = {"last_push_at": now, "last_push_commit": tip or ""} if pushed else {"last_failure_at": now}
-    GitopsRemoteState.objects.update_or_create(pk=GitopsRemoteState.SINGLETON_ID, defaults=fields)
-
-
 def _committed_here(repository: GitopsRepository, change: ClusterChange) -> bool:
     """Whether this clone's branch holds the change's commit (not another replica's clone)."""
     tip = branch_tip(repository=repository)
@@ -290,7 +283,7 @@ def _deliver(
             else:
                 _change_outcome_record(repository, change, outcome.commit, delivery)
         if pushed is not None:
-            _remote_state_record(pushed=pushed, tip=delivery.tip)
+            remote_state_record(pushed=pushed, tip=delivery.tip)
     if pushed:  # Argo CD looks at the remote: ask it to look now rather than at its next poll
         applications_refresh(clusters=[c.cluster for c in changes.values() if c.cluster_id not in conflicts])
     return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
@@ -313,15 +306,17 @@ def pending_changes_deliver(
     Raises ``RepositoryUnavailable`` only when not even the local repository can be written;
     network failures leave commits local and unpushed, to be delivered later.
     """
-    resting = gitops_remote() is not None and remote_resting()
-    if awaited is None or extra or gitops_remote() is None or resting:
+    remote = gitops_remote()
+    resting = remote is not None and remote_resting()
+    if awaited is None or extra or remote is None:
         return _locked(lambda repository: _deliver(repository, extra, awaited=awaited, push=not resting))
+    # A resting write takes the branch lock only: a retry in flight holds the push lock.
     committed = _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited, push=False))
+    if committed.pushed or resting:
+        return committed  # on the remote already, or left for the retry to carry
     if ClusterChange.objects.filter(pk=awaited, cluster_id__in=committed.conflicts).exists():
         # Git cannot take it here; it may be fixed on the remote: the full delivery looks there.
         return _locked(lambda repository: _deliver(repository, (), awaited=awaited))
-    if committed.pushed:
-        return committed  # on the remote already: nothing to push
     with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
         return _push_half(repository_get(), committed, awaited=awaited)
 
@@ -334,7 +329,7 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
     as a delivery under both locks does.
     """
     change = changes_pending().filter(pk=awaited).first()
-    if change is None or remote_resting():  # pushed meanwhile; or the push before failed just now
+    if change is None or remote_failed_recently():  # pushed meanwhile; or the push before failed just now
         return DeliveryReport(conflicts=committed.conflicts, pushed=change is None, commits=committed.commits)
     if not _committed_here(repository, change):  # committed in another replica's clone
         return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
@@ -344,7 +339,7 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
     metrics.gitops_delivery_record(commits=0, pushed=pushed)
     with transaction.atomic():
         delivered = _pushed_record(repository, tip) if pushed else []
-        _remote_state_record(pushed=pushed, tip=tip)
+        remote_state_record(pushed=pushed, tip=tip)
     if delivered:
         applications_refresh(clusters=delivered)
     return DeliveryReport(conflicts=committed.conflicts, pushed=pushed, commits=committed.commits)
@@ -403,9 +398,15 @@ def client_file_deliver_after_commit(*, client: Client, actor: User | None, summ
     """
     pending = client_file_pending(client=client, actor=actor, summary=summary)
     try:
-        _after_commit(lambda: _locked(lambda repository: _deliver(repository, [pending], with_changes=False)))
+        _after_commit(partial(_client_file_deliver, pending))
     except (GitopsError, FieldDecryptionError):
         logger.exception("GitOps delivery failed; %s is left for gitops_sync", summary)
+
+
+def _client_file_deliver(pending: PendingCommit) -> DeliveryReport:
+    push = gitops_remote() is None or not remote_resting()
+    locked = _locked if push else _branch_locked  # as a resting cluster change: no wait on a retry
+    return locked(lambda repository: _deliver(repository, [pending], with_changes=False, push=push))
 
 
 # --- Full sync -------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F, Q
 from django.utils import timezone
 
 from clusters.models import GitopsRemoteState
@@ -28,6 +30,11 @@ logger = logging.getLogger(__name__)
 
 _fetch_lock = threading.Lock()
 _fetched_at: dict[str, float] = {}  # clone path -> when a fetch was last asked for (monotonic)
+
+# Longer than a push to an unresponsive remote takes (libgit2's timeouts: about a minute over
+# HTTP), so a retry still waiting is not started twice; short enough that one lost with its
+# replica does not keep the remote untried for long.
+RETRY_CLAIM_TTL = timedelta(minutes=2)
 
 
 def gitops_remote() -> RemoteConfig | None:
@@ -43,16 +50,52 @@ def gitops_remote() -> RemoteConfig | None:
 
 
 def remote_resting() -> bool:
-    """Whether a request should skip the push: the remote failed less than
-    GITOPS_REMOTE_RETRY_AFTER ago and has taken nothing since. Each write then commits locally
-    and answers 202 at once, instead of every writer waiting out the remote's timeouts in turn
-    behind the push lock; the first write after the pause, and gitops_sync, try again."""
+    """Whether a write should skip the push: the remote failed and has taken nothing since.
+
+    For GITOPS_REMOTE_RETRY_AFTER after a failure, each write commits locally and answers 202 at
+    once, instead of every writer waiting out the remote's timeouts in turn behind the push
+    lock. Then the first write claims the retry (one row update, atomic on every database);
+    the writes that arrive while it waits on the remote keep skipping, unless the claim is older
+    than RETRY_CLAIM_TTL (its replica died mid-push). ``gitops_sync`` always tries.
+    """
+    state, now = _failing_state(), timezone.now()
+    if state is None:
+        return False
+    if _pausing(state, now):
+        return True
+    unclaimed = Q(retry_claimed_at__isnull=True) | Q(retry_claimed_at__lte=F("last_failure_at"))
+    claimable = GitopsRemoteState.objects.filter(unclaimed | Q(retry_claimed_at__lt=now - RETRY_CLAIM_TTL))
+    # Claimed only against the failure this request read: a push in between ended the outage.
+    claimed = claimable.filter(pk=state.pk, last_failure_at=state.last_failure_at).update(
+        retry_claimed_at=now
+    )
+    return claimed == 0
+
+
+def remote_failed_recently() -> bool:
+    """Whether the remote failed less than GITOPS_REMOTE_RETRY_AFTER ago and took nothing since."""
+    state = _failing_state()
+    return state is not None and _pausing(state, timezone.now())
+
+
+def _pausing(state: GitopsRemoteState, now: datetime) -> bool:
+    return now - state.last_failure_at < settings.GITOPS_REMOTE_RETRY_AFTER
+
+
+def _failing_state() -> GitopsRemoteState | None:
     state = GitopsRemoteState.objects.filter(pk=GitopsRemoteState.SINGLETON_ID).first()
     if state is None or state.last_failure_at is None:
-        return False
+        return None
     if state.last_push_at is not None and state.last_push_at > state.last_failure_at:
-        return False
-    return timezone.now() - state.last_failure_at < settings.GITOPS_REMOTE_RETRY_AFTER
+        return None
+    return state
+
+
+def remote_state_record(*, pushed: bool, tip: str | None) -> None:
+    """When the remote last took every commit, or last did not (the operators' status page)."""
+    now = timezone.now()
+    fields = {"last_push_at": now, "last_push_commit": tip or ""} if pushed else {"last_failure_at": now}
+    GitopsRemoteState.objects.update_or_create(pk=GitopsRemoteState.SINGLETON_ID, defaults=fields)
 
 
 def branch_fetch_soon(*, repository: GitopsRepository) -> threading.Thread | None:

@@ -17,7 +17,8 @@ from django.utils import timezone
 from clusters import delivery as clusters_delivery
 from clusters.delivery import pending_changes_deliver
 from clusters.models import Cluster, ClusterChange
-from clusters.services import cluster_create, cluster_credentials_rotate, cluster_update
+from clusters.remote import RETRY_CLAIM_TTL, remote_resting
+from clusters.services import client_update, cluster_create, cluster_credentials_rotate, cluster_update
 from config.crypto import CLUSTER_API_KEYS, field_decrypt
 from gitops.delivery import PendingCommit, commits_deliver
 from gitops.errors import RepositoryUnavailable
@@ -164,6 +165,57 @@ def test_after_a_failed_push_writes_skip_the_remote_for_a_while_and_then_try_aga
         again = scale.patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
     assert again.status_code == 200, again.json()
     assert not ClusterChange.objects.filter(pushed=False).exists()  # the waiting ones went with it
+
+
+def _remote_failed(tmp_path, settings, scale) -> GitopsRepository:
+    """A write whose push failed; then the remote is back (as the first try after the pause finds)."""
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "down.git")
+    assert (
+        scale.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json").status_code == 202
+    )
+    return repository_open(path=tmp_path / "down.git", branch="main", bootstrap_files={})
+
+
+def test_while_one_write_retries_the_remote_the_others_do_not_wait_behind_it(
+    tmp_path, settings, cluster1, user1, client_for, monkeypatch
+):
+    """After the pause one write tries again; the ones that arrive while it waits on a hanging
+    remote answer at once, instead of each waiting behind the push lock for it to time out."""
+    scale = client_for(user1)
+    _remote_failed(tmp_path, settings, scale)
+    after_pause = timezone.now() + settings.GITOPS_REMOTE_RETRY_AFTER + timedelta(seconds=1)
+    with time_machine.travel(after_pause, tick=False):
+        assert remote_resting() is False  # this caller, say another replica, now tries the remote
+        tried = []
+        monkeypatch.setattr(
+            clusters_delivery, "branch_deliver", lambda **kw: tried.append(kw) or (False, None, False)
+        )
+        meanwhile = scale.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+    assert meanwhile.status_code == 202 and meanwhile.json()["revision"]["pushed"] is False
+    assert tried == []
+    monkeypatch.undo()
+
+    with time_machine.travel(after_pause + RETRY_CLAIM_TTL + timedelta(seconds=1)):  # that replica died
+        again = scale.patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
+    assert again.status_code == 200, again.json()
+    assert not ClusterChange.objects.filter(pushed=False).exists()
+
+
+def test_a_client_saved_while_the_remote_rests_is_committed_without_trying_it(
+    tmp_path, settings, cluster1, user1, client_for, monkeypatch
+):
+    git_server = _remote_failed(tmp_path, settings, client_for(user1))
+    monkeypatch.setattr(
+        clusters_delivery, "commits_deliver", lambda **kw: pytest.fail("the resting remote was tried")
+    )
+
+    client_update(client=cluster1.client, name="Renamed while down", active=True)
+
+    client_file = "clients/client1/client.yaml"
+    assert b"Renamed while down" in file_read(repository=portal_repository(settings), file_path=client_file)
+    monkeypatch.undo()
+    call_command("gitops_sync")  # the remote is back: the CronJob carries it
+    assert b"Renamed while down" in file_read(repository=git_server, file_path=client_file)
 
 
 def test_gitops_sync_says_it_delivered_a_pending_change(

@@ -42,7 +42,7 @@ REDIS_DB = 6  # not the test run's own (tests clear it) nor the multi-replica te
 WORKERS = 2
 CONNECT_TIMEOUT_SECONDS = 2  # PostgreSQL's, through DATABASE_URL; Redis's are in config/settings.py
 REMOTE_NAME = "gitops.git"
-CLUSTERS = ("redis", "database", "unreachable", "synced", "moved", "moved-offline")
+CLUSTERS = ("redis", "database", "unreachable", "synced", "stalled", "moved", "moved-offline")
 USERS = {"client1": ("client1@example.com", "client1"), "admin": ("admin@example.com", "admin")}
 
 
@@ -212,6 +212,7 @@ def healthy(portal: Portal) -> Iterator[Portal]:
     portal.database.forward()
     portal.redis.forward()
     portal.git.answering = True
+    portal.git.stall_seconds = 0
     portal.ready_wait()
 
 

@@ -371,6 +371,36 @@ def test_an_unreachable_remote_gets_every_change_from_gitops_sync(healthy: Porta
     _assert_delivered(portal, client1["accessToken"], "synced", ["client1@example.com", "admin@example.com"])
 
 
+def test_while_one_write_waits_on_a_stalled_remote_the_others_answer_at_once(healthy: Portal):
+    """The write that retries the remote after a failure pays its delay alone: a write that
+    arrives meanwhile commits locally and answers 202, not after the retry's push."""
+    portal = healthy
+    client1, admin = portal.login("client1"), portal.login("admin")
+    portal.git.answering = False
+    assert _patch(portal, client1["accessToken"], "stalled", replicas=2).status_code == 202
+    portal.git.answering, portal.git.stall_seconds = True, 3  # back, but slow: a push takes 6 s
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        retrying = pool.submit(_timed, lambda: _patch(portal, client1["accessToken"], "stalled", replicas=3))
+        time.sleep(1)  # it has claimed the retry and waits on the remote
+        meanwhile, meanwhile_took = _timed(
+            lambda: _patch(portal, admin["accessToken"], "stalled", replicas=4)
+        )
+        retried, retry_took = retrying.result()
+
+    assert meanwhile.status_code == 202, meanwhile.text
+    assert meanwhile.json()["revision"]["pushed"] is False and meanwhile_took < 2
+    assert retried.status_code == 200, retried.text
+    assert retry_took > 5
+    portal.git.stall_seconds = 0
+    portal.manage("gitops_sync")
+    _assert_delivered(
+        portal,
+        client1["accessToken"],
+        "stalled",
+        ["client1@example.com", "client1@example.com", "admin@example.com"],
+    )
+
+
 def _someone_pushes(portal: Portal, tmp_path, path: str) -> str:
     """An operator's own commit on the remote's branch, pushed straight to it (not through the portal)."""
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}

@@ -9,6 +9,7 @@ web server in front of a git host would:
         server.repository_create("gitops.git", push_delay_ms=100)
         url = server.url("gitops.git")   # http://127.0.0.1:<port>/gitops.git
         server.answering = False          # every request now fails, as if the host were down
+        server.stall_seconds = 3          # every request waits this long first, as a stalled host
 
 With ``credentials=(user, password)`` it asks for HTTP Basic authentication, as a git host
 asks for a token.
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +86,7 @@ class _GitHandler(BaseHTTPRequestHandler):
         if not self.server.owner.answering:
             self.close_connection = True  # hang up without a word, as a dead host's proxy would
             return
+        time.sleep(self.server.owner.stall_seconds)
         super().handle_one_request()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -159,6 +162,7 @@ class GitHttpServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.credentials = credentials  # (user, password) for HTTP Basic, or None: no authentication
         self.answering = True  # False: every connection is closed unanswered
+        self.stall_seconds = 0.0  # each connection's requests wait this long before they are read
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
