@@ -165,7 +165,7 @@ class InvitationDetailView(TeamAPIView):
         operation_id="clients_invitations_revoke",
         responses={
             204: None,
-            **error_responses(errors.InvalidRequest, *TEAM_ERRORS, errors.RoleEscalation, notes=_NOTES),
+            **error_responses(*TEAM_ERRORS, errors.RoleEscalation, errors.InvitationNotPending, notes=_NOTES),
         },
         description="Revoke a pending invitation: its link stops working.",
     )

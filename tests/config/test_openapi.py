@@ -55,6 +55,13 @@ def test_every_error_response_is_documented_with_the_one_error_shape(client, db)
                     assert schema.endswith("/Error"), (method, path, status)
 
 
+def test_revoking_an_invitation_documents_the_conflict_it_answers_not_a_body_error(client, db):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    revoke = document["paths"]["/api/clients/{client}/invitations/{invitation_id}"]["delete"]["responses"]
+    assert "invitation_not_pending" in revoke["409"]["description"]
+    assert "400" not in revoke  # it takes no body
+
+
 @pytest.mark.parametrize("accept", ["", "text/html"])
 def test_an_accept_header_without_json_is_a_documented_406(client, db, accept):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
