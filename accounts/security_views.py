@@ -7,7 +7,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import factor_enrolment, passwords, second_factors
 from accounts.admin_site import admin_session_bind
@@ -36,6 +35,7 @@ from accounts.serializers import DELIVERY_COOKIE, TokenResponseSerializer
 from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle, PasswordResetThrottle
 from accounts.views import PublicAPIView, SignInAPIView, login_response
 from config import errors
+from config.api import APIView
 from config.openapi import AUTHENTICATION_ERRORS, PortalAutoSchema, error_responses
 
 SIGN_IN_STEP_ERRORS = (

@@ -14,7 +14,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import access_tokens
 from accounts.authentication import TokenAuth, request_origin
@@ -26,6 +25,7 @@ from accounts.serializers import (
     AccessTokenSerializer,
 )
 from config import errors
+from config.api import APIView
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
 TOKEN_ERRORS = (*AUTHENTICATION_ERRORS, errors.PatNotAllowed)

@@ -12,7 +12,6 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.access_tokens import TOKEN_PREFIX
 from accounts.admin_site import admin_session_end
@@ -67,6 +66,7 @@ from accounts.services import (
 from accounts.throttles import LoginAccountThrottle, LoginIPThrottle
 from accounts.tokens import key_ring
 from config import errors, metrics
+from config.api import APIView
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
 JWKS_MAX_AGE = 300

@@ -13,7 +13,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.authentication import request_origin
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request
@@ -39,6 +38,7 @@ from clusters.team_serializers import (
 )
 from clusters.views import CLIENT_ERRORS, ClientAPIView
 from config import errors
+from config.api import APIView
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
 TEAM_ERRORS = (*CLIENT_ERRORS, errors.PatNotAllowed, errors.StepUpRequired)

@@ -10,7 +10,6 @@ from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.authentication import request_credential, request_origin
 from accounts.second_factors import recent_authentication_require
@@ -33,6 +32,7 @@ from clusters.serializers import (
     spec_errors,
 )
 from config import errors
+from config.api import APIView
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 
 # A path segment that is not a slug matches no route: 404 on every endpoint under /api/clients/.
@@ -202,7 +202,7 @@ class ClusterCredentialsView(ClientAPIView):
     required_permission = PERMISSION_CREDENTIALS
     # No HEAD: Django would answer it with GET, recording a reveal in the audit trail of keys
     # nobody was sent.
-    http_method_names = ["get", "options"]
+    http_method_names = ["get"]
 
     @extend_schema(
         operation_id="clusters_credentials_retrieve",

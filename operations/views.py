@@ -13,9 +13,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from config import errors
+from config.api import APIView
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 from operations.metrics import metrics_exposition
 from operations.selectors import system_status
