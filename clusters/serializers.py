@@ -92,6 +92,20 @@ class StorageGiField(WholeNumberField):
     pass
 
 
+@extend_schema_field(OpenApiTypes.BOOL)
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON ``true`` or ``false``; never ``"yes"``, ``"1"`` or ``1``, which DRF's field takes.
+
+    A flag that makes a destructive change explicit must be sent as the schema says."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 @extend_schema_field(OpenApiTypes.STR)
 class BlankAsNullField(serializers.CharField):
     """Renders an empty string as null (no commit yet, no recorded author)."""
@@ -138,7 +152,7 @@ class ClusterUpdateInputSerializer(InputSerializer):
         help_text="One of the cluster's `allowedVersions`: upgrades only, one minor version at a time.",
     )
     storageGi = StorageGiField(source="storage_gi", required=False)
-    confirm = serializers.BooleanField(
+    confirm = StrictBooleanField(
         required=False,
         default=False,
         help_text="Required (true) to scale down: Qdrant does not move shards off a peer that disappears.",

@@ -15,7 +15,8 @@ from accounts.serializers import (
     CanonicalEmailField,
 )
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
-from clusters.serializers import InputSerializer
+from clusters.serializers import InputSerializer, StrictBooleanField
+from clusters.services.policy import MAX_SESSION_LENGTH_MIN
 
 ROLE_HELP = "`viewer` (view), `operator` (view, configure, credentials) or `admin` (all that, and members)."
 
@@ -41,7 +42,10 @@ class InvitationSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Grant.Role.values)
-    state = serializers.CharField(help_text="`pending`, or `expired`: it can no longer be accepted.")
+    state = serializers.ChoiceField(
+        choices=["pending", "expired", "accepted", "revoked"],
+        help_text="Only a `pending` invitation can be accepted or revoked; the list shows `pending` and `expired` ones.",
+    )
     invitedBy = serializers.CharField(source="invited_by_email", help_text="Empty when unknown.")
     createdAt = serializers.DateTimeField(source="created_at")
     expiresAt = serializers.DateTimeField(source="expires_at")
@@ -92,7 +96,10 @@ class AuditQuerySerializer(serializers.Serializer):
 
 _METHODS_HELP = "How a session must have begun: `password`, `google`, `passkey` (at least one)."
 _DOMAIN_HELP = 'The Google Workspace (the ID token\'s `hd`) Google sign-ins must come from; "" for any.'
-_LENGTH_HELP = "Seconds after sign-in that a session keeps reaching the client; null: up to JWT_SESSION_MAX."
+_LENGTH_HELP = (
+    "Seconds after sign-in that a session keeps reaching the client, at least "
+    f"{int(MAX_SESSION_LENGTH_MIN.total_seconds())} and at most JWT_SESSION_MAX; null: up to JWT_SESSION_MAX."
+)
 _JIT_HELP = "Google sign-ins from googleDomain become members (not a member an admin removed)."
 
 
@@ -109,17 +116,17 @@ class SignInPolicyInputSerializer(InputSerializer):
     googleDomain = serializers.CharField(
         source="google_domain", allow_blank=True, max_length=253, default="", help_text=_DOMAIN_HELP
     )
-    mfaRequired = serializers.BooleanField(source="mfa_required", default=False)
-    # The bound that matters (JWT_SESSION_MAX) is the service's; this one keeps numbers sane.
+    mfaRequired = StrictBooleanField(source="mfa_required", default=False)
+    # The upper bound that matters (JWT_SESSION_MAX) is the service's; this one keeps numbers sane.
     maxSessionLength = serializers.IntegerField(
         source="max_session_length",
         allow_null=True,
-        min_value=1,
+        min_value=int(MAX_SESSION_LENGTH_MIN.total_seconds()),
         max_value=10 * 365 * 86400,
         default=None,
         help_text=_LENGTH_HELP,
     )
-    jitProvisioning = serializers.BooleanField(source="jit_provisioning", default=False, help_text=_JIT_HELP)
+    jitProvisioning = StrictBooleanField(source="jit_provisioning", default=False, help_text=_JIT_HELP)
     jitRole = serializers.ChoiceField(
         source="jit_role", choices=[Grant.Role.VIEWER, Grant.Role.OPERATOR], default=Grant.Role.VIEWER
     )

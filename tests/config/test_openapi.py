@@ -62,6 +62,15 @@ def test_revoking_an_invitation_documents_the_conflict_it_answers_not_a_body_err
     assert "400" not in revoke  # it takes no body
 
 
+def test_the_schema_states_what_the_team_endpoints_really_take_and_answer(client, db):
+    schemas = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["components"]
+    policy = schemas["schemas"]["SignInPolicyInputRequest"]["properties"]
+    assert policy["maxSessionLength"]["minimum"] == 300  # the service refuses less
+    state = schemas["schemas"]["Invitation"]["properties"]["state"]
+    states = state.get("enum") or schemas["schemas"][state["allOf"][0]["$ref"].rpartition("/")[2]]["enum"]
+    assert set(states) == {"pending", "expired", "accepted", "revoked"}
+
+
 @pytest.mark.parametrize("accept", ["", "text/html"])
 def test_an_accept_header_without_json_is_a_documented_406(client, db, accept):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
