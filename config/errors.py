@@ -14,6 +14,7 @@ is being imported, and must be able to import this.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rest_framework import status
@@ -376,9 +377,13 @@ class Throttled(PortalError):
     def __init__(self, *, retry_after: int | None = None) -> None:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         detail = (
-            f"Too many attempts; try again in {retry_after} seconds." if retry_after is not None else None
+            f"Too many attempts; try again in {_wait_text(retry_after)}." if retry_after is not None else None
         )
         super().__init__(detail, headers=headers)
+
+
+def _wait_text(seconds: int) -> str:
+    return f"{math.ceil(seconds / 60)} minutes" if seconds > 90 else f"{seconds} seconds"
 
 
 # --- 500, 503 -------------------------------------------------------------------------------

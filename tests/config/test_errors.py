@@ -2,6 +2,8 @@
 
 import pytest
 
+from config import errors
+
 
 def test_unknown_api_path_is_a_json_404(client, db):
     response = client.get("/api/no-such-thing")
@@ -133,3 +135,14 @@ def test_the_readme_documents_every_error_code_with_its_status():
         if issubclass(error, errors.PortalError) and error is not errors.PortalError
     }
     assert documented == raised
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "said"),
+    [(80, "try again in 80 seconds."), (90, "try again in 90 seconds."), (91, "try again in 2 minutes."),
+     (900, "try again in 15 minutes.")],
+)  # fmt: skip
+def test_a_throttled_answer_says_the_wait_in_words_once(retry_after, said):
+    throttled = errors.Throttled(retry_after=retry_after)
+    assert str(throttled.detail) == f"Too many attempts; {said}"
+    assert throttled.headers == {"Retry-After": str(retry_after)}

@@ -22,6 +22,7 @@ from tests.frontend.conftest import PASSWORD, sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CLUSTER_PAGE = "/#/clients/client1/clusters/main"
+CLUSTER_API = "/api/clients/client1/clusters/main"
 SLOW = 25_000  # ms: the page polls every 2, 3, 5... seconds and statuses are cached a second
 # pages/cluster-deployment.js's POLL_DELAYS_MS: the first and the longest delay between polls.
 FIRST_POLL_MS, LONGEST_POLL_MS = 2_000, 30_000
@@ -52,6 +53,24 @@ def _state(page, state: str, timeout: int = SLOW) -> None:
     page.wait_for_selector(f'#deployment-state[data-state="{state}"]', timeout=timeout)
 
 
+def _polls_say_nothing_new(page) -> None:
+    """Polls that find the same state leave the live region alone: a screen reader would read
+    the same words out again at every poll."""
+    polls = []
+    page.on("request", lambda request: polls.append(request) if request.url.endswith(CLUSTER_API) else None)
+    page.eval_on_selector(
+        "#deployment-message",
+        """region => { window.deploymentSaid = 0;
+            new MutationObserver(() => window.deploymentSaid++).observe(region, {childList: true, characterData: true, subtree: true}); }""",
+    )
+    deadline = time.monotonic() + 10
+    while len(polls) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(300)  # the last answer rendered
+    assert len(polls) >= 2 and page.get_attribute("#deployment-state", "data-state") == "pending"
+    assert page.eval_on_selector("#deployment-message", "() => window.deploymentSaid") == 0
+
+
 def test_a_scale_is_followed_to_deployed_and_a_failure_says_what_went_wrong(
     live_server, new_page, page_problems, screenshot, quick_argocd, git_server, user1, cluster1
 ):
@@ -74,6 +93,7 @@ def test_a_scale_is_followed_to_deployed_and_a_failure_says_what_went_wrong(
     assert "by client1@example.com" in page.text_content('[data-step="committed"]')
     assert quick_argocd.wait_for_refresh("qdrant.client1.main")
     screenshot(page, "cluster-deployment-pending")
+    _polls_say_nothing_new(page)
 
     # Argo CD picks it up and applies it: the steps advance without a reload.
     argocd.application_put(
@@ -119,6 +139,11 @@ def test_a_scale_is_followed_to_deployed_and_a_failure_says_what_went_wrong(
     assert message.startswith("Argo CD could not apply this change.") and refusal in message
     assert page.get_attribute("#deployment-message", "role") == "status"
     assert _steps(page)["synced"] == "failed"
+    # Not by colour alone: the failed step is marked otherwise than the done ones.
+    marks = page.eval_on_selector_all(
+        "#deployment-steps .step-marker", "marks => marks.map(m => m.textContent)"
+    )
+    assert marks == ["✓", "✓", "✕", ""]
     screenshot(page, "cluster-deployment-failed")
     assert page_problems == []
 

@@ -204,12 +204,7 @@ export function errorMessage(error) {
   if (error instanceof ApiError) {
     if (error.code === "session_expired") return null; // the login page says it
     if (error.code === "mfa_enrolment_required") return null; // #/security says it
-    if (error.code === "throttled" && error.retryAfter) {
-      const seconds = Number(error.retryAfter);
-      const wait = seconds > 90 ? `${Math.ceil(seconds / 60)} minutes` : `${error.retryAfter} seconds`;
-      return `${error.detail} Try again in ${wait}.`;
-    }
-    return error.detail;
+    return error.detail; // a throttled one says how long to wait (Retry-After, in words)
   }
   console.error(error); // a bug in this app, not a server answer
   return "Something went wrong. Please reload the page.";

@@ -89,6 +89,10 @@ const STEPS = [
   ["healthy", "Healthy"],
 ];
 
+// Seen, not only coloured: a failed step must not look like a done one to someone who cannot
+// tell red from green (the words are there for screen readers).
+const STEP_MARKS = { done: "✓", failed: "✕", unknown: "?" };
+
 function stepItems(cluster) {
   const statuses = stepStatuses(cluster);
   const details = stepDetails(cluster, statuses.synced);
@@ -96,7 +100,7 @@ function stepItems(cluster) {
     h(
       "li",
       { class: `step step-${statuses[key]}`, "data-step": key, "data-status": statuses[key] },
-      h("span", { class: "step-marker", "aria-hidden": "true" }),
+      h("span", { class: "step-marker", "aria-hidden": "true" }, STEP_MARKS[statuses[key]] || ""),
       h("span", { class: "step-label" }, label),
       h("span", { class: "visually-hidden" }, ` (${statuses[key] === "todo" ? "not yet" : statuses[key]})`),
       h("span", { class: "step-detail" }, details[key]),
@@ -132,7 +136,9 @@ export function deploymentSection(ctx, client, name, cluster) {
     element.dataset.state = deployment.state;
     replaceChildren(steps, stepItems(fresh));
     message.className = ["failed", "degraded", "unknown"].includes(deployment.state) ? "error" : "status";
-    say(message, deploymentText(deployment));
+    // A live region rewritten with the same words is read out again: only a change is said.
+    const text = deploymentText(deployment);
+    if (message.textContent !== text) say(message, text);
     replaceChildren(checked, deployment.checkedAt ? ["Checked ", timeElement(deployment.checkedAt)] : "");
   }
 

@@ -188,7 +188,7 @@ async function passkeyAttempt(api, parts) {
     return ACCEPTED;
   } catch (failure) {
     if (failure instanceof ApiError && failure.isAuthError) return SIGNED_OUT;
-    say(parts.error, passkeyErrorMessage(failure) || throttledText(failure) || failure.detail || "That did not work; try again.");
+    say(parts.error, passkeyErrorMessage(failure) || failure.detail || "That did not work; try again.");
     parts.passkey.focus();
     return RETRY;
   } finally {
@@ -210,7 +210,7 @@ async function proofAttempt(api, parts) {
   } catch (failure) {
     if (failure instanceof ApiError && failure.isAuthError) return SIGNED_OUT;
     const input = proof.password !== undefined ? parts.password.input : parts.code.input;
-    say(parts.error, throttledText(failure) || failure.detail || "That did not work; try again.");
+    say(parts.error, failure.detail || "That did not work; try again.");
     input.value = "";
     markInvalid(input, true);
     input.focus();
@@ -221,10 +221,6 @@ async function proofAttempt(api, parts) {
   }
 }
 
-function throttledText(failure) {
-  if (!(failure instanceof ApiError) || failure.code !== "throttled" || !failure.retryAfter) return null;
-  return `${failure.detail} Try again in ${failure.retryAfter} seconds.`;
-}
 
 /**
  * Runs `action()`; when it answers reauthentication_required, asks the user to confirm it is
