@@ -111,6 +111,10 @@ class SignInPolicyInputSerializer(InputSerializer):
         child=serializers.ChoiceField(choices=SignInPolicy.Method.values),
         min_length=1,
         max_length=len(SignInPolicy.Method.values),
+        error_messages={
+            "min_length": "Choose at least one sign-in method.",
+            "empty": "Choose at least one sign-in method.",
+        },
         help_text=_METHODS_HELP,
     )
     googleDomain = serializers.CharField(

@@ -403,6 +403,50 @@ def test_a_new_invitation_clears_the_last_ones_message(
     assert page_problems == []
 
 
+def _focused(page) -> str:
+    return page.evaluate("document.activeElement.id || document.activeElement.tagName")
+
+
+def test_a_refused_invitation_leaves_the_keyboard_where_it_was_and_marks_the_field(
+    live_server, new_page, page_problems, admin1, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    page.wait_for_selector("#invite-form")
+
+    page.fill("#invite-email", "not-an-email")
+    page.focus("#send-invite")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#invite-error:has-text('Enter the email address')")
+    assert page.get_attribute("#invite-email", "aria-invalid") == "true" and _focused(page) == "invite-email"
+
+    page.fill("#invite-email", user1.email)  # a member already: refused by the server
+    page.focus("#send-invite")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#invite-error:has-text('already a member')")
+    assert page.get_attribute("#invite-email", "aria-invalid") is None
+    assert _focused(page) == "send-invite"  # not <body>: the button was busy, not gone
+    assert page_problems == []
+
+
+def test_a_policy_without_a_sign_in_method_is_told_so_at_its_checkboxes(
+    live_server, new_page, page_problems, admin1, cluster1
+):
+    page = new_page()
+    _settings_page(page, live_server.url, admin1.email)
+    for box in page.query_selector_all("[id^='policy-method-']"):
+        box.uncheck()
+    page.focus("#save-policy")
+    page.keyboard.press("Enter")
+
+    page.wait_for_selector("#policy-error:has-text('Choose at least one sign-in method.')")
+    first = page.get_attribute("[id^='policy-method-']", "id")
+    assert _focused(page) == first and page.get_attribute(f"#{first}", "aria-invalid") == "true"
+    assert "Ensure this field" not in page.text_content("#policy-error")
+    assert page_problems == []
+
+
 def test_a_token_whose_owner_was_demoted_is_listed_with_what_it_can_do_now(
     live_server, new_page, page_problems, admin1, user1, cluster1
 ):

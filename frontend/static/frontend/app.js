@@ -189,6 +189,7 @@ function updateHeader() {
   elements.nav.hidden = !signedInNow;
   elements.userMenu.hidden = !signedInNow;
   elements.userEmail.textContent = signedInNow ? state.user.email || "" : "";
+  elements.userEmail.title = elements.userEmail.textContent; // cut short on a narrow screen
 }
 
 function markNav(active) {

@@ -76,6 +76,20 @@ export function say(region, text) {
   region.textContent = text || "";
 }
 
+/** The header of a table's buttons column: named for screen readers, blank on screen. */
+export function actionsHeader() {
+  return h("span", { class: "visually-hidden" }, "Actions");
+}
+
+/**
+ * Gives the focus back to `control` when the page lost it (to <body>) while the control was
+ * disabled, hidden or replaced: a keyboard or screen-reader user goes on from where they were.
+ */
+export function focusKeep(control) {
+  const lost = !document.activeElement || document.activeElement === document.body;
+  if (lost && control && control.isConnected && !control.disabled && !control.hidden) control.focus();
+}
+
 /** Marks a form control invalid (or valid again) for assistive technology. */
 export function markInvalid(input, invalid) {
   if (invalid) input.setAttribute("aria-invalid", "true");

@@ -1,7 +1,7 @@
 // #/clients/{client}/settings: the client's sign-in policy. Every member reads it; its admins
 // change it (the server refuses a policy their own session would not satisfy).
 
-import { h, liveRegion, markInvalid, say } from "../dom.js";
+import { focusKeep, h, liveRegion, markInvalid, say } from "../dom.js";
 import { clientPermissions, pageFrame, pageLoad, showError } from "./common.js";
 import { teamCrumbs } from "./team.js";
 
@@ -94,6 +94,7 @@ function policySection(ctx, client, policy, canChange, pageError) {
     event.preventDefault();
     say(error, "");
     say(status, "");
+    for (const control of [fields.methods[0].input, fields.domain, fields.jit.input, fields.jitRole]) markInvalid(control, false);
     const length = sessionLength(fields.hours, saved);
     markInvalid(fields.hours, Boolean(length.problem));
     if (length.problem) {
@@ -107,9 +108,16 @@ function policySection(ctx, client, policy, canChange, pageError) {
       fields.hours.value = hoursText(saved.maxSessionLength);
       say(status, "Saved: it applies to every member's next request.");
     } catch (failure) {
-      showError(ctx, error, failure, { maxSessionLength: fields.hours });
+      showError(ctx, error, failure, {
+        allowedMethods: fields.methods[0].input,
+        googleDomain: fields.domain,
+        maxSessionLength: fields.hours,
+        jitProvisioning: fields.jit.input,
+        jitRole: fields.jitRole,
+      });
     } finally {
       save.disabled = false;
+      focusKeep(save);
     }
   });
   return h(

@@ -282,7 +282,9 @@ function markSaving(forms, form, button, label) {
     button.textContent = before;
     form.element.removeAttribute("aria-busy");
     const lost = !document.activeElement || document.activeElement === document.body;
-    if (lost && buttons.includes(focused) && !focused.disabled) focused.focus();
+    // A button the save hid (Cancel request, once cancelled) hands the focus to its form's field.
+    const target = focused && focused.hidden ? form.element.querySelector("input, select") : focused;
+    if (lost && buttons.includes(focused) && !focused.disabled && target) target.focus();
   };
 }
 

@@ -58,7 +58,8 @@ function credentialsView(ctx, initial, fetchKeys, error) {
     endpointGrpc: h("code", { id: "endpoint-grpc" }),
     apiKey: h("code", { id: "api-key", class: "secret" }),
     readOnlyApiKey: h("code", { id: "read-only-api-key", class: "secret" }),
-    reveal: h("button", { type: "button", id: "reveal-keys", class: "button secondary", "aria-pressed": "false" }, "Reveal keys"),
+    // Its words say the state: no aria-pressed, which would read "Hide keys, pressed".
+    reveal: h("button", { type: "button", id: "reveal-keys", class: "button secondary" }, "Reveal keys"),
     copyStatus: liveRegion("copy-status"),
     current: () => credentials,
     show() {
@@ -68,7 +69,6 @@ function credentialsView(ctx, initial, fetchKeys, error) {
       secretShow(view.apiKey, credentials.apiKey, "API key", revealed);
       secretShow(view.readOnlyApiKey, credentials.readOnlyApiKey, "read-only API key", revealed);
       view.reveal.textContent = revealed ? "Hide keys" : "Reveal keys";
-      view.reveal.setAttribute("aria-pressed", String(revealed));
     },
     replace(next) {
       credentials = next;

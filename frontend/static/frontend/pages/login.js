@@ -2,7 +2,7 @@
 // "Sign in with Google" when a client ID is configured. A first factor may lead to the
 // second step (./second-factor.js) instead of a session.
 
-import { h, liveRegion, markInvalid, say } from "../dom.js";
+import { focusKeep, h, liveRegion, markInvalid, say } from "../dom.js";
 import { showError } from "./common.js";
 import { passkeySignInSection, signInContinue } from "./second-factor.js";
 
@@ -129,6 +129,7 @@ async function passwordSignIn(ctx, { card, fields, next }) {
       submit.disabled = false;
       submit.textContent = "Sign in";
       form.removeAttribute("aria-busy");
+      focusKeep(submit);
     }
   }
 }

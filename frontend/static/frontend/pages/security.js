@@ -3,7 +3,7 @@
 // here first (mfa_enrolment_required); once it has one, it continues where it was going.
 
 import { adminPath, appPath } from "../next.js";
-import { h, replaceChildren, say } from "../dom.js";
+import { focusKeep, h, replaceChildren, say } from "../dom.js";
 import { enrolled, pageFrame, pageLoad, showError } from "./common.js";
 import { passwordSection } from "./security-password.js";
 import { passkeysSection } from "./security-passkeys.js";
@@ -68,6 +68,7 @@ function securityPage(ctx, { status, error, notice, sentHere }) {
         if (ctx.isCurrent()) {
           button.disabled = false;
           button.textContent = label;
+          focusKeep(button);
         }
       }
     },
@@ -79,6 +80,7 @@ function securityPage(ctx, { status, error, notice, sentHere }) {
           replaceChildren(page.codesSlot);
           say(status, "Recovery codes saved.");
           noticeShow(page, notice, sentHere || Boolean(next));
+          focusKeep(document.getElementById("page-title")); // the Done button went with the panel
         }),
       );
       page.codesSlot.querySelector("h2").focus();

@@ -1,7 +1,7 @@
 // #/clients/{client}/team, for the client's admins: members and their roles, invitations, the
 // personal access tokens that reach the client, and the audit trail (team-activity.js).
 
-import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { actionsHeader, focusKeep, h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
 import { confirmDialog, FILTER_FROM, pageFrame, pageLoad, rowFilter, showError } from "./common.js";
 import { auditSection, clientTokensSection } from "./team-activity.js";
 
@@ -94,7 +94,7 @@ function membersSection(ctx, client, members, pageError, activity) {
       h(
         "table",
         { class: "responsive-table" },
-        h("thead", {}, h("tr", {}, ["Member", "Role", "Joined", ""].map((label) => h("th", { scope: "col" }, label)))),
+        h("thead", {}, h("tr", {}, ["Member", "Role", "Joined", actionsHeader()].map((label) => h("th", { scope: "col" }, label)))),
         body,
       ),
     ),
@@ -187,6 +187,7 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
     } catch (failure) {
       remove.disabled = false;
       showError(ctx, pageError, failure);
+      focusKeep(remove);
     }
   });
   return tr;
@@ -211,8 +212,10 @@ function inviteSection(ctx, client, invitations, activity) {
     event.preventDefault();
     say(error, "");
     say(status, "");
+    markInvalid(email, false);
     if (!email.value.trim() || !email.validity.valid) {
       say(error, "Enter the email address to invite.");
+      markInvalid(email, true);
       email.focus();
       return;
     }
@@ -228,6 +231,7 @@ function inviteSection(ctx, client, invitations, activity) {
       showError(ctx, error, failure, { email, role });
     } finally {
       submit.disabled = false;
+      focusKeep(submit);
     }
   });
   return h(

@@ -1,7 +1,7 @@
 // #/tokens: personal access tokens for scripts and CI. Make one (its secret is shown once, with a
 // copy button), see each one's clients and last use, revoke it.
 
-import { h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
+import { actionsHeader, h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
 import { confirmDialog, copyText, pageFrame, pageLoad, showError } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
@@ -119,12 +119,14 @@ function createSection(ctx, clients, list, pageError) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     say(error, "");
-    for (const input of [name, expires]) markInvalid(input, false);
+    for (const input of form.querySelectorAll("[aria-invalid]")) markInvalid(input, false);
     const chosen = Object.fromEntries(
       choices.map((choice) => [choice.row.dataset.client, choice.chosen()]).filter(([, permissions]) => permissions.length),
     );
     if (!name.value.trim()) return fieldProblem(error, name, "Name the token (what it is for).");
-    if (!Object.keys(chosen).length) return fieldProblem(error, null, "Choose at least one permission on one client.");
+    if (!Object.keys(chosen).length) {
+      return fieldProblem(error, form.querySelector("input[type=checkbox]"), "Choose at least one permission on one client.");
+    }
     submit.disabled = true;
     try {
       const token = await withReauthentication(ctx, () =>
@@ -153,7 +155,9 @@ function createSection(ctx, clients, list, pageError) {
 
 function fieldProblem(region, input, text) {
   say(region, text);
-  if (input) input.focus();
+  if (!input) return;
+  markInvalid(input, true);
+  input.focus();
 }
 
 /** The secret of the token just made, shown once, with a copy button: {element, show(token)}. */
@@ -166,7 +170,7 @@ function createdPanel() {
   );
   const element = h(
     "div",
-    { id: "token-created", class: "notice stack", hidden: true, role: "region", "aria-label": "New token" },
+    { id: "token-created", class: "notice stack", hidden: true, role: "region", "aria-label": "The new token's secret" },
     h("p", {}, h("strong", {}, "Copy this token now: it is shown only this once. "), "Store it as a secret of your CI."),
     h("div", { class: "input-row" }, secret, copy),
     copyStatus,
@@ -202,7 +206,7 @@ function tokenList(ctx, pageError) {
     confirmId: "confirm-revoke-token",
     cancelId: "cancel-revoke-token",
   });
-  const labels = ["Name", "Token", "Clients", "Created", "Expires", "Last used", ""];
+  const labels = ["Name", "Token", "Clients", "Created", "Expires", "Last used", actionsHeader()];
   const element = h(
     "section",
     { class: "card stack", "aria-labelledby": "tokens-heading" },
