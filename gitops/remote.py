@@ -8,6 +8,7 @@ changes on the remote's tip instead of overwriting someone else's commit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from gitops.errors import PushRejected
 from gitops.repository import GitopsRepository, branch_tip, repository_handle
 
 _CREDENTIAL_ATTEMPTS = 3
+_SCP_LIKE = re.compile(r"^[^/@:]+@[^/:]+:")  # git@github.com:org/repo.git
 # libgit2 waits for the OS defaults (minutes) otherwise, while writers hold the gitops locks.
 pygit2.settings.server_connect_timeout = 10_000
 pygit2.settings.server_timeout = 30_000
@@ -75,6 +77,12 @@ class _Callbacks(pygit2.RemoteCallbacks):
             return pygit2.UserPass(username_from_url or remote.username, remote.token)
         raise pygit2.GitError("No credentials configured for the gitops remote.")
 
+    def certificate_check(self, certificate, valid, host):  # noqa: ANN001, ANN201 - pygit2's hook
+        # pygit2's default lets any SSH host key through. libgit2 has checked the key against
+        # $HOME/.ssh/known_hosts (and a TLS certificate against the trusted CAs): a host not
+        # there is refused before the portal's key is offered or a commit is sent to it.
+        return bool(valid)
+
     def sideband_progress(self, string):  # noqa: ANN001, ANN201 - pygit2's hook
         if len(self.remote_said) < 20:  # a hook's reason, not a flood
             self.remote_said.append(string)
@@ -83,6 +91,15 @@ class _Callbacks(pygit2.RemoteCallbacks):
         # A refusal (a hook, a protected branch) is not an exception in libgit2: only this says so.
         if message:
             self.rejected[refname] = message
+
+
+def ssh_known_hosts_missing(url: str) -> Path | None:
+    """For an SSH ``url``: the known_hosts file libgit2 checks host keys against, when it is
+    absent (every connection would be refused). None for other URLs or when it exists."""
+    if not (url.startswith("ssh://") or _SCP_LIKE.match(url)):
+        return None
+    known_hosts = Path(pygit2.settings.homedir or "/nonexistent") / ".ssh" / "known_hosts"
+    return None if known_hosts.is_file() else known_hosts
 
 
 def remote_tracking_tip(*, repository: GitopsRepository) -> str | None:

@@ -6,11 +6,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pygit2
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gitops.remote import RemoteConfig, commit_is_ancestor, remote_fetch, remote_push
 from gitops.repository import GitopsRepository, branch_tip, files_commit, repository_open
 from tests.support.git_http import GitHttpServer, GitHttpServerProcess
+from tests.support.ssh_host import SshHost
 
 from .conftest import ALICE, PORTAL
 
@@ -165,3 +169,38 @@ def test_commit_is_ancestor_follows_history(repository, tmp_path):
     assert commit_is_ancestor(repository=repository, ancestor=second, descendant=second)
     assert not commit_is_ancestor(repository=repository, ancestor=second, descendant=first)
     assert not commit_is_ancestor(repository=repository, ancestor=unrelated, descendant=second)
+
+
+def _ssh_key(folder: Path) -> Path:
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = folder / "id_ed25519"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    return path
+
+
+def test_an_ssh_host_not_in_known_hosts_is_refused_before_the_portals_key_is_offered(
+    repository, tmp_path, monkeypatch
+):
+    """Whoever answers for the git host's name must not get the key, nor the commits."""
+    home = tmp_path / "home"
+    monkeypatch.setattr(pygit2.settings, "homedir", str(home))  # libgit2's $HOME: .ssh/known_hosts
+    told: list[Exception] = []
+    with SshHost() as host:
+        remote = RemoteConfig(
+            url=host.url("gitops.git"), ssh_key_path=_ssh_key(tmp_path), on_failure=told.append
+        )
+
+        assert remote_fetch(repository=repository, remote=remote).reachable is False
+        assert remote_push(repository=repository, remote=remote) is False
+        assert host.sign_in_attempts == []
+        assert [type(error).__name__ for error in told] == ["CertificateError", "CertificateError"]
+        assert "unknown remote ssh hostkey" in str(told[0])
+
+        (home / ".ssh").mkdir(parents=True)
+        (home / ".ssh" / "known_hosts").write_text(host.known_hosts_line)
+        remote_fetch(repository=repository, remote=remote)  # a known host: the key is offered
+        assert host.sign_in_attempts[:1] == ["git"]

@@ -1,0 +1,25 @@
+"""Deployment checks (``manage.py check --deploy``): a GitOps remote the portal could never push to."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import checks
+
+from gitops.remote import ssh_known_hosts_missing
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def ssh_remote_host_keys_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """An SSH remote's host key must be known: the portal refuses a host it cannot verify."""
+    missing = ssh_known_hosts_missing(settings.GITOPS_REMOTE_URL or "")
+    if missing is None:
+        return []
+    return [
+        checks.Error(
+            f"GITOPS_REMOTE_URL is an SSH remote, but {missing} does not exist: the git host's key "
+            "cannot be verified, so every push and fetch would be refused.",
+            hint="Put the host's known_hosts line(s) (ssh-keyscan, checked against the host's "
+            "published fingerprints) in .ssh/known_hosts under HOME; the README shows the mount.",
+            id="clusters.E001",
+        )
+    ]

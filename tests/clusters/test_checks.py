@@ -1,0 +1,31 @@
+"""``manage.py check --deploy`` refuses an SSH remote whose host key cannot be verified."""
+
+from __future__ import annotations
+
+import pygit2
+import pytest
+
+from clusters.checks import ssh_remote_host_keys_check
+
+
+@pytest.mark.parametrize(
+    "url", ["ssh://git@git.example.com/gitops.git", "git@git.example.com:org/gitops.git"]
+)
+def test_an_ssh_remote_without_known_hosts_is_a_deploy_error(settings, tmp_path, monkeypatch, url):
+    monkeypatch.setattr(pygit2.settings, "homedir", str(tmp_path))
+    settings.GITOPS_REMOTE_URL = url
+
+    problems = ssh_remote_host_keys_check(None)
+
+    assert [problem.id for problem in problems] == ["clusters.E001"]
+    assert str(tmp_path / ".ssh" / "known_hosts") in problems[0].msg
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "known_hosts").write_text("git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA\n")
+    assert ssh_remote_host_keys_check(None) == []
+
+
+@pytest.mark.parametrize("url", ["", "https://git.example.com/gitops.git", "/srv/git/gitops.git"])
+def test_other_remotes_need_no_known_hosts(settings, tmp_path, monkeypatch, url):
+    monkeypatch.setattr(pygit2.settings, "homedir", str(tmp_path))
+    settings.GITOPS_REMOTE_URL = url
+    assert ssh_remote_host_keys_check(None) == []
