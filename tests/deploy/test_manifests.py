@@ -192,7 +192,32 @@ def test_the_kustomization_renders_into_valid_manifests_with_the_image_set():
             assert doc["metadata"]["namespace"] == NAMESPACE
         if doc["kind"] in WORKLOAD_KINDS:
             for container in _pod_spec(doc)["containers"]:
-                assert container["image"] == f"{new_image['newName']}:{new_image['newTag']}"
+                assert container["image"] == f"{IMAGE_NAME}:{new_image['newTag']}"
+
+
+@pytest.mark.skipif(_kustomize_command() is None, reason="neither kustomize nor kubectl is installed")
+def test_an_overlay_written_as_the_base_shows_puts_its_registrys_image_in_every_workload(tmp_path):
+    """The README's step: an overlay names `qdrant-portal` and sets the registry. Had the base
+    renamed the image, the overlay's entry would match nothing and the base's would deploy."""
+    shutil.copytree(K8S_DIR, tmp_path / "k8s")
+    overlay = tmp_path / "overlays" / "prod"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../k8s]\n"
+        "images:\n"
+        "  - {name: qdrant-portal, newName: registry.example.com/qdrant-portal, newTag: '1.0.1'}\n"
+    )
+    result = subprocess.run(
+        [*_kustomize_command(), str(overlay)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    images = {
+        container["image"]
+        for doc in yaml.safe_load_all(result.stdout)
+        if doc and doc["kind"] in WORKLOAD_KINDS
+        for container in _pod_spec(doc)["containers"]
+    }
+    assert images == {"registry.example.com/qdrant-portal:1.0.1"}
 
 
 # --- Kustomization --------------------------------------------------------------------------
