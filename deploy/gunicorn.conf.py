@@ -34,7 +34,9 @@ workers = _env_whole_number("GUNICORN_WORKERS", 2)
 threads = _env_whole_number("GUNICORN_THREADS", 4)
 worker_class = "gthread"
 
-timeout = 60  # a push to a hanging remote: 10 s to connect + 30 s per exchange (GITOPS_REMOTE_RETRY_AFTER)
+# gthread workers: not a per-request limit, but kept above a write to a hanging git remote
+# (a fetch and a push's two exchanges, 15 s each: gitops/remote.py).
+timeout = 60
 graceful_timeout = 25  # below the pod's terminationGracePeriodSeconds minus the preStop pause
 keepalive = 5
 # Recycle workers now and then so a slow leak never grows into an out-of-memory kill; rarely,

@@ -22,8 +22,10 @@ from gitops.repository import GitopsRepository, branch_tip, repository_handle
 _CREDENTIAL_ATTEMPTS = 3
 _SCP_LIKE = re.compile(r"^[^/@:]+@[^/:]+:")  # git@github.com:org/repo.git
 # libgit2 waits for the OS defaults (minutes) otherwise, while writers hold the gitops locks.
+# A write to a remote that stops answering may wait for a fetch and a push's two exchanges:
+# about 45 s, under the 120 s the shipped ingress and gateway wait for an answer.
 pygit2.settings.server_connect_timeout = 10_000
-pygit2.settings.server_timeout = 30_000
+pygit2.settings.server_timeout = 15_000
 # Failures of the remote or of the way to it, as pygit2 reports them (bad URLs included).
 _TRANSPORT_ERRORS = (pygit2.GitError, OSError, ValueError)
 

@@ -518,3 +518,19 @@ def test_the_argocd_application_deploys_deploy_k8s_with_automated_sync():
         "info",
     }
     assert set(spec) - {"revisionHistoryLimit"} <= known_spec_keys
+
+
+def test_the_ingress_and_the_gateway_wait_longer_than_a_write_to_a_hanging_git_remote():
+    """Such a write keeps the change and answers 202 once the remote's timeouts run out (a
+    fetch, then a push's two exchanges): a proxy that gave up first would answer 504 for it."""
+    import pygit2
+
+    import gitops.remote  # noqa: F401  (sets libgit2's timeouts)
+
+    worst_seconds = (pygit2.settings.server_connect_timeout + 3 * pygit2.settings.server_timeout) / 1000
+    ingress = _one("Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"]
+    gateway = re.search(
+        r"location / \{[^}]*proxy_read_timeout (\d+)s;", (DEPLOY_DIR / "gateway" / "nginx.conf").read_text()
+    )
+    assert gateway is not None, "the gateway's portal location sets no proxy_read_timeout"
+    assert int(ingress) > worst_seconds and int(gateway.group(1)) > worst_seconds
