@@ -6,10 +6,11 @@ import re
 import uuid
 from collections.abc import Callable
 
+from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse
 
 from config.errors import DatabaseUnavailable
-from config.exceptions import error_json, is_api_path
+from config.exceptions import error_json, handler400, is_api_path
 from config.logging import request_id_var
 from config.outages import DATABASE_ERRORS, RETRY_AFTER_SECONDS, database_outage
 
@@ -45,6 +46,26 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+class QueryStringLimitMiddleware:
+    """More query-string fields than DATA_UPLOAD_MAX_NUMBER_FIELDS: a 400, before anything reads them.
+
+    Django raises TooManyFieldsSent wherever ``request.GET`` is first read. With DEBUG on (``make
+    run``) its debug page reads it again while reporting that, and the answer became a bare
+    text 500; without DEBUG it was the same 400 as here.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.META.get("QUERY_STRING"):
+            try:
+                request.GET  # noqa: B018 - parsed (and kept) now, to catch its refusal here
+            except TooManyFieldsSent as refusal:
+                return handler400(request, refusal)
+        return self.get_response(request)
 
 
 class DatabaseOutageMiddleware:

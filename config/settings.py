@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     # Next, so that every answer is counted and timed, whichever middleware gave it.
     "config.metrics.RequestMetricsMiddleware",
+    "config.middleware.QueryStringLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",

@@ -132,3 +132,14 @@ def test_every_operation_that_takes_json_refuses_what_no_field_takes_with_a_400(
         answers[f"{method.upper()} {path}"] = (response.status_code, response.json().get("detail"))
 
     assert {operation: got for operation, got in answers.items() if got != (400, answer)} == {}
+
+
+@pytest.mark.parametrize("debug", [False, True])  # DEBUG is `make run`'s mode: its debug page failed on these
+@pytest.mark.parametrize("path", ["/api/auth/me", "/api/auth/login", "/api/clients"])
+def test_a_query_string_of_too_many_fields_is_a_json_400(client, db, settings, debug, path):
+    settings.DEBUG = debug
+    fields = "&".join(f"a{number}=1" for number in range(django_settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+
+    response = client.get(f"{path}?{fields}")
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
