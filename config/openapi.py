@@ -36,8 +36,6 @@ AUTHENTICATION_ERRORS: tuple[type[errors.PortalError], ...] = (
     errors.AccountDisabled,
     errors.CsrfFailed,
     errors.AuthUnavailable,
-    # A personal access token on a view that does not accept one (most of /api/auth/*, teams).
-    errors.PatNotAllowed,
 )
 
 
@@ -64,7 +62,9 @@ class PortalAutoSchema(AutoSchema):
     - ``not_acceptable`` (406) everywhere: a request whose ``Accept`` excludes JSON;
     - ``mfa_enrolment_required`` to the 403 of every authenticated endpoint that refuses an account
       the policy requires a second factor of until it has one: views that do not set
-      ``allowed_before_enrolment`` (the authentication enforces it).
+      ``allowed_before_enrolment`` (the authentication enforces it);
+    - ``pat_not_allowed`` to the 403 of every authenticated endpoint that does not set
+      ``accepts_personal_access_tokens`` (most of /api/auth/*, teams).
     """
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
@@ -74,6 +74,8 @@ class PortalAutoSchema(AutoSchema):
         self._error_add(operation, errors.NotAcceptable)
         if self._refused_before_enrolment():
             self._error_add(operation, errors.MfaEnrolmentRequired)
+        if self.view.get_authenticators() and not getattr(self.view, "accepts_personal_access_tokens", False):
+            self._error_add(operation, errors.PatNotAllowed)
         return operation
 
     def _error_add(self, operation: dict, error: type[errors.PortalError]) -> None:

@@ -71,6 +71,23 @@ def test_the_schema_states_what_the_team_endpoints_really_take_and_answer(client
     assert set(states) == {"pending", "expired", "accepted", "revoked"}
 
 
+def test_pat_not_allowed_is_documented_exactly_where_a_personal_access_token_is_refused(client, db):
+    paths = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+
+    def documents_it(path: str, method: str) -> bool:
+        return "pat_not_allowed" in paths[path][method]["responses"].get("403", {}).get("description", "")
+
+    for path, method in [
+        ("/api/clients", "get"),
+        ("/api/auth/me", "get"),
+        ("/api/auth/validate", "get"),
+        ("/api/clients/{client}/clusters/{cluster}", "patch"),
+    ]:
+        assert not documents_it(path, method), f"{method} {path} takes a personal access token"
+    for path, method in [("/api/auth/sessions", "get"), ("/api/clients/{client}/members", "get")]:
+        assert documents_it(path, method), f"{method} {path} refuses a personal access token"
+
+
 @pytest.mark.parametrize("accept", ["", "text/html"])
 def test_an_accept_header_without_json_is_a_documented_406(client, db, accept):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
