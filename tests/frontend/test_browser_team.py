@@ -385,6 +385,34 @@ def test_an_admin_stepping_down_is_asked_first_and_then_leaves_the_team_page(
     assert page_problems == []
 
 
+def test_the_last_admins_refused_step_down_is_said_in_their_row_and_keeps_the_role(
+    live_server, new_page, page_problems, admin1, user1, cluster1
+):
+    page = new_page()
+    page.set_viewport_size({"width": 1280, "height": 500})  # the page's own error area is out of view
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    mine = f'[data-testid="member-row"][data-email="{admin1.email}"]'
+    page.wait_for_selector(mine)
+
+    page.select_option(f"{mine} .member-role", "operator")
+    page.click(f"{mine} .save-role")
+    page.click("#confirm-own-role")
+
+    said = page.locator(f'{mine} [data-testid="member-error"]')
+    expect(said).to_contain_text("keeps at least one admin")
+    assert said.get_attribute("role") == "alert" and said.is_visible()
+    assert page.evaluate("document.activeElement.className").count("save-role") == 1  # where it was
+    expect(page.locator(f"{mine} .member-role")).to_have_value("admin")
+    assert page.text_content("#page-error") == ""
+    page.select_option(f"{mine} .member-role", "viewer")
+    page.click(f"{mine} .save-role")
+    page.click("#cancel-own-role")
+    expect(said).to_have_text("")  # a new attempt clears the last one's message
+    assert Grant.objects.get(user=admin1).role == "admin"
+    assert page_problems == []
+
+
 def test_a_new_invitation_clears_the_last_ones_message(
     live_server, new_page, page_problems, admin1, user1, cluster1
 ):

@@ -36,7 +36,7 @@ export async function render(ctx) {
   // What a change to the team shows afterwards: the trail, and the tokens (a removal or a
   // demotion takes the client out of the member's tokens).
   const activity = { load: () => Promise.all([trail.load(), tokens.load()]) };
-  const invitations = invitationsSection(ctx, client, error, activity);
+  const invitations = invitationsSection(ctx, client, activity);
   ctx.main.append(
     h("p", {}, h("a", { id: "policy-link", href: `#/clients/${encodeURIComponent(client)}/settings` }, "Sign-in policy of this client")),
     membersSection(ctx, client, loaded.members, error, activity),
@@ -113,7 +113,7 @@ function isMe(ctx, member) {
  * The role select and its "Change role" button: choosing a role (arrow keys included) changes
  * nothing until the button is pressed. Focus stays where it is; #members-status says the result.
  */
-function roleControl(member, tr, { ctx, client, pageError, activity, status, selfDialog }) {
+function roleControl(member, tr, { ctx, client, rowError, activity, status, selfDialog }) {
   const select = roleSelect(member, { class: "member-role", "aria-label": `Role of ${member.email}` });
   const save = h(
     "button",
@@ -123,7 +123,7 @@ function roleControl(member, tr, { ctx, client, pageError, activity, status, sel
   let saving = false;
   save.addEventListener("click", async () => {
     if (saving) return;
-    say(pageError, "");
+    say(rowError, "");
     say(status, "");
     if (select.value === member.role) {
       say(status, `${member.email} is already ${member.role}: choose another role first.`);
@@ -147,7 +147,7 @@ function roleControl(member, tr, { ctx, client, pageError, activity, status, sel
       activity.load();
     } catch (failure) {
       select.value = member.role;
-      showError(ctx, pageError, failure);
+      showError(ctx, rowError, failure);
     } finally {
       saving = false;
       save.textContent = "Change role";
@@ -159,12 +159,15 @@ function roleControl(member, tr, { ctx, client, pageError, activity, status, sel
 // One member's row: its role (changed with the row's button) and the remove button (asks first).
 function memberRow(member, { ctx, client, pageError, activity, status, dialog, selfDialog }) {
   const who = member.name ? `${member.name} (${member.email})` : member.email;
+  // A refused change or removal is said in its row, where the keyboard and the eyes are, not
+  // at the top of a long page; role=alert reads it out as the page's error did.
+  const rowError = h("p", { class: "error row-error", role: "alert", "data-testid": "member-error" });
   const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
   const search = `${member.name || ""} ${member.email}`.toLowerCase();
   const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role, search } });
   tr.append(
     h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
-    h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, pageError, activity, status, selfDialog })),
+    h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, rowError, activity, status, selfDialog }), rowError),
     h("td", { "data-label": "Joined" }, timeElement(member.joinedAt)),
     h("td", {}, remove),
   );
@@ -172,6 +175,7 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
     const asked = [`${member.email} loses ${client} at once: their sessions, tokens and gateways' checks.`];
     if (!(await dialog.ask(asked))) return;
     say(pageError, "");
+    say(rowError, "");
     remove.disabled = true;
     try {
       await ctx.api.memberRemove(client, member.userId);
@@ -186,7 +190,7 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
       activity.load();
     } catch (failure) {
       remove.disabled = false;
-      showError(ctx, pageError, failure);
+      showError(ctx, rowError, failure);
       focusKeep(remove);
     }
   });
@@ -245,7 +249,7 @@ function inviteSection(ctx, client, invitations, activity) {
   );
 }
 
-function invitationsSection(ctx, client, pageError, activity) {
+function invitationsSection(ctx, client, activity) {
   const list = h("ul", { id: "invitations-list", class: "plain-list" });
   const empty = h("p", { id: "invitations-empty", class: "empty" }, "No open invitations.");
   const status = liveRegion("invitations-status");
@@ -255,14 +259,17 @@ function invitationsSection(ctx, client, pageError, activity) {
   };
   function row(invitation) {
     const revoke = h("button", { type: "button", class: "button secondary revoke-invitation", "aria-label": `Revoke the invitation of ${invitation.email}` }, "Revoke");
+    const rowError = h("p", { class: "error row-error", role: "alert", "data-testid": "invitation-error" });
     const item = h(
       "li",
       { "data-testid": "invitation-row", class: "list-row", dataset: { invitationId: invitation.id, email: invitation.email } },
       h("span", {}, h("strong", {}, invitation.email), ` as ${invitation.role}, `),
       invitation.state === "expired" ? h("span", { class: "badge warn" }, "expired") : ["until ", timeElement(invitation.expiresAt)],
       revoke,
+      rowError,
     );
     revoke.addEventListener("click", async () => {
+      say(rowError, "");
       revoke.disabled = true;
       try {
         await ctx.api.invitationRevoke(client, invitation.id);
@@ -275,7 +282,8 @@ function invitationsSection(ctx, client, pageError, activity) {
         activity.load();
       } catch (failure) {
         revoke.disabled = false;
-        showError(ctx, pageError, failure);
+        showError(ctx, rowError, failure);
+        focusKeep(revoke);
       }
     });
     return item;
