@@ -268,6 +268,8 @@ class GitopsRemoteState(models.Model):
     last_push_at = models.DateTimeField(null=True, blank=True)
     last_push_commit = models.CharField(max_length=64, blank=True)
     last_failure_at = models.DateTimeField(null=True, blank=True)
+    # Why the remote last failed, as git said it: for the operators' status page.
+    last_failure_reason = models.CharField(max_length=300, blank=True)
     # When a write after the pause took the one retry (clusters.remote.remote_resting).
     retry_claimed_at = models.DateTimeField(null=True, blank=True)
 

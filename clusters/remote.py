@@ -21,7 +21,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from clusters.models import GitopsRemoteState
+from config.logging import text_redact
 from config.outages import gitops_remote_outage
+from gitops.errors import PushRejected
 from gitops.locks import push_lock
 from gitops.remote import RemoteConfig, remote_fetch
 from gitops.repository import GitopsRepository
@@ -45,7 +47,22 @@ def gitops_remote() -> RemoteConfig | None:
         url=settings.GITOPS_REMOTE_URL,
         token=settings.GITOPS_REMOTE_TOKEN or None,
         ssh_key_path=Path(settings.GITOPS_SSH_KEY_PATH) if settings.GITOPS_SSH_KEY_PATH else None,
-        on_failure=gitops_remote_outage.report,  # logged once a minute while it lasts
+        on_failure=_remote_failure_report,
+    )
+
+
+def _remote_failure_report(error: Exception) -> None:
+    """Why the remote failed: in the log (a refusal each time; an outage once a minute while it
+    lasts) and on the remote-state row, which the operators' status page shows."""
+    if isinstance(error, PushRejected):
+        logger.warning("The gitops remote refused the push: %s", error)
+    else:
+        gitops_remote_outage.report(error)
+    said = text_redact(str(error).splitlines()[0]) if str(error) else ""  # a URL's credentials, as in logs
+    reason = f"{type(error).__name__}: {said}"
+    max_length = GitopsRemoteState._meta.get_field("last_failure_reason").max_length
+    GitopsRemoteState.objects.update_or_create(
+        pk=GitopsRemoteState.SINGLETON_ID, defaults={"last_failure_reason": reason[:max_length]}
     )
 
 

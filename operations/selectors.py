@@ -205,6 +205,7 @@ class GitopsStatus:
     last_push_at: datetime | None = None
     last_push_commit: str = ""
     last_failure_at: datetime | None = None
+    last_failure_reason: str = ""
     pending_changes: int | None = None
     oldest_pending_at: datetime | None = None
     oldest_pending_age_seconds: float | None = None
@@ -223,13 +224,17 @@ def gitops_status() -> GitopsStatus:
         and (not remote.last_push_at or remote.last_failure_at > remote.last_push_at)
     )
     return GitopsStatus(
-        # The remote's last answer was a failure: changes wait (the log says why, once a minute).
+        # The remote's last answer was a failure: changes wait.
         ok=not failing,
-        error="the last push to the remote failed; changes wait for the next one" if failing else None,
+        error=f"the last push to the remote failed ({remote.last_failure_reason or 'see the log'}); changes wait "
+        "for the next one"
+        if failing
+        else None,
         remote_configured=configured,
         last_push_at=remote.last_push_at if remote else None,
         last_push_commit=remote.last_push_commit if remote else "",
         last_failure_at=remote.last_failure_at if remote else None,
+        last_failure_reason=remote.last_failure_reason if remote else "",
         pending_changes=outbox.pending_changes,
         oldest_pending_at=outbox.oldest_created_at,
         oldest_pending_age_seconds=round(outbox.oldest_age_seconds(timezone.now()), 1),

@@ -56,6 +56,10 @@ class GitopsRemoteSerializer(serializers.Serializer):
     lastFailureAt = serializers.DateTimeField(
         source="last_failure_at", allow_null=True, help_text="When a delivery last left commits local."
     )
+    lastFailureReason = serializers.CharField(
+        source="last_failure_reason",
+        help_text="Why the remote last failed, as git said it (a refusal: the hook's words); empty when never.",
+    )
 
 
 class GitopsStatusSerializer(serializers.Serializer):

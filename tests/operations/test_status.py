@@ -17,6 +17,7 @@ from config.outages import REPORT_INTERVAL_SECONDS, gitops_remote_outage
 from operations import selectors
 from operations.selectors import cache_status, database_status, system_status
 from tests.helpers import free_port
+from tests.support.git_http import GitHttpServer
 
 STATUS_URL = "/api/system/status"
 ADMIN_STATUS_URL = "/admin/operations/systemstatus/"
@@ -83,7 +84,13 @@ def test_staff_get_every_probe_in_camel_case(client_for, staff):
     assert body["gitops"] == {
         "ok": True,
         "error": None,
-        "remote": {"configured": False, "lastPushAt": None, "lastPushCommit": "", "lastFailureAt": None},
+        "remote": {
+            "configured": False,
+            "lastPushAt": None,
+            "lastPushCommit": "",
+            "lastFailureAt": None,
+            "lastFailureReason": "",
+        },
         "pendingChanges": 0,
         "oldestPendingAt": None,
         "oldestPendingAgeSeconds": 0.0,
@@ -266,8 +273,10 @@ def test_an_unreachable_remote_is_recorded_and_the_waiting_change_counted(
 
     assert [answer.status_code for answer in answers] == [202, 202]
     assert body["ok"] is False and gitops["ok"] is False
-    assert gitops["error"] == "the last push to the remote failed; changes wait for the next one"
-    # Why, in the log: once for both requests, not once per request.
+    # Why, on the page and in the log (there once for both requests, not once per request).
+    reason = gitops["remote"]["lastFailureReason"]
+    assert reason.startswith("GitError: ") and len(reason) > len("GitError: ")
+    assert gitops["error"] == f"the last push to the remote failed ({reason}); changes wait for the next one"
     (reported,) = [r.getMessage() for r in caplog.records if r.name == "portal.outages"]
     assert reported.startswith("gitops remote unreachable: GitError: ")
     assert gitops["remote"]["lastFailureAt"] is not None and gitops["remote"]["lastPushAt"] is None
@@ -276,6 +285,31 @@ def test_an_unreachable_remote_is_recorded_and_the_waiting_change_counted(
     oldest = min(change.created_at for change in waiting)
     assert gitops["oldestPendingAt"] == oldest.isoformat().replace("+00:00", "Z")
     assert gitops["oldestPendingAgeSeconds"] >= 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_the_remote_refuses_is_shown_with_its_reason_and_logged_as_a_refusal(
+    client_for, client, staff, as_user1, cluster1, settings, tmp_path, caplog
+):
+    with GitHttpServer(tmp_path / "served") as server:
+        server.repository_create("gitops.git")
+        server.refusing_hook_install("gitops.git", "frozen for the audit")
+        settings.GITOPS_REMOTE_URL = server.url("gitops.git")
+        with caplog.at_level(logging.WARNING):
+            answer = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+        gitops = client_for(staff).get(STATUS_URL).json()["gitops"]
+        client.force_login(staff)
+        page = client.get(ADMIN_STATUS_URL).content.decode().split('id="status-gitops"')[1]
+
+    assert answer.status_code == 202
+    reason = gitops["remote"]["lastFailureReason"]
+    assert reason.startswith("PushRejected: refs/heads/") and "frozen for the audit" in reason
+    assert reason in gitops["error"]
+    logged = [
+        record.getMessage() for record in caplog.records if "frozen for the audit" in record.getMessage()
+    ]
+    assert logged and all(message.startswith("The gitops remote refused the push") for message in logged)
+    assert "GitOps: failed" in page and "frozen for the audit" in page
 
 
 # --- Signing keys and Argo CD ----------------------------------------------------------------------
@@ -413,3 +447,17 @@ def test_argo_cd_configured_counts_clusters_by_state_and_feeds_the_gauge(
     assert body["ok"] is False
     assert body["argocd"]["ok"] is False and "refused the portal's token" in body["argocd"]["error"]
     assert "argocd-read-only-token" not in str(body)
+
+
+def test_the_failure_reason_shown_to_operators_hides_a_urls_credentials(db, settings):
+    import pygit2
+
+    from clusters.remote import gitops_remote
+
+    settings.GITOPS_REMOTE_URL = "https://git.example.com/x.git"
+    told = gitops_remote().on_failure  # what the transport calls with git's error
+    told(pygit2.GitError("failed to send request to https://bot:hunter2@git.example.com/x.git"))
+
+    state = GitopsRemoteState.objects.get()
+    assert state.last_failure_reason.startswith("GitError: failed to send request to https://")
+    assert "hunter2" not in state.last_failure_reason
