@@ -383,7 +383,11 @@ class Throttled(PortalError):
 
 
 def _wait_text(seconds: int) -> str:
-    return f"{math.ceil(seconds / 60)} minutes" if seconds > 90 else f"{seconds} seconds"
+    return (
+        f"{math.ceil(seconds / 60)} minutes"
+        if seconds > 90
+        else f"{seconds} second{'' if seconds == 1 else 's'}"
+    )
 
 
 # --- 500, 503 -------------------------------------------------------------------------------

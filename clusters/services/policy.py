@@ -161,7 +161,7 @@ def sign_in_policy_set(
         unmet = requirement_unmet(requirement, facts, now=timezone.now())
         if unmet:
             raise InvalidRequest(
-                f"This policy would leave you out of {client.slug}: to keep it, {unmet_sentence(unmet)} first.",
+                f"This policy would leave you out of {client.slug}.",
                 fields={"policy": [f"Your session would not satisfy it: {unmet_sentence(unmet)} first."]},
             )
     policy.full_clean(exclude=["client"], validate_unique=False)

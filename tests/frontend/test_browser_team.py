@@ -453,7 +453,7 @@ def test_a_refused_invitation_leaves_the_keyboard_where_it_was_and_marks_the_fie
     page.focus("#send-invite")
     page.keyboard.press("Enter")
     page.wait_for_selector("#invite-error:has-text('already a member')")
-    assert page.get_attribute("#invite-email", "aria-invalid") is None
+    assert page.get_attribute("#invite-email", "aria-invalid") == "true"  # that address is the problem
     assert _focused(page) == "send-invite"  # not <body>: the button was busy, not gone
     assert page_problems == []
 

@@ -86,7 +86,9 @@ export function actionsHeader() {
  * disabled, hidden or replaced: a keyboard or screen-reader user goes on from where they were.
  */
 export function focusKeep(control) {
-  const lost = !document.activeElement || document.activeElement === document.body;
+  const active = document.activeElement;
+  // Inside a dialog that just closed counts as lost: the browser moves it to <body> a moment later.
+  const lost = !active || active === document.body || !active.isConnected || Boolean(active.closest("dialog:not([open])"));
   if (lost && control && control.isConnected && !control.disabled && !control.hidden) control.focus();
 }
 

@@ -52,12 +52,12 @@ function sessionLength(input, saved) {
 /** The form's controls, filled from `policy`. */
 function policyFields(policy) {
   const methods = METHODS.map(([value, label]) =>
-    checkbox(`policy-method-${value}`, label, policy.allowedMethods.includes(value), { value }),
+    checkbox(`policy-method-${value}`, label, policy.allowedMethods.includes(value), { value, "aria-describedby": "policy-error" }),
   );
   const hours = hoursText(policy.maxSessionLength);
   return {
     methods,
-    domain: h("input", { id: "policy-google-domain", value: policy.googleDomain, placeholder: "example.com", "aria-describedby": "policy-domain-hint" }),
+    domain: h("input", { id: "policy-google-domain", value: policy.googleDomain, placeholder: "example.com", "aria-describedby": "policy-domain-hint policy-error" }),
     mfa: checkbox("policy-mfa", "Require a second factor (an authenticator app, a recovery code or a passkey)", policy.mfaRequired),
     hours: h("input", { id: "policy-max-hours", type: "number", min: "0.1", step: "0.1", value: hours, "aria-describedby": "policy-hours-hint policy-error" }),
     jit: checkbox("policy-jit", "Make Google sign-ins from this Workspace members", policy.jitProvisioning),

@@ -7,7 +7,7 @@
 // when the user leaves the page (ctx.signal), and after POLL_LIMIT_MS without a save or a
 // "Check again" (then the button is offered).
 
-import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
+import { focusKeep, h, liveRegion, replaceChildren, say, shortCommit, timeElement } from "../dom.js";
 
 export const ACTIVE_STATES = new Set(["pending", "syncing"]);
 export const POLL_DELAYS_MS = [2000, 3000, 5000, 8000, 13000, 20000, 30000];
@@ -91,7 +91,7 @@ const STEPS = [
 
 // Seen, not only coloured: a failed step must not look like a done one to someone who cannot
 // tell red from green (the words are there for screen readers).
-const STEP_MARKS = { done: "✓", failed: "✕", unknown: "?" };
+const STEP_MARKS = { done: "✓", current: "…", failed: "✕", unknown: "?" };
 
 function stepItems(cluster) {
   const statuses = stepStatuses(cluster);
@@ -147,9 +147,16 @@ export function deploymentSection(ctx, client, name, cluster) {
     onCluster: show,
     onIdle: (idle) => {
       check.hidden = !idle;
+      if (idle && pressed) focusKeep(check); // it hid while checking: the keyboard goes back to it
+      if (idle) pressed = false;
     },
   });
-  check.addEventListener("click", () => poller.follow(current, { now: true }));
+  let pressed = false;
+  check.addEventListener("click", () => {
+    pressed = true;
+    say(message, "Checking…"); // then the answer, said even when it is the same as before
+    poller.follow(current, { now: true });
+  });
   show(cluster);
   return {
     element,

@@ -80,7 +80,7 @@ export function clientTokensSection(ctx, client, pageError, audit) {
   });
 
   function row(token) {
-    const revoke = h("button", { type: "button", class: "button secondary revoke-client-token", "aria-label": `Revoke ${token.owner}'s ${token.name}` }, "Revoke access");
+    const revoke = h("button", { type: "button", class: "button secondary revoke-client-token", "aria-label": `Revoke access of ${token.owner}'s token ${token.name}` }, "Revoke access");
     const item = h(
       "li",
       { "data-testid": "client-token-row", class: "list-row", dataset: { tokenId: token.id } },

@@ -144,6 +144,7 @@ function roleControl(member, tr, { ctx, client, rowError, activity, status, self
       if (stepDown) return ctx.navigate("/clusters", { replace: true }); // this page is no longer yours
       member.role = tr.dataset.role = saved.role;
       say(status, `${member.email} is now ${saved.role}.`);
+      rowErrorsClear(tr); // a change may make another row's refusal untrue (another admin now)
       activity.load();
     } catch (failure) {
       select.value = member.role;
@@ -154,6 +155,10 @@ function roleControl(member, tr, { ctx, client, rowError, activity, status, self
     }
   });
   return h("div", { class: "input-row" }, select, save);
+}
+
+function rowErrorsClear(row) {
+  for (const said of row.closest("tbody")?.querySelectorAll(".row-error") || []) say(said, "");
 }
 
 // One member's row: its role (changed with the row's button) and the remove button (asks first).
@@ -184,6 +189,7 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
       // shows), else the heading.
       const shown = (row, step) => (row && row.hidden ? shown(row[step], step) : row);
       const next = shown(tr.nextElementSibling, "nextElementSibling") || shown(tr.previousElementSibling, "previousElementSibling");
+      rowErrorsClear(tr);
       tr.remove();
       say(status, `Removed ${member.email}.`);
       (next ? next.querySelector(".remove-member") : document.getElementById("members-heading")).focus();
@@ -233,6 +239,7 @@ function inviteSection(ctx, client, invitations, activity) {
       activity.load();
     } catch (failure) {
       showError(ctx, error, failure, { email, role });
+      if (failure && failure.code === "already_member") markInvalid(email, true);
     } finally {
       submit.disabled = false;
       focusKeep(submit);

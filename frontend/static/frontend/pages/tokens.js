@@ -1,7 +1,7 @@
 // #/tokens: personal access tokens for scripts and CI. Make one (its secret is shown once, with a
 // copy button), see each one's clients and last use, revoke it.
 
-import { actionsHeader, h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
+import { actionsHeader, focusKeep, h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
 import { confirmDialog, copyText, pageFrame, pageLoad, showError } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
@@ -142,6 +142,7 @@ function createSection(ctx, clients, list, pageError) {
       showError(ctx, error, failure, { name, expiresIn: expires });
     } finally {
       submit.disabled = false;
+      focusKeep(submit);
     }
   });
   return h(
