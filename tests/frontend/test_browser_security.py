@@ -495,6 +495,7 @@ def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
     assert page.input_value("#reauth-username") == "client1@example.com"  # for password managers
     page.click("#reauth-cancel")
     page.wait_for_selector("#page-error:has-text('Nothing was changed')")
+    assert page.evaluate("document.activeElement.id") == "rotate-keys"  # the keyboard goes on from there
     assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key == old_key
 
     # A wrong password is refused in the prompt; the right one lets the rotation through.
@@ -513,6 +514,36 @@ def test_a_key_rotation_after_the_window_asks_to_confirm_it_is_you(
     assert page.text_content("#page-error") == ""
     assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)).api_key != old_key
     assert AuditEvent.objects.filter(user=user1, type="reauthenticated").count() == 1
+    assert page_problems == []
+
+
+@pytest.mark.parametrize(
+    ("where", "press", "refusal"),
+    [
+        ("#/security", "#totp-setup", "#totp-error"),
+        ("#/tokens", "#create-token", "#token-error"),
+    ],
+)
+def test_cancelling_confirm_it_is_you_gives_the_keyboard_back_to_the_button_pressed(
+    live_server, new_page, page_problems, settings, user1, cluster1, where, press, refusal
+):
+    page, base = new_page(), live_server.url
+    sign_in(page, base, "client1@example.com")
+    page.goto(base + "/" + where)
+    page.wait_for_selector(press)
+    if where == "#/tokens":
+        page.fill("#token-name", "CI deploys")
+        page.check("#token-perm-client1-view")
+    _sign_in_long_ago(user1, settings.REAUTHENTICATION_WINDOW)
+    page.click(press)
+    page.wait_for_selector("#reauth-dialog[open]")
+    assert page.evaluate("document.activeElement.id") == "reauth-password"
+
+    page.click("#reauth-cancel")
+
+    page.wait_for_selector(f"{refusal}:has-text('Nothing was changed')")
+    # Not lost to <body> (the button was disabled while the prompt was open).
+    assert page.evaluate("document.activeElement.id") == press.lstrip("#")
     assert page_problems == []
 
 
