@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -38,106 +35,31 @@ from clusters.deployments import applications_refresh
 from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange
 from clusters.remote import gitops_remote, remote_failed_recently, remote_resting, remote_state_record
 from clusters.rendering import client_files_render, cluster_files_render
+from clusters.repository import (
+    author_identity,
+    bootstrap_files,
+    branch_locked,
+    commit_message,
+    committer_identity,
+    locked,
+    repository_get,
+)
 from clusters.selectors import changes_pending
 from config import metrics
 from config.crypto import FieldDecryptionError
-from gitops.argocd import (
-    APPLICATIONSET_PATH,
-    ARGOCD_NAMESPACE,
-    README_PATH,
-    applicationset_render,
-    repository_readme_render,
-)
 from gitops.delivery import GroupDelivery, PendingCommit, branch_deliver, commits_deliver, commits_make
 from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
-from gitops.locks import branch_lock, push_lock
+from gitops.locks import push_lock
 from gitops.remote import commit_is_ancestor, remote_fetch
 from gitops.repository import (
-    GitIdentity,
     GitopsRepository,
     branch_tip,
     repository_compact,
-    repository_open,
     tree_reader,
 )
 from gitops.trees import TreeReader
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-# --- Where, and as whom: the one builder of each identity and message ------------------------
-
-
-def committer_identity() -> GitIdentity:
-    """The committer of every commit (``GITOPS_COMMITTER``); the author of commits nobody asked for."""
-    name, email = parseaddr(settings.GITOPS_COMMITTER)
-    return GitIdentity(name=name or "Qdrant Portal", email=email or "portal@qdrant-portal.local")
-
-
-def author_identity(*, email: str, name: str) -> GitIdentity:
-    """The person who asked for a change, or the portal when nobody did (``seed_demo``)."""
-    if not email:
-        return committer_identity()
-    return GitIdentity(name=name, email=email)  # an empty name becomes the email
-
-
-def commit_message(*, summary: str, email: str = "", name: str = "", change_id: int | None = None) -> str:
-    """``client1/main: replicas 2 -> 3`` and trailers saying who asked and which change it is."""
-    trailers = []
-    if email:
-        author = author_identity(email=email, name=name)  # a name's newline cannot forge a trailer
-        trailers.append(f"Requested-by: {author.name} <{author.email}>")
-    if change_id is not None:
-        trailers.append(f"Portal-Change-Id: {change_id}")
-    return f"{summary}\n\n" + "\n".join(trailers) + "\n" if trailers else f"{summary}\n"
-
-
-def _bootstrap_files() -> dict[str, bytes]:
-    """The ApplicationSet and README, rendered only for a repository without the branch."""
-    return {
-        APPLICATIONSET_PATH: applicationset_render(
-            repo_url=settings.GITOPS_REMOTE_URL or f"file://{settings.GITOPS_REPO_PATH}",
-            branch=settings.GITOPS_BRANCH,
-            chart_version=settings.QDRANT_CHART_VERSION,
-            project=settings.ARGOCD_PROJECT,
-            namespace=settings.ARGOCD_APP_NAMESPACE or ARGOCD_NAMESPACE,
-        ),
-        README_PATH: repository_readme_render(),
-    }
-
-
-def repository_get() -> GitopsRepository:
-    """The local repository, created and bootstrapped on first use."""
-    return repository_open(
-        path=Path(settings.GITOPS_REPO_PATH),
-        branch=settings.GITOPS_BRANCH,
-        bootstrap_files=_bootstrap_files,
-        committer=committer_identity(),
-    )
-
-
-def _locked(work: Callable[[GitopsRepository], T]) -> T:
-    """``work`` with both locks: nothing else commits or pushes meanwhile."""
-    with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
-        return _branch_locked(work)
-
-
-def _branch_locked(work: Callable[[GitopsRepository], T]) -> T:
-    with branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
-        return work(repository_get())
-
-
-def while_no_delivery_runs(work: Callable[[], T]) -> T:
-    """``work`` under the branch lock: no replica can commit the pending changes meanwhile."""
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(branch_lock(repo_path=Path(settings.GITOPS_REPO_PATH)))
-        except RepositoryUnavailable:
-            pass  # the lock's own file cannot be made (one host, SQLite): no delivery can run either
-        return work()
-
 
 # --- The outbox ------------------------------------------------------------------------------
 
@@ -242,9 +164,11 @@ def _deliver(
     with_changes: bool = True,
     awaited: int | None = None,
     push: bool = True,
+    resting: bool = False,
 ) -> DeliveryReport:
     """Commit the pending cluster changes (``with_changes``), then ``extra``, and push once
-    (``push``; else the commits wait for :func:`_push_half`).
+    (``push``; else the commits wait for :func:`_push_half`; ``resting``: nor fetch, see
+    :func:`gitops.delivery.commits_make`).
 
     ``awaited``: the change the caller waits for; if it is on the remote already (or, without
     ``push``, committed by anyone), nothing is done. Without ``push`` only changes nobody has
@@ -268,7 +192,9 @@ def _deliver(
             push_retries=settings.GITOPS_PUSH_RETRIES,
         )
     else:
-        delivery = commits_make(repository=repository, pending=pending, committer=committer, remote=remote)
+        delivery = commits_make(
+            repository=repository, pending=pending, committer=committer, remote=remote, fetch=not resting
+        )
     pushed = delivery.pushed if remote is not None and push else None  # None: no push tried
     metrics.gitops_delivery_record(commits=delivery.commits_made, pushed=pushed)
     conflicts: dict[int, str] = {}
@@ -309,14 +235,14 @@ def pending_changes_deliver(
     remote = gitops_remote()
     resting = remote is not None and remote_resting()
     if awaited is None or extra or remote is None:
-        return _locked(lambda repository: _deliver(repository, extra, awaited=awaited, push=not resting))
+        return locked(lambda repo: _deliver(repo, extra, awaited=awaited, push=not resting, resting=resting))
     # A resting write takes the branch lock only: a retry in flight holds the push lock.
-    committed = _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited, push=False))
+    committed = branch_locked(lambda repo: _deliver(repo, (), awaited=awaited, push=False, resting=resting))
     if committed.pushed or resting:
         return committed  # on the remote already, or left for the retry to carry
     if ClusterChange.objects.filter(pk=awaited, cluster_id__in=committed.conflicts).exists():
         # Git cannot take it here; it may be fixed on the remote: the full delivery looks there.
-        return _locked(lambda repository: _deliver(repository, (), awaited=awaited))
+        return locked(lambda repository: _deliver(repository, (), awaited=awaited))
     with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
         return _push_half(repository_get(), committed, awaited=awaited)
 
@@ -332,10 +258,10 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
     if change is None or remote_failed_recently():  # pushed meanwhile; or the push before failed just now
         return DeliveryReport(conflicts=committed.conflicts, pushed=change is None, commits=committed.commits)
     if not _committed_here(repository, change):  # committed in another replica's clone
-        return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
+        return branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
     pushed, tip, moved = branch_deliver(repository=repository, remote=gitops_remote())
     if moved:
-        return _branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
+        return branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
     metrics.gitops_delivery_record(commits=0, pushed=pushed)
     with transaction.atomic():
         delivered = _pushed_record(repository, tip) if pushed else []
@@ -405,8 +331,8 @@ def client_file_deliver_after_commit(*, client: Client, actor: User | None, summ
 
 def _client_file_deliver(pending: PendingCommit) -> DeliveryReport:
     push = gitops_remote() is None or not remote_resting()
-    locked = _locked if push else _branch_locked  # as a resting cluster change: no wait on a retry
-    return locked(lambda repository: _deliver(repository, [pending], with_changes=False, push=push))
+    under = locked if push else branch_locked  # as a resting cluster change: no wait on a retry
+    return under(lambda repo: _deliver(repo, [pending], with_changes=False, push=push, resting=not push))
 
 
 # --- Full sync -------------------------------------------------------------------------------
@@ -436,7 +362,7 @@ def _everything_render(
     conflicts.clear()
     files: dict[str, bytes | None] = {}
     if bootstrap:
-        files.update({path: data for path, data in _bootstrap_files().items() if reader.read(path) != data})
+        files.update({path: data for path, data in bootstrap_files().items() if reader.read(path) != data})
     for client in Client.objects.order_by("slug"):
         files.update(client_files_render(client=client, reader=reader))
     for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
@@ -497,4 +423,4 @@ def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncRepo
 
     ``bootstrap``: also rewrite the ApplicationSet and README as this version renders them.
     """
-    return _locked(partial(_drift_check if check else _full_sync, bootstrap=bootstrap))
+    return locked(partial(_drift_check if check else _full_sync, bootstrap=bootstrap))

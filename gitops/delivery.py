@@ -180,15 +180,18 @@ def _delivery(built: _Built, *, pushed: bool) -> GroupDelivery:
     )
 
 
-def _remote_last_seen(repository: GitopsRepository, remote: RemoteConfig) -> RemoteState:
-    """Where the remote's branch was at the last fetch or push, else a fetch now.
+def _remote_last_seen(
+    repository: GitopsRepository, remote: RemoteConfig, *, fetch: bool = True
+) -> RemoteState | None:
+    """Where the remote's branch was at the last fetch or push, else a fetch now (``fetch``)
+    or None (never seen: build on the local branch).
 
     Building on it and pushing straight away saves a round trip per delivery; when the remote
     moved meanwhile the push is refused, and the loop below fetches and builds again.
     """
     tip = remote_tracking_tip(repository=repository)
     if tip is None:
-        return remote_fetch(repository=repository, remote=remote)
+        return remote_fetch(repository=repository, remote=remote) if fetch else None
     return RemoteState(reachable=True, tip=tip)
 
 
@@ -240,13 +243,16 @@ def commits_make(
     pending: Sequence[PendingCommit],
     committer: GitIdentity,
     remote: RemoteConfig | None,
+    fetch: bool = True,
 ) -> GroupDelivery:
     """Commit every pending change as :func:`commits_deliver` does, and push nothing (``pushed`` False).
 
     Builds on the local branch, or on the remote's tip as last seen when that is not in it.
-    Callers hold the branch lock.
+    A clone that has never seen the remote fetches it first, unless not ``fetch`` (the remote is
+    known to be failing: a fetch would only wait out its timeout under the branch lock; a push
+    that finds the remote moved renders the changes again on its tip). Callers hold the branch lock.
     """
-    state = None if remote is None else _remote_last_seen(repository, remote)
+    state = None if remote is None else _remote_last_seen(repository, remote, fetch=fetch)
     return _delivery(_group_commit(repository, pending, committer, state), pushed=False)
 
 

@@ -25,6 +25,7 @@ from clusters.models import (
     ClusterChange,
     StorageExpansion,
 )
+from clusters.repository import while_no_delivery_runs
 from config.crypto import FieldDecryptionError
 from config.errors import GitopsUnavailable, GitopsValuesConflict, SecretsUnavailable
 from gitops.errors import RepositoryUnavailable
@@ -126,7 +127,7 @@ def _change_revert(*, result: ClusterChangeResult, undo: Undo) -> bool:
     Under the branch lock: another replica's delivery, which would push the change, either
     finished first (the change has its commit: it stays) or starts once it is gone.
     """
-    return delivery.while_no_delivery_runs(lambda: _change_revert_locked(result=result, undo=undo))
+    return while_no_delivery_runs(lambda: _change_revert_locked(result=result, undo=undo))
 
 
 def _change_revert_locked(*, result: ClusterChangeResult, undo: Undo) -> bool:

@@ -15,15 +15,17 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from clusters import delivery as clusters_delivery
+from clusters import repository as clusters_repository
 from clusters.delivery import pending_changes_deliver
 from clusters.models import Cluster, ClusterChange
 from clusters.remote import RETRY_CLAIM_TTL, remote_resting
 from clusters.services import client_update, cluster_create, cluster_credentials_rotate, cluster_update
 from config.crypto import CLUSTER_API_KEYS, field_decrypt
+from gitops import delivery as gitops_delivery
 from gitops.delivery import PendingCommit, commits_deliver
 from gitops.errors import RepositoryUnavailable
 from gitops.locks import branch_lock, push_lock
-from gitops.remote import RemoteConfig
+from gitops.remote import RemoteConfig, remote_tracking_tip
 from gitops.repository import (
     GitIdentity,
     GitopsRepository,
@@ -216,6 +218,28 @@ def test_a_client_saved_while_the_remote_rests_is_committed_without_trying_it(
     monkeypatch.undo()
     call_command("gitops_sync")  # the remote is back: the CronJob carries it
     assert b"Renamed while down" in file_read(repository=git_server, file_path=client_file)
+
+
+def test_a_clone_that_never_saw_the_remote_does_not_wait_on_it_while_it_rests(
+    tmp_path, settings, cluster1, user1, client_for, monkeypatch
+):
+    """A fresh replica during an outage: its writes are committed at once, not after a fetch that
+    would wait out the remote's timeout under the branch lock (the next push builds on the remote)."""
+    scale = client_for(user1)
+    git_server = _remote_failed(tmp_path, settings, scale)
+    assert remote_tracking_tip(repository=portal_repository(settings)) is None  # never seen it
+    monkeypatch.setattr(
+        gitops_delivery, "remote_fetch", lambda **kw: pytest.fail("the resting remote was fetched")
+    )
+
+    for replicas in (4, 5):
+        response = scale.patch("/api/clients/client1/clusters/main", {"replicas": replicas}, format="json")
+        assert response.status_code == 202 and response.json()["revision"]["pushed"] is False
+
+    monkeypatch.undo()
+    call_command("gitops_sync")  # the remote is back: every change reaches it
+    assert _values(git_server, "client1", "main")["replicaCount"] == 5
+    assert not ClusterChange.objects.filter(pushed=False).exists()
 
 
 def test_gitops_sync_says_it_delivered_a_pending_change(
@@ -474,7 +498,7 @@ def _served_history(path: Path) -> set[str]:
 def _commit_half(settings, clone: Path, awaited: int):
     """One replica's commit half for the change ``awaited`` (its request's), in its own clone."""
     settings.GITOPS_REPO_PATH = str(clone)
-    return clusters_delivery._branch_locked(
+    return clusters_repository.branch_locked(
         lambda repository: clusters_delivery._deliver(repository, (), awaited=awaited, push=False)
     )
 
@@ -482,7 +506,7 @@ def _commit_half(settings, clone: Path, awaited: int):
 def _push_half(settings, clone: Path, committed, awaited: int):
     settings.GITOPS_REPO_PATH = str(clone)
     with push_lock(repo_path=clone):
-        return clusters_delivery._push_half(clusters_delivery.repository_get(), committed, awaited=awaited)
+        return clusters_delivery._push_half(clusters_repository.repository_get(), committed, awaited=awaited)
 
 
 def test_replicas_interleaving_their_halves_record_only_commits_the_remote_has(
