@@ -143,7 +143,7 @@ def _committed_here(repository: GitopsRepository, change: ClusterChange) -> bool
 
 
 def _changes_to_deliver(
-    *, with_changes: bool, awaited: int | None, push: bool
+    *, with_changes: bool, awaited: int | None, push: bool, resting: bool = False
 ) -> tuple[dict[int, ClusterChange], DeliveryReport | None]:
     """The pending changes a delivery takes, or its answer when ``awaited`` needs nothing of it."""
     pending_rows = changes_pending().select_related("cluster__client") if with_changes else []
@@ -154,6 +154,10 @@ def _changes_to_deliver(
         if awaited is not None and changes[awaited].commit:
             return changes, DeliveryReport(conflicts={}, pushed=False)
         changes = {pk: change for pk, change in changes.items() if not change.commit}
+    if resting and awaited is not None:
+        # Its own change only: another may be the retry's, which must then push it from its own
+        # clone, not rebuild it under the branch lock while every resting write waits for that.
+        changes = {awaited: changes[awaited]}
     return changes, None
 
 
@@ -175,7 +179,9 @@ def _deliver(
     committed are: one committed in another replica's clone is that replica's to push (or, if
     it cannot, a delivery's under both locks, which renders it again on the remote's tip).
     """
-    changes, answer = _changes_to_deliver(with_changes=with_changes, awaited=awaited, push=push)
+    changes, answer = _changes_to_deliver(
+        with_changes=with_changes, awaited=awaited, push=push, resting=resting
+    )
     if answer is not None:
         return answer
     pending = [_change_pending(change) for change in changes.values()] + list(extra)
@@ -236,7 +242,8 @@ def pending_changes_deliver(
     resting = remote is not None and remote_resting()
     if awaited is None or extra or remote is None:
         return locked(lambda repo: _deliver(repo, extra, awaited=awaited, push=not resting, resting=resting))
-    # A resting write takes the branch lock only: a retry in flight holds the push lock.
+    # A resting write takes the branch lock only (a retry in flight holds the push lock), and
+    # commits its own change only.
     committed = branch_locked(lambda repo: _deliver(repo, (), awaited=awaited, push=False, resting=resting))
     if committed.pushed or resting:
         return committed  # on the remote already, or left for the retry to carry

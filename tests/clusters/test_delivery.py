@@ -203,6 +203,38 @@ def test_while_one_write_retries_the_remote_the_others_do_not_wait_behind_it(
     assert not ClusterChange.objects.filter(pushed=False).exists()
 
 
+def test_a_resting_write_leaves_the_retrys_change_for_the_retry_to_push_from_its_own_clone(
+    tmp_path, settings, cluster1, cluster2, user1, user2, client_for, monkeypatch
+):
+    """Another replica's resting write commits its own change only. Had it committed the retry's
+    too, the retry would find its change in another clone and rebuild it on the remote's tip under
+    the branch lock: every resting write, on every replica, would then wait on the remote."""
+    _remote_failed(tmp_path, settings, client_for(user1))  # and the remote is back
+    monkeypatch.setattr(clusters_delivery, "deliver_after_commit", lambda **_: None)  # the halves by hand
+    after_pause = timezone.now() + settings.GITOPS_REMOTE_RETRY_AFTER + timedelta(seconds=1)
+    with time_machine.travel(after_pause, tick=False):
+        client_for(user1).patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
+        retry = ClusterChange.objects.filter(cluster=cluster1).latest("pk")
+        assert remote_resting() is False  # its replica claims the retry
+
+        this_replica = settings.GITOPS_REPO_PATH
+        settings.GITOPS_REPO_PATH = str(tmp_path / "other-replica.git")
+        client_for(user2).patch("/api/clients/client2/clusters/main", {"replicas": 2}, format="json")
+        meanwhile = ClusterChange.objects.filter(cluster=cluster2).latest("pk")
+        assert pending_changes_deliver(awaited=meanwhile.pk).pushed is False  # resting: committed here
+        assert ClusterChange.objects.get(pk=retry.pk).commit == ""  # left to the retry
+
+        settings.GITOPS_REPO_PATH = this_replica
+        monkeypatch.setattr(clusters_delivery, "remote_resting", lambda: False)  # it holds the claim
+        monkeypatch.setattr(
+            clusters_delivery,
+            "commits_deliver",
+            lambda **kw: pytest.fail("rebuilt and pushed under the branch lock"),
+        )
+        assert pending_changes_deliver(awaited=retry.pk).pushed is True
+    assert ClusterChange.objects.get(pk=retry.pk).pushed
+
+
 def test_a_client_saved_while_the_remote_rests_is_committed_without_trying_it(
     tmp_path, settings, cluster1, user1, client_for, monkeypatch
 ):
