@@ -75,10 +75,11 @@ MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     # Next, so that every answer is counted and timed, whichever middleware gave it.
     "config.metrics.RequestMetricsMiddleware",
-    "config.middleware.QueryStringLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # After those (none reads the query string), so that its 400 carries their headers too.
+    "config.middleware.QueryStringLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -138,8 +138,12 @@ def test_every_operation_that_takes_json_refuses_what_no_field_takes_with_a_400(
 @pytest.mark.parametrize("path", ["/api/auth/me", "/api/auth/login", "/api/clients"])
 def test_a_query_string_of_too_many_fields_is_a_json_400(client, db, settings, debug, path):
     settings.DEBUG = debug
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
     fields = "&".join(f"a{number}=1" for number in range(django_settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
 
-    response = client.get(f"{path}?{fields}")
+    response = client.get(f"{path}?{fields}", HTTP_ORIGIN="https://app.example.com")
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    # With the headers of every other answer: a browser app elsewhere reads it, and nothing sniffs it.
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
