@@ -1,11 +1,12 @@
-"""Deployment checks (``manage.py check --deploy``): a GitOps remote the portal could never push to."""
+"""Deployment checks (``manage.py check --deploy``): a GitOps remote the portal could never push to,
+or whose host keys it would check otherwise than the operator meant."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core import checks
 
-from gitops.remote import ssh_known_hosts_missing
+from gitops.remote import ssh_known_hosts_markers, ssh_known_hosts_missing
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -21,5 +22,22 @@ def ssh_remote_host_keys_check(app_configs, **kwargs) -> list[checks.CheckMessag
             hint="Put the host's known_hosts line(s) (ssh-keyscan, checked against the host's "
             "published fingerprints) in .ssh/known_hosts under HOME; the README shows the mount.",
             id="clusters.E001",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def ssh_known_hosts_markers_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """libgit2 ignores known_hosts markers: an operator who marked a key revoked must know."""
+    markers = ssh_known_hosts_markers(settings.GITOPS_REMOTE_URL or "")
+    if not markers:
+        return []
+    return [
+        checks.Error(
+            f"The SSH known_hosts has {', '.join(sorted(markers))} lines, which libgit2 ignores: a key "
+            "marked @revoked is still trusted wherever another line lists it, and a host signed by a "
+            "@cert-authority is refused.",
+            hint="Remove the marker lines; to revoke a host key, delete every line that lists it.",
+            id="clusters.E002",
         )
     ]

@@ -20,7 +20,9 @@ from gitops.errors import PushRejected
 from gitops.repository import GitopsRepository, branch_tip, repository_handle
 
 _CREDENTIAL_ATTEMPTS = 3
-_SCP_LIKE = re.compile(r"^[^/@:]+@[^/:]+:")  # git@github.com:org/repo.git
+# The URLs libgit2 speaks SSH to: these schemes (any case), or scp-like ``[user@]host:path``.
+_SSH_SCHEMES = ("ssh://", "ssh+git://", "git+ssh://")
+_SCP_LIKE = re.compile(r"^[^/:]+:")  # git@github.com:org/repo.git, github.com:org/repo.git
 # libgit2 waits for the OS defaults (minutes) otherwise, while writers hold the gitops locks.
 # A write to a remote that stops answering may wait for a fetch and a push's two exchanges:
 # about 45 s, under the 120 s the shipped ingress and gateway wait for an answer.
@@ -95,13 +97,31 @@ class _Callbacks(pygit2.RemoteCallbacks):
             self.rejected[refname] = message
 
 
-def ssh_known_hosts_missing(url: str) -> Path | None:
-    """For an SSH ``url``: the known_hosts file libgit2 checks host keys against, when it is
-    absent (every connection would be refused). None for other URLs or when it exists."""
-    if not (url.startswith("ssh://") or _SCP_LIKE.match(url)):
+def ssh_known_hosts_path(url: str) -> Path | None:
+    """For an SSH ``url``: the known_hosts file libgit2 checks host keys against; None for others."""
+    scp_like = "://" not in url and _SCP_LIKE.match(url) and not Path(url).exists()  # not a local path
+    if not (url.lower().startswith(_SSH_SCHEMES) or scp_like):
         return None
-    known_hosts = Path(pygit2.settings.homedir or "/nonexistent") / ".ssh" / "known_hosts"
-    return None if known_hosts.is_file() else known_hosts
+    return Path(pygit2.settings.homedir or "/nonexistent") / ".ssh" / "known_hosts"
+
+
+def ssh_known_hosts_missing(url: str) -> Path | None:
+    """For an SSH ``url``: its known_hosts file when that is absent (every connection would be
+    refused). None for other URLs or when it exists."""
+    known_hosts = ssh_known_hosts_path(url)
+    return None if known_hosts is None or known_hosts.is_file() else known_hosts
+
+
+def ssh_known_hosts_markers(url: str) -> set[str]:
+    """For an SSH ``url``: the markers in its known_hosts (``@revoked``, ``@cert-authority``).
+
+    libgit2 (libssh2) ignores them: a key marked revoked is trusted wherever another line lists it.
+    """
+    known_hosts = ssh_known_hosts_path(url)
+    if known_hosts is None or not known_hosts.is_file():
+        return set()
+    lines = known_hosts.read_text(errors="replace").splitlines()
+    return {line.split()[0] for line in lines if line.strip().startswith("@")}
 
 
 def remote_tracking_tip(*, repository: GitopsRepository) -> str | None:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import pygit2
 import pytest
 
-from clusters.checks import ssh_remote_host_keys_check
+from clusters.checks import ssh_known_hosts_markers_check, ssh_remote_host_keys_check
 
 
 @pytest.mark.parametrize(
-    "url", ["ssh://git@git.example.com/gitops.git", "git@git.example.com:org/gitops.git"]
+    "url",
+    [
+        "ssh://git@git.example.com/gitops.git",
+        "git@git.example.com:org/gitops.git",
+        # libgit2 speaks SSH to these too
+        "git+ssh://git@git.example.com/gitops.git",
+        "ssh+git://git@git.example.com/gitops.git",
+        "SSH://git@git.example.com/gitops.git",
+        "git.example.com:org/gitops.git",
+    ],
 )
 def test_an_ssh_remote_without_known_hosts_is_a_deploy_error(settings, tmp_path, monkeypatch, url):
     monkeypatch.setattr(pygit2.settings, "homedir", str(tmp_path))
@@ -24,8 +33,26 @@ def test_an_ssh_remote_without_known_hosts_is_a_deploy_error(settings, tmp_path,
     assert ssh_remote_host_keys_check(None) == []
 
 
-@pytest.mark.parametrize("url", ["", "https://git.example.com/gitops.git", "/srv/git/gitops.git"])
+@pytest.mark.parametrize(
+    "url", ["", "https://git.example.com/gitops.git", "/srv/git/gitops.git", "file:///srv/git/gitops.git"]
+)
 def test_other_remotes_need_no_known_hosts(settings, tmp_path, monkeypatch, url):
     monkeypatch.setattr(pygit2.settings, "homedir", str(tmp_path))
     settings.GITOPS_REMOTE_URL = url
     assert ssh_remote_host_keys_check(None) == []
+
+
+@pytest.mark.parametrize("marker", ["@revoked", "@cert-authority"])
+def test_known_hosts_markers_libgit2_would_ignore_are_a_deploy_error(settings, tmp_path, monkeypatch, marker):
+    monkeypatch.setattr(pygit2.settings, "homedir", str(tmp_path))
+    settings.GITOPS_REMOTE_URL = "ssh://git@git.example.com/gitops.git"
+    (tmp_path / ".ssh").mkdir()
+    known_hosts = tmp_path / ".ssh" / "known_hosts"
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA"
+    known_hosts.write_text(f"git.example.com {key}\n{marker} * {key}\n")
+
+    problems = ssh_known_hosts_markers_check(None)
+
+    assert [problem.id for problem in problems] == ["clusters.E002"] and marker in problems[0].msg
+    known_hosts.write_text(f"git.example.com {key}\n")  # the operator removes the marker line
+    assert ssh_known_hosts_markers_check(None) == []
