@@ -31,6 +31,7 @@ from gitops.repository import GitopsRepository
 logger = logging.getLogger(__name__)
 
 _fetch_lock = threading.Lock()
+_failure_seen = threading.local()  # .reason: why the remote last failed this thread's delivery
 _fetched_at: dict[str, float] = {}  # clone path -> when a fetch was last asked for (monotonic)
 
 # Longer than a push to an unresponsive remote takes (libgit2's timeouts: about a minute over
@@ -53,17 +54,13 @@ def gitops_remote() -> RemoteConfig | None:
 
 def _remote_failure_report(error: Exception) -> None:
     """Why the remote failed: in the log (a refusal each time; an outage once a minute while it
-    lasts) and on the remote-state row, which the operators' status page shows."""
+    lasts), and kept for this thread's delivery to record with its outcome (the status page's)."""
     if isinstance(error, PushRejected):
         logger.warning("The gitops remote refused the push: %s", error)
     else:
         gitops_remote_outage.report(error)
     said = text_redact(str(error).splitlines()[0]) if str(error) else ""  # a URL's credentials, as in logs
-    reason = f"{type(error).__name__}: {said}"
-    max_length = GitopsRemoteState._meta.get_field("last_failure_reason").max_length
-    GitopsRemoteState.objects.update_or_create(
-        pk=GitopsRemoteState.SINGLETON_ID, defaults={"last_failure_reason": reason[:max_length]}
-    )
+    _failure_seen.reason = f"{type(error).__name__}: {said}"
 
 
 def remote_resting() -> bool:
@@ -109,9 +106,16 @@ def _failing_state() -> GitopsRemoteState | None:
 
 
 def remote_state_record(*, pushed: bool, tip: str | None) -> None:
-    """When the remote last took every commit, or last did not (the operators' status page)."""
-    now = timezone.now()
-    fields = {"last_push_at": now, "last_push_commit": tip or ""} if pushed else {"last_failure_at": now}
+    """When the remote last took every commit, or last did not and why (the operators' status
+    page): the failure this thread's delivery met, not one of a fetch elsewhere meanwhile."""
+    now, reason = timezone.now(), getattr(_failure_seen, "reason", "")
+    _failure_seen.reason = ""
+    if pushed:
+        fields = {"last_push_at": now, "last_push_commit": tip or ""}
+    else:
+        reason = reason or "The remote refused the push: it had moved on at every try."
+        max_length = GitopsRemoteState._meta.get_field("last_failure_reason").max_length
+        fields = {"last_failure_at": now, "last_failure_reason": reason[:max_length]}
     GitopsRemoteState.objects.update_or_create(pk=GitopsRemoteState.SINGLETON_ID, defaults=fields)
 
 

@@ -13,7 +13,10 @@ from django.utils import timezone
 
 from accounts.tokens import keys_dir_add
 from clusters.models import ClusterChange, GitopsRemoteState
+from clusters.remote import gitops_remote, remote_state_record
+from clusters.repository import repository_get
 from config.outages import REPORT_INTERVAL_SECONDS, gitops_remote_outage
+from gitops.remote import remote_fetch
 from operations import selectors
 from operations.selectors import cache_status, database_status, system_status
 from tests.helpers import free_port
@@ -311,6 +314,20 @@ def test_a_push_the_remote_refuses_is_shown_with_its_reason_and_logged_as_a_refu
     assert logged and all(message.startswith("The gitops remote refused the push") for message in logged)
     assert "GitOps: failed" in page and "frozen for the audit" in page
 
+    # A fetch that fails later (a deployment read's, in the background) is not why the push failed.
+    settings.GITOPS_REMOTE_URL = f"http://127.0.0.1:{free_port()}/gitops.git"
+    assert not remote_fetch(repository=repository_get(), remote=gitops_remote()).reachable
+    assert client_for(staff).get(STATUS_URL).json()["gitops"]["remote"]["lastFailureReason"] == reason
+
+
+def test_a_failed_fetch_alone_is_no_failed_push_on_the_status_page(client_for, staff, cluster1, settings):
+    settings.GITOPS_REMOTE_URL = f"http://127.0.0.1:{free_port()}/gitops.git"
+
+    assert not remote_fetch(repository=repository_get(), remote=gitops_remote()).reachable
+
+    remote = client_for(staff).get(STATUS_URL).json()["gitops"]["remote"]
+    assert (remote["lastFailureAt"], remote["lastFailureReason"]) == (None, "")
+
 
 # --- Signing keys and Argo CD ----------------------------------------------------------------------
 
@@ -452,11 +469,10 @@ def test_argo_cd_configured_counts_clusters_by_state_and_feeds_the_gauge(
 def test_the_failure_reason_shown_to_operators_hides_a_urls_credentials(db, settings):
     import pygit2
 
-    from clusters.remote import gitops_remote
-
     settings.GITOPS_REMOTE_URL = "https://git.example.com/x.git"
     told = gitops_remote().on_failure  # what the transport calls with git's error
     told(pygit2.GitError("failed to send request to https://bot:hunter2@git.example.com/x.git"))
+    remote_state_record(pushed=False, tip=None)  # the delivery that met it records it
 
     state = GitopsRemoteState.objects.get()
     assert state.last_failure_reason.startswith("GitError: failed to send request to https://")
