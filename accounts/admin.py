@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_revoke
+from accounts.admin_site import recent_sign_in_required
 from accounts.emails import email_canonical
 from accounts.factor_enrolment import second_factors_reset
 from accounts.google_sign_in import google_account_unlink
@@ -238,6 +239,7 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     @admin.action(
         description="Reset second factors (for users who lost theirs; audited)", permissions=["change"]
     )
+    @recent_sign_in_required
     def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         users = self._changeable(request, queryset)
         removed = sum(second_factors_reset(user=user, actor=request.user) for user in users)

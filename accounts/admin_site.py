@@ -13,17 +13,22 @@ deactivation or a password change ends the admin session too, and admin use coun
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.contrib.auth import login as django_login
 from django.contrib.auth import logout as django_logout
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
 
 from accounts.models import User
+from accounts.second_factors import recent_authentication_require
 from accounts.selectors import (
     session_id_live,
     session_row_live,
@@ -32,7 +37,7 @@ from accounts.selectors import (
     uuid_or_none,
 )
 from accounts.services import session_activity_record
-from config.errors import AccountDisabled, AuthUnavailable, TokenNotValid
+from config.errors import AccountDisabled, AuthUnavailable, ReauthenticationRequired, TokenNotValid
 
 # The portal session (accounts.Session id) an admin session belongs to, in the Django session.
 PORTAL_SESSION_KEY = "portal_session_id"
@@ -76,6 +81,33 @@ def _portal_session_live(request: HttpRequest) -> bool:
     request._portal_session_live = allowed
     request._portal_claims = live.claims if live is not None else None
     return allowed
+
+
+def recent_sign_in_required(action: Callable) -> Callable:
+    """For an admin action the API allows only after a recent proof of identity (a key rotation,
+    second factors): the same rule, REAUTHENTICATION_WINDOW, on the portal session behind the
+    admin session. Otherwise nothing is done and the operator is asked to sign in again."""
+
+    @functools.wraps(action)
+    def guarded(model_admin, request: HttpRequest, queryset):  # noqa: ANN001, ANN202 - Django's action
+        try:
+            session_id = uuid_or_none(request.session.get(PORTAL_SESSION_KEY))
+            if session_id is None:
+                raise ReauthenticationRequired()
+            recent_authentication_require(session_id=session_id)
+        except ReauthenticationRequired:
+            minutes = int(settings.REAUTHENTICATION_WINDOW.total_seconds() // 60)
+            asked = format_html(
+                'Nothing was done: this needs a sign-in within the last {} minutes. <a href="{}">Sign in '
+                "again</a>, then repeat it.",
+                minutes,
+                f"/#/login?next={quote(request.get_full_path())}",
+            )
+            model_admin.message_user(request, asked, messages.ERROR)
+            return None
+        return action(model_admin, request, queryset)
+
+    return guarded
 
 
 class PortalAdminSite(AdminSite):

@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from accounts.admin import ReadOnlyAdmin
+from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
 from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
 from clusters.deployments import (
@@ -341,6 +341,7 @@ class ClusterAdmin(ServiceRefusalsAdmin):
         _adopt(obj, result.cluster)
 
     @admin.action(description="Rotate API keys (shows the new keys once)", permissions=["change"])
+    @recent_sign_in_required
     def rotate_credentials(self, request, queryset):
         rotated = []
         for cluster in queryset.select_related("client"):
@@ -357,12 +358,8 @@ class ClusterAdmin(ServiceRefusalsAdmin):
             rotated.append((result.cluster, keys))
         if not rotated:
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "New API keys",
-            "rotated": rotated,
-        }
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "rotated": rotated}
+        context["title"] = "New API keys"
         response = TemplateResponse(request, "admin/clusters/cluster/credentials_rotated.html", context)
         add_never_cache_headers(response)
         return response
@@ -370,6 +367,7 @@ class ClusterAdmin(ServiceRefusalsAdmin):
     @admin.action(
         description="Finish key rotation (the new API key becomes the only one)", permissions=["change"]
     )
+    @recent_sign_in_required
     def finish_key_rotation(self, request, queryset):
         for cluster in queryset.select_related("client"):
             try:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, Session, TotpDevice
+from accounts.selectors import user_second_factors
 from accounts.services import user_deactivate
 from tests.accounts.test_admin import user_change_form_data
 from tests.conftest import DEFAULT_PASSWORD, b64, login
@@ -458,6 +459,25 @@ def test_an_operator_resets_the_factors_of_a_user_who_lost_them(enrolled, user, 
     assert "Removed 1 second factor(s)" in response.content.decode()
     assert "accessToken" in str(login(APIClient(), user).cookies)  # a password signs in again
     assert AuditEvent.objects.get(type="factors_reset").detail == "by root@example.com"
+
+
+def test_resetting_someones_factors_needs_a_recent_sign_in_as_the_apis_factor_changes_do(
+    enrolled, user, client, user_factory, settings
+):
+    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    long_ago = timezone.now() - settings.REAUTHENTICATION_WINDOW - timedelta(seconds=1)
+    Session.objects.filter(user=operator).update(authenticated_at=long_ago)
+
+    response = client.post(
+        "/admin/accounts/user/",
+        {"action": "reset_second_factors", "_selected_action": [str(user.pk)]},
+        follow=True,
+    )
+
+    assert "Nothing was done: this needs a sign-in within the last 5 minutes." in response.content.decode()
+    assert user_second_factors(user=user)  # still there
+    assert not AuditEvent.objects.filter(type="factors_reset").exists()
 
 
 def test_the_user_page_shows_the_factors_and_the_required_flag(enrolled, user, client, user_factory):

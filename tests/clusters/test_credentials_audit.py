@@ -4,12 +4,16 @@ be recorded sends no key."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import IntegrityError, OperationalError
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import PersonalAccessToken, Session
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange
+from clusters.selectors import cluster_credentials
 
 CREDENTIALS = "/api/clients/client1/clusters/main/credentials"
 AUDIT = "/api/clients/client1/audit"
@@ -157,6 +161,25 @@ def test_keys_shown_by_the_admin_s_rotation_are_on_the_audit_trail(admin_browser
     # The change itself records who, as every change made in the admin: not from where.
     rotation = ClusterChange.objects.get(action="credentials_rotate")
     assert (rotation.actor_email, rotation.credential, rotation.ip) == ("root@example.com", "", None)
+
+
+@pytest.mark.parametrize("action", ["rotate_credentials", "finish_key_rotation"])
+def test_the_admins_key_rotation_needs_a_recent_sign_in_as_the_apis_does(
+    admin_browser, settings, cluster1, action
+):
+    keys = cluster_credentials(cluster=cluster1)
+    long_ago = timezone.now() - settings.REAUTHENTICATION_WINDOW - timedelta(seconds=1)
+    Session.objects.update(authenticated_at=long_ago)  # the operator's admin browser, left signed in
+
+    page = admin_browser.post(
+        "/admin/clusters/cluster/", {"action": action, "_selected_action": [cluster1.pk]}, follow=True
+    ).content.decode()
+
+    assert "Nothing was done: this needs a sign-in within the last 5 minutes." in page
+    assert 'href="/#/login?next=/admin/clusters/cluster/"' in page  # signing in again comes back here
+    assert "New API keys" not in page
+    assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)) == keys
+    assert not ClusterChange.objects.filter(action__startswith="credentials_rotat").exists()
 
 
 def test_an_operators_reveal_names_them_but_not_their_address_or_session(
