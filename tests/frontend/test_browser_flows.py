@@ -403,6 +403,19 @@ def test_an_address_with_a_broken_escape_is_page_not_found(
     assert page_problems == []
 
 
+def test_the_bare_hash_address_is_the_start_page_signed_out_and_in(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page = new_page()
+    page.goto(live_server.url + "/#/")  # as typed or bookmarked
+    page.wait_for_selector("#login-form")
+    sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    assert page.locator("h1:text-is('Page not found')").count() == 0
+    assert page_problems == []
+
+
 def test_a_disabled_account_is_told_why_it_was_signed_out(
     live_server, new_page, page_problems, short_access_tokens, user1, cluster1
 ):

@@ -110,7 +110,8 @@ const api = createApi({
 function parseHash() {
   const raw = window.location.hash.replace(/^#/, "");
   const [path, queryString = ""] = raw.split("?");
-  return { path: path || DEFAULT_PATH, query: new URLSearchParams(queryString) };
+  // "#/" too, as typed or bookmarked: the start page, not "page not found".
+  return { path: path && path !== "/" ? path : DEFAULT_PATH, query: new URLSearchParams(queryString) };
 }
 
 function navigate(path, { replace = false } = {}) {
