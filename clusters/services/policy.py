@@ -110,10 +110,13 @@ def _described(before: SignInPolicy | None, after: SignInPolicy) -> str:
     changed = [
         f"{SignInPolicy._meta.get_field(name).verbose_name}: "
         f"{_setting_text(name, getattr(before, name))} -> {_setting_text(name, getattr(after, name))}"
-        for name in SignInPolicy.SETTINGS
-        if getattr(before, name) != getattr(after, name)
+        for name in _settings_changed(before, after)
     ]
     return "; ".join(changed) or "unchanged"
+
+
+def _settings_changed(before: SignInPolicy, after: SignInPolicy) -> list[str]:
+    return [name for name in SignInPolicy.SETTINGS if getattr(before, name) != getattr(after, name)]
 
 
 def _token_rules(policy: SignInPolicy | None) -> tuple[set[str], str, bool]:
@@ -156,6 +159,8 @@ def sign_in_policy_set(
         updated_at=timezone.now(),
         updated_by_email=actor.email if actor else "",
     )
+    if before is not None and not _settings_changed(before, policy):
+        return before  # a save that changes nothing: not a change, and its last author stays
     requirement = sign_in_requirement(policy)
     if facts is not None and requirement is not None:
         unmet = requirement_unmet(requirement, facts, now=timezone.now())

@@ -232,6 +232,21 @@ def test_members_read_the_policy_and_only_admins_change_it(auth_client, user1, c
     assert refused.json()["code"] == "permission_denied"
 
 
+def test_saving_the_policy_unchanged_records_no_change_and_keeps_its_last_author(
+    auth_client, admin1, client1
+):
+    first = policy(client1, allowed_methods=("password",))
+    changes = ClientAuditEvent.objects.filter(type=ClientAuditEvent.Type.POLICY_CHANGED).count()
+
+    # "Save" pressed again, or a script that PUTs what is there already (a duplicate included).
+    saved = auth_client(admin1).put(POLICY, {"allowedMethods": ["password", "password"]}, format="json")
+
+    assert saved.status_code == 200 and saved.json()["allowedMethods"] == ["password"]
+    assert saved.json()["updatedBy"] != admin1.email  # still the operator who set it
+    assert SignInPolicy.objects.get(client=client1).updated_at == first.updated_at
+    assert ClientAuditEvent.objects.filter(type=ClientAuditEvent.Type.POLICY_CHANGED).count() == changes
+
+
 def test_the_default_policy_asks_nothing(auth_client, user1, client1):
     body = auth_client(user1).get(POLICY).json()
     assert body["allowedMethods"] == ["password", "google", "passkey"] and body["updatedAt"] is None
