@@ -95,10 +95,18 @@ def invitation_create(*, client: Client, email: str, role: str, actor: User) -> 
     """Invite ``email`` with ``role`` (no higher than the actor's own); a new invitation replaces an open one."""
     client_lock(client=client)
     email = invitation_check(client=client, email=email, role=role, actor=actor)
-    Invitation.objects.filter(client=client, email=email, accepted_at=None, revoked_at=None).update(
-        revoked_at=timezone.now()
-    )
     token, now = secrets.token_urlsafe(32), timezone.now()
+    unused = Invitation.objects.filter(client=client, email=email, accepted_at=None, revoked_at=None)
+    replaced = list(unused.filter(expires_at__gt=now).values_list("role", flat=True))  # still pending
+    unused.update(revoked_at=now)
+    for replaced_role in replaced:  # on the trail as a revocation, as the Team page's own is
+        client_audit_record(
+            client=client,
+            type=ClientAuditEvent.Type.INVITATION_REVOKED,
+            actor=actor,
+            target_email=email,
+            detail=f"as {replaced_role}; replaced by a new invitation",
+        )
     invitation = Invitation(
         client=client,
         email=email,

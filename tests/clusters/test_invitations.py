@@ -226,10 +226,27 @@ def test_an_invitation_expires_after_seven_days_and_can_be_revoked(as_admin1):
 def test_a_new_invitation_replaces_the_open_one(as_admin1):
     invite(as_admin1, "twice@example.com", role="viewer")
     first = link_token()
-    invite(as_admin1, "twice@example.com", role="admin")
+    invite(as_admin1, "Twice@example.com", role="admin")
     assert sign_up(first, password=b64("a long new passphrase")).json()["code"] == "invitation_invalid"
     assert sign_up(link_token(), password=b64("a long new passphrase")).status_code == 200
     assert Grant.objects.get(user__email="twice@example.com").role == "admin"
+    # The trail says the first link died, and why, as it does for a revocation on the Team page.
+    trail = [
+        (event.type, event.detail)
+        for event in ClientAuditEvent.objects.filter(target_email="twice@example.com").order_by("pk")
+    ]
+    assert trail[:3] == [
+        ("member_invited", "as viewer"),
+        ("invitation_revoked", "as viewer; replaced by a new invitation"),
+        ("member_invited", "as admin"),
+    ]
+
+
+def test_replacing_an_expired_invitation_revokes_nothing_on_the_trail(as_admin1):
+    invite(as_admin1, "late@example.com", role="viewer")
+    with time_machine.travel(timezone.now() + timedelta(days=30)):  # long past INVITATION_TTL
+        invite(as_admin1, "late@example.com", role="viewer")
+    assert not ClientAuditEvent.objects.filter(type="invitation_revoked").exists()
 
 
 def test_members_and_bad_input_are_refused(as_admin1, user1):
