@@ -177,6 +177,8 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
 
     # How an account is deleted (the clusters app's admin adds its grants to it).
     account_delete = staticmethod(user_delete)
+    account_deactivate = staticmethod(user_deactivate)
+    account_reactivated = staticmethod(lambda **_: None)  # the clients' admin records it on their trails
 
     def get_deleted_objects(self, objs, request: HttpRequest):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -218,6 +220,7 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
         deactivated = change and "is_active" in form.changed_data and not obj.is_active
+        reactivated = change and "is_active" in form.changed_data and obj.is_active
         claims_changed = change and bool(
             # mfa_required too: the access token's scope is empty until a required factor exists.
             {"email", "name", "is_staff", "is_operator", "mfa_required"} & set(form.changed_data)
@@ -225,8 +228,10 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         if deactivated:
             obj.is_active = True  # the service flips it, together with revoking the sessions
         super().save_model(request, obj, form, change)
-        if deactivated and not user_deactivate(user=obj, actor=request.user):
+        if deactivated and not self.account_deactivate(user=obj, actor=request.user):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
+        if reactivated:
+            self.account_reactivated(user=obj, actor=request.user)
         if claims_changed:
             users_claims_bump(user_ids=[obj.pk])
 
@@ -257,7 +262,7 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
             queryset = queryset.exclude(pk=request.user.pk)
         selected = self._changeable(request, queryset)
         users = list(selected.filter(is_active=True))
-        told = [user_deactivate(user=user, actor=request.user) for user in users]
+        told = [self.account_deactivate(user=user, actor=request.user) for user in users]
         if users:
             emails = ", ".join(user.email for user in users)
             self.message_user(request, f"Deactivated {emails}; their sessions are revoked.", messages.SUCCESS)

@@ -351,6 +351,8 @@ class ClientAuditEvent(models.Model):
         MEMBER_PROVISIONED = "member_provisioned", "Member provisioned by Google sign-in"
         MEMBER_ROLE_CHANGED = "member_role_changed", "Member role changed"
         MEMBER_REMOVED = "member_removed", "Member removed"
+        MEMBER_DEACTIVATED = "member_deactivated", "Member's account deactivated"
+        MEMBER_REACTIVATED = "member_reactivated", "Member's account reactivated"
         POLICY_CHANGED = "policy_changed", "Sign-in policy changed"
         TOKEN_ACCESS_REVOKED = "token_access_revoked", "Access token's access revoked"
         CREDENTIALS_REVEALED = "credentials_revealed", "Cluster API keys revealed"
@@ -389,6 +391,8 @@ class ClientAuditEvent(models.Model):
                         "member_provisioned",
                         "member_role_changed",
                         "member_removed",
+                        "member_deactivated",
+                        "member_reactivated",
                         "policy_changed",
                         "token_access_revoked",
                         "credentials_revealed",

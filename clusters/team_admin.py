@@ -15,7 +15,9 @@ from accounts.models import User
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import (
     PolicyInput,
+    account_deactivate,
     account_delete,
+    account_reactivated_record,
     grant_remove,
     grant_set,
     invitation_check,
@@ -248,6 +250,8 @@ class UserWithGrantsAdmin(UserAdmin):
 
     inlines = [*UserAdmin.inlines, GrantInline]
     account_delete = staticmethod(account_delete)  # its grants go as removals, on the trails
+    account_deactivate = staticmethod(account_deactivate)  # and these on the trails too
+    account_reactivated = staticmethod(account_reactivated_record)
 
 
 admin.site.unregister(User)

@@ -5,7 +5,15 @@ transaction (``changes``): the GitOps outbox that ``clusters.delivery`` turns in
 """
 
 from clusters.services.changes import ChangeSource, ClusterChangeResult
-from clusters.services.clients import account_delete, client_create, client_update, grant_remove, grant_set
+from clusters.services.clients import (
+    account_deactivate,
+    account_delete,
+    account_reactivated_record,
+    client_create,
+    client_update,
+    grant_remove,
+    grant_set,
+)
 from clusters.services.clusters import (
     DUPLICATE_CLUSTER,
     RELEASE_NAME_MAX,
@@ -76,7 +84,9 @@ __all__ = [
     "cluster_spec_validate",
     "cluster_update",
     "grant_remove",
+    "account_deactivate",
     "account_delete",
+    "account_reactivated_record",
     "grant_set",
     "key_rotations_finish_due",
     "scale_down_problem",

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from accounts.access_tokens import access_tokens_client_remove
 from accounts.models import User
-from accounts.services import user_delete, users_claims_bump
+from accounts.services import user_deactivate, user_delete, users_claims_bump
 from clusters import delivery
 from clusters.models import Client, ClientAuditEvent, Grant
 from clusters.services.audit import client_audit_record
@@ -123,6 +123,25 @@ def grant_remove(*, user: User, client: Client, actor: User | None = None) -> No
             "grant removed",
             extra={"user_id": user.pk, "client": client.slug, "actor_id": getattr(actor, "pk", None)},
         )
+
+
+@transaction.atomic
+def account_deactivate(*, user: User, actor: User | None = None) -> bool:
+    """Deactivate an account (``accounts.services.user_deactivate``: its sessions and tokens end at
+    once), on the trail of each client it is a member of. False: the cache could not be told."""
+    told = user_deactivate(user=user, actor=actor)
+    _on_members_trails(user=user, actor=actor, type=ClientAuditEvent.Type.MEMBER_DEACTIVATED)
+    return told
+
+
+def account_reactivated_record(*, user: User, actor: User | None = None) -> None:
+    """An operator made ``user``'s account active again: on the trail of each client of theirs."""
+    _on_members_trails(user=user, actor=actor, type=ClientAuditEvent.Type.MEMBER_REACTIVATED)
+
+
+def _on_members_trails(*, user: User, actor: User | None, type: str) -> None:
+    for grant in Grant.objects.filter(user=user).select_related("client"):
+        client_audit_record(client=grant.client, type=type, actor=actor, target=user)
 
 
 @transaction.atomic

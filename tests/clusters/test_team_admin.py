@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from accounts.models import PersonalAccessToken, User
 from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import grant_set, invitation_create, invitation_revoke
+from tests.accounts.test_admin import user_change_form_data
 from tests.clusters.test_admin import _inline_management
 
 
@@ -257,6 +258,34 @@ def test_an_operator_deletes_a_member_who_signed_in_and_the_client_trail_says_so
     removed = ClientAuditEvent.objects.get(client=client1, type=ClientAuditEvent.Type.MEMBER_REMOVED)
     assert (removed.actor, removed.target_email) == (operator, "client1@example.com")
     assert api.get("/api/auth/validate").json()["code"] == "token_not_valid"
+
+
+def test_a_members_deactivation_and_reactivation_are_on_each_of_their_clients_trails(
+    admin_browser, operator, as_admin1, user1, client1, client2
+):
+    """An auditor asks a client's admin when someone lost access, and who did it."""
+    grant_set(user=user1, client=client2, role=Grant.Role.VIEWER)
+    admin_browser.post(
+        "/admin/accounts/user/", {"action": "deactivate_selected", "_selected_action": [user1.pk]}
+    )
+    page = admin_browser.get(f"/admin/accounts/user/{user1.pk}/change/")
+    data = user_change_form_data(page)
+    data.update(email=user1.email, name=user1.name, is_active="on")
+    for name in ("date_joined", "last_login"):
+        data.pop(name, None)
+    assert admin_browser.post(f"/admin/accounts/user/{user1.pk}/change/", data).status_code == 302
+
+    trail = [
+        (event["type"], event["actor"], event["target"])
+        for event in as_admin1.get("/api/clients/client1/audit").json()
+        if event["type"].startswith("member_")
+    ]
+    assert trail[:2] == [
+        ("member_reactivated", operator.email, user1.email),
+        ("member_deactivated", operator.email, user1.email),
+    ]
+    assert ClientAuditEvent.objects.filter(client=client2, type="member_deactivated").count() == 1
+    assert User.objects.get(pk=user1.pk).is_active
 
 
 def test_an_operator_cannot_delete_their_own_account(admin_browser, operator):

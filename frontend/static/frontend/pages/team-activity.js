@@ -12,6 +12,8 @@ const EVENT_TEXT = {
   member_provisioned: "Google sign-in provisioned",
   member_role_changed: "changed the role of",
   member_removed: "removed",
+  member_deactivated: "deactivated the account of",
+  member_reactivated: "reactivated the account of",
   policy_changed: "changed the sign-in policy",
   token_access_revoked: "revoked a token's access",
   credentials_revealed: "read the API keys of",
