@@ -13,10 +13,8 @@ from django.utils.html import format_html
 from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
 from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
+from clusters.admin_filters import ChangeDeliveryFilter, DeploymentStateFilter
 from clusters.deployments import (
-    DEPLOYED,
-    DEPLOYMENT_STATES,
-    all_deployments,
     application_ui_url,
     argocd_configured,
     cluster_application,
@@ -183,33 +181,9 @@ class ClusterAdminForm(forms.ModelForm):
         return cleaned
 
 
-NOT_DEPLOYED = "not_deployed"
 # Where the changelist leaves each row's deployment (None: Argo CD is not configured).
 _PAGE_DEPLOYMENT = "_admin_page_deployment"
 _NOT_LOOKED_UP = object()
-
-
-class DeploymentStateFilter(admin.SimpleListFilter):
-    """Clusters by what Argo CD reports (only with ARGOCD_URL): "not deployed" is every state but deployed."""
-
-    title = "deployment"
-    parameter_name = "deployment"
-
-    def lookups(self, request, model_admin):
-        if not argocd_configured():
-            return []
-        return [(NOT_DEPLOYED, "not deployed"), *[(state, state) for state in DEPLOYMENT_STATES]]
-
-    def queryset(self, request, queryset):
-        wanted = self.value()
-        if not wanted or not argocd_configured():
-            return queryset
-        matching = [
-            cluster.pk
-            for cluster, deployment in all_deployments()
-            if deployment.state == wanted or (wanted == NOT_DEPLOYED and deployment.state != DEPLOYED)
-        ]
-        return queryset.filter(pk__in=matching)
 
 
 @admin.register(Cluster)
@@ -477,9 +451,9 @@ class StorageExpansionAdmin(InputGuardAdmin):
 class ClusterChangeAdmin(ReadOnlyAdmin):
     """The change history: read-only, written only by the services and GitOps delivery."""
 
-    list_display = ("created_at", "cluster", "action", "actor_email", "message", "short_commit", "pushed")
+    list_display = ("created_at", "cluster", "action", "actor_email", "message", "short_commit", "delivered")
     # "What happened to our clusters last night?": one client's changes, by time.
-    list_filter = (("cluster__client", admin.RelatedOnlyFieldListFilter), "action", "pushed")
+    list_filter = (("cluster__client", admin.RelatedOnlyFieldListFilter), "action", ChangeDeliveryFilter)
     list_select_related = ("cluster__client",)
     # "Which changes did that token make, and from where?"
     search_fields = (
@@ -496,3 +470,7 @@ class ClusterChangeAdmin(ReadOnlyAdmin):
     @admin.display(description="commit", ordering="commit")
     def short_commit(self, change: ClusterChange) -> str:
         return change.commit[:12]
+
+    @admin.display(description="pushed", boolean=True, ordering="pushed")
+    def delivered(self, change: ClusterChange) -> bool | None:
+        return change.delivered  # None (shown as such): a storage request has nothing to push

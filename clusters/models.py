@@ -194,6 +194,11 @@ class ClusterChange(models.Model):
     def __str__(self) -> str:
         return self.message or f"{self.cluster} {self.action}"
 
+    @property
+    def delivered(self) -> bool | None:
+        """Whether the git remote has it; None for history only (``RECORD_ONLY_ACTIONS``)."""
+        return None if self.action in RECORD_ONLY_ACTIONS else self.pushed
+
 
 class StorageExpansion(models.Model):
     """A request to grow a cluster's volumes, carried out by an operator.

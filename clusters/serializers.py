@@ -368,7 +368,12 @@ class HistoryEntryOutputSerializer(serializers.Serializer):
     )
     message = serializers.CharField()
     changes = serializers.DictField(help_text='{"replicas": [2, 3]}: field -> [before, after].')
-    pushed = serializers.BooleanField()
+    pushed = serializers.BooleanField(
+        source="delivered",
+        allow_null=True,
+        help_text="Whether the git remote has it; null for entries that change nothing in git "
+        "(`storage_request`, `storage_request_cancel`).",
+    )
     via = serializers.SerializerMethodField(
         help_text="The credential the request used: `session <id>` or `personal access token #<id> "
         "“<name>”`, shown to the client's admins signed in (as the audit trail); null for everyone "

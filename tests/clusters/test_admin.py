@@ -207,6 +207,22 @@ def test_the_change_history_filters_by_client(admin_browser, cluster1, cluster2)
     assert [change.cluster for change in page.context["cl"].result_list] == [cluster2]
 
 
+def test_the_change_history_filters_by_delivery_and_a_storage_request_is_not_waiting(
+    admin_browser, as_user1, cluster1, settings, tmp_path
+):
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "no-such-remote.git")  # the scale waits for the remote
+    as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+    as_user1.patch("/api/clients/client1/clusters/main", {"storageGi": 20}, format="json")
+
+    def listed(delivery: str) -> list[str]:
+        page = admin_browser.get(f"/admin/clusters/clusterchange/?delivery={delivery}")
+        return sorted(change.action for change in page.context["cl"].result_list)
+
+    assert listed("waiting") == ["create", "update"]  # what the status page counts as pending
+    assert listed("record") == ["storage_request"]
+    assert listed("pushed") == []
+
+
 def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(admin_browser, user_factory):
     user = user_factory()
     response = admin_browser.post(

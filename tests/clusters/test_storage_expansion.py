@@ -48,6 +48,7 @@ def test_a_bigger_size_commits_nothing_and_shows_the_request(git_server, as_user
     assert as_user1.get("/api/clients/client1/clusters").json()[0]["storage"]["requestedGi"] == 20
     [entry] = [e for e in as_user1.get(f"{URL}/history").json() if e["action"] == "storage_request"]
     assert entry["commit"] is None and entry["changes"] == {"storageRequestGi": [None, 20]}
+    assert entry["pushed"] is None  # nothing to push: not "waiting for the git remote" either
     assert entry["message"] == "client1/main: storage 10Gi -> 20Gi requested, waiting for an operator"
 
 
