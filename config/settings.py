@@ -121,6 +121,9 @@ DATABASES = {
         "CONN_HEALTH_CHECKS": True,
     }
 }
+if not env_str("DATABASE_URL", ""):
+    # The default file's folder, so that `manage.py migrate` works in a fresh clone before `make run`.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads (and the gitops lock) share one file: wait for the lock instead of failing.
     # WAL lets pages read while another worker writes, and with synchronous=NORMAL a commit no
