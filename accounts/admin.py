@@ -1,3 +1,4 @@
+import copy
 import operator
 from contextvars import ContextVar
 from functools import reduce
@@ -5,7 +6,12 @@ from functools import reduce
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import (
+    AdminPasswordChangeForm,
+    AdminUserCreationForm,
+    ReadOnlyPasswordHashWidget,
+    UserChangeForm,
+)
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
@@ -56,6 +62,10 @@ class UserCreationAdminForm(AdminUserCreationForm):
     class Meta:
         model = User
         fields = ("email", "name")
+
+
+class ViewOnlyPasswordHashWidget(ReadOnlyPasswordHashWidget):
+    template_name = "accounts/widgets/view_only_password_hash.html"
 
 
 class UserChangeAdminForm(UserChangeForm):
@@ -145,18 +155,27 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
 
     def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
         form_class = super().get_form(request, obj, change=change, **kwargs)
-        if obj is None or obj.pk != request.user.pk:
-            return form_class
+        if obj is not None and obj.pk == request.user.pk:
 
-        class OwnAccountForm(form_class):  # type: ignore[valid-type, misc]
-            def clean_is_active(self) -> bool:
-                # As the action says: signed out at once, and with the last operator gone,
-                # nobody could undo it here.
-                if not self.cleaned_data.get("is_active", True):
-                    raise ValidationError("You cannot deactivate yourself: ask another operator.")
-                return True
+            class OwnAccountForm(form_class):  # type: ignore[valid-type, misc]
+                def clean_is_active(self) -> bool:
+                    # As the action says: signed out at once, and with the last operator gone,
+                    # nobody could undo it here.
+                    if not self.cleaned_data.get("is_active", True):
+                        raise ValidationError("You cannot deactivate yourself: ask another operator.")
+                    return True
 
-        return OwnAccountForm
+            form_class = OwnAccountForm
+        if (
+            obj is not None
+            and "password" in form_class.base_fields
+            and not self.has_change_permission(request, obj)
+        ):
+            # A page this operator may only view: no "Reset password" button into a 403.
+            password = copy.copy(form_class.base_fields["password"])
+            password.widget = ViewOnlyPasswordHashWidget()
+            form_class.base_fields["password"] = password
+        return form_class
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
         readonly = tuple(super().get_readonly_fields(request, obj))

@@ -309,6 +309,19 @@ def test_staff_who_may_change_users_cannot_take_over_a_privileged_account(
     assert root_api.get("/api/auth/me").status_code == 200
 
 
+def test_a_user_page_offers_the_password_form_only_to_whoever_may_use_it(client, user_factory, user):
+    root = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
+    browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
+    own = User.objects.get(email="support@example.com")
+
+    for view_only in (root, own):  # privileged accounts: this operator may only look
+        page = browser.get(f"/admin/accounts/user/{view_only.pk}/change/").content.decode()
+        assert "Reset password" not in page and "../password/" not in page
+        assert browser.get(f"/admin/accounts/user/{view_only.pk}/password/").status_code == 403
+    page = browser.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
+    assert "Reset password" in page  # and on a page they may change, the button is there
+
+
 def test_staff_who_may_change_users_cannot_make_anyone_privileged(client, user_factory, user):
     browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
     page = browser.get(f"/admin/accounts/user/{user.pk}/change/")

@@ -446,7 +446,7 @@ def test_a_refused_invitation_leaves_the_keyboard_where_it_was_and_marks_the_fie
     page.fill("#invite-email", "not-an-email")
     page.focus("#send-invite")
     page.keyboard.press("Enter")
-    page.wait_for_selector("#invite-error:has-text('Enter the email address')")
+    page.wait_for_selector("#invite-error:has-text('Enter a valid email address')")
     assert page.get_attribute("#invite-email", "aria-invalid") == "true" and _focused(page) == "invite-email"
 
     page.fill("#invite-email", user1.email)  # a member already: refused by the server

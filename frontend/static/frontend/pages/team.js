@@ -224,7 +224,7 @@ function inviteSection(ctx, client, invitations, activity) {
     say(status, "");
     markInvalid(email, false);
     if (!email.value.trim() || !email.validity.valid) {
-      say(error, "Enter the email address to invite.");
+      say(error, email.value.trim() ? "Enter a valid email address." : "Enter the email address to invite.");
       markInvalid(email, true);
       email.focus();
       return;
