@@ -30,8 +30,9 @@ _JWT = re.compile(r"(?<![A-Za-z0-9-])eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 # A personal access token (accounts.access_tokens): qpt_ and base62, wherever it is pasted.
 _PERSONAL_TOKEN = re.compile(r"qpt_[0-9A-Za-z]{16,}")
-# The credentials of a URL (postgres://user:password@host, rediss://:password@host).
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*:[^/\s@]*@")
+# The credentials of a URL (postgres://user:password@host, rediss://:password@host), a token
+# alone included (https://ghp_...@github.com: git hosts take it as the user name).
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 # `password=...`, `"api_key": "..."`, `?token=...` inside free text such as a request line. A key
 # starts a word: tried at every letter, a long request line would cost quadratic time.
 _KEY_VALUE = re.compile(

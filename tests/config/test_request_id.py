@@ -242,6 +242,22 @@ def test_secret_pairs_in_free_text_are_redacted_and_the_rest_kept(log_lines):
     assert "a@example.com" in entry["message"]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bot:hunter2secret@git.example.com/gitops.git",
+        "https://hunter2secret@git.example.com/gitops.git",  # a token as the user name
+        "rediss://:hunter2secret@cache:6380/0",
+    ],
+)
+def test_a_urls_credentials_are_redacted_and_its_host_kept(log_lines, url):
+    logger, stream = log_lines
+    logger.warning("gitops remote unreachable: failed to send request to %s", url)
+    (entry,) = _entries(stream)
+    assert "hunter2secret" not in entry["message"] and "[REDACTED]@" in entry["message"]
+    assert url.split("@")[1] in entry["message"]
+
+
 def test_the_exception_text_is_included_on_the_same_line_and_redacted(log_lines):
     logger, stream = log_lines
     try:
