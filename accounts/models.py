@@ -422,7 +422,10 @@ class PersonalAccessToken(models.Model):
     # The token's first characters, to recognise it in lists and find its row; not a secret.
     prefix = models.CharField(max_length=16, db_index=True)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.JSONField(default=dict, help_text='{"client1": ["view", "configure"]}')
+    scopes = models.JSONField(
+        default=dict,
+        help_text='Per client, what the token may do, for example {"client1": ["view", "configure"]}.',
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
