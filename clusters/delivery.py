@@ -155,9 +155,11 @@ def _changes_to_deliver(
             return changes, DeliveryReport(conflicts={}, pushed=False)
         changes = {pk: change for pk, change in changes.items() if not change.commit}
     if resting and awaited is not None:
-        # Its own change only: another may be the retry's, which must then push it from its own
+        # Its own change, and its cluster's older ones (committed after it, they would put the
+        # older values back): another may be the retry's, which must then push it from its own
         # clone, not rebuild it under the branch lock while every resting write waits for that.
-        changes = {awaited: changes[awaited]}
+        cluster_id = changes[awaited].cluster_id
+        changes = {pk: c for pk, c in changes.items() if pk <= awaited and c.cluster_id == cluster_id}
     return changes, None
 
 

@@ -235,6 +235,28 @@ def test_a_resting_write_leaves_the_retrys_change_for_the_retry_to_push_from_its
     assert ClusterChange.objects.get(pk=retry.pk).pushed
 
 
+def test_two_resting_writes_to_one_cluster_committed_newest_first_leave_git_on_the_newest(
+    tmp_path, settings, cluster1, user1, client_for, monkeypatch
+):
+    """The newer write's thread may reach the branch lock first: it commits the older change of its
+    cluster too, or that one, committed after it, would put the older value back in git."""
+    scale = client_for(user1)
+    git_server = _remote_failed(tmp_path, settings, scale)  # failed just now: the writes rest
+    monkeypatch.setattr(clusters_delivery, "deliver_after_commit", lambda **_: None)  # the halves by hand
+    scale.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+    older = ClusterChange.objects.filter(cluster=cluster1).latest("pk")
+    scale.patch("/api/clients/client1/clusters/main", {"replicas": 5}, format="json")
+    newer = ClusterChange.objects.filter(cluster=cluster1).latest("pk")
+
+    assert pending_changes_deliver(awaited=newer.pk).pushed is False
+    assert pending_changes_deliver(awaited=older.pk).pushed is False
+
+    assert _values(portal_repository(settings), "client1", "main")["replicaCount"] == 5
+    with time_machine.travel(timezone.now() + settings.GITOPS_REMOTE_RETRY_AFTER + timedelta(seconds=1)):
+        assert pending_changes_deliver(awaited=newer.pk).pushed is True  # after the pause
+    assert _values(git_server, "client1", "main")["replicaCount"] == 5
+
+
 def test_a_client_saved_while_the_remote_rests_is_committed_without_trying_it(
     tmp_path, settings, cluster1, user1, client_for, monkeypatch
 ):
