@@ -33,7 +33,13 @@ from django.utils import timezone
 from accounts.models import User
 from clusters.deployments import applications_refresh
 from clusters.models import KEY_ACTIONS, Client, Cluster, ClusterChange
-from clusters.remote import gitops_remote, remote_failed_recently, remote_resting, remote_state_record
+from clusters.remote import (
+    gitops_remote,
+    remote_failed_recently,
+    remote_failure_forget,
+    remote_resting,
+    remote_state_record,
+)
 from clusters.rendering import client_files_render, cluster_files_render
 from clusters.repository import (
     author_identity,
@@ -240,6 +246,7 @@ def pending_changes_deliver(
     Raises ``RepositoryUnavailable`` only when not even the local repository can be written;
     network failures leave commits local and unpushed, to be delivered later.
     """
+    remote_failure_forget()
     remote = gitops_remote()
     resting = remote is not None and remote_resting()
     if awaited is None or extra or remote is None:
@@ -339,6 +346,7 @@ def client_file_deliver_after_commit(*, client: Client, actor: User | None, summ
 
 
 def _client_file_deliver(pending: PendingCommit) -> DeliveryReport:
+    remote_failure_forget()
     push = gitops_remote() is None or not remote_resting()
     under = locked if push else branch_locked  # as a resting cluster change: no wait on a retry
     return under(lambda repo: _deliver(repo, [pending], with_changes=False, push=push, resting=not push))
@@ -432,4 +440,5 @@ def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncRepo
 
     ``bootstrap``: also rewrite the ApplicationSet and README as this version renders them.
     """
+    remote_failure_forget()
     return locked(partial(_drift_check if check else _full_sync, bootstrap=bootstrap))

@@ -105,6 +105,12 @@ def _failing_state() -> GitopsRemoteState | None:
     return state
 
 
+def remote_failure_forget() -> None:
+    """A delivery starts: a failure this thread met before (a fetch whose outcome was not
+    recorded) is not why this one fails."""
+    _failure_seen.reason = ""
+
+
 def remote_state_record(*, pushed: bool, tip: str | None) -> None:
     """When the remote last took every commit, or last did not and why (the operators' status
     page): the failure this thread's delivery met, not one of a fetch elsewhere meanwhile."""

@@ -15,11 +15,12 @@ from accounts.tokens import keys_dir_add
 from clusters.models import ClusterChange, GitopsRemoteState
 from clusters.remote import gitops_remote, remote_state_record
 from clusters.repository import repository_get
+from clusters.services import client_update
 from config.outages import REPORT_INTERVAL_SECONDS, gitops_remote_outage
 from gitops.remote import remote_fetch
 from operations import selectors
 from operations.selectors import cache_status, database_status, system_status
-from tests.helpers import free_port
+from tests.helpers import free_port, hand_commit
 from tests.support.git_http import GitHttpServer
 
 STATUS_URL = "/api/system/status"
@@ -318,6 +319,27 @@ def test_a_push_the_remote_refuses_is_shown_with_its_reason_and_logged_as_a_refu
     settings.GITOPS_REMOTE_URL = f"http://127.0.0.1:{free_port()}/gitops.git"
     assert not remote_fetch(repository=repository_get(), remote=gitops_remote()).reachable
     assert client_for(staff).get(STATUS_URL).json()["gitops"]["remote"]["lastFailureReason"] == reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_an_earlier_request_met_is_not_given_as_a_later_pushs_reason(
+    settings, git_server, cluster1, user1, as_user1
+):
+    """Worker threads serve request after request: what one met and did not record stays out of
+    the next one's reason."""
+    first = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+    assert first.status_code == 200  # on the remote: it is reachable
+    reachable = settings.GITOPS_REMOTE_URL
+    settings.GITOPS_REMOTE_URL = f"http://127.0.0.1:{free_port()}/gitops.git"
+    assert not remote_fetch(repository=repository_get(), remote=gitops_remote()).reachable  # not recorded
+    settings.GITOPS_REMOTE_URL, settings.GITOPS_PUSH_RETRIES = reachable, 0
+    hand_commit(git_server, "notes.txt", b"someone pushed meanwhile")
+
+    client_update(client=cluster1.client, name="Renamed", active=True, actor=user1)  # refused as behind
+
+    state = GitopsRemoteState.objects.get()
+    assert state.last_failure_at is not None
+    assert state.last_failure_reason == "The remote refused the push: it had moved on at every try."
 
 
 def test_a_failed_fetch_alone_is_no_failed_push_on_the_status_page(client_for, staff, cluster1, settings):
