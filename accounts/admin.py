@@ -16,11 +16,11 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_revoke
-from accounts.admin_site import recent_sign_in_required
+from accounts.admin_site import recent_sign_in_refusal, recent_sign_in_required
 from accounts.emails import email_canonical
 from accounts.factor_enrolment import second_factors_reset
 from accounts.google_sign_in import google_account_unlink
@@ -231,6 +231,10 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         return queryset.exclude(privileged)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
+        refusal = recent_sign_in_refusal(request) if request.method == "POST" else None
+        if refusal is not None:  # setting someone's password signs them out: as sensitive as a factor
+            self.message_user(request, refusal, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
         token = _acting_operator.set(request.user)
         try:
             return super().user_change_password(request, id, form_url)

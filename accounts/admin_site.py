@@ -83,27 +83,34 @@ def _portal_session_live(request: HttpRequest) -> bool:
     return allowed
 
 
+def recent_sign_in_refusal(request: HttpRequest) -> str | None:
+    """What the API asks of a sensitive action (a key rotation, second factors): a proof of
+    identity within REAUTHENTICATION_WINDOW, on the portal session behind this admin session.
+    None when there was one; else what to tell the operator, with the way to confirm it is them."""
+    try:
+        session_id = uuid_or_none(request.session.get(PORTAL_SESSION_KEY))
+        if session_id is None:
+            raise ReauthenticationRequired()
+        recent_authentication_require(session_id=session_id)
+    except ReauthenticationRequired:
+        minutes = int(settings.REAUTHENTICATION_WINDOW.total_seconds() // 60)
+        return format_html(
+            'Nothing was done: this needs a sign-in within the last {} minutes. <a href="{}">Confirm it '
+            "is you</a>, then repeat it.",
+            minutes,
+            f"/#/confirm?next={quote(request.get_full_path())}",
+        )
+    return None
+
+
 def recent_sign_in_required(action: Callable) -> Callable:
-    """For an admin action the API allows only after a recent proof of identity (a key rotation,
-    second factors): the same rule, REAUTHENTICATION_WINDOW, on the portal session behind the
-    admin session. Otherwise nothing is done and the operator is asked to sign in again."""
+    """An admin action that does nothing, and says why, without a recent sign-in."""
 
     @functools.wraps(action)
     def guarded(model_admin, request: HttpRequest, queryset):  # noqa: ANN001, ANN202 - Django's action
-        try:
-            session_id = uuid_or_none(request.session.get(PORTAL_SESSION_KEY))
-            if session_id is None:
-                raise ReauthenticationRequired()
-            recent_authentication_require(session_id=session_id)
-        except ReauthenticationRequired:
-            minutes = int(settings.REAUTHENTICATION_WINDOW.total_seconds() // 60)
-            asked = format_html(
-                'Nothing was done: this needs a sign-in within the last {} minutes. <a href="{}">Sign in '
-                "again</a>, then repeat it.",
-                minutes,
-                f"/#/login?next={quote(request.get_full_path())}",
-            )
-            model_admin.message_user(request, asked, messages.ERROR)
+        refusal = recent_sign_in_refusal(request)
+        if refusal is not None:
+            model_admin.message_user(request, refusal, messages.ERROR)
             return None
         return action(model_admin, request, queryset)
 

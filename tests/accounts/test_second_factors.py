@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import AuditEvent, Session, TotpDevice
+from accounts.models import AuditEvent, Session, TotpDevice, User
 from accounts.selectors import user_second_factors
 from accounts.services import user_deactivate
 from tests.accounts.test_admin import user_change_form_data
@@ -478,6 +478,23 @@ def test_resetting_someones_factors_needs_a_recent_sign_in_as_the_apis_factor_ch
     assert "Nothing was done: this needs a sign-in within the last 5 minutes." in response.content.decode()
     assert user_second_factors(user=user)  # still there
     assert not AuditEvent.objects.filter(type="factors_reset").exists()
+
+
+def test_setting_someones_password_in_the_admin_needs_a_recent_sign_in(user, client, user_factory, settings):
+    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    long_ago = timezone.now() - settings.REAUTHENTICATION_WINDOW - timedelta(seconds=1)
+    Session.objects.filter(user=operator).update(authenticated_at=long_ago)
+    hash_before = User.objects.get(pk=user.pk).password
+
+    response = client.post(
+        f"/admin/accounts/user/{user.pk}/password/",
+        {"password1": "a long new passphrase", "password2": "a long new passphrase"},
+        follow=True,
+    )
+
+    assert "Nothing was done: this needs a sign-in within the last 5 minutes." in response.content.decode()
+    assert User.objects.get(pk=user.pk).password == hash_before
 
 
 def test_the_user_page_shows_the_factors_and_the_required_flag(enrolled, user, client, user_factory):

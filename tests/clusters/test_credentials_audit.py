@@ -176,7 +176,7 @@ def test_the_admins_key_rotation_needs_a_recent_sign_in_as_the_apis_does(
     ).content.decode()
 
     assert "Nothing was done: this needs a sign-in within the last 5 minutes." in page
-    assert 'href="/#/login?next=/admin/clusters/cluster/"' in page  # signing in again comes back here
+    assert 'href="/#/confirm?next=/admin/clusters/cluster/"' in page  # confirming comes back here
     assert "New API keys" not in page
     assert cluster_credentials(cluster=Cluster.objects.get(pk=cluster1.pk)) == keys
     assert not ClusterChange.objects.filter(action__startswith="credentials_rotat").exists()

@@ -625,6 +625,37 @@ def test_staff_without_a_second_factor_enrol_before_the_admin_opens(
     assert page_problems == []
 
 
+def test_an_operator_past_the_window_confirms_it_is_them_and_repeats_the_admins_rotation(
+    live_server, new_page, page_problems, settings, user_factory, git_server, cluster1
+):
+    settings.MFA_REQUIRED_FOR_STAFF = False
+    operator = user_factory(email="ops@example.com", is_staff=True, is_superuser=True)
+    page, base = new_page(), live_server.url
+    page.goto(base + "/admin/")
+    page.wait_for_selector("#login-form")
+    page.get_by_label("Email").fill("ops@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    _admin_index(page)
+    _sign_in_long_ago(operator, settings.REAUTHENTICATION_WINDOW)  # the admin left open a while
+
+    def rotate() -> None:
+        page.goto(base + "/admin/clusters/cluster/")
+        page.check(f'input[name="_selected_action"][value="{cluster1.pk}"]')
+        page.select_option('select[name="action"]', "rotate_credentials")
+        page.click('button[name="index"]')
+
+    rotate()
+    page.get_by_role("link", name="Confirm it is you").click()  # not "sign in again": a loop
+    page.wait_for_selector("#reauth-dialog[open]")
+    page.fill("#reauth-password", PASSWORD)
+    page.click("#reauth-submit")
+    page.wait_for_url(re.compile(r"^http://[^/#]+/admin/clusters/cluster/$"))
+    rotate()
+    page.wait_for_selector("text=New API keys")
+    assert page_problems == []
+
+
 def test_staff_with_a_second_factor_reach_the_admin_through_both_steps(
     live_server, new_page, page_problems, settings, user_factory
 ):

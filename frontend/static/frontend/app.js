@@ -15,6 +15,7 @@
  *   #/clients/{client}/team                       members, invitations, tokens, audit (admins)
  *   #/clients/{client}/settings                   the client's sign-in policy
  *   #/invitations/{token}                         the link in an invitation email
+ *   #/confirm?next=/admin/...                     confirm it is you, then back to the admin
  *
  * A `next` under /admin/ (the Django admin's sign-in sends users here) opens an admin session
  * (POST /api/auth/admin-session) and leaves the app for that same-origin page.
@@ -23,6 +24,7 @@
 import { ApiError, SESSION_EXPIRED_DETAIL, cookieValue, createApi } from "./api.js";
 import { h, replaceChildren, say } from "./dom.js";
 import * as clusterPage from "./pages/cluster.js";
+import * as confirmPage from "./pages/confirm.js";
 import * as clustersPage from "./pages/clusters.js";
 import * as credentialsPage from "./pages/credentials.js";
 import * as loginPage from "./pages/login.js";
@@ -62,6 +64,7 @@ const ROUTES = [
     alsoSignedIn: true,
   },
   { pattern: /^\/tokens$/, page: tokensPage, nav: "tokens" },
+  { pattern: /^\/confirm$/, page: confirmPage },
   { pattern: /^\/clients\/([^/]+)\/team$/, page: teamPage, keys: ["client"], nav: "clusters" },
   { pattern: /^\/clients\/([^/]+)\/settings$/, page: clientSettingsPage, keys: ["client"], nav: "clusters" },
   // The invitee may be signed in (accept) or not (sign in, or sign up).

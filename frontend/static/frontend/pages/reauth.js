@@ -222,6 +222,11 @@ async function proofAttempt(api, parts) {
 }
 
 
+/** Asks the user to confirm it is them (the admin's sensitive actions send them here): true once done. */
+export function confirmItIsYou(ctx) {
+  return ask(ctx);
+}
+
 /**
  * Runs `action()`; when it answers reauthentication_required, asks the user to confirm it is
  * them and runs it once more. A cancelled prompt fails with code `reauthentication_cancelled`,
