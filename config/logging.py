@@ -32,7 +32,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _PERSONAL_TOKEN = re.compile(r"qpt_[0-9A-Za-z]{16,}")
 # The credentials of a URL (postgres://user:password@host, rediss://:password@host), a token
 # alone included (https://ghp_...@github.com: git hosts take it as the user name).
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#,\s@]+@")  # userinfo ends the authority
 # `password=...`, `"api_key": "..."`, `?token=...` inside free text such as a request line. A key
 # starts a word: tried at every letter, a long request line would cost quadratic time.
 _KEY_VALUE = re.compile(

@@ -7,6 +7,7 @@ missing secrets stop the process at start instead of running with a guessable de
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -123,7 +124,8 @@ DATABASES = {
 }
 if not env_str("DATABASE_URL", ""):
     # The default file's folder, so that `manage.py migrate` works in a fresh clone before `make run`.
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # then SQLite says what is wrong, when a command opens it
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several threads (and the gitops lock) share one file: wait for the lock instead of failing.
     # WAL lets pages read while another worker writes, and with synchronous=NORMAL a commit no

@@ -258,6 +258,13 @@ def test_a_urls_credentials_are_redacted_and_its_host_kept(log_lines, url):
     assert url.split("@")[1] in entry["message"]
 
 
+def test_an_address_in_a_urls_query_is_no_credential(log_lines):
+    logger, stream = log_lines
+    logger.info("redirect to https://app.example.com?invite=bob@acme.test")
+    (entry,) = _entries(stream)
+    assert entry["message"] == "redirect to https://app.example.com?invite=bob@acme.test"
+
+
 def test_the_exception_text_is_included_on_the_same_line_and_redacted(log_lines):
     logger, stream = log_lines
     try:
