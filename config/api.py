@@ -8,8 +8,29 @@ of the ``Allow`` header every response carries, so a 405 never offers the method
 
 from __future__ import annotations
 
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import views
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
 
 class APIView(views.APIView):
     http_method_names = [name for name in views.APIView.http_method_names if name != "options"]
+
+
+class JsonErrorsMixin:
+    """For views that answer in another format (the OpenAPI document's YAML, the documentation's
+    HTML page): their errors (405, 406) in the API's JSON shape like every other answer under /api/."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+    http_method_names = ["get", "head"]
+
+
+class DocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
+    http_method_names = ["get", "head"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView as DRFAPIView
 
@@ -35,3 +36,26 @@ def test_options_is_refused_with_an_allow_header_that_does_not_offer_it(client_f
         response = api.options(path, HTTP_ACCEPT="application/json")
         assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed"), path
         assert "OPTIONS" not in response["Allow"] and response["Allow"], path
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+@pytest.mark.parametrize(
+    ("method", "headers", "status", "code"),
+    [
+        ("post", {}, 405, "method_not_allowed"),
+        ("delete", {}, 405, "method_not_allowed"),
+        ("get", {"HTTP_ACCEPT": "text/csv"}, 406, "not_acceptable"),
+    ],
+)
+def test_the_documents_errors_are_the_apis_json_not_yaml_or_an_html_page(
+    client, db, path, method, headers, status, code
+):
+    response = getattr(client, method)(path, **headers)
+
+    assert (response.status_code, response["Content-Type"]) == (status, "application/json")
+    assert response.json()["code"] == code and response.json()["detail"]
+
+
+def test_the_documents_themselves_keep_their_formats(client, db):
+    assert client.get("/api/schema/")["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert client.get("/api/docs/")["Content-Type"].startswith("text/html")
