@@ -6,6 +6,7 @@ from django.contrib import admin
 
 from clusters.deployments import DEPLOYED, DEPLOYMENT_STATES, all_deployments, argocd_configured
 from clusters.models import RECORD_ONLY_ACTIONS
+from clusters.selectors import changes_pending
 
 NOT_DEPLOYED = "not_deployed"
 
@@ -48,10 +49,10 @@ class ChangeDeliveryFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        in_git = queryset.exclude(action__in=RECORD_ONLY_ACTIONS)
-        chosen = {
-            "pushed": in_git.filter(pushed=True),
-            "waiting": in_git.filter(pushed=False),
-            "record": queryset.filter(action__in=RECORD_ONLY_ACTIONS),
-        }
-        return chosen.get(self.value(), queryset)
+        if self.value() == "pushed":
+            return queryset.filter(pushed=True)  # a pushed change has a commit: never history only
+        if self.value() == "waiting":
+            return queryset & changes_pending()  # the status page's rule
+        if self.value() == "record":
+            return queryset.filter(action__in=RECORD_ONLY_ACTIONS)
+        return queryset

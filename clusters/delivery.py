@@ -252,7 +252,7 @@ def pending_changes_deliver(
     if awaited is None or extra or remote is None:
         return locked(lambda repo: _deliver(repo, extra, awaited=awaited, push=not resting, resting=resting))
     # A resting write takes the branch lock only (a retry in flight holds the push lock), and
-    # commits its own change only.
+    # commits its own change and its cluster's older ones only (_changes_to_deliver).
     committed = branch_locked(lambda repo: _deliver(repo, (), awaited=awaited, push=False, resting=resting))
     if committed.pushed or resting:
         return committed  # on the remote already, or left for the retry to carry

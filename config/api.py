@@ -18,9 +18,11 @@ class APIView(views.APIView):
     http_method_names = [name for name in views.APIView.http_method_names if name != "options"]
 
 
-class JsonErrorsMixin:
-    """For views that answer in another format (the OpenAPI document's YAML, the documentation's
-    HTML page): their errors (405, 406) in the API's JSON shape like every other answer under /api/."""
+class _DocumentView:
+    """The OpenAPI document (YAML) and its page (HTML): read-only, and their errors (405, 406) in
+    the API's JSON shape like every other answer under /api/, not in the document's format."""
+
+    http_method_names = ["get", "head"]
 
     def handle_exception(self, exc: Exception) -> Response:
         self.request.accepted_renderer = JSONRenderer()
@@ -28,9 +30,9 @@ class JsonErrorsMixin:
         return super().handle_exception(exc)
 
 
-class SchemaView(JsonErrorsMixin, SpectacularAPIView):
-    http_method_names = ["get", "head"]
+class SchemaView(_DocumentView, SpectacularAPIView):
+    pass
 
 
-class DocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
-    http_method_names = ["get", "head"]
+class DocsView(_DocumentView, SpectacularSwaggerSplitView):
+    pass
