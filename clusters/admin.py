@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, Model
+from django.db.models import Count, Model, Q
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
@@ -13,7 +13,8 @@ from django.utils.html import format_html
 from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
 from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
-from clusters.admin_filters import ChangeDeliveryFilter, DeploymentStateFilter
+from clusters.admin_decommission import ClusterDecommissionAdmin
+from clusters.admin_filters import ChangeDeliveryFilter, DecommissionedFilter, DeploymentStateFilter
 from clusters.deployments import (
     application_ui_url,
     argocd_configured,
@@ -73,7 +74,7 @@ class ClusterInline(admin.TabularInline):
     """A client's clusters, read-only: clusters are edited on their own page, through the services."""
 
     model = Cluster
-    fields = ("slug", "replicas", "version", "storage_gi", "updated_at")
+    fields = ("slug", "replicas", "version", "storage_gi", "updated_at", "decommissioned_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -103,7 +104,8 @@ class ClientAdmin(ServiceRefusalsAdmin):
         return ("slug", "name", "active", "created_at") if obj else ("slug", "name", "active")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(cluster_total=Count("clusters"))
+        in_service = Q(clusters__decommissioned_at__isnull=True)
+        return super().get_queryset(request).annotate(cluster_total=Count("clusters", filter=in_service))
 
     @admin.display(description="clusters", ordering="cluster_total")
     def cluster_count(self, client: Client) -> int:
@@ -187,7 +189,7 @@ _NOT_LOOKED_UP = object()
 
 
 @admin.register(Cluster)
-class ClusterAdmin(ServiceRefusalsAdmin):
+class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
     form = ClusterAdminForm
     page_transaction = False  # the services commit, then write git: a conflict refuses the save
     list_display = (
@@ -199,7 +201,7 @@ class ClusterAdmin(ServiceRefusalsAdmin):
         "deployment_state",
         "updated_at",
     )
-    list_filter = (DeploymentStateFilter, "version", "client")
+    list_filter = (DecommissionedFilter, DeploymentStateFilter, "version", "client")
     list_select_related = ("client",)
     search_fields = ("slug", "client__slug", "client__name")
     actions = ["rotate_credentials", "finish_key_rotation"]
@@ -207,6 +209,8 @@ class ClusterAdmin(ServiceRefusalsAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("client", "slug", *_SPEC_FIELDS)
+        if obj.decommissioned:
+            return ("client", "slug", *_SPEC_FIELDS, "deployment", *self.decommission_fields, "created_at")
         return (
             "client",
             "slug",
@@ -217,12 +221,14 @@ class ClusterAdmin(ServiceRefusalsAdmin):
             "api_keys",
             "created_at",
             "updated_at",
+            "decommission",
         )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("client", "slug", "storage_request", "deployment", "api_keys", "created_at", "updated_at")
+        shown = ("storage_request", "deployment", "api_keys", "decommission", *self.decommission_fields)
+        return ("client", "slug", *shown, "created_at", "updated_at")
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from clusters.deployments import DEPLOYED, DEPLOYMENT_STATES, all_deployments, argocd_configured
+from clusters.deployment_states import DEPLOYED, DEPLOYMENT_STATES
+from clusters.deployments import all_deployments, argocd_configured
 from clusters.models import RECORD_ONLY_ACTIONS
 from clusters.selectors import changes_pending
 
@@ -55,4 +56,21 @@ class ChangeDeliveryFilter(admin.SimpleListFilter):
             return queryset & changes_pending()  # the status page's rule
         if self.value() == "record":
             return queryset.filter(action__in=RECORD_ONLY_ACTIONS)
+        return queryset
+
+
+class DecommissionedFilter(admin.SimpleListFilter):
+    """In service (the clusters clients see) or decommissioned (their folders removed from git)."""
+
+    title = "service"
+    parameter_name = "service"
+
+    def lookups(self, request, model_admin):
+        return [("in_service", "In service"), ("decommissioned", "Decommissioned")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "in_service":
+            return queryset.filter(decommissioned_at__isnull=True)
+        if self.value() == "decommissioned":
+            return queryset.filter(decommissioned_at__isnull=False)
         return queryset

@@ -40,7 +40,7 @@ from clusters.remote import (
     remote_resting,
     remote_state_record,
 )
-from clusters.rendering import client_files_render, cluster_files_render
+from clusters.rendering import client_files_render, cluster_files_render, cluster_removal_render
 from clusters.repository import (
     author_identity,
     bootstrap_files,
@@ -81,6 +81,8 @@ class DeliveryReport:
 
 
 def _change_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
+    if change.cluster.decommissioned:  # its older changes too, when they go out after it: nothing to restore
+        return cluster_removal_render(cluster=change.cluster, reader=reader)
     after = {name: pair[1] for name, pair in (change.changes or {}).items() if isinstance(pair, list)}
     return cluster_files_render(
         cluster=change.cluster, reader=reader, overrides=after, keys_changed=change.action in KEY_ACTIONS
@@ -371,7 +373,8 @@ class SyncReport:
 def _everything_render(
     reader: TreeReader, conflicts: dict[int, str], bootstrap: bool = False
 ) -> dict[str, bytes | None]:
-    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database.
+    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database
+    (a decommissioned cluster's folder removed).
 
     ``bootstrap``: the ApplicationSet and README too, as this version of the portal writes them
     (they are otherwise written only into a new repository, and may carry hand edits).
@@ -383,6 +386,9 @@ def _everything_render(
     for client in Client.objects.order_by("slug"):
         files.update(client_files_render(client=client, reader=reader))
     for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
+        if cluster.decommissioned:
+            files.update(cluster_removal_render(cluster=cluster, reader=reader))
+            continue
         try:
             files.update(cluster_files_render(cluster=cluster, reader=reader))
         except ContentError as error:

@@ -47,6 +47,12 @@ class Client(models.Model):
         return self.slug
 
 
+class ClusterQuerySet(models.QuerySet):
+    def live(self) -> ClusterQuerySet:
+        """The clusters not decommissioned: the only ones clients see and anyone changes."""
+        return self.filter(decommissioned_at__isnull=True)
+
+
 class Cluster(models.Model):
     """One Qdrant deployment of a client: the desired state that GitOps renders to git."""
 
@@ -63,8 +69,13 @@ class Cluster(models.Model):
     alt_api_key_encrypted = models.TextField(editable=False, default="")
     rotation_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     rotation_finishes_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set once, by ``cluster_decommission``: the row stays for its history and keeps its name
+    # taken; its folder is removed from git, and nobody can read or change it any more.
+    decommissioned_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ClusterQuerySet.as_manager()
 
     class Meta:
         ordering = ["client__slug", "slug"]
@@ -99,6 +110,10 @@ class Cluster(models.Model):
     @property
     def rotation_in_progress(self) -> bool:
         return bool(self.alt_api_key_encrypted)
+
+    @property
+    def decommissioned(self) -> bool:
+        return self.decommissioned_at is not None
 
 
 class Grant(models.Model):
@@ -144,6 +159,7 @@ class ClusterChange(models.Model):
         STORAGE_REQUEST = "storage_request", "Storage expansion requested"
         STORAGE_REQUEST_CANCEL = "storage_request_cancel", "Storage expansion cancelled"
         STORAGE_EXPAND = "storage_expand", "Storage expanded"
+        DECOMMISSION = "decommission", "Decommissioned"
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="changes")
     actor = models.ForeignKey(
@@ -181,6 +197,7 @@ class ClusterChange(models.Model):
                         "storage_request",
                         "storage_request_cancel",
                         "storage_expand",
+                        "decommission",
                     ]
                 ),
                 name="clusters_change_action_valid",
@@ -361,6 +378,7 @@ class ClientAuditEvent(models.Model):
         POLICY_CHANGED = "policy_changed", "Sign-in policy changed"
         TOKEN_ACCESS_REVOKED = "token_access_revoked", "Access token's access revoked"
         CREDENTIALS_REVEALED = "credentials_revealed", "Cluster API keys revealed"
+        CLUSTER_DECOMMISSIONED = "cluster_decommissioned", "Cluster decommissioned"
 
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="audit_events")
     at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -374,7 +392,7 @@ class ClientAuditEvent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     target_email = models.CharField(max_length=254, blank=True)
-    # The slug of the cluster the event is about (a reveal of its keys), kept after it is gone.
+    # The slug of the cluster the event is about (a reveal of its keys, its decommissioning).
     cluster = models.CharField(max_length=40, blank=True)
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
     detail = models.CharField(max_length=255, blank=True)
@@ -401,6 +419,7 @@ class ClientAuditEvent(models.Model):
                         "policy_changed",
                         "token_access_revoked",
                         "credentials_revealed",
+                        "cluster_decommissioned",
                     ]
                 ),
                 name="clusters_clientauditevent_type_valid",

@@ -28,6 +28,7 @@ from gitops.values import (
     apikey_secret_name,
     client_file_path,
     client_file_render,
+    cluster_folder,
     namespace_name,
     sealed_secret_path,
     values_path,
@@ -150,6 +151,12 @@ def cluster_files_render(
     files: Files = {path: values} if values != existing else {}
     files.update(_sealed_secret_file(cluster=cluster, keys=keys, fingerprint=fingerprint, reader=reader))
     return files
+
+
+def cluster_removal_render(*, cluster: Cluster, reader: TreeReader) -> Files:
+    """A decommissioned cluster's folder removed: every file in it, one added by hand too (while
+    a file is left, the folder stays and the ApplicationSet keeps its Application)."""
+    return dict.fromkeys(reader.list(cluster_folder(cluster.client.slug, cluster.slug)), None)
 
 
 def client_files_render(*, client: Client, reader: TreeReader) -> Files:

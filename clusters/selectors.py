@@ -161,9 +161,9 @@ def client_access(*, user: User, client_slug: str, permission: str) -> Client:
 
 
 def cluster_access(*, user: User, client_slug: str, cluster_slug: str, permission: str) -> Cluster:
-    """The cluster if ``user`` holds ``permission`` on its client: 403 outside, 404 for an unknown cluster."""
+    """The cluster if ``user`` holds ``permission`` on its client: 403 outside, 404 for an unknown one."""
     client = client_access(user=user, client_slug=client_slug, permission=permission)
-    cluster = Cluster.objects.filter(client=client, slug=cluster_slug).first()
+    cluster = Cluster.objects.live().filter(client=client, slug=cluster_slug).first()
     if cluster is None:
         raise NotFound()
     cluster.client = client
@@ -337,7 +337,8 @@ def cluster_list(*, client: Client) -> list[ClusterDetail]:
     deployments (one question to Argo CD at most)."""
     changes = ClusterChange.objects.filter(cluster=OuterRef("pk")).order_by("-created_at", "-id")
     clusters = list(
-        Cluster.objects.filter(client=client)
+        Cluster.objects.live()
+        .filter(client=client)
         .annotate(
             revision_id=Subquery(changes.exclude(commit="").values("pk")[:1]),  # as cluster_revision
             latest_id=Subquery(changes.exclude(action__in=RECORD_ONLY_ACTIONS).values("pk")[:1]),

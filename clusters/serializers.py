@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clusters.deployments import DEPLOYMENT_STATES
+from clusters.deployment_states import DEPLOYMENT_STATES
 from clusters.models import SPEC_FIELD_NAMES, ClusterChange
 from clusters.selectors import (
     ROTATION_ONE_STEP,

@@ -244,6 +244,10 @@ class NotFound(PortalError):
     default_detail = "Not found."
 
 
+class ClusterDecommissioned(NotFound):
+    default_detail = "This cluster was decommissioned: nothing about it can change any more."
+
+
 class StorageExpansionNotFound(NotFound):
     default_detail = "No storage expansion is waiting for an operator on this cluster."
 

@@ -446,7 +446,7 @@ SPECTACULAR_SETTINGS = {
     # Two fields are named "state": the cluster's deployment gets an enum of its own, the storage
     # request keeps the name it always had (StateEnum).
     "ENUM_NAME_OVERRIDES": {
-        "DeploymentStateEnum": "clusters.deployments.DEPLOYMENT_STATES",
+        "DeploymentStateEnum": "clusters.deployment_states.DEPLOYMENT_STATES",
         "StateEnum": "clusters.selectors.STORAGE_STATES",
     },
     "PATH_CONVERTER_OVERRIDES": {  # clusters.urls.NameConverter: clusters.models.SLUG_PATTERN

@@ -147,6 +147,39 @@ def storage_runbook_render(*, namespace: str, statefulset: str, application: str
     )
 
 
+# Argo CD labels what it deploys app.kubernetes.io/instance=<Application> with label tracking
+# (its default before 3.0); with annotation tracking the chart's own label, the release, stays.
+_DECOMMISSION_RUNBOOK = Template("""\
+# 1. Wait until Argo CD has removed the Application (its ApplicationSet does when it next reads
+#    git; the cluster's page says "deployed" then). It keeps what the Application deployed:
+kubectl -n $argocd_namespace get application $application    # NotFound once it is gone
+# 2. Stop the cluster: delete what the chart made and the sealed API keys (their Secret goes
+#    with them). The volumes stay.
+kubectl -n $namespace delete statefulset,service,configmap,secret,poddisruptionbudget,serviceaccount,ingress \\
+  -l 'app.kubernetes.io/instance in ($release,$application)'
+kubectl -n $namespace delete sealedsecret $secret --ignore-not-found
+kubectl -n $namespace get all -l 'app.kubernetes.io/instance in ($release,$application)'   # nothing left
+# 3. Once the data may go (the retention agreed with the client), delete the volumes: this
+#    deletes the cluster's data for good.
+kubectl -n $namespace get pvc -o name | grep -E '/$pvc-[0-9]+$$' | xargs -r kubectl -n $namespace delete
+#    If it was the client's last cluster: kubectl delete namespace $namespace
+""")
+
+
+def decommission_runbook_render(
+    *, namespace: str, release: str, application: str, secret: str, argocd_namespace: str
+) -> str:
+    """The operator's commands that stop a decommissioned cluster and, later, delete its data."""
+    return _DECOMMISSION_RUNBOOK.substitute(
+        namespace=namespace,
+        release=release,
+        application=application,
+        secret=secret,
+        argocd_namespace=argocd_namespace,
+        pvc=f"{VOLUME_CLAIM_TEMPLATE}-{release}",
+    )
+
+
 _README_HEAD = """\
 # Qdrant clusters (managed by Qdrant Portal)
 

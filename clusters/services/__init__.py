@@ -31,6 +31,7 @@ from clusters.services.credentials import (
     cluster_credentials_rotation_finish,
     key_rotations_finish_due,
 )
+from clusters.services.decommission import cluster_decommission
 from clusters.services.invitations import (
     invitation_accept,
     invitation_check,
@@ -74,6 +75,7 @@ __all__ = [
     "client_create",
     "client_update",
     "cluster_create",
+    "cluster_decommission",
     "KeysShownTo",
     "ChangeSource",
     "cluster_credentials_reveal",

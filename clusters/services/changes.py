@@ -27,7 +27,7 @@ from clusters.models import (
 )
 from clusters.repository import while_no_delivery_runs
 from config.crypto import FieldDecryptionError
-from config.errors import GitopsUnavailable, GitopsValuesConflict, SecretsUnavailable
+from config.errors import ClusterDecommissioned, GitopsUnavailable, GitopsValuesConflict, SecretsUnavailable
 from gitops.errors import RepositoryUnavailable
 
 logger = logging.getLogger(__name__)
@@ -106,13 +106,17 @@ def change_record(
     return change
 
 
-def cluster_locked(*, cluster: Cluster) -> Cluster:
+def cluster_locked(*, cluster: Cluster, decommissioned_too: bool = False) -> Cluster:
     """The cluster's current row, locked until the transaction ends (concurrent edits queue up).
 
     Only the cluster's row: its client is read apart, unlocked, so that edits to a client's
-    other clusters do not queue behind this one (MariaDB has no ``FOR UPDATE OF``).
+    other clusters do not queue behind this one (MariaDB has no ``FOR UPDATE OF``). A
+    decommissioned cluster raises ``ClusterDecommissioned`` (404): no write may change it, even
+    one that read it just before it was decommissioned.
     """
     current = Cluster.objects.select_for_update().get(pk=cluster.pk)
+    if current.decommissioned and not decommissioned_too:
+        raise ClusterDecommissioned()
     current.client = Client.objects.get(pk=current.client_id)
     return current
 
@@ -133,7 +137,7 @@ def _change_revert(*, result: ClusterChangeResult, undo: Undo) -> bool:
 def _change_revert_locked(*, result: ClusterChangeResult, undo: Undo) -> bool:
     change = result.change
     with transaction.atomic():
-        current = cluster_locked(cluster=change.cluster)
+        current = cluster_locked(cluster=change.cluster, decommissioned_too=True)
         latest = current.changes.exclude(action__in=RECORD_ONLY_ACTIONS).order_by("-id").first()
         if latest is None or latest.pk != change.pk or latest.commit:
             return False

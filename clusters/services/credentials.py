@@ -219,7 +219,7 @@ def key_rotations_finish_due(*, now: datetime | None = None) -> list[Cluster]:
     finished = []
     for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
-            current = cluster_locked(cluster=Cluster(pk=pk))
+            current = cluster_locked(cluster=Cluster(pk=pk), decommissioned_too=True)  # checked below
             if current.rotation_in_progress and current.rotation_finishes_at <= now:
                 _finish(current, None)
                 finished.append(current)

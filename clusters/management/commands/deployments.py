@@ -16,13 +16,8 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from clusters.deployments import (
-    ALERTING_STATES,
-    DEPLOYMENT_STATES,
-    UNKNOWN,
-    all_deployments,
-    argocd_configured,
-)
+from clusters.deployment_states import ALERTING_STATES, DEPLOYMENT_STATES, UNKNOWN
+from clusters.deployments import all_deployments, argocd_configured
 
 _COLUMNS = ("CLUSTER", "STATE", "COMMITTED", "DEPLOYED", "SYNC", "HEALTH", "MESSAGE")
 EXIT_ALERTING = 1

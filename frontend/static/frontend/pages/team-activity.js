@@ -17,6 +17,7 @@ const EVENT_TEXT = {
   policy_changed: "changed the sign-in policy",
   token_access_revoked: "revoked a token's access",
   credentials_revealed: "read the API keys of",
+  cluster_decommissioned: "decommissioned the cluster",
 };
 
 function auditHint(event) {
