@@ -17,11 +17,12 @@ from clusters.models import Grant
 PERMISSION_VIEW = "view"
 PERMISSION_CONFIGURE = "configure"
 PERMISSION_CREDENTIALS = "credentials"
-PERMISSION_MEMBERS = "members"  # invite, change roles, remove; the team's audit trail; the sign-in policy
+PERMISSION_AUDIT = "audit"  # read the client's audit trail (a token may, to export it)
+PERMISSION_MEMBERS = "members"  # invite, change roles, remove; the tokens reaching the client; the sign-in policy
 CLUSTER_PERMISSIONS = (PERMISSION_VIEW, PERMISSION_CONFIGURE, PERMISSION_CREDENTIALS)
-ALL_PERMISSIONS = (*CLUSTER_PERMISSIONS, PERMISSION_MEMBERS)
+ALL_PERMISSIONS = (*CLUSTER_PERMISSIONS, PERMISSION_AUDIT, PERMISSION_MEMBERS)
 # What a personal access token may be given: managing members needs a signed-in session.
-TOKEN_PERMISSIONS = CLUSTER_PERMISSIONS
+TOKEN_PERMISSIONS = (*CLUSTER_PERMISSIONS, PERMISSION_AUDIT)
 
 # What each role may do for its client. Operator staff (User.is_operator) may do everything everywhere.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {

@@ -20,7 +20,7 @@ from accounts.models import User
 from accounts.throttles import UserThrottle
 from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
 from clusters import selectors, services
-from clusters.permissions import PERMISSION_MEMBERS, PERMISSION_VIEW
+from clusters.permissions import PERMISSION_AUDIT, PERMISSION_MEMBERS, PERMISSION_VIEW
 from clusters.team_serializers import (
     AuditEventSerializer,
     AuditQuerySerializer,
@@ -175,16 +175,21 @@ class InvitationDetailView(TeamAPIView):
 
 
 class AuditView(TeamAPIView):
+    # Read-only, and what a SIEM export needs: a token given ``audit`` may read it.
+    accepts_personal_access_tokens = True
+    required_permission = PERMISSION_AUDIT
+
     @extend_schema(
         operation_id="clients_audit_list",
         parameters=[AuditQuerySerializer],
         responses={
             200: AuditEventSerializer(many=True),
-            **error_responses(errors.InvalidRequest, *TEAM_ERRORS, notes=_NOTES),
+            **error_responses(errors.InvalidRequest, *CLIENT_ERRORS, errors.StepUpRequired, notes=_NOTES),
         },
-        description="Who changed the team or the sign-in policy, and who read a cluster's API keys "
-        f"(`credentials_revealed`), newest first, {selectors.AUDIT_PAGE_SIZE} at a time "
-        "(`?before=<the last id>` for the next page).",
+        description="Who changed the team or the sign-in policy, who read a cluster's API keys "
+        "(`credentials_revealed`) and which clusters were decommissioned, newest first, "
+        f"{selectors.AUDIT_PAGE_SIZE} at a time (`?before=<the last id>` for the next page). "
+        "Needs the `audit` permission: the admin role, or a personal access token given it.",
     )
     def get(self, request: Request, client: str) -> Response:
         target = self.client_get()

@@ -203,6 +203,30 @@ def test_a_token_cannot_manage_tokens_members_or_second_factors(pat, method, pat
     assert (response.status_code, response.json()["code"]) == (403, "pat_not_allowed")
 
 
+def test_a_token_given_audit_exports_the_audit_trail_and_nothing_else_of_the_team(
+    auth_client, admin1, session1, cluster1
+):
+    admin = auth_client(admin1)
+    assert admin.get(f"{CLUSTER}/credentials").status_code == 200  # an event to export
+    exporter = bearer(create(admin, {"client1": ["audit"]}).json()["token"])
+
+    trail = exporter.get("/api/clients/client1/audit")
+
+    assert trail.status_code == 200
+    newest = trail.json()[0]
+    assert (newest["type"], newest["actor"], newest["cluster"]) == (
+        "credentials_revealed",
+        admin1.email,
+        "main",
+    )
+    assert (exporter.get("/api/clients/client1/members").json()["code"]) == "pat_not_allowed"
+    assert (exporter.get(CLUSTER).json()["code"]) == "permission_denied"  # nor the clusters: not given
+    viewer = bearer(create(admin, {"client1": ["view"]}).json()["token"])
+    assert viewer.get("/api/clients/client1/audit").json()["code"] == "permission_denied"
+    # Only who may read the trail may give a token that: an operator (role) may not.
+    assert create(session1, {"client1": ["audit"]}).json()["code"] == "token_scope_exceeded"
+
+
 def test_a_token_cannot_exceed_what_the_session_may_do(session1, viewer1, auth_client, client2, cluster1):
     assert create(session1, {"client2": ["view"]}).json()["code"] == "token_scope_exceeded"
     assert create(auth_client(viewer1), {"client1": ["configure"]}).json()["code"] == "token_scope_exceeded"

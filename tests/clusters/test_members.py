@@ -26,6 +26,7 @@ def test_an_admin_lists_the_members_admins_first(as_admin1, admin1, user1, viewe
         "view",
         "configure",
         "credentials",
+        "audit",
         "members",
     ]
 

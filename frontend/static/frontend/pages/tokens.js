@@ -5,8 +5,9 @@ import { actionsHeader, focusKeep, h, liveRegion, markInvalid, replaceChildren, 
 import { confirmDialog, copyText, pageFrame, pageLoad, showError } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
-// What a token may be given (never "members": managing a team needs a signed-in session).
-export const TOKEN_PERMISSIONS = ["view", "configure", "credentials"];
+// What a token may be given (never "members": managing a team needs a signed-in session;
+// "audit" reads the team's audit trail, for an export).
+export const TOKEN_PERMISSIONS = ["view", "configure", "credentials", "audit"];
 const DAY = 86400;
 const LIFETIMES = [
   [7, "7 days"],
