@@ -189,7 +189,7 @@ class RestrictedClientSerializer(serializers.Serializer):
 class PermissionsSerializer(serializers.Serializer):
     clients = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
-        help_text='{"client1": ["view", "configure", "credentials"]}; an admin also has "members".',
+        help_text='{"client1": ["view", "configure", "credentials"]}; an admin also has "audit" and "members".',
     )
     isStaff = serializers.BooleanField()
     restricted = RestrictedClientSerializer(many=True)
