@@ -221,7 +221,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             "api_keys",
             "created_at",
             "updated_at",
-            "decommission",
+            *(("decommission",) if self.has_change_permission(request, obj) else ()),
         )
 
     def get_readonly_fields(self, request, obj=None):

@@ -198,10 +198,12 @@ def test_the_cluster_list_filters_by_service(admin_browser, operator, client1, c
 def test_a_viewing_operator_cannot_decommission(client, user_factory, cluster1):
     from django.contrib.auth.models import Permission
 
-    viewer = user_factory(email="viewer-op@example.com", is_staff=True)
+    viewer = user_factory(email="viewer-op@example.com", is_staff=True, is_operator=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_cluster"))
     client.force_login(viewer)
 
+    page = client.get(f"/admin/clusters/cluster/{cluster1.pk}/change/").content.decode()
+    assert "client1/main" in page and _decommission_page(cluster1) not in page  # no link it cannot use
     assert client.post(_decommission_page(cluster1), {"cluster_name": "client1/main"}).status_code == 403
     assert not Cluster.objects.get(pk=cluster1.pk).decommissioned
 
