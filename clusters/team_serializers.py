@@ -64,7 +64,9 @@ class AuditEventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=ClientAuditEvent.Type.values)
     actor = serializers.CharField(source="actor_email", help_text="Empty: the system (a Google sign-in).")
     target = serializers.CharField(source="target_email")
-    cluster = serializers.CharField(help_text="The cluster whose API keys were read; empty for other events.")
+    cluster = serializers.CharField(
+        help_text="The cluster whose API keys were read, or that was decommissioned; empty for other events."
+    )
     ip = serializers.SerializerMethodField(
         help_text="Where the request came from, when recorded; null for the portal's operators, "
         "whose addresses are not the client's to see."
