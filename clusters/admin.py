@@ -199,6 +199,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
         "version",
         "storage_gi",
         "deployment_state",
+        "service",
         "updated_at",
     )
     list_filter = (DecommissionedFilter, DeploymentStateFilter, "version", "client")
@@ -209,8 +210,17 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("client", "slug", *_SPEC_FIELDS)
+        retire = ("retire",) if self.may_retire(request) and not obj.removed else ()
         if obj.decommissioned:
-            return ("client", "slug", *_SPEC_FIELDS, "deployment", *self.decommission_fields, "created_at")
+            return (
+                "client",
+                "slug",
+                *_SPEC_FIELDS,
+                "deployment",
+                *self.retirement_fields,
+                *retire,
+                "created_at",
+            )
         return (
             "client",
             "slug",
@@ -221,13 +231,13 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             "api_keys",
             "created_at",
             "updated_at",
-            *(("decommission",) if self.has_change_permission(request, obj) else ()),
+            *retire,
         )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        shown = ("storage_request", "deployment", "api_keys", "decommission", *self.decommission_fields)
+        shown = ("storage_request", "deployment", "api_keys", "retire", *self.retirement_fields)
         return ("client", "slug", *shown, "created_at", "updated_at")
 
     def get_changelist_instance(self, request):

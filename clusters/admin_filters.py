@@ -60,17 +60,22 @@ class ChangeDeliveryFilter(admin.SimpleListFilter):
 
 
 class DecommissionedFilter(admin.SimpleListFilter):
-    """In service (the clusters clients see) or decommissioned (their folders removed from git)."""
+    """In service (the clusters clients see), decommissioned (stopped) or removed from git."""
 
     title = "service"
     parameter_name = "service"
 
     def lookups(self, request, model_admin):
-        return [("in_service", "In service"), ("decommissioned", "Decommissioned")]
+        return [
+            ("in_service", "In service"),
+            ("decommissioned", "Decommissioned"),
+            ("removed", "Removed from git"),
+        ]
 
     def queryset(self, request, queryset):
-        if self.value() == "in_service":
-            return queryset.filter(decommissioned_at__isnull=True)
-        if self.value() == "decommissioned":
-            return queryset.filter(decommissioned_at__isnull=False)
-        return queryset
+        wanted = {
+            "in_service": {"decommissioned_at": None},
+            "decommissioned": {"decommissioned_at__isnull": False, "removed_at": None},
+            "removed": {"removed_at__isnull": False},
+        }.get(self.value())
+        return queryset.filter(**wanted) if wanted else queryset

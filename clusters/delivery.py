@@ -40,7 +40,12 @@ from clusters.remote import (
     remote_resting,
     remote_state_record,
 )
-from clusters.rendering import client_files_render, cluster_files_render, cluster_removal_render
+from clusters.rendering import (
+    client_files_render,
+    cluster_files_render,
+    cluster_removal_render,
+    cluster_stop_render,
+)
 from clusters.repository import (
     author_identity,
     bootstrap_files,
@@ -81,12 +86,22 @@ class DeliveryReport:
 
 
 def _change_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
-    if change.cluster.decommissioned:  # its older changes too, when they go out after it: nothing to restore
-        return cluster_removal_render(cluster=change.cluster, reader=reader)
+    if change.cluster.decommissioned:
+        return _retired_render(change, reader)
     after = {name: pair[1] for name, pair in (change.changes or {}).items() if isinstance(pair, list)}
     return cluster_files_render(
         cluster=change.cluster, reader=reader, overrides=after, keys_changed=change.action in KEY_ACTIONS
     )
+
+
+def _retired_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
+    """A decommissioned cluster's changes: its decommissioning stops it, its removal removes its
+    folder; an older change still pending renders nothing (its values never apply any more)."""
+    if change.action == ClusterChange.Action.DECOMMISSION:
+        return cluster_stop_render(cluster=change.cluster, reader=reader)
+    if change.action == ClusterChange.Action.REMOVE:
+        return cluster_removal_render(cluster=change.cluster, reader=reader)
+    return {}
 
 
 def _change_pending(change: ClusterChange) -> PendingCommit:
@@ -374,7 +389,7 @@ def _everything_render(
     reader: TreeReader, conflicts: dict[int, str], bootstrap: bool = False
 ) -> dict[str, bytes | None]:
     """Every client's ``client.yaml`` and every cluster's files, where git differs from the database
-    (a decommissioned cluster's folder removed).
+    (a decommissioned cluster stopped; a removed one's folder gone).
 
     ``bootstrap``: the ApplicationSet and README too, as this version of the portal writes them
     (they are otherwise written only into a new repository, and may carry hand edits).
@@ -386,11 +401,12 @@ def _everything_render(
     for client in Client.objects.order_by("slug"):
         files.update(client_files_render(client=client, reader=reader))
     for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
-        if cluster.decommissioned:
+        if cluster.removed:
             files.update(cluster_removal_render(cluster=cluster, reader=reader))
             continue
+        render = cluster_stop_render if cluster.decommissioned else cluster_files_render
         try:
-            files.update(cluster_files_render(cluster=cluster, reader=reader))
+            files.update(render(cluster=cluster, reader=reader))
         except ContentError as error:
             conflicts[cluster.pk] = str(error)
     return files
@@ -428,6 +444,10 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
         message=commit_message(summary="Sync clients and clusters from the portal database"),
     )
     waiting = {pk: not commit for pk, commit in changes_pending().values_list("pk", "commit")}  # uncommitted?
+    if (remote := gitops_remote()) is not None:
+        # What the remote holds now, hand edits there too: a delivery builds on the tip it last
+        # saw and looks again only when a push is refused, and a sync may have nothing to push.
+        remote_fetch(repository=repository, remote=remote)
     report = _deliver(repository, [sync])
     commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
     return SyncReport(

@@ -216,11 +216,11 @@ def applications_observe(*, names: Sequence[str], selector: str = CLIENT_LABEL) 
 
 
 def _removal_state(seen: Observation | None) -> tuple[str, str]:
-    """A decommissioned cluster's folder is gone from the remote: has Argo CD dropped its Application?"""
+    """A removed cluster's folder is gone from the remote: has Argo CD dropped its Application?"""
     if seen is not None and seen.kind == "not_found":
         return DEPLOYED, (
-            "Argo CD removed the Application. Its pods and volumes stay until an operator deletes "
-            "them (the cluster's admin page shows how)."
+            "Argo CD removed the Application. What it deployed, and the volumes, stay until an "
+            "operator deletes them (the cluster's admin page shows how)."
         )
     if seen is None or seen.status is None:
         return UNKNOWN, seen.failure if seen is not None else "Argo CD was not asked."
@@ -250,12 +250,14 @@ def deployment_build(
             PENDING,
             "Committed, not pushed to the git remote yet: it goes out with the next delivery.",
         )
-    elif cluster.decommissioned:
+    elif cluster.removed:
         state, message = _removal_state(seen)
     elif status is None:
         state, message = UNKNOWN, seen.failure if seen is not None else "Argo CD was not asked."
     else:
         state, message = status_state(status, revision, checked_at=base.checked_at or timezone.now())
+        if cluster.decommissioned and state == DEPLOYED:
+            message = "Stopped: Argo CD scaled the cluster to zero replicas. Its volumes keep the data."
     return replace(base, state=state, message=message)
 
 
@@ -312,8 +314,10 @@ def latest_revisions(clusters: Sequence[Cluster]) -> dict[int, ClusterChange]:
 
 
 def _everything() -> tuple[list[tuple[Cluster, ClusterChange | None]], dict[str, Observation]]:
-    """The clusters in service (a decommissioned one's admin page shows its removal), and Argo CD's word."""
-    clusters = list(Cluster.objects.live().select_related("client").order_by("client__slug", "slug"))
+    """The clusters Argo CD deploys (not those removed from git), and Argo CD's word about them."""
+    clusters = list(
+        Cluster.objects.filter(removed_at=None).select_related("client").order_by("client__slug", "slug")
+    )
     revisions = latest_revisions(clusters)
     seen = applications_observe(names=[cluster_application(cluster=cluster) for cluster in clusters])
     return [(cluster, revisions.get(cluster.pk)) for cluster in clusters], seen

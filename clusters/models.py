@@ -47,12 +47,6 @@ class Client(models.Model):
         return self.slug
 
 
-class ClusterQuerySet(models.QuerySet):
-    def live(self) -> ClusterQuerySet:
-        """The clusters not decommissioned: the only ones clients see and anyone changes."""
-        return self.filter(decommissioned_at__isnull=True)
-
-
 class Cluster(models.Model):
     """One Qdrant deployment of a client: the desired state that GitOps renders to git."""
 
@@ -69,16 +63,18 @@ class Cluster(models.Model):
     alt_api_key_encrypted = models.TextField(editable=False, default="")
     rotation_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     rotation_finishes_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Set once, by ``cluster_decommission``: the row stays for its history and keeps its name
-    # taken; its folder is removed from git, and nobody can read or change it any more.
+    # Set once each, by ``clusters.services.decommission``: decommissioned, the cluster is stopped
+    # (zero replicas in git) and nobody can read or change it any more; removed, its folder is
+    # gone from git. The row stays for its history and keeps its name taken.
     decommissioned_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
+    removed_at = models.DateTimeField("removed from git at", null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ClusterQuerySet.as_manager()
-
     class Meta:
         ordering = ["client__slug", "slug"]
+        # Beyond changing a cluster: irreversible, so an operator may be denied it alone.
+        permissions = [("decommission_cluster", "Can decommission a cluster and remove it from git")]
         constraints = [
             models.UniqueConstraint(fields=["client", "slug"], name="clusters_cluster_unique_slug"),
             models.CheckConstraint(
@@ -91,6 +87,10 @@ class Cluster(models.Model):
             models.CheckConstraint(
                 condition=models.Q(storage_gi__gte=1, storage_gi__lte=STORAGE_GI_HARD_MAX),
                 name="clusters_cluster_storage_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(removed_at=None) | models.Q(decommissioned_at__isnull=False),
+                name="clusters_cluster_removed_after_decommissioned",
             ),
             models.CheckConstraint(
                 condition=(
@@ -114,6 +114,10 @@ class Cluster(models.Model):
     @property
     def decommissioned(self) -> bool:
         return self.decommissioned_at is not None
+
+    @property
+    def removed(self) -> bool:
+        return self.removed_at is not None
 
 
 class Grant(models.Model):
@@ -159,7 +163,8 @@ class ClusterChange(models.Model):
         STORAGE_REQUEST = "storage_request", "Storage expansion requested"
         STORAGE_REQUEST_CANCEL = "storage_request_cancel", "Storage expansion cancelled"
         STORAGE_EXPAND = "storage_expand", "Storage expanded"
-        DECOMMISSION = "decommission", "Decommissioned"
+        DECOMMISSION = "decommission", "Decommissioned (stopped)"
+        REMOVE = "remove", "Removed from git"
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="changes")
     actor = models.ForeignKey(
@@ -198,6 +203,7 @@ class ClusterChange(models.Model):
                         "storage_request_cancel",
                         "storage_expand",
                         "decommission",
+                        "remove",
                     ]
                 ),
                 name="clusters_change_action_valid",

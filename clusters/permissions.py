@@ -18,7 +18,7 @@ PERMISSION_VIEW = "view"
 PERMISSION_CONFIGURE = "configure"
 PERMISSION_CREDENTIALS = "credentials"
 PERMISSION_AUDIT = "audit"  # read the client's audit trail (a token may, to export it)
-PERMISSION_MEMBERS = "members"  # invite, change roles, remove; the tokens reaching the client; the sign-in policy
+PERMISSION_MEMBERS = "members"  # the team, the tokens reaching the client, the sign-in policy
 CLUSTER_PERMISSIONS = (PERMISSION_VIEW, PERMISSION_CONFIGURE, PERMISSION_CREDENTIALS)
 ALL_PERMISSIONS = (*CLUSTER_PERMISSIONS, PERMISSION_AUDIT, PERMISSION_MEMBERS)
 # What a personal access token may be given: managing members needs a signed-in session.

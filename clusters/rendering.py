@@ -153,6 +153,24 @@ def cluster_files_render(
     return files
 
 
+def cluster_stop_render(*, cluster: Cluster, reader: TreeReader) -> Files:
+    """A decommissioned cluster's values file with zero replicas (its keys are erased: the file
+    keeps the Secret's name, the Secret stays as it is). Nothing when the file is gone."""
+    path = values_path(cluster.client.slug, cluster.slug)
+    existing = reader.read(path)
+    if existing is None:
+        return {}
+    values = values_render(
+        existing=existing,
+        client=cluster.client.slug,
+        cluster=cluster.slug,
+        replicas=0,
+        version=cluster.version,
+        storage_gi=cluster.storage_gi,
+    )
+    return {path: values} if values != existing else {}
+
+
 def cluster_removal_render(*, cluster: Cluster, reader: TreeReader) -> Files:
     """A decommissioned cluster's folder removed: every file in it, one added by hand too (while
     a file is left, the folder stays and the ApplicationSet keeps its Application)."""

@@ -37,7 +37,7 @@ from clusters.permissions import (
 )
 from clusters.versions import version_supports_alt_api_key, version_upgrades
 from config.crypto import CLUSTER_API_KEYS, field_decrypt
-from config.errors import NotFound, PermissionDenied, StepUpRequired
+from config.errors import ClusterDecommissioned, NotFound, PermissionDenied, StepUpRequired
 
 
 def user_is_global_operator(*, user: User) -> bool:
@@ -163,9 +163,9 @@ def client_access(*, user: User, client_slug: str, permission: str) -> Client:
 def cluster_access(*, user: User, client_slug: str, cluster_slug: str, permission: str) -> Cluster:
     """The cluster if ``user`` holds ``permission`` on its client: 403 outside, 404 for an unknown one."""
     client = client_access(user=user, client_slug=client_slug, permission=permission)
-    cluster = Cluster.objects.live().filter(client=client, slug=cluster_slug).first()
-    if cluster is None:
-        raise NotFound()
+    cluster = Cluster.objects.filter(client=client, slug=cluster_slug).first()
+    if cluster is None or cluster.decommissioned:  # the client's own members learn which it was
+        raise ClusterDecommissioned() if cluster else NotFound()
     cluster.client = client
     return cluster
 
@@ -337,8 +337,7 @@ def cluster_list(*, client: Client) -> list[ClusterDetail]:
     deployments (one question to Argo CD at most)."""
     changes = ClusterChange.objects.filter(cluster=OuterRef("pk")).order_by("-created_at", "-id")
     clusters = list(
-        Cluster.objects.live()
-        .filter(client=client)
+        Cluster.objects.filter(client=client, decommissioned_at=None)
         .annotate(
             revision_id=Subquery(changes.exclude(commit="").values("pk")[:1]),  # as cluster_revision
             latest_id=Subquery(changes.exclude(action__in=RECORD_ONLY_ACTIONS).values("pk")[:1]),

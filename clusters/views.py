@@ -41,7 +41,8 @@ CLUSTER_ERRORS = CLIENT_ERRORS
 _NOTES = {
     "permission_denied": "The client is outside your grants (whether or not it exists), "
     "or your role lacks the permission.",
-    "not_found": "No such cluster for this client, or a client or cluster name that is not a slug.",
+    "not_found": "No such cluster for this client (or one decommissioned: the detail says so), or a client "
+    "or cluster name that is not a slug.",
 }
 
 

@@ -245,7 +245,7 @@ class NotFound(PortalError):
 
 
 class ClusterDecommissioned(NotFound):
-    default_detail = "This cluster was decommissioned: nothing about it can change any more."
+    default_detail = "This cluster was decommissioned: it is stopped for good, and nothing about it can be read or changed."
 
 
 class StorageExpansionNotFound(NotFound):

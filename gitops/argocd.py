@@ -147,36 +147,66 @@ def storage_runbook_render(*, namespace: str, statefulset: str, application: str
     )
 
 
+_STOPPED_RUNBOOK = Template("""\
+# Decommissioned: git has replicaCount: 0, so Argo CD scales the StatefulSet down.
+kubectl -n $namespace get statefulset $release    # READY 0/0 once it has stopped
+# Its volumes keep the data. Once the data may go (the retention agreed with the client),
+# remove the cluster from git ("Remove from git…" on this page), then follow the commands
+# shown here then.
+""")
+
 # Argo CD labels what it deploys app.kubernetes.io/instance=<Application> with label tracking
 # (its default before 3.0); with annotation tracking the chart's own label, the release, stays.
-_DECOMMISSION_RUNBOOK = Template("""\
+# The volumes carry the chart's label (their claim template's), whatever Argo CD does.
+_REMOVAL_RUNBOOK = Template("""\
 # 1. Wait until Argo CD has removed the Application (its ApplicationSet does when it next reads
 #    git; the cluster's page says "deployed" then). It keeps what the Application deployed:
 kubectl -n $argocd_namespace get application $application    # NotFound once it is gone
-# 2. Stop the cluster: delete what the chart made and the sealed API keys (their Secret goes
-#    with them). The volumes stay.
-kubectl -n $namespace delete statefulset,service,configmap,secret,poddisruptionbudget,serviceaccount,ingress \\
+# 2. Delete what the chart made (the StatefulSet has no pods left) and the sealed API keys
+#    (their Secret goes with them):
+kubectl -n $namespace delete $kinds \\
   -l 'app.kubernetes.io/instance in ($release,$application)'
 kubectl -n $namespace delete sealedsecret $secret --ignore-not-found
-kubectl -n $namespace get all -l 'app.kubernetes.io/instance in ($release,$application)'   # nothing left
-# 3. Once the data may go (the retention agreed with the client), delete the volumes: this
-#    deletes the cluster's data for good.
-kubectl -n $namespace get pvc -o name | grep -E '/$pvc-[0-9]+$$' | xargs -r kubectl -n $namespace delete
-#    If it was the client's last cluster: kubectl delete namespace $namespace
-""")
+kubectl -n $namespace get $kinds \\
+  -l 'app.kubernetes.io/instance in ($release,$application)'    # No resources found
+# 3. Delete its volumes, those of earlier scale-downs and snapshots too. This deletes the
+#    cluster's data for good when their StorageClass deletes released volumes (reclaimPolicy
+#    Delete); with Retain, delete the PersistentVolumes they leave as well.
+kubectl -n $namespace get pvc -l app.kubernetes.io/instance=$release
+kubectl -n $namespace delete pvc -l app.kubernetes.io/instance=$release
+$namespace_note""")
+# What the chart may make for a release (a ServiceMonitor only with the Prometheus operator).
+_CHART_KINDS = "statefulset,service,configmap,secret,poddisruptionbudget,serviceaccount,ingress"
 
 
-def decommission_runbook_render(
-    *, namespace: str, release: str, application: str, secret: str, argocd_namespace: str
+def retirement_runbook_render(
+    *,
+    removed: bool,
+    namespace: str,
+    release: str,
+    application: str,
+    secret: str,
+    argocd_namespace: str,
+    namespace_shared: bool,
 ) -> str:
-    """The operator's commands that stop a decommissioned cluster and, later, delete its data."""
-    return _DECOMMISSION_RUNBOOK.substitute(
+    """The operator's commands for a decommissioned cluster: while it is stopped (check it, then
+    remove it from git), or once removed from git (delete what is left, the volumes last).
+    ``namespace_shared``: another cluster of the client is still in git, in the same namespace."""
+    note = (
+        f"# Other clusters of this client run in {namespace}: keep the namespace.\n"
+        if namespace_shared
+        else f"# No other cluster of this client is in git: once nothing else is left in it,\n"
+        f"kubectl delete namespace {namespace}\n"
+    )
+    runbook = _REMOVAL_RUNBOOK if removed else _STOPPED_RUNBOOK
+    return runbook.substitute(
         namespace=namespace,
         release=release,
         application=application,
         secret=secret,
         argocd_namespace=argocd_namespace,
-        pvc=f"{VOLUME_CLAIM_TEMPLATE}-{release}",
+        kinds=_CHART_KINDS,
+        namespace_note=note,
     )
 
 

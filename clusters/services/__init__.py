@@ -31,7 +31,7 @@ from clusters.services.credentials import (
     cluster_credentials_rotation_finish,
     key_rotations_finish_due,
 )
-from clusters.services.decommission import cluster_decommission
+from clusters.services.decommission import cluster_decommission, cluster_remove
 from clusters.services.invitations import (
     invitation_accept,
     invitation_check,
@@ -76,6 +76,7 @@ __all__ = [
     "client_update",
     "cluster_create",
     "cluster_decommission",
+    "cluster_remove",
     "KeysShownTo",
     "ChangeSource",
     "cluster_credentials_reveal",

@@ -137,8 +137,10 @@ def cluster_slug_check(*, client: Client, slug: str) -> None:
                 ]
             }
         )
-    if Cluster.objects.filter(client=client, slug=slug).exists():
-        raise ValidationError({"slug": [DUPLICATE_CLUSTER]})
+    taken = Cluster.objects.filter(client=client, slug=slug).first()
+    if taken is not None:
+        retired = " (a decommissioned one: names are never used again)" if taken.decommissioned else ""
+        raise ValidationError({"slug": [DUPLICATE_CLUSTER.removesuffix(".") + retired + "."]})
 
 
 def cluster_create(

@@ -95,8 +95,9 @@ def cluster_credentials_reveal(*, cluster: Cluster, shown_to: KeysShownTo) -> Cl
     where) in the same transaction. Fails closed: a reveal that cannot be recorded reveals nothing
     (503 ``audit_unavailable``), and keys that cannot be decrypted leave no record."""
     with transaction.atomic():
-        _reveal_record(cluster, shown_to)
-        return cluster_credentials(cluster=cluster)
+        current = cluster_locked(cluster=cluster)  # not the keys of one decommissioned meanwhile
+        _reveal_record(current, shown_to)
+        return cluster_credentials(cluster=current)
 
 
 def api_key_new() -> str:

@@ -1,5 +1,6 @@
-"""Decommissioning a cluster: its folder leaves git, clients no longer reach it, nothing changes
-it afterwards; operators do it from the admin and see whether Argo CD removed it."""
+"""Taking a cluster out of service: decommissioned, it is stopped (zero replicas in git), clients no
+longer reach it and nothing changes it; removed, its folder leaves git. Operators take both
+steps from the admin and see what Argo CD did."""
 
 from __future__ import annotations
 
@@ -7,21 +8,26 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+import yaml
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Session
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange, StorageExpansion
 from clusters.services import (
     cluster_create,
+    cluster_credentials_reveal,
     cluster_credentials_rotate,
     cluster_decommission,
     cluster_keys_reencrypt,
+    cluster_remove,
     cluster_update,
 )
-from config.errors import ClusterDecommissioned
-from gitops.repository import branch_tip, commits_list, tree_reader
+from clusters.services.changes import change_record
+from config.errors import ClusterDecommissioned, InvalidRequest
+from gitops.repository import commits_list, file_read, tree_reader
 from tests.clusters.conftest import shown_to
 from tests.helpers import hand_commit
 
@@ -39,29 +45,83 @@ def _decommission_page(cluster: Cluster) -> str:
     return f"/admin/clusters/cluster/{cluster.pk}/decommission/"
 
 
-def test_decommissioning_removes_the_folder_from_the_remote_and_the_cluster_from_the_api(
+def _remove_page(cluster: Cluster) -> str:
+    return f"/admin/clusters/cluster/{cluster.pk}/remove/"
+
+
+def _replicas(repository) -> int:
+    return yaml.safe_load(file_read(repository=repository, file_path=f"{FOLDER}/values.yaml"))["replicaCount"]
+
+
+def test_decommissioning_stops_the_cluster_in_git_and_takes_it_from_the_api(
     git_server, as_user1, as_admin1, operator, cluster1
 ):
     assert as_user1.get(f"{CLUSTER}/credentials").status_code == 200
-    hand_commit(git_server, f"{FOLDER}/notes.md", b"added by hand\n")  # a file the portal did not write
 
     result = cluster_decommission(cluster=cluster1, actor=operator)
 
     assert result.change.pushed
-    assert _files(git_server) == ["clients/client1/client.yaml"]  # the folder, and only it, is gone
+    assert _replicas(git_server) == 0  # Argo CD scales it down; the folder (and the volumes) stay
     head = commits_list(repository=git_server)[0]
-    assert head.message.startswith("client1/main: decommissioned")
+    assert head.message.startswith("client1/main: decommissioned, replicas 2 -> 0 (stopped)")
     assert head.author.email == operator.email
     assert as_user1.get("/api/clients/client1/clusters").json() == []
     for path in ("", "/credentials", "/history"):
         response = as_user1.get(CLUSTER + path)
         assert (response.status_code, response.json()["code"]) == (404, "not_found"), path
+        assert "decommissioned" in response.json()["detail"]  # its own members learn why
     response = as_user1.patch(CLUSTER, {"replicas": 3}, format="json")
     assert (response.status_code, response.json()["code"]) == (404, "not_found")
     [event] = [
         e for e in as_admin1.get("/api/clients/client1/audit").json() if e["type"] == "cluster_decommissioned"
     ]
     assert (event["actor"], event["cluster"]) == (operator.email, "main")
+
+
+def test_removing_it_takes_its_whole_folder_from_git_and_only_it(git_server, operator, cluster1):
+    cluster_decommission(cluster=cluster1, actor=operator)
+    hand_commit(git_server, f"{FOLDER}/notes.md", b"added by hand\n")  # a file the portal did not write
+
+    result = cluster_remove(cluster=cluster1, actor=operator)
+
+    assert result.change.pushed
+    assert _files(git_server) == ["clients/client1/client.yaml"]
+    head = commits_list(repository=git_server)[0]
+    assert (head.message.splitlines()[0], head.author.email) == (
+        "client1/main: removed from git (its folder)",
+        operator.email,
+    )
+    with pytest.raises(ClusterDecommissioned):
+        cluster_remove(cluster=cluster1, actor=operator)
+
+
+def test_a_cluster_in_service_cannot_be_removed_from_git(git_server, operator, cluster1):
+    with pytest.raises(InvalidRequest, match="decommission it first"):
+        cluster_remove(cluster=cluster1, actor=operator)
+    assert _replicas(git_server) == 2
+
+
+def test_a_change_still_waiting_when_it_is_decommissioned_commits_nothing_of_its_own(
+    git_server, operator, user1, cluster1
+):
+    with transaction.atomic():  # a scale recorded, its delivery not yet run (the race with the operator)
+        Cluster.objects.filter(pk=cluster1.pk).update(replicas=3)
+        change_record(
+            cluster=cluster1,
+            actor=user1,
+            action="update",
+            changes={"replicas": [2, 3]},
+            message="client1/main: replicas 2 -> 3 (scale up)",
+        )
+
+    cluster_decommission(cluster=cluster1, actor=operator)
+
+    assert _replicas(git_server) == 0
+    # No commit of the user's scales the cluster up again, or carries its decommissioning.
+    messages = [commit.message.splitlines()[0] for commit in commits_list(repository=git_server)]
+    assert "client1/main: replicas 2 -> 3 (scale up)" not in messages
+    assert messages[0] == "client1/main: decommissioned, replicas 3 -> 0 (stopped)"
+    assert not ClusterChange.objects.filter(pushed=False).exists()
 
 
 def test_nothing_changes_a_decommissioned_cluster_even_a_write_that_read_it_before(operator, user1, cluster1):
@@ -79,6 +139,15 @@ def test_nothing_changes_a_decommissioned_cluster_even_a_write_that_read_it_befo
     current = Cluster.objects.get(pk=cluster1.pk)
     assert (current.replicas, current.storage_gi) == (2, 10)
     assert list(current.changes.values_list("action", flat=True)) == ["decommission", "create"]
+
+
+def test_a_key_read_that_read_the_cluster_before_gets_no_key(operator, user1, cluster1):
+    stale = Cluster.objects.get(pk=cluster1.pk)
+    cluster_decommission(cluster=cluster1, actor=operator)
+
+    with pytest.raises(ClusterDecommissioned):
+        cluster_credentials_reveal(cluster=stale, shown_to=shown_to(user1))
+    assert not ClientAuditEvent.objects.filter(type="credentials_revealed").exists()
 
 
 def test_its_keys_are_erased_and_a_waiting_request_and_a_rotation_end(operator, user1, cluster1):
@@ -99,35 +168,25 @@ def test_its_keys_are_erased_and_a_waiting_request_and_a_rotation_end(operator, 
     )
     assert current.rotation_finishes_at is None and current.decommissioned
     assert StorageExpansion.objects.get().state == StorageExpansion.State.CANCELLED
+    event = ClientAuditEvent.objects.get(type="cluster_decommissioned")
+    assert event.detail == "its storage request for 20 GiB was cancelled"  # the client is told
     assert cluster_keys_reencrypt() == 1  # rotating the field key still works around it
 
 
 def test_its_name_stays_taken(operator, client1, cluster1):
     cluster_decommission(cluster=cluster1, actor=operator)
-    with pytest.raises(ValidationError, match="already exists"):
+    with pytest.raises(ValidationError, match="a decommissioned one: names are never used again"):
         cluster_create(client=client1, slug="main", actor=None)
 
 
-def test_a_removal_the_remote_did_not_take_goes_out_later_and_older_changes_do_not_restore_it(
-    tmp_path, settings, git_server, operator, user1, cluster1
-):
-    remote = settings.GITOPS_REMOTE_URL
-    settings.GITOPS_REMOTE_URL = str(tmp_path / "not-there.git")  # the git server is down
-    cluster_update(cluster=cluster1, actor=user1, replicas=3)
-    result = cluster_decommission(cluster=cluster1, actor=operator)
-    assert result.change.pushed is False
-
-    settings.GITOPS_REMOTE_URL = remote
-    call_command("gitops_sync", stdout=StringIO())
-
-    assert _files(git_server) == ["clients/client1/client.yaml"]
-    assert not ClusterChange.objects.filter(pushed=False).exclude(action__startswith="storage").exists()
-
-
-def test_gitops_sync_removes_the_folder_again_when_someone_restores_it(git_server, operator, cluster1):
+def test_gitops_sync_keeps_it_stopped_and_then_keeps_its_folder_gone(git_server, operator, cluster1):
     cluster_decommission(cluster=cluster1, actor=operator)
-    hand_commit(git_server, f"{FOLDER}/values.yaml", b"replicaCount: 1\n")
+    hand_commit(git_server, f"{FOLDER}/values.yaml", b"replicaCount: 3\n")  # someone starts it by hand
+    call_command("gitops_sync", stdout=StringIO())
+    assert _replicas(git_server) == 0
 
+    cluster_remove(cluster=cluster1, actor=operator)
+    hand_commit(git_server, f"{FOLDER}/values.yaml", b"replicaCount: 1\n")  # or restores the folder
     check = StringIO()
     with pytest.raises(CommandError, match="1 file"):
         call_command("gitops_sync", "--check", stdout=check)
@@ -140,38 +199,56 @@ def test_gitops_sync_removes_the_folder_again_when_someone_restores_it(git_serve
 # --- The admin ---------------------------------------------------------------------------------
 
 
-def test_the_admin_decommissions_once_the_name_is_typed_and_then_shows_the_runbook(
-    admin_browser, git_server, cluster1
+def test_the_admin_takes_both_steps_once_the_name_is_typed_and_shows_each_runbook(
+    admin_browser, git_server, client1, cluster1
 ):
-    page = admin_browser.get(f"/admin/clusters/cluster/{cluster1.pk}/change/").content.decode()
-    assert _decommission_page(cluster1) in page
+    cluster_create(client=client1, slug="other", actor=None)  # shares the namespace
+    change_page = f"/admin/clusters/cluster/{cluster1.pk}/change/"
+    assert _decommission_page(cluster1) in admin_browser.get(change_page).content.decode()
     page = admin_browser.get(_decommission_page(cluster1)).content.decode()
-    assert "cannot be undone" in page and f"{FOLDER}/" in page
+    assert "stops it for good" in page and f"{FOLDER}/values.yaml" in page
 
     typo = admin_browser.post(_decommission_page(cluster1), {"cluster_name": "client1/mian"})
     assert typo.status_code == 200 and "That is not “client1/main”" in typo.content.decode()
     assert not Cluster.objects.get(pk=cluster1.pk).decommissioned
 
-    done = admin_browser.post(_decommission_page(cluster1), {"cluster_name": "client1/main"}, follow=True)
+    page = admin_browser.post(
+        _decommission_page(cluster1), {"cluster_name": "client1/main"}, follow=True
+    ).content.decode()
 
-    page = done.content.decode()
-    assert "Decommissioned client1/main: its folder is removed from git." in page
-    assert "kubectl -n qdrant-client1 delete sealedsecret qdrant-client1-main-apikey" in page
-    assert "qdrant-storage-qdrant-client1-main-[0-9]+" in page
-    assert _decommission_page(cluster1) not in page  # nothing more to do here
-    assert _files(git_server) == ["clients/client1/client.yaml"]
+    assert "Decommissioned: client1/main; git now has zero replicas for it." in page
+    assert "kubectl -n qdrant-client1 get statefulset qdrant-client1-main" in page  # check it stopped
+    assert _decommission_page(cluster1) not in page and _remove_page(cluster1) in page
+    assert _replicas(git_server) == 0
     # The page is view-only: a save changes nothing.
-    edit = admin_browser.post(f"/admin/clusters/cluster/{cluster1.pk}/change/", {"replicas": 5})
-    assert edit.status_code == 403
+    assert admin_browser.post(change_page, {"replicas": 5}).status_code == 403
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
     again = admin_browser.post(_decommission_page(cluster1), {"cluster_name": "client1/main"}, follow=True)
-    assert "Nothing to do: client1/main was decommissioned already." in again.content.decode()
-    assert ClusterChange.objects.filter(action="decommission").count() == 1
+    assert "Nothing to do: client1/main cannot be decommissioned now." in again.content.decode()
+
+    page = admin_browser.post(
+        _remove_page(cluster1), {"cluster_name": "client1/main"}, follow=True
+    ).content.decode()
+
+    assert "Removed from git: client1/main; its folder is removed from git." in page
+    assert "kubectl -n qdrant-client1 delete sealedsecret qdrant-client1-main-apikey" in page
+    assert "delete pvc -l app.kubernetes.io/instance=qdrant-client1-main" in page
+    assert "Other clusters of this client run in qdrant-client1: keep the namespace." in page
+    assert "delete namespace" not in page
+    assert _remove_page(cluster1) not in page  # nothing more to do here
+    assert _files(git_server, FOLDER) == []
+    assert list(ClusterChange.objects.filter(cluster=cluster1).values_list("action", flat=True)) == [
+        "remove",
+        "decommission",
+        "create",
+    ]
 
 
 def test_the_admin_needs_a_recent_sign_in_to_decommission(admin_browser, settings, cluster1):
     long_ago = timezone.now() - settings.REAUTHENTICATION_WINDOW - timedelta(seconds=1)
     Session.objects.update(authenticated_at=long_ago)
+    warned = admin_browser.get(_decommission_page(cluster1)).content.decode()
+    assert "this needs a sign-in within the last 5 minutes" in warned  # before the name is typed
 
     page = admin_browser.post(
         _decommission_page(cluster1), {"cluster_name": "client1/main"}, follow=True
@@ -193,13 +270,19 @@ def test_the_cluster_list_filters_by_service(admin_browser, operator, client1, c
 
     assert listed("in_service") == [str(other)]
     assert listed("decommissioned") == ["client1/main"]
+    assert listed("removed") == []
+    page = admin_browser.get("/admin/clusters/cluster/").content.decode()
+    assert page.count('<td class="field-service">decommissioned</td>') == 1
 
 
-def test_a_viewing_operator_cannot_decommission(client, user_factory, cluster1):
+@pytest.mark.parametrize("may", [("view_cluster",), ("view_cluster", "change_cluster")])
+def test_an_operator_without_the_decommission_permission_cannot_decommission(
+    client, user_factory, cluster1, may
+):
     from django.contrib.auth.models import Permission
 
     viewer = user_factory(email="viewer-op@example.com", is_staff=True, is_operator=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_cluster"))
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=may))
     client.force_login(viewer)
 
     page = client.get(f"/admin/clusters/cluster/{cluster1.pk}/change/").content.decode()
@@ -208,28 +291,43 @@ def test_a_viewing_operator_cannot_decommission(client, user_factory, cluster1):
     assert not Cluster.objects.get(pk=cluster1.pk).decommissioned
 
 
-# --- Whether Argo CD removed it ---------------------------------------------------------------
+# --- What Argo CD did ---------------------------------------------------------------------------
 
 
-def test_the_admin_shows_whether_argo_cd_still_has_the_application(
-    argocd, git_server, admin_browser, operator, cluster1
-):
+def _forget_what_argo_cd_said() -> None:
+    """Let a push's background refresh finish, then drop what it (or a page) cached."""
+    import threading
+
     from django.core.cache import cache
 
-    argocd.application_put(client="client1", cluster="main", revision=branch_tip(repository=git_server))
-    cluster_decommission(cluster=cluster1, actor=operator)
-    change_page = f"/admin/clusters/cluster/{cluster1.pk}/change/"
-    argocd.wait_for_refresh("qdrant.client1.main")
-    cache.delete("argocd:application:qdrant.client1.main")  # what the page saw before
+    for thread in threading.enumerate():
+        if thread.name.startswith("argocd-refresh"):
+            thread.join(timeout=5)
+    cache.delete("argocd:application:qdrant.client1.main")
 
+
+def test_the_admin_shows_argo_cd_stopping_it_then_removing_its_application(
+    argocd, git_server, admin_browser, operator, cluster1
+):
+    change_page = f"/admin/clusters/cluster/{cluster1.pk}/change/"
+    stopped = cluster_decommission(cluster=cluster1, actor=operator).change.commit
+    argocd.application_put(client="client1", cluster="main", revision=stopped)
+    _forget_what_argo_cd_said()
+    page = admin_browser.get(change_page).content.decode()
+    assert "<strong>deployed</strong>: Stopped: Argo CD scaled the cluster to zero replicas." in page
+    out = StringIO()
+    call_command("deployments", stdout=out)  # still counted: a stop that fails must alert
+    assert "client1/main" in out.getvalue()
+
+    cluster_remove(cluster=cluster1, actor=operator)
+    _forget_what_argo_cd_said()
     page = admin_browser.get(change_page).content.decode()
     assert "Argo CD still has the Application" in page
 
     argocd.application_remove("qdrant.client1.main")
-    cache.delete("argocd:application:qdrant.client1.main")  # what the page saw before
+    _forget_what_argo_cd_said()
     page = admin_browser.get(change_page).content.decode()
     assert "<strong>deployed</strong>: Argo CD removed the Application." in page
-
     out = StringIO()
-    call_command("deployments", stdout=out)  # counts the clusters in service: none left
+    call_command("deployments", stdout=out)  # removed from git: nothing of it left to deploy
     assert "client1/main" not in out.getvalue()

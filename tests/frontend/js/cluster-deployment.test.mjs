@@ -166,3 +166,33 @@ test("a stuck deployment is asked about for ten minutes at most, then Check agai
   assert.ok(questions > asked + 1, "asking resumes, for another ten minutes");
   assert.equal(idle.at(-1), false);
 });
+
+test("a cluster gone meanwhile (404) stops the asking and says why", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  globalThis.document = { hidden: false, addEventListener() {}, removeEventListener() {} };
+  const leave = new AbortController();
+  t.after(() => leave.abort());
+  const ctx = { signal: leave.signal, isCurrent: () => !leave.signal.aborted, errorMessage: (error) => error.detail };
+  const gone = Object.assign(new Error("gone"), { status: 404, detail: "This cluster was decommissioned." });
+  const told = [];
+  const idle = [];
+  let questions = 0;
+  const poller = deploymentPoller(ctx, {
+    fetch: async () => {
+      questions += 1;
+      throw gone;
+    },
+    onCluster: () => assert.fail("nothing to show"),
+    onIdle: (value) => idle.push(value),
+    onGone: (text) => told.push(text),
+  });
+
+  poller.follow(at("a".repeat(40), "syncing"), { now: true });
+  await settle();
+  t.mock.timers.tick(60_000);
+  await settle();
+
+  assert.deepEqual(told, ["This cluster was decommissioned."]);
+  assert.equal(questions, 1, "not asked again");
+  assert.equal(idle.at(-1), false, "no Check again for a cluster that is gone");
+});

@@ -150,6 +150,11 @@ export function deploymentSection(ctx, client, name, cluster) {
       if (idle && pressed) focusKeep(check); // it hid while checking: the keyboard goes back to it
       if (idle) pressed = false;
     },
+    onGone: (text) => {
+      message.className = "error";
+      say(message, text);
+      replaceChildren(checked, "");
+    },
   });
   let pressed = false;
   check.addEventListener("click", () => {
@@ -183,7 +188,7 @@ const answerOutdated = (fresh, followed, savedMeanwhile) => savedMeanwhile && co
  * stopped when the user leaves the page and after POLL_LIMIT_MS of waiting since the last
  * follow() (onIdle(true) then offers "Check again"). {follow(cluster, {now})}.
  */
-export function deploymentPoller(ctx, { fetch, onCluster, onIdle }) {
+export function deploymentPoller(ctx, { fetch, onCluster, onIdle, onGone = () => {} }) {
   let timer = null;
   let attempt = 0;
   let latest = null;
@@ -208,6 +213,13 @@ export function deploymentPoller(ctx, { fetch, onCluster, onIdle }) {
       latest = fresh;
     } catch (failure) {
       if (!ctx.isCurrent() || !ctx.errorMessage(failure)) return; // left the page, or signed out
+      if (failure.status === 404) {
+        // The cluster is gone (decommissioned meanwhile): nothing more to ask; say so.
+        latest = null;
+        onIdle(false);
+        onGone(ctx.errorMessage(failure));
+        return;
+      }
     }
     if (!ctx.isCurrent()) return;
     onCluster(latest);
