@@ -148,13 +148,9 @@ class ClusterDecommissionAdmin:
 
     @admin.display(description="service")
     def service(self, cluster: Cluster) -> str:
-        return (
-            "removed from git"
-            if cluster.removed
-            else "decommissioned"
-            if cluster.decommissioned
-            else "in service"
-        )
+        if cluster.removed:
+            return "removed from git"
+        return "decommissioned" if cluster.decommissioned else "in service"
 
     @admin.display(description="operator runbook")
     def runbook(self, cluster: Cluster) -> str:

@@ -9,7 +9,7 @@
    ApplicationSet removes its Application. It keeps what the Application deployed
    (``preserveResourcesOnDeletion``: a bad commit never deletes a client's data), so the
    operator deletes the rest and the volumes with the commands the admin shows
-   (``gitops.argocd.removal_runbook_render``).
+   (``gitops.argocd.retirement_runbook_render``).
 
 The row stays throughout: its history, the client's audit trail and its name (a new cluster
 cannot take it, so nothing of the old one is ever mistaken for the new one's).
