@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 from django.test import Client as DjangoClient
+from playwright.sync_api import expect
 
 from accounts.models import Session, User
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange, StorageExpansion
@@ -387,6 +388,26 @@ def test_a_scale_down_made_by_someone_else_meanwhile_is_asked_about(
     page.click("#confirm-scale-down")
     page.wait_for_selector("#revision-message:has-text('replicas 5 -> 3 (scale down)')")
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 3
+    assert page_problems == []
+
+
+def test_a_cluster_decommissioned_meanwhile_says_so_and_is_no_longer_listed(
+    live_server, new_page, page_problems, operator_staff, user1, cluster1
+):
+    from clusters.services import cluster_decommission
+
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.click('[data-testid="cluster-link"]')
+    page.wait_for_selector("#replicas")
+    cluster_decommission(cluster=cluster1, actor=operator_staff)
+
+    page.fill("#replicas", "3")  # a save on the page left open
+    page.click("#save-replicas")
+    expect(page.get_by_text("This cluster was decommissioned").first).to_be_visible()
+    page.goto(live_server.url + "/#/")
+    expect(page.get_by_text("0 clusters in 1 client.")).to_be_visible()  # its only one: none left
+    assert page.locator('[data-testid="cluster-row"]').count() == 0
     assert page_problems == []
 
 
