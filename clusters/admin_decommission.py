@@ -83,7 +83,10 @@ class ClusterDecommissionAdmin:
         return not (obj is not None and obj.decommissioned) and super().has_change_permission(request, obj)
 
     def may_retire(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(DECOMMISSION_PERMISSION)
+        """Beyond changing clusters: an operator may change them and be denied this alone."""
+        return request.user.has_perm("clusters.change_cluster") and request.user.has_perm(
+            DECOMMISSION_PERMISSION
+        )
 
     def _step_view(self, step: str) -> Callable[..., HttpResponse]:
         def view(request: HttpRequest, object_id: str) -> HttpResponse:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -61,7 +61,7 @@ from config.crypto import FieldDecryptionError
 from gitops.delivery import GroupDelivery, PendingCommit, branch_deliver, commits_deliver, commits_make
 from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
 from gitops.locks import push_lock
-from gitops.remote import commit_is_ancestor, remote_fetch
+from gitops.remote import RemoteState, commit_is_ancestor, remote_fetch
 from gitops.repository import (
     GitopsRepository,
     branch_tip,
@@ -383,6 +383,7 @@ class SyncReport:
     packed_objects: int = 0
     changes_committed: int = 0  # pending cluster changes committed by this sync
     changes_pushed: int = 0  # pending cluster changes this sync got onto the remote
+    remote_reachable: bool = True  # False: the fetch before it failed, so edits there went unseen
 
 
 def _everything_render(
@@ -444,10 +445,6 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
         message=commit_message(summary="Sync clients and clusters from the portal database"),
     )
     waiting = {pk: not commit for pk, commit in changes_pending().values_list("pk", "commit")}  # uncommitted?
-    if (remote := gitops_remote()) is not None:
-        # What the remote holds now, hand edits there too: a delivery builds on the tip it last
-        # saw and looks again only when a push is refused, and a sync may have nothing to push.
-        remote_fetch(repository=repository, remote=remote)
     report = _deliver(repository, [sync])
     commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
     return SyncReport(
@@ -467,4 +464,20 @@ def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncRepo
     ``bootstrap``: also rewrite the ApplicationSet and README as this version renders them.
     """
     remote_failure_forget()
-    return locked(partial(_drift_check if check else _full_sync, bootstrap=bootstrap))
+    if check:
+        return locked(partial(_drift_check, bootstrap=bootstrap))
+    looked = _remote_look()
+    report = locked(partial(_full_sync, bootstrap=bootstrap))
+    return replace(report, remote_reachable=False) if looked is not None and not looked.reachable else report
+
+
+def _remote_look() -> RemoteState | None:
+    """Fetch the remote before a sync renders, so that it sees what people edited there: a
+    delivery builds on the tip it last saw and looks again only when a push is refused, and a
+    sync may have nothing to push. Under the push lock only, as a background fetch, so that
+    writes go on committing meanwhile; not while the remote rests after failures (None)."""
+    remote = gitops_remote()
+    if remote is None or remote_resting():
+        return None
+    with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+        return remote_fetch(repository=repository_get(), remote=remote)

@@ -151,8 +151,8 @@ _STOPPED_RUNBOOK = Template("""\
 # Decommissioned: git has replicaCount: 0, so Argo CD scales the StatefulSet down.
 kubectl -n $namespace get statefulset $release    # READY 0/0 once it has stopped
 # Its volumes keep the data. Once the data may go (the retention agreed with the client),
-# remove the cluster from git ("Remove from git…" on this page), then follow the commands
-# shown here then.
+# remove the cluster from git ("Remove from git…" on this page): this page then shows the
+# commands that delete what is left.
 """)
 
 # Argo CD labels what it deploys app.kubernetes.io/instance=<Application> with label tracking
@@ -196,7 +196,7 @@ def retirement_runbook_render(
         f"# Other clusters of this client run in {namespace}: keep the namespace.\n"
         if namespace_shared
         else f"# No other cluster of this client is in git: once nothing else is left in it,\n"
-        f"kubectl delete namespace {namespace}\n"
+        f"# kubectl delete namespace {namespace}\n"
     )
     runbook = _REMOVAL_RUNBOOK if removed else _STOPPED_RUNBOOK
     return runbook.substitute(

@@ -21,7 +21,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from clusters.deployment_states import DEPLOYED
+from clusters.deployments import cluster_deployment
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange, StorageExpansion
+from clusters.selectors import cluster_latest_change
 from clusters.services.audit import client_audit_record
 from clusters.services.changes import ClusterChangeResult, change_record, cluster_locked, delivered
 from clusters.services.storage import storage_expansion_cancel
@@ -63,11 +66,23 @@ def cluster_decommission(*, cluster: Cluster, actor: User | None) -> ClusterChan
     return delivered(ClusterChangeResult(cluster=current, change=change))
 
 
+def _stop_check(cluster: Cluster) -> None:
+    """Removing the folder removes the Application, and Argo CD scales nothing down after that:
+    with Argo CD configured, the stop must be deployed first (without, the runbook checks it)."""
+    stop = cluster_latest_change(cluster=cluster)
+    found = cluster_deployment(cluster=cluster, revision=stop)
+    if found is not None and found.state != DEPLOYED:
+        raise InvalidRequest(
+            f"Argo CD has not stopped this cluster yet ({found.state}: {found.message}) Remove it from "
+            "git once its page says it is stopped, or it keeps running without an Application."
+        )
+
+
 def cluster_remove(*, cluster: Cluster, actor: User | None) -> ClusterChangeResult:
     """Remove a decommissioned cluster's folder from git (every file in it, a hand-added one too).
 
-    Raises ``InvalidRequest`` for a cluster in service (decommission it first) and
-    ``ClusterDecommissioned`` when it was removed already.
+    Raises ``InvalidRequest`` for a cluster in service (decommission it first) or one Argo CD has
+    not stopped yet, and ``ClusterDecommissioned`` when it was removed already.
     """
     with transaction.atomic():
         current = cluster_locked(cluster=cluster, decommissioned_too=True)
@@ -75,6 +90,7 @@ def cluster_remove(*, cluster: Cluster, actor: User | None) -> ClusterChangeResu
             raise InvalidRequest("This cluster is in service: decommission it first.")
         if current.removed:
             raise ClusterDecommissioned("This cluster was removed from git already.")
+        _stop_check(current)
         current.removed_at = timezone.now()
         current.save(update_fields=["removed_at", "updated_at"])
         change = change_record(

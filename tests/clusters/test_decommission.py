@@ -275,7 +275,10 @@ def test_the_cluster_list_filters_by_service(admin_browser, operator, client1, c
     assert page.count('<td class="field-service">decommissioned</td>') == 1
 
 
-@pytest.mark.parametrize("may", [("view_cluster",), ("view_cluster", "change_cluster")])
+@pytest.mark.parametrize(
+    "may",
+    [("view_cluster",), ("view_cluster", "change_cluster"), ("view_cluster", "decommission_cluster")],
+)
 def test_an_operator_without_the_decommission_permission_cannot_decommission(
     client, user_factory, cluster1, may
 ):
@@ -311,6 +314,10 @@ def test_the_admin_shows_argo_cd_stopping_it_then_removing_its_application(
 ):
     change_page = f"/admin/clusters/cluster/{cluster1.pk}/change/"
     stopped = cluster_decommission(cluster=cluster1, actor=operator).change.commit
+    argocd.application_put(client="client1", cluster="main", revision="0" * 40)  # not at the stop yet
+    _forget_what_argo_cd_said()
+    with pytest.raises(InvalidRequest, match="Argo CD has not stopped this cluster yet"):
+        cluster_remove(cluster=cluster1, actor=operator)  # the Application would go, the pods stay
     argocd.application_put(client="client1", cluster="main", revision=stopped)
     _forget_what_argo_cd_said()
     page = admin_browser.get(change_page).content.decode()

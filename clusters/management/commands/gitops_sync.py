@@ -67,6 +67,11 @@ class Command(BaseCommand):
                 "Committed locally, not pushed: the GitOps remote did not take the commits (see the log), "
                 "so Argo CD cannot deploy them; the next change or gitops_sync pushes them."
             )
+        if not report.remote_reachable and report.pushed:
+            problems.append(
+                "The GitOps remote could not be fetched (see the log): edits made there, if any, were not "
+                "seen, so git may still differ from the database."
+            )
         if report.conflicts:
             rest = "Everything else is synced; " if report.pushed else ""
             problems.append(
