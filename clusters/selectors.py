@@ -51,7 +51,7 @@ def _credential_scope(user: User) -> CredentialScope | None:
 
 def user_client_permissions(*, user: User) -> dict[str, list[str]]:
     """``{"client1": ["view", "configure", "credentials"], ...}``: the user's current grants, as far as
-    the request's credential reaches (an admin's role adds ``members``)."""
+    the request's credential reaches (an admin's role adds ``audit`` and ``members``)."""
     if not user.is_active:
         return {}
     if user_is_global_operator(user=user):
@@ -63,10 +63,8 @@ def user_client_permissions(*, user: User) -> dict[str, list[str]]:
     scope = _credential_scope(user)
     if scope is None:
         return found
-    narrowed = {
-        slug: [p for p in permissions if scope.allows(slug, p)] for slug, permissions in found.items()
-    }
-    return {slug: permissions for slug, permissions in narrowed.items() if permissions}
+    narrowed = {slug: [p for p in held if scope.allows(slug, p)] for slug, held in found.items()}
+    return {slug: held for slug, held in narrowed.items() if held}
 
 
 def sign_in_requirement(policy: SignInPolicy | None) -> SignInRequirement | None:
@@ -164,8 +162,10 @@ def cluster_access(*, user: User, client_slug: str, cluster_slug: str, permissio
     """The cluster if ``user`` holds ``permission`` on its client: 403 outside, 404 for an unknown one."""
     client = client_access(user=user, client_slug=client_slug, permission=permission)
     cluster = Cluster.objects.filter(client=client, slug=cluster_slug).first()
-    if cluster is None or cluster.decommissioned:  # the client's own members learn which it was
-        raise ClusterDecommissioned() if cluster else NotFound()
+    if cluster is None:
+        raise NotFound()
+    if cluster.decommissioned:  # the client's own members learn why it is gone
+        raise ClusterDecommissioned()
     cluster.client = client
     return cluster
 

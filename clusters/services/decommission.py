@@ -84,13 +84,15 @@ def cluster_remove(*, cluster: Cluster, actor: User | None) -> ClusterChangeResu
     Raises ``InvalidRequest`` for a cluster in service (decommission it first) or one Argo CD has
     not stopped yet, and ``ClusterDecommissioned`` when it was removed already.
     """
+    stored = Cluster.objects.select_related("client").get(pk=cluster.pk)
+    if stored.decommissioned and not stored.removed:
+        _stop_check(stored)  # asks Argo CD: before the row lock, never while holding it
     with transaction.atomic():
         current = cluster_locked(cluster=cluster, decommissioned_too=True)
         if not current.decommissioned:
             raise InvalidRequest("This cluster is in service: decommission it first.")
         if current.removed:
             raise ClusterDecommissioned("This cluster was removed from git already.")
-        _stop_check(current)
         current.removed_at = timezone.now()
         current.save(update_fields=["removed_at", "updated_at"])
         change = change_record(
