@@ -382,6 +382,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
 class StorageExpansionAdmin(InputGuardAdmin):
     """Requests for more storage: an operator grows the volumes, then marks the request done here."""
 
+    Media = ClusterDecommissionAdmin.Media  # the runbook's long lines wrap
     list_display = (
         "cluster",
         "from_gi",

@@ -67,6 +67,9 @@ class ClusterDecommissionAdmin:
 
     retirement_fields = ("decommissioned_at", "removed_at", "runbook")
 
+    class Media:
+        css = {"all": ["clusters/admin.css"]}  # the runbook's long lines wrap
+
     def get_urls(self):
         own = [
             path(
