@@ -118,7 +118,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 def is_api_path(path: str) -> bool:
-    return path.startswith(("/api/", "/.well-known/"))
+    return path.startswith(("/api/", "/.well-known/")) or path in ("/api", "/.well-known")
 
 
 def error_json(error: errors.PortalError) -> JsonResponse:

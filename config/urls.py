@@ -14,8 +14,9 @@ urlpatterns = [
     path("api/", include("clusters.urls")),
     # GET /api/system/status (staff) and GET /metrics (Prometheus, with METRICS_TOKEN).
     path("", include("operations.urls")),
-    # Anything else under /api/ answers the contract's JSON 404, also with DEBUG on.
-    re_path(r"^(api|\.well-known)/", exceptions.json_not_found),
+    # Anything else under /api/ (and the bare prefix: no slash-appending redirect) answers the
+    # contract's JSON 404, also with DEBUG on.
+    re_path(r"^(?:api|\.well-known)(?:/|$)", exceptions.json_not_found),
     path("", include("frontend.urls")),
 ]
 

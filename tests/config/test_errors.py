@@ -17,6 +17,17 @@ def test_unknown_well_known_path_is_a_json_404(client, db):
     assert response.json()["code"] == "not_found"
 
 
+@pytest.mark.parametrize("debug", [True, False])
+@pytest.mark.parametrize("path", ["/api", "/.well-known"])
+def test_the_bare_prefixes_are_a_json_404_to_every_method(client, db, settings, path, debug):
+    # Not a redirect to the slashed path (a write would lose its body there) nor, with DEBUG on,
+    # CommonMiddleware's "URL doesn't end in a slash" 500.
+    settings.DEBUG = debug
+    for method in ("get", "post", "put", "patch", "delete"):
+        response = getattr(client, method)(path, data={}, content_type="application/json")
+        assert (response.status_code, response.json()["code"]) == (404, "not_found"), method
+
+
 @pytest.mark.urls("tests.config.urls")
 class TestErrorFormat:
     def test_malformed_json_is_invalid_request(self, client):
