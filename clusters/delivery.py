@@ -392,7 +392,7 @@ def _everything_render(
     """Every client's ``client.yaml`` and every cluster's files, where git differs from the database
     (a decommissioned cluster stopped; a removed one's folder gone).
 
-    ``bootstrap``: the ApplicationSet and README too, as this version of the portal writes them
+    ``bootstrap``: the Argo CD manifests and README too, as this version of the portal writes them
     (they are otherwise written only into a new repository, and may carry hand edits).
     """
     conflicts.clear()
@@ -461,7 +461,7 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
 def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncReport:
     """Make git equal to the database and compact the repository (``check``: only report the drift).
 
-    ``bootstrap``: also rewrite the ApplicationSet and README as this version renders them.
+    ``bootstrap``: also rewrite the Argo CD manifests and README as this version renders them.
     """
     remote_failure_forget()
     if check:

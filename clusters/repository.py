@@ -17,9 +17,11 @@ from django.conf import settings
 
 from gitops.argocd import (
     APPLICATIONSET_PATH,
+    APPPROJECT_PATH,
     ARGOCD_NAMESPACE,
     README_PATH,
     applicationset_render,
+    appproject_render,
     repository_readme_render,
 )
 from gitops.errors import RepositoryUnavailable
@@ -57,14 +59,19 @@ def commit_message(*, summary: str, email: str = "", name: str = "", change_id: 
 
 
 def bootstrap_files() -> dict[str, bytes]:
-    """The ApplicationSet and README, rendered only for a repository without the branch."""
+    """The ApplicationSet, its AppProject and README, rendered only for a repository without the branch."""
+    namespace = settings.ARGOCD_APP_NAMESPACE or ARGOCD_NAMESPACE
+    repo_url = settings.GITOPS_REMOTE_URL or f"file://{settings.GITOPS_REPO_PATH}"
     return {
         APPLICATIONSET_PATH: applicationset_render(
-            repo_url=settings.GITOPS_REMOTE_URL or f"file://{settings.GITOPS_REPO_PATH}",
+            repo_url=repo_url,
             branch=settings.GITOPS_BRANCH,
             chart_version=settings.QDRANT_CHART_VERSION,
             project=settings.ARGOCD_PROJECT,
-            namespace=settings.ARGOCD_APP_NAMESPACE or ARGOCD_NAMESPACE,
+            namespace=namespace,
+        ),
+        APPPROJECT_PATH: appproject_render(
+            repo_url=repo_url, project=settings.ARGOCD_PROJECT, namespace=namespace
         ),
         README_PATH: repository_readme_render(),
     }

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 APPLICATIONSET_PATH = "argocd/applicationset.yaml"
+APPPROJECT_PATH = "argocd/appproject.yaml"
 README_PATH = "README.md"
 APPLICATIONSET_NAME = "qdrant-clusters"
 ARGOCD_NAMESPACE = "argocd"
@@ -111,6 +112,33 @@ def applicationset_render(
                 },
             },
         },
+    }
+    return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=120).encode("utf-8")
+
+
+def appproject_render(*, repo_url: str, project: str, namespace: str = ARGOCD_NAMESPACE) -> bytes:
+    """The AppProject the generated Applications name: what they may deploy, from where, to where.
+
+    Without one that admits the ``Namespace`` kind, ``CreateNamespace=true`` fails every
+    cluster's first sync ("resource :Namespace is not permitted in project"). It carries no
+    namespace: AppProjects live in Argo CD's own (``kubectl apply -n argocd``), which need not be
+    the ApplicationSet's; Applications created elsewhere are admitted by ``sourceNamespaces``.
+    Namespaced kinds are not listed: a project without a whitelist admits them all (the chart's
+    objects and the SealedSecret).
+    """
+    spec: dict = {
+        "description": "Qdrant clusters that Qdrant Portal commits to git",
+        "sourceRepos": [QDRANT_HELM_REPO, repo_url_without_credentials(repo_url)],
+        "destinations": [{"server": DESTINATION_SERVER, "namespace": "qdrant-*"}],
+        "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+    }
+    if namespace != ARGOCD_NAMESPACE:
+        spec["sourceNamespaces"] = [namespace]
+    manifest = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": project},
+        "spec": spec,
     }
     return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=120).encode("utf-8")
 
@@ -222,13 +250,17 @@ clients/<client>/client.yaml                    the client as the portal records
 clients/<client>/<cluster>/values.yaml          Helm values for the official qdrant chart
 clients/<client>/<cluster>/apikey.sealed.yaml   the cluster's API keys as a SealedSecret (when sealing is set up)
 argocd/applicationset.yaml                      one Argo CD Application per cluster folder
+argocd/appproject.yaml                          the Argo CD project those Applications belong to
 ```
 
 `argocd/applicationset.yaml` makes one Application `qdrant.<client>.<cluster>` per folder
 `clients/<client>/<cluster>`: the `qdrant` chart from https://qdrant.github.io/qdrant-helm,
 release (and StatefulSet) `qdrant-<client>-<cluster>` in namespace `qdrant-<client>`, with
-that folder's `values.yaml` and `apikey.sealed.yaml`. Apply it once, and again whenever it
-changes: `kubectl apply -f argocd/applicationset.yaml` (it names its namespace). It tells Argo CD to ignore
+that folder's `values.yaml` and `apikey.sealed.yaml`. Apply both files once, and again whenever
+they change: `kubectl apply -n argocd -f argocd/appproject.yaml` (into Argo CD's own namespace)
+and `kubectl apply -f argocd/applicationset.yaml` (it names its namespace). The project admits
+the chart's repository and this one, namespaces `qdrant-*`, and the `Namespace` kind that
+`CreateNamespace=true` needs. It tells Argo CD to ignore
 `volumeClaimTemplates` of a live StatefulSet (Kubernetes refuses to change them), so a new
 `persistence.size` never blocks a sync; see "Growing storage" for how volumes really grow.
 

@@ -428,12 +428,12 @@ def test_gitops_sync_bootstrap_rewrites_the_applicationset_after_a_chart_upgrade
 
     tip = branch_tip(repository=git_server)
     call_command("gitops_sync", "--bootstrap")
-    assert "Nothing to sync: git matches the database, the ApplicationSet and README included" in (
+    assert "Nothing to sync: git matches the database, the Argo CD manifests and README included" in (
         capsys.readouterr().out
     )
     assert branch_tip(repository=git_server) == tip
     call_command("gitops_sync", "--check", "--bootstrap")
-    assert "No drift: git matches the database, the ApplicationSet and README included." in (
+    assert "No drift: git matches the database, the Argo CD manifests and README included." in (
         capsys.readouterr().out
     )
 
@@ -448,6 +448,20 @@ def test_the_applicationset_lives_where_the_portal_reads_the_applications(git_se
 
     applicationset = yaml.safe_load(file_read(repository=git_server, file_path="argocd/applicationset.yaml"))
     assert applicationset["metadata"]["namespace"] == "qdrant-apps"
+    project = yaml.safe_load(file_read(repository=git_server, file_path="argocd/appproject.yaml"))
+    assert project["spec"]["sourceNamespaces"] == ["qdrant-apps"]  # its Applications are admitted
+
+
+def test_the_repository_holds_the_appproject_its_applications_name(git_server, settings, cluster1):
+    project = yaml.safe_load(file_read(repository=git_server, file_path="argocd/appproject.yaml"))
+    applicationset = yaml.safe_load(file_read(repository=git_server, file_path="argocd/applicationset.yaml"))
+    assert project["kind"] == "AppProject"
+    assert (
+        project["metadata"]["name"]
+        == applicationset["spec"]["template"]["spec"]["project"]
+        == "qdrant-clusters"
+    )
+    assert settings.GITOPS_REMOTE_URL in project["spec"]["sourceRepos"]
 
 
 def test_concurrent_changes_from_many_threads_all_reach_git(git_server, client1, user1):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 import subprocess
@@ -9,7 +10,12 @@ import jsonschema
 import pytest
 import yaml
 
-from gitops.argocd import applicationset_render, repository_readme_render, storage_runbook_render
+from gitops.argocd import (
+    applicationset_render,
+    appproject_render,
+    repository_readme_render,
+    storage_runbook_render,
+)
 
 REPO = "https://git.example.com/platform/qdrant-clusters.git"
 
@@ -242,3 +248,34 @@ def test_a_misspelt_field_is_refused(where, key):
         node = node[step]
     node[key] = True
     assert any("Additional properties are not allowed" in problem for problem in _problems(manifest))
+
+
+def _project(namespace: str = "argocd") -> dict:
+    return yaml.safe_load(appproject_render(repo_url=REPO, project="qdrant-clusters", namespace=namespace))
+
+
+@pytest.mark.parametrize("namespace", ["argocd", "qdrant-apps"])
+def test_the_appproject_validates_against_argo_cds_schema(namespace):
+    assert _problems(_project(namespace)) == []
+
+
+def test_the_appproject_admits_what_every_generated_application_deploys():
+    project, template = _project(), _appset()["spec"]["template"]["spec"]
+    assert template["project"] == project["metadata"]["name"]
+    assert {source["repoURL"] for source in template["sources"]} <= set(project["spec"]["sourceRepos"])
+    [destination] = project["spec"]["destinations"]
+    assert destination["server"] == template["destination"]["server"]
+    assert fnmatch.fnmatchcase("qdrant-client1", destination["namespace"])  # qdrant-<client>
+    # CreateNamespace=true: without the Namespace kind every first sync fails.
+    assert "CreateNamespace=true" in template["syncPolicy"]["syncOptions"]
+    assert {"group": "", "kind": "Namespace"} in project["spec"]["clusterResourceWhitelist"]
+    assert "namespaceResourceWhitelist" not in project["spec"]  # the chart's kinds and the SealedSecret
+    assert "sourceNamespaces" not in project["spec"]
+
+
+def test_applications_in_another_namespace_are_admitted_and_no_token_is_committed():
+    assert _project("qdrant-apps")["spec"]["sourceNamespaces"] == ["qdrant-apps"]
+    push_url = "https://x-access-token:ghp_secret@git.example.com/platform/qdrant-clusters.git"
+    rendered = appproject_render(repo_url=push_url, project="p")
+    assert b"ghp_secret" not in rendered and REPO in yaml.safe_load(rendered)["spec"]["sourceRepos"]
+    assert "namespace" not in yaml.safe_load(rendered)["metadata"]  # applied into Argo CD's own

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--bootstrap",
             action="store_true",
-            help="Also rewrite argocd/applicationset.yaml and README.md as this version of the portal "
+            help="Also rewrite argocd/applicationset.yaml, argocd/appproject.yaml and README.md as this version of the portal "
             "renders them (after an upgrade or a QDRANT_CHART_VERSION change; hand edits are lost).",
         )
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         except RepositoryUnavailable as error:
             raise CommandError(f"GitOps repository unavailable: {error}") from error
         matched = "git matches the database" + (
-            ", the ApplicationSet and README included" if bootstrap else ""
+            ", the Argo CD manifests and README included" if bootstrap else ""
         )
         for conflict in report.conflicts:
             self.stdout.write(f"conflict: {conflict}")
