@@ -185,16 +185,19 @@ kubectl -n $namespace get statefulset $release    # READY 0/0 once it has stoppe
 
 # Argo CD labels what it deploys app.kubernetes.io/instance=<Application> with label tracking
 # (its default before 3.0); with annotation tracking the chart's own label, the release, stays.
-# The volumes carry the chart's label (their claim template's), whatever Argo CD does.
+# The volumes carry the release's label whatever Argo CD does: the StatefulSet controller copies
+# the chart's selector labels onto each claim.
 _REMOVAL_RUNBOOK = Template("""\
 # 1. Wait until Argo CD has removed the Application (its ApplicationSet does when it next reads
 #    git; the cluster's page says "deployed" then). It keeps what the Application deployed:
 kubectl -n $argocd_namespace get application $application    # NotFound once it is gone
-# 2. Delete what the chart made (the StatefulSet has no pods left) and the sealed API keys
-#    (their Secret goes with them):
+# 2. Delete what the chart made (the StatefulSet has no pods left) and the API keys: the
+#    SealedSecret (skip that line without sealed-secrets), then their Secret (made by hand
+#    without it; with it, the controller deletes it too):
 kubectl -n $namespace delete $kinds \\
   -l 'app.kubernetes.io/instance in ($release,$application)'
 kubectl -n $namespace delete sealedsecret $secret --ignore-not-found
+kubectl -n $namespace delete secret $secret --ignore-not-found
 kubectl -n $namespace get $kinds \\
   -l 'app.kubernetes.io/instance in ($release,$application)'    # No resources found
 # 3. Delete its volumes, those of earlier scale-downs and snapshots too. This deletes the

@@ -232,6 +232,7 @@ def test_the_admin_takes_both_steps_once_the_name_is_typed_and_shows_each_runboo
 
     assert "Removed from git: client1/main; its folder is removed from git." in page
     assert "kubectl -n qdrant-client1 delete sealedsecret qdrant-client1-main-apikey" in page
+    assert "kubectl -n qdrant-client1 delete secret qdrant-client1-main-apikey" in page  # made by hand too
     assert "delete pvc -l app.kubernetes.io/instance=qdrant-client1-main" in page
     assert "Other clusters of this client run in qdrant-client1: keep the namespace." in page
     assert "delete namespace" not in page
