@@ -194,6 +194,21 @@ def test_anyone_makes_copies_uses_and_revokes_a_token(
     ci = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert ci.get("/api/clients/client1/clusters").status_code == 200
 
+    # Revoked at once (a wrong scope): its secret is no longer offered for copying.
+    page.click(".revoke-token")
+    page.click("#confirm-revoke-token")
+    page.wait_for_selector("#tokens-empty:not([hidden])")
+    expect(page.locator("#token-created")).to_be_hidden()
+    assert secret not in page.content()
+    assert ci.get("/api/clients/client1/clusters").json()["code"] == "token_not_valid"
+    page.fill("#token-name", "CI deploys")
+    page.check("#token-perm-client1-configure")
+    page.click("#create-token")
+    page.wait_for_selector("#token-created:not([hidden])")
+    secret = page.text_content("#token-secret").strip()
+    ci = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert ci.get("/api/clients/client1/clusters").status_code == 200
+
     # Only the hash is kept: a reload shows the prefix, never the secret again.
     page.reload()
     page.wait_for_selector('[data-testid="token-row"]')
@@ -202,7 +217,7 @@ def test_anyone_makes_copies_uses_and_revokes_a_token(
     page.click("#confirm-revoke-token")
     page.wait_for_selector("#tokens-empty:not([hidden])")
     assert page.evaluate("document.activeElement.id") == "tokens-heading"  # not lost to <body>
-    assert PersonalAccessToken.objects.get().revoked_at is not None
+    assert PersonalAccessToken.objects.filter(revoked_at=None).count() == 0
     assert ci.get("/api/clients/client1/clusters").json()["code"] == "token_not_valid"
     assert page_problems == []
 

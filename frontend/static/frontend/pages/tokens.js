@@ -106,6 +106,7 @@ function createSection(ctx, clients, list, pageError) {
   const error = liveRegion("token-error", { assertive: true, className: "error" });
   const submit = h("button", { type: "submit", id: "create-token", class: "button primary" }, "Create token");
   const created = createdPanel();
+  list.whenRevoked((token) => created.forget(token.id));
   const form = h(
     "form",
     { id: "token-form", class: "stack narrow-form", novalidate: true },
@@ -162,7 +163,7 @@ function fieldProblem(region, input, text) {
   input.focus();
 }
 
-/** The secret of the token just made, shown once, with a copy button: {element, show(token)}. */
+/** The secret of the token just made, shown once, with a copy button: {element, show(token), forget(id)}. */
 function createdPanel() {
   const secret = h("code", { id: "token-secret", class: "secret-key" });
   const copyStatus = liveRegion("token-copy-status");
@@ -177,12 +178,22 @@ function createdPanel() {
     h("div", { class: "input-row" }, secret, copy),
     copyStatus,
   );
+  let shownId = null;
   function show(token) {
+    shownId = token.id;
     secret.textContent = token.token;
     element.hidden = false;
     copy.focus();
   }
-  return { element, show };
+  // Revoked: its dead secret must not stay offered for copying into a CI.
+  function forget(tokenId) {
+    if (tokenId !== shownId) return;
+    shownId = null;
+    secret.textContent = "";
+    say(copyStatus, "");
+    element.hidden = true;
+  }
+  return { element, show, forget };
 }
 
 // --- the list --------------------------------------------------------------------------------
@@ -231,7 +242,12 @@ function tokenList(ctx, pageError) {
     empty.hidden = body.children.length > 0;
   };
 
-  const parts = { ctx, pageError, status, dialog, onRevoked: refreshEmpty };
+  let revokedHook = () => {};
+  const onRevoked = (token) => {
+    refreshEmpty();
+    revokedHook(token);
+  };
+  const parts = { ctx, pageError, status, dialog, onRevoked };
   const row = (token) => tokenRow(token, parts);
 
   return {
@@ -243,6 +259,9 @@ function tokenList(ctx, pageError) {
     add(token) {
       body.prepend(row(token));
       refreshEmpty();
+    },
+    whenRevoked(hook) {
+      revokedHook = hook;
     },
   };
 }
@@ -269,7 +288,7 @@ function tokenRow(token, { ctx, pageError, status, dialog, onRevoked }) {
       // Focus goes where the keyboard user was: the next token's Revoke, else the heading.
       const next = tr.nextElementSibling || tr.previousElementSibling;
       tr.remove();
-      onRevoked();
+      onRevoked(token);
       say(status, `Revoked ${token.name}.`);
       (next ? next.querySelector(".revoke-token") : document.getElementById("tokens-heading")).focus();
     } catch (failure) {
