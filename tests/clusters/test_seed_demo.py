@@ -25,7 +25,7 @@ def test_seed_demo_twice_gives_the_same_data(db):
     clients, users, grants, clusters, changes = first
     assert [slug for slug, _, _ in clients] == ["client1", "client2"]
     assert grants == [
-        ("client1@example.com", "client1", "operator"),
+        ("client1@example.com", "client1", "admin"),  # a new user can try the team pages
         ("client2@example.com", "client2", "operator"),
     ]
     assert [(client, slug, replicas) for client, slug, replicas, _ in clusters] == [

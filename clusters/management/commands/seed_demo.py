@@ -19,12 +19,14 @@ class DemoUser:
     password: str
     name: str
     client_slug: str | None  # None: an operator who sees every client
+    role: str = Grant.Role.OPERATOR
 
 
 DEMO_CLIENTS = {"client1": "Client One", "client2": "Client Two"}
 DEMO_CLUSTER = "main"
 DEMO_USERS = (
-    DemoUser("client1@example.com", "client1", "Client One User", "client1"),
+    # client1's user runs its team (members, tokens, sign-in policy, audit); client2's only operates.
+    DemoUser("client1@example.com", "client1", "Client One User", "client1", Grant.Role.ADMIN),
     DemoUser("client2@example.com", "client2", "Client Two User", "client2"),
     DemoUser("admin@example.com", "admin", "Portal Operator", None),
 )
@@ -55,7 +57,7 @@ def demo_data_seed() -> None:
     for demo in DEMO_USERS:
         user = _demo_user_restore(demo)
         if demo.client_slug:
-            grant_set(user=user, client=Client.objects.get(slug=demo.client_slug), role=Grant.Role.OPERATOR)
+            grant_set(user=user, client=Client.objects.get(slug=demo.client_slug), role=demo.role)
     for slug in DEMO_CLIENTS:
         client = Client.objects.get(slug=slug)
         if not Cluster.objects.filter(client=client, slug=DEMO_CLUSTER).exists():

@@ -43,7 +43,7 @@ export async function render(ctx) {
         { id: "clusters-empty", class: "empty" },
         (permissions.restricted || []).length
           ? "Sign in as asked above to see your clusters."
-          : "You do not have access to any client yet. Ask an operator to grant you access.",
+          : "You are not a member of any client. Ask your team's admin to invite you.",
       ),
     );
     return;
@@ -123,7 +123,7 @@ function clientGroup(ctx, client, result, permissions) {
     return section;
   }
   const clusters = [...result.value].sort((a, b) => a.name.localeCompare(b.name));
-  section.append(clusters.length ? clustersTable(client, clusters) : h("p", { class: "empty" }, "No clusters yet."));
+  section.append(clusters.length ? clustersTable(client, clusters) : h("p", { class: "empty" }, "No clusters in service. The portal's operators create them: ask them for one."));
   return section;
 }
 
