@@ -405,8 +405,12 @@ def test_a_cluster_decommissioned_meanwhile_says_so_and_is_no_longer_listed(
     page.fill("#replicas", "3")  # a save on the page left open
     page.click("#save-replicas")
     expect(page.get_by_text("This cluster was decommissioned").first).to_be_visible()
+    # The page shows what a fresh load would: the reason, no live cluster, forms or credentials.
+    for gone in ("#replicas", "#summary-replicas", '[href$="/credentials"]'):
+        expect(page.locator(gone)).to_have_count(0)
     page.goto(live_server.url + "/#/")
     expect(page.get_by_text("0 clusters in 1 client.")).to_be_visible()  # its only one: none left
+    expect(page.get_by_text("No clusters in service.")).to_be_visible()
     assert page.locator('[data-testid="cluster-row"]').count() == 0
     assert page_problems == []
 

@@ -184,7 +184,7 @@ test("a cluster gone meanwhile (404) stops the asking and says why", async (t) =
     },
     onCluster: () => assert.fail("nothing to show"),
     onIdle: (value) => idle.push(value),
-    onGone: (text) => told.push(text),
+    onGone: (failure) => told.push(ctx.errorMessage(failure)),
   });
 
   poller.follow(at("a".repeat(40), "syncing"), { now: true });

@@ -109,7 +109,7 @@ function stepItems(cluster) {
 }
 
 /** The card: {element, show(cluster), follow()}; null when the cluster has no deployment. */
-export function deploymentSection(ctx, client, name, cluster) {
+export function deploymentSection(ctx, client, name, cluster, { onGone = () => {} } = {}) {
   if (!cluster.deployment) return null;
   const badge = h("span", { id: "deployment-state", class: "badge" });
   const steps = h("ol", { id: "deployment-steps", class: "steps" });
@@ -150,10 +150,11 @@ export function deploymentSection(ctx, client, name, cluster) {
       if (idle && pressed) focusKeep(check); // it hid while checking: the keyboard goes back to it
       if (idle) pressed = false;
     },
-    onGone: (text) => {
+    onGone: (failure) => {
       message.className = "error";
-      say(message, text);
+      say(message, ctx.errorMessage(failure));
       replaceChildren(checked, "");
+      onGone(failure);
     },
   });
   let pressed = false;
@@ -217,7 +218,7 @@ export function deploymentPoller(ctx, { fetch, onCluster, onIdle, onGone = () =>
         // The cluster is gone (decommissioned meanwhile): nothing more to ask; say so.
         latest = null;
         onIdle(false);
-        onGone(ctx.errorMessage(failure));
+        onGone(failure);
         return;
       }
     }

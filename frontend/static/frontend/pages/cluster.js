@@ -36,9 +36,17 @@ export async function render(ctx) {
   const forms = may.includes("configure") ? [scaleForm(cluster), versionForm(cluster), storageForm(cluster)] : [];
   const configure = forms.length ? configureSection(forms) : readOnlyNotice(client);
   const history = historySection(ctx, client, name);
-  const deployment = deploymentSection(ctx, client, name, cluster); // null without Argo CD
-  ctx.main.append(summary.element, ...(deployment ? [deployment.element] : []), configure.element, history.element);
-  saveController(ctx, { cluster, summary, forms, configure, history, deployment });
+  // Decommissioned while open (a save or the deployment poll answers 404): the page shows what a
+  // fresh load would, the reason alone, not a live cluster with its forms and credentials link.
+  const sections = () => [summary, deployment, configure, history].filter(Boolean).map((part) => part.element);
+  const gone = (failure) => {
+    if (!ctx.isCurrent()) return;
+    for (const element of sections()) element.remove();
+    say(error, ctx.errorMessage(failure));
+  };
+  const deployment = deploymentSection(ctx, client, name, cluster, { onGone: gone }); // null without Argo CD
+  ctx.main.append(...sections());
+  saveController(ctx, { cluster, summary, forms, configure, history, deployment, gone });
   if (deployment) deployment.follow(cluster);
   await history.load();
 }
@@ -370,6 +378,7 @@ async function saveRun(saver, form, button, label, send, context) {
     await showOutcome(ctx, parts, saver.cluster, { previousCommit, ...context });
   } catch (failure) {
     if (context.staleAsks && failure.code === "confirmation_required") stale = true;
+    else if (failure.status === 404) parts.gone(failure);
     else if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
   } finally {
     saver.busy = saver.sending = false;
@@ -404,7 +413,8 @@ async function rereadThenSubmit(saver, form) {
     // The history shows that change too, even when the user now keeps the replicas as they are.
     await parts.history.load();
   } catch (failure) {
-    if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
+    if (failure.status === 404) parts.gone(failure);
+    else if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
     return;
   } finally {
     saver.busy = false;
