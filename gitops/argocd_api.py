@@ -3,7 +3,9 @@
 It reads what the portal needs of the Applications the ApplicationSet generates
 (``gitops.argocd``): their sync status and the revision of each source, their health, the last
 sync operation and their conditions (Argo CD 3.x, ``GET /api/v1/applications[/{name}]``), and
-asks Argo CD to refresh one at once (``?refresh=normal``) instead of waiting for its poll.
+asks Argo CD to refresh one at once (``?refresh=normal``) instead of waiting for its poll. Why
+an Application is not healthy is its StatefulSet's health message: Argo CD 3.x keeps that in the
+resource tree (``GET .../{name}/resource-tree``), read only for an unhealthy Application.
 
 Every call is bounded: ``timeout`` is the whole exchange, connecting and reading included, so a
 server that trickles bytes cannot hold a caller longer than a silent one. TLS is verified (with
@@ -19,7 +21,7 @@ import json
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +38,9 @@ _CHUNK_BYTES = 64 * 1024
 # Argo CD's own words for a finished, unsuccessful operation and for one under way.
 OPERATION_FAILED = frozenset({"Failed", "Error"})
 OPERATION_RUNNING = frozenset({"Running", "Terminating"})
+# The chart's workload: its health message says why the cluster is not healthy.
+_WORKLOAD = ("apps", "StatefulSet")
+_UNHEALTHY = frozenset({"Progressing", "Degraded", "Suspended", "Missing"})
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,16 @@ def _operation_revision(operation: Mapping[str, Any], index: int | None) -> str:
     return _source_revision(requested.get("revision"), requested.get("revisions"), index)
 
 
+def _workload_health_message(resources: Any) -> str:
+    """The StatefulSet's health message among ``resources`` (an Application's ``status.resources``,
+    where Argo CD keeps each resource's health when it persists it inline, or a resource tree's
+    ``nodes``)."""
+    for resource in map(_mapping, resources if isinstance(resources, list) else ()):
+        if (_text(resource.get("group")), _text(resource.get("kind"))) == _WORKLOAD:
+            return _text(_mapping(resource.get("health")).get("message"))
+    return ""
+
+
 def application_parse(document: Any) -> ApplicationStatus:
     """The status of an Application from Argo CD's JSON (``v1alpha1Application``)."""
     if not isinstance(document, Mapping):
@@ -156,7 +171,8 @@ def application_parse(document: Any) -> ApplicationStatus:
         sync_status=_text(sync.get("status")),
         revision=_source_revision(sync.get("revision"), sync.get("revisions"), index),
         health_status=_text(health.get("status")),
-        health_message=_text(health.get("message")),
+        # The Application's own message (Argo CD 3.x sets none), else its StatefulSet's, inline.
+        health_message=_text(health.get("message")) or _workload_health_message(status.get("resources")),
         operation_phase=_text(operation.get("phase")),
         operation_message=_text(operation.get("message")),
         operation_revision=_operation_revision(operation, index),
@@ -285,15 +301,43 @@ def application_get(*, connection: ArgoCDConnection, name: str, refresh: bool = 
     """
     params = {**_scope(connection), "refresh": "normal" if refresh else ""}
     document = _get(connection, f"/api/v1/applications/{quote(name, safe='')}", params, name)
-    return application_parse(document)
+    return _with_workload_message(connection, application_parse(document))
+
+
+def _with_workload_message(connection: ArgoCDConnection, status: ApplicationStatus) -> ApplicationStatus:
+    """``status`` with why it is unhealthy: its StatefulSet's health message from the resource tree.
+
+    Argo CD 3.x keeps each resource's health there (``resourceHealthSource: appTree``), not in
+    the Application: one more question, for an unhealthy Application only. Without an answer
+    the state still stands, with a general sentence instead of the reason.
+    """
+    if status.health_status not in _UNHEALTHY or status.health_message or not status.name:
+        return status
+    path = f"/api/v1/applications/{quote(status.name, safe='')}/resource-tree"
+    scope = {"appNamespace": connection.app_namespace, "project": connection.project}
+    try:
+        tree = _get(connection, path, scope, status.name)
+    except ArgoCDUnavailable:
+        return status
+    message = _workload_health_message(tree.get("nodes") if isinstance(tree, Mapping) else None)
+    return replace(status, health_message=message) if message else status
 
 
 def applications_list(*, connection: ArgoCDConnection, selector: str = "") -> list[ApplicationStatus]:
-    """The Applications matching a label ``selector`` (``key=value``, or ``key`` for any value)."""
+    """The Applications matching a label ``selector`` (``key=value``, or ``key`` for any value).
+
+    The unhealthy ones' reasons are asked for while the list's own ``timeout`` lasts, so many
+    unhealthy clusters make a list take at most about twice the timeout.
+    """
+    deadline = time.monotonic() + connection.timeout
     document = _get(connection, "/api/v1/applications", {**_scope(connection), "selector": selector}, "list")
     items = _mapping(document).get("items") if isinstance(document, Mapping) else None
     if items is None:
         return []  # Argo CD leaves "items" out of an empty list
     if not isinstance(items, list):
         raise ArgoCDUnavailable("Argo CD's list of Applications is not a list.", kind="bad_answer")
-    return [application_parse(item) for item in items]
+    statuses = [application_parse(item) for item in items]
+    return [
+        _with_workload_message(connection, status) if time.monotonic() < deadline else status
+        for status in statuses
+    ]

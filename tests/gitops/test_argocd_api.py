@@ -49,9 +49,49 @@ def test_a_multi_source_application_reads_as_the_revision_of_its_values_source(a
         "1/3 pods ready",
     )
     assert (status.operation_phase, status.operation_revision) == ("Succeeded", VALUES)
-    [request] = argocd.requests()
-    assert request.authorization == f"Bearer {TOKEN}"
-    assert request.query == {"projects": ["qdrant-clusters"]}  # no token in the URL
+    # Argo CD 3.x gives an Application's health no message: the reason is its StatefulSet's,
+    # in the resource tree, asked for because the cluster is unhealthy.
+    application, tree = argocd.requests()
+    assert (application.path, tree.path) == (
+        "/api/v1/applications/qdrant.acme.prod",
+        "/api/v1/applications/qdrant.acme.prod/resource-tree",
+    )
+    assert {application.authorization, tree.authorization} == {f"Bearer {TOKEN}"}
+    assert application.query == {"projects": ["qdrant-clusters"]}  # no token in the URL
+    assert tree.query == {"project": ["qdrant-clusters"]}  # the tree's parameter is singular
+    assert argocd.problems == []
+
+
+def test_a_healthy_application_costs_one_question(argocd):
+    argocd.application_put(client="acme", cluster="prod", revision=VALUES)
+    application_get(connection=_connection(argocd), name="qdrant.acme.prod")
+    applications_list(connection=_connection(argocd), selector="qdrant-portal/client=acme")
+    assert [request.path for request in argocd.requests()] == [
+        "/api/v1/applications/qdrant.acme.prod",
+        "/api/v1/applications",
+    ]
+
+
+def test_resource_health_persisted_inline_is_read_without_the_tree(argocd):
+    argocd.application_put(
+        client="acme", cluster="prod", revision=VALUES, health="Progressing",
+        health_message="Waiting for 3 pods to be ready", health_inline=True,
+    )  # fmt: skip
+    [status] = applications_list(connection=_connection(argocd), selector="qdrant-portal/client=acme")
+    assert status.health_message == "Waiting for 3 pods to be ready"
+    assert [request.path for request in argocd.requests()] == ["/api/v1/applications"]
+
+
+@pytest.mark.parametrize("tree_status", [403, 500])
+def test_an_unanswered_tree_leaves_the_state_without_its_reason(argocd, tree_status):
+    argocd.application_put(
+        client="acme", cluster="prod", revision=VALUES, health="Degraded", health_message="x"
+    )
+    argocd.tree_status = tree_status
+    status = application_get(connection=_connection(argocd), name="qdrant.acme.prod")
+    assert (status.health_status, status.health_message) == ("Degraded", "")
+    [status] = applications_list(connection=_connection(argocd), selector="qdrant-portal/client=acme")
+    assert (status.health_status, status.health_message) == ("Degraded", "")
 
 
 def test_a_failed_operation_and_conditions_are_read_with_argo_cds_messages(argocd):

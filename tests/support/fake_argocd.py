@@ -57,10 +57,33 @@ def _strict(schema: Any) -> Any:
     return strict
 
 
+def _inherited(definitions: dict) -> dict:
+    """Each definition with the properties of those it embeds (``allOf: [{$ref}]``) as its own.
+
+    Strict, an ``allOf`` would refuse every document: each part forbids the other's fields.
+    """
+    merged = {}
+    for name, schema in definitions.items():
+        parts = [
+            definitions[part["$ref"].rsplit("/", 1)[1]] for part in schema.get("allOf", []) if "$ref" in part
+        ]
+        if parts:
+            schema = {key: value for key, value in schema.items() if key != "allOf"}
+            schema["properties"] = {
+                **{k: v for part in parts for k, v in part.get("properties", {}).items()},
+                **schema.get("properties", {}),
+            }
+        merged[name] = schema
+    return merged
+
+
 @functools.cache
 def _validator(definition: str) -> jsonschema.Draft4Validator:
     swagger = json.loads(SWAGGER.read_text())
-    schema = {"$ref": f"#/definitions/{definition}", "definitions": _strict(swagger["definitions"])}
+    schema = {
+        "$ref": f"#/definitions/{definition}",
+        "definitions": _strict(_inherited(swagger["definitions"])),
+    }
     return jsonschema.Draft4Validator(schema)
 
 
@@ -124,8 +147,13 @@ class _Handler(BaseHTTPRequestHandler):
         if status:
             self._error(status)
             return
-        prefix = "/api/v1/applications/"
-        described = "/api/v1/applications" if url.path == "/api/v1/applications" else prefix + "{name}"
+        prefix, tree_suffix = "/api/v1/applications/", "/resource-tree"
+        tree = url.path.startswith(prefix) and url.path.endswith(tree_suffix)
+        described = (
+            "/api/v1/applications"
+            if url.path == "/api/v1/applications"
+            else prefix + ("{applicationName}" + tree_suffix if tree else "{name}")
+        )
         unknown = sorted(set(query) - _query_parameters(described))
         if unknown:  # Argo CD would ignore them: a misspelt parameter must fail the test
             owner.problems.append(f"GET {described}: query parameters Argo CD does not know: {unknown}")
@@ -134,11 +162,20 @@ class _Handler(BaseHTTPRequestHandler):
             listed = owner.list_document(query.get("selector", [""])[0], projects)
             self._json(200, listed, "v1alpha1ApplicationList")
             return
-        found = owner.application(unquote(url.path[len(prefix) :])) if url.path.startswith(prefix) else None
+        if tree:
+            projects = query.get("project", [])  # the tree's parameter is singular
+        name = unquote(url.path[len(prefix) : -len(tree_suffix) if tree else None])
+        found = owner.application(name) if url.path.startswith(prefix) else None
         if found is None or (projects and found["spec"]["project"] not in projects):
             # Argo CD says 404 only when it can check the caller may see that project's
             # Applications: with exactly one project named; otherwise 403, hiding what exists.
             self._error(404 if len(projects) == 1 else 403)
+            return
+        if tree:
+            if owner.tree_status:
+                self._error(owner.tree_status)
+                return
+            self._json(200, owner.tree(name), "v1alpha1ApplicationTree")
             return
         self._json(200, found, "v1alpha1Application")
 
@@ -186,8 +223,10 @@ class FakeArgoCD:
         self.answer_status = 0  # not 0: every request is answered with this status
         self.hang_seconds = 0.0  # every answer waits this long
         self.redirect_to = ""  # every request is redirected there
+        self.tree_status = 0  # not 0: every resource tree is answered with this status
         self.problems: list[str] = []  # documents that did not match Argo CD's API description
         self._applications: dict[str, dict] = {}
+        self._trees: dict[str, dict] = {}
         self._requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -232,6 +271,10 @@ class FakeArgoCD:
             found = self._applications.get(name)
             return copy.deepcopy(found) if found is not None else None
 
+    def tree(self, name: str) -> dict:
+        with self._lock:
+            return copy.deepcopy(self._trees.get(name, {"nodes": []}))
+
     def list_document(self, selector: str, projects: list[str]) -> dict:
         with self._lock:
             items = [
@@ -270,6 +313,7 @@ class FakeArgoCD:
     def application_remove(self, name: str) -> None:
         with self._lock:
             self._applications.pop(name, None)
+            self._trees.pop(name, None)
 
     def application_put(
         self,
@@ -280,6 +324,7 @@ class FakeArgoCD:
         sync: str = "Synced",
         health: str = "Healthy",
         health_message: str = "",
+        health_inline: bool = False,
         operation: str = "Succeeded",
         operation_message: str = "",
         operation_revision: str | None = None,
@@ -289,7 +334,10 @@ class FakeArgoCD:
         """Put (or replace) the Application of ``client``/``cluster`` as Argo CD would report it.
 
         ``revision``: the git revision of the values (and secret) sources Argo CD compared to;
-        ``operation``: the phase of the last sync operation (``""``: none yet), for
+        ``health_message``: the StatefulSet's, where Argo CD 3.x keeps it: in the resource tree
+        (its default), or with ``health_inline`` in ``status.resources`` (resource health
+        persisted inline, 2.x's default); never the Application's own health, which 3.x leaves
+        without a message. ``operation``: the phase of the last sync operation (``""``: none yet), for
         ``operation_revision`` (default: ``revision``); ``since``: when the health last
         changed and the operation, if any, ended (``lastTransitionTime``, ``finishedAt``; default now).
         """
@@ -307,8 +355,20 @@ class FakeArgoCD:
             "sourceTypes": ["Helm", "Directory", "Directory"],
             "controllerNamespace": "argocd",
         }
-        if health_message:
-            status["health"]["message"] = health_message
+        statefulset = {
+            "group": "apps",
+            "version": "v1",
+            "kind": "StatefulSet",
+            "namespace": f"qdrant-{client}",
+        }
+        statefulset["name"] = f"qdrant-{client}-{cluster}"
+        resource_health = (
+            {"status": health, "message": health_message} if health_message else {"status": health}
+        )
+        if health_inline:
+            status["resources"] = [{**statefulset, "status": sync, "health": resource_health}]
+        else:
+            status["resourceHealthSource"] = "appTree"
         if operation:
             status["operationState"] = _operation(
                 operation, operation_message, operation_revision or revision, since or _now()
@@ -339,8 +399,12 @@ class FakeArgoCD:
         }
         problems = argocd_problems(document)
         assert problems == [], problems
+        tree = {"nodes": [{**statefulset, "health": resource_health, "resourceVersion": "1"}]}
+        problems = argocd_problems(tree, "v1alpha1ApplicationTree")
+        assert problems == [], problems
         with self._lock:
             self._applications[name] = document
+            self._trees[name] = tree
         return document
 
 
