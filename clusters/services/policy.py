@@ -56,7 +56,7 @@ def policy_problems(wanted: PolicyInput) -> dict[str, list[str]]:
         # Operators on the admin site meet no self-lockout check: this one keeps them from
         # locking every member out of a portal that offers no Google sign-in.
         problems["allowedMethods"] = [
-            "Google sign-in is not set up on this portal (GOOGLE_CLIENT_IDS): no member could sign in."
+            "Google sign-in is not set up on this portal: no member could sign in. Allow another way too."
         ]
     if wanted.google_domain and not _DOMAIN.match(wanted.google_domain):
         problems["googleDomain"] = ["Enter a domain such as example.com."]

@@ -214,7 +214,7 @@ def test_a_google_only_policy_is_refused_where_google_sign_in_is_off(
     assert response.status_code == 400
     assert response.json()["fields"] == {
         "allowedMethods": [
-            "Google sign-in is not set up on this portal (GOOGLE_CLIENT_IDS): no member could sign in."
+            "Google sign-in is not set up on this portal: no member could sign in. Allow another way too."
         ]
     }
     assert not SignInPolicy.objects.exists()

@@ -140,6 +140,9 @@ def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
     page.fill("#policy-max-hours", "8")
     page.click("#save-policy")
     page.wait_for_selector("#policy-error:has-text('would leave you out')")  # the admin has no second factor
+    expect(page.locator("#policy-add-second-factor")).to_have_attribute(
+        "href", "#/security"
+    )  # the way forward
     page.uncheck("#policy-mfa")
     page.uncheck("#policy-method-passkey")
     page.click("#save-policy")
@@ -164,6 +167,24 @@ def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
     member.click('[data-client="client1"] .step-up-sign-in')
     member.wait_for_selector("#session-message:has-text('Sign in with Google to reach Client One')")
     member.wait_for_selector("#fake-google-button")  # Google's button, which this portal offers
+    assert page_problems == []
+
+
+def test_a_portal_without_google_sign_in_offers_no_google_options(
+    live_server, new_page, page_problems, settings, admin1, cluster1
+):
+    settings.GOOGLE_CLIENT_IDS = []
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/settings")
+    page.wait_for_selector("#policy-form")
+    for google_only in ("#policy-method-google", "#policy-google-domain", "#policy-jit"):
+        expect(page.locator(google_only)).to_be_hidden()
+    expect(page.locator("#policy-method-password")).to_be_visible()
+    page.uncheck("#policy-method-passkey")  # a save keeps the stored Google as it was
+    page.click("#save-policy")
+    page.wait_for_selector("#policy-status:has-text('Saved')")
+    assert SignInPolicy.objects.get().allowed_methods == ["google", "password"]
     assert page_problems == []
 
 

@@ -19,7 +19,10 @@ export async function render(ctx) {
     return { policy, canChange: clientPermissions(permissions, client).includes("members") };
   });
   if (loaded === undefined) return;
-  ctx.main.append(policySection(ctx, client, loaded.policy, loaded.canChange, error));
+  // Without Google sign-in on this portal, its options would only invite a refusal; a saved
+  // policy's Google stays as it is (its box is hidden, not cleared).
+  const google = Boolean(ctx.config.googleClientId);
+  ctx.main.append(policySection(ctx, client, loaded.policy, { canChange: loaded.canChange, google }, error));
 }
 
 function checkbox(id, label, checked, attributes = {}) {
@@ -80,12 +83,12 @@ function policyFrom(fields, maxSessionLength) {
   };
 }
 
-function policySection(ctx, client, policy, canChange, pageError) {
+function policySection(ctx, client, policy, { canChange, google }, pageError) {
   const fields = policyFields(policy);
   const error = liveRegion("policy-error", { assertive: true, className: "error" });
   const status = liveRegion("policy-status");
   const save = h("button", { type: "submit", id: "save-policy", class: "button primary", hidden: !canChange }, "Save policy");
-  const form = policyForm(fields, { error, save, status });
+  const form = policyForm(fields, { error, save, status, google });
   if (!canChange) {
     for (const control of form.querySelectorAll("input, select")) control.disabled = true;
   }
@@ -115,6 +118,10 @@ function policySection(ctx, client, policy, canChange, pageError) {
         jitProvisioning: fields.jit.input,
         jitRole: fields.jitRole,
       });
+      // Refused for want of the admin's own second factor: the way forward, not a dead end.
+      if (failure.fields && failure.fields.policy && fields.mfa.input.checked) {
+        error.append(" ", h("a", { id: "policy-add-second-factor", href: "#/security" }, "Add a second factor to your account"), ", sign in with it, then save again.");
+      }
     } finally {
       save.disabled = false;
       focusKeep(save);
@@ -136,14 +143,15 @@ function policySection(ctx, client, policy, canChange, pageError) {
 }
 
 /** The policy's form: its fields, then the error, the save button and the status. */
-function policyForm(fields, { error, save, status }) {
+function policyForm(fields, { error, save, status, google }) {
+  fields.methods.find((method) => method.input.value === "google").field.hidden = !google;
   return h(
     "form",
     { id: "policy-form", class: "stack narrow-form", novalidate: true },
     h("fieldset", {}, h("legend", {}, "Members may sign in with"), fields.methods.map((method) => method.field)),
     h(
       "div",
-      { class: "field" },
+      { class: "field", hidden: !google },
       h("label", { for: "policy-google-domain" }, "Required Google Workspace"),
       h("p", { id: "policy-domain-hint", class: "hint" }, "Members sign in with Google from this Workspace only (allow Google alone); empty for any Google account."),
       fields.domain,
@@ -158,7 +166,7 @@ function policyForm(fields, { error, save, status }) {
     ),
     h(
       "fieldset",
-      {},
+      { hidden: !google },
       h("legend", {}, "Just-in-time members"),
       fields.jit.field,
       h("div", { class: "field" }, h("label", { for: "policy-jit-role" }, "Their role"), fields.jitRole),
