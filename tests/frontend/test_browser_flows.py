@@ -167,11 +167,11 @@ def test_a_second_client_sees_nothing_of_the_first(
 
     page.goto(live_server.url + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#page-error")
-    assert "Insufficient permissions" in page.text_content("#page-error")
+    assert "your role in this client does not allow it" in page.text_content("#page-error")
     assert page.locator("#scale-form").count() == 0
     page.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
     page.wait_for_selector("#page-error")
-    assert "Insufficient permissions" in page.text_content("#page-error")
+    assert "Ask one of its admins" in page.text_content("#page-error")
     assert cluster_credentials(cluster=cluster1).api_key not in page.content()
     screenshot(page, "insufficient-permissions-phone")
     assert page_problems == []
@@ -466,7 +466,7 @@ def test_credentials_are_asked_for_only_by_those_who_may_read_them_and_only_when
     viewer.wait_for_selector("#configure-readonly")
     assert viewer.locator("#scale-form").count() == 0 and viewer.locator("#credentials-link").count() == 0
     viewer.goto(live_server.url + "/#/clients/client1/clusters/main/credentials")
-    viewer.wait_for_selector("#page-error:has-text('Insufficient permissions')")
+    viewer.wait_for_selector("#page-error:has-text('your role in this client does not allow it')")
 
     page = new_page()
     sign_in(page, live_server.url, user1.email)

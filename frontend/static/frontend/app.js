@@ -204,11 +204,16 @@ function markNav(active) {
 }
 
 /** The text to show for an error, or null when the app handles it by itself. */
+const PERMISSION_DENIED =
+  "You cannot do this here: your role in this client does not allow it, or the client is not yours. Ask one of its admins if you need it.";
+
 export function errorMessage(error) {
   if (error && error.name === "AbortError") return null;
   if (error instanceof ApiError) {
     if (error.code === "session_expired") return null; // the login page says it
     if (error.code === "mfa_enrolment_required") return null; // #/security says it
+    // The API's detail ("Insufficient permissions") says neither why nor who can help.
+    if (error.code === "permission_denied") return PERMISSION_DENIED;
     return error.detail; // a throttled one says how long to wait (Retry-After, in words)
   }
   console.error(error); // a bug in this app, not a server answer
