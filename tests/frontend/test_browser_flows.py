@@ -317,6 +317,7 @@ def test_an_older_version_warns_that_old_keys_fail_once_pods_restart(
     assert "accepts one API key only" in page.text_content("#rotate-dialog")
     page.click("#confirm-rotate")
     page.wait_for_selector("#rotate-status:has-text('Keys rotated')")
+    assert "once the cluster has restarted with them" in page.text_content("#rotate-status")  # not at once
     assert "the keys reach the cluster once it does" in page.text_content("#rotate-status")  # 202
     assert page.is_hidden("#finish-rotation")
     assert page_problems == []

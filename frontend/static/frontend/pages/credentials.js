@@ -219,8 +219,8 @@ const NOT_PUSHED_TEXT =
 
 function rotatedText(credentials) {
   return credentials.rotation
-    ? "New keys made. The new API key works now, next to the previous one: switch your applications to it, then finish the rotation. The read-only key is replaced already (Qdrant has no second read-only key)."
-    : "Keys rotated. The new keys are shown above; update every application that used the old ones.";
+    ? "New keys made. The new API key works next to the previous one once the cluster has restarted with it (Deployment on the cluster page says Deployed): switch your applications to it then, and finish the rotation. The read-only key is replaced at that restart too (Qdrant has no second read-only key)."
+    : "Keys rotated. The new keys are shown above and work once the cluster has restarted with them (Deployment on the cluster page says Deployed); update every application that used the old ones.";
 }
 
 function rotateSection(ctx, view, error) {
@@ -259,7 +259,8 @@ function rotateSection(ctx, view, error) {
     if (!(await finishDialog.ask(FINISH_QUESTION))) return parts.finish.focus();
     const call = (client, cluster) =>
       withReauthentication(ctx, () => ctx.api.credentialsRotationFinish(client, cluster));
-    const doneText = () => "Rotation finished: the new API key is the only one.";
+    const doneText = () =>
+      "Rotation finished: once the cluster has restarted (Deployment on the cluster page says Deployed), the new API key is the only one.";
     rotationStep(ctx, parts, { button: parts.finish, busyLabel: "Finishing…", call, doneText });
   });
   parts.refresh();
