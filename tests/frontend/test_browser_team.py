@@ -164,6 +164,11 @@ def test_an_admin_sets_the_sign_in_policy_and_a_member_is_offered_the_step_up(
     assert "signing in with Google" in member.text_content("#step-up")
     assert member.locator('[data-testid="cluster-row"]').count() == 0
     screenshot(member, "step-up")
+    # A deep link (from chat, an email) into the client is no dead end: it leads to the card.
+    member.goto(live_server.url + "/#/clients/client1/clusters/main")
+    expect(member.locator("#page-error")).to_contain_text("asks you to")
+    member.click("#step-up-link")
+    member.wait_for_selector('[data-testid="restricted-client"][data-client="client1"]')
     member.click('[data-client="client1"] .step-up-sign-in')
     member.wait_for_selector("#session-message:has-text('Sign in with Google to reach Client One')")
     member.wait_for_selector("#fake-google-button")  # Google's button, which this portal offers

@@ -85,6 +85,11 @@ export async function pageLoad(ctx, { status, error }, loadingText, load) {
   } catch (failure) {
     say(status, "");
     showError(ctx, error, failure);
+    // A deep link into a client whose sign-in policy this session does not meet: the clusters
+    // page's card offers the way there (add a second factor, sign in again).
+    if (ctx.isCurrent() && failure && failure.code === "step_up_required") {
+      error.append(" ", h("a", { id: "step-up-link", href: "#/clusters" }, "See how to reach it"));
+    }
     return undefined;
   }
 }
