@@ -329,7 +329,7 @@ class AlreadyMember(PortalError):
 class InvitationNotPending(PortalError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "invitation_not_pending"
-    default_detail = "Only a pending invitation can be revoked."
+    default_detail = "Only a pending or expired invitation can be revoked."
 
 
 class AccountExists(PortalError):

@@ -135,9 +135,10 @@ def invitation_revoke(*, client: Client, invitation_id: int, actor: User) -> Inv
     invitation = Invitation.objects.select_for_update().filter(client=client, pk=invitation_id).first()
     if invitation is None:
         raise NotFound()
-    if invitation.state != "pending":
+    # An expired one too: the Team page lists it (with its badge) until an admin clears it.
+    if invitation.state not in ("pending", "expired"):
         raise InvitationNotPending(
-            f"This invitation is {invitation.state}: only a pending one can be revoked."
+            f"This invitation is {invitation.state}: only a pending or expired one can be revoked."
         )
     if role_rank(invitation.role) > actor_rank(actor=actor, client=client):
         raise RoleEscalation("You cannot revoke an invitation to a role above your own.")

@@ -223,6 +223,15 @@ def test_an_invitation_expires_after_seven_days_and_can_be_revoked(as_admin1):
     assert [i["email"] for i in as_admin1.get(INVITATIONS).json()] == ["late@example.com"]
 
 
+def test_an_expired_invitation_stays_listed_until_an_admin_revokes_it(as_admin1):
+    invite(as_admin1, "late@example.com")
+    Invitation.objects.update(expires_at=timezone.now() - timedelta(minutes=1))
+    [late] = as_admin1.get(INVITATIONS).json()
+    assert (late["email"], late["state"]) == ("late@example.com", "expired")
+    assert as_admin1.delete(f"{INVITATIONS}/{late['id']}").status_code == 204
+    assert as_admin1.get(INVITATIONS).json() == []
+
+
 def test_a_new_invitation_replaces_the_open_one(as_admin1):
     invite(as_admin1, "twice@example.com", role="viewer")
     first = link_token()

@@ -24,7 +24,7 @@ from accounts.audit import RequestOrigin
 from accounts.models import PersonalAccessToken
 from accounts.scopes import SignInFacts
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
-from clusters.services import PolicyInput, invitation_create, sign_in_policy_set
+from clusters.services import PolicyInput, invitation_create, invitation_revoke, sign_in_policy_set
 from tests.frontend.conftest import fake_google, first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -391,6 +391,15 @@ def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
     page.click('[data-email="temp@example.com"] .revoke-invitation')
     page.wait_for_selector("#invitations-status:has-text('Revoked the invitation of temp@example.com')")
     assert page.evaluate("document.activeElement.id") == "invitations-heading"
+
+    # Revoked elsewhere (another tab, another admin) while this page shows it: the stale row goes.
+    stale = invitation_create(client=cluster1.client, email="stale@example.com", role="viewer", actor=admin1)
+    page.reload()
+    page.wait_for_selector('[data-email="stale@example.com"]')
+    invitation_revoke(client=cluster1.client, invitation_id=stale.pk, actor=admin1)
+    page.click('[data-email="stale@example.com"] .revoke-invitation')
+    page.wait_for_selector("#invitations-status:has-text('This invitation is revoked')")
+    expect(page.locator('[data-email="stale@example.com"]')).to_have_count(0)
     assert page_problems == []
 
 

@@ -288,6 +288,15 @@ function invitationsSection(ctx, client, activity) {
         (next ? next.querySelector(".revoke-invitation") : heading).focus();
         activity.load();
       } catch (failure) {
+        if (failure.code === "invitation_not_pending") {
+          // Accepted or revoked meanwhile (another tab, another admin): the row is stale.
+          item.remove();
+          refreshEmpty();
+          showError(ctx, status, failure);
+          heading.focus();
+          activity.load();
+          return;
+        }
         revoke.disabled = false;
         showError(ctx, rowError, failure);
         focusKeep(revoke);
