@@ -129,6 +129,10 @@ function roleControl(member, tr, { ctx, client, rowError, activity, status, self
       say(status, `${member.email} is already ${member.role}: choose another role first.`);
       return;
     }
+    if (select.value !== "admin" && onlyAdmin(tr)) {
+      select.value = member.role;
+      return say(rowError, LAST_ADMIN);
+    }
     const stepDown = isMe(ctx, member) && select.value !== "admin";
     if (stepDown) {
       const asked = [`As ${select.value} you no longer run ${client}'s team: members, invitations and its sign-in policy. Only another admin can make you admin again.`];
@@ -157,6 +161,15 @@ function roleControl(member, tr, { ctx, client, rowError, activity, status, self
   return h("div", { class: "input-row" }, select, save);
 }
 
+// The server's rule (409 last_admin), said before a dialog asks about what cannot happen.
+const LAST_ADMIN = "A client keeps at least one admin: make someone else an admin first.";
+
+/** Whether the row's member is the only admin the table lists. */
+function onlyAdmin(row) {
+  const admins = row.closest("tbody")?.querySelectorAll('tr[data-role="admin"]') || [];
+  return row.dataset.role === "admin" && admins.length === 1;
+}
+
 function rowErrorsClear(row) {
   for (const said of row.closest("tbody")?.querySelectorAll(".row-error") || []) say(said, "");
 }
@@ -177,7 +190,11 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
     h("td", {}, remove),
   );
   remove.addEventListener("click", async () => {
-    const asked = [`${member.email} loses ${client} at once: their sessions, tokens and gateways' checks.`];
+    say(rowError, "");
+    if (onlyAdmin(tr)) return say(rowError, LAST_ADMIN);
+    const asked = isMe(ctx, member)
+      ? [`You lose ${client} at once: your sessions, tokens and gateways' checks no longer reach it.`]
+      : [`${member.email} loses ${client} at once: their sessions, tokens and gateways' checks.`];
     if (!(await dialog.ask(asked))) return;
     say(pageError, "");
     say(rowError, "");
