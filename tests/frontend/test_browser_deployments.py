@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.test import Client as DjangoClient
+from playwright.sync_api import expect
 
 from clusters.models import ClusterChange
 from tests.conftest import b64
@@ -226,6 +227,30 @@ def test_polling_stops_while_the_page_is_hidden_and_when_the_user_leaves(
     assert _questions_after(page, questions, 10 * LONGEST_POLL_MS) == asked, (
         "another page does not poll the cluster"
     )
+    assert page_problems == []
+
+
+def test_the_clusters_list_follows_a_change_to_deployed_without_a_reload(
+    live_server, new_page, page_problems, quick_argocd, git_server, user1, cluster1
+):
+    from clusters.services import cluster_update
+
+    created = ClusterChange.objects.get(cluster=cluster1, action="create").commit
+    quick_argocd.application_put(client="client1", cluster="main", revision=created)
+    commit = cluster_update(cluster=cluster1, actor=user1, replicas=3).change.commit
+    page = new_page()
+    list_url = f"{live_server.url}/api/clients/client1/clusters"
+    asked: list[str] = []
+    page.on("request", lambda request: request.url == list_url and asked.append(request.url))
+    sign_in(page, live_server.url, "client1@example.com")
+    deployment = page.locator('[data-testid="cluster-row"] .cluster-deployment')
+    expect(deployment).to_have_attribute("data-state", "pending")
+
+    quick_argocd.application_put(client="client1", cluster="main", revision=commit)
+    expect(deployment).to_have_attribute("data-state", "deployed", timeout=SLOW)
+    polls = len(asked)
+    page.wait_for_timeout(FIRST_POLL_MS * 2)
+    assert len(asked) == polls, "a list with nothing on its way asks no more"
     assert page_problems == []
 
 

@@ -1,8 +1,8 @@
 // #/clusters: every cluster the user may see, grouped by client (with the Team and Settings
 // links of the clients it administers), and the clients this sign-in does not reach (step-up.js).
 
-import { h, liveRegion, say } from "../dom.js";
-import { deploymentBadge } from "./cluster-deployment.js";
+import { h, liveRegion, replaceChildren, say } from "../dom.js";
+import { deploymentBadge, POLL_DELAYS_MS } from "./cluster-deployment.js";
 import {
   clientPermissions,
   clusterHref,
@@ -124,7 +124,47 @@ function clientGroup(ctx, client, result, permissions) {
   }
   const clusters = [...result.value].sort((a, b) => a.name.localeCompare(b.name));
   section.append(clusters.length ? clustersTable(client, clusters) : h("p", { class: "empty" }, "No clusters in service. The portal's operators create them: ask them for one."));
+  if (clusters.some(onItsWay)) deploymentsFollow(ctx, client, section);
   return section;
+}
+
+const ON_ITS_WAY = new Set(["pending", "syncing"]);
+const onItsWay = (cluster) => Boolean(cluster.deployment) && ON_ITS_WAY.has(cluster.deployment.state);
+
+/**
+ * Asks for the client's clusters again while a change is on its way to one of them, on the
+ * cluster page's back-off (not while the page is hidden), and updates their rows: a change
+ * made a moment ago reads Deployed here without a reload.
+ */
+function deploymentsFollow(ctx, client, section) {
+  let attempt = 0;
+  const next = () => setTimeout(poll, POLL_DELAYS_MS[Math.min(attempt++, POLL_DELAYS_MS.length - 1)]);
+  async function poll() {
+    if (!ctx.isCurrent()) return;
+    if (document.hidden) return next();
+    let clusters;
+    try {
+      clusters = await ctx.api.clusters(client.slug, { signal: ctx.signal });
+    } catch {
+      return ctx.isCurrent() ? next() : undefined; // asked again later; signed out or left: stop
+    }
+    if (!ctx.isCurrent()) return;
+    for (const cluster of clusters) rowUpdate(section, cluster);
+    if (clusters.some(onItsWay)) next();
+  }
+  next();
+}
+
+function rowUpdate(section, cluster) {
+  const row = [...section.querySelectorAll('[data-testid="cluster-row"]')].find((each) => each.dataset.cluster === cluster.name);
+  if (!row) return;
+  replaceChildren(row.querySelector(".cluster-commit"), commitCode(cluster.revision && cluster.revision.commit));
+  replaceChildren(row.querySelector(".cluster-pushed"), deliveryBadge(cluster.revision));
+  const cell = row.querySelector(".cluster-deployment");
+  if (cell && cluster.deployment) {
+    cell.dataset.state = cluster.deployment.state;
+    replaceChildren(cell, deploymentBadge(cluster.deployment));
+  }
 }
 
 function clusterRow(client, cluster, withDeployment) {
