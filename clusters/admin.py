@@ -195,7 +195,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
     list_display = (
         "__str__",
         "client",
-        "replicas",
+        "replicas_running",
         "version",
         "storage_gi",
         "deployment_state",
@@ -215,7 +215,8 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             return (
                 "client",
                 "slug",
-                *_SPEC_FIELDS,
+                "replicas_running",
+                *_SPEC_FIELDS[1:],
                 "deployment",
                 *self.retirement_fields,
                 *retire,
@@ -238,7 +239,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
         if obj is None:
             return ()
         shown = ("storage_request", "deployment", "api_keys", "retire", *self.retirement_fields)
-        return ("client", "slug", *shown, "created_at", "updated_at")
+        return ("client", "slug", "replicas_running", *shown, "created_at", "updated_at")
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)

@@ -152,6 +152,11 @@ class ClusterDecommissionAdmin:
             "Stops it for good (zero replicas); its volumes keep the data. You are asked to confirm.",
         )
 
+    @admin.display(description="replicas", ordering="replicas")
+    def replicas_running(self, cluster: Cluster) -> str:
+        # Git has zero for a decommissioned cluster; the row keeps what it ran, for its history.
+        return f"0 (stopped; it ran {cluster.replicas})" if cluster.decommissioned else str(cluster.replicas)
+
     @admin.display(description="service")
     def service(self, cluster: Cluster) -> str:
         if cluster.removed:

@@ -223,6 +223,9 @@ def test_the_admin_takes_both_steps_once_the_name_is_typed_and_shows_each_runboo
     # The page is view-only: a save changes nothing.
     assert admin_browser.post(change_page, {"replicas": 5}).status_code == 403
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
+    assert "0 (stopped; it ran 2)" in admin_browser.get(change_page).content.decode()  # as git says
+    listed = admin_browser.get("/admin/clusters/cluster/").content.decode()
+    assert "0 (stopped; it ran 2)" in listed
     again = admin_browser.post(_decommission_page(cluster1), {"cluster_name": "client1/main"}, follow=True)
     assert "Nothing to do: client1/main cannot be decommissioned now." in again.content.decode()
 
