@@ -193,6 +193,21 @@ def test_a_portal_without_google_sign_in_offers_no_google_options(
     assert page_problems == []
 
 
+def test_a_member_missing_only_a_second_factor_is_offered_to_add_one_first(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    wanted = PolicyInput(("password", "google", "passkey"), "", True, None, False, "viewer")
+    sign_in_policy_set(client=cluster1.client, wanted=wanted, actor=None, facts=None)
+    page = new_page()
+    first_factor(page, live_server.url, user1.email)
+    card = page.locator('[data-testid="restricted-client"][data-client="client1"]')
+    expect(card).to_contain_text("asks for a second factor")
+    expect(card.locator(".step-up-security")).to_have_text("Add a second factor")
+    # Signing in again only helps with a factor set up already: the button says so.
+    expect(card.locator(".step-up-sign-in")).to_have_text("Sign in again with your second factor")
+    assert page_problems == []
+
+
 def test_anyone_makes_copies_uses_and_revokes_a_token(
     live_server, new_page, page_problems, screenshot, user1, cluster1
 ):

@@ -45,7 +45,11 @@ function stepUpRow(ctx, item) {
     actions.push(h("a", { class: "button primary step-up-security", href: "#/security" }, "Add a second factor"));
   }
   const how = signInWith(item);
-  const label = how === "google" ? "Sign in with Google" : how === "passkey" ? "Sign in with a passkey" : "Sign in again";
+  // Only a second factor missing: signing in again helps only with one set up already, so the
+  // button says so (else it is a loop back to this card).
+  const factorOnly = item.unmet.length === 1 && item.unmet[0] === "second_factor";
+  const again = factorOnly ? "Sign in again with your second factor" : "Sign in again";
+  const label = how === "google" ? "Sign in with Google" : how === "passkey" ? "Sign in with a passkey" : again;
   const button = h("button", { type: "button", class: "button secondary step-up-sign-in", dataset: { method: how } }, label);
   button.addEventListener("click", () => signInAgain(ctx, item, button));
   actions.push(button);
