@@ -24,8 +24,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--bootstrap",
             action="store_true",
-            help="Also rewrite argocd/applicationset.yaml, argocd/appproject.yaml and README.md as this version of the portal "
-            "renders them (after an upgrade or a QDRANT_CHART_VERSION change; hand edits are lost).",
+            help="Also rewrite argocd/applicationset.yaml, argocd/appproject.yaml and README.md as this "
+            "version of the portal renders them (after an upgrade or a QDRANT_CHART_VERSION change; hand "
+            "edits are lost).",
         )
 
     def handle(self, *args, check: bool = False, bootstrap: bool = False, **options) -> None:
