@@ -416,6 +416,25 @@ def test_a_cluster_decommissioned_meanwhile_says_so_and_is_no_longer_listed(
     assert page_problems == []
 
 
+def test_a_storage_request_resolved_meanwhile_is_refused_and_the_page_stays(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    from clusters.services import cluster_update, storage_expansion_cancel
+
+    cluster_update(cluster=cluster1, actor=user1, storage_gi=20)
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.click('[data-testid="cluster-link"]')
+    page.wait_for_selector("#cancel-storage-request:not([hidden])")
+    storage_expansion_cancel(cluster=cluster1, actor=None)  # another tab, or an operator
+
+    page.click("#cancel-storage-request")
+    expect(page.get_by_text("No storage expansion is waiting").first).to_be_visible()
+    expect(page.locator("#replicas")).to_be_visible()  # a part's 404 is not the cluster's
+    expect(page.locator("#cancel-storage-request")).to_be_hidden()  # shown as it is now
+    assert page_problems == []
+
+
 def test_an_address_with_a_broken_escape_is_page_not_found(
     live_server, new_page, page_problems, user1, cluster1
 ):

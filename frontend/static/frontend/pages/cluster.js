@@ -378,13 +378,30 @@ async function saveRun(saver, form, button, label, send, context) {
     await showOutcome(ctx, parts, saver.cluster, { previousCommit, ...context });
   } catch (failure) {
     if (context.staleAsks && failure.code === "confirmation_required") stale = true;
-    else if (failure.status === 404) parts.gone(failure);
+    else if (failure.status === 404) await notFoundShow(saver, failure);
     else if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
   } finally {
     saver.busy = saver.sending = false;
     if (ctx.isCurrent()) restore();
   }
   return stale && ctx.isCurrent();
+}
+
+/**
+ * A 404 may be the cluster's (decommissioned meanwhile: the page shows the reason alone) or a
+ * part's (a storage request an operator resolved meanwhile): reading the cluster tells which,
+ * and shows it as it is now beside the refusal.
+ */
+async function notFoundShow(saver, failure) {
+  const { ctx, parts } = saver;
+  try {
+    const fresh = await ctx.api.cluster(saver.client, saver.name, { signal: ctx.signal });
+    if (!ctx.isCurrent()) return;
+    clusterShow(saver, fresh);
+  } catch (again) {
+    if (again.status === 404) return parts.gone(again);
+  }
+  if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
 }
 
 /** Asks before a risky change (a scale-down), then saves the form; true when the page was out of date. */
@@ -413,7 +430,7 @@ async function rereadThenSubmit(saver, form) {
     // The history shows that change too, even when the user now keeps the replicas as they are.
     await parts.history.load();
   } catch (failure) {
-    if (failure.status === 404) parts.gone(failure);
+    if (failure.status === 404) await notFoundShow(saver, failure);
     else if (ctx.isCurrent()) showSaveFailure(ctx, parts, failure);
     return;
   } finally {
