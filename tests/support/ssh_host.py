@@ -63,13 +63,18 @@ class SshHost:
                 connection, _ = self._socket.accept()
             except OSError:  # closed: the test is over
                 return
-            transport = paramiko.Transport(connection)
-            transport.add_server_key(self._key)
-            self._transports.append(transport)
-            try:
-                transport.start_server(server=_Refusing(self))
-            except (paramiko.SSHException, OSError):
-                continue
+            # Each connection's handshake in its own thread: one the client gives up on (it
+            # refused an unknown host key) must not hold up, or end, the serving of the next.
+            threading.Thread(target=self._handshake, args=(connection,), daemon=True).start()
+
+    def _handshake(self, connection: socket.socket) -> None:
+        transport = paramiko.Transport(connection)
+        transport.add_server_key(self._key)
+        self._transports.append(transport)
+        try:
+            transport.start_server(server=_Refusing(self))
+        except (paramiko.SSHException, OSError, EOFError):  # EOFError: the client hung up
+            return
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
