@@ -360,8 +360,8 @@ class FakeArgoCD:
             "version": "v1",
             "kind": "StatefulSet",
             "namespace": f"qdrant-{client}",
+            "name": f"qdrant-{client}-{cluster}",
         }
-        statefulset["name"] = f"qdrant-{client}-{cluster}"
         resource_health = (
             {"status": health, "message": health_message} if health_message else {"status": health}
         )
