@@ -189,10 +189,18 @@ class _CSRFCheck(CsrfViewMiddleware):
 
 
 def csrf_check(request: HttpRequest) -> None:
-    """Django's CSRF check (token and, for HTTPS, Referer), as DRF's SessionAuthentication runs it."""
+    """Django's CSRF check (token and, for HTTPS, Referer), with the token taken from the
+    ``X-CSRFToken`` header only, as the contract says.
+
+    Django reads a POST's body for a form's ``csrfmiddlewaretoken``: that would let a plain HTML
+    form carry the token, and a malformed multipart body would fail the check with a parse error
+    (and a traceback in the log) instead of ``csrf_failed``. Checking a copy of the request whose
+    method is PUT keeps the rest of Django's check (Referer on HTTPS, the cookie) unchanged."""
+    headers_only = copy.copy(request)
+    headers_only.method = "PUT"
     check = _CSRFCheck(lambda _request: None)
-    check.process_request(request)
-    reason = check.process_view(request, None, (), {})
+    check.process_request(headers_only)
+    reason = check.process_view(headers_only, None, (), {})
     if reason:
         raise CsrfFailed(f"CSRF check failed: {reason}")
 
@@ -212,12 +220,8 @@ def guarded_request_csrf_check(request: HttpRequest) -> None:
     if not reported - CSRF_SAFE_METHODS - {""}:
         return
     browser_origin_check(request)
-    # Django's check reads the method: an unsafe one, not the subrequest's GET. PUT, whatever the
-    # gateway reported: for POST Django would parse the (absent) body for a form's token, and a
-    # client's malformed Content-Type would then fail the check with something else than 403.
-    guarded = copy.copy(request)
-    guarded.method = "PUT"
-    csrf_check(guarded)
+    # The subrequest is a GET, which Django's check lets through; csrf_check checks it as a write.
+    csrf_check(request)
 
 
 # --- the authentication class ----------------------------------------------------------------

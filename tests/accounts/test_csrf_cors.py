@@ -91,6 +91,41 @@ def test_a_second_tab_signing_out_of_an_ended_session_answers_204(user):
     assert Session.objects.get().revoked_reason == "logout"
 
 
+def test_a_form_field_cannot_stand_in_for_the_csrf_header(user):
+    """The contract names the X-CSRFToken header: a plain HTML form posting the token as
+    ``csrfmiddlewaretoken`` (which another page could build) ends no session."""
+    client = cookie_client(user)
+    csrf = client.get("/api/auth/csrf").json()["csrfToken"]
+
+    response = client.post(
+        "/api/auth/logout",
+        f"csrfmiddlewaretoken={csrf}",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert (response.status_code, response.json()["code"]) == (403, "csrf_failed")
+    assert Session.objects.get().revoked_at is None
+
+
+@pytest.mark.parametrize("send_token", [True, False], ids=["token", "no-token"])
+def test_a_malformed_multipart_body_does_not_get_past_or_break_the_csrf_check(user, send_token, caplog):
+    """A multipart Content-Type without a boundary: the CSRF check answers for itself (403), and
+    with the token the write goes through; no parse error, no traceback in the log."""
+    client = cookie_client(user)
+    csrf = client.get("/api/auth/csrf").json()["csrfToken"]
+    headers = {"HTTP_X_CSRFTOKEN": csrf} if send_token else {}
+
+    response = client.post("/api/auth/logout", b"--x\r\n", content_type="multipart/form-data", **headers)
+
+    if send_token:
+        assert response.status_code == 204
+        assert Session.objects.get().revoked_reason == "logout"
+    else:
+        assert (response.status_code, response.json()["code"]) == (403, "csrf_failed")
+        assert Session.objects.get().revoked_at is None
+    assert "MultiPartParserError" not in caplog.text
+
+
 def test_header_token_writes_need_no_csrf(bearer_client, user):
     bearer_client(user)
     client = bearer_client(user)
