@@ -43,6 +43,7 @@ from google.oauth2 import id_token as google_id_token
 
 from config.cache import CACHE_ERRORS
 from config.errors import EmailNotVerified, GoogleUnavailable, InvalidGoogleToken, InvalidRequest, NotFound
+from config.text import display_text_clean
 
 logger = logging.getLogger(__name__)
 
@@ -336,6 +337,6 @@ def google_id_token_verify(
         sub=sub,
         email=email,
         email_verified=True,
-        name=_claim_str(claims, "name"),
+        name=display_text_clean(_claim_str(claims, "name")),  # another system's choice: kept, cleaned
         hosted_domain=hosted_domain,
     )

@@ -10,6 +10,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.emails import email_canonical, email_canonical_or_none
+from config.text import display_text_validator
 
 
 class UserManager(BaseUserManager["User"]):
@@ -58,7 +59,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         unique=True,
         error_messages={"unique": "A user with this email address already exists."},
     )
-    name = models.CharField("display name", max_length=150, blank=True)
+    name = models.CharField("display name", max_length=150, blank=True, validators=[display_text_validator])
     is_active = models.BooleanField(
         default=True, help_text="Unset to disable the account; this revokes every session."
     )
@@ -354,7 +355,7 @@ class Passkey(models.Model):
     """A WebAuthn credential: a second factor, and a first one where the browser offers it."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="passkeys")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[display_text_validator])
     credential_id = models.CharField(max_length=1400, unique=True)  # base64url, as browsers send it
     public_key = models.BinaryField()
     sign_count = models.BigIntegerField(default=0)
@@ -418,7 +419,7 @@ class PersonalAccessToken(models.Model):
     """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[display_text_validator])
     # The token's first characters, to recognise it in lists and find its row; not a secret.
     prefix = models.CharField(max_length=16, db_index=True)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from accounts.serializers import DELIVERY_COOKIE, TOKEN_DELIVERY_CHOICES, Base64PasswordField
+from config.text import display_text_validator
 
 WEBAUTHN_JSON_MAX = 16_384  # an attestation with certificates is a few kilobytes
 
@@ -74,11 +75,11 @@ class PasskeySignInInputSerializer(_TokenDeliveryMixin):
 class PasskeyRegisterInputSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=200)
     credential = WebAuthnJSONField()
-    name = serializers.CharField(max_length=100, trim_whitespace=True)
+    name = serializers.CharField(max_length=100, validators=[display_text_validator])
 
 
 class PasskeyRenameInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, trim_whitespace=True)
+    name = serializers.CharField(max_length=100, validators=[display_text_validator])
 
 
 class PasskeySerializer(serializers.Serializer):

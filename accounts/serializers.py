@@ -15,6 +15,7 @@ from rest_framework import serializers
 from accounts.emails import email_canonical
 from accounts.google import CREDENTIAL_MAX_LENGTH
 from config.env import duration_parse
+from config.text import display_text_validator
 
 DELIVERY_COOKIE, DELIVERY_BODY = "cookie", "body"
 TOKEN_DELIVERY_CHOICES = (DELIVERY_COOKIE, DELIVERY_BODY)
@@ -172,7 +173,11 @@ class DurationField(serializers.Field):
 
 
 class AccessTokenCreateInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, help_text="What the token is for, e.g. “CI deploys”.")
+    name = serializers.CharField(
+        max_length=100,
+        validators=[display_text_validator],
+        help_text="What the token is for, e.g. “CI deploys”.",
+    )
     expiresIn = DurationField(required=False)  # TOKEN_TTL_DEFAULT when left out
     clients = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField(max_length=32), min_length=1, max_length=8),

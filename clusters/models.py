@@ -5,6 +5,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from config.text import display_text_validator
+
 SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 slug_validator = RegexValidator(
     SLUG_PATTERN,
@@ -31,7 +33,7 @@ class Client(models.Model):
     """A tenant: a company whose users see and change only its own clusters."""
 
     slug = models.CharField(max_length=40, unique=True, validators=[slug_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[display_text_validator])
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

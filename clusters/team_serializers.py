@@ -17,6 +17,7 @@ from accounts.serializers import (
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.serializers import InputSerializer, StrictBooleanField
 from clusters.services.policy import MAX_SESSION_LENGTH_MIN
+from config.text import display_text_validator
 
 ROLE_HELP = "`viewer` (view), `operator` (view, configure, credentials) or `admin` (all that, and members)."
 
@@ -224,7 +225,9 @@ class InvitationSignUpInputSerializer(InputSerializer):
     """Either a name and a password, or a Google ID token (``credential``)."""
 
     token = serializers.CharField(max_length=128)
-    name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    name = serializers.CharField(
+        max_length=150, required=False, allow_blank=True, default="", validators=[display_text_validator]
+    )
     password = Base64PasswordField(required=False)
     credential = serializers.CharField(max_length=8192, required=False, trim_whitespace=False)
     tokenDelivery = serializers.ChoiceField(

@@ -74,6 +74,27 @@ def test_the_secret_is_shown_once_and_only_its_hash_is_stored(session1, user1, c
     assert AuditEvent.objects.filter(user=user1, type="token_created").count() == 1
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["invoice\u202etxt.exe", "CI\nprod", "CI\tdeploys", "CI\u2066deploys\u2069", "CI\x07"],
+    ids=["right-to-left-override", "line-break", "tab", "isolate", "bell"],
+)
+def test_a_token_name_that_would_read_differently_from_what_was_typed_is_refused(session1, name):
+    response = create(session1, name=name)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request" and list(response.json()["fields"]) == ["name"]
+    assert not PersonalAccessToken.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["\U0001f469\u200d\U0001f4bb deploys", "توکن\u200cها", "Zürich CI"])
+def test_names_in_every_script_and_emoji_with_joiners_are_kept_as_typed(session1, name):
+    response = create(session1, name=name)
+
+    assert response.status_code == 201, response.content
+    assert PersonalAccessToken.objects.get().name == name
+
+
 def test_a_token_works_as_bearer_for_exactly_its_scopes(pat, user1, cluster2):
     client = bearer(pat)
 

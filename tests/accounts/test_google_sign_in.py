@@ -197,6 +197,21 @@ def test_an_unknown_person_of_an_allowed_domain_gets_an_account_without_scopes(
     assert api_client.get("/api/clients").json() == []
 
 
+def test_a_google_profile_name_with_control_characters_signs_in_with_them_removed(
+    api_client, google_key, settings, client1
+):
+    """The name is Google's choice, not the person's input here: kept without what would make it
+    read differently, rather than refusing the sign-in."""
+    settings.GOOGLE_ALLOWED_DOMAINS = ["example.com"]
+
+    response = sign_in(
+        api_client, id_token(google_key, email="carol@example.com", name="Carol\u202e\nC\u0007")
+    )
+
+    assert response.status_code == 200, response.content
+    assert User.objects.get().name == "Carol C"
+
+
 @pytest.mark.parametrize(
     ("allowed", "claims"),
     [

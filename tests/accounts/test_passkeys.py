@@ -172,6 +172,17 @@ def test_a_passkey_is_renamed_and_removed(browser, user, authenticator):
     assert "accessToken" in str(login(APIClient(), user).cookies)  # back to a password alone
 
 
+def test_a_passkey_name_with_a_text_direction_override_is_refused_and_nothing_changes(browser, authenticator):
+    refused = _registration_answer(browser, authenticator, name="Key\u202eyeKbuY")
+    assert (refused.status_code, list(refused.json()["fields"])) == (400, ["name"])
+    assert not Passkey.objects.exists()
+
+    passkey = _register(browser, authenticator)
+    renamed = browser.patch(f"/api/auth/mfa/passkeys/{passkey['id']}", {"name": "Yubi\nKey"}, format="json")
+    assert (renamed.status_code, list(renamed.json()["fields"])) == (400, ["name"])
+    assert Passkey.objects.get().name == "Laptop"
+
+
 def test_someone_elses_passkey_cannot_be_touched(browser, user, user_factory, auth_client, authenticator):
     passkey = _register(browser, authenticator)
     mallory = auth_client(user_factory(email="mallory@example.com"))

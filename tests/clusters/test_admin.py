@@ -376,6 +376,24 @@ def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(
     assert branch_tip(repository=local) == tip
 
 
+def test_a_client_renamed_with_a_text_direction_override_is_refused_on_the_form(admin_browser, client1):
+    response = admin_browser.post(
+        f"/admin/clusters/client/{client1.pk}/change/",
+        {
+            "name": "Client\u202eenO",
+            "active": "on",
+            **_inline_management("grants", 0),
+            **_inline_management("sign_in_policy", 0),
+            **_inline_management("clusters", 0),
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Use visible characters only" in response.content.decode()
+    client1.refresh_from_db()
+    assert client1.name == "Client One"
+
+
 def test_client_admin_changes_and_removes_grants_through_the_services(
     admin_browser, client1, cluster1, user_factory
 ):

@@ -147,6 +147,17 @@ def test_an_invited_person_signs_up_with_a_password_and_sees_the_client(as_admin
     assert {e.type for e in ClientAuditEvent.objects.all()} >= {"member_invited", "invitation_accepted"}
 
 
+def test_a_name_with_control_characters_is_refused_at_sign_up_and_the_link_still_works(as_admin1, cluster1):
+    invite(as_admin1, "new.person@example.com")
+    token = link_token()
+
+    refused = sign_up(token, name="New\u202eosreP", password=b64("a long new passphrase"))
+
+    assert (refused.status_code, list(refused.json()["fields"])) == (400, ["name"])
+    assert not User.objects.filter(email="new.person@example.com").exists()
+    assert sign_up(token, name="New Person", password=b64("a long new passphrase")).status_code == 200
+
+
 def test_an_invited_person_signs_up_with_google(as_admin1, google, cluster1):
     invite(as_admin1, "alice@example.com", role="viewer")
 
