@@ -393,7 +393,9 @@ class ValidateView(PublicAPIView):
         # take the regular path, so errors keep the one format.
         if request.method == "GET":
             try:
-                return HttpResponse(status=status.HTTP_200_OK, headers=validate_identity_headers(request))
+                allowed = HttpResponse(status=status.HTTP_200_OK, headers=validate_identity_headers(request))
+                del allowed["Content-Type"]  # no content, so no type (RFC 9110, 8.3): not an empty HTML page
+                return allowed
             except errors.PortalError as error:  # rendered by DRF's handler below
                 self.failure = error
         return super().dispatch(request, *args, **kwargs)

@@ -24,6 +24,7 @@ def test_a_valid_access_token_is_answered_with_identity_headers(auth_client, bea
     assert response["X-Auth-User-Id"] == str(user.pk)
     assert response["X-Auth-Email"] == "alice@example.com"
     assert response["X-Auth-Scope"] == ""
+    assert response.content == b"" and "Content-Type" not in response  # headers only, not an empty page
 
 
 def test_validate_queries_no_database(bearer_client, user, django_assert_num_queries):
