@@ -32,6 +32,9 @@ _UNMET_SENTENCES = {
 }
 
 
+UNMET_CODES = tuple(_UNMET_SENTENCES)
+
+
 def unmet_sentence(unmet: tuple[str, ...] | list[str]) -> str:
     """What a session must do for a client, in words: "sign in with Google, ... and sign in again"."""
     parts = [_UNMET_SENTENCES[code] for code in unmet]

@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.scopes import UNMET_CODES, unmet_sentence
 from accounts.serializers import (
     DELIVERY_COOKIE,
     TOKEN_DELIVERY_CHOICES,
@@ -166,6 +167,36 @@ class SignInPolicySerializer(serializers.Serializer):
         return (
             None if policy._state.adding else serializers.DateTimeField().to_representation(policy.updated_at)
         )
+
+
+class MemberCutSerializer(serializers.Serializer):
+    email = serializers.EmailField(source="user.email")
+    name = serializers.CharField(source="user.name")
+    unmet = serializers.ListField(
+        child=serializers.ChoiceField(choices=UNMET_CODES),
+        help_text="What their sessions lack: `method`, `google_domain`, `second_factor`, `session_age`.",
+    )
+    detail = serializers.SerializerMethodField(help_text="The same, in words.")
+
+    def get_detail(self, cut) -> str:
+        return unmet_sentence(cut.unmet)
+
+
+class SignInPolicyPreviewSerializer(serializers.Serializer):
+    """What saving the policy would do (``PolicyImpact``); nothing is saved."""
+
+    changes = serializers.ListField(
+        child=serializers.CharField(), help_text="Each setting that would change; empty: nothing would."
+    )
+    membersToSignInAgain = serializers.ListField(
+        source="members_cut",
+        child=MemberCutSerializer(),
+        help_text="Members whose current sessions would stop reaching the client until they sign in "
+        "again as it asks.",
+    )
+    tokensLosingClient = serializers.IntegerField(
+        source="tokens_cut", help_text="Members' live personal access tokens that would lose the client."
+    )
 
 
 class ClientAccessTokenSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from accounts.authentication import request_origin
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request
 from accounts.models import User
+from accounts.scopes import SignInFacts
 from accounts.throttles import UserThrottle
 from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
 from clusters import selectors, services
@@ -34,6 +35,7 @@ from clusters.team_serializers import (
     MemberSerializer,
     MemberUpdateInputSerializer,
     SignInPolicyInputSerializer,
+    SignInPolicyPreviewSerializer,
     SignInPolicySerializer,
 )
 from clusters.views import CLIENT_ERRORS, ClientAPIView
@@ -199,6 +201,11 @@ class AuditView(TeamAPIView):
         return Response(AuditEventSerializer(events, many=True).data)
 
 
+def _acting_facts(request: Request) -> SignInFacts | None:
+    """How the acting session signed in, which a policy must admit (None: operators, whom none binds)."""
+    return None if request.auth.scope.permissions is None else request.auth.session.facts
+
+
 class SignInPolicyView(TeamAPIView):
     required_permission = {"GET": PERMISSION_VIEW, "PUT": PERMISSION_MEMBERS}
 
@@ -226,14 +233,39 @@ class SignInPolicyView(TeamAPIView):
         target = self.client_get()
         serializer = SignInPolicyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        facts = None if request.auth.scope.permissions is None else request.auth.session.facts
         policy = services.sign_in_policy_set(
             client=target,
             wanted=services.PolicyInput(**serializer.validated_data),
             actor=request.user,
-            facts=facts,
+            facts=_acting_facts(request),
         )
         return Response(SignInPolicySerializer(policy).data)
+
+
+class SignInPolicyPreviewView(TeamAPIView):
+    required_permission = {"POST": PERMISSION_MEMBERS}
+
+    @extend_schema(
+        operation_id="clients_policy_preview",
+        request=SignInPolicyInputSerializer,
+        responses={
+            200: SignInPolicyPreviewSerializer,
+            **error_responses(errors.InvalidRequest, *TEAM_ERRORS, notes=_NOTES),
+        },
+        description="What `PUT …/policy` with this body would do, without doing it: the changes, the "
+        "members whose sessions would stop reaching the client, the tokens that would lose it. The same "
+        "refusals as the PUT (400).",
+    )
+    def post(self, request: Request, client: str) -> Response:
+        target = self.client_get()
+        serializer = SignInPolicyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        impact = services.sign_in_policy_preview(
+            client=target,
+            wanted=services.PolicyInput(**serializer.validated_data),
+            facts=_acting_facts(request),
+        )
+        return Response(SignInPolicyPreviewSerializer(impact).data)
 
 
 class ClientTokenListView(TeamAPIView):

@@ -51,6 +51,11 @@ urlpatterns = [
     ),
     path(f"{_CLIENT}/audit", team_views.AuditView.as_view(), name="client-audit"),
     path(f"{_CLIENT}/policy", team_views.SignInPolicyView.as_view(), name="client-policy"),
+    path(
+        f"{_CLIENT}/policy/preview",
+        team_views.SignInPolicyPreviewView.as_view(),
+        name="client-policy-preview",
+    ),
     path(f"{_CLIENT}/tokens", team_views.ClientTokenListView.as_view(), name="client-tokens"),
     path(f"{_CLIENT}/tokens/<int:token_id>", team_views.ClientTokenDetailView.as_view(), name="client-token"),
     path("invitations/preview", team_views.InvitationPreviewView.as_view(), name="invitation-preview"),

@@ -47,7 +47,7 @@ from clusters.services.members import (
     member_remove,
     member_role_change,
 )
-from clusters.services.policy import PolicyInput, sign_in_policy_set
+from clusters.services.policy import PolicyInput, sign_in_policy_preview, sign_in_policy_set
 from clusters.services.storage import (
     storage_expansion_cancel,
     storage_expansion_check,
@@ -71,6 +71,7 @@ __all__ = [
     "invitation_sign_up_password",
     "member_remove",
     "member_role_change",
+    "sign_in_policy_preview",
     "sign_in_policy_set",
     "client_create",
     "client_update",

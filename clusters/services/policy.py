@@ -25,8 +25,9 @@ from accounts.access_tokens import access_tokens_client_remove
 from accounts.google import google_sign_in_enabled
 from accounts.models import User
 from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
+from accounts.selectors import session_facts, sessions_active_of
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
-from clusters.selectors import sign_in_requirement
+from clusters.selectors import client_access_tokens, client_members, sign_in_requirement
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import client_members_claims_bump
 from config.errors import InvalidRequest
@@ -104,15 +105,18 @@ def _setting_text(name: str, value: object) -> str:
     return str(value) if value else "none"
 
 
-def _described(before: SignInPolicy | None, after: SignInPolicy) -> str:
-    """``allowed methods: any -> passkey, password; max session length: none -> 8 h``."""
+def _changes(before: SignInPolicy | None, after: SignInPolicy) -> list[str]:
+    """``["allowed methods: any -> passkey, password", "max session length: none -> 8 h"]``."""
     before = before or SignInPolicy()  # no policy yet: any method, nothing required
-    changed = [
+    return [
         f"{SignInPolicy._meta.get_field(name).verbose_name}: "
         f"{_setting_text(name, getattr(before, name))} -> {_setting_text(name, getattr(after, name))}"
         for name in _settings_changed(before, after)
     ]
-    return "; ".join(changed) or "unchanged"
+
+
+def _described(before: SignInPolicy | None, after: SignInPolicy) -> str:
+    return "; ".join(_changes(before, after)) or "unchanged"
 
 
 def _settings_changed(before: SignInPolicy, after: SignInPolicy) -> list[str]:
@@ -137,17 +141,36 @@ def stricter_for_tokens(*, before: SignInPolicy | None, after: SignInPolicy) -> 
     )
 
 
-@transaction.atomic
-def sign_in_policy_set(
-    *, client: Client, wanted: PolicyInput, actor: User | None, facts: SignInFacts | None
+@dataclass(frozen=True)
+class MemberCut:
+    """A member with a session that reaches the client now and would not under the new policy."""
+
+    user: User
+    unmet: tuple[str, ...]  # what those sessions lack (accounts.scopes.UNMET_*), in its order
+
+
+@dataclass(frozen=True)
+class PolicyImpact:
+    """What saving a policy would do, said before it is saved."""
+
+    changes: list[str]  # as the audit trail will read them; empty: the save changes nothing
+    members_cut: list[MemberCut]
+    tokens_cut: int  # personal access tokens that would lose the client
+
+
+def _policy_checked(
+    *,
+    client: Client,
+    wanted: PolicyInput,
+    actor: User | None,
+    facts: SignInFacts | None,
+    before: SignInPolicy | None,
 ) -> SignInPolicy:
-    """Set the client's policy; ``facts``: the acting session's, which the policy must admit (None:
-    operator staff, who reach every client whatever its policy)."""
+    """The policy ``wanted`` describes, unsaved, once it is valid and admits the acting session."""
     wanted = PolicyInput(**{**wanted.__dict__, "google_domain": wanted.google_domain.strip().lower()})
     problems = policy_problems(wanted)
     if problems:
         raise InvalidRequest(fields=problems)
-    before = SignInPolicy.objects.select_for_update().filter(client=client).first()
     policy = SignInPolicy(
         client=client,
         allowed_methods=sorted(set(wanted.allowed_methods)),
@@ -159,16 +182,65 @@ def sign_in_policy_set(
         updated_at=timezone.now(),
         updated_by_email=actor.email if actor else "",
     )
-    if before is not None and not _settings_changed(before, policy):
-        return before  # a save that changes nothing: not a change, and its last author stays
     requirement = sign_in_requirement(policy)
-    if facts is not None and requirement is not None:
+    changed = before is None or _settings_changed(before, policy)
+    if changed and facts is not None and requirement is not None:
         unmet = requirement_unmet(requirement, facts, now=timezone.now())
         if unmet:
             raise InvalidRequest(
                 f"This policy would leave you out of {client.slug}.",
                 fields={"policy": [f"Your session would not satisfy it: {unmet_sentence(unmet)} first."]},
             )
+    return policy
+
+
+def _members_cut(*, client: Client, before: SignInPolicy | None, after: SignInPolicy) -> list[MemberCut]:
+    """Members with a live session the new policy would take the client from (ones the current
+    policy already keeps out are not cut by this change)."""
+    new, old = sign_in_requirement(after), sign_in_requirement(before)
+    if new is None:
+        return []
+    now = timezone.now()
+    grants = list(client_members(client=client).filter(user__is_active=True, user__is_operator=False))
+    unmet_by_user: dict[int, list[str]] = {}
+    for session in sessions_active_of(user_ids=[grant.user_id for grant in grants]):
+        facts = session_facts(session)
+        if old is not None and requirement_unmet(old, facts, now=now):
+            continue
+        unmet = unmet_by_user.setdefault(session.user_id, [])
+        unmet += [code for code in requirement_unmet(new, facts, now=now) if code not in unmet]
+    return [
+        MemberCut(user=grant.user, unmet=tuple(unmet_by_user[grant.user_id]))
+        for grant in grants
+        if unmet_by_user.get(grant.user_id)
+    ]
+
+
+def sign_in_policy_preview(*, client: Client, wanted: PolicyInput, facts: SignInFacts | None) -> PolicyImpact:
+    """What ``sign_in_policy_set`` would do with the same arguments: the same refusals, and whom it
+    would cut off, so an admin confirms a stricter policy knowing its cost. Writes nothing."""
+    before = SignInPolicy.objects.filter(client=client).first()
+    policy = _policy_checked(client=client, wanted=wanted, actor=None, facts=facts, before=before)
+    if before is not None and not _settings_changed(before, policy):
+        return PolicyImpact(changes=[], members_cut=[], tokens_cut=0)
+    stricter = stricter_for_tokens(before=before, after=policy)
+    return PolicyImpact(
+        changes=_changes(before, policy),
+        members_cut=_members_cut(client=client, before=before, after=policy),
+        tokens_cut=len(client_access_tokens(client=client)) if stricter else 0,
+    )
+
+
+@transaction.atomic
+def sign_in_policy_set(
+    *, client: Client, wanted: PolicyInput, actor: User | None, facts: SignInFacts | None
+) -> SignInPolicy:
+    """Set the client's policy; ``facts``: the acting session's, which the policy must admit (None:
+    operator staff, who reach every client whatever its policy)."""
+    before = SignInPolicy.objects.select_for_update().filter(client=client).first()
+    policy = _policy_checked(client=client, wanted=wanted, actor=actor, facts=facts, before=before)
+    if before is not None and not _settings_changed(before, policy):
+        return before  # a save that changes nothing: not a change, and its last author stays
     policy.full_clean(exclude=["client"], validate_unique=False)
     policy.save()
     detail = _described(before, policy)

@@ -360,3 +360,72 @@ def _rules(methods=("password", "google", "passkey"), domain="", mfa=False) -> S
 )
 def test_what_counts_as_stricter_for_tokens(before, after, stricter):
     assert stricter_for_tokens(before=before, after=after) is stricter
+
+
+PREVIEW = "/api/clients/client1/policy/preview"
+
+
+def test_a_preview_says_whom_a_stricter_policy_would_cut_off_and_changes_nothing(
+    auth_client, admin1, user1, viewer1, client1, cluster1
+):
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        early = auth_client(user1)  # signed in a quarter of an hour before the admin
+        script = _token_of(early, {"client1": ["view"]})
+        traveller.shift(timedelta(minutes=15))
+        assert early.get(CLUSTERS).status_code == 200
+        recent = auth_client(viewer1)
+        as_admin = auth_client(admin1)
+        body = {"allowedMethods": ["password", "passkey"], "maxSessionLength": 600}
+
+        preview = as_admin.post(PREVIEW, body, format="json")
+
+        assert preview.status_code == 200, preview.content
+        assert preview.json() == {
+            "changes": ["allowed methods: any -> passkey, password", "max session length: none -> 10 min"],
+            "membersToSignInAgain": [
+                {
+                    "email": "client1@example.com",
+                    "name": "Client One User",
+                    "unmet": ["session_age"],
+                    "detail": "sign in again (its maximum session length has passed)",
+                }
+            ],
+            "tokensLosingClient": 1,
+        }
+        assert not SignInPolicy.objects.exists() and not ClientAuditEvent.objects.filter(
+            type="policy_changed"
+        )
+        assert early.get(CLUSTERS).status_code == 200 and script.get(CLUSTERS).status_code == 200
+
+        assert as_admin.put(POLICY, body, format="json").status_code == 200  # what it said, it does
+        assert early.get(CLUSTERS).json()["code"] == "step_up_required"
+        assert script.get("/api/auth/validate").status_code == 403
+        assert recent.get(CLUSTERS).status_code == 200
+
+
+def test_a_preview_refuses_what_saving_would_refuse_and_is_for_admins_only(
+    auth_client, admin1, user1, client1
+):
+    as_admin = auth_client(admin1)
+    leaves_me_out = as_admin.post(PREVIEW, {"allowedMethods": ["google"]}, format="json")
+    assert (leaves_me_out.status_code, list(leaves_me_out.json()["fields"])) == (400, ["policy"])
+    nonsense = as_admin.post(PREVIEW, {"allowedMethods": []}, format="json")
+    assert (nonsense.status_code, list(nonsense.json()["fields"])) == (400, ["allowedMethods"])
+    refused = auth_client(user1).post(PREVIEW, {"allowedMethods": ["password"]}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")
+
+
+def test_a_preview_of_the_policy_in_force_or_a_looser_one_cuts_no_one(auth_client, admin1, user1, client1):
+    policy(client1, allowed_methods=("password",))
+    auth_client(user1)
+    as_admin = auth_client(admin1)
+
+    same = as_admin.post(PREVIEW, {"allowedMethods": ["password"]}, format="json").json()
+    looser = as_admin.post(PREVIEW, {"allowedMethods": ["password", "passkey"]}, format="json").json()
+
+    assert same == {"changes": [], "membersToSignInAgain": [], "tokensLosingClient": 0}
+    assert looser == {
+        "changes": ["allowed methods: password -> passkey, password"],
+        "membersToSignInAgain": [],
+        "tokensLosingClient": 0,
+    }

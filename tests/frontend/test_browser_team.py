@@ -306,6 +306,36 @@ def _settings_page(page, base_url: str, email: str) -> None:
     page.wait_for_selector("#policy-form")
 
 
+def test_a_policy_that_cuts_members_off_is_confirmed_first_and_cancelling_saves_nothing(
+    live_server, new_page, page_problems, screenshot, admin1, user1, cluster1
+):
+    from accounts.services import session_start
+
+    session_start(user=user1, method="passkey", origin=RequestOrigin(ip=None, user_agent=""))
+    _client1_token(user1, "nightly backup")
+    page = new_page()
+    _settings_page(page, live_server.url, admin1.email)
+    page.uncheck("#policy-method-passkey")
+    page.click("#save-policy")
+
+    dialog = page.locator("#policy-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("allowed methods: any -> google, password")
+    expect(dialog).to_contain_text("Client One User (client1@example.com): sign in another way.")
+    expect(dialog).to_contain_text("1 personal access token loses client1")
+    screenshot(page, "policy-confirm")
+    page.keyboard.press("Enter")  # Cancel has the focus: Enter never confirms by accident
+    expect(page.locator("#policy-status")).to_have_text("Nothing was saved.")
+    assert not SignInPolicy.objects.exists()
+
+    page.click("#save-policy")
+    page.click("#confirm-policy")
+    expect(page.locator("#policy-status")).to_contain_text("Saved")
+    assert SignInPolicy.objects.get().allowed_methods == ["google", "password"]
+    assert not PersonalAccessToken.objects.filter(revoked_at=None).exists()  # its only client went
+    assert page_problems == []
+
+
 def test_an_unreadable_session_length_is_refused_not_taken_for_no_limit(
     live_server, new_page, page_problems, admin1, cluster1
 ):

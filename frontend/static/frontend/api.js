@@ -307,6 +307,8 @@ function teamEndpoints(call) {
       call("GET")(client(slug, before ? `/audit?before=${encodeURIComponent(before)}` : "/audit"), options),
     policy: (slug, options) => call("GET")(client(slug, "/policy"), options),
     policyUpdate: (slug, policy) => call("PUT")(client(slug, "/policy"), { body: policy }),
+    // What the PUT would do, saved nothing: who would sign in again, which tokens lose the client.
+    policyPreview: (slug, policy) => call("POST")(client(slug, "/policy/preview"), { body: policy }),
     clientTokens: (slug, options) => call("GET")(client(slug, "/tokens"), options),
     clientTokenRevoke: (slug, id) => call("DELETE")(client(slug, `/tokens/${encodeURIComponent(id)}`)),
     // The invitation's token travels in the body, never in a URL the server would log.

@@ -2,8 +2,11 @@
 // change it (the server refuses a policy their own session would not satisfy).
 
 import { focusKeep, h, liveRegion, markInvalid, say } from "../dom.js";
-import { clientPermissions, pageFrame, pageLoad, showError } from "./common.js";
+import { clientPermissions, confirmDialog, pageFrame, pageLoad, showError } from "./common.js";
 import { teamCrumbs } from "./team.js";
+
+// Members named one by one in the confirmation; past that, a count.
+const MEMBERS_NAMED_MAX = 8;
 
 const METHODS = [
   ["password", "Password"],
@@ -92,6 +95,13 @@ function policySection(ctx, client, policy, { canChange, google }, pageError) {
   if (!canChange) {
     for (const control of form.querySelectorAll("input, select")) control.disabled = true;
   }
+  const dialog = confirmDialog({
+    id: "policy-dialog",
+    title: "Save this sign-in policy?",
+    confirmLabel: "Save policy",
+    confirmId: "confirm-policy",
+    cancelId: "cancel-policy",
+  });
   let saved = policy;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -107,7 +117,13 @@ function policySection(ctx, client, policy, { canChange, google }, pageError) {
     }
     save.disabled = true;
     try {
-      saved = await ctx.api.policyUpdate(client, policyFrom(fields, length.seconds));
+      const wanted = policyFrom(fields, length.seconds);
+      const cost = impactParagraphs(client, await ctx.api.policyPreview(client, wanted));
+      if (cost.length && !(await dialog.ask(cost))) {
+        say(status, "Nothing was saved.");
+        return;
+      }
+      saved = await ctx.api.policyUpdate(client, wanted);
       fields.hours.value = hoursText(saved.maxSessionLength);
       say(status, "Saved: it applies to every member's next request.");
     } catch (failure) {
@@ -139,7 +155,29 @@ function policySection(ctx, client, policy, { canChange, google }, pageError) {
         : "Set by the client's admins.",
     ),
     form,
+    dialog.element,
   );
+}
+
+/** What saving would cost, as the confirmation says it (none: nothing to confirm). */
+export function impactParagraphs(client, impact) {
+  const members = impact.membersToSignInAgain;
+  const paragraphs = [];
+  if (members.length) {
+    const who = members.length === 1 ? "1 member" : `${members.length} members`;
+    paragraphs.push(`${who} will reach ${client} again only once they sign in as it asks:`);
+    for (const member of members.slice(0, MEMBERS_NAMED_MAX)) {
+      paragraphs.push(`${member.name ? `${member.name} (${member.email})` : member.email}: ${member.detail}.`);
+    }
+    if (members.length > MEMBERS_NAMED_MAX) paragraphs.push(`And ${members.length - MEMBERS_NAMED_MAX} more.`);
+  }
+  const tokens = impact.tokensLosingClient;
+  if (tokens) {
+    const which = tokens === 1 ? "1 personal access token loses" : `${tokens} personal access tokens lose`;
+    paragraphs.push(`${which} ${client}: their owners make new ones from a session that meets the policy.`);
+  }
+  if (paragraphs.length) paragraphs.unshift(`Changes: ${impact.changes.join("; ")}.`);
+  return paragraphs;
 }
 
 /** The policy's form: its fields, then the error, the save button and the status. */
