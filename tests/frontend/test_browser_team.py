@@ -25,7 +25,7 @@ from accounts.models import PersonalAccessToken
 from accounts.scopes import SignInFacts
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.services import PolicyInput, invitation_create, invitation_revoke, sign_in_policy_set
-from tests.frontend.conftest import fake_google, first_factor, sign_in
+from tests.frontend.conftest import PASSWORD, fake_google, first_factor, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -98,6 +98,28 @@ def test_an_admin_runs_the_team_and_an_invitee_joins(
     assert "You joined" in invitee.text_content("#app-status") or invitee.url.endswith("#/clusters")
     assert Grant.objects.get(user__email="newcomer@example.com").role == "viewer"
     assert ClientAuditEvent.objects.filter(type="invitation_accepted").count() == 1
+    assert page_problems == []
+
+
+def test_an_invitation_opened_in_someone_elses_session_signs_out_and_keeps_the_link(
+    live_server, new_page, page_problems, admin1, user1, user2, cluster1
+):
+    invitation_create(client=cluster1.client, email=user2.email, role="viewer", actor=admin1)
+    (link,) = re.findall(r"https://portal\.example\.com(/#/invitations/[A-Za-z0-9_-]+)", mail.outbox[-1].body)
+    page = new_page()
+    sign_in(page, live_server.url, user1.email)  # a shared computer: a colleague is still signed in
+
+    page.goto(live_server.url + link)
+    expect(page.locator("#invitation-mismatch")).to_contain_text("you are signed in as client1@example.com")
+    page.click("#invitation-sign-out")
+
+    page.click("#invitation-sign-in-link")  # the invitation again, now signed out
+    page.get_by_label("Email").fill(user2.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.click("#accept-invitation")
+    page.wait_for_selector('[data-testid="cluster-row"][data-client="client1"]')
+    assert Grant.objects.get(user=user2, client=cluster1.client).role == "viewer"
     assert page_problems == []
 
 

@@ -340,7 +340,8 @@ function renderNotFound(ctx) {
   );
 }
 
-async function signOut() {
+/** Signs out, then shows the sign-in page, or `next` (a route the signed-out can open: an invitation). */
+async function signOut({ next = "/login" } = {}) {
   elements.signout.disabled = true;
   say(elements.appStatus, "Signing out…");
   try {
@@ -355,7 +356,7 @@ async function signOut() {
   state.user = null;
   state.loginNotice = "You have signed out.";
   updateHeader();
-  navigate("/login");
+  navigate(next);
 }
 
 async function loadUser() {
@@ -384,7 +385,7 @@ async function loadUser() {
 
 function start() {
   window.addEventListener("hashchange", route);
-  elements.signout.addEventListener("click", signOut);
+  elements.signout.addEventListener("click", () => signOut());
   elements.skipLink.addEventListener("click", (event) => {
     event.preventDefault(); // a real "#main" would leave the current route
     elements.main.focus();

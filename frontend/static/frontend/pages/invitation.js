@@ -45,10 +45,14 @@ export async function render(ctx) {
 function acceptPart(ctx, token, invitation, error) {
   const me = ctx.state.user.email;
   if (me !== invitation.email) {
+    // Signing out here comes back to this page: the link is not lost on the way.
+    const switchAccount = h("button", { type: "button", id: "invitation-sign-out", class: "button primary" }, `Sign out and continue as ${invitation.email}`);
+    switchAccount.addEventListener("click", () => ctx.signOut({ next: `/invitations/${encodeURIComponent(token)}` }));
     return h(
-      "p",
-      { id: "invitation-mismatch", class: "notice" },
-      `This invitation is for ${invitation.email}, and you are signed in as ${me}. Sign out, then open the link again and sign in as ${invitation.email}.`,
+      "div",
+      { class: "stack" },
+      h("p", { id: "invitation-mismatch", class: "notice" }, `This invitation is for ${invitation.email}, and you are signed in as ${me}.`),
+      switchAccount,
     );
   }
   const accept = h("button", { type: "button", id: "accept-invitation", class: "button primary" }, `Join ${invitation.clientName}`);
