@@ -27,7 +27,12 @@ from accounts.models import User
 from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
 from accounts.selectors import session_facts, sessions_active_of
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
-from clusters.selectors import client_access_tokens, client_members, sign_in_requirement
+from clusters.selectors import (
+    client_access_tokens,
+    client_members,
+    client_sign_in_policy,
+    sign_in_requirement,
+)
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import client_members_claims_bump
 from config.errors import InvalidRequest
@@ -97,7 +102,8 @@ def _duration_text(length: timedelta) -> str:
 def _setting_text(name: str, value: object) -> str:
     """A policy setting as the client's admins read it in their audit trail."""
     if name == "allowed_methods":
-        return ", ".join(value) if value else "any"  # type: ignore[arg-type]
+        every = not value or set(value) == set(SignInPolicy.Method.values)  # type: ignore[arg-type]
+        return "any" if every else ", ".join(sorted(value))  # type: ignore[arg-type]
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, timedelta):
@@ -105,9 +111,8 @@ def _setting_text(name: str, value: object) -> str:
     return str(value) if value else "none"
 
 
-def _changes(before: SignInPolicy | None, after: SignInPolicy) -> list[str]:
+def _changes(before: SignInPolicy, after: SignInPolicy) -> list[str]:
     """``["allowed methods: any -> passkey, password", "max session length: none -> 8 h"]``."""
-    before = before or SignInPolicy()  # no policy yet: any method, nothing required
     return [
         f"{SignInPolicy._meta.get_field(name).verbose_name}: "
         f"{_setting_text(name, getattr(before, name))} -> {_setting_text(name, getattr(after, name))}"
@@ -115,12 +120,17 @@ def _changes(before: SignInPolicy | None, after: SignInPolicy) -> list[str]:
     ]
 
 
-def _described(before: SignInPolicy | None, after: SignInPolicy) -> str:
+def _described(before: SignInPolicy, after: SignInPolicy) -> str:
     return "; ".join(_changes(before, after)) or "unchanged"
 
 
 def _settings_changed(before: SignInPolicy, after: SignInPolicy) -> list[str]:
-    return [name for name in SignInPolicy.SETTINGS if getattr(before, name) != getattr(after, name)]
+    return [name for name in SignInPolicy.SETTINGS if _setting(before, name) != _setting(after, name)]
+
+
+def _setting(policy: SignInPolicy, name: str) -> object:
+    value = getattr(policy, name)
+    return sorted(value) if name == "allowed_methods" else value  # a set: the order says nothing
 
 
 def _token_rules(policy: SignInPolicy | None) -> tuple[set[str], str, bool]:
@@ -164,7 +174,7 @@ def _policy_checked(
     wanted: PolicyInput,
     actor: User | None,
     facts: SignInFacts | None,
-    before: SignInPolicy | None,
+    before: SignInPolicy,
 ) -> SignInPolicy:
     """The policy ``wanted`` describes, unsaved, once it is valid and admits the acting session."""
     wanted = PolicyInput(**{**wanted.__dict__, "google_domain": wanted.google_domain.strip().lower()})
@@ -183,7 +193,7 @@ def _policy_checked(
         updated_by_email=actor.email if actor else "",
     )
     requirement = sign_in_requirement(policy)
-    changed = before is None or _settings_changed(before, policy)
+    changed = _settings_changed(before, policy)
     if changed and facts is not None and requirement is not None:
         unmet = requirement_unmet(requirement, facts, now=timezone.now())
         if unmet:
@@ -194,7 +204,7 @@ def _policy_checked(
     return policy
 
 
-def _members_cut(*, client: Client, before: SignInPolicy | None, after: SignInPolicy) -> list[MemberCut]:
+def _members_cut(*, client: Client, before: SignInPolicy, after: SignInPolicy) -> list[MemberCut]:
     """Members with a live session the new policy would take the client from (ones the current
     policy already keeps out are not cut by this change)."""
     new, old = sign_in_requirement(after), sign_in_requirement(before)
@@ -219,9 +229,9 @@ def _members_cut(*, client: Client, before: SignInPolicy | None, after: SignInPo
 def sign_in_policy_preview(*, client: Client, wanted: PolicyInput, facts: SignInFacts | None) -> PolicyImpact:
     """What ``sign_in_policy_set`` would do with the same arguments: the same refusals, and whom it
     would cut off, so an admin confirms a stricter policy knowing its cost. Writes nothing."""
-    before = SignInPolicy.objects.filter(client=client).first()
+    before = client_sign_in_policy(client=client)
     policy = _policy_checked(client=client, wanted=wanted, actor=None, facts=facts, before=before)
-    if before is not None and not _settings_changed(before, policy):
+    if not _settings_changed(before, policy):
         return PolicyImpact(changes=[], members_cut=[], tokens_cut=0)
     stricter = stricter_for_tokens(before=before, after=policy)
     return PolicyImpact(
@@ -237,9 +247,11 @@ def sign_in_policy_set(
 ) -> SignInPolicy:
     """Set the client's policy; ``facts``: the acting session's, which the policy must admit (None:
     operator staff, who reach every client whatever its policy)."""
+    # The row locked, or (none yet) the default: every way of signing in, nothing more.
     before = SignInPolicy.objects.select_for_update().filter(client=client).first()
+    before = before or client_sign_in_policy(client=client)
     policy = _policy_checked(client=client, wanted=wanted, actor=actor, facts=facts, before=before)
-    if before is not None and not _settings_changed(before, policy):
+    if not _settings_changed(before, policy):
         return before  # a save that changes nothing: not a change, and its last author stays
     policy.full_clean(exclude=["client"], validate_unique=False)
     policy.save()

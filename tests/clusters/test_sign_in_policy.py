@@ -429,3 +429,20 @@ def test_a_preview_of_the_policy_in_force_or_a_looser_one_cuts_no_one(auth_clien
         "membersToSignInAgain": [],
         "tokensLosingClient": 0,
     }
+
+
+def test_saving_the_default_policy_as_it_is_is_no_change(auth_client, admin1, client1):
+    """The page shows a client without a policy as every way of signing in; saving that form
+    untouched changes nothing, and the trail does not say "any -> google, passkey, password"."""
+    as_admin = auth_client(admin1)
+    shown = as_admin.get(POLICY).json()
+    body = {
+        name: shown[name] for name in ("allowedMethods", "googleDomain", "mfaRequired", "maxSessionLength")
+    }
+
+    assert as_admin.post(PREVIEW, body, format="json").json()["changes"] == []
+    saved = as_admin.put(POLICY, body, format="json")
+
+    assert saved.status_code == 200 and saved.json()["updatedAt"] is None
+    assert not SignInPolicy.objects.exists()
+    assert not ClientAuditEvent.objects.filter(type=ClientAuditEvent.Type.POLICY_CHANGED).exists()

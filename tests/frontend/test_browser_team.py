@@ -355,6 +355,9 @@ def test_a_policy_that_cuts_members_off_is_confirmed_first_and_cancelling_saves_
     expect(page.locator("#policy-status")).to_contain_text("Saved")
     assert SignInPolicy.objects.get().allowed_methods == ["google", "password"]
     assert not PersonalAccessToken.objects.filter(revoked_at=None).exists()  # its only client went
+    page.click("#save-policy")  # pressed again: nothing to confirm, nothing recorded
+    expect(page.locator("#policy-status")).to_have_text("Nothing to save: the policy is already this.")
+    assert ClientAuditEvent.objects.filter(type="policy_changed").count() == 1
     assert page_problems == []
 
 

@@ -118,7 +118,12 @@ function policySection(ctx, client, policy, { canChange, google }, pageError) {
     save.disabled = true;
     try {
       const wanted = policyFrom(fields, length.seconds);
-      const cost = impactParagraphs(client, await ctx.api.policyPreview(client, wanted));
+      const impact = await ctx.api.policyPreview(client, wanted);
+      if (!impact.changes.length) {
+        say(status, "Nothing to save: the policy is already this.");
+        return;
+      }
+      const cost = impactParagraphs(client, impact);
       if (cost.length && !(await dialog.ask(cost))) {
         say(status, "Nothing was saved.");
         return;
