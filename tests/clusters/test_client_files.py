@@ -82,7 +82,7 @@ def test_a_client_created_without_a_known_user_is_authored_by_the_portal(git_ser
 
 
 def test_a_name_that_looks_like_yaml_stays_one_string(git_server):
-    name = "Acme: #1\nactive: false"
+    name = "Acme: #1 {active: false} - [x] & *ref 'quoted'"  # line breaks are refused (config/text.py)
     client_create(slug="acme", name=name)
 
     assert _client_file(git_server, "acme") == {
