@@ -76,7 +76,6 @@ def test_a_consumer_account_has_no_hosted_domain_and_may_omit_azp_and_name(googl
         pytest.param({"iss": None}, id="no issuer"),
         pytest.param({"azp": OTHER_CLIENT_ID}, id="authorized party mismatch"),
         pytest.param({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, id="expired"),
-        pytest.param({"iat": int(time.time()) + 600}, id="issued in the future"),
         pytest.param({"iat": None}, id="no iat"),
         pytest.param({"exp": "tomorrow"}, id="non-numeric exp"),
         pytest.param({"sub": None}, id="no subject"),
@@ -85,6 +84,14 @@ def test_a_consumer_account_has_no_hosted_domain_and_may_omit_azp_and_name(googl
 )
 def test_a_token_that_does_not_check_out_is_refused(google_key, transport, overrides):
     error = verify_error(id_token(google_key, **overrides), transport)
+
+    assert (error.status_code, error.code) == (401, "invalid_google_token")
+
+
+def test_a_token_issued_in_the_future_is_refused(google_key, transport):
+    # Made here, not in the parameters above: those are computed when the suite is collected,
+    # and on a slow run ten minutes may pass before this test runs.
+    error = verify_error(id_token(google_key, iat=int(time.time()) + 600), transport)
 
     assert (error.status_code, error.code) == (401, "invalid_google_token")
 
