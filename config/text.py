@@ -2,8 +2,10 @@
 
 A name shows in lists, in the admin and in audit trails, where a control character or a
 text-direction override would make it read differently from what was typed (CVE-2021-42574's
-"Trojan Source": ``‮exe.txt`` reads as ``txt.exe``). Joiners (U+200C, U+200D) stay allowed:
-Persian and Indic names and emoji sequences need them.
+"Trojan Source": ``‮exe.txt`` reads as ``txt.exe``). Allowed: joiners (U+200C, U+200D), which
+Persian and Indic names and emoji sequences need; the direction marks (U+200E, U+200F, U+061C),
+which place punctuation in right-to-left text and reorder nothing else; and code points Python's
+Unicode database does not know yet (an emoji newer than the interpreter is not a control).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import unicodedata
 
 from django.core.exceptions import ValidationError
 
-# Unicode's bidirectional formatting characters (UAX #9, section 2): marks, embeddings, overrides, isolates.
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# Control characters (tabs and line breaks included), line and paragraph separators, unassigned and
-# private-use code points, lone surrogates.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cn", "Co", "Cs"})
+# Unicode's bidirectional embeddings, overrides and isolates (UAX #9, section 2.1-2.4).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters (tabs and line breaks included), line and paragraph separators, private-use
+# code points, lone surrogates.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Co", "Cs"})
 
 
 def _refused(character: str) -> bool:
@@ -27,7 +29,7 @@ def display_text_validator(value: str) -> None:
     """Refuses a name holding a control character or a text-direction control."""
     if any(_refused(character) for character in value):
         raise ValidationError(
-            "Use visible characters only: no control characters, line breaks or text-direction marks.",
+            "Use visible characters only: no control characters, line breaks or text-direction overrides.",
             code="invalid_characters",
         )
 

@@ -87,7 +87,16 @@ def test_a_token_name_that_would_read_differently_from_what_was_typed_is_refused
     assert not PersonalAccessToken.objects.exists()
 
 
-@pytest.mark.parametrize("name", ["\U0001f469\u200d\U0001f4bb deploys", "توکن\u200cها", "Zürich CI"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\U0001f469\u200d\U0001f4bb deploys",  # an emoji sequence with a joiner
+        "توکن\u200cها",  # Persian, with a non-joiner
+        "דני \u200f(2)",  # a right-to-left mark placing the parenthesis
+        "deploys \U0001fa77",  # Unicode 15's pink heart, newer than Python 3.11's database
+        "Zürich CI",
+    ],
+)
 def test_names_in_every_script_and_emoji_with_joiners_are_kept_as_typed(session1, name):
     response = create(session1, name=name)
 
