@@ -258,7 +258,9 @@ def sign_in_policy_set(
     detail = _described(before, policy)
     if stricter_for_tokens(before=before, after=policy):
         # Before the audit row: a cache that cannot forget the tokens undoes the whole change (503).
-        reached = access_tokens_client_remove(client=client.slug, actor=actor, why="stricter sign-in policy")
+        # Counted as the preview counts them: an expired token loses nothing it could still use.
+        reached = len(client_access_tokens(client=client))
+        access_tokens_client_remove(client=client.slug, actor=actor, why="stricter sign-in policy")
         if reached:
             detail += f"; {reached} personal access token(s) lost the client"
     client_audit_record(client=client, type=ClientAuditEvent.Type.POLICY_CHANGED, actor=actor, detail=detail)

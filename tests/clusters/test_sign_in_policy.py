@@ -446,3 +446,26 @@ def test_saving_the_default_policy_as_it_is_is_no_change(auth_client, admin1, cl
     assert saved.status_code == 200 and saved.json()["updatedAt"] is None
     assert not SignInPolicy.objects.exists()
     assert not ClientAuditEvent.objects.filter(type=ClientAuditEvent.Type.POLICY_CHANGED).exists()
+
+
+def test_the_preview_and_the_trail_count_the_same_tokens_an_expired_one_not_among_them(
+    auth_client, admin1, user1, client1
+):
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        session = auth_client(user1)
+        for name, lifetime in (("nightly", "7d"), ("one-off", "1m")):
+            made = session.post(
+                "/api/auth/tokens",
+                {"name": name, "clients": {"client1": ["view"]}, "expiresIn": lifetime},
+                format="json",
+            )
+            assert made.status_code == 201, made.content
+        traveller.shift(timedelta(minutes=2))  # the one-off token has expired
+        as_admin = auth_client(admin1)
+        body = {"allowedMethods": ["password"]}
+
+        assert as_admin.post(PREVIEW, body, format="json").json()["tokensLosingClient"] == 1
+        assert as_admin.put(POLICY, body, format="json").status_code == 200
+
+    event = ClientAuditEvent.objects.get(type=ClientAuditEvent.Type.POLICY_CHANGED)
+    assert event.detail.endswith("; 1 personal access token(s) lost the client")
