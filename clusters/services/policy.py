@@ -21,14 +21,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.access_tokens import access_tokens_client_remove
+from accounts.access_tokens import access_tokens_client_remove, access_tokens_of_client
 from accounts.google import google_sign_in_enabled
 from accounts.models import User
 from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
 from accounts.selectors import session_facts, sessions_active_of
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
 from clusters.selectors import (
-    client_access_tokens,
     client_members,
     client_sign_in_policy,
     sign_in_requirement,
@@ -168,15 +167,8 @@ class PolicyImpact:
     tokens_cut: int  # personal access tokens that would lose the client
 
 
-def _policy_checked(
-    *,
-    client: Client,
-    wanted: PolicyInput,
-    actor: User | None,
-    facts: SignInFacts | None,
-    before: SignInPolicy,
-) -> SignInPolicy:
-    """The policy ``wanted`` describes, unsaved, once it is valid and admits the acting session."""
+def _policy_built(*, client: Client, wanted: PolicyInput, actor: User | None) -> SignInPolicy:
+    """The policy ``wanted`` describes, unsaved, once it is valid."""
     wanted = PolicyInput(**{**wanted.__dict__, "google_domain": wanted.google_domain.strip().lower()})
     problems = policy_problems(wanted)
     if problems:
@@ -192,16 +184,20 @@ def _policy_checked(
         updated_at=timezone.now(),
         updated_by_email=actor.email if actor else "",
     )
-    requirement = sign_in_requirement(policy)
-    changed = _settings_changed(before, policy)
-    if changed and facts is not None and requirement is not None:
-        unmet = requirement_unmet(requirement, facts, now=timezone.now())
-        if unmet:
-            raise InvalidRequest(
-                f"This policy would leave you out of {client.slug}.",
-                fields={"policy": [f"Your session would not satisfy it: {unmet_sentence(unmet)} first."]},
-            )
     return policy
+
+
+def _self_lockout_check(*, client: Client, policy: SignInPolicy, facts: SignInFacts | None) -> None:
+    """Refuses a policy the acting session (``facts``; None: operator staff) would not satisfy."""
+    requirement = sign_in_requirement(policy)
+    if facts is None or requirement is None:
+        return
+    unmet = requirement_unmet(requirement, facts, now=timezone.now())
+    if unmet:
+        raise InvalidRequest(
+            f"This policy would leave you out of {client.slug}.",
+            fields={"policy": [f"Your session would not satisfy it: {unmet_sentence(unmet)} first."]},
+        )
 
 
 def _members_cut(*, client: Client, before: SignInPolicy, after: SignInPolicy) -> list[MemberCut]:
@@ -230,14 +226,15 @@ def sign_in_policy_preview(*, client: Client, wanted: PolicyInput, facts: SignIn
     """What ``sign_in_policy_set`` would do with the same arguments: the same refusals, and whom it
     would cut off, so an admin confirms a stricter policy knowing its cost. Writes nothing."""
     before = client_sign_in_policy(client=client)
-    policy = _policy_checked(client=client, wanted=wanted, actor=None, facts=facts, before=before)
+    policy = _policy_built(client=client, wanted=wanted, actor=None)
     if not _settings_changed(before, policy):
         return PolicyImpact(changes=[], members_cut=[], tokens_cut=0)
+    _self_lockout_check(client=client, policy=policy, facts=facts)
     stricter = stricter_for_tokens(before=before, after=policy)
     return PolicyImpact(
         changes=_changes(before, policy),
         members_cut=_members_cut(client=client, before=before, after=policy),
-        tokens_cut=len(client_access_tokens(client=client)) if stricter else 0,
+        tokens_cut=access_tokens_of_client(client=client.slug).count() if stricter else 0,
     )
 
 
@@ -250,16 +247,17 @@ def sign_in_policy_set(
     # The row locked, or (none yet) the default: every way of signing in, nothing more.
     before = SignInPolicy.objects.select_for_update().filter(client=client).first()
     before = before or client_sign_in_policy(client=client)
-    policy = _policy_checked(client=client, wanted=wanted, actor=actor, facts=facts, before=before)
+    policy = _policy_built(client=client, wanted=wanted, actor=actor)
     if not _settings_changed(before, policy):
         return before  # a save that changes nothing: not a change, and its last author stays
+    _self_lockout_check(client=client, policy=policy, facts=facts)
     policy.full_clean(exclude=["client"], validate_unique=False)
     policy.save()
     detail = _described(before, policy)
     if stricter_for_tokens(before=before, after=policy):
         # Before the audit row: a cache that cannot forget the tokens undoes the whole change (503).
         # Counted as the preview counts them: an expired token loses nothing it could still use.
-        reached = len(client_access_tokens(client=client))
+        reached = access_tokens_of_client(client=client.slug).count()
         access_tokens_client_remove(client=client.slug, actor=actor, why="stricter sign-in policy")
         if reached:
             detail += f"; {reached} personal access token(s) lost the client"
