@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from accounts.serializers import DELIVERY_COOKIE, TOKEN_DELIVERY_CHOICES, Base64PasswordField
+from accounts.serializers import (
+    DELIVERY_COOKIE,
+    TOKEN_DELIVERY_CHOICES,
+    Base64PasswordField,
+    CanonicalEmailField,
+)
 from config.text import display_text_validator
 
 WEBAUTHN_JSON_MAX = 16_384  # an attestation with certificates is a few kilobytes
@@ -140,7 +145,9 @@ class PasswordChangeInputSerializer(serializers.Serializer):
 
 
 class PasswordResetInputSerializer(serializers.Serializer):
-    email = serializers.CharField(max_length=254)  # not validated further: every answer is the same
+    # Checked as sign-in checks it: a typo is told at once. Whether an account has the address
+    # is never told (every valid address is answered 202).
+    email = CanonicalEmailField(max_length=254)
 
 
 class PasswordResetConfirmInputSerializer(serializers.Serializer):

@@ -448,7 +448,7 @@ class PasswordResetView(SignInAPIView):
             **error_responses(errors.InvalidRequest, errors.Throttled, errors.ForeignOrigin),
         },
         auth=[],
-        description="Always 202, whether or not the address has an account; an email follows when it does.",
+        description="202 for every valid address, whether or not it has an account; an email follows when it does.",
     )
     def post(self, request: Request) -> Response:
         serializer = PasswordResetInputSerializer(data=request.data)

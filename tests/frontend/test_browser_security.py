@@ -24,6 +24,7 @@ import pyotp
 import pytest
 from django.core import mail
 from django.utils import timezone
+from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, GoogleAccount, Passkey, Session, TotpDevice
@@ -401,6 +402,12 @@ def test_a_forgotten_password_is_reset_by_email_and_the_link_works_once(
     page.click("#forgot-link")
     page.wait_for_selector("#forgot-form")
     screenshot(page, "forgot-password")
+
+    # An address the browser takes but that is none (no dot in its domain): told what is wrong.
+    page.fill("#forgot-email", "nobody@example")
+    page.click("#forgot-submit")
+    expect(page.locator("#forgot-error")).to_have_text("Enter a valid email address.")
+    expect(page.locator("#forgot-email")).to_have_attribute("aria-invalid", "true")
 
     # An address without an account gets the same answer, and no email.
     page.fill("#forgot-email", "nobody@example.com")

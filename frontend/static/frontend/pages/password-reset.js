@@ -3,6 +3,7 @@
 // same whether or not the address has an account, and so is what this page says.
 
 import { h, liveRegion, markInvalid, say } from "../dom.js";
+import { showError } from "./common.js";
 import { newPasswordFields, newPasswordsValid, passwordFieldErrors, passwordFieldsClear } from "./password-fields.js";
 
 function card(ctx, title, ...children) {
@@ -67,7 +68,7 @@ export const forgotPage = {
         );
         document.getElementById("back-to-signin").focus();
       } catch (failure) {
-        if (ctx.isCurrent()) say(error, ctx.errorMessage(failure));
+        showError(ctx, error, failure, { email }); // an address the browser took and the server did not
       } finally {
         submit.disabled = false;
       }
