@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 import accounts.google
 from accounts.google import CachingRequest
@@ -57,6 +58,26 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _the_test_uses_the_live_servers_database_connection(request):
+    """The test's own ORM calls and the live server share one connection, as Django intends.
+
+    Playwright's sync API marks its event loop as running on this thread between its calls, so
+    Django's thread-critical connection store answers per context instead of per thread: the
+    test would open a second connection to the in-memory SQLite database. Shared-cache table
+    locks fail at once instead of waiting, so a test's write while the server read the same table
+    (a page polling) failed with "database table is locked". The server's connection, put in the
+    store this test reads, after the browser has started (empty on other databases).
+    """
+    if "live_server" not in request.fixturenames:
+        return
+    if "new_page" in request.fixturenames or "browser" in request.fixturenames:
+        request.getfixturevalue("browser")
+    live_server = request.getfixturevalue("live_server")
+    for alias, connection in live_server.thread.connections_override.items():
+        connections[alias] = connection
 
 
 class PageProblems(list):
