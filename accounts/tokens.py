@@ -36,7 +36,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from rest_framework_simplejwt.backends import TokenBackend
-from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken, TokenError
 from rest_framework_simplejwt.tokens import Token
 
 from config.errors import AuthUnavailable
@@ -442,7 +442,8 @@ class KeyRingTokenBackend(TokenBackend):
                 algorithms=[self.algorithm],
                 issuer=self.issuer,
                 # RFC 8725 section 3.9: a token minted for another audience is not ours to accept.
-                audience=settings.JWT_AUDIENCE,
+                # Which of the two a token may carry is its class's to check (PortalToken.verify).
+                audience=[settings.JWT_AUDIENCE, refresh_audience()],
                 leeway=CLOCK_LEEWAY,
                 options={"require": list(REQUIRED_CLAIMS), "verify_exp": verify_exp},
             )
@@ -452,11 +453,32 @@ class KeyRingTokenBackend(TokenBackend):
             raise TokenBackendError("Token is invalid") from error
 
 
+def refresh_audience() -> str:
+    """Refresh tokens' ``aud``: not ``JWT_AUDIENCE``, so that a service which checks the signature,
+    issuer, audience and expiry but not ``token_type`` still refuses them (RFC 8725 section 2.8,
+    cross-JWT confusion): a refresh token lives days and outlives its revoked session there."""
+    return f"{settings.JWT_AUDIENCE}/refresh"
+
+
 class PortalToken(Token):
     """A simplejwt token signed and verified with the process's key ring."""
 
     def get_token_backend(self) -> KeyRingTokenBackend:
         return key_ring().backend
+
+    @classmethod
+    def audience(cls) -> str:
+        """The ``aud`` this kind of token is issued with."""
+        raise NotImplementedError
+
+    @classmethod
+    def accepted_audiences(cls) -> tuple[str, ...]:
+        return (cls.audience(),)
+
+    def verify(self) -> None:
+        super().verify()  # expiry, jti, token_type
+        if self.payload.get("aud") not in self.accepted_audiences():
+            raise TokenError("Token is invalid")
 
     @classmethod
     def issue(
@@ -466,7 +488,7 @@ class PortalToken(Token):
         token = cls()
         token.set_iat(at_time=issued_at)
         token.set_exp(from_time=min(issued_at + token.lifetime, session_expires_at), lifetime=timedelta(0))
-        token["aud"] = settings.JWT_AUDIENCE
+        token["aud"] = cls.audience()
         for name, value in claims.items():
             token[name] = value
         return token
@@ -486,6 +508,10 @@ class PortalToken(Token):
 class AccessToken(PortalToken):
     token_type = "access"  # noqa: S105  (a claim value, not a secret)
 
+    @classmethod
+    def audience(cls) -> str:
+        return settings.JWT_AUDIENCE
+
     @property
     def lifetime(self) -> timedelta:  # simplejwt reads it per instance; the setting may change
         return settings.JWT_ACCESS_TTL
@@ -493,6 +519,16 @@ class AccessToken(PortalToken):
 
 class RefreshToken(PortalToken):
     token_type = "refresh"  # noqa: S105  (a claim value, not a secret)
+
+    @classmethod
+    def audience(cls) -> str:
+        return refresh_audience()
+
+    @classmethod
+    def accepted_audiences(cls) -> tuple[str, ...]:
+        # Also JWT_AUDIENCE: refresh tokens issued before they had an audience of their own stay
+        # usable here (their session's next refresh replaces them). Remove after JWT_REFRESH_TTL.
+        return (refresh_audience(), settings.JWT_AUDIENCE)
 
     @property
     def lifetime(self) -> timedelta:

@@ -116,8 +116,27 @@ def test_issued_tokens_carry_the_configured_audience(bearer_client, user, settin
     settings.JWT_AUDIENCE = "portal-under-test"
     tokens = bearer_client(user).tokens
     assert split(tokens["accessToken"])[1]["aud"] == "portal-under-test"
-    assert split(tokens["refreshToken"])[1]["aud"] == "portal-under-test"
+    # A refresh token has an audience of its own: a service checking only signature, issuer,
+    # audience and expiry (not token_type) refuses it (RFC 8725 section 2.8).
+    assert split(tokens["refreshToken"])[1]["aud"] == "portal-under-test/refresh"
     assert me(tokens["accessToken"]).status_code == 200
+
+
+def test_an_access_token_with_the_refresh_audience_is_refused(tokens, settings):
+    _, claims = split(tokens["accessToken"])
+    token = key_ring().backend.encode(claims | {"aud": f"{settings.JWT_AUDIENCE}/refresh"})
+    assert me(token).json()["code"] == "token_not_valid"
+    validate = APIClient().get("/api/auth/validate", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert (validate.status_code, validate.json()["code"]) == (403, "token_not_valid")
+
+
+def test_a_refresh_token_issued_before_refresh_had_its_own_audience_still_refreshes(tokens, settings):
+    """Sessions signed in before the change are not ended by it; their next token has the new audience."""
+    _, claims = split(tokens["refreshToken"])
+    legacy = key_ring().backend.encode(claims | {"aud": settings.JWT_AUDIENCE})  # the session's current jti
+    refreshed = APIClient().post("/api/auth/refresh", HTTP_AUTHORIZATION=f"Bearer {legacy}")
+    assert refreshed.status_code == 200, refreshed.content
+    assert split(refreshed.json()["refreshToken"])[1]["aud"] == f"{settings.JWT_AUDIENCE}/refresh"
 
 
 @pytest.mark.parametrize("audience", ["another-service", ["another-service"], None])

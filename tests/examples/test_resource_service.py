@@ -276,6 +276,27 @@ def test_forged_and_unusable_tokens_are_401(service, live_server, user1, case):
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
+def test_a_verifier_that_forgets_token_type_still_refuses_a_refresh_token(live_server, user1):
+    """RFC 8725 section 2.8: refresh tokens carry an audience of their own, so a service checking
+    signature, issuer, audience and expiry, the usual library call, cannot take one (days long,
+    alive after its session is revoked) for an access token."""
+    tokens = sign_in(live_server, user1)
+    keys = jwt.PyJWKClient(f"{live_server.url}/.well-known/jwks.json")
+
+    def verified(token: str) -> dict:
+        return jwt.decode(
+            token,
+            keys.get_signing_key_from_jwt(token).key,
+            algorithms=["RS256"],
+            issuer=django_settings.JWT_ISSUER,
+            audience=django_settings.JWT_AUDIENCE,
+        )
+
+    assert verified(tokens["accessToken"])["token_type"] == "access"
+    with pytest.raises(jwt.InvalidAudienceError):
+        verified(tokens["refreshToken"])
+
+
 # --- the portal's keys: rotation without restart, retirement, rate-limited refetches -----------
 
 
