@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -27,24 +26,30 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken, TokenError
 from rest_framework_simplejwt.tokens import Token
 
+from accounts.keys import (
+    CURRENT_KEY_FILE,
+    key_file_created,
+    key_thumbprint,
+    keys_dir_add,
+    keys_dir_mtime,
+    keys_dir_scan,
+    public_jwk,
+)
 from config.errors import AuthUnavailable
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_ALGORITHMS = ("RS256", "EdDSA", "HS256")
-CURRENT_KEY_FILE = "current"
 # How often a running process looks at JWT_KEYS_DIR for rotated or retired keys.
 KEYS_DIR_RECHECK_SECONDS = 5.0
 VERIFIED_TOKENS_CACHED = 8192
@@ -93,41 +98,6 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def public_jwk(public_key: Any, *, kid: str, algorithm: str) -> dict[str, Any]:
-    if isinstance(public_key, rsa.RSAPublicKey):
-        jwk = RSAAlgorithm.to_jwk(public_key, as_dict=True)
-    elif isinstance(public_key, ed25519.Ed25519PublicKey):
-        jwk = OKPAlgorithm.to_jwk(public_key, as_dict=True)
-    else:
-        raise ImproperlyConfigured(f"Unsupported key type {type(public_key).__name__}")
-    return {**jwk, "kid": kid, "use": "sig", "alg": algorithm}
-
-
-def key_thumbprint(public_key: Any) -> str:
-    """A stable ``kid`` derived from the key: its RFC 7638 SHA-256 thumbprint, in hex, 32 digits.
-
-    Hex rather than base64url so a kid never starts with "-" (``jwt_keys retire <kid>``).
-    """
-    jwk = public_jwk(public_key, kid="", algorithm="")
-    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x")
-    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def private_key_generate(*, algorithm: str) -> Any:
-    if algorithm == "RS256":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if algorithm == "EdDSA":
-        return ed25519.Ed25519PrivateKey.generate()
-    raise ImproperlyConfigured(f"Cannot generate keys for {algorithm}: use JWT_SECRET for HS256.")
-
-
-def private_key_pem(private_key: Any) -> bytes:
-    return private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def _check_key_type(private_key: Any, *, algorithm: str, origin: str) -> None:
     expected = {"RS256": rsa.RSAPrivateKey, "EdDSA": ed25519.Ed25519PrivateKey}[algorithm]
     if not isinstance(private_key, expected):
@@ -146,92 +116,6 @@ def _pem_blocks(text: str) -> list[bytes]:
     if current:
         raise ImproperlyConfigured("JWT_PRIVATE_KEYS holds an incomplete PEM block.")
     return blocks
-
-
-@dataclass(frozen=True)
-class KeysDirContents:
-    """What JWT_KEYS_DIR holds: the kid ``current`` names, the keys that load, and what did not."""
-
-    current: str | None
-    keys: dict[str, Any]
-    problems: tuple[str, ...] = ()  # one sentence per file that is not a usable key
-
-
-def _current_read(keys_dir: Path) -> str | None:
-    path = keys_dir / CURRENT_KEY_FILE
-    try:
-        return path.read_text().strip() if path.is_file() else None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ImproperlyConfigured(f"{path} cannot be read ({error}); it names the signing key.") from error
-
-
-def keys_dir_scan(keys_dir: Path) -> KeysDirContents:
-    """Every ``<kid>.pem`` private key that loads; the files that do not, in words."""
-    keys: dict[str, Any] = {}
-    problems = []
-    if not keys_dir.is_dir():
-        return KeysDirContents(None, keys)
-    # ``current`` first: a rotation writes the key file, then ``current``, so read in this
-    # order ``current`` never names a key written after the listing below.
-    current = _current_read(keys_dir)
-    for path in sorted(keys_dir.glob("*.pem")):
-        try:
-            private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except OSError as error:  # retired meanwhile by another host, a directory, a dangling link
-            problems.append(f"{path} cannot be read ({error.strerror or error}).")
-        except (ValueError, TypeError, UnsupportedAlgorithm):  # not a key, or one with a password
-            problems.append(
-                # No "password:" in it: the log's redaction would take the next word for one.
-                f"{path} is not a PEM private key without a password. Every *.pem file in "
-                "JWT_KEYS_DIR must be one (move anything else out of it)."
-            )
-        else:
-            if isinstance(private_key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
-                keys[key_thumbprint(private_key.public_key())] = private_key
-            else:  # a TLS or ES256 key dropped here: no JWT of this portal is signed with one
-                problems.append(f"{path} is a {type(private_key).__name__}: JWT keys are RSA or Ed25519.")
-    return KeysDirContents(current, keys, tuple(problems))
-
-
-def keys_dir_read(keys_dir: Path) -> tuple[str | None, dict[str, Any]]:
-    """``current``'s kid and every key; strict, for ``jwt_keys``: a file that is not a usable key
-    is an error, so nothing is added to or removed from a folder the portal cannot fully read."""
-    contents = keys_dir_scan(keys_dir)
-    if contents.problems:
-        raise ImproperlyConfigured(contents.problems[0])
-    return contents.current, contents.keys
-
-
-def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
-    """Generate a key into the directory and make it the signing key; returns its kid."""
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    private_key = private_key_generate(algorithm=algorithm)
-    kid = key_thumbprint(private_key.public_key())
-    # Written aside and renamed, like ``current`` below: a replica re-reading the folder
-    # meanwhile sees the whole key or none of it, never half a PEM file.
-    written = keys_dir / f".{kid}.tmp"
-    written.touch(mode=0o600)
-    written.write_bytes(private_key_pem(private_key))
-    written.replace(keys_dir / f"{kid}.pem")
-    temporary = keys_dir / f".{CURRENT_KEY_FILE}.tmp"
-    temporary.write_text(kid + "\n")
-    temporary.replace(keys_dir / CURRENT_KEY_FILE)  # atomic: readers never see a half-written name
-    return kid
-
-
-def key_file_created(keys_dir: Path, kid: str) -> datetime | None:
-    """When the key ``kid`` was written to the directory (its file's mtime); None without a file."""
-    try:
-        return datetime.fromtimestamp((keys_dir / f"{kid}.pem").stat().st_mtime, tz=UTC)
-    except OSError:
-        return None
-
-
-def _keys_dir_mtime(keys_dir: Path) -> float | None:
-    try:
-        return keys_dir.stat().st_mtime
-    except OSError:
-        return None
 
 
 def _ring_from_secret(algorithm: str) -> KeyRing:
@@ -273,11 +157,11 @@ def _ring_from_dir(algorithm: str) -> KeyRing:
     status page): a stray or half-copied file must not stop a process from starting or
     serving. Only an unusable signing key (``current``), or none at all, is refused."""
     keys_dir = Path(settings.JWT_KEYS_DIR)
-    mtime = _keys_dir_mtime(keys_dir)  # before the scan: a change during it is read next time
+    mtime = keys_dir_mtime(keys_dir)  # before the scan: a change during it is read next time
     contents = keys_dir_scan(keys_dir)
     if not contents.keys and settings.DEBUG and not contents.problems:
         keys_dir_add(keys_dir, algorithm=algorithm)  # development default: a key in var/
-        mtime = _keys_dir_mtime(keys_dir)
+        mtime = keys_dir_mtime(keys_dir)
         contents = keys_dir_scan(keys_dir)
     by_kid, wrong_type = _usable(contents.keys, algorithm=algorithm, keys_dir=keys_dir)
     problems = " ".join([*contents.problems, *wrong_type])
@@ -345,7 +229,7 @@ def _ring_now(now: float) -> KeyRing:
         if ring is None:
             ring = _ring_state["ring"] = key_ring_load()  # at start: refuse to run without keys
         else:
-            mtime = _keys_dir_mtime(Path(settings.JWT_KEYS_DIR))
+            mtime = keys_dir_mtime(Path(settings.JWT_KEYS_DIR))
             if mtime != ring.source_mtime:
                 ring = _ring_state["ring"] = _ring_reloaded(ring, mtime=mtime)
         _ring_state["checked"] = now

@@ -29,7 +29,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from accounts.tokens import key_file_created, key_ring
+from accounts.keys import key_file_created
+from accounts.tokens import key_ring
 from clusters.deployments import argocd_configured, deployments_summary
 from clusters.selectors import changes_pending, gitops_remote_state
 from config.cache import CACHE_ERRORS

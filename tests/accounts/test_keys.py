@@ -16,8 +16,10 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import keys as key_files
 from accounts import tokens
-from accounts.tokens import key_ring, key_ring_reset, keys_dir_add, private_key_pem
+from accounts.keys import keys_dir_add, private_key_pem
+from accounts.tokens import key_ring, key_ring_reset
 from tests.conftest import login
 from tests.helpers import me
 
@@ -203,7 +205,7 @@ def test_a_change_landing_while_the_folder_is_read_is_picked_up_at_the_next_look
     def scan_then_another_host_rotates(path):
         contents = real_scan(path)
         if not rotated:
-            rotated.append(tokens.keys_dir_add(keys_dir, algorithm="RS256"))
+            rotated.append(keys_dir_add(keys_dir, algorithm="RS256"))
         return contents
 
     os.utime(keys_dir, (0, 0))  # the next look reads the folder again
@@ -215,15 +217,15 @@ def test_a_change_landing_while_the_folder_is_read_is_picked_up_at_the_next_look
 
 
 def test_a_process_starting_while_another_host_rotates_starts(keys_dir, monkeypatch):
-    real_read = tokens._current_read
+    real_read = key_files._current_read
     rotated = []
 
     def another_host_rotates_then_read(path):
         if not rotated:
-            rotated.append(tokens.keys_dir_add(keys_dir, algorithm="RS256"))
+            rotated.append(keys_dir_add(keys_dir, algorithm="RS256"))
         return real_read(path)
 
-    monkeypatch.setattr(tokens, "_current_read", another_host_rotates_then_read)
+    monkeypatch.setattr(key_files, "_current_read", another_host_rotates_then_read)
     key_ring_reset()
     assert key_ring().signing.kid == rotated[0]
 
@@ -240,8 +242,6 @@ def test_a_folder_that_cannot_be_loaded_is_tried_again_when_it_changes_not_at_ev
 
 
 def test_a_rotation_never_shows_a_half_written_key_file(keys_dir, monkeypatch):
-    from accounts import tokens
-
     seen = []
     real_write = Path.write_bytes
 
@@ -252,7 +252,7 @@ def test_a_rotation_never_shows_a_half_written_key_file(keys_dir, monkeypatch):
 
     monkeypatch.setattr(Path, "write_bytes", write_then_look)
     before = kids(keys_dir)
-    new_kid = tokens.keys_dir_add(keys_dir, algorithm="RS256")
+    new_kid = keys_dir_add(keys_dir, algorithm="RS256")
     assert seen == [before] and sorted([*before, new_kid]) == kids(keys_dir)
     assert not [p for p in keys_dir.iterdir() if p.name.endswith(".tmp")]
 

@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from accounts.tokens import keys_dir_add
+from accounts.keys import keys_dir_add
 from clusters.models import ClusterChange, GitopsRemoteState
 from clusters.remote import gitops_remote, remote_state_record
 from clusters.repository import repository_get

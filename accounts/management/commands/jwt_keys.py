@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.keys import CURRENT_KEY_FILE, key_file_created, keys_dir_add, keys_dir_read
 from accounts.selectors import sessions_signed_by_count
-from accounts.tokens import CURRENT_KEY_FILE, key_file_created, keys_dir_add, keys_dir_read
 
 
 def _created(keys_dir: Path, kid: str) -> datetime:
