@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.serializers import (
@@ -21,6 +22,7 @@ class _TokenDeliveryMixin(serializers.Serializer):
     )
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class WebAuthnJSONField(serializers.JSONField):
     """A ``PublicKeyCredential`` as ``toJSON()`` gives it: an object, kept small."""
 

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from accounts.emails import email_canonical
 from accounts.google import CREDENTIAL_MAX_LENGTH
+from accounts.models import AuthMethod, SecondFactor
 from config.env import duration_parse
 from config.text import display_text_validator
 
@@ -108,7 +109,7 @@ class SessionSerializer(serializers.Serializer):
     userAgent = serializers.CharField(source="user_agent")
     ip = serializers.IPAddressField(allow_null=True)
     amr = serializers.ListField(
-        child=serializers.CharField(),
+        child=serializers.ChoiceField(choices=[*AuthMethod.values, *SecondFactor.values]),
         help_text='How the sign-in was proven, e.g. ["password", "totp"] or ["passkey"].',
     )
     current = serializers.BooleanField()

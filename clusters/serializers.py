@@ -67,8 +67,8 @@ class WholeNumberField(serializers.Field):
 @extend_schema_field(
     {
         "oneOf": [
-            {"type": "integer", "minimum": 1},
-            {"type": "string", "pattern": "^[0-9]+$"},
+            {"type": "integer", "minimum": settings.REPLICAS_MIN, "maximum": settings.REPLICAS_MAX},
+            {"type": "string", "pattern": "^[0-9]+$", "maxLength": _DIGITS_MAX_LENGTH},
         ],
         "description": "Replica count within REPLICAS_MIN..REPLICAS_MAX (default 1..10): "
         "an integer, or a string of digits.",
@@ -84,6 +84,7 @@ class ReplicasField(WholeNumberField):
     {
         "type": "integer",
         "minimum": 1,
+        "maximum": settings.STORAGE_GI_MAX,
         "description": "GiB; only grows. On an existing cluster a bigger size is a request that an "
         "operator carries out (202, `storage.state` `waiting_for_operator`).",
     }
@@ -118,7 +119,9 @@ class BlankAsNullField(serializers.CharField):
 
 
 class InputSerializer(serializers.Serializer):
-    """Refuses unknown keys."""
+    """Refuses unknown keys (and the OpenAPI document says so: config.openapi)."""
+
+    refuses_unknown_fields = True
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, Mapping):
@@ -219,15 +222,16 @@ class StorageOutputSerializer(serializers.Serializer):
     """Renders a ``selectors.ClusterStorage``."""
 
     currentGi = serializers.IntegerField(source="current_gi", help_text="The size deployed (= storageGi).")
+    # Always present (null when no request waits): a missing expansion resolves to None.
     requestedGi = serializers.IntegerField(
-        source="expansion.requested_gi", allow_null=True, default=None, help_text="null when none waits."
+        source="expansion.requested_gi", allow_null=True, help_text="null when none waits."
     )
     state = serializers.ChoiceField(
         choices=list(STORAGE_STATES),
         help_text="`waiting_for_operator` while a bigger size waits for an operator to expand the volumes.",
     )
-    requestedAt = serializers.DateTimeField(source="expansion.requested_at", allow_null=True, default=None)
-    requestedBy = BlankAsNullField(source="expansion.requested_by_email", allow_null=True, default=None)
+    requestedAt = serializers.DateTimeField(source="expansion.requested_at", allow_null=True)
+    requestedBy = BlankAsNullField(source="expansion.requested_by_email", allow_null=True)
 
 
 class RotationOutputSerializer(serializers.Serializer):
@@ -362,10 +366,7 @@ class HistoryEntryOutputSerializer(serializers.Serializer):
     author = BlankAsNullField(source="actor_email", allow_null=True)
     authorName = BlankAsNullField(source="actor_name", allow_null=True)
     at = serializers.DateTimeField(source="created_at")
-    action = serializers.CharField(
-        help_text="create, update, credentials_rotate, credentials_rotate_finish, storage_request, "
-        "storage_request_cancel or storage_expand."
-    )
+    action = serializers.ChoiceField(choices=ClusterChange.Action.values)
     message = serializers.CharField()
     changes = serializers.DictField(help_text='{"replicas": [2, 3]}: field -> [before, after].')
     pushed = serializers.BooleanField(

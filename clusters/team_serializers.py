@@ -150,13 +150,15 @@ class SignInPolicySerializer(serializers.Serializer):
     """Renders a ``SignInPolicy`` (the default one when the client has none)."""
 
     allowedMethods = serializers.ListField(
-        source="allowed_methods", child=serializers.CharField(), help_text=_METHODS_HELP
+        source="allowed_methods",
+        child=serializers.ChoiceField(choices=SignInPolicy.Method.values),
+        help_text=_METHODS_HELP,
     )
     googleDomain = serializers.CharField(source="google_domain", help_text=_DOMAIN_HELP)
     mfaRequired = serializers.BooleanField(source="mfa_required")
     maxSessionLength = serializers.SerializerMethodField(help_text=_LENGTH_HELP)
     jitProvisioning = serializers.BooleanField(source="jit_provisioning", help_text=_JIT_HELP)
-    jitRole = serializers.CharField(source="jit_role")
+    jitRole = serializers.ChoiceField(source="jit_role", choices=[Grant.Role.VIEWER, Grant.Role.OPERATOR])
     updatedAt = serializers.SerializerMethodField(help_text="null: never set (the default policy).")
     updatedBy = serializers.CharField(source="updated_by_email")
 

@@ -186,7 +186,12 @@ class AuditView(TeamAPIView):
         parameters=[AuditQuerySerializer],
         responses={
             200: AuditEventSerializer(many=True),
-            **error_responses(errors.InvalidRequest, *CLIENT_ERRORS, errors.StepUpRequired, notes=_NOTES),
+            **error_responses(
+                errors.InvalidRequest,
+                *CLIENT_ERRORS,
+                errors.StepUpRequired,
+                notes={**_NOTES, "not_found": "A client name that is not a slug."},
+            ),
         },
         description="Who changed the team or the sign-in policy, who read a cluster's API keys "
         "(`credentials_revealed`) and which clusters were decommissioned, newest first, "

@@ -29,6 +29,12 @@ class ErrorSerializer(serializers.Serializer):
     )
 
 
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before trying again.",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
+
 # What every endpoint behind JWTAuthentication can answer besides its own errors.
 AUTHENTICATION_ERRORS: tuple[type[errors.PortalError], ...] = (
     errors.NotAuthenticated,
@@ -64,7 +70,9 @@ class PortalAutoSchema(AutoSchema):
       the policy requires a second factor of until it has one: views that do not set
       ``allowed_before_enrolment`` (the authentication enforces it);
     - ``pat_not_allowed`` to the 403 of every authenticated endpoint that does not set
-      ``accepts_personal_access_tokens`` (most of /api/auth/*, teams).
+      ``accepts_personal_access_tokens`` (most of /api/auth/*, teams);
+    - the ``Retry-After`` header to every 429, and ``additionalProperties: false`` to the request
+      bodies of serializers that set ``refuses_unknown_fields``.
     """
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
@@ -76,7 +84,16 @@ class PortalAutoSchema(AutoSchema):
             self._error_add(operation, errors.MfaEnrolmentRequired)
         if self.view.get_authenticators() and not getattr(self.view, "accepts_personal_access_tokens", False):
             self._error_add(operation, errors.PatNotAllowed)
+        throttled = operation.get("responses", {}).get(str(errors.Throttled.status_code))
+        if throttled is not None:  # the contract: every 429 says when to try again
+            throttled["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
         return operation
+
+    def _map_basic_serializer(self, serializer, direction):  # noqa: ANN001, ANN202 - drf-spectacular's hook
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and getattr(serializer, "refuses_unknown_fields", False):
+            schema["additionalProperties"] = False
+        return schema
 
     def _error_add(self, operation: dict, error: type[errors.PortalError]) -> None:
         line = f"`{error.default_code}`: {error.default_detail}"

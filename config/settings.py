@@ -443,6 +443,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "COMPONENT_SPLIT_PATCH": False,  # no PATCH here is partial: a required field stays required
     # Two fields are named "state": the cluster's deployment gets an enum of its own, the storage
     # request keeps the name it always had (StateEnum).
     "ENUM_NAME_OVERRIDES": {

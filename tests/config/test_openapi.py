@@ -124,3 +124,64 @@ def test_a_format_the_api_does_not_render_is_406_not_a_missing_page(bearer_clien
 def test_the_public_docs_open_whatever_stale_token_the_caller_holds(client, db, path, credentials):
     response = client.get(path, **credentials)
     assert response.status_code == 200, response.content[:200]
+
+
+def _document(client) -> dict:
+    return client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+
+def _request_schema(document: dict, path: str, method: str) -> dict:
+    body = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    return document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+
+
+def test_a_patch_body_marks_required_what_the_server_requires(client, db, as_admin1, user1):
+    """No PATCH here is partial: a client generated from the document must send a member's role."""
+    document = _document(client)
+    assert _request_schema(document, "/api/clients/{client}/members/{user_id}", "patch")["required"] == [
+        "role"
+    ]
+    assert _request_schema(document, "/api/auth/mfa/passkeys/{passkey_id}", "patch")["required"] == ["name"]
+    refused = as_admin1.patch(f"/api/clients/client1/members/{user1.pk}", {}, format="json")
+    assert (refused.status_code, list(refused.json()["fields"])) == (400, ["role"])
+
+
+def test_bodies_that_refuse_unknown_keys_say_so(client, db, as_user1, cluster1):
+    document = _document(client)
+    update = _request_schema(document, "/api/clients/{client}/clusters/{cluster}", "patch")
+    assert update["additionalProperties"] is False
+    refused = as_user1.patch(
+        "/api/clients/client1/clusters/main", {"replicas": 3, "replica": 4}, format="json"
+    )
+    assert (refused.status_code, refused.json()["fields"]) == (400, {"replica": ["Unknown field."]})
+    # Login takes none it does not know either way: nothing is claimed for it.
+    assert "additionalProperties" not in _request_schema(document, "/api/auth/login", "post")
+
+
+def test_every_429_declares_retry_after(client, db):
+    throttled = [
+        (path, method, operation["responses"]["429"])
+        for path, operations in _document(client)["paths"].items()
+        for method, operation in operations.items()
+        if "429" in operation.get("responses", {})
+    ]
+    assert len(throttled) >= 10  # sign-in, second factors, resets, invitations...
+    assert all("Retry-After" in response.get("headers", {}) for _, _, response in throttled)
+
+
+def test_answers_with_a_fixed_set_of_values_name_it(client, db):
+    schemas = _document(client)["components"]["schemas"]
+
+    def values(spec: dict) -> list[str]:
+        spec = spec.get("items", spec)
+        return schemas[spec["$ref"].rsplit("/", 1)[1]]["enum"]
+
+    assert values(schemas["SignInPolicy"]["properties"]["allowedMethods"]) == [
+        "password",
+        "google",
+        "passkey",
+    ]
+    assert values(schemas["SignInPolicy"]["properties"]["jitRole"]) == ["viewer", "operator"]
+    assert "storage_expand" in values(schemas["HistoryEntryOutput"]["properties"]["action"])
+    assert {"password", "totp", "webauthn"} <= set(values(schemas["Session"]["properties"]["amr"]))
+    assert set(schemas["StorageOutput"]["required"]) >= {"requestedGi", "requestedAt", "requestedBy"}
