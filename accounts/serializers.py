@@ -184,7 +184,7 @@ class AccessTokenCreateInputSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField(max_length=32), min_length=1, max_length=8),
         allow_empty=False,
         help_text='{"client1": ["view", "configure"]}: per client, what the token may do (view, configure, '
-        "credentials), at most what you can do now.",
+        "credentials, audit), at most what you can do now.",
     )
 
     def validate_clients(self, value: dict) -> dict:
