@@ -138,8 +138,9 @@ class LoginAccountThrottle(_CacheThrottle):
 
 
 class PasswordResetThrottle(_CacheThrottle):
-    """Reset emails per address, in a bucket of their own: strangers' wrong passwords for an
-    account must not also refuse its owner the way back in."""
+    """Reset requests per address, in a bucket of their own: strangers' wrong passwords for an
+    account must not also refuse its owner the way back in. Over it, the view answers 202 and
+    does nothing (a 429 would let strangers refuse the owner)."""
 
     scope = "password_reset"
     setting_name = "LOGIN_THROTTLE_ACCOUNT"
