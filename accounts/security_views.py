@@ -32,7 +32,7 @@ from accounts.security_serializers import (
 )
 from accounts.selectors import security_overview
 from accounts.serializers import DELIVERY_COOKIE, TokenResponseSerializer
-from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle, PasswordResetThrottle
+from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle, PublicIPThrottle, password_reset_due
 from accounts.views import PublicAPIView, SignInAPIView, login_response
 from config import errors
 from config.api import APIView
@@ -438,7 +438,7 @@ class PasswordChangeView(APIView):
 
 
 class PasswordResetView(SignInAPIView):
-    throttle_classes = [LoginIPThrottle]
+    throttle_classes = [PublicIPThrottle]
 
     @extend_schema(
         operation_id="auth_password_reset",
@@ -453,10 +453,7 @@ class PasswordResetView(SignInAPIView):
     def post(self, request: Request) -> Response:
         serializer = PasswordResetInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        # An address asked for too often is answered like any other, and nothing is done: a 429
-        # would let strangers, asking from many addresses, refuse its owner the way back in. The
-        # owner finds the link one of those requests sent (one email per interval) in the inbox.
-        if PasswordResetThrottle().allow_request(request, self):
+        if password_reset_due(request, self):  # else answered like any other, and nothing is done
             passwords.password_reset_request(
                 email=serializer.validated_data["email"], origin=request_origin(request)
             )

@@ -88,6 +88,14 @@ class LoginIPThrottle(_CacheThrottle):
         return self.cache_format % {"scope": self.scope, "ident": _address_bucket(client_ip(request))}
 
 
+class PublicIPThrottle(LoginIPThrottle):
+    """Requests per address that try no credential (a reset request, an invitation's preview), in
+    a bucket of their own at the same rate: a team opening its invitations from one office
+    network must not spend that network's sign-ins."""
+
+    scope = "public_ip"
+
+
 class LoginAccountThrottle(_CacheThrottle):
     """Guesses against one account from many addresses (the email need not exist).
 
@@ -139,8 +147,7 @@ class LoginAccountThrottle(_CacheThrottle):
 
 class PasswordResetThrottle(_CacheThrottle):
     """Reset requests per address, in a bucket of their own: strangers' wrong passwords for an
-    account must not also refuse its owner the way back in. Over it, the view answers 202 and
-    does nothing (a 429 would let strangers refuse the owner)."""
+    account must not also refuse its owner the way back in (``password_reset_due``)."""
 
     scope = "password_reset"
     setting_name = "LOGIN_THROTTLE_ACCOUNT"
@@ -148,6 +155,14 @@ class PasswordResetThrottle(_CacheThrottle):
     def get_cache_key(self, request, view) -> str | None:
         email = _request_email(request)
         return None if email is None else self.cache_format % {"scope": self.scope, "ident": _digest(email)}
+
+
+def password_reset_due(request, view) -> bool:
+    """Whether to act on a reset request for its address. One asked for too often is answered
+    202 like any other and nothing is done: a 429 would let strangers, asking from many
+    addresses, refuse its owner the way back in. The owner finds the link one of those requests
+    sent (one email per ``PASSWORD_RESET_EMAIL_INTERVAL``) in the inbox."""
+    return PasswordResetThrottle().allow_request(request, view)
 
 
 class UserThrottle(_CacheThrottle):

@@ -18,7 +18,7 @@ from accounts.authentication import request_origin
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request
 from accounts.models import User
 from accounts.scopes import SignInFacts
-from accounts.throttles import UserThrottle
+from accounts.throttles import PublicIPThrottle, UserThrottle
 from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
 from clusters import selectors, services
 from clusters.permissions import PERMISSION_AUDIT, PERMISSION_MEMBERS, PERMISSION_VIEW
@@ -302,7 +302,7 @@ class ClientTokenDetailView(TeamAPIView):
 
 
 class InvitationPreviewView(SignInAPIView):
-    throttle_classes = SignInAPIView.throttle_classes[:1]  # per address: guessing tokens is hopeless anyway
+    throttle_classes = [PublicIPThrottle]  # per address: guessing tokens is hopeless anyway
 
     @extend_schema(
         operation_id="invitations_preview",

@@ -194,3 +194,15 @@ def test_requests_sent_together_pass_no_more_than_the_limit(db, settings, monkey
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [200] * 3 + [429] * 9
+
+
+def test_an_office_opening_its_invitations_keeps_its_sign_ins(user, settings):
+    """Reset requests and invitation previews from one address do not spend its sign-ins."""
+    settings.LOGIN_THROTTLE_IP = "3/min"
+    office = APIClient(REMOTE_ADDR="192.0.2.44")
+    for _ in range(3):
+        office.post("/api/auth/password/reset", {"email": "someone@example.com"}, format="json")
+        office.post("/api/invitations/preview", {"token": "not-a-real-invitation"}, format="json")
+    assert login(office, user).status_code == 200
+    refused = office.post("/api/invitations/preview", {"token": "not-a-real-invitation"}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (429, "throttled")  # their own limit holds
