@@ -173,9 +173,17 @@ class UserThrottle(_CacheThrottle):
         return None if user_id is None else self.cache_format % {"scope": self.scope, "ident": user_id}
 
 
-class PasswordChangeThrottle(UserThrottle):
-    """Password changes per account: a stolen session must not be able to guess the current
-    password at full speed (each guess is a change attempt), so it gets the login's rate."""
+class PasswordChangeThrottle(_CacheThrottle):
+    """Password changes per session: a stolen session must not be able to guess the current
+    password at full speed (each guess is a change attempt), so it gets the login's rate. Per
+    session, not per account: its guesses must not refuse the owner's own session the change
+    that shuts it out (a session cannot make another without the password)."""
 
     scope = "password_change"
     setting_name = "LOGIN_THROTTLE_ACCOUNT"
+
+    def get_cache_key(self, request, view) -> str | None:
+        session = getattr(request.auth, "session", None)
+        if session is None:
+            return None  # not signed in: refused before anything is tried
+        return self.cache_format % {"scope": self.scope, "ident": session.session_id}

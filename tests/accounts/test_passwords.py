@@ -179,3 +179,16 @@ def test_guessing_the_current_password_through_a_change_is_throttled(auth_client
     assert (response.status_code, response.json()["code"]) == (429, "throttled")
     assert int(response["Retry-After"]) > 0
     assert login(APIClient(), user).status_code == 200  # the password did not change
+
+
+def test_a_stolen_sessions_guesses_do_not_refuse_the_owner_the_change_that_shuts_it_out(
+    auth_client, user, settings
+):
+    settings.LOGIN_THROTTLE_ACCOUNT = "3/min"
+    stolen, owner = auth_client(user), auth_client(user)
+    guess = {"currentPassword": b64("a guess"), "newPassword": b64(NEW_PASSWORD)}
+    for _ in range(4):
+        stolen.post("/api/auth/password", guess, format="json")
+    right = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64(NEW_PASSWORD)}
+    assert owner.post("/api/auth/password", right, format="json").status_code == 204
+    assert stolen.get("/api/auth/me").json()["code"] == "token_not_valid"  # shut out
