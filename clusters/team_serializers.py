@@ -17,7 +17,7 @@ from accounts.serializers import (
 )
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.serializers import InputSerializer, StrictBooleanField
-from clusters.services.policy import MAX_SESSION_LENGTH_MIN
+from clusters.services.policy import JIT_ROLES, MAX_SESSION_LENGTH_MIN
 from config.text import display_text_validator
 
 ROLE_HELP = "`viewer` (view), `operator` (view, configure, credentials) or `admin` (all that, and members)."
@@ -135,9 +135,7 @@ class SignInPolicyInputSerializer(InputSerializer):
         help_text=_LENGTH_HELP,
     )
     jitProvisioning = StrictBooleanField(source="jit_provisioning", default=False, help_text=_JIT_HELP)
-    jitRole = serializers.ChoiceField(
-        source="jit_role", choices=[Grant.Role.VIEWER, Grant.Role.OPERATOR], default=Grant.Role.VIEWER
-    )
+    jitRole = serializers.ChoiceField(source="jit_role", choices=list(JIT_ROLES), default=Grant.Role.VIEWER)
 
     def validate(self, attrs: dict) -> dict:
         seconds = attrs["max_session_length"]
@@ -158,7 +156,7 @@ class SignInPolicySerializer(serializers.Serializer):
     mfaRequired = serializers.BooleanField(source="mfa_required")
     maxSessionLength = serializers.SerializerMethodField(help_text=_LENGTH_HELP)
     jitProvisioning = serializers.BooleanField(source="jit_provisioning", help_text=_JIT_HELP)
-    jitRole = serializers.ChoiceField(source="jit_role", choices=[Grant.Role.VIEWER, Grant.Role.OPERATOR])
+    jitRole = serializers.ChoiceField(source="jit_role", choices=list(JIT_ROLES))
     updatedAt = serializers.SerializerMethodField(help_text="null: never set (the default policy).")
     updatedBy = serializers.CharField(source="updated_by_email")
 

@@ -37,6 +37,8 @@ from clusters.services.clients import client_members_claims_bump
 from config.errors import InvalidRequest
 
 MAX_SESSION_LENGTH_MIN = timedelta(minutes=5)
+# The roles provisioning may give: never admin (the model's check constraint says it too).
+JIT_ROLES: tuple[str, ...] = (Grant.Role.VIEWER, Grant.Role.OPERATOR)
 # A registrable host name: labels of letters, digits and inner hyphens, at least one dot.
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -75,7 +77,7 @@ def policy_problems(wanted: PolicyInput) -> dict[str, list[str]]:
         problems["jitProvisioning"] = [
             "Provisioning takes people from one Google Workspace: set googleDomain."
         ]
-    if wanted.jit_role not in (Grant.Role.VIEWER, Grant.Role.OPERATOR):
+    if wanted.jit_role not in JIT_ROLES:
         problems["jitRole"] = ["Provisioned members are viewers or operators."]
     length = wanted.max_session_length
     if length is not None and not MAX_SESSION_LENGTH_MIN <= length <= settings.JWT_SESSION_MAX:
