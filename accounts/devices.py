@@ -3,11 +3,15 @@
 Anyone who knows an address can keep its owner locked out: five wrong passwords a minute
 fill the per-account throttle, and the right password is then refused too. So a browser that
 has signed in to an account successfully gets a device cookie: signed by the portal, naming
-that account and a random nonce. A later sign-in to the same account that presents it is
-counted in the device's own bucket instead of the account's, so a stranger's guesses no
-longer lock out a device its owner has used; unknown devices stay throttled per account.
-A device cookie that collects too many failures is throttled in its own bucket, and every
-sign-in is still throttled per client address.
+that account, the password it proved and a random nonce. A later sign-in to the same account
+that presents it is counted in the device's own bucket instead of the account's, so a
+stranger's guesses no longer lock out a device its owner has used; unknown devices stay
+throttled per account. A device cookie that collects too many failures is throttled in its own
+bucket, and every sign-in is still throttled per client address.
+
+A cookie counts only while the password it was earned with is the account's: after a change or
+a reset (someone else knew it), cookies earned before, a stolen browser's among them, are
+unknown devices again, instead of each buying its own attempts for 180 days.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from accounts.models import User
 
 DEVICE_COOKIE_LIFETIME = timedelta(days=180)
 DEVICE_COOKIE_PATH = "/api/auth/"  # sent only to the sign-in endpoints
@@ -28,11 +35,18 @@ def device_cookie_name() -> str:
     return "__Secure-loginDevice" if settings.AUTH_COOKIE_SECURE else "loginDevice"
 
 
-def device_cookie_set(response: HttpResponse, *, email: str, second_factor: bool = False) -> None:
-    """Give this browser a device cookie for ``email`` (canonical), after a successful sign-in;
+def _password_version(user: User) -> str:
+    """Changes whenever the user's password hash does: a new password (changed, reset or set by an
+    operator), or the same one hashed again with stronger parameters (the next sign-in then
+    gives the browser a new cookie). Keyed, so the cookie tells nothing of the hash."""
+    return salted_hmac(_SALT, user.password, algorithm="sha256").hexdigest()[:32]
+
+
+def device_cookie_set(response: HttpResponse, *, user: User, second_factor: bool = False) -> None:
+    """Give this browser a device cookie for ``user``, after a successful sign-in;
     ``second_factor``: after its second step too, which the password alone never earns."""
-    claims = {"e": email, "n": secrets.token_urlsafe(16)} | ({"f": 1} if second_factor else {})
-    value = signing.dumps(claims, salt=_SALT)
+    claims = {"e": user.email, "p": _password_version(user), "n": secrets.token_urlsafe(16)}
+    value = signing.dumps(claims | ({"f": 1} if second_factor else {}), salt=_SALT)
     response.set_cookie(
         device_cookie_name(),
         value,
@@ -44,14 +58,20 @@ def device_cookie_set(response: HttpResponse, *, email: str, second_factor: bool
     )
 
 
-def device_nonce(request: HttpRequest, *, email: str) -> str | None:
-    """The nonce of a valid device cookie issued for ``email``, or None (no cookie, forged, expired, another account)."""
-    return device_cookie_nonce(request.COOKIES.get(device_cookie_name()), email=email)
+def device_cookie_renewed(request: HttpRequest, response: HttpResponse, *, user: User) -> HttpResponse:
+    """``response``, after ``user`` changed their password on this browser (proving the old one, as
+    a sign-in would): a device cookie it holds for them is made out to the new password, keeping
+    whether a second step earned it, so this browser stays a known device; other browsers'
+    cookies are unknown devices from now on."""
+    claims = _claims(request.COOKIES.get(device_cookie_name()), email=user.email)
+    if claims is not None:
+        device_cookie_set(response, user=user, second_factor=claims.get("f") == 1)
+    return response
 
 
-def device_cookie_nonce(raw: str | None, *, email: str, second_factor: bool = False) -> str | None:
-    """The nonce of the device cookie ``raw`` if it is valid for ``email`` (and, with
-    ``second_factor``, was earned by a second step too); else None."""
+def _claims(raw: str | None, *, email: str) -> dict | None:
+    """The claims of the device cookie ``raw`` if the portal signed it, for ``email``, and it has
+    not expired; else None."""
     if not raw:
         return None
     try:
@@ -59,5 +79,24 @@ def device_cookie_nonce(raw: str | None, *, email: str, second_factor: bool = Fa
     except signing.BadSignature:  # also SignatureExpired
         return None
     if not isinstance(claims, dict) or claims.get("e") != email or not isinstance(claims.get("n"), str):
+        return None
+    return claims
+
+
+def device_nonce(request: HttpRequest, *, email: str) -> str | None:
+    """The nonce of the request's device cookie if it is valid for the account ``email``
+    (canonical), or None. The account is read only when a cookie for it is presented."""
+    raw = request.COOKIES.get(device_cookie_name())
+    if _claims(raw, email=email) is None:
+        return None
+    user = User.objects.filter(email=email).only("email", "password").first()
+    return None if user is None else device_cookie_nonce(raw, user=user)
+
+
+def device_cookie_nonce(raw: str | None, *, user: User, second_factor: bool = False) -> str | None:
+    """The nonce of the device cookie ``raw`` if it is valid for ``user`` and the password they
+    have now (and, with ``second_factor``, was earned by a second step too); else None."""
+    claims = _claims(raw, email=user.email)
+    if claims is None or not constant_time_compare(str(claims.get("p", "")), _password_version(user)):
         return None
     return claims["n"] if claims.get("f") == 1 or not second_factor else None

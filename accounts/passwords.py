@@ -43,9 +43,9 @@ def _new_password_check(password: str, user: User, field: str) -> None:
 
 def password_change(
     *, user_id: int, session_id: uuid.UUID, current_password: str, new_password: str, origin: RequestOrigin
-) -> None:
+) -> User:
     """Set a new password; every other session and every personal access token ends (whoever knew
-    the old password may have made one), this session stays."""
+    the old password may have made one), this session stays. Returns the user, with it."""
     user = User.objects.get(pk=user_id)
     if not (user.has_usable_password() and user.check_password(current_password)):
         raise InvalidRequest(fields={"currentPassword": ["The current password is not correct."]})
@@ -58,6 +58,7 @@ def password_change(
         audit_event_record(
             type=AuditEventType.PASSWORD_CHANGED, user=user, origin=origin, session_id=session_id
         )
+    return user
 
 
 def _reset_link(user: User) -> str:

@@ -253,7 +253,7 @@ def second_factor_verify(
     with transaction.atomic():
         challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         user = challenge.user
-        device = device_cookie_nonce(device_cookie, email=user.email, second_factor=True)
+        device = device_cookie_nonce(device_cookie, user=user, second_factor=True)
         with account_attempt(user, device) as attempt:
             try:
                 if assertion is not None:

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from accounts import factor_enrolment, passwords, second_factors
 from accounts.admin_site import admin_session_bind
 from accounts.authentication import relying_party, request_origin
-from accounts.devices import device_cookie_name, device_cookie_set
+from accounts.devices import device_cookie_name, device_cookie_renewed, device_cookie_set
 from accounts.security_serializers import (
     CodeInputSerializer,
     MfaTokenInputSerializer,
@@ -108,7 +108,7 @@ class MfaVerifyView(SignInAPIView):
         )
         response = login_response(issued=issued, token_delivery=data["tokenDelivery"])
         if data["tokenDelivery"] == DELIVERY_COOKIE:  # this browser passed the second step
-            device_cookie_set(response, email=issued.user.email, second_factor=True)
+            device_cookie_set(response, user=issued.user, second_factor=True)
         return response
 
 
@@ -427,14 +427,14 @@ class PasswordChangeView(APIView):
     def post(self, request: Request) -> Response:
         serializer = PasswordChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        passwords.password_change(
+        user = passwords.password_change(
             user_id=request.user.pk,
             session_id=request.auth.session.session_id,
             current_password=serializer.validated_data["currentPassword"],
             new_password=serializer.validated_data["newPassword"],
             origin=request_origin(request),
         )
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return device_cookie_renewed(request, Response(status=status.HTTP_204_NO_CONTENT), user=user)
 
 
 class PasswordResetView(SignInAPIView):

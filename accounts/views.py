@@ -29,7 +29,7 @@ from accounts.authentication import (
     refresh_token_from_request,
     request_origin,
 )
-from accounts.devices import device_cookie_set, device_nonce
+from accounts.devices import device_cookie_name, device_cookie_nonce, device_cookie_set
 from accounts.google import google_sign_in_enabled
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request, google_nonce_issue
 from accounts.google_sign_in import google_sign_in
@@ -164,8 +164,9 @@ class LoginView(SignInAPIView):
         response = sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
         # A browser that knows the password keeps cookies: it gets a device cookie, unless it has
         # one for this account already (which may say it passed a second step: kept as it is).
-        if data["tokenDelivery"] == DELIVERY_COOKIE and device_nonce(request, email=user.email) is None:
-            device_cookie_set(response, email=user.email)
+        device_cookie = request.COOKIES.get(device_cookie_name())
+        if data["tokenDelivery"] == DELIVERY_COOKIE and device_cookie_nonce(device_cookie, user=user) is None:
+            device_cookie_set(response, user=user)
         return response
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from tests.conftest import DEFAULT_PASSWORD, login
+from tests.conftest import DEFAULT_PASSWORD, b64, login
 
 DEVICE = "__Secure-loginDevice"
 
@@ -70,3 +70,45 @@ def test_a_device_cookie_that_collects_failures_is_throttled_in_its_own_bucket(t
         assert login(browser, user, "typo").status_code == 401
     assert login(browser, user).status_code == 429
     assert login(APIClient(REMOTE_ADDR="203.0.113.5"), user).status_code == 200  # the account is not locked
+
+
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+def _password_change(client: APIClient, current: str = DEFAULT_PASSWORD):
+    body = {"currentPassword": b64(current), "newPassword": b64(NEW_PASSWORD)}
+    return client.post("/api/auth/password", body, format="json")
+
+
+@pytest.mark.parametrize("how", ["changed on another browser", "set by an operator"])
+def test_a_device_cookie_earned_before_the_password_changed_no_longer_escapes_the_lockout(
+    throttled, user, auth_client, how
+):
+    stolen_browser = _owners_browser(user)
+    if how == "set by an operator":
+        user.set_password(NEW_PASSWORD)
+        user.save()
+    else:
+        assert _password_change(auth_client(user)).status_code == 204
+    _attacker_locks_out(user)
+    assert login(stolen_browser, user, NEW_PASSWORD).status_code == 429
+    # Nor does it buy attempts of its own: guessing with it counts against the account.
+    assert login(stolen_browser, user, "guess").status_code == 429
+
+
+def test_the_browser_that_changes_the_password_stays_a_known_device(throttled, user, auth_client):
+    browser = auth_client(user)
+    response = _password_change(browser)
+    assert response.status_code == 204 and DEVICE in response.cookies
+    _attacker_locks_out(user)
+    assert login(browser, user, NEW_PASSWORD).status_code == 200
+    assert DEVICE not in login(browser, user, NEW_PASSWORD).cookies  # the renewed cookie is kept
+
+
+def test_a_browser_that_signs_in_with_the_new_password_gets_a_device_cookie_again(throttled, user):
+    browser = _owners_browser(user)
+    user.set_password(NEW_PASSWORD)
+    user.save()
+    assert DEVICE in login(browser, user, NEW_PASSWORD).cookies
+    _attacker_locks_out(user)
+    assert login(browser, user, NEW_PASSWORD).status_code == 200
