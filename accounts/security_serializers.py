@@ -11,6 +11,7 @@ from accounts.serializers import (
     Base64PasswordField,
     CanonicalEmailField,
 )
+from config.field_alternatives import FieldAlternatives
 from config.text import display_text_validator
 
 WEBAUTHN_JSON_MAX = 16_384  # an attestation with certificates is a few kilobytes
@@ -56,9 +57,13 @@ class MfaVerifyInputSerializer(_TokenDeliveryMixin):
         required=False, help_text="A passkey assertion (PublicKeyCredential.toJSON())."
     )
 
+    field_alternatives = FieldAlternatives(
+        alternatives=(("code",), ("webauthn",)),
+        message="Send either a code or a passkey assertion (webauthn).",
+    )
+
     def validate(self, attrs: dict) -> dict:
-        if ("code" in attrs) == ("webauthn" in attrs):
-            raise serializers.ValidationError("Send either a code or a passkey assertion (webauthn).")
+        self.field_alternatives.check(self, attrs)
         return attrs
 
 
@@ -133,11 +138,13 @@ class ReauthenticateInputSerializer(serializers.Serializer):
         required=False, help_text="A passkey assertion (PublicKeyCredential.toJSON())."
     )
 
+    field_alternatives = FieldAlternatives(
+        alternatives=(("password",), ("code",), ("webauthn", "token")),
+        message="Send one of: your password, a code, or a passkey assertion with the token of its options.",
+    )
+
     def validate(self, attrs: dict) -> dict:
-        if sum(name in attrs for name in ("password", "code", "webauthn")) != 1:
-            raise serializers.ValidationError("Send one of: your password, a code, or a passkey assertion.")
-        if ("webauthn" in attrs) != ("token" in attrs):
-            raise serializers.ValidationError("A passkey assertion comes with the token of its options.")
+        self.field_alternatives.check(self, attrs)
         return attrs
 
 

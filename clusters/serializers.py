@@ -25,6 +25,7 @@ from clusters.selectors import (
 )
 from config.errors import InvalidRequest
 from config.exceptions import validation_fields
+from config.field_alternatives import FieldAlternatives
 
 # ASCII digits only: no sign, no spaces, no other scripts' digits, no trailing newline.
 _DIGITS = re.compile(r"[0-9]+")
@@ -161,9 +162,14 @@ class ClusterUpdateInputSerializer(InputSerializer):
         help_text="Required (true) to scale down: Qdrant does not move shards off a peer that disappears.",
     )
 
+    field_alternatives = FieldAlternatives(
+        alternatives=(("replicas",), ("version",), ("storageGi",)),
+        exactly_one=False,
+        message="Send at least one of: replicas, version, storageGi.",
+    )
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs.keys() - {"confirm"}:
-            raise serializers.ValidationError("Send at least one of: replicas, version, storageGi.")
+        self.field_alternatives.check(self, attrs)
         return attrs
 
 

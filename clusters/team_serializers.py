@@ -18,6 +18,7 @@ from accounts.serializers import (
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.serializers import InputSerializer, StrictBooleanField
 from clusters.services.policy import JIT_ROLES, MAX_SESSION_LENGTH_MIN
+from config.field_alternatives import FieldAlternatives
 from config.text import display_text_validator
 
 ROLE_HELP = "`viewer` (view), `operator` (view, configure, credentials) or `admin` (all that, and members)."
@@ -265,7 +266,10 @@ class InvitationSignUpInputSerializer(InputSerializer):
         choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
     )
 
+    field_alternatives = FieldAlternatives(
+        alternatives=(("password",), ("credential",)), message="Send a password, or a Google credential."
+    )
+
     def validate(self, attrs: dict) -> dict:
-        if ("password" in attrs) == ("credential" in attrs):
-            raise serializers.ValidationError("Send a password, or a Google credential.")
+        self.field_alternatives.check(self, attrs)
         return attrs

@@ -72,7 +72,8 @@ class PortalAutoSchema(AutoSchema):
     - ``pat_not_allowed`` to the 403 of every authenticated endpoint that does not set
       ``accepts_personal_access_tokens`` (most of /api/auth/*, teams);
     - the ``Retry-After`` header to every 429, and ``additionalProperties: false`` to the request
-      bodies of serializers that set ``refuses_unknown_fields``.
+      bodies of serializers that set ``refuses_unknown_fields``; a serializer's
+      ``field_alternatives`` (``config.field_alternatives``) as ``oneOf`` or ``anyOf``.
     """
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
@@ -93,6 +94,9 @@ class PortalAutoSchema(AutoSchema):
         schema = super()._map_basic_serializer(serializer, direction)
         if direction == "request" and getattr(serializer, "refuses_unknown_fields", False):
             schema["additionalProperties"] = False
+        alternatives = getattr(serializer, "field_alternatives", None)
+        if direction == "request" and alternatives is not None:
+            schema.update(alternatives.schema())
         return schema
 
     def _error_add(self, operation: dict, error: type[errors.PortalError]) -> None:

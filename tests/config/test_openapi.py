@@ -1,5 +1,11 @@
 import pytest
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
+
+from accounts.security_serializers import MfaVerifyInputSerializer, ReauthenticateInputSerializer
+from clusters.serializers import ClusterUpdateInputSerializer
+from clusters.team_serializers import InvitationSignUpInputSerializer
+from tests.conftest import b64
 
 
 def test_openapi_document_is_valid_openapi_3(client, db):
@@ -185,3 +191,53 @@ def test_answers_with_a_fixed_set_of_values_name_it(client, db):
     assert "storage_expand" in values(schemas["HistoryEntryOutput"]["properties"]["action"])
     assert {"password", "totp", "webauthn"} <= set(values(schemas["Session"]["properties"]["amr"]))
     assert set(schemas["StorageOutput"]["required"]) >= {"requestedGi", "requestedAt", "requestedBy"}
+
+
+PASSWORD, ASSERTION = b64("s3cret passphrase"), {"id": "credential", "type": "public-key"}
+# Bodies each endpoint is sent: the document must accept exactly those the server accepts.
+ALTERNATIVE_BODIES = {
+    ("/api/clients/{client}/clusters/{cluster}", "patch", ClusterUpdateInputSerializer): [
+        {},
+        {"confirm": True},
+        {"replicas": 3},
+        {"replicas": 3, "storageGi": 20, "confirm": True},
+    ],
+    ("/api/auth/reauthenticate", "post", ReauthenticateInputSerializer): [
+        {},
+        {"password": PASSWORD},
+        {"code": "123456"},
+        {"webauthn": ASSERTION, "token": "options"},
+        {"webauthn": ASSERTION},
+        {"password": PASSWORD, "token": "options"},
+        {"password": PASSWORD, "code": "123456"},
+    ],
+    ("/api/auth/mfa/verify", "post", MfaVerifyInputSerializer): [
+        {"mfaToken": "step"},
+        {"mfaToken": "step", "code": "123456"},
+        {"mfaToken": "step", "webauthn": ASSERTION},
+        {"mfaToken": "step", "code": "123456", "webauthn": ASSERTION},
+    ],
+    ("/api/invitations/sign-up", "post", InvitationSignUpInputSerializer): [
+        {"token": "invitation"},
+        {"token": "invitation", "password": PASSWORD},
+        {"token": "invitation", "credential": "google-id-token"},
+        {"token": "invitation", "password": PASSWORD, "credential": "google-id-token"},
+    ],
+}
+
+
+@pytest.mark.parametrize(("path", "method", "serializer"), list(ALTERNATIVE_BODIES))
+def test_which_fields_go_together_is_in_the_document_as_the_server_checks_it(
+    client, db, path, method, serializer
+):
+    """A client generated from the document refuses the bodies the server refuses for sending
+    too few or too many of the alternatives, and sends the ones it accepts."""
+    document = _document(client)
+    body_schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    validator = OAS30Validator({"components": document["components"], "allOf": [body_schema]})
+    verdicts = []
+    for body in ALTERNATIVE_BODIES[(path, method, serializer)]:
+        accepted = serializer(data=body).is_valid()
+        assert validator.is_valid(body) == accepted, (body, accepted)
+        verdicts.append(accepted)
+    assert True in verdicts and False in verdicts
