@@ -7,7 +7,7 @@ import uuid
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -383,6 +383,23 @@ def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
     }
 
 
+def _gateway_header(name: str, description: str, statuses: list[int]) -> OpenApiParameter:
+    return OpenApiParameter(name, str, OpenApiParameter.HEADER, description=description, response=statuses)
+
+
+VALIDATE_HEADERS = [
+    _gateway_header("X-Auth-User-Id", "The user's id.", [200]),
+    _gateway_header("X-Auth-Email", "The user's current email.", [200]),
+    _gateway_header(
+        "X-Auth-Scope",
+        "The clients the credential reaches now, their slugs separated by spaces (empty: none); "
+        "`*` for an operator.",
+        [200],
+    ),
+    _gateway_header("X-Auth-Error-Code", "The error body's `code`.", [403, 503]),
+]
+
+
 class ValidateView(PublicAPIView):
     """For gateways: the cache only, no database query."""
 
@@ -411,6 +428,7 @@ class ValidateView(PublicAPIView):
 
     @extend_schema(
         operation_id="auth_validate",
+        parameters=VALIDATE_HEADERS,
         responses={
             200: OpenApiResponse(
                 None,

@@ -87,7 +87,7 @@ class PortalAutoSchema(AutoSchema):
             self._error_add(operation, errors.PatNotAllowed)
         throttled = operation.get("responses", {}).get(str(errors.Throttled.status_code))
         if throttled is not None:  # the contract: every 429 says when to try again
-            throttled["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+            throttled.setdefault("headers", {})["Retry-After"] = RETRY_AFTER_HEADER
         return operation
 
     def _map_basic_serializer(self, serializer, direction):  # noqa: ANN001, ANN202 - drf-spectacular's hook

@@ -104,3 +104,16 @@ def test_a_bearer_token_needs_no_csrf_token_for_a_guarded_write(bearer_client, u
         HTTP_ORIGIN="https://evil.example.com",
     )
     assert response.status_code == 200  # a page on another site cannot send a header credential
+
+
+def test_the_document_declares_the_headers_a_gateway_reads(client, bearer_client, user):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    declared = {
+        status: set(response.get("headers", {}))
+        for status, response in document["paths"]["/api/auth/validate"]["get"]["responses"].items()
+    }
+    valid = bearer_client(user).get("/api/auth/validate")
+    refused = APIClient().get("/api/auth/validate", HTTP_AUTHORIZATION="Bearer garbage")
+    assert declared["200"] == {name for name in valid.headers if name.startswith("X-Auth-")}
+    assert declared["403"] == {name for name in refused.headers if name.startswith("X-Auth-")}
+    assert declared["503"] == {"X-Auth-Error-Code"}
