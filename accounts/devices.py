@@ -9,7 +9,11 @@ stranger's guesses no longer lock out a device its owner has used; unknown devic
 throttled per account. A device cookie that collects too many failures is throttled in its own
 bucket, and every sign-in is still throttled per client address.
 
-A cookie counts only while the password it was earned with is the account's: after a change or
+Clients that keep no cookies (``tokenDelivery: "body"``: scripts, command-line tools) get the
+same value as ``deviceToken`` in the answer's body, and send it back in the body of later
+sign-ins to that account.
+
+A device counts only while the password it was earned with is the account's: after a change or
 a reset (someone else knew it), cookies earned before, a stolen browser's among them, are
 unknown devices again, instead of each buying its own attempts for 180 days.
 """
@@ -23,11 +27,13 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare, salted_hmac
+from rest_framework.response import Response
 
 from accounts.models import User
 
 DEVICE_COOKIE_LIFETIME = timedelta(days=180)
 DEVICE_COOKIE_PATH = "/api/auth/"  # sent only to the sign-in endpoints
+DEVICE_TOKEN_MAX_LENGTH = 512  # a signed value of about 200 characters
 _SALT = "accounts.devices.login-device"
 
 
@@ -42,11 +48,33 @@ def _password_version(user: User) -> str:
     return salted_hmac(_SALT, user.password, algorithm="sha256").hexdigest()[:32]
 
 
-def device_cookie_set(response: HttpResponse, *, user: User, second_factor: bool = False) -> None:
-    """Give this browser a device cookie for ``user``, after a successful sign-in;
-    ``second_factor``: after its second step too, which the password alone never earns."""
+def device_presented(request: HttpRequest) -> str | None:
+    """The device the request names: its cookie, or a body's ``deviceToken`` (unchecked)."""
+    raw = request.COOKIES.get(device_cookie_name())
+    if raw:
+        return raw
+    data = getattr(request, "data", None)  # DRF's parsed body
+    token = data.get("deviceToken") if isinstance(data, dict) else None
+    return token if isinstance(token, str) and len(token) <= DEVICE_TOKEN_MAX_LENGTH else None
+
+
+def device_remember(
+    request: HttpRequest, response: Response, *, user: User, in_body: bool, second_factor: bool = False
+) -> None:
+    """After a successful sign-in step: a new device cookie for ``user`` (``in_body``: the body's
+    ``deviceToken``), unless the client named a valid one; ``second_factor``: the step was the
+    second, which the password alone never earns (always a new one, marked so)."""
+    if not second_factor and device_cookie_nonce(device_presented(request), user=user) is not None:
+        return  # known: kept as it is (it may say a second step earned it)
     claims = {"e": user.email, "p": _password_version(user), "n": secrets.token_urlsafe(16)}
     value = signing.dumps(claims | ({"f": 1} if second_factor else {}), salt=_SALT)
+    if in_body:
+        response.data["deviceToken"] = value
+    else:
+        _cookie_set(response, value)
+
+
+def _cookie_set(response: HttpResponse, value: str) -> None:
     response.set_cookie(
         device_cookie_name(),
         value,
@@ -65,7 +93,8 @@ def device_cookie_renewed(request: HttpRequest, response: HttpResponse, *, user:
     cookies are unknown devices from now on."""
     claims = _claims(request.COOKIES.get(device_cookie_name()), email=user.email)
     if claims is not None:
-        device_cookie_set(response, user=user, second_factor=claims.get("f") == 1)
+        renewed = claims | {"p": _password_version(user)}
+        _cookie_set(response, signing.dumps(renewed, salt=_SALT))
     return response
 
 
@@ -84,9 +113,9 @@ def _claims(raw: str | None, *, email: str) -> dict | None:
 
 
 def device_nonce(request: HttpRequest, *, email: str) -> str | None:
-    """The nonce of the request's device cookie if it is valid for the account ``email``
+    """The nonce of the request's device (cookie or token) if it is valid for the account ``email``
     (canonical), or None. The account is read only when a cookie for it is presented."""
-    raw = request.COOKIES.get(device_cookie_name())
+    raw = device_presented(request)
     if _claims(raw, email=email) is None:
         return None
     user = User.objects.filter(email=email).only("email", "password").first()

@@ -246,15 +246,15 @@ def second_factor_verify(
     assertion: dict | None,
     rp: RelyingParty,
     origin: RequestOrigin,
-    device_cookie: str | None = None,
+    device: str | None = None,
 ) -> IssuedTokens:
-    """Complete a sign-in with a TOTP code, a recovery code or a passkey assertion;
-    ``device_cookie``: the browser's, counted on its own when a second step earned it."""
+    """Complete a sign-in with a TOTP code, a recovery code or a passkey assertion; ``device``:
+    the client's device cookie or token, counted on its own when a second step earned it."""
     with transaction.atomic():
         challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         user = challenge.user
-        device = device_cookie_nonce(device_cookie, user=user, second_factor=True)
-        with account_attempt(user, device) as attempt:
+        known_device = device_cookie_nonce(device, user=user, second_factor=True)
+        with account_attempt(user, known_device) as attempt:
             try:
                 if assertion is not None:
                     factor = _passkey_verify(

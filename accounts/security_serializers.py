@@ -7,9 +7,11 @@ from rest_framework import serializers
 
 from accounts.serializers import (
     DELIVERY_COOKIE,
+    DEVICE_ISSUED_HELP,
     TOKEN_DELIVERY_CHOICES,
     Base64PasswordField,
     CanonicalEmailField,
+    device_token_field,
 )
 from config.field_alternatives import FieldAlternatives
 from config.text import display_text_validator
@@ -48,10 +50,12 @@ class MfaChallengeSerializer(serializers.Serializer):
     mfaToken = serializers.CharField(
         help_text="Opaque, single use, valid 5 minutes: send it to /api/auth/mfa/verify."
     )
+    deviceToken = serializers.CharField(required=False, help_text=DEVICE_ISSUED_HELP)
 
 
 class MfaVerifyInputSerializer(_TokenDeliveryMixin):
     mfaToken = serializers.CharField(max_length=200)
+    deviceToken = device_token_field()
     code = serializers.CharField(max_length=32, required=False, help_text="A TOTP code or a recovery code.")
     webauthn = WebAuthnJSONField(
         required=False, help_text="A passkey assertion (PublicKeyCredential.toJSON())."

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from accounts import factor_enrolment, passwords, second_factors
 from accounts.admin_site import admin_session_bind
 from accounts.authentication import relying_party, request_origin
-from accounts.devices import device_cookie_name, device_cookie_renewed, device_cookie_set
+from accounts.devices import device_cookie_renewed, device_presented, device_remember
 from accounts.security_serializers import (
     CodeInputSerializer,
     MfaTokenInputSerializer,
@@ -31,7 +31,7 @@ from accounts.security_serializers import (
     WebAuthnOptionsSerializer,
 )
 from accounts.selectors import security_overview
-from accounts.serializers import DELIVERY_COOKIE, TokenResponseSerializer
+from accounts.serializers import DELIVERY_BODY, TokenResponseSerializer
 from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle, PublicIPThrottle, password_reset_due
 from accounts.views import PublicAPIView, SignInAPIView, login_response
 from config import errors
@@ -104,11 +104,11 @@ class MfaVerifyView(SignInAPIView):
             assertion=data.get("webauthn"),
             rp=relying_party(request),
             origin=request_origin(request),
-            device_cookie=request.COOKIES.get(device_cookie_name()),
+            device=device_presented(request),
         )
         response = login_response(issued=issued, token_delivery=data["tokenDelivery"])
-        if data["tokenDelivery"] == DELIVERY_COOKIE:  # this browser passed the second step
-            device_cookie_set(response, user=issued.user, second_factor=True)
+        in_body = data["tokenDelivery"] == DELIVERY_BODY
+        device_remember(request, response, user=issued.user, in_body=in_body, second_factor=True)
         return response
 
 

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.devices import DEVICE_TOKEN_MAX_LENGTH
 from accounts.emails import email_canonical
 from accounts.google import CREDENTIAL_MAX_LENGTH
 from accounts.models import AuthMethod, SecondFactor
@@ -63,12 +64,26 @@ class CanonicalEmailField(serializers.EmailField):
             raise serializers.ValidationError(error.messages) from None
 
 
+DEVICE_SENT_HELP = (
+    'For clients without cookies (tokenDelivery "body"): the `deviceToken` an earlier sign-in to '
+    "this account gave. Attempts that send it are counted on their own, so strangers' wrong "
+    "passwords do not lock this client out."
+)
+
+
+def device_token_field() -> serializers.CharField:
+    return serializers.CharField(
+        max_length=DEVICE_TOKEN_MAX_LENGTH, required=False, trim_whitespace=False, help_text=DEVICE_SENT_HELP
+    )
+
+
 class LoginInputSerializer(serializers.Serializer):
     email = CanonicalEmailField(max_length=254)
     password = Base64PasswordField()
     tokenDelivery = serializers.ChoiceField(
         choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
     )
+    deviceToken = device_token_field()
 
 
 class GoogleSignInInputSerializer(serializers.Serializer):
@@ -92,6 +107,13 @@ class UserSerializer(serializers.Serializer):
     )
 
 
+DEVICE_ISSUED_HELP = (
+    'Only with tokenDelivery "body", when the request sent no valid one: keep it with the '
+    "credentials and send it with later sign-ins to this account (`deviceToken`). A browser gets "
+    "it as an HttpOnly cookie instead."
+)
+
+
 class TokenResponseSerializer(serializers.Serializer):
     user = UserSerializer()
     expiresIn = serializers.IntegerField(help_text="Access token lifetime left, in milliseconds.")
@@ -100,6 +122,7 @@ class TokenResponseSerializer(serializers.Serializer):
     )
     accessToken = serializers.CharField(required=False, help_text='Only with tokenDelivery "body".')
     refreshToken = serializers.CharField(required=False, help_text='Only with tokenDelivery "body".')
+    deviceToken = serializers.CharField(required=False, help_text=DEVICE_ISSUED_HELP)
 
 
 class SessionSerializer(serializers.Serializer):

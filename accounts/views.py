@@ -29,7 +29,7 @@ from accounts.authentication import (
     refresh_token_from_request,
     request_origin,
 )
-from accounts.devices import device_cookie_name, device_cookie_nonce, device_cookie_set
+from accounts.devices import device_remember
 from accounts.google import google_sign_in_enabled
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request, google_nonce_issue
 from accounts.google_sign_in import google_sign_in
@@ -162,11 +162,8 @@ class LoginView(SignInAPIView):
         user = user_password_authenticate(email=data["email"], password=data["password"], origin=origin)
         step = sign_in_step(user=user, method=AuthMethod.PASSWORD, origin=origin)
         response = sign_in_step_response(step=step, token_delivery=data["tokenDelivery"])
-        # A browser that knows the password keeps cookies: it gets a device cookie, unless it has
-        # one for this account already (which may say it passed a second step: kept as it is).
-        device_cookie = request.COOKIES.get(device_cookie_name())
-        if data["tokenDelivery"] == DELIVERY_COOKIE and device_cookie_nonce(device_cookie, user=user) is None:
-            device_cookie_set(response, user=user)
+        # The client knows the password: it becomes a known device (accounts.devices).
+        device_remember(request, response, user=user, in_body=data["tokenDelivery"] == DELIVERY_BODY)
         return response
 
 

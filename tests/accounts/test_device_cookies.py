@@ -112,3 +112,37 @@ def test_a_browser_that_signs_in_with_the_new_password_gets_a_device_cookie_agai
     assert DEVICE in login(browser, user, NEW_PASSWORD).cookies
     _attacker_locks_out(user)
     assert login(browser, user, NEW_PASSWORD).status_code == 200
+
+
+# --- Clients without cookies (tokenDelivery "body") ----------------------------------------
+
+
+def _body_login(user, password: str = DEFAULT_PASSWORD, address: str = "192.0.2.20", **extra):
+    return login(APIClient(REMOTE_ADDR=address), user, password, tokenDelivery="body", **extra)
+
+
+def test_a_client_without_cookies_gets_a_device_token_in_the_body_and_no_cookie(user):
+    response = _body_login(user)
+    assert response.status_code == 200
+    assert response.json()["deviceToken"] and DEVICE not in response.cookies
+    # Sent back, it is known: no new one.
+    again = _body_login(user, deviceToken=response.json()["deviceToken"])
+    assert again.status_code == 200 and "deviceToken" not in again.json()
+
+
+def test_a_script_that_keeps_its_device_token_signs_in_while_a_stranger_has_locked_the_account(
+    throttled, user, user_factory
+):
+    device_token = _body_login(user).json()["deviceToken"]
+    others = _body_login(user_factory(email="bob@example.com")).json()["deviceToken"]
+    _attacker_locks_out(user)
+    assert _body_login(user, deviceToken=device_token).status_code == 200
+    assert _body_login(user).status_code == 429
+    assert _body_login(user, deviceToken=others).status_code == 429  # another account's counts for nothing
+    forged = device_token[:-4] + ("AAAA" if not device_token.endswith("AAAA") else "BBBB")
+    assert _body_login(user, deviceToken=forged).status_code == 429
+
+
+def test_a_device_token_is_a_string(user):
+    response = _body_login(user, deviceToken=["not", "a", "token"])
+    assert (response.status_code, list(response.json()["fields"])) == (400, ["deviceToken"])

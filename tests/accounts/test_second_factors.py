@@ -169,6 +169,39 @@ def test_a_stranger_with_the_password_cannot_lock_a_known_device_out_of_the_seco
         assert again.status_code == 200, again.json()
 
 
+def test_a_script_that_passed_the_second_step_counts_on_its_own_with_its_device_token(
+    enrolled, user, settings
+):
+    """The same for a client without cookies: its deviceToken, sent back in the body."""
+    totp = enrolled[0]
+    settings.LOGIN_THROTTLE_ACCOUNT = "100/min"
+    body = {"tokenDelivery": "body"}
+
+    def verify(client: APIClient, token: str, code: str, **extra):
+        data = {"mfaToken": token, "code": code, **body, **extra}
+        return client.post("/api/auth/mfa/verify", data, format="json")
+
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        script = APIClient()
+        first = login(script, user, **body).json()
+        signed_in = verify(
+            script, first["mfaToken"], _next_code(totp, traveller), deviceToken=first["deviceToken"]
+        )
+        assert signed_in.status_code == 200 and not signed_in.cookies
+        device_token = signed_in.json()["deviceToken"]  # now marked: it passed the second step
+
+        stranger = APIClient()
+        for _ in range(2):
+            token = login(stranger, user).json()["mfaToken"]
+            for _ in range(5):
+                verify(stranger, token, "000000")
+        token = login(script, user, **body).json()["mfaToken"]
+        refused = verify(script, token, _next_code(totp, traveller))  # without it: the account's count
+        assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
+        again = verify(script, token, _next_code(totp, traveller), deviceToken=device_token)
+        assert again.status_code == 200, again.json()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_wrong_codes_sent_together_are_held_to_the_account_limit(enrolled, user, settings, monkeypatch):
     """The account's limit counted each wrong code after checking it: codes sent together all

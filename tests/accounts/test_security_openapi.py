@@ -60,7 +60,7 @@ def test_the_sign_in_answer_may_be_the_second_step(document):
     schemas = document["components"]["schemas"]
     login = document["paths"]["/api/auth/login"]["post"]["responses"]["200"]["content"]["application/json"]
     assert login["schema"]["$ref"].endswith("/SignInResponse")
-    assert set(schemas["MfaChallenge"]["properties"]) == {"mfaRequired", "methods", "mfaToken"}
+    assert set(schemas["MfaChallenge"]["properties"]) == {"mfaRequired", "methods", "mfaToken", "deviceToken"}
 
 
 @pytest.mark.parametrize(
