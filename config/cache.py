@@ -16,7 +16,10 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.db import DatabaseError
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 # Redis (RedisCache) raises RedisError subclasses (ConnectionError, TimeoutError...); a socket
 # failure below it can surface as an OSError; the database cache raises DatabaseError. A
@@ -44,11 +47,22 @@ class _OneClientPerPool(RedisCacheClient):
 
 
 class RedisCache(DjangoRedisCache):
-    """Django's Redis cache backend with :class:`_OneClientPerPool`; otherwise the same."""
+    """Django's Redis cache backend with :class:`_OneClientPerPool`, and a broken connection tried
+    again once (``RETRY_ON_A_NEW_CONNECTION``); otherwise the same."""
 
     def __init__(self, server, params) -> None:
-        super().__init__(server, params)
+        options = {"retry": RETRY_ON_A_NEW_CONNECTION, **params.get("OPTIONS", {})}
+        super().__init__(server, {**params, "OPTIONS": options})
         self._class = _OneClientPerPool
+
+
+# A pooled connection an outage broke fails its first command after Redis is back (the pool's
+# check on taking it sees only a break already signalled), and Django builds the pool itself, so
+# redis-py's default retry never applies: each thread of each worker answered one 503. A
+# connection error is tried again once, at once, on a new connection (a command whose answer a
+# live server lost is then sent twice: at worst one count more in a rate limit); a timeout is not,
+# so a hung Redis is still answered within one socket timeout.
+RETRY_ON_A_NEW_CONNECTION = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 class FileCache(FileBasedCache):
