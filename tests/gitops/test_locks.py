@@ -114,9 +114,12 @@ def test_the_branch_lock_is_released_when_the_block_raises(tmp_path):
     assert acquired.is_set()
 
 
-def _process_worker(repo_path, log, name) -> None:
+def _process_worker(repo_path, log, name, database_name) -> None:
     import django
+    from django.conf import settings
 
+    # The test database, not DATABASE_URL's own (which need not exist: the test runner made this one).
+    settings.DATABASES["default"]["NAME"] = database_name
     django.setup()
     from django.db import connection as process_connection
 
@@ -126,12 +129,13 @@ def _process_worker(repo_path, log, name) -> None:
         process_connection.close()
 
 
-def _four_processes_hold_the_lock(context, target, tmp_path) -> None:
+def _four_processes_hold_the_lock(context, target, tmp_path, *extra) -> None:
     """Four processes take the lock twice each; their holds must never overlap."""
     with context.Manager() as manager:
         log = manager.list()
         processes = [
-            context.Process(target=target, args=(tmp_path / "gitops.git", log, f"p{i}")) for i in range(4)
+            context.Process(target=target, args=(tmp_path / "gitops.git", log, f"p{i}", *extra))
+            for i in range(4)
         ]
         for process in processes:
             process.start()
@@ -148,7 +152,9 @@ def test_processes_holding_the_branch_lock_never_overlap_on_a_database_server(tm
     """PostgreSQL's advisory lock, or MariaDB's named lock (GET_LOCK), across processes."""
     if connection.vendor not in DATABASE_LOCK_VENDORS:
         pytest.skip("the database lock across processes needs PostgreSQL or MariaDB/MySQL")
-    _four_processes_hold_the_lock(multiprocessing.get_context("spawn"), _process_worker, tmp_path)
+    _four_processes_hold_the_lock(
+        multiprocessing.get_context("spawn"), _process_worker, tmp_path, connection.settings_dict["NAME"]
+    )
 
 
 def test_processes_holding_the_file_lock_never_overlap(tmp_path):
