@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
@@ -61,8 +61,10 @@ def _bearer_matches(request: HttpRequest, token: str) -> bool:
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus's text format, for ``Authorization: Bearer <METRICS_TOKEN>``; 404 while unset."""
     token = settings.METRICS_TOKEN
-    if not token:
-        raise Http404("Metrics are off: METRICS_TOKEN is not set.")
+    if not token:  # as text, like the 401: a scraper's log shows why (not Django's 404 page)
+        return HttpResponse(
+            "Metrics are off: METRICS_TOKEN is not set.\n", status=404, content_type="text/plain"
+        )
     if not _bearer_matches(request, token):
         response = HttpResponse("A valid metrics token is required.\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -50,7 +50,9 @@ def answered(before: Samples, after: Samples, route: str, method: str, status: i
 
 def test_metrics_do_not_exist_without_a_token(client, settings, db):
     settings.METRICS_TOKEN = ""
-    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 404
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/plain")
+    assert response.content == b"Metrics are off: METRICS_TOKEN is not set.\n"  # not Django's 404 page
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])
