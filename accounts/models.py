@@ -82,7 +82,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     EMAIL_FIELD = "email"
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS = ["name"]  # createsuperuser asks for it: the admin and the audit show it
 
     class Meta:
         ordering = ["email"]

@@ -1,8 +1,11 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
+from rest_framework.test import APIClient
 
 from accounts.models import User
+from tests.conftest import login
 
 
 def test_email_is_stored_lower_case_and_found_ignoring_case(user_factory):
@@ -33,3 +36,20 @@ def test_an_operator_must_be_staff(user_factory):
 def test_display_name_falls_back_to_email(user_factory):
     assert user_factory(email="dave@example.com").get_full_name() == "dave@example.com"
     assert user_factory(email="erin@example.com", name="Erin").get_full_name() == "Erin"
+
+
+def test_createsuperuser_makes_a_named_operator_who_can_sign_in(db, monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "an operator's long passphrase")
+    call_command(
+        "createsuperuser", "--noinput", "--email", "Ops@Example.com", "--name", "Ops Team", verbosity=0
+    )
+    operator = User.objects.get(email="ops@example.com")
+    assert (operator.name, operator.is_operator, operator.is_staff) == ("Ops Team", True, True)
+    assert login(APIClient(), operator, "an operator's long passphrase").status_code == 200
+
+
+def test_createsuperuser_without_a_terminal_asks_for_the_name_it_needs(db, monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "an operator's long passphrase")
+    with pytest.raises(CommandError, match="--name"):
+        call_command("createsuperuser", "--noinput", "--email", "ops@example.com", verbosity=0)
+    assert not User.objects.exists()
