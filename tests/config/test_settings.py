@@ -1,6 +1,7 @@
 """Settings start safely: secrets required without DEBUG, `check --deploy` clean in production."""
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -279,3 +280,40 @@ def test_a_postgresql_connection_gives_up_on_a_vanished_host_within_seconds():
         assert kept.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 10_000
         assert kept.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert kept.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+
+
+def test_every_variable_the_portal_reads_is_in_the_readme_table_and_env_example():
+    """An operator configures from the README's table and `.env.example`: a setting missing from
+    either is one they cannot find (GITOPS_REMOTE_RETRY_AFTER was missing from the example)."""
+    read = set(
+        re.findall(r'env_[a-z_]+\(\s*"([A-Z][A-Z0-9_]+)"', (PROJECT_ROOT / "config/settings.py").read_text())
+    )
+    read |= set(
+        re.findall(
+            r'_env_[a-z_]+\(\s*"([A-Z][A-Z0-9_]+)"', (PROJECT_ROOT / "deploy/gunicorn.conf.py").read_text()
+        )
+    )
+    assert len(read) > 80  # the patterns still find what settings.py reads
+    table_cells = re.findall(r"^\|([^|]+)\|", (PROJECT_ROOT / "README.md").read_text(), re.MULTILINE)
+    in_table = {name for cell in table_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+    example = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (PROJECT_ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
+    assert sorted(read - in_table) == []
+    assert sorted(read - example) == []
+
+
+def test_a_management_command_with_a_wrong_setting_says_which_in_one_line(tmp_path):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "DJANGO_SECRET_KEY"}
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_"))}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_ROOT,
+        env={**clean_env, **env, "PORTAL_VAR_DIR": str(tmp_path), "PORTAL_ENV_FILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()  # no traceback
+    assert line.startswith("Configuration error: DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off")
