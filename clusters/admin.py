@@ -153,6 +153,9 @@ class ClusterAdminForm(forms.ModelForm):
             self.initial.setdefault("version", settings.QDRANT_DEFAULT_VERSION)
             self.initial.setdefault("storage_gi", settings.STORAGE_GI_DEFAULT)
         self.fields["version"].choices = [(v, v) for v in versions]
+        # The browser's own bounds, the service's (clusters.services.clusters): no round trip to learn them.
+        self.fields["replicas"].widget.attrs.update(min=settings.REPLICAS_MIN, max=settings.REPLICAS_MAX)
+        self.fields["storage_gi"].widget.attrs.update(min=1, max=settings.STORAGE_GI_MAX)
 
     def spec_changes(self) -> dict:
         """The desired-state values to hand to the service: all of them on create, the edited ones on change."""
@@ -318,7 +321,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             )
             if result.storage_expansion_created:
                 self.message_user(
-                    request, f"{result.storage_expansion}: carry it out from Storage expansions."
+                    request, f"Storage request {result.storage_expansion}: carry it out from Storage expansions."
                 )
         else:
             result = cluster_create(
@@ -328,7 +331,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
                 **form.spec_changes(),
             )
         if note := _not_pushed(result):
-            self.message_user(request, f"{result.cluster}:{note}", messages.WARNING)
+            self.message_user(request, f"Cluster {result.cluster}:{note}", messages.WARNING)
         _adopt(obj, result.cluster)
 
     @admin.action(description="Rotate API keys (shows the new keys once)", permissions=["change"])
@@ -344,7 +347,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
                 result = cluster_credentials_rotate(cluster=cluster, shown_to=shown_to)
                 keys = cluster_credentials(cluster=result.cluster)
             except PortalError as error:
-                self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
+                self.message_user(request, f"Cluster {cluster}: {error.detail}", messages.ERROR)
                 continue
             rotated.append((result.cluster, keys))
         if not rotated:
@@ -366,12 +369,12 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
                     cluster=cluster, actor=request.user, shown_to=None
                 )
             except PortalError as error:
-                self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
+                self.message_user(request, f"Cluster {cluster}: {error.detail}", messages.ERROR)
             else:
                 note = _not_pushed(result)
                 self.message_user(
                     request,
-                    f"{cluster}: key rotation finished; the old API key is removed.{note}",
+                    f"Cluster {cluster}: key rotation finished; the old API key is removed.{note}",
                     messages.WARNING if note else messages.SUCCESS,
                 )
 
@@ -438,12 +441,12 @@ class StorageExpansionAdmin(InputGuardAdmin):
             try:
                 result = storage_expansion_complete(expansion=expansion, actor=request.user)
             except PortalError as error:
-                self.message_user(request, f"{expansion.cluster}: {error.detail}", messages.ERROR)
+                self.message_user(request, f"Cluster {expansion.cluster}: {error.detail}", messages.ERROR)
             else:
                 note = _not_pushed(result)
                 self.message_user(
                     request,
-                    f"{expansion.cluster}: {expansion.requested_gi} GiB recorded and committed.{note} Now "
+                    f"Cluster {expansion.cluster}: {expansion.requested_gi} GiB recorded and committed.{note} Now "
                     "re-create its StatefulSet with --cascade=orphan (see the runbook).",
                     messages.WARNING if note else messages.SUCCESS,
                 )
@@ -452,14 +455,14 @@ class StorageExpansionAdmin(InputGuardAdmin):
     def cancel(self, request, queryset):
         for expansion in queryset.select_related("cluster__client"):
             if expansion.state != StorageExpansion.State.PENDING:
-                self.message_user(request, f"{expansion}: nothing to cancel.", messages.WARNING)
+                self.message_user(request, f"Storage request {expansion}: nothing to cancel.", messages.WARNING)
                 continue
             try:  # someone else may have finished or cancelled it since the list was shown
                 storage_expansion_cancel(cluster=expansion.cluster, actor=request.user)
             except PortalError as error:
-                self.message_user(request, f"{expansion.cluster}: {error.detail}", messages.ERROR)
+                self.message_user(request, f"Cluster {expansion.cluster}: {error.detail}", messages.ERROR)
                 continue
-            self.message_user(request, f"{expansion.cluster}: storage request cancelled.")
+            self.message_user(request, f"Cluster {expansion.cluster}: storage request cancelled.")
 
 
 # --- History ------------------------------------------------------------------------------------

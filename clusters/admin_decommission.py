@@ -131,7 +131,7 @@ class ClusterDecommissionAdmin:
         try:
             result = service(cluster=cluster, actor=request.user)
         except PortalError as error:
-            self.message_user(request, f"{cluster}: {error.detail}", messages.ERROR)
+            self.message_user(request, f"Cluster {cluster}: {error.detail}", messages.ERROR)
             return HttpResponseRedirect(reverse(_CHANGE_PAGE, args=[cluster.pk]))
         self.message_user(request, *_outcome(result, step))
         return HttpResponseRedirect(reverse(_CHANGE_PAGE, args=[cluster.pk]))

@@ -166,7 +166,7 @@ class InvitationAdmin(ServiceRefusalsAdmin):
             try:
                 invitation_revoke(client=invitation.client, invitation_id=invitation.pk, actor=request.user)
             except PortalError as error:
-                self.message_user(request, f"{invitation}: {error.detail}", messages.WARNING)
+                self.message_user(request, f"Invitation {invitation}: {error.detail}", messages.WARNING)
 
 
 @admin.register(ClientAuditEvent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, s
         f"{prefix}-MIN_NUM_FORMS": "0",
         f"{prefix}-MAX_NUM_FORMS": "1000",
     }
+
+
+def test_the_cluster_form_offers_only_what_the_service_accepts(admin_browser, settings):
+    """The browser's number inputs carry the service's bounds: 0 replicas is not offered."""
+    settings.REPLICAS_MAX, settings.STORAGE_GI_MAX = 7, 500
+    page = admin_browser.get("/admin/clusters/cluster/add/").content.decode()
+    replicas = re.search(r'<input[^>]*name="replicas"[^>]*>', page).group(0)
+    storage = re.search(r'<input[^>]*name="storage_gi"[^>]*>', page).group(0)
+    assert 'min="1"' in replicas and 'max="7"' in replicas
+    assert 'min="1"' in storage and 'max="500"' in storage
 
 
 def test_creating_a_cluster_in_the_admin_goes_through_the_service(admin_browser, operator, client1, settings):

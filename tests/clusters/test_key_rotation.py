@@ -312,6 +312,8 @@ def test_finishing_a_rotation_the_remote_did_not_take_warns_the_operator(
     shown = [(message.level_tag, str(message)) for message in response.context["messages"]]
     assert [level for level, _ in shown] == ["warning"]
     assert "the old API key is removed" in shown[0][1] and "not pushed yet" in shown[0][1]
+    # Django's admin capitalises a message's first letter: it must not turn the slug into "Client1".
+    assert "Cluster client1/main: key rotation finished" in response.content.decode()
 
 
 def test_rotating_keys_needs_a_recent_authentication(git_server, as_user1, cluster1):
