@@ -490,11 +490,8 @@ def repository_compact(*, repository: GitopsRepository) -> int:
     except (OSError, pygit2.GitError) as error:
         raise RepositoryUnavailable(f"The gitops repository could not be compacted: {error}") from error
     _handle_forget(repository)
-    logger.info(
-        "Compacted %s: %d objects packed, %d packs and %d loose objects removed.",
-        repository.path,
-        count,
-        packs,
-        loose,
-    )
+    # INFO only when something was removed: else a CronJob's every gitops_sync repeats the line.
+    level = logging.INFO if packs or loose else logging.DEBUG
+    message = "Compacted %s: %d objects packed, %d packs and %d loose objects removed."
+    logger.log(level, message, repository.path, count, packs, loose)
     return count

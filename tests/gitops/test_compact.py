@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -149,16 +150,23 @@ def test_compacting_again_merges_older_packs_and_new_loose_objects(repository):
     assert _git(repository, "rev-parse", "main").strip() == later[-1]
 
 
-def test_compacting_a_compact_repository_changes_nothing(repository):
+def test_compacting_a_compact_repository_changes_nothing(repository, caplog):
     _commit(repository, 0)
-    first = repository_compact(repository=repository)
-    pack = _packs(repository)
+    with caplog.at_level(logging.INFO, logger="gitops.repository"):
+        first = repository_compact(repository=repository)
+        pack = _packs(repository)
+        told = [record.getMessage() for record in caplog.records]
+        caplog.clear()
 
-    again = repository_compact(repository=repository)
+        again = repository_compact(repository=repository)
 
     assert again == first
     assert _packs(repository) == pack
     _fsck(repository)
+    # The first one removed loose objects and says so; the second found nothing to do and
+    # says nothing at INFO (a CronJob's log is not a line per run).
+    assert len(told) == 1 and told[0].startswith("Compacted ")
+    assert caplog.records == []
 
 
 def test_an_empty_repository_compacts_to_nothing(tmp_path):
