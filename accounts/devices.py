@@ -63,9 +63,10 @@ def device_remember(
 ) -> None:
     """After a successful sign-in step: a new device cookie for ``user`` (``in_body``: the body's
     ``deviceToken``), unless the client named a valid one; ``second_factor``: the step was the
-    second, which the password alone never earns (always a new one, marked so)."""
-    if not second_factor and device_cookie_nonce(device_presented(request), user=user) is not None:
-        return  # known: kept as it is (it may say a second step earned it)
+    second, which the password alone never earns (a new one, marked so, unless it named one
+    marked so already)."""
+    if device_cookie_nonce(device_presented(request), user=user, second_factor=second_factor) is not None:
+        return  # known: kept as it is (after the first step it may say a second step earned it)
     claims = {"e": user.email, "p": _password_version(user), "n": secrets.token_urlsafe(16)}
     value = signing.dumps(claims | ({"f": 1} if second_factor else {}), salt=_SALT)
     if in_body:

@@ -59,9 +59,13 @@ class RedisCache(DjangoRedisCache):
 # A pooled connection an outage broke fails its first command after Redis is back (the pool's
 # check on taking it sees only a break already signalled), and Django builds the pool itself, so
 # redis-py's default retry never applies: each thread of each worker answered one 503. A
-# connection error is tried again once, at once, on a new connection (a command whose answer a
-# live server lost is then sent twice: at worst one count more in a rate limit); a timeout is not,
-# so a hung Redis is still answered within one socket timeout.
+# connection error is tried again once, at once, on a new connection; a timeout is not, so a hung
+# Redis is still answered within one socket timeout. The cost: a command Redis ran but whose answer
+# the broken connection lost is sent twice. For a rate limit's counter that is one attempt counted
+# twice, or one given back twice (one attempt more); an ``add`` answers "already there" (one reset
+# email or throttle audit row skipped). Only a connection breaking at that instant does it, which
+# no client of the portal can arrange; sending counters through a second pool without retries was
+# judged not worth its connections.
 RETRY_ON_A_NEW_CONNECTION = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 

@@ -200,6 +200,7 @@ def test_a_script_that_passed_the_second_step_counts_on_its_own_with_its_device_
         assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
         again = verify(script, token, _next_code(totp, traveller), deviceToken=device_token)
         assert again.status_code == 200, again.json()
+        assert "deviceToken" not in again.json()  # the one it holds still counts: no other is made
 
 
 @pytest.mark.django_db(transaction=True)
