@@ -115,7 +115,7 @@ def _claims(raw: str | None, *, email: str) -> dict | None:
 
 def device_nonce(request: HttpRequest, *, email: str) -> str | None:
     """The nonce of the request's device (cookie or token) if it is valid for the account ``email``
-    (canonical), or None. The account is read only when a cookie for it is presented."""
+    (canonical), or None. The account is read only when a device signed for it is presented."""
     raw = device_presented(request)
     if _claims(raw, email=email) is None:
         return None

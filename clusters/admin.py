@@ -321,7 +321,8 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             )
             if result.storage_expansion_created:
                 self.message_user(
-                    request, f"Storage request {result.storage_expansion}: carry it out from Storage expansions."
+                    request,
+                    f"Storage request {result.storage_expansion}: carry it out from Storage expansions.",
                 )
         else:
             result = cluster_create(
@@ -455,7 +456,9 @@ class StorageExpansionAdmin(InputGuardAdmin):
     def cancel(self, request, queryset):
         for expansion in queryset.select_related("cluster__client"):
             if expansion.state != StorageExpansion.State.PENDING:
-                self.message_user(request, f"Storage request {expansion}: nothing to cancel.", messages.WARNING)
+                self.message_user(
+                    request, f"Storage request {expansion}: nothing to cancel.", messages.WARNING
+                )
                 continue
             try:  # someone else may have finished or cancelled it since the list was shown
                 storage_expansion_cancel(cluster=expansion.cluster, actor=request.user)

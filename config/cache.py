@@ -57,7 +57,7 @@ class RedisCache(DjangoRedisCache):
 
 
 # A pooled connection an outage broke fails its first command after Redis is back (the pool's
-# check on taking it sees only a break already signalled), and Django builds the pool itself, so
+# check on handing it out does not catch the break), and Django builds the pool itself, so
 # redis-py's default retry never applies: each thread of each worker answered one 503. A
 # connection error is tried again once, at once, on a new connection; a timeout is not, so a hung
 # Redis is still answered within one socket timeout. The cost: a command Redis ran but whose answer
