@@ -153,9 +153,10 @@ class ClusterAdminForm(forms.ModelForm):
             self.initial.setdefault("version", settings.QDRANT_DEFAULT_VERSION)
             self.initial.setdefault("storage_gi", settings.STORAGE_GI_DEFAULT)
         self.fields["version"].choices = [(v, v) for v in versions]
-        # The browser's own bounds, the service's (clusters.services.clusters): no round trip to learn them.
-        self.fields["replicas"].widget.attrs.update(min=settings.REPLICAS_MIN, max=settings.REPLICAS_MAX)
-        self.fields["storage_gi"].widget.attrs.update(min=1, max=settings.STORAGE_GI_MAX)
+        # The service's bounds in the browser too (a decommissioned cluster's form has neither field).
+        if "replicas" in self.fields:
+            self.fields["replicas"].widget.attrs.update(min=settings.REPLICAS_MIN, max=settings.REPLICAS_MAX)
+            self.fields["storage_gi"].widget.attrs.update(min=1, max=settings.STORAGE_GI_MAX)
 
     def spec_changes(self) -> dict:
         """The desired-state values to hand to the service: all of them on create, the edited ones on change."""
@@ -456,9 +457,7 @@ class StorageExpansionAdmin(InputGuardAdmin):
     def cancel(self, request, queryset):
         for expansion in queryset.select_related("cluster__client"):
             if expansion.state != StorageExpansion.State.PENDING:
-                self.message_user(
-                    request, f"Storage request {expansion}: nothing to cancel.", messages.WARNING
-                )
+                self.message_user(request, f"Nothing to cancel for {expansion}.", messages.WARNING)
                 continue
             try:  # someone else may have finished or cancelled it since the list was shown
                 storage_expansion_cancel(cluster=expansion.cluster, actor=request.user)
