@@ -313,3 +313,12 @@ def migrated_back_afterwards():
     yield
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.fixture(scope="session")
+def openapi_document(django_db_setup, django_db_blocker) -> dict:
+    """The API's OpenAPI document, as a client downloads it (JSON), made once per run."""
+    from django.test import Client as HttpClient
+
+    with django_db_blocker.unblock():
+        return HttpClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()

@@ -36,14 +36,6 @@ SECURITY_OPERATIONS = {
 }
 
 
-@pytest.fixture(scope="module")
-def document(django_db_setup, django_db_blocker):
-    from django.test import Client
-
-    with django_db_blocker.unblock():
-        return Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
-
-
 def _codes(operation: dict) -> set[str]:
     """The error codes an operation documents (config.openapi.error_responses writes "`code`: ...")."""
     text = " ".join(response.get("description", "") for response in operation["responses"].values())
@@ -51,14 +43,16 @@ def _codes(operation: dict) -> set[str]:
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(SECURITY_OPERATIONS))
-def test_every_security_endpoint_is_documented_with_its_error_codes(document, method, path):
-    operation = document["paths"][path][method]
+def test_every_security_endpoint_is_documented_with_its_error_codes(openapi_document, method, path):
+    operation = openapi_document["paths"][path][method]
     assert SECURITY_OPERATIONS[(method, path)] <= _codes(operation)
 
 
-def test_the_sign_in_answer_may_be_the_second_step(document):
-    schemas = document["components"]["schemas"]
-    login = document["paths"]["/api/auth/login"]["post"]["responses"]["200"]["content"]["application/json"]
+def test_the_sign_in_answer_may_be_the_second_step(openapi_document):
+    schemas = openapi_document["components"]["schemas"]
+    login = openapi_document["paths"]["/api/auth/login"]["post"]["responses"]["200"]["content"][
+        "application/json"
+    ]
     assert login["schema"]["$ref"].endswith("/SignInResponse")
     assert set(schemas["MfaChallenge"]["properties"]) == {"mfaRequired", "methods", "mfaToken", "deviceToken"}
 
@@ -74,11 +68,11 @@ def test_the_sign_in_answer_may_be_the_second_step(document):
         ("post", "/api/auth/mfa/totp", False),  # setting one up is the way out
     ],
 )
-def test_the_enrolment_policy_code_is_listed_where_it_applies(document, method, path, listed):
-    assert ("mfa_enrolment_required" in _codes(document["paths"][path][method])) is listed
+def test_the_enrolment_policy_code_is_listed_where_it_applies(openapi_document, method, path, listed):
+    assert ("mfa_enrolment_required" in _codes(openapi_document["paths"][path][method])) is listed
 
 
-def test_removing_the_app_declares_the_code_it_takes(document):
-    operation = document["paths"]["/api/auth/mfa/totp"]["delete"]
+def test_removing_the_app_declares_the_code_it_takes(openapi_document):
+    operation = openapi_document["paths"]["/api/auth/mfa/totp"]["delete"]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("/CodeInputRequest")  # {"code"}

@@ -132,18 +132,14 @@ def test_the_public_docs_open_whatever_stale_token_the_caller_holds(client, db, 
     assert response.status_code == 200, response.content[:200]
 
 
-def _document(client) -> dict:
-    return client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
-
-
 def _request_schema(document: dict, path: str, method: str) -> dict:
     body = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     return document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
 
 
-def test_a_patch_body_marks_required_what_the_server_requires(client, db, as_admin1, user1):
+def test_a_patch_body_marks_required_what_the_server_requires(openapi_document, as_admin1, user1):
     """No PATCH here is partial: a client generated from the document must send a member's role."""
-    document = _document(client)
+    document = openapi_document
     assert _request_schema(document, "/api/clients/{client}/members/{user_id}", "patch")["required"] == [
         "role"
     ]
@@ -152,8 +148,8 @@ def test_a_patch_body_marks_required_what_the_server_requires(client, db, as_adm
     assert (refused.status_code, list(refused.json()["fields"])) == (400, ["role"])
 
 
-def test_bodies_that_refuse_unknown_keys_say_so(client, db, as_user1, cluster1):
-    document = _document(client)
+def test_bodies_that_refuse_unknown_keys_say_so(openapi_document, as_user1, cluster1):
+    document = openapi_document
     update = _request_schema(document, "/api/clients/{client}/clusters/{cluster}", "patch")
     assert update["additionalProperties"] is False
     refused = as_user1.patch(
@@ -164,10 +160,10 @@ def test_bodies_that_refuse_unknown_keys_say_so(client, db, as_user1, cluster1):
     assert "additionalProperties" not in _request_schema(document, "/api/auth/login", "post")
 
 
-def test_every_429_declares_retry_after(client, db):
+def test_every_429_declares_retry_after(openapi_document):
     throttled = [
         (path, method, operation["responses"]["429"])
-        for path, operations in _document(client)["paths"].items()
+        for path, operations in openapi_document["paths"].items()
         for method, operation in operations.items()
         if "429" in operation.get("responses", {})
     ]
@@ -175,8 +171,8 @@ def test_every_429_declares_retry_after(client, db):
     assert all("Retry-After" in response.get("headers", {}) for _, _, response in throttled)
 
 
-def test_answers_with_a_fixed_set_of_values_name_it(client, db):
-    schemas = _document(client)["components"]["schemas"]
+def test_answers_with_a_fixed_set_of_values_name_it(openapi_document):
+    schemas = openapi_document["components"]["schemas"]
 
     def values(spec: dict) -> list[str]:
         spec = spec.get("items", spec)
@@ -228,11 +224,11 @@ ALTERNATIVE_BODIES = {
 
 @pytest.mark.parametrize(("path", "method", "serializer"), list(ALTERNATIVE_BODIES))
 def test_which_fields_go_together_is_in_the_document_as_the_server_checks_it(
-    client, db, path, method, serializer
+    openapi_document, path, method, serializer
 ):
     """A client generated from the document refuses the bodies the server refuses for sending
     too few or too many of the alternatives, and sends the ones it accepts."""
-    document = _document(client)
+    document = openapi_document
     body_schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     validator = OAS30Validator({"components": document["components"], "allOf": [body_schema]})
     verdicts = []

@@ -6,11 +6,12 @@ Needs a Redis server (REDIS_URL, as ``.ci/run`` sets it); reached through a prox
 from __future__ import annotations
 
 import os
+import time
 from urllib.parse import urlsplit
 
 import pytest
 
-from config.cache import RedisCache
+from config.cache import CACHE_ERRORS, RedisCache
 from tests.support.tcp_proxy import TcpProxy
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -41,10 +42,6 @@ def test_the_first_request_after_redis_restarts_is_answered(proxy, round_):
 
 def test_a_hung_redis_is_still_answered_within_one_socket_timeout(proxy):
     """Connection errors are tried again on a new connection; a timeout is not (twice as long)."""
-    import time
-
-    from config.cache import CACHE_ERRORS
-
     cache = _cache(proxy)
     cache.set("kept", "value")
     proxy.hang()
