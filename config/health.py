@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
 
+from config import errors
+from config.exceptions import error_json
 from config.outages import cache_outage, database_outage
 
+PROBE_METHODS = ("GET", "HEAD")
 
-@never_cache
-@require_GET
+
+def probe(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A machine-read endpoint: never cached, answers GET and HEAD (load balancers and uptime
+    monitors send either), and refuses other methods with a 405 in the API's error shape (not
+    a CSRF page first: nothing here changes state)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method not in PROBE_METHODS:
+            refused = error_json(errors.MethodNotAllowed())
+            refused["Allow"] = ", ".join(PROBE_METHODS)
+            return refused
+        return view(request, *args, **kwargs)
+
+    return csrf_exempt(never_cache(wrapper))
+
+
+@probe
 def healthz(request) -> JsonResponse:
     """The process is up and serving; checks nothing else, so a database outage never kills pods."""
     return JsonResponse({"status": "ok"})
@@ -45,8 +66,7 @@ def _cache_ready(request: HttpRequest) -> str | None:
     return None
 
 
-@never_cache
-@require_GET
+@probe
 def readyz(request) -> JsonResponse:
     """Ready to take traffic: the database and the cache answer.
 

@@ -6,8 +6,6 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from rest_framework.permissions import IsAdminUser
@@ -16,6 +14,7 @@ from rest_framework.response import Response
 
 from config import errors
 from config.api import APIView
+from config.health import probe
 from config.openapi import AUTHENTICATION_ERRORS, error_responses
 from operations.metrics import metrics_exposition
 from operations.selectors import system_status
@@ -56,8 +55,7 @@ def _bearer_matches(request: HttpRequest, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
-@never_cache
-@require_GET
+@probe
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus's text format, for ``Authorization: Bearer <METRICS_TOKEN>``; 404 while unset."""
     token = settings.METRICS_TOKEN

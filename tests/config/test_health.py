@@ -1,4 +1,6 @@
+import pytest
 from django.db import OperationalError, connection
+from django.test import Client
 
 
 def test_healthz_answers_without_touching_the_database(client):
@@ -50,3 +52,24 @@ def test_a_failing_readiness_probe_is_reported_once_per_burst_not_an_error_per_p
     assert [r.getMessage() for r in logged] == []
     reports = [r.getMessage() for r in caplog.records if r.name == "portal.outages"]
     assert len(reports) == 1 and reports[0].startswith("database unreachable: OperationalError")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_probes_answer_head_like_get_for_monitors_that_send_it(client, db, settings, path):
+    settings.METRICS_TOKEN = "scrape-token-for-this-test"
+    headers = {"Authorization": "Bearer scrape-token-for-this-test"}
+    got = client.get(path, headers=headers)
+    headed = client.head(path, headers=headers)
+    assert got.status_code == headed.status_code == 200
+    assert headed.content == b""
+    assert headed["Content-Type"] == got["Content-Type"]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+@pytest.mark.parametrize("method", ["post", "put", "delete", "options"])
+def test_probes_refuse_other_methods_in_the_error_shape_even_without_a_csrf_token(db, path, method):
+    client = Client(enforce_csrf_checks=True)
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+    assert response["Allow"] == "GET, HEAD"
