@@ -118,7 +118,8 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         **database_from_url(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        # None kept under DEBUG: runserver's thread per request would leave each one open.
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0 if DEBUG else 60, minimum=0),
         "CONN_HEALTH_CHECKS": True,
     }
 }
@@ -420,8 +421,8 @@ if SENTRY_DSN:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
-    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    # JSON only, in development too: one error shape whatever Accept says (docs: /api/docs/).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.FormatNotAcceptableNegotiation",
     # No OPTIONS metadata: it would describe views to callers the views themselves refuse

@@ -317,3 +317,18 @@ def test_a_management_command_with_a_wrong_setting_says_which_in_one_line(tmp_pa
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()  # no traceback
     assert line.startswith("Configuration error: DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off")
+
+
+def test_in_development_the_api_answers_json_however_it_is_asked_and_keeps_no_connections(tmp_path):
+    """`make run` (DEBUG, runserver's thread per request): a request asking for HTML gets the
+    contract's JSON error (not DRF's HTML page), and no request leaves a database connection open."""
+    code = (
+        "import django; django.setup(); from django.conf import settings; from django.test import Client; "
+        "response = Client().get('/api/auth/me', headers={'Accept': 'text/html'}); "
+        "print('answer:', response.status_code, response['Content-Type'], response.json()['code']); "
+        "print('kept:', settings.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    result = _run_django(code, {"DJANGO_DEBUG": "1", "DJANGO_ALLOWED_HOSTS": "testserver"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = [line for line in result.stdout.splitlines() if line.startswith(("answer:", "kept:"))]
+    assert printed == ["answer: 406 application/json not_acceptable", "kept: 0"]
