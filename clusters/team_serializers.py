@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.utils.functional import lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -17,7 +18,7 @@ from accounts.serializers import (
 )
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.serializers import InputSerializer, StrictBooleanField
-from clusters.services.policy import JIT_ROLES, MAX_SESSION_LENGTH_MIN
+from clusters.services.policy import JIT_ROLES, MAX_SESSION_LENGTH_MIN, session_length_problem
 from config.field_alternatives import FieldAlternatives
 from config.text import display_text_validator
 
@@ -105,6 +106,7 @@ _LENGTH_HELP = (
     "Seconds after sign-in that a session keeps reaching the client, at least "
     f"{int(MAX_SESSION_LENGTH_MIN.total_seconds())} and at most JWT_SESSION_MAX; null: up to JWT_SESSION_MAX."
 )
+_LENGTH_PROBLEM = lazy(session_length_problem, str)()
 _JIT_HELP = "Google sign-ins from googleDomain become members (not a member an admin removed)."
 
 
@@ -127,11 +129,13 @@ class SignInPolicyInputSerializer(InputSerializer):
     )
     mfaRequired = StrictBooleanField(source="mfa_required", default=False)
     # The upper bound that matters (JWT_SESSION_MAX) is the service's; this one keeps numbers sane.
+    # Either bound refuses in the service's words (read when refusing: settings may change).
     maxSessionLength = serializers.IntegerField(
         source="max_session_length",
         allow_null=True,
         min_value=int(MAX_SESSION_LENGTH_MIN.total_seconds()),
         max_value=10 * 365 * 86400,
+        error_messages={"min_value": _LENGTH_PROBLEM, "max_value": _LENGTH_PROBLEM},
         default=None,
         help_text=_LENGTH_HELP,
     )

@@ -81,11 +81,17 @@ def policy_problems(wanted: PolicyInput) -> dict[str, list[str]]:
         problems["jitRole"] = ["Provisioned members are viewers or operators."]
     length = wanted.max_session_length
     if length is not None and not MAX_SESSION_LENGTH_MIN <= length <= settings.JWT_SESSION_MAX:
-        most = int(settings.JWT_SESSION_MAX.total_seconds())
-        problems["maxSessionLength"] = [
-            f"Between {int(MAX_SESSION_LENGTH_MIN.total_seconds())} and {most} seconds."
-        ]
+        problems["maxSessionLength"] = [session_length_problem()]
     return problems
+
+
+def session_length_problem() -> str:
+    """The bounds of a policy's session length, in words (a person reads hours) and in the API's seconds."""
+    least, most = MAX_SESSION_LENGTH_MIN, settings.JWT_SESSION_MAX
+    return (
+        f"Between {_duration_text(least)} and {_duration_text(most)} "
+        f"({int(least.total_seconds())} and {int(most.total_seconds())} seconds)."
+    )
 
 
 def _duration_text(length: timedelta) -> str:

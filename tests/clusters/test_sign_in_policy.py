@@ -469,3 +469,17 @@ def test_the_preview_and_the_trail_count_the_same_tokens_an_expired_one_not_amon
 
     event = ClientAuditEvent.objects.get(type=ClientAuditEvent.Type.POLICY_CHANGED)
     assert event.detail.endswith("; 1 personal access token(s) lost the client")
+
+
+@pytest.mark.parametrize("seconds", [60, 1000 * 3600, 10**18])
+def test_a_session_length_out_of_bounds_is_refused_in_words_a_person_reads(
+    bearer_client, operator_staff, client1, settings, seconds
+):
+    """The browser app asks for hours: the refusal says the bounds as durations, and in the API's seconds."""
+    settings.JWT_SESSION_MAX = timedelta(days=30)
+    body = {"allowedMethods": ["password"], "maxSessionLength": seconds}
+    response = bearer_client(operator_staff).put(POLICY, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["fields"]["maxSessionLength"] == [
+        "Between 5 min and 720 h (300 and 2592000 seconds)."
+    ]
