@@ -208,7 +208,18 @@ def test_a_portal_without_google_sign_in_offers_no_google_options(
     for google_only in ("#policy-method-google", "#policy-google-domain", "#policy-jit"):
         expect(page.locator(google_only)).to_be_hidden()
     expect(page.locator("#policy-method-password")).to_be_visible()
-    page.uncheck("#policy-method-passkey")  # a save keeps the stored Google as it was
+    # The default policy ("any"): unticking the passkey leaves the password, the one box left,
+    # not a Google the page never showed.
+    page.uncheck("#policy-method-passkey")
+    page.click("#save-policy")
+    page.wait_for_selector("#policy-status:has-text('Saved')")
+    assert SignInPolicy.objects.get().allowed_methods == ["password"]
+    # A policy someone saved with Google keeps it: a save here does not drop it unseen.
+    wanted = PolicyInput(("google", "password", "passkey"), "", False, None, False, "viewer")
+    sign_in_policy_set(client=cluster1.client, wanted=wanted, actor=None, facts=None)
+    page.reload()
+    page.wait_for_selector("#policy-form")
+    page.uncheck("#policy-method-passkey")
     page.click("#save-policy")
     page.wait_for_selector("#policy-status:has-text('Saved')")
     assert SignInPolicy.objects.get().allowed_methods == ["google", "password"]
@@ -252,6 +263,8 @@ def test_anyone_makes_copies_uses_and_revokes_a_token(
     assert page.evaluate("navigator.clipboard.readText()") == secret
     row = page.locator('[data-testid="token-row"]')
     assert row.count() == 1 and "client1: configure, view" in row.text_content()
+    # Two tokens may share a name: the Revoke a screen reader announces names the token's prefix.
+    expect(row.get_by_role("button", name=f"Revoke CI deploys ({secret[:12]}…)")).to_be_visible()
     screenshot(page, "tokens")
 
     ci = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}")

@@ -277,6 +277,7 @@ function pageContext(found, query, controller) {
     signal: controller.signal,
     isCurrent: () => currentRender === controller && !controller.signal.aborted,
     navigate,
+    rerender: route, // the current page again (its "Try again")
     signedIn,
     signedOut,
     signOut,

@@ -51,7 +51,14 @@ export function timeElement(iso) {
   if (Number.isNaN(date.getTime())) return h("span", {}, String(iso));
   const utc = date.toISOString();
   const title = utc.replace("T", " ").replace(/\.\d+Z$/, " UTC");
-  return h("time", { datetime: utc, title }, dateFormat.format(date));
+  return h("time", { datetime: utc, title }, dateText(iso));
+}
+
+/** An ISO time as the page shows it ("—" for none; the text itself if it is no time). */
+export function dateText(iso) {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : dateFormat.format(date);
 }
 
 export function shortCommit(commit) {

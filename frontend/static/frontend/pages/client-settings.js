@@ -22,10 +22,16 @@ export async function render(ctx) {
     return { policy, canChange: clientPermissions(permissions, client).includes("members") };
   });
   if (loaded === undefined) return;
-  // Without Google sign-in on this portal, its options would only invite a refusal; a saved
-  // policy's Google stays as it is (its box is hidden, not cleared).
+  // Without Google sign-in on this portal, its options would only invite a refusal. A policy
+  // someone saved keeps its Google (its box is hidden, not cleared); the default policy's "any"
+  // is no such choice, so saving it here does not add the Google the page never showed.
   const google = Boolean(ctx.config.googleClientId);
-  ctx.main.append(policySection(ctx, client, loaded.policy, { canChange: loaded.canChange, google }, error));
+  const policy = google || loaded.policy.updatedAt ? loaded.policy : withoutGoogle(loaded.policy);
+  ctx.main.append(policySection(ctx, client, policy, { canChange: loaded.canChange, google }, error));
+}
+
+function withoutGoogle(policy) {
+  return { ...policy, allowedMethods: policy.allowedMethods.filter((method) => method !== "google") };
 }
 
 function checkbox(id, label, checked, attributes = {}) {

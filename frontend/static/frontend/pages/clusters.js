@@ -60,16 +60,22 @@ export async function render(ctx) {
     if (result.status === "fulfilled") count += result.value.length;
     container.append(clientGroup(ctx, client, result, clientPermissions(permissions, client.slug)));
   });
-  const failed = results.filter((result) => result.status !== "fulfilled").length;
-  const loaded = clients.length - failed;
-  const plural = (n, word) => `${n} ${n === 1 ? word : `${word}s`}`;
-  // A count is a fact only for the clients that answered: the others are said apart.
-  say(
-    status,
-    `${plural(count, "cluster")} in ${plural(loaded, "client")}.` +
-      (failed ? ` The clusters of ${plural(failed, "client")} could not be loaded.` : ""),
-  );
+  const failed = clients.filter((client, index) => results[index].status !== "fulfilled");
+  say(status, clustersSummary(count, clients.length - failed.length, failed));
   if (count > FILTER_FROM) container.before(...clustersFilter(container));
+}
+
+/**
+ * What the page says it shows: a count is a fact only for the clients that answered; the
+ * others are named apart ("0 clusters in 0 clients" above a listed client is no fact).
+ */
+export function clustersSummary(count, loaded, failed) {
+  const plural = (n, word) => `${n} ${n === 1 ? word : `${word}s`}`;
+  const names = failed.map((client) => client.name || client.slug).join(", ");
+  return [
+    loaded ? `${plural(count, "cluster")} in ${plural(loaded, "client")}.` : "",
+    failed.length ? `The clusters of ${names} could not be loaded.` : "",
+  ].filter(Boolean).join(" ");
 }
 
 /** Finds clusters by name or client: clients with none shown are hidden while it filters. */
@@ -120,6 +126,7 @@ function clientGroup(ctx, client, result, permissions) {
   if (result.status === "rejected") {
     const message = ctx.errorMessage(result.reason);
     if (message) section.append(h("p", { class: "error", role: "alert" }, message));
+    section.append(h("button", { type: "button", class: "button secondary retry-clusters", onclick: () => ctx.rerender() }, "Try again"));
     return section;
   }
   const clusters = [...result.value].sort((a, b) => a.name.localeCompare(b.name));

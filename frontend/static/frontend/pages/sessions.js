@@ -1,6 +1,6 @@
 // #/sessions: the user's sessions; this device marked; revoke one or all others.
 
-import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { dateText, h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
 import { pageFrame, showError, pageLoad } from "./common.js";
 
 /** "Firefox on Linux" from a user agent string; good enough to recognise a device. */
@@ -141,11 +141,17 @@ function sessionRow(session, revoke) {
   );
 }
 
+/** What a Revoke button says to a screen reader: two laptops of one make must not sound the same. */
+export function revokeLabel(session) {
+  const signedIn = dateText(session.createdAt);
+  return `Revoke the ${deviceName(session.userAgent)} session signed in ${signedIn}${session.ip ? ` from ${session.ip}` : ""}`;
+}
+
 function revokeButton(ctx, session, store, view) {
   const name = deviceName(session.userAgent);
   const button = h(
     "button",
-    { type: "button", class: "button secondary revoke-session", "aria-label": `Revoke ${name} session` },
+    { type: "button", class: "button secondary revoke-session", "aria-label": revokeLabel(session) },
     "Revoke",
   );
   button.addEventListener("click", async () => {

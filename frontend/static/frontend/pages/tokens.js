@@ -268,7 +268,7 @@ function tokenList(ctx, pageError) {
 
 // One token's row; revoking asks first, then removes the row.
 function tokenRow(token, { ctx, pageError, status, dialog, onRevoked }) {
-  const revoke = h("button", { type: "button", class: "button secondary revoke-token", "aria-label": `Revoke ${token.name}` }, "Revoke");
+  const revoke = h("button", { type: "button", class: "button secondary revoke-token", "aria-label": `Revoke ${token.name} (${token.prefix}…)` }, "Revoke");
   const tr = h(
     "tr",
     { "data-testid": "token-row", dataset: { tokenId: token.id, prefix: token.prefix } },
