@@ -13,6 +13,9 @@ def app_shell(request):
         "googleClientId": settings.GOOGLE_CLIENT_IDS[0] if settings.GOOGLE_CLIENT_IDS else None,
         # The Tokens page offers no lifetime the server would refuse.
         "tokenMaxSeconds": int(settings.PAT_MAX_TTL.total_seconds()),
+        # Whether cluster pages show a deployment's state (read from Argo CD), which the key
+        # rotation's messages point at.
+        "deploymentsFollowed": bool(settings.ARGOCD_URL),
     }
     response = render(request, "frontend/index.html", {"portal_config": portal_config})
     response["Cache-Control"] = "no-cache"

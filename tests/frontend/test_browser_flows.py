@@ -225,6 +225,9 @@ def test_more_storage_waits_for_an_operator_and_the_page_says_so(
     page.wait_for_selector(f"#storage-request:has-text('{waiting}')")
     assert waiting in page.text_content("#summary-storage")
     assert "keeps 10 Gi" in page.text_content("#save-status")
+    # Said once to a screen reader: by the save's status, not by the standing notice too.
+    live = page.locator("[aria-live], [role=status], [role=alert]").filter(has_text=waiting)
+    expect(live).to_have_count(1)
     assert StorageExpansion.objects.get().state == "pending"
     assert branch_tip(repository=git_server) == tip  # nothing the cluster could not apply
     screenshot(page, "cluster-storage-requested")

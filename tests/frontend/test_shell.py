@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 
 def test_shell_sets_csrf_cookie_and_a_strict_policy(client, db):
     response = client.get("/")
@@ -32,3 +34,10 @@ def test_the_api_origin_is_allowed_to_connect_when_the_app_is_served_elsewhere(c
     settings.API_BASE_URL = "https://api.example.com/"
     policy = client.get("/")["Content-Security-Policy"]
     assert "connect-src 'self' https://api.example.com;" in policy
+
+
+@pytest.mark.parametrize(("argocd_url", "followed"), [("", "false"), ("https://argocd.example.com", "true")])
+def test_the_app_knows_whether_cluster_pages_follow_deployments(client, db, settings, argocd_url, followed):
+    """The key rotation's messages point at the Deployment card only where it exists."""
+    settings.ARGOCD_URL = argocd_url
+    assert f'"deploymentsFollowed": {followed}' in client.get("/").content.decode()

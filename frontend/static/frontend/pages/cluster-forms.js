@@ -169,7 +169,8 @@ export function storageForm(cluster) {
     describedBy: "storage-hint storage-error storage-request",
   });
   const error = liveRegion("storage-error", { assertive: true, className: "error field-error" });
-  const request = h("p", { id: "storage-request", class: "notice", role: "status", "aria-live": "polite" });
+  // The request's standing state, not an announcement: the save's status says it once already.
+  const request = h("p", { id: "storage-request", class: "notice" });
   const cancel = h("button", { type: "button", id: "cancel-storage-request", class: "button secondary", hidden: true }, "Cancel request");
   const button = h("button", { type: "submit", id: "save-storage", class: "button primary" }, "Request storage");
   const element = storageElement({ input, error, request, button, cancel });

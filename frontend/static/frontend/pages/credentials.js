@@ -217,10 +217,21 @@ async function rotationStep(ctx, parts, { button, busyLabel, call, doneText }) {
 const NOT_PUSHED_TEXT =
   "The git remote has not taken the change yet: the keys reach the cluster once it does (the cluster page shows when).";
 
-function rotatedText(credentials) {
+/**
+ * How the user learns the cluster has restarted with new keys: the cluster page's Deployment
+ * card where the portal follows deployments; otherwise no page would ever say it.
+ */
+export function restartedSign(config) {
+  return config.deploymentsFollowed
+    ? "Deployment on the cluster page says Deployed"
+    : "this portal does not follow deployments: allow a few minutes after the change is delivered, or ask your operators";
+}
+
+export function rotatedText(credentials, config) {
+  const sign = restartedSign(config);
   return credentials.rotation
-    ? "New keys made. The new API key works next to the previous one once the cluster has restarted with it (Deployment on the cluster page says Deployed): switch your applications to it then, and finish the rotation. The read-only key is replaced at that restart too (Qdrant has no second read-only key)."
-    : "Keys rotated. The new keys are shown above and work once the cluster has restarted with them (Deployment on the cluster page says Deployed); update every application that used the old ones.";
+    ? `New keys made. The new API key works next to the previous one once the cluster has restarted with it (${sign}): switch your applications to it then, and finish the rotation. The read-only key is replaced at that restart too (Qdrant has no second read-only key).`
+    : `Keys rotated. The new keys are shown above and work once the cluster has restarted with them (${sign}); update every application that used the old ones.`;
 }
 
 function rotateSection(ctx, view, error) {
@@ -253,14 +264,15 @@ function rotateSection(ctx, view, error) {
     if (!(await rotateDialog.ask(rotateQuestion(view.current())))) return parts.rotate.focus();
     // A sensitive action: after REAUTHENTICATION_WINDOW the user confirms it is them first.
     const call = (client, cluster) => withReauthentication(ctx, () => ctx.api.credentialsRotate(client, cluster));
-    rotationStep(ctx, parts, { button: parts.rotate, busyLabel: "Rotating…", call, doneText: rotatedText });
+    const doneText = (credentials) => rotatedText(credentials, ctx.config);
+    rotationStep(ctx, parts, { button: parts.rotate, busyLabel: "Rotating…", call, doneText });
   });
   parts.finish.addEventListener("click", async () => {
     if (!(await finishDialog.ask(FINISH_QUESTION))) return parts.finish.focus();
     const call = (client, cluster) =>
       withReauthentication(ctx, () => ctx.api.credentialsRotationFinish(client, cluster));
     const doneText = () =>
-      "Rotation finished: once the cluster has restarted (Deployment on the cluster page says Deployed), the new API key is the only one.";
+      `Rotation finished: once the cluster has restarted (${restartedSign(ctx.config)}), the new API key is the only one.`;
     rotationStep(ctx, parts, { button: parts.finish, busyLabel: "Finishing…", call, doneText });
   });
   parts.refresh();
