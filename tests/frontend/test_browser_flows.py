@@ -151,7 +151,7 @@ def test_an_expired_session_sends_the_user_to_sign_in_with_a_message(
 
     page.goto(live_server.url + "/#/clusters")
     page.wait_for_selector("#login-form")
-    assert "Your session has expired" in page.text_content("#session-message")
+    assert "Your session has ended" in page.text_content("#session-message")
     screenshot(page, "session-expired")
     assert page_problems == []
 

@@ -381,6 +381,8 @@ def test_a_password_change_signs_the_other_device_out(live_server, new_page, pag
 
     other.goto(base + "/#/sessions")  # the other device's session has ended
     other.wait_for_selector("#login-form")
+    # Ended by someone, not timed out: "expired" would tell its user nothing happened.
+    expect(other.locator("#session-message")).to_have_text("Your session has ended")
     page.goto(base + "/#/clusters")  # this one stays
     page.wait_for_selector('[data-testid="cluster-row"]')
     _sign_out(page)

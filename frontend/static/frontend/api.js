@@ -32,7 +32,9 @@ const NO_REFRESH_PATHS = new Set([
 // A staff account without a second factor may only set one up: any other call answers this.
 const ENROLMENT_REQUIRED = "mfa_enrolment_required";
 
-export const SESSION_EXPIRED_DETAIL = "Your session has expired";
+// "Ended", not "expired": the refusal looks the same when the session was revoked from another
+// device or by a password change, and its user must not take that for a timeout.
+export const SESSION_EXPIRED_DETAIL = "Your session has ended";
 
 export class ApiError extends Error {
   constructor({ status, code, detail, fields = null, retryAfter = null }) {
@@ -369,7 +371,7 @@ function portalEndpoints(call, request) {
  * getCookie(name):  returns a readable cookie value or null (only `csrftoken`)
  * baseUrl:          "" when same origin, else e.g. "https://api.example.com"
  * onSessionExpired(notice): called once when a session can no longer be refreshed; `notice`
- *                   says why ("Your session has expired", or the server's reason: a disabled account)
+ *                   says why ("Your session has ended", or the server's reason: a disabled account)
  * onEnrolmentRequired: called when the API answers mfa_enrolment_required (a staff account
  *                   must set up a second factor first); the request still fails with it
  */

@@ -133,7 +133,7 @@ function loginPathFor(path) {
   return path && path !== "/login" ? `/login?next=${encodeURIComponent(path)}` : "/login";
 }
 
-/** `notice`: why ("Your session has expired", or the server's reason, e.g. a disabled account). */
+/** `notice`: why ("Your session has ended", or the server's reason, e.g. a disabled account). */
 function sessionExpired(notice = SESSION_EXPIRED_DETAIL) {
   const wasSignedIn = state.user !== null;
   state.user = null;

@@ -92,7 +92,7 @@ test("a replay refused again is not refreshed again and reports the session expi
   await assert.rejects(api.get("/api/clients"), (error) => {
     assert.ok(error instanceof ApiError);
     assert.equal(error.code, "session_expired");
-    assert.equal(error.detail, "Your session has expired");
+    assert.equal(error.detail, "Your session has ended");
     return true;
   });
   assert.equal(server.count("/api/auth/refresh"), 1);
@@ -180,12 +180,12 @@ test("a refused refresh reports the session expired once for every waiting reque
   assert.equal(expired.length, 1);
 });
 
-test("a refresh refused as expired says the session has expired", async () => {
+test("a refresh refused as expired says the session has ended", async () => {
   const server = fakeServer(() => json(403, TOKEN_NOT_VALID));
   const { api, expired } = apiFor(server);
 
-  await assert.rejects(api.sessions(), { code: "session_expired", detail: "Your session has expired" });
-  assert.deepEqual(expired, ["Your session has expired"]);
+  await assert.rejects(api.sessions(), { code: "session_expired", detail: "Your session has ended" });
+  assert.deepEqual(expired, ["Your session has ended"]);
 });
 
 for (const [code, detail] of [
@@ -200,7 +200,7 @@ for (const [code, detail] of [
     const { api, expired } = apiFor(server);
 
     await assert.rejects(api.sessions(), { code: "session_expired", detail });
-    assert.deepEqual(expired, [detail], "the sign-in page is told why, not 'Your session has expired'");
+    assert.deepEqual(expired, [detail], "the sign-in page is told why, not 'Your session has ended'");
   });
 }
 

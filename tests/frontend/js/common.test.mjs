@@ -49,6 +49,6 @@ test("showError says a passkey's credential problem, and nothing when the app ha
   assert.equal(region.textContent, "Not valid. The passkey could not be verified.");
 
   const untouched = { textContent: "" };
-  showError(ctx, untouched, new ApiError({ status: 403, code: "session_expired", detail: "Your session has expired", fields: { x: ["y"] } }));
+  showError(ctx, untouched, new ApiError({ status: 403, code: "session_expired", detail: "Your session has ended", fields: { x: ["y"] } }));
   assert.equal(untouched.textContent, "");
 });
