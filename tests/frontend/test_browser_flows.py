@@ -218,6 +218,15 @@ def test_more_storage_waits_for_an_operator_and_the_page_says_so(
     page.goto(live_server.url + "/#/clients/client1/clusters/main")
     page.wait_for_selector("#storage-form")
     tip = branch_tip(repository=git_server)
+    # Each button sits beside its own field, whatever the length of the hint below it.
+    for control, button in (
+        ("#replicas", "#save-replicas"),
+        ("#version", "#save-version"),
+        ("#storage-gi", "#save-storage"),
+    ):
+        field, action = page.locator(control).bounding_box(), page.locator(button).bounding_box()
+        assert abs(field["y"] + field["height"] / 2 - (action["y"] + action["height"] / 2)) < 4, button
+        assert 0 < action["x"] - (field["x"] + field["width"]) < 24, button
 
     page.fill("#storage-gi", "20")
     page.click("#save-storage")

@@ -69,11 +69,10 @@ export function scaleForm(cluster) {
       "div",
       { class: "field" },
       h("label", { for: "replicas" }, "Replicas"),
-      input,
+      h("div", { class: "control-row" }, input, button),
       h("p", { id: "replicas-hint", class: "hint" }, `Between ${minimum} and ${maximum}. Scaling down asks first.`),
       error,
     ),
-    button,
     dialog.element,
   );
   const showError = (text) => fieldError(input, error, text);
@@ -113,8 +112,7 @@ export function versionForm(cluster) {
   const element = h(
     "form",
     { id: "version-form", class: "inline-form", novalidate: true },
-    h("div", { class: "field" }, h("label", { for: "version" }, "Qdrant version"), select, hint, error),
-    button,
+    h("div", { class: "field" }, h("label", { for: "version" }, "Qdrant version"), h("div", { class: "control-row" }, select, button), hint, error),
   );
   const showError = (text) => fieldError(select, error, text);
   function changes() {
@@ -151,12 +149,11 @@ function storageElement({ input, error, request, button, cancel }) {
       "div",
       { class: "field" },
       h("label", { for: "storage-gi" }, "Storage (GiB)"),
-      input,
+      h("div", { class: "control-row" }, input, button),
       h("p", { id: "storage-hint", class: "hint" }, hint),
       error,
       h("div", { class: "actions" }, request, cancel),
     ),
-    button,
   );
 }
 
