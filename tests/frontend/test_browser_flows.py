@@ -473,6 +473,26 @@ def test_the_bare_hash_address_is_the_start_page_signed_out_and_in(
     assert page_problems == []
 
 
+def test_a_sign_out_that_fails_is_an_error_the_user_cannot_miss(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.wait_for_selector('[data-testid="cluster-row"]')
+    page.route("**/api/auth/logout", lambda route: route.abort())  # the network drops it
+    page.click("#signout")
+    expect(page.locator("[role=alert]#app-error")).to_contain_text("Sign-out failed, you are still signed in")
+    expect(page.locator("#app-status")).to_have_text("")
+    page.unroute("**/api/auth/logout")
+    page.click("#signout")  # tried again: out, and the error is gone
+    page.wait_for_selector("#login-form")
+    expect(page.locator("#app-error")).to_have_text("")
+    page_problems[:] = [
+        problem for problem in page_problems if "ERR_FAILED" not in problem
+    ]  # the drop we staged
+    assert page_problems == []
+
+
 def test_a_disabled_account_is_told_why_it_was_signed_out(
     live_server, new_page, page_problems, short_access_tokens, user1, cluster1
 ):

@@ -241,6 +241,22 @@ def test_a_member_missing_only_a_second_factor_is_offered_to_add_one_first(
     assert page_problems == []
 
 
+def test_someone_in_no_client_is_offered_no_token_form_that_could_only_be_refused(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    """A member whose admin removed them from their last client (their tokens lost it too)."""
+    from clusters.services import grant_remove
+
+    grant_remove(user=user1, client=cluster1.client)
+    page = new_page()
+    sign_in(page, live_server.url, user1.email)
+    page.goto(live_server.url + "/#/tokens")
+    expect(page.locator("#token-no-clients")).to_contain_text("You are a member of no client")
+    expect(page.locator("#token-form")).to_have_count(0)
+    expect(page.locator("#tokens-empty")).to_be_visible()
+    assert page_problems == []
+
+
 def test_anyone_makes_copies_uses_and_revokes_a_token(
     live_server, new_page, page_problems, screenshot, user1, cluster1
 ):
@@ -550,7 +566,7 @@ def test_the_last_admins_refused_step_down_is_said_in_their_row_and_keeps_the_ro
     page.reload()
     page.wait_for_selector(mine)
     page.click(f"{mine} .remove-member")
-    expect(page.locator("dialog[open]")).to_contain_text("You lose client1 at once")
+    expect(page.locator("dialog[open]")).to_contain_text("You lose access to client1 at once")
     page.keyboard.press("Escape")
     assert Grant.objects.get(user=admin1).role == "admin"
     assert page_problems == []

@@ -99,6 +99,7 @@ const elements = {
   userEmail: document.getElementById("user-email"),
   signout: document.getElementById("signout"),
   appStatus: document.getElementById("app-status"),
+  appError: document.getElementById("app-error"), // what failed outside any page (signing out)
   skipLink: document.getElementById("skip-link"),
 };
 
@@ -311,6 +312,7 @@ async function route() {
   main.setAttribute("aria-busy", "true");
   markNav(found ? found.route.nav : null);
   say(elements.appStatus, state.appNotice || "");
+  say(elements.appError, "");
   state.appNotice = null;
   const ctx = pageContext(found, query, controller);
 
@@ -345,10 +347,13 @@ function renderNotFound(ctx) {
 async function signOut({ next = "/login" } = {}) {
   elements.signout.disabled = true;
   say(elements.appStatus, "Signing out…");
+  say(elements.appError, "");
   try {
     await api.logout();
   } catch (error) {
-    say(elements.appStatus, `Sign-out failed: ${errorMessage(error) || "please try again."}`);
+    // An error, not a status: someone leaving a shared computer must not believe they are out.
+    say(elements.appStatus, "");
+    say(elements.appError, `Sign-out failed, you are still signed in: ${errorMessage(error) || "please try again."}`);
     elements.signout.disabled = false;
     return;
   }

@@ -193,8 +193,8 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
     say(rowError, "");
     if (onlyAdmin(tr)) return say(rowError, LAST_ADMIN);
     const asked = isMe(ctx, member)
-      ? [`You lose ${client} at once: your sessions, tokens and gateways' checks no longer reach it.`]
-      : [`${member.email} loses ${client} at once: their sessions, tokens and gateways' checks.`];
+      ? [`You lose access to ${client} at once: your signed-in sessions and personal access tokens stop reaching it.`]
+      : [`${member.email} loses access to ${client} at once: their signed-in sessions and personal access tokens stop reaching it.`];
     if (!(await dialog.ask(asked))) return;
     say(pageError, "");
     say(rowError, "");

@@ -94,15 +94,21 @@ function lifetimeOptions(maxSeconds) {
 }
 
 function createSection(ctx, clients, list, pageError) {
+  const choices = Object.entries(clients)
+    .filter(([, held]) => TOKEN_PERMISSIONS.some((permission) => held.includes(permission)))
+    .map(([client, held]) => clientChoice(client, held));
+  const heading = h("h2", { id: "token-form-heading" }, "New token");
+  if (!choices.length) {
+    // Nothing a token could reach: no form that could only be refused (the list stays).
+    const none = "You are a member of no client, so a new token could reach nothing. Tokens reach clients you belong to: ask a client's admin for an invitation.";
+    return h("section", { class: "card stack", "aria-labelledby": "token-form-heading" }, heading, h("p", { id: "token-no-clients", class: "empty" }, none));
+  }
   const name = h("input", { id: "token-name", name: "name", maxlength: "100", required: true, "aria-describedby": "token-error" });
   const expires = h(
     "select",
     { id: "token-expires", name: "expiresIn", "aria-describedby": "token-error" },
     lifetimeOptions(ctx.config.tokenMaxSeconds),
   );
-  const choices = Object.entries(clients)
-    .filter(([, held]) => TOKEN_PERMISSIONS.some((permission) => held.includes(permission)))
-    .map(([client, held]) => clientChoice(client, held));
   const error = liveRegion("token-error", { assertive: true, className: "error" });
   const submit = h("button", { type: "submit", id: "create-token", class: "button primary" }, "Create token");
   const created = createdPanel();
@@ -112,9 +118,7 @@ function createSection(ctx, clients, list, pageError) {
     { id: "token-form", class: "stack narrow-form", novalidate: true },
     h("div", { class: "field" }, h("label", { for: "token-name" }, "Name"), name),
     h("div", { class: "field" }, h("label", { for: "token-expires" }, "Expires after"), expires),
-    choices.length
-      ? choices.map((choice) => choice.row)
-      : h("p", { class: "empty" }, "You have no client to give a token access to."),
+    choices.map((choice) => choice.row),
     error,
     submit,
   );
@@ -150,7 +154,7 @@ function createSection(ctx, clients, list, pageError) {
   return h(
     "section",
     { class: "card stack", "aria-labelledby": "token-form-heading" },
-    h("h2", { id: "token-form-heading" }, "New token"),
+    heading,
     form,
     created.element,
   );
