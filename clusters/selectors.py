@@ -162,8 +162,8 @@ def cluster_access(*, user: User, client_slug: str, cluster_slug: str, permissio
     """The cluster if ``user`` holds ``permission`` on its client: 403 outside, 404 for an unknown one."""
     client = client_access(user=user, client_slug=client_slug, permission=permission)
     cluster = Cluster.objects.filter(client=client, slug=cluster_slug).first()
-    if cluster is None:
-        raise NotFound()
+    if cluster is None:  # the caller may see the client: naming it and the name asked for tells nothing new
+        raise NotFound(f"{client.name} has no cluster named “{cluster_slug}”.")
     if cluster.decommissioned:  # the client's own members learn why it is gone
         raise ClusterDecommissioned()
     cluster.client = client

@@ -272,3 +272,18 @@ def test_a_client_or_cluster_name_no_client_can_have_is_404_as_the_schema_says(a
         response = as_user1.get(path)
         assert (response.status_code, response.json()["code"]) == (404, "not_found"), path
     assert as_user1.get("/api/clients/client1/clusters/main").status_code == 200
+
+
+def test_a_cluster_the_client_does_not_have_is_404_naming_what_was_asked_for(
+    as_user1, client_for, user2, cluster1
+):
+    """The member learns which name missed where; an outsider still learns nothing of the client."""
+    missing = as_user1.get("/api/clients/client1/clusters/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "code": "not_found",
+        "detail": f"{cluster1.client.name} has no cluster named “nope”.",
+    }
+    as_user2 = client_for(user2)
+    outsider = as_user2.get("/api/clients/client1/clusters/nope")
+    assert outsider.status_code == as_user2.get("/api/clients/client1/clusters/main").status_code == 403

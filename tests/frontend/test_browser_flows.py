@@ -470,6 +470,11 @@ def test_the_bare_hash_address_is_the_start_page_signed_out_and_in(
     page.goto(live_server.url + "/#/")
     page.wait_for_selector('[data-testid="cluster-row"]')
     assert page.locator("h1:text-is('Page not found')").count() == 0
+    page.goto(live_server.url + "/#/clients/client1/clusters/main/")  # a trailing slash, as typed
+    expect(page.locator("#page-title")).to_have_text("client1 / main")
+    page.goto(live_server.url + "/#/clients/client1/clusters/nope")  # says which name missed where
+    expect(page.locator("#page-error")).to_have_text("Client One has no cluster named “nope”.")
+    page_problems[:] = [problem for problem in page_problems if "404" not in problem]  # the miss we asked for
     assert page_problems == []
 
 

@@ -114,8 +114,10 @@ const api = createApi({
 function parseHash() {
   const raw = window.location.hash.replace(/^#/, "");
   const [path, queryString = ""] = raw.split("?");
-  // "#/" too, as typed or bookmarked: the start page, not "page not found".
-  return { path: path && path !== "/" ? path : DEFAULT_PATH, query: new URLSearchParams(queryString) };
+  // "#/" too, as typed or bookmarked: the start page, not "page not found"; a trailing slash
+  // ("#/clusters/") is the page without it.
+  const trimmed = path.replace(/\/+$/, "");
+  return { path: trimmed || DEFAULT_PATH, query: new URLSearchParams(queryString) };
 }
 
 function navigate(path, { replace = false } = {}) {
