@@ -572,7 +572,7 @@ def test_the_last_admins_refused_step_down_is_said_in_their_row_and_keeps_the_ro
     assert page_problems == []
 
 
-def test_a_new_invitation_clears_the_last_ones_message(
+def test_a_new_invitation_says_it_replaced_the_pending_one_and_clears_the_last_message(
     live_server, new_page, page_problems, admin1, user1, cluster1
 ):
     page = new_page()
@@ -582,6 +582,12 @@ def test_a_new_invitation_clears_the_last_ones_message(
     page.fill("#invite-email", "newbie@example.com")
     page.click("#send-invite")
     page.wait_for_selector("#invite-status:has-text('Invitation sent to newbie@example.com')")
+    expect(page.locator("#invite-status")).not_to_contain_text("earlier invitation")
+    # Invited again (the first email went astray): the admin learns the first link is dead.
+    page.fill("#invite-email", "newbie@example.com")
+    page.click("#send-invite")
+    expect(page.locator("#invite-status")).to_contain_text("The earlier invitation's link no longer works.")
+    expect(page.locator('[data-testid="invitation-row"]')).to_have_count(1)
 
     page.fill("#invite-email", user1.email)  # a member already
     page.click("#send-invite")

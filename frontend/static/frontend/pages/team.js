@@ -249,9 +249,11 @@ function inviteSection(ctx, client, invitations, activity) {
     submit.disabled = true;
     try {
       const invitation = await ctx.api.invitationCreate(client, email.value.trim(), role.value);
-      invitations.add(invitation);
+      const replaced = invitations.add(invitation);
       const until = timeElement(invitation.expiresAt).textContent;
-      say(status, `Invitation sent to ${invitation.email}. The link works once, until ${until}.`);
+      // The server revokes the address's pending invitation: its link, maybe already forwarded, is dead.
+      const earlier = replaced ? " The earlier invitation's link no longer works." : "";
+      say(status, `Invitation sent to ${invitation.email}. The link works once, until ${until}.${earlier}`);
       form.reset();
       activity.load();
     } catch (failure) {
@@ -334,11 +336,13 @@ function invitationsSection(ctx, client, activity) {
       replaceChildren(list, invitations.map(row));
       refreshEmpty();
     },
+    /** Lists a new invitation in place of the address's pending one; true if it replaced one. */
     add(invitation) {
       const replaced = list.querySelector(`[data-email="${CSS.escape(invitation.email)}"]`);
       if (replaced) replaced.remove();
       list.prepend(row(invitation));
       refreshEmpty();
+      return Boolean(replaced);
     },
   };
 }
