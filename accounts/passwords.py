@@ -110,15 +110,26 @@ def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
     )
 
 
-def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: RequestOrigin) -> None:
-    """Set the password a valid link allows; every session and personal access token ends (someone
-    who knew the old password may have made one). Second factors stay."""
+def _reset_account(uid: str, token: str) -> User:
+    """The active account a reset link (``uid``, ``token``) is for; 400 invalid_reset_token otherwise."""
     try:
         user = User.objects.filter(pk=int(urlsafe_base64_decode(uid).decode()), is_active=True).first()
     except (ValueError, UnicodeDecodeError):
         user = None
     if user is None or not default_token_generator.check_token(user, token):
         raise InvalidResetToken()
+    return user
+
+
+def password_reset_email(*, uid: str, token: str) -> str:
+    """The email of the account a reset link still works for (the page checks before asking)."""
+    return _reset_account(uid, token).email
+
+
+def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: RequestOrigin) -> None:
+    """Set the password a valid link allows; every session and personal access token ends (someone
+    who knew the old password may have made one). Second factors stay."""
+    user = _reset_account(uid, token)
     _new_password_check(new_password, user, "newPassword")
     with transaction.atomic():
         user.set_password(new_password)

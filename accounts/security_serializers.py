@@ -163,7 +163,16 @@ class PasswordResetInputSerializer(serializers.Serializer):
     email = CanonicalEmailField(max_length=254)
 
 
-class PasswordResetConfirmInputSerializer(serializers.Serializer):
+class PasswordResetCheckInputSerializer(serializers.Serializer):
+    """A reset link's two parts (``#/reset/<uid>/<token>``)."""
+
     uid = serializers.CharField(max_length=64)
     token = serializers.CharField(max_length=128)
+
+
+class PasswordResetCheckSerializer(serializers.Serializer):
+    email = serializers.EmailField(help_text="The account the link resets (for password managers).")
+
+
+class PasswordResetConfirmInputSerializer(PasswordResetCheckInputSerializer):
     newPassword = Base64PasswordField()

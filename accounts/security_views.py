@@ -1,5 +1,6 @@
-"""The account-security API: the second step of a sign-in, passkeys, factors, re-authentication,
-password change and reset (see README "Account security")."""
+"""The account-security API: the second step of a sign-in, passkeys, factors, re-authentication
+and password change (see README "Account security"); a forgotten password is reset in
+``accounts.password_reset_views``."""
 
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ from accounts.security_serializers import (
     PasskeySerializer,
     PasskeySignInInputSerializer,
     PasswordChangeInputSerializer,
-    PasswordResetConfirmInputSerializer,
-    PasswordResetInputSerializer,
     ReauthenticateInputSerializer,
     RecoveryCodesSerializer,
     SecurityOverviewSerializer,
@@ -32,8 +31,8 @@ from accounts.security_serializers import (
 )
 from accounts.selectors import security_overview
 from accounts.serializers import DELIVERY_BODY, TokenResponseSerializer
-from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle, PublicIPThrottle, password_reset_due
-from accounts.views import PublicAPIView, SignInAPIView, login_response
+from accounts.throttles import LoginIPThrottle, PasswordChangeThrottle
+from accounts.views import SignInAPIView, login_response
 from config import errors
 from config.api import APIView
 from config.openapi import AUTHENTICATION_ERRORS, PortalAutoSchema, error_responses
@@ -435,49 +434,6 @@ class PasswordChangeView(APIView):
             origin=request_origin(request),
         )
         return device_cookie_renewed(request, Response(status=status.HTTP_204_NO_CONTENT), user=user)
-
-
-class PasswordResetView(SignInAPIView):
-    throttle_classes = [PublicIPThrottle]
-
-    @extend_schema(
-        operation_id="auth_password_reset",
-        request=PasswordResetInputSerializer,
-        responses={
-            202: None,
-            **error_responses(errors.InvalidRequest, errors.Throttled, errors.ForeignOrigin),
-        },
-        auth=[],
-        description="202 for every valid address, whether or not it has an account; an email follows when it does.",
-    )
-    def post(self, request: Request) -> Response:
-        serializer = PasswordResetInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        if password_reset_due(request, self):  # else answered like any other, and nothing is done
-            passwords.password_reset_request(
-                email=serializer.validated_data["email"], origin=request_origin(request)
-            )
-        return Response(status=status.HTTP_202_ACCEPTED)
-
-
-class PasswordResetConfirmView(PublicAPIView):
-    @extend_schema(
-        operation_id="auth_password_reset_confirm",
-        request=PasswordResetConfirmInputSerializer,
-        responses={204: None, **error_responses(errors.InvalidRequest, errors.InvalidResetToken)},
-        auth=[],
-    )
-    def post(self, request: Request) -> Response:
-        serializer = PasswordResetConfirmInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        passwords.password_reset_confirm(
-            uid=data["uid"],
-            token=data["token"],
-            new_password=data["newPassword"],
-            origin=request_origin(request),
-        )
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AdminSessionView(APIView):

@@ -4,7 +4,7 @@ import uuid
 
 from django.urls import path, register_converter
 
-from accounts import security_views, token_views, views
+from accounts import password_reset_views, security_views, token_views, views
 
 
 class AnyCaseUUIDConverter:
@@ -37,7 +37,8 @@ urlpatterns = [
     path("api/auth/tokens/<int:token_id>", token_views.AccessTokenDetailView.as_view(), name="auth-token"),
     path("api/auth/csrf", views.CsrfView.as_view(), name="auth-csrf"),
     path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
-    # Second factors, passkeys, re-authentication, passwords (accounts/security_views.py).
+    # Second factors, passkeys, re-authentication, passwords (accounts/security_views.py,
+    # accounts/password_reset_views.py).
     path("api/auth/mfa", security_views.SecurityOverviewView.as_view(), name="auth-mfa"),
     path("api/auth/mfa/verify", security_views.MfaVerifyView.as_view(), name="auth-mfa-verify"),
     path("api/auth/mfa/options", security_views.MfaOptionsView.as_view(), name="auth-mfa-options"),
@@ -66,10 +67,19 @@ urlpatterns = [
         name="auth-reauthenticate-options",
     ),
     path("api/auth/password", security_views.PasswordChangeView.as_view(), name="auth-password"),
-    path("api/auth/password/reset", security_views.PasswordResetView.as_view(), name="auth-password-reset"),
+    path(
+        "api/auth/password/reset",
+        password_reset_views.PasswordResetView.as_view(),
+        name="auth-password-reset",
+    ),
+    path(
+        "api/auth/password/reset/check",
+        password_reset_views.PasswordResetCheckView.as_view(),
+        name="auth-password-reset-check",
+    ),
     path(
         "api/auth/password/reset/confirm",
-        security_views.PasswordResetConfirmView.as_view(),
+        password_reset_views.PasswordResetConfirmView.as_view(),
         name="auth-password-reset-confirm",
     ),
     path("api/auth/admin-session", security_views.AdminSessionView.as_view(), name="auth-admin-session"),

@@ -116,6 +116,32 @@ def test_a_reset_link_works_once(user):
     assert (response.status_code, response.json()["code"]) == (400, "invalid_reset_token")
 
 
+def _check(uid: object, token: object):
+    return APIClient().post("/api/auth/password/reset/check", {"uid": uid, "token": token}, format="json")
+
+
+def test_a_reset_link_is_checked_before_its_user_types_a_password_and_the_check_changes_nothing(user):
+    APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+    uid, token = _reset_link()
+    checked = _check(uid, token)
+    assert (checked.status_code, checked.json()) == (200, {"email": "alice@example.com"})
+    assert _check(uid, token).status_code == 200  # checking twice uses nothing up
+    user.refresh_from_db()
+    assert user.check_password(DEFAULT_PASSWORD)  # the old password still (signing in would end the link)
+    assert _confirm(uid, token).status_code == 204
+    used = _check(uid, token)
+    assert (used.status_code, used.json()["code"]) == (400, "invalid_reset_token")
+
+
+@pytest.mark.parametrize(
+    ("uid", "token"), [("MQ", "nope"), ("!!", "x"), ("", ""), (None, "x"), (1, 2), ("MQ", "x" * 500)]
+)
+def test_a_reset_link_that_never_worked_is_refused_by_the_check(user, uid, token):
+    response = _check(uid, token)
+    assert response.status_code == 400
+    assert response.json()["code"] in ("invalid_reset_token", "invalid_request")
+
+
 def test_an_expired_reset_link_is_refused(user, settings):
     with time_machine.travel(timezone.now(), tick=False) as traveller:
         APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")

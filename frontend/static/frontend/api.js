@@ -25,6 +25,7 @@ const NO_REFRESH_PATHS = new Set([
   "/api/auth/passkey/options",
   "/api/auth/passkey",
   "/api/auth/password/reset",
+  "/api/auth/password/reset/check",
   "/api/auth/password/reset/confirm",
   "/api/invitations/preview",
   "/api/invitations/sign-up",
@@ -281,6 +282,8 @@ function securityEndpoints(call) {
         body: { currentPassword: base64Utf8(currentPassword), newPassword: base64Utf8(newPassword) },
       }),
     passwordReset: (email) => call("POST")("/api/auth/password/reset", { body: { email } }),
+    passwordResetCheck: (uid, token, options) =>
+      call("POST")("/api/auth/password/reset/check", { ...options, body: { uid, token } }),
     passwordResetConfirm: (uid, token, newPassword) =>
       call("POST")("/api/auth/password/reset/confirm", {
         body: { uid, token, newPassword: base64Utf8(newPassword) },

@@ -79,7 +79,7 @@ export const forgotPage = {
 
 function linkRefused(ctx, section, form, detail) {
   form.remove();
-  section.append(
+  section.querySelector("#back-to-signin").parentElement.before(
     h(
       "p",
       { id: "reset-invalid", class: "error", role: "alert" },
@@ -90,9 +90,31 @@ function linkRefused(ctx, section, form, detail) {
   section.querySelector("#reset-request-new").focus();
 }
 
+/**
+ * Whether the link still works, asked before anyone types a password: its account's email, or
+ * null when it is dead (said on the page). Any other failure lets the form show: its submit
+ * tells the truth anyway.
+ */
+async function linkChecked(ctx, section, placeholder) {
+  const { uid, token } = ctx.params;
+  try {
+    const { email } = await ctx.api.passwordResetCheck(uid, token, { signal: ctx.signal });
+    return email;
+  } catch (failure) {
+    if (!ctx.isCurrent()) return null;
+    if (failure.code !== "invalid_reset_token") return "";
+    linkRefused(ctx, section, placeholder, failure.detail);
+    return null;
+  }
+}
+
 export const resetPage = {
   async render(ctx) {
     const { uid, token } = ctx.params;
+    const checking = h("p", { id: "reset-checking", class: "status" }, "Checking the link…");
+    const section = card(ctx, "Choose a new password", checking, backToSignIn());
+    const email = await linkChecked(ctx, section, checking);
+    if (email === null || !ctx.isCurrent()) return;
     const fields = newPasswordFields({ id: "reset-password", label: "New password" });
     const error = liveRegion("reset-error", { assertive: true, className: "error" });
     const submit = h("button", { type: "submit", id: "reset-submit", class: "button primary" }, "Set the new password");
@@ -105,11 +127,13 @@ export const resetPage = {
         "Choose a new password. Every device signed in to your account will be signed out, " +
           "and your personal access tokens revoked.",
       ),
+      // Which account the new password is for, for password managers (they save it under it).
+      email ? h("input", { type: "email", id: "reset-username", autocomplete: "username", value: email, readonly: true, hidden: true }) : null,
       fields.rows,
       error,
       submit,
     );
-    const section = card(ctx, "Choose a new password", form, backToSignIn());
+    checking.replaceWith(form);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       say(error, "");
