@@ -371,7 +371,7 @@ def test_a_policy_that_cuts_members_off_is_confirmed_first_and_cancelling_saves_
 
     dialog = page.locator("#policy-dialog")
     expect(dialog).to_be_visible()
-    expect(dialog).to_contain_text("allowed methods: any -> google, password")
+    expect(dialog).to_contain_text("allowed methods: any -> password.")  # no Google here: not offered
     expect(dialog).to_contain_text("Client One User (client1@example.com): sign in another way.")
     expect(dialog).to_contain_text("1 personal access token loses client1")
     screenshot(page, "policy-confirm")
@@ -382,7 +382,7 @@ def test_a_policy_that_cuts_members_off_is_confirmed_first_and_cancelling_saves_
     page.click("#save-policy")
     page.click("#confirm-policy")
     expect(page.locator("#policy-status")).to_contain_text("Saved")
-    assert SignInPolicy.objects.get().allowed_methods == ["google", "password"]
+    assert SignInPolicy.objects.get().allowed_methods == ["password"]
     assert not PersonalAccessToken.objects.filter(revoked_at=None).exists()  # its only client went
     page.click("#save-policy")  # pressed again: nothing to confirm, nothing recorded
     expect(page.locator("#policy-status")).to_have_text("Nothing to save: the policy is already this.")
