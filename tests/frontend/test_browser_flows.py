@@ -564,6 +564,36 @@ def test_a_client_whose_clusters_did_not_load_is_not_counted_as_having_none(
     assert page_problems == []
 
 
+def test_a_page_that_could_not_load_for_a_passing_reason_offers_to_try_again(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.route(
+        "**/api/clients",
+        lambda route: route.fulfill(
+            status=503,
+            json={
+                "code": "database_unavailable",
+                "detail": "The database is unavailable; try again shortly.",
+            },
+        ),
+    )
+    page.goto(live_server.url + "/#/sessions")
+    page.goto(live_server.url + "/#/clusters")
+    expect(page.locator("#page-error")).to_contain_text("The database is unavailable")
+    page.unroute("**/api/clients")
+    page.click("#page-retry")
+    expect(page.locator('[data-testid="cluster-row"]')).to_have_count(1)
+    expect(page.locator("#page-retry")).to_have_count(0)
+    # A refusal that would only be refused again offers no retry.
+    page.goto(live_server.url + "/#/clients/client1/clusters/nope")
+    expect(page.locator("#page-error")).to_contain_text("has no cluster named")
+    expect(page.locator("#page-retry")).to_have_count(0)
+    page_problems[:] = [problem for problem in page_problems if "503" not in problem and "404" not in problem]
+    assert page_problems == []
+
+
 def test_many_clusters_can_be_searched_by_name_or_client(
     live_server, new_page, page_problems, user1, client1, client2, cluster1, cluster2
 ):

@@ -9,9 +9,9 @@ import {
   commitCode,
   deliveryBadge,
   FILTER_FROM,
+  loadFailed,
   pageFrame,
   rowFilter,
-  showError,
   storageSummary,
 } from "./common.js";
 import { stepUpSection } from "./step-up.js";
@@ -30,7 +30,7 @@ export async function render(ctx) {
     ]);
   } catch (failure) {
     say(status, "");
-    showError(ctx, error, failure);
+    loadFailed(ctx, error, failure);
     return;
   }
   if (!ctx.isCurrent()) return;

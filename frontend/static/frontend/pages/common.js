@@ -1,6 +1,7 @@
 // Pieces shared by the pages: the page frame, error display, storage and revision labels,
 // the confirmation dialog and copying to the clipboard.
 
+import { ApiError } from "../api.js";
 import { h, liveRegion, markInvalid, replaceChildren, say, shortCommit } from "../dom.js";
 
 export function clusterHref(client, cluster, suffix = "") {
@@ -84,13 +85,25 @@ export async function pageLoad(ctx, { status, error }, loadingText, load) {
     return data;
   } catch (failure) {
     say(status, "");
-    showError(ctx, error, failure);
+    loadFailed(ctx, error, failure);
     // A deep link into a client whose sign-in policy this session does not meet: the clusters
     // page's card offers the way there (add a second factor, sign in again).
     if (ctx.isCurrent() && failure && failure.code === "step_up_required") {
       error.append(" ", h("a", { id: "step-up-link", href: "#/clusters" }, "See how to reach it"));
     }
     return undefined;
+  }
+}
+
+/**
+ * A page that could not load says why; when the failure may pass (the network, a dependency's
+ * 503), it offers to try again rather than a reload of the whole app.
+ */
+export function loadFailed(ctx, error, failure) {
+  showError(ctx, error, failure);
+  const passing = failure instanceof ApiError && (failure.status === 0 || failure.status >= 500);
+  if (ctx.isCurrent() && passing) {
+    error.append(" ", h("button", { type: "button", id: "page-retry", class: "button secondary", onclick: () => ctx.rerender() }, "Try again"));
   }
 }
 
