@@ -30,7 +30,9 @@ class PasswordResetView(SignInAPIView):
         request=PasswordResetInputSerializer,
         responses={
             202: None,
-            **error_responses(errors.InvalidRequest, errors.Throttled, errors.ForeignOrigin),
+            **error_responses(
+                errors.InvalidRequest, errors.Throttled, errors.ForeignOrigin, errors.AuthUnavailable
+            ),
         },
         auth=[],
         description="202 for every valid address, whether or not it has an account; an email follows when it does.",
@@ -54,7 +56,9 @@ class PasswordResetCheckView(PublicAPIView):
         request=PasswordResetCheckInputSerializer,
         responses={
             200: PasswordResetCheckSerializer,
-            **error_responses(errors.InvalidRequest, errors.InvalidResetToken, errors.Throttled),
+            **error_responses(
+                errors.InvalidRequest, errors.InvalidResetToken, errors.Throttled, errors.AuthUnavailable
+            ),
         },
         auth=[],
         description="Whether a reset link (its uid and token) still works, before its user types a new "
@@ -68,10 +72,19 @@ class PasswordResetCheckView(PublicAPIView):
 
 
 class PasswordResetConfirmView(PublicAPIView):
+    # Counted like the check: a weak new password refused (400) after the link was accepted
+    # would otherwise answer the check's question without its limit.
+    throttle_classes = [PublicIPThrottle]
+
     @extend_schema(
         operation_id="auth_password_reset_confirm",
         request=PasswordResetConfirmInputSerializer,
-        responses={204: None, **error_responses(errors.InvalidRequest, errors.InvalidResetToken)},
+        responses={
+            204: None,
+            **error_responses(
+                errors.InvalidRequest, errors.InvalidResetToken, errors.Throttled, errors.AuthUnavailable
+            ),
+        },
         auth=[],
     )
     def post(self, request: Request) -> Response:

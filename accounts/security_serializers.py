@@ -175,4 +175,6 @@ class PasswordResetCheckSerializer(serializers.Serializer):
 
 
 class PasswordResetConfirmInputSerializer(PasswordResetCheckInputSerializer):
+    """A reset link's two parts and the new password."""
+
     newPassword = Base64PasswordField()

@@ -118,7 +118,7 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         **database_from_url(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")),
-        # None kept under DEBUG: runserver's thread per request would leave each one open.
+        # 0 under DEBUG: runserver's thread per request would leave each connection open.
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0 if DEBUG else 60, minimum=0),
         "CONN_HEALTH_CHECKS": True,
     }

@@ -218,3 +218,14 @@ def test_a_stolen_sessions_guesses_do_not_refuse_the_owner_the_change_that_shuts
     right = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64(NEW_PASSWORD)}
     assert owner.post("/api/auth/password", right, format="json").status_code == 204
     assert stolen.get("/api/auth/me").json()["code"] == "token_not_valid"  # shut out
+
+
+@pytest.mark.parametrize("path", ["/api/auth/password/reset/check", "/api/auth/password/reset/confirm"])
+def test_asking_whether_reset_links_work_is_limited_per_address(user, settings, path):
+    """A weak password sent to confirm answers the check's question (400 on newPassword once the
+    link is accepted): both count against one limit per address."""
+    settings.LOGIN_THROTTLE_IP = "3/min"
+    body = {"uid": "MQ", "token": "not-a-token", "newPassword": b64("a")}
+    answers = [APIClient().post(path, body, format="json") for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [400, 400, 400, 429]
+    assert answers[-1].json()["code"] == "throttled" and "Retry-After" in answers[-1]
