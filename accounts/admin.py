@@ -78,12 +78,16 @@ class UserChangeAdminForm(UserChangeForm):
 
 
 class PasswordChangeAdminForm(AdminPasswordChangeForm):
-    """An operator sets a password: through the service, which ends the user's sessions and tokens."""
+    """An operator sets a password, or turns password sign-in off ("Disabled"): through the
+    service, which ends the user's sessions and tokens."""
 
     def save(self, commit: bool = True) -> User:
-        password = self.cleaned_data["password1"]
+        usable = self.cleaned_data.get("set_usable_password", True)
+        password = self.cleaned_data["password1"] if usable else None
         if commit:
             user_password_change(user=self.user, password=password, actor=_acting_operator.get())
+        elif password is None:
+            self.user.set_unusable_password()
         else:
             self.user.set_password(password)
         return self.user

@@ -442,10 +442,14 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
 
 
 def user_password_change(
-    *, user: User, password: str, current_session_id: uuid.UUID | None = None, actor: User | None = None
+    *, user: User, password: str | None, current_session_id: uuid.UUID | None = None, actor: User | None = None
 ) -> None:
-    """An operator sets a password: every other session (all without one) and token ends, as after a reset."""
-    user.set_password(password)
+    """An operator sets a password (None: none, password sign-in off): every other session (all
+    without one) and token ends, as after a reset."""
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
     with transaction.atomic():
         user.save(update_fields=["password"])
         sessions_revoke(

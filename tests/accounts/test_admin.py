@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, Session, User
 from tests.accounts.test_sessions import DEAD_REDIS
-from tests.conftest import login
+from tests.conftest import DEFAULT_PASSWORD, login
 
 
 @pytest.fixture
@@ -145,6 +145,22 @@ def test_an_admin_password_change_revokes_the_users_sessions(operator_browser, b
     revoked = AuditEvent.objects.get(type="session_revoked")
     assert revoked.detail == "reason: password_change; by root@example.com"  # who did it is on record
     assert login(APIClient(), user, "A brand new passphrase 77").status_code == 200
+
+
+def test_an_operator_turns_password_sign_in_off_and_the_account_has_no_password_at_all(
+    operator_browser, bearer_client, user
+):
+    """Django's "Password-based authentication: Disabled" leaves no password, not the empty one."""
+    api = bearer_client(user)
+    disable = {"usable_password": "false", "unset-password": "1"}  # the button the form offers
+    response = operator_browser.post(f"/admin/accounts/user/{user.pk}/password/", disable, follow=True)
+    assert [str(message) for message in response.context["messages"]] == [
+        "Password-based authentication was disabled."
+    ]
+    user.refresh_from_db()
+    assert not user.has_usable_password() and not user.check_password("")
+    assert api.get("/api/auth/me").json()["code"] == "token_not_valid"  # its sessions ended, as for a new one
+    assert login(APIClient(), user, DEFAULT_PASSWORD).status_code == 401
 
 
 def test_audit_events_are_read_only(operator_browser, user):
