@@ -9,6 +9,7 @@ none yet, is not let in until they set one up.
 The admin session is bound to the portal session that opened it: every admin request asks the
 same rule as the API (``session_id_live``), so signing out, a revocation, the idle timeout, a
 deactivation or a password change ends the admin session too, and admin use counts as activity.
+The admin's own Log out ends that portal session in turn.
 """
 
 from __future__ import annotations
@@ -23,20 +24,22 @@ from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.contrib.auth import login as django_login
 from django.contrib.auth import logout as django_logout
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.authentication import auth_cookies_clear, request_origin
 from accounts.models import User
 from accounts.second_factors import recent_authentication_require
 from accounts.selectors import (
     session_id_live,
+    session_open,
     session_row_live,
     user_mfa_required,
     user_second_factors,
     uuid_or_none,
 )
-from accounts.services import session_activity_record
+from accounts.services import session_activity_record, session_logout
 from config.errors import AccountDisabled, AuthUnavailable, ReauthenticationRequired, TokenNotValid
 
 # The portal session (accounts.Session id) an admin session belongs to, in the Django session.
@@ -138,6 +141,20 @@ class PortalAdminSite(AdminSite):
 
     def password_change_done(self, request: HttpRequest, extra_context=None) -> HttpResponseRedirect:
         return HttpResponseRedirect("/#/security")
+
+    def logout(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        """Log out signs out of the portal session the admin session was opened from, and clears
+        the app's cookies: else the next visit to /admin/ would open a new admin session from
+        them, and an operator leaving a shared computer would have left a live session behind."""
+        session_id = uuid_or_none(request.session.get(PORTAL_SESSION_KEY))
+        if request.method == "POST" and session_id is not None and request.user.is_authenticated:
+            session = session_open(session_id=session_id, user_id=request.user.pk)
+            if session is not None:
+                session_logout(session=session, origin=request_origin(request))
+        response = super().logout(request, extra_context)
+        if request.method == "POST":
+            auth_cookies_clear(response)
+        return response
 
     def login(self, request: HttpRequest, extra_context=None) -> HttpResponseRedirect:
         if self.has_permission(request):

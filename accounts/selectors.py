@@ -227,6 +227,13 @@ def session_id_live(*, session_id: uuid.UUID, user_id: int) -> LiveSession:
     )
 
 
+def session_open(*, session_id: uuid.UUID, user_id: int) -> Session | None:
+    """``user_id``'s session ``session_id`` while it is not revoked (None otherwise)."""
+    return (
+        Session.objects.filter(pk=session_id, user_id=user_id, revoked_at=None).select_related("user").first()
+    )
+
+
 def session_row_live(*, session_id: uuid.UUID, user_id: int) -> bool:
     """What the database alone knows of a session: not revoked, not past its end, user active.
     Only for when the session store is down (it alone knows idleness): the admin's fallback."""

@@ -442,22 +442,18 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
 
 
 def user_password_change(
-    *, user: User, password: str | None, current_session_id: uuid.UUID | None = None, actor: User | None = None
+    *,
+    user: User,
+    password: str | None,
+    current_session_id: uuid.UUID | None = None,
+    actor: User | None = None,
 ) -> None:
-    """An operator sets a password (None: none, password sign-in off): every other session (all
-    without one) and token ends, as after a reset."""
-    if password is None:
-        user.set_unusable_password()
-    else:
-        user.set_password(password)
+    """An operator sets a password (None: none, no password sign-in); other sessions and tokens end."""
+    user.set_password(password)  # None makes an unusable one (Django's make_password)
     with transaction.atomic():
         user.save(update_fields=["password"])
-        sessions_revoke(
-            user=user,
-            except_session_id=current_session_id,
-            reason=SessionRevokedReason.PASSWORD_CHANGE,
-            actor=actor,
-        )
+        reason = SessionRevokedReason.PASSWORD_CHANGE
+        sessions_revoke(user=user, except_session_id=current_session_id, reason=reason, actor=actor)
         user_access_tokens_end(user=user, actor=actor, why="password set by an operator")
 
 

@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.authentication import access_cookie_name, refresh_cookie_name
 from accounts.models import AuditEvent, Session, TotpDevice, User
 from accounts.selectors import user_second_factors
 from accounts.services import user_deactivate
@@ -593,6 +594,20 @@ def test_signing_out_of_the_portal_ends_the_admin_session_on_the_server(admin_br
     replayed = Client()
     replayed.cookies["sessionid"] = admin_cookie  # a copy kept from before the sign-out
     assert _refused_by_the_admin(replayed)
+
+
+def test_logging_out_of_the_admin_signs_out_of_the_portal_session_that_opened_it(admin_browser):
+    """Else /admin/ would open a new admin session from the app's cookies, without any sign-in."""
+    session = Session.objects.get(user=admin_browser.staff)
+    response = admin_browser.post("/admin/logout/")
+    assert response.status_code == 200  # Django's "Logged out" page
+    session.refresh_from_db()
+    assert session.revoked_reason == "logout"
+    assert all(
+        admin_browser.cookies[name].value == "" for name in (access_cookie_name(), refresh_cookie_name())
+    )
+    assert _refused_by_the_admin(admin_browser)
+    assert admin_browser.get("/api/auth/me").status_code == 403
 
 
 def test_an_admin_session_without_a_portal_session_is_refused(admin_browser):
