@@ -121,6 +121,20 @@ class GoogleAccountInline(admin.TabularInline):
         return formset
 
 
+def within_reach(model_admin, request: HttpRequest, queryset: QuerySet, *, owner: str = "") -> QuerySet:
+    """The selected rows this operator may act on: for a non-superuser, none of a privileged
+    account (``owner``: the lookup to the row's user, e.g. ``"user__"``); those left out are named."""
+    if request.user.is_superuser:
+        return queryset
+    privileged = reduce(operator.or_, (Q(**{f"{owner}{flag}": True}) for flag in PRIVILEGE_FLAGS))
+    skipped = sorted(set(queryset.filter(privileged).values_list(f"{owner}email", flat=True)))
+    if skipped:
+        model_admin.message_user(
+            request, f"Only a superuser can change {', '.join(skipped)}: left as they were.", messages.ERROR
+        )
+    return queryset.exclude(privileged)
+
+
 @admin.register(User)
 class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     form = UserChangeAdminForm
@@ -221,18 +235,7 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
 
     def _changeable(self, request: HttpRequest, queryset: QuerySet[User]) -> QuerySet[User]:
-        """The selected users this operator may act on; the others are named in a message."""
-        if request.user.is_superuser:
-            return queryset
-        privileged = reduce(operator.or_, (Q(**{flag: True}) for flag in PRIVILEGE_FLAGS))
-        skipped = list(queryset.filter(privileged).values_list("email", flat=True))
-        if skipped:
-            self.message_user(
-                request,
-                f"Only a superuser can change {', '.join(skipped)}: left as they were.",
-                messages.ERROR,
-            )
-        return queryset.exclude(privileged)
+        return within_reach(self, request, queryset)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
         refusal = recent_sign_in_refusal(request) if request.method == "POST" else None
@@ -352,8 +355,9 @@ class SessionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke selected sessions", permissions=["revoke"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+        reachable = within_reach(self, request, queryset, owner="user__")
         count = sessions_revoke(
-            sessions=list(queryset.filter(revoked_at=None).select_related("user")),
+            sessions=list(reachable.filter(revoked_at=None).select_related("user")),
             reason=SessionRevokedReason.OPERATOR,
             actor=request.user,
         )
@@ -395,8 +399,9 @@ class PersonalAccessTokenAdmin(ReadOnlyAdmin):
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[PersonalAccessToken]) -> None:
         try:
+            reachable = within_reach(self, request, queryset, owner="user__")
             count = access_tokens_revoke(
-                tokens=list(queryset.filter(revoked_at=None).select_related("user")), actor=request.user
+                tokens=list(reachable.filter(revoked_at=None).select_related("user")), actor=request.user
             )
         except AuthUnavailable:
             self.message_user(
@@ -412,4 +417,14 @@ admin.site.unregister(Group)
 
 @admin.register(Group)
 class GroupAdmin(InputGuardAdmin, DjangoGroupAdmin):
-    pass
+    """Changed by superusers only: whoever may edit a group's permissions could give their own
+    group every permission (the user admin keeps groups and permissions to superusers too)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Group | None = None) -> bool:
+        return request.user.is_superuser

@@ -325,6 +325,54 @@ def test_staff_who_may_change_users_cannot_take_over_a_privileged_account(
     assert root_api.get("/api/auth/me").status_code == 200
 
 
+def test_staff_who_may_change_sessions_and_tokens_cannot_end_a_privileged_accounts(
+    client, user_factory, bearer_client, user, client1
+):
+    """Kicking a superuser out (or killing their scripts) is changing their account, too."""
+    from accounts.access_tokens import access_token_create
+    from accounts.audit import RequestOrigin
+    from accounts.scopes import SignInFacts
+
+    root = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    root_api, user_api = bearer_client(root), bearer_client(user)
+    token, _ = access_token_create(
+        user=root, facts=SignInFacts(), name="ci", expires_in=timedelta(days=7), clients={"client1": ["view"]},
+        origin=RequestOrigin(ip=None, user_agent=""),
+    )  # fmt: skip
+    browser = limited_staff_browser(
+        client, user_factory, "view_session", "change_session", "view_personalaccesstoken",
+        "change_personalaccesstoken",
+    )  # fmt: skip
+    selected = [str(pk) for pk in Session.objects.filter(user__in=[root, user]).values_list("pk", flat=True)]
+    page = browser.post(
+        "/admin/accounts/session/", {"action": "revoke_selected", "_selected_action": selected}, follow=True
+    )
+    assert "Only a superuser can change root@example.com" in page.content.decode()
+    assert root_api.get("/api/auth/me").status_code == 200
+    assert user_api.get("/api/auth/me").json()["code"] == "token_not_valid"  # the others go
+    browser.post(
+        "/admin/accounts/personalaccesstoken/", {"action": "revoke_selected", "_selected_action": [token.pk]}
+    )
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_staff_who_may_change_groups_cannot_give_their_group_more_permissions(client, user_factory):
+    from django.contrib.auth.models import Group, Permission
+
+    browser = limited_staff_browser(client, user_factory, "view_group", "change_group", "add_group")
+    group = Group.objects.create(name="support")
+    group.user_set.add(User.objects.get(email="support@example.com"))
+    everything = [str(pk) for pk in Permission.objects.values_list("pk", flat=True)]
+    response = browser.post(
+        f"/admin/auth/group/{group.pk}/change/", {"name": "support", "permissions": everything}
+    )
+    assert response.status_code == 403
+    assert not group.permissions.exists()
+    assert browser.get("/admin/auth/group/add/").status_code == 403
+    assert browser.get(f"/admin/auth/group/{group.pk}/change/").status_code == 200  # still readable
+
+
 def test_a_user_page_offers_the_password_form_only_to_whoever_may_use_it(client, user_factory, user):
     root = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
     browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
