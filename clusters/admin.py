@@ -152,6 +152,7 @@ class ClusterAdminForm(forms.ModelForm):
             versions = list(settings.QDRANT_VERSIONS)
             self.initial.setdefault("version", settings.QDRANT_DEFAULT_VERSION)
             self.initial.setdefault("storage_gi", settings.STORAGE_GI_DEFAULT)
+            self.fields["client"].queryset = Client.objects.filter(active=True)  # else seen by nobody
         self.fields["version"].choices = [(v, v) for v in versions]
         # The service's bounds in the browser too (a decommissioned cluster's form has neither field).
         if "replicas" in self.fields:

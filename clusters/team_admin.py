@@ -26,7 +26,7 @@ from clusters.services import (
     sign_in_policy_set,
 )
 from clusters.services.members import role_grant_check
-from clusters.services.policy import policy_problems
+from clusters.services.policy import JIT_ROLES, policy_problems
 from config.admin_errors import ServiceRefusalsAdmin
 from config.errors import AlreadyMember, PortalError
 
@@ -56,6 +56,12 @@ class SignInPolicyForm(forms.ModelForm):
         choices=SignInPolicy.Method.choices,
         widget=forms.CheckboxSelectMultiple,
         initial=SignInPolicy.Method.values,
+    )
+    # Only the roles the service provisions (an admin is always chosen by a person).
+    jit_role = forms.ChoiceField(
+        label="Role of provisioned members",
+        choices=[choice for choice in Grant.Role.choices if choice[0] in JIT_ROLES],
+        initial=Grant.Role.VIEWER,
     )
 
     class Meta:
@@ -108,6 +114,11 @@ class InvitationAddForm(forms.ModelForm):
     class Meta:
         model = Invitation
         fields = ("client", "email", "role")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A deactivated client's invitation links never open (invitation_open): none is sent.
+        self.fields["client"].queryset = Client.objects.filter(active=True)
 
     def clean(self):
         cleaned = super().clean()
@@ -162,11 +173,17 @@ class InvitationAdmin(ServiceRefusalsAdmin):
 
     @admin.action(description="Revoke selected invitations", permissions=["change"])
     def revoke(self, request, queryset) -> None:
+        revoked = 0
         for invitation in queryset.select_related("client"):
             try:
                 invitation_revoke(client=invitation.client, invitation_id=invitation.pk, actor=request.user)
+                revoked += 1
             except PortalError as error:
                 self.message_user(request, f"Invitation {invitation}: {error.detail}", messages.WARNING)
+        if revoked:
+            self.message_user(
+                request, f"Revoked {revoked} invitation(s): their links no longer work.", messages.SUCCESS
+            )
 
 
 @admin.register(ClientAuditEvent)

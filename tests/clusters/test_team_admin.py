@@ -110,11 +110,39 @@ def test_an_operator_invites_and_revokes_in_the_admin(admin_browser, client1, us
     invitation = Invitation.objects.get()
     assert (invitation.email, invitation.invited_by_email) == ("friend@example.com", "root@example.com")
     assert mail.outbox[0].to == ["friend@example.com"]
-    admin_browser.post(
-        "/admin/clusters/invitation/", {"action": "revoke", "_selected_action": [invitation.pk]}
+    revoked = admin_browser.post(
+        "/admin/clusters/invitation/", {"action": "revoke", "_selected_action": [invitation.pk]}, follow=True
     )
     assert Invitation.objects.get().state == "revoked"
+    said = [str(message) for message in revoked.context["messages"]]
+    assert said[-1] == "Revoked 1 invitation(s): their links no longer work."
     assert admin_browser.get("/admin/clusters/clientauditevent/").status_code == 200
+
+
+def test_a_deactivated_client_is_offered_for_no_invitation_and_no_new_cluster(
+    admin_browser, client1, client2
+):
+    """Its invitation links would never open, and its clusters would be seen by nobody."""
+    client2.active = False
+    client2.save()
+    for path, form in (
+        ("/admin/clusters/invitation/add/", {"email": "friend@example.com", "role": "viewer"}),
+        (
+            "/admin/clusters/cluster/add/",
+            {"slug": "ghost", "replicas": 1, "storage_gi": 10, "version": "v1.19.0"},
+        ),
+    ):
+        page = admin_browser.get(path).content.decode()
+        assert f'value="{client1.pk}"' in page and f'value="{client2.pk}"' not in page
+        refused = admin_browser.post(path, {"client": client2.pk, **form})
+        assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    assert not Invitation.objects.exists() and not client2.clusters.exists()
+
+
+def test_the_policy_form_offers_only_the_roles_provisioning_gives(admin_browser, client1):
+    page = admin_browser.get(f"/admin/clusters/client/{client1.pk}/change/").content.decode()
+    offered = page.split('name="sign_in_policy-0-jit_role"')[1].split("</select>")[0]
+    assert 'value="viewer"' in offered and 'value="operator"' in offered and 'value="admin"' not in offered
 
 
 def test_an_operator_revokes_a_personal_access_token(admin_browser, auth_client, user1, cluster1):
