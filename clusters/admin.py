@@ -14,6 +14,7 @@ from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
 from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
 from clusters.admin_decommission import ClusterDecommissionAdmin
+from clusters.admin_delivery import delivery_note
 from clusters.admin_filters import ChangeDeliveryFilter, DecommissionedFilter, DeploymentStateFilter
 from clusters.deployments import (
     application_ui_url,
@@ -26,7 +27,6 @@ from clusters.deployments import (
 from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_latest_change
 from clusters.services import (
-    ClusterChangeResult,
     KeysShownTo,
     client_create,
     client_update,
@@ -48,16 +48,6 @@ from gitops.argocd import storage_runbook_render
 from gitops.values import namespace_name, release_name
 
 _SPEC_FIELDS = ("replicas", "version", "storage_gi")
-
-
-def _not_pushed(result: ClusterChangeResult) -> str:
-    """What the operator must know when the change is committed but the remote did not take it."""
-    if result.change is None or result.change.pushed:
-        return ""
-    return (
-        " It is committed to git but not pushed yet: the GitOps remote did not take it (System status"
-        " says why). The next change or gitops_sync pushes it; Argo CD cannot deploy it before."
-    )
 
 
 def _adopt(obj: Model, saved: Model) -> None:
@@ -333,7 +323,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
                 actor=request.user,
                 **form.spec_changes(),
             )
-        if note := _not_pushed(result):
+        if note := delivery_note(result):
             self.message_user(request, f"Cluster {result.cluster}:{note}", messages.WARNING)
         _adopt(obj, result.cluster)
 
@@ -352,6 +342,8 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             except PortalError as error:
                 self.message_user(request, f"Cluster {cluster}: {error.detail}", messages.ERROR)
                 continue
+            if note := delivery_note(result):  # the grace period runs; the cluster has not the keys yet
+                self.message_user(request, f"Cluster {result.cluster}:{note}", messages.WARNING)
             rotated.append((result.cluster, keys))
         if not rotated:
             return None
@@ -374,7 +366,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             except PortalError as error:
                 self.message_user(request, f"Cluster {cluster}: {error.detail}", messages.ERROR)
             else:
-                note = _not_pushed(result)
+                note = delivery_note(result)
                 self.message_user(
                     request,
                     f"Cluster {cluster}: key rotation finished; the old API key is removed.{note}",
@@ -446,7 +438,7 @@ class StorageExpansionAdmin(InputGuardAdmin):
             except PortalError as error:
                 self.message_user(request, f"Cluster {expansion.cluster}: {error.detail}", messages.ERROR)
             else:
-                note = _not_pushed(result)
+                note = delivery_note(result)
                 self.message_user(
                     request,
                     f"Cluster {expansion.cluster}: {expansion.requested_gi} GiB recorded and committed.{note} Now "

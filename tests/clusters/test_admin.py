@@ -364,6 +364,24 @@ def test_an_admin_change_the_remote_did_not_take_is_saved_with_a_warning(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_cluster_added_while_the_local_repository_fails_is_not_said_to_be_committed(
+    admin_browser, client1, settings, tmp_path
+):
+    broken = tmp_path / "a-file-not-a-repository"
+    broken.write_text("")
+    settings.GITOPS_REPO_PATH = str(broken)
+    data = {"client": client1.pk, "slug": "analytics", "replicas": "1", "storage_gi": "10"}
+    response = admin_browser.post(
+        "/admin/clusters/cluster/add/", {**data, "version": settings.QDRANT_VERSIONS[0]}, follow=True
+    )
+    assert not Cluster.objects.get(slug="analytics").changes.get().commit
+    shown = [(message.level_tag, str(message)) for message in response.context["messages"]]
+    warnings = [text for level, text in shown if level == "warning"]
+    assert len(warnings) == 1 and "not committed to git yet" in warnings[0], shown
+    assert "not pushed yet" not in warnings[0]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(
     admin_browser, client1, user_factory, settings
 ):

@@ -7,6 +7,7 @@ comes as the alternate key (QDRANT__SERVICE__ALT_API_KEY), next to the old one.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -292,6 +293,23 @@ def test_operators_finish_a_rotation_from_the_admin(client, user_factory, as_use
         follow=True,
     )
     assert "A key rotation of this cluster is in progress" in refused.content.decode()
+
+
+def test_a_rotation_from_the_admin_the_remote_did_not_take_says_so_beside_the_new_keys(
+    client, user_factory, cluster1, settings, tmp_path
+):
+    """The grace period runs from now, while Argo CD cannot deploy the keys: the operator must know."""
+    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    client.force_login(operator)
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "gone.git")
+    page = client.post(
+        "/admin/clusters/cluster/", {"action": "rotate_credentials", "_selected_action": [cluster1.pk]}
+    )
+    shown = [(message.level_tag, str(message)) for message in page.context["messages"]]
+    assert shown == [("warning", shown[0][1])] and "not pushed yet" in shown[0][1]
+    assert re.search(
+        r"The old API key still works until \w+\.? \d+, \d{4}, \d\d:\d\d UTC", page.content.decode()
+    )
 
 
 def test_finishing_a_rotation_the_remote_did_not_take_warns_the_operator(
