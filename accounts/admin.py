@@ -3,6 +3,7 @@ import operator
 from contextvars import ContextVar
 from functools import reduce
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -320,6 +321,29 @@ class SessionStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PortalSessionStateFilter(SessionStateFilter):
+    """A session also ends idle, after ``JWT_TTL`` unused: its timer is in the cache, and
+    ``last_seen_at`` (written within a minute of it) tells the same here."""
+
+    def lookups(self, request, model_admin):
+        return [
+            ("active", "Active"),
+            ("idle", "Timed out (idle)"),
+            ("revoked", "Revoked"),
+            ("expired", "Expired"),
+        ]
+
+    def queryset(self, request, queryset):
+        idle_since = timezone.now() - settings.JWT_TTL
+        if self.value() == "active":
+            return super().queryset(request, queryset).filter(last_seen_at__gt=idle_since)
+        if self.value() == "idle":
+            return queryset.filter(
+                revoked_at=None, expires_at__gt=timezone.now(), last_seen_at__lte=idle_since
+            )
+        return super().queryset(request, queryset)
+
+
 class ReadOnlyAdmin(InputGuardAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -343,7 +367,7 @@ class SessionAdmin(ReadOnlyAdmin):
         "revoked_at",
         "revoked_reason",
     )
-    list_filter = (SessionStateFilter, "method", ("user", admin.RelatedOnlyFieldListFilter))
+    list_filter = (PortalSessionStateFilter, "method", ("user", admin.RelatedOnlyFieldListFilter))
     search_fields = ("user__email", "ip", "id")
     list_select_related = ("user",)
     date_hierarchy = "created_at"

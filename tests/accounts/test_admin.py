@@ -42,6 +42,28 @@ def test_session_list_filters_by_state_and_user(operator_browser, bearer_client,
     assert ([row.user.email for row in response.context["cl"].result_list] == ["alice@example.com"]) is shown
 
 
+def test_a_session_that_timed_out_idle_is_not_listed_as_active(
+    operator_browser, bearer_client, user, settings
+):
+    """The API refuses it after JWT_TTL unused: the admin must not say it is live."""
+    bearer_client(user)  # signed in, then unused for longer than JWT_TTL:
+    Session.objects.filter(user=user).update(
+        last_seen_at=timezone.now() - settings.JWT_TTL - timedelta(minutes=1)
+    )
+    listed = {
+        state: [
+            row.user.email
+            for row in operator_browser.get(
+                f"/admin/accounts/session/?state={state}&user__id__exact={user.pk}"
+            )
+            .context["cl"]
+            .result_list
+        ]
+        for state in ("active", "idle")
+    }
+    assert listed == {"active": [], "idle": ["alice@example.com"]}
+
+
 def test_deactivating_a_user_in_the_admin_revokes_their_sessions(operator_browser, bearer_client, user):
     api = bearer_client(user)
     response = operator_browser.post(
