@@ -279,6 +279,9 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         users = self._changeable(request, queryset)
         removed = sum(second_factors_reset(user=user, actor=request.user) for user in users)
+        if not removed:  # not a success: whoever asked expected a factor to go
+            self.message_user(request, "Nothing was removed: the users selected had no second factor.")
+            return
         self.message_user(
             request,
             f"Removed {removed} second factor(s). Users who must have one set it up at their next sign-in.",

@@ -494,6 +494,14 @@ def test_an_operator_resets_the_factors_of_a_user_who_lost_them(enrolled, user, 
     assert "Removed 1 second factor(s)" in response.content.decode()
     assert "accessToken" in str(login(APIClient(), user).cookies)  # a password signs in again
     assert AuditEvent.objects.get(type="factors_reset").detail == "by root@example.com"
+    again = client.post(
+        "/admin/accounts/user/",
+        {"action": "reset_second_factors", "_selected_action": [str(user.pk)]},
+        follow=True,
+    )  # nothing left to remove: not reported as a success
+    assert [(m.level_tag, str(m)) for m in again.context["messages"]] == [
+        ("info", "Nothing was removed: the users selected had no second factor.")
+    ]
 
 
 def test_resetting_someones_factors_needs_a_recent_sign_in_as_the_apis_factor_changes_do(
