@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_revoke
-from accounts.admin_site import recent_sign_in_refusal, recent_sign_in_required
+from accounts.admin_site import confirmation_required, recent_sign_in_refusal, recent_sign_in_required
 from accounts.emails import email_canonical
 from accounts.factor_enrolment import second_factors_reset
 from accounts.google_sign_in import google_account_unlink
@@ -276,6 +276,11 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         description="Reset second factors (for users who lost theirs; audited)", permissions=["change"]
     )
     @recent_sign_in_required
+    @confirmation_required(
+        "Their authenticator apps, passkeys and recovery codes are removed for good: whoever signs in "
+        "with their password alone then sets up new ones.",
+        "Yes, reset their second factors",
+    )
     def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         users = self._changeable(request, queryset)
         removed = sum(second_factors_reset(user=user, actor=request.user) for user in users)

@@ -21,10 +21,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin import AdminSite
+from django.contrib.admin import AdminSite, helpers
 from django.contrib.auth import login as django_login
 from django.contrib.auth import logout as django_logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -118,6 +119,40 @@ def recent_sign_in_required(action: Callable) -> Callable:
         return action(model_admin, request, queryset)
 
     return guarded
+
+
+CONFIRMATION_SHOWN_MAX = 100
+
+
+def confirmation_required(question: str, confirm_label: str) -> Callable:
+    """An admin action that asks first, on a page naming what it acts on (as Django's delete
+    does): for what cannot be taken back with another click."""
+
+    def decorate(action: Callable) -> Callable:
+        @functools.wraps(action)
+        def confirmed(model_admin, request: HttpRequest, queryset):  # noqa: ANN001, ANN202 - Django's action
+            if request.POST.get("post") == "yes":
+                return action(model_admin, request, queryset)
+            count = queryset.count()
+            shown = list(queryset[:CONFIRMATION_SHOWN_MAX])
+            context = {
+                **model_admin.admin_site.each_context(request),
+                "opts": model_admin.model._meta,
+                "title": "Are you sure?",
+                "question": question,
+                "confirm_label": confirm_label,
+                "count": count,
+                "shown": shown,
+                "more": count - len(shown),
+                "action": request.POST.get("action", ""),
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across") == "1",
+            }
+            return TemplateResponse(request, "admin/action_confirmation.html", context)
+
+        return confirmed
+
+    return decorate
 
 
 class PortalAdminSite(AdminSite):

@@ -11,6 +11,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
+from accounts.admin_site import confirmation_required
 from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
 from clusters.admin_decommission import ClusterDecommissionAdmin
@@ -48,6 +49,8 @@ from gitops.argocd import storage_runbook_render
 from gitops.values import namespace_name, release_name
 
 _SPEC_FIELDS = ("replicas", "version", "storage_gi")
+_ROTATE_QUESTION = "Each cluster gets new keys. Where its Qdrant takes one API key only, every application using the old keys fails as the pods restart."
+_STORAGE_DONE_QUESTION = "Each new size is committed to git and can never shrink: only once its volumes are expanded (the runbook)."
 
 
 def _adopt(obj: Model, saved: Model) -> None:
@@ -329,6 +332,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
 
     @admin.action(description="Rotate API keys (shows the new keys once)", permissions=["change"])
     @recent_sign_in_required
+    @confirmation_required(_ROTATE_QUESTION, "Yes, rotate their keys")
     def rotate_credentials(self, request, queryset):
         rotated = []
         for cluster in queryset.select_related("client"):
@@ -342,7 +346,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             except PortalError as error:
                 self.message_user(request, f"Cluster {cluster}: {error.detail}", messages.ERROR)
                 continue
-            if note := delivery_note(result):  # the grace period runs; the cluster has not the keys yet
+            if note := delivery_note(result):  # the grace period runs, but the cluster lacks the keys
                 self.message_user(request, f"Cluster {result.cluster}:{note}", messages.WARNING)
             rotated.append((result.cluster, keys))
         if not rotated:
@@ -431,6 +435,7 @@ class StorageExpansionAdmin(InputGuardAdmin):
         return False
 
     @admin.action(description="Mark storage expansion done (commits the new size)", permissions=["change"])
+    @confirmation_required(_STORAGE_DONE_QUESTION, "Yes, record the new sizes")
     def mark_done(self, request, queryset):
         for expansion in queryset.select_related("cluster__client"):
             try:

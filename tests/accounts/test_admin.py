@@ -338,7 +338,9 @@ def test_staff_who_may_change_users_cannot_take_over_a_privileged_account(
     assert User.objects.filter(pk=unused.pk).exists()
     for action in ("reset_second_factors", "deactivate_selected"):
         page = browser.post(
-            "/admin/accounts/user/", {"action": action, "_selected_action": [str(root.pk)]}, follow=True
+            "/admin/accounts/user/",
+            {"action": action, "_selected_action": [str(root.pk)], "post": "yes"},
+            follow=True,
         )
         assert "Only a superuser can change root@example.com" in page.content.decode()
     assert browser.get(f"/admin/accounts/user/{root.pk}/password/").status_code == 403

@@ -486,9 +486,14 @@ def test_a_non_staff_user_gets_no_admin_session(auth_client, user):
 def test_an_operator_resets_the_factors_of_a_user_who_lost_them(enrolled, user, client, user_factory):
     operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True)
     client.force_login(operator)
+    asked = client.post(
+        "/admin/accounts/user/", {"action": "reset_second_factors", "_selected_action": [str(user.pk)]}
+    )  # for good: asked first, naming who
+    assert "removed for good" in asked.content.decode() and user.email in asked.content.decode()
+    assert not AuditEvent.objects.filter(type="factors_reset").exists()
     response = client.post(
         "/admin/accounts/user/",
-        {"action": "reset_second_factors", "_selected_action": [str(user.pk)]},
+        {"action": "reset_second_factors", "post": "yes", "_selected_action": [str(user.pk)]},
         follow=True,
     )
     assert "Removed 1 second factor(s)" in response.content.decode()
@@ -496,7 +501,7 @@ def test_an_operator_resets_the_factors_of_a_user_who_lost_them(enrolled, user, 
     assert AuditEvent.objects.get(type="factors_reset").detail == "by root@example.com"
     again = client.post(
         "/admin/accounts/user/",
-        {"action": "reset_second_factors", "_selected_action": [str(user.pk)]},
+        {"action": "reset_second_factors", "post": "yes", "_selected_action": [str(user.pk)]},
         follow=True,
     )  # nothing left to remove: not reported as a success
     assert [(m.level_tag, str(m)) for m in again.context["messages"]] == [
@@ -514,7 +519,7 @@ def test_resetting_someones_factors_needs_a_recent_sign_in_as_the_apis_factor_ch
 
     response = client.post(
         "/admin/accounts/user/",
-        {"action": "reset_second_factors", "_selected_action": [str(user.pk)]},
+        {"action": "reset_second_factors", "post": "yes", "_selected_action": [str(user.pk)]},
         follow=True,
     )
 

@@ -180,7 +180,7 @@ def test_rotate_action_shows_the_new_keys_once_uncached_and_records_the_change(
     old = cluster_credentials(cluster=cluster1)
     response = admin_browser.post(
         "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
     )
 
     assert response.status_code == 200
@@ -192,6 +192,29 @@ def test_rotate_action_shows_the_new_keys_once_uncached_and_records_the_change(
     assert old.api_key not in page
     change = ClusterChange.objects.get(action="credentials_rotate")
     assert change.actor == operator
+
+
+def test_rotating_keys_from_the_list_asks_first_naming_every_cluster_and_does_nothing_until_confirmed(
+    admin_browser, cluster1, cluster2
+):
+    """One click with "select all" rotated every cluster's keys; a one-key Qdrant's clients then fail."""
+    before = {cluster.pk: cluster_credentials(cluster=cluster).api_key for cluster in (cluster1, cluster2)}
+    chosen = {"action": "rotate_credentials", "_selected_action": [cluster1.pk, cluster2.pk]}
+    asked = admin_browser.post("/admin/clusters/cluster/", chosen)
+    page = asked.content.decode()
+    assert asked.status_code == 200 and "every application using the old keys fails" in page
+    assert str(cluster1) in page and str(cluster2) in page
+    assert 'name="post" value="yes"' in page and page.count('name="_selected_action"') == 2
+    assert not ClusterChange.objects.filter(action="credentials_rotate").exists()
+    assert all(
+        cluster_credentials(cluster=Cluster.objects.get(pk=pk)).api_key == key for pk, key in before.items()
+    )
+
+    done = admin_browser.post(
+        "/admin/clusters/cluster/", {**chosen, "post": "yes"}
+    )  # "Yes, rotate their keys"
+    assert done.status_code == 200 and "New API keys" in done.content.decode()
+    assert ClusterChange.objects.filter(action="credentials_rotate").count() == 2
 
 
 def test_clusters_cannot_be_deleted_from_the_admin(admin_browser, cluster1):

@@ -150,7 +150,7 @@ def test_a_rotation_whose_keys_cannot_be_recorded_does_not_happen(monkeypatch, a
 def test_keys_shown_by_the_admin_s_rotation_are_on_the_audit_trail(admin_browser, as_admin1, cluster1):
     page = admin_browser.post(
         "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
         REMOTE_ADDR="198.51.100.4",
     )
 

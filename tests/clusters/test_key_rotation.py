@@ -284,12 +284,12 @@ def test_operators_finish_a_rotation_from_the_admin(client, user_factory, as_use
     assert not Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
     again = client.post(
         "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
     )
     assert "The old API key still works until" in again.content.decode()
     refused = client.post(
         "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "_selected_action": [cluster1.pk]},
+        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
         follow=True,
     )
     assert "A key rotation of this cluster is in progress" in refused.content.decode()
@@ -303,7 +303,8 @@ def test_a_rotation_from_the_admin_the_remote_did_not_take_says_so_beside_the_ne
     client.force_login(operator)
     settings.GITOPS_REMOTE_URL = str(tmp_path / "gone.git")
     page = client.post(
-        "/admin/clusters/cluster/", {"action": "rotate_credentials", "_selected_action": [cluster1.pk]}
+        "/admin/clusters/cluster/",
+        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
     )
     shown = [(message.level_tag, str(message)) for message in page.context["messages"]]
     assert shown == [("warning", shown[0][1])] and "not pushed yet" in shown[0][1]

@@ -120,10 +120,12 @@ def test_an_operator_marks_it_done_and_the_new_size_is_committed_with_its_histor
 ):
     as_user1.patch(URL, {"storageGi": 20}, format="json")
     expansion = StorageExpansion.objects.get()
+    chosen = {"action": "mark_done", "_selected_action": [expansion.pk]}
+    asked = admin_browser.post("/admin/clusters/storageexpansion/", chosen)  # it can never shrink again
+    assert asked.status_code == 200 and "can never shrink" in asked.content.decode()
+    assert StorageExpansion.objects.get().state == "pending"
 
-    response = admin_browser.post(
-        "/admin/clusters/storageexpansion/", {"action": "mark_done", "_selected_action": [expansion.pk]}
-    )
+    response = admin_browser.post("/admin/clusters/storageexpansion/", {**chosen, "post": "yes"})
 
     assert response.status_code == 302
     expansion.refresh_from_db()
