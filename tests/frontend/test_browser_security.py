@@ -662,6 +662,7 @@ def test_an_operator_past_the_window_confirms_it_is_them_and_repeats_the_admins_
     page.click("#reauth-submit")
     page.wait_for_url(re.compile(r"^http://[^/#]+/admin/clusters/cluster/$"))
     rotate()
+    page.get_by_role("button", name="Yes, rotate their keys").click()  # it asks first, naming the cluster
     page.wait_for_selector("text=New API keys")
     assert page_problems == []
 
