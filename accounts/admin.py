@@ -87,10 +87,8 @@ class PasswordChangeAdminForm(AdminPasswordChangeForm):
         password = self.cleaned_data["password1"] if usable else None
         if commit:
             user_password_change(user=self.user, password=password, actor=_acting_operator.get())
-        elif password is None:
-            self.user.set_unusable_password()
         else:
-            self.user.set_password(password)
+            self.user.set_password(password)  # None makes an unusable one, as in the service
         return self.user
 
 
