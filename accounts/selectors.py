@@ -192,8 +192,8 @@ def user_claims_current(*, user_id: int) -> CachedClaims:
 def session_live(*, token: PortalToken) -> LiveSession:
     """The live session of a verified token, or the typed error: the rule every path uses.
 
-    Authentication, refresh and ``/validate`` all ask this. It reads the cache in one round
-    trip (no database query) unless the user's claims are not cached. Raises ``SessionEnded``
+    Authentication, refresh and ``/validate`` all ask this. It reads the cache in one call
+    (no database query) unless the user's claims are not cached. Raises ``SessionEnded``
     (revoked), ``SessionIdle`` (idle longer than ``JWT_TTL``), ``AccountDisabled`` or
     ``TokenNotValid`` (the token names another user than its session).
     """

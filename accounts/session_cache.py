@@ -1,7 +1,8 @@
 """The cache half of a session: its idle timer, its revocation marker, and its user's current claims.
 
 A session is a database row (the durable record, the refresh family) plus three cache entries
-that every authenticated request reads in one round trip (``get_many``):
+that every authenticated request reads in one call (with Redis, usually from this process's
+copies, which Redis keeps current: ``config.cache_mirror``):
 
 * ``auth:session:<sid>`` — ``{"uid", "seen", "end", "facts"}``, alive for ``JWT_TTL``: the idle
   timer, and how the session signed in (its clients' sign-in requirements are checked against
@@ -49,6 +50,7 @@ from django.core.cache import cache
 
 from accounts.scopes import SignInFacts
 from config.cache import CACHE_ERRORS
+from config.cache_mirror import CacheMirror
 from config.errors import AuthUnavailable
 from config.outages import cache_outage
 
@@ -59,6 +61,10 @@ REVOKED_MARKER_MARGIN = timedelta(minutes=1)
 IDLE_TIMER_PRECISION_MAX = timedelta(minutes=1)
 CATCH_UP_INTERVAL = 1.0  # seconds between tries to tell a cache that was down
 EPOCH_MARGIN = timedelta(hours=1)
+
+
+# What every authenticated request reads, copied in each process while Redis says it is unchanged.
+_hot_entries = CacheMirror(prefixes=("auth:session:", "auth:revoked:", "auth:claims:", "auth:claims-epoch:"))
 
 
 def _session_key(session_id: uuid.UUID | str) -> str:
@@ -121,7 +127,7 @@ def _outage(error: Exception, doing: str) -> AuthUnavailable:
 
 
 def session_cache_read(*, session_id: uuid.UUID, user_id: int) -> CachedSession:
-    """The session's idle timer, revocation marker and its user's claims, in one round trip."""
+    """The session's idle timer, revocation marker and its user's claims, in one call."""
     keys = [
         _session_key(session_id),
         _revoked_key(session_id),
@@ -129,10 +135,12 @@ def session_cache_read(*, session_id: uuid.UUID, user_id: int) -> CachedSession:
         _claims_epoch_key(user_id),
     ]
     try:
-        found = cache.get_many(keys)
+        found = _hot_entries.get_many(keys)
     except CACHE_ERRORS as error:
         raise _outage(error, "reading a session") from error
     timer = found.get(keys[0])
+    if isinstance(timer, dict) and time.time() - timer["seen"] >= settings.JWT_TTL.total_seconds():
+        timer = None  # idle: its entry's expiry, which a copy (or a cache's lagging clean-up) may outlive
     epoch = found.get(keys[3])
     return CachedSession(
         seen=timer["seen"] if isinstance(timer, dict) else None,
@@ -229,6 +237,8 @@ def session_timer_start(
         cache.set(_session_key(session_id), entry, timeout=settings.JWT_TTL.total_seconds())
     except CACHE_ERRORS as error:
         raise _outage(error, "starting a session's idle timer") from error
+    finally:
+        _hot_entries.forget([_session_key(session_id)])
 
 
 def sessions_revoked_mark(*, session_ids: Iterable[uuid.UUID]) -> None:
@@ -242,6 +252,10 @@ def sessions_revoked_mark(*, session_ids: Iterable[uuid.UUID]) -> None:
         cache.delete_many([_session_key(sid) for sid in session_ids])
     except CACHE_ERRORS as error:
         raise _outage(error, "revoking sessions") from error
+    finally:
+        _hot_entries.forget(
+            [_revoked_key(sid) for sid in session_ids] + [_session_key(sid) for sid in session_ids]
+        )
 
 
 def sessions_alive(*, session_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
@@ -259,13 +273,19 @@ def sessions_alive(*, session_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
 
 def claims_cache_write(*, user_id: int, claims: CachedClaims, epoch: str | None) -> None:
     """Cache claims read from the database; ``epoch``: the one read before that database read."""
-    _guarded_write(_claims_key(user_id), asdict(claims), epoch, "caching a user's claims")
+    try:
+        _guarded_write(_claims_key(user_id), asdict(claims), epoch, "caching a user's claims")
+    finally:
+        _hot_entries.forget([_claims_key(user_id)])
 
 
 def claims_cache_forget(*, user_ids: Iterable[int]) -> None:
     """Drop cached claims, and any a request is about to write from an older read of the database."""
     keys = {_claims_key(user_id): _claims_epoch_key(user_id) for user_id in user_ids}
-    _guarded_forget(keys, "forgetting a user's claims")
+    try:
+        _guarded_forget(keys, "forgetting a user's claims")
+    finally:
+        _hot_entries.forget([*keys, *keys.values()])
 
 
 def claims_cache_read(*, user_id: int) -> tuple[CachedClaims | None, str | None]:

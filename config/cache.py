@@ -17,6 +17,7 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.db import DatabaseError
 from redis.backoff import NoBackoff
+from redis.connection import Connection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -54,6 +55,17 @@ class RedisCache(DjangoRedisCache):
         options = {"retry": RETRY_ON_A_NEW_CONNECTION, **params.get("OPTIONS", {})}
         super().__init__(server, {**params, "OPTIONS": options})
         self._class = _OneClientPerPool
+        self._timeouts = {name: options[name] for name in TIMEOUT_OPTIONS if name in options}
+        # What a tracking connection of ``config.cache_mirror`` is for: the servers and the key
+        # prefix (Django makes a backend object per thread; they share one connection).
+        self.tracking_source = (tuple(self._servers), self.make_key(""))
+
+    def tracking_connection(self) -> Connection:
+        """A new, unconnected RESP2 connection to the server written to, with the cache's timeouts."""
+        return ConnectionPool.from_url(self._servers[0], protocol=2, **self._timeouts).make_connection()
+
+
+TIMEOUT_OPTIONS = ("socket_connect_timeout", "socket_timeout")
 
 
 # A pooled connection an outage broke fails its first command after Redis is back (the pool's

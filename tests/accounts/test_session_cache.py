@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.cache import caches
 from django.test import override_settings
 from django.utils import timezone
@@ -89,6 +90,19 @@ def test_a_busy_session_writes_its_idle_timer_at_most_once_a_minute(
         traveller.shift(timedelta(minutes=1))
         assert _validate(client).status_code == 200
         assert session_cache.session_cache_read(session_id=session.pk, user_id=user.pk).seen > seen
+
+
+def test_an_idle_timer_past_its_lifetime_ends_the_session_whatever_the_cache_still_holds(bearer_client, user):
+    """Redis keeps this entry for JWT_TTL of its own clock, as a process's copy of it could:
+    the timer's own time decides."""
+    client = bearer_client(user)
+    session = Session.objects.get()
+    with time_machine.travel(timezone.now() - settings.JWT_TTL - timedelta(seconds=1), tick=False):
+        session_cache.session_timer_start(
+            session_id=session.pk, user_id=user.pk, ends_at=session.expires_at, facts=session_facts(session)
+        )
+    assert _validate(client).json()["code"] == "token_not_valid"
+    assert client.get("/api/auth/me").json()["code"] == "token_not_valid"
 
 
 def test_claims_read_just_before_a_change_never_outlive_it(

@@ -37,11 +37,17 @@ _CHUNK = 65536
 
 
 def _reset(sock: socket.socket | None) -> None:
-    """Close with an RST (SO_LINGER 0): the peer's next read or write fails at once."""
+    """Close with an RST (SO_LINGER 0): the peer's next read or write fails at once.
+
+    Shut down first: a pump thread waiting in ``select`` on the socket holds it open until it
+    wakes, which would delay the RST by up to ``_POLL_SECONDS``; a stopped server's connections
+    end at once."""
     if sock is None:
         return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 

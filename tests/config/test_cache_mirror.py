@@ -1,0 +1,204 @@
+"""Each process's copies of the hot cache entries: no round trip while Redis says they are unchanged,
+and never a copy that outlives a change, an outage or a hung server.
+
+Needs a Redis server (REDIS_URL, as ``.ci/run`` sets it), reached through a proxy the tests cut;
+round trips are counted by Redis itself (``INFO commandstats``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from django.core.cache import caches
+from django.test import override_settings
+
+from config import cache_mirror
+from config.cache import CACHE_ERRORS, RedisCache
+from config.cache_mirror import CacheMirror
+from tests.support.tcp_proxy import TcpProxy
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+pytestmark = pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set: no Redis server to track")
+DB = 8
+OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}  # as config/settings.py sets them
+
+
+@pytest.fixture
+def proxy():
+    target = urlsplit(REDIS_URL)
+    with TcpProxy(target.hostname or "127.0.0.1", target.port or 6379) as running:
+        yield running
+
+
+@pytest.fixture
+def server() -> redis.Redis:
+    """Redis itself, not through the proxy: what another replica's writes look like."""
+    target = urlsplit(REDIS_URL)
+    client = redis.Redis(host=target.hostname or "127.0.0.1", port=target.port or 6379, db=DB)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def portal_cache(proxy, server):
+    """The default cache is Redis through the proxy, as config/settings.py configures it."""
+    cache_setting = {
+        "BACKEND": "config.cache.RedisCache",
+        "LOCATION": f"redis://{proxy.address}/{DB}",
+        "KEY_PREFIX": "mirror-test",
+        "OPTIONS": OPTIONS,
+    }
+    with override_settings(CACHES={"default": cache_setting}):
+        yield caches["default"]
+
+
+@pytest.fixture
+def other_replica(server) -> RedisCache:
+    """The same cache as another replica writes it: straight to Redis."""
+    target = urlsplit(REDIS_URL)
+    return RedisCache(
+        f"redis://{target.hostname or '127.0.0.1'}:{target.port or 6379}/{DB}",
+        {"KEY_PREFIX": "mirror-test", "OPTIONS": OPTIONS},
+    )
+
+
+@pytest.fixture
+def mirror(portal_cache) -> CacheMirror:
+    return CacheMirror(prefixes=("hot:",))
+
+
+def _round_trips(server: redis.Redis) -> int:
+    return server.info("commandstats").get("cmdstat_mget", {}).get("calls", 0)
+
+
+def _settled() -> None:
+    """Long enough for Redis's message to reach this process: far shorter than any request."""
+    time.sleep(0.02)
+
+
+def test_a_copy_saves_the_round_trip_until_another_replica_changes_the_entry(
+    mirror, portal_cache, other_replica, server
+):
+    portal_cache.set("hot:session", {"seen": 1})
+    keys = ["hot:session", "hot:revoked"]
+    assert mirror.get_many(keys) == {"hot:session": {"seen": 1}}
+    before = _round_trips(server)
+    for _ in range(20):
+        assert mirror.get_many(keys) == {"hot:session": {"seen": 1}}
+    assert _round_trips(server) == before
+
+    other_replica.set("hot:revoked", 1)  # a marker that was absent appears
+    _settled()
+    assert mirror.get_many(keys) == {"hot:session": {"seen": 1}, "hot:revoked": 1}
+    other_replica.delete("hot:session")
+    _settled()
+    assert mirror.get_many(keys) == {"hot:revoked": 1}
+    other_replica.clear()  # FLUSHDB
+    _settled()
+    assert mirror.get_many(keys) == {}
+    assert _round_trips(server) == before + 3
+
+
+def test_the_writing_process_sees_its_own_change_at_once(mirror, portal_cache):
+    portal_cache.set("hot:claims", "old")
+    assert mirror.get_many(["hot:claims"]) == {"hot:claims": "old"}
+    portal_cache.set("hot:claims", "new")
+    mirror.forget(["hot:claims"])  # no wait for Redis's message
+    assert mirror.get_many(["hot:claims"]) == {"hot:claims": "new"}
+
+
+def test_a_read_that_raced_a_change_is_not_kept(mirror, portal_cache, other_replica, monkeypatch):
+    portal_cache.set("hot:claims", "old")
+    read_from_redis = portal_cache.get_many
+
+    def change_lands_after_the_read(keys):
+        found = read_from_redis(keys)
+        monkeypatch.undo()
+        other_replica.set("hot:claims", "new")
+        _settled()
+        mirror.get_many(["hot:other"])  # another request of this process takes Redis's message
+        return found
+
+    monkeypatch.setattr(portal_cache, "get_many", change_lands_after_the_read)
+    assert mirror.get_many(["hot:claims"]) == {"hot:claims": "old"}  # what that request read
+    assert mirror.get_many(["hot:claims"]) == {"hot:claims": "new"}
+
+
+def test_a_change_made_while_the_connection_was_down_is_seen(mirror, portal_cache, other_replica, proxy):
+    portal_cache.set("hot:session", "before")
+    assert mirror.get_many(["hot:session"]) == {"hot:session": "before"}
+    proxy.refuse()  # Redis restarts: every connection of this process is cut
+    other_replica.set("hot:session", "after")  # no message can reach this process
+    proxy.forward()
+    assert mirror.get_many(["hot:session"]) == {"hot:session": "after"}
+    time.sleep(cache_mirror.RECONNECT_SECONDS)  # tracking again, on a new connection
+    for _ in range(3):
+        assert mirror.get_many(["hot:session"]) == {"hot:session": "after"}
+
+
+def test_no_copy_is_used_once_redis_stops(mirror, portal_cache, proxy):
+    portal_cache.set("hot:session", "alive")
+    assert mirror.get_many(["hot:session"]) == {"hot:session": "alive"}
+    proxy.refuse()  # its connections end: the very next read knows
+    with pytest.raises(CACHE_ERRORS):  # answered 503 by its callers: fails closed
+        mirror.get_many(["hot:session"])
+    proxy.forward()
+
+
+def test_no_copy_is_used_once_a_hung_redis_stops_answering(mirror, portal_cache, proxy):
+    portal_cache.set("hot:session", "alive")
+    assert mirror.get_many(["hot:session"]) == {"hot:session": "alive"}
+    proxy.hang()
+    time.sleep(cache_mirror.TRUSTED_FOR + cache_mirror.PING_EVERY)
+    with pytest.raises(CACHE_ERRORS):  # answered 503 by its callers: fails closed
+        mirror.get_many(["hot:session"])
+    proxy.forward()
+
+
+def test_copies_end_after_their_lifetime(mirror, portal_cache, monkeypatch):
+    portal_cache.set("hot:session", "value")
+    mirror.get_many(["hot:session"])
+    read_from_redis = portal_cache.get_many
+    reads = []
+    monkeypatch.setattr(portal_cache, "get_many", lambda keys: reads.append(keys) or read_from_redis(keys))
+    mirror.get_many(["hot:session"])
+    assert reads == []
+    monkeypatch.setattr(cache_mirror, "COPY_SECONDS", 0.0)
+    mirror.forget(["hot:session"])
+    mirror.get_many(["hot:session"])
+    mirror.get_many(["hot:session"])
+    assert len(reads) == 2
+
+
+def test_keys_outside_the_mirrored_prefixes_are_refused(mirror):
+    with pytest.raises(ValueError, match="mirrored prefixes"):
+        mirror.get_many(["cold:key"])
+
+
+def test_a_redis_user_not_allowed_to_track_reads_redis_every_time(server, caplog):
+    """An ACL without CLIENT (or a server older than 6.0): no copies, one warning, no outage."""
+    target = urlsplit(REDIS_URL)
+    server.acl_setuser("mirror-test", enabled=True, passwords=["+mirror-test-pw"], keys=["*"], channels=["*"],
+                       commands=["+@all", "-client"])  # fmt: skip
+    try:
+        location = (
+            f"redis://mirror-test:mirror-test-pw@{target.hostname or '127.0.0.1'}:{target.port or 6379}/{DB}"
+        )
+        cache_setting = {"BACKEND": "config.cache.RedisCache", "LOCATION": location, "OPTIONS": OPTIONS}
+        with override_settings(CACHES={"default": cache_setting}):
+            caches["default"].set("hot:session", "value")
+            mirror = CacheMirror(prefixes=("hot:",))
+            before = _round_trips(server)
+            for _ in range(3):
+                assert mirror.get_many(["hot:session"]) == {"hot:session": "value"}
+            assert _round_trips(server) == before + 3
+    finally:
+        server.acl_deluser("mirror-test")
+    refusals = [record for record in caplog.records if "refused to track" in record.getMessage()]
+    assert len(refusals) == 1
