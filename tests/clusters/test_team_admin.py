@@ -334,3 +334,21 @@ def test_deleting_an_account_through_the_service_records_each_removal(operator, 
     assert sorted(event.client.slug for event in removed) == ["client1", "client2"]
     assert {event.target_email for event in removed} == {"client1@example.com"}
     assert not User.objects.filter(email="client1@example.com").exists()
+
+
+def test_a_clients_page_with_many_members_costs_the_same_queries_as_with_few(
+    admin_browser, client1, django_assert_max_num_queries
+):
+    def members(count: int) -> None:
+        for index in range(Grant.objects.filter(client=client1).count(), count):
+            member = User.objects.create_user(email=f"member{index}@example.com", password=None)
+            grant_set(user=member, client=client1, role="viewer")
+
+    page = f"/admin/clusters/client/{client1.pk}/change/"
+    members(2)
+    with django_assert_max_num_queries(100) as few:
+        assert admin_browser.get(page).status_code == 200
+    members(40)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = admin_browser.get(page)
+    assert "member39@example.com" in response.content.decode()
