@@ -56,12 +56,13 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, {**params, "OPTIONS": options})
         self._class = _OneClientPerPool
         self._timeouts = {name: options[name] for name in TIMEOUT_OPTIONS if name in options}
-        # What a tracking connection of ``config.cache_mirror`` is for: the servers and the key
-        # prefix (Django makes a backend object per thread; they share one connection).
-        self.tracking_source = (tuple(self._servers), self.make_key(""))
+        # What a tracking connection of ``config.cache_mirror`` is for: the server and the key
+        # prefix (Django makes a backend object per thread; they share one connection). None with
+        # read replicas: a replica read after the primary's message could be behind it.
+        self.tracking_source = (self._servers[0], self.make_key("")) if len(self._servers) == 1 else None
 
     def tracking_connection(self) -> Connection:
-        """A new, unconnected RESP2 connection to the server written to, with the cache's timeouts."""
+        """A new, unconnected RESP2 connection to the server, with the cache's timeouts."""
         return ConnectionPool.from_url(self._servers[0], protocol=2, **self._timeouts).make_connection()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -70,7 +71,18 @@ def other_replica(server) -> RedisCache:
 
 @pytest.fixture
 def mirror(portal_cache) -> CacheMirror:
-    return CacheMirror(prefixes=("hot:",))
+    mirror = CacheMirror(prefixes=("hot:",))
+    yield mirror
+    mirror.close()
+
+
+def _tracking(mirror: CacheMirror, keys: list[str]) -> None:
+    """Read until the process's keeper tracks the keys (it connects in the background)."""
+    deadline = time.monotonic() + 5
+    while not mirror.tracking:
+        mirror.get_many(keys)
+        assert time.monotonic() < deadline, "the mirror never started tracking"
+        time.sleep(0.01)
 
 
 def _round_trips(server: redis.Redis) -> int:
@@ -87,6 +99,7 @@ def test_a_copy_saves_the_round_trip_until_another_replica_changes_the_entry(
 ):
     portal_cache.set("hot:session", {"seen": 1})
     keys = ["hot:session", "hot:revoked"]
+    _tracking(mirror, keys)
     assert mirror.get_many(keys) == {"hot:session": {"seen": 1}}
     before = _round_trips(server)
     for _ in range(20):
@@ -107,6 +120,7 @@ def test_a_copy_saves_the_round_trip_until_another_replica_changes_the_entry(
 
 def test_the_writing_process_sees_its_own_change_at_once(mirror, portal_cache):
     portal_cache.set("hot:claims", "old")
+    _tracking(mirror, ["hot:claims"])
     assert mirror.get_many(["hot:claims"]) == {"hot:claims": "old"}
     portal_cache.set("hot:claims", "new")
     mirror.forget(["hot:claims"])  # no wait for Redis's message
@@ -115,6 +129,7 @@ def test_the_writing_process_sees_its_own_change_at_once(mirror, portal_cache):
 
 def test_a_read_that_raced_a_change_is_not_kept(mirror, portal_cache, other_replica, monkeypatch):
     portal_cache.set("hot:claims", "old")
+    _tracking(mirror, ["hot:other"])
     read_from_redis = portal_cache.get_many
 
     def change_lands_after_the_read(keys):
@@ -132,18 +147,20 @@ def test_a_read_that_raced_a_change_is_not_kept(mirror, portal_cache, other_repl
 
 def test_a_change_made_while_the_connection_was_down_is_seen(mirror, portal_cache, other_replica, proxy):
     portal_cache.set("hot:session", "before")
+    _tracking(mirror, ["hot:session"])
     assert mirror.get_many(["hot:session"]) == {"hot:session": "before"}
     proxy.refuse()  # Redis restarts: every connection of this process is cut
     other_replica.set("hot:session", "after")  # no message can reach this process
     proxy.forward()
     assert mirror.get_many(["hot:session"]) == {"hot:session": "after"}
-    time.sleep(cache_mirror.RECONNECT_SECONDS)  # tracking again, on a new connection
+    _tracking(mirror, ["hot:session"])  # again, on a new connection
     for _ in range(3):
         assert mirror.get_many(["hot:session"]) == {"hot:session": "after"}
 
 
 def test_no_copy_is_used_once_redis_stops(mirror, portal_cache, proxy):
     portal_cache.set("hot:session", "alive")
+    _tracking(mirror, ["hot:session"])
     assert mirror.get_many(["hot:session"]) == {"hot:session": "alive"}
     proxy.refuse()  # its connections end: the very next read knows
     with pytest.raises(CACHE_ERRORS):  # answered 503 by its callers: fails closed
@@ -153,6 +170,7 @@ def test_no_copy_is_used_once_redis_stops(mirror, portal_cache, proxy):
 
 def test_no_copy_is_used_once_a_hung_redis_stops_answering(mirror, portal_cache, proxy):
     portal_cache.set("hot:session", "alive")
+    _tracking(mirror, ["hot:session"])
     assert mirror.get_many(["hot:session"]) == {"hot:session": "alive"}
     proxy.hang()
     time.sleep(cache_mirror.TRUSTED_FOR + cache_mirror.PING_EVERY)
@@ -163,6 +181,7 @@ def test_no_copy_is_used_once_a_hung_redis_stops_answering(mirror, portal_cache,
 
 def test_copies_end_after_their_lifetime(mirror, portal_cache, monkeypatch):
     portal_cache.set("hot:session", "value")
+    _tracking(mirror, ["hot:session"])
     mirror.get_many(["hot:session"])
     read_from_redis = portal_cache.get_many
     reads = []
@@ -194,6 +213,8 @@ def test_a_redis_user_not_allowed_to_track_reads_redis_every_time(server, caplog
         with override_settings(CACHES={"default": cache_setting}):
             caches["default"].set("hot:session", "value")
             mirror = CacheMirror(prefixes=("hot:",))
+            mirror.get_many(["hot:session"])  # starts the keeper, which is refused
+            time.sleep(cache_mirror.PING_EVERY * 3)
             before = _round_trips(server)
             for _ in range(3):
                 assert mirror.get_many(["hot:session"]) == {"hot:session": "value"}
@@ -202,3 +223,84 @@ def test_a_redis_user_not_allowed_to_track_reads_redis_every_time(server, caplog
         server.acl_deluser("mirror-test")
     refusals = [record for record in caplog.records if "refused to track" in record.getMessage()]
     assert len(refusals) == 1
+
+
+def test_whatever_else_arrives_on_the_channel_drops_copies_and_answers(
+    mirror, portal_cache, other_replica, server
+):
+    """Any client of the server may PUBLISH on Redis's invalidation channel (it ignores databases)."""
+    portal_cache.set("hot:session", "alive")
+    keys = ["hot:session", "hot:revoked"]
+    _tracking(mirror, keys)
+    assert mirror.get_many(keys) == {"hot:session": "alive"}
+    for junk in (b"x", b"", b"\xff"):
+        server.publish("__redis__:invalidate", junk)
+        _settled()
+        assert mirror.get_many(keys) == {"hot:session": "alive"}
+
+    # One message names every key of a prefix changed at once: a key that is not UTF-8 (none of
+    # the portal's) must not keep the others' copies.
+    other_replica.set("hot:revoked", 1)
+    server.set(other_replica.make_key("hot:\xff").encode("utf-8", "surrogateescape") + b"\xff", b"1")
+    _settled()
+    assert mirror.get_many(keys) == {"hot:session": "alive", "hot:revoked": 1}
+
+
+def test_an_idle_process_leaves_no_messages_piling_up_in_redis(mirror, portal_cache, other_replica, server):
+    """Redis keeps what a tracking connection has not read in its own memory (up to 32 MB each),
+    once the socket's buffers are full: 20 MB of other replicas' changes fill them."""
+    _tracking(mirror, ["hot:session"])
+    with server.pipeline(transaction=False) as pipeline:
+        for index in range(20_000):
+            pipeline.set(other_replica.make_key(f"hot:session:{index:04}:" + "x" * 1000), 1)
+        pipeline.execute()
+    deadline = time.monotonic() + 2  # well within UNANSWERED_SECONDS: the connection is the same
+    while (pending := _unread_bytes_in_redis(server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pending == 0
+
+
+def _unread_bytes_in_redis(server: redis.Redis) -> int:
+    [mirror_client] = [
+        client
+        for client in server.client_list(_type="pubsub")
+        if client["name"] == cache_mirror.CONNECTION_NAME and client["db"] == str(DB)
+    ]
+    return int(mirror_client["omem"])
+
+
+def test_while_redis_hangs_no_request_waits_for_another(mirror, portal_cache, proxy, monkeypatch):
+    """The keeper makes connections (each try waits up to a socket timeout) apart from requests:
+    each request waits for its own read only, and is answered 503 within one socket timeout."""
+    monkeypatch.setattr(cache_mirror, "UNANSWERED_SECONDS", 0.5)
+    portal_cache.set("hot:session", "alive")
+    _tracking(mirror, ["hot:session"])
+    proxy.hang()
+    time.sleep(1)  # the keeper has given up on the connection and is trying to make another
+
+    def read(_index: int) -> float:
+        started = time.monotonic()
+        with pytest.raises(CACHE_ERRORS):  # each thread reads through a backend of its own, as in gunicorn
+            mirror.get_many(["hot:session"])
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        waits = list(pool.map(read, range(6)))
+    proxy.forward()
+    assert max(waits) < OPTIONS["socket_timeout"] + 1, waits
+
+
+def test_with_read_replicas_every_read_goes_to_redis(server):
+    """Django reads from any replica listed after the primary, which may lag behind its messages."""
+    target = urlsplit(REDIS_URL)
+    primary = f"redis://{target.hostname or '127.0.0.1'}:{target.port or 6379}/{DB}"
+    cache_setting = {"BACKEND": "config.cache.RedisCache", "LOCATION": [primary, primary], "OPTIONS": OPTIONS}
+    with override_settings(CACHES={"default": cache_setting}):
+        caches["default"].set("hot:session", "value")
+        mirror = CacheMirror(prefixes=("hot:",))
+        before = _round_trips(server)
+        for _ in range(5):
+            assert mirror.get_many(["hot:session"]) == {"hot:session": "value"}
+            time.sleep(cache_mirror.PING_EVERY)
+        assert _round_trips(server) == before + 5
+        assert not mirror.tracking
