@@ -211,9 +211,13 @@ class GrantInlineForm(forms.ModelForm):
             return
         for name in ("user", "client"):
             if name in self.fields:
-                chosen = getattr(self.instance, name)
-                self.fields[name].disabled = True
-                self.fields[name].widget = forms.Select(choices=[(chosen.pk, str(chosen))])
+                chosen, field = getattr(self.instance, name), self.fields[name]
+                field.disabled = True
+                fixed = forms.Select(choices=[(chosen.pk, str(chosen))])
+                if hasattr(field.widget, "widget"):  # the admin's wrapper: keep its view/change links
+                    field.widget.widget, field.widget.can_add_related = fixed, False
+                else:
+                    field.widget = fixed
 
 
 class GrantInlineFormSet(BaseInlineFormSet):
