@@ -17,7 +17,7 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.db import DatabaseError
 from redis.backoff import NoBackoff
-from redis.connection import Connection, ConnectionPool
+from redis.connection import Connection, ConnectionPool, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -63,7 +63,9 @@ class RedisCache(DjangoRedisCache):
 
     def tracking_connection(self) -> Connection:
         """A new, unconnected RESP2 connection to the server, with the cache's timeouts."""
-        return ConnectionPool.from_url(self._servers[0], protocol=2, **self._timeouts).make_connection()
+        # RESP2 whatever the URL says: from_url would let ``?protocol=3`` override the argument.
+        options = {**parse_url(self._servers[0]), **self._timeouts, "protocol": 2}
+        return ConnectionPool(**options).make_connection()
 
 
 TIMEOUT_OPTIONS = ("socket_connect_timeout", "socket_timeout")

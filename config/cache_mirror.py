@@ -45,7 +45,7 @@ from collections.abc import Iterable
 
 from django.core.cache import caches
 from redis.connection import Connection
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from config.cache import RedisCache
 from config.outages import cache_outage
@@ -125,7 +125,7 @@ class CacheMirror:
     def tracking(self) -> bool:
         """Whether copies count now: a connection tracks, and answered a recent ping."""
         with self._lock:
-            return self._messages_take()
+            return self._pid == os.getpid() and self._messages_take()
 
     def close(self) -> None:
         """Stop the keeper and let go of the connection (the copies go with it)."""
@@ -149,9 +149,12 @@ class CacheMirror:
         threading.Thread(target=self._keep, args=(backend,), name="cache-mirror", daemon=True).start()
 
     def _store(self, redis_keys: list[str], values: list[object]) -> None:
+        now = time.monotonic()
         if len(self._copies) > MAX_COPIES:
-            self._copies.clear()
-        until = time.monotonic() + COPY_SECONDS
+            self._copies = {key: copy for key, copy in self._copies.items() if copy[0] > now}
+            if len(self._copies) > MAX_COPIES:
+                self._copies.clear()
+        until = now + COPY_SECONDS
         for redis_key, value in zip(redis_keys, values, strict=True):
             self._copies[redis_key] = (until, value)
 
@@ -220,7 +223,10 @@ class CacheMirror:
                         self._lose(error)
                 connect = self._connection is None and time.monotonic() >= self._connect_after
             if connect:
-                self._install(backend, self._connect(backend))
+                try:
+                    self._install(backend, self._connect(backend))
+                except Exception:  # the keeper must outlive a surprise; requests read Redis meanwhile
+                    logger.exception("The cache mirror could not connect; it tries again.")
             time.sleep(PING_EVERY)
 
     def _install(self, backend: RedisCache, connection: Connection | None) -> None:
@@ -237,8 +243,9 @@ class CacheMirror:
 
     def _connect(self, backend: RedisCache) -> Connection | None:
         """A connection tracking the prefixes (made without the lock: requests read Redis meanwhile)."""
-        connection = backend.tracking_connection()
+        connection = None
         try:
+            connection = backend.tracking_connection()
             connection.connect()
             connection.send_command("CLIENT", "SETNAME", CONNECTION_NAME)  # what operators see in CLIENT LIST
             connection.read_response()
@@ -249,17 +256,24 @@ class CacheMirror:
             connection.read_response()
             connection.send_command("SUBSCRIBE", INVALIDATION_CHANNEL)
             connection.read_response()
-        except ResponseError as error:  # an ACL without CLIENT or SUBSCRIBE, a server before 6.0
-            connection.disconnect()
-            logger.warning("Redis refused to track keys (%s): every request reads the cache.", error)
-            with self._lock:
-                self._closed = True
-            return None
         except (RedisError, OSError) as error:
-            connection.disconnect()
-            cache_outage.report(error)
+            if connection is not None:
+                connection.disconnect()
+            if _refused_for_good(error):
+                logger.warning("Redis refused to track keys (%s): every request reads the cache.", error)
+                with self._lock:
+                    self._closed = True
+            else:  # down, loading, busy with a script...: tried again
+                cache_outage.report(error)
             return None
         return connection
+
+
+def _refused_for_good(error: BaseException) -> bool:
+    """An ACL without CLIENT, SUBSCRIBE or the channel; a server without tracking (before 6.0)."""
+    return isinstance(error, NoPermissionError) or (
+        isinstance(error, ResponseError) and str(error).lower().startswith("unknown")
+    )
 
 
 def _invalidated_keys(message: object) -> list[str] | None:

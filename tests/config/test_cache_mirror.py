@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ import pytest
 import redis
 from django.core.cache import caches
 from django.test import override_settings
+from redis.exceptions import ResponseError
 
 from config import cache_mirror
 from config.cache import CACHE_ERRORS, RedisCache
@@ -90,8 +92,9 @@ def _round_trips(server: redis.Redis) -> int:
 
 
 def _settled() -> None:
-    """Long enough for Redis's message to reach this process: far shorter than any request."""
-    time.sleep(0.02)
+    """Long enough for Redis's message to reach this process through the proxy's thread (a
+    request would take it at once; here the keeper has taken it too, whatever the load)."""
+    time.sleep(cache_mirror.PING_EVERY * 3)
 
 
 def test_a_copy_saves_the_round_trip_until_another_replica_changes_the_entry(
@@ -118,10 +121,11 @@ def test_a_copy_saves_the_round_trip_until_another_replica_changes_the_entry(
     assert _round_trips(server) == before + 3
 
 
-def test_the_writing_process_sees_its_own_change_at_once(mirror, portal_cache):
+def test_the_writing_process_sees_its_own_change_at_once(mirror, portal_cache, monkeypatch):
     portal_cache.set("hot:claims", "old")
     _tracking(mirror, ["hot:claims"])
     assert mirror.get_many(["hot:claims"]) == {"hot:claims": "old"}
+    monkeypatch.setattr(mirror._connection, "can_read", lambda timeout=0: False)  # its message: not yet here
     portal_cache.set("hot:claims", "new")
     mirror.forget(["hot:claims"])  # no wait for Redis's message
     assert mirror.get_many(["hot:claims"]) == {"hot:claims": "new"}
@@ -203,11 +207,12 @@ def test_keys_outside_the_mirrored_prefixes_are_refused(mirror):
 def test_a_redis_user_not_allowed_to_track_reads_redis_every_time(server, caplog):
     """An ACL without CLIENT (or a server older than 6.0): no copies, one warning, no outage."""
     target = urlsplit(REDIS_URL)
-    server.acl_setuser("mirror-test", enabled=True, passwords=["+mirror-test-pw"], keys=["*"], channels=["*"],
+    user = f"mirror-test-{uuid.uuid4().hex[:8]}"  # the server's users are global: one of this run's own
+    server.acl_setuser(user, enabled=True, passwords=["+mirror-test-pw"], keys=["*"], channels=["*"],
                        commands=["+@all", "-client"])  # fmt: skip
     try:
         location = (
-            f"redis://mirror-test:mirror-test-pw@{target.hostname or '127.0.0.1'}:{target.port or 6379}/{DB}"
+            f"redis://{user}:mirror-test-pw@{target.hostname or '127.0.0.1'}:{target.port or 6379}/{DB}"
         )
         cache_setting = {"BACKEND": "config.cache.RedisCache", "LOCATION": location, "OPTIONS": OPTIONS}
         with override_settings(CACHES={"default": cache_setting}):
@@ -220,13 +225,13 @@ def test_a_redis_user_not_allowed_to_track_reads_redis_every_time(server, caplog
                 assert mirror.get_many(["hot:session"]) == {"hot:session": "value"}
             assert _round_trips(server) == before + 3
     finally:
-        server.acl_deluser("mirror-test")
+        server.acl_deluser(user)
     refusals = [record for record in caplog.records if "refused to track" in record.getMessage()]
     assert len(refusals) == 1
 
 
 def test_whatever_else_arrives_on_the_channel_drops_copies_and_answers(
-    mirror, portal_cache, other_replica, server
+    mirror, portal_cache, other_replica, server, caplog
 ):
     """Any client of the server may PUBLISH on Redis's invalidation channel (it ignores databases)."""
     portal_cache.set("hot:session", "alive")
@@ -234,16 +239,23 @@ def test_whatever_else_arrives_on_the_channel_drops_copies_and_answers(
     _tracking(mirror, keys)
     assert mirror.get_many(keys) == {"hot:session": "alive"}
     for junk in (b"x", b"", b"\xff"):
+        before = _round_trips(server)
         server.publish("__redis__:invalidate", junk)
         _settled()
         assert mirror.get_many(keys) == {"hot:session": "alive"}
+        assert _round_trips(server) == before + 1  # the copies were dropped
+        assert mirror.tracking  # and the connection kept
 
     # One message names every key of a prefix changed at once: a key that is not UTF-8 (none of
     # the portal's) must not keep the others' copies.
-    other_replica.set("hot:revoked", 1)
-    server.set(other_replica.make_key("hot:\xff").encode("utf-8", "surrogateescape") + b"\xff", b"1")
+    with server.pipeline(transaction=True) as both:  # one event-loop turn: one message naming both
+        both.set(other_replica.make_key("hot:revoked"), 1)
+        both.set(other_replica.make_key("hot:\xff").encode("utf-8", "surrogateescape") + b"\xff", b"1")
+        both.execute()
     _settled()
     assert mirror.get_many(keys) == {"hot:session": "alive", "hot:revoked": 1}
+    assert mirror.tracking
+    assert not [record for record in caplog.records if "tracking connection failed" in record.getMessage()]
 
 
 def test_an_idle_process_leaves_no_messages_piling_up_in_redis(mirror, portal_cache, other_replica, server):
@@ -304,3 +316,33 @@ def test_with_read_replicas_every_read_goes_to_redis(server):
             time.sleep(cache_mirror.PING_EVERY)
         assert _round_trips(server) == before + 5
         assert not mirror.tracking
+
+
+def test_a_redis_busy_or_a_surprise_while_connecting_is_tried_again(mirror, portal_cache, monkeypatch):
+    """Only a refusal (an ACL, an old server) turns copies off for good."""
+    monkeypatch.setattr(cache_mirror, "RECONNECT_SECONDS", 0.05)
+    make_connection = portal_cache.tracking_connection
+    failures = [ResponseError("BUSY Redis is busy running a script."), ValueError("anything unexpected")]
+
+    def flaky_connection():
+        if failures:
+            raise failures.pop(0)
+        return make_connection()
+
+    monkeypatch.setattr(portal_cache, "tracking_connection", flaky_connection)
+    portal_cache.set("hot:session", "alive")
+    _tracking(mirror, ["hot:session"])
+    assert failures == []
+
+
+def test_a_url_that_asks_for_resp3_still_gets_copies(server):
+    target = urlsplit(REDIS_URL)
+    location = f"redis://{target.hostname or '127.0.0.1'}:{target.port or 6379}/{DB}?protocol=3"
+    cache_setting = {"BACKEND": "config.cache.RedisCache", "LOCATION": location, "OPTIONS": OPTIONS}
+    with override_settings(CACHES={"default": cache_setting}):
+        caches["default"].set("hot:session", "value")
+        mirror = CacheMirror(prefixes=("hot:",))
+        try:
+            _tracking(mirror, ["hot:session"])
+        finally:
+            mirror.close()
