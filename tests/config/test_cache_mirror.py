@@ -166,22 +166,19 @@ def test_a_change_made_while_the_connection_was_down_is_seen(mirror, portal_cach
         assert mirror.get_many(["hot:session"]) == {"hot:session": "after"}
 
 
-def test_no_copy_is_used_once_redis_stops(mirror, portal_cache, proxy):
+@pytest.mark.parametrize(
+    ("outage", "noticed_after"),
+    [
+        ("refuse", 0.0),  # Redis stops: its connections end, and the very next read knows
+        ("hang", cache_mirror.TRUSTED_FOR + cache_mirror.PING_EVERY),  # no answer to the pings
+    ],
+)
+def test_no_copy_is_used_once_redis_stops_or_hangs(mirror, portal_cache, proxy, outage, noticed_after):
     portal_cache.set("hot:session", "alive")
     _tracking(mirror, ["hot:session"])
     assert mirror.get_many(["hot:session"]) == {"hot:session": "alive"}
-    proxy.refuse()  # its connections end: the very next read knows
-    with pytest.raises(CACHE_ERRORS):  # answered 503 by its callers: fails closed
-        mirror.get_many(["hot:session"])
-    proxy.forward()
-
-
-def test_no_copy_is_used_once_a_hung_redis_stops_answering(mirror, portal_cache, proxy):
-    portal_cache.set("hot:session", "alive")
-    _tracking(mirror, ["hot:session"])
-    assert mirror.get_many(["hot:session"]) == {"hot:session": "alive"}
-    proxy.hang()
-    time.sleep(cache_mirror.TRUSTED_FOR + cache_mirror.PING_EVERY)
+    proxy.mode_set(outage)
+    time.sleep(noticed_after)
     with pytest.raises(CACHE_ERRORS):  # answered 503 by its callers: fails closed
         mirror.get_many(["hot:session"])
     proxy.forward()
@@ -191,9 +188,7 @@ def test_copies_end_after_their_lifetime(mirror, portal_cache, monkeypatch):
     portal_cache.set("hot:session", "value")
     _tracking(mirror, ["hot:session"])
     mirror.get_many(["hot:session"])
-    read_from_redis = portal_cache.get_many
-    reads = []
-    monkeypatch.setattr(portal_cache, "get_many", lambda keys: reads.append(keys) or read_from_redis(keys))
+    reads = _counting_reads(portal_cache)
     mirror.get_many(["hot:session"])
     assert reads == []
     monkeypatch.setattr(cache_mirror, "COPY_SECONDS", 0.0)
