@@ -209,6 +209,9 @@ class GrantInlineForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk is None:
             return
+        # Django checks every saved row on each save (its id, its user, its uniqueness: a query
+        # each); a row the operator did not change has nothing to check or save.
+        self.empty_permitted = True
         for name in ("user", "client"):
             if name in self.fields:
                 chosen, field = getattr(self.instance, name), self.fields[name]

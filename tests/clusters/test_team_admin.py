@@ -354,3 +354,44 @@ def test_a_clients_page_with_many_members_costs_the_same_queries_as_with_few(
     page_text = response.content.decode()
     assert "member39@example.com" in page_text
     assert 'id="view_id_grants-0-user"' in page_text  # a saved member still links to their user page
+
+
+def test_saving_a_clients_page_with_many_members_costs_the_same_queries_as_with_few(
+    admin_browser, client1, django_assert_max_num_queries
+):
+    """Saving re-checks only the rows the operator changed: one role changed among 40 members."""
+
+    def members(count: int) -> dict[str, str]:
+        for index in range(Grant.objects.filter(client=client1).count(), count):
+            member = User.objects.create_user(email=f"member{index}@example.com", password=None)
+            grant_set(user=member, client=client1, role="viewer")
+        grants = Grant.objects.filter(client=client1).order_by("pk")
+        rows = {
+            field: value
+            for index, grant in enumerate(grants)
+            for field, value in {
+                f"grants-{index}-id": str(grant.pk),
+                f"grants-{index}-client": str(client1.pk),
+                f"grants-{index}-role": "admin" if index == 0 else grant.role,
+            }.items()
+        }
+        return {
+            "name": client1.name,
+            "active": "on",
+            **_inline_management("grants", len(grants), initial=len(grants)),
+            **_inline_management("sign_in_policy", 0),
+            **_inline_management("clusters", 0),
+            **rows,
+        }
+
+    page = f"/admin/clusters/client/{client1.pk}/change/"
+    form = members(2)
+    with django_assert_max_num_queries(200) as few:
+        assert admin_browser.post(page, form).status_code == 302
+    Grant.objects.filter(client=client1).update(role="viewer")
+    form = members(40)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = admin_browser.post(page, form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    roles = Grant.objects.filter(client=client1).order_by("pk").values_list("role", flat=True)
+    assert list(roles) == ["admin"] + ["viewer"] * 39
