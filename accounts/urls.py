@@ -22,6 +22,8 @@ class AnyCaseUUIDConverter:
 register_converter(AnyCaseUUIDConverter, "anycaseuuid")
 
 urlpatterns = [
+    # First: gateways ask it on every request they proxy (config/urls.py).
+    path("api/auth/validate", views.ValidateView.as_view(), name="auth-validate"),
     path("api/auth/login", views.LoginView.as_view(), name="auth-login"),
     path("api/auth/google", views.GoogleSignInView.as_view(), name="auth-google"),
     path("api/auth/google/nonce", views.GoogleNonceView.as_view(), name="auth-google-nonce"),
@@ -32,7 +34,6 @@ urlpatterns = [
     path(
         "api/auth/sessions/<anycaseuuid:session_id>", views.SessionDetailView.as_view(), name="auth-session"
     ),
-    path("api/auth/validate", views.ValidateView.as_view(), name="auth-validate"),
     path("api/auth/tokens", token_views.AccessTokenListView.as_view(), name="auth-tokens"),
     path("api/auth/tokens/<int:token_id>", token_views.AccessTokenDetailView.as_view(), name="auth-token"),
     path("api/auth/csrf", views.CsrfView.as_view(), name="auth-csrf"),

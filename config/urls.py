@@ -7,10 +7,12 @@ from config.api import DocsView, SchemaView
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Before the rest: its first route, /api/auth/validate, is asked on every request a gateway
+    # proxies, and each pattern tried before it is a regular expression matched in vain.
+    path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),
-    path("", include("accounts.urls")),
     path("api/", include("clusters.urls")),
     # GET /api/system/status (staff) and GET /metrics (Prometheus, with METRICS_TOKEN).
     path("", include("operations.urls")),
