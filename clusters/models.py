@@ -1,18 +1,11 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from clusters.validators import SLUG_PATTERN, client_slug_validator, slug_validator
 from config.text import display_text_validator
-
-SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
-slug_validator = RegexValidator(
-    SLUG_PATTERN,
-    "Use 1 to 40 lower-case letters, digits and inner hyphens (e.g. “client1”).",
-    code="invalid_slug",
-)
 
 # A cluster's desired state: model field -> the name the API, the change history and the
 # GitOps overrides use for it. Declared once; everything that translates reads this.
@@ -32,7 +25,7 @@ STORAGE_GI_HARD_MAX = 65_536
 class Client(models.Model):
     """A tenant: a company whose users see and change only its own clusters."""
 
-    slug = models.CharField(max_length=40, unique=True, validators=[slug_validator])
+    slug = models.CharField(max_length=40, unique=True, validators=[slug_validator, client_slug_validator])
     name = models.CharField(max_length=200, validators=[display_text_validator])
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

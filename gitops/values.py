@@ -73,6 +73,10 @@ def _whole(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
+# deploy/k8s runs the portal here: no client's clusters go into it (their names would say so).
+PORTAL_NAMESPACE = "qdrant-portal"
+
+
 def namespace_name(*, client: str) -> str:
     return f"qdrant-{_slug(client, 'client')}"
 

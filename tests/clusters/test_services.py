@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from clusters.models import Cluster, ClusterChange
+from clusters.models import Client, Cluster, ClusterChange
 from clusters.selectors import cluster_credentials, cluster_detail, cluster_revision
 from clusters.services import (
     ClusterChangeResult,
@@ -111,6 +111,16 @@ def test_client_create_validates_the_slug(db):
     with pytest.raises(ValidationError):
         client_create(slug="Not A Slug", name="x")
     assert client_create(slug="acme-2", name="Acme").slug == "acme-2"
+
+
+def test_no_client_is_named_after_the_portals_own_namespace(db):
+    """Its clusters would deploy into qdrant-portal, next to the portal and its secrets."""
+    with pytest.raises(ValidationError) as refused:
+        client_create(slug="portal", name="Portal")
+    assert refused.value.message_dict == {
+        "slug": ["“portal” is reserved: its namespace, qdrant-portal, is the portal's own."]
+    }
+    assert not Client.objects.filter(slug="portal").exists()
 
 
 def test_re_encryption_keeps_the_keys_under_the_new_field_key(cluster1, settings):

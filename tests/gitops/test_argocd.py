@@ -263,14 +263,30 @@ def test_the_appproject_admits_what_every_generated_application_deploys():
     project, template = _project(), _appset()["spec"]["template"]["spec"]
     assert template["project"] == project["metadata"]["name"]
     assert {source["repoURL"] for source in template["sources"]} <= set(project["spec"]["sourceRepos"])
-    [destination] = project["spec"]["destinations"]
-    assert destination["server"] == template["destination"]["server"]
-    assert fnmatch.fnmatchcase("qdrant-client1", destination["namespace"])  # qdrant-<client>
+    destinations = project["spec"]["destinations"]
+    assert {destination["server"] for destination in destinations} == {template["destination"]["server"]}
+    assert _admitted("qdrant-client1", destinations)  # qdrant-<client>
     # CreateNamespace=true: without the Namespace kind every first sync fails.
     assert "CreateNamespace=true" in template["syncPolicy"]["syncOptions"]
     assert {"group": "", "kind": "Namespace"} in project["spec"]["clusterResourceWhitelist"]
     assert "namespaceResourceWhitelist" not in project["spec"]  # the chart's kinds and the SealedSecret
     assert "sourceNamespaces" not in project["spec"]
+
+
+def _admitted(namespace: str, destinations: list[dict]) -> bool:
+    """Argo CD's rule (2.5 and later): a namespace some destination matches, and no "!" one denies."""
+    allowed = [d["namespace"] for d in destinations if not d["namespace"].startswith("!")]
+    denied = [d["namespace"][1:] for d in destinations if d["namespace"].startswith("!")]
+    return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in allowed) and not any(
+        fnmatch.fnmatchcase(namespace, pattern) for pattern in denied
+    )
+
+
+def test_the_appproject_never_deploys_into_the_portals_own_namespace():
+    """deploy/k8s runs the portal in qdrant-portal, which qdrant-* would otherwise admit."""
+    destinations = _project()["spec"]["destinations"]
+    assert not _admitted("qdrant-portal", destinations)
+    assert _admitted("qdrant-portal2", destinations)
 
 
 def test_applications_in_another_namespace_are_admitted_and_no_token_is_committed():
