@@ -125,8 +125,10 @@ class ClusterAdminForm(forms.ModelForm):
     confirm_scale_down = forms.BooleanField(
         required=False,
         label="Confirm scale-down",
-        help_text="Needed for fewer replicas: Qdrant does not move shards off a peer that disappears, "
-        "so a shard whose only copy is on a removed peer is lost.",
+        help_text="Needed for fewer replicas: Qdrant does not move shards off a peer that disappears "
+        "(a shard whose only copy is on it is lost), nor forget it (remove it from the Qdrant cluster "
+        "first: a peer gone but not removed still votes, and without a majority Qdrant makes no "
+        "cluster-wide change).",
     )
 
     class Meta:

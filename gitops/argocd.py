@@ -349,7 +349,10 @@ it is waiting.
 
 The portal offers only upgrades, one minor version at a time (Qdrant supports neither
 downgrades nor skipped minors), and asks users to confirm a scale-down: Qdrant does not move
-shards off a peer that disappears.
+shards off a peer that disappears, nor forget it. Before `replicaCount` goes down, move the
+shards off the highest-numbered pods and remove those peers (`DELETE /cluster/peer/{peer_id}`
+on the cluster): a peer gone but not removed still votes, and without a majority of its peers
+up Qdrant makes no cluster-wide change (creating or deleting a collection, moving a shard).
 """
 
 

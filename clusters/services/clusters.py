@@ -108,11 +108,19 @@ def scale_down_problem(*, cluster: Cluster, replicas: int, confirm_by: str = API
     ``confirm_by``: how the asker confirms, in their own interface's words."""
     if replicas >= cluster.replicas:
         return None
+    removed = cluster.replicas - replicas
+    peers = (
+        "1 Qdrant peer, the highest-numbered pod"
+        if removed == 1
+        else f"{removed} Qdrant peers, the highest-numbered pods"
+    )
     return (
-        f"Scaling {cluster} down from {cluster.replicas} to {replicas} replicas removes "
-        f"{cluster.replicas - replicas} Qdrant peer(s), the highest-numbered pods. Qdrant does not move "
-        "shards off a peer that disappears: a shard whose only copy is on a removed peer is lost. "
-        f"Replicate or move those shards first, then {confirm_by}. "
+        f"Scaling {cluster} down from {cluster.replicas} replicas to {replicas} removes {peers}. "
+        "Qdrant does not move shards off a peer that disappears: a shard whose only copy is on a "
+        "removed peer is lost. Nor does it forget the peer: until it is removed from the cluster "
+        "(DELETE /cluster/peer/{peer_id}, once it holds no shard) it still votes, and without a "
+        "majority of its peers up Qdrant makes no cluster-wide change (creating or deleting a "
+        f"collection, moving a shard). Move or replicate those shards, remove those peers, then {confirm_by}. "
         "Nothing was changed."
     )
 

@@ -28,8 +28,10 @@ def test_a_scale_down_without_confirmation_is_409_and_changes_nothing(git_server
     assert response.status_code == 409
     error = response.json()
     assert error["code"] == "confirmation_required"
-    assert "from 2 to 1 replicas" in error["detail"]
+    assert "from 2 replicas to 1 removes 1 Qdrant peer, the highest-numbered pod." in error["detail"]
     assert "does not move shards" in error["detail"] and '"confirm": true' in error["detail"]
+    # A peer gone but not removed still votes: too many of them and Qdrant changes nothing cluster-wide.
+    assert "DELETE /cluster/peer/{peer_id}" in error["detail"]
     assert Cluster.objects.get(pk=cluster1.pk).replicas == 2
     assert not ClusterChange.objects.filter(action="update").exists()
     assert branch_tip(repository=git_server) == tip
@@ -37,8 +39,11 @@ def test_a_scale_down_without_confirmation_is_409_and_changes_nothing(git_server
 
 def test_a_refused_scale_down_takes_the_rest_of_the_patch_with_it(as_user1, cluster1, settings):
     Cluster.objects.filter(pk=cluster1.pk).update(version="v1.18.3", replicas=3)
-    response = as_user1.patch(URL, {"replicas": 2, "version": "v1.19.0", "storageGi": 20}, format="json")
+    response = as_user1.patch(URL, {"replicas": 1, "version": "v1.19.0", "storageGi": 20}, format="json")
     assert response.status_code == 409
+    assert (
+        "from 3 replicas to 1 removes 2 Qdrant peers, the highest-numbered pods." in response.json()["detail"]
+    )
     cluster = Cluster.objects.get(pk=cluster1.pk)
     assert (cluster.replicas, cluster.version, cluster.storage_expansions.count()) == (3, "v1.18.3", 0)
 

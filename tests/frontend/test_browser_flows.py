@@ -190,7 +190,8 @@ def test_a_scale_down_explains_the_risk_and_is_sent_only_once_confirmed(
     page.click("#save-replicas")
     page.wait_for_selector("#scale-down-dialog[open]")
     text = page.text_content("#scale-down-dialog")
-    assert "from 2 to 1 replicas" in text and "does not move shards" in text
+    assert "from 2 replicas to 1 removes 1 Qdrant peer" in text and "does not move shards" in text
+    assert "DELETE /cluster/peer/" in text  # and a peer gone without that still votes
     assert page.evaluate("document.activeElement.id") == "cancel-scale-down"  # Enter never confirms
     screenshot(page, "scale-down-dialog")
     page.click("#cancel-scale-down")
@@ -383,7 +384,7 @@ def test_a_scale_down_made_by_someone_else_meanwhile_is_asked_about(
     page.fill("#replicas", "3")
     page.click("#save-replicas")
     page.wait_for_selector("#scale-down-dialog[open]")
-    assert "from 5 to 3 replicas" in page.text_content("#scale-down-dialog")
+    assert "from 5 replicas to 3" in page.text_content("#scale-down-dialog")
     assert page.text_content("#summary-replicas").strip() == "5"
     assert "now has 5 replicas" in page.text_content("#save-status")
     assert page.text_content("#save-error") == ""

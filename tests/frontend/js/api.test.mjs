@@ -435,7 +435,7 @@ test("cancelling a storage request and finishing a rotation send CSRF-protected 
 });
 
 test("a scale-down refused for want of confirmation keeps its code and detail", async () => {
-  const detail = "Scaling client1/prod down from 3 to 2 replicas removes 1 Qdrant peer(s)...";
+  const detail = "Scaling client1/prod down from 3 replicas to 2 removes 1 Qdrant peer, the highest-numbered pod...";
   const server = fakeServer(() => json(409, { code: "confirmation_required", detail }));
   const { api, expired } = apiFor(server);
 

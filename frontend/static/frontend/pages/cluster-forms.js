@@ -37,9 +37,10 @@ function replicasProblem(raw, minimum, maximum) {
 function scaleDownText(from, to) {
   const removed = from - to;
   return [
-    `Scaling down from ${from} to ${to} replicas removes ${removed === 1 ? "1 Qdrant peer" : `${removed} Qdrant peers`}, the highest-numbered ${removed === 1 ? "pod" : "pods"}.`,
+    `Scaling down from ${from} replicas to ${to} removes ${removed === 1 ? "1 Qdrant peer" : `${removed} Qdrant peers`}, the highest-numbered ${removed === 1 ? "pod" : "pods"}.`,
     "Qdrant does not move shards off a peer that disappears: a shard whose only copy is on a removed peer is lost, with its data.",
-    "Go ahead only if every collection keeps a copy of each shard on the remaining peers (a replication factor of 2 or more), or after moving the shards off the peers that go.",
+    "Nor does it forget the peer: until it is removed from the cluster (DELETE /cluster/peer/{peer_id}, once it holds no shard), it still votes, and without a majority of its peers up Qdrant makes no cluster-wide change (creating or deleting a collection, moving a shard).",
+    "Go ahead after moving or replicating the shards off the peers that go (or if every collection keeps a copy of each shard on the remaining peers) and removing those peers.",
   ];
 }
 
