@@ -317,16 +317,23 @@ kubectl create secret generic qdrant-<client>-<cluster>-apikey \\
   -n qdrant-<client>
 ```
 
-After each rotation step, update the Secret and restart the pods (the portal's commit may
-have rolled them before the Secret changed):
+When a rotation starts, update the Secret and restart the pods (the portal's commit may have
+rolled them before the Secret changed). Put the new key in `api-key` and the old one in
+`alt-api-key`: Qdrant accepts both while the rotation lasts, and when it finishes (the
+user, or the portal after its grace period, at any hour) the portal drops
+`QDRANT__SERVICE__ALT_API_KEY` from the values and the pods keep the new key, with nothing
+more to do here:
 
 ```
-# a rotation started: add the new key as the alternate, replace the read-only key
-kubectl -n qdrant-<client> patch secret qdrant-<client>-<cluster>-apikey --type merge \\
-  -p '{"stringData":{"alt-api-key":"<new api key>","read-only-api-key":"<new read-only api key>"}}'
-# a rotation finished, or a one-step rotation: re-create the Secret as above with the keys shown
+OLD_KEY=$(kubectl -n qdrant-<client> get secret qdrant-<client>-<cluster>-apikey \\
+  -o jsonpath='{.data.api-key}' | base64 -d)
+kubectl -n qdrant-<client> patch secret qdrant-<client>-<cluster>-apikey --type merge -p \\
+  "{\\"stringData\\":{\\"api-key\\":\\"<new api key>\\",\\"alt-api-key\\":\\"$OLD_KEY\\",\\"read-only-api-key\\":\\"<new read-only api key>\\"}}"
 kubectl -n qdrant-<client> rollout restart statefulset qdrant-<client>-<cluster>
 ```
+
+A one-step rotation (older Qdrant versions): re-create the Secret as above with the keys
+shown, then restart the pods the same way.
 
 ## Growing storage
 

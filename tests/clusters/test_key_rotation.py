@@ -7,6 +7,7 @@ comes as the alternate key (QDRANT__SERVICE__ALT_API_KEY), next to the old one.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange
 from clusters.rendering import keys_fingerprint
+from gitops.argocd import repository_readme_render
 from gitops.repository import (
     GitIdentity,
     GitopsRepository,
@@ -117,6 +119,35 @@ def test_finishing_makes_the_new_key_the_only_one_and_rolls_the_pods_again(git_s
     assert (cluster.alt_api_key_encrypted, cluster.rotation_started_at) == ("", None)
     entry = as_user1.get(f"{URL}/history").json()[0]
     assert (entry["action"], entry["author"]) == ("credentials_rotate_finish", "client1@example.com")
+
+
+def _accepted_keys(repository: GitopsRepository, secret: dict[str, str]) -> set[str]:
+    """The API keys Qdrant takes from the values' env entries and the Secret they read."""
+    env = {entry["name"]: entry["valueFrom"]["secretKeyRef"]["key"] for entry in _values(repository)["env"]}
+    names = ("QDRANT__SERVICE__API_KEY", "QDRANT__SERVICE__ALT_API_KEY")
+    return {secret[env[name]] for name in names if name in env and env[name] in secret}
+
+
+def test_a_hand_made_secret_patched_as_the_gitops_readme_says_serves_the_shown_key_after_the_finish(
+    git_server, as_user1, cluster1
+):
+    """Without sealed-secrets an operator patches the Secret when a rotation starts; the finish
+    (the portal's own, after the grace period, at any hour) must then need nothing from them."""
+    readme = repository_readme_render().decode()
+    [patch] = re.findall(r"--type merge -p \\\n\s+\"(.+)\"\n", readme)
+    old = as_user1.get(f"{URL}/credentials").json()
+    secret = {"api-key": old["apiKey"], "read-only-api-key": old["readOnlyApiKey"]}
+
+    new = as_user1.post(f"{URL}/credentials/rotate").json()
+    patch = patch.replace('\\"', '"').replace("$OLD_KEY", secret["api-key"])
+    patch = patch.replace("<new api key>", new["apiKey"]).replace(
+        "<new read-only api key>", new["readOnlyApiKey"]
+    )
+    secret |= json.loads(patch)["stringData"]
+    assert _accepted_keys(git_server, secret) == {old["apiKey"], new["apiKey"]}  # nobody refused
+
+    assert as_user1.post(f"{URL}/credentials/rotate/finish").status_code == 200
+    assert _accepted_keys(git_server, secret) == {new["apiKey"]}  # the key the portal shows
 
 
 def test_one_rotation_at_a_time_and_nothing_to_finish_without_one(as_user1, cluster1):
