@@ -324,7 +324,7 @@ ARGOCD_PROJECT = env_str("ARGOCD_PROJECT", "qdrant-clusters")
 
 # Argo CD's API server; unset, the portal never asks Argo CD and clusters carry no deployment.
 ARGOCD_URL = env_str("ARGOCD_URL").rstrip("/")
-ARGOCD_TOKEN = env_str("ARGOCD_TOKEN")  # a read-only account's API token (deploy/argocd/README.md)
+ARGOCD_TOKEN = env_str("ARGOCD_TOKEN")  # a read-only account's (deploy/argocd/portal-account/)
 # The ApplicationSet's namespace, and so its Applications' (empty: argocd).
 ARGOCD_APP_NAMESPACE = env_str("ARGOCD_APP_NAMESPACE")
 ARGOCD_CA_FILE = env_str("ARGOCD_CA_FILE")  # CA of Argo CD's certificate; TLS is always verified

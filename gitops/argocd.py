@@ -281,7 +281,16 @@ The portal owns `replicaCount`, `image.tag`, `persistence.size`, the `env` entri
 `QDRANT__SERVICE__ALT_API_KEY`, and the pod annotation
 `podAnnotations."portal.qdrant.tech/api-keys-fingerprint"`; it overwrites them on every
 change. Any other key you add (resources, affinity, other env entries...) is kept.
-Comments are not kept.
+Comments are not kept. Worth adding for production:
+
+- `resources` (requests and limits): the chart sets none, so Qdrant pods are the first a
+  node short of memory evicts.
+- How clients reach the cluster: the chart makes a `ClusterIP` Service (REST 6333, gRPC
+  6334, plain HTTP) and no ingress, while the portal shows users the address its
+  `QDRANT_ENDPOINT_TEMPLATE` names; `service.type`, `ingress`, or a route at your edge.
+- `metrics.serviceMonitor.authorization` naming the Secret's `read-only-api-key`, if you
+  turn the ServiceMonitor on: the chart adds a key to it only from `apiKey`/`readOnlyApiKey`,
+  which stay out of this repository, so Prometheus would be refused.
 
 ## API keys
 
