@@ -1,7 +1,7 @@
 // The password on #/security: change it (the current one, then the new one twice). Every
 // other session of the account ends; this one stays.
 
-import { h, liveRegion, say } from "../dom.js";
+import { focusKeep, h, liveRegion, say } from "../dom.js";
 import { showError } from "./common.js";
 import {
   fieldErrorSay,
@@ -98,6 +98,7 @@ async function passwordChange(page, parts) {
     if (page.ctx.isCurrent()) {
       submit.disabled = false;
       submit.textContent = "Change password";
+      focusKeep(submit);
     }
   }
 }
