@@ -226,6 +226,33 @@ def test_a_portal_without_google_sign_in_offers_no_google_options(
     assert page_problems == []
 
 
+def test_a_session_length_set_on_a_portal_without_google_changes_nothing_else(
+    live_server, new_page, page_problems, settings, admin1, user1, cluster1
+):
+    """The default policy shows Password and Passkey there: untouched, they stay "any", so
+    members' tokens keep the client (a stricter policy would take it out of them)."""
+    settings.GOOGLE_CLIENT_IDS = []
+    token = _client1_token(user1, "nightly backup")
+    page = new_page()
+    _settings_page(page, live_server.url, admin1.email)
+    page.click("#save-policy")
+    expect(page.locator("#policy-status")).to_have_text("Nothing to save: the policy is already this.")
+
+    page.fill("#policy-max-hours", "0.0001")  # a number, below the bounds the server states
+    page.click("#save-policy")
+    expect(page.locator("#policy-error")).to_contain_text("Between 5 min and ")
+    page.fill("#policy-max-hours", "8")
+    page.click("#save-policy")
+    expect(page.locator("#policy-status")).to_contain_text("Saved")  # nobody cut off: no dialog
+    [event] = ClientAuditEvent.objects.filter(type="policy_changed")
+    assert event.detail == "max session length: none -> 8 h"
+    token.refresh_from_db()
+    assert token.revoked_at is None and "client1" in token.scopes
+    page.click("#save-policy")  # and again: still "any"
+    expect(page.locator("#policy-status")).to_have_text("Nothing to save: the policy is already this.")
+    assert page_problems == []
+
+
 def test_a_member_missing_only_a_second_factor_is_offered_to_add_one_first(
     live_server, new_page, page_problems, user1, cluster1
 ):

@@ -22,12 +22,18 @@ export async function render(ctx) {
     return { policy, canChange: clientPermissions(permissions, client).includes("members") };
   });
   if (loaded === undefined) return;
-  // Without Google sign-in on this portal, its options would only invite a refusal. A policy
-  // someone saved keeps its Google (its box is hidden, not cleared); the default policy's "any"
-  // is no such choice, so saving it here does not add the Google the page never showed.
   const google = Boolean(ctx.config.googleClientId);
-  const policy = google || loaded.policy.updatedAt ? loaded.policy : withoutGoogle(loaded.policy);
-  ctx.main.append(policySection(ctx, client, policy, { canChange: loaded.canChange, google }, error));
+  ctx.main.append(policySection(ctx, client, loaded.policy, { canChange: loaded.canChange, google }, error));
+}
+
+/**
+ * The policy as the form shows it. Without Google sign-in on this portal, its options would
+ * only invite a refusal. A policy someone saved keeps its Google (its box is hidden, not
+ * cleared); the default policy's "any" is no such choice, so a change of its methods here
+ * does not add the Google the page never showed.
+ */
+function policyShown(stored, google) {
+  return google || stored.updatedAt ? stored : withoutGoogle(stored);
 }
 
 function withoutGoogle(policy) {
@@ -58,7 +64,8 @@ function sessionLength(input, saved) {
   if (!text) return { seconds: null };
   if (text === hoursText(saved.maxSessionLength)) return { seconds: saved.maxSessionLength };
   const seconds = Math.round(Number(text) * 3600);
-  return Number.isFinite(seconds) && seconds >= 1 ? { seconds } : { problem: HOURS_PROBLEM };
+  // A number out of bounds goes to the server, which says what the bounds are (settings decide).
+  return Number.isFinite(seconds) ? { seconds } : { problem: HOURS_PROBLEM };
 }
 
 /** The form's controls, filled from `policy`. */
@@ -81,9 +88,18 @@ function policyFields(policy) {
   };
 }
 
-function policyFrom(fields, maxSessionLength) {
+function methodsChosen(fields) {
+  return fields.methods.filter((method) => method.input.checked).map((method) => method.input.value);
+}
+
+/** `shown`: the boxes ticked when last filled or saved; `stored`: the server's (see policyShown). */
+function policyFrom(fields, maxSessionLength, { shown, stored }) {
+  const chosen = methodsChosen(fields);
+  // Boxes as they were: the methods as stored ("any" stays "any", not a stricter policy that
+  // would take this client out of members' personal access tokens).
+  const untouched = chosen.length === shown.length && chosen.every((method) => shown.includes(method));
   return {
-    allowedMethods: fields.methods.filter((method) => method.input.checked).map((method) => method.input.value),
+    allowedMethods: untouched ? stored.allowedMethods : chosen,
     googleDomain: fields.domain.value.trim(),
     mfaRequired: fields.mfa.input.checked,
     maxSessionLength,
@@ -92,7 +108,8 @@ function policyFrom(fields, maxSessionLength) {
   };
 }
 
-function policySection(ctx, client, policy, { canChange, google }, pageError) {
+function policySection(ctx, client, stored, { canChange, google }, pageError) {
+  const policy = policyShown(stored, google);
   const fields = policyFields(policy);
   const error = liveRegion("policy-error", { assertive: true, className: "error" });
   const status = liveRegion("policy-status");
@@ -108,7 +125,8 @@ function policySection(ctx, client, policy, { canChange, google }, pageError) {
     confirmId: "confirm-policy",
     cancelId: "cancel-policy",
   });
-  let saved = policy;
+  let saved = stored;
+  let shown = methodsChosen(fields);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     say(error, "");
@@ -123,7 +141,7 @@ function policySection(ctx, client, policy, { canChange, google }, pageError) {
     }
     save.disabled = true;
     try {
-      const wanted = policyFrom(fields, length.seconds);
+      const wanted = policyFrom(fields, length.seconds, { shown, stored: saved });
       const impact = await ctx.api.policyPreview(client, wanted);
       if (!impact.changes.length) {
         say(status, "Nothing to save: the policy is already this.");
@@ -135,6 +153,7 @@ function policySection(ctx, client, policy, { canChange, google }, pageError) {
         return;
       }
       saved = await ctx.api.policyUpdate(client, wanted);
+      shown = methodsChosen(fields);
       fields.hours.value = hoursText(saved.maxSessionLength);
       say(status, "Saved: it applies to every member's next request.");
     } catch (failure) {
