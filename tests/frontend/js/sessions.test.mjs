@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { revokeLabel } from "../../../frontend/static/frontend/pages/sessions.js";
+import { deviceName, revokeLabel } from "../../../frontend/static/frontend/pages/sessions.js";
 
 const LAPTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36";
 
@@ -17,4 +17,14 @@ test("a session without an address still names when it signed in", () => {
   const label = revokeLabel({ userAgent: LAPTOP, createdAt: "2026-11-20T08:00:00Z", ip: null });
   assert.match(label, /session signed in .*2026/);
   assert.doesNotMatch(label, / from /);
+});
+
+test("a script's session is named after the program that signed in, not an unknown device", () => {
+  assert.equal(deviceName("Python-urllib/3.11"), "Python client");
+  assert.equal(deviceName("Go-http-client/2.0"), "Go-http-client");
+  assert.equal(deviceName("Wget/1.21.3"), "Wget");
+  assert.equal(deviceName(LAPTOP), "Chrome on Linux");
+  // A browser-like string with nothing recognisable stays unknown: "Mozilla" names no browser.
+  assert.equal(deviceName("Mozilla/5.0 (compatible; something)"), "Unknown device");
+  assert.equal(deviceName(""), "Unknown device");
 });

@@ -13,7 +13,7 @@ export function deviceName(userAgent) {
     [/Chrom(e|ium)\//, "Chrome"],
     [/Safari\//, "Safari"],
     [/curl\//, "curl"],
-    [/python-requests|httpx|aiohttp/i, "Python client"],
+    [/python-requests|python-urllib|httpx|aiohttp/i, "Python client"],
   ];
   const systems = [
     [/Android/, "Android"],
@@ -26,7 +26,10 @@ export function deviceName(userAgent) {
   const browser = (browsers.find(([pattern]) => pattern.test(userAgent)) || [null, null])[1];
   const system = (systems.find(([pattern]) => pattern.test(userAgent)) || [null, null])[1];
   if (browser && system) return `${browser} on ${system}`;
-  return browser || system || "Unknown device";
+  // Else a program's own name ("Wget/1.21"), but not "Mozilla", which every browser claims.
+  const product = /^([A-Za-z][\w.-]*)\//.exec(userAgent);
+  const program = product && product[1] !== "Mozilla" ? product[1] : null;
+  return browser || system || program || "Unknown device";
 }
 
 const AMR_LABELS = {
