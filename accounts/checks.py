@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from accounts.tokens import key_ring_load
 
 SHARED_CACHE_BACKEND = "config.cache.RedisCache"
 
@@ -22,3 +25,15 @@ def session_cache_shared_check(app_configs, **kwargs) -> list[checks.CheckMessag
             id="accounts.W001",
         )
     ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def signing_key_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Without a usable signing key every request fails, the probes' too: said before a rollout."""
+    if settings.DEBUG:
+        return []  # development makes a key in var/ on first use; checking must not
+    try:
+        key_ring_load()
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), hint="See the README's token design.", id="accounts.E001")]
+    return []

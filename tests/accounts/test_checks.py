@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from accounts import checks
 
@@ -25,3 +27,20 @@ def test_without_redis_the_deploy_check_warns_that_replicas_share_no_revocations
 def test_with_the_shared_cache_the_deploy_check_is_quiet_about_it(monkeypatch, capsys):
     monkeypatch.setattr(checks, "SHARED_CACHE_BACKEND", settings.CACHES["default"]["BACKEND"])
     assert "accounts.W001" not in _deploy_check(capsys)
+
+
+def test_a_deployment_without_a_signing_key_fails_the_deploy_check(settings, tmp_path):
+    """Every request, the probes' too, would refuse to run: the check says so before a rollout."""
+    settings.DEBUG = False
+    settings.JWT_ALGORITHM, settings.JWT_PRIVATE_KEYS = "RS256", ""
+    settings.JWT_KEYS_DIR = str(tmp_path / "no-keys-here")
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check", "--deploy", "--tag", "security")
+    assert "accounts.E001" in str(failed.value) and "No JWT signing key" in str(failed.value)
+    assert not (tmp_path / "no-keys-here").exists()  # checking makes no key
+
+
+def test_a_configured_signing_key_passes_the_deploy_check(settings, capsys):
+    settings.DEBUG = False
+    call_command("check", "--deploy", "--tag", "security")
+    assert "accounts.E001" not in capsys.readouterr().err
