@@ -350,6 +350,29 @@ def test_the_git_clone_and_the_sealing_certificate_are_where_the_pod_mounts_them
         assert {"key": "cert.pem", "path": cert.name} in volume["configMap"]["items"]
 
 
+def test_every_pod_mounts_argo_cds_ca_where_the_configmap_says_it_goes():
+    """Every pod loads the settings, which refuse an ARGOCD_CA_FILE that is not there: the
+    migration and the CronJobs too, not just the web pods that ask Argo CD."""
+    configmap_text = (K8S_DIR / "configmap.yaml").read_text()
+    ca_file = PurePosixPath("/etc/portal/argocd/ca.crt")
+    assert f"{ca_file}, from the ConfigMap every pod mounts" in configmap_text
+    assert "create configmap portal-argocd-ca --from-file=ca.crt=" in configmap_text
+    for workload in _workloads():
+        pod = _pod_spec(workload)
+        (container,) = pod["containers"]
+        volume = next(v for v in pod["volumes"] if v["name"] == _mounts(container)[str(ca_file.parent)])
+        # Optional: without Argo CD, or with a public certificate, no such ConfigMap exists.
+        assert volume["configMap"] == {"name": "portal-argocd-ca", "optional": True}, workload["metadata"]
+
+
+def test_the_ingress_waits_for_the_workloads_under_argo_cd():
+    """An Ingress whose controller publishes no address stays "Progressing": after the
+    workloads, it cannot hold back the migration and the pods."""
+    ingress_wave = int(_one("Ingress")["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+    for workload in _workloads():
+        assert int(workload["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < ingress_wave
+
+
 def test_the_migration_job_runs_before_the_new_pods_under_argo_cd():
     job = _one("Job")
     (container,) = _pod_spec(job)["containers"]
@@ -506,8 +529,8 @@ def test_the_argocd_application_deploys_deploy_k8s_with_automated_sync():
     assert source["targetRevision"]
     assert source["path"] == "deploy/k8s"
     assert (PROJECT_ROOT / source["path"] / "kustomization.yaml").is_file()
-    for image in source.get("kustomize", {}).get("images", []):
-        assert image.split("=", 1)[0] == IMAGE_NAME
+    # The overlay's `images` entry sets the registry and tag: one here would override it.
+    assert "images" not in source.get("kustomize", {})
     assert spec["destination"]["namespace"] == NAMESPACE
     assert spec["destination"].get("server") or spec["destination"].get("name")
     automated = spec["syncPolicy"]["automated"]
