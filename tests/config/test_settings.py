@@ -8,10 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config.env import database_from_url, duration_parse
+from tests.support.portal_process import signing_key_pem
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,13 +176,10 @@ def test_an_empty_true_or_false_means_the_default_not_off(tmp_path):
 
 
 def test_check_deploy_passes_with_production_variables(tmp_path):
-    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
     result = _run_django(
         "import sys; from django.core.management import execute_from_command_line; "
         "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
-        {**PRODUCTION_ENV, "JWT_PRIVATE_KEYS": signing_key.decode()},  # accounts.E001 without one
+        {**PRODUCTION_ENV, "JWT_PRIVATE_KEYS": signing_key_pem()},  # accounts.E001 without one
         tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr

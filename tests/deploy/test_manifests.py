@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 import kubernetes_validate
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes_validate.utils import latest_version, major_minor
+
+from tests.support.portal_process import signing_key_pem
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = PROJECT_ROOT / "deploy"
@@ -488,13 +488,10 @@ def test_check_deploy_passes_with_the_configmap_and_secret_values(tmp_path):
     env.update(_one("ConfigMap")["data"])
     env.update(_one("Secret", include_template=True)["stringData"])
     # What an operator puts in the Secret (the placeholders are deliberately too weak to pass).
-    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
     env.update(
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         FIELD_ENCRYPTION_KEY=secrets.token_urlsafe(32),
-        JWT_PRIVATE_KEYS=signing_key.decode(),  # without one every request fails: accounts.E001
+        JWT_PRIVATE_KEYS=signing_key_pem(),  # without one every request fails: accounts.E001
         # The pod's volumes, here on the test machine.
         PORTAL_VAR_DIR=str(tmp_path),
         GITOPS_REPO_PATH=str(tmp_path / "gitops.git"),
