@@ -384,6 +384,7 @@ class SyncReport:
     changes_committed: int = 0  # pending cluster changes committed by this sync
     changes_pushed: int = 0  # pending cluster changes this sync got onto the remote
     remote_reachable: bool = True  # False: the fetch before it failed, so edits there went unseen
+    remote_started: bool = False  # the remote had no branch, and this sync pushed it there
 
 
 def _everything_render(
@@ -468,7 +469,9 @@ def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncRepo
         return locked(partial(_drift_check, bootstrap=bootstrap))
     looked = _remote_look()
     report = locked(partial(_full_sync, bootstrap=bootstrap))
-    return replace(report, remote_reachable=False) if looked is not None and not looked.reachable else report
+    if looked is not None and not looked.reachable:
+        return replace(report, remote_reachable=False)
+    return replace(report, remote_started=looked is not None and looked.tip is None and report.pushed)
 
 
 def _remote_look() -> RemoteState | None:

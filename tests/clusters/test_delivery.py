@@ -119,6 +119,18 @@ def test_keys_edited_by_hand_in_git_survive_a_change(git_server, settings, clust
     assert values["image"] == {"pullPolicy": "Always", "tag": cluster1.version}
 
 
+def test_the_first_sync_to_an_empty_remote_says_it_put_the_branch_there(git_server, capsys):
+    """A new GitOps repository: the sync pushes the bootstrap (the Argo CD manifests to apply)."""
+    assert branch_tip(repository=git_server) is None
+
+    call_command("gitops_sync")
+
+    out = capsys.readouterr().out
+    assert branch_tip(repository=git_server) is not None
+    assert "had no branch" in out and "argocd/" in out
+    assert "Nothing to sync" not in out
+
+
 def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
     tmp_path, settings, cluster1, user1, client_for, capsys
 ):

@@ -62,6 +62,11 @@ class Command(BaseCommand):
             self.stdout.write(f"Pushed {report.changes_pushed} pending change(s) to the remote.")
         if report.commit:
             self.stdout.write(f"Synced {len(report.drifted_paths)} drifted file(s) in {report.commit[:12]}.")
+        if report.remote_started:
+            self.stdout.write(
+                "The GitOps remote had no branch: pushed it, with the Argo CD manifests to apply once "
+                "from a clone (argocd/, see its README)."
+            )
         problems = []
         if not report.pushed:  # a CronJob that exits 0 here would look healthy while nothing deploys
             problems.append(
@@ -80,5 +85,5 @@ class Command(BaseCommand):
             )
         if problems:
             raise CommandError(" ".join(problems))
-        if not (report.changes_committed or report.changes_pushed or report.commit):
+        if not (report.changes_committed or report.changes_pushed or report.commit or report.remote_started):
             self.stdout.write(self.style.SUCCESS(f"Nothing to sync: {matched}."))
