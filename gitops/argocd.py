@@ -8,8 +8,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from gitops.values import PORTAL_NAMESPACE
-
 APPLICATIONSET_PATH = "argocd/applicationset.yaml"
 APPPROJECT_PATH = "argocd/appproject.yaml"
 README_PATH = "README.md"
@@ -131,11 +129,9 @@ def appproject_render(*, repo_url: str, project: str, namespace: str = ARGOCD_NA
     spec: dict = {
         "description": "Qdrant clusters that Qdrant Portal commits to git",
         "sourceRepos": [QDRANT_HELM_REPO, repo_url_without_credentials(repo_url)],
-        # "!": denied (Argo CD 2.5 and later), whatever the other entries admit.
-        "destinations": [
-            {"server": DESTINATION_SERVER, "namespace": "qdrant-*"},
-            {"server": DESTINATION_SERVER, "namespace": f"!{PORTAL_NAMESPACE}"},
-        ],
+        # No "!qdrant-portal" entry: Argo CD counts a negated pattern as matching every other
+        # namespace, kube-system included. The portal names no client so (clusters/validators.py).
+        "destinations": [{"server": DESTINATION_SERVER, "namespace": "qdrant-*"}],
         "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
     }
     if namespace != ARGOCD_NAMESPACE:
@@ -268,8 +264,8 @@ release (and StatefulSet) `qdrant-<client>-<cluster>` in namespace `qdrant-<clie
 that folder's `values.yaml` and `apikey.sealed.yaml`. Apply both files once, and again whenever
 they change: `kubectl apply -n argocd -f argocd/appproject.yaml` (into Argo CD's own namespace)
 and `kubectl apply -f argocd/applicationset.yaml` (it names its namespace). The project admits
-the chart's repository and this one, namespaces `qdrant-*` but the portal's own
-`qdrant-portal`, and the `Namespace` kind that
+the chart's repository and this one, namespaces `qdrant-*` (the portal names no client
+`portal`: `qdrant-portal` is its own), and the `Namespace` kind that
 `CreateNamespace=true` needs. It tells Argo CD to ignore
 `volumeClaimTemplates` of a live StatefulSet (Kubernetes refuses to change them), so a new
 `persistence.size` never blocks a sync; see "Growing storage" for how volumes really grow.

@@ -273,20 +273,37 @@ def test_the_appproject_admits_what_every_generated_application_deploys():
     assert "sourceNamespaces" not in project["spec"]
 
 
-def _admitted(namespace: str, destinations: list[dict]) -> bool:
-    """Argo CD's rule (2.5 and later): a namespace some destination matches, and no "!" one denies."""
-    allowed = [d["namespace"] for d in destinations if not d["namespace"].startswith("!")]
-    denied = [d["namespace"][1:] for d in destinations if d["namespace"].startswith("!")]
-    return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in allowed) and not any(
-        fnmatch.fnmatchcase(namespace, pattern) for pattern in denied
-    )
+def _glob_match(pattern: str, value: str) -> bool:
+    if pattern.startswith("!"):  # Argo CD's negation: matches whatever the rest does not
+        return not _glob_match(pattern[1:], value)
+    return fnmatch.fnmatchcase(value, pattern)
 
 
-def test_the_appproject_never_deploys_into_the_portals_own_namespace():
-    """deploy/k8s runs the portal in qdrant-portal, which qdrant-* would otherwise admit."""
+def _admitted(
+    namespace: str, destinations: list[dict], server: str = "https://kubernetes.default.svc"
+) -> bool:
+    """Argo CD's AppProject.isDestinationMatched (pkg/apis/application/v1alpha1), line by line."""
+    any_matched, no_deny_matched = False, True
+    for item in destinations:
+        server_matched = _glob_match(item.get("server", ""), server)
+        namespace_matched = _glob_match(item.get("namespace", ""), namespace)
+        if server_matched and namespace_matched:
+            any_matched = True
+        elif (not server_matched and item.get("server", "").startswith("!")) or (
+            not namespace_matched and item.get("namespace", "").startswith("!")
+        ):
+            no_deny_matched = False
+    return any_matched and no_deny_matched
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "argocd", "default", "qdrant"])
+def test_the_appproject_admits_no_namespace_but_the_clients(namespace):
+    """A client's Application cannot be pointed at the cluster's own namespaces. (A "!qdrant-portal"
+    entry once meant to deny the portal's namespace admitted these: Argo CD reads a negated
+    pattern as a match for everything else.)"""
     destinations = _project()["spec"]["destinations"]
-    assert not _admitted("qdrant-portal", destinations)
-    assert _admitted("qdrant-portal2", destinations)
+    assert _admitted("qdrant-client1", destinations)
+    assert not _admitted(namespace, destinations)
 
 
 def test_applications_in_another_namespace_are_admitted_and_no_token_is_committed():
