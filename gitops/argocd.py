@@ -326,15 +326,27 @@ When a rotation starts, update the Secret and restart the pods (the portal's com
 rolled them before the Secret changed). Put the new key in `api-key` and the old one in
 `alt-api-key`: Qdrant accepts both while the rotation lasts, and when it finishes (the
 user, or the portal after its grace period, at any hour) the portal drops
-`QDRANT__SERVICE__ALT_API_KEY` from the values and the pods keep the new key, with nothing
-more to do here:
+`QDRANT__SERVICE__ALT_API_KEY` from the values and the pods keep the new key. Run it once
+or twice, it does the same: a second run finds the new key in `api-key` and changes nothing.
 
 ```
+NEW_KEY='<new api key>'
 OLD_KEY=$(kubectl -n qdrant-<client> get secret qdrant-<client>-<cluster>-apikey \\
   -o jsonpath='{.data.api-key}' | base64 -d)
-kubectl -n qdrant-<client> patch secret qdrant-<client>-<cluster>-apikey --type merge -p \\
-  "{\\"stringData\\":{\\"api-key\\":\\"<new api key>\\",\\"alt-api-key\\":\\"$OLD_KEY\\",\\"read-only-api-key\\":\\"<new read-only api key>\\"}}"
-kubectl -n qdrant-<client> rollout restart statefulset qdrant-<client>-<cluster>
+if [ "$OLD_KEY" != "$NEW_KEY" ]; then
+  kubectl -n qdrant-<client> patch secret qdrant-<client>-<cluster>-apikey --type merge -p \\
+    "{\\"stringData\\":{\\"api-key\\":\\"$NEW_KEY\\",\\"alt-api-key\\":\\"$OLD_KEY\\",\\"read-only-api-key\\":\\"<new read-only api key>\\"}}"
+  kubectl -n qdrant-<client> rollout restart statefulset qdrant-<client>-<cluster>
+fi
+```
+
+Once the rotation has finished, take the retired key out of the Secret. Qdrant no longer
+reads it, but the next rotation's start would, from the moment its commit rolls the pods
+until you update the Secret again:
+
+```
+kubectl -n qdrant-<client> patch secret qdrant-<client>-<cluster>-apikey --type json \\
+  -p '[{"op": "remove", "path": "/data/alt-api-key"}]'
 ```
 
 A one-step rotation (older Qdrant versions): re-create the Secret as above with the keys

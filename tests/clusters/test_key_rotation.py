@@ -128,26 +128,53 @@ def _accepted_keys(repository: GitopsRepository, secret: dict[str, str]) -> set[
     return {secret[env[name]] for name in names if name in env and env[name] in secret}
 
 
-def test_a_hand_made_secret_patched_as_the_gitops_readme_says_serves_the_shown_key_after_the_finish(
+def _readme_rotation_steps(readme: str):
+    """The GitOps README's two Secret updates, as functions of the Secret (a dict)."""
+    [merge] = re.findall(r"--type merge -p \\\n\s+\"(.+)\"\n", readme)
+    [removal] = re.findall(r"--type json \\\n\s+-p '(.+)'\n", readme)
+    assert 'if [ "$OLD_KEY" != "$NEW_KEY" ]' in readme  # a second run changes nothing
+
+    def rotation_started(secret: dict, new: dict) -> None:
+        if secret["api-key"] == new["apiKey"]:
+            return
+        patch = (
+            merge.replace('\\"', '"')
+            .replace("$OLD_KEY", secret["api-key"])
+            .replace("$NEW_KEY", new["apiKey"])
+        )
+        secret |= json.loads(patch.replace("<new read-only api key>", new["readOnlyApiKey"]))["stringData"]
+
+    def rotation_finished(secret: dict) -> None:
+        for operation in json.loads(removal):
+            assert operation["op"] == "remove"
+            secret.pop(operation["path"].removeprefix("/data/"))
+
+    return rotation_started, rotation_finished
+
+
+def test_a_hand_made_secret_updated_as_the_gitops_readme_says_serves_the_shown_key_and_no_retired_one(
     git_server, as_user1, cluster1
 ):
-    """Without sealed-secrets an operator patches the Secret when a rotation starts; the finish
-    (the portal's own, after the grace period, at any hour) must then need nothing from them."""
-    readme = repository_readme_render().decode()
-    [patch] = re.findall(r"--type merge -p \\\n\s+\"(.+)\"\n", readme)
-    old = as_user1.get(f"{URL}/credentials").json()
-    secret = {"api-key": old["apiKey"], "read-only-api-key": old["readOnlyApiKey"]}
+    """Without sealed-secrets an operator updates the Secret when a rotation starts; the finish
+    (the portal's own, after the grace period, at any hour) must then need nothing from them,
+    and a retired key must never be accepted again."""
+    rotation_started, rotation_finished = _readme_rotation_steps(repository_readme_render().decode())
+    first = as_user1.get(f"{URL}/credentials").json()
+    secret = {"api-key": first["apiKey"], "read-only-api-key": first["readOnlyApiKey"]}
 
-    new = as_user1.post(f"{URL}/credentials/rotate").json()
-    patch = patch.replace('\\"', '"').replace("$OLD_KEY", secret["api-key"])
-    patch = patch.replace("<new api key>", new["apiKey"]).replace(
-        "<new read-only api key>", new["readOnlyApiKey"]
-    )
-    secret |= json.loads(patch)["stringData"]
-    assert _accepted_keys(git_server, secret) == {old["apiKey"], new["apiKey"]}  # nobody refused
-
+    second = as_user1.post(f"{URL}/credentials/rotate").json()
+    rotation_started(secret, second)
+    rotation_started(secret, second)  # run twice by mistake: the same
+    assert _accepted_keys(git_server, secret) == {first["apiKey"], second["apiKey"]}  # nobody refused
     assert as_user1.post(f"{URL}/credentials/rotate/finish").status_code == 200
-    assert _accepted_keys(git_server, secret) == {new["apiKey"]}  # the key the portal shows
+    assert _accepted_keys(git_server, secret) == {second["apiKey"]}  # the key the portal shows
+
+    rotation_finished(secret)
+    third = as_user1.post(f"{URL}/credentials/rotate").json()
+    # The next start rolls the pods before the operator updates the Secret: the retired key stays out.
+    assert _accepted_keys(git_server, secret) == {second["apiKey"]}
+    rotation_started(secret, third)
+    assert _accepted_keys(git_server, secret) == {second["apiKey"], third["apiKey"]}
 
 
 def test_one_rotation_at_a_time_and_nothing_to_finish_without_one(as_user1, cluster1):
