@@ -254,12 +254,23 @@ class GrantInlineFormSet(BaseInlineFormSet):
                 if form.instance.pk:
                     stored = Grant.objects.select_related("client").get(pk=form.instance.pk)
                     role_grant_check(actor=self.actor, client=stored.client, role=stored.role)
+                elif not deleting:
+                    self._new_grant_check(form.instance)
                 if not deleting:
                     role_grant_check(actor=self.actor, client=form.instance.client, role=form.instance.role)
             except PortalError as error:
                 refusals.append(error.detail)
         if refusals:
             raise forms.ValidationError(refusals)
+
+    @staticmethod
+    def _new_grant_check(grant: Grant) -> None:
+        """A new row for a member already there: saved rows are not re-checked (GrantInlineForm),
+        so Django's own duplicate check no longer sees them, and grant_set would overwrite."""
+        if Grant.objects.filter(user_id=grant.user_id, client_id=grant.client_id).exists():
+            raise AlreadyMember(
+                f"{grant.user.email} is already a member of {grant.client}: change their row instead."
+            )
 
 
 class GrantInline(admin.TabularInline):

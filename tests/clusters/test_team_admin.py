@@ -395,3 +395,28 @@ def test_saving_a_clients_page_with_many_members_costs_the_same_queries_as_with_
     assert response.status_code == 302, response.content.decode()[-3000:]
     roles = Grant.objects.filter(client=client1).order_by("pk").values_list("role", flat=True)
     assert list(roles) == ["admin"] + ["viewer"] * 39
+
+
+def test_a_new_row_naming_a_member_already_there_is_refused_not_merged(admin_browser, client1, user1):
+    """Saved rows are not re-checked (see above); a new one must still not overwrite a member."""
+    existing = Grant.objects.get(user=user1, client=client1)
+    role_before = existing.role
+    response = admin_browser.post(
+        f"/admin/clusters/client/{client1.pk}/change/",
+        {
+            "name": client1.name,
+            "active": "on",
+            **_inline_management("grants", 2, initial=1),
+            **_inline_management("sign_in_policy", 0),
+            **_inline_management("clusters", 0),
+            "grants-0-id": str(existing.pk),
+            "grants-0-client": str(client1.pk),
+            "grants-0-role": existing.role,
+            "grants-1-client": str(client1.pk),
+            "grants-1-user": str(user1.pk),
+            "grants-1-role": "admin" if role_before != "admin" else "viewer",
+        },
+    )
+    assert response.status_code == 200
+    assert "client1@example.com is already a member" in response.content.decode()
+    assert Grant.objects.get(pk=existing.pk).role == role_before
