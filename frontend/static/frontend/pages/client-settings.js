@@ -28,12 +28,13 @@ export async function render(ctx) {
 
 /**
  * The policy as the form shows it. Without Google sign-in on this portal, its options would
- * only invite a refusal. A policy someone saved keeps its Google (its box is hidden, not
- * cleared); the default policy's "any" is no such choice, so a change of its methods here
- * does not add the Google the page never showed.
+ * only invite a refusal. A policy that names Google among fewer methods keeps it (its box is
+ * hidden, not cleared); "any" is no such choice, default or saved, so a change of its methods
+ * here does not add the Google the page never showed.
  */
 function policyShown(stored, google) {
-  return google || stored.updatedAt ? stored : withoutGoogle(stored);
+  const any = METHODS.every(([method]) => stored.allowedMethods.includes(method));
+  return google || !any ? stored : withoutGoogle(stored);
 }
 
 function withoutGoogle(policy) {
