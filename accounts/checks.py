@@ -36,4 +36,6 @@ def signing_key_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
         key_ring_load()
     except ImproperlyConfigured as error:
         return [checks.Error(str(error), hint="See the README's token design.", id="accounts.E001")]
+    except (ValueError, TypeError) as error:  # what cryptography raises for a PEM that is no key
+        return [checks.Error(f"JWT_PRIVATE_KEYS holds no usable key: {error}", id="accounts.E001")]
     return []

@@ -57,7 +57,9 @@ def client_update(*, client: Client, name: str, active: bool, actor: User | None
     active_changed = client.active != active
     with transaction.atomic():
         client.name, client.active = name, active
-        client.full_clean()
+        # The slug never changes: one an older release accepted and today's rules refuse
+        # ("portal") must not keep its client from being renamed or deactivated.
+        client.full_clean(exclude=["slug"])
         client.save(update_fields=["name", "active"])
         if active_changed:
             client_members_claims_bump(client=client)

@@ -44,3 +44,13 @@ def test_a_configured_signing_key_passes_the_deploy_check(settings, capsys):
     settings.DEBUG = False
     call_command("check", "--deploy", "--tag", "security")
     assert "accounts.E001" not in capsys.readouterr().err
+
+
+def test_a_signing_key_that_is_no_key_fails_the_deploy_check_with_the_reason(settings):
+    """A mangled PEM in the Secret: an error that names it, not a traceback hiding the others."""
+    settings.DEBUG = False
+    settings.JWT_ALGORITHM = "RS256"
+    settings.JWT_PRIVATE_KEYS = "-----BEGIN PRIVATE KEY-----\nnotbase64!!\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check", "--deploy", "--tag", "security")
+    assert "accounts.E001" in str(failed.value) and "JWT_PRIVATE_KEYS" in str(failed.value)

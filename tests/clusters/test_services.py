@@ -11,6 +11,7 @@ from clusters.selectors import cluster_credentials, cluster_detail, cluster_revi
 from clusters.services import (
     ClusterChangeResult,
     client_create,
+    client_update,
     cluster_create,
     cluster_credentials_rotate,
     cluster_update,
@@ -121,6 +122,15 @@ def test_no_client_is_named_after_the_portals_own_namespace(db):
         "slug": ["“portal” is reserved: its namespace, qdrant-portal, is the portal's own."]
     }
     assert not Client.objects.filter(slug="portal").exists()
+
+
+def test_a_client_named_before_the_rule_can_still_be_renamed_and_deactivated(db):
+    older = Client.objects.create(slug="portal", name="Portal")  # as a row from before migration 0014
+
+    client_update(client=older, name="Portal Ltd", active=False)
+
+    older.refresh_from_db()
+    assert (older.name, older.active) == ("Portal Ltd", False)
 
 
 def test_re_encryption_keeps_the_keys_under_the_new_field_key(cluster1, settings):
