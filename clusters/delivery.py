@@ -66,6 +66,7 @@ from gitops.repository import (
     GitopsRepository,
     branch_tip,
     repository_compact,
+    repository_handle,
     tree_reader,
 )
 from gitops.trees import TreeReader
@@ -385,6 +386,7 @@ class SyncReport:
     changes_pushed: int = 0  # pending cluster changes this sync got onto the remote
     remote_reachable: bool = True  # False: the fetch before it failed, so edits there went unseen
     remote_started: bool = False  # the remote had no branch, and this sync pushed it there
+    remote_empty: bool = False  # check: the remote has no branch yet, so it lacks every file
 
 
 def _everything_render(
@@ -415,17 +417,28 @@ def _everything_render(
 
 
 def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
-    """The paths where git (the remote's tip, when there is a remote) differs from the database."""
-    tip, remote = branch_tip(repository=repository), gitops_remote()
+    """The paths where git (the remote's tip, when there is a remote: what Argo CD reads) differs
+    from the database."""
+    tip, remote, remote_empty = branch_tip(repository=repository), gitops_remote(), False
     if remote is not None:
         state = remote_fetch(repository=repository, remote=remote)
         if not state.reachable:
             raise RepositoryUnavailable("The gitops remote cannot be reached.")
-        tip = state.tip or tip
+        tip, remote_empty = state.tip, state.tip is None
+    # A remote without the branch lacks every file, the Argo CD manifests and README included.
+    reader = (
+        TreeReader(repository_handle(repository), None)
+        if remote_empty
+        else tree_reader(repository=repository, commit=tip)
+    )
     conflicts: dict[int, str] = {}
-    drifted = sorted(_everything_render(tree_reader(repository=repository, commit=tip), conflicts, bootstrap))
+    drifted = sorted(_everything_render(reader, conflicts, bootstrap or remote_empty))
     return SyncReport(
-        drifted_paths=tuple(drifted), commit=None, pushed=False, conflicts=tuple(conflicts.values())
+        drifted_paths=tuple(drifted),
+        commit=None,
+        pushed=False,
+        conflicts=tuple(conflicts.values()),
+        remote_empty=remote_empty,
     )
 
 

@@ -131,6 +131,21 @@ def test_the_first_sync_to_an_empty_remote_says_it_put_the_branch_there(git_serv
     assert "Nothing to sync" not in out
 
 
+def test_check_against_an_empty_remote_reports_everything_it_lacks(git_server, capsys):
+    """Argo CD reads the remote: a local clone with every file is no comfort while the remote has none."""
+    with pytest.raises(CommandError, match="no branch"):
+        call_command("gitops_sync", "--check")
+    out = capsys.readouterr().out
+    assert "drift: argocd/applicationset.yaml" in out
+    assert "No drift" not in out
+    assert branch_tip(repository=git_server) is None  # a check writes nothing
+
+    call_command("gitops_sync")
+    capsys.readouterr()
+    call_command("gitops_sync", "--check")
+    assert "No drift" in capsys.readouterr().out
+
+
 def test_an_unreachable_remote_answers_202_and_gitops_sync_delivers_later(
     tmp_path, settings, cluster1, user1, client_for, capsys
 ):

@@ -45,6 +45,11 @@ class Command(BaseCommand):
         if check:
             for path in report.drifted_paths:
                 self.stdout.write(f"drift: {path}")
+            if report.remote_empty:
+                raise CommandError(
+                    f"The GitOps remote has no branch yet: Argo CD has nothing to deploy. gitops_sync pushes "
+                    f"the {len(report.drifted_paths)} file(s) above, the Argo CD manifests among them."
+                )
             if report.drifted_paths or report.conflicts:
                 raise CommandError(
                     f"{len(report.drifted_paths)} file(s) differ from the database; "
