@@ -373,10 +373,9 @@ class SessionAdmin(ReadOnlyAdmin):
         "revoked_at",
         "revoked_reason",
     )
-    list_filter = (PortalSessionStateFilter, "method", ("user", admin.RelatedOnlyFieldListFilter))
+    list_filter = (PortalSessionStateFilter, "method", ("created_at", admin.DateFieldListFilter))
     search_fields = ("user__email", "ip", "id")
     list_select_related = ("user",)
-    date_hierarchy = "created_at"
     actions = ["revoke_selected"]
     exclude = ("current_refresh_payload",)
 
@@ -397,10 +396,9 @@ class SessionAdmin(ReadOnlyAdmin):
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("at", "type", "email", "user", "method", "ip", "session_id", "detail")
-    list_filter = ("type", "method")
+    list_filter = ("type", "method", ("at", admin.DateFieldListFilter))
     search_fields = ("email", "user__email", "ip", "session_id")
     list_select_related = ("user",)
-    date_hierarchy = "at"
 
 
 @admin.register(PersonalAccessToken)

@@ -7,8 +7,9 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, Model, Q
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
 from accounts.admin_site import confirmation_required
@@ -16,7 +17,12 @@ from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
 from clusters.admin_decommission import ClusterDecommissionAdmin
 from clusters.admin_delivery import delivery_note
-from clusters.admin_filters import ChangeDeliveryFilter, DecommissionedFilter, DeploymentStateFilter
+from clusters.admin_filters import (
+    ChangeDeliveryFilter,
+    DecommissionedFilter,
+    DeploymentStateFilter,
+    client_filter,
+)
 from clusters.deployments import (
     application_ui_url,
     argocd_configured,
@@ -63,38 +69,29 @@ def _adopt(obj: Model, saved: Model) -> None:
 # --- Clients ------------------------------------------------------------------------------------
 
 
-class ClusterInline(admin.TabularInline):
-    """A client's clusters, read-only: clusters are edited on their own page, through the services."""
-
-    model = Cluster
-    fields = ("slug", "replicas", "version", "storage_gi", "updated_at", "decommissioned_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("client")  # each row names it
-
-
 @admin.register(Client)
 class ClientAdmin(ServiceRefusalsAdmin):
     list_display = ("slug", "name", "active", "cluster_count", "created_at")
     list_filter = ("active",)
     search_fields = ("slug", "name")
-    inlines = [GrantInline, SignInPolicyInline, ClusterInline]
+    inlines = [GrantInline, SignInPolicyInline]
 
     def get_readonly_fields(self, request, obj=None):
-        return ("slug", "created_at") if obj else ()
+        return ("slug", "created_at", "records") if obj else ()
 
     def get_fields(self, request, obj=None):
-        return ("slug", "name", "active", "created_at") if obj else ("slug", "name", "active")
+        return ("slug", "name", "active", "created_at", "records") if obj else ("slug", "name", "active")
+
+    @admin.display(description="clusters and records")
+    def records(self, client: Client) -> str:
+        # Links, not rows: rows would make the page grow with the client and post more fields than Django takes.
+        lists = {"cluster": f"{client.cluster_total} cluster(s) in service", "clusterchange": "cluster changes",
+                 "invitation": "invitations", "clientauditevent": "team audit"}  # fmt: skip
+        links = (
+            (reverse(f"admin:clusters_{model}_changelist"), client.slug, text)
+            for model, text in lists.items()
+        )
+        return format_html_join(" · ", '<a href="{}?client={}">{}</a>', links)
 
     def get_queryset(self, request):
         in_service = Q(clusters__decommissioned_at__isnull=True)
@@ -202,7 +199,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
         "service",
         "updated_at",
     )
-    list_filter = (DecommissionedFilter, DeploymentStateFilter, "version", "client")
+    list_filter = (DecommissionedFilter, DeploymentStateFilter, "version", client_filter("client"))
     list_select_related = ("client",)
     search_fields = ("slug", "client__slug", "client__name")
     actions = ["rotate_credentials", "finish_key_rotation"]
@@ -476,7 +473,12 @@ class ClusterChangeAdmin(ReadOnlyAdmin):
 
     list_display = ("created_at", "cluster", "action", "actor_email", "message", "short_commit", "delivered")
     # "What happened to our clusters last night?": one client's changes, by time.
-    list_filter = (("cluster__client", admin.RelatedOnlyFieldListFilter), "action", ChangeDeliveryFilter)
+    list_filter = (
+        client_filter("cluster__client"),
+        "action",
+        ChangeDeliveryFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     list_select_related = ("cluster__client",)
     # "Which changes did that token make, and from where?"
     search_fields = (
@@ -488,7 +490,6 @@ class ClusterChangeAdmin(ReadOnlyAdmin):
         "credential",
         "ip",
     )
-    date_hierarchy = "created_at"
 
     @admin.display(description="commit", ordering="commit")
     def short_commit(self, change: ClusterChange) -> str:

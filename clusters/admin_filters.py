@@ -79,3 +79,23 @@ class DecommissionedFilter(admin.SimpleListFilter):
             "removed": {"removed_at__isnull": False},
         }.get(self.value())
         return queryset.filter(**wanted) if wanted else queryset
+
+
+def client_filter(client_path: str) -> type[admin.SimpleListFilter]:
+    """A list filter by client, ``?client=<slug>`` (the client's page links to it), that shows only
+    the client chosen: a list of every client would fill the sidebar with hundreds of links, and
+    each list's search box already finds a client's rows. ``client_path``: the lookup to the client."""
+
+    class ClientFilter(admin.SimpleListFilter):
+        title = "client"
+        parameter_name = "client"
+
+        def lookups(self, request, model_admin):
+            slug = self.value()
+            return [(slug, slug)] if slug else []
+
+        def queryset(self, request, queryset):
+            slug = self.value()
+            return queryset.filter(**{f"{client_path}__slug": slug}) if slug else queryset
+
+    return ClientFilter

@@ -12,6 +12,7 @@ from django.forms.models import BaseInlineFormSet
 
 from accounts.admin import ReadOnlyAdmin, UserAdmin
 from accounts.models import User
+from clusters.admin_filters import client_filter
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import (
     PolicyInput,
@@ -138,7 +139,7 @@ class InvitationAdmin(ServiceRefusalsAdmin):
     """Invitations: an operator invites (the email goes out as from the API) or revokes."""
 
     list_display = ("email", "client", "role", "state", "invited_by_email", "created_at", "expires_at")
-    list_filter = ("role", ("client", admin.RelatedOnlyFieldListFilter))
+    list_filter = ("role", client_filter("client"))
     list_select_related = ("client",)
     search_fields = ("email", "client__slug", "invited_by_email")
     actions = ["revoke"]
@@ -191,10 +192,9 @@ class ClientAuditEventAdmin(ReadOnlyAdmin):
     """What happened to each client's team and sign-in policy, and who read its clusters' keys: read-only."""
 
     list_display = ("at", "client", "type", "actor_email", "target_email", "cluster", "ip", "detail")
-    list_filter = ("type", ("client", admin.RelatedOnlyFieldListFilter))
+    list_filter = ("type", client_filter("client"), ("at", admin.DateFieldListFilter))
     list_select_related = ("client",)
     search_fields = ("actor_email", "target_email", "client__slug", "cluster", "ip", "detail")
-    date_hierarchy = "at"
 
 
 # --- Grants -------------------------------------------------------------------------------------

@@ -235,9 +235,7 @@ def test_change_history_is_read_only_in_the_admin(admin_browser, cluster1):
 
 
 def test_the_change_history_filters_by_client(admin_browser, cluster1, cluster2):
-    page = admin_browser.get(
-        f"/admin/clusters/clusterchange/?cluster__client__id__exact={cluster2.client_id}"
-    )
+    page = admin_browser.get(f"/admin/clusters/clusterchange/?client={cluster2.client.slug}")
     assert [change.cluster for change in page.context["cl"].result_list] == [cluster2]
 
 
@@ -481,13 +479,6 @@ def test_client_admin_changes_and_removes_grants_through_the_services(
     assert not Grant.objects.filter(user=drop, client=client1).exists()
     for user in (keep, drop):
         assert User.objects.get(pk=user.pk).claims_version == versions[user.pk] + 1
-
-
-def test_client_page_lists_its_clusters_read_only(admin_browser, client1, cluster1):
-    page = admin_browser.get(f"/admin/clusters/client/{client1.pk}/change/")
-    assert page.status_code == 200
-    assert f"/admin/clusters/cluster/{cluster1.pk}/change/" in page.content.decode()
-    assert 'name="clusters-0-replicas"' not in page.content.decode()
 
 
 def test_deactivating_a_client_in_the_admin_reissues_its_users_tokens(admin_browser, client1, user1):
