@@ -39,6 +39,42 @@ def test_what_has_no_canonical_form_is_refused(raw):
         email_canonical(raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '"admin@example.com"@attacker.test',  # reads as admin@example.com to a careless parser
+        '"x\x0by"@attacker.test',  # a control character gunicorn refuses in X-Auth-Email
+        "a,b@example.com",
+        "a@[127.0.0.1]",
+        "a..b@example.com",
+        ".a@example.com",
+        "a@-example.com",
+        "a@exa_mple.com",
+    ],
+)
+def test_an_address_another_service_could_misread_is_refused(raw):
+    """The address travels to other services (X-Auth-Email, the JWT's claim): plain text only."""
+    with pytest.raises(ValidationError):
+        email_canonical(raw)
+
+
+def test_an_admin_cannot_invite_a_quoted_address_that_contains_another(as_admin1):
+    response = as_admin1.post(
+        "/api/clients/client1/invitations",
+        {"email": '"admin@example.com"@attacker.test', "role": "viewer"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request" and list(response.json()["fields"]) == ["email"]
+
+
+@pytest.mark.parametrize(
+    "raw", ["o'brien+tag@mail.example.co.uk", "first.last@xn--bcher-kva.de", "a@localhost"]
+)
+def test_ordinary_addresses_stay_accepted(raw):
+    assert email_canonical(raw) == raw
+
+
 @pytest.fixture
 def client2(user_factory) -> User:
     return user_factory(email="client2@example.com", password=PASSWORD)
