@@ -11,6 +11,7 @@ from django.utils import timezone
 from webauthn.helpers.structs import AuthenticatorTransport
 
 from accounts import factors
+from accounts.access_tokens import user_access_tokens_end
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.factors import FactorInvalid, RelyingParty
 from accounts.models import (
@@ -53,13 +54,17 @@ class TotpEnrolment:
     qr_svg: str  # a data: URI
 
 
-def _other_sessions_end_if_first(*, user: User, session_id: uuid.UUID, had_factors: bool) -> None:
+def _other_sessions_end_if_first(
+    *, user: User, session_id: uuid.UUID, had_factors: bool, origin: RequestOrigin
+) -> None:
     """The first factor turns two-step sign-in on: every other session, opened with one step
-    (a device left signed in, or whoever had the password), must sign in again."""
+    (a device left signed in, or whoever had the password), must sign in again; and every
+    personal access token ends, since each was made by a session of one step."""
     if not had_factors:
         sessions_revoke(
             user=user, except_session_id=session_id, reason=SessionRevokedReason.SECOND_FACTOR_ENROLLED
         )
+        user_access_tokens_end(user=user, actor=user, why="second factor turned on", origin=origin)
 
 
 def _session_proved(*, user: User, session_id: uuid.UUID, factor: SecondFactor) -> None:
@@ -140,7 +145,7 @@ def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin
         had_factors = bool(user_second_factors(user=user))
         device.confirmed_at, device.last_used_step = timezone.now(), step
         device.save(update_fields=["confirmed_at", "last_used_step"])
-        _other_sessions_end_if_first(user=user, session_id=session_id, had_factors=had_factors)
+        _other_sessions_end_if_first(user=user, session_id=session_id, had_factors=had_factors, origin=origin)
         codes = _recovery_codes_issue(user)
         _session_proved(user=user, session_id=session_id, factor=SecondFactor.TOTP)
         audit_event_record(
@@ -249,7 +254,9 @@ def passkey_register(
             detail=f"passkey {name}",
         )
         _session_proved(user=challenge.user, session_id=session_id, factor=SecondFactor.WEBAUTHN)
-        _other_sessions_end_if_first(user=challenge.user, session_id=session_id, had_factors=had_factors)
+        _other_sessions_end_if_first(
+            user=challenge.user, session_id=session_id, had_factors=had_factors, origin=origin
+        )
     _factors_changed(challenge.user)
     _session_facts_catch_up(session_id)
     return passkey

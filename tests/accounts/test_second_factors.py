@@ -80,6 +80,22 @@ def test_the_first_factor_signs_every_other_session_out(auth_client, user):
     assert Session.objects.filter(revoked_reason="second_factor_enrolled").count() == 1
 
 
+def test_the_first_factor_also_ends_the_tokens_made_with_the_password_alone(auth_client, user1, cluster1):
+    """Whoever had the password may have made a personal access token: it would outlive the
+    sessions the first factor signs out by up to a year."""
+    intruder, owner = auth_client(user1), auth_client(user1)
+    made = intruder.post("/api/auth/tokens", {"name": "mine", "clients": {"client1": ["view"]}}, format="json")
+    token = APIClient()
+    token.credentials(HTTP_AUTHORIZATION=f"Bearer {made.json()['token']}")
+    assert token.get("/api/clients/client1/clusters").status_code == 200
+
+    _enrol(owner)
+
+    assert token.get("/api/clients/client1/clusters").json()["code"] == "token_not_valid"
+    assert owner.get("/api/auth/tokens").json() == []
+    assert AuditEvent.objects.filter(type="token_revoked", detail__contains="second factor").exists()
+
+
 def test_a_staff_session_opened_before_enrolment_gains_nothing_from_it(staff, auth_client):
     """Whoever had the password and signed in before the owner set a factor up stays locked out."""
     early, owner = auth_client(staff), auth_client(staff)

@@ -11,8 +11,9 @@ export function secretGroups(secret) {
   return groups ? groups.join(" ") : "";
 }
 
-// The server ends every other session when the first second factor is set up.
-export const OTHERS_SIGNED_OUT = "Every other device signed in to your account has been signed out.";
+// The server ends every other session and every personal access token when the first second factor is set up.
+export const OTHERS_SIGNED_OUT =
+  "Every other device signed in to your account has been signed out and your personal access tokens are revoked (make new ones).";
 
 
 function codeInput(id, describedBy) {
