@@ -33,12 +33,12 @@ from accounts.models import (
     SessionRevokedReason,
     User,
 )
+from accounts.passwords import operator_password_set
 from accounts.selectors import user_second_factors
 from accounts.services import (
     sessions_revoke,
     user_deactivate,
     user_delete,
-    user_password_change,
     users_claims_bump,
 )
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
@@ -86,7 +86,7 @@ class PasswordChangeAdminForm(AdminPasswordChangeForm):
         usable = self.cleaned_data.get("set_usable_password", True)
         password = self.cleaned_data["password1"] if usable else None
         if commit:
-            user_password_change(user=self.user, password=password, actor=_acting_operator.get())
+            operator_password_set(user=self.user, password=password, actor=_acting_operator.get())
         else:
             self.user.set_password(password)  # None makes an unusable one, as in the service
         return self.user

@@ -137,3 +137,19 @@ def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: R
         sessions_revoke(user=user, reason=SessionRevokedReason.PASSWORD_RESET)
         user_access_tokens_end(user=user, actor=None, why="password reset", origin=origin)
         audit_event_record(type=AuditEventType.PASSWORD_RESET, user=user, origin=origin)
+
+
+def operator_password_set(
+    *,
+    user: User,
+    password: str | None,
+    current_session_id: uuid.UUID | None = None,
+    actor: User | None = None,
+) -> None:
+    """An operator sets a password (None: none, no password sign-in); other sessions and tokens end."""
+    user.set_password(password)  # None makes an unusable one (Django's make_password)
+    with transaction.atomic():
+        user.save(update_fields=["password"])
+        reason = SessionRevokedReason.PASSWORD_CHANGE
+        sessions_revoke(user=user, except_session_id=current_session_id, reason=reason, actor=actor)
+        user_access_tokens_end(user=user, actor=actor, why="password set by an operator")

@@ -20,14 +20,16 @@ from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import session_cache
-from accounts.access_tokens import user_access_tokens_end, user_access_tokens_revoke
+from accounts.access_tokens import user_access_tokens_revoke
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical
 from accounts.models import (
     AuditEventType,
     AuthMethod,
+    ChallengePurpose,
     Session,
     SessionRevokedReason,
+    SignInChallenge,
     User,
 )
 from accounts.selectors import (
@@ -398,6 +400,8 @@ def sessions_revoke(
             raise ValueError("Pass sessions or a user.")
         sessions = _sessions_of(user=user, except_session_id=except_session_id)
     session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
+    if user is not None:  # every session: a sign-in halfway (its second step to come) would be one more
+        SignInChallenge.objects.filter(user=user, purpose=ChallengePurpose.SECOND_FACTOR).delete()
     return _session_rows_revoke(sessions=sessions, reason=reason, actor=actor, origin=origin)
 
 
@@ -439,22 +443,6 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
     User.objects.filter(pk__in=user_ids).update(claims_version=F("claims_version") + 1)
     _claims_forget(user_ids)
     transaction.on_commit(lambda: _claims_forget(user_ids))
-
-
-def user_password_change(
-    *,
-    user: User,
-    password: str | None,
-    current_session_id: uuid.UUID | None = None,
-    actor: User | None = None,
-) -> None:
-    """An operator sets a password (None: none, no password sign-in); other sessions and tokens end."""
-    user.set_password(password)  # None makes an unusable one (Django's make_password)
-    with transaction.atomic():
-        user.save(update_fields=["password"])
-        reason = SessionRevokedReason.PASSWORD_CHANGE
-        sessions_revoke(user=user, except_session_id=current_session_id, reason=reason, actor=actor)
-        user_access_tokens_end(user=user, actor=actor, why="password set by an operator")
 
 
 def user_deactivate(*, user: User, actor: User | None = None) -> bool:

@@ -21,7 +21,8 @@ from rest_framework.test import APIClient
 from accounts import session_cache
 from accounts.access_tokens import access_token_well_formed
 from accounts.models import AuditEvent, PersonalAccessToken
-from accounts.services import user_deactivate, user_password_change
+from accounts.passwords import operator_password_set
+from accounts.services import user_deactivate
 from clusters.models import Grant
 from clusters.services import grant_remove, grant_set
 from tests.conftest import DEFAULT_PASSWORD, b64
@@ -174,7 +175,7 @@ def test_a_token_is_refused_after_it_ends(pat, session1, user1, client1, ending)
             body = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64("a quite new passphrase 42")}
             assert session1.post("/api/auth/password", body, format="json").status_code == 204
         elif ending == "password set by an operator":
-            user_password_change(user=user1, password="a quite new passphrase 42")
+            operator_password_set(user=user1, password="a quite new passphrase 42")
         else:
             grant_remove(user=user1, client=client1)
         refused = client.get(CLUSTER)

@@ -84,7 +84,9 @@ def test_the_first_factor_also_ends_the_tokens_made_with_the_password_alone(auth
     """Whoever had the password may have made a personal access token: it would outlive the
     sessions the first factor signs out by up to a year."""
     intruder, owner = auth_client(user1), auth_client(user1)
-    made = intruder.post("/api/auth/tokens", {"name": "mine", "clients": {"client1": ["view"]}}, format="json")
+    made = intruder.post(
+        "/api/auth/tokens", {"name": "mine", "clients": {"client1": ["view"]}}, format="json"
+    )
     token = APIClient()
     token.credentials(HTTP_AUTHORIZATION=f"Bearer {made.json()['token']}")
     assert token.get("/api/clients/client1/clusters").status_code == 200
@@ -280,6 +282,19 @@ def test_a_recovery_code_works_once_and_is_audited(enrolled, user):
     assert _verify(_first_step(user)["mfaToken"], code=codes[0]).json()["code"] == "invalid_second_factor"
     assert AuditEvent.objects.filter(type="recovery_code_used").count() == 1
     assert Session.objects.filter(revoked_at=None).latest("created_at").amr == ["password", "recovery"]
+
+
+def test_a_password_change_cancels_a_second_step_begun_with_the_old_password(auth_client, user):
+    """Whoever had the old password and a recovery code would otherwise finish signing in after it."""
+    owner = auth_client(user)
+    _, codes = _enrol(owner)
+    halfway = _first_step(user)["mfaToken"]
+
+    new = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64("a brand new passphrase 77")}
+    assert owner.post("/api/auth/password", new, format="json").status_code == 204
+
+    assert _verify(halfway, code=codes[0]).json()["code"] == "mfa_token_invalid"
+    assert owner.get("/api/auth/me").status_code == 200  # the session that changed it stays
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, AuditEventType, Session
-from accounts.services import user_deactivate, user_password_change, users_claims_bump
+from accounts.passwords import operator_password_set
+from accounts.services import user_deactivate, users_claims_bump
 from tests.helpers import DEAD_REDIS
 
 
@@ -165,7 +166,7 @@ def test_a_password_change_revokes_all_other_sessions(auth_client, user):
     keep, lose = auth_client(user), auth_client(user)
     current = next(s["id"] for s in keep.get("/api/auth/sessions").json() if s["current"])
 
-    user_password_change(user=user, password="a new password 42", current_session_id=current)
+    operator_password_set(user=user, password="a new password 42", current_session_id=current)
 
     assert keep.get("/api/auth/me").status_code == 200
     assert lose.get("/api/auth/me").json()["code"] == "token_not_valid"
