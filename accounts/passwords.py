@@ -81,17 +81,20 @@ def _reset_email_due(user: User) -> bool:
 
 
 def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
-    """Email a reset link to ``email`` if an active account has it; the caller answers 202 either way."""
+    """Email a reset link to ``email`` if an active account with password sign-in has it; the
+    caller answers 202 either way. An account without a password (an operator turned it off, or
+    it came from Google) gets none, as with Django's own reset form: the link would turn it on."""
     canonical = email_canonical_or_none(email)
     user = User.objects.filter(email=canonical, is_active=True).first() if canonical else None
+    passwordless = user is not None and not user.has_usable_password()
     audit_event_record(
         type=AuditEventType.PASSWORD_RESET_REQUESTED,
         user=user,
         email=canonical or "",
         origin=origin,
-        detail="" if user else "no such active account",
+        detail="no such active account" if user is None else "no password sign-in" if passwordless else "",
     )
-    if user is None:
+    if user is None or passwordless:
         return
     if not settings.PUBLIC_URL:
         logger.warning("password reset email not sent: PUBLIC_URL is not set")
@@ -111,12 +114,13 @@ def password_reset_request(*, email: str, origin: RequestOrigin) -> None:
 
 
 def _reset_account(uid: str, token: str) -> User:
-    """The active account a reset link (``uid``, ``token``) is for; 400 invalid_reset_token otherwise."""
+    """The active account with a password a reset link (``uid``, ``token``) is for; 400
+    invalid_reset_token otherwise."""
     try:
         user = User.objects.filter(pk=int(urlsafe_base64_decode(uid).decode()), is_active=True).first()
     except (ValueError, UnicodeDecodeError):
         user = None
-    if user is None or not default_token_generator.check_token(user, token):
+    if user is None or not user.has_usable_password() or not default_token_generator.check_token(user, token):
         raise InvalidResetToken()
     return user
 

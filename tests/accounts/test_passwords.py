@@ -108,6 +108,19 @@ def test_a_reset_for_what_is_no_email_address_says_so_and_sends_nothing(user, em
     )
 
 
+def test_a_reset_never_gives_a_password_to_an_account_without_one(user):
+    """An operator turned password sign-in off (or the account came from Google): the same 202,
+    and no link that would turn it back on."""
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+
+    response = APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
+
+    assert response.status_code == 202
+    assert mail.outbox == []
+    assert AuditEvent.objects.get(type="password_reset_requested").detail == "no password sign-in"
+
+
 def test_a_reset_link_works_once(user):
     APIClient().post("/api/auth/password/reset", {"email": user.email}, format="json")
     uid, token = _reset_link()
