@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_client_remove
 from accounts.models import User
 from accounts.services import user_deactivate, user_delete, users_claims_bump
 from clusters import delivery
-from clusters.models import Client, ClientAuditEvent, Grant
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation
 from clusters.services.audit import client_audit_record
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,18 @@ def _on_members_trails(*, user: User, actor: User | None, type: str) -> None:
 @transaction.atomic
 def account_delete(*, user: User, actor: User | None = None) -> bool:
     """Delete an account for good: each of its grants taken away as a removal is (on the client's
-    audit trail), then ``accounts.services.user_delete``. False: the cache could not be told."""
+    audit trail), its open invitations revoked (a link left in its mailbox would make the account
+    again), then ``accounts.services.user_delete``. False: the cache could not be told."""
     for grant in Grant.objects.filter(user=user).select_related("client"):
         grant_remove(user=user, client=grant.client, actor=actor)
+    open_invitations = Invitation.objects.filter(email=user.email, accepted_at=None, revoked_at=None)
+    for invitation in open_invitations.select_related("client"):
+        Invitation.objects.filter(pk=invitation.pk).update(revoked_at=timezone.now())
+        client_audit_record(
+            client=invitation.client,
+            type=ClientAuditEvent.Type.INVITATION_REVOKED,
+            actor=actor,
+            target_email=invitation.email,
+            detail=f"as {invitation.role}; the account was deleted",
+        )
     return user_delete(user=user, actor=actor)

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from accounts.models import GoogleAccount, User
 from accounts.services import user_deactivate
 from clusters.models import ClientAuditEvent, Grant, Invitation, SignInPolicy
-from clusters.services import grant_set
+from clusters.services import account_delete, grant_set
 from tests.accounts.google_tokens import id_token
 from tests.conftest import DEFAULT_PASSWORD, b64, login
 
@@ -308,6 +308,21 @@ def test_a_deactivated_admins_open_invitations_grant_nothing(as_admin1, admin1, 
     assert (response.status_code, response.json()["code"]) == (403, "role_escalation")
     assert not User.objects.filter(email="mallory@example.com").exists()
     assert not Grant.objects.filter(client=client1, user__email="mallory@example.com").exists()
+
+
+def test_a_deleted_accounts_open_invitations_do_not_make_it_again(as_admin1, user_factory, operator_staff):
+    """An operator deletes someone's account: a link left in their mailbox must not bring it back."""
+    leaver = user_factory(email="leaver@example.com")
+    assert invite(as_admin1, "leaver@example.com", role="operator").status_code == 201
+    token = link_token()
+
+    assert account_delete(user=leaver, actor=operator_staff)
+
+    response = sign_up(token, password=b64("a long new passphrase"))
+    assert (response.status_code, response.json()["code"]) == (400, "invitation_invalid")
+    assert not User.objects.filter(email="leaver@example.com").exists()
+    revoked = ClientAuditEvent.objects.get(type="invitation_revoked")
+    assert (revoked.target_email, revoked.detail) == ("leaver@example.com", "as operator; the account was deleted")
 
 
 def test_only_admins_invite(auth_client, user1, viewer1):
