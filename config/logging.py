@@ -179,3 +179,33 @@ class OutageFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         request = getattr(record, "request", None)
         return not (record.name == "django.request" and getattr(request, "dependency_outage", None))
+
+
+def django_logging(*, level: str) -> dict:
+    """Django's ``LOGGING``: everything at ``level`` as JSON on stdout, but Django's SQL log.
+
+    With ``DEBUG`` on, ``django.db.backends`` logs every query with its parameters: password
+    hashes, admin session keys and whatever else a row holds, which no redaction by key name can
+    find. It stays at INFO whatever ``level`` says (``connection.queries`` shows queries in a shell).
+    """
+    console = {"handlers": ["console"], "level": level, "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+        "filters": {"outages": {"()": "config.logging.OutageFilter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["outages"],
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "django": {**console},
+            "django.server": {**console},
+            "django.db.backends": {**console, "level": "INFO"},
+        },
+    }

@@ -26,6 +26,7 @@ from config.env import (
     env_rate,
     env_str,
 )
+from config.logging import django_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local development: `make run` writes a .env (DJANGO_DEBUG=1), so `python manage.py <command>`
@@ -476,25 +477,7 @@ TIME_ZONE = "UTC"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 # One JSON object per line with the request id; tokens, keys and passwords are redacted.
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
-    "filters": {"outages": {"()": "config.logging.OutageFilter"}},
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "filters": ["outages"],
-            "stream": "ext://sys.stdout",
-        }
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-    },
-}
+LOGGING = django_logging(level=LOG_LEVEL)
 
 CSRF_FAILURE_VIEW = "config.exceptions.csrf_failure"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "config.exceptions.SecretHidingReporterFilter"

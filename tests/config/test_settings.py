@@ -265,6 +265,23 @@ def test_a_dotenv_file_configures_management_commands_and_the_environment_wins(t
     assert result.stdout.split() == ["True", "from-the-file", "WARNING"]
 
 
+def test_debug_logging_never_writes_query_parameters(tmp_path):
+    """`LOG_LEVEL=DEBUG make run` logs at DEBUG, but not Django's SQL log: its parameters hold
+    password hashes and admin session keys, which no redaction of key names can find."""
+    result = _run_django(
+        "import django; django.setup(); from django.core.management import call_command; "
+        "call_command('migrate', verbosity=0); from accounts.models import User; "
+        "User.objects.create_user(email='a@example.com', password='correct horse battery'); "
+        "import logging; logging.getLogger('clusters').debug('debug lines still go out')",
+        {"DJANGO_DEBUG": "1", "LOG_LEVEL": "DEBUG", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "debug lines still go out" in result.stdout
+    assert "argon2" not in result.stdout + result.stderr
+    assert "django.db.backends" not in result.stdout + result.stderr
+
+
 @pytest.mark.django_db
 def test_a_postgresql_connection_gives_up_on_a_vanished_host_within_seconds():
     """The kept connection's socket carries the timeouts (a host that vanished is noticed in
