@@ -109,11 +109,18 @@ def recovery_codes_new() -> list[str]:
     return codes
 
 
-def recovery_code_hash(code: str) -> str:
+def recovery_code_hash(code: str, *, secret_key: str | None = None) -> str:
     """A keyed hash: the codes are high-entropy, so a fast MAC is enough and lookup is direct."""
-    key = hashlib.sha256(("recovery-codes:" + settings.SECRET_KEY).encode()).digest()
+    key = hashlib.sha256(("recovery-codes:" + (secret_key or settings.SECRET_KEY)).encode()).digest()
     normalized = code.strip().lower().replace(" ", "").replace("-", "")
     return hmac.new(key, normalized.encode(), hashlib.sha256).hexdigest()
+
+
+def recovery_code_hashes(code: str) -> list[str]:
+    """The hashes a stored code may have: under SECRET_KEY, and under each key it replaced
+    (SECRET_KEY_FALLBACKS), so that rotating the key does not void everyone's codes."""
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    return [recovery_code_hash(code, secret_key=key) for key in keys]
 
 
 # --- WebAuthn ------------------------------------------------------------------------------

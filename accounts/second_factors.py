@@ -222,7 +222,7 @@ def code_factor_spend(user: User, code: str) -> str:
             raise FactorInvalid("This code was already used.")
         return SecondFactor.TOTP
     spent = RecoveryCode.objects.filter(
-        user=user, code_hash=factors.recovery_code_hash(code), used_at=None
+        user=user, code_hash__in=factors.recovery_code_hashes(code), used_at=None
     ).update(used_at=timezone.now())
     if not spent:
         raise FactorInvalid("The code is not valid, or was already used.")

@@ -47,6 +47,8 @@ if not SECRET_KEY:
             "(set DJANGO_DEBUG=1 for local development)."
         )
     SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
+# Keys it replaced, still accepted for what they signed or keyed (sessions, recovery codes).
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 # The pod's own address (Kubernetes downward API): Prometheus scrapes /metrics with it as Host.

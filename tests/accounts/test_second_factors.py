@@ -284,6 +284,20 @@ def test_a_recovery_code_works_once_and_is_audited(enrolled, user):
     assert Session.objects.filter(revoked_at=None).latest("created_at").amr == ["password", "recovery"]
 
 
+def test_recovery_codes_survive_a_secret_key_rotation_with_the_old_key_as_fallback(enrolled, user, settings):
+    """Rotating DJANGO_SECRET_KEY the documented way (the old key in DJANGO_SECRET_KEY_FALLBACKS)
+    must not lock out everyone who relies on a recovery code."""
+    _, codes = enrolled
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "y" * 40
+
+    assert _verify(_first_step(user)["mfaToken"], code=codes[0]).status_code == 200
+    assert _verify(_first_step(user)["mfaToken"], code=codes[0]).json()["code"] == "invalid_second_factor"
+
+    settings.SECRET_KEY_FALLBACKS = []  # the old key retired: codes made under it are gone with it
+    assert _verify(_first_step(user)["mfaToken"], code=codes[1]).json()["code"] == "invalid_second_factor"
+
+
 def test_a_password_change_cancels_a_second_step_begun_with_the_old_password(auth_client, user):
     """Whoever had the old password and a recovery code would otherwise finish signing in after it."""
     owner = auth_client(user)
