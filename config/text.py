@@ -6,6 +6,9 @@ text-direction override would make it read differently from what was typed (CVE-
 Persian and Indic names and emoji sequences need; the direction marks (U+200E, U+200F, U+061C),
 which place punctuation in right-to-left text and reorder nothing else; and code points Python's
 Unicode database does not know yet (an emoji newer than the interpreter is not a control).
+Refused besides: every other invisible format character (a zero-width space makes ``CI​deploys``
+another name than ``CIdeploys``; tag characters carry hidden text), and a name in which nothing
+shows (blank fillers such as U+3164 are letters to Unicode).
 """
 
 from __future__ import annotations
@@ -16,22 +19,34 @@ from django.core.exceptions import ValidationError
 
 # Unicode's bidirectional embeddings, overrides and isolates (UAX #9, section 2.1-2.4).
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# Control characters (tabs and line breaks included), line and paragraph separators, private-use
-# code points, lone surrogates.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Co", "Cs"})
+# Control characters (tabs and line breaks included), invisible format characters, line and
+# paragraph separators, private-use code points, lone surrogates.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs"})
+_FORMAT_ALLOWED = frozenset("\u200c\u200d\u200e\u200f\u061c")  # joiners and direction marks
+# Characters that show nothing without being spaces or format characters (Unicode's blanks).
+_BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 
 
 def _refused(character: str) -> bool:
+    if character in _FORMAT_ALLOWED:
+        return False
     return character in _BIDI_CONTROLS or unicodedata.category(character) in _REFUSED_CATEGORIES
 
 
+def _shows(character: str) -> bool:
+    return not (character.isspace() or character in _BLANKS or unicodedata.category(character) == "Cf")
+
+
 def display_text_validator(value: str) -> None:
-    """Refuses a name holding a control character or a text-direction control."""
+    """Refuses a name holding a control or invisible format character, or in which nothing shows."""
     if any(_refused(character) for character in value):
         raise ValidationError(
-            "Use visible characters only: no control characters, line breaks or text-direction overrides.",
+            "Use visible characters only: no control characters, line breaks, zero-width characters or "
+            "text-direction overrides.",
             code="invalid_characters",
         )
+    if value and not any(_shows(character) for character in value):
+        raise ValidationError("Use at least one visible character.", code="invalid_characters")
 
 
 def display_text_clean(value: str) -> str:
@@ -40,4 +55,5 @@ def display_text_clean(value: str) -> str:
     visible = (
         " " if character.isspace() else "" if _refused(character) else character for character in value
     )
-    return " ".join("".join(visible).split())  # a line break or tab becomes one space
+    cleaned = " ".join("".join(visible).split())  # a line break or tab becomes one space
+    return cleaned if any(_shows(character) for character in cleaned) else ""

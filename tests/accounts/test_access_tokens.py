@@ -77,8 +77,30 @@ def test_the_secret_is_shown_once_and_only_its_hash_is_stored(session1, user1, c
 
 @pytest.mark.parametrize(
     "name",
-    ["invoice\u202etxt.exe", "CI\nprod", "CI\tdeploys", "CI\u2066deploys\u2069", "CI\x07"],
-    ids=["right-to-left-override", "line-break", "tab", "isolate", "bell"],
+    [
+        "invoice\u202etxt.exe",
+        "CI\nprod",
+        "CI\tdeploys",
+        "CI\u2066deploys\u2069",
+        "CI\x07",
+        "CI\u200bdeploys",  # looks like "CIdeploys", is not
+        "\u200b",
+        "\u3164",  # Hangul filler: a letter that shows nothing
+        "\u2800 \u2800",  # blank braille
+        "deploy\U000e0070\U000e0072\U000e006f\U000e0064",  # text hidden in tag characters
+    ],
+    ids=[
+        "right-to-left-override",
+        "line-break",
+        "tab",
+        "isolate",
+        "bell",
+        "zero-width-space",
+        "only-zero-width",
+        "hangul-filler",
+        "blank-braille",
+        "tag-characters",
+    ],
 )
 def test_a_token_name_that_would_read_differently_from_what_was_typed_is_refused(session1, name):
     response = create(session1, name=name)

@@ -212,6 +212,17 @@ def test_a_google_profile_name_with_control_characters_signs_in_with_them_remove
     assert User.objects.get().name == "Carol C"
 
 
+def test_a_google_profile_name_that_shows_nothing_signs_in_without_a_name(
+    api_client, google_key, settings, client1
+):
+    settings.GOOGLE_ALLOWED_DOMAINS = ["example.com"]
+
+    response = sign_in(api_client, id_token(google_key, email="dave@example.com", name="\u3164\u200b"))
+
+    assert response.status_code == 200, response.content
+    assert User.objects.get().name == ""
+
+
 @pytest.mark.parametrize(
     ("allowed", "claims"),
     [
