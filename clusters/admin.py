@@ -5,16 +5,15 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, Model, Q
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
 from accounts.admin_site import confirmation_required
 from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
+from clusters import client_admin, team_admin  # noqa: F401 - they register their own admin pages
 from clusters.admin_decommission import ClusterDecommissionAdmin
 from clusters.admin_delivery import delivery_note
 from clusters.admin_filters import (
@@ -35,8 +34,6 @@ from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
 from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_latest_change
 from clusters.services import (
     KeysShownTo,
-    client_create,
-    client_update,
     cluster_create,
     cluster_credentials_rotate,
     cluster_credentials_rotation_finish,
@@ -48,7 +45,6 @@ from clusters.services import (
     storage_expansion_check,
     storage_expansion_complete,
 )
-from clusters.team_admin import GrantInline, SignInPolicyInline  # registers the team's admin pages too
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
 from config.errors import PortalError
 from gitops.argocd import storage_runbook_render
@@ -57,61 +53,6 @@ from gitops.values import namespace_name, release_name
 _SPEC_FIELDS = ("replicas", "version", "storage_gi")
 _ROTATE_QUESTION = "Each cluster gets new keys. Where its Qdrant takes one API key only, every application using the old keys fails as the pods restart."
 _STORAGE_DONE_QUESTION = "Each new size is committed to git and can never shrink: only once its volumes are expanded (the runbook)."
-
-
-def _adopt(obj: Model, saved: Model) -> None:
-    """Make the admin's unsaved form instance the row a service saved (for redirects, logs, inlines)."""
-    for field in obj._meta.concrete_fields:
-        setattr(obj, field.attname, getattr(saved, field.attname))
-    obj._state.adding, obj._state.db = False, saved._state.db
-
-
-# --- Clients ------------------------------------------------------------------------------------
-
-
-@admin.register(Client)
-class ClientAdmin(ServiceRefusalsAdmin):
-    list_display = ("slug", "name", "active", "cluster_count", "created_at")
-    list_filter = ("active",)
-    search_fields = ("slug", "name")
-    inlines = [GrantInline, SignInPolicyInline]
-
-    def get_readonly_fields(self, request, obj=None):
-        return ("slug", "created_at", "records") if obj else ()
-
-    def get_fields(self, request, obj=None):
-        return ("slug", "name", "active", "created_at", "records") if obj else ("slug", "name", "active")
-
-    @admin.display(description="clusters and records")
-    def records(self, client: Client) -> str:
-        # Links, not rows: rows would make the page grow with the client and post more fields than Django takes.
-        lists = {"cluster": f"{client.cluster_total} cluster(s) in service", "clusterchange": "cluster changes",
-                 "invitation": "invitations", "clientauditevent": "team audit"}  # fmt: skip
-        links = (
-            (reverse(f"admin:clusters_{model}_changelist"), client.slug, text)
-            for model, text in lists.items()
-        )
-        return format_html_join(" · ", '<a href="{}?client={}">{}</a>', links)
-
-    def get_queryset(self, request):
-        in_service = Q(clusters__decommissioned_at__isnull=True)
-        return super().get_queryset(request).annotate(cluster_total=Count("clusters", filter=in_service))
-
-    @admin.display(description="clusters", ordering="cluster_total")
-    def cluster_count(self, client: Client) -> int:
-        return client.cluster_total
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        # Deactivate instead: deleting would drop grants behind the token service's back.
-        return False
-
-    def save_model(self, request, obj, form, change) -> None:
-        if change:
-            stored = Client.objects.get(pk=obj.pk)
-            saved = client_update(client=stored, name=obj.name, active=obj.active, actor=request.user)
-        else:
-            saved = client_create(slug=obj.slug, name=obj.name, active=obj.active, actor=request.user)
-        _adopt(obj, saved)
 
 
 # --- Clusters -----------------------------------------------------------------------------------
@@ -327,7 +268,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
             )
         if note := delivery_note(result):
             self.message_user(request, f"Cluster {result.cluster}:{note}", messages.WARNING)
-        _adopt(obj, result.cluster)
+        self.saved_adopt(obj, result.cluster)
 
     @admin.action(description="Rotate API keys (shows the new keys once)", permissions=["change"])
     @recent_sign_in_required

@@ -1,5 +1,5 @@
 """Operators' admin for teams: invitations, each client's sign-in policy (on the client's page) and
-audit trail. Members are the client's grants (its page's inline, with the ``admin`` role).
+audit trail. Members are the client's grants (``clusters.grant_admin``, with the ``admin`` role).
 Every write goes through the services, so emails, audit and token re-issue apply as for the API;
 operators are not bound by the API's last-admin rule."""
 
@@ -13,20 +13,18 @@ from django.forms.models import BaseInlineFormSet
 from accounts.admin import ReadOnlyAdmin, UserAdmin
 from accounts.models import User
 from clusters.admin_filters import client_filter
+from clusters.grant_admin import GrantInline
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
 from clusters.services import (
     PolicyInput,
     account_deactivate,
     account_delete,
     account_reactivated_record,
-    grant_remove,
-    grant_set,
     invitation_check,
     invitation_create,
     invitation_revoke,
     sign_in_policy_set,
 )
-from clusters.services.members import role_grant_check
 from clusters.services.policy import JIT_ROLES, policy_problems
 from config.admin_errors import ServiceRefusalsAdmin
 from config.errors import AlreadyMember, PortalError
@@ -195,103 +193,6 @@ class ClientAuditEventAdmin(ReadOnlyAdmin):
     list_filter = ("type", client_filter("client"), ("at", admin.DateFieldListFilter))
     list_select_related = ("client",)
     search_fields = ("actor_email", "target_email", "client__slug", "cluster", "ip", "detail")
-
-
-# --- Grants -------------------------------------------------------------------------------------
-
-
-class GrantInlineForm(forms.ModelForm):
-    """A saved grant keeps its user and client (change its role, or remove it and add another):
-    the row names them from the rows already read, where a search box would cost a query each
-    (a client's page with 300 members made 300 queries)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is None:
-            return
-        # Django checks every saved row on each save (its id, its user, its uniqueness: a query
-        # each); a row the operator did not change has nothing to check or save.
-        self.empty_permitted = True
-        for name in ("user", "client"):
-            if name in self.fields:
-                chosen, field = getattr(self.instance, name), self.fields[name]
-                field.disabled = True
-                fixed = forms.Select(choices=[(chosen.pk, str(chosen))])
-                if hasattr(field.widget, "widget"):  # the admin's wrapper: keep its view/change links
-                    field.widget.widget, field.widget.can_add_related = fixed, False
-                else:
-                    field.widget = fixed
-
-
-class GrantInlineFormSet(BaseInlineFormSet):
-    """Saves through grant_set/grant_remove, so the user's tokens are re-issued with the new scope."""
-
-    actor = None
-
-    def save_new(self, form, commit=True):
-        setattr(form.instance, self.fk.name, self.instance)
-        grant = form.instance
-        return grant_set(user=grant.user, client=grant.client, role=grant.role, actor=self.actor)
-
-    def save_existing(self, form, obj, commit=True):
-        return grant_set(user=obj.user, client=obj.client, role=obj.role, actor=self.actor)
-
-    def delete_existing(self, obj, commit=True):
-        grant_remove(user=obj.user, client=obj.client, actor=self.actor)
-
-    def clean(self) -> None:
-        """The API's rank rule: staff who are not operators give, change or take away no role
-        above their own on the client (the invitation form says the same)."""
-        super().clean()
-        refusals = []
-        for form in self.forms:
-            # A row ticked for deletion is not validated by Django: its errors would be ignored,
-            # so the refusals are the formset's own, which do stop the save.
-            deleting = form.has_changed() and bool(form.cleaned_data.get("DELETE"))
-            if not form.has_changed() or (form.errors and not deleting):
-                continue
-            try:
-                if form.instance.pk:
-                    stored = Grant.objects.select_related("client").get(pk=form.instance.pk)
-                    role_grant_check(actor=self.actor, client=stored.client, role=stored.role)
-                elif not deleting:
-                    self._new_grant_check(form.instance)
-                if not deleting:
-                    role_grant_check(actor=self.actor, client=form.instance.client, role=form.instance.role)
-            except PortalError as error:
-                refusals.append(error.detail)
-        if refusals:
-            raise forms.ValidationError(refusals)
-
-    @staticmethod
-    def _new_grant_check(grant: Grant) -> None:
-        """A new row for a member already there: saved rows are not re-checked (GrantInlineForm),
-        so Django's own duplicate check no longer sees them, and grant_set would overwrite."""
-        if Grant.objects.filter(user_id=grant.user_id, client_id=grant.client_id).exists():
-            raise AlreadyMember(
-                f"{grant.user.email} is already a member of {grant.client}: change their row instead."
-            )
-
-
-class GrantInline(admin.TabularInline):
-    """Grants of a client (one row per user) or of a user (one row per client)."""
-
-    model = Grant
-    form = GrantInlineForm
-    formset = GrantInlineFormSet
-    extra = 0
-    autocomplete_fields = ("user", "client")
-
-    def get_fields(self, request, obj=None):
-        return ("user" if self.parent_model is Client else "client", "role")
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("user", "client")  # not a query per row
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)  # a new class on every call
-        formset.actor = request.user
-        return formset
 
 
 class UserWithGrantsAdmin(UserAdmin):

@@ -11,6 +11,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters, csrf_protect_m
 from django.core.exceptions import ValidationError
 from django.db import DataError, transaction
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from config.errors import PortalError
@@ -119,6 +120,13 @@ class ServiceRefusalsAdmin(InputGuardAdmin):
                 raise
             setattr(request, _REFUSAL, _reason(error))
         return self._attempt(request, object_id, form_url, extra_context)
+
+    @staticmethod
+    def saved_adopt(obj: Model, saved: Model) -> None:
+        """Make the admin's unsaved form instance the row a service saved (for redirects, logs, inlines)."""
+        for field in obj._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding, obj._state.db = False, saved._state.db
 
     def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
         form_class = super().get_form(request, obj, change=change, **kwargs)

@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.admin import UserAdmin
 from accounts.models import User
-from clusters.admin import GrantInline
-from clusters.models import Client, Cluster, ClusterChange, Grant, StorageExpansion
+from clusters.grant_admin import GrantInline
+from clusters.models import Client, ClientAuditEvent, Cluster, ClusterChange, Grant, StorageExpansion
 from clusters.selectors import cluster_credentials
 from clusters.services import client_create, cluster_update, grant_set
 from gitops.repository import (
@@ -255,25 +255,16 @@ def test_the_change_history_filters_by_delivery_and_a_storage_request_is_not_wai
     assert listed("pushed") == []
 
 
-def test_client_admin_creates_a_client_with_grants_that_reissue_tokens(admin_browser, user_factory):
+def test_an_operator_adds_a_member_in_the_members_list_and_their_tokens_are_reissued(
+    admin_browser, client1, user_factory
+):
     user = user_factory()
     response = admin_browser.post(
-        "/admin/clusters/client/add/",
-        {
-            "slug": "acme",
-            "name": "Acme",
-            "active": "on",
-            **_inline_management("grants", 1),
-            "grants-0-user": user.pk,
-            "grants-0-role": "viewer",
-            **_inline_management("sign_in_policy", 0),
-            **_inline_management("clusters", 0),
-        },
+        "/admin/clusters/grant/add/", {"user": user.pk, "client": client1.pk, "role": "viewer"}
     )
 
     assert response.status_code == 302, response.content.decode()[:3000]
-    client = Client.objects.get(slug="acme")
-    assert Grant.objects.get(user=user, client=client).role == "viewer"
+    assert Grant.objects.get(user=user, client=client1).role == "viewer"
     assert User.objects.get(pk=user.pk).claims_version == user.claims_version + 1
 
 
@@ -408,21 +399,16 @@ def test_saving_a_client_unchanged_in_the_admin_makes_no_commit(
 ):
     local = portal_repository(settings)
     tip = branch_tip(repository=local)
-    viewer = user_factory()
     response = admin_browser.post(
         f"/admin/clusters/client/{client1.pk}/change/",
         {
             "name": "Client One",
             "active": "on",
-            **_inline_management("grants", 1),
-            "grants-0-user": viewer.pk,
-            "grants-0-role": "viewer",
             **_inline_management("sign_in_policy", 0),
             **_inline_management("clusters", 0),
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
-    assert Grant.objects.filter(user=viewer, client=client1).exists()
     assert branch_tip(repository=local) == tip
 
 
@@ -444,41 +430,28 @@ def test_a_client_renamed_with_a_text_direction_override_is_refused_on_the_form(
     assert client1.name == "Client One"
 
 
-def test_client_admin_changes_and_removes_grants_through_the_services(
-    admin_browser, client1, cluster1, user_factory
+def test_the_members_list_changes_and_removes_grants_through_the_services(
+    admin_browser, client1, user_factory
 ):
-    keep, drop = user_factory(), user_factory()
+    keep, drop, also = user_factory(), user_factory(), user_factory()
     keep_grant = grant_set(user=keep, client=client1, role="viewer")
     drop_grant = grant_set(user=drop, client=client1, role="operator")
-    versions = {u.pk: User.objects.get(pk=u.pk).claims_version for u in (keep, drop)}
+    also_grant = grant_set(user=also, client=client1, role="viewer")
+    versions = {u.pk: User.objects.get(pk=u.pk).claims_version for u in (keep, drop, also)}
 
-    response = admin_browser.post(
-        f"/admin/clusters/client/{client1.pk}/change/",
-        {
-            "name": "Client One",
-            "active": "on",
-            **_inline_management("grants", 2, initial=2),
-            "grants-0-id": keep_grant.pk,
-            "grants-0-client": client1.pk,
-            "grants-0-user": keep.pk,
-            "grants-0-role": "operator",
-            "grants-1-id": drop_grant.pk,
-            "grants-1-client": client1.pk,
-            "grants-1-user": drop.pk,
-            "grants-1-role": "operator",
-            "grants-1-DELETE": "on",
-            **_inline_management("sign_in_policy", 0),
-            **_inline_management("clusters", 1, initial=1),
-            "clusters-0-id": cluster1.pk,
-            "clusters-0-client": client1.pk,
-        },
+    changed = admin_browser.post(f"/admin/clusters/grant/{keep_grant.pk}/change/", {"role": "operator"})
+    removed = admin_browser.post(f"/admin/clusters/grant/{drop_grant.pk}/delete/", {"post": "yes"})
+    bulk = admin_browser.post(
+        "/admin/clusters/grant/",
+        {"action": "delete_selected", "_selected_action": [also_grant.pk], "post": "yes"},
     )
 
-    assert response.status_code == 302, response.content.decode()[:3000]
+    assert (changed.status_code, removed.status_code, bulk.status_code) == (302, 302, 302)
     assert Grant.objects.get(user=keep, client=client1).role == "operator"
-    assert not Grant.objects.filter(user=drop, client=client1).exists()
-    for user in (keep, drop):
+    assert not Grant.objects.filter(user__in=[drop, also], client=client1).exists()
+    for user in (keep, drop, also):
         assert User.objects.get(pk=user.pk).claims_version == versions[user.pk] + 1
+    assert ClientAuditEvent.objects.filter(type="member_removed").count() == 2
 
 
 def test_deactivating_a_client_in_the_admin_reissues_its_users_tokens(admin_browser, client1, user1):

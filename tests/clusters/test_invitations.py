@@ -322,7 +322,10 @@ def test_a_deleted_accounts_open_invitations_do_not_make_it_again(as_admin1, use
     assert (response.status_code, response.json()["code"]) == (400, "invitation_invalid")
     assert not User.objects.filter(email="leaver@example.com").exists()
     revoked = ClientAuditEvent.objects.get(type="invitation_revoked")
-    assert (revoked.target_email, revoked.detail) == ("leaver@example.com", "as operator; the account was deleted")
+    assert (revoked.target_email, revoked.detail) == (
+        "leaver@example.com",
+        "as operator; the account was deleted",
+    )
 
 
 def test_only_admins_invite(auth_client, user1, viewer1):

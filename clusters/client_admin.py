@@ -1,0 +1,64 @@
+"""Operators' admin for clients: a client's name and state, its sign-in policy (inline), and links
+to its members, clusters and records (each list filtered to it), which would make its page grow
+with the client if they were rows on it. Saves go through the services."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html_join
+
+from clusters.models import Client
+from clusters.services import client_create, client_update
+from clusters.team_admin import SignInPolicyInline
+from config.admin_errors import ServiceRefusalsAdmin
+
+
+@admin.register(Client)
+class ClientAdmin(ServiceRefusalsAdmin):
+    list_display = ("slug", "name", "active", "cluster_count", "created_at")
+    list_filter = ("active",)
+    search_fields = ("slug", "name")
+    inlines = [SignInPolicyInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("slug", "created_at", "records") if obj else ()
+
+    def get_fields(self, request, obj=None):
+        return ("slug", "name", "active", "created_at", "records") if obj else ("slug", "name", "active")
+
+    @admin.display(description="members, clusters and records")
+    def records(self, client: Client) -> str:
+        lists = {
+            "grant": f"{client.grants.count()} member(s)",
+            "cluster": f"{client.cluster_total} cluster(s) in service",
+            "clusterchange": "cluster changes",
+            "invitation": "invitations",
+            "clientauditevent": "team audit",
+        }
+        links = (
+            (reverse(f"admin:clusters_{model}_changelist"), client.slug, text)
+            for model, text in lists.items()
+        )
+        return format_html_join(" · ", '<a href="{}?client={}">{}</a>', links)
+
+    def get_queryset(self, request):
+        in_service = Q(clusters__decommissioned_at__isnull=True)
+        return super().get_queryset(request).annotate(cluster_total=Count("clusters", filter=in_service))
+
+    @admin.display(description="clusters", ordering="cluster_total")
+    def cluster_count(self, client: Client) -> int:
+        return client.cluster_total
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deactivate instead: deleting would drop grants behind the token service's back.
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            stored = Client.objects.get(pk=obj.pk)
+            saved = client_update(client=stored, name=obj.name, active=obj.active, actor=request.user)
+        else:
+            saved = client_create(slug=obj.slug, name=obj.name, active=obj.active, actor=request.user)
+        self.saved_adopt(obj, saved)
