@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db.models import Q
 
 from accounts.models import AuditEvent, AuditEventType, AuthMethod, PersonalAccessToken, Session, User
+from accounts.security_notices import security_notice_send
 from config.retention import rows_delete_in_batches
 
 USER_AGENT_MAX = 512
@@ -69,6 +70,9 @@ def audit_event_record(
     # construction (the database enforces them): checking those would cost a query each.
     event.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
     event.save()
+    # Here, not at each caller: every change to how an account signs in is audited, so none
+    # can forget to tell its owner (accounts.security_notices says which).
+    security_notice_send(event=event)
     return event
 
 

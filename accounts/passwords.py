@@ -157,3 +157,9 @@ def operator_password_set(
         reason = SessionRevokedReason.PASSWORD_CHANGE
         sessions_revoke(user=user, except_session_id=current_session_id, reason=reason, actor=actor)
         user_access_tokens_end(user=user, actor=actor, why="password set by an operator")
+        by = f" by {actor.email}" if actor else ""
+        audit_event_record(
+            type=AuditEventType.PASSWORD_CHANGED,
+            user=user,
+            detail=f"set{by}" if password is not None else f"turned off{by}",
+        )
