@@ -72,7 +72,7 @@ def test_deactivating_a_user_in_the_admin_revokes_their_sessions(operator_browse
     assert response.status_code == 302
     user.refresh_from_db()
     assert not user.is_active
-    assert api.get("/api/auth/me").json()["code"] == "token_not_valid"
+    assert api.get("/api/auth/me").json()["code"] == "account_disabled"
 
 
 def test_deactivating_says_whom_and_never_deactivates_the_operator_doing_it(
@@ -133,7 +133,7 @@ def test_unticking_active_on_the_user_form_revokes_their_sessions(operator_brows
     user.refresh_from_db()
     assert not user.is_active
     assert Session.objects.get(user=user).revoked_reason == "deactivated"
-    assert api.get("/api/auth/validate").json()["code"] == "token_not_valid"
+    assert api.get("/api/auth/validate").json()["code"] == "account_disabled"
 
 
 def test_an_operator_cannot_untick_active_on_their_own_user_form(operator_browser):

@@ -177,8 +177,9 @@ def test_deactivation_revokes_every_session_and_access_token(auth_client, bearer
     browser, cli = auth_client(user), bearer_client(user)
     user_deactivate(user=user)
     for client in (browser, cli):
-        assert client.get("/api/auth/me").json()["code"] == "token_not_valid"
-        assert client.get("/api/auth/validate").json()["code"] == "token_not_valid"
+        assert client.get("/api/auth/me").json()["code"] == "account_disabled"
+        assert client.get("/api/auth/validate").json()["code"] == "account_disabled"
+    assert browser.post("/api/auth/refresh").json()["code"] == "account_disabled"  # the refresh cookie
     assert Session.objects.filter(revoked_reason="deactivated").count() == 2
 
 
