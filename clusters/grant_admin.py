@@ -1,6 +1,6 @@
 """Operators' admin for members: a client's grants, each a user's role there.
 
-Two ways in, one rule: the **Members** list (every grant, filtered to a client from its page with
+Two ways in, one rule: the **Grants** list (every grant, filtered to a client from its page with
 ``?client=<slug>``), and the grants inline on a user's page (a user has few clients; a client may
 have hundreds of members, more rows than a page can hold or Django accepts in one form). Both save
 through ``grant_set``/``grant_remove``, so the user's tokens are re-issued with the new scope, and
@@ -11,13 +11,14 @@ last-admin rule.
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
 
 from accounts.models import User
 from clusters.admin_filters import client_filter
-from clusters.models import Grant
+from clusters.models import Client, Grant
 from clusters.services import grant_remove, grant_set
 from clusters.services.members import role_grant_check
 from config.admin_errors import ServiceRefusalsAdmin
@@ -131,6 +132,12 @@ class GrantForm(forms.ModelForm):
         model = Grant
         fields = ("user", "client", "role")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "user" in self.fields:  # adding: a deactivated account or client would gain a dead grant
+            self.fields["user"].queryset = User.objects.filter(is_active=True)
+            self.fields["client"].queryset = Client.objects.filter(active=True)
+
     def clean(self):
         cleaned = super().clean()
         stored = Grant.objects.select_related("user", "client").filter(pk=self.instance.pk).first()
@@ -181,3 +188,17 @@ class GrantAdmin(ServiceRefusalsAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for grant in queryset.select_related("user", "client"):
             self.delete_model(request, grant)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except PortalError as error:  # the rank rule (a superuser who is no operator): nothing removed
+            self.message_user(request, error.detail, messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
+    def response_action(self, request, queryset):
+        try:
+            return super().response_action(request, queryset)
+        except PortalError as error:  # "Delete selected" refused as a whole (delete_queryset)
+            self.message_user(request, error.detail, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
