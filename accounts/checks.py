@@ -39,3 +39,32 @@ def signing_key_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
     except (ValueError, TypeError) as error:  # what cryptography raises for a PEM that is no key
         return [checks.Error(f"JWT_PRIVATE_KEYS holds no usable key: {error}", id="accounts.E001")]
     return []
+
+
+@checks.register(checks.Tags.database)
+def unplain_emails_check(app_configs, databases=None, **kwargs) -> list[checks.CheckMessage]:
+    """Accounts stored before the portal took plain addresses only (``accounts.emails``): run at
+    ``migrate`` (and ``check --database default``), so the upgrade tells who must get a new one."""
+    from django.db import DatabaseError
+
+    from accounts.emails import email_canonical_or_none
+    from accounts.models import User
+
+    if not databases:
+        return []
+    try:
+        emails = list(User.objects.values_list("email", flat=True))
+    except DatabaseError:  # not migrated yet
+        return []
+    unplain = sorted(email for email in emails if email_canonical_or_none(email) != email)
+    if not unplain:
+        return []
+    return [
+        checks.Warning(
+            f"{len(unplain)} account(s) have an email address the portal no longer accepts (a quoted "
+            f"part, an IP literal): {', '.join(unplain[:5])}{' …' if len(unplain) > 5 else ''}. They cannot "
+            "sign in with a password or reset it, and the address travels to other services as it is.",
+            hint="Give each a plain address on its page in the admin (Users).",
+            id="accounts.W002",
+        )
+    ]

@@ -7,12 +7,14 @@ Persian and Indic names and emoji sequences need; the direction marks (U+200E, U
 which place punctuation in right-to-left text and reorder nothing else; and code points Python's
 Unicode database does not know yet (an emoji newer than the interpreter is not a control).
 Refused besides: every other invisible format character (a zero-width space makes ``CI​deploys``
-another name than ``CIdeploys``; tag characters carry hidden text), and a name in which nothing
-shows (blank fillers such as U+3164 are letters to Unicode).
+another name than ``CIdeploys``; tag characters carry hidden text, but for the flags of England,
+Scotland and Wales, which are made of them), the characters that show nothing (blank fillers such
+as U+3164 are letters to Unicode, U+034F a combining mark), and a name in which nothing shows.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from django.core.exceptions import ValidationError
@@ -23,23 +25,33 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 # paragraph separators, private-use code points, lone surrogates.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs"})
 _FORMAT_ALLOWED = frozenset("\u200c\u200d\u200e\u200f\u061c")  # joiners and direction marks
-# Characters that show nothing without being spaces or format characters (Unicode's blanks).
-_BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+# Characters that show nothing without being spaces or format characters: blank fillers, the
+# combining grapheme joiner, Khmer's inherent vowels (Unicode advises against both).
+_BLANKS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
+# A subdivision flag: the black flag, tag letters, the cancel tag (Unicode's emoji tag sequence).
+_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
 
 
 def _refused(character: str) -> bool:
     if character in _FORMAT_ALLOWED:
         return False
-    return character in _BIDI_CONTROLS or unicodedata.category(character) in _REFUSED_CATEGORIES
+    return (
+        character in _BIDI_CONTROLS
+        or character in _BLANKS
+        or unicodedata.category(character) in _REFUSED_CATEGORIES
+    )
 
 
 def _shows(character: str) -> bool:
-    return not (character.isspace() or character in _BLANKS or unicodedata.category(character) == "Cf")
+    """Whether a character shows on its own: a mark or a variation selector needs another."""
+    return not (
+        character.isspace() or character in _BLANKS or unicodedata.category(character) in {"Cf", "Mn", "Me"}
+    )
 
 
 def display_text_validator(value: str) -> None:
     """Refuses a name holding a control or invisible format character, or in which nothing shows."""
-    if any(_refused(character) for character in value):
+    if any(_refused(character) for character in _FLAG.sub("\U0001f3f4", value)):
         raise ValidationError(
             "Use visible characters only: no control characters, line breaks, zero-width characters or "
             "text-direction overrides.",
@@ -52,8 +64,15 @@ def display_text_validator(value: str) -> None:
 def display_text_clean(value: str) -> str:
     """``value`` without the characters ``display_text_validator`` refuses: for a name another
     system chose (Google's profile name), which the portal keeps rather than refuse a sign-in."""
-    visible = (
-        " " if character.isspace() else "" if _refused(character) else character for character in value
+
+    def visible(text: str) -> str:
+        return "".join(
+            " " if character.isspace() else "" if _refused(character) else character for character in text
+        )
+
+    between, flags = _FLAG.split(value), _FLAG.findall(value)  # the flags are kept whole
+    kept = visible(between[0]) + "".join(
+        flag + visible(text) for flag, text in zip(flags, between[1:], strict=True)
     )
-    cleaned = " ".join("".join(visible).split())  # a line break or tab becomes one space
+    cleaned = " ".join(kept.split())  # a line break or tab becomes one space
     return cleaned if any(_shows(character) for character in cleaned) else ""

@@ -88,6 +88,8 @@ def test_the_secret_is_shown_once_and_only_its_hash_is_stored(session1, user1, c
         "\u3164",  # Hangul filler: a letter that shows nothing
         "\u2800 \u2800",  # blank braille
         "deploy\U000e0070\U000e0072\U000e006f\U000e0064",  # text hidden in tag characters
+        "CI\u034fdeploys",  # the combining grapheme joiner: a mark that shows nothing
+        "\ufe0f",  # a variation selector alone
     ],
     ids=[
         "right-to-left-override",
@@ -100,6 +102,8 @@ def test_the_secret_is_shown_once_and_only_its_hash_is_stored(session1, user1, c
         "hangul-filler",
         "blank-braille",
         "tag-characters",
+        "grapheme-joiner",
+        "variation-selector-alone",
     ],
 )
 def test_a_token_name_that_would_read_differently_from_what_was_typed_is_refused(session1, name):
@@ -118,6 +122,8 @@ def test_a_token_name_that_would_read_differently_from_what_was_typed_is_refused
         "דני \u200f(2)",  # a right-to-left mark placing the parenthesis
         "deploys \U0001fa77",  # Unicode 15's pink heart, newer than Python 3.11's database
         "Zürich CI",
+        "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f fans",  # England's flag
+        "\u2764\ufe0f deploys",  # a variation selector after its emoji
     ],
 )
 def test_names_in_every_script_and_emoji_with_joiners_are_kept_as_typed(session1, name):

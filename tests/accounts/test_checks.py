@@ -54,3 +54,23 @@ def test_a_signing_key_that_is_no_key_fails_the_deploy_check_with_the_reason(set
     with pytest.raises(SystemCheckError) as failed:
         call_command("check", "--deploy", "--tag", "security")
     assert "accounts.E001" in str(failed.value) and "JWT_PRIVATE_KEYS" in str(failed.value)
+
+
+@pytest.mark.django_db
+def test_migrate_names_the_accounts_whose_stored_email_is_no_longer_accepted(user_factory, capsys):
+    """Stored by an older release, which took a quoted address: the operator is told at upgrade."""
+    user = user_factory(email="plain@example.com")
+    type(user).objects.filter(pk=user.pk).update(email='"admin@example.com"@attacker.test')
+
+    call_command("check", "--database", "default")
+
+    output = capsys.readouterr()
+    assert "accounts.W002" in output.err + output.out
+    assert '"admin@example.com"@attacker.test' in output.err + output.out
+
+
+@pytest.mark.django_db
+def test_the_email_check_is_quiet_when_every_address_is_plain(user_factory, capsys):
+    user_factory(email="plain@example.com")
+    call_command("check", "--database", "default")
+    assert "accounts.W002" not in "".join(capsys.readouterr())
