@@ -41,11 +41,19 @@ def device_cookie_name() -> str:
     return "__Secure-loginDevice" if settings.AUTH_COOKIE_SECURE else "loginDevice"
 
 
-def _password_version(user: User) -> str:
+def _password_version(user: User, *, secret: str | None = None) -> str:
     """Changes whenever the user's password hash does: a new password (changed, reset or set by an
     operator), or the same one hashed again with stronger parameters (the next sign-in then
-    gives the browser a new cookie). Keyed, so the cookie tells nothing of the hash."""
-    return salted_hmac(_SALT, user.password, algorithm="sha256").hexdigest()[:32]
+    gives the browser a new cookie). Keyed (by ``secret``, default SECRET_KEY), so the cookie
+    tells nothing of the hash."""
+    return salted_hmac(_SALT, user.password, secret=secret, algorithm="sha256").hexdigest()[:32]
+
+
+def _password_version_matches(presented: str, user: User) -> bool:
+    """Under SECRET_KEY or a key it replaced (SECRET_KEY_FALLBACKS, which the cookie's signature
+    honours too): rotating the key must not make every browser an unknown device."""
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    return any(constant_time_compare(presented, _password_version(user, secret=key)) for key in keys)
 
 
 def device_presented(request: HttpRequest) -> str | None:
@@ -127,6 +135,6 @@ def device_cookie_nonce(raw: str | None, *, user: User, second_factor: bool = Fa
     """The nonce of the device cookie ``raw`` if it is valid for ``user`` and the password they
     have now (and, with ``second_factor``, was earned by a second step too); else None."""
     claims = _claims(raw, email=user.email)
-    if claims is None or not constant_time_compare(str(claims.get("p", "")), _password_version(user)):
+    if claims is None or not _password_version_matches(str(claims.get("p", "")), user):
         return None
     return claims["n"] if claims.get("f") == 1 or not second_factor else None

@@ -146,3 +146,12 @@ def test_a_script_that_keeps_its_device_token_signs_in_while_a_stranger_has_lock
 def test_a_device_token_is_a_string(user):
     response = _body_login(user, deviceToken=["not", "a", "token"])
     assert (response.status_code, list(response.json()["fields"])) == (400, ["deviceToken"])
+
+
+def test_the_owners_browser_stays_known_across_a_secret_key_rotation(throttled, user, settings):
+    """Rotated the documented way (the old key in DJANGO_SECRET_KEY_FALLBACKS): no lockout for the owner."""
+    browser = _owners_browser(user)
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-" + "z" * 40
+    _attacker_locks_out(user)
+    assert login(browser, user).status_code == 200
