@@ -20,7 +20,7 @@ from accounts.models import User
 from accounts.scopes import SignInFacts
 from accounts.throttles import PublicIPThrottle, UserThrottle
 from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
-from clusters import selectors, services
+from clusters import services, team_selectors
 from clusters.permissions import PERMISSION_AUDIT, PERMISSION_MEMBERS, PERMISSION_VIEW
 from clusters.team_serializers import (
     AuditEventSerializer,
@@ -65,7 +65,9 @@ class MemberListView(TeamAPIView):
         description="The client's members, admins first.",
     )
     def get(self, request: Request, client: str) -> Response:
-        return Response(MemberSerializer(selectors.client_members(client=self.client_get()), many=True).data)
+        return Response(
+            MemberSerializer(team_selectors.client_members(client=self.client_get()), many=True).data
+        )
 
 
 class MemberDetailView(TeamAPIView):
@@ -122,7 +124,7 @@ class InvitationListView(TeamAPIView):
         description="Invitations neither accepted nor revoked (expired ones say so), newest first.",
     )
     def get(self, request: Request, client: str) -> Response:
-        invitations = selectors.client_invitations(client=self.client_get())
+        invitations = team_selectors.client_invitations(client=self.client_get())
         return Response(InvitationSerializer(invitations, many=True).data)
 
     @extend_schema(
@@ -160,7 +162,7 @@ class InvitationDetailView(TeamAPIView):
         responses={200: InvitationSerializer, **error_responses(*TEAM_ERRORS, notes=_NOTES)},
     )
     def get(self, request: Request, client: str, invitation_id: int) -> Response:
-        invitation = selectors.client_invitation(client=self.client_get(), invitation_id=invitation_id)
+        invitation = team_selectors.client_invitation(client=self.client_get(), invitation_id=invitation_id)
         return Response(InvitationSerializer(invitation).data)
 
     @extend_schema(
@@ -195,14 +197,14 @@ class AuditView(TeamAPIView):
         },
         description="Who changed the team or the sign-in policy, who read a cluster's API keys "
         "(`credentials_revealed`) and which clusters were decommissioned, newest first, "
-        f"{selectors.AUDIT_PAGE_SIZE} at a time (`?before=<the last id>` for the next page). "
+        f"{team_selectors.AUDIT_PAGE_SIZE} at a time (`?before=<the last id>` for the next page). "
         "Needs the `audit` permission: the admin role, or a personal access token given it.",
     )
     def get(self, request: Request, client: str) -> Response:
         target = self.client_get()
         query = AuditQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        events = selectors.client_audit(client=target, before=query.validated_data.get("before"))
+        events = team_selectors.client_audit(client=target, before=query.validated_data.get("before"))
         return Response(AuditEventSerializer(events, many=True).data)
 
 
@@ -221,7 +223,7 @@ class SignInPolicyView(TeamAPIView):
     )
     def get(self, request: Request, client: str) -> Response:
         return Response(
-            SignInPolicySerializer(selectors.client_sign_in_policy(client=self.client_get())).data
+            SignInPolicySerializer(team_selectors.client_sign_in_policy(client=self.client_get())).data
         )
 
     @extend_schema(
@@ -283,7 +285,7 @@ class ClientTokenListView(TeamAPIView):
         description="Members' personal access tokens that reach this client (never their secrets).",
     )
     def get(self, request: Request, client: str) -> Response:
-        tokens = selectors.client_access_tokens(client=self.client_get())
+        tokens = team_selectors.client_access_tokens(client=self.client_get())
         return Response(ClientAccessTokenSerializer(tokens, many=True).data)
 
 
@@ -319,7 +321,7 @@ class InvitationPreviewView(SignInAPIView):
         serializer.is_valid(raise_exception=True)
         invitation = services.invitation_open(token=serializer.validated_data["token"])
         invitation.account_exists = User.objects.filter(email=invitation.email).exists()
-        invitation.sign_up_terms = selectors.invitation_sign_up_terms(client=invitation.client)
+        invitation.sign_up_terms = team_selectors.invitation_sign_up_terms(client=invitation.client)
         return Response(InvitationPreviewSerializer(invitation).data, headers={"Cache-Control": "no-store"})
 
 

@@ -27,10 +27,10 @@ from accounts.models import AuthMethod, User
 from accounts.second_factors import SignInStep, sign_in_step
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation
 from clusters.permissions import role_rank
-from clusters.selectors import invitation_sign_up_terms
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import grant_set
 from clusters.services.members import actor_rank, client_lock, role_grant_check
+from clusters.team_selectors import invitation_sign_up_terms
 from config.errors import (
     AccountExists,
     AlreadyMember,

@@ -27,13 +27,10 @@ from accounts.models import User
 from accounts.scopes import SignInFacts, requirement_unmet, unmet_sentence
 from accounts.selectors import session_facts, sessions_active_of
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
-from clusters.selectors import (
-    client_members,
-    client_sign_in_policy,
-    sign_in_requirement,
-)
+from clusters.selectors import sign_in_requirement
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import client_members_claims_bump
+from clusters.team_selectors import client_members, client_sign_in_policy
 from config.errors import InvalidRequest
 
 MAX_SESSION_LENGTH_MIN = timedelta(minutes=5)

@@ -154,9 +154,9 @@ def test_paging_the_audit_trail_shows_every_event_once_whatever_their_clocks_sai
 
     from django.utils import timezone
 
-    from clusters import selectors
+    from clusters import team_selectors
 
-    monkeypatch.setattr(selectors, "AUDIT_PAGE_SIZE", 5)
+    monkeypatch.setattr(team_selectors, "AUDIT_PAGE_SIZE", 5)
     now = timezone.now()
     ClientAuditEvent.objects.bulk_create(
         ClientAuditEvent(
