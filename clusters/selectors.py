@@ -353,9 +353,16 @@ def cluster_list(*, client: Client) -> list[ClusterDetail]:
     ]
 
 
-def cluster_history(*, cluster: Cluster) -> QuerySet[ClusterChange]:
-    """Every recorded change of the cluster, newest first."""
-    return cluster.changes.order_by("-created_at", "-id")
+HISTORY_PAGE_SIZE = 100
+
+
+def cluster_history(*, cluster: Cluster, before: int | None = None) -> list[ClusterChange]:
+    """The cluster's recorded changes, newest first, a page at a time (``before``: the last id seen;
+    in id order, as the audit trail pages: replicas' clocks may differ)."""
+    changes = cluster.changes.all()
+    if before is not None:
+        changes = changes.filter(pk__lt=before)
+    return list(changes.order_by("-id")[:HISTORY_PAGE_SIZE])
 
 
 def change_origins_visible(*, user: User, client: Client, with_session: bool) -> bool:

@@ -361,9 +361,18 @@ class CredentialsOutputSerializer(serializers.Serializer):
     )
 
 
+class PageQuerySerializer(serializers.Serializer):
+    """``?before=<id>``: the page after the one that ended with that id (the audit trail, a history)."""
+
+    before = serializers.IntegerField(
+        required=False, min_value=1, help_text="The last id of the previous page."
+    )
+
+
 class HistoryEntryOutputSerializer(serializers.Serializer):
     """Renders a ``ClusterChange``."""
 
+    id = serializers.IntegerField(help_text="For `?before=` (the next page).")
     commit = BlankAsNullField(
         allow_null=True,
         help_text="null until the change is committed to git; always null for entries that change nothing "

@@ -94,12 +94,6 @@ class AuditEventSerializer(serializers.Serializer):
         return event.detail
 
 
-class AuditQuerySerializer(serializers.Serializer):
-    before = serializers.IntegerField(
-        required=False, min_value=1, help_text="The last id of the previous page."
-    )
-
-
 _METHODS_HELP = "How a session must have begun: `password`, `google`, `passkey` (at least one)."
 _DOMAIN_HELP = 'The Google Workspace (the ID token\'s `hd`) Google sign-ins must come from; "" for any.'
 _LENGTH_HELP = (

@@ -22,9 +22,9 @@ from accounts.throttles import PublicIPThrottle, UserThrottle
 from accounts.views import SIGN_IN_ERRORS, SIGN_IN_RESPONSE, SignInAPIView, sign_in_step_response
 from clusters import services, team_selectors
 from clusters.permissions import PERMISSION_AUDIT, PERMISSION_MEMBERS, PERMISSION_VIEW
+from clusters.serializers import PageQuerySerializer
 from clusters.team_serializers import (
     AuditEventSerializer,
-    AuditQuerySerializer,
     ClientAccessTokenSerializer,
     InvitationAcceptedSerializer,
     InvitationCreateInputSerializer,
@@ -185,7 +185,7 @@ class AuditView(TeamAPIView):
 
     @extend_schema(
         operation_id="clients_audit_list",
-        parameters=[AuditQuerySerializer],
+        parameters=[PageQuerySerializer],
         responses={
             200: AuditEventSerializer(many=True),
             **error_responses(
@@ -202,7 +202,7 @@ class AuditView(TeamAPIView):
     )
     def get(self, request: Request, client: str) -> Response:
         target = self.client_get()
-        query = AuditQuerySerializer(data=request.query_params)
+        query = PageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         events = team_selectors.client_audit(client=target, before=query.validated_data.get("before"))
         return Response(AuditEventSerializer(events, many=True).data)

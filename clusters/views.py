@@ -28,6 +28,7 @@ from clusters.serializers import (
     ClusterUpdateInputSerializer,
     CredentialsOutputSerializer,
     HistoryEntryOutputSerializer,
+    PageQuerySerializer,
     PermissionsSerializer,
     spec_errors,
 )
@@ -309,16 +310,20 @@ class ClusterHistoryView(ClientAPIView):
 
     @extend_schema(
         operation_id="clusters_history_list",
+        parameters=[PageQuerySerializer],
         responses={
             200: HistoryEntryOutputSerializer(many=True),
-            **error_responses(*CLUSTER_ERRORS, notes=_NOTES),
+            **error_responses(errors.InvalidRequest, *CLUSTER_ERRORS, notes=_NOTES),
         },
-        description="Every recorded change, newest first. `via` and `ip` are shown to the client's admins "
+        description=f"Every recorded change, newest first, {selectors.HISTORY_PAGE_SIZE} at a time "
+        "(`?before=<the last id>` for the next page). `via` and `ip` are shown to the client's admins "
         "signed in (who may read the team's audit trail), null for everyone else.",
     )
     def get(self, request, client: str, cluster: str):
         target = self.cluster_get()
-        changes = selectors.cluster_history(cluster=target)
+        query = PageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        changes = selectors.cluster_history(cluster=target, before=query.validated_data.get("before"))
         origins = selectors.change_origins_visible(
             user=request.user,
             client=target.client,

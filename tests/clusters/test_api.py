@@ -179,6 +179,28 @@ def test_changes_recorded_before_by_todays_operators_keep_their_details_from_the
     }
 
 
+def test_a_long_history_comes_a_page_at_a_time_newest_first(as_user1, cluster1, monkeypatch):
+    """A cluster changed thousands of times answers its history in pages, not in one growing body."""
+    from clusters import selectors
+
+    monkeypatch.setattr(selectors, "HISTORY_PAGE_SIZE", 5)
+    ClusterChange.objects.bulk_create(
+        ClusterChange(cluster=cluster1, action="update", message=f"change {n}", changes={}) for n in range(11)
+    )
+    pages, before = [], None
+    while True:
+        page = as_user1.get(f"{URL}/history" + (f"?before={before}" if before else "")).json()
+        pages.append([entry["message"] for entry in page])
+        if len(page) < 5:
+            break
+        before = page[-1]["id"]
+
+    assert [len(page) for page in pages] == [5, 5, 2]  # the eleven, then the cluster's creation
+    assert pages[0][0] == "change 10" and pages[2][-1].startswith("client1/main: create")
+    refused = as_user1.get(f"{URL}/history?before=a")
+    assert (refused.status_code, list(refused.json()["fields"])) == (400, ["before"])
+
+
 def test_history_shows_who_changed_what_newest_first(as_user1, client_for, operator_staff, cluster1):
     as_user1.patch(URL, {"replicas": 3}, format="json")
     client_for(operator_staff).patch(URL, {"replicas": 4}, format="json")

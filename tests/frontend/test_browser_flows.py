@@ -620,3 +620,23 @@ def test_many_clusters_can_be_searched_by_name_or_client(
     page.fill("#clusters-filter", "")
     assert page.locator('[data-testid="cluster-row"]:visible').count() == 12
     assert page_problems == []
+
+
+def test_a_long_history_shows_its_newest_page_and_pages_back_on_request(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    ClusterChange.objects.bulk_create(
+        ClusterChange(cluster=cluster1, action="update", message=f"change {n}", changes={}) for n in range(104)
+    )  # with the creation: 105, a page of 100 and five older
+    page = new_page()
+    sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main")
+    page.wait_for_selector("#history-more:not([hidden])")
+    assert page.locator("[data-testid='history-row']").count() == 100
+    assert "change 103" in page.text_content("[data-testid='history-row']")  # the newest first
+
+    page.click("#history-more")
+    page.wait_for_selector("#history-more[hidden]", state="attached")
+    assert page.locator("[data-testid='history-row']").count() == 105
+    assert "create" in page.locator("[data-testid='history-row']").last.text_content()
+    assert page_problems == []

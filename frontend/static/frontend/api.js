@@ -354,8 +354,8 @@ function portalEndpoints(call, request) {
       request("PATCH", clusterPath(client, cluster), { body: changes }),
     storageRequestCancel: (client, cluster) =>
       call("DELETE")(`${clusterPath(client, cluster)}/storage-request`),
-    clusterHistory: (client, cluster, options) =>
-      call("GET")(`${clusterPath(client, cluster)}/history`, options),
+    clusterHistory: (client, cluster, before, options) =>
+      call("GET")(`${clusterPath(client, cluster)}/history${before ? `?before=${encodeURIComponent(before)}` : ""}`, options),
     credentials: (client, cluster, options) =>
       call("GET")(`${clusterPath(client, cluster)}/credentials`, options),
     /** -> {status, data}: 202 means committed, not pushed yet (the keys reach the cluster later). */

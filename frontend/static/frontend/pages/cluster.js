@@ -228,24 +228,30 @@ function historyTable(client, name, entries) {
   );
 }
 
-/** The history card: {element, load()}; load() resolves to the entries shown ([] on failure). */
+const HISTORY_PAGE_SIZE = 100; // the API's page
+
+/** The history card: {element, load()}; load() resolves to the newest entries ([] on failure);
+ * "Show older" pages back. */
 function historySection(ctx, client, name) {
   const status = liveRegion("history-status");
   const body = h("div", { id: "history" });
+  const more = h("button", { type: "button", id: "history-more", class: "button secondary", hidden: true }, "Show older");
   const element = h(
     "section",
     { class: "card", "aria-labelledby": "history-heading" },
     h("h2", { id: "history-heading" }, "History"),
     status,
     body,
+    more,
   );
+  let oldest = null;
 
-  async function load() {
-    say(status, "Loading history…");
+  async function fetchPage(before) {
+    say(status, before ? "Loading older changes…" : "Loading history…");
     body.setAttribute("aria-busy", "true");
     let entries;
     try {
-      entries = await ctx.api.clusterHistory(client, name, { signal: ctx.signal });
+      entries = await ctx.api.clusterHistory(client, name, before, { signal: ctx.signal });
     } catch (failure) {
       say(status, "");
       const message = ctx.isCurrent() && ctx.errorMessage(failure);
@@ -256,13 +262,20 @@ function historySection(ctx, client, name) {
     }
     if (!ctx.isCurrent()) return entries;
     say(status, "");
-    replaceChildren(
-      body,
-      entries.length ? historyTable(client, name, entries) : h("p", { id: "history-empty", class: "empty" }, "No changes yet."),
-    );
+    const rows = body.querySelector("tbody");
+    if (before && rows) rows.append(...entries.map(historyRow));
+    else {
+      replaceChildren(
+        body,
+        entries.length ? historyTable(client, name, entries) : h("p", { id: "history-empty", class: "empty" }, "No changes yet."),
+      );
+    }
+    if (entries.length) oldest = entries[entries.length - 1].id;
+    more.hidden = entries.length < HISTORY_PAGE_SIZE;
     return entries;
   }
-  return { element, load };
+  more.addEventListener("click", () => fetchPage(oldest));
+  return { element, load: () => fetchPage(null) };
 }
 
 // --- saving --------------------------------------------------------------------------
