@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -11,7 +12,13 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from accounts.models import User
 from accounts.scopes import CredentialScope, SignInRequirement, UserScope, unmet_sentence
-from clusters.deployments import Deployment, client_selector, cluster_deployment, clusters_deployments
+from clusters.deployments import (
+    CLIENT_LABEL,
+    Deployment,
+    client_selector,
+    cluster_deployment,
+    clusters_deployments,
+)
 from clusters.models import (
     RECORD_ONLY_ACTIONS,
     Client,
@@ -328,25 +335,35 @@ def cluster_detail(*, cluster: Cluster, revision: ClusterChange | None = None) -
 
 
 def cluster_list(*, client: Client) -> list[ClusterDetail]:
-    """The client's clusters with their revisions, pending storage requests (three queries) and
-    deployments (one question to Argo CD at most)."""
+    """The client's clusters in service: ``clients_clusters`` for one client."""
+    return clients_clusters(clients=[client])
+
+
+def clients_clusters(*, clients: Sequence[Client]) -> list[ClusterDetail]:
+    """The clusters in service of ``clients`` (by client, then name), with their revisions, pending
+    storage requests (three queries however many clients) and deployments (one question to Argo CD
+    at most: one client's Applications, or every client's)."""
+    if not clients:
+        return []
+    by_id = {client.pk: client for client in clients}
     changes = ClusterChange.objects.filter(cluster=OuterRef("pk")).order_by("-created_at", "-id")
     clusters = list(
-        Cluster.objects.filter(client=client, decommissioned_at=None)
+        Cluster.objects.filter(client__in=list(by_id), decommissioned_at=None)
         .annotate(
             revision_id=Subquery(changes.exclude(commit="").values("pk")[:1]),  # as cluster_revision
             latest_id=Subquery(changes.exclude(action__in=RECORD_ONLY_ACTIONS).values("pk")[:1]),
         )
-        .order_by("slug")
+        .order_by("client__slug", "slug")
     )
     revisions = ClusterChange.objects.in_bulk(
         {found for c in clusters for found in (c.revision_id, c.latest_id) if found is not None}
     )
     expansions = _pending_expansions(clusters)
     for cluster in clusters:
-        cluster.client = client
+        cluster.client = by_id[cluster.client_id]
+    selector = client_selector(clients[0].slug) if len(clients) == 1 else CLIENT_LABEL
     deployments = clusters_deployments(
-        clusters=[(c, revisions.get(c.latest_id)) for c in clusters], selector=client_selector(client.slug)
+        clusters=[(c, revisions.get(c.latest_id)) for c in clusters], selector=selector
     )
     return [
         _detail(c, revisions.get(c.revision_id), expansions.get(c.pk), deployments[c.pk]) for c in clusters

@@ -21,6 +21,7 @@ _CLIENT = "clients/<name:client>"
 urlpatterns = [
     path("auth/permissions", views.PermissionsView.as_view(), name="auth-permissions"),
     path("clients", views.ClientListView.as_view(), name="client-list"),
+    path("clusters", views.AllClustersView.as_view(), name="clusters-all"),
     path("clients/<name:client>/clusters", views.ClusterListView.as_view(), name="cluster-list"),
     path(_CLUSTER, views.ClusterDetailView.as_view(), name="cluster-detail"),
     path(f"{_CLUSTER}/credentials", views.ClusterCredentialsView.as_view(), name="cluster-credentials"),

@@ -14,6 +14,7 @@ from accounts.access_tokens import access_token_create
 from accounts.audit import RequestOrigin
 from accounts.scopes import SignInFacts
 from clusters.models import Cluster, ClusterChange
+from clusters.services import client_create, cluster_create
 
 # Each request's change is delivered to git once its transaction commits, as in production:
 # the test database must really commit.
@@ -177,6 +178,27 @@ def test_changes_recorded_before_by_todays_operators_keep_their_details_from_the
         "ops@example.com": True,
         "client1@example.com": False,
     }
+
+
+def test_every_cluster_the_user_may_see_comes_in_one_request(
+    client_for, user1, operator_staff, cluster1, cluster2, django_assert_max_num_queries
+):
+    """The Clusters page of an operator with hundreds of clients asked once per client."""
+    assert [(c["client"], c["name"]) for c in client_for(user1).get("/api/clusters").json()] == [
+        ("client1", "main")
+    ]
+
+    operator = client_for(operator_staff)
+    few = operator.get("/api/clusters")
+    assert [(c["client"], c["name"]) for c in few.json()] == [("client1", "main"), ("client2", "main")]
+    for number in range(3, 13):
+        cluster_create(
+            client=client_create(slug=f"client{number}", name=f"C{number}"), slug="main", actor=None
+        )
+    with django_assert_max_num_queries(12) as counted:  # not one request's worth per client
+        many = operator.get("/api/clusters")
+    assert len(many.json()) == 12 and many.json()[0] == operator.get(f"{URL}").json()
+    assert len(counted.captured_queries) <= 12
 
 
 def test_a_long_history_comes_a_page_at_a_time_newest_first(as_user1, cluster1, monkeypatch):

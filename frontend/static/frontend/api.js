@@ -354,6 +354,7 @@ function portalEndpoints(call, request) {
       request("PATCH", clusterPath(client, cluster), { body: changes }),
     storageRequestCancel: (client, cluster) =>
       call("DELETE")(`${clusterPath(client, cluster)}/storage-request`),
+    allClusters: (options) => call("GET")("/api/clusters", options),
     clusterHistory: (client, cluster, before, options) =>
       call("GET")(`${clusterPath(client, cluster)}/history${before ? `?before=${encodeURIComponent(before)}` : ""}`, options),
     credentials: (client, cluster, options) =>

@@ -22,11 +22,13 @@ export async function render(ctx) {
   ctx.main.append(container);
   say(status, "Loading clusters…");
 
-  let clients, permissions;
+  let clients, permissions, clusters;
   try {
-    [clients, permissions] = await Promise.all([
+    // One request for every client's clusters: an operator may see hundreds of clients.
+    [clients, permissions, clusters] = await Promise.all([
       ctx.api.clients({ signal: ctx.signal }),
       ctx.api.permissions({ signal: ctx.signal }),
+      ctx.api.allClusters({ signal: ctx.signal }),
     ]);
   } catch (failure) {
     say(status, "");
@@ -49,33 +51,21 @@ export async function render(ctx) {
     return;
   }
 
-  const results = await Promise.allSettled(
-    clients.map((client) => ctx.api.clusters(client.slug, { signal: ctx.signal })),
-  );
-  if (!ctx.isCurrent()) return;
-
+  const byClient = new Map(clients.map((client) => [client.slug, []]));
+  for (const cluster of clusters) if (byClient.has(cluster.client)) byClient.get(cluster.client).push(cluster);
   let count = 0;
-  clients.forEach((client, index) => {
-    const result = results[index];
-    if (result.status === "fulfilled") count += result.value.length;
-    container.append(clientGroup(ctx, client, result, clientPermissions(permissions, client.slug)));
-  });
-  const failed = clients.filter((client, index) => results[index].status !== "fulfilled");
-  say(status, clustersSummary(count, clients.length - failed.length, failed));
+  for (const client of clients) {
+    count += byClient.get(client.slug).length;
+    container.append(clientGroup(ctx, client, byClient.get(client.slug), clientPermissions(permissions, client.slug)));
+  }
+  say(status, clustersSummary(count, clients.length));
   if (count > FILTER_FROM) container.before(...clustersFilter(container));
 }
 
-/**
- * What the page says it shows: a count is a fact only for the clients that answered; the
- * others are named apart ("0 clusters in 0 clients" above a listed client is no fact).
- */
-export function clustersSummary(count, loaded, failed) {
+/** What the page says it shows: "3 clusters in 2 clients." */
+export function clustersSummary(count, clientCount) {
   const plural = (n, word) => `${n} ${n === 1 ? word : `${word}s`}`;
-  const names = failed.map((client) => client.name || client.slug).join(", ");
-  return [
-    loaded ? `${plural(count, "cluster")} in ${plural(loaded, "client")}.` : "",
-    failed.length ? `The clusters of ${names} could not be loaded.` : "",
-  ].filter(Boolean).join(" ");
+  return `${plural(count, "cluster")} in ${plural(clientCount, "client")}.`;
 }
 
 /** Finds clusters by name or client: clients with none shown are hidden while it filters. */
@@ -109,7 +99,7 @@ function adminLinks(client) {
   );
 }
 
-function clientGroup(ctx, client, result, permissions) {
+function clientGroup(ctx, client, clientClusters, permissions) {
   const headingId = `client-${client.slug}-heading`;
   const section = h(
     "section",
@@ -123,13 +113,7 @@ function clientGroup(ctx, client, result, permissions) {
     permissions.includes("members") ? adminLinks(client) : null,
   );
 
-  if (result.status === "rejected") {
-    const message = ctx.errorMessage(result.reason);
-    if (message) section.append(h("p", { class: "error", role: "alert" }, message));
-    section.append(h("button", { type: "button", class: "button secondary retry-clusters", onclick: () => ctx.rerender() }, "Try again"));
-    return section;
-  }
-  const clusters = [...result.value].sort((a, b) => a.name.localeCompare(b.name));
+  const clusters = [...clientClusters].sort((a, b) => a.name.localeCompare(b.name));
   section.append(clusters.length ? clustersTable(client, clusters) : h("p", { class: "empty" }, "No clusters in service. The portal's operators create them: ask them for one."));
   if (clusters.some(onItsWay)) deploymentsFollow(ctx, client, section);
   return section;
