@@ -39,6 +39,7 @@ from accounts.services import (
     sessions_revoke,
     user_deactivate,
     user_delete,
+    user_email_change_record,
     users_claims_bump,
 )
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
@@ -256,7 +257,10 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         )
         if deactivated:
             obj.is_active = True  # the service flips it, together with revoking the sessions
+        email_before = User.objects.get(pk=obj.pk).email if change and "email" in form.changed_data else None
         super().save_model(request, obj, form, change)
+        if email_before is not None:  # the owner hears of it at both addresses (security notice)
+            user_email_change_record(user=obj, email_before=email_before, actor=request.user)
         if deactivated and not self.account_deactivate(user=obj, actor=request.user):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
         if reactivated:

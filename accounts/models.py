@@ -260,6 +260,7 @@ class AuditEventType(models.TextChoices):
     PASSWORD_RESET = "password_reset", "Password reset"
     ACCESS_TOKEN_CREATED = "token_created", "Personal access token created"
     ACCESS_TOKEN_REVOKED = "token_revoked", "Personal access token revoked"
+    EMAIL_CHANGED = "email_changed", "Email address changed by an operator"
 
 
 class AuditEvent(models.Model):

@@ -3,7 +3,8 @@
 OWASP's Authentication, Forgot Password and MFA cheat sheets ask for it: whoever took an account
 over (the password, a session, a mailbox) changes these things first, and the owner hears of it
 at an address the change did not touch. One notice per audited event of the kinds below, sent
-after the transaction commits (``accounts.mail``); it holds no secret and no link that acts.
+once the transaction commits (``accounts.mail``, with EMAIL_SEND_IN_BACKGROUND, the default); it
+holds no secret, no link that acts, and nothing the actor chose (not even their browser's name).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def _factor(detail: str) -> str:
     if detail.startswith("passkey "):
         return f"the passkey “{detail.removeprefix('passkey ')}”"
     return "a second factor"
+
+
+def _sentence_start(text: str) -> str:
+    return text[:1].upper() + text[1:]  # not capitalize(): a passkey's name keeps its capitals
 
 
 def _password_changed(event: AuditEvent) -> str:
@@ -46,11 +51,15 @@ NOTICES: dict[str, tuple[str, Callable[[AuditEvent], str]]] = {
     ),
     AuditEventType.SECOND_FACTOR_ENROLLED: (
         "A second factor was added",
-        lambda event: f"{_factor(event.detail).capitalize()} was added to your account as a second factor.",
+        lambda event: (
+            f"{_sentence_start(_factor(event.detail))} was added to your account as a second factor."
+        ),
     ),
     AuditEventType.SECOND_FACTOR_REMOVED: (
         "A second factor was removed",
-        lambda event: f"{_factor(event.detail).capitalize()} was removed from your account's second factors.",
+        lambda event: (
+            f"{_sentence_start(_factor(event.detail))} was removed from your account's second factors."
+        ),
     ),
     AuditEventType.SECOND_FACTORS_RESET: (
         "Your second factors were removed",
@@ -70,6 +79,25 @@ NOTICES: dict[str, tuple[str, Callable[[AuditEvent], str]]] = {
             "do are on the Tokens page)."
         ),
     ),
+    AuditEventType.GOOGLE_LINKED: (
+        "A Google account was linked",
+        lambda event: (
+            "A Google account was linked to your account: signing in with it now opens your account."
+        ),
+    ),
+    AuditEventType.GOOGLE_UNLINKED: (
+        "A Google account was unlinked",
+        lambda event: (
+            "A Google account was unlinked from your account: signing in with it no longer opens it."
+        ),
+    ),
+    AuditEventType.EMAIL_CHANGED: (
+        "Your email address was changed",
+        lambda event: (
+            f"An operator changed the email address of your account from {event.email} to "
+            f"{event.user.email}. This notice goes to both addresses."
+        ),
+    ),
     AuditEventType.REFRESH_REUSED: (
         "A session was ended",
         lambda event: (
@@ -86,16 +114,22 @@ def security_notice_send(*, event: AuditEvent) -> None:
     if notice is None or event.user is None:
         return
     subject, sentence = notice
+    # A changed address: the old one hears of it too, where whoever changed it cannot read.
+    addresses = [event.user.email, *([event.email] if event.type == AuditEventType.EMAIL_CHANGED else [])]
+    for address in addresses:
+        _notice_send(event=event, to=address, subject=subject, what=sentence(event))
+
+
+def _notice_send(*, event: AuditEvent, to: str, subject: str, what: str) -> None:
     mail_send(
-        to=event.user.email,
+        to=to,
         subject=f"{subject} (Qdrant Portal)",
         template="accounts/security_notice_email",
         context={
             "user": event.user,
-            "what": sentence(event),
+            "what": what,
             "at": event.at,
-            "ip": event.ip,
-            "user_agent": event.user_agent,
+            "ip": event.ip,  # not the browser's self-description: whoever took the account writes that
             "security_url": f"{settings.PUBLIC_URL}/#/security" if settings.PUBLIC_URL else "",
         },
         what=f"security notice ({event.type})",

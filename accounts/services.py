@@ -445,6 +445,16 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
     transaction.on_commit(lambda: _claims_forget(user_ids))
 
 
+def user_email_change_record(*, user: User, email_before: str, actor: User) -> None:
+    """An operator changed the user's address: audited, so the owner is told at both (security notice)."""
+    audit_event_record(
+        type=AuditEventType.EMAIL_CHANGED,
+        user=user,
+        email=email_before,
+        detail=f"from {email_before}; by {actor.email}",
+    )
+
+
 def user_deactivate(*, user: User, actor: User | None = None) -> bool:
     """Disable the account, end all its sessions and revoke its tokens; False when the cache could not be told.
 

@@ -25,11 +25,19 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 # paragraph separators, private-use code points, lone surrogates.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs"})
 _FORMAT_ALLOWED = frozenset("\u200c\u200d\u200e\u200f\u061c")  # joiners and direction marks
-# Characters that show nothing without being spaces or format characters: blank fillers, the
-# combining grapheme joiner, Khmer's inherent vowels (Unicode advises against both).
-_BLANKS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
-# A subdivision flag: the black flag, tag letters, the cancel tag (Unicode's emoji tag sequence).
-_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+# Characters that show nothing without being spaces or format characters: the Hangul fillers,
+# the combining grapheme joiner, Khmer's inherent vowels (Unicode advises against all of them).
+_BLANKS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0")
+# Blank, but a space in its own script: allowed between words, not as a whole name.
+_BLANK_SPACES = frozenset("\u2800")
+# The subdivision flags emoji fonts draw (England, Scotland, Wales): the black flag, tag letters
+# spelling the region, the cancel tag. No other run of tags: they would carry hidden text.
+_FLAG = re.compile(
+    "|".join(
+        "\U0001f3f4" + "".join(chr(0xE0000 + ord(letter)) for letter in region) + "\U000e007f"
+        for region in ("gbeng", "gbsct", "gbwls")
+    )
+)
 
 
 def _refused(character: str) -> bool:
@@ -45,7 +53,10 @@ def _refused(character: str) -> bool:
 def _shows(character: str) -> bool:
     """Whether a character shows on its own: a mark or a variation selector needs another."""
     return not (
-        character.isspace() or character in _BLANKS or unicodedata.category(character) in {"Cf", "Mn", "Me"}
+        character.isspace()
+        or character in _BLANKS
+        or character in _BLANK_SPACES
+        or unicodedata.category(character) in {"Cf", "Mn", "Me"}
     )
 
 

@@ -90,6 +90,7 @@ def test_the_secret_is_shown_once_and_only_its_hash_is_stored(session1, user1, c
         "deploy\U000e0070\U000e0072\U000e006f\U000e0064",  # text hidden in tag characters
         "CI\u034fdeploys",  # the combining grapheme joiner: a mark that shows nothing
         "\ufe0f",  # a variation selector alone
+        "Team \U0001f3f4\U000e0069\U000e0067\U000e006e\U000e006f\U000e0072\U000e0065\U000e007f",  # no flag
     ],
     ids=[
         "right-to-left-override",
@@ -104,6 +105,7 @@ def test_the_secret_is_shown_once_and_only_its_hash_is_stored(session1, user1, c
         "tag-characters",
         "grapheme-joiner",
         "variation-selector-alone",
+        "hidden-text-after-a-black-flag",
     ],
 )
 def test_a_token_name_that_would_read_differently_from_what_was_typed_is_refused(session1, name):
@@ -124,6 +126,7 @@ def test_a_token_name_that_would_read_differently_from_what_was_typed_is_refused
         "Zürich CI",
         "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f fans",  # England's flag
         "\u2764\ufe0f deploys",  # a variation selector after its emoji
+        "\u2813\u280a\u2800\u2813\u280a",  # two Braille words and the Braille blank between them
     ],
 )
 def test_names_in_every_script_and_emoji_with_joiners_are_kept_as_typed(session1, name):

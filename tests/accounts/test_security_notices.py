@@ -12,7 +12,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.factor_enrolment import second_factors_reset
+from accounts.models import AuditEvent
 from accounts.passwords import operator_password_set
+from accounts.security_notices import NOTICES
 from tests.accounts.test_refresh import bearer_refresh
 from tests.accounts.test_second_factors import _enrol
 from tests.conftest import DEFAULT_PASSWORD, b64
@@ -27,9 +29,14 @@ def _notices() -> list:
 def test_a_password_change_tells_the_owner_when_and_from_where(auth_client, user):
     client = auth_client(user)
     body = {"currentPassword": b64(DEFAULT_PASSWORD), "newPassword": b64(NEW_PASSWORD)}
-    assert (
-        client.post("/api/auth/password", body, format="json", REMOTE_ADDR="203.0.113.7").status_code == 204
+    changed = client.post(
+        "/api/auth/password",
+        body,
+        format="json",
+        REMOTE_ADDR="203.0.113.7",
+        HTTP_USER_AGENT="It was us, ignore this",
     )
+    assert changed.status_code == 204
 
     (notice,) = _notices()
     assert notice.to == ["alice@example.com"]
@@ -39,6 +46,13 @@ def test_a_password_change_tells_the_owner_when_and_from_where(auth_client, user
     assert "https://portal.example.com/#/security" in notice.body
     assert NEW_PASSWORD not in notice.body and b64(NEW_PASSWORD) not in notice.body
     assert "<script" not in notice.alternatives[0][0]
+    assert "ignore this" not in notice.body  # the browser's name is the actor's to choose: left out
+
+
+def test_a_passkey_is_named_as_its_owner_wrote_it():
+    event = AuditEvent(type="factor_enrolled", detail="passkey YubiKey 5C NFC")
+    _, sentence = NOTICES[event.type]
+    assert sentence(event) == "The passkey “YubiKey 5C NFC” was added to your account as a second factor."
 
 
 def test_a_refused_change_tells_nobody_anything(auth_client, user):
@@ -106,3 +120,42 @@ def test_a_completed_reset_is_told_but_not_a_request_for_one(user):
     (notice,) = _notices()
     assert notice.subject == "Your password was reset (Qdrant Portal)"
     assert token not in notice.body
+
+
+def test_an_operator_changing_the_address_tells_the_old_one_and_the_new_one(user_factory, user):
+    from django.test import Client as BrowserClient
+
+    from tests.accounts.test_admin import user_change_form_data
+
+    operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    browser = BrowserClient()
+    browser.force_login(operator)
+    form = user_change_form_data(browser.get(f"/admin/accounts/user/{user.pk}/change/"))
+    form.update(email="alice@new.example.com", name=user.name)
+    for field in ("date_joined", "last_login"):
+        form.pop(field, None)
+
+    assert browser.post(f"/admin/accounts/user/{user.pk}/change/", form).status_code == 302
+
+    notices = _notices()
+    assert sorted(address for notice in notices for address in notice.to) == [
+        "alice@example.com",
+        "alice@new.example.com",
+    ]
+    assert all("from alice@example.com to alice@new.example.com" in notice.body for notice in notices)
+    assert "root@example.com" not in notices[0].body
+
+
+def test_linking_a_google_account_is_told(api_client, user, google_key, google, settings, monkeypatch):
+    import accounts.google
+    from accounts.google import CachingRequest
+    from tests.accounts.google_tokens import CLIENT_ID, id_token
+
+    settings.GOOGLE_CLIENT_IDS, settings.GOOGLE_ALLOWED_DOMAINS = [CLIENT_ID], []
+    monkeypatch.setattr(accounts.google, "_google_request", CachingRequest(google))
+
+    signed_in = api_client.post("/api/auth/google", {"credential": id_token(google_key)}, format="json")
+
+    assert signed_in.status_code == 200, signed_in.content
+    (notice,) = _notices()
+    assert notice.subject == "A Google account was linked (Qdrant Portal)"
