@@ -635,8 +635,18 @@ def test_a_long_history_shows_its_newest_page_and_pages_back_on_request(
     assert page.locator("[data-testid='history-row']").count() == 100
     assert "change 103" in page.text_content("[data-testid='history-row']")  # the newest first
 
+    # An older page that fails keeps what is shown, and says so.
+    page.route("**/history?before=*", lambda route: route.fulfill(status=503, body="unavailable"))
     page.click("#history-more")
+    expect(page.locator("#history-status")).not_to_have_text("")
+    assert page.locator("[data-testid='history-row']").count() == 100
+    page.unroute("**/history?before=*")
+
+    page.locator("#history-more").dblclick()  # a second click while the page loads adds nothing
     page.wait_for_selector("#history-more[hidden]", state="attached")
     assert page.locator("[data-testid='history-row']").count() == 105
     assert "create" in page.locator("[data-testid='history-row']").last.text_content()
+    assert page.evaluate("document.activeElement.id") == "history-heading"  # not lost with the button
+    expect(page.locator("#history-status")).to_have_text("5 older changes shown.")
+    page_problems[:] = [problem for problem in page_problems if "503" not in problem]  # the refusal we staged
     assert page_problems == []
