@@ -52,6 +52,8 @@ class GrantInlineForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk is None:
+            if "client" in self.fields:  # a new row: a deactivated client would gain a dead grant
+                self.fields["client"].queryset = Client.objects.filter(active=True)
             return
         # Django checks every saved row on each save (its id, its user, its uniqueness: a query
         # each); a row the operator did not change has nothing to check or save.

@@ -4,23 +4,77 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0014_names_cleaned'),
+        ("accounts", "0014_names_cleaned"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='auditevent',
-            name='accounts_auditevent_type_valid',
+            model_name="auditevent",
+            name="accounts_auditevent_type_valid",
         ),
         migrations.AlterField(
-            model_name='auditevent',
-            name='type',
-            field=models.CharField(choices=[('login_succeeded', 'Login succeeded'), ('login_failed', 'Login failed'), ('login_throttled', 'Login refused: too many attempts'), ('refresh_reused', 'Refresh token reused'), ('logout', 'Logout'), ('session_revoked', 'Session revoked'), ('google_linked', 'Google account linked'), ('google_unlinked', 'Google account unlinked'), ('factor_enrolled', 'Second factor enrolled'), ('factor_removed', 'Second factor removed'), ('factor_failed', 'Second factor failed'), ('factors_reset', 'Second factors reset by an operator'), ('recovery_code_used', 'Recovery code used'), ('recovery_codes_issued', 'Recovery codes issued'), ('reauthenticated', 'Re-authenticated'), ('password_changed', 'Password changed'), ('password_reset_requested', 'Password reset requested'), ('password_reset', 'Password reset'), ('token_created', 'Personal access token created'), ('token_revoked', 'Personal access token revoked'), ('email_changed', 'Email address changed by an operator')], max_length=32),
+            model_name="auditevent",
+            name="type",
+            field=models.CharField(
+                choices=[
+                    ("login_succeeded", "Login succeeded"),
+                    ("login_failed", "Login failed"),
+                    ("login_throttled", "Login refused: too many attempts"),
+                    ("refresh_reused", "Refresh token reused"),
+                    ("logout", "Logout"),
+                    ("session_revoked", "Session revoked"),
+                    ("google_linked", "Google account linked"),
+                    ("google_unlinked", "Google account unlinked"),
+                    ("factor_enrolled", "Second factor enrolled"),
+                    ("factor_removed", "Second factor removed"),
+                    ("factor_failed", "Second factor failed"),
+                    ("factors_reset", "Second factors reset by an operator"),
+                    ("recovery_code_used", "Recovery code used"),
+                    ("recovery_codes_issued", "Recovery codes issued"),
+                    ("reauthenticated", "Re-authenticated"),
+                    ("password_changed", "Password changed"),
+                    ("password_reset_requested", "Password reset requested"),
+                    ("password_reset", "Password reset"),
+                    ("token_created", "Personal access token created"),
+                    ("token_revoked", "Personal access token revoked"),
+                    ("email_changed", "Email address changed by an operator"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='auditevent',
-            constraint=models.CheckConstraint(condition=models.Q(('type__in', ['login_succeeded', 'login_failed', 'login_throttled', 'refresh_reused', 'logout', 'session_revoked', 'google_linked', 'google_unlinked', 'factor_enrolled', 'factor_removed', 'factor_failed', 'factors_reset', 'recovery_code_used', 'recovery_codes_issued', 'reauthenticated', 'password_changed', 'password_reset_requested', 'password_reset', 'token_created', 'token_revoked', 'email_changed'])), name='accounts_auditevent_type_valid'),
+            model_name="auditevent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "type__in",
+                        [
+                            "login_succeeded",
+                            "login_failed",
+                            "login_throttled",
+                            "refresh_reused",
+                            "logout",
+                            "session_revoked",
+                            "google_linked",
+                            "google_unlinked",
+                            "factor_enrolled",
+                            "factor_removed",
+                            "factor_failed",
+                            "factors_reset",
+                            "recovery_code_used",
+                            "recovery_codes_issued",
+                            "reauthenticated",
+                            "password_changed",
+                            "password_reset_requested",
+                            "password_reset",
+                            "token_created",
+                            "token_revoked",
+                            "email_changed",
+                        ],
+                    )
+                ),
+                name="accounts_auditevent_type_valid",
+            ),
         ),
     ]

@@ -42,3 +42,21 @@ def test_no_grant_goes_to_a_deactivated_account_or_client(admin_browser, user_fa
 
     assert (to_gone.status_code, on_gone.status_code) == (200, 200)  # the form again, with the error
     assert not Grant.objects.filter(user__in=[gone, live]).exists()
+
+
+def test_a_users_page_gives_no_grant_on_a_deactivated_client(admin_browser, user_factory, client2):
+    from tests.accounts.test_admin import user_change_form_data
+    from tests.clusters.test_admin import _inline_management
+
+    member = user_factory(email="member@example.com")
+    client_update(client=client2, name=client2.name, active=False)
+    form = user_change_form_data(admin_browser.get(f"/admin/accounts/user/{member.pk}/change/"))
+    form.update(_inline_management("grants", 1))
+    form.update(
+        {"grants-0-user": str(member.pk), "grants-0-client": str(client2.pk), "grants-0-role": "viewer"}
+    )
+
+    response = admin_browser.post(f"/admin/accounts/user/{member.pk}/change/", form)
+
+    assert response.status_code == 200  # the page again, with the error on the row
+    assert not Grant.objects.filter(user=member).exists()
