@@ -207,10 +207,8 @@ def session_id_live(*, session_id: uuid.UUID, user_id: int) -> LiveSession:
     """``session_live`` for a session known by its id (the admin's, bound to a portal session)."""
     cached = session_cache.session_cache_read(session_id=session_id, user_id=user_id)
     if cached.revoked:
-        # A deactivation revokes every session too: its user hears why (account_disabled), not
-        # only that the session ended. Read only for a revoked session, so off the hot path.
-        revoked_user = cached.claims or _claims_load(user_id=user_id, epoch=cached.claims_epoch)
-        raise SessionEnded() if revoked_user.active else AccountDisabled()
+        # A deactivation revokes every session too: its user hears why, from the marker itself.
+        raise AccountDisabled() if cached.revoked_as_disabled else SessionEnded()
     if cached.seen is None or cached.ends_at is None:
         raise SessionIdle()
     if cached.user_id != user_id:

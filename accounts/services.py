@@ -473,7 +473,9 @@ def user_deactivate(*, user: User, actor: User | None = None) -> bool:
         token_hashes = user_access_tokens_revoke(user=user, actor=actor)  # they die with the account
 
     def cache_tell() -> None:
-        session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
+        session_cache.sessions_revoked_mark(
+            session_ids=[session.pk for session in sessions], account_disabled=True
+        )
         session_cache.claims_cache_forget(user_ids=[user.pk])
         session_cache.access_tokens_forget(token_hashes=token_hashes)
 

@@ -109,6 +109,7 @@ class CachedSession:
     user_id: int | None
     ends_at: datetime | None  # the session's absolute end (``JWT_SESSION_MAX`` after sign-in)
     revoked: bool
+    revoked_as_disabled: bool  # revoked because its account was deactivated (account_disabled)
     claims: CachedClaims | None
     facts: SignInFacts
     claims_epoch: str | None  # what claims read from the database now must be written with
@@ -147,6 +148,7 @@ def session_cache_read(*, session_id: uuid.UUID, user_id: int) -> CachedSession:
         user_id=timer["uid"] if isinstance(timer, dict) else None,
         ends_at=datetime.fromtimestamp(timer["end"], tz=UTC) if isinstance(timer, dict) else None,
         revoked=keys[1] in found,
+        revoked_as_disabled=found.get(keys[1]) == REVOKED_AS_DISABLED,
         claims=_claims_current(found.get(keys[2]), epoch),
         facts=_facts(timer.get("facts") if isinstance(timer, dict) else None),
         claims_epoch=epoch,
@@ -241,14 +243,21 @@ def session_timer_start(
         _hot_entries.forget([_session_key(session_id)])
 
 
-def sessions_revoked_mark(*, session_ids: Iterable[uuid.UUID]) -> None:
-    """Mark sessions revoked and stop their idle timers; raises 503 if the cache cannot take it."""
+REVOKED_AS_DISABLED = 2  # the revocation marker's value for a deactivated account's sessions (else 1)
+
+
+def sessions_revoked_mark(*, session_ids: Iterable[uuid.UUID], account_disabled: bool = False) -> None:
+    """Mark sessions revoked and stop their idle timers; raises 503 if the cache cannot take it.
+
+    ``account_disabled``: their account was deactivated, which their requests are told (in the
+    marker, so that telling costs no database read)."""
     session_ids = list(session_ids)
     if not session_ids:
         return
     lifetime = max(settings.JWT_ACCESS_TTL, settings.JWT_TTL) + REVOKED_MARKER_MARGIN
+    marker = REVOKED_AS_DISABLED if account_disabled else 1
     try:
-        cache.set_many({_revoked_key(sid): 1 for sid in session_ids}, timeout=lifetime.total_seconds())
+        cache.set_many({_revoked_key(sid): marker for sid in session_ids}, timeout=lifetime.total_seconds())
         cache.delete_many([_session_key(sid) for sid in session_ids])
     except CACHE_ERRORS as error:
         raise _outage(error, "revoking sessions") from error

@@ -180,6 +180,17 @@ def test_deactivation_revokes_every_session_and_access_token(auth_client, bearer
         assert client.get("/api/auth/me").json()["code"] == "account_disabled"
         assert client.get("/api/auth/validate").json()["code"] == "account_disabled"
     assert browser.post("/api/auth/refresh").json()["code"] == "account_disabled"  # the refresh cookie
+
+
+def test_a_deactivated_users_validate_answer_reads_no_database(
+    bearer_client, user, django_assert_num_queries
+):
+    """Gateways call /validate on every request: telling why costs the marker only, no query."""
+    cli = bearer_client(user)
+    user_deactivate(user=user)
+    cli.get("/api/auth/validate")  # the first answer may warm what a process keeps
+    with django_assert_num_queries(0):
+        assert cli.get("/api/auth/validate").json()["code"] == "account_disabled"
     assert Session.objects.filter(revoked_reason="deactivated").count() == 2
 
 
