@@ -73,10 +73,20 @@ def device_remember(
     ``deviceToken``), unless the client named a valid one; ``second_factor``: the step was the
     second, which the password alone never earns (a new one, marked so, unless it named one
     marked so already)."""
-    if device_cookie_nonce(device_presented(request), user=user, second_factor=second_factor) is not None:
-        return  # known: kept as it is (after the first step it may say a second step earned it)
+    presented = device_presented(request)
+    if device_cookie_nonce(presented, user=user, second_factor=second_factor) is not None:
+        # Known: kept as it is (after the first step it may say a second step earned it), but
+        # made out again under today's SECRET_KEY if an older one signed it (a rotation).
+        claims = _claims(presented, email=user.email)
+        if claims is not None and claims["p"] != _password_version(user):
+            _device_give(response, claims | {"p": _password_version(user)}, in_body=in_body)
+        return
     claims = {"e": user.email, "p": _password_version(user), "n": secrets.token_urlsafe(16)}
-    value = signing.dumps(claims | ({"f": 1} if second_factor else {}), salt=_SALT)
+    _device_give(response, claims | ({"f": 1} if second_factor else {}), in_body=in_body)
+
+
+def _device_give(response: Response, claims: dict, *, in_body: bool) -> None:
+    value = signing.dumps(claims, salt=_SALT)
     if in_body:
         response.data["deviceToken"] = value
     else:
