@@ -124,7 +124,7 @@ class GrantInline(admin.TabularInline):
         return formset
 
 
-# --- The Members list ----------------------------------------------------------------------------
+# --- The Grants list -----------------------------------------------------------------------------
 
 
 class GrantForm(forms.ModelForm):
