@@ -276,7 +276,7 @@ def test_an_operator_deletes_a_member_who_signed_in_and_the_client_trail_says_so
     assert not User.objects.filter(pk=user1.pk).exists()
     removed = ClientAuditEvent.objects.get(client=client1, type=ClientAuditEvent.Type.MEMBER_REMOVED)
     assert (removed.actor, removed.target_email) == (operator, "client1@example.com")
-    assert api.get("/api/auth/validate").json()["code"] == "token_not_valid"
+    assert api.get("/api/auth/validate").json()["code"] == "account_disabled"  # deactivated, then deleted
 
 
 def test_a_members_deactivation_and_reactivation_are_on_each_of_their_clients_trails(
