@@ -6,7 +6,7 @@ text-direction override would make it read differently from what was typed (CVE-
 Persian and Indic names and emoji sequences need; the direction marks (U+200E, U+200F, U+061C),
 which place punctuation in right-to-left text and reorder nothing else; and code points Python's
 Unicode database does not know yet (an emoji newer than the interpreter is not a control).
-Refused besides: every other invisible format character (a zero-width space makes ``CI​deploys``
+Refused besides: every other invisible format character (a zero-width space makes ``CI<U+200B>deploys``
 another name than ``CIdeploys``; tag characters carry hidden text, but for the flags of England,
 Scotland and Wales, which are made of them), the characters that show nothing (blank fillers such
 as U+3164 are letters to Unicode, U+034F a combining mark), and a name in which nothing shows.
