@@ -257,7 +257,7 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         )
         if deactivated:
             obj.is_active = True  # the service flips it, together with revoking the sessions
-        email_before = User.objects.get(pk=obj.pk).email if change and "email" in form.changed_data else None
+        email_before = form.initial.get("email") if change and "email" in form.changed_data else None
         super().save_model(request, obj, form, change)
         if email_before is not None:  # the owner hears of it at both addresses (security notice)
             user_email_change_record(user=obj, email_before=email_before, actor=request.user)

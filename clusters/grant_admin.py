@@ -46,8 +46,8 @@ def grant_edit_check(*, actor: User, stored: Grant | None, wanted: Grant | None)
 
 
 class GrantInlineForm(forms.ModelForm):
-    """A saved grant keeps its user and client (change its role, or remove it and add another):
-    the row names them from the rows already read, where a search box would cost a query each."""
+    """A saved grant keeps its client (change its role, or remove it and add another): the row
+    names it from the rows already read, where a search box would cost a query each."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -58,15 +58,14 @@ class GrantInlineForm(forms.ModelForm):
         # Django checks every saved row on each save (its id, its user, its uniqueness: a query
         # each); a row the operator did not change has nothing to check or save.
         self.empty_permitted = True
-        for name in ("user", "client"):
-            if name in self.fields:
-                chosen, field = getattr(self.instance, name), self.fields[name]
-                field.disabled = True
-                fixed = forms.Select(choices=[(chosen.pk, str(chosen))])
-                if hasattr(field.widget, "widget"):  # the admin's wrapper: keep its view/change links
-                    field.widget.widget, field.widget.can_add_related = fixed, False
-                else:
-                    field.widget = fixed
+        if "client" in self.fields:
+            chosen, field = self.instance.client, self.fields["client"]
+            field.disabled = True
+            fixed = forms.Select(choices=[(chosen.pk, str(chosen))])
+            if hasattr(field.widget, "widget"):  # the admin's wrapper: keep its view/change links
+                field.widget.widget, field.widget.can_add_related = fixed, False
+            else:
+                field.widget = fixed
 
 
 class GrantInlineFormSet(BaseInlineFormSet):
@@ -142,7 +141,11 @@ class GrantForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        stored = Grant.objects.select_related("user", "client").filter(pk=self.instance.pk).first()
+        stored = (
+            Grant.objects.select_related("user", "client").get(pk=self.instance.pk)
+            if self.instance.pk
+            else None
+        )
         user, client = (
             (stored.user, stored.client) if stored else (cleaned.get("user"), cleaned.get("client"))
         )
