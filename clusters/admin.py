@@ -143,6 +143,7 @@ class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
     list_filter = (DecommissionedFilter, DeploymentStateFilter, "version", client_filter("client"))
     list_select_related = ("client",)
     search_fields = ("slug", "client__slug", "client__name")
+    autocomplete_fields = ("client",)  # a search, not a list of every client
     actions = ["rotate_credentials", "finish_key_rotation"]
 
     def get_fields(self, request, obj=None):

@@ -140,6 +140,7 @@ class InvitationAdmin(ServiceRefusalsAdmin):
     list_filter = ("role", client_filter("client"))
     list_select_related = ("client",)
     search_fields = ("email", "client__slug", "invited_by_email")
+    autocomplete_fields = ("client",)  # a search, not a list of every client
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None):

@@ -80,3 +80,47 @@ def test_the_session_list_lists_no_user_in_its_sidebar(admin_browser, user_facto
     assert "?q=member1" not in page
     found = admin_browser.get("/admin/accounts/session/?q=member1").context["cl"].result_list
     assert [session.user.email for session in found] == ["member1@example.com"]
+
+
+@pytest.mark.parametrize("model", ["cluster", "invitation", "grant"])
+def test_an_add_form_searches_for_its_client_instead_of_listing_every_client(
+    admin_browser, many_clients, model
+):
+    page = admin_browser.get(f"/admin/clusters/{model}/add/").content.decode()
+
+    assert ">client5</option>" not in page  # no option per client to scroll through
+    assert "admin-autocomplete" in page
+
+
+@pytest.mark.parametrize(
+    "model, field", [("cluster", "client"), ("invitation", "client"), ("grant", "client")]
+)
+def test_the_client_search_of_an_add_form_offers_active_clients_only(
+    admin_browser, many_clients, model, field
+):
+    from clusters.models import Client
+    from clusters.services import client_update
+
+    client_update(client=Client.objects.get(slug="client6"), name="Client 6", active=False, actor=None)
+
+    found = admin_browser.get(
+        "/admin/autocomplete/",
+        {"app_label": "clusters", "model_name": model, "field_name": field, "term": "client"},
+    ).json()["results"]
+
+    offered = {row["text"] for row in found}
+    assert "client5" in offered
+    assert "client6" not in offered  # deactivated: a cluster, invitation or grant there would be dead
+
+
+def test_the_user_search_of_the_grant_form_offers_active_accounts_only(admin_browser, user_factory):
+    user_factory(email="kept@example.com")
+    user_factory(email="gone@example.com", is_active=False)
+
+    found = admin_browser.get(
+        "/admin/autocomplete/",
+        {"app_label": "clusters", "model_name": "grant", "field_name": "user", "term": "example.com"},
+    ).json()["results"]
+
+    offered = " ".join(row["text"] for row in found)
+    assert "kept@example.com" in offered and "gone@example.com" not in offered

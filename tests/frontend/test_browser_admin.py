@@ -52,3 +52,26 @@ def test_the_runbooks_long_commands_wrap_inside_the_page(
     page.goto(f"{base}/admin/clusters/cluster/{cluster1.pk}/change/")
     _runbook_fits(page)
     assert page_problems == []
+
+
+def test_an_operator_adds_a_cluster_by_searching_for_its_client(
+    live_server, new_page, page_problems, settings, user_factory, git_server, client1, client2
+):
+    settings.MFA_REQUIRED_FOR_STAFF = False
+    user_factory(
+        email="ops@example.com", is_staff=True, is_superuser=True, is_operator=True, password=PASSWORD
+    )
+    page, base = new_page(), live_server.url
+    _admin_sign_in(page, base)
+
+    page.goto(f"{base}/admin/clusters/cluster/add/")
+    page.locator(".field-client .select2-selection").click()
+    page.locator(".select2-search__field").fill("client2")
+    page.locator(".select2-results__option", has_text="client2").click()
+    page.locator("#id_slug").fill("search")
+    page.locator("input[name=_save]").click()
+
+    page.wait_for_selector(".messagelist .success")
+    assert client2.clusters.filter(slug="search").exists()
+    assert not client1.clusters.filter(slug="search").exists()
+    assert page_problems == []
