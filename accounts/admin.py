@@ -23,11 +23,13 @@ from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_revoke
 from accounts.admin_site import confirmation_required, recent_sign_in_refusal, recent_sign_in_required
+from accounts.audit import account_change_record
 from accounts.emails import email_canonical
 from accounts.factor_enrolment import second_factors_reset
 from accounts.google_sign_in import google_account_unlink
 from accounts.models import (
     AuditEvent,
+    AuditEventType,
     GoogleAccount,
     PersonalAccessToken,
     Session,
@@ -40,7 +42,6 @@ from accounts.services import (
     sessions_revoke,
     user_deactivate,
     user_delete,
-    user_email_change_record,
     users_claims_bump,
 )
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
@@ -267,10 +268,17 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         email_before = form.initial.get("email") if change and "email" in form.changed_data else None
         super().save_model(request, obj, form, change)
         if email_before is not None:  # the owner hears of it at both addresses (security notice)
-            user_email_change_record(user=obj, email_before=email_before, actor=request.user)
+            account_change_record(
+                type=AuditEventType.EMAIL_CHANGED,
+                user=obj,
+                actor=request.user,
+                email=email_before,
+                detail=f"from {email_before}",
+            )
         if deactivated and not self.account_deactivate(user=obj, actor=request.user):
             self.message_user(request, CACHE_BEHIND, messages.WARNING)
         if reactivated:
+            account_change_record(type=AuditEventType.ACCOUNT_REACTIVATED, user=obj, actor=request.user)
             self.account_reactivated(user=obj, actor=request.user)
         if claims_changed:
             users_claims_bump(user_ids=[obj.pk])
@@ -284,14 +292,19 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
     @admin.action(
         description="Reset second factors (for users who lost theirs; audited)", permissions=["change"]
     )
+    def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]):
+        users = self._changeable(request, queryset)  # says whom it leaves out
+        if users.exists():  # else nothing to ask about, nor anyone to say "had none" of
+            return self._second_factors_reset(request, users)
+        return None
+
     @recent_sign_in_required
     @confirmation_required(
         "Their authenticator apps, passkeys and recovery codes are removed for good: whoever signs in "
         "with their password alone then sets up new ones.",
         "Yes, reset their second factors",
     )
-    def reset_second_factors(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        users = self._changeable(request, queryset)
+    def _second_factors_reset(self, request: HttpRequest, users: QuerySet[User]) -> None:
         removed = sum(second_factors_reset(user=user, actor=request.user) for user in users)
         if not removed:  # not a success: whoever asked expected a factor to go
             self.message_user(request, "Nothing was removed: the users selected had no second factor.")

@@ -76,6 +76,17 @@ def audit_event_record(
     return event
 
 
+def account_change_record(
+    *, type: AuditEventType, user: User, actor: User | None, detail: str = "", email: str = ""
+) -> AuditEvent:
+    """An operator's change to an account (its address, whether it may sign in, its deletion),
+    on the account's trail with who made it."""
+    by = f"by {actor.email}" if actor is not None else ""
+    return audit_event_record(
+        type=type, user=user, email=email, detail="; ".join(part for part in (detail, by) if part)
+    )
+
+
 def sign_in_throttled_record(*, email: str, method: str, origin: RequestOrigin, detail: str) -> AuditEvent:
     """A sign-in to ``email`` (canonical) that the per-account limit refused, whether or not the
     account exists. The throttle calls it once per window, not once per refused attempt."""

@@ -261,6 +261,9 @@ class AuditEventType(models.TextChoices):
     ACCESS_TOKEN_CREATED = "token_created", "Personal access token created"
     ACCESS_TOKEN_REVOKED = "token_revoked", "Personal access token revoked"
     EMAIL_CHANGED = "email_changed", "Email address changed by an operator"
+    ACCOUNT_DEACTIVATED = "account_deactivated", "Account deactivated"
+    ACCOUNT_REACTIVATED = "account_reactivated", "Account reactivated"
+    ACCOUNT_DELETED = "account_deleted", "Account deleted"
 
 
 class AuditEvent(models.Model):

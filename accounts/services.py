@@ -21,7 +21,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import session_cache
 from accounts.access_tokens import user_access_tokens_revoke
-from accounts.audit import RequestOrigin, audit_event_record
+from accounts.audit import RequestOrigin, account_change_record, audit_event_record
 from accounts.emails import email_canonical
 from accounts.models import (
     AuditEventType,
@@ -445,16 +445,6 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
     transaction.on_commit(lambda: _claims_forget(user_ids))
 
 
-def user_email_change_record(*, user: User, email_before: str, actor: User) -> None:
-    """An operator changed the user's address: audited, so the owner is told at both (security notice)."""
-    audit_event_record(
-        type=AuditEventType.EMAIL_CHANGED,
-        user=user,
-        email=email_before,
-        detail=f"from {email_before}; by {actor.email}",
-    )
-
-
 def user_deactivate(*, user: User, actor: User | None = None) -> bool:
     """Disable the account, end all its sessions and revoke its tokens; False when the cache could not be told.
 
@@ -471,6 +461,7 @@ def user_deactivate(*, user: User, actor: User | None = None) -> bool:
             sessions=sessions, reason=SessionRevokedReason.DEACTIVATED, actor=actor, origin=None
         )
         token_hashes = user_access_tokens_revoke(user=user, actor=actor)  # they die with the account
+        account_change_record(type=AuditEventType.ACCOUNT_DEACTIVATED, user=user, actor=actor)
 
     def cache_tell() -> None:
         session_cache.sessions_revoked_mark(
@@ -493,6 +484,7 @@ def user_delete(*, user: User, actor: User | None = None) -> bool:
     security audit keeps the account's events, unlinked. False: as ``user_deactivate``. An
     account with grants is deleted through ``clusters.services.account_delete``."""
     told = user_deactivate(user=user, actor=actor)
+    account_change_record(type=AuditEventType.ACCOUNT_DELETED, user=user, actor=actor)  # kept, unlinked
     user_id = user.pk
     user.delete()
     logger.info("user deleted", extra={"user_id": user_id, "actor_id": getattr(actor, "pk", None)})

@@ -424,3 +424,60 @@ def test_staff_who_may_change_users_cannot_make_anyone_privileged(client, user_f
     assert (user.name, user.is_superuser, user.is_operator, user.is_staff) == ("Alice B", False, False, False)
     own = User.objects.get(email="support@example.com")
     assert browser.get(f"/admin/accounts/user/{own.pk}/password/").status_code == 403  # their own too
+
+
+def test_an_accounts_deactivation_reactivation_and_deletion_are_on_its_trail_with_who_did_them(
+    operator_browser, user_factory
+):
+    """An auditor asks when an account lost access and who cut it off, even when it had no
+    session or client to leave a trace on."""
+    user = user_factory(email="plain@example.com", name="Plain")
+    operator_browser.post(
+        "/admin/accounts/user/", {"action": "deactivate_selected", "_selected_action": [str(user.pk)]}
+    )
+    data = user_change_form_data(operator_browser.get(f"/admin/accounts/user/{user.pk}/change/"))
+    data.update(email=user.email, name=user.name, is_active="on")
+    for name in ("date_joined", "last_login"):
+        data.pop(name, None)
+    assert operator_browser.post(f"/admin/accounts/user/{user.pk}/change/", data).status_code == 302
+    operator_browser.post(f"/admin/accounts/user/{user.pk}/delete/", {"post": "yes"})
+
+    trail = AuditEvent.objects.filter(email="plain@example.com").order_by("at", "pk")
+    assert [(event.type, event.detail) for event in trail] == [
+        ("account_deactivated", "by root@example.com"),
+        ("account_reactivated", "by root@example.com"),
+        ("account_deactivated", "by root@example.com"),  # deletion deactivates first
+        ("account_deleted", "by root@example.com"),
+    ]
+    listed = operator_browser.get("/admin/accounts/auditevent/?q=plain@example.com").content.decode()
+    assert "Account deleted" in listed and "Account reactivated" in listed
+
+
+def test_resetting_only_accounts_out_of_reach_asks_nothing_and_says_why(client, user_factory, user):
+    root = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
+
+    page = browser.post(
+        "/admin/accounts/user/",
+        {"action": "reset_second_factors", "_selected_action": [str(root.pk)]},
+        follow=True,
+    ).content.decode()
+
+    assert "Are you sure?" not in page  # nothing to confirm: nobody it may change
+    assert "Only a superuser can change root@example.com: left as they were." in page
+    assert "had no second factor" not in page  # nobody was looked at
+
+
+def test_the_reset_confirmation_names_only_the_accounts_it_will_change(client, user_factory, user):
+    root = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    browser = limited_staff_browser(client, user_factory, "view_user", "change_user")
+
+    page = browser.post(
+        "/admin/accounts/user/",
+        {"action": "reset_second_factors", "_selected_action": [str(root.pk), str(user.pk)]},
+    ).content.decode()
+
+    asked = page.split("are removed for good")[1]  # the question, then the accounts it acts on
+    assert "<li>alice@example.com</li>" in asked
+    assert "root@example.com" not in asked
+    assert "Only a superuser can change root@example.com" in page
