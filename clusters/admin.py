@@ -45,6 +45,7 @@ from clusters.services import (
     storage_expansion_check,
     storage_expansion_complete,
 )
+from config.admin_access import PermittedSearchAdmin
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
 from config.errors import PortalError
 from gitops.argocd import storage_runbook_render
@@ -127,7 +128,7 @@ _NOT_LOOKED_UP = object()
 
 
 @admin.register(Cluster)
-class ClusterAdmin(ClusterDecommissionAdmin, ServiceRefusalsAdmin):
+class ClusterAdmin(PermittedSearchAdmin, ClusterDecommissionAdmin, ServiceRefusalsAdmin):
     form = ClusterAdminForm
     page_transaction = False  # the services commit, then write git: a conflict refuses the save
     list_display = (

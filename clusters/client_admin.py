@@ -7,11 +7,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count, Q
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
-from clusters.models import Client
+from clusters.models import Client, ClientAuditEvent, Cluster, ClusterChange, Grant, Invitation
 from clusters.services import client_create, client_update
 from clusters.team_admin import SignInPolicyInline
+from config.admin_access import admin_may_view
 from config.admin_errors import ServiceRefusalsAdmin
 
 
@@ -37,20 +38,34 @@ class ClientAdmin(ServiceRefusalsAdmin):
     def get_fields(self, request, obj=None):
         return ("slug", "name", "active", "created_at", "records") if obj else ("slug", "name", "active")
 
+    def get_object(self, request, object_id, from_field=None):
+        client = super().get_object(request, object_id, from_field)
+        if client is not None:  # records() is given the client alone: whose page it is goes with it
+            client.admin_may_view = lambda model: admin_may_view(request=request, model=model)
+        return client
+
     @admin.display(description="members, clusters and records")
     def records(self, client: Client) -> str:
         lists = {
-            "grant": f"{client.grants.count()} member(s)",
-            "cluster": f"{client.cluster_total} cluster(s) in service",
-            "clusterchange": "cluster changes",
-            "invitation": "invitations",
-            "clientauditevent": "team audit",
+            Grant: f"{client.grants.count()} member(s)",
+            Cluster: f"{client.cluster_total} cluster(s) in service",
+            ClusterChange: "cluster changes",
+            Invitation: "invitations",
+            ClientAuditEvent: "team audit",
         }
-        links = (
-            (reverse(f"admin:clusters_{model}_changelist"), client.slug, text)
+        may_view = getattr(client, "admin_may_view", lambda model: False)
+        shown = (
+            format_html(
+                '<a href="{}?client={}">{}</a>',
+                reverse(f"admin:clusters_{model._meta.model_name}_changelist"),
+                client.slug,
+                text,
+            )
+            if may_view(model)
+            else text  # a link to a list they may not open would be a dead end
             for model, text in lists.items()
         )
-        return format_html_join(" · ", '<a href="{}?client={}">{}</a>', links)
+        return format_html_join(" · ", "{}", ((part,) for part in shown))
 
     def get_queryset(self, request):
         in_service = Q(clusters__decommissioned_at__isnull=True)

@@ -21,6 +21,7 @@ from clusters.admin_filters import client_filter
 from clusters.models import Client, Grant
 from clusters.services import grant_remove, grant_set
 from clusters.services.members import role_grant_check
+from config.admin_access import PermittedSearchAdmin
 from config.admin_errors import ServiceRefusalsAdmin
 from config.errors import AlreadyMember, PortalError
 
@@ -104,7 +105,7 @@ class GrantInlineFormSet(BaseInlineFormSet):
             raise forms.ValidationError(refusals)
 
 
-class GrantInline(admin.TabularInline):
+class GrantInline(PermittedSearchAdmin, admin.TabularInline):
     """A user's grants, one row per client."""
 
     model = Grant
@@ -162,7 +163,7 @@ class GrantForm(forms.ModelForm):
 
 
 @admin.register(Grant)
-class GrantAdmin(ServiceRefusalsAdmin):
+class GrantAdmin(PermittedSearchAdmin, ServiceRefusalsAdmin):
     """Every client's members: a client's page links to its own (``?client=<slug>``)."""
 
     form = GrantForm

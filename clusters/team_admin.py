@@ -26,6 +26,7 @@ from clusters.services import (
     sign_in_policy_set,
 )
 from clusters.services.policy import JIT_ROLES, policy_problems
+from config.admin_access import PermittedSearchAdmin
 from config.admin_errors import ServiceRefusalsAdmin
 from config.errors import AlreadyMember, PortalError
 
@@ -133,7 +134,7 @@ class InvitationAddForm(forms.ModelForm):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(ServiceRefusalsAdmin):
+class InvitationAdmin(PermittedSearchAdmin, ServiceRefusalsAdmin):
     """Invitations: an operator invites (the email goes out as from the API) or revokes."""
 
     list_display = ("email", "client", "role", "state", "invited_by_email", "created_at", "expires_at")

@@ -17,6 +17,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import reverse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.debug import SafeExceptionReporterFilter
@@ -26,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from config import errors
+from config.admin_access import admin_permission_denied
 from config.crypto import FieldDecryptionError
 from config.outages import DATABASE_ERRORS, database_outage
 
@@ -145,6 +147,12 @@ def handler500(request):
 def handler403(request, exception=None):
     if is_api_path(request.path):
         return error_json(errors.PermissionDenied())
+    if (
+        request.path.startswith(reverse("admin:index"))
+        and getattr(request, "user", None)
+        and request.user.is_staff
+    ):
+        return admin_permission_denied(request)
     return defaults.permission_denied(request, exception)
 
 
