@@ -166,7 +166,15 @@ def invitation_open(*, token: str, lock: bool = False) -> Invitation:
         expires_at__gt=timezone.now(),
         client__active=True,
     )
-    invitation = (found.select_for_update() if lock else found).first()
+    invitation = found.first()
+    if invitation is not None and lock:
+        # The client's row first, as every change to its team takes it (invitation_create), then
+        # the invitation's: two changes taking them in one order queue up instead of deadlocking.
+        client_lock(client=invitation.client)
+        still_open = Invitation.objects.select_for_update().filter(
+            pk=invitation.pk, accepted_at=None, revoked_at=None
+        )
+        invitation = invitation if still_open.values_list("pk", flat=True).first() else None
     if invitation is None:
         raise InvitationInvalid()
     return invitation
