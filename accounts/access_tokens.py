@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import secrets
 import string
+import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,11 +28,19 @@ from django.utils import timezone
 
 from accounts import session_cache
 from accounts.audit import RequestOrigin, audit_event_record
-from accounts.models import AuditEventType, PersonalAccessToken, User
+from accounts.locks import user_row_lock
+from accounts.models import AuditEventType, PersonalAccessToken, Session, User
 from accounts.scopes import CredentialScope, SignInFacts, session_scope, token_scope
 from accounts.selectors import user_claims_current, user_scope
 from accounts.session_cache import CachedClaims
-from config.errors import AccountDisabled, InvalidRequest, NotFound, TokenNotValid, TokenScopeExceeded
+from config.errors import (
+    AccountDisabled,
+    InvalidRequest,
+    NotFound,
+    SessionEnded,
+    TokenNotValid,
+    TokenScopeExceeded,
+)
 
 TOKEN_PREFIX = "qpt_"  # noqa: S105  (the recognisable start of every token, not a secret)
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -115,17 +124,18 @@ def _lifetime_text(length: timedelta) -> str:
 def access_token_create(
     *,
     user: User,
+    session_id: uuid.UUID,
     facts: SignInFacts,
     name: str,
     expires_in: timedelta,
     clients: dict[str, list[str]],
     origin: RequestOrigin,
 ) -> tuple[PersonalAccessToken, str]:
-    """A new token and its secret (shown once; only its hash is kept)."""
+    """A new token and its secret (shown once; only its hash is kept), made by the session
+    ``session_id`` (signed in as ``facts`` says)."""
     if expires_in > settings.PAT_MAX_TTL:
         most = _lifetime_text(settings.PAT_MAX_TTL)
         raise InvalidRequest(fields={"expiresIn": [f"A token lives at most {most} (PAT_MAX_TTL)."]})
-    _scopes_check(user=user, facts=facts, clients=clients)
     secret, now = access_token_secret_new(), timezone.now()
     token = PersonalAccessToken(
         user=user,
@@ -138,6 +148,12 @@ def access_token_create(
     )
     token.full_clean(exclude=["user"], validate_constraints=False)
     with transaction.atomic():
+        # Checked under the user's row lock (accounts.locks): a password change or a removal from
+        # a client either finds this token, or has ended the session or the grant it checks.
+        user_row_lock(user_id=user.pk)
+        if not Session.objects.filter(pk=session_id, user=user, revoked_at=None).exists():
+            raise SessionEnded()
+        _scopes_check(user=user, facts=facts, clients=clients)
         token.save(force_insert=True)
         audit_event_record(
             type=AuditEventType.ACCESS_TOKEN_CREATED,
@@ -267,7 +283,9 @@ def user_access_tokens_end(
 ) -> int:
     """Every live token of the user ends, when the account is taken back (a password reset, or an
     operator setting the password): someone who knew the old password may have made one."""
-    return access_tokens_revoke(tokens=_live_tokens_of(user), actor=actor, origin=origin, why=f" ({why})")
+    with transaction.atomic():
+        user_row_lock(user_id=user.pk)  # then looks: a token being made is found, or refused (accounts.locks)
+        return access_tokens_revoke(tokens=_live_tokens_of(user), actor=actor, origin=origin, why=f" ({why})")
 
 
 # --- recognising a token on a request ---------------------------------------------------------

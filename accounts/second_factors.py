@@ -27,6 +27,7 @@ from accounts import factors
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.devices import device_cookie_nonce
 from accounts.factors import FactorInvalid, RelyingParty
+from accounts.locks import sign_in_still_valid
 from accounts.models import (
     AuditEventType,
     AuthMethod,
@@ -203,9 +204,13 @@ def sign_in_step(*, user: User, method: str, origin: RequestOrigin, google_domai
     if not methods:
         issued = session_start(user=user, method=method, origin=origin, google_domain=domain)
         return SignInStep(issued=issued)
-    token, _ = challenge_new(
-        purpose=ChallengePurpose.SECOND_FACTOR, user=user, first_factor=method, google_domain=domain
-    )
+    with transaction.atomic():
+        sign_in_still_valid(
+            user=user, method=method
+        )  # else a change's clean-up could miss it (accounts.locks)
+        token, _ = challenge_new(
+            purpose=ChallengePurpose.SECOND_FACTOR, user=user, first_factor=method, google_domain=domain
+        )
     return SignInStep(mfa_token=token, methods=tuple(methods))
 
 

@@ -23,6 +23,7 @@ from accounts import session_cache
 from accounts.access_tokens import user_access_tokens_revoke
 from accounts.audit import RequestOrigin, account_change_record, audit_event_record
 from accounts.emails import email_canonical
+from accounts.locks import sign_in_still_valid, user_row_lock
 from accounts.models import (
     AuditEventType,
     AuthMethod,
@@ -210,6 +211,7 @@ def session_start(
     # the database enforces them); checking them would cost a query each on every sign-in.
     session.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
+        sign_in_still_valid(user=user, method=method)  # not taken back since it was checked (accounts.locks)
         session.save(force_insert=True)
         User.objects.filter(pk=user.pk).update(last_login=now)
         audit_event_record(
@@ -327,16 +329,17 @@ def _refresh_lost_race(*, session: Session, jti: str, now: datetime, origin: Req
     if within_grace:
         # Two tabs refreshing at once: both get the family's current member, not a new one.
         return session.current_refresh_payload
-    sessions_revoke(sessions=[session], reason=SessionRevokedReason.REFRESH_REUSE, origin=origin)
-    audit_event_record(
-        type=AuditEventType.REFRESH_REUSED,
-        user=session.user,
-        method=session.method,
-        origin=origin,
-        session_id=session.pk,
-        detail="a retired refresh token was presented again; session revoked",
-    )
-    metrics.refresh_reuse_record()
+    if sessions_revoke(sessions=[session], reason=SessionRevokedReason.REFRESH_REUSE, origin=origin):
+        # Once per reuse: replays sent together find the session revoked by the first of them.
+        audit_event_record(
+            type=AuditEventType.REFRESH_REUSED,
+            user=session.user,
+            method=session.method,
+            origin=origin,
+            session_id=session.pk,
+            detail="a retired refresh token was presented again; session revoked",
+        )
+        metrics.refresh_reuse_record()
     raise RefreshTokenReused()
 
 
@@ -395,14 +398,18 @@ def sessions_revoke(
 
     The cache is told first (503 ``auth_unavailable`` if it cannot be, and nothing changes).
     """
-    if sessions is None:
-        if user is None:
-            raise ValueError("Pass sessions or a user.")
-        sessions = _sessions_of(user=user, except_session_id=except_session_id)
-    session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
-    if user is not None:  # every session: a sign-in halfway (its second step to come) would be one more
-        SignInChallenge.objects.filter(user=user, purpose=ChallengePurpose.SECOND_FACTOR).delete()
-    return _session_rows_revoke(sessions=sessions, reason=reason, actor=actor, origin=origin)
+    if sessions is None and user is None:
+        raise ValueError("Pass sessions or a user.")
+    with transaction.atomic():
+        if sessions is None:
+            user_row_lock(
+                user_id=user.pk
+            )  # then looks: a sign-in under way is found or sees it (accounts.locks)
+            sessions = _sessions_of(user=user, except_session_id=except_session_id)
+        session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
+        if user is not None:  # every session: a sign-in halfway (its second step to come) would be one more
+            SignInChallenge.objects.filter(user=user, purpose=ChallengePurpose.SECOND_FACTOR).delete()
+        return _session_rows_revoke(sessions=sessions, reason=reason, actor=actor, origin=origin)
 
 
 def session_logout(*, session: Session, origin: RequestOrigin) -> None:

@@ -68,6 +68,7 @@ class AccessTokenListView(APIView):
         recent_authentication_require(session_id=auth.session.session_id)
         token, secret = access_tokens.access_token_create(
             user=request.user,
+            session_id=auth.session.session_id,
             facts=auth.session.facts,
             name=data["name"],
             expires_in=data.get("expiresIn", min(TOKEN_TTL_DEFAULT, settings.PAT_MAX_TTL)),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 
 import jwt
+import pytest
 from rest_framework.test import APIClient
 
 from gitops.repository import GitIdentity, GitopsRepository, branch_tip, files_commit
@@ -66,3 +68,99 @@ def hand_commit(repository: GitopsRepository, path: str, content: bytes | None) 
         expected_tip=branch_tip(repository=repository),
     )
     return branch_tip(repository=repository)
+
+
+class Racer(threading.Thread):
+    """A request's service call in a thread of its own, on its own database connection: ``held``
+    keeps its transaction open once the call has returned, until ``release()`` (so another call
+    can be run against its uncommitted work); ``outcome`` is what it returned or raised."""
+
+    def __init__(self, call: Callable[[], object], *, held: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.call, self.held = call, held
+        self.called, self.released = threading.Event(), threading.Event()
+        self.outcome: object = None
+
+    def run(self) -> None:
+        from django.db import connections, transaction
+
+        try:
+            with transaction.atomic():
+                try:
+                    self.outcome = self.call()
+                finally:
+                    self.called.set()
+                if self.held:
+                    self.released.wait(timeout=30)
+        except Exception as error:  # noqa: BLE001 - the outcome the test asserts
+            self.outcome = error
+        finally:
+            self.called.set()
+            connections.close_all()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def finish(self) -> object:
+        self.release()
+        self.join(timeout=30)
+        assert not self.is_alive(), "still waiting after 30 s: a deadlock?"
+        return self.outcome
+
+
+def concurrent_writers_required() -> None:
+    """Races need a database whose writers wait for each other's locks."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip(
+            "concurrent writers need PostgreSQL or MariaDB (the SQLite test database is shared-cache in memory)"
+        )
+
+
+def access_token_made(user, *, clients: dict, name: str = "ci", days: int = 7):
+    """A personal access token of ``user`` and its secret, made as the Tokens page makes one: by a
+    session of theirs (a sign-in of its own)."""
+    from datetime import timedelta
+
+    from accounts.access_tokens import access_token_create
+    from accounts.audit import RequestOrigin
+    from accounts.models import Session
+    from accounts.selectors import session_facts
+    from accounts.services import session_start
+
+    origin = RequestOrigin(ip=None, user_agent="")
+    session = Session.objects.get(pk=session_start(user=user, method="password", origin=origin).session_id)
+    return access_token_create(
+        user=user,
+        session_id=session.pk,
+        facts=session_facts(session),
+        name=name,
+        expires_in=timedelta(days=days),
+        clients=clients,
+        origin=origin,
+    )
+
+
+def race(*calls: Callable[[], object]) -> list[object]:
+    """Run the calls at the same moment, each in a thread on its own database connection; what
+    each returned or raised, in their order."""
+    from django.db import connections
+
+    start, outcomes = threading.Barrier(len(calls)), [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            outcomes[index] = calls[index]()
+        except Exception as error:  # noqa: BLE001 - the outcome the test asserts
+            outcomes[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes

@@ -353,16 +353,11 @@ def test_staff_who_may_change_sessions_and_tokens_cannot_end_a_privileged_accoun
     client, user_factory, bearer_client, user, client1
 ):
     """Kicking a superuser out (or killing their scripts) is changing their account, too."""
-    from accounts.access_tokens import access_token_create
-    from accounts.audit import RequestOrigin
-    from accounts.scopes import SignInFacts
+    from tests.helpers import access_token_made
 
     root = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
     root_api, user_api = bearer_client(root), bearer_client(user)
-    token, _ = access_token_create(
-        user=root, facts=SignInFacts(), name="ci", expires_in=timedelta(days=7), clients={"client1": ["view"]},
-        origin=RequestOrigin(ip=None, user_agent=""),
-    )  # fmt: skip
+    token, _ = access_token_made(root, clients={"client1": ["view"]})
     browser = limited_staff_browser(
         client, user_factory, "view_session", "change_session", "view_personalaccesstoken",
         "change_personalaccesstoken",

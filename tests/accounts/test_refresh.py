@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, AuditEventType, Session
 from tests.conftest import login
+from tests.helpers import race
 
 REFRESH_COOKIE = "__Secure-refreshToken"
 ACCESS_COOKIE = "__Host-accessToken"
@@ -191,3 +192,23 @@ def test_two_concurrent_refreshes_with_one_token_mint_one_successor(user_factory
     session = Session.objects.get()
     assert session.revoked_at is None
     assert session.previous_refresh_jti != "" and session.rotated_at is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_replays_of_one_retired_token_sent_together_are_one_reuse_on_the_record(user_factory, settings):
+    """One incident, one audit event and one count in the metric, however many replays it took."""
+    if connection.vendor == "sqlite":
+        pytest.skip(
+            "concurrent writers need PostgreSQL or MariaDB (the SQLite test database is shared-cache in memory)"
+        )
+    settings.JWT_REFRESH_REUSE_GRACE = timedelta(0)
+    user = user_factory()
+    retired = login(APIClient(), user, tokenDelivery="body").json()["refreshToken"]
+    assert bearer_refresh(APIClient(), retired).status_code == 200
+    answers = race(*[lambda: bearer_refresh(APIClient(), retired) for _ in range(6)])
+
+    codes = [answer.json()["code"] for answer in answers]
+    assert set(codes) <= {"refresh_token_reused", "token_not_valid"} and "refresh_token_reused" in codes
+    assert AuditEvent.objects.filter(type=AuditEventType.REFRESH_REUSED).count() == 1
+    assert Session.objects.get().revoked_at is not None

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from rest_framework.test import APIClient
 
-from accounts.access_tokens import access_token_create
-from accounts.audit import RequestOrigin
-from accounts.scopes import SignInFacts
 from clusters.models import Cluster, ClusterChange
 from clusters.services import client_create, cluster_create
+from tests.helpers import access_token_made
 
 # Each request's change is delivered to git once its transaction commits, as in production:
 # the test database must really commit.
@@ -127,14 +124,7 @@ def test_revision_is_the_latest_committed_change_from_the_database(as_user1, clu
 def test_history_tells_the_clients_admins_which_credential_asked_and_from_where_but_not_for_an_operator(
     as_user1, client_for, operator_staff, admin1, user1, cluster1
 ):
-    token, secret = access_token_create(
-        user=user1,
-        facts=SignInFacts(),
-        name="deploy",
-        expires_in=timedelta(days=7),
-        clients={"client1": ["view", "configure"]},
-        origin=RequestOrigin(ip=None, user_agent=""),
-    )
+    token, secret = access_token_made(user1, name="deploy", clients={"client1": ["view", "configure"]})
     as_user1.patch(URL, {"replicas": 3}, format="json", REMOTE_ADDR="203.0.113.5")
     by_token = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}", REMOTE_ADDR="198.51.100.7")
     assert by_token.patch(URL, {"replicas": 4}, format="json").status_code in (200, 202)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 import time_machine
 from django.core import mail
 from django.utils import timezone
@@ -379,3 +380,35 @@ def test_one_user_cannot_make_the_portal_flood_an_address(
     grant_set(user=other_admin, client=client1, role=Grant.Role.ADMIN)
     assert invite(auth_client(other_admin), email="target@example.com").status_code == 201
     assert len(mail.outbox) == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_accepting_while_an_admin_invites_the_same_address_again_ends_one_way_or_the_other(
+    admin1, client1, user_factory
+):
+    """Both change the same invitation and the same team: they queue up, and never deadlock
+    (which would answer 503, as if the database were down)."""
+    from functools import partial
+
+    from clusters.services import grant_remove, invitation_accept, invitation_create
+    from config.errors import AlreadyMember, InvitationInvalid
+    from tests.helpers import concurrent_writers_required, race
+
+    concurrent_writers_required()
+    invitee = user_factory(email="racer@example.com")
+
+    def invite():
+        return invitation_create(client=client1, email=invitee.email, role="viewer", actor=admin1)
+
+    for _ in range(25):
+        invite()
+        token = link_token()
+        accepted, invited = race(partial(invitation_accept, token=token, user=invitee), invite)
+
+        assert (isinstance(accepted, Grant) and isinstance(invited, AlreadyMember)) or (
+            isinstance(accepted, InvitationInvalid) and isinstance(invited, Invitation)
+        ), (accepted, invited)
+        grant_remove(user=invitee, client=client1)
+        open_ones = Invitation.objects.filter(client=client1, accepted_at=None, revoked_at=None)
+        open_ones.update(revoked_at=timezone.now())

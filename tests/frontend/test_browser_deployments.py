@@ -347,19 +347,10 @@ def test_the_header_takes_little_of_a_phone_screen(
 def test_on_a_small_phone_nothing_scrolls_sideways_and_every_link_is_in_sight(
     live_server, new_page, page_problems, screenshot, admin1, cluster1, path
 ):
-    from accounts.access_tokens import access_token_create
-    from accounts.audit import RequestOrigin
-    from accounts.scopes import SignInFacts
+    from tests.helpers import access_token_made
 
     # Names people type, at the longest the API takes, with no space to break at.
-    access_token_create(
-        user=admin1,
-        facts=SignInFacts(),
-        name="ci-" + "x" * 97,
-        expires_in=timedelta(days=7),
-        clients={"client1": ["view"]},
-        origin=RequestOrigin(ip=None, user_agent=""),
-    )
+    access_token_made(admin1, name="ci-" + "x" * 97, clients={"client1": ["view"]})
     page = new_page(viewport={"width": 375, "height": 800})
     sign_in(page, live_server.url, admin1.email)
     page.goto(live_server.url + path)

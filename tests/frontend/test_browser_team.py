@@ -19,27 +19,18 @@ from django.utils import timezone
 from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
-from accounts.access_tokens import access_token_create
-from accounts.audit import RequestOrigin
 from accounts.models import PersonalAccessToken
-from accounts.scopes import SignInFacts
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.services import PolicyInput, invitation_create, invitation_revoke, sign_in_policy_set
 from tests.frontend.conftest import PASSWORD, fake_google, first_factor, sign_in
+from tests.helpers import access_token_made
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _client1_token(user, name: str) -> PersonalAccessToken:
     """A personal access token of ``user`` that views client1, as the Tokens page makes one."""
-    token, _ = access_token_create(
-        user=user,
-        facts=SignInFacts(),
-        name=name,
-        expires_in=timedelta(days=7),
-        clients={"client1": ["view"]},
-        origin=RequestOrigin(ip=None, user_agent=""),
-    )
+    token, _ = access_token_made(user, name=name, clients={"client1": ["view"]})
     return token
 
 
@@ -397,6 +388,7 @@ def _settings_page(page, base_url: str, email: str) -> None:
 def test_a_policy_that_cuts_members_off_is_confirmed_first_and_cancelling_saves_nothing(
     live_server, new_page, page_problems, screenshot, admin1, user1, cluster1
 ):
+    from accounts.audit import RequestOrigin
     from accounts.services import session_start
 
     session_start(user=user1, method="passkey", origin=RequestOrigin(ip=None, user_agent=""))
@@ -680,14 +672,7 @@ def test_a_token_whose_owner_was_demoted_is_listed_with_what_it_can_do_now(
 ):
     from clusters.services import grant_set
 
-    token, _ = access_token_create(
-        user=user1,
-        facts=SignInFacts(),
-        name="deployer",
-        expires_in=timedelta(days=7),
-        clients={"client1": ["configure"]},
-        origin=RequestOrigin(ip=None, user_agent=""),
-    )
+    token, _ = access_token_made(user1, name="deployer", clients={"client1": ["configure"]})
     grant_set(user=user1, client=cluster1.client, role="viewer")
     page = new_page()
     sign_in(page, live_server.url, admin1.email)

@@ -1,0 +1,156 @@
+"""What takes back a user's credentials and what signs them in or makes a token for them wait for
+each other (on the user's row): nothing made with what was just taken back outlives it.
+
+Each test holds one side's transaction open once it has done its work, starts the other side,
+then lets the first commit: whichever way round, the end state must be the one a user expects.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from accounts.access_tokens import access_token_create
+from accounts.audit import RequestOrigin
+from accounts.models import PersonalAccessToken, Session, SignInChallenge, TotpDevice
+from accounts.passwords import password_change
+from accounts.second_factors import sign_in_step
+from accounts.selectors import session_facts
+from accounts.services import session_start, user_password_authenticate
+from config.errors import AccountDisabled, InvalidCredentials, TokenNotValid, TokenScopeExceeded
+from tests.conftest import DEFAULT_PASSWORD
+from tests.helpers import Racer, concurrent_writers_required
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ORIGIN = RequestOrigin(ip="192.0.2.10", user_agent="race")
+NEW_PASSWORD = "a new and different passphrase"
+
+
+@pytest.fixture(autouse=True)
+def _writers_wait_for_each_other():
+    concurrent_writers_required()
+
+
+def _session(user) -> Session:
+    session_start(user=user, method="password", origin=ORIGIN)
+    return Session.objects.filter(user=user).latest("created_at")
+
+
+def _change_password(user, session: Session):
+    return lambda: password_change(
+        user_id=user.pk,
+        session_id=session.pk,
+        current_password=DEFAULT_PASSWORD,
+        new_password=NEW_PASSWORD,
+        origin=ORIGIN,
+    )
+
+
+def _make_token(user, session: Session):
+    return lambda: access_token_create(
+        user=user,
+        session_id=session.pk,
+        facts=session_facts(session),
+        name="ci",
+        expires_in=timedelta(days=7),
+        clients={"client1": ["view"]},
+        origin=ORIGIN,
+    )
+
+
+def _side_by_side(first: Racer, second: Racer) -> tuple[object, object]:
+    """``first`` done but not committed, ``second`` started against it, then both finished."""
+    first.start()
+    assert first.called.wait(timeout=30)
+    second.start()
+    second.join(timeout=0.5)  # time to run ahead, if nothing makes it wait
+    return first.finish(), second.finish()
+
+
+def _live_tokens(user) -> list[PersonalAccessToken]:
+    return list(PersonalAccessToken.objects.filter(user=user, revoked_at=None))
+
+
+def test_a_token_made_while_the_password_changes_does_not_outlive_the_change(user1):
+    changer, stolen = _session(user1), _session(user1)
+
+    changed, made = _side_by_side(
+        Racer(_change_password(user1, changer), held=True), Racer(_make_token(user1, stolen))
+    )
+
+    assert not isinstance(changed, Exception)
+    assert isinstance(made, TokenNotValid)  # its session ended with the old password
+    assert _live_tokens(user1) == []
+
+
+def test_a_token_made_just_before_the_password_changes_is_ended_by_the_change(user1):
+    changer, stolen = _session(user1), _session(user1)
+
+    made, changed = _side_by_side(
+        Racer(_make_token(user1, stolen), held=True), Racer(_change_password(user1, changer))
+    )
+
+    assert not isinstance(made, Exception) and not isinstance(changed, Exception)
+    assert _live_tokens(user1) == []  # the change waited for it, found it and ended it
+
+
+def test_a_token_made_while_its_owner_leaves_the_client_does_not_reach_the_client(user1, client1):
+    from clusters.services import grant_remove
+
+    session = _session(user1)
+
+    removed, made = _side_by_side(
+        Racer(lambda: grant_remove(user=user1, client=client1), held=True), Racer(_make_token(user1, session))
+    )
+
+    assert removed is None
+    assert isinstance(made, TokenScopeExceeded)  # checked once the removal is in
+    assert [token for token in _live_tokens(user1) if "client1" in token.scopes] == []
+
+
+def test_a_sign_in_with_the_old_password_during_the_change_opens_no_session(user1):
+    changer = _session(user1)
+    checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
+
+    changed, signed_in = _side_by_side(
+        Racer(_change_password(user1, changer), held=True),
+        Racer(lambda: session_start(user=checked, method="password", origin=ORIGIN)),
+    )
+
+    assert not isinstance(changed, Exception)
+    assert isinstance(signed_in, InvalidCredentials)
+    assert list(Session.objects.filter(user=user1, revoked_at=None)) == [changer]
+
+
+def test_a_second_step_begun_with_the_old_password_during_the_change_cannot_be_finished(user1):
+    from django.utils import timezone
+
+    TotpDevice.objects.create(user=user1, secret_encrypted="x", confirmed_at=timezone.now())
+    changer = _session(user1)
+    checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
+
+    changed, step = _side_by_side(
+        Racer(_change_password(user1, changer), held=True),
+        Racer(lambda: sign_in_step(user=checked, method="password", origin=ORIGIN)),
+    )
+
+    assert not isinstance(changed, Exception)
+    assert isinstance(step, InvalidCredentials)
+    assert not SignInChallenge.objects.filter(user=user1).exists()
+
+
+def test_a_sign_in_during_a_deactivation_opens_no_session(user1):
+    from accounts.services import user_deactivate
+
+    checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
+
+    deactivated, signed_in = _side_by_side(
+        Racer(lambda: user_deactivate(user=user1), held=True),
+        Racer(lambda: session_start(user=checked, method="password", origin=ORIGIN)),
+    )
+
+    assert deactivated is True
+    assert isinstance(signed_in, AccountDisabled)
+    assert not Session.objects.filter(user=user1, revoked_at=None).exists()
