@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 
 from config import exceptions, health
 from config.api import DocsView, SchemaView
@@ -10,6 +11,9 @@ urlpatterns = [
     # Before the rest: its first route, /api/auth/validate, is asked on every request a gateway
     # proxies, and each pattern tried before it is a regular expression matched in vain.
     path("", include("accounts.urls")),
+    # The bare /admin as the admin answers its own addresses without a final slash (a redirect
+    # for every method), not as CommonMiddleware does: with DEBUG on, a 500 to a POST.
+    path("admin", RedirectView.as_view(url="/admin/", permanent=True, query_string=True)),
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),

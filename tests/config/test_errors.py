@@ -157,3 +157,13 @@ def test_a_throttled_answer_says_the_wait_in_words_once(retry_after, said):
     throttled = errors.Throttled(retry_after=retry_after)
     assert str(throttled.detail) == f"Too many attempts; {said}"
     assert throttled.headers == {"Retry-After": str(retry_after)}
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_the_bare_admin_address_is_redirected_for_every_method(client, db, settings, debug):
+    settings.DEBUG = debug  # with DEBUG on, CommonMiddleware would answer a POST with a 500
+    for method in ("get", "post", "put", "patch", "delete"):
+        response = getattr(client, method)("/admin?next=x")
+        assert (response.status_code, response["Location"]) == (301, "/admin/?next=x"), method
+        # The admin's own addresses without their slash: it redirects them itself (to sign in first).
+        assert getattr(client, method)("/admin/clusters/cluster/add").status_code == 302, method
