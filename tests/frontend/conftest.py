@@ -16,9 +16,11 @@ from django.db import connections
 
 import accounts.google
 from accounts.google import CachingRequest
+from accounts.models import PersonalAccessToken
 from tests.accounts.google_tokens import CLIENT_ID as GOOGLE_CLIENT_ID
 from tests.accounts.google_tokens import KID, FakeGoogle, certificate_pem, id_token, private_key
 from tests.conftest import DEFAULT_PASSWORD
+from tests.helpers import access_token_made
 
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -156,6 +158,12 @@ def sign_in(page, base_url: str, email: str, password: str = PASSWORD) -> None:
     """Signs in with the password alone and waits for the clusters page."""
     first_factor(page, base_url, email, password)
     page.wait_for_selector('[data-testid="cluster-row"], #clusters-empty')
+
+
+def client1_token(user, name: str) -> PersonalAccessToken:
+    """A personal access token of ``user`` that views client1, as the Tokens page makes one."""
+    token, _ = access_token_made(user, name=name, clients={"client1": ["view"]})
+    return token
 
 
 @pytest.fixture

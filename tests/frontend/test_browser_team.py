@@ -22,22 +22,16 @@ from rest_framework.test import APIClient
 from accounts.models import PersonalAccessToken
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
 from clusters.services import PolicyInput, invitation_create, invitation_revoke, sign_in_policy_set
-from tests.frontend.conftest import PASSWORD, fake_google, first_factor, sign_in
+from tests.frontend.conftest import PASSWORD, client1_token, fake_google, first_factor, sign_in
 from tests.helpers import access_token_made
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _client1_token(user, name: str) -> PersonalAccessToken:
-    """A personal access token of ``user`` that views client1, as the Tokens page makes one."""
-    token, _ = access_token_made(user, name=name, clients={"client1": ["view"]})
-    return token
-
-
 def test_an_admin_runs_the_team_and_an_invitee_joins(
     live_server, new_page, page_problems, screenshot, admin1, user1, viewer1, cluster1
 ):
-    _client1_token(user1, "laptop script")
+    client1_token(user1, "laptop script")
     page = new_page()
     sign_in(page, live_server.url, admin1.email)
     page.wait_for_selector('[data-testid="cluster-row"]')
@@ -224,7 +218,7 @@ def test_a_session_length_set_on_a_portal_without_google_changes_nothing_else(
     """The default policy shows Password and Passkey there: untouched, they stay "any", so
     members' tokens keep the client (a stricter policy would take it out of them)."""
     settings.GOOGLE_CLIENT_IDS = []
-    token = _client1_token(user1, "nightly backup")
+    token = client1_token(user1, "nightly backup")
     page = new_page()
     _settings_page(page, live_server.url, admin1.email)
     page.click("#save-policy")
@@ -392,7 +386,7 @@ def test_a_policy_that_cuts_members_off_is_confirmed_first_and_cancelling_saves_
     from accounts.services import session_start
 
     session_start(user=user1, method="passkey", origin=RequestOrigin(ip=None, user_agent=""))
-    _client1_token(user1, "nightly backup")
+    client1_token(user1, "nightly backup")
     page = new_page()
     _settings_page(page, live_server.url, admin1.email)
     page.uncheck("#policy-method-passkey")
@@ -493,7 +487,7 @@ def test_the_tokens_page_offers_only_lifetimes_the_server_allows(
 def test_revoking_a_tokens_access_asks_first_and_revoking_an_invitation_says_so(
     live_server, new_page, page_problems, admin1, user1, cluster1
 ):
-    token = _client1_token(user1, "ci deploy")
+    token = client1_token(user1, "ci deploy")
     invitation_create(client=cluster1.client, email="temp@example.com", role="viewer", actor=admin1)
     page = new_page()
     sign_in(page, live_server.url, admin1.email)

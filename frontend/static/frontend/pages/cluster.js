@@ -10,6 +10,7 @@ import { h, liveRegion, replaceChildren, say, shortCommit, timeElement } from ".
 import { deploymentSection } from "./cluster-deployment.js";
 import { scaleForm, storageForm, versionForm } from "./cluster-forms.js";
 import { clientPermissions, clusterHref, commitCode, deliveryBadge, pageFrame, pageLoad, storageSummary } from "./common.js";
+import { olderPages } from "./older-pages.js";
 
 export async function render(ctx) {
   const { client, cluster: name } = ctx.params;
@@ -231,64 +232,29 @@ function historyTable(client, name, entries) {
 const HISTORY_PAGE_SIZE = 100; // the API's page
 
 /** The history card: {element, load()}; load() resolves to the newest entries ([] on failure);
- * "Show older" pages back. A reload (after a save) starts again from the newest page, and an
- * older page still on its way is then dropped; a failed older page keeps what is shown. */
+ * "Show older" pages back (older-pages.js). */
 function historySection(ctx, client, name) {
   const status = liveRegion("history-status");
   const body = h("div", { id: "history" });
   const heading = h("h2", { id: "history-heading", tabindex: "-1" }, "History");
-  const more = h("button", { type: "button", id: "history-more", class: "button secondary", hidden: true }, "Show older");
-  const element = h("section", { class: "card", "aria-labelledby": "history-heading" }, heading, status, body, more);
-  let oldest = null;
-  let generation = 0; // bumped by each load(): an older page of an earlier one is not appended
-  let paging = false; // an older page is on its way: another click would add it twice
-
-  async function fetchPage(before) {
-    const mine = before ? generation : ++generation;
-    say(status, before ? "Loading older changes…" : "Loading history…");
-    body.setAttribute("aria-busy", "true");
-    let entries;
-    try {
-      entries = await ctx.api.clusterHistory(client, name, before, { signal: ctx.signal });
-    } catch (failure) {
-      const message = ctx.isCurrent() && ctx.errorMessage(failure);
-      if (before) say(status, message || "");
-      else {
-        say(status, "");
-        if (message) replaceChildren(body, h("p", { class: "error", role: "alert" }, message));
-      }
-      return [];
-    } finally {
-      body.removeAttribute("aria-busy");
-    }
-    if (!ctx.isCurrent() || mine !== generation) return entries;
-    const rows = body.querySelector("tbody");
-    if (before && rows) {
-      rows.append(...entries.map(historyRow));
-      say(status, `${entries.length} older ${entries.length === 1 ? "change" : "changes"} shown.`);
-    } else {
-      say(status, "");
-      replaceChildren(
-        body,
-        entries.length ? historyTable(client, name, entries) : h("p", { id: "history-empty", class: "empty" }, "No changes yet."),
-      );
-    }
-    if (entries.length) oldest = entries[entries.length - 1].id;
-    const focused = document.activeElement === more;
-    more.hidden = entries.length < HISTORY_PAGE_SIZE;
-    if (focused && more.hidden) heading.focus(); // the button went away under the keyboard
-    return entries;
-  }
-  more.addEventListener("click", async () => {
-    if (paging) return; // not disabled: a disabled button would lose the keyboard's focus
-    paging = true;
-    try {
-      await fetchPage(oldest);
-    } finally {
-      paging = false;
-    }
+  const pages = olderPages(ctx, {
+    id: "history-more",
+    list: body,
+    heading,
+    status,
+    pageSize: HISTORY_PAGE_SIZE,
+    words: { loading: "Loading history…", one: "change", many: "changes" },
+    read: (before, options) => ctx.api.clusterHistory(client, name, before, options),
+    show(entries, older) {
+      const rows = body.querySelector("tbody");
+      if (older && rows) rows.append(...entries.map(historyRow));
+      else if (entries.length) replaceChildren(body, historyTable(client, name, entries));
+      else replaceChildren(body, h("p", { id: "history-empty", class: "empty" }, "No changes yet."));
+    },
+    failed: (message) => replaceChildren(body, h("p", { class: "error", role: "alert" }, message)),
   });
-  return { element, load: () => fetchPage(null) };
+  const element = h("section", { class: "card", "aria-labelledby": "history-heading" }, heading, status, body, pages.more);
+  return { element, load: pages.load };
 }
 
 // --- saving --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
 import { confirmDialog, showError } from "./common.js";
+import { olderPages } from "./older-pages.js";
 
 const EVENT_TEXT = {
   member_invited: "invited",
@@ -39,32 +40,34 @@ function auditRow(event) {
   );
 }
 
-/** The audit trail, newest first: {element, load()}; "Show older" pages back. */
-export function auditSection(ctx, client, pageError) {
-  const list = h("ol", { id: "audit-list", class: "plain-list" });
-  const more = h("button", { type: "button", id: "audit-more", class: "button secondary", hidden: true }, "Show older");
-  const pageSize = 100;
-  let oldest = null;
+const AUDIT_PAGE_SIZE = 100; // the API's page
 
-  async function fetchPage(before) {
-    const events = await ctx.api.audit(client, before, { signal: ctx.signal });
-    if (!ctx.isCurrent()) return;
-    const rows = events.map(auditRow);
-    if (before) list.append(...rows);
-    else replaceChildren(list, rows);
-    if (events.length) oldest = events[events.length - 1].id;
-    more.hidden = events.length < pageSize;
-  }
-  more.addEventListener("click", () => fetchPage(oldest).catch((failure) => showError(ctx, pageError, failure)));
+/** The audit trail, newest first: {element, load()}; "Show older" pages back (older-pages.js). */
+export function auditSection(ctx, client) {
+  const list = h("ol", { id: "audit-list", class: "plain-list" });
+  const heading = h("h2", { id: "audit-heading", tabindex: "-1" }, "Audit trail");
+  const status = liveRegion("audit-status");
+  // Said here, at the foot of a long page, not in the page's error region at its top.
+  const error = liveRegion("audit-error", { assertive: true, className: "error" });
+  const pages = olderPages(ctx, {
+    id: "audit-more",
+    list,
+    heading,
+    status,
+    pageSize: AUDIT_PAGE_SIZE,
+    // Read with the page and again after each change, whose own status speaks then.
+    words: { loading: "", one: "event", many: "events" },
+    read: (before, options) => ctx.api.audit(client, before, options),
+    show(events, older) {
+      say(error, "");
+      if (older) list.append(...events.map(auditRow));
+      else replaceChildren(list, events.map(auditRow));
+    },
+    failed: (message) => say(error, message),
+  });
   return {
-    element: h(
-      "section",
-      { class: "card stack", "aria-labelledby": "audit-heading" },
-      h("h2", { id: "audit-heading" }, "Audit trail"),
-      list,
-      more,
-    ),
-    load: () => fetchPage(null).catch((failure) => showError(ctx, pageError, failure)),
+    element: h("section", { class: "card stack", "aria-labelledby": "audit-heading" }, heading, list, status, error, pages.more),
+    load: pages.load,
   };
 }
 

@@ -31,7 +31,7 @@ export async function render(ctx) {
   });
   if (loaded === undefined) return;
 
-  const trail = auditSection(ctx, client, error);
+  const trail = auditSection(ctx, client);
   const tokens = clientTokensSection(ctx, client, error, trail);
   // What a change to the team shows afterwards: the trail, and the tokens (a removal or a
   // demotion takes the client out of the member's tokens).
