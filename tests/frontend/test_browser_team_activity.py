@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from clusters.models import ClientAuditEvent
-from tests.frontend.conftest import sign_in
+from tests.frontend.conftest import client1_token, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -96,4 +96,44 @@ def test_an_older_page_still_on_its_way_when_the_trail_is_reloaded_is_not_append
     page.click("#audit-more")
     expect(page.locator("#audit-status")).to_have_text(f"{len(trail) - 100} older events shown.")
     assert _shown_ids(page) == trail  # none twice, none left out
+    assert page_problems == []
+
+
+def test_revoking_a_tokens_access_leaves_the_keyboard_on_the_next_token_then_on_the_heading(
+    live_server, new_page, page_problems, admin1, user1, cluster1
+):
+    client1_token(user1, "ci one")
+    client1_token(user1, "ci two")
+    page = new_page()
+    _open_team(page, live_server.url, admin1.email)
+    rows = page.locator('[data-testid="client-token-row"]')
+    expect(rows).to_have_count(2)
+
+    # A refusal is said in the token's row, and the keyboard stays on its button.
+    page.route(
+        "**/api/clients/client1/tokens/*", lambda route: route.fulfill(status=503, body=AUDIT_UNAVAILABLE)
+    )
+    rows.first.locator(".revoke-client-token").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#revoke-client-token-dialog[open]")
+    page.focus("#confirm-revoke-client-token")
+    page.keyboard.press("Enter")
+    expect(rows.first.get_by_test_id("client-token-error")).to_have_text(
+        "The audit trail cannot be read now."
+    )
+    expect(page.locator("#page-error")).to_have_text("")
+    expect(rows.first.locator(".revoke-client-token")).to_be_focused()
+    page.unroute("**/api/clients/client1/tokens/*")
+
+    for left in (1, 0):
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#revoke-client-token-dialog[open]")
+        page.focus("#confirm-revoke-client-token")
+        page.keyboard.press("Enter")
+        expect(rows).to_have_count(left)
+        if left:  # the remaining token's button, where the keyboard user goes on from
+            expect(rows.first.locator(".revoke-client-token")).to_be_focused()
+    expect(page.locator("#client-tokens-heading")).to_be_focused()  # not lost to <body>
+    expect(page.locator("#client-tokens-empty")).to_be_visible()
+    page_problems[:] = [problem for problem in page_problems if "503" not in problem]  # the refusal we staged
     assert page_problems == []

@@ -1,7 +1,7 @@
 // Parts of the Team page that watch the team: the audit trail, and the members' personal access
 // tokens that reach the client (an admin takes the client out of one).
 
-import { h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { focusKeep, h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
 import { confirmDialog, showError } from "./common.js";
 import { olderPages } from "./older-pages.js";
 
@@ -85,8 +85,12 @@ export function clientTokensSection(ctx, client, pageError, audit) {
     cancelId: "cancel-revoke-client-token",
   });
 
+  const heading = h("h2", { id: "client-tokens-heading", tabindex: "-1" }, "Access tokens reaching this client");
+
   function row(token) {
     const revoke = h("button", { type: "button", class: "button secondary revoke-client-token", "aria-label": `Revoke access of ${token.owner}'s token ${token.name}` }, "Revoke access");
+    // A refusal is said in the row, where the keyboard and the eyes are, not at the page's top.
+    const rowError = h("p", { class: "error row-error", role: "alert", "data-testid": "client-token-error" });
     const item = h(
       "li",
       { "data-testid": "client-token-row", class: "list-row", dataset: { tokenId: token.id } },
@@ -94,20 +98,26 @@ export function clientTokensSection(ctx, client, pageError, audit) {
       ` ${token.permissions.length ? token.permissions.join(", ") : "can do nothing here now (its owner's role allows none of what it was given)"}; last used `,
       token.lastUsedAt ? timeElement(token.lastUsedAt) : "never",
       revoke,
+      rowError,
     );
     revoke.addEventListener("click", async () => {
       const asked = [`${token.owner}'s token “${token.name}” stops reaching ${client} at once: scripts using it get 403 here.`];
       if (!(await dialog.ask(asked))) return;
+      say(rowError, "");
       revoke.disabled = true;
       try {
         await ctx.api.clientTokenRevoke(client, token.id);
+        // Focus goes where the keyboard user was: the next token's button, else the heading.
+        const next = item.nextElementSibling || item.previousElementSibling;
         item.remove();
         empty.hidden = list.children.length > 0;
         say(status, `${token.name} of ${token.owner} no longer reaches ${client}.`);
+        (next ? next.querySelector(".revoke-client-token") : heading).focus();
         audit.load();
       } catch (failure) {
         revoke.disabled = false;
-        showError(ctx, pageError, failure);
+        showError(ctx, rowError, failure);
+        focusKeep(revoke);
       }
     });
     return item;
@@ -116,7 +126,7 @@ export function clientTokensSection(ctx, client, pageError, audit) {
   const element = h(
     "section",
     { class: "card stack", "aria-labelledby": "client-tokens-heading" },
-    h("h2", { id: "client-tokens-heading" }, "Access tokens reaching this client"),
+    heading,
     list,
     empty,
     status,
