@@ -211,6 +211,29 @@ def test_a_scale_down_explains_the_risk_and_is_sent_only_once_confirmed(
     assert page_problems == []
 
 
+def test_a_scale_down_asked_on_a_phone_opens_at_its_title_with_its_buttons_in_view(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    Cluster.objects.filter(pk=cluster1.pk).update(replicas=5)
+    page = new_page(viewport={"width": 360, "height": 640})
+    sign_in(page, live_server.url, "client1@example.com")
+    page.goto(live_server.url + "/#/clients/client1/clusters/main")
+    page.fill("#replicas", "1")
+    page.press("#replicas", "Enter")
+    page.wait_for_selector("#scale-down-dialog[open]")
+    dialog = page.locator("#scale-down-dialog")
+    assert dialog.evaluate("d => d.scrollHeight > d.clientHeight")  # more than the screen holds
+
+    # Read from the top (what is at risk), with the focused "Keep the replicas" in view too.
+    expect(page.locator("#scale-down-dialog-title")).to_be_in_viewport()
+    expect(page.locator("#scale-down-dialog-text p").first).to_be_in_viewport()
+    expect(page.locator("#cancel-scale-down")).to_be_focused()
+    expect(page.locator("#cancel-scale-down")).to_be_in_viewport()
+    page.keyboard.press("Escape")
+    expect(page.locator("#replicas")).to_be_focused()
+    assert page_problems == []
+
+
 def test_more_storage_waits_for_an_operator_and_the_page_says_so(
     live_server, new_page, page_problems, screenshot, git_server, user1, cluster1, operator_staff
 ):

@@ -132,13 +132,16 @@ export function confirmDialog({ id, title, confirmLabel, cancelLabel = "Cancel",
   const confirm = h("button", { type: "submit", value: "confirm", id: confirmId, class: "button danger" }, confirmLabel);
   const element = h(
     "dialog",
-    { id, "aria-labelledby": `${id}-title`, "aria-describedby": `${id}-text` },
+    { id, class: "confirm-dialog", "aria-labelledby": `${id}-title`, "aria-describedby": `${id}-text` },
     h("form", { method: "dialog", class: "stack" }, h("h2", { id: `${id}-title` }, title), text, h("div", { class: "actions" }, cancel, confirm)),
   );
   function ask(paragraphs) {
     replaceChildren(text, paragraphs.map((paragraph) => h("p", {}, paragraph)));
     element.returnValue = "";
     element.showModal();
+    // Focusing the button scrolled a dialog taller than a phone's screen down to it: it opens
+    // at its title and what is at risk instead (the buttons stay in view, app.css).
+    element.scrollTop = 0;
     return new Promise((resolve) => {
       element.addEventListener("close", () => resolve(element.returnValue === "confirm"), { once: true });
     });
