@@ -102,6 +102,20 @@ def _google_login_page(new_page, live_server, google_key, user):
     return page, minted
 
 
+def test_a_wrong_password_marks_the_password_field_until_it_is_typed_again(
+    live_server, new_page, page_problems, user1
+):
+    page = new_page()
+    first_factor(page, live_server.url, user1.email, "not the password")
+    expect(page.locator("#login-error")).to_contain_text("not correct")
+    password = page.locator("#password")
+    expect(password).to_be_focused()
+    expect(password).to_have_attribute("aria-invalid", "true")  # read as invalid with the error
+    page.keyboard.type("another try")
+    expect(password).not_to_have_attribute("aria-invalid", "true")
+    assert page_problems == []
+
+
 def test_google_sign_in_binds_the_token_to_this_browser_so_a_copy_signs_nobody_in(
     live_server, new_page, page_problems, google_key, user1, cluster1
 ):

@@ -79,6 +79,8 @@ function loginForm() {
     required: true,
     "aria-describedby": "login-error",
   });
+  // Typing again answers what was wrong with the field (the next attempt checks it anew).
+  for (const input of [email, password]) input.addEventListener("input", () => markInvalid(input, false));
   const submit = h("button", { type: "submit", id: "login-submit", class: "button primary" }, "Sign in");
   const form = h(
     "form",
@@ -122,6 +124,7 @@ async function passwordSignIn(ctx, { card, fields, next }) {
     showError(ctx, error, failure, { email, password });
     if (failure.code === "invalid_credentials") {
       password.value = "";
+      markInvalid(password, true);
       password.focus();
     }
   } finally {
