@@ -279,6 +279,23 @@ def test_someone_in_no_client_is_offered_no_token_form_that_could_only_be_refuse
     assert page_problems == []
 
 
+def test_a_token_without_a_permission_is_refused_at_the_checkboxes_that_say_why(
+    live_server, new_page, page_problems, user1, cluster1
+):
+    page = new_page()
+    sign_in(page, live_server.url, user1.email)
+    page.goto(live_server.url + "/#/tokens")
+    page.fill("#token-name", "CI deploys")
+    page.click("#create-token")
+    why = "Choose at least one permission on one client."
+    expect(page.locator("#token-error")).to_have_text(why)
+    expect(page.locator("#token-form input[type=checkbox]").first).to_be_focused()
+    # Read with the checkboxes' group, on this visit and the next ones.
+    expect(page.get_by_role("group", name="client1")).to_have_accessible_description(why)
+    assert PersonalAccessToken.objects.count() == 0
+    assert page_problems == []
+
+
 def test_anyone_makes_copies_uses_and_revokes_a_token(
     live_server, new_page, page_problems, screenshot, user1, cluster1
 ):

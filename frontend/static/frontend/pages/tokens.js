@@ -80,7 +80,7 @@ function clientChoice(client, held) {
   }
   const row = h(
     "fieldset",
-    { class: "token-client", dataset: { client } },
+    { class: "token-client", dataset: { client }, "aria-describedby": "token-error" },
     h("legend", {}, client),
     h("div", { class: "input-row" }, boxes.map((each) => each.label)),
   );
