@@ -50,4 +50,7 @@ def sentry_init(*, dsn: str, environment: str) -> None:
         # (``plaintext`` while sealing an API key, ``codes`` for recovery codes) has no name
         # the scrubber could know, and the trace's file, line and function are what help.
         include_local_variables=False,
+        # No trace headers on requests to Argo CD or Google (the SDK adds them to every
+        # outgoing request by default, with the DSN's public key): nothing is traced to join.
+        trace_propagation_targets=[],
     )

@@ -167,3 +167,23 @@ def test_the_pods_own_address_is_an_allowed_host_for_the_scraper():
     code = "from django.conf import settings; print(settings.ALLOWED_HOSTS[-2:])"
     assert _settings_in_a_process(code, POD_IP="10.42.0.17") == "['127.0.0.1', '10.42.0.17']"
     assert _settings_in_a_process(code, POD_IP="fd00::17").endswith("'[fd00::17]']")
+
+
+def test_requests_to_other_services_carry_no_sentry_headers():
+    """Argo CD and Google are told nothing of the portal's Sentry (its trace ids, its DSN's
+    public key in ``baggage``): it traces nothing, so there is nothing to join up."""
+    code = (
+        "import http.server, threading, requests\n"
+        "seen = []\n"
+        "class Handler(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        seen.append({name.lower() for name in self.headers.keys()})\n"
+        "        self.send_response(204); self.end_headers()\n"
+        "    def log_message(self, *args): pass\n"
+        "server = http.server.HTTPServer(('127.0.0.1', 0), Handler)\n"
+        "threading.Thread(target=server.serve_forever, daemon=True).start()\n"
+        "requests.get(f'http://127.0.0.1:{server.server_port}/api/v1/applications', timeout=5)\n"
+        "server.shutdown()\n"
+        "print(sorted(seen[0] & {'sentry-trace', 'baggage', 'traceparent'}))"
+    )
+    assert _settings_in_a_process(code, SENTRY_DSN="https://public@sentry.example.com/1") == "[]"
