@@ -20,6 +20,17 @@ from typing import Any
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
+ECHO_MAX_CHARS = 200  # what an error repeats of a request: field names, values, keys
+
+
+def echo_bounded(text: str) -> str:
+    """``text`` as an error may repeat it: cut in the middle past ECHO_MAX_CHARS, so both ends show
+    (a field path and its last part, a refused value and "is not a valid choice")."""
+    if len(text) <= ECHO_MAX_CHARS:
+        return text
+    kept = (ECHO_MAX_CHARS - 1) // 2
+    return f"{text[:kept]}…{text[-kept:]}"
+
 
 class PortalError(APIException):
     """Base of every error the API answers with. Subclasses set the three class attributes."""
@@ -75,6 +86,15 @@ class NotUnicodeText(InvalidRequest):
 
 class NulCharacter(InvalidRequest):
     default_detail = "The request body holds a NUL character (\\u0000), which no field takes."
+
+
+class RepeatedKey(InvalidRequest):
+    """An object in the body names a key twice: readers disagree on which value counts (RFC 8259 §4)."""
+
+    default_detail = "The request body repeats a key: send each key once."
+
+    def __init__(self, *, key: str) -> None:
+        super().__init__(f'The request body repeats the key "{echo_bounded(key)}": send each key once.')
 
 
 # --- 401 ------------------------------------------------------------------------------------

@@ -11,16 +11,23 @@ cannot be encoded as UTF-8, so echoing it in an error, or storing it, would fail
 Such a body is refused as a bad request at once, and so is a NUL character (``"\u0000"``),
 which no field takes and PostgreSQL cannot store (also where a value is only recorded, such as
 the email of a refused sign-in in the audit log).
+
+An object that names a key twice is refused too, wherever it is in the body. Python keeps the
+last value; a proxy, a firewall or a log reader may keep the first, and would see another
+request than the one carried out (``"expiresIn": "1h", "expiresIn": "365d"``).
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Any
 
 from rest_framework import parsers
+from rest_framework.exceptions import ParseError
+from rest_framework.utils import json
 
-from config.errors import NestedTooDeep, NotUnicodeText, NulCharacter
+from config.errors import NestedTooDeep, NotUnicodeText, NulCharacter, RepeatedKey
 
 JSON_MAX_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -47,11 +54,29 @@ def json_check(data: Any, limit: int = JSON_MAX_DEPTH) -> None:
                 pending.extend((child, depth + 1) for child in value)
 
 
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    decoded: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in decoded:
+            json_check(key)  # the key is echoed: refused first for what it holds, as anywhere else
+            raise RepeatedKey(key=key)
+        decoded[key] = value
+    return decoded
+
+
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        # DRF's parse, with a hook it has no setting for.
+        encoding = parsers.get_encoding(parser_context or {})
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = json.load(
+                codecs.getreader(encoding)(stream),
+                parse_constant=json.strict_constant if self.strict else None,
+                object_pairs_hook=_object_without_repeated_keys,
+            )
         except RecursionError:
             raise NestedTooDeep() from None
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
         json_check(data)
         return data

@@ -1,5 +1,5 @@
 """Hostile bodies get a clear 4xx, never a 500 or a 503: deep nesting, oversize, not JSON at all,
-not Unicode text, NUL characters."""
+not Unicode text, NUL characters, a key sent twice."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings as django_settings
 
 NESTED = "[" * 10_000 + "]" * 10_000
+CLUSTER = "/api/clients/client1/clusters/main"
 # Every endpoint that reads a JSON body (the others ignore what is sent).
 JSON_ENDPOINTS = [
     ("post", "/api/auth/login"),
@@ -107,8 +108,9 @@ def test_a_paired_surrogate_escape_is_ordinary_text(api_client, db):
         (NESTED, "The request body is nested too deeply."),
         ('{"\\ud800": ["\\ud800"]}', NOT_TEXT),
         ('{"name": ["a\\u0000b"]}', NUL),
+        ('{"a": 1, "a": 1}', 'The request body repeats the key "a": send each key once.'),
     ],
-    ids=["nested", "lone-surrogate", "nul"],
+    ids=["nested", "lone-surrogate", "nul", "repeated-key"],
 )
 def test_every_operation_that_takes_json_refuses_what_no_field_takes_with_a_400(
     bearer_client, user_factory, cluster1, settings, body, answer
@@ -147,3 +149,70 @@ def test_a_query_string_of_too_many_fields_is_a_json_400(client, db, settings, d
     # With the headers of every other answer: a browser app elsewhere reads it, and nothing sniffs it.
     assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_repeated_key_changes_nothing(caller, cluster1):
+    """A proxy or a log that keeps the first of two values must not see another request than ours."""
+    before = cluster1.replicas
+    response = caller.patch(CLUSTER, '{"replicas": 1, "replicas": 7}', content_type="application/json")
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "code": "invalid_request",
+            "detail": 'The request body repeats the key "replicas": send each key once.',
+        },
+    )
+    cluster1.refresh_from_db()
+    assert cluster1.replicas == before
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (
+            '{"name": "ci", "expiresIn": "1h", "expiresIn": "365d", "clients": {"client1": ["view"]}}',
+            "expiresIn",
+        ),
+        (
+            '{"name": "ci", "clients": {"client1": ["view"]}, "clients": {"client1": ["view", "credentials"]}}',
+            "clients",
+        ),
+        ('{"name": "ci", "clients": {"client1": ["view"], "client1": ["view", "credentials"]}}', "client1"),
+    ],
+    ids=["expiresIn", "clients", "nested"],
+)
+def test_a_token_asked_for_with_a_repeated_key_is_not_minted(caller, body, key):
+    from accounts.models import PersonalAccessToken
+
+    response = caller.post("/api/auth/tokens", body, content_type="application/json")
+
+    assert (response.status_code, response.json()["detail"]) == (
+        400,
+        f'The request body repeats the key "{key}": send each key once.',
+    )
+    assert not PersonalAccessToken.objects.exists()
+
+
+def test_a_repeated_key_is_named_within_bounds(caller):
+    key = "k" * 100_000
+    response = caller.patch(CLUSTER, f'{{"{key}": 1, "{key}": 2}}', content_type="application/json")
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert len(response.content) < 1_000
+    assert "kkk…kkk" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [('{"\\ud800": 1, "\\ud800": 2}', NOT_TEXT), ('{"a\\u0000": 1, "a\\u0000": 2}', NUL)],
+    ids=["lone-surrogate", "nul"],
+)
+def test_a_repeated_key_that_no_field_takes_is_refused_for_what_it_holds(caller, body, answer):
+    response = caller.patch(CLUSTER, body, content_type="application/json")
+    assert (response.status_code, response.json()["detail"]) == (400, answer)
+
+
+def test_keys_that_only_look_alike_are_not_repeats(caller):
+    response = caller.patch(CLUSTER, '{"replicas": 3, "Replicas": 3}', content_type="application/json")
+    assert (response.status_code, response.json()["fields"]) == (400, {"Replicas": ["Unknown field."]})
