@@ -14,12 +14,13 @@ from accounts.serializers import (
     device_token_field,
 )
 from config.field_alternatives import FieldAlternatives
+from config.serializers import InputSerializer
 from config.text import display_text_validator
 
 WEBAUTHN_JSON_MAX = 16_384  # an attestation with certificates is a few kilobytes
 
 
-class _TokenDeliveryMixin(serializers.Serializer):
+class _TokenDeliveryMixin(InputSerializer):
     tokenDelivery = serializers.ChoiceField(
         choices=TOKEN_DELIVERY_CHOICES, default=DELIVERY_COOKIE, required=False
     )
@@ -71,7 +72,7 @@ class MfaVerifyInputSerializer(_TokenDeliveryMixin):
         return attrs
 
 
-class MfaTokenInputSerializer(serializers.Serializer):
+class MfaTokenInputSerializer(InputSerializer):
     mfaToken = serializers.CharField(max_length=200)
 
 
@@ -88,13 +89,13 @@ class PasskeySignInInputSerializer(_TokenDeliveryMixin):
     webauthn = WebAuthnJSONField()
 
 
-class PasskeyRegisterInputSerializer(serializers.Serializer):
+class PasskeyRegisterInputSerializer(InputSerializer):
     token = serializers.CharField(max_length=200)
     credential = WebAuthnJSONField()
     name = serializers.CharField(max_length=100, validators=[display_text_validator])
 
 
-class PasskeyRenameInputSerializer(serializers.Serializer):
+class PasskeyRenameInputSerializer(InputSerializer):
     name = serializers.CharField(max_length=100, validators=[display_text_validator])
 
 
@@ -122,7 +123,7 @@ class TotpEnrolmentSerializer(serializers.Serializer):
     qrCode = serializers.CharField(help_text="The otpauth URI as an SVG QR code (a data: URI).")
 
 
-class CodeInputSerializer(serializers.Serializer):
+class CodeInputSerializer(InputSerializer):
     code = serializers.CharField(max_length=32)
 
 
@@ -132,7 +133,7 @@ class RecoveryCodesSerializer(serializers.Serializer):
     )
 
 
-class ReauthenticateInputSerializer(serializers.Serializer):
+class ReauthenticateInputSerializer(InputSerializer):
     password = Base64PasswordField(required=False)
     code = serializers.CharField(max_length=32, required=False, help_text="A TOTP or recovery code.")
     token = serializers.CharField(
@@ -152,18 +153,18 @@ class ReauthenticateInputSerializer(serializers.Serializer):
         return attrs
 
 
-class PasswordChangeInputSerializer(serializers.Serializer):
+class PasswordChangeInputSerializer(InputSerializer):
     currentPassword = Base64PasswordField()
     newPassword = Base64PasswordField()
 
 
-class PasswordResetInputSerializer(serializers.Serializer):
+class PasswordResetInputSerializer(InputSerializer):
     # Checked as sign-in checks it: a typo is told at once. Whether an account has the address
     # is never told (every valid address is answered 202).
     email = CanonicalEmailField(max_length=254)
 
 
-class PasswordResetCheckInputSerializer(serializers.Serializer):
+class PasswordResetCheckInputSerializer(InputSerializer):
     """A reset link's two parts (``#/reset/<uid>/<token>``)."""
 
     uid = serializers.CharField(max_length=64)

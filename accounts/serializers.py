@@ -17,6 +17,7 @@ from accounts.emails import email_canonical
 from accounts.google import CREDENTIAL_MAX_LENGTH
 from accounts.models import AuthMethod, SecondFactor
 from config.env import duration_parse
+from config.serializers import InputSerializer
 from config.text import display_text_validator
 
 DELIVERY_COOKIE, DELIVERY_BODY = "cookie", "body"
@@ -77,7 +78,7 @@ def device_token_field() -> serializers.CharField:
     )
 
 
-class LoginInputSerializer(serializers.Serializer):
+class LoginInputSerializer(InputSerializer):
     email = CanonicalEmailField(max_length=254)
     password = Base64PasswordField()
     tokenDelivery = serializers.ChoiceField(
@@ -86,7 +87,7 @@ class LoginInputSerializer(serializers.Serializer):
     deviceToken = device_token_field()
 
 
-class GoogleSignInInputSerializer(serializers.Serializer):
+class GoogleSignInInputSerializer(InputSerializer):
     credential = serializers.CharField(
         max_length=CREDENTIAL_MAX_LENGTH,
         trim_whitespace=False,
@@ -196,7 +197,7 @@ class DurationField(serializers.Field):
         return duration
 
 
-class AccessTokenCreateInputSerializer(serializers.Serializer):
+class AccessTokenCreateInputSerializer(InputSerializer):
     name = serializers.CharField(
         max_length=100,
         validators=[display_text_validator],

@@ -6,7 +6,6 @@ JSON keys are camelCase; fields name their model attribute with ``source=``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +25,7 @@ from clusters.selectors import (
 from config.errors import InvalidRequest
 from config.exceptions import validation_fields
 from config.field_alternatives import FieldAlternatives
+from config.serializers import InputSerializer
 
 # ASCII digits only: no sign, no spaces, no other scripts' digits, no trailing newline.
 _DIGITS = re.compile(r"[0-9]+")
@@ -117,19 +117,6 @@ class BlankAsNullField(serializers.CharField):
 
 
 # --- Input ----------------------------------------------------------------------------------
-
-
-class InputSerializer(serializers.Serializer):
-    """Refuses unknown keys (and the OpenAPI document says so: config.openapi)."""
-
-    refuses_unknown_fields = True
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({str(name): ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 def spec_errors(exc: DjangoValidationError) -> InvalidRequest:

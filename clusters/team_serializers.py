@@ -17,9 +17,10 @@ from accounts.serializers import (
     CanonicalEmailField,
 )
 from clusters.models import ClientAuditEvent, Grant, SignInPolicy
-from clusters.serializers import InputSerializer, StrictBooleanField
+from clusters.serializers import StrictBooleanField
 from clusters.services.policy import JIT_ROLES, MAX_SESSION_LENGTH_MIN, session_length_problem
 from config.field_alternatives import FieldAlternatives
+from config.serializers import InputSerializer
 from config.text import display_text_validator
 
 ROLE_HELP = "`viewer` (view), `operator` (view, configure, credentials) or `admin` (all that, and members)."

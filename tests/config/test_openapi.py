@@ -156,8 +156,9 @@ def test_bodies_that_refuse_unknown_keys_say_so(openapi_document, as_user1, clus
         "/api/clients/client1/clusters/main", {"replicas": 3, "replica": 4}, format="json"
     )
     assert (refused.status_code, refused.json()["fields"]) == (400, {"replica": ["Unknown field."]})
-    # Login takes none it does not know either way: nothing is claimed for it.
-    assert "additionalProperties" not in _request_schema(document, "/api/auth/login", "post")
+    # The account endpoints too: a misspelt token lifetime is refused, not the default.
+    assert _request_schema(document, "/api/auth/login", "post")["additionalProperties"] is False
+    assert _request_schema(document, "/api/auth/tokens", "post")["additionalProperties"] is False
 
 
 def test_every_429_declares_retry_after(openapi_document):
