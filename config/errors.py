@@ -28,8 +28,8 @@ def echo_bounded(text: str) -> str:
     (a field path and its last part, a refused value and "is not a valid choice")."""
     if len(text) <= ECHO_MAX_CHARS:
         return text
-    kept = (ECHO_MAX_CHARS - 1) // 2
-    return f"{text[:kept]}…{text[-kept:]}"
+    head = ECHO_MAX_CHARS // 2
+    return f"{text[:head]}…{text[-(ECHO_MAX_CHARS - head - 1) :]}"
 
 
 class PortalError(APIException):

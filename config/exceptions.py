@@ -36,21 +36,41 @@ logger = logging.getLogger(__name__)
 NON_FIELD_KEY = "nonFieldErrors"
 
 
-def validation_fields(data: Any, prefix: str = "") -> dict[str, list[str]]:
-    """Flatten DRF's (or Django's) nested error structure into ``{"field": ["message", ...]}``."""
+ERROR_FIELDS_MAX = 50  # entries of "fields": more is never for a person to read
+
+
+def validation_fields(data: Any) -> dict[str, list[str]]:
+    """DRF's (or Django's) nested error structure as ``{"field": ["message", ...]}``, bounded.
+
+    Names and messages can repeat the request (an unknown key, a refused choice): each is cut to
+    ``echo_bounded`` and at most ERROR_FIELDS_MAX fields are listed, so that no answer, even to
+    an anonymous caller, grows with what was sent.
+    """
+    flat = list(_fields_flattened(data).items())
+    fields = {
+        errors.echo_bounded(name): [errors.echo_bounded(message) for message in messages]
+        for name, messages in flat[:ERROR_FIELDS_MAX]
+    }
+    if len(flat) > ERROR_FIELDS_MAX:
+        left_out = f"Errors in {len(flat) - ERROR_FIELDS_MAX:,} more fields are not listed."
+        fields[NON_FIELD_KEY] = [*fields.get(NON_FIELD_KEY, []), left_out]
+    return fields
+
+
+def _fields_flattened(data: Any, prefix: str = "") -> dict[str, list[str]]:
     if isinstance(data, dict):
         fields: dict[str, list[str]] = {}
         for key, value in data.items():
             top_level_non_field = not prefix and key in {"non_field_errors", NON_FIELD_ERRORS}
             name = NON_FIELD_KEY if top_level_non_field else (f"{prefix}.{key}" if prefix else str(key))
-            fields.update(validation_fields(value, name))
+            fields.update(_fields_flattened(value, name))
         return fields
     if isinstance(data, list) and all(isinstance(item, str) for item in data):
         return {prefix or NON_FIELD_KEY: [str(item) for item in data]}
     if isinstance(data, list):
         fields = {}
         for index, item in enumerate(data):
-            fields.update(validation_fields(item, f"{prefix}.{index}" if prefix else str(index)))
+            fields.update(_fields_flattened(item, f"{prefix}.{index}" if prefix else str(index)))
         return fields
     return {prefix or NON_FIELD_KEY: [str(data)]}
 

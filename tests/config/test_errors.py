@@ -2,7 +2,7 @@
 
 import pytest
 
-from config import errors
+from config import errors, exceptions
 
 
 def test_unknown_api_path_is_a_json_404(client, db):
@@ -167,3 +167,50 @@ def test_the_bare_admin_address_is_redirected_for_every_method(client, db, setti
         assert (response.status_code, response["Location"]) == (301, "/admin/?next=x"), method
         # The admin's own addresses without their slash: it redirects them itself (to sign in first).
         assert getattr(client, method)("/admin/clusters/cluster/add").status_code == 302, method
+
+
+# --- What an error repeats of the request is bounded ----------------------------------------
+# Anyone may send a sign-in or a reset request: an answer as large as the request would make the
+# portal reflect (and amplify, with many small keys) whatever it is sent.
+
+
+def test_a_huge_refused_value_is_echoed_cut_in_the_middle(api_client, db):
+    body = {"email": "a@example.com", "password": "YQ==", "tokenDelivery": "x" * 1_000_000}
+    response = api_client.post("/api/auth/login", body, format="json")
+
+    assert response.status_code == 400
+    assert len(response.content) < 1_000
+    (message,) = response.json()["fields"]["tokenDelivery"]
+    assert message.startswith('"xxx') and "x…x" in message and message.endswith('" is not a valid choice.')
+    assert len(message) == errors.ECHO_MAX_CHARS
+
+
+def test_a_huge_unknown_key_is_named_cut_in_the_middle(api_client, db):
+    key = "k" * 500_000 + "tail"
+    response = api_client.post("/api/auth/password/reset", {"email": "a@example.com", key: 1}, format="json")
+
+    assert response.status_code == 400
+    assert len(response.content) < 1_000
+    (name,) = response.json()["fields"]
+    assert name.startswith("kkk") and name.endswith("kktail") and "…" in name
+    assert len(name) == errors.ECHO_MAX_CHARS
+
+
+def test_thousands_of_unknown_keys_are_listed_in_part_and_counted(api_client, db):
+    body = {"email": "a@example.com"} | {f"k{number:04}": 1 for number in range(5_000)}
+    response = api_client.post("/api/auth/password/reset", body, format="json")
+
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    listed = [name for name in fields if name != "nonFieldErrors"]
+    assert listed == [f"k{number:04}" for number in range(exceptions.ERROR_FIELDS_MAX)]
+    assert fields["nonFieldErrors"] == [
+        f"Errors in {5_000 - exceptions.ERROR_FIELDS_MAX:,} more fields are not listed."
+    ]
+    assert len(response.content) < 5_000
+
+
+def test_errors_of_a_handful_of_fields_are_all_listed(api_client, db):
+    body = {"email": "a@example.com"} | {f"k{number}": 1 for number in range(exceptions.ERROR_FIELDS_MAX)}
+    fields = api_client.post("/api/auth/password/reset", body, format="json").json()["fields"]
+    assert len(fields) == exceptions.ERROR_FIELDS_MAX and "nonFieldErrors" not in fields
