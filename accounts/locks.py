@@ -10,15 +10,23 @@ check that sees the change: the other never misses it.
 
 from __future__ import annotations
 
-import hmac
+from django.db import connection
 
 from accounts.models import AuthMethod, User
 from config.errors import AccountDisabled, InvalidCredentials
 
 
 def user_row_lock(*, user_id: int) -> dict | None:
-    """Lock the user's row until the transaction ends; what it holds now (``password``, ``is_active``)."""
-    return User.objects.select_for_update().filter(pk=user_id).values("password", "is_active").first()
+    """Lock the user's row until the transaction ends; what it holds now (``password_version``,
+    ``is_active``).
+
+    On PostgreSQL the lock is ``FOR NO KEY UPDATE``, the one an ``UPDATE`` of the row takes: it
+    queues with those, and not with the rows being inserted that point at the user (an audit
+    event, a session), which ``FOR UPDATE`` would, making a deadlock of a change that locks the
+    user then waits on a sign-in's challenge while that sign-in records a wrong code.
+    """
+    locked = User.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
+    return locked.filter(pk=user_id).values("password_version", "is_active").first()
 
 
 def sign_in_still_valid(*, user: User, method: str) -> None:
@@ -27,5 +35,5 @@ def sign_in_still_valid(*, user: User, method: str) -> None:
     stored = user_row_lock(user_id=user.pk)
     if stored is None or not stored["is_active"]:
         raise AccountDisabled()
-    if method == AuthMethod.PASSWORD and not hmac.compare_digest(stored["password"], user.password):
+    if method == AuthMethod.PASSWORD and stored["password_version"] != user.password_version:
         raise InvalidCredentials()  # changed since: the password given is no longer the account's

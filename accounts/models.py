@@ -72,6 +72,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Bumped whenever what a token says about the user changes (scopes, email, name), so the
     # next authenticated request re-issues the access token (see accounts.services).
     claims_version = models.PositiveIntegerField(default=0, editable=False)
+    # Bumped by every new password (accounts.passwords), not when Django re-hashes the same one
+    # at a sign-in: what a sign-in that checked the password compares under the row lock
+    # (accounts.locks), so a change in between refuses it and a re-hash does not.
+    password_version = models.PositiveIntegerField(default=0, editable=False)
     mfa_required = models.BooleanField(
         "second factor required",
         default=False,

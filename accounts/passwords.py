@@ -41,6 +41,14 @@ def _new_password_check(password: str, user: User, field: str) -> None:
         raise InvalidRequest(fields={field: list(error.messages)}) from error
 
 
+def _password_store(user: User, password: str | None) -> None:
+    """Save a new password as a new version of it (``User.password_version``); the first write of
+    the change, so it holds the user's row lock (accounts.locks) while the change ends the rest."""
+    user.set_password(password)
+    user.password_version += 1
+    user.save(update_fields=["password", "password_version"])
+
+
 def password_change(
     *, user_id: int, session_id: uuid.UUID, current_password: str, new_password: str, origin: RequestOrigin
 ) -> User:
@@ -51,8 +59,7 @@ def password_change(
         raise InvalidRequest(fields={"currentPassword": ["The current password is not correct."]})
     _new_password_check(new_password, user, "newPassword")
     with transaction.atomic():
-        user.set_password(new_password)
-        user.save(update_fields=["password"])
+        _password_store(user, new_password)
         sessions_revoke(user=user, except_session_id=session_id, reason=SessionRevokedReason.PASSWORD_CHANGE)
         user_access_tokens_end(user=user, actor=user, why="password changed", origin=origin)
         audit_event_record(
@@ -136,8 +143,7 @@ def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: R
     user = _reset_account(uid, token)
     _new_password_check(new_password, user, "newPassword")
     with transaction.atomic():
-        user.set_password(new_password)
-        user.save(update_fields=["password"])
+        _password_store(user, new_password)
         sessions_revoke(user=user, reason=SessionRevokedReason.PASSWORD_RESET)
         user_access_tokens_end(user=user, actor=None, why="password reset", origin=origin)
         audit_event_record(type=AuditEventType.PASSWORD_RESET, user=user, origin=origin)
@@ -151,9 +157,8 @@ def operator_password_set(
     actor: User | None = None,
 ) -> None:
     """An operator sets a password (None: none, no password sign-in); other sessions and tokens end."""
-    user.set_password(password)  # None makes an unusable one (Django's make_password)
     with transaction.atomic():
-        user.save(update_fields=["password"])
+        _password_store(user, password)  # None makes an unusable one (Django's make_password)
         reason = SessionRevokedReason.PASSWORD_CHANGE
         sessions_revoke(user=user, except_session_id=current_session_id, reason=reason, actor=actor)
         user_access_tokens_end(user=user, actor=actor, why="password set by an operator")

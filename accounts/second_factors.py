@@ -27,7 +27,7 @@ from accounts import factors
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.devices import device_cookie_nonce
 from accounts.factors import FactorInvalid, RelyingParty
-from accounts.locks import sign_in_still_valid
+from accounts.locks import sign_in_still_valid, user_row_lock
 from accounts.models import (
     AuditEventType,
     AuthMethod,
@@ -256,6 +256,11 @@ def second_factor_verify(
     """Complete a sign-in with a TOTP code, a recovery code or a passkey assertion; ``device``:
     the client's device cookie or token, counted on its own when a second step earned it."""
     with transaction.atomic():
+        # The user's row before the challenge's, in the order of whatever ends the challenge (a
+        # password change: accounts.locks): a wrong code, recorded against the user, would
+        # otherwise wait on a change that waits on this challenge.
+        pending = SignInChallenge.objects.filter(token_hash=_token_hash(str(mfa_token)))
+        user_row_lock(user_id=pending.values_list("user_id", flat=True).first())
         challenge = challenge_get(token=mfa_token, purpose=ChallengePurpose.SECOND_FACTOR)
         user = challenge.user
         known_device = device_cookie_nonce(device, user=user, second_factor=True)

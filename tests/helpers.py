@@ -71,9 +71,10 @@ def hand_commit(repository: GitopsRepository, path: str, content: bytes | None) 
 
 
 class Racer(threading.Thread):
-    """A request's service call in a thread of its own, on its own database connection: ``held``
-    keeps its transaction open once the call has returned, until ``release()`` (so another call
-    can be run against its uncommitted work); ``outcome`` is what it returned or raised."""
+    """A request's service call in a thread of its own, on its own database connection, committing
+    as the request would; ``held``: in one transaction kept open once the call has returned, until
+    ``release()`` (so another call can be run against its uncommitted work). ``outcome`` is what
+    it returned or raised."""
 
     def __init__(self, call: Callable[[], object], *, held: bool = False) -> None:
         super().__init__(daemon=True)
@@ -82,10 +83,12 @@ class Racer(threading.Thread):
         self.outcome: object = None
 
     def run(self) -> None:
+        from contextlib import nullcontext
+
         from django.db import connections, transaction
 
         try:
-            with transaction.atomic():
+            with transaction.atomic() if self.held else nullcontext():
                 try:
                     self.outcome = self.call()
                 finally:

@@ -170,11 +170,10 @@ def invitation_open(*, token: str, lock: bool = False) -> Invitation:
     if invitation is not None and lock:
         # The client's row first, as every change to its team takes it (invitation_create), then
         # the invitation's: two changes taking them in one order queue up instead of deadlocking.
+        # Both are read again under their locks, all conditions with them: the invitation may
+        # have been replaced, or the client deactivated, meanwhile.
         client_lock(client=invitation.client)
-        still_open = Invitation.objects.select_for_update().filter(
-            pk=invitation.pk, accepted_at=None, revoked_at=None
-        )
-        invitation = invitation if still_open.values_list("pk", flat=True).first() else None
+        invitation = found.select_for_update().filter(pk=invitation.pk).first()  # the client's is held
     if invitation is None:
         raise InvitationInvalid()
     return invitation

@@ -7,20 +7,21 @@ then lets the first commit: whichever way round, the end state must be the one a
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 
 from accounts.access_tokens import access_token_create
 from accounts.audit import RequestOrigin
-from accounts.models import PersonalAccessToken, Session, SignInChallenge, TotpDevice
+from accounts.models import PersonalAccessToken, Session, SignInChallenge, TotpDevice, User
 from accounts.passwords import password_change
 from accounts.second_factors import sign_in_step
 from accounts.selectors import session_facts
 from accounts.services import session_start, user_password_authenticate
 from config.errors import AccountDisabled, InvalidCredentials, TokenNotValid, TokenScopeExceeded
 from tests.conftest import DEFAULT_PASSWORD
-from tests.helpers import Racer, concurrent_writers_required
+from tests.helpers import Racer, concurrent_writers_required, race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -154,3 +155,64 @@ def test_a_sign_in_during_a_deactivation_opens_no_session(user1):
     assert deactivated is True
     assert isinstance(signed_in, AccountDisabled)
     assert not Session.objects.filter(user=user1, revoked_at=None).exists()
+
+
+def test_a_wrong_second_step_code_sent_while_the_password_changes_lets_both_finish(user1, monkeypatch):
+    """The change locks the user, then ends the sign-in's challenge; the second step holds the
+    challenge and records the wrong code against the user: neither may wait for the other."""
+    from django.utils import timezone
+
+    from accounts import second_factors
+    from accounts.factors import FactorInvalid
+    from accounts.second_factors import second_factor_verify
+    from config.errors import InvalidSecondFactor
+
+    TotpDevice.objects.create(user=user1, secret_encrypted="x", confirmed_at=timezone.now())
+    changer = _session(user1)
+    checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
+    step = sign_in_step(user=checked, method="password", origin=ORIGIN)
+    checking, checked_code = threading.Event(), threading.Event()
+
+    def slow_wrong_code(user, code):  # the code is checked while the challenge is held
+        checking.set()
+        checked_code.wait(timeout=10)
+        raise FactorInvalid("wrong code")
+
+    monkeypatch.setattr(second_factors, "code_factor_spend", slow_wrong_code)
+    verifying = Racer(
+        lambda: second_factor_verify(
+            mfa_token=step.mfa_token, code="000000", assertion=None, rp=None, origin=ORIGIN
+        )
+    )
+    changing = Racer(_change_password(user1, changer))
+
+    verifying.start()
+    assert checking.wait(timeout=10)
+    changing.start()
+    changing.join(timeout=0.5)  # it changes the password, then waits for the challenge
+    checked_code.set()
+
+    assert isinstance(verifying.finish(), InvalidSecondFactor)
+    assert not isinstance(changing.finish(), Exception)
+    assert not SignInChallenge.objects.filter(user=user1).exists()
+
+
+def test_two_sign_ins_at_once_that_re_hash_the_password_are_both_let_in(user1, settings):
+    """Django re-hashes a password stored in an older format at the sign-in that checks it; two
+    at once store two hashes of the same password, and neither is a change of it."""
+    from django.contrib.auth.hashers import make_password
+
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    old_format = make_password(DEFAULT_PASSWORD, hasher="pbkdf2_sha256")
+
+    def sign_in():
+        checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
+        return session_start(user=checked, method="password", origin=ORIGIN)
+
+    for _ in range(3):
+        User.objects.filter(pk=user1.pk).update(password=old_format)
+        outcomes = race(sign_in, sign_in)
+        assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes

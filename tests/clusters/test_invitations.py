@@ -412,3 +412,27 @@ def test_accepting_while_an_admin_invites_the_same_address_again_ends_one_way_or
         grant_remove(user=invitee, client=client1)
         open_ones = Invitation.objects.filter(client=client1, accepted_at=None, revoked_at=None)
         open_ones.update(revoked_at=timezone.now())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_invitation_accepted_while_its_client_is_deactivated_joins_nothing(admin1, client1, user_factory):
+    from clusters.services import client_update, invitation_accept, invitation_create
+    from config.errors import InvitationInvalid
+    from tests.helpers import Racer, concurrent_writers_required
+
+    concurrent_writers_required()
+    invitee = user_factory(email="racer@example.com")
+    invitation_create(client=client1, email=invitee.email, role="viewer", actor=admin1)
+    token = link_token()
+    deactivating = Racer(lambda: client_update(client=client1, name=client1.name, active=False), held=True)
+    accepting = Racer(lambda: invitation_accept(token=token, user=invitee))
+
+    deactivating.start()
+    assert deactivating.called.wait(timeout=30)
+    accepting.start()
+    accepting.join(timeout=0.5)  # it reads the invitation (its client still active), then waits
+    deactivating.finish()
+
+    assert isinstance(accepting.finish(), InvitationInvalid)
+    assert not Grant.objects.filter(user=invitee, client=client1).exists()
