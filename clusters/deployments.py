@@ -15,6 +15,7 @@ push, :func:`applications_refresh` asks Argo CD to look at git at once, in the b
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -132,14 +133,19 @@ def _forget(names: Iterable[str]) -> None:
         logger.warning("Cached Argo CD statuses could not be dropped", exc_info=True)
 
 
+def _source() -> str:
+    """Which Argo CD, and as whom, the portal asks (a digest: the token stays out of the cache)."""
+    return hashlib.sha256(f"{settings.ARGOCD_URL}\0{settings.ARGOCD_TOKEN}".encode()).hexdigest()[:16]
+
+
 def _backoff_reason() -> str | None:
     """Why Argo CD is being left alone right now (None: it may be asked)."""
     try:
         backoff = cache.get(_BACKOFF_KEY)
     except CACHE_ERRORS:
         return None
-    if not backoff or backoff["until"] <= time.time():
-        return None
+    if not backoff or backoff["until"] <= time.time() or backoff.get("source") != _source():
+        return None  # over, or met by another URL or token than an operator has set since
     return f"{backoff['reason']} The portal asks again in {max(1, round(backoff['until'] - time.time()))} s."
 
 
@@ -148,7 +154,12 @@ def _failure_record(error: ArgoCDUnavailable) -> None:
     try:
         failures = (cache.get(_BACKOFF_KEY) or {}).get("failures", 0) + 1
         pause = min(_ttl() * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
-        backoff = {"failures": failures, "until": time.time() + pause, "reason": error.reason}
+        backoff = {
+            "failures": failures,
+            "until": time.time() + pause,
+            "reason": error.reason,
+            "source": _source(),
+        }
         cache.set(_BACKOFF_KEY, backoff, BACKOFF_MAX_SECONDS * 4)
     except CACHE_ERRORS:
         return

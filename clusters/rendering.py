@@ -19,7 +19,7 @@ from django.conf import settings
 
 from clusters.models import SPEC_FIELD_NAMES, Client, Cluster
 from config.crypto import CLUSTER_API_KEYS, field_decrypt
-from gitops.sealing import sealed_secret_render
+from gitops.sealing import SealingError, sealed_secret_render
 from gitops.trees import TreeReader
 from gitops.values import (
     ALT_API_KEY_SECRET_KEY,
@@ -48,7 +48,10 @@ Files = dict[str, bytes | None]
 
 @cache
 def _sealing_certificate(path: str) -> bytes:
-    return Path(path).read_bytes()
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:  # a content problem, as a certificate that is not PEM: the change waits
+        raise SealingError(f"The sealing certificate {path} cannot be read: {error.strerror}.") from error
 
 
 @dataclass(frozen=True)

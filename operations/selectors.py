@@ -219,8 +219,9 @@ def gitops_status() -> GitopsStatus:
         remote, outbox = gitops_remote_state(), outbox_summary()
     except DatabaseError as error:
         return GitopsStatus(ok=False, error=probe_error(error), remote_configured=configured)
-    failing = bool(
-        remote
+    failing = bool(  # with no remote configured now, the portal pushes nowhere: nothing fails
+        configured
+        and remote
         and remote.last_failure_at
         and (not remote.last_push_at or remote.last_failure_at > remote.last_push_at)
     )

@@ -844,3 +844,35 @@ def test_changes_that_waited_for_a_remote_that_moved_keep_their_own_commits_and_
         assert change.pushed and change.commit in {commit.id for commit in commits}
     assert _values(git_server, "client1", "main")["replicaCount"] == 3
     assert _values(git_server, "client2", "main")["replicaCount"] == 4
+
+
+def test_a_sealing_certificate_gone_missing_is_said_like_a_broken_one(
+    git_server, settings, tmp_path, client1, user1
+):
+    """A ConfigMap key under another name mounts no file: the change is kept for delivery and the
+    sync names the file, as it does for a certificate that is not PEM, instead of a traceback."""
+    from django.core.management import CommandError, call_command
+
+    settings.GITOPS_SEALING_CERT = str(tmp_path / "renamed" / "cert.pem")
+    response = cluster_create(client=client1, slug="sealed", actor=user1)
+
+    assert response.cluster.pk is not None
+    with pytest.raises(CommandError) as refused:
+        call_command("gitops_sync", "--check")
+    assert "cannot be rendered" in str(refused.value)
+
+
+def test_without_a_remote_the_sync_says_it_delivered_locally_not_that_it_pushed(
+    settings, tmp_path, client1, user1, capsys
+):
+    from django.core.management import call_command
+
+    settings.GITOPS_SEALING_CERT = str(tmp_path / "renamed" / "cert.pem")
+    cluster_create(client=client1, slug="sealed", actor=user1)  # waits: the certificate is missing
+    settings.GITOPS_SEALING_CERT = ""  # fixed (no sealing)
+
+    call_command("gitops_sync")
+
+    out = capsys.readouterr().out
+    assert "Delivered 1 pending change(s) (no GITOPS_REMOTE_URL: local only)." in out
+    assert "to the remote" not in out

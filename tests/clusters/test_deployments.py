@@ -606,3 +606,20 @@ def test_settings_refuse_an_argocd_url_without_a_token_in_production():
 
     assert result.returncode != 0 and "ARGOCD_TOKEN is required" in result.stderr
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_failure_of_the_argo_cd_set_before_is_not_given_for_the_one_set_now(
+    argocd, settings, scaled, as_user1
+):
+    """An operator fixes a wrong token: the next page asks Argo CD with it, rather than repeating
+    the old token's refusal until its back-off ends."""
+    from django.core.cache import cache
+
+    argocd.application_put(client="client1", cluster="main", revision=scaled)
+    settings.ARGOCD_TOKEN = "a-token-argo-cd-does-not-know"
+    assert _fresh(as_user1)["state"] == "unknown"
+
+    settings.ARGOCD_TOKEN = ARGOCD_TEST_TOKEN
+    cache.delete(f"argocd:application:{APP}")  # statuses live a few seconds; the back-off is longer
+
+    assert _deployment(as_user1)["state"] == "deployed"

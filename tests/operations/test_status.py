@@ -499,3 +499,19 @@ def test_the_failure_reason_shown_to_operators_hides_a_urls_credentials(db, sett
     state = GitopsRemoteState.objects.get()
     assert state.last_failure_reason.startswith("GitError: failed to send request to https://")
     assert "hunter2" not in state.last_failure_reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_remote_taken_out_of_the_settings_leaves_no_failure_on_the_status_page(
+    client_for, staff, as_user1, cluster1, settings, tmp_path
+):
+    """A remote tried and then removed: the portal pushes nowhere now, so nothing is failing."""
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "no-such-remote.git")
+    as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 3}, format="json")
+    assert client_for(staff).get(STATUS_URL).json()["gitops"]["ok"] is False
+
+    settings.GITOPS_REMOTE_URL = ""
+    gitops = client_for(staff).get(STATUS_URL).json()["gitops"]
+
+    assert gitops["ok"] is True and gitops["error"] is None
+    assert gitops["remote"]["configured"] is False

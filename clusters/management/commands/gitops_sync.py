@@ -4,11 +4,14 @@ It also finishes the key rotations whose grace period (``KEY_ROTATION_GRACE``) i
 it delivers: run by the CronJob, that is what makes a forgotten rotation end on time.
 """
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from clusters.delivery import SyncReport, repository_sync
 from clusters.services import key_rotations_finish_due
 from gitops.errors import RepositoryUnavailable
+
+_LOCAL_ONLY = "Delivered {} pending change(s) (no GITOPS_REMOTE_URL: local only)."
 
 
 class Command(BaseCommand):
@@ -64,7 +67,10 @@ class Command(BaseCommand):
         if report.changes_committed:
             self.stdout.write(f"Committed {report.changes_committed} pending change(s), one commit each.")
         if report.changes_pushed:
-            self.stdout.write(f"Pushed {report.changes_pushed} pending change(s) to the remote.")
+            pushed = (
+                "Pushed {} pending change(s) to the remote." if settings.GITOPS_REMOTE_URL else _LOCAL_ONLY
+            )
+            self.stdout.write(pushed.format(report.changes_pushed))
         if report.commit:
             self.stdout.write(f"Synced {len(report.drifted_paths)} drifted file(s) in {report.commit[:12]}.")
         if report.remote_started:
