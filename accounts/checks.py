@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.http.request import validate_host
 
 from accounts.tokens import key_ring_load
 
@@ -39,6 +42,22 @@ def signing_key_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
     except (ValueError, TypeError) as error:  # what cryptography raises for a PEM that is no key
         return [checks.Error(f"JWT_PRIVATE_KEYS holds no usable key: {error}", id="accounts.E001")]
     return []
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def public_url_host_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Emails link to PUBLIC_URL: a host the portal refuses (one left at an example's) is a dead link."""
+    host = urlsplit(settings.PUBLIC_URL).hostname
+    if not host or validate_host(host, settings.ALLOWED_HOSTS):
+        return []
+    return [
+        checks.Warning(
+            f"PUBLIC_URL's host {host} is not in DJANGO_ALLOWED_HOSTS: the links in password reset, "
+            "invitation and security emails would lead to a portal that refuses them (400).",
+            hint="Set PUBLIC_URL to the address people use, and list its host in DJANGO_ALLOWED_HOSTS.",
+            id="accounts.W003",
+        )
+    ]
 
 
 @checks.register(checks.Tags.database)

@@ -74,3 +74,13 @@ def test_the_email_check_is_quiet_when_every_address_is_plain(user_factory, caps
     user_factory(email="plain@example.com")
     call_command("check", "--database", "default")
     assert "accounts.W002" not in "".join(capsys.readouterr())
+
+
+def test_a_public_url_the_portal_would_refuse_fails_the_deploy_check(settings, capsys):
+    """An overlay that set the host names but left PUBLIC_URL at the example's: every emailed link dead."""
+    settings.ALLOWED_HOSTS = ["portal.acme.io", "localhost"]
+    settings.PUBLIC_URL = "https://portal.example.com"
+    assert "accounts.W003" in _deploy_check(capsys)
+
+    settings.PUBLIC_URL = "https://portal.acme.io"
+    assert "accounts.W003" not in _deploy_check(capsys)
