@@ -10,6 +10,8 @@ check that sees the change: the other never misses it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import connection
 
 from accounts.models import AuthMethod, User
@@ -29,11 +31,27 @@ def user_row_lock(*, user_id: int) -> dict | None:
     return locked.filter(pk=user_id).values("password_version", "is_active").first()
 
 
+def _proved(*, user: User, method: str) -> dict:
+    """What a sign-in proved, as the user's row must still say: active and, for a password, the
+    very password checked (``user`` as it was read for the check)."""
+    return {
+        "is_active": True,
+        **({"password_version": user.password_version} if method == AuthMethod.PASSWORD else {}),
+    }
+
+
 def sign_in_still_valid(*, user: User, method: str) -> None:
-    """Under the user's row lock: the account a sign-in proved is still active and, for a
-    password, still has the very password checked (``user`` as it was read for the check)."""
+    """Under the user's row lock: what the sign-in proved still holds (else why not, as a refusal)."""
     stored = user_row_lock(user_id=user.pk)
     if stored is None or not stored["is_active"]:
         raise AccountDisabled()
-    if method == AuthMethod.PASSWORD and stored["password_version"] != user.password_version:
+    if any(stored[name] != value for name, value in _proved(user=user, method=method).items()):
         raise InvalidCredentials()  # changed since: the password given is no longer the account's
+
+
+def sign_in_record(*, user: User, method: str, at: datetime) -> None:
+    """The sign-in's ``last_login``, written only while what it proved still holds: the ``UPDATE``
+    is the row lock (a sign-in's one query for it), and waits for a change under way."""
+    if not User.objects.filter(pk=user.pk, **_proved(user=user, method=method)).update(last_login=at):
+        sign_in_still_valid(user=user, method=method)  # says why
+        raise InvalidCredentials()

@@ -23,7 +23,7 @@ from accounts import session_cache
 from accounts.access_tokens import user_access_tokens_revoke
 from accounts.audit import RequestOrigin, account_change_record, audit_event_record
 from accounts.emails import email_canonical
-from accounts.locks import sign_in_still_valid, user_row_lock
+from accounts.locks import sign_in_record, user_row_lock
 from accounts.models import (
     AuditEventType,
     AuthMethod,
@@ -211,9 +211,10 @@ def session_start(
     # the database enforces them); checking them would cost a query each on every sign-in.
     session.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
-        sign_in_still_valid(user=user, method=method)  # not taken back since it was checked (accounts.locks)
+        sign_in_record(
+            user=user, method=method, at=now
+        )  # not taken back since it was checked (accounts.locks)
         session.save(force_insert=True)
-        User.objects.filter(pk=user.pk).update(last_login=now)
         audit_event_record(
             type=AuditEventType.LOGIN_SUCCEEDED,
             user=user,
