@@ -1,15 +1,20 @@
 """Typed readers for environment variables, used only by settings.py.
 
 Durations accept a whole number of seconds or a number with a unit
-(``900``, ``15m``, ``20m``, ``7d``, ``10s``); lists are comma-separated.
+(``900``, ``15m``, ``20m``, ``7d``, ``10s``); lists are comma-separated. An empty or blank
+value (``NAME=`` in an env file, an empty ConfigMap key) means the default, for every reader.
+A value that would break requests later is refused here with ``ImproperlyConfigured``,
+naming the variable.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import timedelta
-from urllib.parse import parse_qs, unquote, urlsplit
+from pathlib import Path
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
@@ -18,6 +23,8 @@ _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd]?)\s*$", re.ASCII)  # "٣d" is no
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+# The standard level names, as LOG_LEVEL and logging's dictConfig take them (any letter case).
+LOG_LEVELS = tuple(name.lower() for name in logging.getLevelNamesMapping())
 
 
 def env_file_load(path: str) -> None:
@@ -80,10 +87,84 @@ def env_rate(name: str, default: str) -> str:
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_file(name: str) -> str:
+    """A path to a file that must be there (empty: none), refused at start rather than by each
+    request that would read it."""
+    path = env_str(name)
+    if path and not Path(path).is_file():
+        raise ImproperlyConfigured(f"{name}={path} is not a file.")
+    return path
+
+
+def env_url(name: str, default: str = "") -> str:
+    """An http(s) URL with a host, without a trailing slash (empty: the default, which may be empty)."""
+    url = env_str(name, default).rstrip("/")
+    if url:
+        _web_url_check(name, url)
+    return url
+
+
+def env_url_list(name: str) -> list[str]:
+    """Comma-separated http(s) URLs (origins such as ``https://portal.example.com``)."""
+    urls = env_list(name)
+    for url in urls:
+        _web_url_check(name, url)
+    return urls
+
+
+def env_url_template(name: str, default: str, *, placeholders: tuple[str, ...]) -> str:
+    """An http(s) URL that names some of ``placeholders`` in braces (``https://{cluster}.example.com``):
+    checked once here, rather than failing each page that formats it."""
+    template = env_str(name, default)
+    try:
+        sample = template.format(**{placeholder: placeholder for placeholder in placeholders})
+    except (KeyError, IndexError, ValueError, AttributeError):
+        names = ", ".join(f"{{{placeholder}}}" for placeholder in placeholders)
+        raise ImproperlyConfigured(
+            f"{name} may use only the placeholders {names}, in balanced braces, got {template!r}"
+        ) from None
+    _web_url_check(name, sample)
+    return template
+
+
+def _web_url_check(name: str, url: str) -> None:
+    parts = urlsplit_checked(name, url)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be an https:// (or http://) URL with a host, got {url!r}")
+
+
+def urlsplit_checked(name: str, url: str) -> SplitResult:
+    """``url`` split, its port read: a malformed one is refused naming the variable, and never
+    echoed (a database or mail URL holds a password)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it raises ValueError for no number, or one above 65535
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} has an invalid host or port (a port is a number up to 65535; an IPv6 address goes in [])."
+        ) from None
+    return parts
+
+
+def env_sentry_dsn(name: str) -> str:
+    """A Sentry DSN (empty: none), refused at start if the SDK could not use it."""
+    dsn = env_str(name)
+    if dsn:
+        from sentry_sdk.utils import Dsn
+
+        try:
+            Dsn(dsn)
+        except ValueError:  # the SDK's BadDsn, or urllib's for a port that is no number
+            raise ImproperlyConfigured(
+                f"{name} is not a valid DSN (https://<key>@<host>/<project>, as Sentry shows it)."
+            ) from None
+    return dsn
 
 
 def duration_parse(raw: str) -> timedelta:
@@ -101,7 +182,7 @@ def duration_parse(raw: str) -> timedelta:
 def env_duration(
     name: str, default: str, *, minimum: timedelta | None = None, maximum: timedelta | None = None
 ) -> timedelta:
-    raw = os.environ.get(name, default)
+    raw = os.environ.get(name, "").strip() or default
     try:
         value = duration_parse(raw)
     except ValueError:
@@ -118,7 +199,7 @@ def env_duration(
 def database_from_url(url: str) -> dict:
     """Translate ``sqlite:///path``, ``postgres://user:pass@host:port/name`` or
     ``mysql://user:pass@host:port/name`` (``mariadb://`` alike) to DATABASES['default']."""
-    parts = urlsplit(url)
+    parts = urlsplit_checked("DATABASE_URL", url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
         path = unquote(parts.path)
@@ -193,7 +274,7 @@ _EMAIL_BACKENDS = {
 def email_from_url(url: str) -> dict:
     """Django's EMAIL_* settings from ``smtp://user:pass@host:587`` (STARTTLS), ``smtps://...:465``
     (TLS from the start), ``console://``, ``locmem://`` or ``dummy://``."""
-    parts = urlsplit(url)
+    parts = urlsplit_checked("EMAIL_URL", url)
     scheme = parts.scheme.lower()
     if scheme not in _EMAIL_BACKENDS:
         raise ImproperlyConfigured(

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
+    LOG_LEVELS,
     database_from_url,
     email_from_url,
     env_bool,
@@ -24,7 +25,11 @@ from config.env import (
     env_int,
     env_list,
     env_rate,
+    env_sentry_dsn,
     env_str,
+    env_url,
+    env_url_list,
+    env_url_template,
 )
 from config.logging import django_logging
 
@@ -245,9 +250,9 @@ REAUTHENTICATION_WINDOW = env_duration("REAUTHENTICATION_WINDOW", "5m", minimum=
 MFA_TOKEN_TTL = env_duration("MFA_TOKEN_TTL", "5m", minimum=_SECOND)
 # Passkeys are bound to a domain: by default the host the request names, and its origin.
 WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID")
-WEBAUTHN_ORIGINS = env_list("WEBAUTHN_ORIGINS")
+WEBAUTHN_ORIGINS = env_url_list("WEBAUTHN_ORIGINS")
 # The browser app's public address, for links in emails (a password reset).
-PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+PUBLIC_URL = env_url("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "")
 PASSWORD_RESET_TIMEOUT = int(env_duration("PASSWORD_RESET_TIMEOUT", "1h", minimum=_SECOND).total_seconds())
 # At most one reset email per address this often: nobody can flood an inbox, and the owner asking
 # meanwhile finds the link already sent still working (so never longer than a link works).
@@ -294,7 +299,10 @@ QDRANT_DEFAULT_VERSION = env_str("QDRANT_DEFAULT_VERSION", max(QDRANT_VERSIONS, 
 KEY_ROTATION_GRACE = env_duration("KEY_ROTATION_GRACE", "24h")
 STORAGE_GI_DEFAULT = env_int("STORAGE_GI_DEFAULT", 10, minimum=1)
 STORAGE_GI_MAX = env_int("STORAGE_GI_MAX", 1024, minimum=1)
-QDRANT_ENDPOINT_TEMPLATE = env_str("QDRANT_ENDPOINT_TEMPLATE", "https://{cluster}.{client}.qdrant.local")
+# The placeholders clusters.selectors.cluster_endpoint fills in.
+QDRANT_ENDPOINT_TEMPLATE = env_url_template(
+    "QDRANT_ENDPOINT_TEMPLATE", "https://{cluster}.{client}.qdrant.local", placeholders=("client", "cluster")
+)
 
 FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY")
 if not FIELD_ENCRYPTION_KEY:
@@ -326,7 +334,7 @@ ARGOCD_PROJECT = env_str("ARGOCD_PROJECT", "qdrant-clusters")
 # --- Argo CD: deployment status read back (README "Deployment status") --------------------
 
 # Argo CD's API server; unset, the portal never asks Argo CD and clusters carry no deployment.
-ARGOCD_URL = env_str("ARGOCD_URL").rstrip("/")
+ARGOCD_URL = env_url("ARGOCD_URL")
 ARGOCD_TOKEN = env_str("ARGOCD_TOKEN")  # a read-only account's (deploy/argocd/portal-account/)
 # The ApplicationSet's namespace, and so its Applications' (empty: argocd).
 ARGOCD_APP_NAMESPACE = env_str("ARGOCD_APP_NAMESPACE")
@@ -334,7 +342,7 @@ ARGOCD_CA_FILE = env_str("ARGOCD_CA_FILE")  # CA of Argo CD's certificate; TLS i
 ARGOCD_TIMEOUT = env_duration("ARGOCD_TIMEOUT", "2s", minimum=_SECOND)
 # Argo CD's web UI as people's browsers reach it, for the admin's links (ARGOCD_URL may be an
 # in-cluster service address no browser can open).
-ARGOCD_UI_URL = env_str("ARGOCD_UI_URL", ARGOCD_URL).rstrip("/")
+ARGOCD_UI_URL = env_url("ARGOCD_UI_URL", ARGOCD_URL)
 # How long a status read from Argo CD is reused (shared cache): a page costs Argo CD at most
 # one request per cache period, and a slow Argo CD at most ARGOCD_TIMEOUT.
 ARGOCD_CACHE_TTL = env_duration("ARGOCD_CACHE_TTL", "5s")
@@ -342,14 +350,10 @@ ARGOCD_CACHE_TTL = env_duration("ARGOCD_CACHE_TTL", "5s")
 # "degraded" (and ``manage.py deployments`` alerts): Argo CD never says so of a StatefulSet.
 DEPLOYMENT_PROGRESS_DEADLINE = env_duration("DEPLOYMENT_PROGRESS_DEADLINE", "10m", minimum=_SECOND)
 if ARGOCD_URL:
-    if not ARGOCD_URL.startswith(("https://", "http://")):
-        raise ImproperlyConfigured("ARGOCD_URL must be an https:// (or http://) URL of Argo CD's API server.")
     if not ARGOCD_TOKEN and not DEBUG:
         raise ImproperlyConfigured("ARGOCD_TOKEN is required when ARGOCD_URL is set (see deploy/argocd).")
     if ARGOCD_CA_FILE and not Path(ARGOCD_CA_FILE).is_file():
         raise ImproperlyConfigured(f"ARGOCD_CA_FILE={ARGOCD_CA_FILE} is not a file.")
-    if not ARGOCD_UI_URL.startswith(("https://", "http://")):
-        raise ImproperlyConfigured("ARGOCD_UI_URL must be an https:// (or http://) URL of Argo CD's web UI.")
 
 # --- HTTP, CORS, CSRF and security headers ------------------------------------------------
 
@@ -412,7 +416,7 @@ AUDIT_RETENTION_MINIMUM = timedelta(days=1)
 AUDIT_RETENTION = env_duration("AUDIT_RETENTION", "365d", minimum=AUDIT_RETENTION_MINIMUM)
 
 # Errors go to Sentry when SENTRY_DSN is set, scrubbed of tokens, cookies, passwords and keys.
-SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_DSN = env_sentry_dsn("SENTRY_DSN")
 SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")
 if SENTRY_DSN:
     from config.sentry import sentry_init
@@ -477,7 +481,7 @@ TIME_ZONE = "UTC"
 
 # --- Logging ------------------------------------------------------------------------------
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS).upper()
 # One JSON object per line with the request id; tokens, keys and passwords are redacted.
 LOGGING = django_logging(level=LOG_LEVEL)
 

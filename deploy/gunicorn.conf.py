@@ -5,8 +5,11 @@ and the access log) are JSON lines on stdout, like the application's.
 
 gunicorn reads every module-level name that matches one of its settings, so helpers here
 start with an underscore, and the `config` package must not be imported by name.
+As in the settings, an empty value means the default, and a wrong one stops the server with
+one line naming the variable (SystemExit: gunicorn prints a traceback for any other error).
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,13 +21,22 @@ def _env_whole_number(name: str, default: int, minimum: int = 1) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+        raise SystemExit(f"Configuration error: {name} must be a whole number, got {raw!r}") from None
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        raise SystemExit(f"Configuration error: {name} must be at least {minimum}, got {value}")
     return value
 
 
-_LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+def _env_log_level() -> str:
+    """LOG_LEVEL as config.env reads it: one of the standard level names, any letter case."""
+    level = os.environ.get("LOG_LEVEL", "").strip() or "INFO"
+    names = [name.lower() for name in logging.getLevelNamesMapping()]
+    if level.lower() not in names:
+        raise SystemExit(f"Configuration error: LOG_LEVEL must be one of {', '.join(names)}, got {level!r}")
+    return level.upper()
+
+
+_LOG_LEVEL = _env_log_level()
 
 wsgi_app = "config.wsgi:application"
 bind = ["0.0.0.0:8000"]  # noqa: S104 - inside a container, reached through the pod network only
@@ -52,7 +64,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 # gunicorn takes the scheme from X-Forwarded-* headers only from these addresses. Django reads
 # X-Forwarded-Proto itself (SECURE_PROXY_SSL_HEADER, with DJANGO_BEHIND_PROXY) from any peer:
 # with it on, the pod must be reachable only through the proxy (deploy/k8s/networkpolicy.yaml).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or "127.0.0.1,::1"
 
 # No runtime control socket: nothing in the pod should resize or reload the server, and the
 # root filesystem is read-only anyway.
