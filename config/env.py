@@ -13,7 +13,6 @@ import logging
 import os
 import re
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -91,15 +90,6 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if not raw:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_file(name: str) -> str:
-    """A path to a file that must be there (empty: none), refused at start rather than by each
-    request that would read it."""
-    path = env_str(name)
-    if path and not Path(path).is_file():
-        raise ImproperlyConfigured(f"{name}={path} is not a file.")
-    return path
 
 
 def env_url(name: str, default: str = "") -> str:
