@@ -89,6 +89,18 @@ export function actionsHeader() {
 }
 
 /**
+ * Take `row` out of its list, and return what puts the keyboard back where it was: on the
+ * `selector` button of the next row shown (else the previous one), or on `fallback` (a heading,
+ * tabindex=-1) when none is left. Called once the removal is said, so it is heard first.
+ */
+export function rowRemove(row, selector, fallback) {
+  const shown = (candidate, step) => (candidate && candidate.hidden ? shown(candidate[step], step) : candidate);
+  const next = shown(row.nextElementSibling, "nextElementSibling") || shown(row.previousElementSibling, "previousElementSibling");
+  row.remove();
+  return () => (next ? next.querySelector(selector) : fallback).focus();
+}
+
+/**
  * Gives the focus back to `control` when the page lost it (to <body>) while the control was
  * disabled, hidden or replaced: a keyboard or screen-reader user goes on from where they were.
  */

@@ -1,7 +1,7 @@
 // Parts of the Team page that watch the team: the audit trail, and the members' personal access
 // tokens that reach the client (an admin takes the client out of one).
 
-import { focusKeep, h, liveRegion, replaceChildren, say, timeElement } from "../dom.js";
+import { focusKeep, h, liveRegion, replaceChildren, rowRemove, say, timeElement } from "../dom.js";
 import { confirmDialog, showError } from "./common.js";
 import { olderPages } from "./older-pages.js";
 
@@ -107,12 +107,10 @@ export function clientTokensSection(ctx, client, pageError, audit) {
       revoke.disabled = true;
       try {
         await ctx.api.clientTokenRevoke(client, token.id);
-        // Focus goes where the keyboard user was: the next token's button, else the heading.
-        const next = item.nextElementSibling || item.previousElementSibling;
-        item.remove();
+        const focusNext = rowRemove(item, ".revoke-client-token", heading);
         empty.hidden = list.children.length > 0;
         say(status, `${token.name} of ${token.owner} no longer reaches ${client}.`);
-        (next ? next.querySelector(".revoke-client-token") : heading).focus();
+        focusNext();
         audit.load();
       } catch (failure) {
         revoke.disabled = false;

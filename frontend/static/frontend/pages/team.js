@@ -1,7 +1,7 @@
 // #/clients/{client}/team, for the client's admins: members and their roles, invitations, the
 // personal access tokens that reach the client, and the audit trail (team-activity.js).
 
-import { actionsHeader, focusKeep, h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
+import { actionsHeader, focusKeep, h, liveRegion, markInvalid, replaceChildren, rowRemove, say, timeElement } from "../dom.js";
 import { confirmDialog, FILTER_FROM, pageFrame, pageLoad, rowFilter, showError } from "./common.js";
 import { auditSection, clientTokensSection } from "./team-activity.js";
 
@@ -202,14 +202,11 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
     try {
       await ctx.api.memberRemove(client, member.userId);
       if (isMe(ctx, member)) return ctx.navigate("/clusters", { replace: true });
-      // Focus goes where the keyboard user was: the next member's Remove (of those the filter
-      // shows), else the heading.
-      const shown = (row, step) => (row && row.hidden ? shown(row[step], step) : row);
-      const next = shown(tr.nextElementSibling, "nextElementSibling") || shown(tr.previousElementSibling, "previousElementSibling");
       rowErrorsClear(tr);
-      tr.remove();
+      // The keyboard goes on to the next member's Remove (of those the filter shows), else the heading.
+      const focusNext = rowRemove(tr, ".remove-member", document.getElementById("members-heading"));
       say(status, `Removed ${member.email}.`);
-      (next ? next.querySelector(".remove-member") : document.getElementById("members-heading")).focus();
+      focusNext();
       activity.load();
     } catch (failure) {
       remove.disabled = false;
@@ -299,12 +296,10 @@ function invitationsSection(ctx, client, activity) {
       revoke.disabled = true;
       try {
         await ctx.api.invitationRevoke(client, invitation.id);
-        // Focus goes where the keyboard user was: the next invitation's button, else the heading.
-        const next = item.nextElementSibling || item.previousElementSibling;
-        item.remove();
+        const focusNext = rowRemove(item, ".revoke-invitation", heading);
         refreshEmpty();
         say(status, `Revoked the invitation of ${invitation.email}.`);
-        (next ? next.querySelector(".revoke-invitation") : heading).focus();
+        focusNext();
         activity.load();
       } catch (failure) {
         if (failure.code === "invitation_not_pending") {

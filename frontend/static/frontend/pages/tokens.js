@@ -1,7 +1,7 @@
 // #/tokens: personal access tokens for scripts and CI. Make one (its secret is shown once, with a
 // copy button), see each one's clients and last use, revoke it.
 
-import { actionsHeader, focusKeep, h, liveRegion, markInvalid, replaceChildren, say, timeElement } from "../dom.js";
+import { actionsHeader, focusKeep, h, liveRegion, markInvalid, replaceChildren, rowRemove, say, timeElement } from "../dom.js";
 import { confirmDialog, copyText, pageFrame, pageLoad, showError } from "./common.js";
 import { withReauthentication } from "./reauth.js";
 
@@ -289,12 +289,10 @@ function tokenRow(token, { ctx, pageError, status, dialog, onRevoked }) {
     revoke.disabled = true;
     try {
       await ctx.api.tokenRevoke(token.id);
-      // Focus goes where the keyboard user was: the next token's Revoke, else the heading.
-      const next = tr.nextElementSibling || tr.previousElementSibling;
-      tr.remove();
+      const focusNext = rowRemove(tr, ".revoke-token", document.getElementById("tokens-heading"));
       onRevoked(token);
       say(status, `Revoked ${token.name}.`);
-      (next ? next.querySelector(".revoke-token") : document.getElementById("tokens-heading")).focus();
+      focusNext();
     } catch (failure) {
       revoke.disabled = false;
       showError(ctx, pageError, failure);
