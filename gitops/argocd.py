@@ -108,12 +108,19 @@ def applicationset_render(
                     "syncPolicy": {
                         "automated": {"prune": True, "selfHeal": True},
                         "syncOptions": SYNC_OPTIONS,
+                        # Argo CD tries each revision once on its own: a failure a second try would
+                        # clear (a webhook timing out, a new namespace not ready) would otherwise
+                        # leave the client's change undeployed until someone syncs by hand.
+                        "retry": SYNC_RETRY,
                     },
                 },
             },
         },
     }
     return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=120).encode("utf-8")
+
+
+SYNC_RETRY = {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}, "refresh": True}
 
 
 def appproject_render(*, repo_url: str, project: str, namespace: str = ARGOCD_NAMESPACE) -> bytes:

@@ -312,3 +312,11 @@ def test_applications_in_another_namespace_are_admitted_and_no_token_is_committe
     rendered = appproject_render(repo_url=push_url, project="p")
     assert b"ghp_secret" not in rendered and REPO in yaml.safe_load(rendered)["spec"]["sourceRepos"]
     assert "namespace" not in yaml.safe_load(rendered)["metadata"]  # applied into Argo CD's own
+
+
+def test_a_clusters_failed_sync_is_tried_again_with_a_growing_pause():
+    """One automated attempt per revision is all Argo CD makes otherwise: a failure a second try
+    clears (a webhook timing out, a new namespace not ready) would leave the change undeployed."""
+    retry = _appset()["spec"]["template"]["spec"]["syncPolicy"]["retry"]
+    assert retry["limit"] >= 3 and retry["backoff"]["factor"] > 1
+    assert retry["refresh"] is True  # a retry reads the revision again: a fix pushed meanwhile counts
