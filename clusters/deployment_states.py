@@ -121,6 +121,22 @@ def _synced_state(status: ApplicationStatus, checked_at: datetime) -> tuple[str,
     return UNKNOWN, "Argo CD does not know the cluster's health yet."
 
 
+def _running_state(status: ApplicationStatus, checked_at: datetime) -> tuple[str, str]:
+    """A sync under way; past the deadline, one that waits for ever (a wave whose resource never
+    becomes healthy, such as a SealedSecret the controller cannot unseal) is a degraded cluster."""
+    message = status.operation_message
+    started = status.operation_started_at
+    if started is not None and checked_at - started > settings.DEPLOYMENT_PROGRESS_DEADLINE:
+        minutes = max(1, int((checked_at - started).total_seconds() // 60))
+        return DEGRADED, (
+            f"Argo CD has been applying the latest change for {minutes} minutes without finishing"
+            f"{': ' + message if message else '.'}"
+        )
+    if status.operation_phase == "Terminating":
+        return SYNCING, message or "Argo CD is stopping a sync of the latest change."
+    return SYNCING, message or "Argo CD is applying the latest change."
+
+
 def status_state(
     status: ApplicationStatus, change: ClusterChange, *, checked_at: datetime
 ) -> tuple[str, str]:
@@ -138,7 +154,7 @@ def status_state(
     if condition:
         return FAILED, condition
     if status.operation_running:
-        return SYNCING, status.operation_message or "Argo CD is applying the latest change."
+        return _running_state(status, checked_at)
     if status.sync_status != "Synced":
         return SYNCING, f"Argo CD has seen the latest change and is about to apply it ({status.sync_status})."
     return _synced_state(status, checked_at)

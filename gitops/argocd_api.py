@@ -81,8 +81,10 @@ class ApplicationStatus:
     operation_revision: str = ""
     conditions: tuple[ApplicationCondition, ...] = ()
     # When the health last changed (``health.lastTransitionTime``), and when the last sync
-    # operation ended (``operationState.finishedAt``); None where Argo CD does not say.
+    # operation began and ended (``operationState.startedAt``, ``finishedAt``); None where
+    # Argo CD does not say.
     health_since: datetime | None = None
+    operation_started_at: datetime | None = None
     operation_finished_at: datetime | None = None
 
     @property
@@ -181,6 +183,7 @@ def application_parse(document: Any) -> ApplicationStatus:
             for item in map(_mapping, conditions)
         ),
         health_since=_time(health.get("lastTransitionTime")),
+        operation_started_at=_time(operation.get("startedAt")),
         operation_finished_at=_time(operation.get("finishedAt")),
     )
 

@@ -623,3 +623,32 @@ def test_a_failure_of_the_argo_cd_set_before_is_not_given_for_the_one_set_now(
     cache.delete(f"argocd:application:{APP}")  # statuses live a few seconds; the back-off is longer
 
     assert _deployment(as_user1)["state"] == "deployed"
+
+
+@pytest.mark.parametrize(("minutes_ago", "state"), [(9, "syncing"), (11, "degraded")])
+def test_a_sync_still_running_past_the_deadline_is_degraded(
+    argocd, scaled, as_user1, settings, minutes_ago, state
+):
+    """A sync that waits for ever (a SealedSecret the controller cannot unseal holds back the
+    chart's wave) is no change on its way: past the deadline a monitor must hear of it."""
+    settings.DEPLOYMENT_PROGRESS_DEADLINE = timedelta(minutes=10)
+    since = (datetime.now(tz=UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    waiting = "waiting for healthy state of bitnami.com/SealedSecret/qdrant-client1-main-apikey"
+    argocd.application_put(
+        client="client1",
+        cluster="main",
+        revision=scaled,
+        sync="OutOfSync",
+        health="Degraded",
+        operation="Running",
+        operation_message=waiting,
+        since=since,
+    )
+
+    deployment = _fresh(as_user1)
+
+    assert deployment["state"] == state
+    if state == "degraded":
+        assert deployment["message"] == (
+            f"Argo CD has been applying the latest change for 11 minutes without finishing: {waiting}"
+        )
