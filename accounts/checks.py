@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 
 from accounts.tokens import key_ring_load
 
@@ -47,7 +47,9 @@ def signing_key_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
 @checks.register(checks.Tags.security, deploy=True)
 def public_url_host_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Emails link to PUBLIC_URL: a host the portal refuses (one left at an example's) is a dead link."""
-    host = urlsplit(settings.PUBLIC_URL).hostname
+    host, _ = split_domain_port(
+        urlsplit(settings.PUBLIC_URL).netloc.rpartition("@")[2]
+    )  # as Django reads Host
     if not host or validate_host(host, settings.ALLOWED_HOSTS):
         return []
     return [

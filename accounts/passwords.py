@@ -19,6 +19,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
@@ -45,8 +46,10 @@ def _password_store(user: User, password: str | None) -> None:
     """Save a new password as a new version of it (``User.password_version``); the first write of
     the change, so it holds the user's row lock (accounts.locks) while the change ends the rest."""
     user.set_password(password)
-    user.password_version += 1
-    user.save(update_fields=["password", "password_version"])
+    user.save(update_fields=["password"])  # the row's lock, held to the end of the change
+    # Counted in the database: two changes at once are two versions, not one each thinks it made.
+    User.objects.filter(pk=user.pk).update(password_version=F("password_version") + 1)
+    user.refresh_from_db(fields=["password_version"])
 
 
 def password_change(

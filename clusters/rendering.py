@@ -46,12 +46,16 @@ SEALED_SECRET_SYNC_WAVE = "-1"  # noqa: S105 - a sync wave, not a secret
 Files = dict[str, bytes | None]
 
 
-@cache
 def _sealing_certificate(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
+    try:  # read again once the file changes (a ConfigMap fixed): no restart needed
+        return _sealing_certificate_read(path, Path(path).stat().st_mtime_ns)
     except OSError as error:  # a content problem, as a certificate that is not PEM: the change waits
         raise SealingError(f"The sealing certificate {path} cannot be read: {error.strerror}.") from error
+
+
+@cache
+def _sealing_certificate_read(path: str, modified: int) -> bytes:
+    return Path(path).read_bytes()
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,8 @@ def env_url_template(name: str, default: str, *, placeholders: tuple[str, ...]) 
 def _web_url_check(name: str, url: str) -> None:
     parts = urlsplit_checked(name, url)
     if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise ImproperlyConfigured(f"{name} must be an https:// (or http://) URL with a host, got {url!r}")
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never a user:password
+        raise ImproperlyConfigured(f"{name} must be an https:// (or http://) URL with a host, got {shown!r}")
 
 
 def urlsplit_checked(name: str, url: str) -> SplitResult:

@@ -64,6 +64,8 @@ if POD_IP:
 INSTALLED_APPS = [
     # The admin, signed in to through the portal's sign-in (accounts/admin_site.py).
     "accounts.apps.PortalAdminConfig",
+    # Before django.contrib.auth: its changepassword command is the one manage.py runs.
+    "accounts",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -73,7 +75,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "accounts",
     "clusters",
     "operations",
     "frontend",

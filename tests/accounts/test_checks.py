@@ -84,3 +84,12 @@ def test_a_public_url_the_portal_would_refuse_fails_the_deploy_check(settings, c
 
     settings.PUBLIC_URL = "https://portal.acme.io"
     assert "accounts.W003" not in _deploy_check(capsys)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "allowed"),
+    [("http://[::1]:8000", ["[::1]"]), ("https://portal.acme.io.", ["portal.acme.io"])],
+)
+def test_a_public_url_django_would_serve_passes_the_deploy_check(settings, capsys, public_url, allowed):
+    settings.ALLOWED_HOSTS, settings.PUBLIC_URL = allowed, public_url
+    assert "accounts.W003" not in _deploy_check(capsys)

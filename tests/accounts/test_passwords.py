@@ -242,3 +242,29 @@ def test_asking_whether_reset_links_work_is_limited_per_address(user, settings, 
     answers = [APIClient().post(path, body, format="json") for _ in range(4)]
     assert [answer.status_code for answer in answers] == [400, 400, 400, 429]
     assert answers[-1].json()["code"] == "throttled" and "Retry-After" in answers[-1]
+
+
+def test_changepassword_ends_the_accounts_sessions_and_tokens_as_an_operators_set_does(
+    user1, bearer_client, monkeypatch, capsys
+):
+    """An operator resetting a compromised account from a shell: nothing the old password made lives on."""
+    from django.core.management import call_command
+
+    from accounts.models import AuditEvent, Session
+    from tests.helpers import access_token_made
+
+    api = bearer_client(user1)
+    token, _ = access_token_made(user1, clients={"client1": ["view"]})
+    answers = iter(["a brand new passphrase", "a brand new passphrase"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+
+    call_command("changepassword", "CLIENT1@example.com")
+
+    user1.refresh_from_db()
+    assert user1.check_password("a brand new passphrase") and user1.password_version == 1
+    assert not Session.objects.filter(user=user1, revoked_at=None).exists()
+    assert api.get("/api/auth/me").status_code == 403
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEvent.objects.filter(user=user1, type="password_changed").exists()
+    assert "their sessions and personal access tokens have ended" in capsys.readouterr().out

@@ -216,3 +216,18 @@ def test_two_sign_ins_at_once_that_re_hash_the_password_are_both_let_in(user1, s
         User.objects.filter(pk=user1.pk).update(password=old_format)
         outcomes = race(sign_in, sign_in)
         assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
+
+
+def test_two_passwords_set_at_once_are_two_versions(user1):
+    """Each new password is a version of its own: a sign-in that checked the first cannot pass
+    for one that checked the second (as an attacker's change racing the owner's reset would)."""
+    from accounts.passwords import operator_password_set
+
+    first, second = User.objects.get(pk=user1.pk), User.objects.get(pk=user1.pk)  # both read version 0
+
+    _side_by_side(
+        Racer(lambda: operator_password_set(user=first, password="the attacker's passphrase"), held=True),
+        Racer(lambda: operator_password_set(user=second, password="the owner's new passphrase")),
+    )
+
+    assert User.objects.get(pk=user1.pk).password_version == 2

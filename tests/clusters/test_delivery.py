@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -876,3 +878,21 @@ def test_without_a_remote_the_sync_says_it_delivered_locally_not_that_it_pushed(
     out = capsys.readouterr().out
     assert "Delivered 1 pending change(s) (no GITOPS_REMOTE_URL: local only)." in out
     assert "to the remote" not in out
+
+
+def test_a_sealing_certificate_fixed_in_place_is_read_again_without_a_restart(
+    git_server, sealing_certificate, settings, client1, user1
+):
+    from django.core.management import call_command
+
+    path = Path(settings.GITOPS_SEALING_CERT)
+    good = path.read_bytes()
+    path.write_bytes(b"not a certificate")  # the ConfigMap's wrong key, mounted
+    cluster_create(client=client1, slug="sealed", actor=user1)  # waits: cannot be sealed
+    assert file_read(repository=git_server, file_path="clients/client1/sealed/apikey.sealed.yaml") is None
+
+    path.write_bytes(good)  # fixed: a new file where the old one was
+    os.utime(path, ns=(time.time_ns() + 1_000_000_000,) * 2)  # its own modification time
+    call_command("gitops_sync")
+
+    assert file_read(repository=git_server, file_path="clients/client1/sealed/apikey.sealed.yaml") is not None
