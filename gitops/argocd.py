@@ -31,6 +31,10 @@ IGNORED_DIFFERENCES = [
     {"group": "apps", "kind": "StatefulSet", "jsonPointers": ["/spec/volumeClaimTemplates"]}
 ]
 SYNC_OPTIONS = ["CreateNamespace=true", "RespectIgnoreDifferences=true"]
+# Argo CD tries each revision once on its own: a failure a second try would clear (a webhook
+# timing out, a new namespace not ready) would otherwise leave the client's change undeployed
+# until someone syncs by hand.
+SYNC_RETRY = {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}, "refresh": True}
 
 # Go templates over the git directory generator's path: clients/<client>/<cluster>.
 _CLIENT = "{{ index .path.segments 1 }}"
@@ -108,9 +112,6 @@ def applicationset_render(
                     "syncPolicy": {
                         "automated": {"prune": True, "selfHeal": True},
                         "syncOptions": SYNC_OPTIONS,
-                        # Argo CD tries each revision once on its own: a failure a second try would
-                        # clear (a webhook timing out, a new namespace not ready) would otherwise
-                        # leave the client's change undeployed until someone syncs by hand.
                         "retry": SYNC_RETRY,
                     },
                 },
@@ -118,9 +119,6 @@ def applicationset_render(
         },
     }
     return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False, width=120).encode("utf-8")
-
-
-SYNC_RETRY = {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}, "refresh": True}
 
 
 def appproject_render(*, repo_url: str, project: str, namespace: str = ARGOCD_NAMESPACE) -> bytes:
