@@ -284,7 +284,8 @@ def user_access_tokens_end(
     """Every live token of the user ends, when the account is taken back (a password reset, or an
     operator setting the password): someone who knew the old password may have made one."""
     with transaction.atomic():
-        user_row_lock(user_id=user.pk)  # then looks: a token being made is found, or refused (accounts.locks)
+        # Locked, then looked for: a token being made is found, or refused (accounts.locks).
+        user_row_lock(user_id=user.pk)
         return access_tokens_revoke(tokens=_live_tokens_of(user), actor=actor, origin=origin, why=f" ({why})")
 
 

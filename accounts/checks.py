@@ -47,9 +47,8 @@ def signing_key_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
 @checks.register(checks.Tags.security, deploy=True)
 def public_url_host_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Emails link to PUBLIC_URL: a host the portal refuses (one left at an example's) is a dead link."""
-    host, _ = split_domain_port(
-        urlsplit(settings.PUBLIC_URL).netloc.rpartition("@")[2]
-    )  # as Django reads Host
+    # The host as Django reads a Host header (brackets of an IPv6 address, a final dot).
+    host, _ = split_domain_port(urlsplit(settings.PUBLIC_URL).netloc.rpartition("@")[2])
     if not host or validate_host(host, settings.ALLOWED_HOSTS):
         return []
     return [

@@ -205,9 +205,8 @@ def sign_in_step(*, user: User, method: str, origin: RequestOrigin, google_domai
         issued = session_start(user=user, method=method, origin=origin, google_domain=domain)
         return SignInStep(issued=issued)
     with transaction.atomic():
-        sign_in_still_valid(
-            user=user, method=method
-        )  # else a change's clean-up could miss it (accounts.locks)
+        # Else a change's clean-up could miss the challenge (accounts.locks).
+        sign_in_still_valid(user=user, method=method)
         token, _ = challenge_new(
             purpose=ChallengePurpose.SECOND_FACTOR, user=user, first_factor=method, google_domain=domain
         )

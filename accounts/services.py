@@ -211,9 +211,8 @@ def session_start(
     # the database enforces them); checking them would cost a query each on every sign-in.
     session.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
-        sign_in_record(
-            user=user, method=method, at=now
-        )  # not taken back since it was checked (accounts.locks)
+        # Not taken back since it was checked (accounts.locks).
+        sign_in_record(user=user, method=method, at=now)
         session.save(force_insert=True)
         audit_event_record(
             type=AuditEventType.LOGIN_SUCCEEDED,
@@ -403,9 +402,8 @@ def sessions_revoke(
         raise ValueError("Pass sessions or a user.")
     with transaction.atomic():
         if sessions is None:
-            user_row_lock(
-                user_id=user.pk
-            )  # then looks: a sign-in under way is found or sees it (accounts.locks)
+            # Locked, then looked for: a sign-in under way is found, or sees this (accounts.locks).
+            user_row_lock(user_id=user.pk)
             sessions = _sessions_of(user=user, except_session_id=except_session_id)
         session_cache.sessions_revoked_mark(session_ids=[session.pk for session in sessions])
         if user is not None:  # every session: a sign-in halfway (its second step to come) would be one more

@@ -33,6 +33,5 @@ class PermittedSearchAdmin:
 def admin_permission_denied(request: HttpRequest) -> HttpResponse:
     """The admin's 403: what happened and the way back, under the admin's header."""
     context = {**admin.site.each_context(request), "title": "Not allowed"}
-    return TemplateResponse(
-        request, "admin/403.html", context, status=403
-    ).render()  # an error handler's: not rendered for it
+    # Rendered here: Django renders a view's TemplateResponse, not an error handler's.
+    return TemplateResponse(request, "admin/403.html", context, status=403).render()
