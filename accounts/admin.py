@@ -18,7 +18,6 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
 from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_revoke
@@ -44,6 +43,7 @@ from accounts.services import (
     user_delete,
     users_claims_bump,
 )
+from config.admin_access import LiveChoicesSearchAdmin
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
 from config.errors import AuthUnavailable
 
@@ -138,7 +138,7 @@ def within_reach(model_admin, request: HttpRequest, queryset: QuerySet, *, owner
 
 
 @admin.register(User)
-class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
+class UserAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin, DjangoUserAdmin):
     form = UserChangeAdminForm
     add_form = UserCreationAdminForm
     change_password_form = PasswordChangeAdminForm
@@ -172,12 +172,6 @@ class UserAdmin(ServiceRefusalsAdmin, DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "name", "password1", "password2")}),)
-
-    def get_search_results(self, request, queryset, search_term):
-        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if request.path == reverse("admin:autocomplete"):
-            found = found.filter(is_active=True)  # a form searching for a user gives them a role
-        return found, may_have_duplicates
 
     def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
         form_class = super().get_form(request, obj, change=change, **kwargs)

@@ -12,25 +12,18 @@ from django.utils.html import format_html, format_html_join
 from clusters.models import Client, ClientAuditEvent, Cluster, ClusterChange, Grant, Invitation
 from clusters.services import client_create, client_update
 from clusters.team_admin import SignInPolicyInline
-from config.admin_access import admin_may_view
+from config.admin_access import LiveChoicesSearchAdmin, admin_may_view
 from config.admin_errors import ServiceRefusalsAdmin
 
 
 @admin.register(Client)
-class ClientAdmin(ServiceRefusalsAdmin):
+class ClientAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin):
+    live_field = "active"  # searched for by the cluster, invitation and grant forms
     list_display = ("slug", "name", "active", "cluster_count", "created_at")
     list_filter = ("active",)
     search_fields = ("slug", "name")
     ordering = ("slug",)
     inlines = [SignInPolicyInline]
-
-    def get_search_results(self, request, queryset, search_term):
-        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if request.path == reverse("admin:autocomplete"):
-            # Every form that searches for a client gives it something (a cluster, an invitation,
-            # a grant): a deactivated one would gain what nobody can see or use.
-            found = found.filter(active=True)
-        return found, may_have_duplicates
 
     def get_readonly_fields(self, request, obj=None):
         return ("slug", "created_at", "records") if obj else ()

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 
 def admin_may_view(*, request: HttpRequest, model: type[Model]) -> bool:
@@ -28,6 +29,20 @@ class PermittedSearchAdmin:
             for name in fields
             if admin_may_view(request=request, model=self.model._meta.get_field(name).related_model)  # type: ignore[attr-defined]
         )
+
+
+class LiveChoicesSearchAdmin:
+    """The admin's search for this model, as a form's search box asks it (the autocomplete), finds
+    only rows whose ``live_field`` is true: every such form gives the row something (a role, a
+    cluster, an invitation), and a deactivated one would gain what nobody can use."""
+
+    live_field = "is_active"
+
+    def get_search_results(self, request: HttpRequest, queryset, search_term: str):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+        if request.path == reverse("admin:autocomplete"):
+            found = found.filter(**{self.live_field: True})
+        return found, may_have_duplicates
 
 
 def admin_permission_denied(request: HttpRequest) -> HttpResponse:
