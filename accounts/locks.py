@@ -15,6 +15,7 @@ from datetime import datetime
 from django.db import connection
 
 from accounts.models import AuthMethod, User
+from accounts.selectors import user_second_factors
 from config.errors import AccountDisabled, InvalidCredentials
 
 
@@ -49,9 +50,20 @@ def sign_in_still_valid(*, user: User, method: str) -> None:
         raise InvalidCredentials()  # changed since: the password given is no longer the account's
 
 
-def sign_in_record(*, user: User, method: str, at: datetime) -> None:
+class SecondFactorSetUpSince(Exception):
+    """A sign-in of one step found, under the lock, a second factor set up since it looked: the
+    set-up ended every session of one step and missed this one, so it must ask for the factor."""
+
+
+def sign_in_record(*, user: User, method: str, second_factor: str | None, at: datetime) -> None:
     """The sign-in's ``last_login``, written only while what it proved still holds: the ``UPDATE``
-    is the row lock (a sign-in's one query for it), and waits for a change under way."""
+    is the row lock (a sign-in's one query for it), and waits for a change under way.
+
+    A sign-in of one step (a password or Google, no ``second_factor``) holds only while the user
+    has no second factor: read again once the lock is held, as a first one's set-up holds it.
+    """
     if not User.objects.filter(pk=user.pk, **_proved(user=user, method=method)).update(last_login=at):
         sign_in_still_valid(user=user, method=method)  # says why
         raise InvalidCredentials()
+    if second_factor is None and method != AuthMethod.PASSKEY and user_second_factors(user=user):
+        raise SecondFactorSetUpSince()

@@ -27,7 +27,7 @@ from accounts import factors
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.devices import device_cookie_nonce
 from accounts.factors import FactorInvalid, RelyingParty
-from accounts.locks import sign_in_still_valid, user_row_lock
+from accounts.locks import SecondFactorSetUpSince, sign_in_still_valid, user_row_lock
 from accounts.models import (
     AuditEventType,
     AuthMethod,
@@ -202,8 +202,12 @@ def sign_in_step(*, user: User, method: str, origin: RequestOrigin, google_domai
     """After a first factor: a session, or, for a user with a second factor, the challenge for it."""
     methods, domain = user_second_factors(user=user), google_domain
     if not methods:
-        issued = session_start(user=user, method=method, origin=origin, google_domain=domain)
-        return SignInStep(issued=issued)
+        try:
+            issued = session_start(user=user, method=method, origin=origin, google_domain=domain)
+        except SecondFactorSetUpSince:
+            methods = user_second_factors(user=user)
+        else:
+            return SignInStep(issued=issued)
     with transaction.atomic():
         # Else a change's clean-up could miss the challenge (accounts.locks).
         sign_in_still_valid(user=user, method=method)

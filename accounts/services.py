@@ -212,7 +212,7 @@ def session_start(
     session.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
     with transaction.atomic():
         # Not taken back since it was checked (accounts.locks).
-        sign_in_record(user=user, method=method, at=now)
+        sign_in_record(user=user, method=method, second_factor=second_factor, at=now)
         session.save(force_insert=True)
         audit_event_record(
             type=AuditEventType.LOGIN_SUCCEEDED,

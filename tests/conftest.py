@@ -40,6 +40,7 @@ def _force_login_binds_a_portal_session(monkeypatch):
     from accounts.admin_site import PORTAL_SESSION_KEY
     from accounts.audit import RequestOrigin
     from accounts.models import AuthMethod
+    from accounts.selectors import user_second_factors
     from accounts.services import session_start
 
     django_force_login = DjangoClient.force_login
@@ -47,7 +48,11 @@ def _force_login_binds_a_portal_session(monkeypatch):
     def force_login(self, user, backend=None):
         django_force_login(self, user, backend)
         issued = session_start(
-            user=user, method=AuthMethod.PASSWORD, origin=RequestOrigin(ip="127.0.0.1", user_agent="test")
+            user=user,
+            method=AuthMethod.PASSWORD,
+            origin=RequestOrigin(ip="127.0.0.1", user_agent="test"),
+            # as the sign-in would have asked for it
+            second_factor=next(iter(user_second_factors(user=user)), None),
         )
         session = self.session
         session[PORTAL_SESSION_KEY] = str(issued.session_id)

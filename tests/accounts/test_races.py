@@ -17,7 +17,7 @@ from accounts.audit import RequestOrigin
 from accounts.models import PersonalAccessToken, Session, SignInChallenge, TotpDevice, User
 from accounts.passwords import password_change
 from accounts.second_factors import sign_in_step
-from accounts.selectors import session_facts
+from accounts.selectors import session_facts, user_second_factors
 from accounts.services import session_start, user_password_authenticate
 from config.errors import AccountDisabled, InvalidCredentials, TokenNotValid, TokenScopeExceeded
 from tests.conftest import DEFAULT_PASSWORD
@@ -35,7 +35,8 @@ def _writers_wait_for_each_other():
 
 
 def _session(user) -> Session:
-    session_start(user=user, method="password", origin=ORIGIN)
+    second_factor = next(iter(user_second_factors(user=user)), None)  # as the sign-in asked for it
+    session_start(user=user, method="password", origin=ORIGIN, second_factor=second_factor)
     return Session.objects.filter(user=user).latest("created_at")
 
 
@@ -231,3 +232,29 @@ def test_two_passwords_set_at_once_are_two_versions(user1):
     )
 
     assert User.objects.get(pk=user1.pk).password_version == 2
+
+
+def test_a_one_step_sign_in_while_the_first_second_factor_is_set_up_is_asked_for_it(user1):
+    """The sign-in saw no second factor; the set-up, under way, ends every session of one step:
+    the sign-in, let in after it, must not open one it missed, but ask for the new factor."""
+    import pyotp
+
+    from accounts.factor_enrolment import totp_enrol_confirm, totp_enrol_start
+
+    enroller = _session(user1)
+    secret = totp_enrol_start(user_id=user1.pk).secret
+    checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
+
+    enrolled, step = _side_by_side(
+        Racer(
+            lambda: totp_enrol_confirm(
+                user_id=user1.pk, session_id=enroller.pk, code=pyotp.TOTP(secret).now(), origin=ORIGIN
+            ),
+            held=True,
+        ),
+        Racer(lambda: sign_in_step(user=checked, method="password", origin=ORIGIN)),
+    )
+
+    assert not isinstance(enrolled, Exception) and not isinstance(step, Exception), (enrolled, step)
+    assert step.issued is None and step.methods == ("totp", "recovery")  # the second step, for it
+    assert list(Session.objects.filter(user=user1, revoked_at=None)) == [enroller]
