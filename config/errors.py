@@ -407,11 +407,7 @@ class Throttled(PortalError):
 
 
 def _wait_text(seconds: int) -> str:
-    return (
-        f"{math.ceil(seconds / 60)} minutes"
-        if seconds > 90
-        else f"{seconds} second{'' if seconds == 1 else 's'}"
-    )
+    return f"{math.ceil(seconds / 60)} minutes" if seconds > 90 else f"{seconds} second{'s' * (seconds != 1)}"
 
 
 # --- 500, 503 -------------------------------------------------------------------------------
@@ -441,6 +437,17 @@ class DatabaseUnavailable(PortalError):
     default_code = "database_unavailable"
     default_detail = "The service is temporarily unavailable; try again shortly."
     retry_after = 5
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """The database gave the request's transaction up for another's (a deadlock, a lock wait that
+    timed out): not an outage; nothing was changed, and sending it again will do."""
+
+    default_code = "database_busy"
+    default_detail = (
+        "Another change was being made to the same data at that moment; nothing was changed. Try again."
+    )
+    retry_after = 1
 
 
 class AuditUnavailable(PortalError):

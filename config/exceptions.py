@@ -29,7 +29,7 @@ from rest_framework.views import set_rollback
 from config import errors
 from config.admin_access import admin_permission_denied
 from config.crypto import FieldDecryptionError
-from config.outages import DATABASE_ERRORS, database_outage
+from config.outages import DATABASE_ERRORS, database_failure_report
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ def _as_portal_error(exc: Exception, request: HttpRequest | None) -> errors.Port
     if isinstance(exc, errors.PortalError):
         return exc
     if isinstance(exc, DATABASE_ERRORS):
-        database_outage.report(exc, request)
-        return errors.DatabaseUnavailable()
+        return (
+            errors.DatabaseBusy() if database_failure_report(exc, request) else errors.DatabaseUnavailable()
+        )
     if isinstance(exc, FieldDecryptionError):
         return errors.SecretsUnavailable()
     if isinstance(exc, DjangoValidationError):

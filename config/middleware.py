@@ -9,10 +9,10 @@ from collections.abc import Callable
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse
 
-from config.errors import DatabaseUnavailable
+from config.errors import DatabaseBusy, DatabaseUnavailable
 from config.exceptions import error_json, handler400, is_api_path
 from config.logging import request_id_var
-from config.outages import DATABASE_ERRORS, RETRY_AFTER_SECONDS, database_outage
+from config.outages import DATABASE_ERRORS, database_failure_report
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Whatever a client or proxy sends ends up in log lines: accept only a plain token.
@@ -80,13 +80,14 @@ class DatabaseOutageMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, DATABASE_ERRORS):
             return None
-        database_outage.report(exception, request)
+        busy = database_failure_report(exception, request)
+        error = DatabaseBusy() if busy else DatabaseUnavailable()
         if is_api_path(request.path):
-            return error_json(DatabaseUnavailable())
+            return error_json(error)
         response = HttpResponse(
-            "The service is temporarily unavailable; please try again shortly.",
+            str(error.detail),
             status=503,
             content_type="text/plain; charset=utf-8",
         )
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response["Retry-After"] = str(error.retry_after)
         return response
