@@ -137,6 +137,21 @@ def _running_state(status: ApplicationStatus, checked_at: datetime) -> tuple[str
     return SYNCING, message or "Argo CD is applying the latest change."
 
 
+def _unapplied_state(
+    status: ApplicationStatus, change: ClusterChange, checked_at: datetime
+) -> tuple[str, str]:
+    """Seen, not applied, no sync running: automated sync starts one at once; past the deadline
+    since the change (or the last sync), none will: automated sync off, a sync window that denies
+    it, or the live cluster changed by hand with self-heal off. Only an operator can see to it."""
+    since = max(filter(None, (change.committed_at, status.operation_finished_at)), default=None)
+    if since is not None and checked_at - since > settings.DEPLOYMENT_PROGRESS_DEADLINE:
+        return DEGRADED, (
+            f"Argo CD has seen the latest change but is not applying it ({status.sync_status}, no sync "
+            "running): is automated sync off for this Application, or a sync window closed?"
+        )
+    return SYNCING, f"Argo CD has seen the latest change and is about to apply it ({status.sync_status})."
+
+
 def status_state(
     status: ApplicationStatus, change: ClusterChange, *, checked_at: datetime
 ) -> tuple[str, str]:
@@ -156,5 +171,5 @@ def status_state(
     if status.operation_running:
         return _running_state(status, checked_at)
     if status.sync_status != "Synced":
-        return SYNCING, f"Argo CD has seen the latest change and is about to apply it ({status.sync_status})."
+        return _unapplied_state(status, change, checked_at)
     return _synced_state(status, checked_at)

@@ -157,6 +157,33 @@ def test_argo_cd_applying_the_latest_commit_is_syncing(argocd, scaled, as_user1,
 
 
 @pytest.mark.parametrize(("minutes_ago", "state"), [(9, "syncing"), (11, "degraded")])
+def test_a_change_argo_cd_sees_but_never_applies_is_degraded_past_the_deadline(
+    argocd, scaled, as_user1, settings, minutes_ago, state
+):
+    """OutOfSync with no sync running: automated sync would have started one at once."""
+    from clusters.models import ClusterChange
+
+    settings.DEPLOYMENT_PROGRESS_DEADLINE = timedelta(minutes=10)
+    then = datetime.now(tz=UTC) - timedelta(minutes=minutes_ago)
+    ClusterChange.objects.filter(commit=scaled).update(committed_at=then)
+    argocd.application_put(
+        client="client1",
+        cluster="main",
+        revision=scaled,
+        sync="OutOfSync",
+        operation="Succeeded",
+        operation_revision=scaled,
+        since=then.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+    deployment = _fresh(as_user1)
+
+    assert deployment["state"] == state
+    if state == "degraded":
+        assert "not applying it (OutOfSync, no sync running)" in deployment["message"]
+
+
+@pytest.mark.parametrize(("minutes_ago", "state"), [(9, "syncing"), (11, "degraded")])
 def test_a_rollout_still_progressing_past_the_deadline_is_degraded(
     argocd, scaled, as_user1, settings, minutes_ago, state
 ):
