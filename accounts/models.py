@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import uuid
 
+from asgiref.sync import sync_to_async
+from django.contrib.auth import hashers
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import ValidationError
@@ -112,6 +114,26 @@ class User(AbstractBaseUser, PermissionsMixin):
             self.email = email_canonical(self.email)
         except ValidationError as error:
             raise ValidationError({"email": error.messages}) from None
+
+    def check_password(self, raw_password: str) -> bool:
+        """Django's check, but the re-hash of a password stored in an older format (another
+        hasher, fewer iterations) is written only over the very hash it checked. Django's own
+        saves it unconditionally: a check that read the old password just before a change
+        (accounts.passwords) would put the old password back over the new one."""
+        checked = self.password
+
+        def rehash(raw: str) -> None:
+            rehashed = hashers.make_password(raw)
+            # The UPDATE waits for a change under way (it holds the row: accounts.locks), then
+            # finds the row no longer holds the hash checked, and writes nothing.
+            if User.objects.filter(pk=self.pk, password=checked).update(password=rehashed):
+                self.password = rehashed
+
+        return hashers.check_password(raw_password, checked, rehash)
+
+    async def acheck_password(self, raw_password: str) -> bool:
+        """The same check for async code: Django's own would write its re-hash unconditionally."""
+        return await sync_to_async(self.check_password)(raw_password)
 
     def get_full_name(self) -> str:
         return self.name or self.email

@@ -219,6 +219,48 @@ def test_two_sign_ins_at_once_that_re_hash_the_password_are_both_let_in(user1, s
         assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
 
 
+@pytest.mark.parametrize("check", ["sign-in", "re-authentication"])
+def test_a_password_check_that_re_hashes_does_not_put_back_a_password_changed_meanwhile(
+    user1, settings, check
+):
+    """The re-hash of a password stored in an older format, written by the check that proved it,
+    must not land over a change made while it checked: the old password back, the new one refused."""
+    from django.contrib.auth.hashers import make_password
+
+    from accounts.passwords import operator_password_set
+    from accounts.second_factors import reauthenticate
+
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    session = _session(user1)
+    User.objects.filter(pk=user1.pk).update(password=make_password(DEFAULT_PASSWORD, hasher="pbkdf2_sha256"))
+    checks = {
+        "sign-in": lambda: session_start(
+            user=user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN),
+            method="password",
+            origin=ORIGIN,
+        ),
+        "re-authentication": lambda: reauthenticate(
+            user_id=user1.pk, session_id=session.pk, password=DEFAULT_PASSWORD, origin=ORIGIN
+        ),
+    }
+
+    changed, checked = _side_by_side(
+        Racer(
+            lambda: operator_password_set(user=User.objects.get(pk=user1.pk), password=NEW_PASSWORD),
+            held=True,
+        ),
+        Racer(checks[check]),  # reads the old hash, proves it, then waits to write its re-hash
+    )
+
+    assert not isinstance(changed, Exception)
+    assert check != "sign-in" or isinstance(checked, InvalidCredentials)
+    stored = User.objects.get(pk=user1.pk)
+    assert stored.check_password(NEW_PASSWORD) and not stored.check_password(DEFAULT_PASSWORD)
+
+
 def test_two_passwords_set_at_once_are_two_versions(user1):
     """Each new password is a version of its own: a sign-in that checked the first cannot pass
     for one that checked the second (as an attacker's change racing the owner's reset would)."""

@@ -1,11 +1,12 @@
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from tests.conftest import login
+from tests.conftest import DEFAULT_PASSWORD, login
 
 
 def test_email_is_stored_lower_case_and_found_ignoring_case(user_factory):
@@ -53,3 +54,33 @@ def test_createsuperuser_without_a_terminal_asks_for_the_name_it_needs(db, monke
     with pytest.raises(CommandError, match="--name"):
         call_command("createsuperuser", "--noinput", "--email", "ops@example.com", verbosity=0)
     assert not User.objects.exists()
+
+
+@pytest.fixture
+def older_hash(settings, user_factory) -> User:
+    """A user whose password (DEFAULT_PASSWORD) is stored in a format the settings no longer prefer."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    ]
+    user = user_factory(email="old@example.com")
+    User.objects.filter(pk=user.pk).update(password=make_password(DEFAULT_PASSWORD, hasher="pbkdf2_sha1"))
+    return User.objects.get(pk=user.pk)
+
+
+def test_a_password_in_an_older_format_is_re_hashed_when_it_is_checked(older_hash):
+    assert older_hash.check_password(DEFAULT_PASSWORD)
+    assert older_hash.password.startswith("md5$")
+    assert User.objects.get(pk=older_hash.pk).password == older_hash.password
+
+
+def test_the_re_hash_of_a_password_changed_since_it_was_read_is_not_written(older_hash):
+    """Django's own re-hash would write the old password back over the change (a sign-in that
+    read the row just before it; tests/accounts/test_races.py runs it at once on a server)."""
+    from accounts.passwords import operator_password_set
+
+    operator_password_set(user=User.objects.get(pk=older_hash.pk), password="a brand new passphrase")
+
+    assert older_hash.check_password(DEFAULT_PASSWORD)  # what it read: the old one
+    stored = User.objects.get(pk=older_hash.pk)
+    assert stored.check_password("a brand new passphrase") and not stored.check_password(DEFAULT_PASSWORD)
