@@ -125,8 +125,8 @@ def _recovery_codes_issue(user: User) -> list[str]:
     return codes
 
 
-def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin: RequestOrigin) -> list[str]:
-    """Turn the app on with its first code; returns the recovery codes (shown once, stored hashed)."""
+def _totp_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin: RequestOrigin) -> list[str]:
+    """The app turned on, if ``code`` is its current one (FactorInvalid otherwise); the recovery codes."""
     with transaction.atomic():
         user = User.objects.select_for_update().get(pk=user_id)
         device = TotpDevice.objects.filter(user=user, confirmed_at=None).first()
@@ -134,14 +134,11 @@ def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin
             raise InvalidRequest(
                 fields={"code": ["Start the set-up first: no authenticator app is waiting."]}
             )
-        try:
-            step = factors.totp_step_verify(
-                secret=field_decrypt(ciphertext=device.secret_encrypted, purpose=TOTP_SECRETS),
-                code=code,
-                after_step=device.last_used_step,
-            )
-        except FactorInvalid as error:
-            raise InvalidRequest(fields={"code": [str(error)]}) from error
+        step = factors.totp_step_verify(
+            secret=field_decrypt(ciphertext=device.secret_encrypted, purpose=TOTP_SECRETS),
+            code=code,
+            after_step=device.last_used_step,
+        )
         had_factors = bool(user_second_factors(user=user))
         device.confirmed_at, device.last_used_step = timezone.now(), step
         device.save(update_fields=["confirmed_at", "last_used_step"])
@@ -151,6 +148,24 @@ def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin
         audit_event_record(
             type=AuditEventType.SECOND_FACTOR_ENROLLED, user=user, origin=origin, detail="totp"
         )
+    return codes
+
+
+def totp_enrol_confirm(*, user_id: int, session_id: uuid.UUID, code: str, origin: RequestOrigin) -> list[str]:
+    """Turn the app on with its first code; returns the recovery codes (shown once, stored hashed).
+
+    Wrong codes count like wrong sign-in codes: else a stolen session could try every code
+    against an app its owner began to set up, turn two-step sign-in on with it (ending the
+    owner's sessions) and keep the recovery codes.
+    """
+    user = User.objects.get(pk=user_id)
+    with account_attempt(user, session_bucket(user=user, session_id=session_id)) as attempt:
+        try:
+            codes = _totp_confirm(user_id=user_id, session_id=session_id, code=code, origin=origin)
+        except FactorInvalid as error:  # recorded outside the refused transaction
+            attempt.wrong = True
+            failure_record(user, None, origin, "setting up the authenticator app")
+            raise InvalidRequest(fields={"code": [str(error)]}) from error
     _factors_changed(user)
     _session_facts_catch_up(session_id)
     return codes

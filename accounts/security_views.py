@@ -248,7 +248,16 @@ class TotpConfirmView(APIView):
         request=CodeInputSerializer,
         responses={
             200: RecoveryCodesSerializer,
-            **error_responses(errors.InvalidRequest, *AUTHENTICATION_ERRORS, errors.SecretsUnavailable),
+            **error_responses(
+                errors.InvalidRequest,
+                errors.Throttled,
+                *AUTHENTICATION_ERRORS,
+                errors.SecretsUnavailable,
+                notes={
+                    "invalid_request": "No set-up is waiting, or the code is wrong or was used "
+                    "(a wrong code is counted like at sign-in)."
+                },
+            ),
         },
         description="The first code turns the app on; the answer holds 10 recovery codes, shown once.",
     )

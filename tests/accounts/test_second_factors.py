@@ -268,6 +268,27 @@ def test_digits_of_another_script_do_not_confirm_an_app(auth_client, user):
     assert not TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
 
 
+def test_wrong_codes_to_turn_the_app_on_count_against_the_account(auth_client, user):
+    """Else a stolen session could try every code against an app its owner began to set up,
+    turn two-step sign-in on with it and keep the recovery codes (OWASP: limit every OTP check)."""
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        client = auth_client(user)
+        totp = pyotp.TOTP(client.post("/api/auth/mfa/totp").json()["secret"])
+        for _ in range(10):
+            wrong = client.post("/api/auth/mfa/totp/confirm", {"code": "000000"}, format="json")
+            assert wrong.status_code == 400, wrong.content
+        refused = client.post("/api/auth/mfa/totp/confirm", {"code": totp.now()}, format="json")
+        assert (refused.status_code, refused.json()["code"]) == (429, "throttled")
+        assert not TotpDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
+        assert AuditEvent.objects.filter(type="factor_failed").count() == 10
+
+        traveller.shift(timedelta(seconds=int(refused["Retry-After"])))
+        client = auth_client(user)  # its access token expired meanwhile
+        confirmed = client.post("/api/auth/mfa/totp/confirm", {"code": totp.now()}, format="json")
+    assert confirmed.status_code == 200, confirmed.content
+    assert TotpDevice.objects.get(user=user).confirmed_at is not None
+
+
 def test_a_code_works_once(enrolled, user):
     totp, _ = enrolled
     with time_machine.travel(timezone.now(), tick=False) as traveller:
