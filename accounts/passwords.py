@@ -1,8 +1,9 @@
 """Password change (signed in) and reset by email (signed out).
 
 A reset link carries Django's token (``default_token_generator``): it is bound to the user's
-password hash and last sign-in, so it works once, and for ``PASSWORD_RESET_TIMEOUT``. A reset
-ends every session but never removes a second factor: the user still needs it to sign in.
+password hash and last sign-in, so it works once (checked again under the user's row lock, so
+also when used twice at once), and for ``PASSWORD_RESET_TIMEOUT``. A reset ends every session
+but never removes a second factor: the user still needs it to sign in.
 A request for an unknown address answers exactly as one for a known address, and the email is
 sent after the answer, so neither the answer nor its timing tells whether the address exists.
 """
@@ -26,6 +27,7 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from accounts.access_tokens import user_access_tokens_end
 from accounts.audit import RequestOrigin, audit_event_record
 from accounts.emails import email_canonical_or_none
+from accounts.locks import user_row_lock
 from accounts.mail import mail_send
 from accounts.models import AuditEventType, SessionRevokedReason, User
 from accounts.services import sessions_revoke
@@ -146,6 +148,10 @@ def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: R
     user = _reset_account(uid, token)
     _new_password_check(new_password, user, "newPassword")
     with transaction.atomic():
+        # Checked again once the row is locked: two uses of the link at once both passed the
+        # check above, and the one that locks second finds the link ended by the other's password.
+        user_row_lock(user_id=user.pk)
+        user = _reset_account(uid, token)
         _password_store(user, new_password)
         sessions_revoke(user=user, reason=SessionRevokedReason.PASSWORD_RESET)
         user_access_tokens_end(user=user, actor=None, why="password reset", origin=origin)

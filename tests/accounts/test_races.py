@@ -19,7 +19,13 @@ from accounts.passwords import password_change
 from accounts.second_factors import sign_in_step
 from accounts.selectors import session_facts, user_second_factors
 from accounts.services import session_start, user_password_authenticate
-from config.errors import AccountDisabled, InvalidCredentials, TokenNotValid, TokenScopeExceeded
+from config.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    InvalidResetToken,
+    TokenNotValid,
+    TokenScopeExceeded,
+)
 from tests.conftest import DEFAULT_PASSWORD
 from tests.helpers import Racer, concurrent_writers_required, race
 
@@ -274,6 +280,31 @@ def test_two_passwords_set_at_once_are_two_versions(user1):
     )
 
     assert User.objects.get(pk=user1.pk).password_version == 2
+
+
+def test_a_reset_link_used_twice_at_once_sets_one_password(user1):
+    """The link works once: the second use, checked before the first committed, is checked again
+    once the first is in, and refused."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    from accounts.passwords import password_reset_confirm
+
+    link = {
+        "uid": urlsafe_base64_encode(force_bytes(user1.pk)),
+        "token": default_token_generator.make_token(user1),
+    }
+
+    first, second = _side_by_side(
+        Racer(lambda: password_reset_confirm(**link, new_password=NEW_PASSWORD, origin=ORIGIN), held=True),
+        Racer(lambda: password_reset_confirm(**link, new_password="the other new passphrase", origin=ORIGIN)),
+    )
+
+    assert first is None
+    assert isinstance(second, InvalidResetToken)
+    stored = User.objects.get(pk=user1.pk)
+    assert stored.password_version == 1 and stored.check_password(NEW_PASSWORD)
 
 
 def test_a_one_step_sign_in_while_the_first_second_factor_is_set_up_is_asked_for_it(user1):
