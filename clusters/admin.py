@@ -203,8 +203,12 @@ class ClusterAdmin(PermittedSearchAdmin, ClusterDecommissionAdmin, ServiceRefusa
             found = cluster_deployment(cluster=cluster, revision=cluster_latest_change(cluster=cluster))
         if found is None:
             return "—"
+        # Why, one keyboard press away (a title tooltip is for the mouse only).
         return format_html(
-            '<span title="{}" data-state="{}">{}</span>', found.message, found.state, found.state
+            '<details data-state="{}"><summary>{}</summary><small>{}</small></details>',
+            found.state,
+            found.state,
+            found.message,
         )
 
     @admin.display(description="deployment (Argo CD)")

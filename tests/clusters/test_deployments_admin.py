@@ -67,7 +67,9 @@ def test_the_cluster_list_shows_each_state_and_filters_the_clusters_not_deployed
     assert len(rows) == 3
     states = sorted(row.split('data-state="')[1].split('"')[0] for row in rows.values())
     assert states == ["deployed", "failed", "syncing"]
-    assert "StatefulSet.apps is invalid" in html.unescape(page)  # the message, as the state's title
+    failed_row = html.unescape(next(row for row in rows.values() if 'data-state="failed"' in row))
+    # the message, beside the state for the keyboard and screen readers too (not a mouse-only title)
+    assert "<summary>failed</summary><small>" in failed_row and "StatefulSet.apps is invalid" in failed_row
     listed = [r for r in argocd.requests() if r.path == "/api/v1/applications"]
     assert len(listed) == 1, "one question to Argo CD for the whole page"
 
