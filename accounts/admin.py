@@ -401,6 +401,9 @@ class SessionAdmin(ReadOnlyAdmin):
         return request.user.has_perm("accounts.change_session")
 
     @admin.action(description="Revoke selected sessions", permissions=["revoke"])
+    @confirmation_required(
+        "Each of these sessions ends now: its device must sign in again.", "Yes, revoke them"
+    )
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
         reachable = within_reach(self, request, queryset, owner="user__")
         count = sessions_revoke(
@@ -443,6 +446,10 @@ class PersonalAccessTokenAdmin(ReadOnlyAdmin):
         return request.user.has_perm("accounts.change_personalaccesstoken")
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
+    @confirmation_required(
+        "Each of these tokens stops working for good: whatever uses it (a script, a CI job) fails.",
+        "Yes, revoke them",
+    )
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[PersonalAccessToken]) -> None:
         try:
             reachable = within_reach(self, request, queryset, owner="user__")

@@ -53,6 +53,9 @@ from gitops.values import namespace_name, release_name
 
 _SPEC_FIELDS = ("replicas", "version", "storage_gi")
 _ROTATE_QUESTION = "Each cluster gets new keys. Where its Qdrant takes one API key only, every application using the old keys fails as the pods restart."
+_FINISH_ROTATION_QUESTION = (
+    "Each cluster's old API key is removed for good: every application still using it fails."
+)
 _STORAGE_DONE_QUESTION = "Each new size is committed to git and can never shrink: only once its volumes are expanded (the runbook)."
 
 
@@ -307,6 +310,7 @@ class ClusterAdmin(PermittedSearchAdmin, ClusterDecommissionAdmin, ServiceRefusa
         description="Finish key rotation (the new API key becomes the only one)", permissions=["change"]
     )
     @recent_sign_in_required
+    @confirmation_required(_FINISH_ROTATION_QUESTION, "Yes, remove the old keys")
     def finish_key_rotation(self, request, queryset):
         for cluster in queryset.select_related("client"):
             try:

@@ -25,9 +25,13 @@ def operator_browser(client, user_factory):
 def test_operator_revokes_selected_sessions(operator_browser, bearer_client, user):
     api = bearer_client(user)
     session = Session.objects.get(user=user)
-    response = operator_browser.post(
-        "/admin/accounts/session/", {"action": "revoke_selected", "_selected_action": [str(session.pk)]}
-    )
+    selection = {"action": "revoke_selected", "_selected_action": [str(session.pk)]}
+
+    asked = operator_browser.post("/admin/accounts/session/", selection)
+    assert "Each of these sessions ends now" in asked.content.decode()  # asks first, revokes nothing
+    assert api.get("/api/auth/me").status_code == 200
+
+    response = operator_browser.post("/admin/accounts/session/", {**selection, "post": "yes"})
     assert response.status_code == 302
     session.refresh_from_db()
     assert session.revoked_reason == "operator"
@@ -364,13 +368,16 @@ def test_staff_who_may_change_sessions_and_tokens_cannot_end_a_privileged_accoun
     )  # fmt: skip
     selected = [str(pk) for pk in Session.objects.filter(user__in=[root, user]).values_list("pk", flat=True)]
     page = browser.post(
-        "/admin/accounts/session/", {"action": "revoke_selected", "_selected_action": selected}, follow=True
+        "/admin/accounts/session/",
+        {"action": "revoke_selected", "_selected_action": selected, "post": "yes"},
+        follow=True,
     )
     assert "Only a superuser can change root@example.com" in page.content.decode()
     assert root_api.get("/api/auth/me").status_code == 200
     assert user_api.get("/api/auth/me").json()["code"] == "token_not_valid"  # the others go
     browser.post(
-        "/admin/accounts/personalaccesstoken/", {"action": "revoke_selected", "_selected_action": [token.pk]}
+        "/admin/accounts/personalaccesstoken/",
+        {"action": "revoke_selected", "_selected_action": [token.pk], "post": "yes"},
     )
     token.refresh_from_db()
     assert token.revoked_at is None

@@ -172,7 +172,9 @@ def test_the_admins_key_rotation_needs_a_recent_sign_in_as_the_apis_does(
     Session.objects.update(authenticated_at=long_ago)  # the operator's admin browser, left signed in
 
     page = admin_browser.post(
-        "/admin/clusters/cluster/", {"action": action, "_selected_action": [cluster1.pk]}, follow=True
+        "/admin/clusters/cluster/",
+        {"action": action, "_selected_action": [cluster1.pk], "post": "yes"},
+        follow=True,
     ).content.decode()
 
     assert "Nothing was done: this needs a sign-in within the last 5 minutes." in page

@@ -334,9 +334,12 @@ def test_operators_finish_a_rotation_from_the_admin(client, user_factory, as_use
     page = client.get(f"/admin/clusters/cluster/{cluster1.pk}/change/").content.decode()
     assert "A rotation is in progress" in page
 
-    response = client.post(
-        "/admin/clusters/cluster/", {"action": "finish_key_rotation", "_selected_action": [cluster1.pk]}
-    )
+    selection = {"action": "finish_key_rotation", "_selected_action": [cluster1.pk]}
+    asked = client.post("/admin/clusters/cluster/", selection).content.decode()
+    assert "old API key is removed for good" in asked  # asks first: nothing finished yet
+    assert Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
+
+    response = client.post("/admin/clusters/cluster/", {**selection, "post": "yes"})
 
     assert response.status_code == 302
     assert not Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
@@ -382,7 +385,7 @@ def test_finishing_a_rotation_the_remote_did_not_take_warns_the_operator(
 
     response = client.post(
         "/admin/clusters/cluster/",
-        {"action": "finish_key_rotation", "_selected_action": [cluster1.pk]},
+        {"action": "finish_key_rotation", "_selected_action": [cluster1.pk], "post": "yes"},
         follow=True,
     )
 

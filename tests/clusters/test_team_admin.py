@@ -153,7 +153,7 @@ def test_an_operator_revokes_a_personal_access_token(admin_browser, auth_client,
     assert created["prefix"] in listing.content.decode() and created["token"] not in listing.content.decode()
     admin_browser.post(
         "/admin/accounts/personalaccesstoken/",
-        {"action": "revoke_selected", "_selected_action": [created["id"]]},
+        {"action": "revoke_selected", "_selected_action": [created["id"]], "post": "yes"},
     )
 
     assert PersonalAccessToken.objects.get().revoked_by_email == "root@example.com"
