@@ -101,11 +101,12 @@ def sign_in_throttled_record(*, email: str, method: str, origin: RequestOrigin, 
 
 
 def sign_in_records_prune(*, before: datetime, dry_run: bool = False) -> dict[str, int]:
-    """Delete the sign-in audit events and the ended sessions older than ``before``; how many of each.
+    """Delete the sign-in audit events, and the ended sessions and personal access tokens (each
+    with the address it was last used from), older than ``before``; how many of each.
 
-    A session is old once it was revoked, or reached its absolute end, before ``before``: a live
-    session is never deleted, however long ago it began. A refresh token of a deleted session is
-    refused like any unknown token.
+    A session or token is old once it was revoked, or reached its end, before ``before``: a live
+    one is never deleted, however long ago it began. A refresh token of a deleted session, or a
+    deleted access token, is refused like any unknown one.
     """
     return {
         "sign-in audit events": rows_delete_in_batches(
@@ -113,5 +114,9 @@ def sign_in_records_prune(*, before: datetime, dry_run: bool = False) -> dict[st
         ),
         "ended sessions": rows_delete_in_batches(
             Session.objects.filter(Q(revoked_at__lt=before) | Q(expires_at__lt=before)), dry_run=dry_run
+        ),
+        "ended personal access tokens": rows_delete_in_batches(
+            PersonalAccessToken.objects.filter(Q(revoked_at__lt=before) | Q(expires_at__lt=before)),
+            dry_run=dry_run,
         ),
     }

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import Q
+
 from accounts.audit import RequestOrigin
 from accounts.models import User
-from clusters.models import Client, ClientAuditEvent, Cluster
-from config.retention import rows_delete_in_batches
+from clusters.models import Client, ClientAuditEvent, Cluster, ClusterChange, Invitation
+from config.retention import rows_delete_in_batches, rows_update_in_batches
 
 
 def client_audit_record(
@@ -40,6 +42,21 @@ def client_audit_record(
     return event
 
 
-def client_audit_prune(*, before: datetime, dry_run: bool = False) -> int:
-    """Delete every client's audit events older than ``before``; how many."""
-    return rows_delete_in_batches(ClientAuditEvent.objects.filter(at__lt=before), dry_run=dry_run)
+def client_records_prune(*, before: datetime, dry_run: bool = False) -> dict[str, int]:
+    """Delete every client's audit events and ended invitations (the addresses of people who may
+    never have joined) older than ``before``; and forget from where, with which session or token,
+    each cluster change before it was made: the change and who made it stay (the cluster's
+    history). How many of each."""
+    ended_invitations = Invitation.objects.filter(
+        Q(accepted_at__lt=before) | Q(revoked_at__lt=before) | Q(expires_at__lt=before)
+    )
+    old_changes = ClusterChange.objects.filter(created_at__lt=before).exclude(ip=None, credential="")
+    return {
+        "client audit events": rows_delete_in_batches(
+            ClientAuditEvent.objects.filter(at__lt=before), dry_run=dry_run
+        ),
+        "ended invitations": rows_delete_in_batches(ended_invitations, dry_run=dry_run),
+        "cluster changes' addresses": rows_update_in_batches(
+            old_changes, {"ip": None, "credential": ""}, dry_run=dry_run
+        ),
+    }

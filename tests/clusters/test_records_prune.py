@@ -94,7 +94,10 @@ def test_a_dry_run_counts_and_deletes_nothing(retention_30_days, client1, user1)
 
     out = _prune("--dry-run")
 
-    assert out.startswith("Would delete 1 sign-in audit events, 0 ended sessions, 1 client audit events")
+    assert out.startswith(
+        "Would delete 1 sign-in audit events, 0 ended sessions, 0 ended personal access tokens, "
+        "1 client audit events, 0 ended invitations, 0 cluster changes' addresses"
+    )
     assert AuditEvent.objects.filter(pk=old.pk).exists()
     assert ClientAuditEvent.objects.filter(detail="last year").exists()
 
@@ -127,3 +130,64 @@ def test_batches_delete_every_matching_row_and_nothing_else(client1):
 
     assert deleted == 5
     assert list(ClientAuditEvent.objects.values_list("detail", flat=True)) == ["new"]
+
+
+def test_the_cluster_history_forgets_from_where_old_changes_came_but_keeps_them(
+    retention_30_days, as_user1, as_admin1, cluster1
+):
+    from clusters.models import ClusterChange
+
+    history = "/api/clients/client1/clusters/main/history"
+    assert as_user1.patch(
+        "/api/clients/client1/clusters/main", {"replicas": 3}, format="json"
+    ).status_code in (
+        200,
+        202,
+    )
+    old = ClusterChange.objects.filter(action="update").get()
+    ClusterChange.objects.filter(pk=old.pk).update(created_at=_days_ago(31))
+    as_user1.patch("/api/clients/client1/clusters/main", {"replicas": 4}, format="json")
+
+    assert "1 cluster changes' addresses" in _prune()
+
+    entries = {entry["id"]: entry for entry in as_admin1.get(history).json()}
+    assert (entries[old.pk]["via"], entries[old.pk]["ip"]) == (None, None)
+    assert "client1@example.com" in str(entries[old.pk]["author"])  # the change and its author stay
+    recent = ClusterChange.objects.filter(action="update").latest("id")
+    assert entries[recent.pk]["via"].startswith("session ") and entries[recent.pk]["ip"]
+
+
+def test_ended_access_tokens_go_and_a_live_one_however_old_keeps_working(retention_30_days, user1):
+    from accounts.models import PersonalAccessToken
+    from tests.helpers import access_token_made
+
+    live, live_secret = access_token_made(user1, name="live", clients={"client1": ["view"]})
+    ended, _ = access_token_made(user1, name="ended", clients={"client1": ["view"]})
+    PersonalAccessToken.objects.filter(pk=live.pk).update(created_at=_days_ago(100))
+    PersonalAccessToken.objects.filter(pk=ended.pk).update(
+        created_at=_days_ago(100), revoked_at=_days_ago(31)
+    )
+
+    assert "1 ended personal access tokens" in _prune()
+
+    assert list(PersonalAccessToken.objects.values_list("name", flat=True)) == ["live"]
+    by_token = APIClient(HTTP_AUTHORIZATION=f"Bearer {live_secret}")
+    assert by_token.get("/api/clients/client1/clusters").status_code == 200
+
+
+def test_ended_invitations_go_and_pending_ones_stay(retention_30_days, as_admin1, client1):
+    from clusters.models import Invitation
+
+    for email in ("never-joined@example.com", "still-invited@example.com"):
+        response = as_admin1.post(
+            "/api/clients/client1/invitations", {"email": email, "role": "viewer"}, format="json"
+        )
+        assert response.status_code == 201, response.json()
+    Invitation.objects.filter(email="never-joined@example.com").update(
+        created_at=_days_ago(40), expires_at=_days_ago(33)
+    )
+
+    assert "1 ended invitations" in _prune()
+
+    listed = as_admin1.get("/api/clients/client1/invitations").json()
+    assert [invitation["email"] for invitation in listed] == ["still-invited@example.com"]

@@ -1,8 +1,9 @@
 """``manage.py records_prune [--dry-run] [--older-than 365d]``: delete audit trails past their retention.
 
-Deletes the sign-in audit events, the ended sessions (with the IP address and browser each
-recorded) and the clients' audit events older than ``AUDIT_RETENTION``; run daily by the
-CronJob ``portal-records-prune``. Live sessions are never deleted.
+Deletes the sign-in audit events, the ended sessions and personal access tokens (with the IP
+address each recorded), the clients' audit events and ended invitations older than
+``AUDIT_RETENTION``, and blanks the address and credential of older cluster changes; run daily
+by the CronJob ``portal-records-prune``. Live sessions and tokens are never deleted.
 """
 
 import logging
@@ -13,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.audit import sign_in_records_prune
-from clusters.services.audit import client_audit_prune
+from clusters.services.audit import client_records_prune
 from config.env import duration_parse
 
 logger = logging.getLogger(__name__)
@@ -21,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 class Command(BaseCommand):
     help = (
-        "Delete sign-in audit events, ended sessions and client audit events older than AUDIT_RETENTION "
-        "(or --older-than). Live sessions are never deleted."
+        "Delete sign-in audit events, ended sessions and access tokens, client audit events and ended "
+        "invitations older than AUDIT_RETENTION (or --older-than), and forget older cluster changes' "
+        "addresses. Live sessions and tokens are never deleted."
     )
 
     def add_arguments(self, parser) -> None:
@@ -40,7 +42,7 @@ class Command(BaseCommand):
         retention = self._retention(older_than)
         before = timezone.now() - retention
         counts = sign_in_records_prune(before=before, dry_run=dry_run)
-        counts["client audit events"] = client_audit_prune(before=before, dry_run=dry_run)
+        counts |= client_records_prune(before=before, dry_run=dry_run)
         summary = ", ".join(f"{count} {what}" for what, count in counts.items())
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(f"{verb} {summary} from before {before:%Y-%m-%d %H:%M} UTC.")
