@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from clusters.team_models import RemovedMember  # noqa: F401  (a model of this app, found here)
 from clusters.validators import SLUG_PATTERN, client_slug_validator, slug_validator
 from config.text import display_text_validator
 

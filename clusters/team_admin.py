@@ -1,7 +1,7 @@
-"""Operators' admin for teams: invitations, each client's sign-in policy (on the client's page) and
-audit trail. Members are the client's grants (``clusters.grant_admin``, with the ``admin`` role).
-Every write goes through the services, so emails, audit and token re-issue apply as for the API;
-operators are not bound by the API's last-admin rule."""
+"""Operators' admin for teams: invitations, each client's sign-in policy (on the client's page),
+audit trail and removed members. Members are the client's grants (``clusters.grant_admin``, with
+the ``admin`` role). Every write goes through the services, so emails, audit and token re-issue
+apply as for the API; operators are not bound by the API's last-admin rule."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from accounts.admin import ReadOnlyAdmin, UserAdmin
 from accounts.models import User
 from clusters.admin_filters import client_filter
 from clusters.grant_admin import GrantInline
-from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation, RemovedMember, SignInPolicy
 from clusters.services import (
     PolicyInput,
     account_deactivate,
@@ -195,6 +195,17 @@ class ClientAuditEventAdmin(ReadOnlyAdmin):
     list_filter = ("type", client_filter("client"), ("at", admin.DateFieldListFilter))
     list_select_related = ("client",)
     search_fields = ("actor_email", "target_email", "client__slug", "cluster", "ip", "detail")
+
+
+@admin.register(RemovedMember)
+class RemovedMemberAdmin(ReadOnlyAdmin):
+    """Who was taken off each client's team: a Google sign-in does not provision them again, however
+    old the removal (an accepted invitation, or a grant added here, ends it). Read-only."""
+
+    list_display = ("email", "client", "removed_at", "removed_by_email")
+    list_filter = (client_filter("client"), ("removed_at", admin.DateFieldListFilter))
+    list_select_related = ("client",)
+    search_fields = ("email", "client__slug", "removed_by_email")
 
 
 class UserWithGrantsAdmin(UserAdmin):

@@ -1,16 +1,16 @@
-"""Reads for a client's team: members, invitations, the tokens reaching it, its audit trail and its
-sign-in policy (``clusters.selectors`` holds the rest; ``team_views`` and the services use these)."""
+"""Reads for a client's team: members, the ones removed, invitations, the tokens reaching it, its
+audit trail and its sign-in policy (``clusters.selectors`` holds the rest; ``team_views`` and the services use these)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Case, OuterRef, QuerySet, Subquery, When
+from django.db.models import Case, OuterRef, Q, QuerySet, Subquery, When
 
 from accounts.access_tokens import access_tokens_of_client
 from accounts.google import google_sign_in_enabled
-from accounts.models import PersonalAccessToken
-from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
+from accounts.models import PersonalAccessToken, User
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation, RemovedMember, SignInPolicy
 from clusters.permissions import ROLE_ORDER, ROLE_PERMISSIONS
 from clusters.selectors import user_is_global_operator
 from config.errors import NotFound
@@ -27,6 +27,13 @@ def client_members(*, client: Client) -> QuerySet[Grant]:
 def client_invitations(*, client: Client) -> QuerySet[Invitation]:
     """Invitations not yet accepted or revoked (expired ones included, marked), newest first."""
     return Invitation.objects.filter(client=client, accepted_at=None, revoked_at=None).order_by("-created_at")
+
+
+def removed_members_of(*, client: Client, email: str, user: User | None = None) -> QuerySet[RemovedMember]:
+    """The record that whoever has ``email`` (or ``user``, whatever their address now) was taken off
+    ``client``'s team and has not joined it again."""
+    match = (Q(email=email) | Q(user=user)) if user is not None else Q(email=email)
+    return RemovedMember.objects.filter(match, client=client)
 
 
 def client_access_tokens(*, client: Client) -> list[PersonalAccessToken]:

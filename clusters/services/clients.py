@@ -16,8 +16,9 @@ from accounts.access_tokens import access_tokens_client_remove
 from accounts.models import User
 from accounts.services import user_deactivate, user_delete, users_claims_bump
 from clusters import delivery
-from clusters.models import Client, ClientAuditEvent, Grant, Invitation
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation, RemovedMember
 from clusters.services.audit import client_audit_record
+from clusters.team_selectors import removed_members_of
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ def grant_set(
     grant.role = role
     grant.full_clean()
     grant.save()
+    if before is None:  # a member again: their Google sign-ins may keep them one (see grant_remove)
+        removed_members_of(client=client, email=user.email, user=user).delete()
     users_claims_bump(user_ids=[user.pk])
     client_audit_record(
         client=client,
@@ -121,6 +124,16 @@ def grant_remove(*, user: User, client: Client, actor: User | None = None) -> No
         )
         client_audit_record(
             client=client, type=ClientAuditEvent.Type.MEMBER_REMOVED, actor=actor, target=user
+        )
+        # Beside the trail, which is pruned: a Google sign-in must not make them a member again.
+        RemovedMember.objects.update_or_create(
+            client=client,
+            email=user.email,
+            defaults={
+                "user": user,
+                "removed_at": timezone.now(),
+                "removed_by_email": getattr(actor, "email", ""),
+            },
         )
         logger.info(
             "grant removed",

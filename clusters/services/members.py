@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from accounts.access_tokens import access_tokens_client_remove
+from accounts.emails import email_canonical_or_none
 from accounts.google import GoogleIdentity
 from accounts.models import User
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
@@ -22,6 +23,7 @@ from clusters.permissions import ROLE_ORDER, role_rank
 from clusters.selectors import user_is_global_operator
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import grant_remove, grant_set
+from clusters.team_selectors import removed_members_of
 from config.errors import LastAdmin, NotFound, RoleEscalation
 
 
@@ -107,31 +109,27 @@ def client_access_token_revoke(*, client: Client, token_id: int, actor: User) ->
 # --- Just-in-time membership by Google sign-in ----------------------------------------------
 
 
-def _removed_before(*, client: Client, user: User) -> bool:
-    return ClientAuditEvent.objects.filter(
-        client=client, target_user=user, type=ClientAuditEvent.Type.MEMBER_REMOVED
-    ).exists()
-
-
 def google_identity_provision(*, identity: GoogleIdentity, user: User | None) -> bool:
-    """Whether a client's policy provisions this Google Workspace (``hd``); given a user, also makes
-    them a member of each such client, with the role its admins chose.
+    """Whether a client's policy provisions this Google Workspace (``hd``) account; given a user,
+    also makes them a member of each such client, with the role its admins chose.
 
-    Named by ``GOOGLE_PROVISIONING_FUNCTION``. A member an admin removed is not brought back this
-    way (an invitation does that), or removal would last only until their next sign-in.
+    Named by ``GOOGLE_PROVISIONING_FUNCTION``. Someone taken off a client (``RemovedMember``) is not
+    brought back this way (an invitation does that), or removal would last only until their next
+    sign-in; nor is an account made for them when no other client takes them.
     """
-    policies = list(
-        SignInPolicy.objects.filter(
+    email = user.email if user is not None else email_canonical_or_none(identity.email) or ""
+    policies = [
+        policy
+        for policy in SignInPolicy.objects.filter(
             jit_provisioning=True, google_domain=identity.hosted_domain, client__active=True
         ).select_related("client")
-    )
+        if not removed_members_of(client=policy.client, email=email, user=user).exists()
+    ]
     if user is None or not policies:
         return bool(policies)
     for policy in policies:
         client = policy.client
-        if Grant.objects.filter(user=user, client=client).exists() or _removed_before(
-            client=client, user=user
-        ):
+        if Grant.objects.filter(user=user, client=client).exists():
             continue
         grant_set(
             user=user,

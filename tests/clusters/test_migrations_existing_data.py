@@ -11,7 +11,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from accounts.models import PersonalAccessToken, User
-from clusters.models import Client, ClientAuditEvent, Invitation
+from clusters.models import Client, ClientAuditEvent, Invitation, RemovedMember
 
 BEFORE = [
     ("accounts", "0013_names_visible_characters"),
@@ -64,3 +64,43 @@ def test_old_names_are_cleaned_and_invitations_to_quoted_addresses_revoked():
         '"admin@example.com"@attacker.test',
         "as viewer; the address is no longer accepted",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("migrated_back_afterwards")
+def test_removals_on_the_audit_trail_become_removed_members_that_outlive_it():
+    before = [
+        ("accounts", "0017_user_password_version"),
+        ("clusters", "0015_names_cleaned_invitations_to_unplain_addresses_revoked"),
+    ]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    users = old.get_model("accounts", "User").objects
+    client = old.get_model("clusters", "Client").objects.create(slug="acme", name="Acme")
+    gone = users.create(email="gone@example.com", password="!")
+    back = users.create(email="back@example.com", password="!")
+    old.get_model("clusters", "Grant").objects.create(user_id=back.pk, client_id=client.pk, role="viewer")
+    events = old.get_model("clusters", "ClientAuditEvent").objects
+    now = timezone.now()
+    for days, target, email, actor in [
+        (40, gone, "gone@example.com", "first@example.com"),
+        (20, gone, "gone@example.com", "admin@example.com"),  # removed again later: this one counts
+        (30, None, "deleted@example.com", "root@example.com"),  # the account was deleted since
+        (10, back, "back@example.com", "admin@example.com"),  # a member again since
+    ]:
+        events.create(
+            client_id=client.pk, type="member_removed", at=now - timedelta(days=days),
+            target_user_id=getattr(target, "pk", None), target_email=email, actor_email=actor,
+        )  # fmt: skip
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    removed = RemovedMember.objects.order_by("email")
+    assert [(r.email, r.user_id, r.removed_by_email) for r in removed] == [
+        ("deleted@example.com", None, "root@example.com"),
+        ("gone@example.com", gone.pk, "admin@example.com"),
+    ]
+    assert removed[1].removed_at == now - timedelta(days=20)

@@ -5,17 +5,21 @@ from the client's Workspace can become members just in time."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from io import StringIO
 
 import pyotp
 import pytest
 import time_machine
+from django.core import mail
+from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from clusters.models import ClientAuditEvent, Grant, SignInPolicy
+from clusters.models import ClientAuditEvent, Grant, RemovedMember, SignInPolicy
 from clusters.services import PolicyInput, grant_remove, grant_set, sign_in_policy_set
 from clusters.services.policy import stricter_for_tokens
 from config.errors import AuthUnavailable
@@ -285,6 +289,74 @@ def test_google_sign_ins_from_the_workspace_become_members_just_in_time(google, 
 
     grant_remove(user=user, client=client1)  # an admin removed them: the next sign-in does not undo it
     assert google_sign_in(google, email="newcomer@example.com", sub="2202").tokens["user"]["scopes"] == []
+
+
+def _provisioning_client(google_key, client, user) -> APIClient:
+    """``client`` provisions example.com's Google sign-ins as operators; returns its admin ``user``
+    (alice@example.com) signed in with that Workspace, as such a policy asks."""
+    grant_set(user=user, client=client, role=Grant.Role.ADMIN)
+    policy(client, allowed_methods=("google",), google_domain="example.com", jit_provisioning=True,
+           jit_role="operator")  # fmt: skip
+    return google_sign_in(google_key)
+
+
+def test_a_removed_member_stays_removed_once_the_trail_that_recorded_it_is_pruned(
+    google, user, client1, settings
+):
+    settings.AUDIT_RETENTION = timedelta(days=30)
+    as_admin = _provisioning_client(google, client1, user)
+    google_sign_in(google, email="contractor@example.com", sub="2202")
+    contractor = User.objects.get(email="contractor@example.com")
+    assert as_admin.delete(f"/api/clients/client1/members/{contractor.pk}").status_code == 204
+
+    ClientAuditEvent.objects.update(at=timezone.now() - timedelta(days=31))
+    call_command("records_prune", stdout=StringIO())
+    assert not ClientAuditEvent.objects.filter(type="member_removed").exists()
+
+    again = google_sign_in(google, email="contractor@example.com", sub="2202")
+    assert again.tokens["user"]["scopes"] == []
+    assert not Grant.objects.filter(client=client1, user=contractor).exists()
+
+
+def test_a_deleted_accounts_owner_is_not_provisioned_again_by_their_next_google_sign_in(
+    google, user, client1, admin_browser
+):
+    _provisioning_client(google, client1, user)
+    google_sign_in(google, email="contractor@example.com", sub="2202")
+    contractor = User.objects.get(email="contractor@example.com")
+    deleted = admin_browser.post(f"/admin/accounts/user/{contractor.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+
+    response = APIClient().post(
+        "/api/auth/google",
+        {"credential": id_token(google, email="contractor@example.com", hd="example.com", sub="2202")},
+        format="json",
+    )
+
+    assert response.json()["code"] == "no_account"  # no account made only to sit outside the client
+    assert not Grant.objects.filter(client=client1, user__email="contractor@example.com").exists()
+
+
+def test_an_accepted_invitation_brings_a_removed_member_back_for_good(google, user, client1):
+    as_admin = _provisioning_client(google, client1, user)
+    google_sign_in(google, email="contractor@example.com", sub="2202")
+    contractor = User.objects.get(email="contractor@example.com")
+    as_admin.delete(f"/api/clients/client1/members/{contractor.pk}")
+    assert (
+        as_admin.post(
+            "/api/clients/client1/invitations",
+            {"email": "contractor@example.com", "role": "viewer"},
+            format="json",
+        ).status_code
+        == 201
+    )
+    (token,) = re.findall(r"#/invitations/([A-Za-z0-9_-]+)", mail.outbox[-1].body)
+
+    member = google_sign_in(google, email="contractor@example.com", sub="2202")
+    assert member.post("/api/invitations/accept", {"token": token}, format="json").status_code == 200
+
+    assert not RemovedMember.objects.filter(client=client1).exists()
+    assert Grant.objects.get(client=client1, user=contractor).role == "viewer"
 
 
 # --- Personal access tokens under a policy that changes -----------------------------------------

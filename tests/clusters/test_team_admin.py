@@ -7,7 +7,7 @@ from django.core import mail
 from rest_framework.test import APIClient
 
 from accounts.models import PersonalAccessToken, User
-from clusters.models import Client, ClientAuditEvent, Grant, Invitation, SignInPolicy
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation, RemovedMember, SignInPolicy
 from clusters.services import grant_set, invitation_create, invitation_revoke
 from tests.accounts.test_admin import user_change_form_data
 from tests.clusters.test_admin import _inline_management
@@ -165,6 +165,22 @@ def test_operators_are_not_bound_by_the_last_admin_rule_in_the_admin(admin_brows
     assert admin_browser.post(f"/admin/clusters/grant/{grant.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not Grant.objects.filter(client=client1).exists()
     assert ClientAuditEvent.objects.filter(type="member_removed", target_email=user1.email).exists()
+
+
+def test_operators_see_the_removed_members_that_google_sign_in_does_not_bring_back(
+    admin_browser, client1, user1
+):
+    grant = Grant.objects.get(client=client1, user=user1)
+    admin_browser.post(f"/admin/clusters/grant/{grant.pk}/delete/", {"post": "yes"})
+
+    listing = admin_browser.get("/admin/clusters/removedmember/").content.decode()
+    assert user1.email in listing and "root@example.com" in listing
+    assert admin_browser.get("/admin/clusters/removedmember/add/").status_code == 403  # read-only
+    removal = RemovedMember.objects.get(client=client1)
+    assert admin_browser.get(f"/admin/clusters/removedmember/{removal.pk}/delete/").status_code == 403
+
+    grant_set(user=user1, client=client1, role=Grant.Role.VIEWER)  # a member again: it ends
+    assert user1.email not in admin_browser.get("/admin/clusters/removedmember/").content.decode()
 
 
 def test_an_invitations_page_cannot_be_saved_again(admin_browser, client1, operator):
