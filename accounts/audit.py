@@ -31,16 +31,21 @@ class RequestCredential:
     access_token_id: int | None = None
 
 
+def access_token_describe(*, token_id: int, name: str | None) -> str:
+    """``personal access token #<id> “<name>”``, as audit trails name a token (never its secret)."""
+    label = f"personal access token #{token_id}"
+    return f"{label} “{name}”" if name else label
+
+
 def credential_describe(*, credential: RequestCredential) -> str:
     """``session <id>`` or ``personal access token #<id> “<name>”`` (never a secret)."""
     if credential.access_token_id is not None:
-        label = f"personal access token #{credential.access_token_id}"
         name = (
             PersonalAccessToken.objects.filter(pk=credential.access_token_id)
             .values_list("name", flat=True)
             .first()
         )
-        return f"{label} “{name}”" if name else label
+        return access_token_describe(token_id=credential.access_token_id, name=name)
     if credential.session_id is not None:
         return f"session {credential.session_id}"
     return ""

@@ -12,7 +12,6 @@ from accounts.google import google_sign_in_enabled
 from accounts.models import PersonalAccessToken, User
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation, RemovedMember, SignInPolicy
 from clusters.permissions import ROLE_ORDER, ROLE_PERMISSIONS
-from clusters.selectors import user_is_global_operator
 from config.errors import NotFound
 
 AUDIT_PAGE_SIZE = 100
@@ -36,20 +35,33 @@ def removed_members_of(*, client: Client, email: str, user: User | None = None) 
     return RemovedMember.objects.filter(match, client=client)
 
 
+def _members_access_tokens(*, client: Client) -> QuerySet[PersonalAccessToken]:
+    """Live tokens that reach ``client``, but the portal operators': those are their own, as their
+    address and credential on the client's trail are, not the client's to see or revoke. (An
+    operator's account that is no longer active has no live token: deactivation revoked them.)"""
+    return access_tokens_of_client(client=client.slug).exclude(user__is_operator=True)
+
+
 def client_access_tokens(*, client: Client) -> list[PersonalAccessToken]:
     """Members' live tokens that reach ``client``, each with ``permissions_now``: what it was
     given here, narrowed to what its owner's role allows today (a demoted owner's token can do
     no more than the owner, so the list must not say it can)."""
     owner_role = Grant.objects.filter(client=client, user=OuterRef("user")).values("role")[:1]
-    tokens = list(access_tokens_of_client(client=client.slug).annotate(owner_role=Subquery(owner_role)))
+    tokens = list(_members_access_tokens(client=client).annotate(owner_role=Subquery(owner_role)))
     for token in tokens:
-        given = token.scopes.get(client.slug, [])
-        if user_is_global_operator(user=token.user):
-            token.permissions_now = given
-        else:
-            allowed = ROLE_PERMISSIONS.get(token.owner_role, ())
-            token.permissions_now = [permission for permission in given if permission in allowed]
+        allowed = ROLE_PERMISSIONS.get(token.owner_role, ())
+        token.permissions_now = [
+            permission for permission in token.scopes.get(client.slug, []) if permission in allowed
+        ]
     return tokens
+
+
+def client_access_token(*, client: Client, token_id: int) -> PersonalAccessToken:
+    """One of the tokens ``client_access_tokens`` lists; 404 ``not_found`` for any other."""
+    token = _members_access_tokens(client=client).filter(pk=token_id).first()
+    if token is None:
+        raise NotFound()
+    return token
 
 
 @dataclass(frozen=True)

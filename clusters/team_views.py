@@ -282,7 +282,10 @@ class ClientTokenListView(TeamAPIView):
             200: ClientAccessTokenSerializer(many=True),
             **error_responses(*TEAM_ERRORS, notes=_NOTES),
         },
-        description="Members' personal access tokens that reach this client (never their secrets).",
+        description=(
+            "Members' personal access tokens that reach this client (never their secrets; not the "
+            "portal operators' own)."
+        ),
     )
     def get(self, request: Request, client: str) -> Response:
         tokens = team_selectors.client_access_tokens(client=self.client_get())
@@ -293,7 +296,10 @@ class ClientTokenDetailView(TeamAPIView):
     @extend_schema(
         operation_id="clients_tokens_revoke",
         responses={204: None, **error_responses(*TEAM_ERRORS, notes=_NOTES)},
-        description="Take this client out of a member's token (the token dies when no client is left).",
+        description=(
+            "Take this client out of a member's token (the token dies when no client is left); "
+            "404 for any token the list does not show."
+        ),
     )
     def delete(self, request: Request, client: str, token_id: int) -> Response:
         services.client_access_token_revoke(client=self.client_get(), token_id=token_id, actor=request.user)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from accounts.access_tokens import access_tokens_client_remove
+from accounts.audit import access_token_describe
 from accounts.emails import email_canonical_or_none
 from accounts.google import GoogleIdentity
 from accounts.models import User
@@ -23,7 +24,7 @@ from clusters.permissions import ROLE_ORDER, role_rank
 from clusters.selectors import user_is_global_operator
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import grant_remove, grant_set
-from clusters.team_selectors import removed_members_of
+from clusters.team_selectors import client_access_token, removed_members_of
 from config.errors import LastAdmin, NotFound, RoleEscalation
 
 
@@ -94,15 +95,17 @@ def member_remove(*, client: Client, user_id: int, actor: User) -> None:
 @transaction.atomic
 def client_access_token_revoke(*, client: Client, token_id: int, actor: User) -> None:
     """A client's admin takes the client out of a member's personal access token (it dies when empty)."""
+    token = client_access_token(client=client, token_id=token_id)
     if not access_tokens_client_remove(
-        client=client.slug, token_id=token_id, actor=actor, why=f"by {client.slug}"
+        client=client.slug, token_id=token.pk, actor=actor, why=f"by {client.slug}"
     ):
-        raise NotFound()
+        raise NotFound()  # another admin was first
     client_audit_record(
         client=client,
         type=ClientAuditEvent.Type.TOKEN_ACCESS_REVOKED,
         actor=actor,
-        detail=f"personal access token {token_id}",
+        target=token.user,  # whose token it was, and which, once it is gone from the list
+        detail=f"{access_token_describe(token_id=token.pk, name=token.name)}, {token.prefix}…",
     )
 
 

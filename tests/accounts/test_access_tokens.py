@@ -23,7 +23,7 @@ from accounts.access_tokens import access_token_well_formed
 from accounts.models import AuditEvent, PersonalAccessToken
 from accounts.passwords import operator_password_set
 from accounts.services import user_deactivate
-from clusters.models import Grant
+from clusters.models import ClientAuditEvent, Grant
 from clusters.services import grant_remove, grant_set
 from tests.conftest import DEFAULT_PASSWORD, b64
 from tests.helpers import DEAD_REDIS
@@ -397,6 +397,35 @@ def test_a_client_admin_lists_and_takes_the_client_out_of_a_members_token(
     assert bearer(pat).get(CLUSTER).json()["code"] == "token_not_valid"  # client1 was all it reached
     assert as_admin.get("/api/clients/client1/tokens").json() == []
     assert as_admin.delete(f"/api/clients/client1/tokens/{listed[0]['id']}").status_code == 404
+
+
+def test_a_client_admin_neither_sees_nor_revokes_an_operators_token(
+    pat, auth_client, operator_staff, as_admin1, client1
+):
+    """An operator's token is their own, as their address and credential on the trail are: not the client's."""
+    made = create(auth_client(operator_staff), {"client1": ["view", "credentials"]}, name="support-4711")
+    operators = made.json()
+
+    listed = as_admin1.get("/api/clients/client1/tokens").json()
+    assert [token["owner"] for token in listed] == ["client1@example.com"]  # the member's only
+    refused = as_admin1.delete(f"/api/clients/client1/tokens/{operators['id']}")
+
+    assert (refused.status_code, refused.json()["code"]) == (404, "not_found")
+    assert bearer(operators["token"]).get("/api/auth/validate")["X-Auth-Scope"] == "client1"
+    assert not ClientAuditEvent.objects.filter(type="token_access_revoked").exists()
+
+
+def test_the_clients_trail_says_whose_token_lost_the_client_and_which(pat, user1, as_admin1, client1):
+    token = PersonalAccessToken.objects.get()
+    assert as_admin1.delete(f"/api/clients/client1/tokens/{token.pk}").status_code == 204
+
+    event = ClientAuditEvent.objects.get(type="token_access_revoked")
+    assert (event.target_user, event.target_email) == (user1, "client1@example.com")
+    assert event.detail == f"personal access token #{token.pk} “CI”, {token.prefix}…"
+    (entry,) = [
+        entry for entry in as_admin1.get("/api/clients/client1/audit").json() if entry["type"] == event.type
+    ]
+    assert entry["target"] == "client1@example.com"
 
 
 def test_the_clients_token_list_says_what_a_demoted_owners_token_can_do_now(

@@ -16,7 +16,7 @@ const EVENT_TEXT = {
   member_deactivated: "deactivated the account of",
   member_reactivated: "reactivated the account of",
   policy_changed: "changed the sign-in policy",
-  token_access_revoked: "revoked a token's access",
+  token_access_revoked: "took the client out of a token of",
   credentials_revealed: "read the API keys of",
   cluster_decommissioned: "decommissioned the cluster",
 };
