@@ -1,11 +1,11 @@
 """One lock orders what acts as a user against what takes it back: the user's database row.
 
 Whatever takes back what acts as a user (a password changed, reset or set; a first second factor;
-a deactivation; a removal from a client) locks the row first (an ``UPDATE`` of it does) and only
-then looks for the sessions, sign-in challenges and tokens to end. Whatever makes one (a session,
-a second-step challenge, a token) locks the row before its last check and holds it until it
-commits. So what is made is either there when the other looks, and ended, or made after, by a
-check that sees the change: the other never misses it.
+a deactivation; a removal from a client, or a client's stricter sign-in policy) locks the row
+first (an ``UPDATE`` of it does) and only then looks for the sessions, sign-in challenges and
+tokens to end. Whatever makes one (a session, a second-step challenge, a token) locks the row
+before its last check and holds it until it commits. So what is made is either there when the
+other looks, and ended, or made after, by a check that sees the change: the other never misses it.
 """
 
 from __future__ import annotations

@@ -258,6 +258,10 @@ def sign_in_policy_set(
     _self_lockout_check(client=client, policy=policy, facts=facts)
     policy.full_clean(exclude=["client"], validate_unique=False)
     policy.save()
+    # Before the tokens are listed, as a removal does (accounts.locks): its UPDATE takes each
+    # member's row, so a token being made is either there to be found, or waits and meets the
+    # new policy.
+    client_members_claims_bump(client=client)
     detail = _described(before, policy)
     if stricter_for_tokens(before=before, after=policy):
         # Before the audit row: a cache that cannot forget the tokens undoes the whole change (503).
@@ -267,5 +271,4 @@ def sign_in_policy_set(
         if reached:
             detail += f"; {reached} personal access token(s) lost the client"
     client_audit_record(client=client, type=ClientAuditEvent.Type.POLICY_CHANGED, actor=actor, detail=detail)
-    client_members_claims_bump(client=client)
     return policy

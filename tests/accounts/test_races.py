@@ -118,6 +118,44 @@ def test_a_token_made_while_its_owner_leaves_the_client_does_not_reach_the_clien
     assert [token for token in _live_tokens(user1) if "client1" in token.scopes] == []
 
 
+def test_a_token_made_while_the_clients_policy_becomes_stricter_does_not_reach_the_client(
+    user1, client1, monkeypatch
+):
+    """The token is made while the change, its tokens already listed, has not committed: it must
+    wait for the change and meet the new policy, not slip in after the listing."""
+    from clusters.services import PolicyInput, sign_in_policy_set
+    from clusters.services import policy as policy_service
+
+    session = _session(user1)  # a password alone: what the new policy no longer admits
+    listed, go_on = threading.Event(), threading.Event()
+    record = policy_service.client_audit_record
+
+    def record_then_wait(**fields):  # after the tokens were listed and cut, before the commit
+        listed.set()
+        go_on.wait(timeout=10)
+        return record(**fields)
+
+    monkeypatch.setattr(policy_service, "client_audit_record", record_then_wait)
+    second_factor_required = PolicyInput(
+        allowed_methods=("password", "google", "passkey"), google_domain="", mfa_required=True,
+        max_session_length=None, jit_provisioning=False, jit_role="viewer",
+    )  # fmt: skip
+    changing = Racer(
+        lambda: sign_in_policy_set(client=client1, wanted=second_factor_required, actor=None, facts=None)
+    )
+    making = Racer(_make_token(user1, session))
+
+    changing.start()
+    assert listed.wait(timeout=10)
+    making.start()
+    making.join(timeout=0.5)  # time to run ahead, if nothing makes it wait
+    go_on.set()
+
+    assert not isinstance(changing.finish(), Exception)
+    assert isinstance(making.finish(), TokenScopeExceeded)  # checked once the policy is in
+    assert [token for token in _live_tokens(user1) if "client1" in token.scopes] == []
+
+
 def test_a_sign_in_with_the_old_password_during_the_change_opens_no_session(user1):
     changer = _session(user1)
     checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
