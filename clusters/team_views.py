@@ -71,6 +71,12 @@ class MemberListView(TeamAPIView):
 
 
 class MemberDetailView(TeamAPIView):
+    @property
+    def required_permission(self) -> str:
+        # Leaving is every member's own choice: removing oneself takes only being a member.
+        leaving = self.request.method == "DELETE" and self.kwargs.get("user_id") == self.request.user.pk
+        return PERMISSION_VIEW if leaving else PERMISSION_MEMBERS
+
     @extend_schema(
         operation_id="clients_members_update",
         request=MemberUpdateInputSerializer,
@@ -99,7 +105,9 @@ class MemberDetailView(TeamAPIView):
             **error_responses(*TEAM_ERRORS, errors.RoleEscalation, errors.LastAdmin, notes=_NOTES),
         },
         description="Remove a member: at once, their sessions, `/api/auth/validate` and personal access "
-        "tokens lose the client (the tokens for good). The last admin cannot be removed.",
+        "tokens lose the client (the tokens for good). The last admin cannot be removed. Every member "
+        "may remove themselves (leave the client) whatever their role; removing someone else takes the "
+        "admin role.",
     )
     def delete(self, request: Request, client: str, user_id: int) -> Response:
         services.member_remove(client=self.client_get(), user_id=user_id, actor=request.user)

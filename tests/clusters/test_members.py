@@ -75,6 +75,36 @@ def test_removal_takes_effect_at_once_on_the_api_and_at_validate(as_admin1, bear
     assert ClientAuditEvent.objects.filter(type="member_removed", target_user=user1).count() == 1
 
 
+@pytest.mark.parametrize("who", ["operator", "viewer"])
+def test_any_member_may_leave_the_client_and_loses_it_at_once(
+    auth_client, user1, viewer1, admin1, cluster1, who
+):
+    member = {"operator": user1, "viewer": viewer1}[who]
+    client = auth_client(member)
+    assert client.get("/api/clients/client1/clusters").status_code == 200
+
+    assert client.delete(f"{MEMBERS}/{member.pk}").status_code == 204
+
+    assert client.get("/api/clients/client1/clusters").json()["code"] == "permission_denied"
+    assert not Grant.objects.filter(user=member).exists()
+    event = ClientAuditEvent.objects.get(type="member_removed", target_user=member)
+    assert event.actor_email == member.email  # they left: nobody removed them
+    # Leaving is one's own: removing anyone else still takes the admin role.
+    assert Grant.objects.filter(user=admin1, role="admin").exists()
+
+
+def test_leaving_needs_a_session_not_a_token(user1, cluster1):
+    from tests.helpers import access_token_made
+
+    _, secret = access_token_made(user1, clients={"client1": ["view"]})
+    by_token = APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    response = by_token.delete(f"{MEMBERS}/{user1.pk}")
+
+    assert (response.status_code, response.json()["code"]) == (403, "pat_not_allowed")
+    assert Grant.objects.filter(user=user1).exists()
+
+
 def test_the_last_admin_can_be_neither_demoted_nor_removed(
     as_admin1, admin1, auth_client, user_factory, client1
 ):

@@ -7,11 +7,13 @@ import {
   clientPermissions,
   clusterHref,
   commitCode,
+  confirmDialog,
   deliveryBadge,
   FILTER_FROM,
   loadFailed,
   pageFrame,
   rowFilter,
+  showError,
   storageSummary,
 } from "./common.js";
 import { stepUpSection } from "./step-up.js";
@@ -53,10 +55,15 @@ export async function render(ctx) {
 
   const byClient = new Map(clients.map((client) => [client.slug, []]));
   for (const cluster of clusters) if (byClient.has(cluster.client)) byClient.get(cluster.client).push(cluster);
+  // The portal's operators see every client without being a member of any: nothing to leave.
+  const member = ctx.state.user !== null && !(ctx.state.user.scopes || []).includes("*");
+  const leave = member ? leaving(ctx, container) : null;
   let count = 0;
   for (const client of clients) {
     count += byClient.get(client.slug).length;
-    container.append(clientGroup(ctx, client, byClient.get(client.slug), clientPermissions(permissions, client.slug)));
+    const group = clientGroup(ctx, client, byClient.get(client.slug), clientPermissions(permissions, client.slug));
+    if (leave) group.append(leave.control(client));
+    container.append(group);
   }
   say(status, clustersSummary(count, clients.length));
   if (count > FILTER_FROM) container.before(...clustersFilter(container));
@@ -84,6 +91,45 @@ function clustersFilter(container) {
     },
   });
   return [filter, status];
+}
+
+/**
+ * "Leave this client": a member ends their own membership (asked first); the page then shows the
+ * clients left. A refusal (the last admin) is said beside the button.
+ */
+function leaving(ctx, container) {
+  const dialog = confirmDialog({
+    id: "leave-client-dialog",
+    title: "Leave this client?",
+    confirmLabel: "Leave",
+    confirmId: "confirm-leave-client",
+    cancelId: "cancel-leave-client",
+  });
+  container.append(dialog.element);
+  function control(client) {
+    const name = client.name || client.slug;
+    const error = h("p", { class: "error row-error", role: "alert", "data-testid": "leave-error" });
+    const button = h("button", { type: "button", class: "button secondary leave-client", "aria-label": `Leave ${name}` }, "Leave");
+    button.addEventListener("click", async () => {
+      say(error, "");
+      const asked = [
+        `You lose access to ${name} at once: your signed-in sessions and personal access tokens stop reaching it.`,
+        "Only an admin of the client can invite you back.",
+      ];
+      if (!(await dialog.ask(asked))) return;
+      button.disabled = true;
+      try {
+        await ctx.api.memberRemove(client.slug, ctx.state.user.id);
+        ctx.rerender();
+      } catch (failure) {
+        button.disabled = false;
+        showError(ctx, error, failure);
+        button.focus();
+      }
+    });
+    return h("div", { class: "client-leave" }, button, error);
+  }
+  return { control };
 }
 
 /** The Team and Settings links of a client the user administers. */
