@@ -28,8 +28,8 @@ from django.utils import timezone
 
 from accounts import session_cache
 from accounts.audit import RequestOrigin, audit_event_record
-from accounts.locks import user_row_lock
-from accounts.models import AuditEventType, PersonalAccessToken, Session, User
+from accounts.locks import session_still_acting, user_row_lock
+from accounts.models import AuditEventType, PersonalAccessToken, User
 from accounts.scopes import CredentialScope, SignInFacts, session_scope, token_scope
 from accounts.selectors import user_claims_current, user_scope
 from accounts.session_cache import CachedClaims
@@ -37,7 +37,6 @@ from config.errors import (
     AccountDisabled,
     InvalidRequest,
     NotFound,
-    SessionEnded,
     TokenNotValid,
     TokenScopeExceeded,
 )
@@ -150,9 +149,7 @@ def access_token_create(
     with transaction.atomic():
         # Checked under the user's row lock (accounts.locks): a password change or a removal from
         # a client either finds this token, or has ended the session or the grant it checks.
-        user_row_lock(user_id=user.pk)
-        if not Session.objects.filter(pk=session_id, user=user, revoked_at=None).exists():
-            raise SessionEnded()
+        session_still_acting(user_id=user.pk, session_id=session_id)
         _scopes_check(user=user, facts=facts, clients=clients)
         token.save(force_insert=True)
         audit_event_record(

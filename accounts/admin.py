@@ -218,6 +218,8 @@ class UserAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin, DjangoUserAdmin):
     account_delete = staticmethod(user_delete)
     account_deactivate = staticmethod(user_deactivate)
     account_reactivated = staticmethod(lambda **_: None)  # the clients' admin records it on their trails
+    # No longer staff or an operator: the clients' admin ends the invitations they can no longer give.
+    account_privileges_lowered = staticmethod(lambda **_: None)
 
     def get_deleted_objects(self, objs, request: HttpRequest):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -257,6 +259,10 @@ class UserAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin, DjangoUserAdmin):
             # mfa_required too: the access token's scope is empty until a required factor exists.
             {"email", "name", "is_staff", "is_operator", "mfa_required"} & set(form.changed_data)
         )
+        # Staff or operator no longer: what they could do as one (invite to any role) ends too.
+        lowered = change and any(
+            flag in form.changed_data and not getattr(obj, flag) for flag in PRIVILEGE_FLAGS
+        )
         if deactivated:
             obj.is_active = True  # the service flips it, together with revoking the sessions
         email_before = form.initial.get("email") if change and "email" in form.changed_data else None
@@ -276,6 +282,8 @@ class UserAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin, DjangoUserAdmin):
             self.account_reactivated(user=obj, actor=request.user)
         if claims_changed:
             users_claims_bump(user_ids=[obj.pk])
+        if lowered:
+            self.account_privileges_lowered(user=obj, actor=request.user)
 
     @admin.display(description="enrolled")
     def second_factors(self, user: User) -> str:

@@ -60,11 +60,16 @@ def admin_session_end(request: HttpRequest) -> None:
         django_logout(request)
 
 
+def admin_portal_session_id(request: HttpRequest) -> uuid.UUID | None:
+    """The portal session this admin session belongs to: the session an operator's change is made by."""
+    return uuid_or_none(request.session.get(PORTAL_SESSION_KEY))
+
+
 def _portal_session_live(request: HttpRequest) -> bool:
     """Whether the portal session behind this admin session is still alive (asked once a request)."""
     if hasattr(request, "_portal_session_live"):
         return request._portal_session_live
-    session_id = uuid_or_none(request.session.get(PORTAL_SESSION_KEY))
+    session_id = admin_portal_session_id(request)
     live, allowed = None, False
     if session_id is not None:
         try:

@@ -3,20 +3,23 @@
 Whatever takes back what acts as a user (a password changed, reset or set; a first second factor;
 a deactivation; a removal from a client, or a client's stricter sign-in policy) locks the row
 first (an ``UPDATE`` of it does) and only then looks for the sessions, sign-in challenges and
-tokens to end. Whatever makes one (a session, a second-step challenge, a token) locks the row
+tokens to end (and, through ``accounts.taken_back``, what other apps keep that the account sent:
+a client's invitations). Whatever makes one (a session, a second-step challenge, a token, an
+invitation) locks the row
 before its last check and holds it until it commits. So what is made is either there when the
 other looks, and ended, or made after, by a check that sees the change: the other never misses it.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from django.db import connection
 
-from accounts.models import AuthMethod, User
+from accounts.models import AuthMethod, Session, User
 from accounts.selectors import user_second_factors
-from config.errors import AccountDisabled, InvalidCredentials
+from config.errors import AccountDisabled, InvalidCredentials, SessionEnded
 
 
 def user_row_lock(*, user_id: int) -> dict | None:
@@ -30,6 +33,21 @@ def user_row_lock(*, user_id: int) -> dict | None:
     """
     locked = User.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
     return locked.filter(pk=user_id).values("password_version", "is_active").first()
+
+
+def session_still_acting(*, user_id: int, session_id: uuid.UUID | None) -> None:
+    """Under the user's row lock, the last check of what a session makes in the user's name (a
+    token, an invitation): the session ``session_id`` has not ended (a password change or a
+    deactivation ends it), and the account is active. None: made without a session (an operator's
+    script), the account only."""
+    stored = user_row_lock(user_id=user_id)
+    if (
+        session_id is not None
+        and not Session.objects.filter(pk=session_id, user_id=user_id, revoked_at=None).exists()
+    ):
+        raise SessionEnded()
+    if stored is None or not stored["is_active"]:
+        raise AccountDisabled()
 
 
 def _proved(*, user: User, method: str) -> dict:

@@ -31,6 +31,7 @@ from accounts.locks import user_row_lock
 from accounts.mail import mail_send
 from accounts.models import AuditEventType, SessionRevokedReason, User
 from accounts.services import sessions_revoke
+from accounts.taken_back import account_taken_back
 from config.cache import CACHE_ERRORS
 from config.errors import AuthUnavailable, InvalidRequest, InvalidResetToken
 
@@ -57,8 +58,9 @@ def _password_store(user: User, password: str | None) -> None:
 def password_change(
     *, user_id: int, session_id: uuid.UUID, current_password: str, new_password: str, origin: RequestOrigin
 ) -> User:
-    """Set a new password; every other session and every personal access token ends (whoever knew
-    the old password may have made one), this session stays. Returns the user, with it."""
+    """Set a new password; every other session, every personal access token and what other apps
+    keep that the account sent (accounts.taken_back) end (whoever knew the old password may have
+    made one), this session stays. Returns the user, with it."""
     user = User.objects.get(pk=user_id)
     if not (user.has_usable_password() and user.check_password(current_password)):
         raise InvalidRequest(fields={"currentPassword": ["The current password is not correct."]})
@@ -67,6 +69,7 @@ def password_change(
         _password_store(user, new_password)
         sessions_revoke(user=user, except_session_id=session_id, reason=SessionRevokedReason.PASSWORD_CHANGE)
         user_access_tokens_end(user=user, actor=user, why="password changed", origin=origin)
+        account_taken_back(user=user, actor=user, why="password was changed")
         audit_event_record(
             type=AuditEventType.PASSWORD_CHANGED, user=user, origin=origin, session_id=session_id
         )
@@ -143,8 +146,9 @@ def password_reset_email(*, uid: str, token: str) -> str:
 
 
 def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: RequestOrigin) -> None:
-    """Set the password a valid link allows; every session and personal access token ends (someone
-    who knew the old password may have made one). Second factors stay."""
+    """Set the password a valid link allows; every session, personal access token and what other
+    apps keep that the account sent end (someone who knew the old password may have made one).
+    Second factors stay."""
     user = _reset_account(uid, token)
     _new_password_check(new_password, user, "newPassword")
     with transaction.atomic():
@@ -155,6 +159,7 @@ def password_reset_confirm(*, uid: str, token: str, new_password: str, origin: R
         _password_store(user, new_password)
         sessions_revoke(user=user, reason=SessionRevokedReason.PASSWORD_RESET)
         user_access_tokens_end(user=user, actor=None, why="password reset", origin=origin)
+        account_taken_back(user=user, actor=None, why="password was reset")
         audit_event_record(type=AuditEventType.PASSWORD_RESET, user=user, origin=origin)
 
 
@@ -165,12 +170,20 @@ def operator_password_set(
     current_session_id: uuid.UUID | None = None,
     actor: User | None = None,
 ) -> None:
-    """An operator sets a password (None: none, no password sign-in); other sessions and tokens end."""
+    """An operator sets a password (None: none, no password sign-in); other sessions and tokens end,
+    and what other apps keep that the account sent."""
     with transaction.atomic():
         _password_store(user, password)  # None makes an unusable one (Django's make_password)
         reason = SessionRevokedReason.PASSWORD_CHANGE
         sessions_revoke(user=user, except_session_id=current_session_id, reason=reason, actor=actor)
         user_access_tokens_end(user=user, actor=actor, why="password set by an operator")
+        account_taken_back(
+            user=user,
+            actor=actor,
+            why="password was set by an operator"
+            if password is not None
+            else "password sign-in was turned off by an operator",
+        )
         by = f" by {actor.email}" if actor else ""
         audit_event_record(
             type=AuditEventType.PASSWORD_CHANGED,

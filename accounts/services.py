@@ -43,6 +43,7 @@ from accounts.selectors import (
     uuid_or_none,
 )
 from accounts.session_cache import CachedClaims
+from accounts.taken_back import account_taken_back
 from accounts.tokens import AccessToken, RefreshToken
 from config import metrics
 from config.errors import (
@@ -452,7 +453,7 @@ def users_claims_bump(*, user_ids: list[int]) -> None:
 
 
 def user_deactivate(*, user: User, actor: User | None = None) -> bool:
-    """Disable the account, end all its sessions and revoke its tokens; False when the cache could not be told.
+    """Disable the account: its sessions, tokens and what it sent end (taken_back); False: cache not told.
 
     Unlike a logout, a deactivation always goes through: the database's ``is_active`` is read
     by every API request, so the user is refused at once either way. The cache only speeds up
@@ -467,6 +468,7 @@ def user_deactivate(*, user: User, actor: User | None = None) -> bool:
             sessions=sessions, reason=SessionRevokedReason.DEACTIVATED, actor=actor, origin=None
         )
         token_hashes = user_access_tokens_revoke(user=user, actor=actor)  # they die with the account
+        account_taken_back(user=user, actor=actor, why="account was deactivated")
         account_change_record(type=AuditEventType.ACCOUNT_DEACTIVATED, user=user, actor=actor)
 
     def cache_tell() -> None:

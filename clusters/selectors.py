@@ -33,8 +33,10 @@ from clusters.permissions import (
     ALL_PERMISSIONS,
     PERMISSION_MEMBERS,
     PERMISSION_VIEW,
+    ROLE_ORDER,
     ROLE_PERMISSIONS,
     TOKEN_PERMISSIONS,
+    role_rank,
     roles_with,
 )
 from clusters.versions import version_supports_alt_api_key, version_upgrades
@@ -44,6 +46,17 @@ from config.errors import ClusterDecommissioned, NotFound, PermissionDenied, Ste
 
 def user_is_global_operator(*, user: User) -> bool:
     return bool(user.is_active and user.is_staff and user.is_operator)
+
+
+def actor_rank(*, actor: User | None, client: Client) -> int:
+    """How high ``actor`` stands on ``client``: their role's rank, above every role for operator staff."""
+    if actor is None or not actor.is_active:  # a deactivated admin runs nothing, their open links included
+        return -1
+    if user_is_global_operator(user=actor):
+        return len(ROLE_ORDER)
+    if client.pk is None:  # a client being created (the admin's add page): nobody has a role on it yet
+        return -1
+    return role_rank(Grant.objects.filter(user=actor, client=client).values_list("role", flat=True).first())
 
 
 def _credential_scope(user: User) -> CredentialScope | None:

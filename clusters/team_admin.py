@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
 from accounts.admin import ReadOnlyAdmin, UserAdmin
+from accounts.admin_site import admin_portal_session_id
 from accounts.models import User
 from clusters.admin_filters import client_filter
 from clusters.grant_admin import GrantInline
@@ -23,6 +24,7 @@ from clusters.services import (
     invitation_check,
     invitation_create,
     invitation_revoke,
+    inviter_privileges_lowered,
     sign_in_policy_set,
 )
 from clusters.services.policy import JIT_ROLES, policy_problems
@@ -169,7 +171,13 @@ class InvitationAdmin(PermittedSearchAdmin, ServiceRefusalsAdmin):
         return False  # revoke instead: the trail stays
 
     def save_model(self, request, obj, form, change) -> None:
-        saved = invitation_create(client=obj.client, email=obj.email, role=obj.role, actor=request.user)
+        saved = invitation_create(
+            client=obj.client,
+            email=obj.email,
+            role=obj.role,
+            actor=request.user,
+            session_id=admin_portal_session_id(request),
+        )
         obj.pk, obj._state.adding = saved.pk, False
 
     @admin.action(description="Revoke selected invitations", permissions=["change"])
@@ -215,6 +223,8 @@ class UserWithGrantsAdmin(UserAdmin):
     account_delete = staticmethod(account_delete)  # its grants go as removals, on the trails
     account_deactivate = staticmethod(account_deactivate)  # and these on the trails too
     account_reactivated = staticmethod(account_reactivated_record)
+    # Their invitations to a role they can no longer give end.
+    account_privileges_lowered = staticmethod(inviter_privileges_lowered)
 
 
 admin.site.unregister(User)

@@ -14,7 +14,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.authentication import request_origin
+from accounts.authentication import request_credential, request_origin
 from accounts.google_nonce import google_nonce_clear, google_nonce_from_request
 from accounts.models import User
 from accounts.scopes import SignInFacts
@@ -159,7 +159,10 @@ class InvitationListView(TeamAPIView):
         serializer = InvitationCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         invitation = services.invitation_create(
-            client=target, actor=request.user, **serializer.validated_data
+            client=target,
+            actor=request.user,
+            session_id=request_credential(request).session_id,
+            **serializer.validated_data,
         )
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 

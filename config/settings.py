@@ -244,6 +244,9 @@ GOOGLE_ALLOWED_DOMAINS = [d.lower() for d in env_list("GOOGLE_ALLOWED_DOMAINS")]
 # The hook through which a Google sign-in provisions people into the clients whose sign-in policy
 # takes their Workspace (just-in-time membership; the clusters app owns clients).
 GOOGLE_PROVISIONING_FUNCTION = "clusters.services.google_identity_provision"
+# The hook through which an account taken back (a password changed, reset or set by an operator;
+# a deactivation) ends what another app keeps that the account sent (a client's invitations).
+ACCOUNT_TAKEN_BACK_FUNCTION = "clusters.services.inviter_taken_back"
 
 # Second factors, passkeys, passwords (see README "Account security").
 MFA_REQUIRED_FOR_STAFF = env_bool("MFA_REQUIRED_FOR_STAFF", not DEBUG)

@@ -32,6 +32,7 @@ from clusters.services.credentials import (
     key_rotations_finish_due,
 )
 from clusters.services.decommission import cluster_decommission, cluster_remove
+from clusters.services.invitation_ends import inviter_privileges_lowered, inviter_taken_back
 from clusters.services.invitations import (
     invitation_accept,
     invitation_check,
@@ -69,6 +70,8 @@ __all__ = [
     "invitation_revoke",
     "invitation_sign_up_google",
     "invitation_sign_up_password",
+    "inviter_privileges_lowered",
+    "inviter_taken_back",
     "member_remove",
     "member_role_change",
     "sign_in_policy_preview",

@@ -13,11 +13,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.access_tokens import access_tokens_client_remove
+from accounts.locks import user_row_lock
 from accounts.models import User
 from accounts.services import user_deactivate, user_delete, users_claims_bump
 from clusters import delivery
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation, RemovedMember
+from clusters.permissions import role_rank
 from clusters.services.audit import client_audit_record
+from clusters.services.invitation_ends import invitations_beyond_inviter_end, invitations_end
 from clusters.team_selectors import removed_members_of
 
 logger = logging.getLogger(__name__)
@@ -101,6 +104,10 @@ def grant_set(
         target=user,
         detail=f"as {role}" if before is None else f"{before} -> {role}",
     )
+    if before is not None and role_rank(role) < role_rank(before):
+        invitations_beyond_inviter_end(
+            inviter=user, client=client, actor=actor, why=f"the inviter is now {role}"
+        )
     logger.info(
         "grant set",
         extra={
@@ -135,6 +142,9 @@ def grant_remove(*, user: User, client: Client, actor: User | None = None) -> No
                 "removed_by_email": getattr(actor, "email", ""),
             },
         )
+        invitations_beyond_inviter_end(
+            inviter=user, client=client, actor=actor, why="the inviter was removed from the client"
+        )
         logger.info(
             "grant removed",
             extra={"user_id": user.pk, "client": client.slug, "actor_id": getattr(actor, "pk", None)},
@@ -162,19 +172,19 @@ def _on_members_trails(*, user: User, actor: User | None, type: str) -> None:
 
 @transaction.atomic
 def account_delete(*, user: User, actor: User | None = None) -> bool:
-    """Delete an account for good: each of its grants taken away as a removal is (on the client's
-    audit trail), its open invitations revoked (a link left in its mailbox would make the account
-    again), then ``accounts.services.user_delete``. False: the cache could not be told."""
+    """Delete an account for good: the invitations it sent revoked, each of its grants taken away as
+    a removal is (on the client's audit trail), the open invitations to its address revoked (a link
+    left in its mailbox would make the account again), then ``accounts.services.user_delete``.
+    False: the cache could not be told."""
+    user_row_lock(user_id=user.pk)  # an invitation it is sending meanwhile is found, or refused
+    invitations_end(
+        invitations=Invitation.objects.filter(invited_by=user),
+        actor=actor,
+        why="the inviter's account was deleted",
+    )
     for grant in Grant.objects.filter(user=user).select_related("client"):
         grant_remove(user=user, client=grant.client, actor=actor)
-    open_invitations = Invitation.objects.filter(email=user.email, accepted_at=None, revoked_at=None)
-    for invitation in open_invitations.select_related("client"):
-        Invitation.objects.filter(pk=invitation.pk).update(revoked_at=timezone.now())
-        client_audit_record(
-            client=invitation.client,
-            type=ClientAuditEvent.Type.INVITATION_REVOKED,
-            actor=actor,
-            target_email=invitation.email,
-            detail=f"as {invitation.role}; the account was deleted",
-        )
+    invitations_end(
+        invitations=Invitation.objects.filter(email=user.email), actor=actor, why="the account was deleted"
+    )
     return user_delete(user=user, actor=actor)

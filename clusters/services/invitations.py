@@ -1,15 +1,15 @@
 """Invitations to a client's team: an email with a link that works once, for ``INVITATION_TTL``.
 
 The invitee accepts as the signed-in user the email was sent to, or signs up with a password or
-with Google for that address. Only a hash of the link's token is stored. At acceptance the
-inviter must still be allowed to grant the role (an admin demoted or removed since cannot
-hand it out through an old invitation).
+with Google for that address. Only a hash of the link's token is stored. An invitation ends when
+its inviter can no longer give its role or their account is taken back (``invitation_ends``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,14 +22,17 @@ from accounts.audit import RequestOrigin
 from accounts.emails import email_canonical
 from accounts.google import google_id_token_verify
 from accounts.google_sign_in import google_invitee_user
+from accounts.locks import session_still_acting
 from accounts.mail import mail_send
 from accounts.models import AuthMethod, User
 from accounts.second_factors import SignInStep, sign_in_step
 from clusters.models import Client, ClientAuditEvent, Grant, Invitation
 from clusters.permissions import role_rank
+from clusters.selectors import actor_rank
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import grant_set
-from clusters.services.members import actor_rank, client_lock, role_grant_check
+from clusters.services.invitation_ends import invitations_end
+from clusters.services.members import client_lock, role_grant_check
 from clusters.team_selectors import invitation_sign_up_terms
 from config.errors import (
     AccountExists,
@@ -91,22 +94,24 @@ def invitation_check(*, client: Client, email: str, role: str, actor: User) -> s
 
 
 @transaction.atomic
-def invitation_create(*, client: Client, email: str, role: str, actor: User) -> Invitation:
-    """Invite ``email`` with ``role`` (no higher than the actor's own); a new invitation replaces an open one."""
+def invitation_create(
+    *, client: Client, email: str, role: str, actor: User, session_id: uuid.UUID | None = None
+) -> Invitation:
+    """Invite ``email`` with ``role`` (no higher than the actor's own); a new invitation replaces an
+    open one. ``session_id``: the actor's session sending it (None: none, a script's call)."""
+    # The inviter's row first (accounts.locks): a password change or a deactivation under way
+    # either finds this invitation and ends it, or has ended the session checked here. Then the
+    # client's, as every change to its team takes it.
+    session_still_acting(user_id=actor.pk, session_id=session_id)
     client_lock(client=client)
     email = invitation_check(client=client, email=email, role=role, actor=actor)
     token, now = secrets.token_urlsafe(32), timezone.now()
-    unused = Invitation.objects.filter(client=client, email=email, accepted_at=None, revoked_at=None)
-    replaced = list(unused.filter(expires_at__gt=now).values_list("role", flat=True))  # still pending
-    unused.update(revoked_at=now)
-    for replaced_role in replaced:  # on the trail as a revocation, as the Team page's own is
-        client_audit_record(
-            client=client,
-            type=ClientAuditEvent.Type.INVITATION_REVOKED,
-            actor=actor,
-            target_email=email,
-            detail=f"as {replaced_role}; replaced by a new invitation",
-        )
+    # On the trail as a revocation, as the Team page's own is.
+    invitations_end(
+        invitations=Invitation.objects.filter(client=client, email=email),
+        actor=actor,
+        why="replaced by a new invitation",
+    )
     invitation = Invitation(
         client=client,
         email=email,
@@ -182,6 +187,7 @@ def invitation_open(*, token: str, lock: bool = False) -> Invitation:
 def _accept(invitation: Invitation, user: User) -> Grant:
     """Make ``user`` a member with the invitation's role (never lower than a role they hold) and spend it."""
     client = client_lock(client=invitation.client)
+    # Ended already when the inviter lost the rank (invitation_ends); asked again as a last guard.
     if role_rank(invitation.role) > actor_rank(actor=invitation.invited_by, client=client):
         raise RoleEscalation(
             "Whoever invited you can no longer grant this role: ask an admin of the client for a new invitation."

@@ -20,8 +20,8 @@ from accounts.emails import email_canonical_or_none
 from accounts.google import GoogleIdentity
 from accounts.models import User
 from clusters.models import Client, ClientAuditEvent, Grant, SignInPolicy
-from clusters.permissions import ROLE_ORDER, role_rank
-from clusters.selectors import user_is_global_operator
+from clusters.permissions import role_rank
+from clusters.selectors import actor_rank
 from clusters.services.audit import client_audit_record
 from clusters.services.clients import grant_remove, grant_set
 from clusters.team_selectors import client_access_token, removed_members_of
@@ -31,17 +31,6 @@ from config.errors import LastAdmin, NotFound, RoleEscalation
 def client_lock(*, client: Client) -> Client:
     """The client's row, locked until the transaction ends: team changes of one client queue up."""
     return Client.objects.select_for_update().get(pk=client.pk)
-
-
-def actor_rank(*, actor: User | None, client: Client) -> int:
-    """How high ``actor`` stands on ``client``: their role's rank, above every role for operator staff."""
-    if actor is None or not actor.is_active:  # a deactivated admin runs nothing, their open links included
-        return -1
-    if user_is_global_operator(user=actor):
-        return len(ROLE_ORDER)
-    if client.pk is None:  # a client being created (the admin's add page): nobody has a role on it yet
-        return -1
-    return role_rank(Grant.objects.filter(user=actor, client=client).values_list("role", flat=True).first())
 
 
 def _role_within_rank_check(*, role: str, rank: int, client: Client) -> None:

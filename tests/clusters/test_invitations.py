@@ -287,7 +287,7 @@ def test_an_old_invitation_cannot_grant_more_than_its_inviter_now_holds(
 
     response = sign_up(token, password=b64("a long new passphrase"))
 
-    assert (response.status_code, response.json()["code"]) == (403, "role_escalation")
+    assert (response.status_code, response.json()["code"]) == (400, "invitation_invalid")  # it ended
     assert not User.objects.filter(email="escalate@example.com").exists()
     # Operators rank above every role: theirs still work.
     staff = bearer_client(operator_staff)
@@ -306,7 +306,7 @@ def test_a_deactivated_admins_open_invitations_grant_nothing(as_admin1, admin1, 
 
     response = sign_up(token, password=b64("a long new passphrase"))
 
-    assert (response.status_code, response.json()["code"]) == (403, "role_escalation")
+    assert (response.status_code, response.json()["code"]) == (400, "invitation_invalid")  # it ended
     assert not User.objects.filter(email="mallory@example.com").exists()
     assert not Grant.objects.filter(client=client1, user__email="mallory@example.com").exists()
 
