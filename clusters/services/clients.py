@@ -82,9 +82,12 @@ def grant_set(
     role: str,
     actor: User | None = None,
     added_as: ClientAuditEvent.Type = ClientAuditEvent.Type.MEMBER_ADDED,
+    changed_as: ClientAuditEvent.Type = ClientAuditEvent.Type.MEMBER_ROLE_CHANGED,
+    note: str = "",
 ) -> Grant:
-    """Give ``user`` the ``role`` on ``client`` (creating or changing the grant); ``added_as``: how a
-    new member came (added by an operator, an invitation, a Google sign-in)."""
+    """Give ``user`` the ``role`` on ``client`` (creating or changing the grant). On the trail as
+    ``added_as`` for a new member, ``changed_as`` for a member's new role (an invitation accepted
+    either way, a Google sign-in, an operator's or an admin's change), ``note`` after the roles."""
     grant = Grant.objects.select_for_update().filter(user=user, client=client).first()
     if grant is not None and grant.role == role:
         return grant
@@ -99,10 +102,10 @@ def grant_set(
     users_claims_bump(user_ids=[user.pk])
     client_audit_record(
         client=client,
-        type=added_as if before is None else ClientAuditEvent.Type.MEMBER_ROLE_CHANGED,
+        type=added_as if before is None else changed_as,
         actor=actor,
         target=user,
-        detail=f"as {role}" if before is None else f"{before} -> {role}",
+        detail="; ".join(filter(None, [f"as {role}" if before is None else f"{before} -> {role}", note])),
     )
     if before is not None and role_rank(role) < role_rank(before):
         invitations_beyond_inviter_end(

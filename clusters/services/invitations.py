@@ -196,22 +196,27 @@ def _accept(invitation: Invitation, user: User) -> Grant:
         accepted_at=timezone.now(), accepted_by=user
     ):
         raise InvitationInvalid()
+    invited_by = f"invited by {invitation.invited_by_email}"
+    accepted = ClientAuditEvent.Type.INVITATION_ACCEPTED
     current = Grant.objects.filter(user=user, client=client).first()
     if current is not None and role_rank(current.role) >= role_rank(invitation.role):
         client_audit_record(
             client=client,
-            type=ClientAuditEvent.Type.INVITATION_ACCEPTED,
+            type=accepted,
             actor=user,
             target=user,
-            detail=f"already {current.role}; invited by {invitation.invited_by_email} as {invitation.role}",
+            detail=f"already {current.role}; {invited_by} as {invitation.role}",
         )
         return current
+    # A role raised by it too is the invitation's acceptance, never the member changing their own.
     return grant_set(
         user=user,
         client=client,
         role=invitation.role,
         actor=user,
-        added_as=ClientAuditEvent.Type.INVITATION_ACCEPTED,
+        added_as=accepted,
+        changed_as=accepted,
+        note=invited_by,
     )
 
 

@@ -209,6 +209,37 @@ def test_an_existing_user_signs_in_and_accepts(as_admin1, user2, auth_client, cl
     assert sorted(c["slug"] for c in member.get("/api/clients").json()) == ["client1", "client2"]
 
 
+@pytest.mark.parametrize(
+    ("held", "detail"),
+    [
+        (None, "as operator; invited by admin1@example.com"),
+        ("viewer", "viewer -> operator; invited by admin1@example.com"),
+        ("admin", "already admin; invited by admin1@example.com as operator"),
+    ],
+    ids=["new member", "raised", "already above"],
+)
+def test_an_acceptance_is_on_the_trail_as_one_with_its_inviter_whatever_the_invitee_held(
+    held, detail, as_admin1, user2, auth_client, client1, operator_staff
+):
+    """An operator made the invitee a member meanwhile: their acceptance still reads as the
+    invitation's, never as a member raising their own role."""
+    invite(as_admin1, user2.email, role="operator")
+    if held:
+        grant_set(user=user2, client=client1, role=held, actor=operator_staff)
+
+    accepted = auth_client(user2).post("/api/invitations/accept", {"token": link_token()}, format="json")
+
+    assert accepted.status_code == 200, accepted.content
+    newest = as_admin1.get("/api/clients/client1/audit").json()[0]
+    assert (newest["type"], newest["actor"], newest["target"], newest["detail"]) == (
+        "invitation_accepted",
+        user2.email,
+        user2.email,
+        detail,
+    )
+    assert not ClientAuditEvent.objects.filter(type="member_role_changed", actor=user2).exists()
+
+
 def test_only_the_addressee_accepts(as_admin1, auth_client, user2):
     invite(as_admin1, "someone.else@example.com")
     response = auth_client(user2).post("/api/invitations/accept", {"token": link_token()}, format="json")
