@@ -609,6 +609,40 @@ def test_the_last_admins_refused_step_down_is_said_in_their_row_and_keeps_the_ro
     assert page_problems == []
 
 
+def test_a_deactivated_admin_does_not_count_as_another_admin_for_stepping_down(
+    live_server, new_page, page_problems, admin1, user_factory, cluster1
+):
+    """As the server's rule: a deactivated admin runs nothing, so the last active admin is asked
+    about nothing, and told at once."""
+    from clusters.services import account_deactivate, grant_set
+
+    disabled = user_factory(email="disabled-admin@example.com")
+    grant_set(user=disabled, client=cluster1.client, role="admin")
+    account_deactivate(user=disabled)
+    page = new_page()
+    sign_in(page, live_server.url, admin1.email)
+    page.goto(live_server.url + "/#/clients/client1/team")
+    mine = f'[data-testid="member-row"][data-email="{admin1.email}"]'
+    page.wait_for_selector(mine)
+
+    page.select_option(f"{mine} .member-role", "operator")
+    page.click(f"{mine} .save-role")
+
+    said = page.locator(f'{mine} [data-testid="member-error"]')
+    expect(said).to_contain_text("keeps at least one admin")
+    assert page.locator("dialog[open]").count() == 0
+    page.click(f"{mine} .remove-member")
+    expect(said).to_contain_text("keeps at least one admin")
+    assert page.locator("dialog[open]").count() == 0
+    # The deactivated admin may go: the active one stays.
+    theirs = '[data-testid="member-row"][data-email="disabled-admin@example.com"]'
+    page.click(f"{theirs} .remove-member")
+    expect(page.locator("dialog[open]")).to_contain_text("disabled-admin@example.com loses access")
+    page.keyboard.press("Escape")
+    assert Grant.objects.get(user=admin1).role == "admin"
+    assert page_problems == []
+
+
 def test_a_new_invitation_says_it_replaced_the_pending_one_and_clears_the_last_message(
     live_server, new_page, page_problems, admin1, user1, cluster1
 ):

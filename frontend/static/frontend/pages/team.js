@@ -164,10 +164,13 @@ function roleControl(member, tr, { ctx, client, rowError, activity, status, self
 // The server's rule (409 last_admin), said before a dialog asks about what cannot happen.
 const LAST_ADMIN = "A client keeps at least one admin: make someone else an admin first.";
 
-/** Whether the row's member is the only admin the table lists. */
+/**
+ * Whether the row's member is an admin and the table lists no other active one: the server's
+ * rule (members.py, _last_admin_check), where a deactivated admin runs nothing.
+ */
 function onlyAdmin(row) {
-  const admins = row.closest("tbody")?.querySelectorAll('tr[data-role="admin"]') || [];
-  return row.dataset.role === "admin" && admins.length === 1;
+  const others = row.closest("tbody")?.querySelectorAll('tr[data-role="admin"][data-active="true"]') || [];
+  return row.dataset.role === "admin" && [...others].every((other) => other === row);
 }
 
 function rowErrorsClear(row) {
@@ -182,7 +185,7 @@ function memberRow(member, { ctx, client, pageError, activity, status, dialog, s
   const rowError = h("p", { class: "error row-error", role: "alert", "data-testid": "member-error" });
   const remove = h("button", { type: "button", class: "button secondary remove-member", "aria-label": `Remove ${member.email}` }, "Remove");
   const search = `${member.name || ""} ${member.email}`.toLowerCase();
-  const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role, search } });
+  const tr = h("tr", { "data-testid": "member-row", dataset: { userId: member.userId, email: member.email, role: member.role, active: member.active, search } });
   tr.append(
     h("th", { scope: "row", "data-label": "Member" }, who, member.active ? null : h("span", { class: "badge warn" }, " disabled")),
     h("td", { "data-label": "Role" }, roleControl(member, tr, { ctx, client, rowError, activity, status, selfDialog }), rowError),
