@@ -13,16 +13,20 @@ When the remote cannot be reached the commits stay local (``pushed`` False) and 
 delivery or ``manage.py gitops_sync`` pushes them; when it moved meanwhile, every unpushed
 change is rendered again on its tip, each still its own commit by its own author.
 
+Whatever push gets the branch onto the remote (a cluster change's, a client save's, a sync's)
+marks every pending change whose commit it carried pushed: :func:`_delivered_record`, where
+every delivery ends.
+
 Clients have no outbox: a client's ``client.yaml`` is rendered whole from its row and goes
-out with the next delivery. ``gitops_sync`` renders every client and cluster in full, so git
-always converges on the database.
+out with the next delivery. ``gitops_sync`` (``clusters.sync``) renders every client and
+cluster in full, so git always converges on the database.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -48,7 +52,6 @@ from clusters.rendering import (
 )
 from clusters.repository import (
     author_identity,
-    bootstrap_files,
     branch_locked,
     commit_message,
     committer_identity,
@@ -59,16 +62,10 @@ from clusters.selectors import changes_pending
 from config import metrics
 from config.crypto import FieldDecryptionError
 from gitops.delivery import GroupDelivery, PendingCommit, branch_deliver, commits_deliver, commits_make
-from gitops.errors import ContentError, GitopsError, RepositoryUnavailable
+from gitops.errors import GitopsError
 from gitops.locks import push_lock
-from gitops.remote import RemoteState, commit_is_ancestor, remote_fetch
-from gitops.repository import (
-    GitopsRepository,
-    branch_tip,
-    repository_compact,
-    repository_handle,
-    tree_reader,
-)
+from gitops.remote import commit_is_ancestor
+from gitops.repository import GitopsRepository, branch_tip
 from gitops.trees import TreeReader
 
 logger = logging.getLogger(__name__)
@@ -136,24 +133,21 @@ def client_file_pending(*, client: Client, actor: User | None, summary: str) -> 
     )
 
 
-def _change_outcome_record(
+def _change_commit_record(
     repository: GitopsRepository, change: ClusterChange, commit: str | None, delivery: GroupDelivery
 ) -> None:
-    """Record the commit that carries ``change`` and whether the remote has it."""
-    committed_at = delivery.committed_at or timezone.now()
+    """Record the commit that carries ``change`` (whether the remote has it: :func:`_delivered_record`)."""
     if commit is None:
         # No commit of its own: git is in this state already. Its earlier commit stands while the
         # branch holds it (not when it was made in another replica's clone, or replaced).
         kept = change.commit and delivery.tip and _is_ancestor(repository, change.commit, delivery.tip)
         commit = change.commit if kept else delivery.tip or ""
     if commit == change.commit:
-        if not delivery.pushed:
-            return  # nothing new: leave the row (a push may be marking it pushed right now)
-        committed_at = change.committed_at or committed_at
-    rows = ClusterChange.objects.filter(pk=change.pk)
-    if not delivery.pushed:  # a push since this delivery read the row may have carried it: keep that
-        rows = rows.filter(pushed=False)
-    rows.update(commit=commit, committed_at=committed_at, pushed=bool(delivery.pushed and commit))
+        return  # nothing new
+    # A push since this delivery read the row may have carried its commit: that one stays.
+    ClusterChange.objects.filter(pk=change.pk, pushed=False).update(
+        commit=commit, committed_at=delivery.committed_at or timezone.now()
+    )
 
 
 def _is_ancestor(repository: GitopsRepository, commit: str, tip: str) -> bool:
@@ -239,12 +233,17 @@ def _deliver(
             elif outcome.error is not None:
                 conflicts[change.cluster_id] = str(outcome.error)
             else:
-                _change_outcome_record(repository, change, outcome.commit, delivery)
-        if pushed is not None:
-            remote_state_record(pushed=pushed, tip=delivery.tip)
+                _change_commit_record(repository, change, outcome.commit, delivery)
+        delivered = _delivered_record(repository, delivered=delivery.pushed, pushed=pushed, tip=delivery.tip)
     if pushed:  # Argo CD looks at the remote: ask it to look now rather than at its next poll
-        applications_refresh(clusters=[c.cluster for c in changes.values() if c.cluster_id not in conflicts])
+        applications_refresh(clusters=delivered)
     return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
+
+
+def outbox_deliver(*, repository: GitopsRepository, extra: Sequence[PendingCommit]) -> DeliveryReport:
+    """Every pending change, then ``extra``, pushed at once, the remote tried whether or not it
+    rests (``gitops_sync``). The caller holds both locks."""
+    return _deliver(repository, extra)
 
 
 def pending_changes_deliver(
@@ -298,21 +297,29 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
         return branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
     metrics.gitops_delivery_record(commits=0, pushed=pushed)
     with transaction.atomic():
-        delivered = _pushed_record(repository, tip) if pushed else []
-        remote_state_record(pushed=pushed, tip=tip)
+        delivered = _delivered_record(repository, delivered=pushed, pushed=pushed, tip=tip)
     if delivered:
         applications_refresh(clusters=delivered)
     return DeliveryReport(conflicts=committed.conflicts, pushed=pushed, commits=committed.commits)
 
 
-def _pushed_record(repository: GitopsRepository, tip: str | None) -> list[Cluster]:
-    """Mark the committed changes the remote now has (``tip``'s history) pushed; their clusters."""
-    carried = [
-        change
-        for change in changes_pending().exclude(commit="").select_related("cluster__client")
-        if tip and _is_ancestor(repository, change.commit, tip)
-    ]
-    ClusterChange.objects.filter(pk__in=[change.pk for change in carried]).update(pushed=True)
+def _delivered_record(
+    repository: GitopsRepository, *, delivered: bool, pushed: bool | None, tip: str | None
+) -> list[Cluster]:
+    """Where every delivery ends, in its transaction; the clusters whose changes went out.
+
+    ``delivered``: the remote now has ``tip`` (or, without a remote, the branch is there): every
+    pending change whose commit ``tip``'s history holds is marked pushed, whichever push carried
+    it (a client save's, a sync's, another change's) and whoever committed it. ``pushed``: the
+    remote's answer, recorded for the status page (None: no push was tried).
+    """
+    carried = []
+    if delivered and tip:
+        pending = changes_pending().exclude(commit="").select_related("cluster__client")
+        carried = [change for change in pending if _is_ancestor(repository, change.commit, tip)]
+        ClusterChange.objects.filter(pk__in=[change.pk for change in carried]).update(pushed=True)
+    if pushed is not None:
+        remote_state_record(pushed=pushed, tip=tip)
     return [change.cluster for change in carried]
 
 
@@ -368,132 +375,3 @@ def _client_file_deliver(pending: PendingCommit) -> DeliveryReport:
     push = gitops_remote() is None or not remote_resting()
     under = locked if push else branch_locked  # as a resting cluster change: no wait on a retry
     return under(lambda repo: _deliver(repo, [pending], with_changes=False, push=push, resting=not push))
-
-
-# --- Full sync -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What ``gitops_sync`` found (``check``) or did; ``conflicts`` could not be rendered."""
-
-    drifted_paths: tuple[str, ...]
-    commit: str | None
-    pushed: bool
-    conflicts: tuple[str, ...] = ()
-    packed_objects: int = 0
-    changes_committed: int = 0  # pending cluster changes committed by this sync
-    changes_pushed: int = 0  # pending cluster changes this sync got onto the remote
-    remote_reachable: bool = True  # False: the fetch before it failed, so edits there went unseen
-    remote_started: bool = False  # the remote had no branch, and this sync pushed it there
-    remote_empty: bool = False  # check: the remote has no branch yet, so it lacks every file
-
-
-def _everything_render(
-    reader: TreeReader, conflicts: dict[int, str], bootstrap: bool = False
-) -> dict[str, bytes | None]:
-    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database
-    (a decommissioned cluster stopped; a removed one's folder gone).
-
-    ``bootstrap``: the Argo CD manifests and README too, as this version of the portal writes them
-    (they are otherwise written only into a new repository, and may carry hand edits).
-    """
-    conflicts.clear()
-    files: dict[str, bytes | None] = {}
-    if bootstrap:
-        files.update({path: data for path, data in bootstrap_files().items() if reader.read(path) != data})
-    for client in Client.objects.order_by("slug"):
-        files.update(client_files_render(client=client, reader=reader))
-    for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
-        if cluster.removed:
-            files.update(cluster_removal_render(cluster=cluster, reader=reader))
-            continue
-        render = cluster_stop_render if cluster.decommissioned else cluster_files_render
-        try:
-            files.update(render(cluster=cluster, reader=reader))
-        except ContentError as error:
-            conflicts[cluster.pk] = str(error)
-    return files
-
-
-def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
-    """The paths where git (the remote's tip, when there is a remote: what Argo CD reads) differs
-    from the database."""
-    tip, remote, remote_empty = branch_tip(repository=repository), gitops_remote(), False
-    if remote is not None:
-        state = remote_fetch(repository=repository, remote=remote)
-        if not state.reachable:
-            raise RepositoryUnavailable("The gitops remote cannot be reached.")
-        tip, remote_empty = state.tip, state.tip is None
-    # A remote without the branch lacks every file, the Argo CD manifests and README included.
-    reader = (
-        TreeReader(repository_handle(repository), None)
-        if remote_empty
-        else tree_reader(repository=repository, commit=tip)
-    )
-    conflicts: dict[int, str] = {}
-    drifted = sorted(_everything_render(reader, conflicts, bootstrap or remote_empty))
-    return SyncReport(
-        drifted_paths=tuple(drifted),
-        commit=None,
-        pushed=False,
-        conflicts=tuple(conflicts.values()),
-        remote_empty=remote_empty,
-    )
-
-
-def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
-    """Every pending change as its own commit, then one commit for any other drift; then compact."""
-    conflicts: dict[int, str] = {}
-    drifted: list[str] = []
-
-    def render(reader: TreeReader) -> dict[str, bytes | None]:
-        files = _everything_render(reader, conflicts, bootstrap)
-        drifted[:] = sorted(files)
-        return files
-
-    sync = PendingCommit(
-        key="sync",
-        render=render,
-        author=committer_identity(),
-        message=commit_message(summary="Sync clients and clusters from the portal database"),
-    )
-    waiting = {pk: not commit for pk, commit in changes_pending().values_list("pk", "commit")}  # uncommitted?
-    report = _deliver(repository, [sync])
-    commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
-    return SyncReport(
-        drifted_paths=tuple(drifted) if commit else (),
-        commit=commit,
-        pushed=report.pushed,
-        conflicts=tuple({**conflicts, **report.conflicts}.values()),
-        packed_objects=repository_compact(repository=repository),
-        changes_committed=sum(waiting[pk] for pk in done.exclude(commit="").values_list("pk", flat=True)),
-        changes_pushed=done.filter(pushed=True).count(),
-    )
-
-
-def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncReport:
-    """Make git equal to the database and compact the repository (``check``: only report the drift).
-
-    ``bootstrap``: also rewrite the Argo CD manifests and README as this version renders them.
-    """
-    remote_failure_forget()
-    if check:
-        return locked(partial(_drift_check, bootstrap=bootstrap))
-    looked = _remote_look()
-    report = locked(partial(_full_sync, bootstrap=bootstrap))
-    if looked is not None and not looked.reachable:
-        return replace(report, remote_reachable=False)
-    return replace(report, remote_started=looked is not None and looked.tip is None and report.pushed)
-
-
-def _remote_look() -> RemoteState | None:
-    """Fetch the remote before a sync renders, so that it sees what people edited there: a
-    delivery builds on the tip it last saw and looks again only when a push is refused, and a
-    sync may have nothing to push. Under the push lock only, as a background fetch, so that
-    writes go on committing meanwhile; not while the remote rests after failures (None)."""
-    remote = gitops_remote()
-    if remote is None or remote_resting():
-        return None
-    with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
-        return remote_fetch(repository=repository_get(), remote=remote)

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from clusters import delivery
+from clusters import sync
 from gitops.locks import branch_lock
 from gitops.remote import RemoteState
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_the_fetch_before_a_sync_leaves_the_branch_lock_to_writers(settings, git_server, cluster1):
-    real_fetch = delivery.remote_fetch
+    real_fetch = sync.remote_fetch
     writer_got_the_lock = threading.Event()
     during_the_fetch: list[bool] = []
 
@@ -37,17 +37,17 @@ def test_the_fetch_before_a_sync_leaves_the_branch_lock_to_writers(settings, git
         during_the_fetch.append(writer_got_the_lock.is_set())
         return real_fetch(**kwargs)
 
-    delivery.remote_fetch, saved = fetch_while_a_writer_commits, delivery.remote_fetch
+    sync.remote_fetch, saved = fetch_while_a_writer_commits, sync.remote_fetch
     try:
         call_command("gitops_sync", stdout=StringIO())
     finally:
-        delivery.remote_fetch = saved
+        sync.remote_fetch = saved
 
     assert during_the_fetch == [True]
 
 
 def test_a_sync_that_could_not_fetch_fails_even_with_nothing_to_push(monkeypatch, git_server, cluster1):
-    monkeypatch.setattr(delivery, "remote_fetch", lambda **kwargs: RemoteState(reachable=False, tip=None))
+    monkeypatch.setattr(sync, "remote_fetch", lambda **kwargs: RemoteState(reachable=False, tip=None))
 
     with pytest.raises(CommandError, match="could not be fetched"):  # the CronJob must not look healthy
         call_command("gitops_sync", stdout=StringIO())

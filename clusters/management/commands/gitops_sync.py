@@ -7,8 +7,8 @@ it delivers: run by the CronJob, that is what makes a forgotten rotation end on 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from clusters.delivery import SyncReport, repository_sync
 from clusters.services import key_rotations_finish_due
+from clusters.sync import SyncReport, repository_sync
 from gitops.errors import RepositoryUnavailable
 
 _LOCAL_ONLY = "Delivered {} pending change(s) (no GITOPS_REMOTE_URL: local only)."

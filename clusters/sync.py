@@ -1,0 +1,158 @@
+"""``gitops_sync``: make the GitOps repository equal to the database, or say where it is not.
+
+A delivery (``clusters.delivery``) writes what changed; a sync renders every client and cluster
+in full on the branch's tip, so git converges on the database whatever happened to it: hand
+edits of the files the portal owns, a commit lost with a replica, a client file left local.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+from django.conf import settings
+
+from clusters.delivery import outbox_deliver
+from clusters.models import Client, Cluster, ClusterChange
+from clusters.remote import gitops_remote, remote_failure_forget, remote_resting
+from clusters.rendering import (
+    client_files_render,
+    cluster_files_render,
+    cluster_removal_render,
+    cluster_stop_render,
+)
+from clusters.repository import bootstrap_files, commit_message, committer_identity, locked, repository_get
+from clusters.selectors import changes_pending
+from gitops.delivery import PendingCommit
+from gitops.errors import ContentError, RepositoryUnavailable
+from gitops.locks import push_lock
+from gitops.remote import RemoteState, remote_fetch
+from gitops.repository import GitopsRepository, branch_tip, repository_compact, repository_handle, tree_reader
+from gitops.trees import TreeReader
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What ``gitops_sync`` found (``check``) or did; ``conflicts`` could not be rendered."""
+
+    drifted_paths: tuple[str, ...]
+    commit: str | None
+    pushed: bool
+    conflicts: tuple[str, ...] = ()
+    packed_objects: int = 0
+    changes_committed: int = 0  # pending cluster changes committed by this sync
+    changes_pushed: int = 0  # pending cluster changes this sync got onto the remote
+    remote_reachable: bool = True  # False: the fetch before it failed, so edits there went unseen
+    remote_started: bool = False  # the remote had no branch, and this sync pushed it there
+    remote_empty: bool = False  # check: the remote has no branch yet, so it lacks every file
+
+
+def _everything_render(
+    reader: TreeReader, conflicts: dict[int, str], bootstrap: bool = False
+) -> dict[str, bytes | None]:
+    """Every client's ``client.yaml`` and every cluster's files, where git differs from the database
+    (a decommissioned cluster stopped; a removed one's folder gone).
+
+    ``bootstrap``: the Argo CD manifests and README too, as this version of the portal writes them
+    (they are otherwise written only into a new repository, and may carry hand edits).
+    """
+    conflicts.clear()
+    files: dict[str, bytes | None] = {}
+    if bootstrap:
+        files.update({path: data for path, data in bootstrap_files().items() if reader.read(path) != data})
+    for client in Client.objects.order_by("slug"):
+        files.update(client_files_render(client=client, reader=reader))
+    for cluster in Cluster.objects.select_related("client").order_by("client__slug", "slug"):
+        if cluster.removed:
+            files.update(cluster_removal_render(cluster=cluster, reader=reader))
+            continue
+        render = cluster_stop_render if cluster.decommissioned else cluster_files_render
+        try:
+            files.update(render(cluster=cluster, reader=reader))
+        except ContentError as error:
+            conflicts[cluster.pk] = str(error)
+    return files
+
+
+def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
+    """The paths where git (the remote's tip, when there is a remote: what Argo CD reads) differs
+    from the database."""
+    tip, remote, remote_empty = branch_tip(repository=repository), gitops_remote(), False
+    if remote is not None:
+        state = remote_fetch(repository=repository, remote=remote)
+        if not state.reachable:
+            raise RepositoryUnavailable("The gitops remote cannot be reached.")
+        tip, remote_empty = state.tip, state.tip is None
+    # A remote without the branch lacks every file, the Argo CD manifests and README included.
+    reader = (
+        TreeReader(repository_handle(repository), None)
+        if remote_empty
+        else tree_reader(repository=repository, commit=tip)
+    )
+    conflicts: dict[int, str] = {}
+    drifted = sorted(_everything_render(reader, conflicts, bootstrap or remote_empty))
+    return SyncReport(
+        drifted_paths=tuple(drifted),
+        commit=None,
+        pushed=False,
+        conflicts=tuple(conflicts.values()),
+        remote_empty=remote_empty,
+    )
+
+
+def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
+    """Every pending change as its own commit, then one commit for any other drift; then compact."""
+    conflicts: dict[int, str] = {}
+    drifted: list[str] = []
+
+    def render(reader: TreeReader) -> dict[str, bytes | None]:
+        files = _everything_render(reader, conflicts, bootstrap)
+        drifted[:] = sorted(files)
+        return files
+
+    sync = PendingCommit(
+        key="sync",
+        render=render,
+        author=committer_identity(),
+        message=commit_message(summary="Sync clients and clusters from the portal database"),
+    )
+    waiting = {pk: not commit for pk, commit in changes_pending().values_list("pk", "commit")}  # uncommitted?
+    report = outbox_deliver(repository=repository, extra=[sync])
+    commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
+    return SyncReport(
+        drifted_paths=tuple(drifted) if commit else (),
+        commit=commit,
+        pushed=report.pushed,
+        conflicts=tuple({**conflicts, **report.conflicts}.values()),
+        packed_objects=repository_compact(repository=repository),
+        changes_committed=sum(waiting[pk] for pk in done.exclude(commit="").values_list("pk", flat=True)),
+        changes_pushed=done.filter(pushed=True).count(),
+    )
+
+
+def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncReport:
+    """Make git equal to the database and compact the repository (``check``: only report the drift).
+
+    ``bootstrap``: also rewrite the Argo CD manifests and README as this version renders them.
+    """
+    remote_failure_forget()
+    if check:
+        return locked(partial(_drift_check, bootstrap=bootstrap))
+    looked = _remote_look()
+    report = locked(partial(_full_sync, bootstrap=bootstrap))
+    if looked is not None and not looked.reachable:
+        return replace(report, remote_reachable=False)
+    return replace(report, remote_started=looked is not None and looked.tip is None and report.pushed)
+
+
+def _remote_look() -> RemoteState | None:
+    """Fetch the remote before a sync renders, so that it sees what people edited there: a
+    delivery builds on the tip it last saw and looks again only when a push is refused, and a
+    sync may have nothing to push. Under the push lock only, as a background fetch, so that
+    writes go on committing meanwhile; not while the remote rests after failures (None)."""
+    remote = gitops_remote()
+    if remote is None or remote_resting():
+        return None
+    with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
+        return remote_fetch(repository=repository_get(), remote=remote)
