@@ -3,6 +3,10 @@
 A delivery (``clusters.delivery``) writes what changed; a sync renders every client and cluster
 in full on the branch's tip, so git converges on the database whatever happened to it: hand
 edits of the files the portal owns, a commit lost with a replica, a client file left local.
+
+A folder under ``clients/`` that no row owns (added by hand, or left after the database was
+restored from an older backup) is reported and never deleted: Argo CD deploys every cluster
+folder, so it may hold a running cluster's only description, and only a person can tell.
 """
 
 from __future__ import annotations
@@ -31,6 +35,24 @@ from gitops.remote import RemoteState, remote_fetch
 from gitops.repository import GitopsRepository, branch_tip, repository_compact, repository_handle, tree_reader
 from gitops.trees import TreeReader
 
+UNKNOWN_FOLDERS = "{} folder(s) in git that the database does not know"
+_LOCAL_ONLY = "Delivered {} pending change(s) (no GITOPS_REMOTE_URL: local only)."
+
+
+@dataclass(frozen=True)
+class UnknownFolder:
+    """A folder in git that no row owns: a client's (``cluster`` None) or a cluster's, which the
+    ApplicationSet's generator (every folder ``clients/*/*``) makes an Application of."""
+
+    client: str
+    cluster: str | None = None
+
+    def __str__(self) -> str:
+        if self.cluster is None:
+            return f"clients/{self.client}/ (no client {self.client} in the database)"
+        name = f"{self.client}/{self.cluster}"
+        return f"clients/{name}/ (no cluster {name} in the database; Argo CD deploys it)"
+
 
 @dataclass(frozen=True)
 class SyncReport:
@@ -46,6 +68,7 @@ class SyncReport:
     remote_reachable: bool = True  # False: the fetch before it failed, so edits there went unseen
     remote_started: bool = False  # the remote had no branch, and this sync pushed it there
     remote_empty: bool = False  # check: the remote has no branch yet, so it lacks every file
+    unknown_folders: tuple[UnknownFolder, ...] = ()  # left as they are, by a sync too
 
 
 def _everything_render(
@@ -75,6 +98,22 @@ def _everything_render(
     return files
 
 
+def _unknown_folders(reader: TreeReader) -> tuple[UnknownFolder, ...]:
+    """The folders under ``clients/`` of ``reader``'s tree that no client or cluster row owns
+    (a removed cluster's row owns its folder: it is drift, which the render removes)."""
+    clients: set[str] = set()
+    clusters: set[tuple[str, str]] = set()
+    for path in reader.list("clients"):  # git keeps no empty folder: each one holds a file
+        parts = path.split("/")
+        clients.update(parts[1:2] if len(parts) > 2 else ())
+        clusters.update([(parts[1], parts[2])] if len(parts) > 3 else ())
+    known_clients = set(Client.objects.filter(slug__in=clients).values_list("slug", flat=True))
+    known_clusters = set(Cluster.objects.filter(client__slug__in=clients).values_list("client__slug", "slug"))
+    found = [UnknownFolder(client=slug) for slug in clients - known_clients]
+    found += [UnknownFolder(client=client, cluster=slug) for client, slug in clusters - known_clusters]
+    return tuple(sorted(found, key=lambda folder: (folder.client, folder.cluster or "")))
+
+
 def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
     """The paths where git (the remote's tip, when there is a remote: what Argo CD reads) differs
     from the database."""
@@ -98,6 +137,7 @@ def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncR
         pushed=False,
         conflicts=tuple(conflicts.values()),
         remote_empty=remote_empty,
+        unknown_folders=_unknown_folders(reader),
     )
 
 
@@ -105,10 +145,11 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
     """Every pending change as its own commit, then one commit for any other drift; then compact."""
     conflicts: dict[int, str] = {}
     drifted: list[str] = []
+    unknown: list[UnknownFolder] = []
 
     def render(reader: TreeReader) -> dict[str, bytes | None]:
         files = _everything_render(reader, conflicts, bootstrap)
-        drifted[:] = sorted(files)
+        drifted[:], unknown[:] = sorted(files), _unknown_folders(reader)
         return files
 
     sync = PendingCommit(
@@ -128,6 +169,7 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
         packed_objects=repository_compact(repository=repository),
         changes_committed=sum(waiting[pk] for pk in done.exclude(commit="").values_list("pk", flat=True)),
         changes_pushed=done.filter(pushed=True).count(),
+        unknown_folders=tuple(unknown),
     )
 
 
@@ -156,3 +198,47 @@ def _remote_look() -> RemoteState | None:
         return None
     with push_lock(repo_path=Path(settings.GITOPS_REPO_PATH)):
         return remote_fetch(repository=repository_get(), remote=remote)
+
+
+def sync_done(report: SyncReport) -> list[str]:
+    """What a sync did, one sentence each (none: git was equal to the database already)."""
+    done = []
+    if report.changes_committed:
+        done.append(f"Committed {report.changes_committed} pending change(s), one commit each.")
+    if report.changes_pushed:
+        said = "Pushed {} pending change(s) to the remote." if settings.GITOPS_REMOTE_URL else _LOCAL_ONLY
+        done.append(said.format(report.changes_pushed))
+    if report.commit:
+        done.append(f"Synced {len(report.drifted_paths)} drifted file(s) in {report.commit[:12]}.")
+    if report.remote_started:
+        done.append(
+            "The GitOps remote had no branch: pushed it, with the Argo CD manifests to apply once "
+            "from a clone (argocd/, see its README)."
+        )
+    return done
+
+
+def sync_problems(report: SyncReport) -> list[str]:
+    """What a sync left undone, one sentence each (``gitops_sync`` then exits with status 1)."""
+    problems = []
+    if not report.pushed:
+        problems.append(
+            "Committed locally, not pushed: the GitOps remote did not take the commits (see the log), "
+            "so Argo CD cannot deploy them; the next change or gitops_sync pushes them."
+        )
+    if not report.remote_reachable and report.pushed:
+        problems.append(
+            "The GitOps remote could not be fetched (see the log): edits made there, if any, were not "
+            "seen, so git may still differ from the database."
+        )
+    if report.conflicts:
+        rest = "Everything else is synced; " if report.pushed else ""
+        problems.append(
+            f"{rest}{len(report.conflicts)} cluster(s) cannot be rendered until their files in git are fixed."
+        )
+    if report.unknown_folders:
+        problems.append(
+            f"{UNKNOWN_FOLDERS.format(len(report.unknown_folders))} were left as they are: a sync never "
+            "deletes what may be a running cluster (README, GitOps repository, says what to do)."
+        )
+    return problems
