@@ -14,10 +14,11 @@ def delivery_note(result: ClusterChangeResult) -> str:
     if not change.commit:  # the local repository failed, and nothing undid the change
         return (
             " It is recorded but not committed to git yet: the local GitOps repository failed (the log"
-            " says why). gitops_sync commits and pushes it once the repository works; Argo CD cannot"
-            " deploy it before."
+            " says why). gitops_sync, or Deliver now on System status, commits and pushes it once the"
+            " repository works; Argo CD cannot deploy it before."
         )
     return (
         " It is committed to git but not pushed yet: the GitOps remote did not take it (System status"
-        " says why). The next change or gitops_sync pushes it; Argo CD cannot deploy it before."
+        " says why; its Deliver now button tries again). Otherwise the next change or gitops_sync pushes"
+        " it; Argo CD cannot deploy it before."
     )

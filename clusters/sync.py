@@ -47,11 +47,14 @@ class UnknownFolder:
     client: str
     cluster: str | None = None
 
+    @property
+    def path(self) -> str:
+        return f"clients/{self.client}/" if self.cluster is None else f"clients/{self.client}/{self.cluster}/"
+
     def __str__(self) -> str:
         if self.cluster is None:
-            return f"clients/{self.client}/ (no client {self.client} in the database)"
-        name = f"{self.client}/{self.cluster}"
-        return f"clients/{name}/ (no cluster {name} in the database; Argo CD deploys it)"
+            return f"{self.path} (no client {self.client} in the database)"
+        return f"{self.path} (no cluster {self.client}/{self.cluster} in the database; Argo CD deploys it)"
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncR
     )
 
 
-def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
+def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: bool = True) -> SyncReport:
     """Every pending change as its own commit, then one commit for any other drift; then compact."""
     conflicts: dict[int, str] = {}
     drifted: list[str] = []
@@ -166,23 +169,25 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False) -> SyncRep
         commit=commit,
         pushed=report.pushed,
         conflicts=tuple({**conflicts, **report.conflicts}.values()),
-        packed_objects=repository_compact(repository=repository),
+        packed_objects=repository_compact(repository=repository) if compact else 0,
         changes_committed=sum(waiting[pk] for pk in done.exclude(commit="").values_list("pk", flat=True)),
         changes_pushed=done.filter(pushed=True).count(),
         unknown_folders=tuple(unknown),
     )
 
 
-def repository_sync(*, check: bool = False, bootstrap: bool = False) -> SyncReport:
+def repository_sync(*, check: bool = False, bootstrap: bool = False, compact: bool = True) -> SyncReport:
     """Make git equal to the database and compact the repository (``check``: only report the drift).
 
     ``bootstrap``: also rewrite the Argo CD manifests and README as this version renders them.
+    Not ``compact``: in an operator's request (System status → Deliver now), which packing the
+    repository, the CronJob's chore, would hold up under the branch lock for nothing.
     """
     remote_failure_forget()
     if check:
         return locked(partial(_drift_check, bootstrap=bootstrap))
     looked = _remote_look()
-    report = locked(partial(_full_sync, bootstrap=bootstrap))
+    report = locked(partial(_full_sync, bootstrap=bootstrap, compact=compact))
     if looked is not None and not looked.reachable:
         return replace(report, remote_reachable=False)
     return replace(report, remote_started=looked is not None and looked.tip is None and report.pushed)
