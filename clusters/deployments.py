@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -350,15 +350,18 @@ def all_deployments() -> list[tuple[Cluster, Deployment]]:
     ]
 
 
-def deployments_summary() -> dict[str, int]:
+def deployments_summary(*, answered: Callable[[], None] | None = None) -> dict[str, int]:
     """How many clusters are in each state, for the operators' status page; it also sets the gauge.
 
-    Raises :class:`ArgoCDUnavailable` when Argo CD could not be asked.
+    Raises :class:`ArgoCDUnavailable` when Argo CD could not be asked. ``answered`` is called
+    once Argo CD has answered, before the portal's own work of judging each cluster's state.
     """
     clusters, seen = _everything()
     for observation in seen.values():
         if observation.status is None and observation.kind != "not_found":
             raise ArgoCDUnavailable(observation.failure, kind=observation.kind)
+    if answered is not None:
+        answered()
     summary = dict.fromkeys(DEPLOYMENT_STATES, 0)
     for cluster, revision in clusters:
         observation = seen.get(cluster_application(cluster=cluster))

@@ -10,11 +10,13 @@ the request. The outbox is read only once the database probe has answered.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -252,15 +254,31 @@ class ArgoCDStatus:
     ok: bool | None = None  # None: not configured, nothing to ask
     error: str | None = None
     clusters_by_state: Mapping[str, int] = field(default_factory=dict)
+    # Argo CD answered, but the portal's own count of the states did not end in time (or broke).
+    clusters_by_state_error: str | None = None
 
 
-def argocd_status() -> ArgoCDStatus:
-    """Reachable, and clusters by state; ``configured`` False until ARGOCD_URL is set."""
+def argocd_status(*, answered: Callable[[], None] | None = None) -> ArgoCDStatus:
+    """Reachable, and clusters by state; ``configured`` False until ARGOCD_URL is set.
+
+    ``answered`` is called once Argo CD has answered: what comes after is the portal's own work
+    (which revision holds which change), never counted as Argo CD failing.
+    """
     if not argocd_configured():
         return ArgoCDStatus(configured=False)
+    heard = threading.Event()
+
+    def told() -> None:
+        heard.set()
+        if answered is not None:
+            answered()
+
     try:
-        summary = deployments_summary()
+        summary = deployments_summary(answered=told)
     except Exception as error:  # whatever stopped the portal asking Argo CD, the page shows it
+        if heard.is_set():
+            counting = f"Argo CD answered; counting the clusters' states failed: {probe_error(error)}"
+            return ArgoCDStatus(configured=True, ok=True, clusters_by_state_error=counting)
         return ArgoCDStatus(configured=True, ok=False, error=probe_error(error))
     return ArgoCDStatus(configured=True, ok=True, clusters_by_state=dict(summary))
 
@@ -351,13 +369,24 @@ def _answer(future: Future, silent: T) -> T:
     return future.result() if error is None else replace(silent, error=probe_error(error))
 
 
+def _argocd_silent(*, answered: bool) -> ArgoCDStatus:
+    """The Argo CD probe past the deadline: Argo CD did not answer, or the count after it is not done."""
+    if answered:
+        counting = (
+            f"Argo CD answered; counting the clusters' states took longer than {PROBE_TIMEOUT_SECONDS:g} s"
+        )
+        return ArgoCDStatus(configured=True, ok=True, clusters_by_state_error=counting)
+    return ArgoCDStatus(configured=True, ok=False, error=f"no answer within {PROBE_TIMEOUT_SECONDS:g} s")
+
+
 def system_status() -> SystemStatus:
     """Every dependency's probe; none takes the page longer than ``PROBE_TIMEOUT_SECONDS``."""
     executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="status-probe")
+    argocd_answered = threading.Event()  # the deadline is Argo CD's answer, not the count after it
     try:
         database = executor.submit(_on_own_connections(database_status))
         cache = executor.submit(_on_own_connections(cache_status))
-        argocd = executor.submit(_on_own_connections(argocd_status))
+        argocd = executor.submit(_on_own_connections(partial(argocd_status, answered=argocd_answered.set)))
         wait((database, cache, argocd), timeout=PROBE_TIMEOUT_SECONDS)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)  # a hung probe is left to finish alone
@@ -371,6 +400,6 @@ def system_status() -> SystemStatus:
         database=database_answer,
         cache=_answer(cache, CacheStatus(ok=False, error=silent)),
         gitops=gitops_status() if database_answer.ok else GitopsStatus(ok=False, error=skipped),
-        argocd=_answer(argocd, ArgoCDStatus(configured=True, ok=False, error=silent)),
+        argocd=_answer(argocd, _argocd_silent(answered=argocd_answered.is_set())),
         signing_keys=signing_keys_status(),
     )

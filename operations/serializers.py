@@ -80,6 +80,13 @@ class ArgoCDStatusSerializer(serializers.Serializer):
     clustersByState = serializers.DictField(
         source="clusters_by_state", child=serializers.IntegerField(), help_text="Clusters per Argo CD state."
     )
+    clustersByStateError = serializers.CharField(
+        source="clusters_by_state_error",
+        allow_null=True,
+        help_text="Argo CD answered but the portal's own count of the states (which revision holds which "
+        "change) did not end within the probe's deadline, or failed; clustersByState is then empty. "
+        "Null when counted.",
+    )
 
 
 class SigningKeySerializer(serializers.Serializer):

@@ -99,7 +99,13 @@ def test_staff_get_every_probe_in_camel_case(client_for, staff):
         "oldestPendingAt": None,
         "oldestPendingAgeSeconds": 0.0,
     }
-    assert body["argocd"] == {"configured": False, "ok": None, "error": None, "clustersByState": {}}
+    assert body["argocd"] == {
+        "configured": False,
+        "ok": None,
+        "error": None,
+        "clustersByState": {},
+        "clustersByStateError": None,
+    }
     keys = body["signingKeys"]
     assert keys["ok"] is True and keys["algorithm"] == "RS256" and keys["source"] == "JWT_PRIVATE_KEYS"
     assert [key["signing"] for key in keys["keys"]] == [True]
@@ -475,6 +481,7 @@ def test_argo_cd_configured_counts_clusters_by_state_and_feeds_the_gauge(
             "failed": 0,
             "unknown": 1,
         },
+        "clustersByStateError": None,
     }
     assert REGISTRY.get_sample_value("portal_cluster_deployments", {"state": "deployed"}) == 1
     assert REGISTRY.get_sample_value("portal_cluster_deployments", {"state": "failed"}) == 0
@@ -486,6 +493,66 @@ def test_argo_cd_configured_counts_clusters_by_state_and_feeds_the_gauge(
     assert body["ok"] is False
     assert body["argocd"]["ok"] is False and "refused the portal's token" in body["argocd"]["error"]
     assert "argocd-read-only-token" not in str(body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_argo_cd_answering_at_once_is_ok_however_long_the_portal_takes_to_count_states(
+    argocd, git_server, client, client_for, staff, client1, monkeypatch
+):
+    """The deadline is Argo CD's: the portal's own work after its answer (which revision holds
+    which change, from git and the database) is not Argo CD failing to answer."""
+    import time
+
+    from clusters import deployments
+    from clusters.services import cluster_create
+
+    deployed = cluster_create(client=client1, slug="main", actor=None).change.commit
+    argocd.application_put(client="client1", cluster="main", revision=deployed)
+    monkeypatch.setattr(selectors, "PROBE_TIMEOUT_SECONDS", 1.0)
+    judge = deployments.status_state
+
+    def slow_judge(*args, **kwargs):
+        time.sleep(1.5)  # a long git history to look through
+        return judge(*args, **kwargs)
+
+    monkeypatch.setattr(deployments, "status_state", slow_judge)
+
+    body = client_for(staff).get(STATUS_URL).json()
+    client.force_login(staff)
+    page = client.get(ADMIN_STATUS_URL).content.decode()
+
+    assert [r.path for r in argocd.requests()][-1] == "/api/v1/applications/qdrant.client1.main"  # asked
+    assert body["ok"] is True
+    assert body["argocd"] == {
+        "configured": True,
+        "ok": True,
+        "error": None,
+        "clustersByState": {},
+        "clustersByStateError": "Argo CD answered; counting the clusters' states took longer than 1 s",
+    }
+    assert "Argo CD: ok" in page
+    assert "counting the clusters&#x27; states took longer than 1 s" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_argo_cd_not_answering_in_time_is_failed(
+    argocd, git_server, client_for, staff, client1, settings, monkeypatch
+):
+    from datetime import timedelta
+
+    from clusters.services import cluster_create
+
+    deployed = cluster_create(client=client1, slug="main", actor=None).change.commit
+    argocd.application_put(client="client1", cluster="main", revision=deployed)
+    monkeypatch.setattr(selectors, "PROBE_TIMEOUT_SECONDS", 1.0)
+    settings.ARGOCD_TIMEOUT = timedelta(seconds=5)
+    argocd.hang_seconds = 2
+
+    body = client_for(staff).get(STATUS_URL).json()
+
+    assert body["ok"] is False
+    assert body["argocd"]["ok"] is False and body["argocd"]["error"] == "no answer within 1 s"
+    assert body["argocd"]["clustersByStateError"] is None
 
 
 def test_the_failure_reason_shown_to_operators_hides_a_urls_credentials(db, settings):
