@@ -86,9 +86,9 @@ class DeliveryReport:
 def _change_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
     if change.cluster.decommissioned:
         return _retired_render(change, reader)
-    after = {name: pair[1] for name, pair in (change.changes or {}).items() if isinstance(pair, list)}
+    keys_changed = change.action in KEY_ACTIONS
     return cluster_files_render(
-        cluster=change.cluster, reader=reader, overrides=after, keys_changed=change.action in KEY_ACTIONS
+        cluster=change.cluster, reader=reader, changes=change.changes, keys_changed=keys_changed
     )
 
 

@@ -127,17 +127,21 @@ def cluster_files_render(
     *,
     cluster: Cluster,
     reader: TreeReader,
-    overrides: Mapping[str, object] | None = None,
+    changes: Mapping[str, object] | None = None,
     keys_changed: bool = False,
 ) -> Files:
     """The files of one cluster folder that differ from git.
 
-    ``overrides``: a change's after-values, by API name. ``keys_changed``: the change gave the
+    ``changes``: a change's ``[before, after]`` values, by API name: the after-values are
+    rendered, over a file that must hold the before-values (or the after-values already; else
+    :class:`ValuesError`: it was edited by hand). ``keys_changed``: the change gave the
     cluster new keys, so the pod template takes their fingerprint (and the pods roll) even in
     a values file written before the portal put the fingerprint there.
     """
     state = {api: getattr(cluster, field) for field, api in SPEC_FIELD_NAMES.items()}
-    state.update({name: value for name, value in (overrides or {}).items() if name in state})
+    pairs = {name: pair for name, pair in (changes or {}).items() if name in state and isinstance(pair, list)}
+    state.update({name: after for name, (_before, after) in pairs.items()})
+    fields = {api: field for field, api in SPEC_FIELD_NAMES.items()}
     keys = ClusterKeys.of(cluster)
     fingerprint = keys_fingerprint(
         api_key=keys.api_key, read_only_api_key=keys.read_only_api_key, alt_api_key=keys.alt_api_key
@@ -154,6 +158,7 @@ def cluster_files_render(
         alt_api_key=bool(keys.alt_api_key),
         keys_fingerprint=fingerprint,
         keys_fingerprint_add=keys_changed,
+        replacing={fields[name]: before for name, (before, _after) in pairs.items()},
     )
     files: Files = {path: values} if values != existing else {}
     files.update(_sealed_secret_file(cluster=cluster, keys=keys, fingerprint=fingerprint, reader=reader))

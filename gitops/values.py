@@ -14,6 +14,7 @@ from the database: no Helm values, just a record of the client for people readin
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -173,6 +174,37 @@ def _fingerprint_set(data: dict[str, Any], fingerprint: str | None, add: bool, h
         _mapping(data, "podAnnotations", hint)[KEYS_FINGERPRINT_ANNOTATION] = fingerprint
 
 
+# Where a values file holds each spec value of ``values_render``, and how it is written there.
+_SPEC_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
+    "replicas": (("replicaCount",), lambda value: value),
+    "version": (("image", "tag"), lambda value: value),
+    "storage_gi": (("persistence", "size"), lambda value: f"{value}Gi"),
+}
+
+
+def _replaced_check(
+    data: dict[str, Any], replacing: Mapping[str, Any], new: Mapping[str, Any], hint: str
+) -> None:
+    """Each value a change sets must be, in the file, the one it replaces (or already the new one;
+    a new cluster's and a file's missing key replace nothing).
+
+    Another one was put there by hand: the change, described and confirmed from the portal's
+    value, would do something else (remove peers nobody confirmed removing, downgrade Qdrant).
+    """
+    for name, before in replacing.items():
+        keys, written = _SPEC_KEYS[name]
+        held: Any = data
+        for key in keys:
+            held = held.get(key) if isinstance(held, dict) else None
+        if before is None or held is None or held in (written(before), written(new[name])):
+            continue
+        where, held, before = ".".join(keys), str(held)[:40], written(before)
+        raise ValuesError(
+            f"{hint}: {where} is {held} in git where the portal has {before}, so this change would not "
+            f"do what it says; put {before} back in git, or first change the portal to {held}"
+        )
+
+
 def values_render(
     *,
     existing: bytes | None,
@@ -184,13 +216,16 @@ def values_render(
     alt_api_key: bool = False,
     keys_fingerprint: str | None = None,
     keys_fingerprint_add: bool = True,
+    replacing: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The values file with the portal's keys set from these values and every other key kept.
 
     ``alt_api_key``: also pass the Secret's ``alt-api-key`` to Qdrant (a rotation in progress).
     ``keys_fingerprint`` goes into ``podAnnotations``; with ``keys_fingerprint_add`` False it is
     only updated where the file already has it (or the file is new), so that rendering a file
-    written before the annotation existed does not restart that cluster's pods.
+    written before the annotation existed does not restart that cluster's pods. ``replacing``:
+    a change's values before it (``replicas``, ``version``, ``storage_gi``); the file must hold
+    them (or the new ones), else :class:`ValuesError`.
     """
     secret_name = apikey_secret_name(client=client, cluster=cluster)
     replicas = _whole(replicas, "replicas", 0, REPLICAS_LIMIT)
@@ -200,6 +235,8 @@ def values_render(
 
     data = values_load(existing)
     hint = values_path(client, cluster)
+    new = {"replicas": replicas, "version": version, "storage_gi": storage_gi}
+    _replaced_check(data, replacing or {}, new, hint)
     data["replicaCount"] = replicas
     _mapping(data, "image", hint)["tag"] = version
     _mapping(data, "persistence", hint)["size"] = f"{storage_gi}Gi"

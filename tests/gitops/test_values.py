@@ -137,6 +137,36 @@ def test_a_values_file_the_portal_cannot_merge_into_is_refused(existing):
         values_render(existing=existing, **OWNED)
 
 
+@pytest.mark.parametrize(
+    ("held", "replacing", "refused"),
+    [
+        (b"replicaCount: 2\n", {"replicas": 2}, None),  # what the change replaces
+        (b"replicaCount: 3\n", {"replicas": 2}, None),  # what it sets, already
+        (b"replicaCount: 5\n", {"replicas": 2}, "replicaCount is 5 in git where the portal has 2"),
+        (b"persistence: {size: 10Gi}\n", {"storage_gi": 10}, None),
+        (
+            b"persistence: {size: 15Gi}\n",
+            {"storage_gi": 10},
+            "persistence.size is 15Gi in git where the portal has 10Gi",
+        ),
+        (
+            b"image: {tag: v1.16.0}\n",
+            {"version": "v1.15.0"},
+            "image.tag is v1.16.0 in git where the portal has v1.15.0",
+        ),
+        (b"replicaCount: 5\n", {"version": "v1.15.0"}, None),  # a value the change leaves alone
+        (b"replicaCount: 5\n", {"replicas": None}, None),  # a new cluster replaces nothing
+        (b"image: {pullPolicy: Always}\n", {"version": "v1.15.0"}, None),  # nor does a missing key
+    ],
+)
+def test_a_change_renders_only_over_the_values_it_replaces(held, replacing, refused):
+    if refused is None:
+        assert _render(held, replacing=replacing)["replicaCount"] == 3
+        return
+    with pytest.raises(ValuesError, match=refused):
+        values_render(existing=held, **OWNED, replacing=replacing)
+
+
 def test_an_empty_values_file_is_treated_as_new():
     assert _render(b"")["replicaCount"] == 3
 
