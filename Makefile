@@ -65,6 +65,7 @@ format: setup-dev
 bench: setup-dev
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/gitops.py
+	$(BIN)/python bench/deployments.py
 
 clean:
 	rm -rf var staticfiles .pytest_cache

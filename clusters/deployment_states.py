@@ -18,7 +18,7 @@ from clusters.models import ClusterChange
 from clusters.remote import branch_fetch_soon
 from gitops.argocd_api import ApplicationStatus
 from gitops.errors import RepositoryUnavailable
-from gitops.remote import commit_is_ancestor
+from gitops.remote import commit_history
 from gitops.repository import GitopsRepository, commit_exists
 
 PENDING = "pending"
@@ -53,6 +53,8 @@ def revision_contains(*, deployed: str, change: ClusterChange) -> bool:
     delivered them and this one has not fetched yet) the database's record of the portal's own
     commits decides. A revision neither knows holds nothing: Argo CD may follow another branch
     or repository, and counting it as newer would show ``deployed`` for a change that is not.
+    Every Application reports much the same revision: its history is read once (per process)
+    for all of them, not walked back to each cluster's change.
     """
     if not deployed or not _GIT_COMMIT.fullmatch(deployed):
         return False
@@ -60,10 +62,13 @@ def revision_contains(*, deployed: str, change: ClusterChange) -> bool:
         return True
     repository = _repository()
     try:
-        if not commit_exists(repository=repository, commit=deployed):
+        history = commit_history(repository=repository, commit=deployed)
+        if change.commit in history:
+            return True
+        if not history:
             branch_fetch_soon(repository=repository)  # a commit made elsewhere: judged at a next look
         elif commit_exists(repository=repository, commit=change.commit):
-            return commit_is_ancestor(repository=repository, ancestor=change.commit, descendant=deployed)
+            return False
     except RepositoryUnavailable:
         pass
     return _portal_order_contains(deployed, change)

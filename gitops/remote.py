@@ -9,7 +9,9 @@ changes on the remote's tip instead of overwriting someone else's commit.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,12 @@ pygit2.settings.server_connect_timeout = 10_000
 pygit2.settings.server_timeout = 15_000
 # Failures of the remote or of the way to it, as pygit2 reports them (bad URLs included).
 _TRANSPORT_ERRORS = (pygit2.GitError, OSError, ValueError)
+# Commits never change, so neither does the history of one: each process keeps those of the few
+# revisions Argo CD reports at a time (the branch tip, mostly). A newer tip's walk stops at a
+# kept one, so it reads only the commits made since; kept histories share their commit ids.
+_HISTORIES_KEPT = 8
+_histories: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
+_histories_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -206,3 +214,48 @@ def commit_is_ancestor(*, repository: GitopsRepository, ancestor: str, descendan
         )
     except (KeyError, pygit2.GitError):
         return False
+
+
+def commit_history(*, repository: GitopsRepository, commit: str) -> frozenset[str]:
+    """Every commit in ``commit``'s history, itself included (empty for a commit this repository
+    does not have): the history is read once per process, then each question is a set lookup."""
+    key = (str(repository.path), commit)
+    with _histories_lock:
+        kept = _histories.get(key)
+        if kept is not None:
+            _histories.move_to_end(key)
+            return kept
+        known = {found: history for (path, found), history in _histories.items() if path == key[0]}
+    history, complete = _history_walk(repository_handle(repository), commit, known)
+    if complete:
+        with _histories_lock:
+            _histories[key] = history
+            while len(_histories) > _HISTORIES_KEPT:
+                _histories.popitem(last=False)
+    return history
+
+
+def _history_walk(
+    handle: pygit2.Repository, commit: str, known: Mapping[str, frozenset[str]]
+) -> tuple[frozenset[str], bool]:
+    """``commit``'s history, taking a ``known`` one whole where the walk meets it; and whether
+    every commit of it was there (else it is not kept: a fetch may bring the rest)."""
+    found: set[str] = set()
+    complete, waiting = True, [commit]
+    while waiting:
+        current = waiting.pop()
+        if current in found:
+            continue
+        if current in known:
+            found |= known[current]
+            continue
+        try:
+            read = handle.get(current)
+        except (ValueError, pygit2.GitError):
+            read = None
+        if not isinstance(read, pygit2.Commit):
+            complete = False
+            continue
+        found.add(current)
+        waiting.extend(str(parent) for parent in read.parent_ids)
+    return frozenset(found), complete

@@ -134,6 +134,49 @@ def test_the_cluster_list_s_queries_do_not_grow_with_its_rows(
     ]
 
 
+def test_the_history_of_the_revision_argo_cd_reports_is_read_once_for_every_row(
+    admin_browser, argocd, git_server, client1, client2, monkeypatch
+):
+    """Argo CD reports every Application at the branch tip: its history is walked once, not once
+    per cluster (a year of commits made a page take half a minute); a new tip walks again."""
+    from gitops import remote
+
+    walked: list[str] = []
+    walk = remote._history_walk
+    monkeypatch.setattr(
+        remote,
+        "_history_walk",
+        lambda handle, commit, known: walked.append(commit) or walk(handle, commit, known),
+    )
+    clusters = [(client1, "main"), (client1, "second"), (client2, "main"), (client2, "second")]
+    for client, slug in clusters:
+        cluster_create(client=client, slug=slug, actor=None)
+    tip = cluster_create(client=client1, slug="newest", actor=None).change.commit
+    for client, slug in [*clusters, (client1, "newest")]:
+        argocd.application_put(client=client.slug, cluster=slug, revision=tip)
+    _settle()
+
+    page = admin_browser.get(CLUSTERS).content.decode()
+    output, status = _deployments()
+    deployed = admin_browser.get(CLUSTERS, {"deployment": "deployed"}).content.decode()
+
+    assert walked == [tip]
+    assert [row.split('data-state="')[1].split('"')[0] for row in _rows(page)] == ["deployed"] * 5
+    assert len(_rows(deployed)) == 5 and (status, output.splitlines()[-1]) == (0, "5 cluster(s): 5 deployed")
+    later = cluster_create(client=client2, slug="later", actor=None).change.commit
+    argocd.application_put(client="client1", cluster="main", revision=later)
+    argocd.application_put(client="client2", cluster="later", revision=later)
+    _settle()
+
+    states = [
+        row.split('data-state="')[1].split('"')[0]
+        for row in _rows(admin_browser.get(CLUSTERS).content.decode())
+    ]
+
+    assert walked == [tip, later]
+    assert states == ["deployed"] * 6
+
+
 def test_without_argo_cd_the_admin_has_no_deployment_filter_and_says_why(admin_browser, cluster1):
     page = admin_browser.get(CLUSTERS).content.decode()
     assert "?deployment=" not in page

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gitops.remote import RemoteConfig, commit_is_ancestor, remote_fetch, remote_push
+from gitops.remote import RemoteConfig, commit_history, commit_is_ancestor, remote_fetch, remote_push
 from gitops.repository import GitopsRepository, branch_tip, files_commit, repository_open
 from tests.support.git_http import GitHttpServer, GitHttpServerProcess
 from tests.support.ssh_host import SshHost
@@ -169,6 +169,38 @@ def test_commit_is_ancestor_follows_history(repository, tmp_path):
     assert commit_is_ancestor(repository=repository, ancestor=second, descendant=second)
     assert not commit_is_ancestor(repository=repository, ancestor=second, descendant=first)
     assert not commit_is_ancestor(repository=repository, ancestor=unrelated, descendant=second)
+
+
+def _commit_of(repository: GitopsRepository, name: str, parents: list[str]) -> str:
+    """A commit with these parents (a merge when two), as a person's branch and merge would make."""
+    handle = pygit2.Repository(str(repository.path))
+    signature = pygit2.Signature(ALICE.name, ALICE.email)
+    tree = handle[parents[0]].tree_id
+    return str(
+        handle.create_commit(None, signature, signature, name, tree, [pygit2.Oid(hex=p) for p in parents])
+    )
+
+
+def test_a_commits_history_holds_it_and_its_ancestors_through_merges_and_nothing_else(repository, tmp_path):
+    root = branch_tip(repository=repository)
+    first = _commit(repository, "a.txt")
+    second = _commit(repository, "b.txt")
+    side = _commit_of(repository, "side", [root])  # a branch from the start, merged later
+    merge = _commit_of(repository, "merge", [second, side])
+    after = _commit_of(repository, "after", [merge])
+    unrelated = branch_tip(
+        repository=repository_open(
+            path=tmp_path / "unrelated.git", branch="main", bootstrap_files={"u": b"u"}
+        )
+    )
+
+    # Asked in this order, each later revision's walk meets histories already known.
+    assert commit_history(repository=repository, commit=second) == {root, first, second}
+    assert commit_history(repository=repository, commit=after) == {root, first, second, side, merge, after}
+    assert commit_history(repository=repository, commit=side) == {root, side}  # not what it was merged into
+    assert commit_history(repository=repository, commit=merge) == {root, first, second, side, merge}
+    assert commit_history(repository=repository, commit=unrelated) == frozenset()  # not in this repository
+    assert commit_history(repository=repository, commit="f" * 40) == frozenset()
 
 
 def _ssh_key(folder: Path) -> Path:
