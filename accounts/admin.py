@@ -45,6 +45,7 @@ from accounts.services import (
 )
 from config.admin_access import LiveChoicesSearchAdmin
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
+from config.admin_stale_edits import SeenValuesForm, SeenValuesModelForm, row_locked_unchanged
 from config.errors import AuthUnavailable
 
 # What makes an account privileged: only superusers change or delete one (UserAdmin).
@@ -72,7 +73,7 @@ class ViewOnlyPasswordHashWidget(ReadOnlyPasswordHashWidget):
     template_name = "accounts/widgets/view_only_password_hash.html"
 
 
-class UserChangeAdminForm(UserChangeForm):
+class UserChangeAdminForm(SeenValuesForm, UserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
@@ -253,6 +254,8 @@ class UserAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin, DjangoUserAdmin):
             _acting_operator.reset(token)
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
+        if change:  # another operator's save since the page was shown: nothing is written over it
+            row_locked_unchanged(form=form, row=obj)
         deactivated = change and "is_active" in form.changed_data and not obj.is_active
         reactivated = change and "is_active" in form.changed_data and obj.is_active
         claims_changed = change and bool(
@@ -477,9 +480,16 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class GroupAdmin(InputGuardAdmin, DjangoGroupAdmin):
+class GroupAdmin(ServiceRefusalsAdmin, DjangoGroupAdmin):
     """Changed by superusers only: whoever may edit a group's permissions could give their own
     group every permission (the user admin keeps groups and permissions to superusers too)."""
+
+    form = SeenValuesModelForm  # a page opened before another operator's save does not undo it
+
+    def save_model(self, request: HttpRequest, obj: Group, form, change: bool) -> None:
+        if change:
+            row_locked_unchanged(form=form, row=obj)
+        super().save_model(request, obj, form, change)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser

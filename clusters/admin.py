@@ -47,6 +47,7 @@ from clusters.services import (
 )
 from config.admin_access import PermittedSearchAdmin
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
+from config.admin_stale_edits import SeenValuesForm
 from config.errors import PortalError
 from gitops.argocd import storage_runbook_render
 from gitops.values import namespace_name, release_name
@@ -62,7 +63,7 @@ _STORAGE_DONE_QUESTION = "Each new size is committed to git and can never shrink
 # --- Clusters -----------------------------------------------------------------------------------
 
 
-class ClusterAdminForm(forms.ModelForm):
+class ClusterAdminForm(SeenValuesForm, forms.ModelForm):
     version = forms.ChoiceField()
     confirm_scale_down = forms.BooleanField(
         required=False,
@@ -261,6 +262,7 @@ class ClusterAdmin(PermittedSearchAdmin, ClusterDecommissionAdmin, ServiceRefusa
                 cluster=stored,
                 actor=request.user,
                 confirm=form.cleaned_data.get("confirm_scale_down", False),
+                check=lambda locked: form.stale_refuse(stored=locked),  # another operator's save meanwhile
                 **form.spec_changes(),
             )
             if result.storage_expansion_created:

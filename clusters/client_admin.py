@@ -14,11 +14,13 @@ from clusters.services import client_create, client_update
 from clusters.team_admin import SignInPolicyInline
 from config.admin_access import LiveChoicesSearchAdmin, admin_may_view
 from config.admin_errors import ServiceRefusalsAdmin
+from config.admin_stale_edits import SeenValuesModelForm, row_locked_unchanged
 
 
 @admin.register(Client)
 class ClientAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin):
     live_field = "active"  # searched for by the cluster, invitation and grant forms
+    form = SeenValuesModelForm  # a page opened before another operator's save does not undo it
     list_display = ("slug", "name", "active", "cluster_count", "created_at")
     list_filter = ("active",)
     search_fields = ("slug", "name")
@@ -74,7 +76,7 @@ class ClientAdmin(LiveChoicesSearchAdmin, ServiceRefusalsAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
-            stored = Client.objects.get(pk=obj.pk)
+            stored = row_locked_unchanged(form=form, row=obj)
             saved = client_update(client=stored, name=obj.name, active=obj.active, actor=request.user)
         else:
             saved = client_create(slug=obj.slug, name=obj.name, active=obj.active, actor=request.user)

@@ -23,6 +23,7 @@ from clusters.services import grant_remove, grant_set
 from clusters.services.members import role_grant_check
 from config.admin_access import PermittedSearchAdmin
 from config.admin_errors import ServiceRefusalsAdmin
+from config.admin_stale_edits import SeenValuesForm, row_locked_unchanged
 from config.errors import AlreadyMember, PortalError
 
 
@@ -46,7 +47,7 @@ def grant_edit_check(*, actor: User, stored: Grant | None, wanted: Grant | None)
 # --- On a user's page ----------------------------------------------------------------------------
 
 
-class GrantInlineForm(forms.ModelForm):
+class GrantInlineForm(SeenValuesForm, forms.ModelForm):
     """A saved grant keeps its client (change its role, or remove it and add another): the row
     names it from the rows already read, where a search box would cost a query each."""
 
@@ -80,6 +81,7 @@ class GrantInlineFormSet(BaseInlineFormSet):
         return grant_set(user=grant.user, client=grant.client, role=grant.role, actor=self.actor)
 
     def save_existing(self, form, obj, commit=True):
+        row_locked_unchanged(form=form, row=obj)  # in the page's transaction, until it ends
         return grant_set(user=obj.user, client=obj.client, role=obj.role, actor=self.actor)
 
     def delete_existing(self, obj, commit=True):
@@ -127,7 +129,7 @@ class GrantInline(PermittedSearchAdmin, admin.TabularInline):
 # --- The Grants list -----------------------------------------------------------------------------
 
 
-class GrantForm(forms.ModelForm):
+class GrantForm(SeenValuesForm, forms.ModelForm):
     actor = None  # set per request (GrantAdmin.get_form)
 
     class Meta:
@@ -183,6 +185,8 @@ class GrantAdmin(PermittedSearchAdmin, ServiceRefusalsAdmin):
         return form
 
     def save_model(self, request, obj, form, change) -> None:
+        if change:
+            row_locked_unchanged(form=form, row=obj)  # in the page's transaction, until it ends
         saved = grant_set(user=obj.user, client=obj.client, role=obj.role, actor=request.user)
         self.saved_adopt(obj, saved)
 

@@ -30,6 +30,7 @@ from clusters.services import (
 from clusters.services.policy import JIT_ROLES, policy_problems
 from config.admin_access import PermittedSearchAdmin
 from config.admin_errors import ServiceRefusalsAdmin
+from config.admin_stale_edits import SeenValuesForm, row_locked_unchanged
 from config.errors import AlreadyMember, PortalError
 
 # The API's field names, as the service reports problems, and the admin form's.
@@ -53,7 +54,7 @@ def _policy_input(data: dict) -> PolicyInput:
     )
 
 
-class SignInPolicyForm(forms.ModelForm):
+class SignInPolicyForm(SeenValuesForm, forms.ModelForm):
     allowed_methods = forms.MultipleChoiceField(
         choices=SignInPolicy.Method.choices,
         widget=forms.CheckboxSelectMultiple,
@@ -70,10 +71,15 @@ class SignInPolicyForm(forms.ModelForm):
         model = SignInPolicy
         fields = SignInPolicy.SETTINGS
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A stored policy the operator left as shown is neither judged (it is judged when it
+        # changes, not on every save of its client) nor saved (Django saves an inline row only
+        # when it changed): another operator's change to it since stays.
+        self.empty_permitted = self.empty_permitted or self.instance.pk is not None
+
     def clean(self):
         cleaned = super().clean()
-        if self.instance.pk and not self.has_changed():
-            return cleaned  # a stored policy is judged when it changes, not on every save of its client
         for name, problems in policy_problems(_policy_input(cleaned)).items():
             self.add_error(_POLICY_FIELDS[name], problems)
         return cleaned
@@ -89,6 +95,7 @@ class SignInPolicyFormSet(BaseInlineFormSet):
         return self._save(form)
 
     def save_existing(self, form, obj, commit=True):
+        row_locked_unchanged(form=form, row=obj)  # in the page's transaction, until it ends
         return self._save(form)
 
     def _save(self, form) -> SignInPolicy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from html.parser import HTMLParser
 
 import jwt
 import pytest
@@ -167,3 +168,73 @@ def race(*calls: Callable[[], object]) -> list[object]:
     for thread in threads:
         thread.join(timeout=30)
     return outcomes
+
+
+class _FormFields(HTMLParser):
+    """The fields of one ``<form>`` as a browser submits them (``form_as_submitted``)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.form_id, self.inside = form_id, False
+        self.select: str | None = None
+        self.multiple, self.first_option = False, None  # a single select with none chosen sends its first
+        self.textarea: str | None = None
+        self.data: dict[str, list[str]] = {}
+
+    def _add(self, name: str | None, value: str) -> None:
+        if name:
+            self.data.setdefault(name, []).append(value)
+
+    def _input(self, found: dict) -> None:
+        kind = (found.get("type") or "text").lower()
+        if kind in {"submit", "button", "image", "reset", "file"}:
+            return
+        if kind not in {"checkbox", "radio"} or "checked" in found:
+            self._add(found.get("name"), found.get("value", "on" if kind == "checkbox" else ""))
+
+    def _option(self, found: dict) -> None:
+        if self.first_option is None:
+            self.first_option = found.get("value", "")
+        if "selected" in found:
+            self._add(self.select, found.get("value", ""))
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        found = dict(attrs)
+        if tag == "form":
+            self.inside = found.get("id") == self.form_id
+        if not self.inside or "disabled" in found:
+            return
+        if tag == "input":
+            self._input(found)
+        elif tag == "select":
+            self.select, self.multiple, self.first_option = found.get("name"), "multiple" in found, None
+        elif tag == "option" and self.select:
+            self._option(found)
+        elif tag == "textarea":
+            self.textarea = found.get("name")
+            self._add(self.textarea, "")
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and self.textarea:
+            self.data[self.textarea][-1] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select" and self.select:
+            if not self.multiple and self.select not in self.data and self.first_option is not None:
+                self._add(self.select, self.first_option)
+            self.select = None
+        elif tag == "textarea" and self.textarea:
+            self.data[self.textarea][-1] = self.data[self.textarea][-1].removeprefix("\n")
+            self.textarea = None
+
+
+def form_as_submitted(page: str, *, form_id: str) -> dict[str, list[str]]:
+    """What a browser submits of the form ``form_id`` on ``page`` (HTML) left as it is: its
+    inputs (checkboxes and radios when checked), each select's chosen options and its textareas;
+    disabled fields and buttons are not sent. Change it, then post it, as an operator would."""
+    parser = _FormFields(form_id)
+    parser.feed(page)
+    assert parser.data, f"no form {form_id!r} on the page"
+    return parser.data

@@ -9,6 +9,7 @@ out (``clusters.services.storage``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -214,17 +215,22 @@ def cluster_update(
     version: str | None = None,
     storage_gi: int | None = None,
     confirm: bool = False,
+    check: Callable[[Cluster], None] | None = None,
 ) -> ClusterChangeResult:
     """Change replicas and/or version, and ask for more storage (None: keep).
 
     Values equal to the current ones record nothing. A scale-down needs ``confirm`` (409
     ``confirmation_required`` otherwise, nothing changed). A bigger ``storage_gi`` is not
-    committed: it becomes a storage request that an operator carries out.
+    committed: it becomes a storage request that an operator carries out. ``check`` is given
+    the row as locked, before anything is written, to refuse by raising (the admin's page that
+    no longer shows the stored cluster).
     """
     requested = {"replicas": replicas, "version": version, "storage_gi": storage_gi}
     requested = {field: value for field, value in requested.items() if value is not None}
     with transaction.atomic():
         current = cluster_locked(cluster=cluster)
+        if check is not None:
+            check(current)
         cluster_spec_validate(**requested, current=current)
         problem = scale_down_problem(cluster=current, replicas=replicas) if replicas is not None else None
         if problem and not confirm:
