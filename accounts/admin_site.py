@@ -24,6 +24,8 @@ from django.contrib import messages
 from django.contrib.admin import AdminSite, helpers
 from django.contrib.auth import login as django_login
 from django.contrib.auth import logout as django_logout
+from django.core import signing
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -127,16 +129,25 @@ def recent_sign_in_required(action: Callable) -> Callable:
 
 
 CONFIRMATION_SHOWN_MAX = 100
+# The question page's record of what each object was when it asked (signed: the page's own).
+_CONFIRMED_STATE, _CONFIRMED_STATE_SALT = "confirmed_state", "accounts.admin_site.confirmation"
 
 
-def confirmation_required(question: str, confirm_label: str) -> Callable:
+def confirmation_required(
+    question: str, confirm_label: str, *, state: Callable[[Model], str] | None = None
+) -> Callable:
     """An admin action that asks first, on a page naming what it acts on (as Django's delete
-    does): for what cannot be taken back with another click."""
+    does): for what cannot be taken back with another click.
+
+    ``state``: what the answer confirms of each object (a version of it). The page carries it,
+    an answer without it is asked again, and the action reads it (``confirmed_states``) to act
+    on each object only as it was shown: the same answer sent twice (a reload, Back, a second
+    operator answering the same question) finds the objects changed by the first."""
 
     def decorate(action: Callable) -> Callable:
         @functools.wraps(action)
         def confirmed(model_admin, request: HttpRequest, queryset):  # noqa: ANN001, ANN202 - Django's action
-            if request.POST.get("post") == "yes":
+            if request.POST.get("post") == "yes" and (state is None or _CONFIRMED_STATE in request.POST):
                 return action(model_admin, request, queryset)
             count = queryset.count()
             shown = list(queryset[:CONFIRMATION_SHOWN_MAX])
@@ -153,11 +164,23 @@ def confirmation_required(question: str, confirm_label: str) -> Callable:
                 "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
                 "select_across": request.POST.get("select_across") == "1",
             }
+            if state is not None:
+                states = {str(obj.pk): state(obj) for obj in queryset}
+                context["confirmed_state"] = signing.dumps(states, salt=_CONFIRMED_STATE_SALT, compress=True)
             return TemplateResponse(request, "admin/action_confirmation.html", context)
 
         return confirmed
 
     return decorate
+
+
+def confirmed_states(request: HttpRequest) -> dict[str, str]:
+    """What the answered question page showed of each object (``confirmation_required``'s
+    ``state``), by primary key as text; empty when the answer's record was altered."""
+    try:
+        return signing.loads(request.POST.get(_CONFIRMED_STATE, ""), salt=_CONFIRMED_STATE_SALT)
+    except signing.BadSignature:
+        return {}
 
 
 class PortalAdminSite(AdminSite):

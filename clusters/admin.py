@@ -5,15 +5,14 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.template.response import TemplateResponse
-from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyAdmin, recent_sign_in_required
-from accounts.admin_site import confirmation_required
+from accounts.admin_site import confirmation_required, confirmed_states
 from accounts.audit import RequestCredential
 from accounts.authentication import request_origin
 from clusters import client_admin, team_admin  # noqa: F401 - they register their own admin pages
+from clusters.admin_credentials import KeysChanged, RotatedKeysAdmin, keys_as_confirmed, keys_version
 from clusters.admin_decommission import ClusterDecommissionAdmin
 from clusters.admin_delivery import delivery_note
 from clusters.admin_filters import (
@@ -31,7 +30,7 @@ from clusters.deployments import (
     latest_revisions,
 )
 from clusters.models import Client, Cluster, ClusterChange, StorageExpansion
-from clusters.selectors import cluster_allowed_versions, cluster_credentials, cluster_latest_change
+from clusters.selectors import cluster_allowed_versions, cluster_latest_change
 from clusters.services import (
     KeysShownTo,
     cluster_create,
@@ -132,7 +131,7 @@ _NOT_LOOKED_UP = object()
 
 
 @admin.register(Cluster)
-class ClusterAdmin(PermittedSearchAdmin, ClusterDecommissionAdmin, ServiceRefusalsAdmin):
+class ClusterAdmin(PermittedSearchAdmin, RotatedKeysAdmin, ClusterDecommissionAdmin, ServiceRefusalsAdmin):
     form = ClusterAdminForm
     page_transaction = False  # the services commit, then write git: a conflict refuses the save
     list_display = (
@@ -283,30 +282,27 @@ class ClusterAdmin(PermittedSearchAdmin, ClusterDecommissionAdmin, ServiceRefusa
 
     @admin.action(description="Rotate API keys (shows the new keys once)", permissions=["change"])
     @recent_sign_in_required
-    @confirmation_required(_ROTATE_QUESTION, "Yes, rotate their keys")
+    @confirmation_required(_ROTATE_QUESTION, "Yes, rotate their keys", state=keys_version)
     def rotate_credentials(self, request, queryset):
-        rotated = []
+        confirmed, rotated = confirmed_states(request), []
         for cluster in queryset.select_related("client"):
             try:
                 # Shown on the page: on the client's audit trail like any read of the keys.
                 shown_to = KeysShownTo(
                     actor=request.user, credential=RequestCredential(), origin=request_origin(request)
                 )
-                result = cluster_credentials_rotate(cluster=cluster, shown_to=shown_to)
-                keys = cluster_credentials(cluster=result.cluster)
+                check = keys_as_confirmed(confirmed, cluster)  # a confirmation rotates once
+                result = cluster_credentials_rotate(cluster=cluster, shown_to=shown_to, check=check)
+            except KeysChanged:
+                self.rotation_refused(request, cluster, confirmed)
+                continue
             except PortalError as error:
                 self.message_user(request, f"Cluster {cluster}: {error.detail}", messages.ERROR)
                 continue
             if note := delivery_note(result):  # the grace period runs, but the cluster lacks the keys
                 self.message_user(request, f"Cluster {result.cluster}:{note}", messages.WARNING)
-            rotated.append((result.cluster, keys))
-        if not rotated:
-            return None
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "rotated": rotated}
-        context["title"] = "New API keys"
-        response = TemplateResponse(request, "admin/clusters/cluster/credentials_rotated.html", context)
-        add_never_cache_headers(response)
-        return response
+            rotated.append(result.cluster)
+        return self.rotated_keys_show(request, rotated) if rotated else None
 
     @admin.action(
         description="Finish key rotation (the new API key becomes the only one)", permissions=["change"]

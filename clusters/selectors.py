@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils.crypto import salted_hmac
 
 from accounts.models import User
 from accounts.scopes import CredentialScope, SignInRequirement, UserScope, unmet_sentence
@@ -288,6 +289,18 @@ def cluster_latest_change(*, cluster: Cluster) -> ClusterChange | None:
     """The latest change meant for git, committed or not yet (history-only entries aside): what
     the cluster's deployment is judged by, since the cluster already shows its values."""
     return cluster.changes.exclude(action__in=RECORD_ONLY_ACTIONS).order_by("-created_at", "-id").first()
+
+
+def cluster_last_change(*, cluster: Cluster, actions: Iterable[str]) -> ClusterChange | None:
+    """The cluster's latest change of one of ``actions`` (who decommissioned it, who last changed its keys)."""
+    return cluster.changes.filter(action__in=list(actions)).order_by("-created_at", "-id").first()
+
+
+def cluster_keys_version(*, cluster: Cluster) -> str:
+    """Which API keys the cluster holds, revealing nothing of them: another value after every key
+    change (and after the stored keys are re-encrypted). What a confirmed rotation was asked for."""
+    stored = (cluster.api_key_encrypted, cluster.read_only_api_key_encrypted, cluster.alt_api_key_encrypted)
+    return salted_hmac("clusters.keys-version", "\0".join(stored), algorithm="sha256").hexdigest()[:24]
 
 
 def cluster_rotation(*, cluster: Cluster) -> KeyRotation | None:

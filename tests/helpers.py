@@ -238,3 +238,12 @@ def form_as_submitted(page: str, *, form_id: str) -> dict[str, list[str]]:
     parser.feed(page)
     assert parser.data, f"no form {form_id!r} on the page"
     return parser.data
+
+
+def admin_action_confirmed(browser, changelist: str, action: str, pks: list, **kwargs):
+    """An admin action that asks first, run as an operator runs it: the rows selected, the action
+    chosen, then the question page's form sent as it came (the answer to that one page)."""
+    asked = browser.post(changelist, {"action": action, "_selected_action": [str(pk) for pk in pks]})
+    assert asked.status_code == 200, asked.get("Location")
+    answer = form_as_submitted(asked.content.decode(), form_id="action-confirmation")
+    return browser.post(changelist, answer, **kwargs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -145,15 +146,21 @@ def _keys_of(current: Cluster) -> dict[str, object]:
     return {column: getattr(current, column) for column in _KEY_COLUMNS}
 
 
-def cluster_credentials_rotate(*, cluster: Cluster, shown_to: KeysShownTo) -> ClusterChangeResult:
+def cluster_credentials_rotate(
+    *, cluster: Cluster, shown_to: KeysShownTo, check: Callable[[Cluster], None] | None = None
+) -> ClusterChangeResult:
     """New keys, for ``shown_to`` (read them with ``selectors.cluster_credentials``: the reveal is
     recorded with the rotation, or neither happens). 409 while a rotation is in progress.
+    ``check`` is given the row as locked, before anything is written, to refuse by raising (the
+    admin's confirmation, given for keys the cluster no longer has).
 
     When not even a local commit can be made, the old keys stay and 503 ``gitops_unavailable``
     says so: handing out keys that may never reach the cluster would break the user's apps.
     """
     with transaction.atomic():
         current = cluster_locked(cluster=cluster)
+        if check is not None:
+            check(current)
         if current.rotation_in_progress:
             raise RotationInProgress()
         before = _keys_of(current)

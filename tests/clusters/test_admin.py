@@ -26,7 +26,7 @@ from gitops.repository import (
     file_read,
 )
 from tests.conftest import portal_repository
-from tests.helpers import hand_commit
+from tests.helpers import admin_action_confirmed, form_as_submitted, hand_commit
 
 
 def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, str]:
@@ -178,9 +178,8 @@ def test_rotate_action_shows_the_new_keys_once_uncached_and_records_the_change(
     admin_browser, operator, cluster1
 ):
     old = cluster_credentials(cluster=cluster1)
-    response = admin_browser.post(
-        "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
+    response = admin_action_confirmed(
+        admin_browser, "/admin/clusters/cluster/", "rotate_credentials", [cluster1.pk], follow=True
     )
 
     assert response.status_code == 200
@@ -210,9 +209,8 @@ def test_rotating_keys_from_the_list_asks_first_naming_every_cluster_and_does_no
         cluster_credentials(cluster=Cluster.objects.get(pk=pk)).api_key == key for pk, key in before.items()
     )
 
-    done = admin_browser.post(
-        "/admin/clusters/cluster/", {**chosen, "post": "yes"}
-    )  # "Yes, rotate their keys"
+    answer = form_as_submitted(page, form_id="action-confirmation")  # "Yes, rotate their keys"
+    done = admin_browser.post("/admin/clusters/cluster/", answer, follow=True)
     assert done.status_code == 200 and "New API keys" in done.content.decode()
     assert ClusterChange.objects.filter(action="credentials_rotate").count() == 2
 

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from accounts.models import PersonalAccessToken, Session
 from clusters.models import ClientAuditEvent, Cluster, ClusterChange
 from clusters.selectors import cluster_credentials
+from tests.helpers import admin_action_confirmed
 
 CREDENTIALS = "/api/clients/client1/clusters/main/credentials"
 AUDIT = "/api/clients/client1/audit"
@@ -148,9 +149,12 @@ def test_a_rotation_whose_keys_cannot_be_recorded_does_not_happen(monkeypatch, a
 
 
 def test_keys_shown_by_the_admin_s_rotation_are_on_the_audit_trail(admin_browser, as_admin1, cluster1):
-    page = admin_browser.post(
+    page = admin_action_confirmed(
+        admin_browser,
         "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
+        "rotate_credentials",
+        [cluster1.pk],
+        follow=True,
         REMOTE_ADDR="198.51.100.4",
     )
 

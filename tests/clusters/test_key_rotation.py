@@ -33,6 +33,7 @@ from gitops.repository import (
 )
 from gitops.values import KEYS_FINGERPRINT_ANNOTATION
 from tests.conftest import DEFAULT_PASSWORD, b64, portal_repository
+from tests.helpers import admin_action_confirmed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -343,15 +344,12 @@ def test_operators_finish_a_rotation_from_the_admin(client, user_factory, as_use
 
     assert response.status_code == 302
     assert not Cluster.objects.get(pk=cluster1.pk).rotation_in_progress
-    again = client.post(
-        "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
+    again = admin_action_confirmed(
+        client, "/admin/clusters/cluster/", "rotate_credentials", [cluster1.pk], follow=True
     )
     assert "The old API key still works until" in again.content.decode()
-    refused = client.post(
-        "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
-        follow=True,
+    refused = admin_action_confirmed(
+        client, "/admin/clusters/cluster/", "rotate_credentials", [cluster1.pk], follow=True
     )
     assert "A key rotation of this cluster is in progress" in refused.content.decode()
 
@@ -363,9 +361,8 @@ def test_a_rotation_from_the_admin_the_remote_did_not_take_says_so_beside_the_ne
     operator = user_factory(email="root@example.com", is_staff=True, is_superuser=True, is_operator=True)
     client.force_login(operator)
     settings.GITOPS_REMOTE_URL = str(tmp_path / "gone.git")
-    page = client.post(
-        "/admin/clusters/cluster/",
-        {"action": "rotate_credentials", "post": "yes", "_selected_action": [cluster1.pk]},
+    page = admin_action_confirmed(
+        client, "/admin/clusters/cluster/", "rotate_credentials", [cluster1.pk], follow=True
     )
     shown = [(message.level_tag, str(message)) for message in page.context["messages"]]
     assert shown == [("warning", shown[0][1])] and "not pushed yet" in shown[0][1]
