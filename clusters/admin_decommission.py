@@ -17,7 +17,8 @@ from django.utils.html import format_html
 
 from accounts.admin_site import recent_sign_in_refusal
 from clusters.deployments import cluster_application
-from clusters.models import Cluster
+from clusters.models import Cluster, ClusterChange
+from clusters.selectors import cluster_last_change
 from clusters.services import ClusterChangeResult, cluster_decommission, cluster_remove
 from config.errors import PortalError
 from gitops.argocd import ARGOCD_NAMESPACE, retirement_runbook_render
@@ -84,6 +85,32 @@ class ClusterDecommissionAdmin:
     def has_change_permission(self, request: HttpRequest, obj: Cluster | None = None) -> bool:
         # A decommissioned cluster's page is view-only: nothing about it changes any more.
         return not (obj is not None and obj.decommissioned) and super().has_change_permission(request, obj)
+
+    def changeform_view(self, request: HttpRequest, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except PermissionDenied:
+            cluster = self._decommissioned_meanwhile(request, object_id)
+            if cluster is None:
+                raise
+        # A page opened before another operator decommissioned the cluster: not a missing permission.
+        done = cluster_last_change(cluster=cluster, actions=[ClusterChange.Action.DECOMMISSION])
+        by = f" by {done.actor_email or 'the portal'}" if done is not None else ""
+        self.message_user(
+            request,
+            f"Cluster {cluster} was decommissioned at {cluster.decommissioned_at:%Y-%m-%d %H:%M} UTC{by}: nothing was saved.",
+            messages.ERROR,
+        )
+        return HttpResponseRedirect(reverse(_CHANGE_PAGE, args=[cluster.pk]))
+
+    def _decommissioned_meanwhile(self, request: HttpRequest, object_id: str | None) -> Cluster | None:
+        """The cluster of a save refused a permission, when what refused it is its decommissioning."""
+        if request.method != "POST" or object_id is None:
+            return None
+        cluster = self.get_object(request, object_id)
+        if cluster is None or not cluster.decommissioned:
+            return None
+        return cluster if super().has_change_permission(request, cluster) else None
 
     def may_retire(self, request: HttpRequest) -> bool:
         """Beyond changing clusters: an operator may change them and be denied this alone."""

@@ -213,3 +213,55 @@ def test_a_stale_grant_row_on_a_users_page_cannot_undo_a_role_change_made_meanwh
     assert f"“Role” {STALE}" in _errors(refused)
     assert Grant.objects.get(user=user1, client=client1).role == "viewer"
     assert User.objects.get(pk=user1.pk).is_active
+
+
+# --- A cluster decommissioned meanwhile ----------------------------------------------------------
+
+
+def _decommissioned_said(response, cluster: Cluster) -> str:
+    assert response.redirect_chain[-1] == (_cluster_url(cluster), 302), response.redirect_chain
+    [said] = [str(message) for message in response.context["messages"]]
+    return said
+
+
+def test_saving_a_cluster_decommissioned_meanwhile_says_so(second_browser, cluster, user_factory):
+    """Not "Not allowed … ask for permissions": the operator may change clusters, this one is stopped."""
+    from clusters.services import cluster_decommission
+
+    olga = user_factory(email="olga@example.com", is_staff=True, is_operator=True)
+    url = _cluster_url(cluster)
+    pavel = _opened(second_browser, url, "cluster_form")
+    cluster_decommission(cluster=cluster, actor=olga)
+
+    pavel["replicas"] = ["4"]
+    response = second_browser.post(url, pavel, follow=True)
+
+    said = _decommissioned_said(response, cluster)
+    assert said.startswith(f"Cluster {cluster} was decommissioned at ") and said.endswith(
+        " UTC by olga@example.com: nothing was saved."
+    )
+    assert Cluster.objects.get(pk=cluster.pk).replicas == 3
+
+
+def test_a_cluster_decommissioned_between_the_check_and_the_save_says_so_too(
+    admin_browser, cluster, user_factory, monkeypatch
+):
+    import clusters.admin
+    from clusters.services import cluster_decommission
+
+    olga = user_factory(email="olga@example.com", is_staff=True, is_operator=True)
+    real_update = clusters.admin.cluster_update
+
+    def decommissioned_first(*, cluster, **changes):
+        cluster_decommission(cluster=cluster, actor=olga)
+        return real_update(cluster=cluster, **changes)
+
+    monkeypatch.setattr(clusters.admin, "cluster_update", decommissioned_first)
+    url = _cluster_url(cluster)
+    form = _opened(admin_browser, url, "cluster_form")
+    form["replicas"] = ["4"]
+
+    response = admin_browser.post(url, form, follow=True)
+
+    assert "by olga@example.com: nothing was saved." in _decommissioned_said(response, cluster)
+    assert ClusterChange.objects.filter(cluster=cluster, action="update").count() == 0
