@@ -47,6 +47,10 @@ def grant_edit_check(*, actor: User, stored: Grant | None, wanted: Grant | None)
 # --- On a user's page ----------------------------------------------------------------------------
 
 
+def _grant_gone(user: User, which: str) -> str:
+    return f"{user}’s grant {which} was removed by someone else while you edited: reload the page to see their grants."
+
+
 class GrantInlineForm(SeenValuesForm, forms.ModelForm):
     """A saved grant keeps its client (change its role, or remove it and add another): the row
     names it from the rows already read, where a search box would cost a query each."""
@@ -81,7 +85,8 @@ class GrantInlineFormSet(BaseInlineFormSet):
         return grant_set(user=grant.user, client=grant.client, role=grant.role, actor=self.actor)
 
     def save_existing(self, form, obj, commit=True):
-        row_locked_unchanged(form=form, row=obj)  # in the page's transaction, until it ends
+        # In the page's transaction, until it ends; grant_set would make a removed grant anew.
+        row_locked_unchanged(form=form, row=obj, gone=_grant_gone(obj.user, f"on {obj.client}"))
         return grant_set(user=obj.user, client=obj.client, role=obj.role, actor=self.actor)
 
     def delete_existing(self, obj, commit=True):
@@ -89,6 +94,13 @@ class GrantInlineFormSet(BaseInlineFormSet):
 
     def clean(self) -> None:
         super().clean()
+        # A row whose grant was removed since the page was shown: Django's own error sits on its
+        # hidden id, where nobody sees it.
+        gone = [row for row, form in enumerate(self.initial_forms, start=1) if form.instance.pk is None]
+        if gone:
+            raise forms.ValidationError(
+                [f"Nothing was saved: {_grant_gone(self.instance, f'in row {row}')}" for row in gone]
+            )
         refusals = []
         for form in self.forms:
             # A row ticked for deletion is not validated by Django: its errors would be ignored,

@@ -26,7 +26,7 @@ from django.forms.utils import pretty_name
 from django.utils.text import capfirst
 
 STALE_FIELD = "“{label}” was changed by someone else while you edited: reload the page to see it."
-ROW_GONE = "This {model} was removed by someone else while you edited: nothing was saved."
+ROW_GONE = "This {model} was removed by someone else while you edited."
 
 
 class SeenValuesForm:

@@ -265,3 +265,56 @@ def test_a_cluster_decommissioned_between_the_check_and_the_save_says_so_too(
 
     assert "by olga@example.com: nothing was saved." in _decommissioned_said(response, cluster)
     assert ClusterChange.objects.filter(cluster=cluster, action="update").count() == 0
+
+
+# --- A grant removed meanwhile -------------------------------------------------------------------
+
+GRANT_GONE = "was removed by someone else while you edited: reload the page to see their grants."
+
+
+def _grant_row(form: dict[str, list[str]]) -> str:
+    return next(name for name in form if name.endswith("-0-role") and not name.startswith("initial-"))
+
+
+def test_changing_a_grant_removed_meanwhile_says_so_on_the_page(second_browser, client2, user2, operator):
+    from clusters.services import grant_remove
+
+    url = f"/admin/accounts/user/{user2.pk}/change/"
+    pavel = _opened(second_browser, url, "user_form")
+    grant_remove(user=user2, client=client2, actor=operator)  # Olga ticked Delete and saved
+
+    pavel[_grant_row(pavel)] = ["viewer"]
+    refused = second_browser.post(url, pavel)
+
+    assert refused.status_code == 200
+    page = refused.content.decode()
+    assert (
+        f"Nothing was saved: client2@example.com’s grant in row 1 {GRANT_GONE}" in page
+    )  # shown, not only "correct the errors"
+    assert not Grant.objects.filter(user=user2).exists()
+
+
+def test_a_grant_removed_between_the_check_and_the_save_is_not_brought_back(
+    admin_browser, client2, user2, operator, monkeypatch
+):
+    import clusters.grant_admin
+    from clusters.services import grant_remove
+
+    checked = clusters.grant_admin.grant_edit_check
+
+    def removed_after_the_check(**kwargs):
+        checked(**kwargs)
+        grant_remove(user=user2, client=client2, actor=operator)
+
+    monkeypatch.setattr(clusters.grant_admin, "grant_edit_check", removed_after_the_check)
+    url = f"/admin/accounts/user/{user2.pk}/change/"
+    form = _opened(admin_browser, url, "user_form")
+    form[_grant_row(form)] = ["viewer"]
+
+    response = admin_browser.post(url, form)
+
+    assert response.status_code == 200
+    assert f"Nothing was saved: client2@example.com’s grant on client2 {GRANT_GONE}" in (
+        response.context["adminform"].form.non_field_errors()
+    )
+    assert not Grant.objects.filter(user=user2).exists()  # grant_set would have made it anew
