@@ -412,9 +412,7 @@ class SessionAdmin(ReadOnlyAdmin):
         return request.user.has_perm("accounts.change_session")
 
     @admin.action(description="Revoke selected sessions", permissions=["revoke"])
-    @confirmation_required(
-        "Each of these sessions ends now: its device must sign in again.", "Yes, revoke them"
-    )
+    @confirmation_required("Each session ends now: its device must sign in again.", "Yes, revoke them")
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
         reachable = within_reach(self, request, queryset, owner="user__")
         count = sessions_revoke(

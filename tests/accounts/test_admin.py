@@ -28,7 +28,7 @@ def test_operator_revokes_selected_sessions(operator_browser, bearer_client, use
     selection = {"action": "revoke_selected", "_selected_action": [str(session.pk)]}
 
     asked = operator_browser.post("/admin/accounts/session/", selection)
-    assert "Each of these sessions ends now" in asked.content.decode()  # asks first, revokes nothing
+    assert "Each session ends now" in asked.content.decode()  # asks first, revokes nothing
     assert api.get("/api/auth/me").status_code == 200
 
     response = operator_browser.post("/admin/accounts/session/", {**selection, "post": "yes"})
