@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.cache import add_never_cache_headers
 
+from clusters.admin_delivery import change_made
 from clusters.models import KEY_ACTIONS, Cluster
 from clusters.selectors import cluster_credentials, cluster_keys_version, cluster_last_change
 from config.errors import PortalError
@@ -92,8 +93,9 @@ class RotatedKeysAdmin:
             said = "it was not among the clusters you were asked about"
         else:
             last = cluster_last_change(cluster=cluster, actions=KEY_ACTIONS)
-            by = f" (last at {last.created_at:%Y-%m-%d %H:%M} UTC, by {last.actor_email or 'the portal'})"
-            said = "its API keys changed since you were asked" + (by if last else "")
+            said = "its API keys changed since you were asked" + (
+                f" (last {change_made(last)})" if last else ""
+            )
         self.message_user(
             request,
             f"Cluster {cluster}: {said}: nothing was done. To rotate its keys now, select it in the list again.",

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.admin_site import recent_sign_in_refusal
+from clusters.admin_delivery import change_made
 from clusters.deployments import cluster_application
 from clusters.models import Cluster, ClusterChange
 from clusters.selectors import cluster_last_change
@@ -95,11 +96,9 @@ class ClusterDecommissionAdmin:
                 raise
         # A page opened before another operator decommissioned the cluster: not a missing permission.
         done = cluster_last_change(cluster=cluster, actions=[ClusterChange.Action.DECOMMISSION])
-        by = f" by {done.actor_email or 'the portal'}" if done is not None else ""
+        when = change_made(done) if done is not None else f"at {cluster.decommissioned_at:%Y-%m-%d %H:%M} UTC"
         self.message_user(
-            request,
-            f"Cluster {cluster} was decommissioned at {cluster.decommissioned_at:%Y-%m-%d %H:%M} UTC{by}: nothing was saved.",
-            messages.ERROR,
+            request, f"Cluster {cluster} was decommissioned {when}: nothing was saved.", messages.ERROR
         )
         return HttpResponseRedirect(reverse(_CHANGE_PAGE, args=[cluster.pk]))
 

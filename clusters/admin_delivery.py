@@ -1,9 +1,15 @@
-"""What an admin action tells the operator about its change's way to git, when it did not get
-all the way (the API answers 202 or 503 for the same cases)."""
+"""What an admin page tells the operator about a change: its way to git, when it did not get all
+the way (the API answers 202 or 503 for the same cases), and when and by whom one was made."""
 
 from __future__ import annotations
 
+from clusters.models import ClusterChange
 from clusters.services import ClusterChangeResult
+
+
+def change_made(change: ClusterChange) -> str:
+    """When and by whom, as a sentence says it: "at 2026-05-04 20:48 UTC by ops@example.com"."""
+    return f"at {change.created_at:%Y-%m-%d %H:%M} UTC by {change.actor_email or 'the portal'}"
 
 
 def delivery_note(result: ClusterChangeResult) -> str:
