@@ -109,7 +109,7 @@ function leaving(ctx, container) {
   function control(client) {
     const name = client.name || client.slug;
     const error = h("p", { class: "error row-error", role: "alert", "data-testid": "leave-error" });
-    const button = h("button", { type: "button", class: "button secondary leave-client", "aria-label": `Leave ${name}` }, "Leave");
+    const button = h("button", { type: "button", class: "button secondary leave-client", "aria-label": `Leave ${name}` }, "Leave this client");
     button.addEventListener("click", async () => {
       say(error, "");
       const asked = [
