@@ -112,6 +112,15 @@ class Racer(threading.Thread):
         return self.outcome
 
 
+def side_by_side(first: Racer, second: Racer) -> tuple[object, object]:
+    """``first`` done but not committed, ``second`` started against it, then both finished."""
+    first.start()
+    assert first.called.wait(timeout=30)
+    second.start()
+    second.join(timeout=0.5)  # time to run ahead, if nothing makes it wait
+    return first.finish(), second.finish()
+
+
 def concurrent_writers_required() -> None:
     """Races need a database whose writers wait for each other's locks."""
     from django.db import connection

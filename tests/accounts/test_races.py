@@ -27,7 +27,7 @@ from config.errors import (
     TokenScopeExceeded,
 )
 from tests.conftest import DEFAULT_PASSWORD
-from tests.helpers import Racer, concurrent_writers_required, race
+from tests.helpers import Racer, concurrent_writers_required, race, side_by_side
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -68,15 +68,6 @@ def _make_token(user, session: Session):
     )
 
 
-def _side_by_side(first: Racer, second: Racer) -> tuple[object, object]:
-    """``first`` done but not committed, ``second`` started against it, then both finished."""
-    first.start()
-    assert first.called.wait(timeout=30)
-    second.start()
-    second.join(timeout=0.5)  # time to run ahead, if nothing makes it wait
-    return first.finish(), second.finish()
-
-
 def _live_tokens(user) -> list[PersonalAccessToken]:
     return list(PersonalAccessToken.objects.filter(user=user, revoked_at=None))
 
@@ -84,7 +75,7 @@ def _live_tokens(user) -> list[PersonalAccessToken]:
 def test_a_token_made_while_the_password_changes_does_not_outlive_the_change(user1):
     changer, stolen = _session(user1), _session(user1)
 
-    changed, made = _side_by_side(
+    changed, made = side_by_side(
         Racer(_change_password(user1, changer), held=True), Racer(_make_token(user1, stolen))
     )
 
@@ -96,7 +87,7 @@ def test_a_token_made_while_the_password_changes_does_not_outlive_the_change(use
 def test_a_token_made_just_before_the_password_changes_is_ended_by_the_change(user1):
     changer, stolen = _session(user1), _session(user1)
 
-    made, changed = _side_by_side(
+    made, changed = side_by_side(
         Racer(_make_token(user1, stolen), held=True), Racer(_change_password(user1, changer))
     )
 
@@ -109,7 +100,7 @@ def test_a_token_made_while_its_owner_leaves_the_client_does_not_reach_the_clien
 
     session = _session(user1)
 
-    removed, made = _side_by_side(
+    removed, made = side_by_side(
         Racer(lambda: grant_remove(user=user1, client=client1), held=True), Racer(_make_token(user1, session))
     )
 
@@ -160,7 +151,7 @@ def test_a_sign_in_with_the_old_password_during_the_change_opens_no_session(user
     changer = _session(user1)
     checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
 
-    changed, signed_in = _side_by_side(
+    changed, signed_in = side_by_side(
         Racer(_change_password(user1, changer), held=True),
         Racer(lambda: session_start(user=checked, method="password", origin=ORIGIN)),
     )
@@ -177,7 +168,7 @@ def test_a_second_step_begun_with_the_old_password_during_the_change_cannot_be_f
     changer = _session(user1)
     checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
 
-    changed, step = _side_by_side(
+    changed, step = side_by_side(
         Racer(_change_password(user1, changer), held=True),
         Racer(lambda: sign_in_step(user=checked, method="password", origin=ORIGIN)),
     )
@@ -192,7 +183,7 @@ def test_a_sign_in_during_a_deactivation_opens_no_session(user1):
 
     checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
 
-    deactivated, signed_in = _side_by_side(
+    deactivated, signed_in = side_by_side(
         Racer(lambda: user_deactivate(user=user1), held=True),
         Racer(lambda: session_start(user=checked, method="password", origin=ORIGIN)),
     )
@@ -291,7 +282,7 @@ def test_a_password_check_that_re_hashes_does_not_put_back_a_password_changed_me
         ),
     }
 
-    changed, checked = _side_by_side(
+    changed, checked = side_by_side(
         Racer(
             lambda: operator_password_set(user=User.objects.get(pk=user1.pk), password=NEW_PASSWORD),
             held=True,
@@ -312,7 +303,7 @@ def test_two_passwords_set_at_once_are_two_versions(user1):
 
     first, second = User.objects.get(pk=user1.pk), User.objects.get(pk=user1.pk)  # both read version 0
 
-    _side_by_side(
+    side_by_side(
         Racer(lambda: operator_password_set(user=first, password="the attacker's passphrase"), held=True),
         Racer(lambda: operator_password_set(user=second, password="the owner's new passphrase")),
     )
@@ -334,7 +325,7 @@ def test_a_reset_link_used_twice_at_once_sets_one_password(user1):
         "token": default_token_generator.make_token(user1),
     }
 
-    first, second = _side_by_side(
+    first, second = side_by_side(
         Racer(lambda: password_reset_confirm(**link, new_password=NEW_PASSWORD, origin=ORIGIN), held=True),
         Racer(lambda: password_reset_confirm(**link, new_password="the other new passphrase", origin=ORIGIN)),
     )
@@ -356,7 +347,7 @@ def test_a_one_step_sign_in_while_the_first_second_factor_is_set_up_is_asked_for
     secret = totp_enrol_start(user_id=user1.pk).secret
     checked = user_password_authenticate(email=user1.email, password=DEFAULT_PASSWORD, origin=ORIGIN)
 
-    enrolled, step = _side_by_side(
+    enrolled, step = side_by_side(
         Racer(
             lambda: totp_enrol_confirm(
                 user_id=user1.pk, session_id=enroller.pk, code=pyotp.TOTP(secret).now(), origin=ORIGIN

@@ -17,7 +17,7 @@ from clusters.models import ClientAuditEvent, Grant, Invitation
 from clusters.services import account_deactivate, grant_set, invitation_create, member_remove
 from config.errors import AccountDisabled, RoleEscalation, SessionEnded
 from tests.conftest import DEFAULT_PASSWORD
-from tests.helpers import Racer, concurrent_writers_required
+from tests.helpers import Racer, concurrent_writers_required, side_by_side
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -38,15 +38,6 @@ def inviter(user_factory, client1):
 
 def _session(user):
     return session_start(user=user, method="password", origin=ORIGIN).session_id
-
-
-def _side_by_side(first: Racer, second: Racer) -> tuple[object, object]:
-    """``first`` done but not committed, ``second`` started against it, then both finished."""
-    first.start()
-    assert first.called.wait(timeout=30)
-    second.start()
-    second.join(timeout=0.5)  # time to run ahead, if nothing makes it wait
-    return first.finish(), second.finish()
 
 
 def _send(inviter, client, session_id=None) -> Racer:
@@ -82,7 +73,7 @@ def _change_password(inviter, session_id) -> Racer:
 def test_an_invitation_sent_while_the_password_changes_is_refused(inviter, client1):
     changer, sender = _session(inviter), _session(inviter)
 
-    changed, sent = _side_by_side(_change_password(inviter, changer), _send(inviter, client1, sender))
+    changed, sent = side_by_side(_change_password(inviter, changer), _send(inviter, client1, sender))
 
     assert not isinstance(changed, Exception)
     assert isinstance(sent, SessionEnded)  # its session ended with the old password
@@ -92,7 +83,7 @@ def test_an_invitation_sent_while_the_password_changes_is_refused(inviter, clien
 def test_an_invitation_sent_just_before_the_password_changes_is_ended_by_the_change(inviter, client1):
     changer, sender = _session(inviter), _session(inviter)
 
-    sent, changed = _side_by_side(_send(inviter, client1, sender), _change_password(inviter, changer))
+    sent, changed = side_by_side(_send(inviter, client1, sender), _change_password(inviter, changer))
 
     assert isinstance(sent, Invitation) and not isinstance(changed, Exception)
     assert _pending() == []  # the change waited for it, found it and ended it
@@ -102,7 +93,7 @@ def test_an_invitation_sent_just_before_the_password_changes_is_ended_by_the_cha
 def test_an_invitation_sent_while_the_inviter_is_deactivated_is_refused(inviter, client1):
     sender = _session(inviter)
 
-    deactivated, sent = _side_by_side(
+    deactivated, sent = side_by_side(
         Racer(lambda: account_deactivate(user=inviter), held=True), _send(inviter, client1, sender)
     )
 
@@ -112,7 +103,7 @@ def test_an_invitation_sent_while_the_inviter_is_deactivated_is_refused(inviter,
 
 
 def test_an_invitation_sent_just_before_the_inviter_is_deactivated_is_ended(inviter, client1):
-    sent, deactivated = _side_by_side(
+    sent, deactivated = side_by_side(
         _send(inviter, client1), Racer(lambda: account_deactivate(user=inviter), held=True)
     )
 
@@ -122,7 +113,7 @@ def test_an_invitation_sent_just_before_the_inviter_is_deactivated_is_ended(invi
 
 
 def test_an_invitation_sent_while_the_inviter_is_removed_is_refused(inviter, admin1, client1):
-    removed, sent = _side_by_side(
+    removed, sent = side_by_side(
         Racer(lambda: member_remove(client=client1, user_id=inviter.pk, actor=admin1), held=True),
         _send(inviter, client1),
     )
@@ -133,7 +124,7 @@ def test_an_invitation_sent_while_the_inviter_is_removed_is_refused(inviter, adm
 
 
 def test_an_invitation_sent_just_before_the_inviter_is_removed_is_ended(inviter, admin1, client1):
-    sent, removed = _side_by_side(
+    sent, removed = side_by_side(
         _send(inviter, client1),
         Racer(lambda: member_remove(client=client1, user_id=inviter.pk, actor=admin1), held=True),
     )
