@@ -239,6 +239,13 @@ class _FormFields(HTMLParser):
             self.textarea = None
 
 
+def change_page_form(browser, url: str, form_id: str) -> dict[str, list[str]]:
+    """The admin page at ``url`` as ``browser`` shows it: its form, to change and post back."""
+    page = browser.get(url)
+    assert page.status_code == 200
+    return form_as_submitted(page.content.decode(), form_id=form_id)
+
+
 def form_as_submitted(page: str, *, form_id: str) -> dict[str, list[str]]:
     """What a browser submits of the form ``form_id`` on ``page`` (HTML) left as it is: its
     inputs (checkboxes and radios when checked), each select's chosen options and its textareas;

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, User
 from tests.conftest import login
-from tests.helpers import concurrent_writers_required, form_as_submitted, race
+from tests.helpers import change_page_form, concurrent_writers_required, race
 
 STALE = "was changed by someone else while you edited: reload the page to see it."
 
@@ -32,12 +32,6 @@ def pavel(user_factory) -> BrowserClient:
     return _browser(user_factory, "pavel@example.com")
 
 
-def _opened(browser: BrowserClient, url: str, form_id: str) -> dict[str, list[str]]:
-    page = browser.get(url)
-    assert page.status_code == 200
-    return form_as_submitted(page.content.decode(), form_id=form_id)
-
-
 def _errors(response) -> str:
     assert response.status_code == 200, response.get("Location")
     return str(response.context["adminform"].form.errors)
@@ -47,7 +41,7 @@ def test_a_stale_user_page_cannot_reactivate_a_user_deactivated_meanwhile(olga, 
     """Olga deactivated them (their sessions ended); Pavel, on a page opened before, fixed the
     display name: his save used to make the account active again, in his name."""
     url = f"/admin/accounts/user/{user.pk}/change/"
-    olgas, pavels = _opened(olga, url, "user_form"), _opened(pavel, url, "user_form")
+    olgas, pavels = change_page_form(olga, url, "user_form"), change_page_form(pavel, url, "user_form")
     del olgas["is_active"]
     assert olga.post(url, olgas).status_code == 302
 
@@ -63,11 +57,11 @@ def test_a_stale_user_page_cannot_reactivate_a_user_deactivated_meanwhile(olga, 
 
 def test_a_user_page_opened_after_the_change_saves_as_before(olga, pavel, user):
     url = f"/admin/accounts/user/{user.pk}/change/"
-    olgas = _opened(olga, url, "user_form")
+    olgas = change_page_form(olga, url, "user_form")
     del olgas["is_active"]
     assert olga.post(url, olgas).status_code == 302
 
-    pavels = _opened(pavel, url, "user_form")
+    pavels = change_page_form(pavel, url, "user_form")
     pavels["name"] = ["Alice Liddell"]
     assert pavel.post(url, pavels).status_code == 302
 
@@ -84,7 +78,7 @@ def test_two_operators_saving_the_same_user_at_once_never_both_win(olga, pavel, 
     for attempt in range(4):
         member = user_factory(email=f"member{attempt}@example.com", name="Member")
         url = f"/admin/accounts/user/{member.pk}/change/"
-        olgas, pavels = _opened(olga, url, "user_form"), _opened(pavel, url, "user_form")
+        olgas, pavels = change_page_form(olga, url, "user_form"), change_page_form(pavel, url, "user_form")
         del olgas["is_active"]
         pavels["name"] = ["Renamed"]
 
@@ -105,7 +99,7 @@ def test_a_stale_group_page_cannot_give_back_a_permission_taken_away_meanwhile(o
     taken, kept = Permission.objects.filter(content_type__app_label="accounts")[:2]
     group.permissions.set([taken, kept])
     url = f"/admin/auth/group/{group.pk}/change/"
-    olgas, pavels = _opened(olga, url, "group_form"), _opened(pavel, url, "group_form")
+    olgas, pavels = change_page_form(olga, url, "group_form"), change_page_form(pavel, url, "group_form")
     olgas["permissions"] = [str(kept.pk)]
     assert olga.post(url, olgas).status_code == 302
 

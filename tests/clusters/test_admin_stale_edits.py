@@ -16,7 +16,7 @@ from clusters.models import Client, Cluster, ClusterChange, Grant, SignInPolicy
 from clusters.services import cluster_update, grant_set
 from gitops.repository import branch_tip
 from tests.conftest import portal_repository
-from tests.helpers import concurrent_writers_required, form_as_submitted, race
+from tests.helpers import change_page_form, concurrent_writers_required, race
 
 STALE = "was changed by someone else while you edited: reload the page to see it."
 
@@ -28,13 +28,6 @@ def second_browser(user_factory) -> BrowserClient:
     browser = BrowserClient()
     browser.force_login(pavel)
     return browser
-
-
-def _opened(browser: BrowserClient, url: str, form_id: str) -> dict[str, list[str]]:
-    """The change page at ``url`` as the browser shows it: its form, to change and post back."""
-    page = browser.get(url)
-    assert page.status_code == 200
-    return form_as_submitted(page.content.decode(), form_id=form_id)
 
 
 def _errors(response) -> str:
@@ -66,7 +59,10 @@ def test_a_stale_cluster_page_cannot_undo_a_scale_down_made_meanwhile(admin_brow
     """Olga removed a Qdrant peer and scaled down; Pavel's page still showed 3 replicas, and he
     changed only the version: his save used to re-add the pod, unconfirmed ("scale up")."""
     url = _cluster_url(cluster)
-    olga, pavel = _opened(admin_browser, url, "cluster_form"), _opened(second_browser, url, "cluster_form")
+    olga, pavel = (
+        change_page_form(admin_browser, url, "cluster_form"),
+        change_page_form(second_browser, url, "cluster_form"),
+    )
     olga.update(replicas=["2"], confirm_scale_down=["on"])
     assert admin_browser.post(url, olga).status_code == 302
 
@@ -79,7 +75,7 @@ def test_a_stale_cluster_page_cannot_undo_a_scale_down_made_meanwhile(admin_brow
     assert ClusterChange.objects.filter(cluster=cluster, action="update").count() == 1  # Olga's alone
 
     # Reloaded, the page shows 2 replicas: the same edit now changes the version and nothing else.
-    again = _opened(second_browser, url, "cluster_form")
+    again = change_page_form(second_browser, url, "cluster_form")
     again["version"] = ["v1.19.0"]
     assert second_browser.post(url, again).status_code == 302
     stored = Cluster.objects.get(pk=cluster.pk)
@@ -105,7 +101,7 @@ def test_a_cluster_page_is_checked_against_the_row_the_save_locks(
 
     monkeypatch.setattr(clusters.admin, "cluster_update", another_save_first)
     url = _cluster_url(cluster)
-    form = _opened(admin_browser, url, "cluster_form")
+    form = change_page_form(admin_browser, url, "cluster_form")
     form["version"] = ["v1.19.0"]
 
     response = admin_browser.post(url, form)
@@ -128,8 +124,8 @@ def test_two_operators_saving_the_same_cluster_at_once_never_both_win(
     for attempt in range(4):
         before = _running(cluster1, replicas=3, version="v1.18.3")
         olga, pavel = (
-            _opened(admin_browser, url, "cluster_form"),
-            _opened(second_browser, url, "cluster_form"),
+            change_page_form(admin_browser, url, "cluster_form"),
+            change_page_form(second_browser, url, "cluster_form"),
         )
         olga.update(replicas=["4"])
         pavel.update(version=["v1.19.0"])
@@ -152,7 +148,10 @@ def test_a_stale_client_page_cannot_reactivate_a_client_deactivated_meanwhile(
     admin_browser, second_browser, client1, settings
 ):
     url = f"/admin/clusters/client/{client1.pk}/change/"
-    olga, pavel = _opened(admin_browser, url, "client_form"), _opened(second_browser, url, "client_form")
+    olga, pavel = (
+        change_page_form(admin_browser, url, "client_form"),
+        change_page_form(second_browser, url, "client_form"),
+    )
     del olga["active"]  # unticked
     assert admin_browser.post(url, olga).status_code == 302
     tip = branch_tip(repository=portal_repository(settings))
@@ -171,7 +170,10 @@ def test_a_stale_client_page_cannot_loosen_a_sign_in_policy_tightened_meanwhile(
 ):
     SignInPolicy.objects.create(client=client1, allowed_methods=["password", "google", "passkey"])
     url = f"/admin/clusters/client/{client1.pk}/change/"
-    olga, pavel = _opened(admin_browser, url, "client_form"), _opened(second_browser, url, "client_form")
+    olga, pavel = (
+        change_page_form(admin_browser, url, "client_form"),
+        change_page_form(second_browser, url, "client_form"),
+    )
     olga["sign_in_policy-0-mfa_required"] = ["on"]
     assert admin_browser.post(url, olga).status_code == 302
 
@@ -183,7 +185,7 @@ def test_a_stale_client_page_cannot_loosen_a_sign_in_policy_tightened_meanwhile(
     assert (policy.mfa_required, policy.max_session_length) == (True, None)
 
     # A stale page whose policy the operator left alone saves the client, and writes no policy.
-    untouched = _opened(second_browser, url, "client_form")
+    untouched = change_page_form(second_browser, url, "client_form")
     SignInPolicy.objects.filter(client=client1).update(max_session_length=timedelta(hours=12))
     untouched["name"] = ["Client One Corporation"]
     assert second_browser.post(url, untouched).status_code == 302
@@ -197,7 +199,7 @@ def test_a_stale_grant_page_cannot_undo_a_role_change_made_meanwhile(
 ):
     grant = Grant.objects.get(user=user1, client=client1)
     url = f"/admin/clusters/grant/{grant.pk}/change/"
-    pavel = _opened(second_browser, url, "grant_form")
+    pavel = change_page_form(second_browser, url, "grant_form")
     grant_set(user=user1, client=client1, role="viewer", actor=operator)  # Olga demotes them
 
     pavel["role"] = ["admin"]
@@ -211,7 +213,7 @@ def test_a_stale_grant_row_on_a_users_page_cannot_undo_a_role_change_made_meanwh
     second_browser, client1, user1, operator
 ):
     url = f"/admin/accounts/user/{user1.pk}/change/"
-    pavel = _opened(second_browser, url, "user_form")
+    pavel = change_page_form(second_browser, url, "user_form")
     grant_set(user=user1, client=client1, role="viewer", actor=operator)
     prefix = next(name for name in pavel if name.endswith("-0-role") and not name.startswith("initial-"))
 
@@ -238,7 +240,7 @@ def test_saving_a_cluster_decommissioned_meanwhile_says_so(second_browser, clust
 
     olga = user_factory(email="olga@example.com", is_staff=True, is_operator=True)
     url = _cluster_url(cluster)
-    pavel = _opened(second_browser, url, "cluster_form")
+    pavel = change_page_form(second_browser, url, "cluster_form")
     cluster_decommission(cluster=cluster, actor=olga)
 
     pavel["replicas"] = ["4"]
@@ -266,7 +268,7 @@ def test_a_cluster_decommissioned_between_the_check_and_the_save_says_so_too(
 
     monkeypatch.setattr(clusters.admin, "cluster_update", decommissioned_first)
     url = _cluster_url(cluster)
-    form = _opened(admin_browser, url, "cluster_form")
+    form = change_page_form(admin_browser, url, "cluster_form")
     form["replicas"] = ["4"]
 
     response = admin_browser.post(url, form, follow=True)
@@ -288,7 +290,7 @@ def test_changing_a_grant_removed_meanwhile_says_so_on_the_page(second_browser, 
     from clusters.services import grant_remove
 
     url = f"/admin/accounts/user/{user2.pk}/change/"
-    pavel = _opened(second_browser, url, "user_form")
+    pavel = change_page_form(second_browser, url, "user_form")
     grant_remove(user=user2, client=client2, actor=operator)  # Olga ticked Delete and saved
 
     pavel[_grant_row(pavel)] = ["viewer"]
@@ -316,7 +318,7 @@ def test_a_grant_removed_between_the_check_and_the_save_is_not_brought_back(
 
     monkeypatch.setattr(clusters.grant_admin, "grant_edit_check", removed_after_the_check)
     url = f"/admin/accounts/user/{user2.pk}/change/"
-    form = _opened(admin_browser, url, "user_form")
+    form = change_page_form(admin_browser, url, "user_form")
     form[_grant_row(form)] = ["viewer"]
 
     response = admin_browser.post(url, form)
