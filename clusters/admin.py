@@ -44,6 +44,7 @@ from clusters.services import (
     storage_expansion_check,
     storage_expansion_complete,
 )
+from clusters.services.git_folders import TAKE_OVER_LABEL
 from config.admin_access import PermittedSearchAdmin
 from config.admin_errors import InputGuardAdmin, ServiceRefusalsAdmin
 from config.admin_stale_edits import SeenValuesForm
@@ -71,6 +72,14 @@ class ClusterAdminForm(SeenValuesForm, forms.ModelForm):
         "(a shard whose only copy is on it is lost), nor forget it (remove it from the Qdrant cluster "
         "first: a peer gone but not removed still votes, and without a majority Qdrant makes no "
         "cluster-wide change).",
+    )
+
+    take_over_git_folder = forms.BooleanField(
+        required=False,
+        label=TAKE_OVER_LABEL,
+        help_text="Only where git already holds a folder of this name that no cluster of the portal owns "
+        "(the System status page lists them): this cluster is deployed from it, with its own values and new "
+        "API keys, and the volumes of the cluster that ran there, with their data.",
     )
 
     class Meta:
@@ -111,7 +120,8 @@ class ClusterAdminForm(SeenValuesForm, forms.ModelForm):
         changes = self.spec_changes()
         cluster_spec_validate(**changes, current=current)
         if current is None and cleaned.get("client") and cleaned.get("slug"):
-            cluster_slug_check(client=cleaned["client"], slug=cleaned["slug"])
+            take_over = cleaned.get("take_over_git_folder", False)
+            cluster_slug_check(client=cleaned["client"], slug=cleaned["slug"], take_over_git_folder=take_over)
         if current is not None and "storage_gi" in changes:
             try:
                 storage_expansion_check(cluster=current, storage_gi=changes["storage_gi"])
@@ -152,7 +162,7 @@ class ClusterAdmin(PermittedSearchAdmin, RotatedKeysAdmin, ClusterDecommissionAd
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("client", "slug", *_SPEC_FIELDS)
+            return ("client", "slug", *_SPEC_FIELDS, "take_over_git_folder")
         retire = ("retire",) if self.may_retire(request) and not obj.removed else ()
         if obj.decommissioned:
             return (
@@ -274,6 +284,7 @@ class ClusterAdmin(PermittedSearchAdmin, RotatedKeysAdmin, ClusterDecommissionAd
                 client=form.cleaned_data["client"],
                 slug=form.cleaned_data["slug"],
                 actor=request.user,
+                take_over_git_folder=form.cleaned_data.get("take_over_git_folder", False),
                 **form.spec_changes(),
             )
         if note := delivery_note(result):

@@ -90,8 +90,12 @@ def apikey_secret_name(*, client: str, cluster: str) -> str:
     return f"{release_name(client=client, cluster=cluster)}-apikey"
 
 
+def client_folder(client: str) -> str:
+    return f"clients/{_slug(client, 'client')}"
+
+
 def cluster_folder(client: str, cluster: str) -> str:
-    return f"clients/{_slug(client, 'client')}/{_slug(cluster, 'cluster')}"
+    return f"{client_folder(client)}/{_slug(cluster, 'cluster')}"
 
 
 def values_path(client: str, cluster: str) -> str:
@@ -100,7 +104,7 @@ def values_path(client: str, cluster: str) -> str:
 
 def client_file_path(client: str) -> str:
     """The client's own file: directly in ``clients/<client>/``, so no Argo CD Application is made of it."""
-    return f"clients/{_slug(client, 'client')}/client.yaml"
+    return f"{client_folder(client)}/client.yaml"
 
 
 def sealed_secret_path(client: str, cluster: str) -> str:

@@ -8,7 +8,9 @@ a removal takes the client out of the user's personal access tokens for good.
 from __future__ import annotations
 
 import logging
+import re
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,11 +19,13 @@ from accounts.locks import user_row_lock
 from accounts.models import User
 from accounts.services import user_deactivate, user_delete, users_claims_bump
 from clusters import delivery
-from clusters.models import Client, ClientAuditEvent, Grant, Invitation, RemovedMember
+from clusters.models import SLUG_PATTERN, Client, ClientAuditEvent, Grant, Invitation, RemovedMember
 from clusters.permissions import role_rank
 from clusters.services.audit import client_audit_record
+from clusters.services.git_folders import git_folder_claim
 from clusters.services.invitation_ends import invitations_beyond_inviter_end, invitations_end
 from clusters.team_selectors import removed_members_of
+from gitops.values import client_folder
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +35,38 @@ def client_members_claims_bump(*, client: Client) -> None:
     users_claims_bump(user_ids=list(Grant.objects.filter(client=client).values_list("user_id", flat=True)))
 
 
-def client_create(*, slug: str, name: str, active: bool = True, actor: User | None = None) -> Client:
+def client_slug_check(*, slug: str, take_over_git_folder: bool = False) -> bool:
+    """A folder of that name in git that no client owns (``take_over_git_folder``: the new
+    client's ``client.yaml`` replaces its own, see ``git_folders``; True is then answered). The
+    admin's form asks before it saves; ``client_create`` again."""
+    if (
+        not isinstance(slug, str)
+        or not re.fullmatch(SLUG_PATTERN, slug)
+        or Client.objects.filter(slug=slug).exists()
+    ):
+        return False  # not a slug, or a taken one: the field's own validators say so
+    try:
+        return git_folder_claim(folder=client_folder(slug), owner="client", take_over=take_over_git_folder)
+    except ValidationError as error:
+        raise ValidationError({"slug": error.error_list}) from error
+
+
+def client_create(
+    *,
+    slug: str,
+    name: str,
+    active: bool = True,
+    actor: User | None = None,
+    take_over_git_folder: bool = False,
+) -> Client:
     """Create a client; its folder's ``client.yaml`` is committed once the row is."""
     client = Client(slug=slug, name=name, active=active)
     client.full_clean()
+    taken_over = client_slug_check(slug=slug, take_over_git_folder=take_over_git_folder)
     client.save()
+    over = ", over the folder git held" if taken_over else ""
     delivery.client_file_deliver_after_commit(
-        client=client, actor=actor, summary=f"{client.slug}: client created"
+        client=client, actor=actor, summary=f"{client.slug}: client created{over}"
     )
     return client
 

@@ -30,11 +30,12 @@ from clusters.services.changes import (
     value_text,
 )
 from clusters.services.credentials import api_key_new
+from clusters.services.git_folders import git_folder_claim
 from clusters.services.storage import storage_expansion_request
 from clusters.versions import version_problem
 from config.crypto import CLUSTER_API_KEYS, FieldDecryptionError, field_encrypt, field_reencrypt
 from config.errors import ConfirmationRequired
-from gitops.values import release_name
+from gitops.values import cluster_folder, release_name
 
 # The release name ("qdrant-<client>-<cluster>") is the chart's StatefulSet name. Helm allows
 # 53 characters, but Kubernetes labels each pod controller-revision-hash=<statefulset>-<hash of
@@ -132,11 +133,13 @@ def scale_down_problem(*, cluster: Cluster, replicas: int, confirm_by: str = API
 DUPLICATE_CLUSTER = "A cluster with this name already exists for this client."
 
 
-def cluster_slug_check(*, client: Client, slug: str) -> None:
-    """What the slug's own validators cannot know: its length with the client's, and uniqueness
-    (the admin's form asks before it saves; ``cluster_create`` again)."""
+def cluster_slug_check(*, client: Client, slug: str, take_over_git_folder: bool = False) -> bool:
+    """What the slug's own validators cannot know: its length with the client's, uniqueness, and
+    a folder of that name in git that no cluster owns (``take_over_git_folder``: the new cluster
+    is deployed from it; True is then answered). The admin's form asks before it saves;
+    ``cluster_create`` again."""
     if not isinstance(slug, str) or not re.fullmatch(SLUG_PATTERN, slug):
-        return  # not a slug at all: the field's own validator says so (a form runs it after this)
+        return False  # not a slug at all: the field's own validator says so (a form runs it after this)
     if len(release_name(client=client.slug, cluster=slug)) > RELEASE_NAME_MAX:
         raise ValidationError(
             {
@@ -150,6 +153,12 @@ def cluster_slug_check(*, client: Client, slug: str) -> None:
     if taken is not None:
         retired = " (a decommissioned one: names are never used again)" if taken.decommissioned else ""
         raise ValidationError({"slug": [DUPLICATE_CLUSTER.removesuffix(".") + retired + "."]})
+    try:
+        return git_folder_claim(
+            folder=cluster_folder(client.slug, slug), owner="cluster", take_over=take_over_git_folder
+        )
+    except ValidationError as error:
+        raise ValidationError({"slug": error.error_list}) from error
 
 
 def cluster_create(
@@ -160,8 +169,10 @@ def cluster_create(
     replicas: int = 1,
     version: str | None = None,
     storage_gi: int | None = None,
+    take_over_git_folder: bool = False,
 ) -> ClusterChangeResult:
-    """Create a cluster with fresh API keys and record the creation."""
+    """Create a cluster with fresh API keys and record the creation (``take_over_git_folder``:
+    even where git holds a folder of that name already, see ``git_folders``)."""
     version = version if version is not None else settings.QDRANT_DEFAULT_VERSION
     storage_gi = storage_gi if storage_gi is not None else settings.STORAGE_GI_DEFAULT
     cluster_spec_validate(replicas=replicas, version=version, storage_gi=storage_gi)
@@ -175,10 +186,12 @@ def cluster_create(
         read_only_api_key_encrypted=field_encrypt(plaintext=api_key_new(), purpose=CLUSTER_API_KEYS),
     )
     cluster.full_clean(validate_constraints=False)
-    cluster_slug_check(client=client, slug=slug)
+    taken_over = cluster_slug_check(client=client, slug=slug, take_over_git_folder=take_over_git_folder)
     cluster.validate_constraints()
     values = {field: getattr(cluster, field) for field in SPEC_FIELD_NAMES}
     summary = ", ".join(f"{MESSAGE_LABELS[f]} {value_text(f, v)}" for f, v in values.items())
+    if taken_over:
+        summary += ", over the folder git held"
     try:
         with transaction.atomic():
             cluster.save()

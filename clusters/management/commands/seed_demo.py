@@ -51,7 +51,8 @@ def demo_data_seed() -> None:
     for slug, name in DEMO_CLIENTS.items():
         client = Client.objects.filter(slug=slug).first()
         if client is None:
-            client_create(slug=slug, name=name)
+            # A database made again over var/: the demo folders in git are the demo's own.
+            client_create(slug=slug, name=name, take_over_git_folder=True)
         else:
             client_update(client=client, name=name, active=True)
     for demo in DEMO_USERS:
@@ -61,7 +62,9 @@ def demo_data_seed() -> None:
     for slug in DEMO_CLIENTS:
         client = Client.objects.get(slug=slug)
         if not Cluster.objects.filter(client=client, slug=DEMO_CLUSTER).exists():
-            cluster_create(client=client, slug=DEMO_CLUSTER, actor=None, replicas=1)
+            cluster_create(
+                client=client, slug=DEMO_CLUSTER, actor=None, replicas=1, take_over_git_folder=True
+            )
 
 
 class Command(BaseCommand):
