@@ -81,7 +81,9 @@ def _client_changes_describe(*, client: Client, name: str, active: bool) -> str:
 
 
 def client_update(*, client: Client, name: str, active: bool, actor: User | None = None) -> Client:
-    """Rename or (de)activate a client; deactivation takes it out of every user's scope.
+    """Rename or (de)activate a client; deactivation takes it out of every user's scope and ends its
+    open invitations (their links never open on a deactivated client, and a reactivation, maybe
+    months later, must not bring back links nobody remembers sending).
 
     Unchanged values write nothing (and commit nothing).
     """
@@ -97,6 +99,10 @@ def client_update(*, client: Client, name: str, active: bool, actor: User | None
         client.save(update_fields=["name", "active"])
         if active_changed:
             client_members_claims_bump(client=client)
+        if active_changed and not active:
+            invitations_end(
+                invitations=client.invitations.all(), actor=actor, why="the client was deactivated"
+            )
     delivery.client_file_deliver_after_commit(
         client=client, actor=actor, summary=f"{client.slug}: {described}"
     )

@@ -103,7 +103,8 @@ def invitation_create(
     # either finds this invitation and ends it, or has ended the session checked here. Then the
     # client's, as every change to its team takes it.
     session_still_acting(user_id=actor.pk, session_id=session_id)
-    client_lock(client=client)
+    if not client_lock(client=client).active:  # deactivated since the caller read it
+        raise ValidationError({"client": ["This client is deactivated: no invitation to it can be sent."]})
     email = invitation_check(client=client, email=email, role=role, actor=actor)
     token, now = secrets.token_urlsafe(32), timezone.now()
     # On the trail as a revocation, as the Team page's own is.

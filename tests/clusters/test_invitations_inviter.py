@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from clusters.models import ClientAuditEvent, Grant, Invitation
-from clusters.services import grant_set
+from clusters.models import Client, ClientAuditEvent, Grant, Invitation
+from clusters.services import client_update, grant_set, invitation_create
 from tests.accounts.test_admin import user_change_form_data
 from tests.clusters.test_invitations import INVITATIONS, invite, link_token, sign_up
 from tests.conftest import DEFAULT_PASSWORD, b64
@@ -195,3 +196,33 @@ def test_an_inviter_who_stops_being_an_operator_ends_the_invitations_they_can_no
     assert as_admin1.get(INVITATIONS).json() == []
     revoked = ClientAuditEvent.objects.get(type="invitation_revoked")
     assert revoked.detail == "as admin; the inviter is no longer an operator"
+
+
+def test_deactivating_a_client_ends_its_invitations_and_reactivating_it_does_not_bring_them_back(
+    admin_browser, as_admin1, client1
+):
+    """A suspended client's links stay dead: whoever it is reactivated for did not send them."""
+    invite(as_admin1, "newcomer@example.com", role="viewer")
+    token = link_token()
+
+    client_update(client=client1, name=client1.name, active=False, actor=None)
+    client_update(client=client1, name=client1.name, active=True, actor=None)
+
+    assert Invitation.objects.get(email="newcomer@example.com").state == "revoked"
+    assert as_admin1.get(INVITATIONS).json() == []  # no longer listed as pending
+    assert sign_up(token, password=b64("a long new passphrase")).json()["code"] == "invitation_invalid"
+    revoked = ClientAuditEvent.objects.get(type="invitation_revoked")
+    assert revoked.detail == "as viewer; the client was deactivated"
+
+
+def test_an_invitation_to_a_client_deactivated_since_its_page_was_read_is_not_sent(
+    inviter, client1, mailoutbox
+):
+    """The check under the client's lock sees the deactivation the caller's scope check missed."""
+    Client.objects.filter(pk=client1.pk).update(active=False)  # client1 as read before: still active
+
+    with pytest.raises(ValidationError) as refused:
+        invitation_create(client=client1, email="late@example.com", role="viewer", actor=inviter)
+
+    assert "deactivated" in str(refused.value.message_dict["client"])
+    assert not Invitation.objects.exists() and mailoutbox == []
