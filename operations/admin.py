@@ -11,6 +11,8 @@ get the waiting changes out, and is told at once whether the remote took them.
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
@@ -24,6 +26,8 @@ from clusters.sync import SyncReport, repository_sync, sync_done, sync_problems
 from gitops.errors import RepositoryUnavailable
 from operations.models import SystemStatus
 from operations.selectors import PROBE_TIMEOUT_SECONDS, SLOW_ROUND_TRIP_MS, system_status
+
+logger = logging.getLogger(__name__)
 
 _FOLDERS_NAMED = 10  # in a message; gitops_sync --check names every one
 
@@ -87,6 +91,8 @@ class SystemStatusAdmin(ReadOnlyAdmin):
                 messages.ERROR,
                 f"Nothing was delivered: the GitOps repository is unavailable ({error}).",
             )
+        # A sync also writes git back to the database's state over hand edits: who ran it is kept.
+        logger.info("deliver now: %s", text, extra={"actor_id": request.user.pk})
         self.message_user(request, text, level)
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:operations_systemstatus_changelist"))
 

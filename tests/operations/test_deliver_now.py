@@ -97,10 +97,14 @@ def test_deliver_now_while_the_remote_still_refuses_says_so_and_why(
     assert change.pushed is False
 
 
-def test_deliver_now_with_nothing_waiting_says_git_matches(served, cluster1, operator_browser):
+def test_deliver_now_with_nothing_waiting_says_git_matches(served, cluster1, operator_browser, caplog):
     html = operator_browser.post(DELIVER_NOW, follow=True).content.decode()
 
     assert "Nothing to deliver" in html
+    # Who ran it, and what it did, is in the log: a sync writes over hand edits in git.
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("deliver now:")]
+    assert str(record.actor_id) == operator_browser.session["_auth_user_id"]
+    assert "Nothing to deliver" in record.getMessage()
 
 
 def test_deliver_now_names_folders_in_git_the_database_does_not_know(served, cluster1, operator_browser):
