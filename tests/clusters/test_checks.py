@@ -1,11 +1,16 @@
-"""``manage.py check --deploy`` refuses an SSH remote whose host key cannot be verified."""
+"""``manage.py check --deploy`` refuses an SSH remote whose host key cannot be verified, and a
+sealing certificate the portal could not seal with."""
 
 from __future__ import annotations
 
 import pygit2
 import pytest
 
-from clusters.checks import ssh_known_hosts_markers_check, ssh_remote_host_keys_check
+from clusters.checks import (
+    sealing_certificate_check,
+    ssh_known_hosts_markers_check,
+    ssh_remote_host_keys_check,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +61,22 @@ def test_known_hosts_markers_libgit2_would_ignore_are_a_deploy_error(settings, t
     assert [problem.id for problem in problems] == ["clusters.E002"] and marker in problems[0].msg
     known_hosts.write_text(f"git.example.com {key}\n")  # the operator removes the marker line
     assert ssh_known_hosts_markers_check(None) == []
+
+
+def test_a_sealing_certificate_that_is_missing_or_no_certificate_is_a_deploy_error(settings, tmp_path):
+    """A ConfigMap key mounted under another name, or the wrong file: said at deploy time, not
+    when the first cluster's keys wait undelivered."""
+    settings.GITOPS_SEALING_CERT = str(tmp_path / "renamed" / "cert.pem")
+    (missing,) = sealing_certificate_check(None)
+    assert missing.id == "clusters.E003" and "cannot be read (No such file or directory)" in missing.msg
+
+    (tmp_path / "cert.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot this\n-----END PRIVATE KEY-----\n")
+    settings.GITOPS_SEALING_CERT = str(tmp_path / "cert.pem")
+    (wrong,) = sealing_certificate_check(None)
+    assert wrong.id == "clusters.E003" and "not a PEM certificate" in wrong.msg
+
+
+def test_a_usable_sealing_certificate_or_none_passes(settings, sealing_certificate):
+    assert sealing_certificate_check(None) == []
+    settings.GITOPS_SEALING_CERT = ""
+    assert sealing_certificate_check(None) == []
