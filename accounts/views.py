@@ -415,12 +415,21 @@ class ValidateView(PublicAPIView):
                 self.failure = error
         return super().dispatch(request, *args, **kwargs)
 
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        # A gateway passes on its client's Accept (text/csv, text/event-stream...): a refusal is
+        # JSON all the same, not 406, which nginx would turn into its "sign-in unavailable" 503.
+        return super().perform_content_negotiation(request, force=True)
+
     def handle_exception(self, exc: Exception) -> Response:
         # nginx's auth_request drops the subrequest's body: the code travels in a header too, so
         # the gateway can answer its client with the same {"code", "detail"} (deploy/gateway/).
         response = super().handle_exception(exc)
         if isinstance(response.data, dict) and "code" in response.data:
             response["X-Auth-Error-Code"] = response.data["code"]
+        if (
+            response.status_code == status.HTTP_403_FORBIDDEN
+        ):  # the ordinary answer to a caller without a token
+            self.request._request.refusal_expected = True
         return response
 
     @extend_schema(

@@ -170,15 +170,20 @@ class JsonFormatter(logging.Formatter):
 
 
 class OutageFilter(logging.Filter):
-    """Drops Django's per-response line for a request answered 503 because a dependency is down.
+    """Drops Django's per-response line for a request answered 503 because a dependency is down,
+    and for a refusal that is the endpoint's ordinary answer (``refusal_expected``).
 
     The dependency's reporter (``config.outages``) logs the outage once per burst instead, so a
-    minute of a lost database is one line, not one traceback per request.
+    minute of a lost database is one line, not one traceback per request. A gateway asks
+    ``/api/auth/validate`` for every request it proxies: each anonymous or expired caller of any
+    service behind it would be a WARNING here (the metrics count them).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "django.request":
+            return True
         request = getattr(record, "request", None)
-        return not (record.name == "django.request" and getattr(request, "dependency_outage", None))
+        return not (getattr(request, "dependency_outage", None) or getattr(request, "refusal_expected", None))
 
 
 def django_logging(*, level: str) -> dict:

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import sessions_revoke
+from config.logging import OutageFilter
 
 
 @pytest.mark.parametrize("via", ["cookie", "bearer", "x-auth-token"])
@@ -116,3 +117,27 @@ def test_the_document_declares_the_headers_a_gateway_reads(openapi_document, bea
     assert declared["200"] == {name for name in valid.headers if name.startswith("X-Auth-")}
     assert declared["403"] == {name for name in refused.headers if name.startswith("X-Auth-")}
     assert declared["503"] == {"X-Auth-Error-Code"}
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "text/event-stream", "image/png", "application/xml"])
+def test_a_refusal_is_json_whatever_the_gateways_client_accepts(db, accept):
+    """The gateway passes its client's Accept on: 406 here would be nginx's "sign-in unavailable"."""
+    response = APIClient().get("/api/auth/validate", HTTP_ACCEPT=accept, HTTP_AUTHORIZATION="Bearer garbage")
+
+    assert (response.status_code, response["Content-Type"]) == (403, "application/json")
+    assert response.json()["code"] == response["X-Auth-Error-Code"] == "token_not_valid"
+
+
+def test_a_refusal_is_not_a_warning_in_the_log_as_an_api_refusal_is(db, caplog):
+    """Every anonymous caller of every service behind the gateway would be a WARNING line."""
+
+    def logged() -> list[str]:  # what the log handler lets through (config.logging.OutageFilter)
+        return [
+            r.getMessage() for r in caplog.records if r.name == "django.request" and OutageFilter().filter(r)
+        ]
+
+    APIClient().get("/api/auth/validate")
+    assert logged() == []
+
+    APIClient().get("/api/auth/me")  # the API's own refusals are still logged
+    assert logged() == ["Forbidden: /api/auth/me"]

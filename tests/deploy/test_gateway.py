@@ -331,6 +331,16 @@ def test_the_gateway_refuses_with_the_portals_code(gateway, upstream, live_serve
     assert upstream.received == []
 
 
+def test_a_client_asking_for_csv_or_an_event_stream_is_refused_as_any_other(gateway, upstream):
+    """Not the gateway's "sign-in unavailable": that would keep the client from refreshing."""
+    for accept in ("text/csv", "text/event-stream"):
+        headers = {"Accept": accept, **token_headers("not.a.token", "bearer")}
+        assert_refused(
+            requests.get(f"{gateway}/service/things", headers=headers, timeout=10), 403, "token_not_valid"
+        )
+    assert upstream.received == []
+
+
 def test_a_staff_account_that_must_set_up_a_second_factor_is_told_so_by_the_gateway(
     gateway, upstream, user_factory, settings
 ):
@@ -351,12 +361,8 @@ def test_a_refused_post_never_reaches_the_service_either(gateway, upstream):
     assert upstream.received == []
 
 
-def test_a_write_carried_by_the_cookie_needs_the_portals_csrf_token_and_origin(
-    gateway, upstream, user1, settings
-):
-    settings.CSRF_TRUSTED_ORIGINS = [
-        gateway
-    ]  # the public origin, as in production (nginx's $host has no port)
+def test_a_write_carried_by_the_cookie_needs_the_portals_csrf_token_and_origin(gateway, upstream, user1):
+    """On a port of its own (nginx passes the Host with its port): no CSRF_TRUSTED_ORIGINS needed."""
     cookies = _portal_cookies(gateway, user1.email, "/service/things")
     browser = {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
     # nginx's own X-Original-Method wins over one the client makes up.
@@ -466,8 +472,11 @@ def _portal_cookies(gateway: str, email: str, path: str) -> dict[str, str]:
     """The cookies the portal sets on a browser (the app's csrftoken, the sign-in's) that the
     browser sends back to ``path``: the refresh and device cookies are only sent to /api/auth/."""
     app = requests.get(f"{gateway}/", timeout=10)
-    login = requests.post(
-        f"{gateway}/api/auth/login", json={"email": email, "password": b64(PASSWORD)}, timeout=10
+    login = requests.post(  # as the browser app signs in: from the gateway's own origin
+        f"{gateway}/api/auth/login",
+        json={"email": email, "password": b64(PASSWORD)},
+        headers={"Origin": gateway},
+        timeout=10,
     )
     assert login.status_code == 200, login.text
     cookies = {
