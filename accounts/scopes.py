@@ -122,6 +122,16 @@ class CredentialScope:
         """The ``scope`` claim and ``X-Auth-Scope``: ``*``, or the client slugs space-separated."""
         return OPERATOR_SCOPE if self.permissions is None else " ".join(sorted(self.permissions))
 
+    @property
+    def permissions_claim(self) -> str:
+        """``X-Auth-Permissions``: ``*``, or per client ``<client>=<permission>,...``, space-separated
+        (the clients of :attr:`claim`; a service behind a gateway tells a view-only credential by it)."""
+        if self.permissions is None:
+            return OPERATOR_SCOPE
+        return " ".join(
+            f"{client}={','.join(sorted(held))}" for client, held in sorted(self.permissions.items())
+        )
+
     def allows(self, client: str, permission: str) -> bool:
         return self.permissions is None or permission in self.permissions.get(client, ())
 

@@ -376,6 +376,7 @@ def validate_identity_headers(request: HttpRequest) -> dict[str, str]:
         "X-Auth-User-Id": str(user_id),
         "X-Auth-Email": claims.email,
         "X-Auth-Scope": scope.claim,
+        "X-Auth-Permissions": scope.permissions_claim,
         "Cache-Control": "no-store",
     }
 
@@ -393,6 +394,13 @@ VALIDATE_HEADERS = [
         "`*` for an operator.",
         [200],
     ),
+    _gateway_header(
+        "X-Auth-Permissions",
+        "What the credential may do now on each client of X-Auth-Scope: `<client>=<permission>,...` "
+        "separated by spaces (permissions: view, configure, credentials, audit, members; a personal "
+        "access token's own, within its user's role), `*` for an operator.",
+        [200],
+    ),
     _gateway_header("X-Auth-Error-Code", "The error body's `code`.", [403, 503]),
 ]
 
@@ -401,6 +409,7 @@ class ValidateView(PublicAPIView):
     """For gateways: the cache only, no database query."""
 
     failure: errors.PortalError | None = None
+    ignores_accept = True  # see perform_content_negotiation
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         # Gateways call this on every proxied request: a valid token is answered without DRF's
@@ -438,8 +447,8 @@ class ValidateView(PublicAPIView):
         responses={
             200: OpenApiResponse(
                 None,
-                description="Valid access token; identity in X-Auth-User-Id, X-Auth-Email, X-Auth-Scope "
-                "(the user's current email and scope).",
+                description="Valid access token; identity in X-Auth-User-Id, X-Auth-Email, X-Auth-Scope, "
+                "X-Auth-Permissions (the user's current email, scope and permissions).",
             ),
             **error_responses(*AUTHENTICATION_ERRORS, errors.MfaEnrolmentRequired, errors.CsrfFailed),
         },

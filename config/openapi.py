@@ -65,7 +65,8 @@ def error_responses(
 class PortalAutoSchema(AutoSchema):
     """Adds the errors every operation of a kind can answer, so views do not list them each:
 
-    - ``not_acceptable`` (406) everywhere: a request whose ``Accept`` excludes JSON;
+    - ``not_acceptable`` (406) everywhere: a request whose ``Accept`` excludes JSON (but views
+      that set ``ignores_accept``: a gateway's check answers JSON whatever its client accepts);
     - ``mfa_enrolment_required`` to the 403 of every authenticated endpoint that refuses an account
       the policy requires a second factor of until it has one: views that do not set
       ``allowed_before_enrolment`` (the authentication enforces it);
@@ -80,7 +81,8 @@ class PortalAutoSchema(AutoSchema):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:
             return operation
-        self._error_add(operation, errors.NotAcceptable)
+        if not getattr(self.view, "ignores_accept", False):
+            self._error_add(operation, errors.NotAcceptable)
         if self._refused_before_enrolment():
             self._error_add(operation, errors.MfaEnrolmentRequired)
         if self.view.get_authenticators() and not getattr(self.view, "accepts_personal_access_tokens", False):

@@ -24,7 +24,7 @@ def test_a_valid_access_token_is_answered_with_identity_headers(auth_client, bea
     assert response.status_code == 200
     assert response["X-Auth-User-Id"] == str(user.pk)
     assert response["X-Auth-Email"] == "alice@example.com"
-    assert response["X-Auth-Scope"] == ""
+    assert response["X-Auth-Scope"] == response["X-Auth-Permissions"] == ""
     assert response.content == b"" and "Content-Type" not in response  # headers only, not an empty page
 
 
@@ -141,3 +141,20 @@ def test_a_refusal_is_not_a_warning_in_the_log_as_an_api_refusal_is(db, caplog):
 
     APIClient().get("/api/auth/me")  # the API's own refusals are still logged
     assert logged() == ["Forbidden: /api/auth/me"]
+
+
+def test_the_permissions_say_what_each_client_allows_a_role_a_token_and_an_operator(
+    bearer_client, user1, operator_staff, client_for
+):
+    """A service behind the gateway tells a viewer or a view-only token from who may change things."""
+    as_operator_role = bearer_client(user1).get("/api/auth/validate")
+    assert as_operator_role["X-Auth-Permissions"] == "client1=configure,credentials,view"
+
+    created = client_for(user1).post(
+        "/api/auth/tokens", {"name": "CI", "clients": {"client1": ["view"]}}, format="json"
+    )
+    token = APIClient()
+    token.credentials(HTTP_AUTHORIZATION=f"Bearer {created.json()['token']}")
+    assert token.get("/api/auth/validate")["X-Auth-Permissions"] == "client1=view"
+
+    assert bearer_client(operator_staff).get("/api/auth/validate")["X-Auth-Permissions"] == "*"

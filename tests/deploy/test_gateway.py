@@ -50,7 +50,8 @@ NGINX_CONF = Path(os.environ.get("PORTAL_GATEWAY_CONF") or PROJECT_ROOT / "deplo
 CONFIGMAP = PROJECT_ROOT / "deploy" / "k8s" / "configmap.yaml"
 NGINX = os.environ.get("PORTAL_NGINX", "/usr/sbin/nginx")
 PASSWORD = "correct horse battery"  # tests/conftest.py's user_factory default
-IDENTITY_HEADERS = ("x-auth-user-id", "x-auth-email", "x-auth-scope")
+IDENTITY_HEADERS = ("x-auth-user-id", "x-auth-email", "x-auth-scope", "x-auth-permissions")
+OPERATOR_ROLE_PERMISSIONS = "client1=configure,credentials,view"  # user1's on client1
 DEFAULT_DETAIL = {
     error.default_code: error.default_detail
     for error in (
@@ -257,6 +258,7 @@ def test_a_valid_access_token_reaches_the_service_with_the_identity_headers(gate
     assert headers["x-auth-user-id"] == [str(user1.pk)]
     assert headers["x-auth-email"] == ["client1@example.com"]
     assert headers["x-auth-scope"] == ["client1"]
+    assert headers["x-auth-permissions"] == [OPERATOR_ROLE_PERMISSIONS]
 
 
 def test_identity_headers_sent_by_the_client_never_reach_the_service(gateway, upstream, user1, user_factory):
@@ -264,6 +266,7 @@ def test_identity_headers_sent_by_the_client_never_reach_the_service(gateway, up
         "X-Auth-User-Id": "1",
         "X-Auth-Email": "admin@example.com",
         "X-Auth-Scope": "*",
+        "X-Auth-Permissions": "*",
         "X_Auth_User_Id": "1",  # the underscore spelling WSGI servers read as the same header
     }
     token = sign_in(gateway, user1.email)["accessToken"]
@@ -280,9 +283,19 @@ def test_identity_headers_sent_by_the_client_never_reach_the_service(gateway, up
     assert_refused(refused, 403, "not_authenticated")
     assert len(upstream.received) == 2
     first, second = upstream.headers(0), upstream.headers(1)
-    assert [first[name] for name in IDENTITY_HEADERS] == [[str(user1.pk)], [user1.email], ["client1"]]
+    assert [first[name] for name in IDENTITY_HEADERS] == [
+        [str(user1.pk)],
+        [user1.email],
+        ["client1"],
+        [OPERATOR_ROLE_PERMISSIONS],
+    ]
     # A user without grants has an empty scope: no scope header at all, and not the forged one.
-    assert [second.get(name) for name in IDENTITY_HEADERS] == [[str(no_grants.pk)], [no_grants.email], None]
+    assert [second.get(name) for name in IDENTITY_HEADERS] == [
+        [str(no_grants.pk)],
+        [no_grants.email],
+        None,
+        None,
+    ]
     assert not any("_" in name for request in (first, second) for name in request)
 
 
@@ -444,7 +457,13 @@ def test_a_personal_access_token_passes_with_its_own_scope_until_revoked(gateway
 
     assert (response.status_code, response.json()) == (200, {"service": "reached"})
     headers = upstream.headers()
-    assert [headers[name] for name in IDENTITY_HEADERS] == [[str(user1.pk)], [user1.email], ["client1"]]
+    # Its own permissions, not its user's: the service can refuse a view-only token's writes.
+    assert [headers[name] for name in IDENTITY_HEADERS] == [
+        [str(user1.pk)],
+        [user1.email],
+        ["client1"],
+        ["client1=view"],
+    ]
     as_cookie = requests.get(f"{gateway}/service/things", headers=token_headers(pat, "cookie"), timeout=10)
     assert_refused(as_cookie, 403, "token_not_valid")
     revoked = requests.delete(
@@ -509,7 +528,13 @@ def test_the_service_gets_the_identity_but_none_of_the_callers_credentials(gatew
     assert (response.status_code, response.json()) == (200, {"service": "reached"})
     (request,) = upstream.received
     received = upstream.headers()
-    assert [received[name] for name in IDENTITY_HEADERS] == [[str(user1.pk)], [user1.email], ["client1"]]
+    permissions = "client1=view" if via == "personal-access-token" else OPERATOR_ROLE_PERMISSIONS
+    assert [received[name] for name in IDENTITY_HEADERS] == [
+        [str(user1.pk)],
+        [user1.email],
+        ["client1"],
+        [permissions],
+    ]
     assert "authorization" not in received
     assert "x-auth-token" not in received
     assert "cookie" not in received
