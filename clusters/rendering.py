@@ -18,7 +18,7 @@ import yaml
 from django.conf import settings
 
 from clusters.models import SPEC_FIELD_NAMES, Client, Cluster
-from config.crypto import CLUSTER_API_KEYS, field_decrypt
+from config.crypto import CLUSTER_API_KEYS, FieldDecryptionError, field_decrypt
 from gitops.sealing import SealingError, sealed_secret_render
 from gitops.trees import TreeReader
 from gitops.values import (
@@ -69,13 +69,19 @@ class ClusterKeys:
     @classmethod
     def of(cls, cluster: Cluster) -> ClusterKeys:
         alt = cluster.alt_api_key_encrypted
-        return cls(
-            api_key=field_decrypt(ciphertext=cluster.api_key_encrypted, purpose=CLUSTER_API_KEYS),
-            read_only_api_key=field_decrypt(
-                ciphertext=cluster.read_only_api_key_encrypted, purpose=CLUSTER_API_KEYS
-            ),
-            alt_api_key=field_decrypt(ciphertext=alt, purpose=CLUSTER_API_KEYS) if alt else "",
-        )
+        try:
+            return cls(
+                api_key=field_decrypt(ciphertext=cluster.api_key_encrypted, purpose=CLUSTER_API_KEYS),
+                read_only_api_key=field_decrypt(
+                    ciphertext=cluster.read_only_api_key_encrypted, purpose=CLUSTER_API_KEYS
+                ),
+                alt_api_key=field_decrypt(ciphertext=alt, purpose=CLUSTER_API_KEYS) if alt else "",
+            )
+        except FieldDecryptionError as error:  # whoever reads it (gitops_sync) is told which and what to do
+            raise FieldDecryptionError(
+                f"The API keys of cluster {cluster} cannot be decrypted with FIELD_ENCRYPTION_KEY: put the "
+                "key they were encrypted with back at its end (README: rotating FIELD_ENCRYPTION_KEY)."
+            ) from error
 
 
 def keys_fingerprint(*, api_key: str, read_only_api_key: str, alt_api_key: str = "") -> str:

@@ -28,6 +28,7 @@ from clusters.rendering import (
 )
 from clusters.repository import bootstrap_files, commit_message, committer_identity, locked, repository_get
 from clusters.selectors import changes_pending
+from config.crypto import FieldDecryptionError
 from gitops.delivery import PendingCommit
 from gitops.errors import ContentError, RepositoryUnavailable
 from gitops.locks import push_lock
@@ -96,7 +97,7 @@ def _everything_render(
         render = cluster_stop_render if cluster.decommissioned else cluster_files_render
         try:
             files.update(render(cluster=cluster, reader=reader))
-        except ContentError as error:
+        except (ContentError, FieldDecryptionError) as error:  # that cluster waits; the others go on
             conflicts[cluster.pk] = str(error)
     return files
 

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clusters.services import key_rotations_finish_due
 from clusters.sync import UNKNOWN_FOLDERS, SyncReport, repository_sync, sync_done, sync_problems
+from config.crypto import FieldDecryptionError
 from gitops.errors import RepositoryUnavailable
 
 
@@ -34,10 +35,7 @@ class Command(BaseCommand):
         if not check:
             for cluster in key_rotations_finish_due():
                 self.stdout.write(f"Key rotation of {cluster} finished after its grace period.")
-        try:
-            report = repository_sync(check=check, bootstrap=bootstrap)
-        except RepositoryUnavailable as error:
-            raise CommandError(f"GitOps repository unavailable: {error}") from error
+        report = self._sync_run(check=check, bootstrap=bootstrap)
         matched = "git matches the database" + (
             ", the Argo CD manifests and README included" if bootstrap else ""
         )
@@ -62,6 +60,15 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"No drift: {matched}."))
             return
         self._sync_report(report, matched)
+
+    @staticmethod
+    def _sync_run(*, check: bool, bootstrap: bool) -> SyncReport:
+        try:
+            return repository_sync(check=check, bootstrap=bootstrap)
+        except RepositoryUnavailable as error:
+            raise CommandError(f"GitOps repository unavailable: {error}") from error
+        except FieldDecryptionError as error:  # a pending change of that cluster: nothing was delivered
+            raise CommandError(f"Nothing was delivered: {error}") from error
 
     def _sync_report(self, report: SyncReport, matched: str) -> None:
         """What the sync did; a non-zero exit when something is left undone (a CronJob that exits 0

@@ -1,0 +1,69 @@
+"""``gitops_sync`` with a cluster whose API keys the configured FIELD_ENCRYPTION_KEY cannot decrypt
+(a CronJob whose Secret lags a key rotation): that cluster is named, with what to do, and the
+others are still synced; no traceback."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+import yaml
+from django.core.management import CommandError, call_command
+
+from clusters.models import Cluster
+from config.crypto import CLUSTER_API_KEYS, field_encrypt
+from gitops.repository import file_read
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(*args: str) -> tuple[str, CommandError | None]:
+    out = StringIO()
+    try:
+        call_command("gitops_sync", *args, stdout=out)
+    except CommandError as error:
+        return out.getvalue(), error
+    return out.getvalue(), None
+
+
+def _keys_under_another_key(cluster: Cluster, settings) -> None:
+    configured = settings.FIELD_ENCRYPTION_KEY
+    settings.FIELD_ENCRYPTION_KEY = "a key this process does not have"
+    foreign = field_encrypt(plaintext="k" * 32, purpose=CLUSTER_API_KEYS)
+    settings.FIELD_ENCRYPTION_KEY = configured
+    Cluster.objects.filter(pk=cluster.pk).update(api_key_encrypted=foreign)
+
+
+def _replicas_in_git(git_server) -> int:
+    return yaml.safe_load(file_read(repository=git_server, file_path="clients/client2/main/values.yaml"))[
+        "replicaCount"
+    ]
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_the_cluster_whose_keys_cannot_be_decrypted_is_named_and_the_others_still_sync(
+    git_server, cluster1, cluster2, settings, check
+):
+    _keys_under_another_key(cluster1, settings)
+    Cluster.objects.filter(pk=cluster2.pk).update(replicas=4)  # drift of another cluster
+    before = _replicas_in_git(git_server)
+
+    out, error = _run(*(["--check"] if check else []))
+
+    assert error is not None and "Traceback" not in out
+    (conflict,) = [line for line in out.splitlines() if line.startswith("conflict:")]
+    assert "client1/main cannot be decrypted with FIELD_ENCRYPTION_KEY" in conflict
+    assert _replicas_in_git(git_server) == (before if check else 4)  # a check writes nothing; a sync goes on
+
+
+def test_a_pending_change_of_that_cluster_is_a_clear_error(git_server, cluster1, settings):
+    Cluster.objects.filter(pk=cluster1.pk).update(replicas=3)
+    cluster1.changes.create(
+        action="update", changes={"replicas": [2, 3]}, message="client1/main: replicas 2 -> 3"
+    )
+    _keys_under_another_key(cluster1, settings)
+
+    out, error = _run()
+
+    assert error is not None
+    assert "client1/main cannot be decrypted with FIELD_ENCRYPTION_KEY" in str(error)
