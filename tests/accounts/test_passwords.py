@@ -257,6 +257,7 @@ def test_changepassword_ends_the_accounts_sessions_and_tokens_as_an_operators_se
     token, _ = access_token_made(user1, clients={"client1": ["view"]})
     answers = iter(["a brand new passphrase", "a brand new passphrase"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)  # an operator at a terminal
 
     call_command("changepassword", "CLIENT1@example.com")
 
@@ -268,3 +269,21 @@ def test_changepassword_ends_the_accounts_sessions_and_tokens_as_an_operators_se
     assert token.revoked_at is not None
     assert AuditEvent.objects.filter(user=user1, type="password_changed").exists()
     assert "their sessions and personal access tokens have ended" in capsys.readouterr().out
+
+
+def test_changepassword_without_a_terminal_says_so_and_changes_nothing(user1, monkeypatch):
+    """kubectl exec without -it: a clear refusal, not getpass's traceback."""
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(CommandError, match="run it in a terminal"):
+        call_command("changepassword", user1.email)
+    user1.refresh_from_db()
+    assert user1.password_version == 0
+
+
+def test_changepassword_needs_the_email_it_is_for(db):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="arguments are required: email"):
+        call_command("changepassword")

@@ -4,6 +4,8 @@ account ends (whoever knew the old password may hold one). Django's own saved th
 
 from __future__ import annotations
 
+import sys
+
 from django.contrib.auth.management.commands import changepassword
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -22,11 +24,22 @@ class Command(changepassword.Command):
         "end, as when an operator sets it in the admin."
     )
 
+    def add_arguments(self, parser) -> None:
+        # Not Django's: its "username" is optional and defaults to the shell's user.
+        parser.add_argument("username", metavar="email", help="The account's email.")
+        parser.add_argument(
+            "--database", default="default", help="Nominates a database. Defaults to the default one."
+        )
+
     def handle(self, *args, **options) -> str:
         given = options["username"] or ""
         user = User.objects.filter(email=email_canonical_or_none(given) or "").first()
         if user is None:
             raise CommandError(f"No account has the email {given!r}.")
+        if not sys.stdin.isatty():  # getpass would fail with a traceback (kubectl exec without -it)
+            raise CommandError(
+                "changepassword asks for the password twice: run it in a terminal (kubectl exec -it)."
+            )
         self.stdout.write(f"Changing password for user '{user}'")
         for _ in range(ATTEMPTS):
             password, again = self._get_pass(), self._get_pass("Password (again): ")
