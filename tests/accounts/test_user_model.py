@@ -56,6 +56,32 @@ def test_createsuperuser_without_a_terminal_asks_for_the_name_it_needs(db, monke
     assert not User.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [(None, "needs DJANGO_SUPERUSER_PASSWORD"), ("short", "too short"), ("password123", "too common")],
+)
+def test_createsuperuser_makes_no_operator_without_a_usable_password(db, monkeypatch, password, why):
+    """An operator nobody can sign in as (a password reset sends such an account nothing), or one
+    with a password the portal refuses everywhere else."""
+    if password is None:
+        monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", password)
+    with pytest.raises(CommandError, match=why):
+        call_command(
+            "createsuperuser", "--noinput", "--email", "ops@example.com", "--name", "Ops", verbosity=0
+        )
+    assert not User.objects.exists()
+
+
+def test_createsuperuser_asked_without_a_terminal_fails_instead_of_skipping(db, monkeypatch):
+    """kubectl exec without -it: Django's skips the account and exits 0; a script would not notice."""
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(CommandError, match="run it in a terminal"):
+        call_command("createsuperuser", verbosity=0)
+    assert not User.objects.exists()
+
+
 @pytest.fixture
 def older_hash(settings, user_factory) -> User:
     """A user whose password (DEFAULT_PASSWORD) is stored in a format the settings no longer prefer."""
