@@ -149,9 +149,7 @@ class ClusterDecommissionAdmin:
         return view
 
     def _step_take(self, request: HttpRequest, cluster: Cluster, step: str) -> HttpResponse:
-        refusal = recent_sign_in_refusal(request)
-        if refusal is not None:
-            self.message_user(request, refusal, messages.ERROR)
+        if recent_sign_in_refusal(request) is not None:  # the page it goes back to says why, once
             return HttpResponseRedirect(request.get_full_path())
         service = cluster_remove if step == "remove" else cluster_decommission
         try:
