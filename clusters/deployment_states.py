@@ -16,10 +16,12 @@ from django.db.models import Q
 
 from clusters.models import ClusterChange
 from clusters.remote import branch_fetch_soon
+from clusters.rendering import cluster_files_render, cluster_stop_render
+from config.crypto import FieldDecryptionError
 from gitops.argocd_api import ApplicationStatus
-from gitops.errors import RepositoryUnavailable
-from gitops.remote import commit_history
-from gitops.repository import GitopsRepository, commit_exists
+from gitops.errors import ContentError, RepositoryUnavailable
+from gitops.remote import commit_history, remote_tracking_tip
+from gitops.repository import GitopsRepository, branch_tip, commit_exists, tree_reader
 
 PENDING = "pending"
 SYNCING = "syncing"
@@ -68,10 +70,31 @@ def revision_contains(*, deployed: str, change: ClusterChange) -> bool:
         if not history:
             branch_fetch_soon(repository=repository)  # a commit made elsewhere: judged at a next look
         elif commit_exists(repository=repository, commit=change.commit):
-            return False
+            return _rewritten_away(repository, change) and _deployed_as_rendered(repository, deployed, change)
     except RepositoryUnavailable:
         pass
     return _portal_order_contains(deployed, change)
+
+
+def _rewritten_away(repository: GitopsRepository, change: ClusterChange) -> bool:
+    """Whether the branch no longer holds the change's commit: its history was rewritten (a
+    force-push, to squash it or to purge something), so no revision ever will."""
+    # The remote's branch as last fetched (what Argo CD reads), else this clone's own.
+    tip = remote_tracking_tip(repository=repository) or branch_tip(repository=repository)
+    return tip is not None and change.commit not in commit_history(repository=repository, commit=tip)
+
+
+def _deployed_as_rendered(repository: GitopsRepository, deployed: str, change: ClusterChange) -> bool:
+    """Whether the cluster's files at ``deployed`` are what the database renders now: then that
+    revision holds the change, whatever commit carries it (else it would read pending for ever)."""
+    cluster = change.cluster
+    if cluster.removed:
+        return False
+    render = cluster_stop_render if cluster.decommissioned else cluster_files_render
+    try:
+        return not render(cluster=cluster, reader=tree_reader(repository=repository, commit=deployed))
+    except (ContentError, FieldDecryptionError):
+        return False
 
 
 def revision_known(*, revision: str) -> bool:

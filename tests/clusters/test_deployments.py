@@ -679,3 +679,37 @@ def test_a_sync_still_running_past_the_deadline_is_degraded(
         assert deployment["message"] == (
             f"Argo CD has been applying the latest change for 11 minutes without finishing: {waiting}"
         )
+
+
+def test_a_change_whose_commit_a_force_push_rewrote_away_is_deployed_once_argo_cd_runs_its_content(
+    argocd, git_server, scaled, as_user1, settings
+):
+    """Someone squashed the branch (git push --force): no revision will ever hold the change's
+    commit, but Argo CD runs exactly what the database says, so it is not pending for ever."""
+    import pygit2
+
+    from clusters.remote import gitops_remote
+    from gitops.remote import remote_fetch
+    from gitops.repository import branch_tip
+
+    def fetched() -> None:  # as the portal's next delivery or look at Argo CD does
+        remote_fetch(repository=portal_repository(settings), remote=gitops_remote())
+
+    handle = pygit2.Repository(str(git_server.path))
+    tip = handle.revparse_single("refs/heads/main")
+    ops = pygit2.Signature("Ops", "ops@example.com")
+    squashed = str(
+        handle.create_commit(None, ops, ops, "squash\n", tip.tree_id, [])
+    )  # same files, new history
+    handle.references["refs/heads/main"].set_target(squashed)
+    fetched()
+    argocd.application_put(client="client1", cluster="main", revision=squashed)
+
+    assert _fresh(as_user1)["state"] == "deployed"
+
+    # A revision of the rewritten history whose files are not the database's holds nothing.
+    hand_commit(git_server, "clients/client1/main/values.yaml", b"replicaCount: 1\n")
+    fetched()
+    argocd.application_put(client="client1", cluster="main", revision=branch_tip(repository=git_server))
+
+    assert _fresh(as_user1)["state"] == "pending"
