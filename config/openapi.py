@@ -35,6 +35,15 @@ RETRY_AFTER_HEADER = {
     "schema": {"type": "integer", "minimum": 0},
 }
 
+# accounts.authentication.ExtendedTokenMiddleware: a Bearer access token whose claims are out of
+# date (a grant, an email changed since it was signed) is answered with a fresh one.
+EXTENDED_TOKEN_HEADER = {
+    "description": "A fresh access token, when the Bearer access token presented carries out-of-date "
+    "claims (a grant or the email changed since it was signed): use it from now on. Cookie clients get "
+    "a new access cookie instead; personal access tokens never get one.",
+    "schema": {"type": "string"},
+}
+
 # What every endpoint behind JWTAuthentication can answer besides its own errors.
 AUTHENTICATION_ERRORS: tuple[type[errors.PortalError], ...] = (
     errors.NotAuthenticated,
@@ -87,6 +96,10 @@ class PortalAutoSchema(AutoSchema):
             self._error_add(operation, errors.MfaEnrolmentRequired)
         if self.view.get_authenticators() and not getattr(self.view, "accepts_personal_access_tokens", False):
             self._error_add(operation, errors.PatNotAllowed)
+        if self.view.get_authenticators():
+            for status_code, response in operation.get("responses", {}).items():
+                if str(status_code).startswith("2"):
+                    response.setdefault("headers", {})["X-Extended-Token"] = EXTENDED_TOKEN_HEADER
         throttled = operation.get("responses", {}).get(str(errors.Throttled.status_code))
         if throttled is not None:  # the contract: every 429 says when to try again
             throttled.setdefault("headers", {})["Retry-After"] = RETRY_AFTER_HEADER

@@ -239,3 +239,13 @@ def test_which_fields_go_together_is_in_the_document_as_the_server_checks_it(
         assert validator.is_valid(body) == accepted, (body, accepted)
         verdicts.append(accepted)
     assert True in verdicts and False in verdicts
+
+
+def test_the_fresh_token_header_is_documented_where_a_bearer_token_can_get_one(client, db):
+    """A header-token client not told of X-Extended-Token keeps using its out-of-date token."""
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    clusters = document["paths"]["/api/clients"]["get"]["responses"]["200"]
+    login = document["paths"]["/api/auth/login"]["post"]["responses"]["200"]
+
+    assert "X-Extended-Token" in clusters["headers"]
+    assert "X-Extended-Token" not in login.get("headers", {})  # no token presented there
