@@ -113,9 +113,17 @@ class Settings:
 class Refusal(Exception):
     """An error answer: status, stable code, sentence (the portal's {"code", "detail"} shape)."""
 
-    def __init__(self, status: int, code: str, detail: str, challenge: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        challenge: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.challenge = status, code, detail, challenge
+        self.retry_after = retry_after
 
 
 def not_authenticated() -> Refusal:
@@ -130,50 +138,112 @@ def permission_denied() -> Refusal:
     return Refusal(403, "permission_denied", "Insufficient permissions", 'Bearer error="insufficient_scope"')
 
 
-def keys_unavailable() -> Refusal:
-    return Refusal(503, "auth_unavailable", "The portal's signing keys cannot be fetched; try again shortly.")
+def keys_unavailable(retry_after: float) -> Refusal:
+    return Refusal(
+        503,
+        "auth_unavailable",
+        "The portal's signing keys cannot be fetched; try again shortly.",
+        retry_after=retry_after,
+    )
+
+
+def key_not_yet_known(retry_after: float) -> Refusal:
+    return Refusal(
+        503,
+        "auth_unavailable",
+        "The token's signing key is not in the portal's key set as last fetched (it may have "
+        "just been added); the set is fetched again shortly: try again after Retry-After.",
+        retry_after=retry_after,
+    )
 
 
 # --- the portal's keys -----------------------------------------------------------------------
+
+FETCH_TIMEOUT_SECONDS = 5
+# After a failed fetch, requests that need the key set are answered 503 at once for this long,
+# rather than each waiting out another timeout of a portal that hangs.
+FAILED_FETCH_PAUSE_SECONDS = 5
+_FETCH = object()  # what ``PortalKeys._lookup`` answers when this request must fetch the set
 
 
 class PortalKeys:
     """The portal's public keys, fetched from its JWKS and trusted for ``jwks_cache_seconds``.
 
-    A ``kid`` the cached set does not know may be a key the portal has just rotated in, so the
-    set is fetched again at once, but at most once per ``jwks_refetch_interval``: a flood of
-    tokens with made-up kids costs the portal one request per interval, not one per token.
-    A retired key disappears from the set, and so from here once the cached set expires.
+    One fetch at a time (the others wait for its outcome, or use the cached set), never under
+    the lock, and a failed fetch is remembered for ``FAILED_FETCH_PAUSE_SECONDS``. A ``kid``
+    the cached set does not know may be a key the portal has just rotated in, so the set is
+    fetched again at once, but at most once per ``jwks_refetch_interval``: a flood of tokens
+    with made-up kids costs the portal one request per interval, not one per token. The set a
+    fetch brings is final for the kid it was fetched for (401 when it lacks it, until the next
+    fetch); any other unknown kid within the interval is answered 503 with ``Retry-After``,
+    not 401, since the set may simply be older than that kid's key. A retired key disappears
+    from the set, and so from here once the cached set expires.
     """
 
     def __init__(self, settings: Settings) -> None:
-        # PyJWT's per-kid cache (cache_keys) never forgets a key: retired keys would stay valid.
+        # Caching is done here rather than by PyJWT (whose per-kid cache, cache_keys, would
+        # never forget a key: retired keys would stay valid).
         self._client = jwt.PyJWKClient(
-            settings.jwks_url,
-            cache_keys=False,
-            cache_jwk_set=True,
-            lifespan=settings.jwks_cache_seconds,
-            timeout=5,
+            settings.jwks_url, cache_keys=False, cache_jwk_set=False, timeout=FETCH_TIMEOUT_SECONDS
         )
+        self._cache_seconds = settings.jwks_cache_seconds
         self._refetch_interval = settings.jwks_refetch_interval
-        self._last_refetch: float | None = None
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()  # guards the fields below; never held while fetching
+        self._key_set: jwt.PyJWKSet | None = None
+        self._key_set_fetched_at = 0.0  # when the fetch that brought the set started
+        self._kid_not_in_key_set: str | None = None  # the kid the set was fetched for, if it lacks it
+        self._last_refetch = -math.inf  # when the latest early fetch started, whatever its outcome
+        self._failed_until = -math.inf
+        self._fetching = False
 
     def key(self, kid: str) -> jwt.PyJWK | None:
-        """The signing key with this kid, or None; raises ``Refusal`` (503) when the set cannot be had."""
-        try:
-            with self._lock:
-                key = self._find(self._client.get_jwk_set(), kid)
-                if key is None and self._refetch_allowed():
-                    self._last_refetch = time.monotonic()
-                    key = self._find(self._client.get_jwk_set(refresh=True), kid)
-                return key
-        except (jwt.PyJWKClientError, jwt.PyJWKSetError) as error:
-            logger.warning("cannot use the portal's key set: %s", error)
-            raise keys_unavailable() from error
+        """The signing key with this kid, or None; raises ``Refusal`` (503) when it cannot be told."""
+        with self._changed:
+            found = self._lookup(kid)
+        return self._fetch(kid) if found is _FETCH else found
 
-    def _refetch_allowed(self) -> bool:
-        return self._last_refetch is None or time.monotonic() - self._last_refetch >= self._refetch_interval
+    def _lookup(self, kid: str) -> Any:
+        """The key, None, or ``_FETCH`` (then this request fetches); waits while another fetches."""
+        while True:
+            now = time.monotonic()
+            fresh = self._key_set is not None and now - self._key_set_fetched_at < self._cache_seconds
+            if fresh:
+                key = self._find(self._key_set, kid)
+                if key is not None or kid == self._kid_not_in_key_set:
+                    return key
+                if now - self._last_refetch < self._refetch_interval:
+                    raise key_not_yet_known(self._last_refetch + self._refetch_interval - now)
+            if now < self._failed_until:
+                raise keys_unavailable(self._failed_until - now)
+            if not self._fetching:
+                self._fetching = True
+                if fresh:  # an early fetch, for an unknown kid: these are rate-limited
+                    self._last_refetch = now
+                return _FETCH
+            self._changed.wait()  # another request is fetching: its outcome decides this one too
+
+    def _fetch(self, kid: str) -> jwt.PyJWK | None:
+        started, key_set = time.monotonic(), None
+        try:
+            key_set = self._client.get_jwk_set()
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError, json.JSONDecodeError) as error:
+            logger.warning("cannot use the portal's key set: %s", error)
+        finally:
+            self._fetched(kid, key_set, started=started)
+        if key_set is None:
+            raise keys_unavailable(FAILED_FETCH_PAUSE_SECONDS)
+        return self._find(key_set, kid)
+
+    def _fetched(self, kid: str, key_set: jwt.PyJWKSet | None, *, started: float) -> None:
+        """Keep a fetch's outcome (None: it failed) and wake the requests that wait for it."""
+        with self._changed:
+            self._fetching = False
+            if key_set is None:
+                self._failed_until = time.monotonic() + FAILED_FETCH_PAUSE_SECONDS
+            else:
+                self._key_set, self._key_set_fetched_at = key_set, started
+                self._kid_not_in_key_set = None if self._find(key_set, kid) else kid
+            self._changed.notify_all()
 
     @staticmethod
     def _find(key_set: jwt.PyJWKSet, kid: str) -> jwt.PyJWK | None:
@@ -256,6 +326,8 @@ class ResourceService:
             status, body = refusal.status, {"code": refusal.code, "detail": refusal.detail}
             if refusal.challenge:
                 headers.append(("WWW-Authenticate", refusal.challenge))
+            if refusal.retry_after is not None:
+                headers.append(("Retry-After", str(max(1, math.ceil(refusal.retry_after)))))
             if status == 405:
                 headers.append(("Allow", "GET"))
         payload = json.dumps(body).encode()

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -332,6 +334,17 @@ def test_rotated_keys_are_picked_up_without_a_restart_and_retired_ones_refused(
     assert service.things("client1", new).status_code == 200
 
 
+def _stranger_signed(claims: dict, kid: str | None = None) -> str:
+    """The claims signed by a key the portal never had, under a kid it never published."""
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": kid or uuid.uuid4().hex})
+
+
+def assert_retry_later(response: requests.Response, *, at_most: float) -> None:
+    assert_error(response, 503, "auth_unavailable")
+    assert 1 <= int(response.headers["Retry-After"]) <= math.ceil(at_most)
+
+
 def test_tokens_with_made_up_kids_cost_the_portal_one_fetch_per_interval(
     start_service, live_server, user1, jwks_fetches
 ):
@@ -339,15 +352,44 @@ def test_tokens_with_made_up_kids_cost_the_portal_one_fetch_per_interval(
     tokens = sign_in(live_server, user1)
     assert service.things("client1", tokens["accessToken"]).status_code == 200
     _, claims = token_parts(tokens["accessToken"])
-    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    first_kid = uuid.uuid4().hex
 
+    # The first unknown kid has the set fetched again, which shows it unknown: 401.
+    assert_error(service.things("client1", _stranger_signed(claims, first_kid)), 401, "token_not_valid")
+    # Other unknown kids within the interval are not fetched for: they may be keys newer than
+    # the set, so "retry later" (503), not "invalid" (401, which would make clients sign out).
     for _ in range(20):
-        forged = jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": uuid.uuid4().hex})
-        assert_error(service.things("client1", forged), 401, "token_not_valid")
+        assert_retry_later(service.things("client1", _stranger_signed(claims)), at_most=30)
+    assert_error(service.things("client1", _stranger_signed(claims, first_kid)), 401, "token_not_valid")
 
     assert len(jwks_fetches) == 2  # the first fetch, and one early refetch for the first unknown kid
     assert service.things("client1", tokens["accessToken"]).status_code == 200
     assert len(jwks_fetches) == 2
+
+
+def test_a_key_rotated_in_just_after_an_unknown_kid_is_retried_later_not_refused(
+    keys_dir, start_service, live_server, user1, jwks_fetches
+):
+    """A leftover token of a retired key has the set fetched just before a rotation: the new
+    key's tokens must not be called invalid until the next refetch is allowed."""
+    interval = 3.0
+    service = start_service(JWKS_REFETCH_INTERVAL=str(interval))
+    old = sign_in(live_server, user1)["accessToken"]
+    assert service.things("client1", old).status_code == 200
+    leftover = _stranger_signed(token_parts(old)[1])
+    assert_error(service.things("client1", leftover), 401, "token_not_valid")
+    refetched_at = jwks_fetches[-1]
+
+    call_command("jwt_keys", "rotate", stdout=StringIO())
+    new = sign_in(live_server, user1)["accessToken"]
+    answer = service.things("client1", new)
+
+    assert time.monotonic() - refetched_at < interval, "too slow to test within the interval"
+    assert_retry_later(answer, at_most=interval)
+    assert_error(service.things("client1", leftover), 401, "token_not_valid")  # its refetch showed it unknown
+    time.sleep(int(answer.headers["Retry-After"]))
+    assert service.things("client1", new).status_code == 200
+    assert len(jwks_fetches) == 3
 
 
 def test_eddsa_tokens_pass_only_where_eddsa_is_configured(
@@ -380,7 +422,42 @@ def test_a_logout_is_seen_here_only_when_the_access_token_expires(service, live_
 def test_an_unreachable_portal_is_503_not_a_pass(start_service, live_server, user1):
     token = sign_in(live_server, user1)["accessToken"]
     service = start_service(PORTAL_URL=f"http://127.0.0.1:{free_port()}")
-    assert_error(service.things("client1", token), 503, "auth_unavailable")
+    assert_retry_later(service.things("client1", token), at_most=5)
+
+
+@pytest.fixture
+def hanging_portal() -> Iterator[str]:
+    """A portal that takes connections and never answers (the service gives up after 5 s)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # connections complete in the backlog; nothing ever reads them
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_requests_during_a_hanging_portal_wait_for_one_fetch_then_fail_fast(
+    start_service, live_server, user1, hanging_portal
+):
+    token = sign_in(live_server, user1)["accessToken"]
+    service = start_service(PORTAL_URL=hanging_portal)
+
+    def timed_request(_: int) -> tuple[float, requests.Response]:
+        started = time.monotonic()
+        response = requests.get(
+            f"{service.url}/clients/client1/things", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        return time.monotonic() - started, response
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(timed_request, range(4)))
+
+    # One fetch for all four (each in turn would take 5, 10, 15 and 20 s).
+    assert max(seconds for seconds, _ in answers) < 8, [round(seconds, 1) for seconds, _ in answers]
+    for _, response in answers:
+        assert_retry_later(response, at_most=5)
+    # The failure is remembered: the next request is answered at once, not after another 5 s.
+    seconds, response = timed_request(0)
+    assert seconds < 1
+    assert_retry_later(response, at_most=5)
 
 
 @pytest.mark.parametrize("algorithms", ["HS256", "none", "RS256,HS256", ","])
