@@ -130,8 +130,15 @@ def not_authenticated() -> Refusal:
     return Refusal(401, "not_authenticated", "Authentication credentials were not provided.", "Bearer")
 
 
-def token_not_valid() -> Refusal:
-    return Refusal(401, "token_not_valid", "Token is invalid or expired.", 'Bearer error="invalid_token"')
+def token_not_valid(detail: str = "Token is invalid or expired.") -> Refusal:
+    return Refusal(401, "token_not_valid", detail, 'Bearer error="invalid_token"')
+
+
+def personal_access_token_refused() -> Refusal:
+    return token_not_valid(
+        "Personal access tokens (qpt_...) are not JWTs and cannot be verified here: "
+        "they are checked at the portal's /api/auth/validate."
+    )
 
 
 def permission_denied() -> Refusal:
@@ -264,6 +271,8 @@ class TokenVerifier:
         """The claims of a valid access token; raises ``Refusal`` otherwise."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise token_not_valid()
+        if token.startswith("qpt_"):
+            raise personal_access_token_refused()
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:

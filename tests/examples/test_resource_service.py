@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
+from accounts.access_tokens import access_token_secret_new
 from accounts.tokens import key_ring
 from accounts.views import JwksView
 from tests.conftest import b64
@@ -458,6 +459,14 @@ def test_requests_during_a_hanging_portal_wait_for_one_fetch_then_fail_fast(
     seconds, response = timed_request(0)
     assert seconds < 1
     assert_retry_later(response, at_most=5)
+
+
+def test_a_personal_access_token_is_refused_with_where_to_check_it(service):
+    response = service.things("client1", access_token_secret_new())
+
+    assert_error(response, 401, "token_not_valid")
+    assert "/api/auth/validate" in response.json()["detail"]
+    assert "Personal access tokens" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("algorithms", ["HS256", "none", "RS256,HS256", ","])
