@@ -1,6 +1,11 @@
 """JWT signing keys as files and JWKs: generate, identify (RFC 7638 thumbprint), read
 ``JWT_KEYS_DIR`` (``<kid>.pem`` files and a ``current`` file naming the signing key).
 
+Two empty marker files record what ``jwt_keys`` needs to know when a key signed:
+``<kid>.pending`` (added by ``jwt_keys add``: published, has never signed) and
+``<kid>.promoted`` (its time is when ``jwt_keys promote`` made the key sign). Processes that
+sign and verify read only the ``.pem`` files and ``current``.
+
 The key ring that signs and verifies with them is ``accounts.tokens``'s.
 """
 
@@ -20,6 +25,8 @@ from django.core.exceptions import ImproperlyConfigured
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
 CURRENT_KEY_FILE = "current"
+PENDING_SUFFIX = ".pending"
+PROMOTED_SUFFIX = ".promoted"
 
 
 def public_jwk(public_key: Any, *, kid: str, algorithm: str) -> dict[str, Any]:
@@ -111,10 +118,8 @@ def keys_dir_read(keys_dir: Path) -> tuple[str | None, dict[str, Any]]:
     return contents.current, contents.keys
 
 
-def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
-    """Generate a key into the directory and make it the signing key; returns its kid."""
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    private_key = private_key_generate(algorithm=algorithm)
+def _key_file_write(keys_dir: Path, private_key: Any) -> None:
+    """Write a key into the directory: it verifies, and is published, once processes re-read it."""
     kid = key_thumbprint(private_key.public_key())
     # Written aside and renamed, like ``current`` below: a replica re-reading the folder
     # meanwhile sees the whole key or none of it, never half a PEM file.
@@ -122,18 +127,76 @@ def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
     written.touch(mode=0o600)
     written.write_bytes(private_key_pem(private_key))
     written.replace(keys_dir / f"{kid}.pem")
+
+
+def _current_write(keys_dir: Path, kid: str) -> None:
     temporary = keys_dir / f".{CURRENT_KEY_FILE}.tmp"
     temporary.write_text(kid + "\n")
     temporary.replace(keys_dir / CURRENT_KEY_FILE)  # atomic: readers never see a half-written name
+
+
+def keys_dir_add(keys_dir: Path, *, algorithm: str) -> str:
+    """Generate a key into the directory and make it the signing key at once; returns its kid."""
+    private_key = private_key_generate(algorithm=algorithm)
+    kid = key_thumbprint(private_key.public_key())
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _key_file_write(keys_dir, private_key)
+    _current_write(keys_dir, kid)
     return kid
+
+
+def keys_dir_publish(keys_dir: Path, *, algorithm: str) -> str:
+    """Generate a key that only verifies (published in the JWKS) until promoted; returns its kid."""
+    private_key = private_key_generate(algorithm=algorithm)
+    kid = key_thumbprint(private_key.public_key())
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The mark first: a key file without it would pass, for ``jwt_keys retire``, for one
+    # that signed from its creation on.
+    (keys_dir / f"{kid}{PENDING_SUFFIX}").touch()
+    _key_file_write(keys_dir, private_key)
+    return kid
+
+
+def keys_dir_promote(keys_dir: Path, *, kid: str) -> None:
+    """Make a key of the directory the signing key."""
+    # The promotion's time first: if ``current`` is not written after all, ``jwt_keys retire``
+    # only errs towards counting more sessions as holding this key's tokens.
+    (keys_dir / f"{kid}{PROMOTED_SUFFIX}").touch()
+    _current_write(keys_dir, kid)
+    (keys_dir / f"{kid}{PENDING_SUFFIX}").unlink(missing_ok=True)
+
+
+def keys_dir_retire(keys_dir: Path, *, kid: str) -> None:
+    """Delete a key from the directory: its tokens stop being accepted."""
+    (keys_dir / f"{kid}.pem").unlink()
+    for suffix in (PENDING_SUFFIX, PROMOTED_SUFFIX):
+        (keys_dir / f"{kid}{suffix}").unlink(missing_ok=True)
+    keys_dir.touch()  # running processes notice the directory changed
+
+
+def keys_dir_pending(keys_dir: Path) -> set[str]:
+    """The kids added by ``keys_dir_publish`` and never promoted: they have never signed."""
+    return {path.name.removesuffix(PENDING_SUFFIX) for path in keys_dir.glob(f"*{PENDING_SUFFIX}")}
+
+
+def _file_time(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    except OSError:
+        return None
 
 
 def key_file_created(keys_dir: Path, kid: str) -> datetime | None:
     """When the key ``kid`` was written to the directory (its file's mtime); None without a file."""
-    try:
-        return datetime.fromtimestamp((keys_dir / f"{kid}.pem").stat().st_mtime, tz=UTC)
-    except OSError:
+    return _file_time(keys_dir / f"{kid}.pem")
+
+
+def key_signing_since(keys_dir: Path, kid: str) -> datetime | None:
+    """When ``kid`` last became the signing key: its promotion, else its creation (``rotate``).
+    None for a key that has never signed (added, not yet promoted) or has no file."""
+    if (keys_dir / f"{kid}{PENDING_SUFFIX}").exists():
         return None
+    return _file_time(keys_dir / f"{kid}{PROMOTED_SUFFIX}") or key_file_created(keys_dir, kid)
 
 
 def keys_dir_mtime(keys_dir: Path) -> float | None:

@@ -268,9 +268,9 @@ def sessions_active_of(*, user_ids: list[int]) -> list[Session]:
 def sessions_signed_by_count(*, signed_until: datetime | None) -> int:
     """Live sessions whose current refresh token may have been signed before ``signed_until`` (None: ever).
 
-    A key signs from its creation until the next key's creation, give or take the few seconds
-    a running process takes to notice a rotation (``KEYS_DIR_RECHECK_SECONDS``) and the
-    whole-second ``iat``: the count errs on the side of sessions a retired key would end.
+    A key signs from its creation or promotion until another key's creation or promotion, give
+    or take the few seconds a running process takes to notice it (``KEYS_DIR_RECHECK_SECONDS``)
+    and the whole-second ``iat``: the count errs on the side of sessions a retired key would end.
     """
     now = timezone.now()
     live = Session.objects.filter(

@@ -88,6 +88,121 @@ def test_jwt_keys_list_shows_which_key_signs(keys_dir):
     assert f"{kids(keys_dir)[0]}  signing" in out.getvalue()
 
 
+def jwt_keys(*args) -> tuple[str, str]:
+    """``manage.py jwt_keys *args``: what it printed, and what it warned."""
+    out, err = io.StringIO(), io.StringIO()
+    call_command("jwt_keys", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def signing_kid(user) -> str:
+    return jwt.get_unverified_header(body_login(user)["accessToken"])["kid"]
+
+
+def published_kids() -> list[str]:
+    return sorted(key["kid"] for key in APIClient().get("/.well-known/jwks.json").json()["keys"])
+
+
+def test_an_added_key_is_published_at_once_and_signs_only_once_promoted(keys_dir, user):
+    (old_kid,) = kids(keys_dir)
+    old = body_login(user)
+
+    added, _ = jwt_keys("add")
+    (new_kid,) = set(kids(keys_dir)) - {old_kid}
+    safe_from = timezone.now() + timedelta(seconds=tokens.KEYS_DIR_RECHECK_SECONDS + 300)
+    assert f"Added {new_kid}" in added and f"jwt_keys promote {new_kid}" in added
+    assert f"from {safe_from:%Y-%m-%d %H:%M}" in added  # once JWKS caches (max-age=300) have expired
+    assert published_kids() == sorted([old_kid, new_kid])
+    assert signing_kid(user) == old_kid
+    listed, _ = jwt_keys("list")
+    assert f"{old_kid}  signing" in listed
+    assert (
+        f"{new_kid}  verification" in listed and "only verifies, never signed: safe to promote from" in listed
+    )
+
+    with time_machine.travel(safe_from + timedelta(seconds=1)):
+        promoted, warned = jwt_keys("promote", new_kid)
+        assert f"{new_kid} is the signing key" in promoted and f"{old_kid} only verifies" in promoted
+        assert warned == ""
+        assert signing_kid(user) == new_kid
+        assert me(old["accessToken"]).status_code == 200  # the old key still verifies
+        listed, _ = jwt_keys("list")
+    assert f"{new_kid}  signing" in listed and f"{old_kid}  verification" in listed
+    assert "never signed" not in listed
+
+
+def test_promoting_an_added_key_before_jwks_caches_expire_says_until_when_they_may_refuse(keys_dir, user):
+    (old_kid,) = kids(keys_dir)
+    jwt_keys("add")
+    (new_kid,) = set(kids(keys_dir)) - {old_kid}
+
+    _, warned = jwt_keys("promote", new_kid)
+
+    assert "may refuse its tokens until" in warned
+    assert signing_kid(user) == new_kid  # promoted all the same: as `rotate` would have
+
+
+@pytest.mark.parametrize("kid", ["nope", "0" * 32])
+def test_promoting_a_kid_that_is_not_in_the_ring_is_refused(keys_dir, user, kid):
+    (signing,) = kids(keys_dir)
+    with pytest.raises(CommandError, match="No key"):
+        jwt_keys("promote", kid)
+    assert signing_kid(user) == signing and kids(keys_dir) == [signing]
+
+
+def test_retiring_the_key_an_added_key_replaced_counts_the_sessions_it_signed_until_the_promotion(
+    keys_dir, user
+):
+    (old_kid,) = kids(keys_dir)
+    jwt_keys("add")
+    (new_kid,) = set(kids(keys_dir)) - {old_kid}
+    an_hour_ago = (timezone.now() - timedelta(hours=1)).timestamp()
+    for name in (f"{new_kid}.pem", f"{new_kid}.pending"):  # added an hour ago, promoted only now
+        os.utime(keys_dir / name, (an_hour_ago, an_hour_ago))
+    body_login(user)  # signed by the old key, long after the new one was added
+    jwt_keys("promote", new_kid)
+
+    with pytest.raises(CommandError, match="1 live session"):
+        jwt_keys("retire", old_kid)
+
+
+def test_an_added_key_that_never_signed_is_retired_without_ending_any_session(keys_dir, user):
+    signed_in = body_login(user)
+    jwt_keys("add")
+    (added,) = set(kids(keys_dir)) - {signing_kid(user)}
+
+    retired, _ = jwt_keys("retire", added)
+
+    assert "never signed" in retired
+    assert kids(keys_dir) == [signing_kid(user)] and not list(keys_dir.glob(f"{added}.*"))
+    assert me(signed_in["accessToken"]).status_code == 200
+
+
+def test_a_key_may_be_retired_jwt_refresh_ttl_after_it_stopped_signing_as_the_readme_and_help_say(
+    keys_dir, user, settings, capsys
+):
+    """Refresh tokens are re-signed by the signing key at each refresh and live JWT_REFRESH_TTL:
+    the last one the old key signed is dead that long after it stopped, however long its session
+    (JWT_SESSION_MAX) may still run."""
+    (old_kid,) = kids(keys_dir)
+    body_login(user)
+    jwt_keys("rotate")
+    with pytest.raises(CommandError, match="JWT_REFRESH_TTL"):
+        jwt_keys("retire", old_kid)
+    assert settings.JWT_SESSION_MAX > settings.JWT_REFRESH_TTL
+
+    with time_machine.travel(timezone.now() + settings.JWT_REFRESH_TTL + timedelta(seconds=1)):
+        jwt_keys("retire", old_kid)  # no live session holds its tokens any more: no --force needed
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    rotation = readme.split("- **Key rotation without logouts**", 1)[1].split("\n- **Sessions**", 1)[0]
+    assert "JWT_REFRESH_TTL" in rotation and "JWT_SESSION_MAX" not in rotation
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        call_command("jwt_keys", "retire", "--help")
+    assert "JWT_REFRESH_TTL" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("action", [["list"], ["rotate"], ["retire", "whatever"]])
 def test_a_file_in_the_keys_folder_that_is_not_a_key_is_named_not_a_traceback(keys_dir, action):
     (keys_dir / "notes.pem").write_text("not a key")
