@@ -109,7 +109,7 @@ def upstream() -> Iterator[Upstream]:
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_POST = _answer
+        do_GET = do_POST = do_OPTIONS = _answer
 
         def log_message(self, *args) -> None:
             pass
@@ -135,9 +135,16 @@ class Certificate:
 
 
 def nginx_conf_render(
-    *, portal: str, service: str, port: int, prefix: Path, tls: Certificate | None = None
+    *,
+    portal: str,
+    service: str,
+    port: int,
+    prefix: Path,
+    tls: Certificate | None = None,
+    insertions: dict[str, str] | None = None,
 ) -> str:
-    """deploy/gateway/nginx.conf with test addresses; each placeholder must be there exactly once."""
+    """deploy/gateway/nginx.conf with test addresses; each placeholder must be there exactly once.
+    ``insertions``: text to insert after a line of the configuration (also there exactly once)."""
     temp_paths = "".join(
         f"    {kind}_temp_path {prefix / kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -152,6 +159,7 @@ def nginx_conf_render(
         "worker_processes auto;": "worker_processes 1;",
         "\nhttp {\n": "\nhttp {\n" + temp_paths,
     }
+    replacements |= {line: line + inserted for line, inserted in (insertions or {}).items()}
     text = NGINX_CONF.read_text()
     for placeholder, value in replacements.items():
         assert text.count(placeholder) == 1, f"{placeholder!r} should appear once in {NGINX_CONF}"
@@ -173,15 +181,22 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture
 def start_gateway(nginx_binary, tmp_path) -> Iterator[Callable[..., str]]:
-    """``start_gateway(portal=..., service=..., tls=None)``: nginx in the foreground; returns its base URL."""
+    """``start_gateway(portal=..., service=..., tls=None, insertions=None)``: nginx in the foreground;
+    returns its base URL."""
     processes: list[subprocess.Popen] = []
 
-    def start(*, portal: str, service: str, tls: Certificate | None = None) -> str:
+    def start(
+        *, portal: str, service: str, tls: Certificate | None = None, insertions: dict[str, str] | None = None
+    ) -> str:
         prefix = tmp_path / f"nginx-{len(processes)}"
         prefix.mkdir()
         port = free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(nginx_conf_render(portal=portal, service=service, port=port, prefix=prefix, tls=tls))
+        conf.write_text(
+            nginx_conf_render(
+                portal=portal, service=service, port=port, prefix=prefix, tls=tls, insertions=insertions
+            )
+        )
         log = prefix / "nginx.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
@@ -412,6 +427,84 @@ def test_an_unreachable_portal_is_a_503_and_the_service_sees_nothing(start_gatew
     response = requests.get(f"{gateway}/service/things", headers=token_headers("x.y.z", "bearer"), timeout=10)
     assert_refused(response, 503, "auth_unavailable")
     assert upstream.received == []
+
+
+# --- cross-origin browser apps: CORS preflights -----------------------------------------------
+
+# deploy/gateway/README.md's pattern, word for word: a preflight (OPTIONS, no credentials) goes to
+# the service unchecked, nothing else does.
+PREFLIGHT_IN_THE_LOCATION = """\
+            error_page 418 = @service_preflight;
+            if ($request_method = OPTIONS) {
+                return 418;
+            }
+"""
+PREFLIGHT_LOCATION = """\
+        location @service_preflight {
+            rewrite ^/service/(.*)$ /$1 break;
+            proxy_pass http://protected_service;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Authorization "";
+            proxy_set_header X-Auth-Token "";
+            proxy_set_header Cookie "";
+            proxy_set_header X-Auth-User-Id "";
+            proxy_set_header X-Auth-Email "";
+            proxy_set_header X-Auth-Scope "";
+        }
+"""
+PREFLIGHT = {
+    "Origin": "https://app.example.com",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization, content-type",
+}
+
+
+def test_a_cors_preflight_is_refused_by_the_check_unless_the_readmes_pattern_lets_it_through(
+    start_gateway, live_server, upstream, user1
+):
+    readme = (PROJECT_ROOT / "deploy" / "gateway" / "README.md").read_text()
+    assert PREFLIGHT_IN_THE_LOCATION in readme and PREFLIGHT_LOCATION in readme
+    portal = _portal_address(live_server)
+    plain = start_gateway(portal=portal, service=upstream.address)
+    assert_refused(
+        requests.options(f"{plain}/service/things", headers=PREFLIGHT, timeout=10), 403, "not_authenticated"
+    )
+    assert upstream.received == []
+
+    gateway = start_gateway(
+        portal=portal,
+        service=upstream.address,
+        insertions={
+            "        location /service/ {\n": PREFLIGHT_IN_THE_LOCATION,
+            "# /service/things -> /things\n        }\n\n": PREFLIGHT_LOCATION + "\n",
+        },
+    )
+    token = sign_in(gateway, user1.email)["accessToken"]
+    forged = {
+        "Authorization": f"Bearer {token}",
+        "X-Auth-Token": token,
+        "Cookie": f"{access_cookie_name()}={token}",
+        "X-Auth-User-Id": "1",
+        "X-Auth-Scope": "*",
+    }
+    preflight = requests.options(f"{gateway}/service/things?page=2", headers=PREFLIGHT | forged, timeout=10)
+
+    assert preflight.status_code == 200  # the service's own answer (its CORS headers, in real life)
+    (received,) = upstream.received
+    assert (received["method"], received["path"]) == ("OPTIONS", "/things?page=2")
+    headers = upstream.headers()
+    assert headers["origin"] == ["https://app.example.com"]
+    assert headers["access-control-request-method"] == ["POST"]
+    # Unchecked, so with no identity and no credentials, whatever the client adds.
+    assert not {"authorization", "x-auth-token", "cookie", *IDENTITY_HEADERS} & set(headers)
+    # Every other request is still checked first, a preflight's headers on a GET included.
+    for method in ("GET", "POST"):
+        refused = requests.request(method, f"{gateway}/service/things", headers=PREFLIGHT, timeout=10)
+        assert_refused(refused, 403, "not_authenticated")
+    assert len(upstream.received) == 1
+    checked = requests.get(f"{gateway}/service/things", headers=token_headers(token, "bearer"), timeout=10)
+    assert checked.status_code == 200 and upstream.headers(1)["x-auth-user-id"] == [str(user1.pk)]
 
 
 # --- the portal's own paths go straight to the portal ----------------------------------------
