@@ -430,3 +430,39 @@ def test_the_server_refuses_to_start_without_usable_keys(tmp_path, env, starts):
         assert "ImproperlyConfigured" in result.stderr
     if env == {"DJANGO_DEBUG": "1"}:
         assert len(list((tmp_path / "empty").glob("*.pem"))) == 1
+
+
+@pytest.mark.parametrize("action", [["rotate"], ["add"], ["promote", "abc"], ["retire", "abc"]])
+def test_with_jwt_private_keys_set_the_folder_commands_refuse_instead_of_making_an_unused_key(
+    keys_dir, settings, action
+):
+    """The production setup: a key made in the folder would sign nothing now, and sign
+    unannounced the day JWT_PRIVATE_KEYS is removed."""
+    from accounts.keys import private_key_generate
+
+    settings.JWT_PRIVATE_KEYS = private_key_pem(
+        private_key_generate(algorithm=settings.JWT_ALGORITHM)
+    ).decode()
+    key_ring_reset()
+    before = sorted(path.name for path in keys_dir.iterdir()) if keys_dir.exists() else []
+
+    with pytest.raises(CommandError, match="JWT_PRIVATE_KEYS is set"):
+        call_command("jwt_keys", *action)
+
+    assert (sorted(path.name for path in keys_dir.iterdir()) if keys_dir.exists() else []) == before
+
+
+def test_with_jwt_private_keys_set_list_shows_the_ring_in_use(keys_dir, settings):
+    from accounts.keys import key_thumbprint, private_key_generate
+
+    signing, older = (private_key_generate(algorithm=settings.JWT_ALGORITHM) for _ in range(2))
+    settings.JWT_PRIVATE_KEYS = "".join(private_key_pem(key).decode() for key in (signing, older))
+    key_ring_reset()
+    out = io.StringIO()
+
+    call_command("jwt_keys", "list", stdout=out)
+
+    assert out.getvalue().splitlines() == [
+        f"{key_thumbprint(signing.public_key())}  signing       (JWT_PRIVATE_KEYS)",
+        f"{key_thumbprint(older.public_key())}  verification  (JWT_PRIVATE_KEYS)",
+    ]

@@ -32,7 +32,7 @@ from accounts.keys import (
     keys_dir_retire,
 )
 from accounts.selectors import sessions_signed_by_count
-from accounts.tokens import KEYS_DIR_RECHECK_SECONDS
+from accounts.tokens import KEYS_DIR_RECHECK_SECONDS, key_ring_load
 from accounts.views import JWKS_MAX_AGE
 
 # Once every process publishes a new key and every JWKS cached before has expired, no service
@@ -94,8 +94,9 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, **options) -> None:
         if settings.JWT_ALGORITHM == "HS256":
             raise CommandError("JWT_ALGORITHM=HS256 uses JWT_SECRET; there are no key files to manage.")
-        if settings.JWT_PRIVATE_KEYS:
-            self.stderr.write("Note: JWT_PRIVATE_KEYS is set and takes precedence over JWT_KEYS_DIR.")
+        if settings.JWT_PRIVATE_KEYS:  # the keys the portal uses are not in the folder
+            self._private_keys_setting(action)
+            return
         keys_dir = Path(settings.JWT_KEYS_DIR)
         try:
             if action == "rotate":
@@ -110,6 +111,22 @@ class Command(BaseCommand):
                 self._list(keys_dir)
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from error
+
+    def _private_keys_setting(self, action: str) -> None:
+        """With ``JWT_PRIVATE_KEYS`` the folder is unused: a key made there would sign nothing
+        (and would start signing, unannounced, the day the setting is removed)."""
+        if action != "list":
+            raise CommandError(
+                "JWT_PRIVATE_KEYS is set: the portal signs and verifies with the keys it holds, not with "
+                f"{settings.JWT_KEYS_DIR}. Rotate by editing it in two rollouts (README: Key rotation)."
+            )
+        try:
+            ring = key_ring_load()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
+        for kid in ring.verification:
+            role = "signing" if kid == ring.signing.kid else "verification"
+            self.stdout.write(f"{kid}  {role:<12}  (JWT_PRIVATE_KEYS)")
 
     def _rotate(self, keys_dir: Path) -> None:
         keys_dir_read(keys_dir)  # a directory the portal cannot read gets no new key either
