@@ -15,6 +15,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version, major_minor
 
+from tests.accounts.google_tokens import certificate_pem, private_key
 from tests.support.portal_process import signing_key_pem
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -486,6 +487,8 @@ def test_check_deploy_passes_with_the_configmap_and_secret_values(tmp_path):
         pytest.skip("config/settings.py is not written yet")
     env = {key: value for key, value in os.environ.items() if key in {"PATH", "LANG", "LC_ALL", "SYSTEMROOT"}}
     env.update(_one("ConfigMap")["data"])
+    sealing = tmp_path / "sealing.pem"  # the controller's certificate, mounted at the ConfigMap's path in a pod
+    sealing.write_text(certificate_pem(private_key()))
     env.update(_one("Secret", include_template=True)["stringData"])
     # What an operator puts in the Secret (the placeholders are deliberately too weak to pass).
     env.update(
@@ -496,6 +499,7 @@ def test_check_deploy_passes_with_the_configmap_and_secret_values(tmp_path):
         PORTAL_VAR_DIR=str(tmp_path),
         GITOPS_REPO_PATH=str(tmp_path / "gitops.git"),
         HOME=str(tmp_path),
+        GITOPS_SEALING_CERT=str(sealing),
         DJANGO_SETTINGS_MODULE="config.settings",
     )
     result = subprocess.run(
