@@ -11,7 +11,8 @@ folder, so it may hold a running cluster's only description, and only a person c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from gitops.locks import push_lock
 from gitops.remote import RemoteState, remote_fetch
 from gitops.repository import GitopsRepository, branch_tip, repository_compact, repository_handle, tree_reader
 from gitops.trees import TreeReader
+from gitops.values import SEALED_SECRET_FILE_NAME, VALUES_FILE_NAME, values_owned_changes
 
 UNKNOWN_FOLDERS = "{} folder(s) in git that the database does not know"
 _LOCAL_ONLY = "Delivered {} pending change(s) (no GITOPS_REMOTE_URL: local only)."
@@ -73,6 +75,8 @@ class SyncReport:
     remote_started: bool = False  # the remote had no branch, and this sync pushed it there
     remote_empty: bool = False  # check: the remote has no branch yet, so it lacks every file
     unknown_folders: tuple[UnknownFolder, ...] = ()  # left as they are, by a sync too
+    drift_described: Mapping[str, str] = field(default_factory=dict)  # path: what changes in it
+    bootstrap_differs: tuple[str, ...] = ()  # Argo CD manifests or README unlike this portal's
 
 
 def _everything_render(
@@ -118,6 +122,49 @@ def _unknown_folders(reader: TreeReader) -> tuple[UnknownFolder, ...]:
     return tuple(sorted(found, key=lambda folder: (folder.client, folder.cluster or "")))
 
 
+def _bootstrap_differs(reader: TreeReader) -> tuple[str, ...]:
+    """The Argo CD manifests and README in ``reader``'s tree that differ from what this portal
+    writes (settings changed since, as GITOPS_REMOTE_URL; an upgrade; a hand edit). Only
+    ``bootstrap`` rewrites them: a hand edit may be meant."""
+    return tuple(
+        path if reader.read(path) is not None else f"{path} (not in git)"
+        for path, data in sorted(bootstrap_files().items())
+        if reader.read(path) != data
+    )
+
+
+def _drift_describe(files: Mapping[str, bytes | None], reader: TreeReader) -> dict[str, str]:
+    """What writing ``files`` over ``reader``'s tree changes, by path ("": nothing to add): the
+    portal's values in a values file (``image.tag v1.19.0 -> v1.18.3``), so that an operator sees
+    a downgrade before it happens."""
+    described = dict.fromkeys(files, "")
+    for path, data in files.items():
+        before, name = reader.read(path), path.rpartition("/")[2]
+        if data is None or before is None:
+            described[path] = "removed" if data is None else "new"
+        elif name == VALUES_FILE_NAME:
+            changes = values_owned_changes(before=before, after=data)
+            described[path] = ", ".join(changes) or "the portal's values are the same, laid out anew"
+        elif name == SEALED_SECRET_FILE_NAME:
+            described[path] = "sealed again with the database's API keys, which differ from git's"
+    return described
+
+
+def _drift_found(reader: TreeReader, bootstrap: bool) -> SyncReport:
+    """What a sync would write over ``reader``'s tree, written nowhere."""
+    conflicts: dict[int, str] = {}
+    files = _everything_render(reader, conflicts, bootstrap)
+    return SyncReport(
+        drifted_paths=tuple(sorted(files)),
+        commit=None,
+        pushed=False,
+        conflicts=tuple(conflicts.values()),
+        unknown_folders=_unknown_folders(reader),
+        drift_described=_drift_describe(files, reader),
+        bootstrap_differs=() if bootstrap else _bootstrap_differs(reader),
+    )
+
+
 def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
     """The paths where git (the remote's tip, when there is a remote: what Argo CD reads) differs
     from the database."""
@@ -133,27 +180,21 @@ def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncR
         if remote_empty
         else tree_reader(repository=repository, commit=tip)
     )
-    conflicts: dict[int, str] = {}
-    drifted = sorted(_everything_render(reader, conflicts, bootstrap or remote_empty))
-    return SyncReport(
-        drifted_paths=tuple(drifted),
-        commit=None,
-        pushed=False,
-        conflicts=tuple(conflicts.values()),
-        remote_empty=remote_empty,
-        unknown_folders=_unknown_folders(reader),
-    )
+    return replace(_drift_found(reader, bootstrap or remote_empty), remote_empty=remote_empty)
 
 
 def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: bool = True) -> SyncReport:
     """Every pending change as its own commit, then one commit for any other drift; then compact."""
     conflicts: dict[int, str] = {}
-    drifted: list[str] = []
+    drifted: dict[str, str] = {}
     unknown: list[UnknownFolder] = []
+    differs: list[str] = []
 
     def render(reader: TreeReader) -> dict[str, bytes | None]:
         files = _everything_render(reader, conflicts, bootstrap)
-        drifted[:], unknown[:] = sorted(files), _unknown_folders(reader)
+        drifted.clear()
+        drifted.update(_drift_describe(files, reader))
+        unknown[:], differs[:] = _unknown_folders(reader), () if bootstrap else _bootstrap_differs(reader)
         return files
 
     sync = PendingCommit(
@@ -166,7 +207,7 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: b
     report = outbox_deliver(repository=repository, extra=[sync])
     commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
     return SyncReport(
-        drifted_paths=tuple(drifted) if commit else (),
+        drifted_paths=tuple(sorted(drifted)) if commit else (),
         commit=commit,
         pushed=report.pushed,
         conflicts=tuple({**conflicts, **report.conflicts}.values()),
@@ -174,6 +215,8 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: b
         changes_committed=sum(waiting[pk] for pk in done.exclude(commit="").values_list("pk", flat=True)),
         changes_pushed=done.filter(pushed=True).count(),
         unknown_folders=tuple(unknown),
+        drift_described=drifted if commit else {},
+        bootstrap_differs=tuple(differs),
     )
 
 
@@ -222,6 +265,19 @@ def sync_done(report: SyncReport) -> list[str]:
             "from a clone (argocd/, see its README)."
         )
     return done
+
+
+def sync_notes(report: SyncReport) -> list[str]:
+    """What a sync found and leaves to an operator, without failing for it."""
+    if not report.bootstrap_differs:
+        return []
+    return [
+        f"{', '.join(report.bootstrap_differs)}: not what this portal writes (from GITOPS_REMOTE_URL, "
+        "GITOPS_BRANCH, QDRANT_CHART_VERSION and the ARGOCD_ settings), as after one of those changed or a "
+        "hand edit, so Argo CD may read another repository, branch or chart. If this portal's are meant, run "
+        "gitops_sync --bootstrap (hand edits to them are lost) and apply the manifests again (README: "
+        "Cluster operations)."
+    ]
 
 
 def sync_problems(report: SyncReport) -> list[str]:

@@ -98,8 +98,12 @@ def cluster_folder(client: str, cluster: str) -> str:
     return f"{client_folder(client)}/{_slug(cluster, 'cluster')}"
 
 
+VALUES_FILE_NAME = "values.yaml"
+SEALED_SECRET_FILE_NAME = "apikey.sealed.yaml"  # noqa: S105 - a file name, not a secret
+
+
 def values_path(client: str, cluster: str) -> str:
-    return f"{cluster_folder(client, cluster)}/values.yaml"
+    return f"{cluster_folder(client, cluster)}/{VALUES_FILE_NAME}"
 
 
 def client_file_path(client: str) -> str:
@@ -108,7 +112,7 @@ def client_file_path(client: str) -> str:
 
 
 def sealed_secret_path(client: str, cluster: str) -> str:
-    return f"{cluster_folder(client, cluster)}/apikey.sealed.yaml"
+    return f"{cluster_folder(client, cluster)}/{SEALED_SECRET_FILE_NAME}"
 
 
 def _mapping(parent: dict[str, Any], key: str, file_hint: str) -> dict[str, Any]:
@@ -186,6 +190,13 @@ _SPEC_KEYS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
 }
 
 
+def _value_at(data: Any, keys: tuple[str, ...]) -> Any:
+    """The value at ``keys`` (``("image", "tag")``) in parsed values; None where there is none."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
 def _replaced_check(
     data: dict[str, Any], replacing: Mapping[str, Any], new: Mapping[str, Any], hint: str
 ) -> None:
@@ -197,9 +208,7 @@ def _replaced_check(
     """
     for name, before in replacing.items():
         keys, written = _SPEC_KEYS[name]
-        held: Any = data
-        for key in keys:
-            held = held.get(key) if isinstance(held, dict) else None
+        held = _value_at(data, keys)
         if before is None or held is None or held in (written(before), written(new[name])):
             continue
         where, held, before = ".".join(keys), str(held)[:40], written(before)
@@ -253,6 +262,45 @@ def values_render(
     except (TypeError, yaml.YAMLError) as error:  # e.g. keys of mixed types cannot be sorted
         raise ValuesError(f"{hint}: the values file cannot be written back: {error}") from error
     return HEADER + text.encode("utf-8")
+
+
+def _owned_env(data: dict[str, Any]) -> dict[str, Any]:
+    env = data.get("env")
+    entries = env if isinstance(env, list) else []
+    return {
+        entry["name"]: entry
+        for entry in entries
+        if isinstance(entry, dict) and entry.get("name") in _OWNED_ENV_NAMES
+    }
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None else str(value)[:40]
+
+
+def values_owned_changes(*, before: bytes | None, after: bytes) -> list[str]:
+    """What ``after`` changes of the portal's own values in ``before``, one phrase each
+    (``image.tag v1.19.0 -> v1.18.3``), for an operator to see before it happens. A ``before``
+    that cannot be parsed reads as empty."""
+    try:
+        old = values_load(before)
+    except ValuesError:
+        old = {}
+    new, changes = values_load(after), []
+    for keys in sorted(keys for keys, _written in _SPEC_KEYS.values()):
+        held, put = _value_at(old, keys), _value_at(new, keys)
+        if held != put:
+            changes.append(f"{'.'.join(keys)} {_shown(held)} -> {_shown(put)}")
+    env_before, env_after = _owned_env(old), _owned_env(new)
+    for name in sorted(env_before.keys() | env_after.keys()):
+        if env_before.get(name) != env_after.get(name):
+            what = "added" if name not in env_before else "removed" if name not in env_after else "changed"
+            changes.append(f"env {name} {what}")
+    fingerprint = ("podAnnotations", KEYS_FINGERPRINT_ANNOTATION)
+    if _value_at(old, fingerprint) != _value_at(new, fingerprint):
+        changes.append("API keys fingerprint changed (the pods restart with the keys of the database)")
+    changes += [f"{option} removed" for option in _CHART_KEY_OPTIONS if option in old and option not in new]
+    return changes
 
 
 def client_file_render(*, client: str, name: str, active: bool) -> bytes:

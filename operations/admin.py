@@ -22,7 +22,7 @@ from django.utils.cache import add_never_cache_headers
 
 from accounts.admin import ReadOnlyAdmin
 from clusters.selectors import gitops_remote_state
-from clusters.sync import SyncReport, repository_sync, sync_done, sync_problems
+from clusters.sync import SyncReport, repository_sync, sync_done, sync_notes, sync_problems
 from gitops.errors import RepositoryUnavailable
 from operations.models import SystemStatus
 from operations.selectors import PROBE_TIMEOUT_SECONDS, SLOW_ROUND_TRIP_MS, system_status
@@ -47,6 +47,7 @@ def _delivery_message(report: SyncReport) -> tuple[int, str]:
         named = [folder.path for folder in report.unknown_folders[:_FOLDERS_NAMED]]
         more = len(report.unknown_folders) - len(named)
         problems.append(f"Unknown: {', '.join(named)}{f' and {more} more' if more else ''}.")
+    problems += sync_notes(report)  # the Argo CD manifests: a warning here, where nothing else fails
     if problems:
         return messages.WARNING, " ".join(["Deliver now:", *done, *problems])
     if not done:

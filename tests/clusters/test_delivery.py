@@ -443,8 +443,10 @@ def test_gitops_sync_bootstrap_rewrites_the_applicationset_after_a_chart_upgrade
     git_server, settings, cluster1, capsys
 ):
     settings.QDRANT_CHART_VERSION = "1.20.0"  # the operator upgrades the chart the clusters use
-    call_command("gitops_sync", "--check")  # the ApplicationSet is not drift unless asked for
-    assert "No drift" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="run gitops_sync --bootstrap"):  # said, not written unasked
+        call_command("gitops_sync", "--check")
+    out = capsys.readouterr().out
+    assert "bootstrap file differs: argocd/applicationset.yaml" in out and "No drift" not in out
     with pytest.raises(CommandError, match="1 file"):
         call_command("gitops_sync", "--check", "--bootstrap")
     assert "drift: argocd/applicationset.yaml" in capsys.readouterr().out

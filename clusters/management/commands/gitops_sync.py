@@ -7,7 +7,14 @@ it delivers: run by the CronJob, that is what makes a forgotten rotation end on 
 from django.core.management.base import BaseCommand, CommandError
 
 from clusters.services import key_rotations_finish_due
-from clusters.sync import UNKNOWN_FOLDERS, SyncReport, repository_sync, sync_done, sync_problems
+from clusters.sync import (
+    UNKNOWN_FOLDERS,
+    SyncReport,
+    repository_sync,
+    sync_done,
+    sync_notes,
+    sync_problems,
+)
 from config.crypto import FieldDecryptionError
 from gitops.errors import RepositoryUnavailable
 
@@ -16,9 +23,9 @@ class Command(BaseCommand):
     help = (
         "Make the GitOps repository equal to the database: commit pending changes (one commit each) "
         "and any drift, push, then compact the local repository. With --check, only report the files "
-        "that differ (exit status 1 when any do). Folders under clients/ that no client or cluster owns are "
-        "reported, never deleted (exit status 1). Key rotations past their grace period are finished first "
-        "(not with --check)."
+        "that differ and what would change in them (exit status 1 when any do). Folders under clients/ that "
+        "no client or cluster owns are reported, never deleted (exit status 1). Key rotations past their grace "
+        "period are finished first (not with --check)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -27,8 +34,8 @@ class Command(BaseCommand):
             "--bootstrap",
             action="store_true",
             help="Also rewrite argocd/applicationset.yaml, argocd/appproject.yaml and README.md as this "
-            "version of the portal renders them (after an upgrade or a QDRANT_CHART_VERSION change; hand "
-            "edits are lost).",
+            "version of the portal renders them (after an upgrade, a QDRANT_CHART_VERSION or "
+            "GITOPS_REMOTE_URL change; hand edits are lost).",
         )
 
     def handle(self, *args, check: bool = False, bootstrap: bool = False, **options) -> None:
@@ -39,27 +46,11 @@ class Command(BaseCommand):
         matched = "git matches the database" + (
             ", the Argo CD manifests and README included" if bootstrap else ""
         )
-        for conflict in report.conflicts:
-            self.stdout.write(f"conflict: {conflict}")
-        for folder in report.unknown_folders:
-            self.stdout.write(f"unknown folder: {folder}")
+        self._findings_write(report)
         if check:
-            for path in report.drifted_paths:
-                self.stdout.write(f"drift: {path}")
-            if report.remote_empty:
-                raise CommandError(
-                    f"The GitOps remote has no branch yet: Argo CD has nothing to deploy. gitops_sync pushes "
-                    f"the {len(report.drifted_paths)} file(s) above, the Argo CD manifests among them."
-                )
-            if report.drifted_paths or report.conflicts or report.unknown_folders:
-                raise CommandError(
-                    f"{len(report.drifted_paths)} file(s) differ from the database; "
-                    f"{len(report.conflicts)} cluster(s) cannot be rendered; "
-                    f"{UNKNOWN_FOLDERS.format(len(report.unknown_folders))}."
-                )
-            self.stdout.write(self.style.SUCCESS(f"No drift: {matched}."))
-            return
-        self._sync_report(report, matched)
+            self._check_report(report, matched)
+        else:
+            self._sync_report(report, matched)
 
     @staticmethod
     def _sync_run(*, check: bool, bootstrap: bool) -> SyncReport:
@@ -70,12 +61,46 @@ class Command(BaseCommand):
         except FieldDecryptionError as error:  # a pending change of that cluster: nothing was delivered
             raise CommandError(f"Nothing was delivered: {error}") from error
 
+    def _findings_write(self, report: SyncReport) -> None:
+        """One line per finding: each drifted file (written, or not: ``--check``) with what changes in it."""
+        for conflict in report.conflicts:
+            self.stdout.write(f"conflict: {conflict}")
+        for folder in report.unknown_folders:
+            self.stdout.write(f"unknown folder: {folder}")
+        for path in report.drifted_paths:
+            described = report.drift_described.get(path)
+            self.stdout.write(f"drift: {path} ({described})" if described else f"drift: {path}")
+        for path in report.bootstrap_differs:
+            self.stdout.write(f"bootstrap file differs: {path}")
+
+    def _check_report(self, report: SyncReport, matched: str) -> None:
+        if report.remote_empty:
+            raise CommandError(
+                f"The GitOps remote has no branch yet: Argo CD has nothing to deploy. gitops_sync pushes "
+                f"the {len(report.drifted_paths)} file(s) above, the Argo CD manifests among them."
+            )
+        found = sync_notes(report)
+        if report.drifted_paths or report.conflicts or report.unknown_folders or any(found):
+            raise CommandError(
+                " ".join(
+                    [
+                        f"{len(report.drifted_paths)} file(s) differ from the database; "
+                        f"{len(report.conflicts)} cluster(s) cannot be rendered; "
+                        f"{UNKNOWN_FOLDERS.format(len(report.unknown_folders))}.",
+                        *filter(None, found),
+                    ]
+                )
+            )
+        self.stdout.write(self.style.SUCCESS(f"No drift: {matched}."))
+
     def _sync_report(self, report: SyncReport, matched: str) -> None:
         """What the sync did; a non-zero exit when something is left undone (a CronJob that exits 0
         then would look healthy while nothing deploys)."""
         done = sync_done(report)
         for line in done:
             self.stdout.write(line)
+        for note in sync_notes(report):
+            self.stdout.write(self.style.WARNING(note))
         problems = sync_problems(report)
         if problems:
             raise CommandError(" ".join(problems))
