@@ -33,7 +33,7 @@ from config.crypto import FieldDecryptionError
 from gitops.delivery import PendingCommit
 from gitops.errors import ContentError, RepositoryUnavailable
 from gitops.locks import push_lock
-from gitops.remote import RemoteState, remote_fetch
+from gitops.remote import RemoteState, remote_fetch, remote_tracking_tip
 from gitops.repository import GitopsRepository, branch_tip, repository_compact, repository_handle, tree_reader
 from gitops.trees import TreeReader
 from gitops.values import SEALED_SECRET_FILE_NAME, VALUES_FILE_NAME, values_owned_changes
@@ -77,6 +77,7 @@ class SyncReport:
     unknown_folders: tuple[UnknownFolder, ...] = ()  # left as they are, by a sync too
     drift_described: Mapping[str, str] = field(default_factory=dict)  # path: what changes in it
     bootstrap_differs: tuple[str, ...] = ()  # Argo CD manifests or README unlike this portal's
+    remote_moved_to: str | None = None  # the sync pushed the branch: the remote's new tip
 
 
 def _everything_render(
@@ -204,8 +205,10 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: b
         message=commit_message(summary="Sync clients and clusters from the portal database"),
     )
     waiting = {pk: not commit for pk, commit in changes_pending().values_list("pk", "commit")}  # uncommitted?
+    remote, seen = gitops_remote(), remote_tracking_tip(repository=repository)
     report = outbox_deliver(repository=repository, extra=[sync])
     commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
+    now = remote_tracking_tip(repository=repository)
     return SyncReport(
         drifted_paths=tuple(sorted(drifted)) if commit else (),
         commit=commit,
@@ -217,6 +220,7 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: b
         unknown_folders=tuple(unknown),
         drift_described=drifted if commit else {},
         bootstrap_differs=tuple(differs),
+        remote_moved_to=now if remote is not None and report.pushed and now != seen else None,
     )
 
 
@@ -263,6 +267,10 @@ def sync_done(report: SyncReport) -> list[str]:
         done.append(
             "The GitOps remote had no branch: pushed it, with the Argo CD manifests to apply once "
             "from a clone (argocd/, see its README)."
+        )
+    elif report.remote_moved_to and not report.changes_pushed:  # e.g. to a remote that was rewound
+        done.append(
+            f"Pushed the branch to the GitOps remote, which lacked commits of it: now at {report.remote_moved_to[:12]}."
         )
     return done
 

@@ -1,5 +1,5 @@
 """What ``gitops_sync`` (``--check``) tells an operator before and after it writes: what changes in
-each values file, and the Argo CD manifests that are not this portal's any more."""
+each values file, the Argo CD manifests that are not this portal's any more, and a push it made."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from gitops.repository import file_read
+from gitops.repository import branch_tip, branch_update, file_read
 from tests.conftest import portal_repository
 from tests.helpers import hand_commit
 
@@ -90,3 +90,17 @@ def test_check_says_when_the_remote_lacks_the_argo_cd_manifests(git_server, clus
     assert "bootstrap file differs: argocd/applicationset.yaml (not in git)" in out.splitlines()
     page = admin_browser.post(DELIVER_NOW, follow=True).content.decode()
     assert "Deliver now:" in page and "argocd/appproject.yaml (not in git)" in page
+
+
+def test_a_sync_that_pushes_to_a_rewound_remote_says_it_pushed(git_server, cluster1, settings):
+    before = branch_tip(repository=git_server)
+    hand_commit(portal_repository(settings), "notes.txt", b"pushed, then lost on the remote\n")
+    call_command("gitops_sync", stdout=StringIO())
+    branch_update(repository=git_server, expected_tip=branch_tip(repository=git_server), new_tip=before)
+
+    out, error = _run()
+
+    assert error is None and "Nothing to sync" not in out
+    tip = branch_tip(repository=portal_repository(settings))
+    assert f"Pushed the branch to the GitOps remote, which lacked commits of it: now at {tip[:12]}." in out
+    assert branch_tip(repository=git_server) == tip
