@@ -102,13 +102,18 @@ def _retired_render(change: ClusterChange, reader: TreeReader) -> dict[str, byte
     return {}
 
 
+def change_summary(change: ClusterChange) -> str:
+    """The summary line of ``change``'s commit (its trailers name the change: ``clusters.lost_changes``)."""
+    return change.message or f"{change.cluster}: {change.action}"
+
+
 def _change_pending(change: ClusterChange) -> PendingCommit:
     return PendingCommit(
         key=change.pk,
         render=partial(_change_render, change),
         author=author_identity(email=change.actor_email, name=change.actor_name),
         message=commit_message(
-            summary=change.message or f"{change.cluster}: {change.action}",
+            summary=change_summary(change),
             email=change.actor_email,
             name=change.actor_name,
             change_id=change.pk,

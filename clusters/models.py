@@ -296,6 +296,10 @@ class GitopsRemoteState(models.Model):
     last_failure_reason = models.CharField(max_length=300, blank=True)
     # When a write after the pause took the one retry (clusters.remote.remote_resting).
     retry_claimed_at = models.DateTimeField(null=True, blank=True)
+    # The branch tip whose changes the database lacked when an operator had its state written
+    # over them (gitops_sync --database-wins): they are decided on (clusters.lost_changes). A
+    # restored backup brings its own value back, so the changes it lost are seen again.
+    changes_accepted_commit = models.CharField(max_length=64, blank=True)
 
     class Meta:
         verbose_name = "GitOps remote state"

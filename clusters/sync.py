@@ -7,6 +7,11 @@ edits of the files the portal owns, a commit lost with a replica, a client file 
 A folder under ``clients/`` that no row owns (added by hand, or left after the database was
 restored from an older backup) is reported and never deleted: Argo CD deploys every cluster
 folder, so it may hold a running cluster's only description, and only a person can tell.
+
+When git holds cluster changes the database does not (``clusters.lost_changes``: it was
+restored from an older backup), a sync writes nothing: the database's state would undo them
+(downgrade Qdrant, put back replicas and API keys). It says so until an operator reconciles
+the two, or runs it with ``database_wins``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from django.conf import settings
 
 from clusters.delivery import outbox_deliver
+from clusters.lost_changes import LostChange, lost_changes_accept, lost_changes_find
 from clusters.models import Client, Cluster, ClusterChange
 from clusters.remote import gitops_remote, remote_failure_forget, remote_resting
 from clusters.rendering import (
@@ -29,8 +35,9 @@ from clusters.rendering import (
 )
 from clusters.repository import bootstrap_files, commit_message, committer_identity, locked, repository_get
 from clusters.selectors import changes_pending
+from clusters.services import key_rotations_finish_due
 from config.crypto import FieldDecryptionError
-from gitops.delivery import PendingCommit
+from gitops.delivery import PendingCommit, base_choose
 from gitops.errors import ContentError, RepositoryUnavailable
 from gitops.locks import push_lock
 from gitops.remote import RemoteState, remote_fetch, remote_tracking_tip
@@ -39,6 +46,7 @@ from gitops.trees import TreeReader
 from gitops.values import SEALED_SECRET_FILE_NAME, VALUES_FILE_NAME, values_owned_changes
 
 UNKNOWN_FOLDERS = "{} folder(s) in git that the database does not know"
+_LOST_NAMED = 3  # in a sentence; gitops_sync prints every one
 _LOCAL_ONLY = "Delivered {} pending change(s) (no GITOPS_REMOTE_URL: local only)."
 
 
@@ -75,9 +83,17 @@ class SyncReport:
     remote_started: bool = False  # the remote had no branch, and this sync pushed it there
     remote_empty: bool = False  # check: the remote has no branch yet, so it lacks every file
     unknown_folders: tuple[UnknownFolder, ...] = ()  # left as they are, by a sync too
+    lost_changes: tuple[LostChange, ...] = ()  # changes in git the database lacks: nothing written
+    database_wins: bool = False  # ... unless asked to write the database's state over them
     drift_described: Mapping[str, str] = field(default_factory=dict)  # path: what changes in it
     bootstrap_differs: tuple[str, ...] = ()  # Argo CD manifests or README unlike this portal's
     remote_moved_to: str | None = None  # the sync pushed the branch: the remote's new tip
+    rotations_finished: tuple[str, ...] = ()  # clusters whose key rotation's grace period was over
+
+    @property
+    def held(self) -> bool:
+        """Whether the sync wrote nothing, as git holds changes the database lacks."""
+        return bool(self.lost_changes) and not self.database_wins
 
 
 def _everything_render(
@@ -166,6 +182,17 @@ def _drift_found(reader: TreeReader, bootstrap: bool) -> SyncReport:
     )
 
 
+def _history_tip(repository: GitopsRepository) -> str | None:
+    """The commit a sync builds on: the remote's tip as last seen, or this clone's branch when
+    it holds that one (commits not pushed yet)."""
+    local = branch_tip(repository=repository)
+    if gitops_remote() is None:
+        return local
+    return base_choose(
+        repository, local, RemoteState(reachable=True, tip=remote_tracking_tip(repository=repository))
+    )
+
+
 def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncReport:
     """The paths where git (the remote's tip, when there is a remote: what Argo CD reads) differs
     from the database."""
@@ -181,11 +208,44 @@ def _drift_check(repository: GitopsRepository, bootstrap: bool = False) -> SyncR
         if remote_empty
         else tree_reader(repository=repository, commit=tip)
     )
-    return replace(_drift_found(reader, bootstrap or remote_empty), remote_empty=remote_empty)
+    lost = lost_changes_find(repository=repository, tip=_history_tip(repository))
+    return replace(
+        _drift_found(reader, bootstrap or remote_empty), remote_empty=remote_empty, lost_changes=lost
+    )
 
 
-def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: bool = True) -> SyncReport:
-    """Every pending change as its own commit, then one commit for any other drift; then compact."""
+def _held(
+    repository: GitopsRepository,
+    tip: str | None,
+    lost: tuple[LostChange, ...],
+    *,
+    bootstrap: bool,
+    compact: bool,
+) -> SyncReport:
+    """A sync that writes nothing, as git holds changes the database lacks: what it would write."""
+    held = _drift_found(tree_reader(repository=repository, commit=tip), bootstrap)
+    packed = repository_compact(repository=repository) if compact else 0  # housekeeping all the same
+    return replace(held, pushed=True, lost_changes=lost, packed_objects=packed)
+
+
+def _full_sync(
+    repository: GitopsRepository,
+    bootstrap: bool = False,
+    compact: bool = True,
+    database_wins: bool = False,
+    rotations_finish: bool = False,
+) -> SyncReport:
+    """Finish the due key rotations (``rotations_finish``); then every pending change as its own
+    commit, then one commit for any other drift; then compact.
+
+    Nothing at all while git holds changes the database lacks (unless ``database_wins``): a
+    change renders its cluster's whole state too, keys included, from the same rows.
+    """
+    tip = _history_tip(repository)
+    lost = lost_changes_find(repository=repository, tip=tip)
+    if lost and not database_wins:
+        return _held(repository, tip, lost, bootstrap=bootstrap, compact=compact)
+    finished = tuple(str(cluster) for cluster in key_rotations_finish_due()) if rotations_finish else ()
     conflicts: dict[int, str] = {}
     drifted: dict[str, str] = {}
     unknown: list[UnknownFolder] = []
@@ -207,6 +267,8 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: b
     waiting = {pk: not commit for pk, commit in changes_pending().values_list("pk", "commit")}  # uncommitted?
     remote, seen = gitops_remote(), remote_tracking_tip(repository=repository)
     report = outbox_deliver(repository=repository, extra=[sync])
+    if lost and tip is not None:  # database_wins: the operator decided on them
+        lost_changes_accept(tip=tip)
     commit, done = report.commits.get("sync"), ClusterChange.objects.filter(pk__in=waiting)
     now = remote_tracking_tip(repository=repository)
     return SyncReport(
@@ -218,27 +280,49 @@ def _full_sync(repository: GitopsRepository, bootstrap: bool = False, compact: b
         changes_committed=sum(waiting[pk] for pk in done.exclude(commit="").values_list("pk", flat=True)),
         changes_pushed=done.filter(pushed=True).count(),
         unknown_folders=tuple(unknown),
+        lost_changes=lost,
+        database_wins=database_wins,
         drift_described=drifted if commit else {},
         bootstrap_differs=tuple(differs),
         remote_moved_to=now if remote is not None and report.pushed and now != seen else None,
+        rotations_finished=finished,
     )
 
 
-def repository_sync(*, check: bool = False, bootstrap: bool = False, compact: bool = True) -> SyncReport:
+def repository_sync(
+    *,
+    check: bool = False,
+    bootstrap: bool = False,
+    compact: bool = True,
+    database_wins: bool = False,
+    rotations_finish: bool = False,
+) -> SyncReport:
     """Make git equal to the database and compact the repository (``check``: only report the drift).
 
     ``bootstrap``: also rewrite the Argo CD manifests and README as this version renders them.
     Not ``compact``: in an operator's request (System status → Deliver now), which packing the
     repository, the CronJob's chore, would hold up under the branch lock for nothing.
+    ``database_wins``: write the database's state over git even where git holds changes the
+    database lacks (``clusters.lost_changes``), once an operator has reconciled the two.
+    ``rotations_finish``: first finish the key rotations whose grace period is over (the
+    CronJob's chore), unless git holds such changes.
     """
     remote_failure_forget()
     if check:
         return locked(partial(_drift_check, bootstrap=bootstrap))
     looked = _remote_look()
-    report = locked(partial(_full_sync, bootstrap=bootstrap, compact=compact))
+    sync = partial(
+        _full_sync,
+        bootstrap=bootstrap,
+        compact=compact,
+        database_wins=database_wins,
+        rotations_finish=rotations_finish,
+    )
+    report = locked(sync)
     if looked is not None and not looked.reachable:
         return replace(report, remote_reachable=False)
-    return replace(report, remote_started=looked is not None and looked.tip is None and report.pushed)
+    started = looked is not None and looked.tip is None and report.pushed and not report.held
+    return replace(report, remote_started=started)
 
 
 def _remote_look() -> RemoteState | None:
@@ -272,7 +356,28 @@ def sync_done(report: SyncReport) -> list[str]:
         done.append(
             f"Pushed the branch to the GitOps remote, which lacked commits of it: now at {report.remote_moved_to[:12]}."
         )
+    if report.lost_changes and report.database_wins:
+        done.append(
+            f"Wrote the database's state over the {len(report.lost_changes)} cluster change(s) in git that "
+            "the database does not hold (--database-wins)."
+        )
     return done
+
+
+def lost_changes_problem(report: SyncReport) -> str:
+    """The sentence for changes in git that the database lacks, and what to do ("": none)."""
+    if not report.held:
+        return ""
+    named = "; ".join(str(lost) for lost in report.lost_changes[:_LOST_NAMED])
+    more = len(report.lost_changes) - _LOST_NAMED
+    return (
+        f"Git holds {len(report.lost_changes)} cluster change(s) that the database does not (newest first: "
+        f"{named}{f'; and {more} more' if more > 0 else ''}): the database is older than git, as after a "
+        "restore from a backup, and writing its state would undo them (a Qdrant downgrade, replicas or API "
+        "keys from before), so gitops_sync writes nothing. Re-apply those changes in the portal (gitops_sync "
+        "--check shows what differs) or restore a newer backup; then, or to put the database's state in git "
+        "as it is, run gitops_sync --database-wins (README: Restoring the database from a backup)."
+    )
 
 
 def sync_notes(report: SyncReport) -> list[str]:
@@ -301,8 +406,10 @@ def sync_problems(report: SyncReport) -> list[str]:
             "The GitOps remote could not be fetched (see the log): edits made there, if any, were not "
             "seen, so git may still differ from the database."
         )
+    if report.held:
+        problems.append(lost_changes_problem(report))
     if report.conflicts:
-        rest = "Everything else is synced; " if report.pushed else ""
+        rest = "Everything else is synced; " if report.pushed and not report.held else ""
         problems.append(
             f"{rest}{len(report.conflicts)} cluster(s) cannot be rendered until their files in git are fixed."
         )

@@ -100,9 +100,7 @@ def _contains(repository: GitopsRepository, tip: str | None, commit: str | None)
     return commit_is_ancestor(repository=repository, ancestor=commit, descendant=tip)
 
 
-def _base_choose(
-    repository: GitopsRepository, local_tip: str | None, state: RemoteState | None
-) -> str | None:
+def base_choose(repository: GitopsRepository, local_tip: str | None, state: RemoteState | None) -> str | None:
     """The commit to build on: the local tip unless the remote is ahead of it or has diverged."""
     if state is None or not state.reachable or state.tip is None:
         return local_tip
@@ -150,7 +148,7 @@ def _group_commit(
     """Commit every pending change on the right base and move the local branch to the last one."""
     for _ in range(_LOCAL_ATTEMPTS):
         local_tip = branch_tip(repository=repository)
-        built = _commits_build(repository, pending, committer, _base_choose(repository, local_tip, state))
+        built = _commits_build(repository, pending, committer, base_choose(repository, local_tip, state))
         if built.tip is None or built.tip == local_tip:
             return built
         try:

@@ -373,10 +373,12 @@ def commit_exists(*, repository: GitopsRepository, commit: str) -> bool:
     return found is not None and found.type == ObjectType.COMMIT
 
 
-def commits_list(*, repository: GitopsRepository, limit: int = 1000) -> list[CommitInfo]:
-    """The branch history, newest first (first parents only)."""
+def commits_list(
+    *, repository: GitopsRepository, limit: int = 1000, commit: str | None = None
+) -> list[CommitInfo]:
+    """The history of ``commit`` (default: the branch tip), newest first (first parents only)."""
     result: list[CommitInfo] = []
-    current = branch_tip(repository=repository)
+    current = commit or branch_tip(repository=repository)
     while current is not None and len(result) < limit:
         info = commit_read(repository=repository, commit=current)
         result.append(info)

@@ -85,7 +85,7 @@ class SystemStatusAdmin(ReadOnlyAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_deliver_permission(request):
             raise PermissionDenied
-        try:
+        try:  # never with database_wins: writing over changes the database lacks is gitops_sync's, asked for
             level, text = _delivery_message(repository_sync(compact=False))
         except RepositoryUnavailable as error:
             level, text = (
