@@ -487,7 +487,8 @@ def test_check_deploy_passes_with_the_configmap_and_secret_values(tmp_path):
         pytest.skip("config/settings.py is not written yet")
     env = {key: value for key, value in os.environ.items() if key in {"PATH", "LANG", "LC_ALL", "SYSTEMROOT"}}
     env.update(_one("ConfigMap")["data"])
-    sealing = tmp_path / "sealing.pem"  # the controller's certificate, mounted at the ConfigMap's path in a pod
+    # The controller's certificate, mounted at the ConfigMap's path in a pod.
+    sealing = tmp_path / "sealing.pem"
     sealing.write_text(certificate_pem(private_key()))
     env.update(_one("Secret", include_template=True)["stringData"])
     # What an operator puts in the Secret (the placeholders are deliberately too weak to pass).
