@@ -435,9 +435,12 @@ class ValidateView(PublicAPIView):
         response = super().handle_exception(exc)
         if isinstance(response.data, dict) and "code" in response.data:
             response["X-Auth-Error-Code"] = response.data["code"]
-        if (
-            response.status_code == status.HTTP_403_FORBIDDEN
-        ):  # the ordinary answer to a caller without a token
+        # The ordinary answer to a caller without a token, or with an expired one: not a warning
+        # each (a refused cross-site write, csrf_failed, still is).
+        if response.get("X-Auth-Error-Code") in {
+            errors.NotAuthenticated.default_code,
+            errors.TokenNotValid.default_code,
+        }:
             self.request._request.refusal_expected = True
         return response
 

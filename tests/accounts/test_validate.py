@@ -137,10 +137,24 @@ def test_a_refusal_is_not_a_warning_in_the_log_as_an_api_refusal_is(db, caplog):
         ]
 
     APIClient().get("/api/auth/validate")
+    APIClient().get("/api/auth/validate", HTTP_AUTHORIZATION="Bearer expired.or.garbage")
     assert logged() == []
 
     APIClient().get("/api/auth/me")  # the API's own refusals are still logged
     assert logged() == ["Forbidden: /api/auth/me"]
+
+
+def test_a_refused_cross_site_write_through_the_gateway_is_still_logged(auth_client, user, caplog):
+    """csrf_failed at the gateway's check is an attack's trace, not an anonymous caller."""
+    browser = auth_client(user)
+    refused = browser.get(
+        "/api/auth/validate", HTTP_X_ORIGINAL_METHOD="POST", HTTP_ORIGIN="https://evil.example"
+    )
+
+    assert refused.json()["code"] == "csrf_failed"
+    assert [
+        r.getMessage() for r in caplog.records if r.name == "django.request" and OutageFilter().filter(r)
+    ] == ["Forbidden: /api/auth/validate"]
 
 
 def test_the_permissions_say_what_each_client_allows_a_role_a_token_and_an_operator(
