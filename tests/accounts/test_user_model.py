@@ -58,7 +58,12 @@ def test_createsuperuser_without_a_terminal_asks_for_the_name_it_needs(db, monke
 
 @pytest.mark.parametrize(
     ("password", "why"),
-    [(None, "needs DJANGO_SUPERUSER_PASSWORD"), ("short", "too short"), ("password123", "too common")],
+    [
+        (None, "needs DJANGO_SUPERUSER_PASSWORD"),
+        ("short", "too short"),
+        ("password123", "too common"),
+        ("ops@example.com", "too similar to the email"),
+    ],
 )
 def test_createsuperuser_makes_no_operator_without_a_usable_password(db, monkeypatch, password, why):
     """An operator nobody can sign in as (a password reset sends such an account nothing), or one

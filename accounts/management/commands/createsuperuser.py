@@ -15,6 +15,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
+from accounts.models import User
+
 
 class Command(createsuperuser.Command):
     def handle(self, *args, **options) -> None:
@@ -29,8 +31,11 @@ class Command(createsuperuser.Command):
                 raise CommandError(
                     "--noinput needs DJANGO_SUPERUSER_PASSWORD: without it nobody could sign in."
                 )
+            # As the account will be (the similarity check compares the email and the name).
+            email = options.get("email") or os.environ.get("DJANGO_SUPERUSER_EMAIL", "")
+            name = options.get("name") or os.environ.get("DJANGO_SUPERUSER_NAME", "")
             try:
-                validate_password(password)
+                validate_password(password, User(email=email, name=name))
             except ValidationError as error:
                 raise CommandError("DJANGO_SUPERUSER_PASSWORD: " + " ".join(error.messages)) from error
         super().handle(*args, **options)
