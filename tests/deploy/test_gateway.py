@@ -451,6 +451,7 @@ PREFLIGHT_LOCATION = """\
             proxy_set_header X-Auth-User-Id "";
             proxy_set_header X-Auth-Email "";
             proxy_set_header X-Auth-Scope "";
+            proxy_set_header X-Auth-Permissions "";
         }
 """
 PREFLIGHT = {
@@ -487,6 +488,7 @@ def test_a_cors_preflight_is_refused_by_the_check_unless_the_readmes_pattern_let
         "Cookie": f"{access_cookie_name()}={token}",
         "X-Auth-User-Id": "1",
         "X-Auth-Scope": "*",
+        "X-Auth-Permissions": "*",
     }
     preflight = requests.options(f"{gateway}/service/things?page=2", headers=PREFLIGHT | forged, timeout=10)
 
