@@ -181,8 +181,9 @@ class PortalKeys:
     the cached set does not know may be a key the portal has just rotated in, so the set is
     fetched again at once, but at most once per ``jwks_refetch_interval``: a flood of tokens
     with made-up kids costs the portal one request per interval, not one per token. The set a
-    fetch brings is final for the kid it was fetched for (401 when it lacks it, until the next
-    fetch); any other unknown kid within the interval is answered 503 with ``Retry-After``,
+    fetch brings is final for the kid it was fetched for for one interval (401 when it lacks
+    it; then it may be fetched again: a replica that has not read a rotated key yet may have
+    served that set); any other unknown kid within the interval is answered 503 with ``Retry-After``,
     not 401, since the set may simply be older than that kid's key. A retired key disappears
     from the set, and so from here once the cached set expires.
     """
@@ -216,9 +217,11 @@ class PortalKeys:
             fresh = self._key_set is not None and now - self._key_set_fetched_at < self._cache_seconds
             if fresh:
                 key = self._find(self._key_set, kid)
-                if key is not None or kid == self._kid_not_in_key_set:
+                if key is not None:
                     return key
                 if now - self._last_refetch < self._refetch_interval:
+                    if kid == self._kid_not_in_key_set:  # the set fetched for it lacks it: 401
+                        return None
                     raise key_not_yet_known(self._last_refetch + self._refetch_interval - now)
             if now < self._failed_until:
                 raise keys_unavailable(self._failed_until - now)

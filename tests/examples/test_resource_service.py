@@ -393,6 +393,30 @@ def test_a_key_rotated_in_just_after_an_unknown_kid_is_retried_later_not_refused
     assert len(jwks_fetches) == 3
 
 
+def test_a_key_the_fetched_set_lacked_is_accepted_once_a_later_fetch_has_it(
+    keys_dir, start_service, live_server, user1, jwks_fetches
+):
+    """After a rotation one replica signs with the new key while another still serves the older
+    set: that set's answer holds for one refetch interval, not for the whole cache lifetime."""
+    from accounts.keys import key_thumbprint, private_key_pem
+
+    interval = 2.0
+    service = start_service(JWKS_REFETCH_INTERVAL=str(interval), JWKS_CACHE_SECONDS="300")
+    token = sign_in(live_server, user1)["accessToken"]
+    assert service.things("client1", token).status_code == 200
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = key_thumbprint(rotated.public_key())
+    signed_by_the_other_replica = jwt.encode(
+        token_parts(token)[1], rotated, algorithm="RS256", headers={"kid": kid}
+    )
+    assert_error(service.things("client1", signed_by_the_other_replica), 401, "token_not_valid")
+
+    (keys_dir / f"{kid}.pem").write_bytes(private_key_pem(rotated))  # this replica now publishes it too
+    time.sleep(interval + 0.2)
+
+    assert service.things("client1", signed_by_the_other_replica).status_code == 200
+
+
 def test_eddsa_tokens_pass_only_where_eddsa_is_configured(
     settings, tmp_path, start_service, live_server, user1
 ):
