@@ -26,7 +26,7 @@ from gitops.argocd import (
 )
 from gitops.errors import RepositoryUnavailable
 from gitops.locks import branch_lock, push_lock
-from gitops.repository import GitIdentity, GitopsRepository, repository_open, tree_reader
+from gitops.repository import GitIdentity, GitopsRepository, repository_open
 
 T = TypeVar("T")
 
@@ -85,15 +85,6 @@ def repository_get() -> GitopsRepository:
         bootstrap_files=bootstrap_files,
         committer=committer_identity(),
     )
-
-
-def folder_has_files(*, folder: str) -> bool:
-    """Whether this clone's branch holds any file under ``folder`` (a fetch away from the
-    remote's tip: a folder pushed there by hand a moment ago is seen at the next delivery)."""
-    repository = GitopsRepository(path=Path(settings.GITOPS_REPO_PATH), branch=settings.GITOPS_BRANCH)
-    if not (repository.path / "HEAD").exists():
-        return False  # no repository yet (it is made by the first delivery): nothing in it
-    return bool(tree_reader(repository=repository).list(folder))
 
 
 def locked(work: Callable[[GitopsRepository], T]) -> T:

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 import yaml
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from clusters.models import Client, Cluster, ClusterChange
 from clusters.repository import repository_get
@@ -160,3 +160,57 @@ def test_seed_demo_over_an_earlier_databases_repository_takes_its_demo_folders_b
     assert ClusterChange.objects.get(cluster__client__slug="client1").message.endswith(
         ", over the folder git held"
     )
+
+
+# --- with a GitOps remote: what Argo CD deploys is the remote's branch ---------------------------
+
+
+def test_a_folder_pushed_to_the_remote_by_hand_is_seen_though_this_clone_is_behind(git_server, client1):
+    cluster_create(client=client1, slug="first", actor=None)  # the clone exists and is synced
+    call_command("gitops_sync", stdout=StringIO())
+    hand_commit(git_server, "clients/client1/legacy/values.yaml", _FOREIGN_VALUES)  # pushed by someone else
+
+    with pytest.raises(ValidationError) as refused:
+        cluster_create(client=client1, slug="legacy", actor=None)
+
+    assert "clients/client1/legacy/ is in git already" in str(refused.value.message_dict["slug"])
+    assert file_read(repository=git_server, file_path="clients/client1/legacy/values.yaml") == _FOREIGN_VALUES
+
+
+def test_a_replica_without_a_clone_yet_still_sees_the_remotes_folders(
+    git_server, client1, settings, tmp_path
+):
+    """A pod just started: its clone (an emptyDir) is made by its first delivery."""
+    hand_commit(git_server, "clients/client1/legacy/values.yaml", _FOREIGN_VALUES)
+    settings.GITOPS_REPO_PATH = tmp_path / "new-pod" / "gitops.git"
+
+    with pytest.raises(ValidationError) as refused:
+        cluster_create(client=client1, slug="legacy", actor=None)
+
+    assert "is in git already" in str(refused.value.message_dict["slug"])
+
+
+def test_a_remote_this_replica_never_read_that_cannot_be_reached_refuses_the_creation(
+    client1, settings, tmp_path
+):
+    settings.GITOPS_REPO_PATH = tmp_path / "new-pod" / "gitops.git"
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "no-such-remote.git")
+
+    with pytest.raises(ValidationError) as refused:
+        cluster_create(client=client1, slug="legacy", actor=None)
+
+    assert "cannot be read now" in str(refused.value.message_dict["slug"])
+    assert not Cluster.objects.filter(slug="legacy").exists()
+
+
+def test_a_remote_down_is_judged_by_what_this_clone_saw_of_it_last(git_server, client1, settings, tmp_path):
+    """Creations go on while the remote is down (their commits wait here), refused over a
+    folder this clone has seen there."""
+    hand_commit(git_server, "clients/client1/legacy/values.yaml", _FOREIGN_VALUES)
+    with pytest.raises(CommandError, match="database does not know"):  # this clone reads the remote
+        call_command("gitops_sync", stdout=StringIO())
+    settings.GITOPS_REMOTE_URL = str(tmp_path / "gone.git")
+
+    with pytest.raises(ValidationError):
+        cluster_create(client=client1, slug="legacy", actor=None)
+    assert cluster_create(client=client1, slug="fresh", actor=None).cluster.pk is not None
