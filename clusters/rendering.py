@@ -80,7 +80,7 @@ class ClusterKeys:
         except FieldDecryptionError as error:  # whoever reads it (gitops_sync) is told which and what to do
             raise FieldDecryptionError(
                 f"The API keys of cluster {cluster} cannot be decrypted with FIELD_ENCRYPTION_KEY: put the "
-                "key they were encrypted with back at its end (README: rotating FIELD_ENCRYPTION_KEY)."
+                "key they were encrypted with back at its end (README, Configuration: FIELD_ENCRYPTION_KEY)."
             ) from error
 
 

@@ -411,7 +411,8 @@ def sync_problems(report: SyncReport) -> list[str]:
     if report.conflicts:
         rest = "Everything else is synced; " if report.pushed and not report.held else ""
         problems.append(
-            f"{rest}{len(report.conflicts)} cluster(s) cannot be rendered until their files in git are fixed."
+            f"{rest}{len(report.conflicts)} cluster(s) cannot be rendered until what each conflict line "
+            "says is fixed (their files in git, or the key their API keys were encrypted with)."
         )
     if report.unknown_folders:
         problems.append(

@@ -67,3 +67,25 @@ def test_a_pending_change_of_that_cluster_is_a_clear_error(git_server, cluster1,
 
     assert error is not None
     assert "client1/main cannot be decrypted with FIELD_ENCRYPTION_KEY" in str(error)
+
+
+def test_deliver_now_says_which_cluster_instead_of_a_500(
+    git_server, cluster1, settings, client, user_factory, caplog
+):
+    Cluster.objects.filter(pk=cluster1.pk).update(replicas=3)
+    cluster1.changes.create(
+        action="update", changes={"replicas": [2, 3]}, message="client1/main: replicas 2 -> 3"
+    )
+    _keys_under_another_key(cluster1, settings)
+    client.force_login(
+        user_factory(email="ops@example.com", is_staff=True, is_superuser=True, is_operator=True)
+    )
+
+    page = client.post("/admin/operations/systemstatus/deliver/", follow=True)
+
+    assert page.status_code == 200
+    assert (
+        "Nothing was delivered: The API keys of cluster client1/main cannot be decrypted"
+        in page.content.decode()
+    )
+    assert any(r.getMessage().startswith("deliver now: Nothing was delivered") for r in caplog.records)
