@@ -6,9 +6,11 @@ import socket
 import threading
 from collections.abc import Callable
 from html.parser import HTMLParser
+from io import StringIO
 
 import jwt
 import pytest
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from gitops.repository import GitIdentity, GitopsRepository, branch_tip, files_commit
@@ -263,3 +265,13 @@ def admin_action_confirmed(browser, changelist: str, action: str, pks: list, **k
     assert asked.status_code == 200, asked.get("Location")
     answer = form_as_submitted(asked.content.decode(), form_id="action-confirmation")
     return browser.post(changelist, answer, **kwargs)
+
+
+def gitops_sync_run(*args: str) -> tuple[str, CommandError | None]:
+    """``manage.py gitops_sync *args``: what it printed, and the error it exited with (None: 0)."""
+    out = StringIO()
+    try:
+        call_command("gitops_sync", *args, stdout=out)
+    except CommandError as error:
+        return out.getvalue(), error
+    return out.getvalue(), None

@@ -8,26 +8,17 @@ from io import StringIO
 
 import pytest
 import yaml
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 
 from gitops.repository import branch_tip, branch_update, file_read
 from tests.conftest import portal_repository
-from tests.helpers import hand_commit
+from tests.helpers import gitops_sync_run, hand_commit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MAIN_VALUES = "clients/client1/main/values.yaml"
 DELIVER_NOW = "/admin/operations/systemstatus/deliver/"
 RUN_BOOTSTRAP = "run gitops_sync --bootstrap"
-
-
-def _run(*args: str) -> tuple[str, CommandError | None]:
-    out = StringIO()
-    try:
-        call_command("gitops_sync", *args, stdout=out)
-    except CommandError as error:
-        return out.getvalue(), error
-    return out.getvalue(), None
 
 
 def _values_edited(repository, path: str, edit) -> None:
@@ -46,7 +37,7 @@ def test_check_says_what_a_sync_would_change_of_the_portals_values(git_server, c
     _values_edited(git_server, "clients/client2/main/values.yaml", lambda values: None)  # laid out by hand
     hand_commit(git_server, "clients/client2/client.yaml", None)
 
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is not None and "3 file(s) differ" in str(error)
     assert out.splitlines() == [
@@ -64,27 +55,29 @@ def test_check_names_the_argo_cd_manifests_a_new_remote_url_left_behind(
     shutil.copytree(git_server.path, moved)
     settings.GITOPS_REMOTE_URL = str(moved)
 
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is not None and RUN_BOOTSTRAP in str(error) and "GITOPS_REMOTE_URL" in str(error)
     assert "bootstrap file differs: argocd/applicationset.yaml" in out.splitlines()
     assert "bootstrap file differs: argocd/appproject.yaml" in out.splitlines()
     assert "No drift" not in out
 
-    out, error = _run()  # a sync says so too, and leaves them as they are: a hand edit may be meant
+    out, error = (
+        gitops_sync_run()
+    )  # a sync says so too, and leaves them as they are: a hand edit may be meant
     assert error is None and RUN_BOOTSTRAP in out
     applicationset = file_read(repository=portal_repository(settings), file_path="argocd/applicationset.yaml")
     assert str(git_server.path).encode() in applicationset and str(moved).encode() not in applicationset
 
-    _run("--bootstrap")
-    assert _run("--check")[1] is None
+    gitops_sync_run("--bootstrap")
+    assert gitops_sync_run("--check")[1] is None
 
 
 def test_check_says_when_the_remote_lacks_the_argo_cd_manifests(git_server, cluster1, admin_browser):
     hand_commit(git_server, "argocd/applicationset.yaml", None)  # a remote made again from clients/ only
     hand_commit(git_server, "argocd/appproject.yaml", None)
 
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is not None and RUN_BOOTSTRAP in str(error)
     assert "bootstrap file differs: argocd/applicationset.yaml (not in git)" in out.splitlines()
@@ -98,7 +91,7 @@ def test_a_sync_that_pushes_to_a_rewound_remote_says_it_pushed(git_server, clust
     call_command("gitops_sync", stdout=StringIO())
     branch_update(repository=git_server, expected_tip=branch_tip(repository=git_server), new_tip=before)
 
-    out, error = _run()
+    out, error = gitops_sync_run()
 
     assert error is None and "Nothing to sync" not in out
     tip = branch_tip(repository=portal_repository(settings))

@@ -30,6 +30,7 @@ from clusters.services import (
 from gitops.repository import GitopsRepository, branch_tip, commits_list, file_read, repository_handle
 from gitops.values import values_load
 from tests.clusters.conftest import shown_to
+from tests.helpers import gitops_sync_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,15 +81,6 @@ def _restore(backup: Backup) -> None:
     _ids_restart()
 
 
-def _run(*args: str) -> tuple[str, CommandError | None]:
-    out = StringIO()
-    try:
-        call_command("gitops_sync", *args, stdout=out)
-    except CommandError as error:
-        return out.getvalue(), error
-    return out.getvalue(), None
-
-
 def _legacy_values(repository) -> dict:
     return values_load(file_read(repository=repository, file_path=LEGACY_VALUES))
 
@@ -115,7 +107,7 @@ def restored(git_server, client1, user1) -> list[ClusterChange]:
 def test_a_sync_after_restoring_an_older_backup_writes_nothing_and_says_what_git_holds(git_server, restored):
     tip = branch_tip(repository=git_server)
 
-    out, error = _run()
+    out, error = gitops_sync_run()
 
     assert error is not None  # the CronJob fails visibly
     assert "Git holds 4 cluster change(s) that the database does not" in str(error)
@@ -135,7 +127,7 @@ def test_a_sync_after_restoring_an_older_backup_writes_nothing_and_says_what_git
 
 
 def test_check_after_a_restore_shows_the_downgrade_a_sync_would_write(git_server, restored):
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is not None and "Git holds 4 cluster change(s) that the database does not" in str(error)
     assert f"drift: {LEGACY_VALUES} (image.tag v1.19.0 -> v1.18.3, replicaCount 1 -> 3, API keys" in out
@@ -151,20 +143,20 @@ def test_a_change_made_through_the_api_before_the_sync_does_not_hide_the_restore
     assert reused.pk == restored[0].pk  # the restored database hands out the lost change's id again
     tip = branch_tip(repository=git_server)
 
-    out, error = _run()
+    out, error = gitops_sync_run()
 
     assert error is not None and "Git holds 4 cluster change(s) that the database does not" in str(error)
     assert branch_tip(repository=git_server) == tip
 
 
 def test_database_wins_writes_the_databases_state_over_the_changes_git_holds(git_server, restored):
-    out, error = _run("--database-wins")
+    out, error = gitops_sync_run("--database-wins")
 
     assert error is None, error
     assert "Wrote the database's state over the 4 cluster change(s) in git" in out
     assert _legacy_values(git_server)["image"]["tag"] == "v1.18.3"
     assert _legacy_values(git_server)["replicaCount"] == 3
-    assert _run() == ("Nothing to sync: git matches the database.\n", None)  # decided on, once
+    assert gitops_sync_run() == ("Nothing to sync: git matches the database.\n", None)  # decided on, once
     with pytest.raises(CommandError, match="goes without it"):
         call_command("gitops_sync", "--check", "--database-wins")
 
@@ -174,11 +166,11 @@ def test_restoring_the_older_backup_again_brings_back_what_was_decided_then(git_
     backup = _backup()
     cluster_update(cluster=legacy, actor=user1, replicas=1, confirm=True)
     _restore(backup)
-    assert _run("--database-wins")[1] is None  # replicas 3 again: that scale-down is decided on
+    assert gitops_sync_run("--database-wins")[1] is None  # replicas 3 again: that scale-down is decided on
     cluster_update(cluster=Cluster.objects.get(pk=legacy.pk), actor=user1, version="v1.19.0")
 
     _restore(backup)
-    out, error = _run()
+    out, error = gitops_sync_run()
 
     assert error is not None and "Git holds 2 cluster change(s) that the database does not" in str(error)
 
@@ -187,17 +179,17 @@ def test_git_kept_by_changing_the_portal_to_its_values_then_accepted(git_server,
     legacy = Cluster.objects.get(slug="legacy")
     cluster_update(cluster=legacy, actor=user1, version="v1.19.0", replicas=1, confirm=True)  # git's, at once
 
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
     assert error is not None and "not in the database:" in out  # still in git's history
     assert "drift:" not in out
-    out, error = _run("--database-wins")
+    out, error = gitops_sync_run("--database-wins")
 
     assert error is None, error
     assert (_legacy_values(git_server)["image"]["tag"], _legacy_values(git_server)["replicaCount"]) == (
         "v1.19.0",
         1,
     )
-    assert _run("--check") == ("No drift: git matches the database.\n", None)
+    assert gitops_sync_run("--check") == ("No drift: git matches the database.\n", None)
 
 
 def test_a_rotation_due_in_the_restored_database_waits_while_git_holds_more(git_server, client1, user1):
@@ -209,7 +201,7 @@ def test_a_rotation_due_in_the_restored_database_waits_while_git_holds_more(git_
     tip = branch_tip(repository=git_server)
 
     with time_machine.travel(timezone.now() + settings.KEY_ROTATION_GRACE + timedelta(minutes=1)):
-        out, error = _run()
+        out, error = gitops_sync_run()
 
     assert error is not None and "Key rotation" not in out  # its commit would downgrade the cluster
     assert Cluster.objects.get(pk=legacy.pk).rotation_in_progress
@@ -230,14 +222,14 @@ def test_changes_made_through_the_api_are_the_databases_own(git_server, cluster1
         answer = as_user1.patch("/api/clients/client1/clusters/main", {"replicas": replicas}, format="json")
         assert answer.status_code == 200
 
-    assert _run("--check") == ("No drift: git matches the database.\n", None)
-    out, error = _run()
+    assert gitops_sync_run("--check") == ("No drift: git matches the database.\n", None)
+    out, error = gitops_sync_run()
     assert error is None and "not in the database" not in out
 
 
 def test_make_run_and_a_database_made_again_over_the_same_repository_sync_cleanly(settings):
     call_command("seed_demo", "--force", stdout=StringIO())
-    assert _run() == ("Nothing to sync: git matches the database.\n", None)
+    assert gitops_sync_run() == ("Nothing to sync: git matches the database.\n", None)
     cluster_update(cluster=Cluster.objects.get(slug="main", client__slug="client1"), actor=None, replicas=2)
 
     for _again in range(2):  # var/ kept, the database made anew: its ids restart at 1
@@ -245,9 +237,9 @@ def test_make_run_and_a_database_made_again_over_the_same_repository_sync_cleanl
         call_command("seed_demo", "--force", stdout=StringIO())
         assert ClusterChange.objects.order_by("pk").first().pk == 1  # git holds older commits of ids 1, 2, 3
 
-        out, error = _run()
+        out, error = gitops_sync_run()
         assert error is None and "not in the database" not in out, out
-        assert _run("--check")[1] is None
+        assert gitops_sync_run("--check")[1] is None
 
 
 def _history_rewritten(repository: GitopsRepository) -> None:
@@ -268,6 +260,6 @@ def test_a_history_rewritten_by_a_rebase_keeps_the_changes_known_by_their_traile
     _history_rewritten(git_server)
     assert not ClusterChange.objects.filter(commit=branch_tip(repository=git_server)).exists()
 
-    out, error = _run()
+    out, error = gitops_sync_run()
 
     assert error is None and "not in the database" not in out, out

@@ -4,26 +4,15 @@ others are still synced; no traceback."""
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
 import yaml
-from django.core.management import CommandError, call_command
 
 from clusters.models import Cluster
 from config.crypto import CLUSTER_API_KEYS, field_encrypt
 from gitops.repository import file_read
+from tests.helpers import gitops_sync_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _run(*args: str) -> tuple[str, CommandError | None]:
-    out = StringIO()
-    try:
-        call_command("gitops_sync", *args, stdout=out)
-    except CommandError as error:
-        return out.getvalue(), error
-    return out.getvalue(), None
 
 
 def _keys_under_another_key(cluster: Cluster, settings) -> None:
@@ -48,7 +37,7 @@ def test_the_cluster_whose_keys_cannot_be_decrypted_is_named_and_the_others_stil
     Cluster.objects.filter(pk=cluster2.pk).update(replicas=4)  # drift of another cluster
     before = _replicas_in_git(git_server)
 
-    out, error = _run(*(["--check"] if check else []))
+    out, error = gitops_sync_run(*(["--check"] if check else []))
 
     assert error is not None and "Traceback" not in out
     (conflict,) = [line for line in out.splitlines() if line.startswith("conflict:")]
@@ -63,7 +52,7 @@ def test_a_pending_change_of_that_cluster_is_a_clear_error(git_server, cluster1,
     )
     _keys_under_another_key(cluster1, settings)
 
-    out, error = _run()
+    out, error = gitops_sync_run()
 
     assert error is not None
     assert "client1/main cannot be decrypted with FIELD_ENCRYPTION_KEY" in str(error)

@@ -4,28 +4,16 @@ backup, runs a cluster no operator sees. They are reported, never deleted."""
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import CommandError, call_command
 
 from clusters.models import Cluster
 from clusters.services import cluster_create, cluster_decommission, cluster_remove
 from gitops.repository import branch_tip, file_read
-from tests.helpers import hand_commit
+from tests.helpers import gitops_sync_run, hand_commit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 VALUES = b"replicaCount: 1\n"
-
-
-def _run(*args: str) -> tuple[str, CommandError | None]:
-    out = StringIO()
-    try:
-        call_command("gitops_sync", *args, stdout=out)
-    except CommandError as error:
-        return out.getvalue(), error
-    return out.getvalue(), None
 
 
 def test_check_reports_each_folder_no_row_owns_as_drift(git_server, cluster1):
@@ -33,7 +21,7 @@ def test_check_reports_each_folder_no_row_owns_as_drift(git_server, cluster1):
     hand_commit(git_server, "clients/ghost/db/values.yaml", VALUES)
     tip = branch_tip(repository=git_server)
 
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is not None and "3 folder(s) in git that the database does not know" in str(error)
     lines = [line for line in out.splitlines() if line.startswith("unknown folder:")]
@@ -50,7 +38,7 @@ def test_folders_left_by_a_database_restored_from_an_older_backup_are_reported(g
     later = cluster_create(client=client1, slug="later", actor=None).cluster  # in git, then "lost"
     Cluster.objects.filter(pk=later.pk).delete()
 
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is not None
     assert "unknown folder: clients/client1/later/" in out
@@ -61,7 +49,7 @@ def test_gitops_sync_syncs_the_rest_and_leaves_unknown_folders_in_place_failing_
     hand_commit(git_server, "clients/client1/rogue/values.yaml", VALUES)
     Cluster.objects.filter(pk=cluster1.pk).update(replicas=5)  # drift the sync does fix
 
-    out, error = _run()
+    out, error = gitops_sync_run()
 
     assert error is not None and "left as they are" in str(error)  # the CronJob must not look healthy
     assert "unknown folder: clients/client1/rogue/" in out
@@ -76,15 +64,15 @@ def test_a_removed_clusters_folder_put_back_by_hand_is_drift_not_a_stranger(git_
     cluster_remove(cluster=cluster1, actor=None)
     hand_commit(git_server, "clients/client1/main/values.yaml", VALUES)
 
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is not None and "unknown folder" not in out  # its row knows it: ordinary drift
     assert "drift: clients/client1/main/values.yaml" in out
-    _run()
+    gitops_sync_run()
     assert file_read(repository=git_server, file_path="clients/client1/main/values.yaml") is None
 
 
 def test_check_without_strangers_or_drift_is_clean(git_server, cluster1):
-    out, error = _run("--check")
+    out, error = gitops_sync_run("--check")
 
     assert error is None and "No drift" in out and "unknown folder" not in out
