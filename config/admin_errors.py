@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters, csrf_protect_m
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
 from django.db import DataError, transaction
 from django.db.models import Model
@@ -59,8 +60,31 @@ class _SelectionField(forms.ModelMultipleChoiceField):
             ) from None
 
 
+class _AutocompleteSelect(AutocompleteSelect):
+    """A search box whose page, shown again with a value no page offered (``client=x``), shows
+    it unselected next to the field's "select a valid choice", instead of a 500 from asking the
+    database for rows of that id."""
+
+    def optgroups(self, name, value, attr=None):
+        target = self.field.remote_field.model._meta.get_field(self.field.remote_field.field_name)
+        return super().optgroups(name, [item for item in value if _is_value_of(target, item)], attr)
+
+
+def _is_value_of(field, value: object) -> bool:
+    try:
+        field.run_validators(field.to_python(value))  # a number, within the column's range
+    except ValidationError:
+        return False
+    return True
+
+
 class InputGuardAdmin(admin.ModelAdmin):
     """Every portal model admin: hand-made filter values, selections and action selections are refused."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if "widget" not in kwargs and db_field.name in self.get_autocomplete_fields(request):
+            kwargs["widget"] = _AutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         kwargs.setdefault("form_class", _SelectionField)
