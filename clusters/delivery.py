@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from clusters.remote import (
     remote_state_record,
 )
 from clusters.rendering import (
+    KeysUnreadable,
     client_files_render,
     cluster_files_render,
     cluster_removal_render,
@@ -81,15 +82,19 @@ class DeliveryReport:
     conflicts: Mapping[int, str]
     pushed: bool
     commits: Mapping[object, str | None] = field(default_factory=dict)
+    unreadable: frozenset[int] = frozenset()  # of the conflicts: clusters whose keys cannot be decrypted
 
 
 def _change_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
     if change.cluster.decommissioned:
         return _retired_render(change, reader)
     keys_changed = change.action in KEY_ACTIONS
-    return cluster_files_render(
-        cluster=change.cluster, reader=reader, changes=change.changes, keys_changed=keys_changed
-    )
+    try:
+        return cluster_files_render(
+            cluster=change.cluster, reader=reader, changes=change.changes, keys_changed=keys_changed
+        )
+    except FieldDecryptionError as error:  # that cluster's change waits; another client's do not
+        raise KeysUnreadable(str(error)) from error
 
 
 def _retired_render(change: ClusterChange, reader: TreeReader) -> dict[str, bytes | None]:
@@ -228,21 +233,34 @@ def _deliver(
         )
     pushed = delivery.pushed if remote is not None and push else None  # None: no push tried
     metrics.gitops_delivery_record(commits=delivery.commits_made, pushed=pushed)
-    conflicts: dict[int, str] = {}
-    commits: dict[object, str | None] = {}
     with transaction.atomic():  # one database commit for the whole batch, not one per change
-        for outcome in delivery.outcomes:
-            change = changes.get(outcome.key)  # type: ignore[call-overload]
-            if change is None:
-                commits[outcome.key] = outcome.commit
-            elif outcome.error is not None:
-                conflicts[change.cluster_id] = str(outcome.error)
-            else:
-                _change_commit_record(repository, change, outcome.commit, delivery)
+        report = _outcomes_record(repository, delivery, changes)
         delivered = _delivered_record(repository, delivered=delivery.pushed, pushed=pushed, tip=delivery.tip)
     if pushed:  # Argo CD looks at the remote: ask it to look now rather than at its next poll
         applications_refresh(clusters=delivered)
-    return DeliveryReport(conflicts=conflicts, pushed=delivery.pushed, commits=commits)
+    return report
+
+
+def _outcomes_record(
+    repository: GitopsRepository, delivery: GroupDelivery, changes: Mapping[int, ClusterChange]
+) -> DeliveryReport:
+    """Each change's commit recorded; what could not be rendered, and the extra items' commits."""
+    conflicts: dict[int, str] = {}
+    unreadable: set[int] = set()
+    commits: dict[object, str | None] = {}
+    for outcome in delivery.outcomes:
+        change = changes.get(outcome.key)  # type: ignore[call-overload]
+        if change is None:
+            commits[outcome.key] = outcome.commit
+        elif outcome.error is not None:
+            conflicts[change.cluster_id] = str(outcome.error)
+            if isinstance(outcome.error, KeysUnreadable):
+                unreadable.add(change.cluster_id)
+        else:
+            _change_commit_record(repository, change, outcome.commit, delivery)
+    return DeliveryReport(
+        conflicts=conflicts, pushed=delivery.pushed, commits=commits, unreadable=frozenset(unreadable)
+    )
 
 
 def outbox_deliver(*, repository: GitopsRepository, extra: Sequence[PendingCommit]) -> DeliveryReport:
@@ -294,7 +312,7 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
     """
     change = changes_pending().filter(pk=awaited).first()
     if change is None or remote_failed_recently():  # pushed meanwhile; or the push before failed just now
-        return DeliveryReport(conflicts=committed.conflicts, pushed=change is None, commits=committed.commits)
+        return replace(committed, pushed=change is None)
     if not _committed_here(repository, change):  # committed in another replica's clone
         return branch_locked(lambda repository: _deliver(repository, (), awaited=awaited))
     pushed, tip, moved = branch_deliver(repository=repository, remote=gitops_remote())
@@ -305,7 +323,7 @@ def _push_half(repository: GitopsRepository, committed: DeliveryReport, *, await
         delivered = _delivered_record(repository, delivered=pushed, pushed=pushed, tip=tip)
     if delivered:
         applications_refresh(clusters=delivered)
-    return DeliveryReport(conflicts=committed.conflicts, pushed=pushed, commits=committed.commits)
+    return replace(committed, pushed=pushed)
 
 
 def _delivered_record(

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from clusters.models import SPEC_FIELD_NAMES, Client, Cluster
 from config.crypto import CLUSTER_API_KEYS, FieldDecryptionError, field_decrypt
+from gitops.errors import ContentError
 from gitops.sealing import SealingError, sealed_secret_render
 from gitops.trees import TreeReader
 from gitops.values import (
@@ -56,6 +57,11 @@ def _sealing_certificate(path: str) -> bytes:
 @cache
 def _sealing_certificate_read(path: str, modified: int) -> bytes:
     return Path(path).read_bytes()
+
+
+class KeysUnreadable(ContentError):
+    """A cluster's API keys cannot be decrypted (``FIELD_ENCRYPTION_KEY``): its change waits, as
+    one git cannot take does, and the other clusters' changes are delivered all the same."""
 
 
 @dataclass(frozen=True)

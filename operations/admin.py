@@ -48,6 +48,7 @@ def _delivery_message(report: SyncReport) -> tuple[int, str]:
         named = [folder.path for folder in report.unknown_folders[:_FOLDERS_NAMED]]
         more = len(report.unknown_folders) - len(named)
         problems.append(f"Unknown: {', '.join(named)}{f' and {more} more' if more else ''}.")
+    problems += list(report.conflicts)  # each names its cluster and what to fix
     problems += sync_notes(report)  # the Argo CD manifests: a warning here, where nothing else fails
     if problems:
         return messages.WARNING, " ".join(["Deliver now:", *done, *problems])

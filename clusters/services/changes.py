@@ -184,6 +184,8 @@ def delivered(result: ClusterChangeResult, *, undo: Undo | None = None) -> Clust
     problem = report.conflicts.get(change.cluster_id)
     if problem is not None:
         if undo is not None and _change_revert(result=result, undo=undo):
+            if change.cluster_id in report.unreadable:  # FIELD_ENCRYPTION_KEY lost its keys
+                raise SecretsUnavailable()
             raise GitopsValuesConflict(problem=problem)
         logger.warning("%s stays pending until git is fixed: %s", change, problem)
         return result

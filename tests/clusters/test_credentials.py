@@ -130,3 +130,26 @@ def test_a_change_whose_keys_cannot_be_decrypted_is_undone_and_answered_503(
     assert "FIELD_ENCRYPTION_KEY" in caplog.text  # operators are told what to restore
     assert Cluster.objects.get(pk=cluster1.pk).replicas == cluster1.replicas  # nothing was changed
     assert not ClusterChange.objects.filter(cluster=cluster1, action="update").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_clients_unreadable_keys_hold_up_none_of_this_clients_changes(
+    as_user1, client_for, user2, cluster1, cluster2, settings
+):
+    """client1's keys encrypted under a key this process lacks (its change waiting on it) must
+    not make client2's scale answer 503: one tenant's broken row is not another's outage."""
+    from config.crypto import CLUSTER_API_KEYS, field_encrypt
+
+    configured = settings.FIELD_ENCRYPTION_KEY
+    settings.FIELD_ENCRYPTION_KEY = "a key this process does not have"
+    foreign = field_encrypt(plaintext="k" * 32, purpose=CLUSTER_API_KEYS)
+    settings.FIELD_ENCRYPTION_KEY = configured
+    Cluster.objects.filter(pk=cluster1.pk).update(api_key_encrypted=foreign, replicas=3)
+    cluster1.changes.create(
+        action="update", changes={"replicas": [2, 3]}, message="client1/main: replicas 2 -> 3"
+    )
+
+    response = client_for(user2).patch("/api/clients/client2/clusters/main", {"replicas": 2}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["revision"]["commit"]  # delivered
