@@ -23,7 +23,6 @@ from django.utils.cache import add_never_cache_headers
 from accounts.admin import ReadOnlyAdmin
 from clusters.selectors import gitops_remote_state
 from clusters.sync import SyncReport, repository_sync, sync_done, sync_notes, sync_problems
-from config.crypto import FieldDecryptionError
 from gitops.errors import RepositoryUnavailable
 from operations.models import SystemStatus
 from operations.selectors import PROBE_TIMEOUT_SECONDS, SLOW_ROUND_TRIP_MS, system_status
@@ -94,8 +93,6 @@ class SystemStatusAdmin(ReadOnlyAdmin):
                 messages.ERROR,
                 f"Nothing was delivered: the GitOps repository is unavailable ({error}).",
             )
-        except FieldDecryptionError as error:  # a waiting change of that cluster: as gitops_sync says it
-            level, text = messages.ERROR, f"Nothing was delivered: {error}"
         # A sync also writes git back to the database's state over hand edits: who ran it is kept.
         logger.info("deliver now: %s", text, extra={"actor_id": request.user.pk})
         self.message_user(request, text, level)

@@ -16,7 +16,6 @@ from clusters.sync import (
     sync_notes,
     sync_problems,
 )
-from config.crypto import FieldDecryptionError
 from gitops.errors import RepositoryUnavailable
 
 _LOST_LISTED = 20  # lines; the count says how many there are
@@ -72,8 +71,6 @@ class Command(BaseCommand):
             )
         except RepositoryUnavailable as error:
             raise CommandError(f"GitOps repository unavailable: {error}") from error
-        except FieldDecryptionError as error:  # a pending change of that cluster: nothing was delivered
-            raise CommandError(f"Nothing was delivered: {error}") from error
 
     def _findings_write(self, report: SyncReport) -> None:
         """One line per finding: each drifted file (written, or not: ``--check``, changes git holds
